@@ -1,0 +1,1 @@
+//! car (in progress)

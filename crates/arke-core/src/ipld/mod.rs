@@ -1,0 +1,1 @@
+//! ipld (in progress)

@@ -1,0 +1,1 @@
+//! kubo (in progress)
