@@ -1,1 +1,1177 @@
-//! kubo (in progress)
+//! Async client for the Kubo RPC API (`/api/v0`), limited to the small portable surface the
+//! tools need: `id`, `version`, `block/*`, `files/*`, `pin/*`, `add`, `dag/import`, `dag/export`.
+//!
+//! Blocks are encoded and decoded locally ([`crate::ipld`]): the node's `dag/get` JSON rendering
+//! differs between implementations, and a local decode is the only way to see plain-map links.
+//!
+//! Written against Kubo's documented RPC; tolerant of js-ipfs 0.66 (the test stand-in): CIDs are
+//! parsed rather than compared as strings (js-ipfs prints CIDv1 in base58btc), `Size` may be a
+//! number or a string, "does not exist" is matched in the message.
+
+mod config;
+mod error;
+
+pub use config::{DEFAULT_API, KuboConfig, auth_header, normalize_api_url};
+pub use error::KuboError;
+
+use std::path::Path;
+use std::time::Duration;
+
+use bytes::Bytes;
+use cid::Cid;
+use http_body_util::BodyExt;
+use reqwest::multipart::{Form, Part};
+use serde_json::Value;
+use tokio::io::{AsyncWrite, AsyncWriteExt};
+
+use error::{says_not_found, says_timed_out};
+
+/// Largest block the client accepts from `block/get` (the CAR reader's default section limit).
+pub const MAX_BLOCK: usize = 8 << 20;
+/// Chunk size for streaming a file upload: the 4 KiB default of `Form::file` was 17x slower.
+const UPLOAD_CHUNK: usize = 256 << 10;
+
+/// The node's identity, from `id`.
+#[derive(Debug, Clone)]
+pub struct NodeId {
+    pub id: String,
+    pub agent_version: String,
+}
+
+/// The node's version, from `version`.
+#[derive(Debug, Clone)]
+pub struct NodeVersion {
+    pub version: String,
+    pub repo: Option<String>,
+}
+
+/// Kind of an MFS entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EntryKind {
+    File,
+    Directory,
+}
+
+/// One entry of `files/ls`.
+#[derive(Debug, Clone)]
+pub struct MfsEntry {
+    pub name: String,
+    pub kind: EntryKind,
+    pub size: u64,
+    pub cid: Option<Cid>,
+}
+
+/// `files/stat` of one path.
+#[derive(Debug, Clone)]
+pub struct MfsStat {
+    pub cid: Cid,
+    pub kind: EntryKind,
+    pub size: u64,
+    pub cumulative_size: u64,
+}
+
+/// One root reported by `dag/import`.
+#[derive(Debug, Clone)]
+pub struct ImportedRoot {
+    pub cid: Cid,
+    /// Non-empty when the node could not pin this root (usually: a block below it is missing).
+    pub pin_error: Option<String>,
+}
+
+/// What `dag/import` reported.
+#[derive(Debug, Clone, Default)]
+pub struct ImportOutcome {
+    pub roots: Vec<ImportedRoot>,
+    /// `(blocks, bytes)` when the node reports stats (Kubo does; js-ipfs ignores `stats=true`).
+    pub stats: Option<(u64, u64)>,
+}
+
+/// Pin type as reported by `pin/ls`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PinKind {
+    Recursive,
+    Direct,
+    Indirect,
+    Other(String),
+}
+
+/// A handle to one node. Cheap to clone (the connection pool is shared).
+#[derive(Debug, Clone)]
+pub struct Kubo {
+    http: reqwest::Client,
+    /// Same pool settings, but no idle-read deadline short enough to kill a long import/export:
+    /// the node may legitimately say nothing for minutes while it pins a large archive.
+    stream_http: reqwest::Client,
+    cfg: KuboConfig,
+}
+
+/// Query parameters of one call.
+type Query<'a> = Vec<(&'a str, String)>;
+
+impl Kubo {
+    /// A client for the node described by `cfg`. Does not contact the node.
+    pub fn new(cfg: KuboConfig) -> Result<Self, KuboError> {
+        let build = |read_timeout: Duration| {
+            let mut headers = reqwest::header::HeaderMap::new();
+            if let Some(auth) = &cfg.auth {
+                let mut v = reqwest::header::HeaderValue::from_str(auth).map_err(|_| {
+                    KuboError::BadResponse {
+                        call: "config",
+                        arg: String::new(),
+                        reason: "IPFS_API_AUTH contains characters not allowed in a header".into(),
+                    }
+                })?;
+                v.set_sensitive(true);
+                headers.insert(reqwest::header::AUTHORIZATION, v);
+            }
+            reqwest::Client::builder()
+                .default_headers(headers)
+                .user_agent(concat!("arke-dr/", env!("CARGO_PKG_VERSION")))
+                .connect_timeout(cfg.connect_timeout)
+                .read_timeout(read_timeout)
+                .pool_idle_timeout(Duration::from_secs(30))
+                .pool_max_idle_per_host(16)
+                .tcp_keepalive(Duration::from_secs(60))
+                // Loopback RPC must never go through $HTTP_PROXY.
+                .no_proxy()
+                .build()
+                .map_err(|e| KuboError::Unreachable {
+                    url: cfg.base.clone(),
+                    reason: format!("cannot build HTTP client: {e}"),
+                })
+        };
+        let http = build(cfg.read_timeout)?;
+        let stream_http = build(Duration::from_secs(3600))?;
+        Ok(Kubo {
+            http,
+            stream_http,
+            cfg,
+        })
+    }
+
+    /// The settings this client uses.
+    pub fn config(&self) -> &KuboConfig {
+        &self.cfg
+    }
+
+    /// The base URL (`…/api/v0`).
+    pub fn base_url(&self) -> &str {
+        &self.cfg.base
+    }
+
+    fn block_timeout_param(&self) -> String {
+        format!("{}ms", self.cfg.block_timeout.as_millis().max(1))
+    }
+
+    // ----------------------------------------------------------------------------------------
+    // Transport: one POST with retries, error classification, bounded body reads.
+    // ----------------------------------------------------------------------------------------
+
+    /// Sends one call. `form` builds the multipart body anew for each attempt (bodies are
+    /// consumed by sending). Retries only when `idempotent` and the failure is transient.
+    async fn send(
+        &self,
+        call: &'static str,
+        arg: &str,
+        query: &Query<'_>,
+        form: Option<&(dyn Fn() -> Result<Form, KuboError> + Sync)>,
+        idempotent: bool,
+        deadline: Option<Duration>,
+    ) -> Result<reqwest::Response, KuboError> {
+        let url = format!("{}/{}", self.cfg.base, call);
+        let attempts = if idempotent { self.cfg.retries + 1 } else { 1 };
+        let mut delay = self.cfg.backoff;
+        let mut last_err = None;
+        for attempt in 0..attempts {
+            if attempt > 0 {
+                tokio::time::sleep(delay).await;
+                delay = delay.saturating_mul(2);
+            }
+            let client = if deadline.is_none() {
+                &self.stream_http
+            } else {
+                &self.http
+            };
+            let mut req = client.post(&url).query(query);
+            if let Some(d) = deadline {
+                req = req.timeout(d);
+            }
+            if let Some(make) = form {
+                req = req.multipart(make()?);
+            }
+            match req.send().await {
+                Ok(resp) => {
+                    let status = resp.status();
+                    if status.is_success() {
+                        return Ok(resp);
+                    }
+                    let transient = matches!(status.as_u16(), 429 | 502 | 503 | 504);
+                    let err = self.error_from_response(call, arg, resp).await;
+                    if transient && attempt + 1 < attempts {
+                        tracing::debug!(call, arg, %err, "transient error, retrying");
+                        last_err = Some(err);
+                        continue;
+                    }
+                    return Err(err);
+                }
+                Err(e) => {
+                    let err = self.transport_error(call, arg, &e);
+                    // Only failures where the request cannot have had an effect, or the call is
+                    // idempotent anyway, are retried; connection-level errors qualify.
+                    if attempt + 1 < attempts {
+                        tracing::debug!(call, arg, %err, "transport error, retrying");
+                        last_err = Some(err);
+                        continue;
+                    }
+                    return Err(err);
+                }
+            }
+        }
+        Err(last_err.unwrap_or_else(|| KuboError::Unreachable {
+            url,
+            reason: "no attempt made".into(),
+        }))
+    }
+
+    fn transport_error(&self, call: &'static str, arg: &str, e: &reqwest::Error) -> KuboError {
+        let mut reason = e.to_string();
+        let mut src = std::error::Error::source(e);
+        while let Some(s) = src {
+            reason.push_str(": ");
+            reason.push_str(&s.to_string());
+            src = s.source();
+        }
+        if e.is_timeout() {
+            KuboError::Timeout {
+                call,
+                arg: arg.to_string(),
+                reason,
+            }
+        } else {
+            KuboError::Unreachable {
+                url: self.cfg.base.clone(),
+                reason,
+            }
+        }
+    }
+
+    async fn error_from_response(
+        &self,
+        call: &'static str,
+        arg: &str,
+        resp: reqwest::Response,
+    ) -> KuboError {
+        let status = resp.status().as_u16();
+        if status == 401 || status == 403 {
+            return KuboError::Auth { call, status };
+        }
+        let body = read_limited(resp, 64 << 10).await.unwrap_or_default();
+        let message = error_message(&body);
+        classify(call, arg, status, message)
+    }
+
+    /// Reads a small response body whole (bounded by `max_body`), checking trailers.
+    async fn body(
+        &self,
+        call: &'static str,
+        arg: &str,
+        resp: reqwest::Response,
+        limit: usize,
+    ) -> Result<Vec<u8>, KuboError> {
+        let mut out = Vec::new();
+        let mut body = http::Response::from(resp).into_body();
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| self.stream_error(call, arg, &e))?;
+            match frame.into_data() {
+                Ok(chunk) => {
+                    if out.len() + chunk.len() > limit {
+                        return Err(KuboError::BadResponse {
+                            call,
+                            arg: arg.to_string(),
+                            reason: format!("response larger than {limit} bytes"),
+                        });
+                    }
+                    out.extend_from_slice(&chunk);
+                }
+                Err(frame) => check_trailers(call, arg, frame)?,
+            }
+        }
+        Ok(out)
+    }
+
+    fn stream_error(&self, call: &'static str, arg: &str, e: &reqwest::Error) -> KuboError {
+        match self.transport_error(call, arg, e) {
+            t @ KuboError::Timeout { .. } => t,
+            other => KuboError::Stream {
+                call,
+                arg: arg.to_string(),
+                message: other.to_string(),
+            },
+        }
+    }
+
+    async fn json(
+        &self,
+        call: &'static str,
+        arg: &str,
+        query: Query<'_>,
+        idempotent: bool,
+    ) -> Result<Value, KuboError> {
+        let resp = self
+            .send(
+                call,
+                arg,
+                &query,
+                None,
+                idempotent,
+                Some(self.cfg.call_timeout),
+            )
+            .await?;
+        let body = self.body(call, arg, resp, self.cfg.max_body).await?;
+        parse_json(call, arg, &body)
+    }
+
+    async fn json_form(
+        &self,
+        call: &'static str,
+        arg: &str,
+        query: Query<'_>,
+        form: &(dyn Fn() -> Result<Form, KuboError> + Sync),
+        idempotent: bool,
+    ) -> Result<Vec<u8>, KuboError> {
+        let resp = self
+            .send(
+                call,
+                arg,
+                &query,
+                Some(form),
+                idempotent,
+                Some(self.cfg.call_timeout),
+            )
+            .await?;
+        self.body(call, arg, resp, self.cfg.max_body).await
+    }
+
+    // ----------------------------------------------------------------------------------------
+    // Node
+    // ----------------------------------------------------------------------------------------
+
+    /// `id`: the cheapest "is the node there and answering" probe.
+    pub async fn id(&self) -> Result<NodeId, KuboError> {
+        let v = self.json("id", "", vec![], true).await?;
+        Ok(NodeId {
+            id: str_field(&v, "ID").unwrap_or_default(),
+            agent_version: str_field(&v, "AgentVersion").unwrap_or_default(),
+        })
+    }
+
+    /// `version`.
+    pub async fn version(&self) -> Result<NodeVersion, KuboError> {
+        let v = self.json("version", "", vec![], true).await?;
+        Ok(NodeVersion {
+            version: str_field(&v, "Version").ok_or_else(|| KuboError::BadResponse {
+                call: "version",
+                arg: String::new(),
+                reason: "no Version field".into(),
+            })?,
+            repo: str_field(&v, "Repo"),
+        })
+    }
+
+    /// Polls `id` until the node answers or `within` elapses.
+    pub async fn wait_ready(&self, within: Duration) -> Result<NodeId, KuboError> {
+        let start = tokio::time::Instant::now();
+        loop {
+            match self.id().await {
+                Ok(id) => return Ok(id),
+                Err(e) if e.is_node_failure() && start.elapsed() < within => {
+                    tracing::debug!(%e, "node not ready yet");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    // ----------------------------------------------------------------------------------------
+    // Blocks
+    // ----------------------------------------------------------------------------------------
+
+    /// `block/get`, offline and with a server-side timeout so that a block that is not stored
+    /// fails fast ([`KuboError::BlockMissing`]) instead of hanging on a private node.
+    /// The bytes are NOT verified here; callers re-hash with [`crate::ipld::verify`].
+    pub async fn block_get(&self, cid: &Cid) -> Result<Bytes, KuboError> {
+        let arg = cid.to_string();
+        let query = vec![
+            ("arg", arg.clone()),
+            ("offline", "true".into()),
+            ("timeout", self.block_timeout_param()),
+        ];
+        let deadline = self.cfg.block_timeout + self.cfg.call_timeout;
+        let resp = self
+            .send("block/get", &arg, &query, None, true, Some(deadline))
+            .await
+            .map_err(|e| block_error(e, &arg))?;
+        let body = self
+            .body("block/get", &arg, resp, MAX_BLOCK)
+            .await
+            .map_err(|e| block_error(e, &arg))?;
+        Ok(Bytes::from(body))
+    }
+
+    /// `block/stat`: the stored size of a block, or [`KuboError::BlockMissing`].
+    pub async fn block_stat(&self, cid: &Cid) -> Result<u64, KuboError> {
+        let arg = cid.to_string();
+        let v = self
+            .json(
+                "block/stat",
+                &arg,
+                vec![
+                    ("arg", arg.clone()),
+                    ("offline", "true".into()),
+                    ("timeout", self.block_timeout_param()),
+                ],
+                true,
+            )
+            .await
+            .map_err(|e| block_error(e, &arg))?;
+        u64_field(&v, "Size").ok_or_else(|| KuboError::BadResponse {
+            call: "block/stat",
+            arg,
+            reason: "no Size field".into(),
+        })
+    }
+
+    /// `block/put` with `cid-codec`, sha2-256, CIDv1. The CID is computed locally first and the
+    /// node's answer must equal it: a block never ends up stored under a name we did not expect.
+    pub async fn block_put(&self, codec: u64, data: &[u8], pin: bool) -> Result<Cid, KuboError> {
+        let want = crate::ipld::cid_v1(codec, data);
+        let codec_name = crate::ipld::codec_name(codec);
+        let payload = Bytes::copy_from_slice(data);
+        let form = move || -> Result<Form, KuboError> {
+            Ok(Form::new().part("file", Part::stream(payload.clone()).file_name("block")))
+        };
+        let body = self
+            .json_form(
+                "block/put",
+                &want.to_string(),
+                vec![
+                    ("cid-codec", codec_name.to_string()),
+                    ("mhtype", "sha2-256".into()),
+                    ("pin", pin.to_string()),
+                ],
+                &form,
+                true,
+            )
+            .await?;
+        let v = parse_json("block/put", "", &body)?;
+        let got = cid_field(&v, "Key").ok_or_else(|| KuboError::BadResponse {
+            call: "block/put",
+            arg: want.to_string(),
+            reason: "no Key field".into(),
+        })?;
+        same_block("block/put", &want, &got)?;
+        Ok(want)
+    }
+
+    // ----------------------------------------------------------------------------------------
+    // UnixFS
+    // ----------------------------------------------------------------------------------------
+
+    /// `add` of one file as UnixFS with CIDv1 and raw leaves (how the worker stores components):
+    /// up to 256 KiB it is a single raw block, above that a dag-pb root over raw leaves.
+    pub async fn add(&self, name: &str, data: Bytes, pin: bool) -> Result<Cid, KuboError> {
+        let fname = name.to_string();
+        let form = move || -> Result<Form, KuboError> {
+            Ok(Form::new().part("file", Part::stream(data.clone()).file_name(fname.clone())))
+        };
+        let body = self
+            .json_form(
+                "add",
+                name,
+                vec![
+                    ("cid-version", "1".into()),
+                    ("raw-leaves", "true".into()),
+                    ("pin", pin.to_string()),
+                    ("cid-base", "base32".into()),
+                    ("quieter", "true".into()),
+                ],
+                &form,
+                true,
+            )
+            .await?;
+        // NDJSON; the last object names the root.
+        let text = String::from_utf8_lossy(&body);
+        let last = text
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("");
+        let v = parse_json("add", name, last.as_bytes())?;
+        cid_field(&v, "Hash").ok_or_else(|| KuboError::BadResponse {
+            call: "add",
+            arg: name.to_string(),
+            reason: "no Hash field".into(),
+        })
+    }
+
+    // ----------------------------------------------------------------------------------------
+    // MFS
+    // ----------------------------------------------------------------------------------------
+
+    /// `files/read` of a whole (small) file. A missing path is [`KuboError::NotFound`].
+    pub async fn files_read(&self, path: &str) -> Result<Bytes, KuboError> {
+        let query = vec![("arg", path.to_string())];
+        let resp = self
+            .send(
+                "files/read",
+                path,
+                &query,
+                None,
+                true,
+                Some(self.cfg.call_timeout),
+            )
+            .await?;
+        let body = self
+            .body("files/read", path, resp, self.cfg.max_body)
+            .await?;
+        Ok(Bytes::from(body))
+    }
+
+    /// `files/write` with create + truncate (+ parents): replaces the file's content in one call.
+    pub async fn files_write(
+        &self,
+        path: &str,
+        data: &[u8],
+        parents: bool,
+    ) -> Result<(), KuboError> {
+        let payload = Bytes::copy_from_slice(data);
+        let form = move || -> Result<Form, KuboError> {
+            Ok(Form::new().part("file", Part::stream(payload.clone()).file_name("data")))
+        };
+        self.json_form(
+            "files/write",
+            path,
+            vec![
+                ("arg", path.to_string()),
+                ("create", "true".into()),
+                ("truncate", "true".into()),
+                ("parents", parents.to_string()),
+            ],
+            &form,
+            true,
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// `files/mkdir` (with `parents=true` an existing directory is not an error).
+    pub async fn files_mkdir(&self, path: &str, parents: bool) -> Result<(), KuboError> {
+        self.json_or_empty(
+            "files/mkdir",
+            path,
+            vec![("arg", path.to_string()), ("parents", parents.to_string())],
+            parents,
+        )
+        .await
+    }
+
+    /// `files/ls` with `long=true`. A missing path is [`KuboError::NotFound`].
+    pub async fn files_ls(&self, path: &str) -> Result<Vec<MfsEntry>, KuboError> {
+        let v = self
+            .json(
+                "files/ls",
+                path,
+                vec![("arg", path.to_string()), ("long", "true".into())],
+                true,
+            )
+            .await?;
+        let entries = match v.get("Entries") {
+            None | Some(Value::Null) => return Ok(Vec::new()),
+            Some(Value::Array(a)) => a,
+            Some(_) => {
+                return Err(KuboError::BadResponse {
+                    call: "files/ls",
+                    arg: path.to_string(),
+                    reason: "Entries is not a list".into(),
+                });
+            }
+        };
+        let mut out = Vec::with_capacity(entries.len());
+        for e in entries {
+            let name = str_field(e, "Name").ok_or_else(|| KuboError::BadResponse {
+                call: "files/ls",
+                arg: path.to_string(),
+                reason: "entry without Name".into(),
+            })?;
+            // Kubo: Type 0 = file, 1 = directory (with long=true).
+            let kind = match e.get("Type") {
+                Some(Value::Number(n)) if n.as_u64() == Some(1) => EntryKind::Directory,
+                Some(Value::String(s)) if s == "directory" || s == "1" => EntryKind::Directory,
+                _ => EntryKind::File,
+            };
+            out.push(MfsEntry {
+                name,
+                kind,
+                size: u64_field(e, "Size").unwrap_or(0),
+                cid: cid_field(e, "Hash"),
+            });
+        }
+        Ok(out)
+    }
+
+    /// `files/stat`. A missing path is [`KuboError::NotFound`].
+    pub async fn files_stat(&self, path: &str) -> Result<MfsStat, KuboError> {
+        let v = self
+            .json("files/stat", path, vec![("arg", path.to_string())], true)
+            .await?;
+        let bad = |reason: &str| KuboError::BadResponse {
+            call: "files/stat",
+            arg: path.to_string(),
+            reason: reason.to_string(),
+        };
+        let cid = cid_field(&v, "Hash").ok_or_else(|| bad("no Hash field"))?;
+        let kind = match str_field(&v, "Type").as_deref() {
+            Some("directory") => EntryKind::Directory,
+            Some("file") => EntryKind::File,
+            _ => return Err(bad("unknown Type")),
+        };
+        Ok(MfsStat {
+            cid,
+            kind,
+            size: u64_field(&v, "Size").unwrap_or(0),
+            cumulative_size: u64_field(&v, "CumulativeSize").unwrap_or(0),
+        })
+    }
+
+    /// `files/stat` that maps "does not exist" to `None`.
+    pub async fn files_stat_opt(&self, path: &str) -> Result<Option<MfsStat>, KuboError> {
+        match self.files_stat(path).await {
+            Ok(s) => Ok(Some(s)),
+            Err(KuboError::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `files/cp` from an MFS path or `/ipfs/<cid>` to an MFS path (fails if `to` exists).
+    pub async fn files_cp(&self, from: &str, to: &str) -> Result<(), KuboError> {
+        self.json_or_empty(
+            "files/cp",
+            to,
+            vec![("arg", from.to_string()), ("arg", to.to_string())],
+            false,
+        )
+        .await
+    }
+
+    /// `files/rm` (recursive for directories). Removing a path that does not exist succeeds:
+    /// callers want "afterwards it is gone", and Kubo and js-ipfs disagree on `force` here.
+    pub async fn files_rm(&self, path: &str, recursive: bool) -> Result<(), KuboError> {
+        let r = self
+            .json_or_empty(
+                "files/rm",
+                path,
+                vec![
+                    ("arg", path.to_string()),
+                    ("recursive", recursive.to_string()),
+                    ("force", recursive.to_string()),
+                ],
+                false,
+            )
+            .await;
+        match r {
+            Err(KuboError::NotFound { .. }) => Ok(()),
+            other => other,
+        }
+    }
+
+    /// `files/flush`: the CID of an MFS path after pending writes are flushed.
+    pub async fn files_flush(&self, path: &str) -> Result<Option<Cid>, KuboError> {
+        let v = self
+            .json("files/flush", path, vec![("arg", path.to_string())], true)
+            .await?;
+        Ok(cid_field(&v, "Cid"))
+    }
+
+    async fn json_or_empty(
+        &self,
+        call: &'static str,
+        arg: &str,
+        query: Query<'_>,
+        idempotent: bool,
+    ) -> Result<(), KuboError> {
+        let resp = self
+            .send(
+                call,
+                arg,
+                &query,
+                None,
+                idempotent,
+                Some(self.cfg.call_timeout),
+            )
+            .await?;
+        let body = self.body(call, arg, resp, self.cfg.max_body).await?;
+        // Some calls answer with an empty body, some with JSON; an error object inside a 200
+        // (streamed commands) must not pass silently.
+        if let Ok(v) = serde_json::from_slice::<Value>(&body)
+            && v.get("Type").and_then(Value::as_str) == Some("error")
+        {
+            return Err(classify(call, arg, 500, error_message(&body)));
+        }
+        Ok(())
+    }
+
+    // ----------------------------------------------------------------------------------------
+    // Pins
+    // ----------------------------------------------------------------------------------------
+
+    /// `pin/add` (recursive or direct). Every block below a recursive pin must be stored;
+    /// otherwise the node reports the block as missing within the block timeout.
+    pub async fn pin_add(&self, cid: &Cid, recursive: bool) -> Result<(), KuboError> {
+        let arg = cid.to_string();
+        let query = vec![
+            ("arg", arg.clone()),
+            ("recursive", recursive.to_string()),
+            ("timeout", self.block_timeout_param()),
+        ];
+        let deadline = self.cfg.block_timeout + self.cfg.call_timeout;
+        let resp = self
+            .send("pin/add", &arg, &query, None, true, Some(deadline))
+            .await
+            .map_err(|e| block_error(e, &arg))?;
+        let body = self
+            .body("pin/add", &arg, resp, self.cfg.max_body)
+            .await
+            .map_err(|e| block_error(e, &arg))?;
+        let v = parse_json("pin/add", &arg, &body)?;
+        if let Some(Value::Array(pins)) = v.get("Pins")
+            && pins.iter().filter_map(|p| p.as_str()).any(|p| {
+                p.parse::<Cid>()
+                    .map(|c| c.hash() == cid.hash())
+                    .unwrap_or(false)
+            })
+        {
+            return Ok(());
+        }
+        Err(KuboError::BadResponse {
+            call: "pin/add",
+            arg,
+            reason: format!("pin not confirmed: {}", String::from_utf8_lossy(&body)),
+        })
+    }
+
+    /// `pin/rm`. A CID that is not pinned is [`KuboError::NotFound`].
+    pub async fn pin_rm(&self, cid: &Cid) -> Result<(), KuboError> {
+        let arg = cid.to_string();
+        self.json("pin/rm", &arg, vec![("arg", arg.clone())], true)
+            .await
+            .map(|_| ())
+    }
+
+    /// `pin/ls` of one CID: how it is pinned, or `None` when it is not.
+    pub async fn pin_ls(&self, cid: &Cid) -> Result<Option<PinKind>, KuboError> {
+        let arg = cid.to_string();
+        let v = match self
+            .json(
+                "pin/ls",
+                &arg,
+                vec![
+                    ("arg", arg.clone()),
+                    ("timeout", self.block_timeout_param()),
+                ],
+                true,
+            )
+            .await
+        {
+            Ok(v) => v,
+            Err(KuboError::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let Some(Value::Object(keys)) = v.get("Keys") else {
+            return Ok(None);
+        };
+        for (k, info) in keys {
+            let same = k
+                .parse::<Cid>()
+                .map(|c| c.hash() == cid.hash())
+                .unwrap_or(false);
+            if same {
+                let t = info.get("Type").and_then(Value::as_str).unwrap_or("");
+                return Ok(Some(match t {
+                    "recursive" => PinKind::Recursive,
+                    "direct" => PinKind::Direct,
+                    t if t.starts_with("indirect") => PinKind::Indirect,
+                    t => PinKind::Other(t.to_string()),
+                }));
+            }
+        }
+        Ok(None)
+    }
+
+    // ----------------------------------------------------------------------------------------
+    // CAR import / export
+    // ----------------------------------------------------------------------------------------
+
+    /// `dag/import` of one CAR file, streamed from disk in 256 KiB chunks (never read into
+    /// memory). Roots are pinned when `pin_roots`; a root whose pin failed is reported in
+    /// [`ImportedRoot::pin_error`], and the caller must treat it as a failure.
+    pub async fn dag_import(
+        &self,
+        car: &Path,
+        pin_roots: bool,
+    ) -> Result<ImportOutcome, KuboError> {
+        let arg = car.display().to_string();
+        let io_err = |source| KuboError::Io {
+            call: "dag/import",
+            path: arg.clone(),
+            source,
+        };
+        let file = tokio::fs::File::open(car).await.map_err(io_err)?;
+        let len = file.metadata().await.map_err(io_err)?.len();
+        let stream = tokio_util::io::ReaderStream::with_capacity(file, UPLOAD_CHUNK);
+        let part = Part::stream_with_length(reqwest::Body::wrap_stream(stream), len)
+            .file_name("archive.car")
+            .mime_str("application/vnd.ipld.car")
+            .map_err(|e| KuboError::BadResponse {
+                call: "dag/import",
+                arg: arg.clone(),
+                reason: e.to_string(),
+            })?;
+        let part = std::sync::Mutex::new(Some(part));
+        // The file stream can be sent once; no retry for this call.
+        let form = move || -> Result<Form, KuboError> {
+            let p = part.lock().ok().and_then(|mut g| g.take()).ok_or_else(|| {
+                KuboError::BadResponse {
+                    call: "dag/import",
+                    arg: String::new(),
+                    reason: "import body already sent".into(),
+                }
+            })?;
+            Ok(Form::new().part("file", p))
+        };
+        let query = vec![
+            ("pin-roots", pin_roots.to_string()),
+            ("stats", "true".into()),
+            ("allow-big-block", "true".into()),
+        ];
+        let resp = self
+            .send("dag/import", &arg, &query, Some(&form), false, None)
+            .await?;
+        let body = self
+            .body("dag/import", &arg, resp, self.cfg.max_body)
+            .await?;
+        let mut outcome = ImportOutcome::default();
+        for line in String::from_utf8_lossy(&body).lines() {
+            if line.trim().is_empty() {
+                continue;
+            }
+            let v = parse_json("dag/import", &arg, line.as_bytes())?;
+            if v.get("Type").and_then(Value::as_str) == Some("error") {
+                return Err(KuboError::Stream {
+                    call: "dag/import",
+                    arg,
+                    message: error_message(line.as_bytes()),
+                });
+            }
+            if let Some(root) = v.get("Root") {
+                let cid =
+                    root.get("Cid")
+                        .and_then(link_value)
+                        .ok_or_else(|| KuboError::BadResponse {
+                            call: "dag/import",
+                            arg: arg.clone(),
+                            reason: format!("root without a CID: {line}"),
+                        })?;
+                let pin_error = root
+                    .get("PinErrorMsg")
+                    .and_then(Value::as_str)
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_string);
+                outcome.roots.push(ImportedRoot { cid, pin_error });
+            }
+            if let Some(stats) = v.get("Stats") {
+                outcome.stats = Some((
+                    u64_field(stats, "BlockCount").unwrap_or(0),
+                    u64_field(stats, "BlockBytesCount").unwrap_or(0),
+                ));
+            }
+        }
+        Ok(outcome)
+    }
+
+    /// `dag/export` of `root` (offline), streamed into `out` as it arrives. Fails on an
+    /// `X-Stream-Error` trailer or a broken stream. Returns the bytes written. The caller must
+    /// still parse and verify what it received: trailers are not reliable (kubo#9333).
+    pub async fn dag_export<W: AsyncWrite + Unpin>(
+        &self,
+        root: &Cid,
+        out: &mut W,
+    ) -> Result<u64, KuboError> {
+        let arg = root.to_string();
+        let query = vec![
+            ("arg", arg.clone()),
+            ("offline", "true".into()),
+            ("progress", "false".into()),
+            ("timeout", "24h".into()),
+        ];
+        let resp = self
+            .send("dag/export", &arg, &query, None, true, None)
+            .await
+            .map_err(|e| block_error(e, &arg))?;
+        let mut body = http::Response::from(resp).into_body();
+        let mut written = 0u64;
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| self.stream_error("dag/export", &arg, &e))?;
+            match frame.into_data() {
+                Ok(chunk) => {
+                    out.write_all(&chunk)
+                        .await
+                        .map_err(|source| KuboError::Io {
+                            call: "dag/export",
+                            path: arg.clone(),
+                            source,
+                        })?;
+                    written += chunk.len() as u64;
+                }
+                Err(frame) => check_trailers("dag/export", &arg, frame)?,
+            }
+        }
+        out.flush().await.map_err(|source| KuboError::Io {
+            call: "dag/export",
+            path: arg.clone(),
+            source,
+        })?;
+        Ok(written)
+    }
+}
+
+// --------------------------------------------------------------------------------------------
+// Response helpers
+// --------------------------------------------------------------------------------------------
+
+async fn read_limited(resp: reqwest::Response, limit: usize) -> Result<Vec<u8>, reqwest::Error> {
+    let mut out = Vec::new();
+    let mut resp = resp;
+    while let Some(chunk) = resp.chunk().await? {
+        let room = limit.saturating_sub(out.len());
+        out.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        if out.len() >= limit {
+            break;
+        }
+    }
+    Ok(out)
+}
+
+fn check_trailers(
+    call: &'static str,
+    arg: &str,
+    frame: http_body::Frame<Bytes>,
+) -> Result<(), KuboError> {
+    if let Ok(trailers) = frame.into_trailers()
+        && let Some(v) = trailers.get("x-stream-error")
+    {
+        let message = String::from_utf8_lossy(v.as_bytes()).to_string();
+        if !message.trim().is_empty() {
+            let message = error_message(message.as_bytes());
+            return Err(if says_not_found(&message) || says_timed_out(&message) {
+                KuboError::BlockMissing {
+                    cid: arg.to_string(),
+                    message,
+                }
+            } else {
+                KuboError::Stream {
+                    call,
+                    arg: arg.to_string(),
+                    message,
+                }
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The `Message` of a Kubo error object, or the body itself (Kubo answers some errors, e.g. 404,
+/// in plain text).
+fn error_message(body: &[u8]) -> String {
+    if let Ok(v) = serde_json::from_slice::<Value>(body)
+        && let Some(m) = v.get("Message").and_then(Value::as_str)
+    {
+        return m.to_string();
+    }
+    let text = String::from_utf8_lossy(body);
+    let line = text.trim().lines().next().unwrap_or("").trim();
+    if line.is_empty() {
+        "(no message)".into()
+    } else {
+        line.chars().take(300).collect()
+    }
+}
+
+fn classify(call: &'static str, arg: &str, status: u16, message: String) -> KuboError {
+    // 404 is "no such endpoint" (wrong base URL or an old node), never "no such file".
+    if status != 404 && says_not_found(&message) {
+        return KuboError::NotFound {
+            call,
+            arg: arg.to_string(),
+            message,
+        };
+    }
+    KuboError::Api {
+        call,
+        arg: arg.to_string(),
+        status,
+        message,
+    }
+}
+
+/// For block-touching calls: "not found" and a server-side timeout both mean the block is not
+/// stored (a private node cannot fetch it from anywhere).
+fn block_error(e: KuboError, cid: &str) -> KuboError {
+    match e {
+        KuboError::NotFound { message, .. } => KuboError::BlockMissing {
+            cid: cid.to_string(),
+            message,
+        },
+        KuboError::Api { message, .. } if says_timed_out(&message) => KuboError::BlockMissing {
+            cid: cid.to_string(),
+            message,
+        },
+        KuboError::Stream { message, .. }
+            if says_timed_out(&message) || says_not_found(&message) =>
+        {
+            KuboError::BlockMissing {
+                cid: cid.to_string(),
+                message,
+            }
+        }
+        other => other,
+    }
+}
+
+fn parse_json(call: &'static str, arg: &str, body: &[u8]) -> Result<Value, KuboError> {
+    serde_json::from_slice(body).map_err(|e| KuboError::BadResponse {
+        call,
+        arg: arg.to_string(),
+        reason: format!("invalid JSON ({e})"),
+    })
+}
+
+fn str_field(v: &Value, key: &str) -> Option<String> {
+    v.get(key).and_then(Value::as_str).map(str::to_string)
+}
+
+/// Kubo prints sizes as numbers, js-ipfs sometimes as strings: accept both.
+fn u64_field(v: &Value, key: &str) -> Option<u64> {
+    match v.get(key)? {
+        Value::Number(n) => n.as_u64(),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+/// A CID given either as a string or as `{"/": "<cid>"}`.
+fn link_value(v: &Value) -> Option<Cid> {
+    match v {
+        Value::String(s) => s.trim().parse().ok(),
+        Value::Object(m) => m.get("/").and_then(Value::as_str)?.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+fn cid_field(v: &Value, key: &str) -> Option<Cid> {
+    link_value(v.get(key)?)
+}
+
+/// The node may print the CID in another base or version (js-ipfs: base58btc); what must match
+/// is the codec and the multihash.
+fn same_block(call: &'static str, want: &Cid, got: &Cid) -> Result<(), KuboError> {
+    if want.hash() == got.hash() && want.codec() == got.codec() {
+        Ok(())
+    } else {
+        Err(KuboError::CidMismatch {
+            call,
+            want: want.to_string(),
+            got: got.to_string(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_messages() {
+        assert_eq!(
+            error_message(br#"{"Message":"file does not exist","Code":0,"Type":"error"}"#),
+            "file does not exist"
+        );
+        assert_eq!(error_message(b"404 page not found\n"), "404 page not found");
+        assert_eq!(error_message(b""), "(no message)");
+    }
+
+    #[test]
+    fn classification() {
+        // B15: a 500 is not "missing" unless the message says so.
+        assert!(matches!(
+            classify("files/read", "/p", 500, "file does not exist".into()),
+            KuboError::NotFound { .. }
+        ));
+        assert!(matches!(
+            classify("files/read", "/p", 500, "internal error".into()),
+            KuboError::Api { status: 500, .. }
+        ));
+        // 404 means a wrong endpoint, even though the text says "not found".
+        assert!(matches!(
+            classify("files/read", "/p", 404, "404 page not found".into()),
+            KuboError::Api { status: 404, .. }
+        ));
+        let e = block_error(
+            classify("block/get", "bafy", 500, "request timed out".into()),
+            "bafy",
+        );
+        assert!(matches!(e, KuboError::BlockMissing { .. }));
+        let e = block_error(
+            classify("block/get", "bafy", 500, "disk full".into()),
+            "bafy",
+        );
+        assert!(matches!(e, KuboError::Api { .. }));
+    }
+
+    #[test]
+    fn lenient_fields() {
+        let v: Value = serde_json::json!({"Size": "10", "Other": 7, "Hash": {"/": "bafkreie7selb6q2dhze2nxtnw2anph3acwps4swjc4tcdijiizbicwcebm"}});
+        assert_eq!(u64_field(&v, "Size"), Some(10));
+        assert_eq!(u64_field(&v, "Other"), Some(7));
+        assert!(cid_field(&v, "Hash").is_some());
+        assert_eq!(u64_field(&v, "Missing"), None);
+    }
+
+    #[test]
+    fn cid_in_other_base_is_same_block() {
+        let v1: Cid = "bafkreie7selb6q2dhze2nxtnw2anph3acwps4swjc4tcdijiizbicwcebm"
+            .parse()
+            .unwrap();
+        let b58 = v1
+            .to_string_of_base(cid::multibase::Base::Base58Btc)
+            .unwrap();
+        let again: Cid = b58.parse().unwrap();
+        assert!(same_block("t", &v1, &again).is_ok());
+        let other = Cid::new_v1(0x71, *v1.hash());
+        assert!(same_block("t", &v1, &other).is_err());
+    }
+
+    #[tokio::test]
+    async fn unreachable_node_is_typed_and_fast() {
+        // Port 9 (discard) on loopback is closed on these machines: connection refused.
+        let mut cfg = KuboConfig::new("http://127.0.0.1:9", None).unwrap();
+        cfg.retries = 1;
+        cfg.backoff = Duration::from_millis(10);
+        let kubo = Kubo::new(cfg).unwrap();
+        let t = std::time::Instant::now();
+        let err = kubo.id().await.unwrap_err();
+        assert!(matches!(err, KuboError::Unreachable { .. }), "{err}");
+        assert!(err.is_node_failure());
+        assert!(t.elapsed() < Duration::from_secs(10));
+    }
+}

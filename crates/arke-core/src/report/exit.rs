@@ -1,0 +1,179 @@
+//! The documented exit codes, the same for every binary. Scripts and the runbook switch on them.
+//!
+//! | code | name       | meaning                                                                 | operator's next step |
+//! |------|------------|-------------------------------------------------------------------------|----------------------|
+//! | 0    | `Ok`       | success, including "unchanged, nothing to do"                           | none |
+//! | 1    | `Failed`   | verification failed or data incomplete: missing or corrupt block, truncated or corrupt CAR, undecodable block, unknown schema, invalid id | read the one-line error: it names the CID |
+//! | 2    | `Usage`    | bad flags or arguments (clap uses 2 as well)                            | fix the command line |
+//! | 3    | `Node`     | IPFS node unreachable, timed out, refused auth, or failed a call        | check the node (`docker ps`, `curl -X POST $IPFS_API_URL/id`) and retry |
+//! | 4    | `Io`       | local file system: cannot read, write, fsync or rename a file           | check disk space and permissions |
+//! | 5    | `Locked`   | another run holds the lock                                              | wait; the kernel releases the lock if that run dies |
+//! | 101  | (panic)    | a bug                                                                   | report it with the log |
+
+use std::fmt;
+
+use crate::kubo::KuboError;
+use crate::shard::IdError;
+
+/// Exit code of an arke-dr binary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[repr(u8)]
+pub enum Exit {
+    Ok = 0,
+    Failed = 1,
+    Usage = 2,
+    Node = 3,
+    Io = 4,
+    Locked = 5,
+}
+
+impl Exit {
+    pub const ALL: [Exit; 6] = [
+        Exit::Ok,
+        Exit::Failed,
+        Exit::Usage,
+        Exit::Node,
+        Exit::Io,
+        Exit::Locked,
+    ];
+
+    pub fn code(self) -> u8 {
+        self as u8
+    }
+
+    /// Short name used in `--json` error kinds and logs.
+    pub fn name(self) -> &'static str {
+        match self {
+            Exit::Ok => "ok",
+            Exit::Failed => "failed",
+            Exit::Usage => "usage",
+            Exit::Node => "node",
+            Exit::Io => "io",
+            Exit::Locked => "locked",
+        }
+    }
+
+    /// One line for `--help` and the README table.
+    pub fn meaning(self) -> &'static str {
+        match self {
+            Exit::Ok => "success (including \"unchanged\")",
+            Exit::Failed => {
+                "verification failed or data incomplete/corrupt (the error names the CID)"
+            }
+            Exit::Usage => "bad flags or arguments",
+            Exit::Node => "IPFS node unreachable, timed out, refused or failed a call",
+            Exit::Io => "local file error (read, write, fsync, rename, disk full)",
+            Exit::Locked => "another run holds the lock",
+        }
+    }
+
+    /// The table as text, for `--help` footers.
+    pub fn help_table() -> String {
+        let mut s = String::from("Exit codes:\n");
+        for e in Exit::ALL {
+            s.push_str(&format!("  {}  {}\n", e.code(), e.meaning()));
+        }
+        s
+    }
+}
+
+impl From<Exit> for std::process::ExitCode {
+    fn from(e: Exit) -> Self {
+        std::process::ExitCode::from(e.code())
+    }
+}
+
+/// An error that carries its exit code explicitly, for outcomes no typed error describes
+/// (for example "locked", or "incomplete: 3 blocks missing").
+#[derive(Debug)]
+pub struct Failure {
+    pub exit: Exit,
+    pub message: String,
+}
+
+impl Failure {
+    pub fn new(exit: Exit, message: impl Into<String>) -> Self {
+        Failure {
+            exit,
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Failure {}
+
+/// The exit code for an error chain: the first error in the chain (outermost first) that has a
+/// known type decides. Unknown errors are [`Exit::Failed`].
+pub fn classify(err: &(dyn std::error::Error + 'static)) -> Exit {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = cur {
+        if let Some(x) = classify_one(e) {
+            return x;
+        }
+        cur = e.source();
+    }
+    Exit::Failed
+}
+
+fn classify_one(e: &(dyn std::error::Error + 'static)) -> Option<Exit> {
+    if let Some(f) = e.downcast_ref::<Failure>() {
+        return Some(f.exit);
+    }
+    if let Some(k) = e.downcast_ref::<KuboError>() {
+        return Some(match k {
+            KuboError::NotFound { .. }
+            | KuboError::BlockMissing { .. }
+            | KuboError::CidMismatch { .. } => Exit::Failed,
+            KuboError::Io { .. } => Exit::Io,
+            _ => Exit::Node,
+        });
+    }
+    if e.downcast_ref::<IdError>().is_some() {
+        return Some(Exit::Failed);
+    }
+    if e.downcast_ref::<std::io::Error>().is_some() {
+        return Some(Exit::Io);
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_stable() {
+        let codes: Vec<u8> = Exit::ALL.iter().map(|e| e.code()).collect();
+        assert_eq!(codes, vec![0, 1, 2, 3, 4, 5]);
+        assert!(Exit::help_table().contains("5  another run holds the lock"));
+    }
+
+    #[test]
+    fn classification_walks_the_chain() {
+        let io = std::io::Error::other("disk full");
+        assert_eq!(classify(&io), Exit::Io);
+        let unreachable = KuboError::Unreachable {
+            url: "http://x".into(),
+            reason: "refused".into(),
+        };
+        assert_eq!(classify(&unreachable), Exit::Node);
+        let missing = KuboError::BlockMissing {
+            cid: "bafy".into(),
+            message: "not found".into(),
+        };
+        assert_eq!(classify(&missing), Exit::Failed);
+        // Wrapped in anyhow context: the typed error below still decides.
+        let wrapped = anyhow::Error::new(unreachable).context("reading the index pointer");
+        assert_eq!(classify(wrapped.as_ref()), Exit::Node);
+        let locked = anyhow::Error::new(Failure::new(Exit::Locked, "locked"));
+        assert_eq!(classify(locked.as_ref()), Exit::Locked);
+        let plain = anyhow::anyhow!("something else");
+        assert_eq!(classify(plain.as_ref()), Exit::Failed);
+    }
+}
