@@ -8,6 +8,7 @@
 //! | [`shard`]  | entity-id validation and MFS tip paths (worker rule, legacy rule, test network) |
 //! | [`car`]    | streaming CARv1 reader with CARv2 unwrap, CARv1 writer |
 //! | [`kubo`]   | async client for the Kubo RPC API (the small portable surface) |
+//! | [`unixfs`] | tip files and sharded index directories built locally and read back (dag-pb) |
 //! | [`report`] | exit codes, `--json` report types, progress (bar, periodic log lines, off) |
 #![doc(html_no_source)]
 
@@ -17,3 +18,4 @@ pub mod kubo;
 pub mod model;
 pub mod report;
 pub mod shard;
+pub mod unixfs;

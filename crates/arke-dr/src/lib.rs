@@ -1,1 +1,10 @@
-//! arke-dr
+//! Front-end glue shared by the arke-dr binaries: the common flags (node, output, local paths),
+//! logging to stderr, the async runtime, and the mapping from errors to documented exit codes.
+//! Each binary's `main` parses its flags and hands one call into `arke-core` to [`run`].
+
+pub mod args;
+mod output;
+mod run;
+
+pub use output::{print_json, print_line};
+pub use run::{after_help, run};

@@ -13,3 +13,7 @@ pub fn codec_name(code: u64) -> &'static str {
         _ => "unknown",
     }
 }
+pub const RAW: u64 = 0x55;
+pub const DAG_PB: u64 = 0x70;
+pub const DAG_CBOR: u64 = 0x71;
+pub const DAG_JSON: u64 = 0x0129;

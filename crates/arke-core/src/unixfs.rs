@@ -1,0 +1,497 @@
+//! The small part of UnixFS the tools need: tip files and the sharded index directories, built
+//! locally as MFS would build them, and read back from exported blocks.
+//!
+//! Writing the index one `files/write` per entity costs two requests per entity (the legacy
+//! restore's bottleneck). Building the directory tree locally and importing it in one CAR, then
+//! placing it with one `files/cp`, costs a handful. Reading works the same way in reverse: one
+//! `dag/export` of the index directory instead of one `files/read` per tip.
+//!
+//! Nodes are dag-pb with CIDv0, like Kubo's MFS defaults. Directory links are sorted by name.
+//! HAMT-sharded directories are recognised and refused with a clear error rather than misread.
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+use cid::Cid;
+use ipld_dagpb::{PbLink, PbNode};
+use multihash_codetable::{Code, MultihashDigest};
+
+use crate::shard::{EntityId, ShardRule, TIP_SUFFIX};
+
+/// UnixFS `Data.Type` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NodeType {
+    Raw,
+    Directory,
+    File,
+    Metadata,
+    Symlink,
+    HamtShard,
+}
+
+impl NodeType {
+    fn from_code(c: u64) -> Option<NodeType> {
+        Some(match c {
+            0 => NodeType::Raw,
+            1 => NodeType::Directory,
+            2 => NodeType::File,
+            3 => NodeType::Metadata,
+            4 => NodeType::Symlink,
+            5 => NodeType::HamtShard,
+            _ => return None,
+        })
+    }
+    fn code(self) -> u64 {
+        match self {
+            NodeType::Raw => 0,
+            NodeType::Directory => 1,
+            NodeType::File => 2,
+            NodeType::Metadata => 3,
+            NodeType::Symlink => 4,
+            NodeType::HamtShard => 5,
+        }
+    }
+}
+
+/// Why a block is not the UnixFS node we need.
+#[derive(Debug, thiserror::Error)]
+pub enum UnixfsError {
+    #[error("block {cid} is not a UnixFS node: {reason}")]
+    Malformed { cid: Cid, reason: String },
+    #[error("block {cid} is a HAMT-sharded directory, which arke-dr does not read")]
+    Hamt { cid: Cid },
+    #[error("block {cid} is a multi-block file ({links} chunks); tips are single blocks")]
+    MultiBlock { cid: Cid, links: usize },
+    #[error("block {cid} has codec 0x{codec:x}; expected dag-pb or raw")]
+    Codec { cid: Cid, codec: u64 },
+}
+
+/// A decoded dag-pb UnixFS node (or a raw leaf).
+#[derive(Debug, Clone)]
+pub struct Node {
+    pub kind: NodeType,
+    /// Inline data (file content for single-block files).
+    pub data: Option<Vec<u8>>,
+    pub filesize: Option<u64>,
+    /// Named links (directory entries, file chunks), in block order.
+    pub links: Vec<(String, Cid, u64)>,
+}
+
+// -----------------------------------------------------------------------------------------
+// Protobuf bits of the UnixFS `Data` message (fields 1 Type, 2 Data, 3 filesize, 4 blocksizes).
+// -----------------------------------------------------------------------------------------
+
+fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+fn get_varint(buf: &[u8], pos: &mut usize) -> Option<u64> {
+    let mut v = 0u64;
+    for shift in (0..64).step_by(7) {
+        let b = *buf.get(*pos)?;
+        *pos += 1;
+        v |= u64::from(b & 0x7f) << shift;
+        if b < 0x80 {
+            return Some(v);
+        }
+    }
+    None
+}
+
+fn encode_data(kind: NodeType, data: Option<&[u8]>, filesize: Option<u64>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(data.map_or(0, <[u8]>::len) + 16);
+    out.push(0x08);
+    put_varint(&mut out, kind.code());
+    if let Some(d) = data {
+        out.push(0x12);
+        put_varint(&mut out, d.len() as u64);
+        out.extend_from_slice(d);
+    }
+    if let Some(fs) = filesize {
+        out.push(0x18);
+        put_varint(&mut out, fs);
+    }
+    out
+}
+
+struct DataMsg {
+    kind: NodeType,
+    data: Option<Vec<u8>>,
+    filesize: Option<u64>,
+}
+
+fn decode_data(cid: &Cid, buf: &[u8]) -> Result<DataMsg, UnixfsError> {
+    let bad = |reason: &str| UnixfsError::Malformed {
+        cid: *cid,
+        reason: reason.to_string(),
+    };
+    let mut pos = 0;
+    let (mut kind, mut data, mut filesize) = (None, None, None);
+    while pos < buf.len() {
+        let key = get_varint(buf, &mut pos).ok_or_else(|| bad("truncated field key"))?;
+        match (key >> 3, key & 7) {
+            (1, 0) => {
+                let t = get_varint(buf, &mut pos).ok_or_else(|| bad("truncated Type"))?;
+                kind = Some(NodeType::from_code(t).ok_or_else(|| bad("unknown Type"))?);
+            }
+            (3, 0) => filesize = Some(get_varint(buf, &mut pos).ok_or_else(|| bad("bad filesize"))?),
+            (_, 0) => {
+                get_varint(buf, &mut pos).ok_or_else(|| bad("truncated varint field"))?;
+            }
+            (f, 2) => {
+                let len = get_varint(buf, &mut pos).ok_or_else(|| bad("truncated length"))?;
+                let end = usize::try_from(len)
+                    .ok()
+                    .and_then(|l| pos.checked_add(l))
+                    .filter(|e| *e <= buf.len())
+                    .ok_or_else(|| bad("field longer than the block"))?;
+                if f == 2 {
+                    data = Some(buf[pos..end].to_vec());
+                }
+                pos = end;
+            }
+            (_, 1) => pos = pos.checked_add(8).ok_or_else(|| bad("bad fixed64"))?,
+            (_, 5) => pos = pos.checked_add(4).ok_or_else(|| bad("bad fixed32"))?,
+            _ => return Err(bad("unsupported wire type")),
+        }
+    }
+    if pos > buf.len() {
+        return Err(bad("truncated fixed-width field"));
+    }
+    Ok(DataMsg {
+        kind: kind.ok_or_else(|| bad("no Type field"))?,
+        data,
+        filesize,
+    })
+}
+
+fn v0(bytes: &[u8]) -> Cid {
+    // Infallible: a sha2-256 multihash is exactly what CIDv0 requires.
+    Cid::new_v0(Code::Sha2_256.digest(bytes)).unwrap_or_else(|_| {
+        Cid::new_v1(crate::ipld::DAG_PB, Code::Sha2_256.digest(bytes))
+    })
+}
+
+/// A single-block UnixFS file holding `content` inline (dag-pb, CIDv0), as MFS writes a small
+/// file. Returns `(cid, block)`.
+pub fn file_block(content: &[u8]) -> (Cid, Vec<u8>) {
+    let data = encode_data(NodeType::File, Some(content), Some(content.len() as u64));
+    let node = PbNode {
+        links: Vec::new(),
+        data: Some(Bytes::from(data)),
+    };
+    let bytes = node.into_bytes();
+    (v0(&bytes), bytes)
+}
+
+/// A UnixFS directory over `entries` (name, CID, cumulative size of the target). Links are
+/// sorted by name, as UnixFS requires. Returns `(cid, block)`.
+pub fn dir_block(entries: &[(String, Cid, u64)]) -> (Cid, Vec<u8>) {
+    let links = entries
+        .iter()
+        .map(|(name, cid, tsize)| PbLink {
+            cid: *cid,
+            name: Some(name.clone()),
+            size: Some(*tsize),
+        })
+        .collect();
+    let node = PbNode {
+        links,
+        data: Some(Bytes::from(encode_data(NodeType::Directory, None, None))),
+    };
+    let bytes = node.into_bytes();
+    (v0(&bytes), bytes)
+}
+
+/// Decodes a UnixFS node from a dag-pb block (or a raw block, which is a file leaf).
+pub fn decode(cid: &Cid, block: &[u8]) -> Result<Node, UnixfsError> {
+    match cid.codec() {
+        crate::ipld::RAW => Ok(Node {
+            kind: NodeType::Raw,
+            data: Some(block.to_vec()),
+            filesize: Some(block.len() as u64),
+            links: Vec::new(),
+        }),
+        crate::ipld::DAG_PB => {
+            let pb = PbNode::from_bytes(Bytes::copy_from_slice(block)).map_err(|e| {
+                UnixfsError::Malformed {
+                    cid: *cid,
+                    reason: e.to_string(),
+                }
+            })?;
+            let msg = decode_data(cid, pb.data.as_deref().unwrap_or(&[]))?;
+            if msg.kind == NodeType::HamtShard {
+                return Err(UnixfsError::Hamt { cid: *cid });
+            }
+            Ok(Node {
+                kind: msg.kind,
+                data: msg.data,
+                filesize: msg.filesize,
+                links: pb
+                    .links
+                    .into_iter()
+                    .map(|l| (l.name.unwrap_or_default(), l.cid, l.size.unwrap_or(0)))
+                    .collect(),
+            })
+        }
+        codec => Err(UnixfsError::Codec { cid: *cid, codec }),
+    }
+}
+
+/// The content of a single-block file (a raw leaf, or a dag-pb file with inline data and no
+/// chunks). Tips are always single blocks; anything else is an error, never a partial read.
+pub fn single_block_content(cid: &Cid, block: &[u8]) -> Result<Vec<u8>, UnixfsError> {
+    let node = decode(cid, block)?;
+    match node.kind {
+        NodeType::Raw => Ok(node.data.unwrap_or_default()),
+        NodeType::File if node.links.is_empty() => Ok(node.data.unwrap_or_default()),
+        NodeType::File => Err(UnixfsError::MultiBlock {
+            cid: *cid,
+            links: node.links.len(),
+        }),
+        other => Err(UnixfsError::Malformed {
+            cid: *cid,
+            reason: format!("expected a file, found {other:?}"),
+        }),
+    }
+}
+
+/// Builds the sharded tip tree `<s1>/<s2>/<id>.tip` for one shard rule, emitting blocks as soon as
+/// a directory is complete. Tips must be pushed sorted by their path under the rule
+/// ([`sort_key`]); memory then holds one top-level group at a time plus the root's entries
+/// (at most 1024 with Crockford ids), not the whole index.
+#[derive(Debug)]
+pub struct TipTreeBuilder {
+    rule: ShardRule,
+    root: Vec<(String, Cid, u64)>,
+    cur_s1: Option<String>,
+    s1_entries: Vec<(String, Cid, u64)>,
+    cur_s2: Option<String>,
+    s2_entries: Vec<(String, Cid, u64)>,
+    last_key: Option<(String, String, String)>,
+    tips: u64,
+}
+
+/// The sort key that [`TipTreeBuilder::push`] requires: `(s1, s2, file name)`.
+pub fn sort_key(id: &EntityId, rule: ShardRule) -> (String, String, String) {
+    let (a, b) = id.shard(rule);
+    (a.to_string(), b.to_string(), format!("{id}{TIP_SUFFIX}"))
+}
+
+/// Blocks of a finished tree.
+#[derive(Debug, Clone)]
+pub struct TipTree {
+    pub root: Cid,
+    pub root_size: u64,
+    pub tips: u64,
+}
+
+impl TipTreeBuilder {
+    pub fn new(rule: ShardRule) -> Self {
+        TipTreeBuilder {
+            rule,
+            root: Vec::new(),
+            cur_s1: None,
+            s1_entries: Vec::new(),
+            cur_s2: None,
+            s2_entries: Vec::new(),
+            last_key: None,
+            tips: 0,
+        }
+    }
+
+    /// Adds the tip of `id` (file content `"<tip>\n"`, as the worker writes it). `emit` receives
+    /// every finished block. Errors when pushes are out of order or an id repeats.
+    pub fn push(
+        &mut self,
+        id: &EntityId,
+        tip: &Cid,
+        emit: &mut dyn FnMut(Cid, Vec<u8>),
+    ) -> Result<(), String> {
+        let key = sort_key(id, self.rule);
+        if let Some(last) = &self.last_key
+            && *last >= key
+        {
+            return Err(format!(
+                "tip tree: {} pushed out of order or twice (after {}/{}/{})",
+                id, last.0, last.1, last.2
+            ));
+        }
+        let (s1, s2, name) = key.clone();
+        if self.cur_s1.as_deref() != Some(s1.as_str()) {
+            self.close_s2(emit);
+            self.close_s1(emit);
+            self.cur_s1 = Some(s1);
+        }
+        if self.cur_s2.as_deref() != Some(s2.as_str()) {
+            self.close_s2(emit);
+            self.cur_s2 = Some(s2);
+        }
+        let (cid, block) = file_block(format!("{tip}\n").as_bytes());
+        let size = block.len() as u64;
+        emit(cid, block);
+        self.s2_entries.push((name, cid, size));
+        self.last_key = Some(key);
+        self.tips += 1;
+        Ok(())
+    }
+
+    fn close_s2(&mut self, emit: &mut dyn FnMut(Cid, Vec<u8>)) {
+        if let Some(s2) = self.cur_s2.take() {
+            let entries = std::mem::take(&mut self.s2_entries);
+            let (cid, block) = dir_block(&entries);
+            let size = block.len() as u64 + entries.iter().map(|e| e.2).sum::<u64>();
+            emit(cid, block);
+            self.s1_entries.push((s2, cid, size));
+        }
+    }
+
+    fn close_s1(&mut self, emit: &mut dyn FnMut(Cid, Vec<u8>)) {
+        if let Some(s1) = self.cur_s1.take() {
+            let entries = std::mem::take(&mut self.s1_entries);
+            let (cid, block) = dir_block(&entries);
+            let size = block.len() as u64 + entries.iter().map(|e| e.2).sum::<u64>();
+            emit(cid, block);
+            self.root.push((s1, cid, size));
+        }
+    }
+
+    /// Closes every open directory and emits the root directory.
+    pub fn finish(mut self, emit: &mut dyn FnMut(Cid, Vec<u8>)) -> TipTree {
+        self.close_s2(emit);
+        self.close_s1(emit);
+        let (cid, block) = dir_block(&self.root);
+        let size = block.len() as u64 + self.root.iter().map(|e| e.2).sum::<u64>();
+        emit(cid, block);
+        TipTree {
+            root: cid,
+            root_size: size,
+            tips: self.tips,
+        }
+    }
+}
+
+/// Builds a whole tip tree from unsorted `(id, tip)` pairs (sorts them first). Convenience for
+/// callers that hold the tips in memory anyway.
+pub fn build_tip_tree(
+    tips: impl IntoIterator<Item = (EntityId, Cid)>,
+    rule: ShardRule,
+    emit: &mut dyn FnMut(Cid, Vec<u8>),
+) -> Result<TipTree, String> {
+    let mut sorted: BTreeMap<(String, String, String), (EntityId, Cid)> = BTreeMap::new();
+    for (id, tip) in tips {
+        let key = sort_key(&id, rule);
+        if sorted.insert(key, (id.clone(), tip)).is_some() {
+            return Err(format!("tip tree: entity {id} appears twice"));
+        }
+    }
+    let mut b = TipTreeBuilder::new(rule);
+    for (_, (id, tip)) in sorted {
+        b.push(&id, &tip, emit)?;
+    }
+    Ok(b.finish(emit))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_directory_is_the_well_known_cid() {
+        let (cid, _) = dir_block(&[]);
+        assert_eq!(
+            cid.to_string(),
+            "QmUNLLsPACCz1vLxQVkXqqLX5R1X345qqfHbsf67hvA3Nn"
+        );
+    }
+
+    #[test]
+    fn file_round_trip() {
+        let content = b"bafyreigdmqpykrgxyaxtlafqpqhzrb7qy2rh75nldvfd4tucqmqqme5yje\n";
+        let (cid, block) = file_block(content);
+        assert_eq!(cid.version(), cid::Version::V0);
+        assert_eq!(single_block_content(&cid, &block).unwrap(), content);
+        let raw = crate::ipld::cid_v1(crate::ipld::RAW, content);
+        assert_eq!(single_block_content(&raw, content).unwrap(), content);
+    }
+
+    #[test]
+    fn directories_and_tree() {
+        let ids: Vec<EntityId> = [
+            "01J8ME3H6FZ3KQ5W1P2XY8K7E5",
+            "01J8ME3H6FZ3KQ5W1P2XY8K7E6",
+            "01J8ME3H6FZ3KQ5W1P2XY8AAAA",
+        ]
+        .iter()
+        .map(|s| EntityId::parse(s).unwrap())
+        .collect();
+        // Distinct tips, so that no two blocks coincide and sizes can be summed.
+        let tip_of = |i: &EntityId| crate::ipld::cid_v1(crate::ipld::DAG_CBOR, i.as_str().as_bytes());
+        let tip = tip_of(&ids[0]);
+        let mut blocks = BTreeMap::new();
+        let tree = build_tip_tree(
+            ids.iter().map(|i| (i.clone(), tip_of(i))),
+            ShardRule::Worker,
+            &mut |c, b| {
+                blocks.insert(c, b);
+            },
+        )
+        .unwrap();
+        assert_eq!(tree.tips, 3);
+        // Walk it back: root -> K7 -> E5 -> file; AA -> AA.
+        let root = decode(&tree.root, &blocks[&tree.root]).unwrap();
+        assert_eq!(root.kind, NodeType::Directory);
+        let names: Vec<&str> = root.links.iter().map(|l| l.0.as_str()).collect();
+        assert_eq!(names, vec!["AA", "K7"]);
+        let k7 = &root.links[1].1;
+        let k7n = decode(k7, &blocks[k7]).unwrap();
+        let names: Vec<&str> = k7n.links.iter().map(|l| l.0.as_str()).collect();
+        assert_eq!(names, vec!["E5", "E6"]);
+        let e5 = decode(&k7n.links[0].1, &blocks[&k7n.links[0].1]).unwrap();
+        assert_eq!(e5.links[0].0, "01J8ME3H6FZ3KQ5W1P2XY8K7E5.tip");
+        let f = &e5.links[0].1;
+        assert_eq!(
+            single_block_content(f, &blocks[f]).unwrap(),
+            format!("{tip}\n").into_bytes()
+        );
+        // Cumulative sizes add up: root tsize = every block once.
+        let total: u64 = blocks.values().map(|b| b.len() as u64).sum();
+        assert_eq!(tree.root_size, total);
+    }
+
+    #[test]
+    fn out_of_order_and_duplicates_refused() {
+        let a = EntityId::parse("01J8ME3H6FZ3KQ5W1P2XY8K7E5").unwrap();
+        let b = EntityId::parse("01J8ME3H6FZ3KQ5W1P2XY8AAAA").unwrap();
+        let tip = crate::ipld::cid_v1(crate::ipld::RAW, b"x");
+        let mut sink = |_: Cid, _: Vec<u8>| {};
+        let mut builder = TipTreeBuilder::new(ShardRule::Worker);
+        builder.push(&a, &tip, &mut sink).unwrap();
+        assert!(builder.push(&b, &tip, &mut sink).is_err());
+        assert!(builder.push(&a, &tip, &mut sink).is_err());
+        assert!(build_tip_tree([(a.clone(), tip), (a, tip)], ShardRule::Worker, &mut sink).is_err());
+    }
+
+    #[test]
+    fn malformed_and_hamt_refused() {
+        let cid = Cid::new_v0(Code::Sha2_256.digest(b"x")).unwrap();
+        assert!(decode(&cid, b"\xff\xff\xff").is_err());
+        let hamt = PbNode {
+            links: vec![],
+            data: Some(Bytes::from(encode_data(NodeType::HamtShard, None, None))),
+        }
+        .into_bytes();
+        assert!(matches!(decode(&cid, &hamt), Err(UnixfsError::Hamt { .. })));
+        // A truncated Data field never panics.
+        let bad = PbNode {
+            links: vec![],
+            data: Some(Bytes::from_static(b"\x08\x02\x12\x50ab")),
+        }
+        .into_bytes();
+        assert!(decode(&cid, &bad).is_err());
+    }
+}

@@ -1,0 +1,155 @@
+//! Flags shared by several binaries, each with its environment-variable fallback. The legacy
+//! variable names are kept (`IPFS_API_URL`, `IPFS_API`, `INDEX_POINTER_PATH`, `SNAPSHOTS_DIR`,
+//! `BACKUPS_DIR`) so existing cron lines and compose files keep working.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use arke_core::kubo::{DEFAULT_API, Kubo, KuboConfig};
+use clap::builder::BoolishValueParser;
+
+/// Where the IPFS node is and how patient to be with it.
+#[derive(Debug, Clone, clap::Args)]
+#[command(next_help_heading = "IPFS node")]
+pub struct NodeArgs {
+    /// Kubo RPC API URL, with or without /api/v0 (also accepts host:port or a /ip4/…/tcp/… multiaddr).
+    /// When unset, IPFS_API is used, then http://127.0.0.1:5001/api/v0
+    #[arg(long = "api", env = "IPFS_API_URL", value_name = "URL")]
+    pub api: Option<String>,
+
+    /// Authorization for the RPC: "Bearer <token>" or "Basic <user:pass>"
+    #[arg(long = "api-auth", env = "IPFS_API_AUTH", value_name = "AUTH", hide_env_values = true)]
+    pub api_auth: Option<String>,
+
+    /// Deadline in seconds for one ordinary RPC call
+    #[arg(long, env = "ARKE_TIMEOUT", value_name = "SECS", default_value_t = 120)]
+    pub timeout: u64,
+
+    /// Server-side timeout in seconds for a block read; on a private node a block that is not
+    /// stored never arrives, so this is how long "missing" takes to be reported
+    #[arg(long, env = "ARKE_BLOCK_TIMEOUT", value_name = "SECS", default_value_t = 30)]
+    pub block_timeout: u64,
+
+    /// Retries of an idempotent call after a transport error or HTTP 502/503/504/429
+    #[arg(long, env = "ARKE_RETRIES", value_name = "N", default_value_t = 3)]
+    pub retries: u32,
+}
+
+impl NodeArgs {
+    /// The API URL actually used: `--api` / `IPFS_API_URL`, else `IPFS_API`, else the default.
+    pub fn api_url(&self) -> String {
+        self.api
+            .clone()
+            .filter(|s| !s.trim().is_empty())
+            .or_else(|| std::env::var("IPFS_API").ok().filter(|s| !s.trim().is_empty()))
+            .unwrap_or_else(|| DEFAULT_API.to_string())
+    }
+
+    /// A client configured from these flags.
+    pub fn kubo(&self) -> anyhow::Result<Kubo> {
+        let url = self.api_url();
+        let mut cfg = KuboConfig::new(&url, self.api_auth.as_deref())
+            .map_err(|e| arke_core::report::Failure::new(arke_core::report::Exit::Usage, e))
+            .with_context(|| format!("invalid IPFS API settings (URL {url:?})"))?;
+        cfg.call_timeout = Duration::from_secs(self.timeout.max(1));
+        cfg.read_timeout = cfg.call_timeout;
+        cfg.block_timeout = Duration::from_secs(self.block_timeout.max(1));
+        cfg.retries = self.retries;
+        Ok(Kubo::new(cfg)?)
+    }
+}
+
+/// How results and progress are shown.
+#[derive(Debug, Clone, clap::Args)]
+#[command(next_help_heading = "Output")]
+pub struct OutputArgs {
+    /// Print the result as JSON on stdout (logs and progress stay on stderr)
+    #[arg(long)]
+    pub json: bool,
+
+    /// No progress output (accepts 1/0, true/false, yes/no, on/off from the environment)
+    #[arg(long, env = "ARKE_NO_PROGRESS", value_parser = BoolishValueParser::new())]
+    pub no_progress: bool,
+
+    /// More log detail on stderr (-v debug, -vv trace); ARKE_LOG=<filter> overrides
+    #[arg(short, long, action = clap::ArgAction::Count, conflicts_with = "quiet")]
+    pub verbose: u8,
+
+    /// Only warnings and errors on stderr
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+impl OutputArgs {
+    pub fn progress(&self) -> arke_core::report::Progress {
+        arke_core::report::Progress::new(arke_core::report::ProgressMode::detect(self.no_progress))
+    }
+}
+
+/// The index pointer's MFS path.
+#[derive(Debug, Clone, clap::Args)]
+#[command(next_help_heading = "Index")]
+pub struct PointerArgs {
+    /// MFS path of the index pointer. NOTE: production (docker-compose.nginx.yml) uses
+    /// /arke/index_pointer with an underscore; the legacy default is /arke/index-pointer
+    #[arg(
+        long = "pointer-path",
+        env = "INDEX_POINTER_PATH",
+        value_name = "MFS_PATH",
+        default_value = "/arke/index-pointer"
+    )]
+    pub pointer_path: String,
+}
+
+/// Host folder for snapshot metadata (`snapshot-{seq}.json`, `latest.json`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct SnapshotsDirArg {
+    /// Folder for snapshot metadata files (snapshot-{seq}.json, latest.json)
+    #[arg(
+        long = "snapshots-dir",
+        env = "SNAPSHOTS_DIR",
+        value_name = "DIR",
+        default_value = "./snapshots"
+    )]
+    pub snapshots_dir: PathBuf,
+}
+
+/// Host folder for CAR archives and their metadata.
+#[derive(Debug, Clone, clap::Args)]
+pub struct BackupsDirArg {
+    /// Folder for CAR archives and their .json metadata
+    #[arg(
+        long = "backups-dir",
+        env = "BACKUPS_DIR",
+        value_name = "DIR",
+        default_value = "./backups"
+    )]
+    pub backups_dir: PathBuf,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Debug, Parser)]
+    struct T {
+        #[command(flatten)]
+        node: NodeArgs,
+        #[command(flatten)]
+        out: OutputArgs,
+    }
+
+    #[test]
+    fn defaults() {
+        let t = T::try_parse_from(["t"]).unwrap();
+        assert_eq!(t.node.timeout, 120);
+        assert!(!t.out.json);
+        let t = T::try_parse_from(["t", "--api", "127.0.0.1:5001", "--no-progress", "--json"])
+            .unwrap();
+        assert_eq!(t.node.api_url(), "127.0.0.1:5001");
+        assert!(t.out.no_progress && t.out.json);
+        assert!(T::try_parse_from(["t", "-v", "-q"]).is_err());
+    }
+}

@@ -1,0 +1,87 @@
+//! The common `main`: logging, runtime, error printing, exit code.
+
+use std::future::Future;
+use std::io::Write;
+use std::process::ExitCode;
+
+use arke_core::report::{Exit, classify, progress};
+use tracing_subscriber::EnvFilter;
+
+use crate::args::OutputArgs;
+
+/// Text appended to every binary's `--help`: the exit-code table.
+pub fn after_help() -> String {
+    Exit::help_table()
+}
+
+/// Runs a tool's body on a multi-threaded runtime and turns its outcome into an exit code.
+/// Errors are printed as one line on stderr (`<tool>: error: <context>: <cause>`), classified by
+/// the typed error found in the chain.
+pub fn run<F>(tool: &'static str, out: &OutputArgs, body: F) -> ExitCode
+where
+    F: Future<Output = anyhow::Result<Exit>>,
+{
+    init_logging(out);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name(tool)
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            report_error(tool, &anyhow::Error::new(e).context("cannot start the async runtime"));
+            return Exit::Io.into();
+        }
+    };
+    match runtime.block_on(body) {
+        Ok(exit) => exit.into(),
+        Err(err) => {
+            report_error(tool, &err);
+            classify(err.as_ref()).into()
+        }
+    }
+}
+
+fn report_error(tool: &str, err: &anyhow::Error) {
+    // `{:#}` joins the context chain into one line, which is what cron mails and log greps want.
+    let line = format!("{tool}: error: {err:#}\n");
+    progress::suspend(|| {
+        let _ = std::io::stderr().lock().write_all(line.as_bytes());
+    });
+}
+
+fn init_logging(out: &OutputArgs) {
+    let default = if out.quiet {
+        "warn"
+    } else {
+        match out.verbose {
+            0 => "info",
+            1 => "debug",
+            _ => "trace",
+        }
+    };
+    // Our crates at the chosen level; dependencies (hyper, reqwest) only warn unless asked.
+    let filter = EnvFilter::try_from_env("ARKE_LOG").unwrap_or_else(|_| {
+        EnvFilter::new(format!(
+            "warn,arke_core={default},arke_dr={default},arke_testkit={default}"
+        ))
+    });
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(|| SuspendingStderr)
+        .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .try_init();
+}
+
+/// stderr writer that hides progress bars while a log line is written, so they do not tear.
+struct SuspendingStderr;
+
+impl Write for SuspendingStderr {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        progress::suspend(|| std::io::stderr().lock().write(buf))
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
+}
