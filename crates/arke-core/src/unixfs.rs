@@ -138,7 +138,9 @@ fn decode_data(cid: &Cid, buf: &[u8]) -> Result<DataMsg, UnixfsError> {
                 let t = get_varint(buf, &mut pos).ok_or_else(|| bad("truncated Type"))?;
                 kind = Some(NodeType::from_code(t).ok_or_else(|| bad("unknown Type"))?);
             }
-            (3, 0) => filesize = Some(get_varint(buf, &mut pos).ok_or_else(|| bad("bad filesize"))?),
+            (3, 0) => {
+                filesize = Some(get_varint(buf, &mut pos).ok_or_else(|| bad("bad filesize"))?)
+            }
             (_, 0) => {
                 get_varint(buf, &mut pos).ok_or_else(|| bad("truncated varint field"))?;
             }
@@ -171,9 +173,8 @@ fn decode_data(cid: &Cid, buf: &[u8]) -> Result<DataMsg, UnixfsError> {
 
 fn v0(bytes: &[u8]) -> Cid {
     // Infallible: a sha2-256 multihash is exactly what CIDv0 requires.
-    Cid::new_v0(Code::Sha2_256.digest(bytes)).unwrap_or_else(|_| {
-        Cid::new_v1(crate::ipld::DAG_PB, Code::Sha2_256.digest(bytes))
-    })
+    Cid::new_v0(Code::Sha2_256.digest(bytes))
+        .unwrap_or_else(|_| Cid::new_v1(crate::ipld::DAG_PB, Code::Sha2_256.digest(bytes)))
 }
 
 /// A single-block UnixFS file holding `content` inline (dag-pb, CIDv0), as MFS writes a small
@@ -430,7 +431,8 @@ mod tests {
         .map(|s| EntityId::parse(s).unwrap())
         .collect();
         // Distinct tips, so that no two blocks coincide and sizes can be summed.
-        let tip_of = |i: &EntityId| crate::ipld::cid_v1(crate::ipld::DAG_CBOR, i.as_str().as_bytes());
+        let tip_of =
+            |i: &EntityId| crate::ipld::cid_v1(crate::ipld::DAG_CBOR, i.as_str().as_bytes());
         let tip = tip_of(&ids[0]);
         let mut blocks = BTreeMap::new();
         let tree = build_tip_tree(
@@ -473,7 +475,9 @@ mod tests {
         builder.push(&a, &tip, &mut sink).unwrap();
         assert!(builder.push(&b, &tip, &mut sink).is_err());
         assert!(builder.push(&a, &tip, &mut sink).is_err());
-        assert!(build_tip_tree([(a.clone(), tip), (a, tip)], ShardRule::Worker, &mut sink).is_err());
+        assert!(
+            build_tip_tree([(a.clone(), tip), (a, tip)], ShardRule::Worker, &mut sink).is_err()
+        );
     }
 
     #[test]

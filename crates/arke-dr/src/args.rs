@@ -19,7 +19,12 @@ pub struct NodeArgs {
     pub api: Option<String>,
 
     /// Authorization for the RPC: "Bearer <token>" or "Basic <user:pass>"
-    #[arg(long = "api-auth", env = "IPFS_API_AUTH", value_name = "AUTH", hide_env_values = true)]
+    #[arg(
+        long = "api-auth",
+        env = "IPFS_API_AUTH",
+        value_name = "AUTH",
+        hide_env_values = true
+    )]
     pub api_auth: Option<String>,
 
     /// Deadline in seconds for one ordinary RPC call
@@ -28,7 +33,12 @@ pub struct NodeArgs {
 
     /// Server-side timeout in seconds for a block read; on a private node a block that is not
     /// stored never arrives, so this is how long "missing" takes to be reported
-    #[arg(long, env = "ARKE_BLOCK_TIMEOUT", value_name = "SECS", default_value_t = 30)]
+    #[arg(
+        long,
+        env = "ARKE_BLOCK_TIMEOUT",
+        value_name = "SECS",
+        default_value_t = 30
+    )]
     pub block_timeout: u64,
 
     /// Retries of an idempotent call after a transport error or HTTP 502/503/504/429
@@ -42,7 +52,11 @@ impl NodeArgs {
         self.api
             .clone()
             .filter(|s| !s.trim().is_empty())
-            .or_else(|| std::env::var("IPFS_API").ok().filter(|s| !s.trim().is_empty()))
+            .or_else(|| {
+                std::env::var("IPFS_API")
+                    .ok()
+                    .filter(|s| !s.trim().is_empty())
+            })
             .unwrap_or_else(|| DEFAULT_API.to_string())
     }
 
@@ -146,8 +160,8 @@ mod tests {
         let t = T::try_parse_from(["t"]).unwrap();
         assert_eq!(t.node.timeout, 120);
         assert!(!t.out.json);
-        let t = T::try_parse_from(["t", "--api", "127.0.0.1:5001", "--no-progress", "--json"])
-            .unwrap();
+        let t =
+            T::try_parse_from(["t", "--api", "127.0.0.1:5001", "--no-progress", "--json"]).unwrap();
         assert_eq!(t.node.api_url(), "127.0.0.1:5001");
         assert!(t.out.no_progress && t.out.json);
         assert!(T::try_parse_from(["t", "-v", "-q"]).is_err());

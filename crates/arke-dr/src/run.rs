@@ -29,7 +29,10 @@ where
     {
         Ok(rt) => rt,
         Err(e) => {
-            report_error(tool, &anyhow::Error::new(e).context("cannot start the async runtime"));
+            report_error(
+                tool,
+                &anyhow::Error::new(e).context("cannot start the async runtime"),
+            );
             return Exit::Io.into();
         }
     };
