@@ -10,6 +10,9 @@
 #   scripts/ipfs-node.sh install              install once into $IPFS_NODE_DIR (checked by a stamp)
 #   scripts/ipfs-node.sh start <statedir>     start a node; prints its API URL on stdout and writes
 #                                             <statedir>/env (IPFS_API_URL, IPFS_NODE_PID, IPFS_PATH)
+#   scripts/ipfs-node.sh start <statedir> --watch-pid <pid>
+#                                             same, and stop the node when process <pid> exits (test
+#                                             harnesses: no node outlives the test binary)
 #   scripts/ipfs-node.sh stop <statedir>      SIGTERM the node by its PID, SIGKILL after 10 s, remove state
 #   scripts/ipfs-node.sh run -- <cmd> [args]  start a node, run cmd with IPFS_API_URL set, always stop it
 #
@@ -70,7 +73,8 @@ cmd_stop() {
 }
 
 cmd_start() {
-  local state=$1 jsipfs pid port url deadline
+  local state=$1 watch="" jsipfs pid port url deadline
+  if [ "${2:-}" = "--watch-pid" ]; then watch=${3:?--watch-pid needs a pid}; fi
   cmd_install
   jsipfs="$NODE_DIR/node_modules/.bin/jsipfs"
   mkdir -p "$state/repo"
@@ -99,6 +103,12 @@ cmd_start() {
     sleep 0.1
   done
   printf 'IPFS_API_URL=%s\nIPFS_NODE_PID=%s\nIPFS_PATH=%s\n' "$url" "$pid" "$IPFS_PATH" > "$state/env"
+  if [ -n "$watch" ]; then
+    # Detached watchdog: when the owner dies (even by SIGKILL), stop the node and remove its state.
+    setsid bash -c 'while kill -0 "$1" 2>/dev/null && [ -d "$3" ]; do sleep 1; done; "$2" stop "$3"' \
+      watchdog "$watch" "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/$(basename "${BASH_SOURCE[0]}")" "$state" \
+      >/dev/null 2>&1 </dev/null &
+  fi
   log "node up: $url (pid $pid)"
   echo "$url"
 }
@@ -116,7 +126,7 @@ cmd_run() {
 
 case "${1:-}" in
   install) cmd_install ;;
-  start)   cmd_start "${2:?usage: $0 start <statedir>}" ;;
+  start)   cmd_start "${2:?usage: $0 start <statedir> [--watch-pid <pid>]}" "${3:-}" "${4:-}" ;;
   stop)    cmd_stop "${2:?usage: $0 stop <statedir>}" ;;
   run)     shift; cmd_run "$@" ;;
   *) echo "usage: $0 install | start <statedir> | stop <statedir> | run -- <cmd...>" >&2; exit 2 ;;

@@ -261,13 +261,13 @@ pub fn single_block_content(cid: &Cid, block: &[u8]) -> Result<Vec<u8>, UnixfsEr
     }
 }
 
-/// Builds the sharded tip tree `<s1>/<s2>/<id>.tip` for one shard rule, emitting blocks as soon as
-/// a directory is complete. Tips must be pushed sorted by their path under the rule
-/// ([`sort_key`]); memory then holds one top-level group at a time plus the root's entries
-/// (at most 1024 with Crockford ids), not the whole index.
-#[derive(Debug)]
+/// Builds the sharded tip tree `<s1>/<s2>/<id>.tip`, emitting blocks as soon as a directory is
+/// complete. Each tip is placed under a shard rule (a tree may mix both, as a production index
+/// with leftover legacy paths does). Tips must be pushed sorted by their path ([`sort_key`]);
+/// memory then holds one top-level group at a time plus the root's entries (at most 1024 with
+/// Crockford ids), not the whole index.
+#[derive(Debug, Default)]
 pub struct TipTreeBuilder {
-    rule: ShardRule,
     root: Vec<(String, Cid, u64)>,
     cur_s1: Option<String>,
     s1_entries: Vec<(String, Cid, u64)>,
@@ -292,28 +292,21 @@ pub struct TipTree {
 }
 
 impl TipTreeBuilder {
-    pub fn new(rule: ShardRule) -> Self {
-        TipTreeBuilder {
-            rule,
-            root: Vec::new(),
-            cur_s1: None,
-            s1_entries: Vec::new(),
-            cur_s2: None,
-            s2_entries: Vec::new(),
-            last_key: None,
-            tips: 0,
-        }
+    pub fn new() -> Self {
+        TipTreeBuilder::default()
     }
 
-    /// Adds the tip of `id` (file content `"<tip>\n"`, as the worker writes it). `emit` receives
-    /// every finished block. Errors when pushes are out of order or an id repeats.
+    /// Adds the tip of `id` at its path under `rule` (file content `"<tip>\n"`, as the worker
+    /// writes it). `emit` receives every finished block. Errors when pushes are out of order or
+    /// a path repeats.
     pub fn push(
         &mut self,
         id: &EntityId,
+        rule: ShardRule,
         tip: &Cid,
         emit: &mut dyn FnMut(Cid, Vec<u8>),
     ) -> Result<(), String> {
-        let key = sort_key(id, self.rule);
+        let key = sort_key(id, rule);
         if let Some(last) = &self.last_key
             && *last >= key
         {
@@ -376,23 +369,23 @@ impl TipTreeBuilder {
     }
 }
 
-/// Builds a whole tip tree from unsorted `(id, tip)` pairs (sorts them first). Convenience for
-/// callers that hold the tips in memory anyway.
+/// Builds a whole tip tree from unsorted `(id, rule, tip)` triples (sorts them first).
+/// Convenience for callers that hold the tips in memory anyway.
 pub fn build_tip_tree(
-    tips: impl IntoIterator<Item = (EntityId, Cid)>,
-    rule: ShardRule,
+    tips: impl IntoIterator<Item = (EntityId, ShardRule, Cid)>,
     emit: &mut dyn FnMut(Cid, Vec<u8>),
 ) -> Result<TipTree, String> {
-    let mut sorted: BTreeMap<(String, String, String), (EntityId, Cid)> = BTreeMap::new();
-    for (id, tip) in tips {
+    let mut sorted: BTreeMap<(String, String, String), (EntityId, ShardRule, Cid)> =
+        BTreeMap::new();
+    for (id, rule, tip) in tips {
         let key = sort_key(&id, rule);
-        if sorted.insert(key, (id.clone(), tip)).is_some() {
-            return Err(format!("tip tree: entity {id} appears twice"));
+        if sorted.insert(key, (id.clone(), rule, tip)).is_some() {
+            return Err(format!("tip tree: entity {id} appears twice at one path"));
         }
     }
-    let mut b = TipTreeBuilder::new(rule);
-    for (_, (id, tip)) in sorted {
-        b.push(&id, &tip, emit)?;
+    let mut b = TipTreeBuilder::new();
+    for (_, (id, rule, tip)) in sorted {
+        b.push(&id, rule, &tip, emit)?;
     }
     Ok(b.finish(emit))
 }
@@ -436,8 +429,7 @@ mod tests {
         let tip = tip_of(&ids[0]);
         let mut blocks = BTreeMap::new();
         let tree = build_tip_tree(
-            ids.iter().map(|i| (i.clone(), tip_of(i))),
-            ShardRule::Worker,
+            ids.iter().map(|i| (i.clone(), ShardRule::Worker, tip_of(i))),
             &mut |c, b| {
                 blocks.insert(c, b);
             },

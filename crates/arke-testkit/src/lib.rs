@@ -1,1 +1,6 @@
-//! arke-testkit
+//! Test support for arke-dr: a real IPFS node speaking the Kubo RPC API ([`node`]), and a
+//! generator of production-shaped Arke data ([`gen`]) behind the `generate-test-data` binary.
+
+pub mod gen;
+pub mod node;
+pub mod rng;
