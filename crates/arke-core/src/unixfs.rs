@@ -429,7 +429,8 @@ mod tests {
         let tip = tip_of(&ids[0]);
         let mut blocks = BTreeMap::new();
         let tree = build_tip_tree(
-            ids.iter().map(|i| (i.clone(), ShardRule::Worker, tip_of(i))),
+            ids.iter()
+                .map(|i| (i.clone(), ShardRule::Worker, tip_of(i))),
             &mut |c, b| {
                 blocks.insert(c, b);
             },
@@ -463,13 +464,15 @@ mod tests {
         let b = EntityId::parse("01J8ME3H6FZ3KQ5W1P2XY8AAAA").unwrap();
         let tip = crate::ipld::cid_v1(crate::ipld::RAW, b"x");
         let mut sink = |_: Cid, _: Vec<u8>| {};
-        let mut builder = TipTreeBuilder::new(ShardRule::Worker);
-        builder.push(&a, &tip, &mut sink).unwrap();
-        assert!(builder.push(&b, &tip, &mut sink).is_err());
-        assert!(builder.push(&a, &tip, &mut sink).is_err());
-        assert!(
-            build_tip_tree([(a.clone(), tip), (a, tip)], ShardRule::Worker, &mut sink).is_err()
-        );
+        let w = ShardRule::Worker;
+        let mut builder = TipTreeBuilder::new();
+        builder.push(&a, w, &tip, &mut sink).unwrap();
+        assert!(builder.push(&b, w, &tip, &mut sink).is_err());
+        assert!(builder.push(&a, w, &tip, &mut sink).is_err());
+        assert!(build_tip_tree([(a.clone(), w, tip), (a.clone(), w, tip)], &mut sink).is_err());
+        // The same id under both rules is two different paths: allowed.
+        let both = [(a.clone(), w, tip), (a, ShardRule::Legacy, tip)];
+        assert!(build_tip_tree(both, &mut sink).is_ok());
     }
 
     #[test]

@@ -36,7 +36,9 @@ impl TestNode {
         static NODE: OnceLock<TestNode> = OnceLock::new();
         NODE.get_or_init(|| match std::env::var("IPFS_API_URL") {
             Ok(url) if !url.trim().is_empty() => TestNode { url, owned: None },
-            _ => TestNode::start().unwrap_or_else(|e| panic!("cannot start a test IPFS node: {e:#}")),
+            _ => {
+                TestNode::start().unwrap_or_else(|e| panic!("cannot start a test IPFS node: {e:#}"))
+            }
         })
     }
 
