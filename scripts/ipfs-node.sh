@@ -32,7 +32,9 @@ need_node() {
     log "node/npm missing: installing Debian's nodejs and npm"
     apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >&2
   fi
-  command -v node >/dev/null && command -v npm >/dev/null || { log "node (>= 18) and npm are required"; return 1; }
+  if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+    log "node (>= 18) and npm are required"; return 1
+  fi
 }
 
 cmd_install() {
@@ -105,6 +107,7 @@ cmd_start() {
   printf 'IPFS_API_URL=%s\nIPFS_NODE_PID=%s\nIPFS_PATH=%s\n' "$url" "$pid" "$IPFS_PATH" > "$state/env"
   if [ -n "$watch" ]; then
     # Detached watchdog: when the owner dies (even by SIGKILL), stop the node and remove its state.
+    # shellcheck disable=SC2016  # expanded by the inner shell, from its arguments
     setsid bash -c 'while kill -0 "$1" 2>/dev/null && [ -d "$3" ]; do sleep 1; done; "$2" stop "$3"' \
       watchdog "$watch" "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/$(basename "${BASH_SOURCE[0]}")" "$state" \
       >/dev/null 2>&1 </dev/null &
