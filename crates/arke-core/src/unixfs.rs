@@ -64,6 +64,10 @@ pub enum UnixfsError {
     MultiBlock { cid: Cid, links: usize },
     #[error("block {cid} has codec 0x{codec:x}; expected dag-pb or raw")]
     Codec { cid: Cid, codec: u64 },
+    #[error("file {root}: chunk {child} is not available")]
+    MissingChunk { root: Cid, child: Cid },
+    #[error("file {cid} is larger than {max} bytes")]
+    TooLarge { cid: Cid, max: usize },
 }
 
 /// A decoded dag-pb UnixFS node (or a raw leaf).
@@ -259,6 +263,59 @@ pub fn single_block_content(cid: &Cid, block: &[u8]) -> Result<Vec<u8>, UnixfsEr
             reason: format!("expected a file, found {other:?}"),
         }),
     }
+}
+
+/// The content of a (small) UnixFS file whose chunks are obtained from `get`: a raw leaf, a
+/// dag-pb file with inline data, or a dag-pb root over chunks (js-ipfs's MFS writes even a
+/// 60-byte tip as a root with one leaf). Reading stops with an error past `max` bytes, at a
+/// missing chunk, or past 16 levels of nesting; it never returns a partial file.
+pub fn file_content(
+    cid: &Cid,
+    block: &[u8],
+    max: usize,
+    get: &mut dyn FnMut(&Cid) -> Option<Vec<u8>>,
+) -> Result<Vec<u8>, UnixfsError> {
+    let mut out = Vec::new();
+    append_file(cid, cid, block, max, get, &mut out, 0)?;
+    Ok(out)
+}
+
+fn append_file(
+    root: &Cid,
+    cid: &Cid,
+    block: &[u8],
+    max: usize,
+    get: &mut dyn FnMut(&Cid) -> Option<Vec<u8>>,
+    out: &mut Vec<u8>,
+    depth: usize,
+) -> Result<(), UnixfsError> {
+    if depth > 16 {
+        return Err(UnixfsError::Malformed {
+            cid: *cid,
+            reason: "file tree deeper than 16 levels".into(),
+        });
+    }
+    let node = decode(cid, block)?;
+    if !matches!(node.kind, NodeType::File | NodeType::Raw) {
+        return Err(UnixfsError::Malformed {
+            cid: *cid,
+            reason: format!("expected a file, found {:?}", node.kind),
+        });
+    }
+    if let Some(d) = &node.data {
+        if out.len() + d.len() > max {
+            return Err(UnixfsError::TooLarge { cid: *root, max });
+        }
+        out.extend_from_slice(d);
+    }
+    for (_, child, _) in &node.links {
+        let b = get(child).ok_or(UnixfsError::MissingChunk {
+            root: *root,
+            child: *child,
+        })?;
+        append_file(root, child, &b, max, get, out, depth + 1)?;
+    }
+    Ok(())
 }
 
 /// Builds the sharded tip tree `<s1>/<s2>/<id>.tip`, emitting blocks as soon as a directory is

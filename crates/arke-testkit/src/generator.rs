@@ -62,6 +62,10 @@ pub struct GenConfig {
     pub concurrency: usize,
     /// Target size of one `dag/import` batch.
     pub batch_bytes: usize,
+    /// Pin every object as production's `pin=true` writes do (recursive pins of manifests,
+    /// events, records and components). Off halves the load time on js-ipfs; the data is the
+    /// same, only unprotected from GC.
+    pub pin: bool,
     /// Where batch CARs are staged (default: the system temp dir).
     pub work_dir: Option<PathBuf>,
 }
@@ -82,6 +86,7 @@ impl Default for GenConfig {
             force: false,
             concurrency: 8,
             batch_bytes: 8 << 20,
+            pin: true,
             work_dir: None,
         }
     }
@@ -200,7 +205,13 @@ fn iso_ms(t: i64) -> String {
 
 fn iso_us(t: i64, rng: &mut Rng) -> String {
     DateTime::<Utc>::from_timestamp_millis(t)
-        .map(|d| format!("{}{:03}Z", d.format("%Y-%m-%dT%H:%M:%S%.3f"), rng.range(0, 999)))
+        .map(|d| {
+            format!(
+                "{}{:03}Z",
+                d.format("%Y-%m-%dT%H:%M:%S%.3f"),
+                rng.range(0, 999)
+            )
+        })
         .unwrap_or_default()
 }
 
@@ -252,6 +263,7 @@ struct Batcher<'a> {
     counts_bytes: u64,
     batches: usize,
     task: arke_core::report::Task,
+    pin: bool,
 }
 
 /// Roots per CAR header: the header must stay small for every reader.
@@ -276,7 +288,7 @@ impl<'a> Batcher<'a> {
         }
         let blocks = std::mem::take(&mut self.blocks);
         let mut roots = std::mem::take(&mut self.roots);
-        let pin = !roots.is_empty();
+        let pin = !roots.is_empty() && self.pin;
         if roots.is_empty() {
             // A CAR needs a root; pin-roots=false leaves these blocks to be referenced by MFS.
             roots.push(blocks[0].0);
@@ -350,7 +362,13 @@ const LABELS: [&str; 6] = [
     "image",
     "source.pdf",
 ];
-const PREDICATES: [&str; 5] = ["has_part", "part_of", "created_by", "mentions", "related_to"];
+const PREDICATES: [&str; 5] = [
+    "has_part",
+    "part_of",
+    "created_by",
+    "mentions",
+    "related_to",
+];
 
 /// Writes the data set and returns its summary. Refuses to touch an existing index root or
 /// pointer unless `force`.
@@ -416,21 +434,22 @@ pub async fn generate(
             (i, buf)
         })
         .collect();
-    let large_cids: BTreeMap<usize, Cid> = futures::stream::iter(large.into_iter().map(|(i, buf)| {
-        let kubo = kubo.clone();
-        let task = large_task.clone();
-        async move {
-            let n = buf.len() as u64;
-            let cid = kubo.add("source.pdf", Bytes::from(buf), true).await?;
-            task.inc_item(n);
-            anyhow::Ok((i, cid))
-        }
-    }))
-    .buffer_unordered(cfg.concurrency.max(1))
-    .collect::<Vec<_>>()
-    .await
-    .into_iter()
-    .collect::<Result<_, _>>()?;
+    let large_cids: BTreeMap<usize, Cid> =
+        futures::stream::iter(large.into_iter().map(|(i, buf)| {
+            let kubo = kubo.clone();
+            let task = large_task.clone();
+            async move {
+                let n = buf.len() as u64;
+                let cid = kubo.add("source.pdf", Bytes::from(buf), true).await?;
+                task.inc_item(n);
+                anyhow::Ok((i, cid))
+            }
+        }))
+        .buffer_unordered(cfg.concurrency.max(1))
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect::<Result<_, _>>()?;
     large_task.finish();
 
     // 3. All versions in time order; chain events as the API does.
@@ -456,6 +475,7 @@ pub async fn generate(
         counts_bytes: 0,
         batches: 0,
         task: task.clone(),
+        pin: cfg.pin,
     };
     let mut counts = Counts {
         entities: plans.iter().filter(|p| !p.test_net).count(),
@@ -504,7 +524,8 @@ pub async fn generate(
             counts.raw_components += 1;
             new_blocks.push((cid, content, true));
         }
-        if v == 0 && plan.large
+        if v == 0
+            && plan.large
             && let Some(c) = large_cids.get(&i)
         {
             st.components.insert("source.pdf".into(), *c);
@@ -520,10 +541,13 @@ pub async fn generate(
                 }
                 let target = &plans[*r.pick(&created_ids)];
                 rels.push(Ipld::Map(BTreeMap::from([
-                    ("predicate".into(), s(r.pick(&PREDICATES))),
+                    ("predicate".into(), s(*r.pick(&PREDICATES))),
                     ("target_type".into(), s("pi")),
                     ("target_id".into(), s(&target.id)),
-                    ("target_label".into(), s(&format!("entity {}", &target.id[20..]))),
+                    (
+                        "target_label".into(),
+                        s(&format!("entity {}", &target.id[20..])),
+                    ),
                 ])));
             }
             let rel = Ipld::Map(BTreeMap::from([
@@ -542,7 +566,10 @@ pub async fn generate(
             let props = Ipld::Map(BTreeMap::from([
                 ("title".into(), s(&st.label)),
                 ("language".into(), s("en")),
-                ("year".into(), Ipld::Integer(i128::from(1900 + r.range(0, 125) as i32))),
+                (
+                    "year".into(),
+                    Ipld::Integer(i128::from(1900 + r.range(0, 125) as i32)),
+                ),
             ]));
             let bytes = ipld::encode_dag_cbor(&props)?;
             let cid = ipld::cid_v1(DAG_CBOR, &bytes);
@@ -617,7 +644,10 @@ pub async fn generate(
                 ("ver".into(), Ipld::Integer(i128::from(st.ver))),
                 ("tip_cid".into(), link(&mcid, true)),
                 ("ts".into(), s(&iso_us(t, &mut r))),
-                ("prev".into(), head.as_ref().map_or(Ipld::Null, |h| link(h, true))),
+                (
+                    "prev".into(),
+                    head.as_ref().map_or(Ipld::Null, |h| link(h, true)),
+                ),
             ]));
             let bytes = ipld::encode_dag_cbor(&ev)?;
             let ecid = ipld::cid_v1(DAG_CBOR, &bytes);
@@ -703,7 +733,9 @@ pub async fn generate(
             }
         }
         batch.flush().await?;
-        let parent = root.rsplit_once('/').map_or("/", |(p, _)| if p.is_empty() { "/" } else { p });
+        let parent = root
+            .rsplit_once('/')
+            .map_or("/", |(p, _)| if p.is_empty() { "/" } else { p });
         kubo.files_mkdir(parent, true).await?;
         kubo.files_cp(&format!("/ipfs/{}", tree.root), root)
             .await
@@ -802,7 +834,8 @@ fn legacy_snapshots(
         for (n, (e, i, t)) in events.iter().enumerate().take(cut + 1) {
             latest.insert(*i, (*e, *t, n));
         }
-        let mut rows: Vec<(usize, &(Cid, i64, usize))> = latest.iter().map(|(i, v)| (*i, v)).collect();
+        let mut rows: Vec<(usize, &(Cid, i64, usize))> =
+            latest.iter().map(|(i, v)| (*i, v)).collect();
         rows.sort_by_key(|(_, (_, _, n))| *n);
         let entries: Vec<Ipld> = rows
             .iter()
@@ -859,7 +892,11 @@ fn legacy_snapshots(
         }
     }
     let (c2, b2, n2) = snap(cut2, 2, Some(c1), Some(&all))?;
-    ensure!(b2.len() < 1 << 20, "legacy proofs snapshot too large ({} bytes)", b2.len());
+    ensure!(
+        b2.len() < 1 << 20,
+        "legacy proofs snapshot too large ({} bytes)",
+        b2.len()
+    );
     batch.add(c2, b2, true);
     Ok(LegacySnapshots {
         snapshot_v1: c1.to_string(),

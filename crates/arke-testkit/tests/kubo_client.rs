@@ -12,8 +12,13 @@ use bytes::Bytes;
 
 /// `dag/put` through the node's own encoder (not part of our client: we encode locally).
 async fn node_dag_put(url: &str, json: &str, store: &str) -> Cid {
-    let form = reqwest::multipart::Form::new()
-        .part("file", reqwest::multipart::Part::bytes(json.as_bytes().to_vec()).file_name("f"));
+    let form = reqwest::multipart::Form::new().part(
+        "file",
+        reqwest::multipart::Part::bytes(json.as_bytes().to_vec())
+            .file_name("f")
+            .mime_str("application/json")
+            .unwrap(),
+    );
     let resp = reqwest::Client::new()
         .post(format!(
             "{url}/api/v0/dag/put?store-codec={store}&input-codec=dag-json&pin=false"
@@ -42,7 +47,11 @@ async fn local_cids_equal_the_nodes() {
     ] {
         let ours = ipld::cid_v1(codec, &bytes);
         let theirs = node_dag_put(node.url(), &doc, store).await;
-        assert_eq!(ours.hash(), theirs.hash(), "{store}: our encoding differs from the node's");
+        assert_eq!(
+            ours.hash(),
+            theirs.hash(),
+            "{store}: our encoding differs from the node's"
+        );
         assert_eq!(ours.codec(), theirs.codec());
         // block/put checks the node's CID against ours and returns it.
         assert_eq!(kubo.block_put(codec, &bytes, false).await.unwrap(), ours);
@@ -53,13 +62,18 @@ async fn local_cids_equal_the_nodes() {
     }
     // raw: add of a small file is one raw block named like ours.
     let data = b"a small component".to_vec();
-    let added = kubo.add("c.txt", Bytes::from(data.clone()), false).await.unwrap();
+    let added = kubo
+        .add("c.txt", Bytes::from(data.clone()), false)
+        .await
+        .unwrap();
     assert_eq!(added, ipld::cid_v1(RAW, &data));
     assert_eq!(kubo.block_put(RAW, &data, false).await.unwrap(), added);
     // dag-pb: MFS builds directories and small files exactly as our unixfs module does.
     let base = "/it-cids";
     kubo.files_rm(base, true).await.unwrap();
-    kubo.files_mkdir(&format!("{base}/empty"), true).await.unwrap();
+    kubo.files_mkdir(&format!("{base}/empty"), true)
+        .await
+        .unwrap();
     let st = kubo.files_stat(&format!("{base}/empty")).await.unwrap();
     assert_eq!(st.kind, EntryKind::Directory);
     assert_eq!(st.cid, unixfs::dir_block(&[]).0);
@@ -67,16 +81,49 @@ async fn local_cids_equal_the_nodes() {
     kubo.files_write(&format!("{base}/empty/x.tip"), tip.as_bytes(), true)
         .await
         .unwrap();
-    let st = kubo.files_stat(&format!("{base}/empty/x.tip")).await.unwrap();
+    // The node's MFS file reads back through our UnixFS reader (js-ipfs writes a root over one
+    // leaf where Kubo writes a single node: both must read).
+    let st = kubo
+        .files_stat(&format!("{base}/empty/x.tip"))
+        .await
+        .unwrap();
     let block = kubo.block_get(&st.cid).await.unwrap();
     assert_eq!(st.cid.codec(), DAG_PB);
+    let mut children = std::collections::HashMap::new();
+    for l in ipld::links(&st.cid, &block).unwrap() {
+        children.insert(l.cid, kubo.block_get(&l.cid).await.unwrap().to_vec());
+    }
+    let content =
+        unixfs::file_content(&st.cid, &block, 1 << 20, &mut |c| children.get(c).cloned()).unwrap();
+    assert_eq!(content, tip.as_bytes());
+    // And our locally built tip tree is valid UnixFS for the node: placed with files/cp, it
+    // reads back through files/read and files/ls.
+    let id = arke_core::shard::EntityId::parse("01KAXQ3N8SVW0H2D6C5F7G9J1M").unwrap();
+    let mut blocks = Vec::new();
+    let tree = unixfs::build_tip_tree(
+        [(id.clone(), arke_core::shard::ShardRule::Worker, leaf)],
+        &mut |c, b| blocks.push((c, b)),
+    )
+    .unwrap();
+    for (c, b) in &blocks {
+        assert_eq!(
+            kubo.block_put(DAG_PB, b, false).await.unwrap().hash(),
+            c.hash()
+        );
+    }
+    kubo.files_cp(&format!("/ipfs/{}", tree.root), &format!("{base}/index"))
+        .await
+        .unwrap();
+    let path = id.tip_path(
+        &format!("{base}/index"),
+        arke_core::shard::ShardRule::Worker,
+    );
     assert_eq!(
-        unixfs::single_block_content(&st.cid, &block).unwrap(),
+        kubo.files_read(&path).await.unwrap().as_ref(),
         tip.as_bytes()
     );
-    assert_eq!(st.cid, unixfs::file_block(tip.as_bytes()).0, "MFS file node differs from ours");
-    let (dcid, dblock) = unixfs::dir_block(&[("x.tip".into(), st.cid, block.len() as u64)]);
-    assert_eq!(kubo.block_put(DAG_PB, &dblock, false).await.unwrap().hash(), dcid.hash());
+    let ls = kubo.files_ls(&format!("{base}/index/9J")).await.unwrap();
+    assert_eq!(ls[0].name, "1M");
     kubo.files_rm(base, true).await.unwrap();
 }
 
@@ -94,7 +141,11 @@ async fn missing_things_are_typed_and_fast() {
     let err = kubo.block_get(&absent).await.unwrap_err();
     assert!(matches!(err, KuboError::BlockMissing { .. }), "{err}");
     assert!(err.to_string().contains(&absent.to_string()), "{err}");
-    assert!(t.elapsed() < Duration::from_secs(20), "took {:?}", t.elapsed());
+    assert!(
+        t.elapsed() < Duration::from_secs(20),
+        "took {:?}",
+        t.elapsed()
+    );
     let err = kubo.files_read("/it-no/such/file").await.unwrap_err();
     assert!(matches!(err, KuboError::NotFound { .. }), "{err}");
     assert!(kubo.files_stat_opt("/it-no/such").await.unwrap().is_none());
@@ -115,7 +166,10 @@ async fn mfs_pins_and_car_round_trip() {
         .await
         .unwrap();
     assert_eq!(
-        kubo.files_read(&format!("{base}/a/b/f.txt")).await.unwrap().as_ref(),
+        kubo.files_read(&format!("{base}/a/b/f.txt"))
+            .await
+            .unwrap()
+            .as_ref(),
         b"hello"
     );
     // Overwrite truncates.
@@ -123,7 +177,10 @@ async fn mfs_pins_and_car_round_trip() {
         .await
         .unwrap();
     assert_eq!(
-        kubo.files_read(&format!("{base}/a/b/f.txt")).await.unwrap().as_ref(),
+        kubo.files_read(&format!("{base}/a/b/f.txt"))
+            .await
+            .unwrap()
+            .as_ref(),
         b"hi"
     );
     let ls = kubo.files_ls(&format!("{base}/a")).await.unwrap();
@@ -133,12 +190,19 @@ async fn mfs_pins_and_car_round_trip() {
     kubo.files_cp(&format!("{base}/a/b/f.txt"), &format!("{base}/copy.txt"))
         .await
         .unwrap();
-    let leaf = kubo.files_stat(&format!("{base}/copy.txt")).await.unwrap().cid;
+    let leaf = kubo
+        .files_stat(&format!("{base}/copy.txt"))
+        .await
+        .unwrap()
+        .cid;
     kubo.files_cp(&format!("/ipfs/{leaf}"), &format!("{base}/viaipfs.txt"))
         .await
         .unwrap();
     assert_eq!(
-        kubo.files_read(&format!("{base}/viaipfs.txt")).await.unwrap().as_ref(),
+        kubo.files_read(&format!("{base}/viaipfs.txt"))
+            .await
+            .unwrap()
+            .as_ref(),
         b"hi"
     );
 
@@ -180,7 +244,10 @@ async fn large_add_is_unixfs_over_raw_leaves() {
     let node = TestNode::shared();
     let kubo = node.kubo();
     let data: Vec<u8> = (0..700_000u32).map(|i| (i % 251) as u8).collect();
-    let root = kubo.add("big.bin", Bytes::from(data.clone()), true).await.unwrap();
+    let root = kubo
+        .add("big.bin", Bytes::from(data.clone()), true)
+        .await
+        .unwrap();
     assert_eq!(root.codec(), DAG_PB, "a file over 256 KiB is a dag-pb root");
     let block = kubo.block_get(&root).await.unwrap();
     let links = ipld::links(&root, &block).unwrap();

@@ -449,7 +449,7 @@ impl Kubo {
         let codec_name = crate::ipld::codec_name(codec);
         let payload = Bytes::copy_from_slice(data);
         let form = move || -> Result<Form, KuboError> {
-            Ok(Form::new().part("file", Part::stream(payload.clone()).file_name("block")))
+            Ok(Form::new().part("file", octet_part(payload.clone(), "block")?))
         };
         let body = self
             .json_form(
@@ -483,7 +483,7 @@ impl Kubo {
     pub async fn add(&self, name: &str, data: Bytes, pin: bool) -> Result<Cid, KuboError> {
         let fname = name.to_string();
         let form = move || -> Result<Form, KuboError> {
-            Ok(Form::new().part("file", Part::stream(data.clone()).file_name(fname.clone())))
+            Ok(Form::new().part("file", octet_part(data.clone(), &fname)?))
         };
         let body = self
             .json_form(
@@ -547,7 +547,7 @@ impl Kubo {
     ) -> Result<(), KuboError> {
         let payload = Bytes::copy_from_slice(data);
         let form = move || -> Result<Form, KuboError> {
-            Ok(Form::new().part("file", Part::stream(payload.clone()).file_name("data")))
+            Ok(Form::new().part("file", octet_part(payload.clone(), "data")?))
         };
         self.json_form(
             "files/write",
@@ -943,6 +943,18 @@ impl Kubo {
         })?;
         Ok(written)
     }
+}
+
+/// A multipart file part with an explicit content type (js-ipfs refuses parts without one).
+fn octet_part(data: Bytes, name: &str) -> Result<Part, KuboError> {
+    Part::stream(data)
+        .file_name(name.to_string())
+        .mime_str("application/octet-stream")
+        .map_err(|e| KuboError::BadResponse {
+            call: "multipart",
+            arg: name.to_string(),
+            reason: e.to_string(),
+        })
 }
 
 // --------------------------------------------------------------------------------------------

@@ -51,6 +51,10 @@ struct Args {
     /// Concurrent `add` calls
     #[arg(long, default_value_t = 8)]
     concurrency: usize,
+    /// Do not pin the objects (production pins every write; unpinned loads about twice as fast
+    /// on the js-ipfs test node, for large benchmark data sets)
+    #[arg(long)]
+    no_pin: bool,
     /// Folder for the temporary import batches (default: the system temp dir)
     #[arg(long)]
     work_dir: Option<PathBuf>,
@@ -83,6 +87,7 @@ fn main() -> ExitCode {
             force: args.force,
             concurrency: args.concurrency,
             work_dir: args.work_dir.clone(),
+            pin: !args.no_pin,
             ..GenConfig::default()
         };
         let summary = generate(&kubo, &cfg, &args.out.progress()).await?;
