@@ -65,7 +65,7 @@ pub enum UnixfsError {
     #[error("block {cid} has codec 0x{codec:x}; expected dag-pb or raw")]
     Codec { cid: Cid, codec: u64 },
     #[error("file {root}: chunk {child} is not available")]
-    MissingChunk { root: Cid, child: Cid },
+    MissingChunk { root: Cid, child: Box<Cid> },
     #[error("file {cid} is larger than {max} bytes")]
     TooLarge { cid: Cid, max: usize },
 }
@@ -311,7 +311,7 @@ fn append_file(
     for (_, child, _) in &node.links {
         let b = get(child).ok_or(UnixfsError::MissingChunk {
             root: *root,
-            child: *child,
+            child: Box::new(*child),
         })?;
         append_file(root, child, &b, max, get, out, depth + 1)?;
     }

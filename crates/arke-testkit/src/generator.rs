@@ -36,7 +36,7 @@ use arke_core::unixfs;
 use bytes::Bytes;
 use chrono::{DateTime, TimeZone, Utc};
 use futures::StreamExt;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::rng::Rng;
 
@@ -93,7 +93,7 @@ impl Default for GenConfig {
 }
 
 /// One generated entity, as the node now holds it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct EntityRecord {
     pub id: String,
     /// Current tip manifest.
@@ -103,7 +103,7 @@ pub struct EntityRecord {
     pub versions: Vec<String>,
     /// MFS path of the tip file.
     pub path: String,
-    pub network: &'static str,
+    pub network: String,
     /// Whether any event names this entity.
     pub has_event: bool,
     /// The newest event naming this entity, if any.
@@ -113,7 +113,7 @@ pub struct EntityRecord {
 }
 
 /// Counts by kind.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Counts {
     pub entities: usize,
     pub test_network_entities: usize,
@@ -138,7 +138,7 @@ pub struct Counts {
 }
 
 /// Legacy snapshots written with `legacy`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LegacySnapshots {
     pub snapshot_v1: String,
     pub snapshot_v1_event_cid: String,
@@ -148,7 +148,7 @@ pub struct LegacySnapshots {
 }
 
 /// The JSON summary printed by `generate-test-data`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Summary {
     pub seed: u64,
     pub pointer_path: String,
@@ -541,7 +541,7 @@ pub async fn generate(
                 }
                 let target = &plans[*r.pick(&created_ids)];
                 rels.push(Ipld::Map(BTreeMap::from([
-                    ("predicate".into(), s(*r.pick(&PREDICATES))),
+                    ("predicate".into(), s(r.pick::<&str>(&PREDICATES))),
                     ("target_type".into(), s("pi")),
                     ("target_id".into(), s(&target.id)),
                     (
@@ -710,7 +710,7 @@ pub async fn generate(
             ver: st.ver,
             versions: st.versions.iter().map(Cid::to_string).collect(),
             path,
-            network: if p.test_net { "test" } else { "main" },
+            network: if p.test_net { "test" } else { "main" }.to_string(),
             has_event: st.last_event.is_some(),
             last_event: st.last_event.map(|c| c.to_string()),
             components: comps,

@@ -1,0 +1,130 @@
+//! The five binaries answer --help with their flags and environment variables, and share the
+//! documented conventions (exit code 2 for usage errors, boolish environment flags).
+
+use std::process::Command;
+
+fn help(bin: &str) -> String {
+    let out = Command::new(bin).arg("--help").output().unwrap();
+    assert!(out.status.success(), "{bin} --help failed");
+    assert!(out.stderr.is_empty(), "--help writes to stdout only");
+    String::from_utf8(out.stdout).unwrap()
+}
+
+const COMMON: &[&str] = &[
+    "--api",
+    "IPFS_API_URL",
+    "IPFS_API_AUTH",
+    "--json",
+    "--no-progress",
+    "ARKE_NO_PROGRESS",
+    "Exit codes:",
+    "5  another run holds the lock",
+];
+
+#[test]
+fn build_snapshot_help() {
+    let h = help(env!("CARGO_BIN_EXE_build-snapshot"));
+    for want in COMMON.iter().chain(&[
+        "--pointer-path",
+        "INDEX_POINTER_PATH",
+        "/arke/index_pointer",
+        "SNAPSHOTS_DIR",
+        "--lock-file",
+        "ARKE_LOCK_FILE",
+        "--strict-append-only",
+    ]) {
+        assert!(h.contains(want), "build-snapshot --help lacks {want}");
+    }
+}
+
+#[test]
+fn verify_snapshot_help() {
+    let h = help(env!("CARGO_BIN_EXE_verify-snapshot"));
+    for want in COMMON
+        .iter()
+        .chain(&["--deep", "--drift", "--against", "INDEX_POINTER_PATH"])
+    {
+        assert!(h.contains(want), "verify-snapshot --help lacks {want}");
+    }
+}
+
+#[test]
+fn export_car_help() {
+    let h = help(env!("CARGO_BIN_EXE_export-car"));
+    for want in COMMON.iter().chain(&[
+        "--snapshot",
+        "--latest",
+        "BACKUPS_DIR",
+        "SNAPSHOTS_DIR",
+        "--allow-missing",
+        "--keep-last",
+        "--keep-days",
+        "--with-history",
+    ]) {
+        assert!(h.contains(want), "export-car --help lacks {want}");
+    }
+}
+
+#[test]
+fn verify_car_help() {
+    let h = help(env!("CARGO_BIN_EXE_verify-car"));
+    for want in [
+        "--root",
+        "--quick",
+        "--stats",
+        "--allow-unverifiable",
+        "--json",
+        "Exit codes:",
+    ] {
+        assert!(h.contains(want), "verify-car --help lacks {want}");
+    }
+}
+
+#[test]
+fn restore_from_car_help() {
+    let h = help(env!("CARGO_BIN_EXE_restore-from-car"));
+    for want in COMMON.iter().chain(&[
+        "--force",
+        "--dry-run",
+        "--allow-incomplete",
+        "--shard-rule",
+        "INDEX_POINTER_PATH",
+    ]) {
+        assert!(h.contains(want), "restore-from-car --help lacks {want}");
+    }
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    for bin in [
+        env!("CARGO_BIN_EXE_build-snapshot"),
+        env!("CARGO_BIN_EXE_export-car"),
+        env!("CARGO_BIN_EXE_verify-car"),
+    ] {
+        let out = Command::new(bin).arg("--no-such-flag").output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{bin}");
+    }
+}
+
+#[test]
+fn boolish_environment_flags() {
+    // A cron line with ARKE_NO_PROGRESS=1 or =yes must not be a usage error.
+    for v in ["1", "0", "true", "false", "yes", "no", "on", "off"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_verify-car"))
+            .arg("--help")
+            .env("ARKE_NO_PROGRESS", v)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "ARKE_NO_PROGRESS={v}");
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_verify-car"))
+        .arg("/nonexistent.car")
+        .env("ARKE_NO_PROGRESS", "maybe")
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "an unparsable boolean is a usage error"
+    );
+}
