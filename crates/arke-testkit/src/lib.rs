@@ -4,4 +4,5 @@
 pub mod check;
 pub mod generator;
 pub mod node;
+pub mod proxy;
 pub mod rng;

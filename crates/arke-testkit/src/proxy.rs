@@ -1,0 +1,140 @@
+//! A small fault-injecting TCP proxy in front of the real node, for failure tests: pass traffic
+//! through, answer every request with a fixed HTTP status, accept and never answer (a stalled
+//! node), or reset connections (a node that went away). The mode can change while tests run.
+//!
+//! Faults apply per connection: a connection already passing traffic keeps passing, so tests
+//! switch modes between calls, and clients should not rely on pooled connections across a switch
+//! (arke-core's client opens new connections after an error anyway).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// What the proxy does with the next connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// Forward to the node.
+    Pass,
+    /// Read the request head and answer `401 Unauthorized`.
+    Unauthorized,
+    /// Read the request head and answer `503 Service Unavailable`.
+    Unavailable,
+    /// Accept and never answer.
+    Stall,
+    /// Close the connection at once.
+    Reset,
+}
+
+impl Fault {
+    fn code(self) -> u8 {
+        self as u8
+    }
+    fn from_code(c: u8) -> Fault {
+        match c {
+            1 => Fault::Unauthorized,
+            2 => Fault::Unavailable,
+            3 => Fault::Stall,
+            4 => Fault::Reset,
+            _ => Fault::Pass,
+        }
+    }
+}
+
+/// A running proxy; stops when dropped.
+#[derive(Debug)]
+pub struct FaultProxy {
+    url: String,
+    mode: Arc<AtomicU8>,
+    connections: Arc<AtomicU64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl FaultProxy {
+    /// Listens on a free loopback port and forwards to `upstream` (`http://127.0.0.1:PORT`).
+    pub async fn start(upstream: &str) -> std::io::Result<FaultProxy> {
+        let target = upstream
+            .trim_start_matches("http://")
+            .split('/')
+            .next()
+            .unwrap_or_default()
+            .to_string();
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let url = format!("http://{}", listener.local_addr()?);
+        let mode = Arc::new(AtomicU8::new(Fault::Pass.code()));
+        let connections = Arc::new(AtomicU64::new(0));
+        let (m, n) = (mode.clone(), connections.clone());
+        let task = tokio::spawn(async move {
+            while let Ok((conn, _)) = listener.accept().await {
+                n.fetch_add(1, Ordering::Relaxed);
+                let fault = Fault::from_code(m.load(Ordering::Relaxed));
+                let target = target.clone();
+                tokio::spawn(handle(conn, target, fault));
+            }
+        });
+        Ok(FaultProxy {
+            url,
+            mode,
+            connections,
+            task,
+        })
+    }
+
+    /// The proxy's URL, to give to the client under test.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    pub fn set(&self, fault: Fault) {
+        self.mode.store(fault.code(), Ordering::Relaxed);
+    }
+
+    /// Connections accepted so far.
+    pub fn connections(&self) -> u64 {
+        self.connections.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for FaultProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn handle(mut conn: TcpStream, target: String, fault: Fault) {
+    match fault {
+        Fault::Pass => {
+            if let Ok(mut up) = TcpStream::connect(&target).await {
+                let _ = tokio::io::copy_bidirectional(&mut conn, &mut up).await;
+            }
+        }
+        Fault::Reset => drop(conn),
+        Fault::Stall => {
+            // Hold the connection open and silent for longer than any test waits.
+            tokio::time::sleep(std::time::Duration::from_secs(600)).await;
+        }
+        Fault::Unauthorized | Fault::Unavailable => {
+            let mut head = Vec::new();
+            let mut buf = [0u8; 4096];
+            while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 1 << 20 {
+                match conn.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => head.extend_from_slice(&buf[..n]),
+                }
+            }
+            let (status, msg) = if fault == Fault::Unauthorized {
+                ("401 Unauthorized", "unauthorized")
+            } else {
+                ("503 Service Unavailable", "unavailable")
+            };
+            let body = format!("{{\"Message\":\"{msg}\",\"Code\":0,\"Type\":\"error\"}}");
+            let resp = format!(
+                "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = conn.write_all(resp.as_bytes()).await;
+            let _ = conn.shutdown().await;
+        }
+    }
+}
