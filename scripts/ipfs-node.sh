@@ -85,6 +85,8 @@ cmd_start() {
   # test profile: no bootstrap, no MDNS, every listener on 127.0.0.1:0 (the JSON adds the gRPC port).
   "$jsipfs" init --profile test --emptyRepo "$KIT_DIR/init-config.json" >"$state/init.log" 2>&1 \
     || { cat "$state/init.log" >&2; return 1; }
+  # A recursive pin of a large DAG opens many block files at once (EMFILE at the default 1024).
+  ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
   # --offline only disables IPNS in js-ipfs; isolation comes from the config above.
   setsid "$jsipfs" daemon --offline --enable-preload=false >"$state/daemon.log" 2>&1 </dev/null &
   pid=$!

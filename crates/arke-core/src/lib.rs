@@ -11,11 +11,20 @@
 //! | [`unixfs`] | tip files and sharded index directories built locally and read back (dag-pb) |
 //! | [`report`] | exit codes, `--json` report types, progress (bar, periodic log lines, off) |
 #![doc(html_no_source)]
+// Errors carry the CIDs they concern (a `Cid` is 96 bytes) because every error must name the
+// block an operator has to look at; they are on the cold path, so their size does not matter.
+#![allow(clippy::result_large_err)]
 
 pub mod car;
+pub mod chain;
+pub mod fsutil;
+pub mod index;
 pub mod ipld;
 pub mod kubo;
 pub mod model;
+pub mod pointer;
 pub mod report;
 pub mod shard;
+pub mod snapshot;
+pub mod source;
 pub mod unixfs;

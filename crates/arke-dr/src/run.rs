@@ -63,10 +63,10 @@ fn init_logging(out: &OutputArgs) {
             _ => "trace",
         }
     };
-    // Our crates at the chosen level; dependencies (hyper, reqwest) only warn unless asked.
+    // Our crates and binaries at the chosen level; the HTTP stack only warns unless asked.
     let filter = EnvFilter::try_from_env("ARKE_LOG").unwrap_or_else(|_| {
         EnvFilter::new(format!(
-            "warn,arke_core={default},arke_dr={default},arke_testkit={default}"
+            "{default},hyper=warn,hyper_util=warn,reqwest=warn,h2=warn"
         ))
     });
     let _ = tracing_subscriber::fmt()

@@ -728,13 +728,25 @@ impl Kubo {
     /// `pin/add` (recursive or direct). Every block below a recursive pin must be stored;
     /// otherwise the node reports the block as missing within the block timeout.
     pub async fn pin_add(&self, cid: &Cid, recursive: bool) -> Result<(), KuboError> {
+        self.pin_add_for(cid, recursive, self.cfg.block_timeout)
+            .await
+    }
+
+    /// `pin/add` with its own server-side timeout: a recursive pin walks the whole DAG, which
+    /// for a large snapshot takes longer than one block read.
+    pub async fn pin_add_for(
+        &self,
+        cid: &Cid,
+        recursive: bool,
+        timeout: Duration,
+    ) -> Result<(), KuboError> {
         let arg = cid.to_string();
         let query = vec![
             ("arg", arg.clone()),
             ("recursive", recursive.to_string()),
-            ("timeout", self.block_timeout_param()),
+            ("timeout", format!("{}ms", timeout.as_millis().max(1))),
         ];
-        let deadline = self.cfg.block_timeout + self.cfg.call_timeout;
+        let deadline = timeout + self.cfg.call_timeout;
         let resp = self
             .send("pin/add", &arg, &query, None, true, Some(deadline))
             .await
@@ -758,6 +770,51 @@ impl Kubo {
             arg,
             reason: format!("pin not confirmed: {}", String::from_utf8_lossy(&body)),
         })
+    }
+
+    /// `pin/add` of many CIDs in one call per `batch` (Kubo takes several `arg`s), each checked
+    /// in the answer. For direct pins of blocks that are already stored.
+    pub async fn pin_add_many(
+        &self,
+        cids: &[Cid],
+        recursive: bool,
+        batch: usize,
+    ) -> Result<(), KuboError> {
+        for group in cids.chunks(batch.max(1)) {
+            let mut query: Query<'_> = group.iter().map(|c| ("arg", c.to_string())).collect();
+            query.push(("recursive", recursive.to_string()));
+            query.push(("timeout", self.block_timeout_param()));
+            let arg = format!("{} CIDs from {}", group.len(), group[0]);
+            let deadline = self.cfg.block_timeout + self.cfg.call_timeout;
+            let resp = self
+                .send("pin/add", &arg, &query, None, true, Some(deadline))
+                .await
+                .map_err(|e| block_error(e, &arg))?;
+            let body = self
+                .body("pin/add", &arg, resp, self.cfg.max_body)
+                .await
+                .map_err(|e| block_error(e, &arg))?;
+            let v = parse_json("pin/add", &arg, &body)?;
+            let pinned: std::collections::HashSet<Vec<u8>> = match v.get("Pins") {
+                Some(Value::Array(pins)) => pins
+                    .iter()
+                    .filter_map(|p| p.as_str()?.parse::<Cid>().ok())
+                    .map(|c| c.hash().to_bytes())
+                    .collect(),
+                _ => Default::default(),
+            };
+            if let Some(missing) = group
+                .iter()
+                .find(|c| !pinned.contains(&c.hash().to_bytes()))
+            {
+                return Err(KuboError::BadResponse {
+                    call: "pin/add",
+                    arg: missing.to_string(),
+                    reason: "pin not confirmed by the node".into(),
+                });
+            }
+        }
+        Ok(())
     }
 
     /// `pin/rm`. A CID that is not pinned is [`KuboError::NotFound`].

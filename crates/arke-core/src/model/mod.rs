@@ -38,8 +38,9 @@ pub use meta::{BackupMeta, CidCounts, SnapshotMeta};
 pub use pointer::{IndexPointer, PointerVersion, SnapshotFields};
 pub use relationships::{Relationship, Relationships, TargetType};
 pub use snapshot::{
-    Consistency, Snapshot, SnapshotChunk, SnapshotChunkedV2, SnapshotEntry, SnapshotIndexV1,
-    SnapshotProofsV2, SnapshotV0, SnapshotV1, SnapshotV3,
+    CHUNK_V3, Consistency, NODE_V1, SNAPSHOT_V4, Snapshot, SnapshotChunk, SnapshotChunkedV2,
+    SnapshotEntry, SnapshotIndexV1, SnapshotNode, SnapshotProofsV2, SnapshotV0, SnapshotV1,
+    SnapshotV3, SnapshotV4,
 };
 
 /// Why a stored object could not be read as one of the Arke formats.

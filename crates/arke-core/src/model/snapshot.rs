@@ -18,6 +18,12 @@ pub(crate) const SNAPSHOT_V2: &str = "arke/snapshot@v2";
 pub(crate) const SNAPSHOT_V3: &str = "arke/snapshot@v3";
 pub(crate) const CHUNK_V1: &str = "arke/snapshot-chunk@v1";
 pub(crate) const CHUNK_V2: &str = "arke/snapshot-chunk@v2";
+/// arke-dr's bounded snapshot (docs/formats.md): a small header over a tree of chunks.
+pub const SNAPSHOT_V4: &str = "arke/snapshot@v4";
+/// Entries of an `arke/snapshot@v4`, in stable order.
+pub const CHUNK_V3: &str = "arke/snapshot-chunk@v3";
+/// Interior node of an `arke/snapshot@v4` chunk tree.
+pub const NODE_V1: &str = "arke/snapshot-node@v1";
 
 const ID_KEYS: &[&str] = &["pi", "id", "entity_id"];
 
@@ -179,7 +185,7 @@ impl SnapshotProofsV2 {
 }
 
 /// A snapshot root of any known version.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Snapshot {
     /// `arke/snapshot-index@v1`.
     IndexV1(SnapshotIndexV1),
@@ -193,6 +199,65 @@ pub enum Snapshot {
     V1(SnapshotV1),
     /// `arke/snapshot@v2` with `entries`.
     ProofsV2(SnapshotProofsV2),
+    /// `arke/snapshot@v4` (arke-dr).
+    V4(Box<SnapshotV4>),
+}
+
+/// `arke/snapshot@v4`, written by arke-dr's build-snapshot: a header of bounded size over a
+/// tree of `arke/snapshot-chunk@v3` blocks (through `arke/snapshot-node@v1` blocks when there
+/// are more chunks than fit in one block). `prev_snapshot` and `index_cid` are CID *strings*:
+/// pins, `dag export` and GC do not follow them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SnapshotV4 {
+    pub seq: u64,
+    pub ts: String,
+    /// The event head this snapshot covers (a real link).
+    pub event_cid: Option<Cid>,
+    /// The pointer's `event_count` when the snapshot was built.
+    pub event_count: Option<u64>,
+    pub entity_count: u64,
+    /// Most entries per chunk.
+    pub chunk_entries: u64,
+    /// 0: `children` are chunks; h > 0: `children` are nodes of height h.
+    pub height: u64,
+    pub children: Vec<Cid>,
+    pub prev_snapshot: Option<Cid>,
+    pub prev_seq: Option<u64>,
+    /// CID of the MFS index directory when the snapshot was built.
+    pub index_cid: Option<Cid>,
+    /// CID of the test network's index directory, when it was included.
+    pub test_index_cid: Option<Cid>,
+    /// The append-only report, as stored.
+    pub report: Option<Ipld>,
+    pub tool: Option<String>,
+}
+
+/// `arke/snapshot-node@v1`: an interior node of a v4 chunk tree.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnapshotNode {
+    pub height: u64,
+    pub children: Vec<Cid>,
+}
+
+impl SnapshotNode {
+    pub fn from_ipld(value: &Ipld) -> Result<Self, ModelError> {
+        let schema = schema_of(value, "snapshot node")?;
+        if schema != NODE_V1 {
+            return Err(ModelError::UnknownSchema {
+                schema: schema.to_owned(),
+                expected: "snapshot node",
+            });
+        }
+        let o = Obj::top(schema, value)?;
+        Ok(SnapshotNode {
+            height: o.req_u64("height")?,
+            children: o
+                .req_link_list("children")?
+                .into_iter()
+                .map(|r| r.cid)
+                .collect(),
+        })
+    }
 }
 
 /// Which keys carry the entry's tip, in order of preference, per entry format. Both names
@@ -276,6 +341,22 @@ impl Snapshot {
                 entries: read_entries(&o, TIP_KEYS_TIP_CID)?,
                 event_cid: o.opt_link("event_cid")?.map(|r| r.cid),
             })),
+            SNAPSHOT_V4 => Ok(Snapshot::V4(Box::new(SnapshotV4 {
+                seq: o.req_u64("seq")?,
+                ts: o.req_str("ts")?,
+                event_cid: o.opt_link("event_cid")?.map(|r| r.cid),
+                event_count: o.opt_u64("event_count")?,
+                entity_count: o.req_u64("entity_count")?,
+                chunk_entries: o.req_u64("chunk_entries")?,
+                height: o.req_u64("height")?,
+                children: o.req_link_list("children")?.into_iter().map(|r| r.cid).collect(),
+                prev_snapshot: prev_snapshot()?,
+                prev_seq: o.opt_u64("prev_seq")?,
+                index_cid: o.opt_link("index_cid")?.map(|r| r.cid),
+                test_index_cid: o.opt_link("test_index_cid")?.map(|r| r.cid),
+                report: o.get("report").cloned(),
+                tool: o.opt_str("tool")?,
+            }))),
             SNAPSHOT_V2 => match (o.has("chunks"), o.has("entries")) {
                 (true, false) => Ok(Snapshot::ChunkedV2(SnapshotChunkedV2 {
                     seq: o.req_u64("seq")?,
@@ -315,6 +396,7 @@ impl Snapshot {
             Snapshot::V3(_) => SNAPSHOT_V3,
             Snapshot::V0(_) => SNAPSHOT_V0,
             Snapshot::V1(_) => SNAPSHOT_V1,
+            Snapshot::V4(_) => SNAPSHOT_V4,
         }
     }
 
@@ -327,6 +409,7 @@ impl Snapshot {
             Snapshot::V0(s) => s.seq,
             Snapshot::V1(s) => s.seq,
             Snapshot::ProofsV2(s) => s.seq,
+            Snapshot::V4(s) => s.seq,
         }
     }
 
@@ -339,6 +422,7 @@ impl Snapshot {
             Snapshot::V0(s) => &s.ts,
             Snapshot::V1(s) => &s.ts,
             Snapshot::ProofsV2(s) => &s.ts,
+            Snapshot::V4(s) => &s.ts,
         }
     }
 
@@ -351,6 +435,7 @@ impl Snapshot {
             Snapshot::V0(s) => s.prev_snapshot,
             Snapshot::V1(s) => s.prev_snapshot,
             Snapshot::ProofsV2(s) => s.prev_snapshot,
+            Snapshot::V4(s) => s.prev_snapshot,
         }
     }
 
@@ -359,6 +444,7 @@ impl Snapshot {
         match self {
             Snapshot::V1(s) => s.event_cid,
             Snapshot::ProofsV2(s) => s.event_cid,
+            Snapshot::V4(s) => s.event_cid,
             _ => None,
         }
     }
@@ -372,6 +458,7 @@ impl Snapshot {
             Snapshot::V0(s) => Some(s.total_count),
             Snapshot::V1(s) => Some(s.total_count),
             Snapshot::ProofsV2(s) => Some(s.total_count),
+            Snapshot::V4(s) => Some(s.entity_count),
         }
     }
 
@@ -382,7 +469,7 @@ impl Snapshot {
             Snapshot::V0(s) => Some(&s.entries),
             Snapshot::V1(s) => Some(&s.entries),
             Snapshot::ProofsV2(s) => Some(&s.entries),
-            Snapshot::ChunkedV2(_) | Snapshot::V3(_) => None,
+            Snapshot::ChunkedV2(_) | Snapshot::V3(_) | Snapshot::V4(_) => None,
         }
     }
 
@@ -423,6 +510,14 @@ pub enum SnapshotChunk {
         /// `prev`: the next-older chunk, none at the end of the list.
         prev: Option<Cid>,
     },
+    /// `arke/snapshot-chunk@v3` (arke-dr): entries `{id, ver, tip_cid, ts, chain_cid}` in
+    /// stable order, at most `chunk_entries` of them.
+    V3 {
+        /// `chunk_index`.
+        chunk_index: u64,
+        /// `entries`.
+        entries: Vec<SnapshotEntry>,
+    },
 }
 
 impl SnapshotChunk {
@@ -434,6 +529,10 @@ impl SnapshotChunk {
             CHUNK_V1 => Ok(SnapshotChunk::V1 {
                 chunk_index: o.req_u64("chunk_index")?,
                 entries: read_entries(&o, TIP_KEYS_TIP)?,
+            }),
+            CHUNK_V3 => Ok(SnapshotChunk::V3 {
+                chunk_index: o.req_u64("chunk_index")?,
+                entries: read_entries(&o, TIP_KEYS_TIP_CID)?,
             }),
             CHUNK_V2 => Ok(SnapshotChunk::V2 {
                 chunk_index: o.req_u64("chunk_index")?,
@@ -452,29 +551,32 @@ impl SnapshotChunk {
         match self {
             SnapshotChunk::V1 { .. } => CHUNK_V1,
             SnapshotChunk::V2 { .. } => CHUNK_V2,
+            SnapshotChunk::V3 { .. } => CHUNK_V3,
         }
     }
 
     /// `chunk_index`.
     pub fn chunk_index(&self) -> u64 {
         match self {
-            SnapshotChunk::V1 { chunk_index, .. } | SnapshotChunk::V2 { chunk_index, .. } => {
-                *chunk_index
-            }
+            SnapshotChunk::V1 { chunk_index, .. }
+            | SnapshotChunk::V2 { chunk_index, .. }
+            | SnapshotChunk::V3 { chunk_index, .. } => *chunk_index,
         }
     }
 
     /// The entries.
     pub fn entries(&self) -> &[SnapshotEntry] {
         match self {
-            SnapshotChunk::V1 { entries, .. } | SnapshotChunk::V2 { entries, .. } => entries,
+            SnapshotChunk::V1 { entries, .. }
+            | SnapshotChunk::V2 { entries, .. }
+            | SnapshotChunk::V3 { entries, .. } => entries,
         }
     }
 
     /// The next-older chunk (chunk@v2 only).
     pub fn prev(&self) -> Option<Cid> {
         match self {
-            SnapshotChunk::V1 { .. } => None,
+            SnapshotChunk::V1 { .. } | SnapshotChunk::V3 { .. } => None,
             SnapshotChunk::V2 { prev, .. } => *prev,
         }
     }

@@ -3,6 +3,8 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use arke_core::report::Exit;
+use arke_core::snapshot::{BuildOptions, BuildOutcome, build};
 use arke_dr::args::{NodeArgs, OutputArgs, PointerArgs, SnapshotsDirArg};
 use clap::Parser;
 
@@ -34,6 +36,12 @@ struct Args {
     /// Concurrent manifest fetches
     #[arg(long, env = "ARKE_CONCURRENCY", value_name = "N", default_value_t = 16)]
     concurrency: usize,
+    /// MFS root of the index (production: /arke/index)
+    #[arg(long, env = "ARKE_INDEX_ROOT", value_name = "MFS_PATH", default_value = arke_core::shard::INDEX_ROOT)]
+    index_root: String,
+    /// MFS root of the test network's index
+    #[arg(long, value_name = "MFS_PATH", default_value = arke_core::shard::TEST_INDEX_ROOT)]
+    test_index_root: String,
     #[command(flatten)]
     out: OutputArgs,
 }
@@ -41,11 +49,46 @@ struct Args {
 fn main() -> ExitCode {
     let args = Args::parse();
     arke_dr::run("build-snapshot", &args.out, async {
-        let _ = &args;
-        Err(arke_core::report::Failure::new(
-            arke_core::report::Exit::Failed,
-            "build-snapshot is not implemented in this build yet (issue 3)",
-        )
-        .into())
+        let kubo = args.node.kubo()?;
+        let dir = args.snapshots.snapshots_dir.clone();
+        let mut opts = BuildOptions::new(&args.pointer.pointer_path, dir.clone());
+        if let Some(lock) = &args.lock_file {
+            opts.lock_file = lock.clone();
+        }
+        opts.index_root = args.index_root.clone();
+        opts.test_index_root = args.test_index_root.clone();
+        opts.include_test_network = args.include_test_network;
+        opts.full = args.full;
+        opts.strict_append_only = args.strict_append_only;
+        opts.concurrency = args.concurrency;
+        let outcome = build(&kubo, &opts, &args.out.progress()).await?;
+        let r = outcome.report();
+        match &outcome {
+            BuildOutcome::Unchanged(_) => tracing::info!(
+                "unchanged: same event head and index as snapshot {} (seq {}); nothing written",
+                r.cid.as_deref().unwrap_or("-"),
+                r.seq
+            ),
+            BuildOutcome::Built(_) => tracing::info!(
+                "snapshot {} seq {} ({}): {} entities ({} new, {} updated), {} events walked, chunks {} written / {} reused, {:.1}s",
+                r.cid.as_deref().unwrap_or("-"),
+                r.seq,
+                r.mode,
+                r.entity_count,
+                r.append_only.new,
+                r.append_only.updated,
+                r.events_walked,
+                r.chunks_written,
+                r.chunks_reused,
+                r.seconds
+            ),
+        }
+        if args.out.json {
+            arke_dr::print_json(r)?;
+        } else if let BuildOutcome::Built(_) = outcome {
+            // Legacy contract: the snapshot CID alone on stdout; nothing when unchanged.
+            arke_dr::print_line(r.cid.as_deref().unwrap_or_default())?;
+        }
+        Ok(Exit::Ok)
     })
 }

@@ -1,0 +1,107 @@
+//! Local files that appear atomically, and the run lock.
+
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// Writes `data` to `path` atomically: a temporary file in the same folder, fsync, rename,
+/// fsync of the folder. A crash leaves either the old file or the new one, never half of one.
+pub fn atomic_write(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let mut tmp = tempfile::Builder::new().prefix(".tmp-").tempfile_in(dir)?;
+    tmp.write_all(data)?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    sync_dir(dir)
+}
+
+/// fsync of a directory, so a rename in it is durable.
+pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// An exclusive advisory lock (`flock`) held for the life of the value. The kernel releases it
+/// when the process dies, so a crashed run never blocks the next one (legacy bug B17), and a
+/// refused run never touches the holder's lock file.
+#[derive(Debug)]
+pub struct RunLock {
+    _file: File,
+    pub path: PathBuf,
+}
+
+/// Outcome of trying to take the lock.
+#[derive(Debug)]
+pub enum LockOutcome {
+    Acquired(RunLock),
+    /// Another process holds it.
+    Busy,
+}
+
+impl RunLock {
+    /// Takes the lock without waiting. The file is created if needed and never deleted.
+    pub fn try_acquire(path: &Path) -> std::io::Result<LockOutcome> {
+        if let Some(dir) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)?;
+        }
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .open(path)?;
+        match file.try_lock() {
+            Ok(()) => {
+                // Informational only (who holds it); the lock itself is the flock.
+                let _ = file.set_len(0);
+                let _ = (&file).write_all(format!("{}\n", std::process::id()).as_bytes());
+                Ok(LockOutcome::Acquired(RunLock {
+                    _file: file,
+                    path: path.to_path_buf(),
+                }))
+            }
+            Err(std::fs::TryLockError::WouldBlock) => Ok(LockOutcome::Busy),
+            Err(std::fs::TryLockError::Error(e)) => Err(e),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn atomic_write_replaces_and_leaves_no_temp() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("sub/latest.json");
+        atomic_write(&p, b"one").unwrap();
+        atomic_write(&p, b"two").unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), b"two");
+        let names: Vec<_> = std::fs::read_dir(dir.path().join("sub"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names.len(), 1, "{names:?}");
+    }
+
+    #[test]
+    fn second_lock_is_busy_and_released_on_drop() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("x.lock");
+        let first = RunLock::try_acquire(&p).unwrap();
+        assert!(matches!(first, LockOutcome::Acquired(_)));
+        assert!(matches!(
+            RunLock::try_acquire(&p).unwrap(),
+            LockOutcome::Busy
+        ));
+        drop(first);
+        assert!(matches!(
+            RunLock::try_acquire(&p).unwrap(),
+            LockOutcome::Acquired(_)
+        ));
+        assert!(p.exists(), "the lock file is never deleted");
+    }
+}

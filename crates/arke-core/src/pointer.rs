@@ -1,0 +1,110 @@
+//! Reading and updating the index pointer (an MFS file the API rewrites on every event batch).
+//!
+//! The legacy build wrote back the `event_head` and `event_count` it had read minutes earlier,
+//! rolling back every event appended meanwhile (B14), and the API treated any HTTP 500 as "no
+//! pointer" and started a new chain (B15). Here "the file does not exist" and "the node failed"
+//! are different outcomes, and an update re-reads the pointer immediately before writing,
+//! changes only the snapshot fields, reads it back, and retries if another writer got in.
+//!
+//! The window that remains: between our re-read and our `files/write` (milliseconds, against
+//! minutes in the legacy build) an event batch written by the API would be overwritten.
+//! MFS has no compare-and-swap; closing the window needs the API to own the write (an endpoint
+//! that sets the snapshot fields under the event worker's lock) or a CAS on the pointer's CID.
+
+use bytes::Bytes;
+
+use crate::kubo::{Kubo, KuboError};
+use crate::model::{IndexPointer, ModelError, SnapshotFields};
+
+/// Errors around the pointer.
+#[derive(Debug, thiserror::Error)]
+pub enum PointerError {
+    #[error("index pointer {path}: {source}")]
+    Node {
+        path: String,
+        #[source]
+        source: KuboError,
+    },
+    #[error("index pointer {path} is not valid: {source}")]
+    Invalid {
+        path: String,
+        #[source]
+        source: ModelError,
+    },
+    #[error(
+        "index pointer {path}: another writer kept replacing it; gave up after {attempts} attempts"
+    )]
+    Contended { path: String, attempts: u32 },
+}
+
+/// The pointer as read: parsed, plus the exact bytes (to detect concurrent changes).
+#[derive(Debug, Clone)]
+pub struct ReadPointer {
+    pub pointer: IndexPointer,
+    pub raw: Bytes,
+}
+
+/// Reads the pointer. `Ok(None)` only when the node says the file does not exist.
+pub async fn read(kubo: &Kubo, path: &str) -> Result<Option<ReadPointer>, PointerError> {
+    match kubo.files_read(path).await {
+        Ok(raw) => {
+            let pointer = IndexPointer::parse(&raw).map_err(|source| PointerError::Invalid {
+                path: path.to_string(),
+                source,
+            })?;
+            Ok(Some(ReadPointer { pointer, raw }))
+        }
+        Err(KuboError::NotFound { .. }) => Ok(None),
+        Err(source) => Err(PointerError::Node {
+            path: path.to_string(),
+            source,
+        }),
+    }
+}
+
+/// Sets the snapshot fields, keeping everything else as found at the moment of writing.
+/// Returns the pointer as written and read back.
+pub async fn set_snapshot_fields(
+    kubo: &Kubo,
+    path: &str,
+    fields: &SnapshotFields,
+    attempts: u32,
+) -> Result<IndexPointer, PointerError> {
+    let node = |source| PointerError::Node {
+        path: path.to_string(),
+        source,
+    };
+    for attempt in 1..=attempts.max(1) {
+        let current = read(kubo, path).await?;
+        let base = current
+            .as_ref()
+            .map(|c| c.pointer.clone())
+            .unwrap_or_else(IndexPointer::new_v2);
+        let next = base.with_snapshot_fields(fields.clone());
+        let bytes = next.to_json_bytes();
+        kubo.files_write(path, &bytes, true).await.map_err(node)?;
+        let back = read(kubo, path).await?;
+        match back {
+            Some(b) if b.pointer.latest_snapshot_cid == Some(fields.latest_snapshot_cid) => {
+                if b.raw.as_ref() != bytes.as_slice() {
+                    // Someone wrote after us and kept our fields (the API merges): fine.
+                    tracing::info!(
+                        "index pointer changed after our write (attempt {attempt}); snapshot fields kept"
+                    );
+                }
+                return Ok(b.pointer);
+            }
+            _ => {
+                tracing::warn!(
+                    "index pointer was replaced concurrently (attempt {attempt}); retrying"
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(200 * u64::from(attempt)))
+                    .await;
+            }
+        }
+    }
+    Err(PointerError::Contended {
+        path: path.to_string(),
+        attempts,
+    })
+}

@@ -1,0 +1,228 @@
+//! Reading a snapshot of any schema (spec §3.4 and our v4) with all its entries, in stored
+//! order, from any block source. Every block is re-hashed by the source; every block's size is
+//! recorded so verify-snapshot can check the 1 MiB bound.
+
+use std::collections::HashSet;
+
+use cid::Cid;
+use futures::StreamExt;
+
+use crate::ipld;
+use crate::model::{ModelError, Snapshot, SnapshotChunk, SnapshotEntry, SnapshotNode};
+use crate::source::{BlockSource, SourceError};
+
+/// Why a snapshot could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("snapshot {snapshot}: cannot read {role} {cid}: {source}")]
+    Fetch {
+        snapshot: Cid,
+        role: String,
+        cid: Cid,
+        #[source]
+        source: SourceError,
+    },
+    #[error("snapshot {snapshot}: {role} {cid} does not decode: {reason}")]
+    Decode {
+        snapshot: Cid,
+        role: String,
+        cid: Cid,
+        reason: String,
+    },
+    #[error("snapshot {snapshot}: {reason}")]
+    Inconsistent { snapshot: Cid, reason: String },
+}
+
+/// A block of the snapshot itself (header, node or chunk).
+#[derive(Debug, Clone)]
+pub struct BlockInfo {
+    pub cid: Cid,
+    pub size: usize,
+    pub role: String,
+}
+
+/// A snapshot with its entries.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub cid: Cid,
+    pub snapshot: Snapshot,
+    /// In stored order (for v3 linked lists: oldest chunk first).
+    pub entries: Vec<SnapshotEntry>,
+    /// Every block of the snapshot, header first.
+    pub blocks: Vec<BlockInfo>,
+    /// v4 only: the chunk CIDs in order (for reuse by the next build).
+    pub leaf_chunks: Vec<Cid>,
+}
+
+async fn fetch<S: BlockSource>(
+    src: &S,
+    snapshot: Cid,
+    cid: Cid,
+    role: String,
+) -> Result<(bytes::Bytes, ipld::Ipld, BlockInfo), LoadError> {
+    let data = src.get(&cid).await.map_err(|source| LoadError::Fetch {
+        snapshot,
+        role: role.clone(),
+        cid,
+        source,
+    })?;
+    let value = ipld::decode(&cid, &data).map_err(|e| LoadError::Decode {
+        snapshot,
+        role: role.clone(),
+        cid,
+        reason: e.to_string(),
+    })?;
+    let info = BlockInfo {
+        cid,
+        size: data.len(),
+        role,
+    };
+    Ok((data, value, info))
+}
+
+fn decode_err(snapshot: Cid, role: &str, cid: Cid, e: ModelError) -> LoadError {
+    LoadError::Decode {
+        snapshot,
+        role: role.to_string(),
+        cid,
+        reason: e.to_string(),
+    }
+}
+
+/// Chunks fetched with bounded concurrency, results in the given order.
+async fn fetch_chunks<S: BlockSource>(
+    src: &S,
+    snapshot: Cid,
+    chunks: &[Cid],
+) -> Result<Vec<(SnapshotChunk, BlockInfo)>, LoadError> {
+    let futs = chunks.iter().enumerate().map(|(i, c)| async move {
+        let role = format!("chunk {i}");
+        let (_, value, info) = fetch(src, snapshot, *c, role.clone()).await?;
+        let chunk =
+            SnapshotChunk::from_ipld(&value).map_err(|e| decode_err(snapshot, &role, *c, e))?;
+        Ok::<_, LoadError>((chunk, info))
+    });
+    futures::stream::iter(futs)
+        .buffered(16)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect()
+}
+
+/// Reads only the snapshot's root block (cheap: enough to decide "nothing changed").
+pub async fn load_header<S: BlockSource>(src: &S, cid: Cid) -> Result<Snapshot, LoadError> {
+    let (_, value, _) = fetch(src, cid, cid, "header".into()).await?;
+    Snapshot::from_ipld(&value).map_err(|e| decode_err(cid, "header", cid, e))
+}
+
+/// Reads the snapshot at `cid` and all its entries.
+pub async fn load<S: BlockSource>(src: &S, cid: Cid) -> Result<Loaded, LoadError> {
+    let (_, value, info) = fetch(src, cid, cid, "header".into()).await?;
+    let snapshot = Snapshot::from_ipld(&value).map_err(|e| decode_err(cid, "header", cid, e))?;
+    let mut blocks = vec![info];
+    let mut entries = Vec::new();
+    let mut leaf_chunks = Vec::new();
+    let inconsistent = |reason: String| LoadError::Inconsistent {
+        snapshot: cid,
+        reason,
+    };
+    match &snapshot {
+        Snapshot::ChunkedV2(s) => {
+            for (i, (chunk, info)) in fetch_chunks(src, cid, &s.chunks)
+                .await?
+                .into_iter()
+                .enumerate()
+            {
+                if chunk.chunk_index() != i as u64 {
+                    return Err(inconsistent(format!(
+                        "chunk {i} says chunk_index {}",
+                        chunk.chunk_index()
+                    )));
+                }
+                entries.extend_from_slice(chunk.entries());
+                blocks.push(info);
+            }
+        }
+        Snapshot::V3(s) => {
+            // Linked list, newest chunk first.
+            let mut seen = HashSet::new();
+            let mut cur = s.entries_head;
+            let mut chunks = Vec::new();
+            while let Some(c) = cur {
+                if !seen.insert(c) {
+                    return Err(inconsistent(format!("chunk list has a cycle at {c}")));
+                }
+                let role = format!("chunk (list position {})", chunks.len());
+                let (_, value, info) = fetch(src, cid, c, role.clone()).await?;
+                let chunk =
+                    SnapshotChunk::from_ipld(&value).map_err(|e| decode_err(cid, &role, c, e))?;
+                cur = chunk.prev();
+                chunks.push((chunk, info));
+            }
+            chunks.reverse();
+            for (chunk, info) in chunks {
+                entries.extend_from_slice(chunk.entries());
+                blocks.push(info);
+            }
+        }
+        Snapshot::V4(s) => {
+            let mut level = s.children.clone();
+            for height in (1..=s.height).rev() {
+                let mut next = Vec::new();
+                for (i, c) in level.iter().enumerate() {
+                    let role = format!("node {i} (height {height})");
+                    let (_, value, info) = fetch(src, cid, *c, role.clone()).await?;
+                    let node = SnapshotNode::from_ipld(&value)
+                        .map_err(|e| decode_err(cid, &role, *c, e))?;
+                    if node.height != height {
+                        return Err(inconsistent(format!(
+                            "{role} {c} says height {}",
+                            node.height
+                        )));
+                    }
+                    next.extend(node.children);
+                    blocks.push(info);
+                }
+                level = next;
+            }
+            for (i, (chunk, info)) in fetch_chunks(src, cid, &level)
+                .await?
+                .into_iter()
+                .enumerate()
+            {
+                if !matches!(chunk, SnapshotChunk::V3 { .. }) || chunk.chunk_index() != i as u64 {
+                    return Err(inconsistent(format!(
+                        "chunk {i} ({}) is a {} with chunk_index {}",
+                        info.cid,
+                        chunk.schema(),
+                        chunk.chunk_index()
+                    )));
+                }
+                if chunk.entries().len() as u64 > s.chunk_entries {
+                    return Err(inconsistent(format!(
+                        "chunk {i} holds {} entries (at most {})",
+                        chunk.entries().len(),
+                        s.chunk_entries
+                    )));
+                }
+                entries.extend_from_slice(chunk.entries());
+                blocks.push(info);
+            }
+            leaf_chunks = level;
+        }
+        other => {
+            entries = other
+                .inline_entries()
+                .map(<[_]>::to_vec)
+                .unwrap_or_default();
+        }
+    }
+    Ok(Loaded {
+        cid,
+        snapshot,
+        entries,
+        blocks,
+        leaf_chunks,
+    })
+}

@@ -1,0 +1,9 @@
+//! Snapshots: reading every schema ever written, and building and verifying arke-dr's bounded
+//! `arke/snapshot@v4` (see `docs/formats.md`).
+
+pub mod build;
+pub mod format;
+pub mod load;
+
+pub use build::{BuildOptions, BuildOutcome, BuildReport, build};
+pub use load::{LoadError, Loaded, load};

@@ -1,0 +1,1 @@
+//! verify-snapshot's checks (filled in below).
