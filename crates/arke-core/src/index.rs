@@ -151,34 +151,51 @@ fn walk_export(car_path: &Path, root: &str, root_cid: Cid) -> Result<TipScan, In
             source: e,
         })
     };
-    let dir = |cid: &Cid, path: &str| -> Result<Vec<(String, Cid)>, IndexError> {
-        let node = unixfs::decode(cid, &get(cid, path)?).map_err(|e| IndexError::Bad {
+    // Lists a directory (plain or HAMT-sharded); `Ok(None)` when the node is not a directory.
+    let dir = |cid: &Cid, path: &str| -> Result<Option<Vec<(String, Cid)>>, IndexError> {
+        let block = get(cid, path)?;
+        let node = unixfs::decode(cid, &block).map_err(|e| IndexError::Bad {
             path: path.to_string(),
             reason: e.to_string(),
         })?;
-        Ok(node.links.into_iter().map(|(n, c, _)| (n, c)).collect())
-    };
-    for (s1, c1) in dir(&root_cid, root)? {
-        let p1 = format!("{root}/{s1}");
-        let n1 = unixfs::decode(&c1, &get(&c1, &p1)?).map_err(|e| IndexError::Bad {
-            path: p1.clone(),
+        if !matches!(node.kind, NodeType::Directory | NodeType::HamtShard) {
+            return Ok(None);
+        }
+        let mut missing = None;
+        let listed = unixfs::list_directory(cid, &block, &mut |c| match get(c, path) {
+            Ok(b) => Some(b),
+            Err(e) => {
+                missing = Some(e);
+                None
+            }
+        });
+        if let Some(e) = missing {
+            return Err(e);
+        }
+        listed.map(Some).map_err(|e| IndexError::Bad {
+            path: path.to_string(),
             reason: e.to_string(),
-        })?;
-        if n1.kind != NodeType::Directory {
+        })
+    };
+    let Some(top) = dir(&root_cid, root)? else {
+        return Err(IndexError::Bad {
+            path: root.to_string(),
+            reason: "is not a directory".into(),
+        });
+    };
+    for (s1, c1) in top {
+        let p1 = format!("{root}/{s1}");
+        let Some(level1) = dir(&c1, &p1)? else {
             scan.strays.push(p1);
             continue;
-        }
-        for (s2, c2) in dir(&c1, &p1)? {
+        };
+        for (s2, c2) in level1 {
             let p2 = format!("{p1}/{s2}");
-            let n2 = unixfs::decode(&c2, &get(&c2, &p2)?).map_err(|e| IndexError::Bad {
-                path: p2.clone(),
-                reason: e.to_string(),
-            })?;
-            if n2.kind != NodeType::Directory {
+            let Some(level2) = dir(&c2, &p2)? else {
                 scan.strays.push(p2);
                 continue;
-            }
-            for (name, c3) in n2.links.into_iter().map(|(n, c, _)| (n, c)) {
+            };
+            for (name, c3) in level2 {
                 let p3 = format!("{p2}/{name}");
                 let loc = match locate_tip(&s1, &s2, &name) {
                     Ok(loc)

@@ -6,10 +6,16 @@
 //! are different outcomes, and an update re-reads the pointer immediately before writing,
 //! changes only the snapshot fields, reads it back, and retries if another writer got in.
 //!
-//! The window that remains: between our re-read and our `files/write` (milliseconds, against
-//! minutes in the legacy build) an event batch written by the API would be overwritten.
-//! MFS has no compare-and-swap; closing the window needs the API to own the write (an endpoint
-//! that sets the snapshot fields under the event worker's lock) or a CAS on the pointer's CID.
+//! Two windows remain, because MFS has no compare-and-swap:
+//! - between our re-read and our `files/write` (milliseconds, against minutes in the legacy
+//!   build), an event batch the API writes would be overwritten: its events would be orphaned;
+//! - an API batch that read the pointer before our write and writes after it drops our snapshot
+//!   fields (no event is lost; the snapshot is simply not recorded). We detect this by reading
+//!   the pointer again after a settle delay longer than an API batch (default 2 s), and write
+//!   again when our fields are gone.
+//!
+//! Closing both needs the API to own the write (an endpoint that sets the snapshot fields under
+//! the event worker's lock) or a compare-and-swap on the pointer's CID.
 
 use bytes::Bytes;
 
@@ -69,6 +75,7 @@ pub async fn set_snapshot_fields(
     path: &str,
     fields: &SnapshotFields,
     attempts: u32,
+    settle: std::time::Duration,
 ) -> Result<IndexPointer, PointerError> {
     let node = |source| PointerError::Node {
         path: path.to_string(),
@@ -83,11 +90,20 @@ pub async fn set_snapshot_fields(
         let next = base.with_snapshot_fields(fields.clone());
         let bytes = next.to_json_bytes();
         kubo.files_write(path, &bytes, true).await.map_err(node)?;
-        let back = read(kubo, path).await?;
+        let ours = |p: &Option<ReadPointer>| {
+            p.as_ref()
+                .is_some_and(|b| b.pointer.latest_snapshot_cid == Some(fields.latest_snapshot_cid))
+        };
+        let mut back = read(kubo, path).await?;
+        if ours(&back) && !settle.is_zero() {
+            // An API batch that read the pointer before our write finishes within the settle
+            // time; if it dropped our fields, this read sees it.
+            tokio::time::sleep(settle).await;
+            back = read(kubo, path).await?;
+        }
         match back {
-            Some(b) if b.pointer.latest_snapshot_cid == Some(fields.latest_snapshot_cid) => {
+            Some(b) if ours(&Some(b.clone())) => {
                 if b.raw.as_ref() != bytes.as_slice() {
-                    // Someone wrote after us and kept our fields (the API merges): fine.
                     tracing::info!(
                         "index pointer changed after our write (attempt {attempt}); snapshot fields kept"
                     );

@@ -19,8 +19,8 @@ pub enum SourceError {
     Corrupt { cid: Cid },
     #[error("block {cid} uses hash function 0x{code:x}, which cannot be verified")]
     Unverifiable { cid: Cid, code: u64 },
-    #[error(transparent)]
-    Node(KuboError),
+    #[error("{0}")]
+    Node(#[source] KuboError),
 }
 
 impl SourceError {

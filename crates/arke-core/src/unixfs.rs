@@ -7,7 +7,8 @@
 //! `dag/export` of the index directory instead of one `files/read` per tip.
 //!
 //! Nodes are dag-pb with CIDv0, like Kubo's MFS defaults. Directory links are sorted by name.
-//! HAMT-sharded directories are recognised and refused with a clear error rather than misread.
+//! HAMT-sharded directories (which MFS makes of large directories: js-ipfs above 1000 entries,
+//! Kubo above 256 KiB) are read by walking their shards; no hashing is needed to list them.
 
 use std::collections::BTreeMap;
 
@@ -58,8 +59,6 @@ impl NodeType {
 pub enum UnixfsError {
     #[error("block {cid} is not a UnixFS node: {reason}")]
     Malformed { cid: Cid, reason: String },
-    #[error("block {cid} is a HAMT-sharded directory, which arke-dr does not read")]
-    Hamt { cid: Cid },
     #[error("block {cid} is a multi-block file ({links} chunks); tips are single blocks")]
     MultiBlock { cid: Cid, links: usize },
     #[error("block {cid} has codec 0x{codec:x}; expected dag-pb or raw")]
@@ -77,8 +76,10 @@ pub struct Node {
     /// Inline data (file content for single-block files).
     pub data: Option<Vec<u8>>,
     pub filesize: Option<u64>,
-    /// Named links (directory entries, file chunks), in block order.
+    /// Named links (directory entries, file chunks, HAMT buckets), in block order.
     pub links: Vec<(String, Cid, u64)>,
+    /// HAMT fanout (HAMT shards only).
+    pub fanout: Option<u64>,
 }
 
 // -----------------------------------------------------------------------------------------
@@ -126,6 +127,7 @@ struct DataMsg {
     kind: NodeType,
     data: Option<Vec<u8>>,
     filesize: Option<u64>,
+    fanout: Option<u64>,
 }
 
 fn decode_data(cid: &Cid, buf: &[u8]) -> Result<DataMsg, UnixfsError> {
@@ -134,7 +136,7 @@ fn decode_data(cid: &Cid, buf: &[u8]) -> Result<DataMsg, UnixfsError> {
         reason: reason.to_string(),
     };
     let mut pos = 0;
-    let (mut kind, mut data, mut filesize) = (None, None, None);
+    let (mut kind, mut data, mut filesize, mut fanout) = (None, None, None, None);
     while pos < buf.len() {
         let key = get_varint(buf, &mut pos).ok_or_else(|| bad("truncated field key"))?;
         match (key >> 3, key & 7) {
@@ -145,6 +147,7 @@ fn decode_data(cid: &Cid, buf: &[u8]) -> Result<DataMsg, UnixfsError> {
             (3, 0) => {
                 filesize = Some(get_varint(buf, &mut pos).ok_or_else(|| bad("bad filesize"))?)
             }
+            (6, 0) => fanout = Some(get_varint(buf, &mut pos).ok_or_else(|| bad("bad fanout"))?),
             (_, 0) => {
                 get_varint(buf, &mut pos).ok_or_else(|| bad("truncated varint field"))?;
             }
@@ -172,6 +175,7 @@ fn decode_data(cid: &Cid, buf: &[u8]) -> Result<DataMsg, UnixfsError> {
         kind: kind.ok_or_else(|| bad("no Type field"))?,
         data,
         filesize,
+        fanout,
     })
 }
 
@@ -220,6 +224,7 @@ pub fn decode(cid: &Cid, block: &[u8]) -> Result<Node, UnixfsError> {
             data: Some(block.to_vec()),
             filesize: Some(block.len() as u64),
             links: Vec::new(),
+            fanout: None,
         }),
         crate::ipld::DAG_PB => {
             let pb = PbNode::from_bytes(Bytes::copy_from_slice(block)).map_err(|e| {
@@ -229,13 +234,11 @@ pub fn decode(cid: &Cid, block: &[u8]) -> Result<Node, UnixfsError> {
                 }
             })?;
             let msg = decode_data(cid, pb.data.as_deref().unwrap_or(&[]))?;
-            if msg.kind == NodeType::HamtShard {
-                return Err(UnixfsError::Hamt { cid: *cid });
-            }
             Ok(Node {
                 kind: msg.kind,
                 data: msg.data,
                 filesize: msg.filesize,
+                fanout: msg.fanout,
                 links: pb
                     .links
                     .into_iter()
@@ -263,6 +266,70 @@ pub fn single_block_content(cid: &Cid, block: &[u8]) -> Result<Vec<u8>, UnixfsEr
             reason: format!("expected a file, found {other:?}"),
         }),
     }
+}
+
+/// The entries `(name, cid)` of a directory, plain or HAMT-sharded. HAMT buckets are walked
+/// through `get`; a missing bucket is an error, never a shorter listing.
+pub fn list_directory(
+    cid: &Cid,
+    block: &[u8],
+    get: &mut dyn FnMut(&Cid) -> Option<Vec<u8>>,
+) -> Result<Vec<(String, Cid)>, UnixfsError> {
+    let node = decode(cid, block)?;
+    match node.kind {
+        NodeType::Directory => Ok(node.links.into_iter().map(|(n, c, _)| (n, c)).collect()),
+        NodeType::HamtShard => {
+            let mut out = Vec::new();
+            hamt_entries(cid, cid, node, get, &mut out, 0)?;
+            Ok(out)
+        }
+        other => Err(UnixfsError::Malformed {
+            cid: *cid,
+            reason: format!("expected a directory, found {other:?}"),
+        }),
+    }
+}
+
+fn hamt_entries(
+    root: &Cid,
+    cid: &Cid,
+    node: Node,
+    get: &mut dyn FnMut(&Cid) -> Option<Vec<u8>>,
+    out: &mut Vec<(String, Cid)>,
+    depth: usize,
+) -> Result<(), UnixfsError> {
+    let bad = |reason: String| UnixfsError::Malformed { cid: *cid, reason };
+    if depth > 64 {
+        return Err(bad("HAMT deeper than 64 levels".into()));
+    }
+    let fanout = node.fanout.unwrap_or(256);
+    if fanout < 2 || !fanout.is_power_of_two() {
+        return Err(bad(format!("HAMT fanout {fanout} is not a power of two")));
+    }
+    // Link names start with the bucket index in upper-case hex, padded to the width of
+    // fanout - 1; a name that is only the prefix is a sub-shard.
+    let width = format!("{:X}", fanout - 1).len();
+    for (name, child, _) in node.links {
+        if name.len() < width || !name.is_char_boundary(width) {
+            return Err(bad(format!(
+                "HAMT link name {name:?} lacks its bucket prefix"
+            )));
+        }
+        if name.len() == width {
+            let block = get(&child).ok_or(UnixfsError::MissingChunk {
+                root: *root,
+                child: Box::new(child),
+            })?;
+            let sub = decode(&child, &block)?;
+            if sub.kind != NodeType::HamtShard {
+                return Err(bad(format!("HAMT bucket {name} is not a shard")));
+            }
+            hamt_entries(root, &child, sub, get, out, depth + 1)?;
+        } else {
+            out.push((name[width..].to_string(), child));
+        }
+    }
+    Ok(())
 }
 
 /// The content of a (small) UnixFS file whose chunks are obtained from `get`: a raw leaf, a
@@ -532,6 +599,55 @@ mod tests {
         assert!(build_tip_tree(both, &mut sink).is_ok());
     }
 
+    fn hamt_node(links: Vec<PbLink>) -> Vec<u8> {
+        let mut data = encode_data(NodeType::HamtShard, Some(&[0xff]), None);
+        data.extend_from_slice(&[0x28, 0x22, 0x30, 0x80, 0x02]); // hashType murmur3, fanout 256
+        PbNode {
+            links,
+            data: Some(Bytes::from(data)),
+        }
+        .into_bytes()
+    }
+
+    #[test]
+    fn hamt_directories_are_listed() {
+        let f1 = file_block(b"a").0;
+        let f2 = file_block(b"b").0;
+        let sub = hamt_node(vec![PbLink {
+            cid: f2,
+            name: Some("1BE5".into()),
+            size: Some(1),
+        }]);
+        let sub_cid = v0(&sub);
+        let root = hamt_node(vec![
+            PbLink {
+                cid: f1,
+                name: Some("0AK7".into()),
+                size: Some(1),
+            },
+            PbLink {
+                cid: sub_cid,
+                name: Some("1B".into()),
+                size: Some(1),
+            },
+        ]);
+        let root_cid = v0(&root);
+        let mut get = |c: &Cid| (*c == sub_cid).then(|| sub.clone());
+        let mut names = list_directory(&root_cid, &root, &mut get).unwrap();
+        names.sort();
+        assert_eq!(names, vec![("E5".to_string(), f2), ("K7".to_string(), f1)]);
+        // A missing bucket is an error, not a shorter listing.
+        assert!(matches!(
+            list_directory(&root_cid, &root, &mut |_| None),
+            Err(UnixfsError::MissingChunk { .. })
+        ));
+        let (dcid, dir) = dir_block(&[("x".into(), f1, 1)]);
+        assert_eq!(
+            list_directory(&dcid, &dir, &mut |_| None).unwrap(),
+            vec![("x".into(), f1)]
+        );
+    }
+
     #[test]
     fn malformed_and_hamt_refused() {
         let cid = Cid::new_v0(Code::Sha2_256.digest(b"x")).unwrap();
@@ -541,7 +657,7 @@ mod tests {
             data: Some(Bytes::from(encode_data(NodeType::HamtShard, None, None))),
         }
         .into_bytes();
-        assert!(matches!(decode(&cid, &hamt), Err(UnixfsError::Hamt { .. })));
+        assert_eq!(decode(&cid, &hamt).unwrap().kind, NodeType::HamtShard);
         // A truncated Data field never panics.
         let bad = PbNode {
             links: vec![],

@@ -6,3 +6,4 @@ pub mod generator;
 pub mod node;
 pub mod proxy;
 pub mod rng;
+pub mod world;

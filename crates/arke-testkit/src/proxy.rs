@@ -48,6 +48,7 @@ pub struct FaultProxy {
     url: String,
     mode: Arc<AtomicU8>,
     connections: Arc<AtomicU64>,
+    live: Arc<std::sync::Mutex<Vec<tokio::task::AbortHandle>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -64,19 +65,25 @@ impl FaultProxy {
         let url = format!("http://{}", listener.local_addr()?);
         let mode = Arc::new(AtomicU8::new(Fault::Pass.code()));
         let connections = Arc::new(AtomicU64::new(0));
-        let (m, n) = (mode.clone(), connections.clone());
+        let live: Arc<std::sync::Mutex<Vec<tokio::task::AbortHandle>>> = Arc::default();
+        let (m, n, l) = (mode.clone(), connections.clone(), live.clone());
         let task = tokio::spawn(async move {
             while let Ok((conn, _)) = listener.accept().await {
                 n.fetch_add(1, Ordering::Relaxed);
                 let fault = Fault::from_code(m.load(Ordering::Relaxed));
                 let target = target.clone();
-                tokio::spawn(handle(conn, target, fault));
+                let h = tokio::spawn(handle(conn, target, fault));
+                if let Ok(mut v) = l.lock() {
+                    v.retain(|a| !a.is_finished());
+                    v.push(h.abort_handle());
+                }
             }
         });
         Ok(FaultProxy {
             url,
             mode,
             connections,
+            live,
             task,
         })
     }
@@ -88,6 +95,17 @@ impl FaultProxy {
 
     pub fn set(&self, fault: Fault) {
         self.mode.store(fault.code(), Ordering::Relaxed);
+    }
+
+    /// The node "goes away": every open connection is dropped mid-flight and new ones are
+    /// reset, until the mode is set back to [`Fault::Pass`].
+    pub fn cut(&self) {
+        self.set(Fault::Reset);
+        if let Ok(mut v) = self.live.lock() {
+            for a in v.drain(..) {
+                a.abort();
+            }
+        }
     }
 
     /// Connections accepted so far.

@@ -134,6 +134,18 @@ fn classify_one(e: &(dyn std::error::Error + 'static)) -> Option<Exit> {
             _ => Exit::Node,
         });
     }
+    if let Some(s) = e.downcast_ref::<crate::source::SourceError>() {
+        return match s {
+            crate::source::SourceError::Node(k) => classify_one(k),
+            _ => Some(Exit::Failed),
+        };
+    }
+    if let Some(c) = e.downcast_ref::<crate::car::CarError>() {
+        return Some(match c {
+            crate::car::CarError::Io { .. } => Exit::Io,
+            _ => Exit::Failed,
+        });
+    }
     if e.downcast_ref::<IdError>().is_some() {
         return Some(Exit::Failed);
     }

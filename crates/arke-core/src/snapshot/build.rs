@@ -50,6 +50,9 @@ pub struct BuildOptions {
     /// How many versions back an updated tip is searched for the previous tip.
     pub descent_limit: usize,
     pub pointer_attempts: u32,
+    /// How long to wait before checking that the pointer kept our fields (longer than one API
+    /// event batch).
+    pub pointer_settle: std::time::Duration,
 }
 
 impl BuildOptions {
@@ -66,6 +69,7 @@ impl BuildOptions {
             snapshots_dir,
             descent_limit: 64,
             pointer_attempts: 5,
+            pointer_settle: std::time::Duration::from_secs(2),
         }
     }
 }
@@ -634,7 +638,14 @@ pub async fn build(
         snapshot_ts: ts.clone(),
         last_updated: now_iso(),
     };
-    pointer::set_snapshot_fields(kubo, &opts.pointer_path, &fields, opts.pointer_attempts).await?;
+    pointer::set_snapshot_fields(
+        kubo,
+        &opts.pointer_path,
+        &fields,
+        opts.pointer_attempts,
+        opts.pointer_settle,
+    )
+    .await?;
 
     // 10. Host metadata, after the pointer (B18), atomically.
     let mut meta = SnapshotMeta {

@@ -4,6 +4,8 @@
 pub mod build;
 pub mod format;
 pub mod load;
+pub mod verify;
 
 pub use build::{BuildOptions, BuildOutcome, BuildReport, build};
-pub use load::{LoadError, Loaded, load};
+pub use load::{LoadError, Loaded, load, load_header};
+pub use verify::{VerifyOptions, VerifyReport, verify};

@@ -1,0 +1,765 @@
+//! build-snapshot and verify-snapshot against a real node with production-shaped data.
+//! Each test works under its own MFS roots on the shared node.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use arke_core::ipld::{self, Cid, DAG_JSON, Ipld};
+use arke_core::kubo::Kubo;
+use arke_core::report::Progress;
+use arke_core::snapshot::load;
+use arke_core::source::NodeSource;
+use arke_testkit::generator::{GenConfig, Summary, generate};
+use arke_testkit::node::TestNode;
+use arke_testkit::proxy::FaultProxy;
+use arke_testkit::rng::Rng;
+use arke_testkit::world::World;
+use serde_json::Value;
+
+struct Set {
+    kubo: Kubo,
+    url: String,
+    root: String,
+    pointer: String,
+    dir: tempfile::TempDir,
+}
+
+impl Set {
+    async fn generate(name: &str, cfg: GenConfig) -> (Set, Summary) {
+        let node = TestNode::shared();
+        let kubo = node.kubo();
+        let root = format!("/t-{name}/index");
+        let pointer = format!("/t-{name}/pointer");
+        let cfg = GenConfig {
+            index_root: root.clone(),
+            test_index_root: format!("/t-{name}/test/index"),
+            pointer_path: pointer.clone(),
+            force: true,
+            ..cfg
+        };
+        let summary = generate(&kubo, &cfg, &Progress::off()).await.unwrap();
+        let set = Set {
+            kubo,
+            url: node.url().to_string(),
+            root,
+            pointer,
+            dir: tempfile::tempdir().unwrap(),
+        };
+        (set, summary)
+    }
+
+    fn world(&self) -> World {
+        World::new(self.kubo.clone(), &self.root, &self.pointer)
+    }
+
+    fn cmd(&self, bin: &str, url: &str) -> Command {
+        let mut c = Command::new(bin);
+        c.args([
+            "--api",
+            url,
+            "--pointer-path",
+            &self.pointer,
+            "--no-progress",
+        ])
+        .arg("--snapshots-dir")
+        .arg(self.dir.path());
+        c
+    }
+
+    fn build_via(&self, url: &str, extra: &[&str]) -> Output {
+        self.cmd(env!("CARGO_BIN_EXE_build-snapshot"), url)
+            .args(["--index-root", &self.root, "--json"])
+            .args(extra)
+            .output()
+            .unwrap()
+    }
+
+    fn build(&self, extra: &[&str]) -> Value {
+        let out = self.build_via(&self.url, extra);
+        assert!(
+            out.status.success(),
+            "build-snapshot failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    fn verify(&self, extra: &[&str]) -> (Option<i32>, Value) {
+        let out = self
+            .cmd(env!("CARGO_BIN_EXE_verify-snapshot"), &self.url)
+            .args(["--index-root", &self.root, "--json"])
+            .args(extra)
+            .output()
+            .unwrap();
+        let v = serde_json::from_slice(&out.stdout).unwrap_or_else(|_| {
+            panic!(
+                "verify-snapshot printed no JSON: {}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+        (out.status.code(), v)
+    }
+
+    async fn pointer_raw(&self) -> Vec<u8> {
+        self.kubo.files_read(&self.pointer).await.unwrap().to_vec()
+    }
+
+    async fn entries(&self, cid: &str) -> Vec<arke_core::model::SnapshotEntry> {
+        let src = NodeSource {
+            kubo: self.kubo.clone(),
+        };
+        load(&src, cid.parse().unwrap()).await.unwrap().entries
+    }
+}
+
+fn no_metadata(dir: &Path) -> bool {
+    !dir.join("latest.json").exists()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_then_incremental_with_life_in_between() {
+    let (set, summary) = Set::generate(
+        "inc",
+        GenConfig {
+            entities: 4500,
+            seed: 21,
+            pin: false,
+            ..GenConfig::default()
+        },
+    )
+    .await;
+    let r1 = set.build(&[]);
+    assert_eq!(r1["status"], "ok");
+    assert_eq!(r1["mode"], "full");
+    assert_eq!(r1["entity_count"], 4500);
+    assert_eq!(r1["chunks"], 3);
+    assert_eq!(r1["chunks_written"], 3);
+    assert_eq!(r1["events_walked"], summary.event_count);
+    assert_eq!(r1["walk_end"], "genesis");
+    // Every generated entity, with its current tip, including those created without an event.
+    let tips: HashMap<String, String> = set
+        .entries(r1["cid"].as_str().unwrap())
+        .await
+        .into_iter()
+        .map(|e| (e.id, e.tip.to_string()))
+        .collect();
+    assert_eq!(tips.len(), 4500);
+    for e in &summary.entities {
+        assert_eq!(tips.get(&e.id), Some(&e.tip), "{}", e.id);
+    }
+    assert!(summary.counts.entities_without_event > 0);
+
+    // Life after the snapshot, in the middle chunk only plus new entities at the tail.
+    let w = set.world();
+    let mut ids: Vec<&str> = summary.entities.iter().map(|e| e.id.as_str()).collect();
+    ids.sort();
+    let mut changed = BTreeMap::new();
+    for id in [ids[2100], ids[2500], ids[3000]] {
+        changed.insert(id.to_string(), w.update(id, true).await.unwrap());
+    }
+    changed.insert(
+        ids[2200].to_string(),
+        w.update(ids[2200], false).await.unwrap(),
+    ); // tip moved, no event
+    let mut rng = Rng::new(99);
+    for event in [false, false, true] {
+        let (id, tip) = w.create(&mut rng, event).await.unwrap();
+        changed.insert(id, tip);
+    }
+    let r2 = set.build(&[]);
+    assert_eq!(r2["mode"], "incremental", "{r2}");
+    assert_eq!(r2["entity_count"], 4503);
+    assert_eq!(r2["append_only"]["new"], 3);
+    assert_eq!(r2["append_only"]["updated"], 4);
+    assert_eq!(r2["append_only"]["lost"], 0);
+    assert_eq!(r2["append_only"]["append_only"], true);
+    assert_eq!(r2["events_walked"], 4, "only the events since the snapshot");
+    assert_eq!(r2["walk_end"], "stop");
+    assert_eq!(
+        r2["chunks_written"], 2,
+        "the middle chunk and the tail: {r2}"
+    );
+    assert_eq!(r2["chunks_reused"], 1);
+    assert_eq!(r2["manifests_fetched"], 7);
+    let entries = set.entries(r2["cid"].as_str().unwrap()).await;
+    let now: HashMap<String, String> = entries
+        .iter()
+        .map(|e| (e.id.clone(), e.tip.to_string()))
+        .collect();
+    for (id, tip) in &changed {
+        assert_eq!(now.get(id), Some(&tip.to_string()), "{id}");
+    }
+    // Stable order: the first 4500 entries kept their positions.
+    let old_order: Vec<String> = set
+        .entries(r1["cid"].as_str().unwrap())
+        .await
+        .into_iter()
+        .map(|e| e.id)
+        .collect();
+    let new_order: Vec<String> = entries.iter().take(4500).map(|e| e.id.clone()).collect();
+    assert_eq!(old_order, new_order);
+
+    let p = w.pointer().await.unwrap();
+    assert_eq!(
+        p.latest_snapshot_cid.unwrap().to_string(),
+        r2["cid"].as_str().unwrap()
+    );
+    assert_eq!(p.snapshot_event_cid, p.event_head);
+    assert_eq!(p.snapshot_seq, Some(2));
+    let latest: Value =
+        serde_json::from_slice(&std::fs::read(set.dir.path().join("latest.json")).unwrap())
+            .unwrap();
+    assert_eq!(latest["cid"], r2["cid"]);
+    assert_eq!(latest["seq"], 2);
+    assert_eq!(latest["count"], 4503);
+    assert!(set.dir.path().join("snapshot-1.json").exists());
+
+    let (code, v) = set.verify(&["--deep", "--drift"]);
+    assert_eq!(code, Some(0), "{v}");
+    assert_eq!(v["entity_count"], 4503);
+    assert_eq!(v["all_checks_passed"], true);
+
+    // Nothing changed: exit 0, "unchanged", nothing written (stdout empty without --json).
+    let out = set.build_via(&set.url, &[]);
+    let r3: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r3["status"], "unchanged");
+    assert_eq!(r3["cid"], r2["cid"]);
+    let out = set
+        .cmd(env!("CARGO_BIN_EXE_build-snapshot"), &set.url)
+        .args(["--index-root", &set.root])
+        .output()
+        .unwrap();
+    assert!(out.status.success() && out.stdout.is_empty());
+
+    // A tip moved after the snapshot is drift.
+    w.update(ids[10], false).await.unwrap();
+    let (code, v) = set.verify(&["--drift"]);
+    assert_eq!(code, Some(1));
+    assert_eq!(v["findings_by_kind"]["tip_moved"], 1, "{v}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn incremental_on_legacy_v1_and_proofs_v2_snapshots() {
+    let (set, summary) = Set::generate(
+        "legacy",
+        GenConfig {
+            entities: 600,
+            test_network: 3,
+            seed: 22,
+            legacy: true,
+            pin: false,
+            ..GenConfig::default()
+        },
+    )
+    .await;
+    let legacy = summary.legacy.clone().unwrap();
+    // The pointer names the proofs @v2 snapshot.
+    let r = set.build(&[]);
+    assert_eq!(r["mode"], "incremental");
+    assert_eq!(r["append_only"]["previous_schema"], "arke/snapshot@v2");
+    assert_eq!(r["append_only"]["lost"], 0);
+    assert_eq!(r["append_only"]["non_descendant"], 0);
+    assert_eq!(r["walk_end"], "stop");
+    let entries = set.entries(r["cid"].as_str().unwrap()).await;
+    let by_id: HashMap<&str, String> = entries
+        .iter()
+        .map(|e| (e.id.as_str(), e.tip.to_string()))
+        .collect();
+    for e in summary.entities.iter().filter(|e| e.network == "main") {
+        assert_eq!(
+            by_id.get(e.id.as_str()),
+            Some(&e.tip),
+            "{} (legacy path tips too)",
+            e.id
+        );
+    }
+    assert!(summary.counts.legacy_path_tips > 0);
+    let (code, v) = set.verify(&["--deep"]);
+    assert_eq!(code, Some(0), "{v}");
+    // The legacy snapshots themselves verify clean.
+    for cid in [&legacy.snapshot_v1, &legacy.snapshot_proofs_v2] {
+        let (code, v) = set.verify(&[cid.as_str(), "--deep"]);
+        assert_eq!(code, Some(0), "{cid}: {v}");
+    }
+
+    // Now from the @v1 snapshot (as if the proofs one never happened).
+    let w = set.world();
+    let mut p = w.pointer().await.unwrap();
+    p.latest_snapshot_cid = Some(legacy.snapshot_v1.parse().unwrap());
+    p.snapshot_event_cid = Some(legacy.snapshot_v1_event_cid.parse().unwrap());
+    set.kubo
+        .files_write(&set.pointer, &p.to_json_bytes(), true)
+        .await
+        .unwrap();
+    let r = set.build(&[]);
+    assert_eq!(r["append_only"]["previous_schema"], "arke/snapshot@v1");
+    assert_eq!(r["append_only"]["lost"], 0);
+    assert!(r["entity_count"].as_u64().unwrap() >= 600);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_event_fails_naming_it_and_changes_nothing() {
+    let (set, summary) = Set::generate(
+        "miss",
+        GenConfig {
+            entities: 60,
+            seed: 23,
+            pin: false,
+            ..GenConfig::default()
+        },
+    )
+    .await;
+    let w = set.world();
+    // An event whose prev names a block the node does not have.
+    let ghost = ipld::cid_v1(arke_core::ipld::DAG_CBOR, b"an event that was never stored");
+    let e = &summary.entities[0];
+    w.append_event(&e.id, "update", 9, &e.tip.parse().unwrap(), Some(ghost))
+        .await
+        .unwrap();
+    let before = set.pointer_raw().await;
+    let out = set.build_via(&set.url, &["--block-timeout", "2"]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(&ghost.to_string()), "{stderr}");
+    assert_eq!(set.pointer_raw().await, before, "pointer untouched");
+    assert!(no_metadata(set.dir.path()));
+    assert!(out.stdout.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_lost_mid_walk_and_concurrent_runs() {
+    let (set, summary) = Set::generate(
+        "stop",
+        GenConfig {
+            entities: 2500,
+            seed: 24,
+            pin: false,
+            ..GenConfig::default()
+        },
+    )
+    .await;
+    assert!(summary.event_count > 2000);
+    let before = set.pointer_raw().await;
+
+    // The node goes away while the event chain is being walked.
+    let proxy = FaultProxy::start(&set.url).await.unwrap();
+    let url = proxy.url().to_string();
+    let args = (
+        set.dir.path().to_path_buf(),
+        set.pointer.clone(),
+        set.root.clone(),
+    );
+    let child = std::thread::spawn(move || {
+        Command::new(env!("CARGO_BIN_EXE_build-snapshot"))
+            .args([
+                "--api",
+                &url,
+                "--pointer-path",
+                &args.1,
+                "--index-root",
+                &args.2,
+            ])
+            .args(["--no-progress", "--retries", "1", "--timeout", "5"])
+            .arg("--snapshots-dir")
+            .arg(&args.0)
+            .output()
+            .unwrap()
+    });
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    proxy.cut();
+    let out = child.join().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(set.pointer_raw().await, before, "pointer untouched");
+    assert!(no_metadata(set.dir.path()));
+
+    // Two builds at once: one holds the lock, the other exits "locked" and touches nothing.
+    let first = {
+        let (dir, p, r, u) = (
+            set.dir.path().to_path_buf(),
+            set.pointer.clone(),
+            set.root.clone(),
+            set.url.clone(),
+        );
+        std::thread::spawn(move || {
+            Command::new(env!("CARGO_BIN_EXE_build-snapshot"))
+                .args([
+                    "--api",
+                    &u,
+                    "--pointer-path",
+                    &p,
+                    "--index-root",
+                    &r,
+                    "--no-progress",
+                ])
+                .arg("--snapshots-dir")
+                .arg(&dir)
+                .output()
+                .unwrap()
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let second = set.build_via(&set.url, &[]);
+    assert_eq!(
+        second.status.code(),
+        Some(5),
+        "{}",
+        String::from_utf8_lossy(&second.stderr)
+    );
+    assert!(String::from_utf8_lossy(&second.stderr).contains("another build-snapshot"));
+    let first = first.join().unwrap();
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    assert!(set.dir.path().join("latest.json").exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_appended_during_a_build_stay_in_the_pointer() {
+    let (set, summary) = Set::generate(
+        "race",
+        GenConfig {
+            entities: 2500,
+            seed: 25,
+            pin: false,
+            ..GenConfig::default()
+        },
+    )
+    .await;
+    let w = set.world();
+    let count0 = w.pointer().await.unwrap().event_count.unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (w, stop) = (w.clone(), stop.clone());
+        let targets: Vec<(String, String)> = summary
+            .entities
+            .iter()
+            .take(200)
+            .map(|e| (e.id.clone(), e.tip.clone()))
+            .collect();
+        tokio::spawn(async move {
+            let mut last = None;
+            let mut n = 0u64;
+            for (id, tip) in targets.iter().cycle() {
+                if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    break;
+                }
+                last = Some(
+                    w.append_event(id, "update", 2, &tip.parse().unwrap(), None)
+                        .await
+                        .unwrap(),
+                );
+                n += 1;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            (last, n)
+        })
+    };
+    let (dir, p, r, u) = (
+        set.dir.path().to_path_buf(),
+        set.pointer.clone(),
+        set.root.clone(),
+        set.url.clone(),
+    );
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_build-snapshot"))
+            .args([
+                "--api",
+                &u,
+                "--pointer-path",
+                &p,
+                "--index-root",
+                &r,
+                "--no-progress",
+                "--json",
+            ])
+            .arg("--snapshots-dir")
+            .arg(&dir)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (last, n) = writer.await.unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(n > 5, "the writer appended during the build ({n})");
+    let p = w.pointer().await.unwrap();
+    assert_eq!(
+        p.event_head, last,
+        "the last appended event is still the head"
+    );
+    assert_eq!(p.event_count, Some(count0 + n), "no event was rolled back");
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        p.latest_snapshot_cid.unwrap().to_string(),
+        report["cid"].as_str().unwrap()
+    );
+}
+
+/// Stores a dag-json block (through a CAR when it is too big for block/put) and returns its CID.
+async fn put_json(kubo: &Kubo, value: &Ipld) -> Cid {
+    let bytes = ipld::encode_dag_json(value).unwrap();
+    let cid = ipld::cid_v1(DAG_JSON, &bytes);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("b.car");
+    let f = tokio::fs::File::create(&path).await.unwrap();
+    let mut w = arke_core::car::CarWriter::new(f, vec![cid]).await.unwrap();
+    w.write_block(&cid, &bytes).await.unwrap();
+    w.finish().await.unwrap();
+    // Not pinned: some of these snapshots plant links to blocks that do not exist, and a
+    // recursive pin of those would wait forever on js-ipfs.
+    kubo.dag_import(&path, false).await.unwrap();
+    cid
+}
+
+fn legacy_entry(id: &str, ver: u32, tip: &Cid, ev: Option<&Cid>) -> Ipld {
+    let mut m = BTreeMap::from([
+        ("pi".to_string(), Ipld::String(id.to_string())),
+        ("ver".to_string(), Ipld::Integer(i128::from(ver))),
+        ("tip_cid".to_string(), Ipld::Link(*tip)),
+        (
+            "ts".to_string(),
+            Ipld::String("2025-12-01T00:00:00.000000Z".into()),
+        ),
+    ]);
+    if let Some(e) = ev {
+        m.insert("chain_cid".into(), Ipld::Link(*e));
+    }
+    Ipld::Map(m)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_snapshot_every_schema_and_planted_defects() {
+    let (set, summary) = Set::generate(
+        "vfy",
+        GenConfig {
+            entities: 30,
+            seed: 26,
+            pin: false,
+            max_versions: 2,
+            ..GenConfig::default()
+        },
+    )
+    .await;
+    let tips: Vec<(String, Cid, u32)> = summary
+        .entities
+        .iter()
+        .map(|e| (e.id.clone(), e.tip.parse().unwrap(), e.ver))
+        .collect();
+    let ev: Cid = summary.event_head.as_ref().unwrap().parse().unwrap();
+    let entries = |n: usize| -> Vec<Ipld> {
+        tips.iter()
+            .take(n)
+            .map(|(id, t, v)| legacy_entry(id, *v, t, Some(&ev)))
+            .collect()
+    };
+    let map = |pairs: Vec<(&str, Ipld)>| {
+        Ipld::Map(pairs.into_iter().map(|(k, v)| (k.to_string(), v)).collect())
+    };
+    let int = |n: usize| Ipld::Integer(n as i128);
+    let st = |s: &str| Ipld::String(s.to_string());
+    let n = tips.len();
+
+    // Clean snapshots of every legacy schema.
+    let chunk_v1 = put_json(
+        &set.kubo,
+        &map(vec![
+            ("schema", st("arke/snapshot-chunk@v1")),
+            ("chunk_index", int(0)),
+            (
+                "entries",
+                Ipld::List(
+                    tips.iter()
+                        .map(|(id, t, v)| {
+                            map(vec![
+                                ("pi", st(id)),
+                                ("ver", int(*v as usize)),
+                                ("tip", Ipld::Link(*t)),
+                                ("ts", st("2025-10-11T00:00:00Z")),
+                            ])
+                        })
+                        .collect(),
+                ),
+            ),
+        ]),
+    )
+    .await;
+    let chunk_v2b = put_json(
+        &set.kubo,
+        &map(vec![
+            ("schema", st("arke/snapshot-chunk@v2")),
+            ("chunk_index", int(0)),
+            ("entries", Ipld::List(entries(10))),
+            ("prev", Ipld::Null),
+        ]),
+    )
+    .await;
+    let chunk_v2a = put_json(
+        &set.kubo,
+        &map(vec![
+            ("schema", st("arke/snapshot-chunk@v2")),
+            ("chunk_index", int(1)),
+            (
+                "entries",
+                Ipld::List(
+                    tips.iter()
+                        .skip(10)
+                        .map(|(id, t, v)| legacy_entry(id, *v, t, Some(&ev)))
+                        .collect(),
+                ),
+            ),
+            ("prev", Ipld::Link(chunk_v2b)),
+        ]),
+    )
+    .await;
+    let clean = vec![
+        (
+            "index@v1",
+            map(vec![
+                ("schema", st("arke/snapshot-index@v1")),
+                ("seq", int(1)),
+                ("ts", st("2025-10-10T00:00:00Z")),
+                ("prev", Ipld::Null),
+                (
+                    "entries",
+                    Ipld::List(
+                        tips.iter()
+                            .map(|(id, t, v)| {
+                                map(vec![
+                                    ("pi", st(id)),
+                                    ("ver", int(*v as usize)),
+                                    ("tip", Ipld::Link(*t)),
+                                ])
+                            })
+                            .collect(),
+                    ),
+                ),
+            ]),
+        ),
+        (
+            "chunked@v2",
+            map(vec![
+                ("schema", st("arke/snapshot@v2")),
+                ("seq", int(2)),
+                ("ts", st("2025-10-11T00:00:00Z")),
+                ("prev_snapshot", Ipld::Null),
+                ("total_count", int(n)),
+                ("chunk_size", int(10000)),
+                ("chunks", Ipld::List(vec![Ipld::Link(chunk_v1)])),
+            ]),
+        ),
+        (
+            "v3",
+            map(vec![
+                ("schema", st("arke/snapshot@v3")),
+                ("seq", int(3)),
+                ("ts", st("2025-10-11T01:00:00Z")),
+                ("prev_snapshot", Ipld::Null),
+                ("total_count", int(n)),
+                ("chunk_size", int(10)),
+                ("entries_head", Ipld::Link(chunk_v2a)),
+            ]),
+        ),
+        (
+            "v0",
+            map(vec![
+                ("schema", st("arke/snapshot@v0")),
+                ("seq", int(4)),
+                ("ts", st("2025-10-12T00:00:00Z")),
+                ("prev_snapshot", Ipld::Null),
+                ("total_count", int(n)),
+                ("entries", Ipld::List(entries(n))),
+            ]),
+        ),
+        (
+            "v1",
+            map(vec![
+                ("schema", st("arke/snapshot@v1")),
+                ("seq", int(5)),
+                ("ts", st("2025-11-01T00:00:00Z")),
+                ("prev_snapshot", Ipld::Null),
+                ("event_cid", st(&ev.to_string())),
+                ("total_count", int(n)),
+                ("entries", Ipld::List(entries(n))),
+            ]),
+        ),
+    ];
+    for (name, value) in clean {
+        let cid = put_json(&set.kubo, &value).await;
+        let (code, v) = set.verify(&[&cid.to_string(), "--deep"]);
+        assert_eq!(code, Some(0), "{name}: {v}");
+        assert_eq!(v["entity_count"], n, "{name}");
+        assert_eq!(v["all_checks_passed"], true, "{name}");
+    }
+
+    // Planted defects, each found by name.
+    let mut dup = entries(n);
+    dup.push(dup[3].clone());
+    let v1 = |entries: Vec<Ipld>, total: usize, pad: usize| {
+        map(vec![
+            ("schema", st("arke/snapshot@v1")),
+            ("seq", int(9)),
+            ("ts", st("2025-11-01T00:00:00Z")),
+            ("prev_snapshot", Ipld::Null),
+            ("event_cid", st(&ev.to_string())),
+            ("total_count", int(total)),
+            ("entries", Ipld::List(entries)),
+            ("padding", st(&"x".repeat(pad))),
+        ])
+    };
+    let mut bad_cid = entries(n);
+    if let Ipld::Map(m) = &mut bad_cid[5] {
+        m.insert("tip_cid".into(), st("bafy-this-is-not-a-cid"));
+    }
+    let ghost = ipld::cid_v1(arke_core::ipld::DAG_CBOR, b"a manifest nobody stored");
+    let mut missing_tip = entries(n);
+    missing_tip[2] = legacy_entry(&tips[2].0, 1, &ghost, None);
+    for (kind, value, extra) in [
+        ("duplicate_id", v1(dup, n + 1, 0), None),
+        ("count_mismatch", v1(entries(n), n + 7, 0), None),
+        ("oversized_block", v1(entries(n), n, 1_100_000), None),
+        ("unreadable", v1(bad_cid, n, 0), None),
+        ("tip_missing", v1(missing_tip, n, 0), Some("--deep")),
+    ] {
+        let cid = put_json(&set.kubo, &value).await;
+        let cid_s = cid.to_string();
+        let mut args = vec![cid_s.as_str(), "--block-timeout", "2"];
+        args.extend(extra);
+        let (code, v) = set.verify(&args);
+        assert_eq!(code, Some(1), "{kind}: {v}");
+        assert_eq!(v["all_checks_passed"], false);
+        assert!(
+            v["findings_by_kind"][kind].as_u64().unwrap_or(0) >= 1,
+            "{kind}: {v}"
+        );
+        if kind == "unreadable" {
+            assert!(
+                v["findings"][0]["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains("entries[5].tip_cid"),
+                "{v}"
+            );
+        }
+    }
+}
