@@ -25,6 +25,13 @@ import json, sys
 s = json.load(open(sys.argv[1]))
 print(json.dumps({k: s[k] for k in ("event_head", "event_count", "total_count", "counts", "legacy", "seconds")}, indent=2))
 PY
+  echo "== build-snapshot (incremental on the legacy proofs snapshot the pointer names)" >&2
+  "$BIN/build-snapshot" --snapshots-dir "$WORK/snapshots"
+  echo "== build-snapshot again (nothing changed)" >&2
+  "$BIN/build-snapshot" --snapshots-dir "$WORK/snapshots"
+  echo "== verify-snapshot --deep --drift" >&2
+  "$BIN/verify-snapshot" --deep --drift --snapshots-dir "$WORK/snapshots"
+  cat "$WORK/snapshots/latest.json"
 }
 export -f demo
 export BIN WORK ENTITIES SEED

@@ -69,58 +69,65 @@ pub async fn read(kubo: &Kubo, path: &str) -> Result<Option<ReadPointer>, Pointe
 }
 
 /// Sets the snapshot fields, keeping everything else as found at the moment of writing.
-/// Returns the pointer as written and read back.
+///
+/// Writes, then watches: the fields must be seen in place continuously for `settle` (polled
+/// every 100 ms). When a concurrent read-modify-write (an API event batch that read the pointer
+/// before our write) drops them, they are written again on top of the newer pointer, at most
+/// `max_writes` times. Returns the pointer as last read.
 pub async fn set_snapshot_fields(
     kubo: &Kubo,
     path: &str,
     fields: &SnapshotFields,
-    attempts: u32,
+    max_writes: u32,
     settle: std::time::Duration,
 ) -> Result<IndexPointer, PointerError> {
     let node = |source| PointerError::Node {
         path: path.to_string(),
         source,
     };
-    for attempt in 1..=attempts.max(1) {
-        let current = read(kubo, path).await?;
-        let base = current
+    let poll = std::time::Duration::from_millis(100).min(settle);
+    let mut writes = 0u32;
+    let mut stable_since: Option<tokio::time::Instant> = None;
+    let mut current = read(kubo, path).await?;
+    loop {
+        let ours = current
             .as_ref()
-            .map(|c| c.pointer.clone())
-            .unwrap_or_else(IndexPointer::new_v2);
-        let next = base.with_snapshot_fields(fields.clone());
-        let bytes = next.to_json_bytes();
-        kubo.files_write(path, &bytes, true).await.map_err(node)?;
-        let ours = |p: &Option<ReadPointer>| {
-            p.as_ref()
-                .is_some_and(|b| b.pointer.latest_snapshot_cid == Some(fields.latest_snapshot_cid))
-        };
-        let mut back = read(kubo, path).await?;
-        if ours(&back) && !settle.is_zero() {
-            // An API batch that read the pointer before our write finishes within the settle
-            // time; if it dropped our fields, this read sees it.
-            tokio::time::sleep(settle).await;
-            back = read(kubo, path).await?;
-        }
-        match back {
-            Some(b) if ours(&Some(b.clone())) => {
-                if b.raw.as_ref() != bytes.as_slice() {
-                    tracing::info!(
-                        "index pointer changed after our write (attempt {attempt}); snapshot fields kept"
-                    );
-                }
-                return Ok(b.pointer);
+            .is_some_and(|c| c.pointer.latest_snapshot_cid == Some(fields.latest_snapshot_cid));
+        if ours {
+            let since = *stable_since.get_or_insert_with(tokio::time::Instant::now);
+            if since.elapsed() >= settle {
+                return Ok(current
+                    .map(|c| c.pointer)
+                    .unwrap_or_else(IndexPointer::new_v2));
             }
-            _ => {
+            tokio::time::sleep(poll).await;
+        } else {
+            if writes >= max_writes.max(1) {
+                return Err(PointerError::Contended {
+                    path: path.to_string(),
+                    attempts: writes,
+                });
+            }
+            if writes > 0 {
                 tracing::warn!(
-                    "index pointer was replaced concurrently (attempt {attempt}); retrying"
+                    "index pointer was replaced concurrently without our snapshot fields; writing them again ({})",
+                    writes + 1
                 );
-                tokio::time::sleep(std::time::Duration::from_millis(200 * u64::from(attempt)))
-                    .await;
             }
+            // Re-read immediately before writing: the window in which another writer's update
+            // could be overwritten is this read-to-write gap only.
+            let fresh = read(kubo, path).await?;
+            let base = fresh
+                .as_ref()
+                .map(|c| c.pointer.clone())
+                .unwrap_or_else(IndexPointer::new_v2);
+            let next = base.with_snapshot_fields(fields.clone());
+            kubo.files_write(path, &next.to_json_bytes(), true)
+                .await
+                .map_err(node)?;
+            writes += 1;
+            stable_since = None;
         }
+        current = read(kubo, path).await?;
     }
-    Err(PointerError::Contended {
-        path: path.to_string(),
-        attempts,
-    })
 }

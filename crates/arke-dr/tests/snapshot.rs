@@ -428,6 +428,10 @@ async fn node_lost_mid_walk_and_concurrent_runs() {
     assert!(set.dir.path().join("latest.json").exists());
 }
 
+/// Legacy bug B14: the build wrote back the event head it read at the start, rolling back every
+/// event appended while it walked. Here a writer appends events (as the API does, with its own
+/// pointer read-modify-write) while the build walks the chain; afterwards every one of them is
+/// still in the pointer, next to the new snapshot fields.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_appended_during_a_build_stay_in_the_pointer() {
     let (set, summary) = Set::generate(
@@ -441,41 +445,16 @@ async fn events_appended_during_a_build_stay_in_the_pointer() {
     )
     .await;
     let w = set.world();
-    let count0 = w.pointer().await.unwrap().event_count.unwrap();
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let writer = {
-        let (w, stop) = (w.clone(), stop.clone());
-        let targets: Vec<(String, String)> = summary
-            .entities
-            .iter()
-            .take(200)
-            .map(|e| (e.id.clone(), e.tip.clone()))
-            .collect();
-        tokio::spawn(async move {
-            let mut last = None;
-            let mut n = 0u64;
-            for (id, tip) in targets.iter().cycle() {
-                if stop.load(std::sync::atomic::Ordering::Relaxed) {
-                    break;
-                }
-                last = Some(
-                    w.append_event(id, "update", 2, &tip.parse().unwrap(), None)
-                        .await
-                        .unwrap(),
-                );
-                n += 1;
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            (last, n)
-        })
-    };
+    let p0 = w.pointer().await.unwrap();
+    let (count0, head0) = (p0.event_count.unwrap(), p0.event_head);
     let (dir, p, r, u) = (
         set.dir.path().to_path_buf(),
         set.pointer.clone(),
         set.root.clone(),
         set.url.clone(),
     );
-    let out = tokio::task::spawn_blocking(move || {
+    let started = std::time::Instant::now();
+    let build = tokio::task::spawn_blocking(move || {
         Command::new(env!("CARGO_BIN_EXE_build-snapshot"))
             .args([
                 "--api",
@@ -491,29 +470,45 @@ async fn events_appended_during_a_build_stay_in_the_pointer() {
             .arg(&dir)
             .output()
             .unwrap()
-    })
-    .await
-    .unwrap();
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let (last, n) = writer.await.unwrap();
+    });
+    // Ten events while the build walks more than 3,000 events (after it has read the pointer).
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut last = None;
+    for e in summary.entities.iter().take(10) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        last = Some(
+            w.append_event(&e.id, "update", 2, &e.tip.parse().unwrap(), None)
+                .await
+                .unwrap(),
+        );
+    }
+    let writer_done = started.elapsed();
+    let out = build.await.unwrap();
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(n > 5, "the writer appended during the build ({n})");
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        report["seconds"].as_f64().unwrap() > writer_done.as_secs_f64(),
+        "the writer finished while the build was still running"
+    );
     let p = w.pointer().await.unwrap();
     assert_eq!(
         p.event_head, last,
         "the last appended event is still the head"
     );
-    assert_eq!(p.event_count, Some(count0 + n), "no event was rolled back");
-    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(p.event_count, Some(count0 + 10), "no event was rolled back");
     assert_eq!(
         p.latest_snapshot_cid.unwrap().to_string(),
         report["cid"].as_str().unwrap()
     );
+    // The snapshot covers the head it walked from; the ten newer events are left for the next build.
+    assert_eq!(p.snapshot_event_cid, head0);
+    let next = set.build(&[]);
+    assert_eq!(next["events_walked"], 10);
+    assert_eq!(next["walk_end"], "stop");
 }
 
 /// Stores a dag-json block (through a CAR when it is too big for block/put) and returns its CID.

@@ -103,6 +103,9 @@ pub struct Kubo {
     /// the node may legitimately say nothing for minutes while it pins a large archive.
     stream_http: reqwest::Client,
     cfg: KuboConfig,
+    /// HTTP requests sent (attempts included), shared by clones: the cost measure that
+    /// matters on a node, where one request per entity is what made the legacy tools slow.
+    requests: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// Query parameters of one call.
@@ -146,12 +149,18 @@ impl Kubo {
             http,
             stream_http,
             cfg,
+            requests: Default::default(),
         })
     }
 
     /// The settings this client uses.
     pub fn config(&self) -> &KuboConfig {
         &self.cfg
+    }
+
+    /// HTTP requests sent so far by this client and its clones.
+    pub fn requests(&self) -> u64 {
+        self.requests.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The base URL (`…/api/v0`).
@@ -192,6 +201,8 @@ impl Kubo {
             } else {
                 &self.http
             };
+            self.requests
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let mut req = client.post(&url).query(query);
             if let Some(d) = deadline {
                 req = req.timeout(d);

@@ -124,6 +124,8 @@ pub struct BuildReport {
     pub append_only: AppendOnly,
     pub pointer_path: String,
     pub index_cid: Option<String>,
+    /// HTTP requests this build sent to the node.
+    pub requests: u64,
     pub seconds: f64,
 }
 
@@ -185,6 +187,7 @@ pub async fn build(
         }
     };
     let src = NodeSource { kubo: kubo.clone() };
+    let requests0 = kubo.requests();
     let mut report = BuildReport {
         pointer_path: opts.pointer_path.clone(),
         ..BuildReport::default()
@@ -243,6 +246,7 @@ pub async fn build(
             report.seq = v4.seq;
             report.ts = v4.ts.clone();
             report.entity_count = v4.entity_count;
+            report.requests = kubo.requests() - requests0;
             report.seconds = started.elapsed().as_secs_f64();
             return Ok(BuildOutcome::Unchanged(report));
         }
@@ -327,6 +331,13 @@ pub async fn build(
     let mut position: HashMap<String, usize> = HashMap::with_capacity(prev_entries.len());
     let mut ids: Vec<String> = Vec::with_capacity(prev_entries.len());
     for e in &prev_entries {
+        // Ids from an older snapshot are data like any other: validate before use.
+        EntityId::parse(&e.id).with_context(|| {
+            format!(
+                "the previous snapshot {} holds an invalid entity id",
+                prev.as_ref().map(|p| p.cid.to_string()).unwrap_or_default()
+            )
+        })?;
         if position.insert(e.id.clone(), ids.len()).is_some() {
             tracing::warn!("previous snapshot lists {} twice; kept once", e.id);
             continue;
@@ -685,6 +696,7 @@ pub async fn build(
     report.ts = ts;
     report.entity_count = entries.len() as u64;
     report.append_only = appendix;
+    report.requests = kubo.requests() - requests0;
     report.seconds = started.elapsed().as_secs_f64();
     Ok(BuildOutcome::Built(report))
 }

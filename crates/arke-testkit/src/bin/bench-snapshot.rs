@@ -227,7 +227,7 @@ fn main() -> ExitCode {
                 what: "full: build-snapshot".into(),
                 entities: r["entity_count"].as_u64().unwrap_or(0) as usize,
                 seconds: secs,
-                requests: None,
+                requests: r["requests"].as_u64(),
                 blocks_written: r["blocks_written"].as_u64(),
                 rss_mb: Some(rss),
             });
@@ -284,7 +284,7 @@ fn main() -> ExitCode {
                 what: format!("incremental ({} changes): build-snapshot", picks.len()),
                 entities: r["entity_count"].as_u64().unwrap_or(0) as usize,
                 seconds: secs,
-                requests: None,
+                requests: r["requests"].as_u64(),
                 blocks_written: r["blocks_written"].as_u64(),
                 rss_mb: Some(rss),
             });
