@@ -115,6 +115,26 @@ fn key(cid: &Cid) -> Box<[u8]> {
     cid.hash().to_bytes().into_boxed_slice()
 }
 
+/// Runs `f` with a block getter for the unixfs readers; the first failed read (missing or
+/// unreadable block) is returned as our error rather than the reader's generic "missing".
+fn with_getter<T>(
+    get: impl Fn(&Cid) -> Result<Vec<u8>, IndexError>,
+    f: impl FnOnce(&mut dyn FnMut(&Cid) -> Option<Vec<u8>>) -> T,
+) -> Result<T, IndexError> {
+    let mut failed = None;
+    let out = f(&mut |c| match get(c) {
+        Ok(b) => Some(b),
+        Err(e) => {
+            failed.get_or_insert(e);
+            None
+        }
+    });
+    match failed {
+        Some(e) => Err(e),
+        None => Ok(out),
+    }
+}
+
 fn walk_export(car_path: &Path, root: &str, root_cid: Cid) -> Result<TipScan, IndexError> {
     let car_err = |source| IndexError::Car {
         root: root.to_string(),
@@ -161,17 +181,7 @@ fn walk_export(car_path: &Path, root: &str, root_cid: Cid) -> Result<TipScan, In
         if !matches!(node.kind, NodeType::Directory | NodeType::HamtShard) {
             return Ok(None);
         }
-        let mut missing = None;
-        let listed = unixfs::list_directory(cid, &block, &mut |c| match get(c, path) {
-            Ok(b) => Some(b),
-            Err(e) => {
-                missing = Some(e);
-                None
-            }
-        });
-        if let Some(e) = missing {
-            return Err(e);
-        }
+        let listed = with_getter(|c| get(c, path), |g| unixfs::list_directory(cid, &block, g))?;
         listed.map(Some).map_err(|e| IndexError::Bad {
             path: path.to_string(),
             reason: e.to_string(),
@@ -209,18 +219,10 @@ fn walk_export(car_path: &Path, root: &str, root_cid: Cid) -> Result<TipScan, In
                     }
                 };
                 let block = get(&c3, &p3)?;
-                let mut missing = None;
-                let content =
-                    unixfs::file_content(&c3, &block, MAX_TIP_FILE, &mut |c| match get(c, &p3) {
-                        Ok(b) => Some(b),
-                        Err(e) => {
-                            missing = Some(e);
-                            None
-                        }
-                    });
-                if let Some(e) = missing {
-                    return Err(e);
-                }
+                let content = with_getter(
+                    |c| get(c, &p3),
+                    |g| unixfs::file_content(&c3, &block, MAX_TIP_FILE, g),
+                )?;
                 let content = content.map_err(|e| IndexError::Bad {
                     path: p3.clone(),
                     reason: e.to_string(),

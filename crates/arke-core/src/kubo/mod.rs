@@ -321,13 +321,14 @@ impl Kubo {
         }
     }
 
-    async fn json(
+    /// One small call (no upload): its body, bounded by `max_body`.
+    async fn small(
         &self,
         call: &'static str,
         arg: &str,
         query: Query<'_>,
         idempotent: bool,
-    ) -> Result<Value, KuboError> {
+    ) -> Result<Vec<u8>, KuboError> {
         let resp = self
             .send(
                 call,
@@ -338,7 +339,17 @@ impl Kubo {
                 Some(self.cfg.call_timeout),
             )
             .await?;
-        let body = self.body(call, arg, resp, self.cfg.max_body).await?;
+        self.body(call, arg, resp, self.cfg.max_body).await
+    }
+
+    async fn json(
+        &self,
+        call: &'static str,
+        arg: &str,
+        query: Query<'_>,
+        idempotent: bool,
+    ) -> Result<Value, KuboError> {
+        let body = self.small(call, arg, query, idempotent).await?;
         parse_json(call, arg, &body)
     }
 
@@ -532,19 +543,8 @@ impl Kubo {
 
     /// `files/read` of a whole (small) file. A missing path is [`KuboError::NotFound`].
     pub async fn files_read(&self, path: &str) -> Result<Bytes, KuboError> {
-        let query = vec![("arg", path.to_string())];
-        let resp = self
-            .send(
-                "files/read",
-                path,
-                &query,
-                None,
-                true,
-                Some(self.cfg.call_timeout),
-            )
-            .await?;
         let body = self
-            .body("files/read", path, resp, self.cfg.max_body)
+            .small("files/read", path, vec![("arg", path.to_string())], true)
             .await?;
         Ok(Bytes::from(body))
     }
@@ -711,17 +711,7 @@ impl Kubo {
         query: Query<'_>,
         idempotent: bool,
     ) -> Result<(), KuboError> {
-        let resp = self
-            .send(
-                call,
-                arg,
-                &query,
-                None,
-                idempotent,
-                Some(self.cfg.call_timeout),
-            )
-            .await?;
-        let body = self.body(call, arg, resp, self.cfg.max_body).await?;
+        let body = self.small(call, arg, query, idempotent).await?;
         // Some calls answer with an empty body, some with JSON; an error object inside a 200
         // (streamed commands) must not pass silently.
         if let Ok(v) = serde_json::from_slice::<Value>(&body)
