@@ -261,3 +261,285 @@ fn walk_export(car_path: &Path, root: &str, root_cid: Cid) -> Result<TipScan, In
     }
     Ok(scan)
 }
+
+/// One tip file that differs between two versions of the index tree.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TipChange {
+    pub id: String,
+    pub rule: ShardRule,
+    pub path: String,
+    /// The new tip, or `None` when the file is gone.
+    pub tip: Option<Cid>,
+}
+
+/// The difference between an older index tree and the current one.
+#[derive(Debug, Clone, Default)]
+pub struct TipDiff {
+    pub root_cid: Option<Cid>,
+    pub changes: Vec<TipChange>,
+    pub strays: Vec<String>,
+    /// Blocks read to compute the diff (both trees).
+    pub blocks: u64,
+}
+
+enum Fetched {
+    Block(bytes::Bytes),
+    /// Only for the old tree: its blocks may have been garbage-collected.
+    Gone,
+}
+
+async fn fetch_dir_block(
+    kubo: &Kubo,
+    cid: &Cid,
+    old: bool,
+    path: &str,
+) -> Result<Fetched, IndexError> {
+    match kubo.block_get(cid).await {
+        Ok(b) if ipld::verify(cid, &b) == HashCheck::Valid => Ok(Fetched::Block(b)),
+        Ok(_) => Err(IndexError::Corrupt {
+            cid: *cid,
+            path: path.to_string(),
+        }),
+        Err(KuboError::BlockMissing { .. }) if old => Ok(Fetched::Gone),
+        Err(KuboError::BlockMissing { .. }) => Err(IndexError::Missing {
+            cid: *cid,
+            path: path.to_string(),
+        }),
+        Err(source) => Err(IndexError::Node {
+            root: path.to_string(),
+            source,
+        }),
+    }
+}
+
+/// Lists a directory (plain or HAMT) from the node; `Ok(None)` when the node is not a directory
+/// or (old tree only) a block is gone.
+async fn list_remote(
+    kubo: &Kubo,
+    cid: &Cid,
+    old: bool,
+    path: &str,
+    blocks: &mut u64,
+) -> Result<Option<Option<Vec<(String, Cid)>>>, IndexError> {
+    let Fetched::Block(block) = fetch_dir_block(kubo, cid, old, path).await? else {
+        return Ok(None);
+    };
+    *blocks += 1;
+    let bad = |e: unixfs::UnixfsError| IndexError::Bad {
+        path: path.to_string(),
+        reason: e.to_string(),
+    };
+    let node = unixfs::decode(cid, &block).map_err(bad)?;
+    if !matches!(node.kind, NodeType::Directory | NodeType::HamtShard) {
+        return Ok(Some(None));
+    }
+    // HAMT buckets are fetched as the listing asks for them.
+    let mut cache: HashMap<Cid, Vec<u8>> = HashMap::new();
+    loop {
+        let mut wanted = None;
+        let listed = unixfs::list_directory(cid, &block, &mut |c| {
+            let b = cache.get(c).cloned();
+            if b.is_none() {
+                wanted = Some(*c);
+            }
+            b
+        });
+        match (listed, wanted) {
+            (Ok(entries), _) => return Ok(Some(Some(entries))),
+            (Err(unixfs::UnixfsError::MissingChunk { .. }), Some(c)) => {
+                let Fetched::Block(b) = fetch_dir_block(kubo, &c, old, path).await? else {
+                    return Ok(None);
+                };
+                *blocks += 1;
+                cache.insert(c, b.to_vec());
+            }
+            (Err(e), _) => return Err(bad(e)),
+        }
+    }
+}
+
+async fn read_tip_file(
+    kubo: &Kubo,
+    cid: &Cid,
+    path: &str,
+    blocks: &mut u64,
+) -> Result<Cid, IndexError> {
+    let Fetched::Block(block) = fetch_dir_block(kubo, cid, false, path).await? else {
+        return Err(IndexError::Missing {
+            cid: *cid,
+            path: path.to_string(),
+        });
+    };
+    *blocks += 1;
+    let mut children = HashMap::new();
+    for l in ipld::links(cid, &block).map_err(|e| IndexError::Bad {
+        path: path.to_string(),
+        reason: e.to_string(),
+    })? {
+        if let Fetched::Block(b) = fetch_dir_block(kubo, &l.cid, false, path).await? {
+            *blocks += 1;
+            children.insert(l.cid, b.to_vec());
+        }
+    }
+    let content =
+        unixfs::file_content(cid, &block, MAX_TIP_FILE, &mut |c| children.get(c).cloned())
+            .map_err(|e| IndexError::Bad {
+                path: path.to_string(),
+                reason: e.to_string(),
+            })?;
+    ipld::parse_cid(&String::from_utf8_lossy(&content)).map_err(|e| IndexError::Bad {
+        path: path.to_string(),
+        reason: format!("tip file does not hold a CID: {e}"),
+    })
+}
+
+/// One pair of subtrees to compare: depth 0 = the root, 3 = tip files.
+#[derive(Debug, Clone)]
+struct Pair {
+    depth: u8,
+    path: String,
+    s1: String,
+    s2: String,
+    old: Option<Cid>,
+    new: Option<Cid>,
+}
+
+/// What comparing one pair produced.
+#[derive(Debug, Default)]
+struct Step {
+    children: Vec<Pair>,
+    change: Option<TipChange>,
+    stray: Option<String>,
+    blocks: u64,
+    /// The old tree's blocks are gone.
+    gone: bool,
+}
+
+async fn compare(kubo: &Kubo, p: Pair) -> Result<Step, IndexError> {
+    let mut step = Step::default();
+    if p.old.is_some() && p.old == p.new {
+        return Ok(step);
+    }
+    if p.depth == 3 {
+        let name = p.path.rsplit('/').next().unwrap_or_default().to_string();
+        match locate_tip(&p.s1, &p.s2, &name) {
+            Ok(loc) if name.ends_with(crate::shard::TIP_SUFFIX) && !loc.rules.is_empty() => {
+                let tip = match p.new {
+                    Some(c) => Some(read_tip_file(kubo, &c, &p.path, &mut step.blocks).await?),
+                    None => None,
+                };
+                step.change = Some(TipChange {
+                    id: loc.id.as_str().to_string(),
+                    rule: loc.rules[0],
+                    path: p.path,
+                    tip,
+                });
+            }
+            _ => {
+                if p.new.is_some() {
+                    step.stray = Some(p.path);
+                }
+            }
+        }
+        return Ok(step);
+    }
+    let old_entries = match p.old {
+        Some(c) => match list_remote(kubo, &c, true, &p.path, &mut step.blocks).await? {
+            None => {
+                step.gone = true;
+                return Ok(step);
+            }
+            Some(listing) => listing.unwrap_or_default(),
+        },
+        None => Vec::new(),
+    };
+    let new_entries = match p.new {
+        Some(c) => match list_remote(kubo, &c, false, &p.path, &mut step.blocks).await? {
+            Some(Some(l)) => l,
+            Some(None) => {
+                step.stray = Some(p.path);
+                return Ok(step);
+            }
+            None => Vec::new(),
+        },
+        None => Vec::new(),
+    };
+    let mut names: BTreeMap<String, (Option<Cid>, Option<Cid>)> = BTreeMap::new();
+    for (n, c) in old_entries {
+        names.entry(n).or_default().0 = Some(c);
+    }
+    for (n, c) in new_entries {
+        names.entry(n).or_default().1 = Some(c);
+    }
+    for (name, (o, n)) in names {
+        let (s1, s2) = match p.depth {
+            0 => (name.clone(), String::new()),
+            1 => (p.s1.clone(), name.clone()),
+            _ => (p.s1.clone(), p.s2.clone()),
+        };
+        step.children.push(Pair {
+            depth: p.depth + 1,
+            path: format!("{}/{name}", p.path),
+            s1,
+            s2,
+            old: o,
+            new: n,
+        });
+    }
+    Ok(step)
+}
+
+/// What changed under `root` since the tree `old_root`: only subtrees whose CID differs are
+/// read (level by level, `concurrency` at a time), so the cost follows the number of changed
+/// tips, not the size of the index. `Ok(None)` when blocks of the old tree are no longer on the
+/// node (the caller then scans everything).
+pub async fn diff_tips(
+    kubo: &Kubo,
+    root: &str,
+    old_root: Cid,
+    concurrency: usize,
+) -> Result<Option<TipDiff>, IndexError> {
+    use futures::StreamExt;
+    let new_root = kubo
+        .files_stat_opt(root)
+        .await
+        .map_err(|source| IndexError::Node {
+            root: root.to_string(),
+            source,
+        })?
+        .map(|s| s.cid);
+    let mut diff = TipDiff {
+        root_cid: new_root,
+        ..TipDiff::default()
+    };
+    let mut frontier = vec![Pair {
+        depth: 0,
+        path: root.to_string(),
+        s1: String::new(),
+        s2: String::new(),
+        old: Some(old_root),
+        new: new_root,
+    }];
+    while !frontier.is_empty() {
+        let steps: Vec<Result<Step, IndexError>> = futures::stream::iter(
+            std::mem::take(&mut frontier)
+                .into_iter()
+                .map(|p| compare(kubo, p)),
+        )
+        .buffer_unordered(concurrency.max(1))
+        .collect()
+        .await;
+        for step in steps {
+            let step = step?;
+            if step.gone {
+                return Ok(None);
+            }
+            diff.blocks += step.blocks;
+            diff.changes.extend(step.change);
+            diff.strays.extend(step.stray);
+            frontier.extend(step.children);
+        }
+    }
+    diff.changes.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(Some(diff))
+}

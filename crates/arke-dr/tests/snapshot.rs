@@ -184,6 +184,10 @@ async fn full_then_incremental_with_life_in_between() {
     );
     assert_eq!(r2["chunks_reused"], 1);
     assert_eq!(r2["manifests_fetched"], 7);
+    // Only the changed parts of the index were read, not the whole tree.
+    assert_eq!(r2["index_scan"], "diff", "{r2}");
+    let diff_blocks = r2["index_blocks"].as_u64().unwrap();
+    assert!(diff_blocks < 1000, "{r2}");
     let entries = set.entries(r2["cid"].as_str().unwrap()).await;
     let now: HashMap<String, String> = entries
         .iter()
@@ -235,10 +239,52 @@ async fn full_then_incremental_with_life_in_between() {
     assert!(out.status.success() && out.stdout.is_empty());
 
     // A tip moved after the snapshot is drift.
-    w.update(ids[10], false).await.unwrap();
+    let moved = w.update(ids[10], false).await.unwrap();
     let (code, v) = set.verify(&["--drift"]);
     assert_eq!(code, Some(1));
     assert_eq!(v["findings_by_kind"]["tip_moved"], 1, "{v}");
+
+    // A tip file removed: the entity is kept (never lost) with its last known tip, and counted.
+    let gone = ids[100];
+    let kept_tip = tips[gone].clone();
+    set.kubo
+        .files_rm(&w.tip_path(gone).unwrap(), false)
+        .await
+        .unwrap();
+    let r4 = set.build(&[]);
+    assert_eq!(r4["index_scan"], "diff");
+    assert_eq!(r4["tips_missing"], 1, "{r4}");
+    assert_eq!(r4["tips_missing_ids"][0], gone);
+    assert_eq!(r4["append_only"]["lost"], 0);
+    let now: HashMap<String, String> = set
+        .entries(r4["cid"].as_str().unwrap())
+        .await
+        .into_iter()
+        .map(|e| (e.id, e.tip.to_string()))
+        .collect();
+    assert_eq!(now[gone], kept_tip);
+    assert_eq!(now[ids[10]], moved.to_string());
+    // The same build from scratch (whole-index export) agrees.
+    let r5 = set.build(&["--full"]);
+    assert_eq!(r5["index_scan"], "export");
+    assert!(
+        diff_blocks * 10 < r5["index_blocks"].as_u64().unwrap(),
+        "a diff reads a small part of what a full scan reads: {diff_blocks} vs {r5}"
+    );
+    let full: HashMap<String, String> = set
+        .entries(r5["cid"].as_str().unwrap())
+        .await
+        .into_iter()
+        .map(|e| (e.id, e.tip.to_string()))
+        .collect();
+    // Without the previous snapshot, an entity with neither a tip file nor an event is unknown.
+    let gone_has_event = summary.entities.iter().any(|e| e.id == gone && e.has_event);
+    assert_eq!(full.len(), if gone_has_event { 4503 } else { 4502 });
+    for (id, tip) in &now {
+        if id.as_str() != gone {
+            assert_eq!(full.get(id), Some(tip), "{id}");
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -757,4 +803,54 @@ async fn verify_snapshot_every_schema_and_planted_defects() {
             );
         }
     }
+}
+
+/// A tip that no longer descends from the previous one (history rewritten) is reported, and
+/// with --strict-append-only nothing is published; verify-snapshot --against finds it too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rewritten_history_is_an_append_only_violation() {
+    let (set, summary) = Set::generate(
+        "strict",
+        GenConfig {
+            entities: 40,
+            seed: 27,
+            pin: false,
+            ..GenConfig::default()
+        },
+    )
+    .await;
+    let r1 = set.build(&[]);
+    let first = r1["cid"].as_str().unwrap().to_string();
+    let w = set.world();
+    let id = &summary.entities[7].id;
+    // A new root version: not a descendant of the snapshot's tip.
+    w.put_version(id, None, 1, "rewritten").await.unwrap();
+    let before = set.pointer_raw().await;
+    let out = set.build_via(&set.url, &["--strict-append-only"]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("append-only violation") && stderr.contains(id.as_str()),
+        "{stderr}"
+    );
+    assert_eq!(set.pointer_raw().await, before, "nothing published");
+    let r2 = set.build(&[]);
+    assert_eq!(r2["append_only"]["non_descendant"], 1);
+    assert_eq!(r2["append_only"]["non_descendant_ids"][0], id.as_str());
+    assert_eq!(r2["append_only"]["append_only"], false);
+    let (code, v) = set.verify(&[r2["cid"].as_str().unwrap(), "--against", &first]);
+    assert_eq!(code, Some(1), "{v}");
+    assert_eq!(v["findings_by_kind"]["non_descendant"], 1, "{v}");
+    // And against itself, clean.
+    let (code, v) = set.verify(&[
+        r2["cid"].as_str().unwrap(),
+        "--against",
+        r2["cid"].as_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(0), "{v}");
 }

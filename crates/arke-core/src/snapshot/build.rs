@@ -24,7 +24,7 @@ use super::format::{self, CHUNK_ENTRIES, Header, MAX_REPORT_IDS, MAX_TS};
 use super::load::{Loaded, load, load_header};
 use crate::chain::{ChainWalk, WalkEnd, same_block};
 use crate::fsutil::{LockOutcome, RunLock, atomic_write};
-use crate::index::{TipScan, scan_tips};
+use crate::index::{TipFile, TipScan, diff_tips, scan_tips};
 use crate::ipld::{self, DAG_CBOR, Ipld};
 use crate::kubo::Kubo;
 use crate::model::{Manifest, SnapshotEntry, SnapshotFields, SnapshotMeta};
@@ -124,6 +124,11 @@ pub struct BuildReport {
     pub append_only: AppendOnly,
     pub pointer_path: String,
     pub index_cid: Option<String>,
+    /// `diff` (only subtrees changed since the previous snapshot's index were read) or
+    /// `export` (the whole index in one `dag/export`).
+    pub index_scan: &'static str,
+    /// Index blocks read.
+    pub index_blocks: u64,
     /// HTTP requests this build sent to the node.
     pub requests: u64,
     pub seconds: f64,
@@ -162,6 +167,105 @@ fn push_bounded(list: &mut Vec<String>, id: &str) {
     if list.len() < MAX_REPORT_IDS {
         list.push(id.to_string());
     }
+}
+
+/// The tips under `root`: from a diff against the previous snapshot's index tree when there is
+/// one (cost proportional to the changes), else from a full export. In diff mode the baseline
+/// is the previous snapshot's tips for the ids `belongs` assigns to this root; changed files
+/// are applied on top (the worker path wins over the legacy path, as in a full scan).
+async fn scan_since(
+    kubo: &Kubo,
+    root: &str,
+    old_index: Option<Cid>,
+    prev_tips: &HashMap<&str, Cid>,
+    belongs: impl Fn(&str) -> bool,
+    tmp: &std::path::Path,
+    concurrency: usize,
+) -> anyhow::Result<(TipScan, &'static str)> {
+    let diff = match old_index {
+        Some(old) => diff_tips(kubo, root, old, concurrency).await?,
+        None => None,
+    };
+    let Some(diff) = diff else {
+        if old_index.is_some() {
+            tracing::info!(
+                "the previous index tree of {root} is no longer on the node; reading the whole index"
+            );
+        }
+        return Ok((scan_tips(kubo, root, tmp).await?, "export"));
+    };
+    let mut scan = TipScan {
+        root_cid: diff.root_cid,
+        strays: diff.strays,
+        blocks: diff.blocks,
+        ..TipScan::default()
+    };
+    for (id, tip) in prev_tips.iter().filter(|(id, _)| belongs(id)) {
+        if let Ok(eid) = EntityId::parse(id) {
+            let rule = crate::shard::ShardRule::Worker;
+            scan.tips.insert(
+                id.to_string(),
+                TipFile {
+                    tip: *tip,
+                    path: eid.tip_path(root, rule),
+                    rule,
+                },
+            );
+        }
+    }
+    let mut by_id: HashMap<&str, Vec<&crate::index::TipChange>> = HashMap::new();
+    for c in &diff.changes {
+        by_id.entry(c.id.as_str()).or_default().push(c);
+    }
+    for (id, changes) in by_id {
+        let worker = changes
+            .iter()
+            .find(|c| c.rule == crate::shard::ShardRule::Worker);
+        match worker.and_then(|c| c.tip.map(|t| (c, t))) {
+            Some((c, tip)) => {
+                for other in changes.iter().filter(|o| o.rule != c.rule) {
+                    if let Some(t) = other.tip.filter(|t| !same_block(t, &tip)) {
+                        scan.conflicts.push((
+                            id.to_string(),
+                            TipFile {
+                                tip: t,
+                                path: other.path.clone(),
+                                rule: other.rule,
+                            },
+                        ));
+                    }
+                }
+                scan.tips.insert(
+                    id.to_string(),
+                    TipFile {
+                        tip,
+                        path: c.path.clone(),
+                        rule: c.rule,
+                    },
+                );
+            }
+            None => {
+                // A legacy-path change, or a removal: ask the node which file holds the tip now.
+                scan.tips.remove(id);
+                let eid = EntityId::parse(id)?;
+                for rule in crate::shard::ShardRule::ALL {
+                    let path = eid.tip_path(root, rule);
+                    match kubo.files_read(&path).await {
+                        Ok(b) => {
+                            let tip = ipld::parse_cid(&String::from_utf8_lossy(&b))
+                                .with_context(|| format!("tip file {path}"))?;
+                            scan.tips
+                                .insert(id.to_string(), TipFile { tip, path, rule });
+                            break;
+                        }
+                        Err(crate::kubo::KuboError::NotFound { .. }) => continue,
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+            }
+        }
+    }
+    Ok((scan, "diff"))
 }
 
 /// Runs a build. Takes the lock; fails with [`Exit::Locked`] when another build holds it.
@@ -282,18 +386,46 @@ pub async fn build(
         walk_task.finish();
         anyhow::Ok((newest, order, w.walked(), w.end()))
     };
+    let prev_index = match prev.as_ref().map(|p| &p.snapshot) {
+        Some(crate::model::Snapshot::V4(v4)) => (v4.index_cid, v4.test_index_cid),
+        _ => (None, None),
+    };
+    let prev_tips: HashMap<&str, Cid> = prev
+        .as_ref()
+        .map(|p| p.entries.iter().map(|e| (e.id.as_str(), e.tip)).collect())
+        .unwrap_or_default();
     let scans = async {
-        let main = scan_tips(kubo, &opts.index_root, tmp).await?;
+        let main = scan_since(
+            kubo,
+            &opts.index_root,
+            prev_index.0,
+            &prev_tips,
+            |id| !id.starts_with("II"),
+            tmp,
+            opts.concurrency,
+        )
+        .await?;
         let test = if opts.include_test_network {
-            scan_tips(kubo, &opts.test_index_root, tmp).await?
+            scan_since(
+                kubo,
+                &opts.test_index_root,
+                prev_index.1,
+                &prev_tips,
+                |id| id.starts_with("II"),
+                tmp,
+                opts.concurrency,
+            )
+            .await?
         } else {
-            TipScan::default()
+            (TipScan::default(), "none")
         };
         anyhow::Ok((main, test))
     };
     let (walked, scanned) = tokio::join!(walk, scans);
     let (newest, event_order, events_walked, end) = walked?;
-    let (main_scan, test_scan) = scanned?;
+    let ((main_scan, how), (test_scan, _)) = scanned?;
+    report.index_scan = how;
+    report.index_blocks = main_scan.blocks + test_scan.blocks;
     report.events_walked = events_walked;
     report.walk_end = match end {
         Some(WalkEnd::Stop) => "stop",
