@@ -741,36 +741,8 @@ impl Kubo {
         recursive: bool,
         timeout: Duration,
     ) -> Result<(), KuboError> {
-        let arg = cid.to_string();
-        let query = vec![
-            ("arg", arg.clone()),
-            ("recursive", recursive.to_string()),
-            ("timeout", format!("{}ms", timeout.as_millis().max(1))),
-        ];
-        let deadline = timeout + self.cfg.call_timeout;
-        let resp = self
-            .send("pin/add", &arg, &query, None, true, Some(deadline))
+        self.pin_group(std::slice::from_ref(cid), recursive, timeout)
             .await
-            .map_err(|e| block_error(e, &arg))?;
-        let body = self
-            .body("pin/add", &arg, resp, self.cfg.max_body)
-            .await
-            .map_err(|e| block_error(e, &arg))?;
-        let v = parse_json("pin/add", &arg, &body)?;
-        if let Some(Value::Array(pins)) = v.get("Pins")
-            && pins.iter().filter_map(|p| p.as_str()).any(|p| {
-                p.parse::<Cid>()
-                    .map(|c| c.hash() == cid.hash())
-                    .unwrap_or(false)
-            })
-        {
-            return Ok(());
-        }
-        Err(KuboError::BadResponse {
-            call: "pin/add",
-            arg,
-            reason: format!("pin not confirmed: {}", String::from_utf8_lossy(&body)),
-        })
     }
 
     /// `pin/add` of many CIDs in one call per `batch` (Kubo takes several `arg`s), each checked
@@ -782,38 +754,58 @@ impl Kubo {
         batch: usize,
     ) -> Result<(), KuboError> {
         for group in cids.chunks(batch.max(1)) {
-            let mut query: Query<'_> = group.iter().map(|c| ("arg", c.to_string())).collect();
-            query.push(("recursive", recursive.to_string()));
-            query.push(("timeout", self.block_timeout_param()));
-            let arg = format!("{} CIDs from {}", group.len(), group[0]);
-            let deadline = self.cfg.block_timeout + self.cfg.call_timeout;
-            let resp = self
-                .send("pin/add", &arg, &query, None, true, Some(deadline))
-                .await
-                .map_err(|e| block_error(e, &arg))?;
-            let body = self
-                .body("pin/add", &arg, resp, self.cfg.max_body)
-                .await
-                .map_err(|e| block_error(e, &arg))?;
-            let v = parse_json("pin/add", &arg, &body)?;
-            let pinned: std::collections::HashSet<Vec<u8>> = match v.get("Pins") {
-                Some(Value::Array(pins)) => pins
-                    .iter()
-                    .filter_map(|p| p.as_str()?.parse::<Cid>().ok())
-                    .map(|c| c.hash().to_bytes())
-                    .collect(),
-                _ => Default::default(),
-            };
-            if let Some(missing) = group
+            self.pin_group(group, recursive, self.cfg.block_timeout)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// One `pin/add` call; every CID must come back in `Pins` (a pin that is not confirmed is a
+    /// failure, never a success: kubo#9945).
+    async fn pin_group(
+        &self,
+        group: &[Cid],
+        recursive: bool,
+        timeout: Duration,
+    ) -> Result<(), KuboError> {
+        let Some(first) = group.first() else {
+            return Ok(());
+        };
+        let mut query: Query<'_> = group.iter().map(|c| ("arg", c.to_string())).collect();
+        query.push(("recursive", recursive.to_string()));
+        query.push(("timeout", format!("{}ms", timeout.as_millis().max(1))));
+        let arg = if group.len() == 1 {
+            first.to_string()
+        } else {
+            format!("{} CIDs from {first}", group.len())
+        };
+        let deadline = timeout + self.cfg.call_timeout;
+        let resp = self
+            .send("pin/add", &arg, &query, None, true, Some(deadline))
+            .await
+            .map_err(|e| block_error(e, &arg))?;
+        let body = self
+            .body("pin/add", &arg, resp, self.cfg.max_body)
+            .await
+            .map_err(|e| block_error(e, &arg))?;
+        let v = parse_json("pin/add", &arg, &body)?;
+        let pinned: std::collections::HashSet<Vec<u8>> = match v.get("Pins") {
+            Some(Value::Array(pins)) => pins
                 .iter()
-                .find(|c| !pinned.contains(&c.hash().to_bytes()))
-            {
-                return Err(KuboError::BadResponse {
-                    call: "pin/add",
-                    arg: missing.to_string(),
-                    reason: "pin not confirmed by the node".into(),
-                });
-            }
+                .filter_map(|p| p.as_str()?.parse::<Cid>().ok())
+                .map(|c| c.hash().to_bytes())
+                .collect(),
+            _ => Default::default(),
+        };
+        if let Some(missing) = group
+            .iter()
+            .find(|c| !pinned.contains(&c.hash().to_bytes()))
+        {
+            return Err(KuboError::BadResponse {
+                call: "pin/add",
+                arg: missing.to_string(),
+                reason: format!("pin not confirmed: {}", String::from_utf8_lossy(&body)),
+            });
         }
         Ok(())
     }
