@@ -8,7 +8,7 @@
 
 use cid::Cid;
 
-use crate::ipld;
+use crate::ipld::{self, same_block};
 use crate::model::ChainNode;
 use crate::source::{BlockSource, SourceError};
 
@@ -131,9 +131,4 @@ impl<'a, S: BlockSource> ChainWalk<'a, S> {
             size: data.len(),
         }))
     }
-}
-
-/// Two CIDs name the same block when codec and multihash agree (versions and bases may differ).
-pub fn same_block(a: &Cid, b: &Cid) -> bool {
-    a.hash() == b.hash() && a.codec() == b.codec()
 }

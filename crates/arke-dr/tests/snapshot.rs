@@ -68,12 +68,15 @@ impl Set {
         c
     }
 
+    /// build-snapshot on this set through `url`, ready to run (or to move into a thread).
+    fn build_cmd(&self, url: &str, extra: &[&str]) -> Command {
+        let mut c = self.cmd(env!("CARGO_BIN_EXE_build-snapshot"), url);
+        c.args(["--index-root", &self.root, "--json"]).args(extra);
+        c
+    }
+
     fn build_via(&self, url: &str, extra: &[&str]) -> Output {
-        self.cmd(env!("CARGO_BIN_EXE_build-snapshot"), url)
-            .args(["--index-root", &self.root, "--json"])
-            .args(extra)
-            .output()
-            .unwrap()
+        self.build_cmd(url, extra).output().unwrap()
     }
 
     fn build(&self, extra: &[&str]) -> Value {
@@ -398,27 +401,8 @@ async fn node_lost_mid_walk_and_concurrent_runs() {
     // The node goes away while the event chain is being walked.
     let proxy = FaultProxy::start(&set.url).await.unwrap();
     let url = proxy.url().to_string();
-    let args = (
-        set.dir.path().to_path_buf(),
-        set.pointer.clone(),
-        set.root.clone(),
-    );
-    let child = std::thread::spawn(move || {
-        Command::new(env!("CARGO_BIN_EXE_build-snapshot"))
-            .args([
-                "--api",
-                &url,
-                "--pointer-path",
-                &args.1,
-                "--index-root",
-                &args.2,
-            ])
-            .args(["--no-progress", "--retries", "1", "--timeout", "5"])
-            .arg("--snapshots-dir")
-            .arg(&args.0)
-            .output()
-            .unwrap()
-    });
+    let mut cmd = set.build_cmd(&url, &["--retries", "1", "--timeout", "5"]);
+    let child = std::thread::spawn(move || cmd.output().unwrap());
     tokio::time::sleep(Duration::from_millis(1500)).await;
     proxy.cut();
     let out = child.join().unwrap();
@@ -433,28 +417,8 @@ async fn node_lost_mid_walk_and_concurrent_runs() {
 
     // Two builds at once: one holds the lock, the other exits "locked" and touches nothing.
     let first = {
-        let (dir, p, r, u) = (
-            set.dir.path().to_path_buf(),
-            set.pointer.clone(),
-            set.root.clone(),
-            set.url.clone(),
-        );
-        std::thread::spawn(move || {
-            Command::new(env!("CARGO_BIN_EXE_build-snapshot"))
-                .args([
-                    "--api",
-                    &u,
-                    "--pointer-path",
-                    &p,
-                    "--index-root",
-                    &r,
-                    "--no-progress",
-                ])
-                .arg("--snapshots-dir")
-                .arg(&dir)
-                .output()
-                .unwrap()
-        })
+        let mut cmd = set.build_cmd(&set.url, &[]);
+        std::thread::spawn(move || cmd.output().unwrap())
     };
     tokio::time::sleep(Duration::from_millis(700)).await;
     let second = set.build_via(&set.url, &[]);
@@ -493,30 +457,9 @@ async fn events_appended_during_a_build_stay_in_the_pointer() {
     let w = set.world();
     let p0 = w.pointer().await.unwrap();
     let (count0, head0) = (p0.event_count.unwrap(), p0.event_head);
-    let (dir, p, r, u) = (
-        set.dir.path().to_path_buf(),
-        set.pointer.clone(),
-        set.root.clone(),
-        set.url.clone(),
-    );
+    let mut cmd = set.build_cmd(&set.url, &[]);
     let started = std::time::Instant::now();
-    let build = tokio::task::spawn_blocking(move || {
-        Command::new(env!("CARGO_BIN_EXE_build-snapshot"))
-            .args([
-                "--api",
-                &u,
-                "--pointer-path",
-                &p,
-                "--index-root",
-                &r,
-                "--no-progress",
-                "--json",
-            ])
-            .arg("--snapshots-dir")
-            .arg(&dir)
-            .output()
-            .unwrap()
-    });
+    let build = tokio::task::spawn_blocking(move || cmd.output().unwrap());
     // Ten events while the build walks more than 3,000 events (after it has read the pointer).
     tokio::time::sleep(Duration::from_millis(500)).await;
     let mut last = None;

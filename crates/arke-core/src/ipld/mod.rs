@@ -121,6 +121,12 @@ pub fn to_dag_json<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, IpldError>
     encode_dag_json(&to_ipld(value)?)
 }
 
+/// Two CIDs name the same block when codec and multihash agree; the version and the printed
+/// base may differ (js-ipfs prints CIDv1 in base58btc, MFS uses CIDv0).
+pub fn same_block(a: &Cid, b: &Cid) -> bool {
+    a.hash() == b.hash() && a.codec() == b.codec()
+}
+
 /// Parse a CID string as found in tips and JSON files: surrounding whitespace and
 /// newlines are trimmed; CIDv0 (`Qm…`) and CIDv1 in any multibase are accepted.
 pub fn parse_cid(s: &str) -> Result<Cid, IpldError> {

@@ -1147,7 +1147,7 @@ fn cid_field(v: &Value, key: &str) -> Option<Cid> {
 /// The node may print the CID in another base or version (js-ipfs: base58btc); what must match
 /// is the codec and the multihash.
 fn same_block(call: &'static str, want: &Cid, got: &Cid) -> Result<(), KuboError> {
-    if want.hash() == got.hash() && want.codec() == got.codec() {
+    if crate::ipld::same_block(want, got) {
         Ok(())
     } else {
         Err(KuboError::CidMismatch {

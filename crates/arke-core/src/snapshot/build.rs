@@ -22,10 +22,10 @@ use serde::Serialize;
 
 use super::format::{self, CHUNK_ENTRIES, Header, MAX_REPORT_IDS, MAX_TS};
 use super::load::{Loaded, load, load_header};
-use crate::chain::{ChainWalk, WalkEnd, same_block};
+use crate::chain::{ChainWalk, WalkEnd};
 use crate::fsutil::{LockOutcome, RunLock, atomic_write};
 use crate::index::{TipFile, TipScan, diff_tips, scan_tips};
-use crate::ipld::{self, DAG_CBOR, Ipld};
+use crate::ipld::{self, DAG_CBOR, Ipld, same_block};
 use crate::kubo::Kubo;
 use crate::model::{Manifest, SnapshotEntry, SnapshotFields, SnapshotMeta};
 use crate::pointer;

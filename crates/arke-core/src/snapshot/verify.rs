@@ -11,9 +11,8 @@ use serde::Serialize;
 
 use super::format::MAX_BLOCK;
 use super::load::{Loaded, load};
-use crate::chain::same_block;
 use crate::index::{TipScan, scan_tips};
-use crate::ipld;
+use crate::ipld::{self, same_block};
 use crate::kubo::Kubo;
 use crate::model::{Manifest, Snapshot};
 use crate::report::{Progress, Unit};
