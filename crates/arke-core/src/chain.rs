@@ -34,6 +34,8 @@ pub struct ChainEvent {
     pub cid: Cid,
     pub node: ChainNode,
     pub size: usize,
+    /// The block's bytes (verified), for callers that archive it.
+    pub data: bytes::Bytes,
 }
 
 /// How a walk ended.
@@ -129,6 +131,7 @@ impl<'a, S: BlockSource> ChainWalk<'a, S> {
             cid,
             node,
             size: data.len(),
+            data,
         }))
     }
 }

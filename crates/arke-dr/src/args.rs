@@ -142,6 +142,14 @@ pub struct BackupsDirArg {
     pub backups_dir: PathBuf,
 }
 
+/// A CID given on the command line; a bad one is a usage error naming the flag.
+pub fn cid_arg(s: &str, what: &str) -> anyhow::Result<arke_core::ipld::Cid> {
+    arke_core::ipld::parse_cid(s).map_err(|e| {
+        arke_core::report::Failure::new(arke_core::report::Exit::Usage, format!("{what}: {e}"))
+            .into()
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -28,6 +28,7 @@
 #![allow(clippy::result_large_err)]
 
 mod header;
+pub mod index;
 mod reader;
 mod v2;
 mod varint;
@@ -38,9 +39,15 @@ mod tests;
 
 use cid::Cid;
 
+pub use index::{CarIndex, IndexSource, ScanOptions, ScanReport};
 pub use reader::{CarReader, open, read_block_at};
 pub use v2::CARV2_PRAGMA;
 pub use writer::CarWriter;
+
+/// A CARv1 header naming `roots`: varint length, then the dag-cbor map.
+pub fn encode_header_v1(roots: &[Cid]) -> Vec<u8> {
+    header::encode_header(roots, 1)
+}
 
 /// Default maximum section (CID + block) size the reader accepts: 8 MiB, like go-car.
 pub const DEFAULT_MAX_SECTION: usize = 8 << 20;

@@ -293,6 +293,12 @@ impl<R: Read> CarReader<R> {
     }
 
     /// Blocks returned so far.
+    /// The underlying reader (positioned after the last section read; for CARv2, wherever
+    /// the payload ended).
+    pub fn into_inner(self) -> R {
+        self.inner.into_inner()
+    }
+
     pub fn blocks_read(&self) -> u64 {
         self.blocks_read
     }

@@ -1,12 +1,19 @@
 //! export-car: a complete, verified CARv1 archive of the snapshot, its history and the event chain.
 
 use std::process::ExitCode;
+use std::time::Duration;
 
-use arke_dr::args::{BackupsDirArg, NodeArgs, OutputArgs, PointerArgs, SnapshotsDirArg};
+use anyhow::Context;
+use arke_core::backup::{ExportOptions, export};
+use arke_core::model::SnapshotMeta;
+use arke_core::report::{Exit, Failure};
+use arke_dr::args::{BackupsDirArg, NodeArgs, OutputArgs, PointerArgs, SnapshotsDirArg, cid_arg};
 use clap::Parser;
 
 /// Export the closure of a snapshot (snapshot, chunks, every manifest version, every component,
-/// the whole event chain) to backups/arke-{seq}-{YYYYMMDD-HHMMSS}.car, every block re-hashed.
+/// the whole event chain from the pointer's event head) to
+/// <backups-dir>/arke-{seq}-{YYYYMMDD-HHMMSS}.car, every block re-hashed; metadata in the
+/// .json beside it. The file appears only when complete (temp file, fsync, rename).
 ///
 /// stdout: the CAR path (legacy contract), or the report with --json.
 #[derive(Debug, Parser)]
@@ -26,21 +33,27 @@ struct Args {
     /// Export the snapshot named in <snapshots-dir>/latest.json (legacy contract)
     #[arg(long)]
     latest: bool,
-    /// Also archive previous snapshots
+    /// Also archive previous snapshots (followed through prev_snapshot)
     #[arg(long)]
     with_history: bool,
     /// Write a salvage archive marked partial instead of failing on missing blocks
     #[arg(long)]
     allow_missing: bool,
-    /// After a successful export, keep only the newest N archives
+    /// After a successful export, keep only the newest N archives (with --keep-days: kept if either keeps it)
     #[arg(long, value_name = "N")]
     keep_last: Option<usize>,
-    /// After a successful export, delete archives older than D days
+    /// After a successful export, delete archives older than D days (with --keep-last: kept if either keeps it)
     #[arg(long, value_name = "D")]
     keep_days: Option<u64>,
     /// Concurrent block fetches
     #[arg(long, env = "ARKE_CONCURRENCY", value_name = "N", default_value_t = 16)]
     concurrency: usize,
+    /// Fetch block by block only (no bulk dag/export of the snapshot tree)
+    #[arg(long)]
+    no_bulk: bool,
+    /// Abandon a bulk dag/export that delivers nothing for this many seconds
+    #[arg(long, value_name = "SECS", default_value_t = 30)]
+    stall_timeout: u64,
     #[command(flatten)]
     out: OutputArgs,
 }
@@ -48,11 +61,66 @@ struct Args {
 fn main() -> ExitCode {
     let args = Args::parse();
     arke_dr::run("export-car", &args.out, async {
-        let _ = &args;
-        Err(arke_core::report::Failure::new(
-            arke_core::report::Exit::Failed,
-            "export-car is not implemented in this build yet (issue 4)",
-        )
-        .into())
+        let kubo = args.node.kubo()?;
+        let pointer = arke_core::pointer::read(&kubo, &args.pointer.pointer_path)
+            .await
+            .with_context(|| format!("reading the index pointer {}", args.pointer.pointer_path))?;
+        let snapshot = if let Some(s) = &args.snapshot {
+            cid_arg(s, "--snapshot")?
+        } else if args.latest {
+            let latest = args.snapshots.snapshots_dir.join("latest.json");
+            let bytes =
+                std::fs::read(&latest).with_context(|| format!("reading {}", latest.display()))?;
+            SnapshotMeta::parse(&bytes)
+                .with_context(|| format!("reading {}", latest.display()))?
+                .cid
+        } else {
+            pointer
+                .as_ref()
+                .and_then(|p| p.pointer.latest_snapshot_cid)
+                .ok_or_else(|| {
+                    Failure::new(
+                        Exit::Usage,
+                        format!(
+                            "the index pointer {} names no snapshot: run build-snapshot, or pass --snapshot or --latest",
+                            args.pointer.pointer_path
+                        ),
+                    )
+                })?
+        };
+        let opts = ExportOptions {
+            snapshot,
+            pointer,
+            pointer_path: args.pointer.pointer_path.clone(),
+            backups_dir: args.backups.backups_dir.clone(),
+            with_history: args.with_history,
+            allow_missing: args.allow_missing,
+            keep_last: args.keep_last,
+            keep_days: args.keep_days,
+            concurrency: args.concurrency.max(1),
+            bulk: !args.no_bulk,
+            stall_timeout: Duration::from_secs(args.stall_timeout.max(1)),
+            tool: format!("arke-dr export-car {}", env!("CARGO_PKG_VERSION")),
+        };
+        let r = export(&kubo, &opts, &args.out.progress()).await?;
+        tracing::info!(
+            "wrote {} ({} blocks, {} bytes, {} entities, {} events{}, sha256 {}) in {:.1}s; {} blocks by dag/export, {} by block/get",
+            r.car_path,
+            r.blocks,
+            r.size_bytes,
+            r.entities,
+            r.event_count,
+            if r.partial { ", PARTIAL" } else { "" },
+            r.sha256,
+            r.duration_secs,
+            r.bulk_blocks,
+            r.fetched_blocks
+        );
+        if args.out.json {
+            arke_dr::print_json(&r)?;
+        } else {
+            arke_dr::print_line(&r.car_path)?;
+        }
+        Ok(if r.partial { Exit::Failed } else { Exit::Ok })
     })
 }

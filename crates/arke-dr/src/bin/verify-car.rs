@@ -3,14 +3,18 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use arke_dr::args::OutputArgs;
+use arke_core::backup::{VerifyCarOptions, verify_car};
+use arke_core::closure::Severity;
+use arke_core::report::Exit;
+use arke_dr::args::{OutputArgs, cid_arg};
 use clap::Parser;
 
 /// Verify a CAR archive offline: header and roots, every block re-hashed, then the closure walk
-/// from the root, naming every missing block with its role.
+/// from the root (snapshot, chunks, manifests, components, event chain), naming every missing
+/// block with its role.
 ///
 /// stdout: with --json, the legacy keys (car_file, snapshot_cid, manifest_count, component_count,
-/// event_count, verified) and the findings.
+/// event_count, verified) and the findings. A human summary goes to stderr.
 #[derive(Debug, Parser)]
 #[command(version, after_help = arke_dr::after_help())]
 struct Args {
@@ -31,6 +35,9 @@ struct Args {
     /// Largest CAR section accepted, in bytes
     #[arg(long, value_name = "BYTES", default_value_t = 8 << 20)]
     max_section: usize,
+    /// Hashing threads (0: one per core)
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    threads: usize,
     #[command(flatten)]
     out: OutputArgs,
 }
@@ -38,11 +45,73 @@ struct Args {
 fn main() -> ExitCode {
     let args = Args::parse();
     arke_dr::run("verify-car", &args.out, async {
-        let _ = &args;
-        Err(arke_core::report::Failure::new(
-            arke_core::report::Exit::Failed,
-            "verify-car is not implemented in this build yet (issue 4)",
-        )
-        .into())
+        let opts = VerifyCarOptions {
+            root: args
+                .root
+                .as_deref()
+                .map(|r| cid_arg(r, "--root"))
+                .transpose()?,
+            quick: args.quick,
+            allow_unverifiable: args.allow_unverifiable,
+            max_section: args.max_section,
+            threads: args.threads,
+        };
+        let r = verify_car(&args.car, &opts, &args.out.progress()).await?;
+        for f in &r.findings {
+            match f.severity {
+                Severity::Error => tracing::error!("{}: {}", f.kind, f.message),
+                Severity::Warning => tracing::warn!("{}: {}", f.kind, f.message),
+            }
+        }
+        if args.stats {
+            let s = &r.scan.stats;
+            tracing::info!(
+                "blocks by codec {:?}, by hash {:?}; size min {} / avg {} / max {} bytes",
+                s.by_codec,
+                s.by_hash,
+                s.min_size,
+                s.avg_size,
+                s.max_size
+            );
+        }
+        tracing::info!(
+            "{} ({} check): root {} ({}), snapshot {} {} seq {}, {} entities, {} manifests, {} components, {} events{}, {} blocks ({} duplicates, {} unreferenced): {}",
+            r.car_file,
+            r.mode,
+            r.root.as_deref().unwrap_or("?"),
+            r.root_kind.unwrap_or("?"),
+            r.snapshot_cid.as_deref().unwrap_or("?"),
+            r.snapshot_schema.as_deref().unwrap_or(""),
+            r.snapshot_seq.map_or("?".into(), |s| s.to_string()),
+            r.entity_count,
+            r.manifest_count,
+            r.component_count,
+            r.event_count,
+            match &r.closure {
+                Some(c) if c.event_chain.reaches_first_event => " (to the first event)",
+                Some(c) if c.event_chain.head.is_some() => " (chain INCOMPLETE)",
+                _ => "",
+            },
+            r.scan.blocks,
+            r.scan.duplicates,
+            r.unreferenced_blocks,
+            if r.verified {
+                "verified".to_string()
+            } else {
+                format!("VERIFICATION FAILED [{}]", r.error_kinds().join(", "))
+            }
+        );
+        if args.out.json {
+            if args.stats {
+                arke_dr::print_json(&r)?;
+            } else {
+                let mut v = serde_json::to_value(&r)?;
+                if let Some(scan) = v.get_mut("scan").and_then(|s| s.as_object_mut()) {
+                    scan.remove("stats");
+                }
+                arke_dr::print_json(&v)?;
+            }
+        }
+        Ok(if r.verified { Exit::Ok } else { Exit::Failed })
     })
 }

@@ -6,7 +6,7 @@ use anyhow::Context;
 use arke_core::model::SnapshotMeta;
 use arke_core::report::{Exit, Failure};
 use arke_core::snapshot::{VerifyOptions, verify};
-use arke_dr::args::{NodeArgs, OutputArgs, PointerArgs, SnapshotsDirArg};
+use arke_dr::args::{NodeArgs, OutputArgs, PointerArgs, SnapshotsDirArg, cid_arg as parse_cid};
 use clap::Parser;
 
 /// Verify a snapshot: every entry, every chunk, every block within 1 MiB; optionally the tip
@@ -45,11 +45,6 @@ struct Args {
     concurrency: usize,
     #[command(flatten)]
     out: OutputArgs,
-}
-
-fn parse_cid(s: &str, what: &str) -> anyhow::Result<arke_core::ipld::Cid> {
-    arke_core::ipld::parse_cid(s)
-        .map_err(|e| Failure::new(Exit::Usage, format!("{what}: {e}")).into())
 }
 
 /// The snapshot to check: the argument, else the pointer's latest, else latest.json.

@@ -1,0 +1,281 @@
+//! `arke/backup@v1`: the root block of every archive export-car writes (docs/formats.md).
+//!
+//! A small dag-cbor map that says what the archive is: real links to the snapshot and to the
+//! event head it was taken with (so `dag import --pin-roots` pins the snapshot tree), the index
+//! pointer as it was, when and by what it was written, the counts the writer saw, and whether
+//! it is a salvage (partial) archive. It is written as the archive's last block, once the counts
+//! are known, and named as the single root in the CAR header.
+
+use std::collections::BTreeMap;
+
+use cid::Cid;
+use ipld_core::ipld::Ipld;
+
+use crate::ipld;
+use crate::model::ModelError;
+
+/// Schema string of the descriptor.
+pub const BACKUP_V1: &str = "arke/backup@v1";
+/// At most this many missing CIDs are listed in a partial archive's descriptor.
+pub const MAX_LISTED_MISSING: usize = 1000;
+
+/// The decoded descriptor.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Descriptor {
+    /// The snapshot archived (a real link).
+    pub snapshot: Cid,
+    pub snapshot_schema: String,
+    pub snapshot_seq: u64,
+    /// The event head captured at the start of the export (a real link), if the node had one.
+    pub event_head: Option<Cid>,
+    /// Events archived (the chain from `event_head` to its first event).
+    pub event_count: u64,
+    /// Whether the first event was reached (false only in a partial archive).
+    pub event_chain_complete: bool,
+    /// The MFS path the pointer was read from, and the pointer as it was (JSON data, CIDs as
+    /// strings so that nothing in it is followed by pins).
+    pub pointer_path: Option<String>,
+    pub pointer: Option<Ipld>,
+    /// When the export ran (UTC, RFC 3339).
+    pub created: String,
+    /// "arke-dr export-car <version>".
+    pub tool: String,
+    /// Previous snapshots are included.
+    pub with_history: bool,
+    /// A salvage archive: some blocks of the closure were not available.
+    pub partial: bool,
+    pub missing_count: u64,
+    /// The first [`MAX_LISTED_MISSING`] missing CIDs with their roles.
+    pub missing: Vec<(String, String)>,
+    /// Counts as written: blocks and bytes (excluding this block), by role and by codec, entities.
+    pub counts: BTreeMap<String, u64>,
+}
+
+fn bad(field: &str, reason: impl Into<String>) -> ModelError {
+    ModelError::BadField {
+        schema: BACKUP_V1.to_owned(),
+        field: field.to_owned(),
+        reason: reason.into(),
+    }
+}
+
+/// Whether a decoded block is a descriptor (by its schema string).
+pub fn is_descriptor(value: &Ipld) -> bool {
+    matches!(value, Ipld::Map(m) if matches!(m.get("schema"), Some(Ipld::String(s)) if s == BACKUP_V1))
+}
+
+impl Descriptor {
+    pub fn to_ipld(&self) -> Ipld {
+        let mut m = BTreeMap::new();
+        let s = |v: &str| Ipld::String(v.to_owned());
+        m.insert("schema".into(), s(BACKUP_V1));
+        m.insert("snapshot".into(), Ipld::Link(self.snapshot));
+        m.insert("snapshot_schema".into(), s(&self.snapshot_schema));
+        m.insert(
+            "snapshot_seq".into(),
+            Ipld::Integer(self.snapshot_seq.into()),
+        );
+        m.insert(
+            "event_head".into(),
+            self.event_head.map_or(Ipld::Null, Ipld::Link),
+        );
+        m.insert("event_count".into(), Ipld::Integer(self.event_count.into()));
+        m.insert(
+            "event_chain_complete".into(),
+            Ipld::Bool(self.event_chain_complete),
+        );
+        m.insert(
+            "pointer_path".into(),
+            self.pointer_path.as_deref().map_or(Ipld::Null, s),
+        );
+        m.insert("pointer".into(), self.pointer.clone().unwrap_or(Ipld::Null));
+        m.insert("created".into(), s(&self.created));
+        m.insert("tool".into(), s(&self.tool));
+        m.insert("with_history".into(), Ipld::Bool(self.with_history));
+        m.insert("partial".into(), Ipld::Bool(self.partial));
+        m.insert(
+            "missing_count".into(),
+            Ipld::Integer(self.missing_count.into()),
+        );
+        m.insert(
+            "missing".into(),
+            Ipld::List(
+                self.missing
+                    .iter()
+                    .take(MAX_LISTED_MISSING)
+                    .map(|(c, r)| Ipld::List(vec![s(c), s(r)]))
+                    .collect(),
+            ),
+        );
+        m.insert(
+            "counts".into(),
+            Ipld::Map(
+                self.counts
+                    .iter()
+                    .map(|(k, v)| (k.clone(), Ipld::Integer((*v).into())))
+                    .collect(),
+            ),
+        );
+        Ipld::Map(m)
+    }
+
+    /// Canonical dag-cbor bytes and their CIDv1.
+    pub fn encode(&self) -> Result<(Cid, Vec<u8>), ipld::IpldError> {
+        let bytes = ipld::encode_dag_cbor(&self.to_ipld())?;
+        Ok((ipld::cid_v1(ipld::DAG_CBOR, &bytes), bytes))
+    }
+
+    pub fn from_ipld(value: &Ipld) -> Result<Self, ModelError> {
+        let Ipld::Map(m) = value else {
+            return Err(bad("", "not a map"));
+        };
+        if !is_descriptor(value) {
+            return Err(bad("schema", "not arke/backup@v1"));
+        }
+        let link = |k: &str| -> Result<Option<Cid>, ModelError> {
+            match m.get(k) {
+                None | Some(Ipld::Null) => Ok(None),
+                Some(Ipld::Link(c)) => Ok(Some(*c)),
+                Some(_) => Err(bad(k, "not a link")),
+            }
+        };
+        let uint = |k: &str| -> Result<u64, ModelError> {
+            match m.get(k) {
+                None | Some(Ipld::Null) => Ok(0),
+                Some(Ipld::Integer(i)) => u64::try_from(*i).map_err(|_| bad(k, "negative")),
+                Some(_) => Err(bad(k, "not an integer")),
+            }
+        };
+        let string = |k: &str| -> Option<String> {
+            match m.get(k) {
+                Some(Ipld::String(s)) => Some(s.clone()),
+                _ => None,
+            }
+        };
+        let boolean = |k: &str| matches!(m.get(k), Some(Ipld::Bool(true)));
+        let counts = match m.get("counts") {
+            Some(Ipld::Map(c)) => c
+                .iter()
+                .filter_map(|(k, v)| match v {
+                    Ipld::Integer(i) => u64::try_from(*i).ok().map(|n| (k.clone(), n)),
+                    _ => None,
+                })
+                .collect(),
+            _ => BTreeMap::new(),
+        };
+        let missing = match m.get("missing") {
+            Some(Ipld::List(l)) => l
+                .iter()
+                .filter_map(|e| match e {
+                    Ipld::List(p) => match (p.first(), p.get(1)) {
+                        (Some(Ipld::String(c)), Some(Ipld::String(r))) => {
+                            Some((c.clone(), r.clone()))
+                        }
+                        _ => None,
+                    },
+                    _ => None,
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
+        Ok(Descriptor {
+            snapshot: link("snapshot")?.ok_or_else(|| bad("snapshot", "missing"))?,
+            snapshot_schema: string("snapshot_schema").unwrap_or_default(),
+            snapshot_seq: uint("snapshot_seq")?,
+            event_head: link("event_head")?,
+            event_count: uint("event_count")?,
+            event_chain_complete: boolean("event_chain_complete"),
+            pointer_path: string("pointer_path"),
+            pointer: m
+                .get("pointer")
+                .filter(|p| !matches!(p, Ipld::Null))
+                .cloned(),
+            created: string("created").unwrap_or_default(),
+            tool: string("tool").unwrap_or_default(),
+            with_history: boolean("with_history"),
+            partial: boolean("partial"),
+            missing_count: uint("missing_count")?,
+            missing,
+            counts,
+        })
+    }
+}
+
+/// JSON (the pointer file) into IPLD data: strings stay strings, so CIDs inside are not links.
+pub fn json_to_ipld(v: &serde_json::Value) -> Ipld {
+    use serde_json::Value;
+    match v {
+        Value::Null => Ipld::Null,
+        Value::Bool(b) => Ipld::Bool(*b),
+        Value::Number(n) => n
+            .as_i64()
+            .map(|i| Ipld::Integer(i.into()))
+            .or_else(|| n.as_u64().map(|u| Ipld::Integer(u.into())))
+            .unwrap_or_else(|| Ipld::Float(n.as_f64().unwrap_or(0.0))),
+        Value::String(s) => Ipld::String(s.clone()),
+        Value::Array(a) => Ipld::List(a.iter().map(json_to_ipld).collect()),
+        Value::Object(o) => Ipld::Map(
+            o.iter()
+                .map(|(k, v)| (k.clone(), json_to_ipld(v)))
+                .collect(),
+        ),
+    }
+}
+
+/// IPLD data back into JSON (for reports and for restoring the pointer's extra fields).
+pub fn ipld_to_json(v: &Ipld) -> serde_json::Value {
+    use serde_json::Value;
+    match v {
+        Ipld::Null => Value::Null,
+        Ipld::Bool(b) => Value::Bool(*b),
+        Ipld::Integer(i) => i64::try_from(*i)
+            .map(Value::from)
+            .or_else(|_| u64::try_from(*i).map(Value::from))
+            .unwrap_or(Value::Null),
+        Ipld::Float(f) => serde_json::Number::from_f64(*f).map_or(Value::Null, Value::Number),
+        Ipld::String(s) => Value::String(s.clone()),
+        Ipld::Bytes(b) => Value::String(format!("<{} bytes>", b.len())),
+        Ipld::List(l) => Value::Array(l.iter().map(ipld_to_json).collect()),
+        Ipld::Map(m) => Value::Object(
+            m.iter()
+                .map(|(k, v)| (k.clone(), ipld_to_json(v)))
+                .collect(),
+        ),
+        Ipld::Link(c) => Value::String(c.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip() {
+        let d = Descriptor {
+            snapshot: ipld::cid_v1(ipld::DAG_CBOR, b"s"),
+            snapshot_schema: "arke/snapshot@v4".into(),
+            snapshot_seq: 7,
+            event_head: Some(ipld::cid_v1(ipld::DAG_CBOR, b"e")),
+            event_count: 12,
+            event_chain_complete: true,
+            pointer_path: Some("/arke/index_pointer".into()),
+            pointer: Some(json_to_ipld(
+                &serde_json::json!({"schema": "arke/index-pointer@v2", "event_count": 12}),
+            )),
+            created: "2026-11-21T00:00:00Z".into(),
+            tool: "arke-dr export-car 0.1.0".into(),
+            with_history: false,
+            partial: true,
+            missing_count: 1,
+            missing: vec![("bafy".into(), "entity X v1".into())],
+            counts: [("blocks".to_string(), 10u64)].into_iter().collect(),
+        };
+        let (cid, bytes) = d.encode().unwrap();
+        assert_eq!(cid.codec(), ipld::DAG_CBOR);
+        let back = Descriptor::from_ipld(&ipld::decode(&cid, &bytes).unwrap()).unwrap();
+        assert_eq!(back, d);
+        // The snapshot and event head are real links; the pointer's CIDs are not.
+        let links = ipld::links(&cid, &bytes).unwrap();
+        assert_eq!(links.len(), 2);
+    }
+}

@@ -1,0 +1,230 @@
+//! The backups folder: archive names, metadata files, temp files of killed runs, retention.
+//!
+//! `backups/arke-{seq}-{YYYYMMDD-HHMMSS}.car` (UTC) with `arke-{seq}-{YYYYMMDD-HHMMSS}.json`
+//! beside it, as the legacy tools named them; a name that exists already gets `-1`, `-2`, ...
+//! An archive is written as `.tmp-arke-export-{pid}-{name}` in the same folder and renamed
+//! into place; any such temp file is left only by a killed run (exports hold the folder's lock
+//! while writing), and the next export removes it.
+
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, NaiveDateTime, Utc};
+use cid::Cid;
+
+use crate::ipld;
+use crate::model::BackupMeta;
+
+/// Prefix of in-progress archives.
+pub const TEMP_PREFIX: &str = ".tmp-arke-export-";
+/// The lock file exports hold while writing in the folder.
+pub const LOCK_FILE: &str = ".export.lock";
+
+/// `<car>.json` beside a CAR.
+pub fn meta_path(car: &Path) -> PathBuf {
+    car.with_extension("json")
+}
+
+/// Helpers over the backups folder.
+#[derive(Debug, Clone)]
+pub struct BackupFiles {
+    pub dir: PathBuf,
+}
+
+/// One archive found in the folder.
+#[derive(Debug, Clone)]
+pub struct ArchiveFile {
+    pub car: PathBuf,
+    pub seq: u64,
+    /// From the name; the file's mtime when the name has no stamp.
+    pub stamp: DateTime<Utc>,
+}
+
+impl BackupFiles {
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        BackupFiles { dir: dir.into() }
+    }
+
+    /// The metadata's `sha256` (our exports write it; legacy ones do not).
+    pub fn meta_sha256(m: &BackupMeta) -> Option<String> {
+        m.extra
+            .get("sha256")
+            .and_then(|v| v.as_str())
+            .map(str::to_owned)
+    }
+
+    /// The metadata's `descriptor_cid`.
+    pub fn meta_descriptor(m: &BackupMeta) -> Option<Cid> {
+        m.extra
+            .get("descriptor_cid")
+            .and_then(|v| v.as_str())
+            .and_then(|s| ipld::parse_cid(s).ok())
+    }
+
+    /// The final path for a new archive: never an existing name.
+    pub fn new_archive_path(&self, seq: u64, at: DateTime<Utc>) -> PathBuf {
+        let stem = format!("arke-{seq}-{}", at.format("%Y%m%d-%H%M%S"));
+        let mut n = 0u32;
+        loop {
+            let name = if n == 0 {
+                format!("{stem}.car")
+            } else {
+                format!("{stem}-{n}.car")
+            };
+            let car = self.dir.join(&name);
+            if !car.exists() && !meta_path(&car).exists() {
+                return car;
+            }
+            n += 1;
+        }
+    }
+
+    /// The temp path an archive is written to before its rename.
+    pub fn temp_path(&self, final_path: &Path) -> PathBuf {
+        let name = final_path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        self.dir
+            .join(format!("{TEMP_PREFIX}{}-{name}", std::process::id()))
+    }
+
+    /// Removes temp files left by killed runs. Call with the folder's lock held.
+    pub fn remove_stale_temps(&self) -> std::io::Result<Vec<PathBuf>> {
+        let mut removed = Vec::new();
+        for entry in std::fs::read_dir(&self.dir)? {
+            let entry = entry?;
+            let name = entry.file_name();
+            if name.to_string_lossy().starts_with(TEMP_PREFIX) && entry.file_type()?.is_file() {
+                std::fs::remove_file(entry.path())?;
+                removed.push(entry.path());
+            }
+        }
+        Ok(removed)
+    }
+
+    /// Every `arke-*.car` in the folder, oldest first.
+    pub fn archives(&self) -> std::io::Result<Vec<ArchiveFile>> {
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir(&self.dir)? {
+            let entry = entry?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Some(stem) = name
+                .strip_prefix("arke-")
+                .and_then(|s| s.strip_suffix(".car"))
+            else {
+                continue;
+            };
+            if !entry.file_type()?.is_file() {
+                continue;
+            }
+            let mut parts = stem.splitn(3, '-');
+            let seq = parts.next().and_then(|s| s.parse().ok());
+            let stamp = match (parts.next(), parts.next()) {
+                (Some(d), Some(t)) => {
+                    let t = t.get(..6).unwrap_or(t);
+                    NaiveDateTime::parse_from_str(&format!("{d}-{t}"), "%Y%m%d-%H%M%S")
+                        .ok()
+                        .map(|n| n.and_utc())
+                }
+                _ => None,
+            };
+            let stamp = match stamp {
+                Some(s) => s,
+                None => entry.metadata()?.modified()?.into(),
+            };
+            out.push(ArchiveFile {
+                car: entry.path(),
+                seq: seq.unwrap_or(0),
+                stamp,
+            });
+        }
+        out.sort_by(|a, b| (a.stamp, a.seq, &a.car).cmp(&(b.stamp, b.seq, &b.car)));
+        Ok(out)
+    }
+
+    /// The newest archive's metadata (for a progress total), if any parses.
+    pub fn newest_meta(&self) -> Option<BackupMeta> {
+        let archives = self.archives().ok()?;
+        archives.iter().rev().find_map(|a| {
+            std::fs::read(meta_path(&a.car))
+                .ok()
+                .and_then(|b| BackupMeta::parse(&b).ok())
+        })
+    }
+
+    /// Retention after a successful export: an archive is kept when it is among the newest
+    /// `keep_last`, or younger than `keep_days` (either policy keeps it; with neither given
+    /// nothing is deleted). `just_written` is never deleted. Returns the deleted CARs.
+    pub fn prune(
+        &self,
+        keep_last: Option<usize>,
+        keep_days: Option<u64>,
+        just_written: &Path,
+        now: DateTime<Utc>,
+    ) -> std::io::Result<Vec<PathBuf>> {
+        if keep_last.is_none() && keep_days.is_none() {
+            return Ok(Vec::new());
+        }
+        let archives = self.archives()?;
+        let total = archives.len();
+        let mut deleted = Vec::new();
+        for (i, a) in archives.iter().enumerate() {
+            let newest_rank = total - i; // 1 = newest
+            let kept_by_count = keep_last.is_some_and(|n| newest_rank <= n);
+            let kept_by_age = keep_days.is_some_and(|d| {
+                now.signed_duration_since(a.stamp) < chrono::Duration::days(d as i64)
+            });
+            if kept_by_count || kept_by_age || a.car == just_written {
+                continue;
+            }
+            std::fs::remove_file(&a.car)?;
+            let meta = meta_path(&a.car);
+            if meta.exists() {
+                std::fs::remove_file(&meta)?;
+            }
+            deleted.push(a.car.clone());
+        }
+        if !deleted.is_empty() {
+            crate::fsutil::sync_dir(&self.dir)?;
+        }
+        Ok(deleted)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn names_never_collide_and_retention_keeps_the_newest() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = BackupFiles::new(dir.path());
+        let t = Utc.with_ymd_and_hms(2026, 11, 1, 2, 0, 0).unwrap();
+        let a = f.new_archive_path(5, t);
+        assert_eq!(a.file_name().unwrap(), "arke-5-20261101-020000.car");
+        std::fs::write(&a, b"x").unwrap();
+        let b = f.new_archive_path(5, t);
+        assert_eq!(b.file_name().unwrap(), "arke-5-20261101-020000-1.car");
+        std::fs::write(&b, b"x").unwrap();
+        for day in 2..=5 {
+            let p = f.new_archive_path(day, t + chrono::Duration::days(i64::from(day as u32)));
+            std::fs::write(&p, b"x").unwrap();
+            std::fs::write(meta_path(&p), b"{}").unwrap();
+        }
+        let now = t + chrono::Duration::days(6);
+        let newest = f.archives().unwrap().last().unwrap().car.clone();
+        // Keep 2 by count: 4 deleted, json included.
+        let deleted = f.prune(Some(2), None, &a, now).unwrap();
+        assert_eq!(deleted.len(), 3, "{deleted:?}"); // a is protected as just written
+        assert!(a.exists() && newest.exists());
+        assert!(!meta_path(&deleted[0]).exists());
+        // Keep 1 day: only the newest (day 5 + 1 = 6 days after t... stamp t+5d) survives.
+        let deleted = f.prune(None, Some(2), &newest, now).unwrap();
+        assert!(deleted.contains(&a));
+        assert!(newest.exists());
+        // Temp files go.
+        std::fs::write(dir.path().join(format!("{TEMP_PREFIX}1-x.car")), b"t").unwrap();
+        assert_eq!(f.remove_stale_temps().unwrap().len(), 1);
+    }
+}

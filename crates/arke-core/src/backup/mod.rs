@@ -1,0 +1,11 @@
+//! Backups: the archive descriptor, export-car, verify-car, and the backups folder.
+
+pub mod descriptor;
+pub mod export;
+pub mod files;
+pub mod verify;
+
+pub use descriptor::{BACKUP_V1, Descriptor};
+pub use export::{ExportOptions, ExportReport, export};
+pub use files::{BackupFiles, meta_path};
+pub use verify::{CarReport, VerifyCarOptions, verify_car};

@@ -1,0 +1,406 @@
+//! verify-car: proves offline that an archive is whole. No node, no `ipfs` binary.
+//!
+//! Quick: the header, the root present, the metadata's size and sha256. Full: every block
+//! re-hashed in parallel while a CID → offset index is built, duplicates counted, then the
+//! closure walk ([`crate::closure`]) from the root over that index, which names every missing
+//! block with its role.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use cid::Cid;
+use serde::Serialize;
+
+use super::files::{BackupFiles, meta_path};
+use crate::car::{CarIndex, IndexSource, ReaderOptions, ScanOptions, ScanReport};
+use crate::closure::walk::{self, Discard};
+use crate::closure::{Closure, ClosureOptions, ClosureReport, Finding, Severity};
+use crate::ipld::{self, same_block};
+use crate::model::BackupMeta;
+use crate::report::{Progress, Unit};
+
+/// What to check.
+#[derive(Debug, Clone)]
+pub struct VerifyCarOptions {
+    /// Expected root (overrides the descriptor and the metadata).
+    pub root: Option<Cid>,
+    pub quick: bool,
+    pub allow_unverifiable: bool,
+    pub max_section: usize,
+    /// Hashing threads (0: one per core).
+    pub threads: usize,
+}
+
+impl Default for VerifyCarOptions {
+    fn default() -> Self {
+        VerifyCarOptions {
+            root: None,
+            quick: false,
+            allow_unverifiable: false,
+            max_section: crate::car::DEFAULT_MAX_SECTION,
+            threads: 0,
+        }
+    }
+}
+
+/// The verify-car report. The first six fields are the legacy `verify_car.py` keys.
+#[derive(Debug, Clone, Serialize)]
+pub struct CarReport {
+    pub car_file: String,
+    pub snapshot_cid: Option<String>,
+    pub manifest_count: u64,
+    pub component_count: u64,
+    pub event_count: u64,
+    pub verified: bool,
+    /// "quick" or "full".
+    pub mode: &'static str,
+    pub root: Option<String>,
+    /// Where the expected root came from: "--root", "descriptor", "metadata", "header".
+    pub root_source: &'static str,
+    pub root_kind: Option<&'static str>,
+    pub snapshot_schema: Option<String>,
+    pub snapshot_seq: Option<u64>,
+    pub entity_count: u64,
+    pub partial: Option<bool>,
+    /// Distinct blocks in the file, and those the closure does not use.
+    pub distinct_blocks: u64,
+    pub unreferenced_blocks: u64,
+    pub metadata: Option<String>,
+    pub closure: Option<ClosureReport>,
+    pub scan: ScanReport,
+    pub findings: Vec<Finding>,
+}
+
+impl CarReport {
+    fn error(&mut self, kind: &'static str, cid: Option<&Cid>, message: String) {
+        self.findings.push(Finding {
+            severity: Severity::Error,
+            kind,
+            cid: cid.map(ToString::to_string),
+            role: None,
+            message,
+        });
+    }
+    fn warn(&mut self, kind: &'static str, message: String) {
+        self.findings.push(Finding {
+            severity: Severity::Warning,
+            kind,
+            cid: None,
+            role: None,
+            message,
+        });
+    }
+
+    /// Error findings by kind, for a one-line summary.
+    pub fn error_kinds(&self) -> Vec<String> {
+        let mut kinds: std::collections::BTreeMap<&str, u64> = Default::default();
+        for f in &self.findings {
+            if f.severity == Severity::Error {
+                *kinds.entry(f.kind).or_default() += 1;
+            }
+        }
+        kinds.iter().map(|(k, n)| format!("{k} x{n}")).collect()
+    }
+}
+
+/// Reads `<car>.json` when it exists. A file that exists but does not parse is reported.
+fn read_meta(path: &Path) -> (Option<BackupMeta>, Option<String>, Option<PathBuf>) {
+    let mp = meta_path(path);
+    match std::fs::read(&mp) {
+        Ok(bytes) => match BackupMeta::parse(&bytes) {
+            Ok(m) => (Some(m), None, Some(mp)),
+            Err(e) => (None, Some(format!("{}: {e}", mp.display())), Some(mp)),
+        },
+        Err(_) => (None, None, None),
+    }
+}
+
+/// Verifies the archive at `path`. `Err` only for what prevents reading it at all (no such
+/// file, not a CAR, a bad header); everything else is a finding and `verified: false`.
+pub async fn verify_car(
+    path: &Path,
+    opts: &VerifyCarOptions,
+    progress: &Progress,
+) -> Result<CarReport, crate::car::CarError> {
+    let (meta, meta_err, meta_file) = read_meta(path);
+    let want_sha = meta.as_ref().and_then(BackupFiles::meta_sha256);
+    let scan_opts = ScanOptions {
+        reader: ReaderOptions {
+            max_section: opts.max_section,
+            allow_no_roots: false,
+        },
+        hash_blocks: !opts.quick,
+        file_sha256: opts.quick || want_sha.is_some(),
+        threads: opts.threads,
+    };
+    let task = progress.task(
+        if opts.quick { "scan" } else { "re-hash" },
+        std::fs::metadata(path).ok().map(|m| m.len()),
+        Unit::Bytes,
+    );
+    let owned_path = path.to_path_buf();
+    let (index, scan) = {
+        let task = task.clone();
+        tokio::task::spawn_blocking(move || CarIndex::scan(&owned_path, &scan_opts, &task))
+            .await
+            .map_err(|e| crate::car::CarError::Io {
+                offset: 0,
+                source: std::io::Error::other(e.to_string()),
+            })??
+    };
+    task.finish();
+
+    let mut report = CarReport {
+        car_file: path.display().to_string(),
+        snapshot_cid: None,
+        manifest_count: 0,
+        component_count: 0,
+        event_count: 0,
+        verified: false,
+        mode: if opts.quick { "quick" } else { "full" },
+        root: None,
+        root_source: "header",
+        root_kind: None,
+        snapshot_schema: None,
+        snapshot_seq: None,
+        entity_count: 0,
+        partial: None,
+        distinct_blocks: index.len() as u64,
+        unreferenced_blocks: 0,
+        metadata: meta_file.map(|p| p.display().to_string()),
+        closure: None,
+        scan,
+        findings: Vec::new(),
+    };
+    if let Some(e) = meta_err {
+        report.error("metadata", None, format!("metadata does not parse: {e}"));
+    }
+    if let Some(e) = report.scan.stream_error.clone() {
+        report.error(
+            "stream",
+            None,
+            format!("the archive cannot be read to its end: {e}"),
+        );
+    }
+    for b in report.scan.bad_blocks.clone() {
+        let unverifiable = b.problem.starts_with("unverifiable");
+        let msg = format!(
+            "block {} (index {}, data at byte {}): {}",
+            b.cid, b.index, b.data_offset, b.problem
+        );
+        if unverifiable && opts.allow_unverifiable {
+            report.warn("unverifiable", msg);
+        } else {
+            report.findings.push(Finding {
+                severity: Severity::Error,
+                kind: if unverifiable {
+                    "unverifiable"
+                } else {
+                    "corrupt"
+                },
+                cid: Some(b.cid.clone()),
+                role: None,
+                message: msg,
+            });
+        }
+    }
+    let listed = report.scan.bad_blocks.len() as u64;
+    let bad_total = report.scan.corrupt + report.scan.unverifiable;
+    if bad_total > listed {
+        report.error(
+            "corrupt",
+            None,
+            format!("{} more bad blocks not listed", bad_total - listed),
+        );
+    }
+    if report.scan.duplicates > 0 {
+        let d = report.scan.duplicates;
+        report.warn(
+            "duplicates",
+            format!("{d} duplicate blocks (same CID twice)"),
+        );
+    }
+
+    // Metadata against the file.
+    if let Some(m) = &meta {
+        if m.size_bytes != report.scan.file_size {
+            let msg = format!(
+                "metadata says {} bytes, the file has {}",
+                m.size_bytes, report.scan.file_size
+            );
+            report.error("metadata", None, msg);
+        }
+        if let (Some(want), Some(got)) = (BackupFiles::meta_sha256(m), &report.scan.sha256)
+            && !want.eq_ignore_ascii_case(got)
+        {
+            let msg = format!("metadata sha256 {want} but the file hashes to {got}");
+            report.error("metadata", None, msg);
+        }
+    }
+
+    // Which root to walk from.
+    let header_roots = index.header().roots.clone();
+    let first = header_roots.first().copied();
+    let root = match (opts.root, first) {
+        (Some(r), _) => {
+            report.root_source = "--root";
+            if !header_roots.iter().any(|h| same_block(h, &r)) {
+                let msg = format!(
+                    "expected root {r} is not among the header's roots [{}]",
+                    report.scan.roots.join(", ")
+                );
+                report.error("root", Some(&r), msg);
+            }
+            Some(r)
+        }
+        (None, Some(h)) => Some(h),
+        (None, None) => None,
+    };
+    if header_roots.len() > 1 {
+        report.warn(
+            "root",
+            format!(
+                "{} roots in the header; walking from {}",
+                header_roots.len(),
+                root.map(|r| r.to_string()).unwrap_or_default()
+            ),
+        );
+    }
+    let Some(root) = root else {
+        report.error("root", None, "no root".into());
+        return Ok(finish(report));
+    };
+    report.root = Some(root.to_string());
+    if !index.contains(&root) {
+        report.error(
+            "root",
+            Some(&root),
+            format!("root block {root} is not in the archive"),
+        );
+    }
+    if opts.quick {
+        // The root's kind and the metadata's snapshot, from the root block alone.
+        if let Ok(data) = index.read(&root, true)
+            && let Ok(v) = ipld::decode(&root, &data)
+        {
+            if let Ok(d) = super::Descriptor::from_ipld(&v) {
+                report.root_kind = Some("descriptor");
+                report.snapshot_cid = Some(d.snapshot.to_string());
+                report.partial = Some(d.partial);
+            } else {
+                report.root_kind = Some("snapshot");
+                report.snapshot_cid = Some(root.to_string());
+            }
+        }
+        check_meta_root(&mut report, meta.as_ref());
+        return Ok(finish(report));
+    }
+
+    let closure = Mutex::new(Closure::from_root(root, ClosureOptions::default()));
+    let source = IndexSource {
+        index: &index,
+        hashed: true,
+        allow_unverifiable: opts.allow_unverifiable,
+    };
+    let walk_task = progress.task("closure", Some(index.len() as u64), Unit::Items("blocks"));
+    // The source is local: a walk error can only come from the sink, which discards.
+    let walked = walk::run(&closure, &source, 64, &Discard, &walk_task).await;
+    walk_task.finish();
+    let mut closure = closure
+        .into_inner()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    closure.fail_all_pending();
+    if let Err(e) = walked {
+        report.error("walk", None, e.to_string());
+    }
+    let used = |k: u128| closure.has_key(k);
+    report.unreferenced_blocks = index.count_outside(used);
+    let c = closure.into_report();
+    report.root_kind = c.root_kind;
+    report.snapshot_cid = c.snapshot.map(|s| s.to_string());
+    report.snapshot_schema = c.snapshot_schema.clone();
+    report.snapshot_seq = c.snapshot_seq;
+    report.entity_count = c.entities;
+    report.manifest_count = c.by_role.get("manifests").copied().unwrap_or(0);
+    report.component_count = c.by_role.get("components").copied().unwrap_or(0);
+    report.event_count = c.event_chain.length;
+    if let Some(d) = &c.descriptor {
+        report.root_source = if opts.root.is_some() {
+            "--root"
+        } else {
+            "descriptor"
+        };
+        report.partial = Some(d.partial);
+        if d.partial {
+            let msg = format!(
+                "the archive is a salvage archive marked partial ({} blocks were missing at export)",
+                d.missing_count
+            );
+            report.error("partial", None, msg);
+        }
+        if let Some(&n) = d.counts.get("blocks")
+            && n != c.blocks.saturating_sub(1)
+        {
+            let msg = format!(
+                "descriptor counts {n} blocks, the walk found {}",
+                c.blocks.saturating_sub(1)
+            );
+            report.error("counts", None, msg);
+        }
+    }
+    if report.unreferenced_blocks > 0 {
+        let n = report.unreferenced_blocks;
+        report.warn(
+            "unreferenced",
+            format!("{n} blocks in the archive are not reached from the root"),
+        );
+    }
+    check_meta_root(&mut report, meta.as_ref());
+    report.findings.extend(c.findings.iter().cloned());
+    if c.findings_dropped > 0 {
+        let n = c.findings_dropped;
+        report.error("walk", None, format!("{n} more findings not listed"));
+    }
+    report.closure = Some(c);
+    Ok(finish(report))
+}
+
+/// The metadata's `snapshot_cid` must be what the archive holds.
+fn check_meta_root(report: &mut CarReport, meta: Option<&BackupMeta>) {
+    let (Some(m), Some(snap)) = (meta, report.snapshot_cid.clone()) else {
+        if meta.is_none() && report.root_kind == Some("snapshot") && report.root_source == "header"
+        {
+            report.warn(
+                "root",
+                "legacy archive without metadata: its root cannot be checked against an expectation".into(),
+            );
+        }
+        return;
+    };
+    if report.root_source == "header" {
+        report.root_source = "metadata";
+    }
+    let ok = ipld::parse_cid(&snap).is_ok_and(|s| same_block(&s, &m.snapshot_cid));
+    if !ok {
+        let msg = format!(
+            "metadata names snapshot {} but the archive holds {snap}",
+            m.snapshot_cid
+        );
+        report.error("root", Some(&m.snapshot_cid), msg);
+    }
+    if let Some(d) = BackupFiles::meta_descriptor(m)
+        && let Some(root) = report.root.as_deref().and_then(|r| ipld::parse_cid(r).ok())
+        && !same_block(&d, &root)
+    {
+        let msg = format!("metadata names descriptor {d} but the archive's root is {root}");
+        report.error("root", Some(&d), msg);
+    }
+}
+
+fn finish(mut report: CarReport) -> CarReport {
+    report.verified = !report
+        .findings
+        .iter()
+        .any(|f| f.severity == Severity::Error);
+    report
+}

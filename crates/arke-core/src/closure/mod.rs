@@ -1,0 +1,871 @@
+//! The closure of an archive: the one definition of which blocks a complete backup holds,
+//! shared by export-car (node as the source), verify-car (the CAR file as the source) and
+//! restore-from-car.
+//!
+//! From the root (an `arke/backup@v1` descriptor, or a snapshot for legacy archives):
+//!
+//! * the snapshot header, its nodes and chunks (every schema of spec §3.4 and our v4);
+//! * for each entry, the tip manifest and its whole `prev` chain, in every link shape
+//!   (tag 42, dag-json, plain `{"/": "<cid>"}` maps);
+//! * every component below every manifest version: raw leaves, UnixFS dag-pb trees to their
+//!   leaves, dag-cbor records and whatever they link to (every link shape, recursively);
+//! * any other link a manifest holds (followed generically, so nothing is lost);
+//! * the entry's inclusion event (`chain_cid`), when there is one (optional: older PI-chain
+//!   entries may be long gone);
+//! * the event chain from the event head to its first event, and each event's `tip_cid`
+//!   manifest chain (walked by the driver, see [`walk`]);
+//! * previous snapshots only when asked for (`with_history`).
+//!
+//! Each block is accepted once. Every wanted block carries a [`Role`] so that an error names
+//! what the block is ("entity 01J8ME3H… v3, component image, link 12 at depth 2"), and a
+//! `required` flag: a missing required block makes the archive incomplete, a missing optional
+//! one is a warning.
+//!
+//! The engine is synchronous and source-agnostic: a driver hands it blocks (already re-hashed
+//! against their CIDs) in any order, and takes from it the blocks still wanted. Memory is the
+//! visited set (16 bytes a block) plus the frontier of wanted blocks.
+
+mod key;
+pub mod walk;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+
+use cid::Cid;
+use ipld_core::ipld::Ipld;
+use serde::Serialize;
+
+pub use key::{BlockKey, KeyHasher, KeyMap, KeySet, block_key};
+
+use crate::backup::descriptor::{Descriptor, is_descriptor};
+use crate::ipld::{self, same_block};
+use crate::model::{ChainNode, Manifest, Snapshot, SnapshotChunk, SnapshotEntry, SnapshotNode};
+use crate::shard::EntityId;
+use crate::source::SourceError;
+
+/// What a block is, for messages and counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RoleKind {
+    /// The root block, not yet decoded.
+    Root,
+    Descriptor,
+    Snapshot,
+    SnapshotNode,
+    SnapshotChunk,
+    Manifest,
+    Component,
+    ComponentBlock,
+    Event,
+    InclusionEvent,
+    /// Any other link of a manifest or event, and what hangs below it.
+    Linked,
+}
+
+impl RoleKind {
+    /// The key under which blocks of this kind are counted.
+    pub fn count_key(self) -> &'static str {
+        match self {
+            RoleKind::Root | RoleKind::Descriptor => "descriptor",
+            RoleKind::Snapshot => "snapshots",
+            RoleKind::SnapshotNode => "snapshot_nodes",
+            RoleKind::SnapshotChunk => "snapshot_chunks",
+            RoleKind::Manifest => "manifests",
+            RoleKind::Component => "components",
+            RoleKind::ComponentBlock => "component_blocks",
+            RoleKind::Event | RoleKind::InclusionEvent => "events",
+            RoleKind::Linked => "linked",
+        }
+    }
+}
+
+/// A block's role: its kind and where it sits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Role {
+    pub kind: RoleKind,
+    /// The entity it belongs to.
+    pub entity: Option<Arc<str>>,
+    /// The manifest version it belongs to.
+    pub ver: Option<u64>,
+    /// Component label, link path, or "event N" for manifests reached from an event.
+    pub label: Option<Arc<str>>,
+    /// Index: chunk number, event number from the head (0 = head), history depth, link index.
+    pub n: u64,
+    /// Depth below the component or link root.
+    pub depth: u32,
+}
+
+impl Role {
+    fn new(kind: RoleKind, n: u64) -> Role {
+        Role {
+            kind,
+            entity: None,
+            ver: None,
+            label: None,
+            n,
+            depth: 0,
+        }
+    }
+
+    fn entity_part(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.entity {
+            Some(e) => write!(f, "entity {e}")?,
+            None => write!(f, "entity ?")?,
+        }
+        if let Some(v) = self.ver {
+            write!(f, " v{v}")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let label = self.label.as_deref().unwrap_or("?");
+        match self.kind {
+            RoleKind::Root => write!(f, "archive root"),
+            RoleKind::Descriptor => write!(f, "backup descriptor"),
+            RoleKind::Snapshot if self.n == 0 => write!(f, "snapshot header"),
+            RoleKind::Snapshot => write!(f, "previous snapshot {} back", self.n),
+            RoleKind::SnapshotNode => write!(f, "snapshot node {}", self.n),
+            RoleKind::SnapshotChunk => write!(f, "snapshot chunk {}", self.n),
+            RoleKind::Manifest => {
+                self.entity_part(f)?;
+                if self.ver.is_none() {
+                    write!(f, " manifest")?;
+                }
+                if let Some(l) = &self.label {
+                    write!(f, " (tip of {l})")?;
+                }
+                Ok(())
+            }
+            RoleKind::Component => {
+                self.entity_part(f)?;
+                write!(f, ", component {label}")
+            }
+            RoleKind::ComponentBlock => {
+                self.entity_part(f)?;
+                write!(
+                    f,
+                    ", component {label}, link {} at depth {}",
+                    self.n, self.depth
+                )
+            }
+            RoleKind::Event => write!(f, "event {} from the head", self.n),
+            RoleKind::InclusionEvent => {
+                self.entity_part(f)?;
+                write!(f, ", inclusion event")
+            }
+            RoleKind::Linked => {
+                if self.entity.is_some() {
+                    self.entity_part(f)?;
+                    write!(f, ", ")?;
+                }
+                write!(f, "link {label}")?;
+                if self.depth > 0 {
+                    write!(f, " (link {} at depth {})", self.n, self.depth)?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// A block the closure still needs.
+#[derive(Debug, Clone)]
+pub struct Want {
+    pub cid: Cid,
+    pub role: Role,
+    pub required: bool,
+}
+
+/// Options of a closure walk.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ClosureOptions {
+    /// Follow `prev_snapshot` to every previous snapshot.
+    pub with_history: bool,
+}
+
+/// How serious a finding is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    /// The archive is incomplete or wrong.
+    Error,
+    /// Worth knowing; the archive is still complete.
+    Warning,
+}
+
+/// One problem found by the walk.
+#[derive(Debug, Clone, Serialize)]
+pub struct Finding {
+    pub severity: Severity,
+    /// missing, corrupt, unverifiable, undecodable, bad_id, unknown_schema, event_chain, root.
+    pub kind: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cid: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+    pub message: String,
+}
+
+/// The event chain as walked.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct EventChain {
+    #[serde(serialize_with = "ser_opt_cid")]
+    pub head: Option<Cid>,
+    /// Events walked.
+    pub length: u64,
+    /// The walk reached an event without `prev`.
+    pub reaches_first_event: bool,
+    /// The snapshot's own `event_cid` was on the walked chain (None: the snapshot has none).
+    pub passes_snapshot_event: Option<bool>,
+    /// Events required (descriptor roots) or best effort (legacy roots).
+    pub required: bool,
+}
+
+fn ser_opt_cid<S: serde::Serializer>(c: &Option<Cid>, s: S) -> Result<S::Ok, S::Error> {
+    match c {
+        Some(c) => s.serialize_str(&c.to_string()),
+        None => s.serialize_none(),
+    }
+}
+
+/// Everything the walk learned.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ClosureReport {
+    #[serde(serialize_with = "ser_opt_cid")]
+    pub root: Option<Cid>,
+    /// "descriptor" or "snapshot" (legacy archive).
+    pub root_kind: Option<&'static str>,
+    #[serde(skip)]
+    pub descriptor: Option<Descriptor>,
+    #[serde(serialize_with = "ser_opt_cid")]
+    pub snapshot: Option<Cid>,
+    pub snapshot_schema: Option<String>,
+    pub snapshot_seq: Option<u64>,
+    #[serde(serialize_with = "ser_opt_cid")]
+    pub snapshot_event_cid: Option<Cid>,
+    /// Entries of the snapshot (history snapshots not included).
+    pub entities: u64,
+    /// Blocks accepted into the closure, and their bytes.
+    pub blocks: u64,
+    pub bytes: u64,
+    /// Blocks by role kind ([`RoleKind::count_key`]) and by codec name.
+    pub by_role: BTreeMap<&'static str, u64>,
+    pub by_codec: BTreeMap<&'static str, u64>,
+    pub event_chain: EventChain,
+    /// Required blocks that could not be had.
+    pub missing: u64,
+    /// Optional blocks that could not be had.
+    pub missing_optional: u64,
+    pub findings: Vec<Finding>,
+    /// Findings past the cap are counted here only.
+    pub findings_dropped: u64,
+}
+
+impl ClosureReport {
+    /// No error findings.
+    pub fn complete(&self) -> bool {
+        !self.findings.iter().any(|f| f.severity == Severity::Error)
+            && self.missing == 0
+            && self.findings_dropped == 0
+    }
+}
+
+/// Findings kept in memory (the rest are counted): a badly damaged archive of millions of
+/// blocks must not turn the report itself into the memory problem.
+pub const MAX_FINDINGS: usize = 10_000;
+
+/// What happened to a block offered from a bulk stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Offer {
+    /// Wanted and now accepted: the caller writes it.
+    Accepted(Role),
+    /// Already accepted.
+    Duplicate,
+    /// Not (yet) part of the closure: the caller drops it.
+    Unwanted,
+}
+
+/// The closure walk state. See the module docs.
+#[derive(Debug)]
+pub struct Closure {
+    opts: ClosureOptions,
+    visited: KeySet,
+    wants: KeyMap<Want>,
+    report: ClosureReport,
+    /// Event head the driver must walk (set once the root is known).
+    event_head: Option<Cid>,
+    events_required: bool,
+}
+
+impl Closure {
+    /// A walk from an archive's root block (descriptor or legacy snapshot).
+    pub fn from_root(root: Cid, opts: ClosureOptions) -> Closure {
+        let mut c = Closure::empty(opts);
+        c.report.root = Some(root);
+        c.want(root, Role::new(RoleKind::Root, 0), true);
+        c
+    }
+
+    /// A walk for an export that has no descriptor yet: as if a descriptor naming `snapshot`
+    /// and `event_head` had been read.
+    /// `snapshot_event_cid` is the snapshot header's `event_cid` (the event walk runs while the
+    /// header may not have been processed yet).
+    pub fn for_export(
+        snapshot: Cid,
+        snapshot_event_cid: Option<Cid>,
+        event_head: Option<Cid>,
+        opts: ClosureOptions,
+    ) -> Closure {
+        let mut c = Closure::empty(opts);
+        c.report.root_kind = Some("descriptor");
+        c.report.snapshot = Some(snapshot);
+        c.report.snapshot_event_cid = snapshot_event_cid;
+        c.set_events(event_head, true);
+        c.want(snapshot, Role::new(RoleKind::Snapshot, 0), true);
+        c
+    }
+
+    fn empty(opts: ClosureOptions) -> Closure {
+        Closure {
+            opts,
+            visited: KeySet::default(),
+            wants: KeyMap::default(),
+            report: ClosureReport::default(),
+            event_head: None,
+            events_required: false,
+        }
+    }
+
+    fn set_events(&mut self, head: Option<Cid>, required: bool) {
+        self.event_head = head;
+        self.events_required = required;
+        self.report.event_chain.head = head;
+        self.report.event_chain.required = required;
+    }
+
+    /// The event head to walk, once the root has been accepted, and whether it is required.
+    pub fn event_head(&self) -> Option<(Cid, bool)> {
+        self.event_head.map(|h| (h, self.events_required))
+    }
+
+    /// Whether the root block has been processed (the driver starts the event walk then).
+    pub fn root_known(&self) -> bool {
+        self.report.root_kind.is_some()
+    }
+
+    pub fn report(&self) -> &ClosureReport {
+        &self.report
+    }
+
+    pub fn into_report(self) -> ClosureReport {
+        self.report
+    }
+
+    /// Blocks still wanted (not handed out).
+    pub fn pending(&self) -> usize {
+        self.wants.len()
+    }
+
+    /// Whether the block with key `k` has been accepted.
+    pub fn has_key(&self, k: BlockKey) -> bool {
+        self.visited.contains(&k)
+    }
+
+    /// Whether `cid` has been accepted.
+    pub fn has(&self, cid: &Cid) -> bool {
+        self.visited.contains(&block_key(cid))
+    }
+
+    fn want(&mut self, cid: Cid, role: Role, required: bool) {
+        let k = block_key(&cid);
+        if self.visited.contains(&k) {
+            return;
+        }
+        match self.wants.get_mut(&k) {
+            // Keep the first role, but a block wanted as required by anyone is required.
+            Some(w) => w.required |= required,
+            None => {
+                self.wants.insert(
+                    k,
+                    Want {
+                        cid,
+                        role,
+                        required,
+                    },
+                );
+            }
+        }
+    }
+
+    /// Hands out up to `max` wanted blocks for fetching. Each must come back through
+    /// [`Closure::deliver`], [`Closure::deliver_leaf`] or [`Closure::fail`].
+    pub fn take(&mut self, max: usize) -> Vec<Want> {
+        let keys: Vec<BlockKey> = self.wants.keys().take(max).copied().collect();
+        keys.into_iter()
+            .filter_map(|k| self.wants.remove(&k))
+            .collect()
+    }
+
+    /// A block from a bulk stream (already verified against its CID).
+    pub fn offer(&mut self, cid: &Cid, data: &[u8]) -> Offer {
+        let k = block_key(cid);
+        if self.visited.contains(&k) {
+            return Offer::Duplicate;
+        }
+        let Some(want) = self.wants.remove(&k) else {
+            return Offer::Unwanted;
+        };
+        let role = want.role.clone();
+        self.deliver(want, data);
+        Offer::Accepted(role)
+    }
+
+    /// A fetched block (verified against its CID). Returns false when it had already been
+    /// accepted on another path (the caller must not write it twice).
+    pub fn deliver(&mut self, want: Want, data: &[u8]) -> bool {
+        if !self.visited.insert(block_key(&want.cid)) {
+            return false;
+        }
+        self.count(&want, data.len() as u64);
+        self.process(&want, data);
+        true
+    }
+
+    /// Whether a wanted block can be accepted without its bytes: a raw block has no links, so
+    /// a source that has already verified it (a CAR index) need not read it again.
+    pub fn is_leaf(want: &Want) -> bool {
+        want.cid.codec() == ipld::RAW
+            && matches!(
+                want.role.kind,
+                RoleKind::Component | RoleKind::ComponentBlock | RoleKind::Linked
+            )
+    }
+
+    /// Accepts a leaf (see [`Closure::is_leaf`]) of `size` bytes without reading it.
+    pub fn deliver_leaf(&mut self, want: Want, size: u64) -> bool {
+        if !self.visited.insert(block_key(&want.cid)) {
+            return false;
+        }
+        self.count(&want, size);
+        true
+    }
+
+    /// A wanted block that could not be had.
+    pub fn fail(&mut self, want: Want, err: &SourceError) {
+        let kind = match err {
+            SourceError::Missing { .. } => "missing",
+            SourceError::Corrupt { .. } => "corrupt",
+            SourceError::Unverifiable { .. } => "unverifiable",
+            SourceError::Node(_) => "unavailable",
+        };
+        let severity = if want.required {
+            self.report.missing += 1;
+            Severity::Error
+        } else {
+            self.report.missing_optional += 1;
+            Severity::Warning
+        };
+        let message = format!(
+            "{kind} block {} ({}){}",
+            want.cid,
+            want.role,
+            if want.required { "" } else { " [optional]" }
+        );
+        self.finding(severity, kind, Some(&want.cid), Some(&want.role), message);
+    }
+
+    /// Every wanted block not delivered is reported missing (used when the source has been
+    /// exhausted, e.g. a CAR file: anything still wanted is not in it).
+    pub fn fail_all_pending(&mut self) {
+        for want in self.take(usize::MAX) {
+            let err = SourceError::Missing {
+                cid: want.cid,
+                message: "not in the archive".into(),
+            };
+            self.fail(want, &err);
+        }
+    }
+
+    fn count(&mut self, want: &Want, size: u64) {
+        let r = &mut self.report;
+        r.blocks += 1;
+        r.bytes += size;
+        *r.by_role.entry(want.role.kind.count_key()).or_default() += 1;
+        *r.by_codec
+            .entry(ipld::codec_name(want.cid.codec()))
+            .or_default() += 1;
+    }
+
+    fn finding(
+        &mut self,
+        severity: Severity,
+        kind: &'static str,
+        cid: Option<&Cid>,
+        role: Option<&Role>,
+        message: String,
+    ) {
+        if self.report.findings.len() >= MAX_FINDINGS {
+            self.report.findings_dropped += 1;
+            return;
+        }
+        self.report.findings.push(Finding {
+            severity,
+            kind,
+            cid: cid.map(ToString::to_string),
+            role: role.map(ToString::to_string),
+            message,
+        });
+    }
+
+    fn undecodable(&mut self, want: &Want, reason: impl fmt::Display) {
+        let message = format!("{} {} does not decode: {reason}", want.role, want.cid);
+        self.finding(
+            Severity::Error,
+            "undecodable",
+            Some(&want.cid),
+            Some(&want.role),
+            message,
+        );
+    }
+
+    /// Interprets an accepted block by its role and wants what it links to.
+    fn process(&mut self, want: &Want, data: &[u8]) {
+        if want.cid.codec() == ipld::RAW {
+            if !Self::is_leaf(want) {
+                self.undecodable(want, "a raw block where structured data is expected");
+            }
+            return;
+        }
+        let value = match ipld::decode(&want.cid, data) {
+            Ok(v) => v,
+            Err(e) => return self.undecodable(want, e),
+        };
+        match want.role.kind {
+            RoleKind::Root => self.process_root(want, &value),
+            RoleKind::Descriptor => {}
+            RoleKind::Snapshot => self.process_snapshot(want, &value),
+            RoleKind::SnapshotNode => match SnapshotNode::from_ipld(&value) {
+                Ok(node) => {
+                    let kind = if node.height > 1 {
+                        RoleKind::SnapshotNode
+                    } else {
+                        RoleKind::SnapshotChunk
+                    };
+                    for (i, c) in node.children.iter().enumerate() {
+                        let n = want.role.n * crate::snapshot::format::FANOUT as u64 + i as u64;
+                        self.want(*c, Role::new(kind, n), true);
+                    }
+                }
+                Err(e) => self.undecodable(want, e),
+            },
+            RoleKind::SnapshotChunk => match SnapshotChunk::from_ipld(&value) {
+                Ok(chunk) => {
+                    let history = want.role.depth > 0;
+                    self.process_entries(chunk.entries(), history);
+                    if let Some(prev) = chunk.prev() {
+                        let mut role = Role::new(RoleKind::SnapshotChunk, want.role.n + 1);
+                        role.depth = want.role.depth;
+                        self.want(prev, role, true);
+                    }
+                }
+                Err(e) => self.undecodable(want, e),
+            },
+            RoleKind::Manifest => self.process_manifest(want, &value),
+            RoleKind::Component | RoleKind::ComponentBlock | RoleKind::Linked => {
+                let child_kind = if want.role.kind == RoleKind::Linked {
+                    RoleKind::Linked
+                } else {
+                    RoleKind::ComponentBlock
+                };
+                for (i, l) in ipld::links_in(&value, want.cid.codec())
+                    .into_iter()
+                    .enumerate()
+                {
+                    let mut role = want.role.clone();
+                    role.kind = child_kind;
+                    role.n = i as u64;
+                    role.depth = want.role.depth + 1;
+                    self.want(l.cid, role, want.required);
+                }
+            }
+            // The event walk follows the chain; an inclusion event is one block.
+            RoleKind::Event | RoleKind::InclusionEvent => {}
+        }
+    }
+
+    fn process_root(&mut self, want: &Want, value: &Ipld) {
+        if is_descriptor(value) {
+            match Descriptor::from_ipld(value) {
+                Ok(d) => {
+                    self.report.root_kind = Some("descriptor");
+                    self.report.snapshot = Some(d.snapshot);
+                    self.opts.with_history |= d.with_history;
+                    self.set_events(d.event_head, true);
+                    self.want(d.snapshot, Role::new(RoleKind::Snapshot, 0), true);
+                    self.report.descriptor = Some(d);
+                }
+                Err(e) => self.undecodable(want, e),
+            }
+            return;
+        }
+        match Snapshot::from_ipld(value) {
+            Ok(_) => {
+                // A legacy archive: the root is the snapshot itself.
+                self.report.root_kind = Some("snapshot");
+                self.report.snapshot = Some(want.cid);
+                // It was counted as the root: count it as what it is.
+                if let Some(n) = self.report.by_role.get_mut("descriptor") {
+                    *n -= 1;
+                    if *n == 0 {
+                        self.report.by_role.remove("descriptor");
+                    }
+                }
+                *self.report.by_role.entry("snapshots").or_default() += 1;
+                let role = Role::new(RoleKind::Snapshot, 0);
+                self.process_snapshot(
+                    &Want {
+                        cid: want.cid,
+                        role,
+                        required: true,
+                    },
+                    value,
+                );
+                // Legacy exports never held the event chain (B21): walk it if it is there.
+                let head = self.report.snapshot_event_cid;
+                self.set_events(head, false);
+            }
+            Err(e) => {
+                self.report.root_kind = Some("unknown");
+                let message = format!(
+                    "root {} is neither an arke/backup@v1 descriptor nor a snapshot: {e}",
+                    want.cid
+                );
+                self.finding(Severity::Error, "root", Some(&want.cid), None, message);
+            }
+        }
+    }
+
+    fn process_snapshot(&mut self, want: &Want, value: &Ipld) {
+        let snap = match Snapshot::from_ipld(value) {
+            Ok(s) => s,
+            Err(e) => return self.undecodable(want, e),
+        };
+        let depth = want.role.n;
+        let history = depth > 0;
+        if !history {
+            self.report.snapshot_schema = Some(snap.schema().to_owned());
+            self.report.snapshot_seq = Some(snap.seq());
+            self.report.snapshot_event_cid = snap.event_cid();
+        }
+        let chunk_role = |n: u64| {
+            let mut r = Role::new(RoleKind::SnapshotChunk, n);
+            r.depth = depth as u32;
+            r
+        };
+        match &snap {
+            Snapshot::ChunkedV2(s) => {
+                for (i, c) in s.chunks.iter().enumerate() {
+                    self.want(*c, chunk_role(i as u64), true);
+                }
+            }
+            Snapshot::V3(s) => {
+                if let Some(h) = s.entries_head {
+                    self.want(h, chunk_role(0), true);
+                }
+            }
+            Snapshot::V4(s) => {
+                let kind = if s.height > 0 {
+                    RoleKind::SnapshotNode
+                } else {
+                    RoleKind::SnapshotChunk
+                };
+                for (i, c) in s.children.iter().enumerate() {
+                    let mut r = Role::new(kind, i as u64);
+                    r.depth = depth as u32;
+                    self.want(*c, r, true);
+                }
+            }
+            other => {
+                if let Some(entries) = other.inline_entries() {
+                    self.process_entries(entries, history);
+                }
+            }
+        }
+        if self.opts.with_history
+            && let Some(prev) = snap.prev_snapshot()
+        {
+            self.want(prev, Role::new(RoleKind::Snapshot, depth + 1), true);
+        }
+    }
+
+    fn process_entries(&mut self, entries: &[SnapshotEntry], history: bool) {
+        for e in entries {
+            if !history {
+                self.report.entities += 1;
+            }
+            if let Err(err) = EntityId::parse(&e.id) {
+                let message = format!("snapshot entry with a bad entity id: {err}");
+                self.finding(Severity::Error, "bad_id", Some(&e.tip), None, message);
+                continue;
+            }
+            let entity: Arc<str> = Arc::from(e.id.as_str());
+            let mut role = Role::new(RoleKind::Manifest, 0);
+            role.entity = Some(entity.clone());
+            role.ver = e.ver.filter(|v| *v > 0);
+            self.want(e.tip, role, true);
+            if let Some(ev) = e.chain_cid {
+                let mut role = Role::new(RoleKind::InclusionEvent, 0);
+                role.entity = Some(entity);
+                self.want(ev, role, false);
+            }
+        }
+    }
+
+    fn process_manifest(&mut self, want: &Want, value: &Ipld) {
+        let entity = want.role.entity.clone();
+        let m = match Manifest::from_ipld(value) {
+            Ok(m) => m,
+            Err(e) => {
+                // Unknown schema: archive everything it links to rather than guess.
+                let message = format!(
+                    "{} {} is not a known manifest ({e}); all its links are archived",
+                    want.role, want.cid
+                );
+                self.finding(
+                    Severity::Warning,
+                    "unknown_schema",
+                    Some(&want.cid),
+                    Some(&want.role),
+                    message,
+                );
+                for l in ipld::links_in(value, want.cid.codec()) {
+                    let mut role = want.role.clone();
+                    role.kind = RoleKind::Linked;
+                    role.label = Some(Arc::from(l.path.as_str()));
+                    self.want(l.cid, role, want.required);
+                }
+                return;
+            }
+        };
+        let ver = m.ver().or(want.role.ver);
+        let prev = m.prev();
+        let components = m.components();
+        if let Some(p) = prev {
+            let mut role = Role::new(RoleKind::Manifest, 0);
+            role.entity = entity.clone();
+            role.ver = ver.and_then(|v| v.checked_sub(1)).filter(|v| *v > 0);
+            self.want(p, role, want.required);
+        }
+        for (label, c) in &components {
+            let mut role = Role::new(RoleKind::Component, 0);
+            role.entity = entity.clone();
+            role.ver = ver;
+            role.label = Some(Arc::from(label.as_str()));
+            self.want(*c, role, want.required);
+        }
+        // Every other link (relationships, parents, ...) generically.
+        for l in ipld::links_in(value, want.cid.codec()) {
+            let known = prev.is_some_and(|p| same_block(&p, &l.cid))
+                || components.iter().any(|(_, c)| same_block(c, &l.cid));
+            if known {
+                continue;
+            }
+            let mut role = Role::new(RoleKind::Linked, 0);
+            role.entity = entity.clone();
+            role.ver = ver;
+            role.label = Some(Arc::from(l.path.as_str()));
+            self.want(l.cid, role, want.required);
+        }
+    }
+
+    /// An event of the chain walked by the driver: `n` counts from the head (0). Returns true
+    /// when the block is new (the caller writes it).
+    pub fn deliver_event(&mut self, n: u64, cid: &Cid, data: &[u8], node: &ChainNode) -> bool {
+        let required = self.events_required;
+        let role = Role::new(RoleKind::Event, n);
+        let want = Want {
+            cid: *cid,
+            role,
+            required,
+        };
+        self.wants.remove(&block_key(cid));
+        let new = self.visited.insert(block_key(cid));
+        if new {
+            self.count(&want, data.len() as u64);
+        }
+        self.report.event_chain.length = n + 1;
+        if let Some(se) = self.report.snapshot_event_cid
+            && same_block(&se, cid)
+        {
+            self.report.event_chain.passes_snapshot_event = Some(true);
+        }
+        if let Some(tip) = node.tip() {
+            let mut role = Role::new(RoleKind::Manifest, 0);
+            role.entity = Some(Arc::from(node.pi()));
+            role.ver = node.ver().filter(|v| *v > 0);
+            role.label = Some(Arc::from(format!("event {n}").as_str()));
+            if EntityId::parse(node.pi()).is_err() {
+                let message = format!("event {n} {cid} names a bad entity id {:?}", node.pi());
+                self.finding(Severity::Error, "bad_id", Some(cid), None, message);
+            } else {
+                self.want(tip, role, required);
+            }
+        }
+        new
+    }
+
+    /// The event walk ended: `Ok(true)` at the first event, or an error.
+    pub fn end_events(&mut self, result: Result<(), (Cid, u64, String, bool)>) {
+        match result {
+            Ok(()) => self.report.event_chain.reaches_first_event = true,
+            Err((cid, n, message, missing)) => {
+                let severity = if self.events_required {
+                    if missing {
+                        self.report.missing += 1;
+                    }
+                    Severity::Error
+                } else {
+                    if missing {
+                        self.report.missing_optional += 1;
+                    }
+                    Severity::Warning
+                };
+                let role = Role::new(RoleKind::Event, n);
+                self.finding(severity, "event_chain", Some(&cid), Some(&role), message);
+            }
+        }
+        if self.report.snapshot_event_cid.is_some()
+            && self.report.event_chain.passes_snapshot_event.is_none()
+        {
+            self.report.event_chain.passes_snapshot_event = Some(false);
+            if self.report.event_chain.reaches_first_event {
+                let message = format!(
+                    "the snapshot's event_cid {} is not on the archived event chain",
+                    self.report
+                        .snapshot_event_cid
+                        .map(|c| c.to_string())
+                        .unwrap_or_default()
+                );
+                self.finding(Severity::Warning, "event_chain", None, None, message);
+            }
+        }
+    }
+
+    /// Records a finding from outside the engine (scan problems, descriptor checks).
+    pub fn note(
+        &mut self,
+        severity: Severity,
+        kind: &'static str,
+        cid: Option<&Cid>,
+        message: String,
+    ) {
+        self.finding(severity, kind, cid, None, message);
+    }
+}
+
+#[cfg(test)]
+mod tests;
