@@ -519,7 +519,15 @@ pub async fn generate(
             content.extend(fill.iter().map(|b| b'a' + (b % 26)));
             content.extend_from_slice(b"\"}");
             let cid = ipld::cid_v1(RAW, &content);
-            st.components.insert(label, cid);
+            // The same label picked twice in one version: the first file is replaced before
+            // any manifest names it, so it is not part of the data (nor of the summary).
+            if let Some(old) = st.components.insert(label, cid)
+                && new_blocks.iter().any(|(c, _, _)| *c == old)
+            {
+                st.all_components.retain(|c| *c != old);
+                new_blocks.retain(|(c, _, _)| *c != old);
+                counts.raw_components -= 1;
+            }
             st.all_components.push(cid);
             counts.raw_components += 1;
             new_blocks.push((cid, content, true));
@@ -528,7 +536,15 @@ pub async fn generate(
             && plan.large
             && let Some(c) = large_cids.get(&i)
         {
-            st.components.insert("source.pdf".into(), *c);
+            // A raw file labelled source.pdf in this version is replaced before any manifest
+            // names it (see above).
+            if let Some(old) = st.components.insert("source.pdf".into(), *c)
+                && new_blocks.iter().any(|(b, _, _)| *b == old)
+            {
+                st.all_components.retain(|b| *b != old);
+                new_blocks.retain(|(b, _, _)| *b != old);
+                counts.raw_components -= 1;
+            }
             st.all_components.push(*c);
             counts.unixfs_files += 1;
         }

@@ -1,0 +1,499 @@
+//! export-car and verify-car against a real node with production-shaped data.
+//! Each test works under its own MFS roots on the shared node.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use arke_core::car::{CarIndex, ScanOptions};
+use arke_core::closure::block_key;
+use arke_core::ipld::{self, Cid};
+use arke_core::kubo::Kubo;
+use arke_core::model::Manifest;
+use arke_core::report::Progress;
+use arke_testkit::generator::{GenConfig, Summary, generate};
+use arke_testkit::node::TestNode;
+use arke_testkit::proxy::FaultProxy;
+use arke_testkit::world::World;
+use serde_json::Value;
+
+struct Set {
+    kubo: Kubo,
+    url: String,
+    root: String,
+    pointer: String,
+    dir: tempfile::TempDir,
+}
+
+impl Set {
+    async fn generate(name: &str, cfg: GenConfig) -> (Set, Summary) {
+        let node = TestNode::shared();
+        let kubo = node.kubo();
+        let root = format!("/c-{name}/index");
+        let pointer = format!("/c-{name}/pointer");
+        let cfg = GenConfig {
+            index_root: root.clone(),
+            test_index_root: format!("/c-{name}/test/index"),
+            pointer_path: pointer.clone(),
+            force: true,
+            ..cfg
+        };
+        let summary = generate(&kubo, &cfg, &Progress::off()).await.unwrap();
+        let set = Set {
+            kubo,
+            url: node.url().to_string(),
+            root,
+            pointer,
+            dir: tempfile::tempdir().unwrap(),
+        };
+        (set, summary)
+    }
+
+    fn backups(&self) -> PathBuf {
+        self.dir.path().join("backups")
+    }
+
+    fn build(&self) -> Value {
+        let out = Command::new(env!("CARGO_BIN_EXE_build-snapshot"))
+            .args(["--api", &self.url, "--pointer-path", &self.pointer])
+            .args(["--index-root", &self.root, "--no-progress", "--json"])
+            .arg("--snapshots-dir")
+            .arg(self.dir.path().join("snapshots"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "build-snapshot: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    fn export_cmd(&self, url: &str, extra: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_export-car"));
+        c.args([
+            "--api",
+            url,
+            "--pointer-path",
+            &self.pointer,
+            "--no-progress",
+        ])
+        .arg("--backups-dir")
+        .arg(self.backups())
+        .args(extra);
+        c
+    }
+
+    fn export(&self, extra: &[&str]) -> Value {
+        let out = self
+            .export_cmd(&self.url, &[&["--json"], extra].concat())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "export-car ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    fn files(&self, pred: impl Fn(&str) -> bool) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(self.backups())
+            .map(|d| {
+                d.filter_map(|e| e.ok())
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|n| pred(n))
+                    .collect()
+            })
+            .unwrap_or_default();
+        v.sort();
+        v
+    }
+
+    fn cars(&self) -> Vec<String> {
+        self.files(|n| n.starts_with("arke-") && n.ends_with(".car"))
+    }
+
+    fn temps(&self) -> Vec<String> {
+        self.files(|n| n.starts_with(".tmp-arke-export-"))
+    }
+}
+
+fn verify_car(car: &Path, extra: &[&str]) -> (Option<i32>, Value, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_verify-car"))
+        .arg(car)
+        .args(["--json", "--no-progress"])
+        .args(extra)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let v = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|_| panic!("verify-car printed no JSON: {stderr}"));
+    (out.status.code(), v, stderr)
+}
+
+fn index(car: &Path) -> CarIndex {
+    CarIndex::scan(
+        car,
+        &ScanOptions::default(),
+        &Progress::off().task("t", None, arke_core::report::Unit::Bytes),
+    )
+    .unwrap()
+    .0
+}
+
+fn cid(s: &str) -> Cid {
+    ipld::parse_cid(s).unwrap()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// The main path: production-shaped data (fake-linked events and early manifest versions,
+/// dag-json manifests, UnixFS files over 256 KiB), a snapshot, updates after it, then
+/// export-car and verify-car. Everything the generator wrote is in the archive, the counts
+/// are the generator's, and the node's own `dag/export` of the snapshot would have lost the
+/// event chain and the fake-linked versions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn export_holds_everything_the_generator_wrote_and_verifies() {
+    let (set, summary) = Set::generate(
+        "full",
+        GenConfig {
+            entities: 1200,
+            seed: 31,
+            pin: false,
+            legacy: true,
+            large_file_ratio: 0.03,
+            ..GenConfig::default()
+        },
+    )
+    .await;
+    assert!(summary.counts.manifests_plain_links > 0 && summary.counts.unixfs_files > 0);
+    assert!(summary.counts.manifests_dag_json > 0);
+    let built = set.build();
+    let snapshot = cid(built["cid"].as_str().unwrap());
+
+    // Life after the snapshot: updates with events. The export captures the pointer's newer
+    // event head, so these are archived too.
+    let w = World::new(set.kubo.clone(), &set.root, &set.pointer);
+    let mut new_tips = Vec::new();
+    for e in summary.entities.iter().take(5) {
+        new_tips.push(w.update(&e.id, true).await.unwrap());
+    }
+    let head = w.pointer().await.unwrap().event_head.unwrap();
+
+    let r = set.export(&[]);
+    let car = PathBuf::from(r["car_path"].as_str().unwrap());
+    assert!(car.exists() && set.temps().is_empty());
+    assert_eq!(r["snapshot_cid"], snapshot.to_string());
+    assert_eq!(r["event_head"], head.to_string());
+    assert_eq!(r["partial"], false);
+    assert_eq!(r["entities"], summary.counts.entities as u64);
+    assert_eq!(r["event_count"], (summary.event_count + 5) as u64);
+    assert_eq!(r["event_chain_complete"], true);
+    let versions: BTreeSet<&str> = summary
+        .entities
+        .iter()
+        .flat_map(|e| e.versions.iter().map(String::as_str))
+        .collect();
+    assert_eq!(
+        r["by_role"]["manifests"],
+        (versions.len() + new_tips.len()) as u64
+    );
+    // Distinct blocks (the same block may be written as CIDv0 and CIDv1).
+    let mut components: BTreeSet<u128> = summary
+        .entities
+        .iter()
+        .flat_map(|e| e.components.iter().map(|c| block_key(&cid(c))))
+        .collect();
+    for t in &new_tips {
+        let data = set.kubo.block_get(t).await.unwrap();
+        let m = Manifest::from_ipld(&ipld::decode(t, &data).unwrap()).unwrap();
+        components.extend(m.components().iter().map(|(_, c)| block_key(c)));
+    }
+    assert_eq!(r["by_role"]["components"], components.len() as u64);
+    assert!(
+        r["bulk_blocks"].as_u64().unwrap() > 0,
+        "the bulk path was used"
+    );
+
+    // The metadata beside it: legacy keys computed from what was written, plus ours.
+    let meta: Value =
+        serde_json::from_slice(&std::fs::read(car.with_extension("json")).unwrap()).unwrap();
+    for k in [
+        "snapshot_cid",
+        "seq",
+        "timestamp",
+        "filename",
+        "path",
+        "size_bytes",
+    ] {
+        assert!(meta.get(k).is_some(), "metadata lacks {k}");
+    }
+    assert_eq!(meta["size_bytes"], std::fs::metadata(&car).unwrap().len());
+    assert_eq!(meta["cid_counts"]["total"], r["blocks"]);
+    assert_eq!(meta["cid_counts"]["events"], r["event_count"]);
+    assert_eq!(meta["sha256"], r["sha256"]);
+    assert_eq!(meta["descriptor_cid"], r["descriptor_cid"]);
+
+    // verify-car: complete, same counts; the archive holds every CID the generator wrote.
+    let (code, v, err) = verify_car(&car, &[]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(v["verified"], true);
+    assert_eq!(v["root_kind"], "descriptor");
+    assert_eq!(v["snapshot_cid"], snapshot.to_string());
+    assert_eq!(v["manifest_count"], r["by_role"]["manifests"]);
+    assert_eq!(v["component_count"], r["by_role"]["components"]);
+    assert_eq!(v["event_count"], r["event_count"]);
+    assert_eq!(v["entity_count"], r["entities"]);
+    assert_eq!(v["closure"]["event_chain"]["reaches_first_event"], true);
+    assert_eq!(v["unreferenced_blocks"], 0);
+    let idx = index(&car);
+    assert_eq!(idx.len() as u64, r["blocks"].as_u64().unwrap());
+    for e in &summary.entities {
+        for c in e.versions.iter().chain(&e.components) {
+            assert!(idx.contains(&cid(c)), "{} {c} not archived", e.id);
+        }
+        if let Some(ev) = &e.last_event {
+            assert!(idx.contains(&cid(ev)), "event {ev} not archived");
+        }
+    }
+    for t in &new_tips {
+        assert!(idx.contains(t));
+    }
+    let (code, v, _) = verify_car(&car, &["--quick"]);
+    assert_eq!((code, v["verified"].clone()), (Some(0), Value::Bool(true)));
+
+    // The node's own dag/export of the snapshot root (what the legacy export_car.py archived):
+    // the event chain and the fake-linked manifest versions are not in it.
+    let theirs = set.dir.path().join("dag-export.car");
+    let mut f = tokio::fs::File::create(&theirs).await.unwrap();
+    set.kubo.dag_export(&snapshot, &mut f).await.unwrap();
+    drop(f);
+    let their_idx = index(&theirs);
+    assert!(
+        !their_idx.contains(&head),
+        "dag/export does not reach the event head"
+    );
+    let events_missing = summary
+        .entities
+        .iter()
+        .filter_map(|e| e.last_event.as_deref())
+        .filter(|ev| !their_idx.contains(&cid(ev)))
+        .count();
+    let versions_missing = versions
+        .iter()
+        .filter(|v| !their_idx.contains(&cid(v)))
+        .count();
+    eprintln!(
+        "dag/export: {} blocks, missing {events_missing} entity events and {versions_missing} manifest versions; ours: {} blocks",
+        their_idx.len(),
+        idx.len()
+    );
+    assert!(
+        versions_missing > 0,
+        "fake-linked versions are not in dag/export"
+    );
+    assert!(their_idx.len() < idx.len());
+    let (code, v, _) = verify_car(&theirs, &["--root", &snapshot.to_string()]);
+    assert_eq!(code, Some(1), "verify-car refuses the node's own export");
+    assert!(v["closure"]["missing"].as_u64().unwrap() > 0);
+    assert_eq!(v["closure"]["event_chain"]["reaches_first_event"], false);
+
+    // An independent implementation (@ipld/car + multiformats) reads our archive.
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/car-check.mjs");
+    if script.exists() {
+        let out = Command::new("node")
+            .arg(&script)
+            .arg(&car)
+            .output()
+            .unwrap();
+        let line: Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|_| panic!("car-check: {}", stderr(&out)));
+        assert_eq!(line["ok"], true, "{line}");
+        assert_eq!(line["blocks"], r["blocks"]);
+        assert_eq!(line["roots"][0], r["descriptor_cid"]);
+    }
+
+    // A corrupted copy fails verification naming the block.
+    let bad = set.dir.path().join("bad.car");
+    let mut bytes = std::fs::read(&car).unwrap();
+    let at = bytes.len() / 2;
+    bytes[at] ^= 0x40;
+    std::fs::write(&bad, bytes).unwrap();
+    let (code, v, _) = verify_car(&bad, &[]);
+    assert_eq!(code, Some(1));
+    assert_eq!(v["verified"], false);
+}
+
+/// A legacy archive (the node's own export of a proofs @v2 snapshot, root = the snapshot)
+/// still reads; a second export with --keep-last prunes the older archives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn legacy_archives_and_retention() {
+    let (set, summary) = Set::generate(
+        "legacy",
+        GenConfig {
+            entities: 150,
+            seed: 32,
+            pin: false,
+            legacy: true,
+            ..GenConfig::default()
+        },
+    )
+    .await;
+    let legacy = cid(&summary.legacy.as_ref().unwrap().snapshot_proofs_v2);
+    let car = set.dir.path().join("legacy.car");
+    let mut f = tokio::fs::File::create(&car).await.unwrap();
+    set.kubo.dag_export(&legacy, &mut f).await.unwrap();
+    drop(f);
+    // It reads (root = the snapshot, every entry walked), and it is incomplete exactly where
+    // the legacy exporter lost data: fake-linked manifest versions (B3). Its event chain is
+    // best effort (legacy exports never held it, B21): warnings, not errors.
+    let (code, v, err) = verify_car(&car, &[]);
+    assert_eq!(v["root_kind"], "snapshot", "{err}");
+    assert_eq!(v["snapshot_schema"], "arke/snapshot@v2");
+    assert_eq!(
+        v["entity_count"],
+        summary.legacy.as_ref().unwrap().proofs_v2_entries as u64
+    );
+    for f in v["findings"].as_array().unwrap() {
+        if f["severity"] == "error" {
+            assert_eq!(f["kind"], "missing", "{f}");
+            assert!(f["role"].as_str().unwrap().starts_with("entity "), "{f}");
+        }
+    }
+    assert_eq!(code == Some(0), v["verified"] == true);
+
+    // export-car --snapshot of the legacy snapshot itself (block by block: no bulk for
+    // schemas that link their history).
+    let r = set.export(&["--snapshot", &legacy.to_string()]);
+    assert_eq!(r["bulk_blocks"], 0);
+    let (code, v, err) = verify_car(Path::new(r["car_path"].as_str().unwrap()), &[]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(v["snapshot_schema"], "arke/snapshot@v2");
+
+    set.build();
+    for _ in 0..3 {
+        set.export(&["--keep-last", "2"]);
+    }
+    let cars = set.cars();
+    assert_eq!(cars.len(), 2, "{cars:?}");
+    let jsons = set.files(|n| n.starts_with("arke-") && n.ends_with(".json"));
+    assert_eq!(jsons.len(), 2, "{jsons:?}");
+}
+
+/// Failures leave nothing under a final name: a missing block (exit 1, named), the node going
+/// away (exit 3), and `kill -9` (only a temp file, removed by the next run). `--allow-missing`
+/// writes a salvage archive marked partial, which verify-car refuses.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn export_faults_leave_no_archive_behind() {
+    let (set, summary) = Set::generate(
+        "faults",
+        GenConfig {
+            entities: 2500,
+            seed: 33,
+            pin: false,
+            large_file_ratio: 0.05,
+            ..GenConfig::default()
+        },
+    )
+    .await;
+    set.build();
+
+    // kill -9 mid-export: only the temp file is left; the next run removes it and completes.
+    let mut child = set
+        .export_cmd(&set.url, &["--no-bulk", "--concurrency", "2"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut waited = 0;
+    while set.temps().is_empty() && waited < 100 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        waited += 1;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    assert_eq!(set.temps().len(), 1, "the killed run's temp file");
+    assert!(set.cars().is_empty());
+    let r = set.export(&[]);
+    assert_eq!(r["removed_temp_files"].as_array().unwrap().len(), 1);
+    assert!(set.temps().is_empty());
+    assert_eq!(set.cars().len(), 1);
+
+    // The node goes away mid-export: exit 3, no new archive, no temp file.
+    let proxy = FaultProxy::start(&set.url).await.unwrap();
+    let mut cmd = set.export_cmd(
+        proxy.url(),
+        &[
+            "--no-bulk",
+            "--concurrency",
+            "2",
+            "--retries",
+            "1",
+            "--timeout",
+            "5",
+        ],
+    );
+    let child = std::thread::spawn(move || cmd.output().unwrap());
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    proxy.cut();
+    let out = child.join().unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert_eq!(set.cars().len(), 1);
+    assert!(set.temps().is_empty());
+
+    // A missing block: an event whose prev the node never had.
+    let w = World::new(set.kubo.clone(), &set.root, &set.pointer);
+    let ghost = ipld::cid_v1(ipld::DAG_CBOR, b"an event that was never stored (export)");
+    let e = &summary.entities[0];
+    w.append_event(&e.id, "update", 9, &e.tip.parse().unwrap(), Some(ghost))
+        .await
+        .unwrap();
+    let out = set
+        .export_cmd(&set.url, &["--block-timeout", "2"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&ghost.to_string()),
+        "{}",
+        stderr(&out)
+    );
+    assert!(out.stdout.is_empty());
+    assert_eq!(set.cars().len(), 1);
+    assert!(set.temps().is_empty());
+
+    // --allow-missing: a salvage archive, marked partial, exit 1; verify-car refuses it.
+    let out = set
+        .export_cmd(
+            &set.url,
+            &["--block-timeout", "2", "--allow-missing", "--json"],
+        )
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["partial"], true);
+    assert_eq!(r["event_chain_complete"], false);
+    let car = PathBuf::from(r["car_path"].as_str().unwrap());
+    let meta: Value =
+        serde_json::from_slice(&std::fs::read(car.with_extension("json")).unwrap()).unwrap();
+    assert_eq!(meta["partial"], true);
+    let (code, v, _) = verify_car(&car, &[]);
+    assert_eq!(code, Some(1));
+    let kinds: Vec<&str> = v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|f| f["kind"].as_str())
+        .collect();
+    assert!(
+        kinds.contains(&"partial") && kinds.contains(&"event_chain"),
+        "{kinds:?}"
+    );
+}
