@@ -278,21 +278,10 @@ async fn export_holds_everything_the_generator_wrote_and_verifies() {
         !their_idx.contains(&head),
         "dag/export does not reach the event head"
     );
-    let events_missing = summary
-        .entities
-        .iter()
-        .filter_map(|e| e.last_event.as_deref())
-        .filter(|ev| !their_idx.contains(&cid(ev)))
-        .count();
     let versions_missing = versions
         .iter()
         .filter(|v| !their_idx.contains(&cid(v)))
         .count();
-    eprintln!(
-        "dag/export: {} blocks, missing {events_missing} entity events and {versions_missing} manifest versions; ours: {} blocks",
-        their_idx.len(),
-        idx.len()
-    );
     assert!(
         versions_missing > 0,
         "fake-linked versions are not in dag/export"
