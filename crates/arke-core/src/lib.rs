@@ -11,6 +11,7 @@
 //! | [`backup`] | the archive descriptor, export-car and verify-car, backup files and retention |
 //! | [`kubo`]   | async client for the Kubo RPC API (the small portable surface) |
 //! | [`unixfs`] | tip files and sharded index directories built locally and read back (dag-pb) |
+//! | [`restore`] | restore-from-car: verify, plan, import and pin, tips as one tree, pointer last, read back |
 //! | [`report`] | exit codes, `--json` report types, progress (bar, periodic log lines, off) |
 #![doc(html_no_source)]
 // Errors carry the CIDs they concern (a `Cid` is 96 bytes) because every error must name the
@@ -28,6 +29,7 @@ pub mod kubo;
 pub mod model;
 pub mod pointer;
 pub mod report;
+pub mod restore;
 pub mod shard;
 pub mod snapshot;
 pub mod source;

@@ -122,6 +122,16 @@ pub async fn verify_car(
     opts: &VerifyCarOptions,
     progress: &Progress,
 ) -> Result<CarReport, crate::car::CarError> {
+    Ok(verify_car_indexed(path, opts, progress).await?.0)
+}
+
+/// [`verify_car`], also handing back the index for a caller that goes on reading the file
+/// (restore-from-car).
+pub async fn verify_car_indexed(
+    path: &Path,
+    opts: &VerifyCarOptions,
+    progress: &Progress,
+) -> Result<(CarReport, CarIndex), crate::car::CarError> {
     let (meta, meta_err, meta_file) = read_meta(path);
     let want_sha = meta.as_ref().and_then(BackupFiles::meta_sha256);
     let scan_opts = ScanOptions {
@@ -268,7 +278,7 @@ pub async fn verify_car(
     }
     let Some(root) = root else {
         report.error("root", None, "no root".into());
-        return Ok(finish(report));
+        return Ok((finish(report), index));
     };
     report.root = Some(root.to_string());
     if !index.contains(&root) {
@@ -293,7 +303,7 @@ pub async fn verify_car(
             }
         }
         check_meta_root(&mut report, meta.as_ref());
-        return Ok(finish(report));
+        return Ok((finish(report), index));
     }
 
     let closure = Mutex::new(Closure::from_root(root, ClosureOptions::default()));
@@ -362,7 +372,7 @@ pub async fn verify_car(
         report.error("walk", None, format!("{n} more findings not listed"));
     }
     report.closure = Some(c);
-    Ok(finish(report))
+    Ok((finish(report), index))
 }
 
 /// The metadata's `snapshot_cid` must be what the archive holds.

@@ -40,6 +40,8 @@ struct Entry {
     state: State,
     /// Verified and without links (raw, or dag-pb with no Links).
     leaf: bool,
+    /// The CID's length: it sits just before the data, so the CID can be read back.
+    cid_len: u8,
 }
 
 /// Scan settings.
@@ -312,6 +314,7 @@ impl CarIndex {
                         len: u32::try_from(block.data.len()).unwrap_or(u32::MAX),
                         state: State::Valid,
                         leaf: false,
+                        cid_len: u8::try_from(block.cid.encoded_len()).unwrap_or(0),
                     },
                 );
                 if opts.hash_blocks {
@@ -425,6 +428,23 @@ impl CarIndex {
                 cid: *cid,
                 message: format!("cannot read it back from the archive: {err}"),
             })
+    }
+
+    /// Every distinct CID in the file, read back from the file (for pinning what the walk
+    /// cannot name). Calls `f` for each; stops at the first error.
+    pub fn for_each_cid(&self, mut f: impl FnMut(u128, Cid)) -> Result<(), CarError> {
+        for (k, e) in &self.map {
+            let len = usize::from(e.cid_len);
+            let at = e.data_offset.saturating_sub(len as u64);
+            let bytes = super::read_block_at(&self.file, at, len)?;
+            let cid = Cid::read_bytes(bytes.as_slice()).map_err(|err| CarError::BadCid {
+                offset: at,
+                block_index: 0,
+                reason: err.to_string(),
+            })?;
+            f(*k, cid);
+        }
+        Ok(())
     }
 
     /// Every indexed CID is a key, not a `Cid`: the walk tells which blocks it used; this says

@@ -768,7 +768,7 @@ pub async fn build(
     let mut own: Vec<Cid> = chunk_cids.clone();
     own.extend(tree.nodes.iter().map(|(c, _)| *c));
     own.push(header_cid);
-    kubo.pin_add_many(&own, false, 256)
+    kubo.pin_add_many(&own, false, 64)
         .await
         .with_context(|| format!("pinning snapshot {header_cid}"))?;
 

@@ -2,8 +2,12 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
-use arke_dr::args::{NodeArgs, OutputArgs, PointerArgs};
+use arke_core::backup::VerifyCarOptions;
+use arke_core::report::Exit;
+use arke_core::restore::{RestoreOptions, ShardChoice, restore};
+use arke_dr::args::{NodeArgs, OutputArgs, PointerArgs, cid_arg};
 use clap::{Parser, ValueEnum};
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -15,6 +19,9 @@ enum ShardRuleArg {
 
 /// Restore a node from a CAR archive: verify first, import, pin, write every tip at the worker's
 /// shard path, replay archived events newer than the snapshot, write the pointer last, verify after.
+///
+/// A node that already has a pointer or tips is refused unless --force (or when it holds this
+/// archive's own unfinished restore, which a rerun finishes).
 ///
 /// stdout: JSON with the legacy keys (snapshot_cid, entity_count, restored) and counts per phase.
 #[derive(Debug, Parser)]
@@ -48,6 +55,12 @@ struct Args {
         default_value_t = 60
     )]
     wait: u64,
+    /// MFS root of the index
+    #[arg(long, env = "ARKE_INDEX_ROOT", value_name = "MFS_PATH", default_value = arke_core::shard::INDEX_ROOT)]
+    index_root: String,
+    /// Concurrent tip writes and read-backs
+    #[arg(long, env = "ARKE_CONCURRENCY", value_name = "N", default_value_t = 16)]
+    concurrency: usize,
     #[command(flatten)]
     out: OutputArgs,
 }
@@ -55,11 +68,49 @@ struct Args {
 fn main() -> ExitCode {
     let args = Args::parse();
     arke_dr::run("restore-from-car", &args.out, async {
-        let _ = &args;
-        Err(arke_core::report::Failure::new(
-            arke_core::report::Exit::Failed,
-            "restore-from-car is not implemented in this build yet (issue 5)",
-        )
-        .into())
+        let kubo = args.node.kubo()?;
+        let opts = RestoreOptions {
+            car: args.car.clone(),
+            snapshot: args
+                .snapshot
+                .as_deref()
+                .map(|s| cid_arg(s, "snapshot CID"))
+                .transpose()?,
+            allow_incomplete: args.allow_incomplete,
+            force: args.force,
+            dry_run: args.dry_run,
+            shard: match args.shard_rule {
+                ShardRuleArg::Worker => ShardChoice::Worker,
+                ShardRuleArg::Legacy => ShardChoice::Legacy,
+                ShardRuleArg::Both => ShardChoice::Both,
+            },
+            index_root: args.index_root.clone(),
+            pointer_path: args.pointer.pointer_path.clone(),
+            wait: Duration::from_secs(args.wait),
+            concurrency: args.concurrency.max(1),
+            verify: VerifyCarOptions::default(),
+        };
+        let r = restore(&kubo, &opts, &args.out.progress()).await?;
+        for w in &r.warnings {
+            tracing::warn!("{w}");
+        }
+        if !r.dry_run {
+            tracing::info!(
+                "restored snapshot {} from {}: {} entities ({} moved forward and {} created by newer events), {} tips written, {} unchanged, {} blocks, {} direct pins, pointer {} in {:.1}s",
+                r.snapshot_cid,
+                r.car_file,
+                r.entity_count,
+                r.replayed,
+                r.created_after_snapshot,
+                r.tips_written,
+                r.tips_unchanged,
+                r.blocks_imported,
+                r.direct_pins,
+                r.pointer_path,
+                r.durations.total
+            );
+        }
+        arke_dr::print_json(&r)?;
+        Ok(Exit::Ok)
     })
 }

@@ -1,0 +1,696 @@
+//! restore-from-car: a wiped node back to serving from one archive, losing nothing that was
+//! exported.
+//!
+//! Phases, each safe to repeat:
+//! 1. **verify** the archive offline (the full verify-car check) and **plan** from it: every
+//!    entry's tip, replayed forward by the archived events newer than the snapshot, every id
+//!    validated before any path is built;
+//! 2. **wait** for the node, then the **safety** check: a node that already has a pointer or
+//!    tips is refused unless `--force` (or it is our own unfinished restore of the same
+//!    archive, recorded in a marker file next to the pointer);
+//! 3. **import** the file with `dag/import` (streamed, roots pinned, big blocks allowed), then
+//!    pin directly every block recursive pinning of the root cannot reach (events and versions
+//!    behind plain-map links). The pins succeed only for blocks the node holds, so they are also
+//!    the proof that every block of the archive is on the node;
+//! 4. **tips**: into an empty index, one locally built UnixFS tree (as MFS makes it) imported
+//!    and put in place with one `files/cp`; into an existing one, only the tips that differ,
+//!    written with bounded concurrency;
+//! 5. the **pointer**, last;
+//! 6. **verify after**: every tip and the pointer read back.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use chrono::{SecondsFormat, Utc};
+use cid::Cid;
+use futures::StreamExt;
+use serde::Serialize;
+
+use crate::backup::{CarReport, VerifyCarOptions, verify_car_indexed};
+use crate::car::{CarIndex, CarWriter, IndexSource};
+use crate::chain::{ChainError, ChainWalk};
+use crate::closure::{KeySet, block_key};
+use crate::ipld::{self, LinkShape, same_block};
+use crate::kubo::{Kubo, KuboError};
+use crate::model::{IndexPointer, Manifest};
+use crate::report::{Exit, Failure, Progress, Unit};
+use crate::shard::{EntityId, ShardRule, TEST_INDEX_ROOT};
+use crate::source::BlockSource;
+use crate::unixfs;
+
+/// Where tips are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ShardChoice {
+    Worker,
+    Legacy,
+    Both,
+}
+
+impl ShardChoice {
+    fn rules(self) -> &'static [ShardRule] {
+        match self {
+            ShardChoice::Worker => &[ShardRule::Worker],
+            ShardChoice::Legacy => &[ShardRule::Legacy],
+            ShardChoice::Both => &[ShardRule::Worker, ShardRule::Legacy],
+        }
+    }
+}
+
+/// Restore settings.
+#[derive(Debug, Clone)]
+pub struct RestoreOptions {
+    pub car: PathBuf,
+    /// Expected snapshot (must be the archive's).
+    pub snapshot: Option<Cid>,
+    pub allow_incomplete: bool,
+    pub force: bool,
+    pub dry_run: bool,
+    pub shard: ShardChoice,
+    pub index_root: String,
+    pub pointer_path: String,
+    /// How long to wait for the node to answer.
+    pub wait: Duration,
+    pub concurrency: usize,
+    pub verify: VerifyCarOptions,
+}
+
+/// Seconds per phase.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Durations {
+    pub verify: f64,
+    pub plan: f64,
+    pub wait: f64,
+    pub import: f64,
+    pub pin: f64,
+    pub tips: f64,
+    pub pointer: f64,
+    pub verify_after: f64,
+    pub total: f64,
+}
+
+/// The result (`stdout` JSON). The first three fields are the legacy keys.
+#[derive(Debug, Clone, Serialize)]
+pub struct RestoreReport {
+    pub snapshot_cid: String,
+    pub entity_count: u64,
+    pub restored: bool,
+    pub dry_run: bool,
+    pub resumed: bool,
+    pub car_file: String,
+    pub root: String,
+    pub snapshot_schema: Option<String>,
+    pub snapshot_seq: Option<u64>,
+    pub event_head: Option<String>,
+    pub event_count: u64,
+    pub blocks_imported: u64,
+    pub direct_pins: u64,
+    pub tips_written: u64,
+    pub tips_unchanged: u64,
+    /// Entities moved forward by archived events newer than the snapshot.
+    pub replayed: u64,
+    /// Entities created after the snapshot, restored from archived events.
+    pub created_after_snapshot: u64,
+    /// Newer events whose manifest is missing from the archive or does not descend.
+    pub replay_skipped: u64,
+    /// "tree" (one files/cp) or "files" (per tip).
+    pub tips_method: &'static str,
+    pub pointer_path: String,
+    /// What the node held before (for --force and --dry-run).
+    pub existing_pointer: bool,
+    pub existing_tips: u64,
+    pub tips_to_change: u64,
+    pub durations: Durations,
+    pub warnings: Vec<String>,
+}
+
+/// One entity of the plan.
+#[derive(Debug, Clone)]
+struct Planned {
+    id: EntityId,
+    tip: Cid,
+}
+
+/// The marker that makes a rerun resume instead of refusing: `<pointer dir>/.restore-in-progress`.
+fn marker_path(pointer_path: &str) -> String {
+    let parent = pointer_path.rsplit_once('/').map_or("", |(p, _)| p);
+    format!("{parent}/.restore-in-progress")
+}
+
+fn index_root_for(id: &EntityId, main_root: &str) -> String {
+    if id.is_test_network() {
+        TEST_INDEX_ROOT.to_string()
+    } else {
+        main_root.to_string()
+    }
+}
+
+fn refuse(exit: Exit, msg: String) -> anyhow::Error {
+    Failure::new(exit, msg).into()
+}
+
+/// Does the manifest chain from `from` (inside the archive) reach `to` (or, with `to` None,
+/// its first version)?
+async fn descends(src: &IndexSource<'_>, from: Cid, to: Option<Cid>) -> bool {
+    let mut cur = Some(from);
+    let mut steps = 0u64;
+    while let Some(c) = cur {
+        if to.is_some_and(|t| same_block(&t, &c)) {
+            return true;
+        }
+        steps += 1;
+        if steps > 1_000_000 {
+            return false;
+        }
+        let Ok(data) = src.get(&c).await else {
+            return false;
+        };
+        let Ok(value) = ipld::decode(&c, &data) else {
+            return false;
+        };
+        let Ok(m) = Manifest::from_ipld(&value) else {
+            return false;
+        };
+        cur = m.prev();
+    }
+    to.is_none()
+}
+
+/// Runs a restore. See the module docs.
+pub async fn restore(
+    kubo: &Kubo,
+    opts: &RestoreOptions,
+    progress: &Progress,
+) -> anyhow::Result<RestoreReport> {
+    let started = Instant::now();
+    let mut d = Durations::default();
+    let mut warnings = Vec::new();
+
+    // 1. Verify, offline.
+    let t = Instant::now();
+    let (report, index): (CarReport, CarIndex) =
+        verify_car_indexed(&opts.car, &opts.verify, progress)
+            .await
+            .with_context(|| format!("reading {}", opts.car.display()))?;
+    d.verify = t.elapsed().as_secs_f64();
+    if !report.verified {
+        let first = report
+            .findings
+            .iter()
+            .find(|f| f.severity == crate::closure::Severity::Error)
+            .map_or_else(String::new, |f| format!("; first: {}", f.message));
+        let msg = format!(
+            "the archive does not verify [{}]{first}",
+            report.error_kinds().join(", ")
+        );
+        if opts.allow_incomplete {
+            tracing::warn!("{msg}; continuing (--allow-incomplete)");
+            warnings.push(msg);
+        } else {
+            return Err(refuse(
+                Exit::Failed,
+                format!(
+                    "{msg}; nothing was changed on the node (--allow-incomplete restores what is there)"
+                ),
+            ));
+        }
+    }
+    let closure = report
+        .closure
+        .clone()
+        .ok_or_else(|| refuse(Exit::Failed, "the archive could not be walked".into()))?;
+    let snapshot = closure
+        .snapshot
+        .ok_or_else(|| refuse(Exit::Failed, "the archive names no snapshot".into()))?;
+    if let Some(want) = opts.snapshot
+        && !same_block(&want, &snapshot)
+    {
+        return Err(refuse(
+            Exit::Usage,
+            format!("the archive holds snapshot {snapshot}, not {want}"),
+        ));
+    }
+    let root = ipld::parse_cid(report.root.as_deref().unwrap_or_default())
+        .context("the archive's root")?;
+
+    // Plan: entries, validated; newer events replayed.
+    let t = Instant::now();
+    let src = IndexSource {
+        index: &index,
+        hashed: true,
+        allow_unverifiable: opts.verify.allow_unverifiable,
+    };
+    let loaded = crate::snapshot::load(&src, snapshot)
+        .await
+        .context("reading the snapshot from the archive")?;
+    let mut plan: BTreeMap<String, Planned> = BTreeMap::new();
+    for e in &loaded.entries {
+        let id = EntityId::parse(&e.id).map_err(|err| {
+            refuse(
+                Exit::Failed,
+                format!("the snapshot holds a bad entity id: {err}; refused before any write"),
+            )
+        })?;
+        if plan
+            .insert(e.id.clone(), Planned { id, tip: e.tip })
+            .is_some()
+        {
+            return Err(refuse(
+                Exit::Failed,
+                format!(
+                    "the snapshot lists entity {} twice; refused before any write",
+                    e.id
+                ),
+            ));
+        }
+    }
+    let entity_count = plan.len() as u64;
+    let snapshot_event = closure.snapshot_event_cid;
+    let descriptor = closure.descriptor.clone();
+    let event_head = descriptor
+        .as_ref()
+        .and_then(|d| d.event_head)
+        .or(snapshot_event);
+    let event_count = descriptor
+        .as_ref()
+        .map_or(closure.event_chain.length, |d| d.event_count);
+    // Newest event per entity, between the archived head and the snapshot's event.
+    let mut newest: Vec<(String, Cid)> = Vec::new();
+    let mut seen_ids = std::collections::HashSet::new();
+    if event_head.is_some() && descriptor.is_some() {
+        let mut walk = ChainWalk::new(&src, event_head, snapshot_event);
+        loop {
+            match walk.next().await {
+                Ok(Some(ev)) => {
+                    if let Some(tip) = ev.node.tip()
+                        && seen_ids.insert(ev.node.pi().to_string())
+                    {
+                        newest.push((ev.node.pi().to_string(), tip));
+                    }
+                }
+                Ok(None) => break,
+                Err(ChainError::Fetch { cid, .. }) => {
+                    warnings.push(format!("replay: the archived event chain ends at {cid}"));
+                    break;
+                }
+                Err(e) => {
+                    warnings.push(format!("replay: {e}"));
+                    break;
+                }
+            }
+        }
+    }
+    let (mut replayed, mut created, mut skipped) = (0u64, 0u64, 0u64);
+    for (pi, tip) in newest {
+        let id = EntityId::parse(&pi).map_err(|err| {
+            refuse(
+                Exit::Failed,
+                format!("an archived event names a bad entity id: {err}; refused before any write"),
+            )
+        })?;
+        let current = plan.get(&pi).map(|p| p.tip);
+        if current.is_some_and(|c| same_block(&c, &tip)) {
+            continue;
+        }
+        if descends(&src, tip, current).await {
+            if current.is_some() {
+                replayed += 1;
+            } else {
+                created += 1;
+            }
+            plan.insert(pi, Planned { id, tip });
+        } else {
+            skipped += 1;
+            warnings.push(format!(
+                "replay: entity {pi}'s newer manifest {tip} is not in the archive or does not descend from the snapshot's tip; kept the snapshot's"
+            ));
+        }
+    }
+    d.plan = t.elapsed().as_secs_f64();
+    let total = plan.len() as u64;
+
+    // 2. The node: wait, then safety.
+    let t = Instant::now();
+    kubo.wait_ready(opts.wait)
+        .await
+        .context("waiting for the node")?;
+    d.wait = t.elapsed().as_secs_f64();
+    let marker = marker_path(&opts.pointer_path);
+    let resumed = match kubo.files_read(&marker).await {
+        Ok(b) => ipld::parse_cid(&String::from_utf8_lossy(&b)).is_ok_and(|c| same_block(&c, &root)),
+        Err(KuboError::NotFound { .. }) => false,
+        Err(e) => return Err(e).context(format!("reading {marker}")),
+    };
+    let existing_pointer = crate::pointer::read(kubo, &opts.pointer_path)
+        .await
+        .with_context(|| format!("reading {}", opts.pointer_path))?;
+    let mut existing: HashMap<String, Cid> = HashMap::new();
+    let mut roots = vec![opts.index_root.clone()];
+    if plan.values().any(|p| p.id.is_test_network()) {
+        roots.push(TEST_INDEX_ROOT.to_string());
+    }
+    for r in &roots {
+        if kubo.files_stat_opt(r).await?.is_some() {
+            let scan = crate::index::scan_tips(kubo, r, &std::env::temp_dir())
+                .await
+                .with_context(|| format!("reading the tips under {r}"))?;
+            for (id, tf) in scan.tips {
+                existing.insert(id, tf.tip);
+            }
+        }
+    }
+    let to_change = plan
+        .values()
+        .filter(|p| {
+            !existing
+                .get(p.id.as_str())
+                .is_some_and(|c| same_block(c, &p.tip))
+        })
+        .count() as u64;
+    let occupied = existing_pointer.is_some() || !existing.is_empty();
+    let base = RestoreReport {
+        snapshot_cid: snapshot.to_string(),
+        entity_count: total,
+        restored: false,
+        dry_run: opts.dry_run,
+        resumed,
+        car_file: opts.car.display().to_string(),
+        root: root.to_string(),
+        snapshot_schema: closure.snapshot_schema.clone(),
+        snapshot_seq: closure.snapshot_seq,
+        event_head: event_head.map(|c| c.to_string()),
+        event_count,
+        blocks_imported: 0,
+        direct_pins: 0,
+        tips_written: 0,
+        tips_unchanged: 0,
+        replayed,
+        created_after_snapshot: created,
+        replay_skipped: skipped,
+        tips_method: if existing.is_empty() { "tree" } else { "files" },
+        pointer_path: opts.pointer_path.clone(),
+        existing_pointer: existing_pointer.is_some(),
+        existing_tips: existing.len() as u64,
+        tips_to_change: to_change,
+        durations: Durations::default(),
+        warnings: warnings.clone(),
+    };
+    if opts.dry_run {
+        tracing::info!(
+            "dry run: would import {} ({} blocks), pin what the root does not reach, write {to_change} of {total} tips ({} entities from the snapshot, {replayed} moved forward and {created} created by newer events) and the pointer at {}; nothing changed",
+            opts.car.display(),
+            index.len(),
+            entity_count,
+            opts.pointer_path
+        );
+        return Ok(base);
+    }
+    if occupied && !resumed && !opts.force {
+        let what = match &existing_pointer {
+            Some(p) => format!(
+                "an index pointer at {} (latest snapshot {}, event head {})",
+                opts.pointer_path,
+                p.pointer
+                    .latest_snapshot_cid
+                    .map_or("none".into(), |c| c.to_string()),
+                p.pointer
+                    .event_head
+                    .map_or("none".into(), |c| c.to_string())
+            ),
+            None => "no index pointer".into(),
+        };
+        return Err(refuse(
+            Exit::Failed,
+            format!(
+                "the node is not empty: {what} and {} tips; restoring would change {to_change} tips and replace the pointer. Nothing changed; use --force to restore over it, --dry-run to see the plan",
+                existing.len()
+            ),
+        ));
+    }
+    kubo.files_write(&marker, format!("{root}\n").as_bytes(), true)
+        .await
+        .with_context(|| format!("writing {marker}"))?;
+
+    // 3. Import and pins. What the recursive pin of the root reaches (real links only) is
+    // computed first: a root whose real links leave the archive (a legacy snapshot links its
+    // predecessors) must not be pinned recursively, because the node would wait for blocks it
+    // will never get (js-ipfs waits forever; Kubo would search the network). Then every block
+    // is pinned directly instead.
+    let t = Instant::now();
+    let mut real = KeySet::default();
+    let mut stack = vec![root];
+    real.insert(block_key(&root));
+    let mut real_complete = true;
+    while let Some(c) = stack.pop() {
+        if c.codec() == ipld::RAW {
+            continue;
+        }
+        let Ok(data) = src.get(&c).await else {
+            real_complete = false;
+            continue;
+        };
+        let Ok(links) = ipld::links(&c, &data) else {
+            continue;
+        };
+        for l in links {
+            if l.shape == LinkShape::PlainMap {
+                continue;
+            }
+            if !index.contains(&l.cid) {
+                real_complete = false;
+            } else if real.insert(block_key(&l.cid)) {
+                stack.push(l.cid);
+            }
+        }
+    }
+    if !real_complete {
+        real.clear();
+        warnings.push(format!(
+            "the root {root} links blocks that are not in the archive (older snapshots?): every block is pinned directly instead of one recursive pin"
+        ));
+    }
+    let task = progress.task("import", None, Unit::Bytes);
+    let outcome = kubo
+        .dag_import(&opts.car, real_complete)
+        .await
+        .with_context(|| format!("importing {}", opts.car.display()))?;
+    task.finish();
+    for r in &outcome.roots {
+        if let Some(e) = &r.pin_error {
+            anyhow::bail!("the node could not pin the archive's root {}: {e}", r.cid);
+        }
+    }
+    d.import = t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    let mut direct = Vec::new();
+    index
+        .for_each_cid(|k, c| {
+            if !real.contains(&k) {
+                direct.push(c);
+            }
+        })
+        .context("reading CIDs back from the archive")?;
+    let pin_task = progress.task("pin", Some(direct.len() as u64), Unit::Items("blocks"));
+    // 64 CIDs a call keep the query string far below HTTP servers' header limits (js-ipfs
+    // answers a bare 400 past 16 KiB).
+    for group in direct.chunks(64) {
+        kubo.pin_add_many(group, false, 64)
+            .await
+            .context("pinning blocks that recursive pins do not reach")?;
+        pin_task.inc(group.len() as u64);
+    }
+    pin_task.finish();
+    d.pin = t.elapsed().as_secs_f64();
+
+    // 4. Tips.
+    let t = Instant::now();
+    let rules = opts.shard.rules();
+    let mut written = 0u64;
+    let mut unchanged = 0u64;
+    if existing.is_empty() {
+        // One tree per index root, built locally, imported, put in place with one files/cp.
+        let mut by_root: BTreeMap<String, Vec<(EntityId, ShardRule, Cid)>> = BTreeMap::new();
+        for p in plan.values() {
+            let mut paths = std::collections::HashSet::new();
+            for rule in rules {
+                if paths.insert(p.id.tip_path("", *rule)) {
+                    by_root
+                        .entry(index_root_for(&p.id, &opts.index_root))
+                        .or_default()
+                        .push((p.id.clone(), *rule, p.tip));
+                }
+            }
+        }
+        let dir = tempfile::tempdir().context("temp dir for the tip tree")?;
+        for (r, tips) in by_root {
+            let mut blocks = Vec::new();
+            let tree = unixfs::build_tip_tree(tips, &mut |c, b| blocks.push((c, b)))
+                .map_err(|e| anyhow::anyhow!(e))?;
+            let path = dir.path().join("tips.car");
+            let file = tokio::fs::File::create(&path).await?;
+            let mut w = CarWriter::new(tokio::io::BufWriter::new(file), vec![tree.root]).await?;
+            for (c, b) in &blocks {
+                w.write_block(c, b).await?;
+            }
+            let mut inner = w.finish().await?;
+            tokio::io::AsyncWriteExt::flush(&mut inner).await?;
+            drop(inner);
+            kubo.dag_import(&path, false)
+                .await
+                .context("importing the tip tree")?;
+            let parent = r
+                .rsplit_once('/')
+                .map_or("/", |(p, _)| if p.is_empty() { "/" } else { p });
+            kubo.files_mkdir(parent, true).await?;
+            if kubo.files_stat_opt(&r).await?.is_some() {
+                // An empty directory left by an earlier attempt.
+                kubo.files_rm(&r, true).await?;
+            }
+            kubo.files_cp(&format!("/ipfs/{}", tree.root), &r)
+                .await
+                .with_context(|| format!("placing the tip tree at {r}"))?;
+            written += tree.tips;
+        }
+    } else {
+        let jobs: Vec<(String, Cid)> = plan
+            .values()
+            .flat_map(|p| {
+                rules.iter().map(move |rule| {
+                    (
+                        p.id.tip_path(&index_root_for(&p.id, &opts.index_root), *rule),
+                        p.tip,
+                    )
+                })
+            })
+            .collect();
+        let task = progress.task("tips", Some(jobs.len() as u64), Unit::Items("tips"));
+        let results: Vec<anyhow::Result<bool>> =
+            futures::stream::iter(jobs.into_iter().map(|(path, tip)| {
+                let task = task.clone();
+                async move {
+                    let current = match kubo.files_read(&path).await {
+                        Ok(b) => ipld::parse_cid(&String::from_utf8_lossy(&b)).ok(),
+                        Err(KuboError::NotFound { .. }) => None,
+                        Err(e) => {
+                            return Err(anyhow::Error::new(e).context(format!("reading {path}")));
+                        }
+                    };
+                    task.inc(1);
+                    if current.is_some_and(|c| same_block(&c, &tip)) {
+                        return Ok(false);
+                    }
+                    kubo.files_write(&path, format!("{tip}\n").as_bytes(), true)
+                        .await
+                        .with_context(|| format!("writing {path}"))?;
+                    Ok(true)
+                }
+            }))
+            .buffer_unordered(opts.concurrency.max(1))
+            .collect()
+            .await;
+        task.finish();
+        for r in results {
+            if r? {
+                written += 1;
+            } else {
+                unchanged += 1;
+            }
+        }
+    }
+    d.tips = t.elapsed().as_secs_f64();
+
+    // 5. The pointer, last.
+    let t = Instant::now();
+    let snap_header = crate::snapshot::load_header(&src, snapshot).await?;
+    let now = Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true);
+    let mut pointer = IndexPointer::new_v2();
+    pointer.event_head = event_head;
+    pointer.event_count = Some(event_count);
+    pointer.snapshot_event_cid = snapshot_event;
+    pointer.total_count = Some(total);
+    pointer.latest_snapshot_cid = Some(snapshot);
+    pointer.snapshot_seq = Some(snap_header.seq());
+    pointer.snapshot_count = Some(entity_count);
+    pointer.snapshot_ts = Some(snap_header.ts().to_string());
+    pointer.last_updated = Some(now);
+    let bytes = pointer.to_json_bytes();
+    kubo.files_write(&opts.pointer_path, &bytes, true)
+        .await
+        .with_context(|| format!("writing the pointer {}", opts.pointer_path))?;
+    d.pointer = t.elapsed().as_secs_f64();
+
+    // 6. Verify after.
+    let t = Instant::now();
+    let checks: Vec<(String, Cid)> = plan
+        .values()
+        .flat_map(|p| {
+            rules.iter().map(move |rule| {
+                (
+                    p.id.tip_path(&index_root_for(&p.id, &opts.index_root), *rule),
+                    p.tip,
+                )
+            })
+        })
+        .collect();
+    let task = progress.task("read back", Some(checks.len() as u64), Unit::Items("tips"));
+    let bad: Vec<String> = futures::stream::iter(checks.into_iter().map(|(path, tip)| {
+        let task = task.clone();
+        async move {
+            let got = kubo.files_read(&path).await;
+            task.inc(1);
+            match got {
+                Ok(b)
+                    if ipld::parse_cid(&String::from_utf8_lossy(&b))
+                        .is_ok_and(|c| same_block(&c, &tip)) =>
+                {
+                    None
+                }
+                Ok(b) => Some(format!(
+                    "{path} holds {:?}, expected {tip}",
+                    String::from_utf8_lossy(&b).trim()
+                )),
+                Err(e) => Some(format!("{path}: {e}")),
+            }
+        }
+    }))
+    .buffer_unordered(opts.concurrency.max(1))
+    .filter_map(|x| async move { x })
+    .collect()
+    .await;
+    task.finish();
+    let back = kubo.files_read(&opts.pointer_path).await?;
+    let back = IndexPointer::parse(&back).context("reading the pointer back")?;
+    if !bad.is_empty()
+        || back.latest_snapshot_cid != Some(snapshot)
+        || back.event_head != event_head
+    {
+        let shown: Vec<&String> = bad.iter().take(10).collect();
+        return Err(refuse(
+            Exit::Failed,
+            format!(
+                "read-back after restore: {} tips differ ({shown:?}){}",
+                bad.len(),
+                if back.latest_snapshot_cid != Some(snapshot) {
+                    "; the pointer does not name the snapshot"
+                } else {
+                    ""
+                }
+            ),
+        ));
+    }
+    d.verify_after = t.elapsed().as_secs_f64();
+    kubo.files_rm(&marker, false).await?;
+    d.total = started.elapsed().as_secs_f64();
+    Ok(RestoreReport {
+        restored: true,
+        blocks_imported: index.len() as u64,
+        direct_pins: direct.len() as u64,
+        tips_written: written,
+        tips_unchanged: unchanged,
+        durations: d,
+        warnings,
+        ..base
+    })
+}

@@ -1,0 +1,450 @@
+//! restore-from-car: the nuclear test (production-shaped data → snapshot → updates → export →
+//! a brand-new node → restore), legacy-shaped archives, and faults. Each test restores into
+//! fresh nodes started for it.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use arke_core::car::{CarReader, CarWriter, ReaderOptions};
+use arke_core::ipld::{self, Cid, Ipld};
+use arke_core::kubo::Kubo;
+use arke_core::model::IndexPointer;
+use arke_core::report::Progress;
+use arke_core::shard::{EntityId, ShardRule};
+use arke_testkit::generator::{GenConfig, Summary, generate};
+use arke_testkit::node::TestNode;
+use arke_testkit::rng::Rng;
+use arke_testkit::world::World;
+use serde_json::Value;
+
+const POINTER: &str = "/arke/index_pointer";
+const ROOT: &str = "/arke/index";
+
+struct Source {
+    kubo: Kubo,
+    url: String,
+    root: String,
+    pointer: String,
+    dir: tempfile::TempDir,
+}
+
+impl Source {
+    async fn generate(name: &str, cfg: GenConfig) -> (Source, Summary) {
+        let node = TestNode::shared();
+        let kubo = node.kubo();
+        let root = format!("/r-{name}/index");
+        let pointer = format!("/r-{name}/pointer");
+        let cfg = GenConfig {
+            index_root: root.clone(),
+            test_index_root: format!("/r-{name}/test/index"),
+            pointer_path: pointer.clone(),
+            force: true,
+            ..cfg
+        };
+        let summary = generate(&kubo, &cfg, &Progress::off()).await.unwrap();
+        let s = Source {
+            kubo,
+            url: node.url().to_string(),
+            root,
+            pointer,
+            dir: tempfile::tempdir().unwrap(),
+        };
+        (s, summary)
+    }
+
+    fn run(&self, bin: &str, args: &[&str]) -> Output {
+        Command::new(bin)
+            .args([
+                "--api",
+                &self.url,
+                "--pointer-path",
+                &self.pointer,
+                "--no-progress",
+            ])
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
+    fn build(&self) {
+        let snaps = self.dir.path().join("snapshots");
+        let out = self.run(
+            env!("CARGO_BIN_EXE_build-snapshot"),
+            &[
+                "--index-root",
+                &self.root,
+                "--snapshots-dir",
+                snaps.to_str().unwrap(),
+            ],
+        );
+        assert!(out.status.success(), "{}", err(&out));
+    }
+
+    fn export(&self, extra: &[&str]) -> PathBuf {
+        let backups = self.dir.path().join("backups");
+        let out = self.run(
+            env!("CARGO_BIN_EXE_export-car"),
+            &[
+                &["--backups-dir", backups.to_str().unwrap(), "--json"],
+                extra,
+            ]
+            .concat(),
+        );
+        assert!(out.status.success(), "{}", err(&out));
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        PathBuf::from(v["car_path"].as_str().unwrap())
+    }
+}
+
+fn err(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn restore_cmd(url: &str, car: &Path, extra: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_restore-from-car"));
+    c.arg(car)
+        .args([
+            "--api",
+            url,
+            "--pointer-path",
+            POINTER,
+            "--index-root",
+            ROOT,
+        ])
+        .args(["--no-progress", "--wait", "30"])
+        .args(extra);
+    c
+}
+
+fn restore(url: &str, car: &Path, extra: &[&str]) -> Value {
+    let out = restore_cmd(url, car, extra).output().unwrap();
+    assert!(out.status.success(), "restore-from-car: {}", err(&out));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+async fn tip_at(kubo: &Kubo, id: &str) -> Option<Cid> {
+    let path = EntityId::parse(id)
+        .unwrap()
+        .tip_path(ROOT, ShardRule::Worker);
+    let bytes = kubo.files_read(&path).await.ok()?;
+    assert!(
+        bytes.ends_with(b"\n"),
+        "tip file {path} ends with a newline"
+    );
+    ipld::parse_cid(&String::from_utf8_lossy(&bytes)).ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nuclear_restore_loses_nothing_that_was_exported() {
+    let (src, summary) = Source::generate(
+        "nuclear",
+        GenConfig {
+            entities: 800,
+            seed: 41,
+            pin: false,
+            legacy: true,
+            large_file_ratio: 0.03,
+            ..GenConfig::default()
+        },
+    )
+    .await;
+    src.build();
+    // Life after the snapshot: updates and a creation, with events.
+    let w = World::new(src.kubo.clone(), &src.root, &src.pointer);
+    let mut expected: BTreeMap<String, Cid> = summary
+        .entities
+        .iter()
+        .filter(|e| e.network == "main")
+        .map(|e| (e.id.clone(), ipld::parse_cid(&e.tip).unwrap()))
+        .collect();
+    for e in summary
+        .entities
+        .iter()
+        .filter(|e| e.network == "main")
+        .take(4)
+    {
+        expected.insert(e.id.clone(), w.update(&e.id, true).await.unwrap());
+    }
+    let (created, tip) = w.create(&mut Rng::new(7), true).await.unwrap();
+    expected.insert(created.clone(), tip);
+    let before = w.pointer().await.unwrap();
+    let car = src.export(&[]);
+
+    // A brand-new node.
+    let fresh = TestNode::start().unwrap();
+    let kubo = fresh.kubo();
+    let dry = restore(fresh.url(), &car, &["--dry-run"]);
+    assert_eq!(dry["dry_run"], true);
+    assert!(
+        kubo.files_stat_opt(POINTER).await.unwrap().is_none(),
+        "dry run changed nothing"
+    );
+
+    let r = restore(fresh.url(), &car, &[]);
+    assert_eq!(r["restored"], true);
+    assert_eq!(r["replayed"], 4);
+    assert_eq!(r["created_after_snapshot"], 1);
+    assert_eq!(r["entity_count"], expected.len() as u64);
+    assert_eq!(r["tips_method"], "tree");
+    for (id, tip) in &expected {
+        let got = tip_at(&kubo, id).await;
+        assert!(
+            got.is_some_and(|g| ipld::same_block(&g, tip)),
+            "{id}: {got:?} != {tip}"
+        );
+    }
+    let p = IndexPointer::parse(&kubo.files_read(POINTER).await.unwrap()).unwrap();
+    assert_eq!(p.schema, "arke/index-pointer@v2");
+    assert_eq!(p.event_head, before.event_head);
+    assert_eq!(p.latest_snapshot_cid, before.latest_snapshot_cid);
+    assert_eq!(p.snapshot_event_cid, before.snapshot_event_cid);
+    assert_eq!(p.snapshot_seq, before.snapshot_seq);
+    assert_eq!(p.total_count, Some(expected.len() as u64));
+    assert_eq!(p.event_count, Some((summary.event_count + 5) as u64));
+    assert!(p.snapshot_ts.is_some() && p.last_updated.is_some());
+
+    // The restored node serves: no drift against its snapshot beyond the replayed entities,
+    // and an incremental build on it succeeds and covers everything.
+    let out = Command::new(env!("CARGO_BIN_EXE_verify-snapshot"))
+        .args([
+            "--api",
+            fresh.url(),
+            "--pointer-path",
+            POINTER,
+            "--index-root",
+            ROOT,
+        ])
+        .args(["--deep", "--no-progress", "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", err(&out));
+    let snaps = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_build-snapshot"))
+        .args([
+            "--api",
+            fresh.url(),
+            "--pointer-path",
+            POINTER,
+            "--index-root",
+            ROOT,
+        ])
+        .args(["--no-progress", "--json", "--snapshots-dir"])
+        .arg(snaps.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "build on the restored node: {}",
+        err(&out)
+    );
+    let b: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(b["entity_count"], expected.len() as u64);
+    let out = Command::new(env!("CARGO_BIN_EXE_verify-snapshot"))
+        .args([
+            "--api",
+            fresh.url(),
+            "--pointer-path",
+            POINTER,
+            "--index-root",
+            ROOT,
+        ])
+        .args(["--drift", "--no-progress"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "no drift after the rebuild: {}",
+        err(&out)
+    );
+
+    // Restoring again without --force is refused and changes nothing.
+    let raw = kubo.files_read(POINTER).await.unwrap();
+    let out = restore_cmd(fresh.url(), &car, &[]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", err(&out));
+    assert!(err(&out).contains("--force"), "{}", err(&out));
+    assert_eq!(kubo.files_read(POINTER).await.unwrap(), raw);
+    fresh.stop();
+}
+
+/// A legacy-shaped archive (root = a proofs @v2 snapshot, no descriptor) restores at the
+/// worker's paths.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn legacy_shaped_archive_restores_at_worker_paths() {
+    let (src, summary) = Source::generate(
+        "legacy",
+        GenConfig {
+            entities: 200,
+            seed: 42,
+            pin: false,
+            legacy: true,
+            ..GenConfig::default()
+        },
+    )
+    .await;
+    let legacy = summary.legacy.as_ref().unwrap();
+    let ours = src.export(&["--snapshot", &legacy.snapshot_proofs_v2]);
+    // Rewrite it as the legacy exporter would have named it: root = the snapshot, no descriptor.
+    let snapshot = ipld::parse_cid(&legacy.snapshot_proofs_v2).unwrap();
+    let car = src.dir.path().join("legacy.car");
+    {
+        let mut r = CarReader::new(
+            std::io::BufReader::new(std::fs::File::open(&ours).unwrap()),
+            ReaderOptions::default(),
+        )
+        .unwrap();
+        let descriptor = r.header().roots[0];
+        let f = tokio::fs::File::create(&car).await.unwrap();
+        let mut w = CarWriter::new(tokio::io::BufWriter::new(f), vec![snapshot])
+            .await
+            .unwrap();
+        while let Some(b) = r.next_block().unwrap() {
+            if b.cid != descriptor {
+                w.write_block(&b.cid, &b.data).await.unwrap();
+            }
+        }
+        let mut inner = w.finish().await.unwrap();
+        tokio::io::AsyncWriteExt::flush(&mut inner).await.unwrap();
+    }
+    let fresh = TestNode::start().unwrap();
+    let kubo = fresh.kubo();
+    let r = restore(fresh.url(), &car, &[]);
+    assert_eq!(r["snapshot_schema"], "arke/snapshot@v2");
+    assert_eq!(r["entity_count"], legacy.proofs_v2_entries as u64);
+    let snap_entries = arke_core::snapshot::load(
+        &arke_core::source::NodeSource { kubo: kubo.clone() },
+        snapshot,
+    )
+    .await
+    .unwrap()
+    .entries;
+    for e in &snap_entries {
+        let got = tip_at(&kubo, &e.id).await;
+        assert!(
+            got.is_some_and(|g| ipld::same_block(&g, &e.tip)),
+            "{}",
+            e.id
+        );
+    }
+    let p = IndexPointer::parse(&kubo.files_read(POINTER).await.unwrap()).unwrap();
+    assert_eq!(p.latest_snapshot_cid, Some(snapshot));
+    assert_eq!(
+        p.event_head.map(|c| c.to_string()),
+        Some(legacy.snapshot_proofs_v2_event_cid.clone())
+    );
+    fresh.stop();
+}
+
+/// Faults: a corrupt archive and a hostile id are refused before any write; `kill -9`
+/// mid-restore, then the same command again, completes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restore_faults() {
+    let (src, _) = Source::generate(
+        "faults",
+        GenConfig {
+            entities: 1500,
+            seed: 43,
+            pin: false,
+            large_file_ratio: 0.05,
+            ..GenConfig::default()
+        },
+    )
+    .await;
+    src.build();
+    let car = src.export(&[]);
+    let fresh = TestNode::start().unwrap();
+    let kubo = fresh.kubo();
+
+    // A corrupt archive: refused, nothing written.
+    let bad = src.dir.path().join("bad.car");
+    let mut bytes = std::fs::read(&car).unwrap();
+    let at = bytes.len() / 3;
+    bytes[at] ^= 0x01;
+    std::fs::write(&bad, &bytes).unwrap();
+    let out = restore_cmd(fresh.url(), &bad, &[]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", err(&out));
+    assert!(err(&out).contains("does not verify"), "{}", err(&out));
+    assert!(kubo.files_stat_opt("/arke").await.unwrap().is_none());
+
+    // A hostile id in the snapshot: refused before any path is built.
+    let hostile = src.dir.path().join("hostile.car");
+    {
+        let manifest = ipld::encode_dag_cbor(&Ipld::Map(BTreeMap::from([
+            ("schema".into(), Ipld::String("arke/manifest@v1".into())),
+            ("pi".into(), Ipld::String("../x".into())),
+            ("ver".into(), Ipld::Integer(1)),
+            ("components".into(), Ipld::Map(BTreeMap::new())),
+        ])))
+        .unwrap();
+        let mcid = ipld::cid_v1(ipld::DAG_CBOR, &manifest);
+        let snap = ipld::encode_dag_cbor(&Ipld::Map(BTreeMap::from([
+            ("schema".into(), Ipld::String("arke/snapshot@v0".into())),
+            ("seq".into(), Ipld::Integer(1)),
+            ("ts".into(), Ipld::String("2025-10-12T00:00:00Z".into())),
+            ("prev_snapshot".into(), Ipld::Null),
+            ("total_count".into(), Ipld::Integer(1)),
+            (
+                "entries".into(),
+                Ipld::List(vec![Ipld::Map(BTreeMap::from([
+                    ("pi".into(), Ipld::String("../x".into())),
+                    ("ver".into(), Ipld::Integer(1)),
+                    ("tip_cid".into(), Ipld::Link(mcid)),
+                    ("ts".into(), Ipld::String("2025-10-12T00:00:00Z".into())),
+                    ("chain_cid".into(), Ipld::Null),
+                ]))]),
+            ),
+        ])))
+        .unwrap();
+        let scid = ipld::cid_v1(ipld::DAG_CBOR, &snap);
+        let f = tokio::fs::File::create(&hostile).await.unwrap();
+        let mut w = CarWriter::new(tokio::io::BufWriter::new(f), vec![scid])
+            .await
+            .unwrap();
+        w.write_block(&scid, &snap).await.unwrap();
+        w.write_block(&mcid, &manifest).await.unwrap();
+        let mut inner = w.finish().await.unwrap();
+        tokio::io::AsyncWriteExt::flush(&mut inner).await.unwrap();
+    }
+    let out = restore_cmd(fresh.url(), &hostile, &["--allow-incomplete"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", err(&out));
+    assert!(err(&out).contains("bad entity id"), "{}", err(&out));
+    assert!(kubo.files_stat_opt("/arke").await.unwrap().is_none());
+
+    // kill -9 mid-restore, then the same command again: it resumes and completes.
+    let mut child = restore_cmd(fresh.url(), &car, &[])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut waited = 0;
+    while kubo
+        .files_stat_opt("/arke/.restore-in-progress")
+        .await
+        .unwrap()
+        .is_none()
+        && waited < 300
+    {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        waited += 1;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(
+        kubo.files_stat_opt(POINTER).await.unwrap().is_none(),
+        "killed before the pointer"
+    );
+    let r = restore(fresh.url(), &car, &[]);
+    assert_eq!(r["resumed"], true);
+    assert_eq!(r["restored"], true);
+    assert!(
+        kubo.files_stat_opt("/arke/.restore-in-progress")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    fresh.stop();
+}
