@@ -75,7 +75,7 @@ cmd_stop() {
 }
 
 cmd_start() {
-  local state=$1 watch="" jsipfs pid port url deadline
+  local state=$1 watch="" jsipfs
   if [ "${2:-}" = "--watch-pid" ]; then watch=${3:?--watch-pid needs a pid}; fi
   cmd_install
   jsipfs="$NODE_DIR/node_modules/.bin/jsipfs"
@@ -85,6 +85,28 @@ cmd_start() {
   # test profile: no bootstrap, no MDNS, every listener on 127.0.0.1:0 (the JSON adds the gRPC port).
   "$jsipfs" init --profile test --emptyRepo "$KIT_DIR/init-config.json" >"$state/init.log" 2>&1 \
     || { cat "$state/init.log" >&2; return 1; }
+  start_daemon "$state" "$watch"
+}
+
+# Stops the daemon of <statedir> and starts it again on the same repo (a new port): what a node
+# restart does to a client in the middle of a job.
+cmd_restart() {
+  local state pid
+  state=$(cd "$1" && pwd)
+  pid=$(cat "$state/pid" 2>/dev/null || true)
+  if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+    kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL -- "-$pid" 2>/dev/null || true
+  fi
+  rm -f "$state/repo/api" "$state/repo/repo.lock"
+  export IPFS_PATH="$state/repo"
+  start_daemon "$state" ""
+}
+
+start_daemon() {
+  local state=$1 watch=$2 jsipfs pid port url deadline
+  jsipfs="$NODE_DIR/node_modules/.bin/jsipfs"
   # A recursive pin of a large DAG opens many block files at once (EMFILE at the default 1024).
   ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
   # --offline only disables IPNS in js-ipfs; isolation comes from the config above.
@@ -132,7 +154,8 @@ cmd_run() {
 case "${1:-}" in
   install) cmd_install ;;
   start)   cmd_start "${2:?usage: $0 start <statedir> [--watch-pid <pid>]}" "${3:-}" "${4:-}" ;;
+  restart) cmd_restart "${2:?usage: $0 restart <statedir>}" ;;
   stop)    cmd_stop "${2:?usage: $0 stop <statedir>}" ;;
   run)     shift; cmd_run "$@" ;;
-  *) echo "usage: $0 install | start <statedir> | stop <statedir> | run -- <cmd...>" >&2; exit 2 ;;
+  *) echo "usage: $0 install | start <statedir> | restart <statedir> | stop <statedir> | run -- <cmd...>" >&2; exit 2 ;;
 esac

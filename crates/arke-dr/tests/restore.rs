@@ -447,4 +447,32 @@ async fn restore_faults() {
             .is_none()
     );
     fresh.stop();
+
+    // The node restarts mid-restore: a clear error (node failure), then the same command
+    // against the restarted node finishes the job.
+    let mut node = TestNode::start().unwrap();
+    let kubo = node.kubo();
+    let mut cmd = restore_cmd(node.url(), &car, &[]);
+    let child = std::thread::spawn(move || cmd.output().unwrap());
+    let mut waited = 0;
+    while kubo
+        .files_stat_opt("/arke/.restore-in-progress")
+        .await
+        .unwrap()
+        .is_none()
+        && waited < 300
+    {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        waited += 1;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    node.restart().unwrap();
+    let out = child.join().unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", err(&out));
+    let last = err(&out).lines().last().unwrap_or_default().to_string();
+    assert!(last.starts_with("restore-from-car: error: "), "{last}");
+    let r = restore(node.url(), &car, &[]);
+    assert_eq!(r["resumed"], true);
+    assert_eq!(r["restored"], true);
+    node.stop();
 }

@@ -90,6 +90,32 @@ impl TestNode {
         Kubo::new(cfg).expect("client")
     }
 
+    /// Stops the daemon and starts it again on the same repo (a new URL), as a node restart
+    /// does. Only for nodes this harness started.
+    pub fn restart(&mut self) -> anyhow::Result<()> {
+        let Some(owned) = self.owned.as_mut() else {
+            bail!("cannot restart a node this harness did not start");
+        };
+        let out = Command::new("bash")
+            .arg(node_script())
+            .arg("restart")
+            .arg(owned.state.path())
+            .output()
+            .context("running scripts/ipfs-node.sh restart")?;
+        if !out.status.success() {
+            bail!(
+                "scripts/ipfs-node.sh restart failed ({}): {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        self.url = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        owned.pid = std::fs::read_to_string(owned.state.path().join("pid"))
+            .ok()
+            .and_then(|p| p.trim().parse().ok());
+        Ok(())
+    }
+
     /// Stops an owned node now (a borrowed one is left alone).
     pub fn stop(mut self) {
         self.stop_inner();
