@@ -32,6 +32,14 @@ PY
   echo "== verify-snapshot --deep --drift" >&2
   "$BIN/verify-snapshot" --deep --drift --snapshots-dir "$WORK/snapshots"
   cat "$WORK/snapshots/latest.json"
+  echo "== export-car, then verify-car (offline)" >&2
+  car=$("$BIN/export-car" --backups-dir "$WORK/backups")
+  "$BIN/verify-car" --stats "$car"
+  echo "== restore-from-car into a brand-new node" >&2
+  "$PWD/scripts/ipfs-node.sh" start "$WORK/fresh" --watch-pid $$ >"$WORK/fresh.url"
+  "$BIN/restore-from-car" "$car" --api "$(cat "$WORK/fresh.url")"
+  "$BIN/verify-snapshot" --deep --api "$(cat "$WORK/fresh.url")"
+  "$PWD/scripts/ipfs-node.sh" stop "$WORK/fresh"
 }
 export -f demo
 export BIN WORK ENTITIES SEED
