@@ -223,11 +223,28 @@ pub async fn verify_car_indexed(
             format!("{} more bad blocks not listed", bad_total - listed),
         );
     }
-    if report.scan.duplicates > 0 {
-        let d = report.scan.duplicates;
-        report.warn(
+    // A section written twice fails verification (it was a warning, and an unnamed one):
+    // export-car writes every block once, so a repeated section means the file is not what it
+    // wrote (a section spliced in twice, a bad concatenation). Each repeat is named.
+    for b in report.scan.duplicate_blocks.clone() {
+        report.findings.push(Finding {
+            severity: Severity::Error,
+            kind: "duplicates",
+            cid: Some(b.cid.clone()),
+            role: None,
+            message: format!(
+                "block {} appears twice: the section at index {} (data at byte {}) is a {}",
+                b.cid, b.index, b.data_offset, b.problem
+            ),
+        });
+    }
+    let listed = report.scan.duplicate_blocks.len() as u64;
+    if report.scan.duplicates > listed {
+        let n = report.scan.duplicates - listed;
+        report.error(
             "duplicates",
-            format!("{d} duplicate blocks (same CID twice)"),
+            None,
+            format!("{n} more duplicate blocks not listed"),
         );
     }
 
@@ -286,6 +303,20 @@ pub async fn verify_car_indexed(
             "root",
             Some(&root),
             format!("root block {root} is not in the archive"),
+        );
+    } else if let Ok(data) = index.read(&root, true)
+        && ipld::verify(&root, &data) == ipld::HashCheck::Mismatch
+    {
+        // The index is keyed by the first 16 bytes of the digest, and no block's hash covers
+        // the root CID itself (it comes from the header, --root or the metadata): a root CID
+        // damaged past its 16th digest byte was resolved to the real root block and the
+        // archive reported whole. The block found must hash to the exact CID asked for.
+        report.error(
+            "root",
+            Some(&root),
+            format!(
+                "root block {root} is not in the archive (the block indexed under its key does not hash to it: the root CID is damaged)"
+            ),
         );
     }
     if opts.quick {

@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{self, Read};
+use std::io::{self, Read, Seek, SeekFrom};
 use std::path::Path;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::sync::{Arc, Mutex};
@@ -18,7 +18,7 @@ use cid::Cid;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use super::{Block, CarError, CarHeader, CarReader, ReaderOptions};
+use super::{Block, CARV2_PRAGMA, CarError, CarHeader, CarReader, ReaderOptions};
 use crate::closure::walk::KnownSize;
 use crate::closure::{KeyMap, block_key};
 use crate::ipld::{self, HashCheck};
@@ -99,6 +99,9 @@ pub struct ScanReport {
     pub block_bytes: u64,
     /// Sections whose CID was already in the file.
     pub duplicates: u64,
+    /// The first duplicated sections, in file order (`problem` says where the first copy is).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub duplicate_blocks: Vec<BadBlock>,
     pub corrupt: u64,
     pub unverifiable: u64,
     /// The first bad blocks, in file order.
@@ -221,8 +224,20 @@ impl CarIndex {
         progress: &Task,
     ) -> Result<(CarIndex, ScanReport), CarError> {
         let at0 = |source| CarError::Io { offset: 0, source };
-        let file = File::open(path).map_err(at0)?;
+        let mut file = File::open(path).map_err(at0)?;
         let file_size = file.metadata().map_err(at0)?.len();
+        // The streaming reader below cannot check a CARv2 header against the length of the
+        // file (a stream has none): a CARv2 file cut after its payload, whose index_offset is
+        // past the end, read as a whole archive here although `open` refuses it. Check the
+        // header against the file as `open` does, then rewind.
+        let head_len = CARV2_PRAGMA.len() + super::v2::V2_HEADER_LEN;
+        let mut head = Vec::with_capacity(head_len);
+        (&mut file)
+            .take(head_len as u64)
+            .read_to_end(&mut head)
+            .map_err(at0)?;
+        super::v2::file_header(&head, file_size)?;
+        file.seek(SeekFrom::Start(0)).map_err(at0)?;
         let reader_file = file.try_clone().map_err(at0)?;
         let hashing = HashingReader {
             inner: reader_file,
@@ -303,20 +318,36 @@ impl CarIndex {
                     .or_default() += 1;
                 progress.inc(len);
                 let key = block_key(&block.cid);
-                if map.contains_key(&key) {
+                if let Some(first) = map.get(&key) {
+                    // A duplicate used to be counted and skipped unhashed, so a second copy
+                    // with other bytes went unnoticed. List it (verify-car fails on it) and
+                    // hash it like any other section: a bad copy is reported corrupt. The
+                    // index keeps the first copy (results only update the entry whose
+                    // data_offset they carry).
                     report.duplicates += 1;
-                    continue;
+                    if report.duplicate_blocks.len() < MAX_BAD_LISTED {
+                        report.duplicate_blocks.push(BadBlock {
+                            cid: block.cid.to_string(),
+                            index: block.index,
+                            data_offset: block.data_offset,
+                            problem: format!(
+                                "duplicate of the section whose data is at byte {}",
+                                first.data_offset
+                            ),
+                        });
+                    }
+                } else {
+                    map.insert(
+                        key,
+                        Entry {
+                            data_offset: block.data_offset,
+                            len: u32::try_from(block.data.len()).unwrap_or(u32::MAX),
+                            state: State::Valid,
+                            leaf: false,
+                            cid_len: u8::try_from(block.cid.encoded_len()).unwrap_or(0),
+                        },
+                    );
                 }
-                map.insert(
-                    key,
-                    Entry {
-                        data_offset: block.data_offset,
-                        len: u32::try_from(block.data.len()).unwrap_or(u32::MAX),
-                        state: State::Valid,
-                        leaf: false,
-                        cid_len: u8::try_from(block.cid.encoded_len()).unwrap_or(0),
-                    },
-                );
                 if opts.hash_blocks {
                     batch_bytes += block.data.len() + 64;
                     batch.push(block);

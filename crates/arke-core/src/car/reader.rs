@@ -9,7 +9,7 @@ use std::path::Path;
 use cid::Cid;
 
 use super::header::{HeaderError, RawHeader, decode_header};
-use super::v2::{CARV2_PRAGMA, V2_HEADER_LEN, V2Header};
+use super::v2::{self, CARV2_PRAGMA, V2_HEADER_LEN, V2Header};
 use super::varint::{VarintError, read_varint};
 use super::{Block, CarError, CarHeader, MAX_HEADER, ReaderOptions};
 
@@ -454,18 +454,7 @@ pub fn open(path: &Path, opts: ReaderOptions) -> Result<CarReader<Box<dyn Read +
     let file_len = file.metadata().map_err(at0)?.len();
     let mut head = [0u8; CARV2_PRAGMA.len() + V2_HEADER_LEN];
     let n = read_full(&mut file, &mut head).map_err(at0)?;
-    if n >= CARV2_PRAGMA.len() && head.starts_with(&CARV2_PRAGMA) {
-        let fixed: Option<[u8; V2_HEADER_LEN]> = head
-            .get(CARV2_PRAGMA.len()..)
-            .and_then(|s| s.try_into().ok())
-            .filter(|_| n == head.len());
-        let Some(fixed) = fixed else {
-            return Err(CarError::V2 {
-                reason: format!("file is {file_len} bytes, too short for the CARv2 header"),
-            });
-        };
-        let v2 = V2Header::parse(&fixed);
-        v2.validate(head.len() as u64, Some(file_len))?;
+    if let Some(v2) = v2::file_header(head.get(..n).unwrap_or_default(), file_len)? {
         file.seek(SeekFrom::Start(v2.data_offset))
             .map_err(|source| CarError::Io {
                 offset: v2.data_offset,

@@ -87,3 +87,24 @@ impl V2Header {
         Ok(data_end)
     }
 }
+
+/// The CARv2 header of a file of `file_len` bytes whose first bytes are `head` (up to the
+/// pragma and the fixed header), validated against the file length; `None` when the file does
+/// not start with the CARv2 pragma. Used by [`super::open`] and by the CAR index scan.
+pub(crate) fn file_header(head: &[u8], file_len: u64) -> Result<Option<V2Header>, CarError> {
+    if !head.starts_with(&CARV2_PRAGMA) {
+        return Ok(None);
+    }
+    let header_end = CARV2_PRAGMA.len() + V2_HEADER_LEN;
+    let fixed: Option<[u8; V2_HEADER_LEN]> = head
+        .get(CARV2_PRAGMA.len()..header_end)
+        .and_then(|s| s.try_into().ok());
+    let Some(fixed) = fixed else {
+        return Err(CarError::V2 {
+            reason: format!("file is {file_len} bytes, too short for the CARv2 header"),
+        });
+    };
+    let v2 = V2Header::parse(&fixed);
+    v2.validate(header_end as u64, Some(file_len))?;
+    Ok(Some(v2))
+}

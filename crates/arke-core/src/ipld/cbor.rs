@@ -210,6 +210,32 @@ fn f16_to_f64(h: u16) -> f64 {
     if negative { -magnitude } else { magnitude }
 }
 
+/// Longest rendering of a container used as a map key (see [`key_string`]).
+const MAX_CONTAINER_KEY: usize = 256;
+
+/// A `fmt::Write` that keeps at most `limit` bytes and then fails, which stops the
+/// formatting that writes into it.
+struct Bounded {
+    out: String,
+    limit: usize,
+}
+
+impl fmt::Write for Bounded {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        let room = self.limit.saturating_sub(self.out.len());
+        if s.len() <= room {
+            self.out.push_str(s);
+            return Ok(());
+        }
+        let mut cut = room;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        self.out.push_str(s.get(..cut).unwrap_or_default());
+        Err(fmt::Error)
+    }
+}
+
 /// Map keys must be strings in the IPLD data model; lenient decoding turns any other
 /// key into a readable string instead of refusing the block.
 fn key_string(key: Ipld) -> String {
@@ -222,8 +248,19 @@ fn key_string(key: Ipld) -> String {
         Ipld::Float(f) => f.to_string(),
         Ipld::Link(cid) => cid.to_string(),
         // Container keys never occur in IPLD data; a debug rendering keeps the entry
-        // (and the rest of the block) rather than failing on it.
-        other @ (Ipld::List(_) | Ipld::Map(_)) => format!("{other:?}"),
+        // (and the rest of the block) rather than failing on it. Bounded: the rendering
+        // escapes the quotes and backslashes of the keys nested inside, so with maps as keys
+        // of maps as keys... each level doubled its length, and a 100-byte block of ~80
+        // such levels never finished decoding (and ate the memory) — found by cargo fuzz.
+        // Stopping at MAX_CONTAINER_KEY bytes also stops the walk into the container.
+        other @ (Ipld::List(_) | Ipld::Map(_)) => {
+            let mut w = Bounded {
+                out: String::new(),
+                limit: MAX_CONTAINER_KEY,
+            };
+            let _ = fmt::Write::write_fmt(&mut w, format_args!("{other:?}"));
+            w.out
+        }
     }
 }
 

@@ -757,6 +757,32 @@ fn deep_nesting_is_an_error_not_a_stack_overflow() {
 }
 
 #[test]
+fn maps_as_keys_of_maps_decode_in_bounded_time() {
+    // {{{…{"k": 0}…: 0}: 0}: 0}: each level's key is the rendering of the map below, which
+    // escapes the quotes of the key inside it. Unbounded, the key doubled at every level
+    // (found by fuzzing: ~80 levels never finished).
+    let depth = MAX_DEPTH - 1;
+    let mut bytes = vec![0xa1; depth];
+    bytes.extend_from_slice(&[0x61, b'k']);
+    bytes.extend(std::iter::repeat_n(0x00, depth));
+    let started = std::time::Instant::now();
+    let value = lenient(&bytes).unwrap();
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    let Ipld::Map(m) = value else {
+        panic!("not a map")
+    };
+    let key = m.keys().next().unwrap();
+    assert!(key.len() <= 256, "{} bytes", key.len());
+    assert!(key.starts_with('{'), "{key}");
+    // A small container key is still rendered whole.
+    let value = lenient(&[0xa1, 0x82, 0x01, 0x02, 0x00]).unwrap();
+    let Ipld::Map(m) = value else {
+        panic!("not a map")
+    };
+    assert_eq!(m.keys().next().map(String::as_str), Some("[1, 2]"));
+}
+
+#[test]
 fn nesting_limit_is_exactly_max_depth() {
     let nested = |depth: usize| {
         let mut bytes = vec![0x81; depth];
