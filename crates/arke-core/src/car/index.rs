@@ -263,6 +263,7 @@ impl CarIndex {
         let mut min = u64::MAX;
         let mut max = 0u64;
 
+        let mut worker_failed = false;
         let results: Vec<Checked> = std::thread::scope(|s| {
             let (tx, rx): (SyncSender<Vec<Block>>, Receiver<Vec<Block>>) =
                 sync_channel(threads * 2);
@@ -363,11 +364,22 @@ impl CarIndex {
                 let _ = tx.send(batch);
             }
             drop(tx);
-            workers
-                .into_iter()
-                .flat_map(|w| w.join().unwrap_or_default())
-                .collect()
+            let mut out = Vec::new();
+            for w in workers {
+                match w.join() {
+                    Ok(found) => out.extend(found),
+                    // Its blocks were never checked: the file must not pass as verified.
+                    Err(_) => worker_failed = true,
+                }
+            }
+            out
         });
+        if worker_failed {
+            return Err(CarError::Io {
+                offset: 0,
+                source: io::Error::other("a hashing thread failed; the file was not verified"),
+            });
+        }
 
         let mut bad: Vec<Checked> = Vec::new();
         for c in results {
