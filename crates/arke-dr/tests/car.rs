@@ -294,18 +294,16 @@ async fn export_holds_everything_the_generator_wrote_and_verifies() {
 
     // An independent implementation (@ipld/car + multiformats) reads our archive.
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/car-check.mjs");
-    if script.exists() {
-        let out = Command::new("node")
-            .arg(&script)
-            .arg(&car)
-            .output()
-            .unwrap();
-        let line: Value = serde_json::from_slice(&out.stdout)
-            .unwrap_or_else(|_| panic!("car-check: {}", stderr(&out)));
-        assert_eq!(line["ok"], true, "{line}");
-        assert_eq!(line["blocks"], r["blocks"]);
-        assert_eq!(line["roots"][0], r["descriptor_cid"]);
-    }
+    let out = Command::new("node")
+        .arg(&script)
+        .arg(&car)
+        .output()
+        .unwrap();
+    let line: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|_| panic!("car-check: {}", stderr(&out)));
+    assert_eq!(line["ok"], true, "{line}");
+    assert_eq!(line["blocks"], r["blocks"]);
+    assert_eq!(line["roots"][0], r["descriptor_cid"]);
 
     // A corrupted copy fails verification naming the block.
     let bad = set.dir.path().join("bad.car");
