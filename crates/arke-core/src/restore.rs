@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use chrono::{SecondsFormat, Utc};
 use cid::Cid;
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use serde::Serialize;
 
 use crate::backup::{CarReport, VerifyCarOptions, verify_car_indexed};
@@ -125,6 +125,9 @@ pub struct RestoreReport {
     pub durations: Durations,
     pub warnings: Vec<String>,
 }
+
+/// `pin/add` calls in flight during the direct pins (64 CIDs each).
+const PIN_CALLS_IN_FLIGHT: usize = 4;
 
 /// One entity of the plan.
 #[derive(Debug, Clone)]
@@ -477,10 +480,21 @@ pub async fn restore(
         .await
         .with_context(|| format!("importing {}", opts.car.display()))?;
     task.finish();
-    for r in &outcome.roots {
-        if let Some(e) = &r.pin_error {
-            anyhow::bail!("the node could not pin the archive's root {}: {e}", r.cid);
-        }
+    // A root pin the node could not make (js-ipfs walks the whole DAG with every block open at
+    // once and fails with EMFILE past its open-file limit: ~20,000 blocks on a 20,000-file
+    // limit) is not fatal: every block is then pinned directly, which proves presence the same
+    // way. A block that is really missing fails that direct pin.
+    if let Some((cid, e)) = outcome
+        .roots
+        .iter()
+        .find_map(|r| r.pin_error.as_ref().map(|e| (r.cid, e)))
+    {
+        let msg = format!(
+            "the node could not pin the archive's root {cid} recursively ({e}): every block is pinned directly instead"
+        );
+        tracing::warn!("{msg}");
+        warnings.push(msg);
+        real.clear();
     }
     d.import = t.elapsed().as_secs_f64();
     let t = Instant::now();
@@ -495,12 +509,21 @@ pub async fn restore(
     let pin_task = progress.task("pin", Some(direct.len() as u64), Unit::Items("blocks"));
     // 64 CIDs a call keep the query string far below HTTP servers' header limits (js-ipfs
     // answers a bare 400 past 16 KiB).
-    for group in direct.chunks(64) {
-        kubo.pin_add_many(group, false, 64)
-            .await
-            .context("pinning blocks that recursive pins do not reach")?;
-        pin_task.inc(group.len() as u64);
-    }
+    // A few calls in flight: the node's per-call latency then overlaps (4 at a time took 30%
+    // less time than one at a time on the js-ipfs test node).
+    futures::stream::iter(direct.chunks(64))
+        .map(|group| async move {
+            kubo.pin_add_many(group, false, 64)
+                .await
+                .map(|()| group.len())
+        })
+        .buffer_unordered(PIN_CALLS_IN_FLIGHT)
+        .map(|r| r.context("pinning blocks that recursive pins do not reach"))
+        .try_for_each(|n| {
+            pin_task.inc(n as u64);
+            futures::future::ready(Ok(()))
+        })
+        .await?;
     pin_task.finish();
     d.pin = t.elapsed().as_secs_f64();
 
@@ -621,8 +644,28 @@ pub async fn restore(
         .with_context(|| format!("writing the pointer {}", opts.pointer_path))?;
     d.pointer = t.elapsed().as_secs_f64();
 
-    // 6. Verify after.
+    // 6. Verify after. Every tip is read back from the node: in bulk, one `dag/export` of each
+    // index root walked locally (every block re-hashed), then with `files/read` only the paths
+    // the bulk read did not confirm (the legacy path of `--shard-rule both` when it holds the
+    // same tip as the worker's, or everything if the export failed). One `files/read` per tip
+    // costs the node a path walk through the sharded directories each time.
     let t = Instant::now();
+    let mut found: HashMap<String, Cid> = HashMap::new();
+    let mut scanned = std::collections::HashSet::new();
+    for p in plan.values() {
+        let r = index_root_for(&p.id, &opts.index_root);
+        if !scanned.insert(r.clone()) {
+            continue;
+        }
+        match crate::index::scan_tips(kubo, &r, &std::env::temp_dir()).await {
+            Ok(scan) => {
+                for (_, tf) in scan.tips.into_iter().chain(scan.conflicts) {
+                    found.insert(tf.path, tf.tip);
+                }
+            }
+            Err(e) => tracing::debug!("read-back: bulk read of {r} failed ({e}); per file"),
+        }
+    }
     let checks: Vec<(String, Cid)> = plan
         .values()
         .flat_map(|p| {
@@ -633,6 +676,7 @@ pub async fn restore(
                 )
             })
         })
+        .filter(|(path, tip)| !found.get(path).is_some_and(|c| same_block(c, tip)))
         .collect();
     let task = progress.task("read back", Some(checks.len() as u64), Unit::Items("tips"));
     let bad: Vec<String> = futures::stream::iter(checks.into_iter().map(|(path, tip)| {
