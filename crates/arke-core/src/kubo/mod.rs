@@ -827,7 +827,13 @@ impl Kubo {
                 &arg,
                 vec![
                     ("arg", arg.clone()),
-                    ("timeout", self.block_timeout_param()),
+                    // Not a block timeout: to answer "not pinned" the node walks every
+                    // recursive pin's DAG (indirect pins), which grows with what is pinned and
+                    // with the node's load, so the whole call's budget applies.
+                    (
+                        "timeout",
+                        format!("{}ms", self.cfg.call_timeout.as_millis().max(1)),
+                    ),
                 ],
                 true,
             )
