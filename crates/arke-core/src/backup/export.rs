@@ -101,6 +101,42 @@ pub struct ExportReport {
     pub findings: Vec<Finding>,
 }
 
+/// Retention alone (`export-car --prune-only`, the last step of the daily pipeline, run only
+/// after the new archive was verified and uploaded). Takes the folder's lock like an export;
+/// the newest archive is always kept, whatever the policy says, so a folder is never emptied.
+pub fn apply_retention(
+    backups_dir: &Path,
+    keep_last: Option<usize>,
+    keep_days: Option<u64>,
+) -> anyhow::Result<Vec<PathBuf>> {
+    let lock_path = backups_dir.join(LOCK_FILE);
+    let _lock = match RunLock::try_acquire(&lock_path)
+        .with_context(|| format!("lock file {}", lock_path.display()))?
+    {
+        LockOutcome::Acquired(l) => l,
+        LockOutcome::Busy => {
+            return Err(Failure::new(
+                Exit::Locked,
+                format!(
+                    "an export-car holds {}; retention not applied",
+                    lock_path.display()
+                ),
+            )
+            .into());
+        }
+    };
+    let files = BackupFiles::new(backups_dir);
+    let archives = files
+        .archives()
+        .with_context(|| format!("listing {}", backups_dir.display()))?;
+    let Some(newest) = archives.last() else {
+        return Ok(Vec::new());
+    };
+    files
+        .prune(keep_last, keep_days, &newest.car, Utc::now())
+        .with_context(|| format!("retention in {}", backups_dir.display()))
+}
+
 /// Writes the archive on its own thread (blocking file I/O off the async workers).
 enum WriterMsg {
     Block(Cid, Bytes),

@@ -6,6 +6,6 @@ pub mod files;
 pub mod verify;
 
 pub use descriptor::{BACKUP_V1, Descriptor};
-pub use export::{ExportOptions, ExportReport, export};
+pub use export::{ExportOptions, ExportReport, apply_retention, export};
 pub use files::{BackupFiles, meta_path};
 pub use verify::{CarReport, VerifyCarOptions, verify_car, verify_car_indexed};

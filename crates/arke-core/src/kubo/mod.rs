@@ -1,5 +1,6 @@
 //! Async client for the Kubo RPC API (`/api/v0`), limited to the small portable surface the
-//! tools need: `id`, `version`, `block/*`, `files/*`, `pin/*`, `add`, `dag/import`, `dag/export`.
+//! tools need: `id`, `version`, `block/*`, `files/*`, `pin/*`, `add`, `dag/import`, `dag/export`,
+//! `repo/stat`, `repo/gc`.
 //!
 //! Blocks are encoded and decoded locally ([`crate::ipld`]): the node's `dag/get` JSON rendering
 //! differs between implementations, and a local decode is the only way to see plain-map links.
@@ -93,6 +94,24 @@ pub enum PinKind {
     Direct,
     Indirect,
     Other(String),
+}
+
+/// `repo/stat`.
+#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+pub struct RepoStat {
+    /// Bytes the repo occupies.
+    pub size: u64,
+    /// Blocks stored, when the node reports it.
+    pub objects: Option<u64>,
+}
+
+/// What `repo/gc` reported.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct GcOutcome {
+    /// Blocks removed.
+    pub removed: u64,
+    /// Per-block errors the node streamed (at most 20 kept).
+    pub errors: Vec<String>,
 }
 
 /// A handle to one node. Cheap to clone (the connection pool is shared).
@@ -862,6 +881,98 @@ impl Kubo {
             }
         }
         Ok(None)
+    }
+
+    /// Whether `cid` holds a pin of exactly this type (`Direct` or `Recursive`). Unlike
+    /// [`Kubo::pin_ls`] with no type, the node answers from its pin index without walking every
+    /// recursive pin's DAG, so this stays cheap on a repo with many recursive pins.
+    pub async fn pinned_as(&self, cid: &Cid, kind: &PinKind) -> Result<bool, KuboError> {
+        let t = match kind {
+            PinKind::Direct => "direct",
+            PinKind::Recursive => "recursive",
+            PinKind::Indirect => "indirect",
+            PinKind::Other(t) => t.as_str(),
+        };
+        let arg = cid.to_string();
+        let query = vec![("arg", arg.clone()), ("type", t.to_string())];
+        match self.json("pin/ls", &arg, query, true).await {
+            Ok(v) => Ok(match v.get("Keys") {
+                Some(Value::Object(keys)) => keys.keys().any(|k| {
+                    k.parse::<Cid>()
+                        .map(|c| c.hash() == cid.hash())
+                        .unwrap_or(false)
+                }),
+                _ => false,
+            }),
+            Err(KuboError::NotFound { .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    // ----------------------------------------------------------------------------------------
+    // Repo
+    // ----------------------------------------------------------------------------------------
+
+    /// `repo/stat`: bytes and objects stored (to show what a GC freed).
+    pub async fn repo_stat(&self) -> Result<RepoStat, KuboError> {
+        let v = self
+            .json("repo/stat", "", vec![("size-only", "false".into())], true)
+            .await?;
+        Ok(RepoStat {
+            size: u64_field(&v, "RepoSize").unwrap_or(0),
+            objects: u64_field(&v, "NumObjects"),
+        })
+    }
+
+    /// `repo/gc`: removes every block no pin (and, on Kubo, no MFS file) protects. The answer
+    /// is one JSON object per removed block; it is counted as it streams (a GC of a large repo
+    /// lists millions of keys), never held whole. `within` bounds the whole call.
+    pub async fn repo_gc(&self, within: Duration) -> Result<GcOutcome, KuboError> {
+        let query = vec![("stream-errors", "true".to_string())];
+        let resp = self
+            .send("repo/gc", "", &query, None, false, Some(within))
+            .await?;
+        let mut outcome = GcOutcome::default();
+        let mut body = http::Response::from(resp).into_body();
+        let mut line = Vec::new();
+        let take = |line: &[u8], outcome: &mut GcOutcome| -> Result<(), KuboError> {
+            if line.iter().all(u8::is_ascii_whitespace) {
+                return Ok(());
+            }
+            let v = parse_json("repo/gc", "", line)?;
+            match v.get("Error").and_then(Value::as_str) {
+                Some(e) if !e.is_empty() => {
+                    if outcome.errors.len() < 20 {
+                        outcome.errors.push(e.to_string());
+                    }
+                }
+                _ => outcome.removed += 1,
+            }
+            Ok(())
+        };
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| self.stream_error("repo/gc", "", &e))?;
+            match frame.into_data() {
+                Ok(chunk) => {
+                    for piece in chunk.split_inclusive(|b| *b == b'\n') {
+                        line.extend_from_slice(piece);
+                        if line.ends_with(b"\n") {
+                            take(&line, &mut outcome)?;
+                            line.clear();
+                        } else if line.len() > 64 << 10 {
+                            return Err(KuboError::BadResponse {
+                                call: "repo/gc",
+                                arg: String::new(),
+                                reason: "a line of the answer is longer than 64 KiB".into(),
+                            });
+                        }
+                    }
+                }
+                Err(frame) => check_trailers("repo/gc", "", frame)?,
+            }
+        }
+        take(&line, &mut outcome)?;
+        Ok(outcome)
     }
 
     // ----------------------------------------------------------------------------------------

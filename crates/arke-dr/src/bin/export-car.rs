@@ -45,6 +45,10 @@ struct Args {
     /// After a successful export, delete archives older than D days (with --keep-last: kept if either keeps it)
     #[arg(long, value_name = "D")]
     keep_days: Option<u64>,
+    /// Export nothing: only apply --keep-last/--keep-days to the backups folder (no node
+    /// needed; the newest archive is always kept). stdout: the deleted CARs, one per line
+    #[arg(long, conflicts_with_all = ["snapshot", "latest", "with_history", "allow_missing"])]
+    prune_only: bool,
     /// Concurrent block fetches
     #[arg(long, env = "ARKE_CONCURRENCY", value_name = "N", default_value_t = 16)]
     concurrency: usize,
@@ -61,6 +65,9 @@ struct Args {
 fn main() -> ExitCode {
     let args = Args::parse();
     arke_dr::run("export-car", &args.out, async {
+        if args.prune_only {
+            return prune_only(&args);
+        }
         let kubo = args.node.kubo()?;
         let pointer = arke_core::pointer::read(&kubo, &args.pointer.pointer_path)
             .await
@@ -123,4 +130,35 @@ fn main() -> ExitCode {
         }
         Ok(if r.partial { Exit::Failed } else { Exit::Ok })
     })
+}
+
+fn prune_only(args: &Args) -> anyhow::Result<Exit> {
+    if args.keep_last.is_none() && args.keep_days.is_none() {
+        return Err(Failure::new(
+            Exit::Usage,
+            "--prune-only needs --keep-last and/or --keep-days",
+        )
+        .into());
+    }
+    let dir = &args.backups.backups_dir;
+    let deleted = arke_core::backup::apply_retention(dir, args.keep_last, args.keep_days)?;
+    let left = arke_core::backup::BackupFiles::new(dir)
+        .archives()
+        .with_context(|| format!("listing {}", dir.display()))?
+        .len();
+    tracing::info!(
+        "retention in {}: {} archive(s) deleted, {} kept",
+        dir.display(),
+        deleted.len(),
+        left
+    );
+    if args.out.json {
+        let paths: Vec<String> = deleted.iter().map(|p| p.display().to_string()).collect();
+        arke_dr::print_json(&serde_json::json!({ "deleted": paths, "kept": left }))?;
+    } else {
+        for d in &deleted {
+            arke_dr::print_line(&d.display().to_string())?;
+        }
+    }
+    Ok(Exit::Ok)
 }

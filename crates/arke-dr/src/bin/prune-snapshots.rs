@@ -1,0 +1,111 @@
+//! prune-snapshots: keep the newest snapshots pinned, unpin the older ones, optionally GC.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use arke_core::report::Exit;
+use arke_core::snapshot::{PruneOptions, prune};
+use arke_dr::args::{NodeArgs, OutputArgs, PointerArgs, SnapshotsDirArg};
+use clap::Parser;
+
+/// Keep the newest N snapshots of the pointer's chain pinned and unpin the older ones, so the
+/// node's garbage collector can free them. Only snapshot blocks are unpinned: manifests,
+/// events and components keep their own pins. v4 snapshots share chunks, so a block any kept
+/// snapshot lists stays pinned; legacy snapshots that a kept legacy snapshot links through
+/// prev_snapshot are reported as held (unpinning them would free nothing).
+///
+/// A DRY RUN unless --apply is given: it prints what would be unpinned. Holds build-snapshot's
+/// lock for the whole run.
+///
+/// stdout: one line per pruned snapshot (or the report with --json).
+#[derive(Debug, Parser)]
+#[command(version, after_help = arke_dr::after_help())]
+struct Args {
+    #[command(flatten)]
+    node: NodeArgs,
+    #[command(flatten)]
+    pointer: PointerArgs,
+    #[command(flatten)]
+    snapshots: SnapshotsDirArg,
+    /// Snapshots kept pinned, the pointer's own included (legacy variable KEEP_LAST)
+    #[arg(long, env = "KEEP_LAST", value_name = "N", default_value_t = 5)]
+    keep_last: usize,
+    /// Unpin and remove metadata for real (without it: dry run)
+    #[arg(long)]
+    apply: bool,
+    /// After unpinning, run the node's garbage collector (repo/gc) and report the space freed;
+    /// blocks nothing pins any more are deleted from the node
+    #[arg(long, requires = "apply")]
+    gc: bool,
+    /// Deadline for the garbage collection, in seconds
+    #[arg(long, value_name = "SECS", default_value_t = 3600)]
+    gc_timeout: u64,
+    /// Lock file shared with build-snapshot. Default: <snapshots-dir>/.build-snapshot.lock
+    #[arg(long, env = "ARKE_LOCK_FILE", value_name = "PATH")]
+    lock_file: Option<PathBuf>,
+    #[command(flatten)]
+    out: OutputArgs,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    arke_dr::run("prune-snapshots", &args.out, async {
+        let kubo = args.node.kubo()?;
+        let mut opts = PruneOptions::new(
+            &args.pointer.pointer_path,
+            args.snapshots.snapshots_dir.clone(),
+            args.keep_last,
+        );
+        if let Some(l) = &args.lock_file {
+            opts.lock_file = l.clone();
+        }
+        opts.apply = args.apply;
+        opts.gc = args.gc;
+        opts.gc_timeout = Duration::from_secs(args.gc_timeout.max(1));
+        let r = prune(&kubo, &opts).await?;
+        tracing::info!(
+            "{}kept {}, {} {} ({} blocks; {} shared with kept snapshots), held {}; walk ended: {}",
+            if r.dry_run {
+                "DRY RUN (pass --apply): "
+            } else {
+                ""
+            },
+            r.kept.len(),
+            if r.dry_run { "would prune" } else { "pruned" },
+            r.pruned.len(),
+            r.blocks_unpinned,
+            r.blocks_shared_with_kept,
+            r.held.len(),
+            r.chain_end
+        );
+        if let Some(gc) = &r.gc {
+            tracing::info!(
+                "GC removed {} blocks, repo {} -> {} bytes ({} freed) in {:.1}s",
+                gc.removed_blocks,
+                gc.size_before,
+                gc.size_after,
+                gc.freed_bytes,
+                gc.seconds
+            );
+            for e in &gc.errors {
+                tracing::warn!("GC reported: {e}");
+            }
+        }
+        if args.out.json {
+            arke_dr::print_json(&r)?;
+        } else {
+            for p in &r.pruned {
+                arke_dr::print_line(&format!(
+                    "{}\t{}\t{}\t{}\t{}",
+                    if r.dry_run { "would-prune" } else { "pruned" },
+                    p.seq,
+                    p.cid,
+                    p.schema,
+                    p.unpinned
+                ))?;
+            }
+        }
+        Ok(Exit::Ok)
+    })
+}
