@@ -31,7 +31,9 @@
 #   ARKE_INSTANCE_ID    (else IMDSv2, else the host name)
 #   KEEP_ARCHIVES       3 local archives kept (the host has a 30 GB disk)
 #   KEEP_DAYS           (unset: count only; set: archives younger than D days are kept too)
-#   PRUNE_SNAPSHOTS     1   SNAPSHOT_KEEP_LAST 48   SNAPSHOT_GC 0
+#   PRUNE_SNAPSHOTS     1   SNAPSHOT_KEEP_LAST 48 (two days of hourly snapshots)
+#   SNAPSHOT_GC         1   (repo/gc after the unpin: what actually frees the space; on Kubo it
+#                           briefly blocks writes, hence 02:00)
 #   BUILD_LOCK_WAIT     900 seconds to wait for an hourly build-snapshot that holds the lock
 #
 # Exit codes: 0 ok; 1-5 the failing binary's own code (1 data failure, 2 usage/config,
@@ -72,7 +74,7 @@ while [ $# -gt 0 ]; do
 done
 
 arke_load_config
-: "${UPLOAD:=1}" "${PRUNE_SNAPSHOTS:=1}" "${SNAPSHOT_KEEP_LAST:=48}" "${SNAPSHOT_GC:=0}"
+: "${UPLOAD:=1}" "${PRUNE_SNAPSHOTS:=1}" "${SNAPSHOT_KEEP_LAST:=48}" "${SNAPSHOT_GC:=1}"
 : "${KEEP_ARCHIVES:=3}" "${KEEP_DAYS:=}" "${BUILD_LOCK_WAIT:=900}"
 : "${AWS_REGION:=us-east-1}" "${S3_STORAGE_CLASS:=STANDARD_IA}" "${S3_BUCKET:=}" "${S3_PREFIX:=}"
 arke_open_log "${LOG_FILE:-}"

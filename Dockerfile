@@ -1,0 +1,26 @@
+# Static (musl) arke-dr binaries, for copying into any container (the API's, or Kubo's own).
+#
+#   docker build --target binaries --output type=local,dest=dist .     # dist/<binary>, no image
+#   # in another Dockerfile:
+#   COPY --from=arke-dr-binaries / /usr/local/bin/                      # after: docker build -t arke-dr-binaries --target binaries .
+#
+# The same build without Docker: scripts/install.sh --static (or cargo build --release
+# --target x86_64-unknown-linux-musl -p arke-dr).
+FROM rust:1.95-bookworm AS build
+RUN rustup target add x86_64-unknown-linux-musl
+WORKDIR /src
+COPY . .
+RUN cargo build --release --locked --target x86_64-unknown-linux-musl -p arke-dr \
+ && mkdir /out \
+ && cd target/x86_64-unknown-linux-musl/release \
+ && cp build-snapshot export-car restore-from-car verify-snapshot verify-car prune-snapshots /out/
+
+FROM scratch AS binaries
+COPY --from=build /out/ /
+
+# A minimal image with the tools on PATH, e.g. as a one-off job container beside Kubo:
+#   docker run --rm --network <compose network> -e IPFS_API_URL=http://ipfs:5001/api/v0 \
+#     -v /var/lib/arke-dr:/var/lib/arke-dr arke-dr build-snapshot
+FROM debian:bookworm-slim AS tools
+COPY --from=build /out/ /usr/local/bin/
+ENV SNAPSHOTS_DIR=/var/lib/arke-dr/snapshots BACKUPS_DIR=/var/lib/arke-dr/backups
