@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# scripts/bench-restore.sh - restore-from-car against the node's own dag/import of the same
+# archive (the floor) and the legacy request loop (dag/import, then files/mkdir + files/write per
+# entity, one request at a time), side by side, on production-shaped data. Every node (the
+# source and one brand-new node per contender) is started with scripts/ipfs-node.sh on loopback
+# with a temporary repo, and stopped when its step ends or the benchmark exits, whatever
+# happens (the script's watchdog). Prints a Markdown table (not a test).
+#
+#   scripts/bench-restore.sh                       # 10K entities
+#   SIZES=10000,100000 scripts/bench-restore.sh    # and 100K
+#   WORK_DIR=/tmp/rb scripts/bench-restore.sh      # keep the archives; a rerun reuses them
+#   CONTENDERS=restore,floor scripts/bench-restore.sh
+#   PIN_ROOTS=true scripts/bench-restore.sh        # floor/reference pin the root (EMFILE on js-ipfs past ~20K blocks)
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+SIZES=${SIZES:-10000}
+CONTENDERS=${CONTENDERS:-floor,restore,reference}
+PIN_ROOTS=${PIN_ROOTS:-false}
+command -v /usr/bin/time >/dev/null || { apt-get update -qq && apt-get install -y -qq time; }
+command -v curl >/dev/null || { apt-get update -qq && apt-get install -y -qq curl; }
+cargo build --release --locked -p arke-dr -p arke-testkit
+scripts/ipfs-node.sh install
+BIN=${CARGO_TARGET_DIR:-$PWD/target}/release
+args=(--sizes "$SIZES" --contenders "$CONTENDERS" --bin-dir "$BIN" --no-progress)
+[ -n "${WORK_DIR:-}" ] && args+=(--work-dir "$WORK_DIR")
+args+=(--pin-roots "$PIN_ROOTS")
+exec "$BIN/bench-restore" "${args[@]}"
