@@ -107,9 +107,31 @@ async fn prune_keeps_the_newest_unpins_the_rest_and_respects_shared_chunks_and_l
     assert_eq!(cids(&v, "held"), vec![legacy.snapshot_v1.clone()], "{v}");
     assert!(cids(&v, "pruned").is_empty());
 
-    // keep 2, dry run: the first v4 (its blocks not shared with the kept two) and both legacy
-    // snapshots (no kept snapshot links them any more) would go; nothing changes.
+    // keep 2, dry run: the first v4 would go (its blocks not shared with the kept two); the
+    // legacy snapshots are held by default (their recursive pins may be the only protection of
+    // the entities' data on a restored node): proofs @v2 by that rule, @v1 by @v2's link.
     let v = json(&prune(&url, &snaps, &["--keep-last", "2"]), "prune dry run");
+    assert_eq!(cids(&v, "pruned"), vec![v4[0].0.clone()], "{v}");
+    assert_eq!(
+        cids(&v, "held"),
+        vec![
+            legacy.snapshot_proofs_v2.clone(),
+            legacy.snapshot_v1.clone()
+        ],
+        "{v}"
+    );
+    assert!(
+        v["held"][0]["note"]
+            .as_str()
+            .unwrap()
+            .contains("--unpin-legacy")
+    );
+    assert!(v["held"][1]["note"].as_str().unwrap().contains("real link"));
+    // With --unpin-legacy both legacy snapshots would go too.
+    let v = json(
+        &prune(&url, &snaps, &["--keep-last", "2", "--unpin-legacy"]),
+        "prune dry run, legacy too",
+    );
     let pruned = cids(&v, "pruned");
     assert_eq!(
         pruned,
@@ -151,17 +173,30 @@ async fn prune_keeps_the_newest_unpins_the_rest_and_respects_shared_chunks_and_l
         Some(2)
     );
 
-    // Apply (the GC is exercised on a small node below: js-ipfs's collector re-walks every
-    // recursive pin without a shared visited set, minutes at this size; Kubo's does not).
+    // Apply, the default way (the GC is exercised on a small node below: js-ipfs's collector
+    // re-walks every recursive pin without a shared visited set, minutes at this size).
     let v = json(
         &prune(&url, &snaps, &["--keep-last", "2", "--apply"]),
         "prune --apply",
     );
     assert_eq!(v["dry_run"], false);
-    assert_eq!(cids(&v, "pruned"), pruned);
+    assert_eq!(cids(&v, "pruned"), vec![v4[0].0.clone()], "{v}");
     assert_eq!(v["metadata_removed"].as_array().unwrap().len(), 1, "{v}");
     assert!(!snaps.join(format!("snapshot-{}.json", v4[0].1)).exists());
     assert!(snaps.join(format!("snapshot-{}.json", v4[1].1)).exists());
+    let proofs: Cid = legacy.snapshot_proofs_v2.parse().unwrap();
+    assert!(kubo.pinned_as(&proofs, &PinKind::Recursive).await.unwrap());
+    // Later, with --unpin-legacy: the walk passes the v4 snapshot pruned above (unpinned, still
+    // stored) and unpins the legacy ones behind it.
+    let v = json(
+        &prune(
+            &url,
+            &snaps,
+            &["--keep-last", "2", "--apply", "--unpin-legacy"],
+        ),
+        "prune --apply --unpin-legacy",
+    );
+    assert_eq!(cids(&v, "pruned"), pruned[1..].to_vec(), "{v}");
     // The pruned snapshot's own blocks lost their pins, the shared chunk kept its own, the
     // legacy snapshots lost their recursive pins; the kept snapshots verify deep.
     assert_eq!(kubo.pin_ls(&first_cid).await.unwrap(), None);
@@ -184,7 +219,11 @@ async fn prune_keeps_the_newest_unpins_the_rest_and_respects_shared_chunks_and_l
 
     // Again: nothing left to do; the walk ends at the first snapshot no longer pinned.
     let v = json(
-        &prune(&url, &snaps, &["--keep-last", "2", "--apply"]),
+        &prune(
+            &url,
+            &snaps,
+            &["--keep-last", "2", "--apply", "--unpin-legacy"],
+        ),
         "second prune",
     );
     assert!(cids(&v, "pruned").is_empty(), "{v}");

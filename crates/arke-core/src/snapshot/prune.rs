@@ -12,9 +12,12 @@
 //! - Legacy snapshots (every schema before v4) were stored with `dag put --pin=true`: one
 //!   *recursive* pin each, and `prev_snapshot` is a real link. A kept legacy snapshot therefore
 //!   holds every older snapshot it links, and unpinning those frees nothing (the legacy script
-//!   unpinned them anyway and freed nothing). They are reported as held and left alone. Once
-//!   only v4 snapshots are kept, the legacy ones lose their recursive pins. Their manifests,
-//!   events and components stay protected by their writers' own `pin=true` pins.
+//!   unpinned them anyway and freed nothing). They are reported as held and left alone.
+//!   A legacy snapshot's recursive pin also covers every tip manifest with its history and
+//!   components, and on a node restored from a legacy archive it is the *only* pin protecting
+//!   them (restore pins the archive's root recursively). So legacy pins are removed only with
+//!   `unpin_legacy`, which the operator gives once the writers' own pins are known to cover the
+//!   data; by default they are reported as held.
 //!
 //! Only snapshot blocks are ever unpinned. Nothing runs unless `apply` is set (dry run by
 //! default), and the whole run holds build-snapshot's lock, so a build never reuses a chunk
@@ -50,6 +53,8 @@ pub struct PruneOptions {
     pub apply: bool,
     /// After unpinning, run the node's garbage collector (with `apply` only).
     pub gc: bool,
+    /// Also remove legacy snapshots' recursive pins (see the module comment).
+    pub unpin_legacy: bool,
     /// Deadline for the garbage collection call.
     pub gc_timeout: Duration,
 }
@@ -63,6 +68,7 @@ impl PruneOptions {
             keep_last,
             apply: false,
             gc: false,
+            unpin_legacy: false,
             gc_timeout: Duration::from_secs(3600),
         }
     }
@@ -104,7 +110,8 @@ pub struct PruneReport {
     pub pointer_path: String,
     pub kept: Vec<PrunedSnapshot>,
     pub pruned: Vec<PrunedSnapshot>,
-    /// Older snapshots a kept legacy snapshot still pins through its `prev_snapshot` link.
+    /// Older snapshots left pinned: linked by a kept legacy snapshot, or legacy snapshots whose
+    /// recursive pins are kept without `unpin_legacy`.
     pub held: Vec<PrunedSnapshot>,
     /// Why the walk stopped.
     pub chain_end: String,
@@ -165,6 +172,15 @@ fn summary(cid: Cid, snap: &Snapshot, blocks: usize) -> PrunedSnapshot {
         unpinned: 0,
         note: None,
     }
+}
+
+/// Whether a snapshot still holds its own pin: direct for v4, recursive (or, if written by
+/// hand, direct) for legacy snapshots.
+async fn still_pinned(kubo: &Kubo, cid: &Cid, legacy: bool) -> anyhow::Result<bool> {
+    if legacy && kubo.pinned_as(cid, &PinKind::Recursive).await? {
+        return Ok(true);
+    }
+    Ok(kubo.pinned_as(cid, &PinKind::Direct).await?)
 }
 
 /// `pin/rm`; a CID that is no longer pinned (an earlier, interrupted prune) counts as done.
@@ -266,32 +282,34 @@ pub async fn prune(kubo: &Kubo, opts: &PruneOptions) -> anyhow::Result<PruneRepo
         let blocks = own_blocks(&src, cur, &snap).await?;
         let mut entry = summary(cur, &snap, blocks.len());
         let keep = position < opts.keep_last;
-        let held = !keep && holder.is_some();
+        let held_by_link = !keep && holder.is_some();
+        let held = held_by_link || (!keep && legacy && !opts.unpin_legacy);
 
         if keep {
             kept.extend(blocks.iter().map(block_key));
             report.kept.push(entry);
-        } else if let Some(h) = holder.filter(|_| held) {
+        } else if let Some(h) = holder.filter(|_| held_by_link) {
             entry.note = Some(format!(
                 "still pinned through snapshot {h}, whose prev_snapshot is a real link (legacy format); unpinning it would free nothing"
             ));
             report.held.push(entry);
-        } else {
-            let kind = if legacy {
-                PinKind::Recursive
-            } else {
-                PinKind::Direct
-            };
-            // A legacy snapshot written by hand may carry a direct pin instead.
-            let pinned = kubo.pinned_as(&cur, &kind).await?
-                || (legacy && kubo.pinned_as(&cur, &PinKind::Direct).await?);
-            if !pinned {
+        } else if held {
+            entry.note = Some(
+                "legacy snapshot: its recursive pin covers every tip manifest, version and component and may be their only pin (a node restored from a legacy archive); kept unless --unpin-legacy".into(),
+            );
+            report.held.push(entry);
+        } else if !still_pinned(kubo, &cur, legacy).await? {
+            // Pruned by an earlier run. With unpin_legacy the walk goes on through such v4
+            // snapshots (while their headers are stored, i.e. until a GC) to reach the legacy
+            // ones behind them; otherwise everything older was done by that run.
+            if !(opts.unpin_legacy && !legacy) {
                 report.chain_end = format!(
                     "snapshot {cur} (seq {}) is no longer pinned: pruned earlier",
                     snap.seq()
                 );
                 break;
             }
+        } else {
             if legacy {
                 entry.note = Some("legacy snapshot: its recursive pin is removed".into());
             }
@@ -335,8 +353,8 @@ pub async fn prune(kubo: &Kubo, opts: &PruneOptions) -> anyhow::Result<PruneRepo
         // A legacy snapshot that stays pinned (kept, or itself held) pins its predecessor
         // through its real prev_snapshot link; a v4 snapshot's string link pins nothing.
         holder = match holder {
-            Some(h) if legacy && held => Some(h),
-            _ if legacy && keep => Some(cur),
+            Some(h) if legacy && held_by_link => Some(h),
+            _ if legacy && (keep || held) => Some(cur),
             _ => None,
         };
         position += 1;

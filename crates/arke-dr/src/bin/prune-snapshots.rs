@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use arke_core::report::Exit;
+use arke_core::report::{Exit, Failure};
 use arke_core::snapshot::{PruneOptions, prune};
 use arke_dr::args::{NodeArgs, OutputArgs, PointerArgs, SnapshotsDirArg};
 use clap::Parser;
@@ -12,8 +12,10 @@ use clap::Parser;
 /// Keep the newest N snapshots of the pointer's chain pinned and unpin the older ones, so the
 /// node's garbage collector can free them. Only snapshot blocks are unpinned: manifests,
 /// events and components keep their own pins. v4 snapshots share chunks, so a block any kept
-/// snapshot lists stays pinned; legacy snapshots that a kept legacy snapshot links through
-/// prev_snapshot are reported as held (unpinning them would free nothing).
+/// snapshot lists stays pinned. Legacy snapshots (recursive pins) are held: a kept legacy
+/// snapshot pins its predecessors through prev_snapshot anyway, and a legacy snapshot's pin may be
+/// the only one protecting the entities' data on a node restored from a legacy archive; give
+/// --unpin-legacy once the writers' own pins are known to cover it.
 ///
 /// A DRY RUN unless --apply is given: it prints what would be unpinned. Holds build-snapshot's
 /// lock for the whole run.
@@ -38,6 +40,10 @@ struct Args {
     /// blocks nothing pins any more are deleted from the node
     #[arg(long, requires = "apply")]
     gc: bool,
+    /// Also remove legacy snapshots' recursive pins (only when every manifest, version and
+    /// component is pinned by its writer, as production's `dag put --pin=true` does)
+    #[arg(long)]
+    unpin_legacy: bool,
     /// Deadline for the garbage collection, in seconds
     #[arg(long, value_name = "SECS", default_value_t = 3600)]
     gc_timeout: u64,
@@ -62,6 +68,7 @@ fn main() -> ExitCode {
         }
         opts.apply = args.apply;
         opts.gc = args.gc;
+        opts.unpin_legacy = args.unpin_legacy;
         opts.gc_timeout = Duration::from_secs(args.gc_timeout.max(1));
         let r = prune(&kubo, &opts).await?;
         tracing::info!(
@@ -92,6 +99,7 @@ fn main() -> ExitCode {
                 tracing::warn!("GC reported: {e}");
             }
         }
+        let gc_failed = r.gc.as_ref().and_then(|g| g.errors.first()).cloned();
         if args.out.json {
             arke_dr::print_json(&r)?;
         } else {
@@ -105,6 +113,13 @@ fn main() -> ExitCode {
                     p.unpinned
                 ))?;
             }
+        }
+        if let Some(e) = gc_failed {
+            return Err(Failure::new(
+                Exit::Node,
+                format!("the garbage collection reported errors (first: {e}); unpinning is done, rerun with --gc"),
+            )
+            .into());
         }
         Ok(Exit::Ok)
     })
