@@ -302,7 +302,7 @@ pub async fn prune(kubo: &Kubo, opts: &PruneOptions) -> anyhow::Result<PruneRepo
             // Pruned by an earlier run. With unpin_legacy the walk goes on through such v4
             // snapshots (while their headers are stored, i.e. until a GC) to reach the legacy
             // ones behind them; otherwise everything older was done by that run.
-            if !(opts.unpin_legacy && !legacy) {
+            if legacy || !opts.unpin_legacy {
                 report.chain_end = format!(
                     "snapshot {cur} (seq {}) is no longer pinned: pruned earlier",
                     snap.seq()
