@@ -41,16 +41,19 @@
 #
 # Expected S3 setup (the legacy policy allowed only daily/* while the code wrote backups/: B24):
 #   IAM policy of the instance role, for the bucket arke-ipfs-backups-<account>:
-#     {"Effect": "Allow", "Action": ["s3:PutObject", "s3:GetObject", "s3:AbortMultipartUpload"],
+#     {"Effect": "Allow", "Action": ["s3:PutObject", "s3:GetObject", "s3:AbortMultipartUpload",
+#                                    "s3:RestoreObject"],
 #      "Resource": "arn:aws:s3:::arke-ipfs-backups-<account>/backups/*"},
 #     {"Effect": "Allow", "Action": "s3:ListBucket", "Resource": "arn:aws:s3:::arke-ipfs-backups-<account>",
 #      "Condition": {"StringLike": {"s3:prefix": "backups/*"}}}
-#   (GetObject is needed for the size check by head-object, and for restores.)
-#   Lifecycle rule on the same prefix, versioned bucket:
-#     {"ID": "arke-backups", "Filter": {"Prefix": "backups/"}, "Status": "Enabled",
-#      "Transitions": [{"Days": 30, "StorageClass": "GLACIER"}], "Expiration": {"Days": 90},
-#      "NoncurrentVersionExpiration": {"NoncurrentDays": 7},
-#      "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 2}}
+#   (GetObject: the size check by head-object and restores; RestoreObject: archives in Glacier.)
+#   Lifecycle rule on the same prefix, versioned bucket, in lifecycle.json:
+#     {"Rules": [{"ID": "arke-backups", "Filter": {"Prefix": "backups/"}, "Status": "Enabled",
+#       "Transitions": [{"Days": 30, "StorageClass": "GLACIER"}], "Expiration": {"Days": 90},
+#       "NoncurrentVersionExpiration": {"NoncurrentDays": 7},
+#       "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 2}}]}
+#   applied with: aws s3api put-bucket-lifecycle-configuration --bucket <bucket> \
+#                   --lifecycle-configuration file://lifecycle.json
 #   STANDARD_IA has a 30-day minimum; the Glacier transition at 30 days respects it.
 set -euo pipefail
 
@@ -152,14 +155,18 @@ instance_id() {
     echo "$ARKE_INSTANCE_ID"
     return
   fi
-  local imds=${ARKE_IMDS_URL:-http://169.254.169.254} token id
-  # IMDSv2: a session token first (IMDSv1 may be disabled on the instance).
-  token=$(curl -sf -m 2 -X PUT "$imds/latest/api/token" \
-    -H 'X-aws-ec2-metadata-token-ttl-seconds: 60' 2>/dev/null) &&
-    id=$(curl -sf -m 2 -H "X-aws-ec2-metadata-token: $token" \
-      "$imds/latest/meta-data/instance-id" 2>/dev/null) &&
-    [[ $id =~ ^i-[0-9a-f]+$ ]] && { echo "$id"; return; }
-  log "instance id: IMDSv2 did not answer; using the host name"
+  local imds=${ARKE_IMDS_URL:-http://169.254.169.254} token id attempt
+  # IMDSv2: a session token first (IMDSv1 may be disabled on the instance). Three tries: a
+  # transient failure must not move the uploads to another folder.
+  for attempt in 1 2 3; do
+    token=$(curl -sf -m 2 -X PUT "$imds/latest/api/token" \
+      -H 'X-aws-ec2-metadata-token-ttl-seconds: 60' 2>/dev/null) &&
+      id=$(curl -sf -m 2 -H "X-aws-ec2-metadata-token: $token" \
+        "$imds/latest/meta-data/instance-id" 2>/dev/null) &&
+      [[ $id =~ ^i-[0-9a-f]+$ ]] && { echo "$id"; return; }
+    [ "$attempt" -lt 3 ] && sleep 1
+  done
+  log "WARNING: instance id: IMDSv2 did not answer (not on EC2?); using the host name. Set ARKE_INSTANCE_ID or S3_PREFIX to pin the folder"
   hostname -s
 }
 

@@ -60,7 +60,8 @@ done
 
 # --- binaries ---------------------------------------------------------------------------------
 if [ -z "$PREBUILT" ]; then
-  command -v cargo >/dev/null || die "cargo not found: install Rust, or pass --prebuilt DIR"
+  command -v cargo >/dev/null ||
+    die "cargo not found (sudo hides ~/.cargo/bin): build as your user with 'cargo build --release --locked -p arke-dr' and pass --prebuilt target/release"
   if [ "$STATIC" = 1 ]; then
     target=x86_64-unknown-linux-musl
     if ! rustup target list --installed 2>/dev/null | grep -qx "$target"; then
@@ -100,19 +101,22 @@ chmod 0750 "$DATA/backups" "$LOGS"
 CONFIG=$ETC/arke-dr/arke-dr.env
 tmp=$(mktemp)
 trap 'rm -f "$tmp"' EXIT
+q() { printf '%q' "$1"; }
 cat >"$tmp" <<CONF
-# arke-dr configuration, read by the cron jobs (scripts/lib/common.sh): NAME=value, shell syntax.
-# The environment wins over this file. See scripts/daily-backup.sh --help for every variable.
-IPFS_API_URL=$API
-INDEX_POINTER_PATH=$POINTER
-SNAPSHOTS_DIR=$DATA/snapshots
-BACKUPS_DIR=$DATA/backups
-ARKE_LOG_DIR=$LOGS
-ARKE_BIN_DIR=$PREFIX/bin
+# arke-dr configuration, read by the cron jobs (scripts/lib/common.sh): NAME=value, shell syntax
+# (quote values with spaces). The environment wins over this file. See
+# scripts/daily-backup.sh --help for every variable.
+IPFS_API_URL=$(q "$API")
+INDEX_POINTER_PATH=$(q "$POINTER")
+SNAPSHOTS_DIR=$(q "$DATA/snapshots")
+BACKUPS_DIR=$(q "$DATA/backups")
+ARKE_LOG_DIR=$(q "$LOGS")
+ARKE_BIN_DIR=$(q "$PREFIX/bin")
 # S3 upload (daily-backup.sh). Set the bucket, or UPLOAD=0 on a host without one.
 UPLOAD=1
 S3_BUCKET=
 # S3_PREFIX=backups/<instance-id>/   (default; must match the lifecycle rule's prefix)
+# ARKE_INSTANCE_ID=                   (default: asked from IMDSv2 at each run)
 AWS_REGION=us-east-1
 S3_STORAGE_CLASS=STANDARD_IA
 # Local retention and snapshot pruning.

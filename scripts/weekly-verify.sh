@@ -37,7 +37,7 @@ snap_rc=$STEP_RC snap_secs=$STEP_SECS
 
 # Newest archive by its name's timestamp (arke-{seq}-{YYYYMMDD-HHMMSS}.car), not by mtime.
 car=$(find "$BACKUPS_DIR" -maxdepth 1 -name 'arke-*.car' -printf '%f\n' 2>/dev/null |
-  awk -F- '{ print $3 $4 "\t" $0 }' | sort | tail -n 1 | cut -f 2)
+  awk -F- '{ print $3 $4 "\t" $0 }' | sort | tail -n 1 | cut -f 2) || true
 if [ -z "$car" ]; then
   log "verify-car: FAILED: no archive in $BACKUPS_DIR"
   car_rc=$EXIT_FAILED car_secs=0

@@ -28,7 +28,10 @@ arke_load_config() {
         exit "$EXIT_USAGE"
       fi
       if [ -z "${!name+x}" ]; then
-        eval "export $line"
+        if ! eval "export $line" 2>/dev/null; then
+          echo "$ARKE_JOB: $file: cannot parse (quote values with spaces): $line" >&2
+          exit "$EXIT_USAGE"
+        fi
       fi
     done <"$file"
   fi
@@ -61,13 +64,13 @@ arke_open_log() {
 
 arke_now() { date -u +%Y-%m-%dT%H:%M:%SZ; }
 
-# log <message>: one UTC-stamped line in the log; on stderr too when a person is watching.
+# log <message>: one UTC-stamped line in the log; on stderr too when a person is watching (or
+# when the log cannot take it: a full disk must not turn into a silent exit 1).
 log() {
   local line
   line="$(arke_now) $ARKE_JOB: $*"
-  printf '%s\n' "$line" >&4
-  if [ -t 2 ] || [ "${ARKE_VERBOSE:-0}" = 1 ]; then
-    printf '%s\n' "$line" >&2
+  if ! printf '%s\n' "$line" >&4 2>/dev/null || [ -t 2 ] || [ "${ARKE_VERBOSE:-0}" = 1 ]; then
+    printf '%s\n' "$line" >&2 || true
   fi
 }
 
@@ -76,9 +79,8 @@ arke_stamp() {
   local step=$1 line
   while IFS= read -r line; do
     line="$(arke_now) $ARKE_JOB: [$step] $line"
-    printf '%s\n' "$line" >&4
-    if [ -t 2 ] || [ "${ARKE_VERBOSE:-0}" = 1 ]; then
-      printf '%s\n' "$line" >&2
+    if ! printf '%s\n' "$line" >&4 2>/dev/null || [ -t 2 ] || [ "${ARKE_VERBOSE:-0}" = 1 ]; then
+      printf '%s\n' "$line" >&2 || true
     fi
   done
 }
@@ -86,8 +88,11 @@ arke_stamp() {
 # Takes the job's lock (flock on fd 5, released by the kernel when the job dies) or exits 5.
 arke_lock() {
   local file=$1
-  mkdir -p "$(dirname "$file")"
-  exec 5>>"$file"
+  if ! mkdir -p "$(dirname "$file")" 2>/dev/null || ! { exec 5>>"$file"; } 2>/dev/null; then
+    log "FAILED: cannot open the lock file $file (user $(id -un))"
+    echo "$ARKE_JOB: cannot open the lock file $file (user $(id -un))" >&2
+    exit "$EXIT_IO"
+  fi
   if ! flock -n 5; then
     log "another $ARKE_JOB holds $file; nothing done"
     echo "$ARKE_JOB: another run holds $file" >&2

@@ -223,6 +223,16 @@ async fn daily_backup_builds_exports_verifies_uploads_and_keeps_the_newest() {
         })
         .count();
     assert_eq!(snapshots, 2, "prune-snapshots kept 2 snapshots' metadata");
+    // The weekly deep verification of the same host: the snapshot and the newest archive.
+    let out = Command::new("bash")
+        .arg(repo().join("scripts/weekly-verify.sh"))
+        .envs(host.env())
+        .output()
+        .unwrap();
+    let weekly = std::fs::read_to_string(host.path("log/weekly-verify.log")).unwrap();
+    assert!(out.status.success(), "{weekly}");
+    assert!(weekly.contains("step verify-snapshot: ok") && weekly.contains("step verify-car: ok"));
+    assert!(last_line(&weekly).contains("summary: ok"), "{weekly}");
 
     // 3. Failures, each with its documented exit code, a FAILED summary, and nothing pruned.
     let before = host.archives();
@@ -329,7 +339,7 @@ async fn runbook_restores_a_wiped_node_from_the_last_s3_archive() {
         .env("AWS_STANDIN_LOG", &env["AWS_STANDIN_LOG"])
         .env("IPFS_API_URL", fresh.url())
         .env("S3_BUCKET", "arke-ipfs-backups-test")
-        .env("S3_PREFIX", "backups/i-0abc123/")
+        .env("RESTORE_S3_PREFIX", "backups/i-0abc123/")
         .env("RESTORE_DIR", work.path().join("restore"))
         .env("SNAPSHOTS_DIR", work.path().join("snapshots"))
         .env("ARKE_NO_PROGRESS", "1")
