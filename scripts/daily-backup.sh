@@ -34,7 +34,8 @@
 #   PRUNE_SNAPSHOTS     1   SNAPSHOT_KEEP_LAST 48 (two days of hourly snapshots)
 #   SNAPSHOT_GC         1   (repo/gc after the unpin: what actually frees the space; on Kubo it
 #                           briefly blocks writes, hence 02:00)
-#   BUILD_LOCK_WAIT     900 seconds to wait for an hourly build-snapshot that holds the lock
+#   BUILD_LOCK_WAIT     900 seconds to wait for an hourly build-snapshot that holds the build lock
+#                       (steps 1 and 6 share it)
 #
 # Exit codes: 0 ok; 1-5 the failing binary's own code (1 data failure, 2 usage/config,
 # 3 node, 4 local I/O, 5 locked); 6 upload failed or the remote size differs. See docs/RUNBOOK.md.
@@ -116,17 +117,23 @@ if [ "$UPLOAD" = 1 ]; then
 fi
 log "start: api $IPFS_API_URL, pointer $INDEX_POINTER_PATH, backups $BACKUPS_DIR, upload $UPLOAD, log $LOG_FILE"
 
-# --- 1. build-snapshot (waits while an hourly build holds the lock) -----------------------------
-waited=0
-while :; do
-  step build-snapshot "$WORK/build.out" build-snapshot
-  if [ "$STEP_RC" -ne "$EXIT_LOCKED" ] || [ "$waited" -ge "$BUILD_LOCK_WAIT" ]; then
-    break
-  fi
-  log "another build-snapshot is running; retrying in 15 s (waited ${waited}s of ${BUILD_LOCK_WAIT}s)"
-  sleep 15
-  waited=$((waited + 15))
-done
+# step_after_build_lock <name> <out> <command...>: like step, but while an hourly build-snapshot
+# holds the build lock (exit 5) it retries every 15 s, up to BUILD_LOCK_WAIT seconds.
+step_after_build_lock() {
+  local waited=0
+  while :; do
+    step "$@"
+    if [ "$STEP_RC" -ne "$EXIT_LOCKED" ] || [ "$waited" -ge "$BUILD_LOCK_WAIT" ]; then
+      return
+    fi
+    log "a build-snapshot holds the build lock; retrying in 15 s (waited ${waited}s of ${BUILD_LOCK_WAIT}s)"
+    sleep 15
+    waited=$((waited + 15))
+  done
+}
+
+# --- 1. build-snapshot ------------------------------------------------------------------------
+step_after_build_lock build-snapshot "$WORK/build.out" build-snapshot
 SECS[build]=$STEP_SECS
 [ "$STEP_RC" -eq 0 ] || fail "$STEP_RC" "build-snapshot exited $STEP_RC"
 SNAPSHOT=$(head -n 1 "$WORK/build.out")
@@ -227,7 +234,7 @@ PRUNED=skipped
 if [ "$PRUNE_SNAPSHOTS" = 1 ]; then
   prune_args=(--keep-last "$SNAPSHOT_KEEP_LAST" --apply)
   if [ "$SNAPSHOT_GC" = 1 ]; then prune_args+=(--gc); fi
-  step prune-snapshots "$WORK/prune.out" prune-snapshots "${prune_args[@]}"
+  step_after_build_lock prune-snapshots "$WORK/prune.out" prune-snapshots "${prune_args[@]}"
   SECS[prune]=$STEP_SECS
   [ "$STEP_RC" -eq 0 ] || fail "$STEP_RC" "prune-snapshots exited $STEP_RC"
   PRUNED=$(grep -c . "$WORK/prune.out" || true)

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 
 use arke_core::fsutil::{LockOutcome, RunLock};
 use arke_core::kubo::Kubo;
@@ -308,10 +308,28 @@ async fn daily_backup_collects_old_snapshots_and_loses_nothing() {
     let log = host.log();
     assert!(log.contains("GC removed"), "{log}");
     assert!(last_line(&log).contains("snapshots_pruned=1"), "{log}");
-    // The third night exports and verifies the whole closure after the collection.
-    let out = host.daily(&gc);
+    // The third night exports and verifies the whole closure after the collection; it starts
+    // while an "hourly" build holds the build lock, and waits for it instead of failing.
+    let lock = RunLock::try_acquire(&host.path("snapshots/.build-snapshot.lock")).unwrap();
+    assert!(matches!(lock, LockOutcome::Acquired(_)));
+    let mut c = Command::new("bash");
+    c.arg(repo().join("scripts/daily-backup.sh"))
+        .envs(host.env())
+        .envs(gc)
+        .env("BUILD_LOCK_WAIT", "60")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let child = c.spawn().unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    drop(lock);
+    let out = child.wait_with_output().unwrap();
     assert!(out.status.success(), "{}", host.log());
-    assert!(last_line(&host.log()).contains("summary: ok"));
+    let log = host.log();
+    assert!(
+        log.contains("holds the build lock; retrying in 15 s"),
+        "{log}"
+    );
+    assert!(last_line(&log).contains("summary: ok"), "{log}");
     node.stop();
 }
 
