@@ -62,20 +62,16 @@ ARKE_JOB=daily-backup
 # shellcheck source-path=SCRIPTDIR source=lib/common.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 
-usage() { sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'; }
-
-while [ $# -gt 0 ]; do
-  case $1 in
+# Its own options first; the rest are the options every job takes.
+args=()
+for a in "$@"; do
+  case $a in
     --no-upload) UPLOAD=0 ;;
     --no-prune) PRUNE_SNAPSHOTS=0 ;;
-    --log-file) LOG_FILE=${2:?--log-file needs a path}; shift ;;
-    --config) ARKE_DR_CONFIG=${2:?--config needs a path}; shift ;;
-    -v | --verbose) ARKE_VERBOSE=1 ;;
-    -h | --help) usage; exit 0 ;;
-    *) echo "daily-backup: unknown argument: $1 (see --help)" >&2; exit "$EXIT_USAGE" ;;
+    *) args+=("$a") ;;
   esac
-  shift
 done
+arke_parse_args "${args[@]}"
 
 arke_load_config
 : "${UPLOAD:=1}" "${PRUNE_SNAPSHOTS:=1}" "${SNAPSHOT_KEEP_LAST:=48}" "${SNAPSHOT_GC:=1}"

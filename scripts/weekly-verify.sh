@@ -13,16 +13,7 @@ ARKE_JOB=weekly-verify
 # shellcheck source-path=SCRIPTDIR source=lib/common.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 
-while [ $# -gt 0 ]; do
-  case $1 in
-    --log-file) LOG_FILE=${2:?--log-file needs a path}; shift ;;
-    --config) ARKE_DR_CONFIG=${2:?--config needs a path}; shift ;;
-    -v | --verbose) ARKE_VERBOSE=1 ;;
-    -h | --help) sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
-    *) echo "weekly-verify: unknown argument: $1" >&2; exit "$EXIT_USAGE" ;;
-  esac
-  shift
-done
+arke_parse_args "$@"
 
 arke_load_config
 arke_open_log "${LOG_FILE:-}"

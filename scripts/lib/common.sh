@@ -64,6 +64,26 @@ arke_open_log() {
 
 arke_now() { date -u +%Y-%m-%dT%H:%M:%SZ; }
 
+# arke_usage: the calling script's header comment, as its --help.
+arke_usage() {
+  local script=${BASH_SOURCE[${#BASH_SOURCE[@]} - 1]}
+  sed -n '2,/^set -euo/p' "$script" | sed '$d; s/^# \{0,1\}//'
+}
+
+# arke_parse_args "$@": the options every job takes; anything else is a usage error (exit 2).
+arke_parse_args() {
+  while [ $# -gt 0 ]; do
+    case $1 in
+      --log-file) LOG_FILE=${2:?--log-file needs a path}; shift ;;
+      --config) ARKE_DR_CONFIG=${2:?--config needs a path}; shift ;;
+      -v | --verbose) ARKE_VERBOSE=1 ;;
+      -h | --help) arke_usage; exit 0 ;;
+      *) echo "$ARKE_JOB: unknown argument: $1 (see --help)" >&2; exit "$EXIT_USAGE" ;;
+    esac
+    shift
+  done
+}
+
 # log <message>: one UTC-stamped line in the log; on stderr too when a person is watching (or
 # when the log cannot take it: a full disk must not turn into a silent exit 1).
 log() {

@@ -42,6 +42,23 @@ pub enum LockOutcome {
 }
 
 impl RunLock {
+    /// Takes the lock or fails with exit code 5 (`Exit::Locked`): "<holder> holds <path>;
+    /// <consequence>". An error opening the lock file is a local I/O error (exit 4).
+    pub fn acquire(path: &Path, holder: &str, consequence: &str) -> anyhow::Result<RunLock> {
+        use crate::report::{Exit, Failure};
+        match Self::try_acquire(path) {
+            Ok(LockOutcome::Acquired(l)) => Ok(l),
+            Ok(LockOutcome::Busy) => Err(Failure::new(
+                Exit::Locked,
+                format!("{holder} holds {}; {consequence}", path.display()),
+            )
+            .into()),
+            Err(e) => {
+                Err(Failure::new(Exit::Io, format!("lock file {}: {e}", path.display())).into())
+            }
+        }
+    }
+
     /// Takes the lock without waiting. The file is created if needed and never deleted.
     pub fn try_acquire(path: &Path) -> std::io::Result<LockOutcome> {
         if let Some(dir) = path.parent().filter(|p| !p.as_os_str().is_empty()) {

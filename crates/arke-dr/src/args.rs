@@ -129,6 +129,16 @@ pub struct SnapshotsDirArg {
     pub snapshots_dir: PathBuf,
 }
 
+/// The build lock, shared by build-snapshot and prune-snapshots so that a prune never unpins a
+/// chunk a build is about to reuse.
+#[derive(Debug, Clone, clap::Args)]
+pub struct BuildLockArg {
+    /// Lock file shared by build-snapshot and prune-snapshots (flock, released by the kernel if
+    /// the process dies). Default: <snapshots-dir>/.build-snapshot.lock
+    #[arg(long = "lock-file", env = "ARKE_LOCK_FILE", value_name = "PATH")]
+    pub lock_file: Option<PathBuf>,
+}
+
 /// Host folder for CAR archives and their metadata.
 #[derive(Debug, Clone, clap::Args)]
 pub struct BackupsDirArg {

@@ -37,7 +37,7 @@ use super::files::{BackupFiles, LOCK_FILE, meta_path};
 use crate::car::{CarReader, ReaderOptions};
 use crate::closure::walk::{self, Sink};
 use crate::closure::{Closure, ClosureOptions, ClosureReport, Finding, Offer, Severity};
-use crate::fsutil::{LockOutcome, RunLock, atomic_write, sync_dir};
+use crate::fsutil::{RunLock, atomic_write, sync_dir};
 use crate::ipld::{self, HashCheck};
 use crate::kubo::Kubo;
 use crate::model::{BackupMeta, CidCounts, Snapshot};
@@ -110,21 +110,7 @@ pub fn apply_retention(
     keep_days: Option<u64>,
 ) -> anyhow::Result<Vec<PathBuf>> {
     let lock_path = backups_dir.join(LOCK_FILE);
-    let _lock = match RunLock::try_acquire(&lock_path)
-        .with_context(|| format!("lock file {}", lock_path.display()))?
-    {
-        LockOutcome::Acquired(l) => l,
-        LockOutcome::Busy => {
-            return Err(Failure::new(
-                Exit::Locked,
-                format!(
-                    "an export-car holds {}; retention not applied",
-                    lock_path.display()
-                ),
-            )
-            .into());
-        }
-    };
+    let _lock = RunLock::acquire(&lock_path, "an export-car", "retention not applied")?;
     let files = BackupFiles::new(backups_dir);
     let archives = files
         .archives()
@@ -364,21 +350,7 @@ pub async fn export(
     std::fs::create_dir_all(&opts.backups_dir)
         .with_context(|| format!("creating {}", opts.backups_dir.display()))?;
     let lock_path = opts.backups_dir.join(LOCK_FILE);
-    let _lock = match RunLock::try_acquire(&lock_path)
-        .with_context(|| format!("lock file {}", lock_path.display()))?
-    {
-        LockOutcome::Acquired(l) => l,
-        LockOutcome::Busy => {
-            return Err(Failure::new(
-                Exit::Locked,
-                format!(
-                    "another export-car holds {}; nothing done",
-                    lock_path.display()
-                ),
-            )
-            .into());
-        }
-    };
+    let _lock = RunLock::acquire(&lock_path, "another export-car", "nothing done")?;
     let removed = files.remove_stale_temps().with_context(|| {
         format!(
             "removing stale temp files in {}",

@@ -23,7 +23,7 @@ use serde::Serialize;
 use super::format::{self, CHUNK_ENTRIES, Header, MAX_REPORT_IDS, MAX_TS};
 use super::load::{Loaded, load, load_header};
 use crate::chain::{ChainWalk, WalkEnd};
-use crate::fsutil::{LockOutcome, RunLock, atomic_write};
+use crate::fsutil::{RunLock, atomic_write};
 use crate::index::{TipFile, TipScan, diff_tips, scan_tips};
 use crate::ipld::{self, DAG_CBOR, Ipld, same_block};
 use crate::kubo::Kubo;
@@ -275,21 +275,7 @@ pub async fn build(
     progress: &Progress,
 ) -> anyhow::Result<BuildOutcome> {
     let started = Instant::now();
-    let _lock = match RunLock::try_acquire(&opts.lock_file)
-        .with_context(|| format!("lock file {}", opts.lock_file.display()))?
-    {
-        LockOutcome::Acquired(l) => l,
-        LockOutcome::Busy => {
-            return Err(Failure::new(
-                Exit::Locked,
-                format!(
-                    "another build-snapshot holds {}; nothing done",
-                    opts.lock_file.display()
-                ),
-            )
-            .into());
-        }
-    };
+    let _lock = RunLock::acquire(&opts.lock_file, "another build-snapshot", "nothing done")?;
     let src = NodeSource { kubo: kubo.clone() };
     let requests0 = kubo.requests();
     let mut report = BuildReport {

@@ -31,7 +31,7 @@ use cid::Cid;
 use serde::Serialize;
 
 use crate::closure::{KeySet, block_key};
-use crate::fsutil::{LockOutcome, RunLock};
+use crate::fsutil::RunLock;
 use crate::kubo::{Kubo, KuboError, PinKind, RepoStat};
 use crate::model::{Snapshot, SnapshotMeta, SnapshotNode};
 use crate::report::{Exit, Failure};
@@ -219,22 +219,11 @@ pub async fn prune(kubo: &Kubo, opts: &PruneOptions) -> anyhow::Result<PruneRepo
         )
         .into());
     }
-    let _lock = match RunLock::try_acquire(&opts.lock_file)
-        .with_context(|| format!("lock file {}", opts.lock_file.display()))
-        .map_err(|e| Failure::new(Exit::Io, format!("{e:#}")))?
-    {
-        LockOutcome::Acquired(l) => l,
-        LockOutcome::Busy => {
-            return Err(Failure::new(
-                Exit::Locked,
-                format!(
-                    "a build-snapshot or another prune holds {}; nothing done",
-                    opts.lock_file.display()
-                ),
-            )
-            .into());
-        }
-    };
+    let _lock = RunLock::acquire(
+        &opts.lock_file,
+        "a build-snapshot or another prune",
+        "nothing done",
+    )?;
     let mut report = PruneReport {
         dry_run: !opts.apply,
         keep_last: opts.keep_last,

@@ -1,11 +1,10 @@
 //! build-snapshot: a complete, bounded, incremental snapshot of the Arke index.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use arke_core::report::Exit;
 use arke_core::snapshot::{BuildOptions, BuildOutcome, build};
-use arke_dr::args::{NodeArgs, OutputArgs, PointerArgs, SnapshotsDirArg};
+use arke_dr::args::{BuildLockArg, NodeArgs, OutputArgs, PointerArgs, SnapshotsDirArg};
 use clap::Parser;
 
 /// Build a snapshot of every entity (event chain ∪ MFS tips), store it as bounded blocks, and move
@@ -21,9 +20,8 @@ struct Args {
     pointer: PointerArgs,
     #[command(flatten)]
     snapshots: SnapshotsDirArg,
-    /// Lock file (flock, released by the kernel if the process dies). Default: <snapshots-dir>/.build-snapshot.lock
-    #[arg(long, env = "ARKE_LOCK_FILE", value_name = "PATH")]
-    lock_file: Option<PathBuf>,
+    #[command(flatten)]
+    lock: BuildLockArg,
     /// Ignore the previous snapshot and walk the whole event chain
     #[arg(long)]
     full: bool,
@@ -52,7 +50,7 @@ fn main() -> ExitCode {
         let kubo = args.node.kubo()?;
         let dir = args.snapshots.snapshots_dir.clone();
         let mut opts = BuildOptions::new(&args.pointer.pointer_path, dir.clone());
-        if let Some(lock) = &args.lock_file {
+        if let Some(lock) = &args.lock.lock_file {
             opts.lock_file = lock.clone();
         }
         opts.index_root = args.index_root.clone();

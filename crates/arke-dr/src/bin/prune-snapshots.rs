@@ -1,12 +1,11 @@
 //! prune-snapshots: keep the newest snapshots pinned, unpin the older ones, optionally GC.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use arke_core::report::{Exit, Failure};
 use arke_core::snapshot::{PruneOptions, prune};
-use arke_dr::args::{NodeArgs, OutputArgs, PointerArgs, SnapshotsDirArg};
+use arke_dr::args::{BuildLockArg, NodeArgs, OutputArgs, PointerArgs, SnapshotsDirArg};
 use clap::Parser;
 
 /// Keep the newest N snapshots of the pointer's chain pinned and unpin the older ones, so the
@@ -47,9 +46,8 @@ struct Args {
     /// Deadline for the garbage collection, in seconds
     #[arg(long, value_name = "SECS", default_value_t = 3600)]
     gc_timeout: u64,
-    /// Lock file shared with build-snapshot. Default: <snapshots-dir>/.build-snapshot.lock
-    #[arg(long, env = "ARKE_LOCK_FILE", value_name = "PATH")]
-    lock_file: Option<PathBuf>,
+    #[command(flatten)]
+    lock: BuildLockArg,
     #[command(flatten)]
     out: OutputArgs,
 }
@@ -63,7 +61,7 @@ fn main() -> ExitCode {
             args.snapshots.snapshots_dir.clone(),
             args.keep_last,
         );
-        if let Some(l) = &args.lock_file {
+        if let Some(l) = &args.lock.lock_file {
             opts.lock_file = l.clone();
         }
         opts.apply = args.apply;
