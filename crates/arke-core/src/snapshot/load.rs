@@ -8,7 +8,7 @@ use cid::Cid;
 use futures::StreamExt;
 
 use crate::ipld;
-use crate::model::{ModelError, Snapshot, SnapshotChunk, SnapshotEntry, SnapshotNode};
+use crate::model::{ModelError, Snapshot, SnapshotChunk, SnapshotEntry, SnapshotNode, SnapshotV4};
 use crate::source::{BlockSource, SourceError};
 
 /// Why a snapshot could not be read.
@@ -110,6 +110,36 @@ async fn fetch_chunks<S: BlockSource>(
         .collect()
 }
 
+/// The interior nodes of a v4 snapshot's chunk tree (read, height checked, top level first)
+/// and the chunk CIDs they list, in order. The chunks themselves are not read.
+pub async fn v4_tree<S: BlockSource>(
+    src: &S,
+    snapshot: Cid,
+    s: &SnapshotV4,
+) -> Result<(Vec<BlockInfo>, Vec<Cid>), LoadError> {
+    let mut nodes = Vec::new();
+    let mut level = s.children.clone();
+    for height in (1..=s.height).rev() {
+        let mut next = Vec::new();
+        for (i, c) in level.iter().enumerate() {
+            let role = format!("node {i} (height {height})");
+            let (_, value, info) = fetch(src, snapshot, *c, role.clone()).await?;
+            let node =
+                SnapshotNode::from_ipld(&value).map_err(|e| decode_err(snapshot, &role, *c, e))?;
+            if node.height != height {
+                return Err(LoadError::Inconsistent {
+                    snapshot,
+                    reason: format!("{role} {c} says height {}", node.height),
+                });
+            }
+            next.extend(node.children);
+            nodes.push(info);
+        }
+        level = next;
+    }
+    Ok((nodes, level))
+}
+
 /// Reads only the snapshot's root block (cheap: enough to decide "nothing changed").
 pub async fn load_header<S: BlockSource>(src: &S, cid: Cid) -> Result<Snapshot, LoadError> {
     let (_, value, _) = fetch(src, cid, cid, "header".into()).await?;
@@ -167,25 +197,8 @@ pub async fn load<S: BlockSource>(src: &S, cid: Cid) -> Result<Loaded, LoadError
             }
         }
         Snapshot::V4(s) => {
-            let mut level = s.children.clone();
-            for height in (1..=s.height).rev() {
-                let mut next = Vec::new();
-                for (i, c) in level.iter().enumerate() {
-                    let role = format!("node {i} (height {height})");
-                    let (_, value, info) = fetch(src, cid, *c, role.clone()).await?;
-                    let node = SnapshotNode::from_ipld(&value)
-                        .map_err(|e| decode_err(cid, &role, *c, e))?;
-                    if node.height != height {
-                        return Err(inconsistent(format!(
-                            "{role} {c} says height {}",
-                            node.height
-                        )));
-                    }
-                    next.extend(node.children);
-                    blocks.push(info);
-                }
-                level = next;
-            }
+            let (nodes, level) = v4_tree(src, cid, s).await?;
+            blocks.extend(nodes);
             for (i, (chunk, info)) in fetch_chunks(src, cid, &level)
                 .await?
                 .into_iter()

@@ -33,11 +33,11 @@ use serde::Serialize;
 use crate::closure::{KeySet, block_key};
 use crate::fsutil::RunLock;
 use crate::kubo::{Kubo, KuboError, PinKind, RepoStat};
-use crate::model::{Snapshot, SnapshotMeta, SnapshotNode};
+use crate::model::{Snapshot, SnapshotMeta};
 use crate::report::{Exit, Failure};
-use crate::source::{BlockSource, NodeSource, SourceError};
+use crate::source::{NodeSource, SourceError};
 
-use super::load::{LoadError, load_header};
+use super::load::{LoadError, load_header, v4_tree};
 
 /// What to prune.
 #[derive(Debug, Clone)]
@@ -128,26 +128,12 @@ pub struct PruneReport {
 
 /// A snapshot's own blocks, header first. v4: header, interior nodes (read) and chunk CIDs
 /// (listed by the nodes, not read); legacy: the header alone (its pin is recursive).
-async fn own_blocks(src: &NodeSource, cid: Cid, snap: &Snapshot) -> anyhow::Result<Vec<Cid>> {
+async fn own_blocks(src: &NodeSource, cid: Cid, snap: &Snapshot) -> Result<Vec<Cid>, LoadError> {
     let mut out = vec![cid];
     if let Snapshot::V4(s) = snap {
-        let mut level = s.children.clone();
-        for height in (1..=s.height).rev() {
-            let mut next = Vec::new();
-            for c in &level {
-                let data = src.get(c).await.with_context(|| {
-                    format!("snapshot {cid}: reading node {c} (height {height})")
-                })?;
-                let value = crate::ipld::decode(c, &data)
-                    .with_context(|| format!("snapshot {cid}: node {c} does not decode"))?;
-                let node = SnapshotNode::from_ipld(&value)
-                    .with_context(|| format!("snapshot {cid}: node {c} is not a snapshot node"))?;
-                next.extend(node.children);
-            }
-            out.extend(level);
-            level = next;
-        }
-        out.extend(level);
+        let (nodes, chunks) = v4_tree(src, cid, s).await?;
+        out.extend(nodes.into_iter().map(|n| n.cid));
+        out.extend(chunks);
     }
     Ok(out)
 }
