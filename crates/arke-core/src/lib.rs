@@ -18,6 +18,7 @@
 // block an operator has to look at; they are on the cold path, so their size does not matter.
 #![allow(clippy::result_large_err)]
 
+pub mod anchor;
 pub mod backup;
 pub mod car;
 pub mod chain;

@@ -74,6 +74,8 @@ pub struct RestoreOptions {
     /// How long to wait for the node to answer.
     pub wait: Duration,
     pub concurrency: usize,
+    /// Bound on one `dag/import` (sending the file, storing and pinning its roots).
+    pub import_timeout: Duration,
     pub verify: VerifyCarOptions,
 }
 
@@ -438,9 +440,8 @@ pub async fn restore(
 
     // 3. Import and pins. What the recursive pin of the root reaches (real links only) is
     // computed first: a root whose real links leave the archive (a legacy snapshot links its
-    // predecessors) must not be pinned recursively, because the node would wait for blocks it
-    // will never get (js-ipfs waits forever; Kubo would search the network). Then every block
-    // is pinned directly instead.
+    // predecessors) must not be pinned recursively, because Kubo would search the network for
+    // blocks it will never get. Then every block is pinned directly instead.
     let t = Instant::now();
     let mut real = KeySet::default();
     let mut stack = vec![root];
@@ -474,30 +475,6 @@ pub async fn restore(
             "the root {root} links blocks that are not in the archive (older snapshots?): every block is pinned directly instead of one recursive pin"
         ));
     }
-    let task = progress.task("import", None, Unit::Bytes);
-    let outcome = kubo
-        .dag_import(&opts.car, real_complete)
-        .await
-        .with_context(|| format!("importing {}", opts.car.display()))?;
-    task.finish();
-    // A root pin the node could not make (js-ipfs walks the whole DAG with every block open at
-    // once and fails with EMFILE past its open-file limit: ~20,000 blocks on a 20,000-file
-    // limit) is not fatal: every block is then pinned directly, which proves presence the same
-    // way. A block that is really missing fails that direct pin.
-    if let Some((cid, e)) = outcome
-        .roots
-        .iter()
-        .find_map(|r| r.pin_error.as_ref().map(|e| (r.cid, e)))
-    {
-        let msg = format!(
-            "the node could not pin the archive's root {cid} recursively ({e}): every block is pinned directly instead"
-        );
-        tracing::warn!("{msg}");
-        warnings.push(msg);
-        real.clear();
-    }
-    d.import = t.elapsed().as_secs_f64();
-    let t = Instant::now();
     let mut direct = Vec::new();
     index
         .for_each_cid(|k, c| {
@@ -506,25 +483,18 @@ pub async fn restore(
             }
         })
         .context("reading CIDs back from the archive")?;
-    let pin_task = progress.task("pin", Some(direct.len() as u64), Unit::Items("blocks"));
-    // 64 CIDs a call keep the query string far below HTTP servers' header limits (js-ipfs
-    // answers a bare 400 past 16 KiB).
-    // A few calls in flight: the node's per-call latency then overlaps (4 at a time took 30%
-    // less time than one at a time on the js-ipfs test node).
-    futures::stream::iter(direct.chunks(64))
-        .map(|group| async move {
-            kubo.pin_add_many(group, false, 64)
-                .await
-                .map(|()| group.len())
-        })
-        .buffer_unordered(PIN_CALLS_IN_FLIGHT)
-        .map(|r| r.context("pinning blocks that recursive pins do not reach"))
-        .try_for_each(|n| {
-            pin_task.inc(n as u64);
-            futures::future::ready(Ok(()))
-        })
-        .await?;
-    pin_task.finish();
+    let (anchor, roots_pinned) =
+        import_archive(kubo, opts, real_complete, &direct, progress, &mut warnings).await?;
+    if !roots_pinned {
+        direct.clear();
+        index
+            .for_each_cid(|_, c| direct.push(c))
+            .context("reading CIDs back from the archive")?;
+    }
+    d.import = t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    let anchor = anchor.filter(|_| roots_pinned);
+    pin_direct(kubo, opts, &direct, anchor, progress, &mut warnings).await?;
     d.pin = t.elapsed().as_secs_f64();
 
     // 4. Tips.
@@ -560,7 +530,9 @@ pub async fn restore(
             let mut inner = w.finish().await?;
             tokio::io::AsyncWriteExt::flush(&mut inner).await?;
             drop(inner);
-            kubo.dag_import(&path, false)
+            // Pinned while it is imported and until MFS holds it: a GC in between would
+            // otherwise remove the unreferenced tree (Kubo's GC keeps what MFS links).
+            kubo.dag_import(&[path.as_path()], true, opts.import_timeout)
                 .await
                 .context("importing the tip tree")?;
             let parent = r
@@ -574,6 +546,7 @@ pub async fn restore(
             kubo.files_cp(&format!("/ipfs/{}", tree.root), &r)
                 .await
                 .with_context(|| format!("placing the tip tree at {r}"))?;
+            unpin_quietly(kubo, &tree.root).await;
             written += tree.tips;
         }
     } else {
@@ -737,4 +710,117 @@ pub async fn restore(
         warnings,
         ..base
     })
+}
+
+/// Imports the archive in one `dag/import`, with a pin anchor over `direct` (the blocks its
+/// root's recursive pin does not reach) as a second file when the root can be pinned: Kubo then
+/// pins both roots under its pin lock, so no block of the archive is ever unpinned while a GC
+/// could run. Returns the anchor's root, to unpin once the direct pins hold, and whether every
+/// root asked for was pinned. A root whose real
+/// links leave the archive (a legacy snapshot linking older ones) is not pinned at all: Kubo
+/// would search the network for the absent blocks until the import's time ran out.
+async fn import_archive(
+    kubo: &Kubo,
+    opts: &RestoreOptions,
+    pin_roots: bool,
+    direct: &[Cid],
+    progress: &Progress,
+    warnings: &mut Vec<String>,
+) -> anyhow::Result<(Option<Cid>, bool)> {
+    let dir = tempfile::tempdir().context("temp dir for the pin anchor")?;
+    let anchor_path = dir.path().join("anchor.car");
+    let anchor = if pin_roots {
+        Some(crate::anchor::write_anchor_car(&anchor_path, direct).await?)
+    } else {
+        None
+    };
+    let mut files = vec![opts.car.as_path()];
+    if anchor.is_some() {
+        files.push(anchor_path.as_path());
+    }
+    let size = std::fs::metadata(&opts.car).map_or(0, |m| m.len());
+    let task = progress.task("import", Some(size), Unit::Bytes);
+    let outcome = kubo
+        .dag_import(&files, pin_roots, opts.import_timeout)
+        .await
+        .with_context(|| format!("importing {}", opts.car.display()))?;
+    task.inc(size);
+    task.finish();
+    let failed = outcome
+        .roots
+        .iter()
+        .find_map(|r| r.pin_error.as_ref().map(|e| (r.cid, e)));
+    if let Some((cid, e)) = failed {
+        // The completeness check said every block below the roots is in the file, so a failed
+        // root pin means the node lost or refused something: every block is then pinned
+        // directly below, which names the first one the node does not hold.
+        let msg = format!(
+            "the node could not pin the root {cid} recursively ({e}); every block is pinned directly"
+        );
+        tracing::warn!("{msg}");
+        warnings.push(msg);
+    }
+    Ok((anchor, failed.is_none()))
+}
+
+/// Pins every block in `direct` directly (offline: a block the node does not hold fails at
+/// once, so these pins are also the proof that the node holds every block), then drops the
+/// anchor's pin. Without an anchor a GC may have run between the import and these pins; a
+/// block it removed is imported again from the archive and pinned, at most twice.
+async fn pin_direct(
+    kubo: &Kubo,
+    opts: &RestoreOptions,
+    direct: &[Cid],
+    anchor: Option<Cid>,
+    progress: &Progress,
+    warnings: &mut Vec<String>,
+) -> anyhow::Result<()> {
+    let pin_task = progress.task("pin", Some(direct.len() as u64), Unit::Items("blocks"));
+    let mut attempt = 0;
+    loop {
+        // 64 CIDs a call keep the query string far below HTTP servers' header limits; a few
+        // calls in flight overlap the node's per-call latency.
+        let result = futures::stream::iter(direct.chunks(64))
+            .map(|group| async move {
+                kubo.pin_add_many(group, false, 64)
+                    .await
+                    .map(|()| group.len())
+            })
+            .buffer_unordered(PIN_CALLS_IN_FLIGHT)
+            .try_for_each(|n| {
+                pin_task.inc(n as u64);
+                futures::future::ready(Ok(()))
+            })
+            .await;
+        match result {
+            Ok(()) => break,
+            Err(e @ KuboError::BlockMissing { .. }) if anchor.is_none() && attempt < 2 => {
+                attempt += 1;
+                let msg =
+                    format!("{e} after the import (a concurrent GC?): importing the archive again");
+                tracing::warn!("{msg}");
+                warnings.push(msg);
+                kubo.dag_import(&[opts.car.as_path()], false, opts.import_timeout)
+                    .await
+                    .with_context(|| format!("importing {} again", opts.car.display()))?;
+            }
+            Err(e) => {
+                return Err(anyhow::Error::new(e)
+                    .context("pinning the archive's blocks (the node does not hold them all)"));
+            }
+        }
+    }
+    pin_task.finish();
+    if let Some(a) = anchor {
+        unpin_quietly(kubo, &a).await;
+    }
+    Ok(())
+}
+
+/// Drops a temporary pin of ours. A failure leaves an extra pin behind, never a lost block:
+/// logged, not fatal.
+async fn unpin_quietly(kubo: &Kubo, cid: &Cid) {
+    if let Err(e) = kubo.pin_rm(cid).await {
+        tracing::warn!("could not remove the temporary pin of {cid}: {e}");
+    }
 }

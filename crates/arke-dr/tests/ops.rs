@@ -162,6 +162,7 @@ async fn daily_backup_builds_exports_verifies_uploads_and_keeps_the_newest() {
         serde_json::from_slice(&std::fs::read(car.with_extension("json")).unwrap()).unwrap();
     assert_eq!(meta["partial"], false, "{meta}");
     assert!(meta["snapshot_cid"].as_str().is_some());
+    arke_testkit::independent::car_verify(&car).unwrap();
     // The upload: CAR and metadata byte for byte under backups/<instance-id>/, the CAR first,
     // with region and storage class, then the size checks.
     let remote = host.path("s3/arke-ipfs-backups-test/backups/i-0abc123");

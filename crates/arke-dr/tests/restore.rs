@@ -94,7 +94,9 @@ impl Source {
         );
         assert!(out.status.success(), "{}", err(&out));
         let v: Value = serde_json::from_slice(&out.stdout).unwrap();
-        PathBuf::from(v["car_path"].as_str().unwrap())
+        let car = PathBuf::from(v["car_path"].as_str().unwrap());
+        arke_testkit::independent::car_verify(&car).unwrap();
+        car
     }
 }
 
@@ -195,6 +197,11 @@ async fn nuclear_restore_loses_nothing_that_was_exported() {
             "{id}: {got:?} != {tip}"
         );
     }
+    // The restored node holds every block of the archive, byte for byte.
+    let n = arke_testkit::independent::node_holds_archive(&kubo, &car)
+        .await
+        .unwrap();
+    assert_eq!(Some(n), r["blocks_imported"].as_u64());
     let p = IndexPointer::parse(&kubo.files_read(POINTER).await.unwrap()).unwrap();
     assert_eq!(p.schema, "arke/index-pointer@v2");
     assert_eq!(p.event_head, before.event_head);

@@ -511,8 +511,10 @@ async fn put_json(kubo: &Kubo, value: &Ipld) -> Cid {
     w.write_block(&cid, &bytes).await.unwrap();
     w.finish().await.unwrap();
     // Not pinned: some of these snapshots plant links to blocks that do not exist, and a
-    // recursive pin of those would wait forever on js-ipfs.
-    kubo.dag_import(&path, false).await.unwrap();
+    // recursive pin of those would search the network until the import's timeout.
+    kubo.dag_import(&[path.as_path()], false, std::time::Duration::from_secs(60))
+        .await
+        .unwrap();
     cid
 }
 

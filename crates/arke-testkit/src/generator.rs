@@ -288,6 +288,10 @@ impl<'a> Batcher<'a> {
         }
         let blocks = std::mem::take(&mut self.blocks);
         let mut roots = std::mem::take(&mut self.roots);
+        // The same block can be a root twice (two entities with an identical component); Kubo
+        // reports each distinct root once.
+        let mut seen = std::collections::HashSet::new();
+        roots.retain(|c| seen.insert(*c));
         let pin = !roots.is_empty() && self.pin;
         if roots.is_empty() {
             // A CAR needs a root; pin-roots=false leaves these blocks to be referenced by MFS.
@@ -305,7 +309,7 @@ impl<'a> Batcher<'a> {
         drop(inner);
         let outcome = self
             .kubo
-            .dag_import(&path, pin)
+            .dag_import(&[path.as_path()], pin, std::time::Duration::from_secs(600))
             .await
             .with_context(|| format!("importing batch {}", self.batches))?;
         if pin {

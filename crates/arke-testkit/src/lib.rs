@@ -3,6 +3,7 @@
 
 pub mod check;
 pub mod generator;
+pub mod independent;
 pub mod node;
 pub mod proxy;
 pub mod rng;

@@ -1,4 +1,4 @@
-//! A real IPFS node for tests, started by the project's own `scripts/ipfs-node.sh`.
+//! A real Kubo node for tests, started by the project's own `scripts/ipfs-node.sh`.
 //!
 //! Tests use the node named by `IPFS_API_URL` when it is set (CI starts one node for the whole
 //! run) and otherwise start their own. A test that needs a node and cannot get one fails: it
@@ -81,6 +81,11 @@ impl TestNode {
     /// The daemon's PID when this harness started it.
     pub fn pid(&self) -> Option<u32> {
         self.owned.as_ref().and_then(|o| o.pid)
+    }
+
+    /// The node's repo folder, when this harness started it (fault tests damage it on purpose).
+    pub fn repo(&self) -> Option<PathBuf> {
+        self.owned.as_ref().map(|o| o.state.path().join("repo"))
     }
 
     /// A client with test-friendly timeouts.

@@ -1,6 +1,8 @@
 //! A small fault-injecting TCP proxy in front of the real node, for failure tests: pass traffic
 //! through, answer every request with a fixed HTTP status, accept and never answer (a stalled
-//! node), or reset connections (a node that went away). The mode can change while tests run.
+//! node), reset connections (a node that went away), go silent after the response headers (a
+//! stream that stalls), or hold the answer back for a while (a node in a long silent phase, as
+//! Kubo's GC is while it marks). The mode can change while tests run.
 //!
 //! Faults apply per connection: a connection already passing traffic keeps passing, so tests
 //! switch modes between calls, and clients should not rely on pooled connections across a switch
@@ -25,6 +27,11 @@ pub enum Fault {
     Stall,
     /// Close the connection at once.
     Reset,
+    /// Forward the request; pass the response headers and the first piece of the body, then
+    /// never another byte.
+    StallAfterHeaders,
+    /// Forward, but hold the node's answer back for the delay set by [`FaultProxy::set_delay`].
+    DelayResponse,
 }
 
 impl Fault {
@@ -37,6 +44,8 @@ impl Fault {
             2 => Fault::Unavailable,
             3 => Fault::Stall,
             4 => Fault::Reset,
+            5 => Fault::StallAfterHeaders,
+            6 => Fault::DelayResponse,
             _ => Fault::Pass,
         }
     }
@@ -47,6 +56,7 @@ impl Fault {
 pub struct FaultProxy {
     url: String,
     mode: Arc<AtomicU8>,
+    delay_ms: Arc<AtomicU64>,
     connections: Arc<AtomicU64>,
     live: Arc<std::sync::Mutex<Vec<tokio::task::AbortHandle>>>,
     task: tokio::task::JoinHandle<()>,
@@ -65,14 +75,21 @@ impl FaultProxy {
         let url = format!("http://{}", listener.local_addr()?);
         let mode = Arc::new(AtomicU8::new(Fault::Pass.code()));
         let connections = Arc::new(AtomicU64::new(0));
+        let delay_ms = Arc::new(AtomicU64::new(0));
         let live: Arc<std::sync::Mutex<Vec<tokio::task::AbortHandle>>> = Arc::default();
-        let (m, n, l) = (mode.clone(), connections.clone(), live.clone());
+        let (m, n, l, dl) = (
+            mode.clone(),
+            connections.clone(),
+            live.clone(),
+            delay_ms.clone(),
+        );
         let task = tokio::spawn(async move {
             while let Ok((conn, _)) = listener.accept().await {
                 n.fetch_add(1, Ordering::Relaxed);
                 let fault = Fault::from_code(m.load(Ordering::Relaxed));
                 let target = target.clone();
-                let h = tokio::spawn(handle(conn, target, fault));
+                let delay = std::time::Duration::from_millis(dl.load(Ordering::Relaxed));
+                let h = tokio::spawn(handle(conn, target, fault, delay));
                 if let Ok(mut v) = l.lock() {
                     v.retain(|a| !a.is_finished());
                     v.push(h.abort_handle());
@@ -82,6 +99,7 @@ impl FaultProxy {
         Ok(FaultProxy {
             url,
             mode,
+            delay_ms,
             connections,
             live,
             task,
@@ -108,6 +126,12 @@ impl FaultProxy {
         }
     }
 
+    /// How long [`Fault::DelayResponse`] holds an answer back.
+    pub fn set_delay(&self, delay: std::time::Duration) {
+        self.delay_ms
+            .store(delay.as_millis() as u64, Ordering::Relaxed);
+    }
+
     /// Connections accepted so far.
     pub fn connections(&self) -> u64 {
         self.connections.load(Ordering::Relaxed)
@@ -120,11 +144,16 @@ impl Drop for FaultProxy {
     }
 }
 
-async fn handle(mut conn: TcpStream, target: String, fault: Fault) {
+async fn handle(mut conn: TcpStream, target: String, fault: Fault, delay: std::time::Duration) {
     match fault {
         Fault::Pass => {
             if let Ok(mut up) = TcpStream::connect(&target).await {
                 let _ = tokio::io::copy_bidirectional(&mut conn, &mut up).await;
+            }
+        }
+        Fault::StallAfterHeaders | Fault::DelayResponse => {
+            if let Ok(up) = TcpStream::connect(&target).await {
+                answer_slowly(conn, up, fault, delay).await;
             }
         }
         Fault::Reset => drop(conn),
@@ -155,4 +184,43 @@ async fn handle(mut conn: TcpStream, target: String, fault: Fault) {
             let _ = conn.shutdown().await;
         }
     }
+}
+
+/// The request goes to the node untouched; the answer is held back by `delay`
+/// ([`Fault::DelayResponse`]) or cut after its headers and first body bytes
+/// ([`Fault::StallAfterHeaders`]).
+async fn answer_slowly(conn: TcpStream, up: TcpStream, fault: Fault, delay: std::time::Duration) {
+    let (mut client_r, mut client_w) = conn.into_split();
+    let (mut up_r, mut up_w) = up.into_split();
+    let upload = tokio::spawn(async move {
+        let _ = tokio::io::copy(&mut client_r, &mut up_w).await;
+    });
+    let mut buf = vec![0u8; 64 << 10];
+    let mut seen = Vec::new();
+    let mut first = true;
+    loop {
+        let n = match up_r.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        if fault == Fault::DelayResponse {
+            if first {
+                tokio::time::sleep(delay).await;
+                first = false;
+            }
+            if client_w.write_all(&buf[..n]).await.is_err() {
+                break;
+            }
+            continue;
+        }
+        // StallAfterHeaders: pass up to the end of the headers plus 16 bytes, then go silent.
+        seen.extend_from_slice(&buf[..n]);
+        if let Some(end) = seen.windows(4).position(|w| w == b"\r\n\r\n") {
+            let upto = (end + 4 + 16).min(seen.len());
+            let _ = client_w.write_all(&seen[..upto]).await;
+            tokio::time::sleep(std::time::Duration::from_secs(600)).await;
+            break;
+        }
+    }
+    upload.abort();
 }

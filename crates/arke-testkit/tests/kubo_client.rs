@@ -228,7 +228,10 @@ async fn mfs_pins_and_car_round_trip() {
     drop(f);
     assert!(n > 0);
     assert_eq!(std::fs::metadata(&car).unwrap().len(), n);
-    let out = kubo.dag_import(&car, true).await.unwrap();
+    let out = kubo
+        .dag_import(&[car.as_path()], true, Duration::from_secs(60))
+        .await
+        .unwrap();
     assert_eq!(out.roots.len(), 1);
     assert_eq!(out.roots[0].cid.hash(), rc.hash());
     assert!(out.roots[0].pin_error.is_none());

@@ -5,9 +5,14 @@
 //! Blocks are encoded and decoded locally ([`crate::ipld`]): the node's `dag/get` JSON rendering
 //! differs between implementations, and a local decode is the only way to see plain-map links.
 //!
-//! Written against Kubo's documented RPC; tolerant of js-ipfs 0.66 (the test stand-in): CIDs are
-//! parsed rather than compared as strings (js-ipfs prints CIDv1 in base58btc), `Size` may be a
-//! number or a string, "does not exist" is matched in the message.
+//! Written against Kubo's RPC as its source defines it (`core/commands/*.go`) and tested against
+//! Kubo itself. CIDs are parsed rather than compared as strings (a node may print another base
+//! or version), `Size` may be a number or a string, "does not exist" is matched in the message.
+//!
+//! Every wait is bounded: small calls by the call timeout; streams by an idle timeout between two
+//! pieces of data (the `--timeout` flag), and the silent phases Kubo has before its first byte
+//! (the GC's mark phase, the import's pinning) by a bound the caller gives, with a log line every
+//! 10 s while the node says nothing.
 
 mod config;
 mod error;
@@ -20,6 +25,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use cid::Cid;
+use futures::TryStreamExt;
 use http_body_util::BodyExt;
 use reqwest::multipart::{Form, Part};
 use serde_json::Value;
@@ -114,12 +120,35 @@ pub struct GcOutcome {
     pub errors: Vec<String>,
 }
 
+impl GcOutcome {
+    /// Keeps at most 20 messages (a GC can report one per block).
+    fn push_error(&mut self, message: String) {
+        if self.errors.len() < 20 {
+            self.errors.push(message);
+        }
+    }
+
+    /// Counts one line of the answer: a removed key, or an error.
+    fn take_line(&mut self, line: &[u8]) -> Result<(), KuboError> {
+        if line.iter().all(u8::is_ascii_whitespace) {
+            return Ok(());
+        }
+        let v = parse_json("repo/gc", "", line)?;
+        match v.get("Error").and_then(Value::as_str) {
+            Some(e) if !e.is_empty() => self.push_error(e.to_string()),
+            _ => self.removed += 1,
+        }
+        Ok(())
+    }
+}
+
 /// A handle to one node. Cheap to clone (the connection pool is shared).
 #[derive(Debug, Clone)]
 pub struct Kubo {
     http: reqwest::Client,
-    /// Same pool settings, but no idle-read deadline short enough to kill a long import/export:
-    /// the node may legitimately say nothing for minutes while it pins a large archive.
+    /// Same pool settings without reqwest's own read timeout: streams are bounded by
+    /// [`Kubo::next_frame`]'s idle timeout and their first byte by the caller's [`Wait`], because
+    /// reqwest's read timeout would also fire while a long upload is still being sent.
     stream_http: reqwest::Client,
     cfg: KuboConfig,
     /// HTTP requests sent (attempts included), shared by clones: the cost measure that
@@ -130,10 +159,70 @@ pub struct Kubo {
 /// Query parameters of one call.
 type Query<'a> = Vec<(&'a str, String)>;
 
+/// How often a silent wait is logged.
+const HEARTBEAT: Duration = Duration::from_secs(10);
+
+/// How long one call may take to answer.
+#[derive(Debug, Clone, Copy)]
+enum Wait<'a> {
+    /// A small call: the whole exchange within this time.
+    Call(Duration),
+    /// A stream: response headers within `first_byte` (logged every [`HEARTBEAT`]), then at most
+    /// the idle timeout between two frames ([`Kubo::next_frame`]). `upload` is the request body
+    /// being sent, whose progress proves the node is still reading it.
+    Stream {
+        first_byte: Duration,
+        upload: Option<&'a UploadMeter>,
+    },
+}
+
+/// Progress of a streamed upload: bytes handed to the connection and when the last were.
+#[derive(Debug)]
+struct UploadMeter {
+    total: u64,
+    sent: std::sync::atomic::AtomicU64,
+    /// Milliseconds since `origin` of the last chunk taken by the connection.
+    last: std::sync::atomic::AtomicU64,
+    origin: std::time::Instant,
+}
+
+impl UploadMeter {
+    fn new(total: u64) -> Self {
+        UploadMeter {
+            total,
+            sent: Default::default(),
+            last: Default::default(),
+            origin: std::time::Instant::now(),
+        }
+    }
+
+    fn record(&self, n: usize) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.sent.fetch_add(n as u64, Relaxed);
+        self.last
+            .store(self.origin.elapsed().as_millis() as u64, Relaxed);
+    }
+
+    fn sent(&self) -> u64 {
+        self.sent.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn done(&self) -> bool {
+        self.sent() >= self.total
+    }
+
+    fn idle(&self) -> Duration {
+        let last = self.last.load(std::sync::atomic::Ordering::Relaxed);
+        self.origin
+            .elapsed()
+            .saturating_sub(Duration::from_millis(last))
+    }
+}
+
 impl Kubo {
     /// A client for the node described by `cfg`. Does not contact the node.
     pub fn new(cfg: KuboConfig) -> Result<Self, KuboError> {
-        let build = |read_timeout: Duration| {
+        let build = |read_timeout: Option<Duration>| {
             let mut headers = reqwest::header::HeaderMap::new();
             if let Some(auth) = &cfg.auth {
                 let mut v = reqwest::header::HeaderValue::from_str(auth).map_err(|_| {
@@ -146,11 +235,14 @@ impl Kubo {
                 v.set_sensitive(true);
                 headers.insert(reqwest::header::AUTHORIZATION, v);
             }
-            reqwest::Client::builder()
+            let mut builder = reqwest::Client::builder()
                 .default_headers(headers)
                 .user_agent(concat!("arke-dr/", env!("CARGO_PKG_VERSION")))
-                .connect_timeout(cfg.connect_timeout)
-                .read_timeout(read_timeout)
+                .connect_timeout(cfg.connect_timeout);
+            if let Some(t) = read_timeout {
+                builder = builder.read_timeout(t);
+            }
+            builder
                 .pool_idle_timeout(Duration::from_secs(30))
                 .pool_max_idle_per_host(16)
                 .tcp_keepalive(Duration::from_secs(60))
@@ -162,8 +254,8 @@ impl Kubo {
                     reason: format!("cannot build HTTP client: {e}"),
                 })
         };
-        let http = build(cfg.read_timeout)?;
-        let stream_http = build(Duration::from_secs(3600))?;
+        let http = build(Some(cfg.read_timeout))?;
+        let stream_http = build(None)?;
         Ok(Kubo {
             http,
             stream_http,
@@ -204,7 +296,7 @@ impl Kubo {
         query: &Query<'_>,
         form: Option<&(dyn Fn() -> Result<Form, KuboError> + Sync)>,
         idempotent: bool,
-        deadline: Option<Duration>,
+        wait: Wait<'_>,
     ) -> Result<reqwest::Response, KuboError> {
         let url = format!("{}/{}", self.cfg.base, call);
         let attempts = if idempotent { self.cfg.retries + 1 } else { 1 };
@@ -215,21 +307,26 @@ impl Kubo {
                 tokio::time::sleep(delay).await;
                 delay = delay.saturating_mul(2);
             }
-            let client = if deadline.is_none() {
-                &self.stream_http
-            } else {
-                &self.http
-            };
             self.requests
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let mut req = client.post(&url).query(query);
-            if let Some(d) = deadline {
-                req = req.timeout(d);
-            }
+            let mut req = match wait {
+                Wait::Call(d) => self.http.post(&url).query(query).timeout(d),
+                Wait::Stream { .. } => self.stream_http.post(&url).query(query),
+            };
             if let Some(make) = form {
                 req = req.multipart(make()?);
             }
-            match req.send().await {
+            let sent = match wait {
+                Wait::Call(_) => req
+                    .send()
+                    .await
+                    .map_err(|e| self.transport_error(call, arg, &e)),
+                Wait::Stream { first_byte, upload } => {
+                    self.await_headers(call, arg, req.send(), first_byte, upload)
+                        .await
+                }
+            };
+            match sent {
                 Ok(resp) => {
                     let status = resp.status();
                     if status.is_success() {
@@ -244,8 +341,11 @@ impl Kubo {
                     }
                     return Err(err);
                 }
-                Err(e) => {
-                    let err = self.transport_error(call, arg, &e);
+                // A timeout of a stream's first byte is the caller's bound: never retried.
+                Err(err @ KuboError::Timeout { .. }) if matches!(wait, Wait::Stream { .. }) => {
+                    return Err(err);
+                }
+                Err(err) => {
                     // Only failures where the request cannot have had an effect, or the call is
                     // idempotent anyway, are retried; connection-level errors qualify.
                     if attempt + 1 < attempts {
@@ -261,6 +361,86 @@ impl Kubo {
             url,
             reason: "no attempt made".into(),
         }))
+    }
+
+    /// Waits for a stream's response headers at most `first_byte`, with a log line every
+    /// [`HEARTBEAT`] so that a cron log shows where a long silent phase is. While an upload is
+    /// still being sent, the node must keep reading it: no progress for the idle timeout is a
+    /// stalled node, whatever `first_byte` allows.
+    async fn await_headers(
+        &self,
+        call: &'static str,
+        arg: &str,
+        send: impl std::future::Future<Output = reqwest::Result<reqwest::Response>>,
+        first_byte: Duration,
+        upload: Option<&UploadMeter>,
+    ) -> Result<reqwest::Response, KuboError> {
+        let started = tokio::time::Instant::now();
+        let mut beat = tokio::time::interval_at(started + HEARTBEAT, HEARTBEAT);
+        tokio::pin!(send);
+        loop {
+            tokio::select! {
+                r = &mut send => return r.map_err(|e| self.transport_error(call, arg, &e)),
+                _ = beat.tick() => {}
+            }
+            let waited = started.elapsed();
+            let stalled = upload.filter(|u| !u.done() && u.idle() >= self.cfg.read_timeout);
+            if let Some(u) = stalled {
+                return Err(KuboError::Timeout {
+                    call,
+                    arg: arg.to_string(),
+                    reason: format!(
+                        "the node stopped reading the upload for {} s at {} of {} bytes",
+                        u.idle().as_secs(),
+                        u.sent(),
+                        u.total
+                    ),
+                });
+            }
+            if waited >= first_byte {
+                return Err(KuboError::Timeout {
+                    call,
+                    arg: arg.to_string(),
+                    reason: format!("no answer within {} s", first_byte.as_secs()),
+                });
+            }
+            match upload {
+                Some(u) if !u.done() => tracing::info!(
+                    "{call}: sent {} of {} bytes ({} s)",
+                    u.sent(),
+                    u.total,
+                    waited.as_secs()
+                ),
+                _ => tracing::info!(
+                    "{call}: waiting for the node's answer ({} s of at most {} s)",
+                    waited.as_secs(),
+                    first_byte.as_secs()
+                ),
+            }
+        }
+    }
+
+    /// The next frame of a streamed body, at most the idle timeout (`--timeout`) after the last
+    /// one: a node that stalls mid-stream fails the call instead of hanging it.
+    async fn next_frame(
+        &self,
+        call: &'static str,
+        arg: &str,
+        body: &mut reqwest::Body,
+    ) -> Result<Option<http_body::Frame<Bytes>>, KuboError> {
+        match tokio::time::timeout(self.cfg.read_timeout, body.frame()).await {
+            Ok(Some(Ok(frame))) => Ok(Some(frame)),
+            Ok(Some(Err(e))) => Err(self.stream_error(call, arg, &e)),
+            Ok(None) => Ok(None),
+            Err(_) => Err(KuboError::Timeout {
+                call,
+                arg: arg.to_string(),
+                reason: format!(
+                    "the stream stalled: no data for {} s",
+                    self.cfg.read_timeout.as_secs()
+                ),
+            }),
+        }
     }
 
     fn transport_error(&self, call: &'static str, arg: &str, e: &reqwest::Error) -> KuboError {
@@ -308,10 +488,27 @@ impl Kubo {
         resp: reqwest::Response,
         limit: usize,
     ) -> Result<Vec<u8>, KuboError> {
+        let (out, trailer) = self.body_and_trailer(call, arg, resp, limit).await?;
+        match trailer {
+            Some(message) => Err(trailer_error(call, arg, message)),
+            None => Ok(out),
+        }
+    }
+
+    /// A small body and the `X-Stream-Error` trailer, if the node sent one. Kubo reports some
+    /// failures as HTTP 200 with the details in the body and the verdict in the trailer
+    /// (`files/rm`): both are needed to say what failed.
+    async fn body_and_trailer(
+        &self,
+        call: &'static str,
+        arg: &str,
+        resp: reqwest::Response,
+        limit: usize,
+    ) -> Result<(Vec<u8>, Option<String>), KuboError> {
         let mut out = Vec::new();
+        let mut trailer = None;
         let mut body = http::Response::from(resp).into_body();
-        while let Some(frame) = body.frame().await {
-            let frame = frame.map_err(|e| self.stream_error(call, arg, &e))?;
+        while let Some(frame) = self.next_frame(call, arg, &mut body).await? {
             match frame.into_data() {
                 Ok(chunk) => {
                     if out.len() + chunk.len() > limit {
@@ -323,10 +520,10 @@ impl Kubo {
                     }
                     out.extend_from_slice(&chunk);
                 }
-                Err(frame) => check_trailers(call, arg, frame)?,
+                Err(frame) => trailer = trailer.or(stream_error_trailer(frame)),
             }
         }
-        Ok(out)
+        Ok((out, trailer))
     }
 
     fn stream_error(&self, call: &'static str, arg: &str, e: &reqwest::Error) -> KuboError {
@@ -355,7 +552,7 @@ impl Kubo {
                 &query,
                 None,
                 idempotent,
-                Some(self.cfg.call_timeout),
+                Wait::Call(self.cfg.call_timeout),
             )
             .await?;
         self.body(call, arg, resp, self.cfg.max_body).await
@@ -387,7 +584,7 @@ impl Kubo {
                 &query,
                 Some(form),
                 idempotent,
-                Some(self.cfg.call_timeout),
+                Wait::Call(self.cfg.call_timeout),
             )
             .await?;
         self.body(call, arg, resp, self.cfg.max_body).await
@@ -450,7 +647,7 @@ impl Kubo {
         ];
         let deadline = self.cfg.block_timeout + self.cfg.call_timeout;
         let resp = self
-            .send("block/get", &arg, &query, None, true, Some(deadline))
+            .send("block/get", &arg, &query, None, true, Wait::Call(deadline))
             .await
             .map_err(|e| block_error(e, &arg))?;
         let body = self
@@ -695,24 +892,54 @@ impl Kubo {
     }
 
     /// `files/rm` (recursive for directories). Removing a path that does not exist succeeds:
-    /// callers want "afterwards it is gone", and Kubo and js-ipfs disagree on `force` here.
+    /// callers want "afterwards it is gone". Kubo answers a failure with HTTP 200, one JSON
+    /// string per path it could not remove, and the trailer "can't remove some files": the
+    /// status alone says nothing, so the body and the trailer are read.
     pub async fn files_rm(&self, path: &str, recursive: bool) -> Result<(), KuboError> {
-        let r = self
-            .json_or_empty(
+        let query = vec![
+            ("arg", path.to_string()),
+            ("recursive", recursive.to_string()),
+            // force also removes a missing path without complaint, but it implies recursive:
+            // only sent when the caller asked for a recursive removal anyway.
+            ("force", recursive.to_string()),
+        ];
+        let sent = self
+            .send(
                 "files/rm",
                 path,
-                vec![
-                    ("arg", path.to_string()),
-                    ("recursive", recursive.to_string()),
-                    ("force", recursive.to_string()),
-                ],
+                &query,
+                None,
                 false,
+                Wait::Call(self.cfg.call_timeout),
             )
             .await;
-        match r {
-            Err(KuboError::NotFound { .. }) => Ok(()),
-            other => other,
+        let resp = match sent {
+            Err(KuboError::NotFound { .. }) => return Ok(()),
+            other => other?,
+        };
+        let (body, trailer) = self
+            .body_and_trailer("files/rm", path, resp, self.cfg.max_body)
+            .await?;
+        let reasons = rm_failures(&body);
+        if trailer.is_none() && reasons.is_empty() {
+            return Ok(());
         }
+        if !reasons.is_empty() && reasons.iter().all(|r| says_not_found(r)) {
+            return Ok(());
+        }
+        let mut message = reasons.join("; ");
+        if let Some(t) = trailer {
+            if !message.is_empty() {
+                message.push_str(": ");
+            }
+            message.push_str(&t);
+        }
+        Err(KuboError::Api {
+            call: "files/rm",
+            arg: path.to_string(),
+            status: 200,
+            message,
+        })
     }
 
     /// `files/flush`: the CID of an MFS path after pending writes are flushed.
@@ -779,9 +1006,39 @@ impl Kubo {
         Ok(())
     }
 
-    /// One `pin/add` call; every CID must come back in `Pins` (a pin that is not confirmed is a
-    /// failure, never a success: kubo#9945).
+    /// One group of CIDs pinned; every CID must come back in `Pins` (a pin that is not confirmed
+    /// is a failure, never a success: kubo#9945). A direct pin of a CID that is already pinned
+    /// recursively fails the whole call in Kubo ("already pinned recursively"); such a CID is
+    /// protected and present already (a recursive pin fetched every block below it), so it counts
+    /// as pinned and the rest of the group is pinned again without it. This is what a `--force`
+    /// restore meets on a node whose writers pin manifests recursively.
     async fn pin_group(
+        &self,
+        group: &[Cid],
+        recursive: bool,
+        timeout: Duration,
+    ) -> Result<(), KuboError> {
+        let mut rest: Vec<Cid> = group.to_vec();
+        while !rest.is_empty() {
+            match self.pin_call(&rest, recursive, timeout).await {
+                Ok(()) => return Ok(()),
+                Err(e) if !recursive => match already_recursive(&e, &rest) {
+                    Some(i) => {
+                        rest.remove(i);
+                    }
+                    None => return Err(e),
+                },
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// One `pin/add` call. `offline=true`: Kubo then fails a direct pin of a block it does not
+    /// hold at once ("block was not found locally (offline)") instead of searching the network
+    /// for it. A recursive pin still walks the children online (Kubo ignores offline for the
+    /// walk), so it is bounded by `timeout` and must only be asked for a DAG known complete.
+    async fn pin_call(
         &self,
         group: &[Cid],
         recursive: bool,
@@ -792,6 +1049,7 @@ impl Kubo {
         };
         let mut query: Query<'_> = group.iter().map(|c| ("arg", c.to_string())).collect();
         query.push(("recursive", recursive.to_string()));
+        query.push(("offline", "true".into()));
         query.push(("timeout", format!("{}ms", timeout.as_millis().max(1))));
         let arg = if group.len() == 1 {
             first.to_string()
@@ -800,7 +1058,7 @@ impl Kubo {
         };
         let deadline = timeout + self.cfg.call_timeout;
         let resp = self
-            .send("pin/add", &arg, &query, None, true, Some(deadline))
+            .send("pin/add", &arg, &query, None, true, Wait::Call(deadline))
             .await
             .map_err(|e| block_error(e, &arg))?;
         let body = self
@@ -924,40 +1182,30 @@ impl Kubo {
         })
     }
 
-    /// `repo/gc`: removes every block no pin (and, on Kubo, no MFS file) protects. The answer
-    /// is one JSON object per removed block; it is counted as it streams (a GC of a large repo
-    /// lists millions of keys), never held whole. `within` bounds the whole call.
+    /// `repo/gc`: removes every block no pin (and no MFS file) protects. Kubo sends no headers
+    /// until its mark phase ends and the first block is removed, which on a large repo takes
+    /// minutes: that silence is bounded by `within` (logged every 10 s), then the answer (one
+    /// JSON object per removed block, counted as it streams, never held whole) by the idle
+    /// timeout. Errors the node reports (`{"Error":..}` lines, the trailer "encountered errors
+    /// during gc run", a missing block under a pin, which aborts Kubo's GC) are kept in
+    /// [`GcOutcome::errors`] beside the counts, not instead of them: the caller decides.
     pub async fn repo_gc(&self, within: Duration) -> Result<GcOutcome, KuboError> {
         let query = vec![("stream-errors", "true".to_string())];
-        let resp = self
-            .send("repo/gc", "", &query, None, false, Some(within))
-            .await?;
+        let wait = Wait::Stream {
+            first_byte: within,
+            upload: None,
+        };
+        let resp = self.send("repo/gc", "", &query, None, false, wait).await?;
         let mut outcome = GcOutcome::default();
         let mut body = http::Response::from(resp).into_body();
         let mut line = Vec::new();
-        let take = |line: &[u8], outcome: &mut GcOutcome| -> Result<(), KuboError> {
-            if line.iter().all(u8::is_ascii_whitespace) {
-                return Ok(());
-            }
-            let v = parse_json("repo/gc", "", line)?;
-            match v.get("Error").and_then(Value::as_str) {
-                Some(e) if !e.is_empty() => {
-                    if outcome.errors.len() < 20 {
-                        outcome.errors.push(e.to_string());
-                    }
-                }
-                _ => outcome.removed += 1,
-            }
-            Ok(())
-        };
-        while let Some(frame) = body.frame().await {
-            let frame = frame.map_err(|e| self.stream_error("repo/gc", "", &e))?;
+        while let Some(frame) = self.next_frame("repo/gc", "", &mut body).await? {
             match frame.into_data() {
                 Ok(chunk) => {
                     for piece in chunk.split_inclusive(|b| *b == b'\n') {
                         line.extend_from_slice(piece);
                         if line.ends_with(b"\n") {
-                            take(&line, &mut outcome)?;
+                            outcome.take_line(&line)?;
                             line.clear();
                         } else if line.len() > 64 << 10 {
                             return Err(KuboError::BadResponse {
@@ -968,10 +1216,14 @@ impl Kubo {
                         }
                     }
                 }
-                Err(frame) => check_trailers("repo/gc", "", frame)?,
+                Err(frame) => {
+                    if let Some(message) = stream_error_trailer(frame) {
+                        outcome.push_error(message);
+                    }
+                }
             }
         }
-        take(&line, &mut outcome)?;
+        outcome.take_line(&line)?;
         Ok(outcome)
     }
 
@@ -979,91 +1231,57 @@ impl Kubo {
     // CAR import / export
     // ----------------------------------------------------------------------------------------
 
-    /// `dag/import` of one CAR file, streamed from disk in 256 KiB chunks (never read into
-    /// memory). Roots are pinned when `pin_roots`; a root whose pin failed is reported in
-    /// [`ImportedRoot::pin_error`], and the caller must treat it as a failure.
+    /// `dag/import` of CAR files in one request, each streamed from disk in 256 KiB chunks
+    /// (never read into memory). Roots are pinned when `pin_roots`; a root whose pin failed is
+    /// reported in [`ImportedRoot::pin_error`], and the caller must treat it as a failure.
+    ///
+    /// With `pin_roots`, Kubo holds its pin lock for the whole request, so a concurrent GC
+    /// cannot remove what is imported before it is pinned; but it pins online, searching the
+    /// network for a block missing below a root until the request ends (kubo#10159). So roots
+    /// are only pinned for files known complete (the caller's check), and the whole call is
+    /// bounded by `within`: sent to the node as `timeout=` and waited for at most that long.
+    /// While the files are being sent the node must keep reading them (idle timeout).
     pub async fn dag_import(
         &self,
-        car: &Path,
+        cars: &[&Path],
         pin_roots: bool,
+        within: Duration,
     ) -> Result<ImportOutcome, KuboError> {
-        let arg = car.display().to_string();
-        let io_err = |source| KuboError::Io {
-            call: "dag/import",
-            path: arg.clone(),
-            source,
-        };
-        let file = tokio::fs::File::open(car).await.map_err(io_err)?;
-        let len = file.metadata().await.map_err(io_err)?.len();
-        let stream = tokio_util::io::ReaderStream::with_capacity(file, UPLOAD_CHUNK);
-        let part = Part::stream_with_length(reqwest::Body::wrap_stream(stream), len)
-            .file_name("archive.car")
-            .mime_str("application/vnd.ipld.car")
-            .map_err(|e| KuboError::BadResponse {
-                call: "dag/import",
-                arg: arg.clone(),
-                reason: e.to_string(),
-            })?;
-        let part = std::sync::Mutex::new(Some(part));
-        // The file stream can be sent once; no retry for this call.
-        let form = move || -> Result<Form, KuboError> {
-            let p = part.lock().ok().and_then(|mut g| g.take()).ok_or_else(|| {
-                KuboError::BadResponse {
+        let arg = cars
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(" + ");
+        let (form, meter) = import_form(cars, &arg).await?;
+        let form = std::sync::Mutex::new(Some(form));
+        // The file streams can be sent once; no retry for this call.
+        let make = move || -> Result<Form, KuboError> {
+            form.lock()
+                .ok()
+                .and_then(|mut g| g.take())
+                .ok_or_else(|| KuboError::BadResponse {
                     call: "dag/import",
                     arg: String::new(),
                     reason: "import body already sent".into(),
-                }
-            })?;
-            Ok(Form::new().part("file", p))
+                })
         };
         let query = vec![
             ("pin-roots", pin_roots.to_string()),
             ("stats", "true".into()),
             ("allow-big-block", "true".into()),
+            ("timeout", format!("{}ms", within.as_millis().max(1))),
         ];
+        let wait = Wait::Stream {
+            first_byte: within + self.cfg.call_timeout,
+            upload: Some(&*meter),
+        };
         let resp = self
-            .send("dag/import", &arg, &query, Some(&form), false, None)
+            .send("dag/import", &arg, &query, Some(&make), false, wait)
             .await?;
         let body = self
             .body("dag/import", &arg, resp, self.cfg.max_body)
             .await?;
-        let mut outcome = ImportOutcome::default();
-        for line in String::from_utf8_lossy(&body).lines() {
-            if line.trim().is_empty() {
-                continue;
-            }
-            let v = parse_json("dag/import", &arg, line.as_bytes())?;
-            if v.get("Type").and_then(Value::as_str) == Some("error") {
-                return Err(KuboError::Stream {
-                    call: "dag/import",
-                    arg,
-                    message: error_message(line.as_bytes()),
-                });
-            }
-            if let Some(root) = v.get("Root") {
-                let cid =
-                    root.get("Cid")
-                        .and_then(link_value)
-                        .ok_or_else(|| KuboError::BadResponse {
-                            call: "dag/import",
-                            arg: arg.clone(),
-                            reason: format!("root without a CID: {line}"),
-                        })?;
-                let pin_error = root
-                    .get("PinErrorMsg")
-                    .and_then(Value::as_str)
-                    .filter(|s| !s.is_empty())
-                    .map(str::to_string);
-                outcome.roots.push(ImportedRoot { cid, pin_error });
-            }
-            if let Some(stats) = v.get("Stats") {
-                outcome.stats = Some((
-                    u64_field(stats, "BlockCount").unwrap_or(0),
-                    u64_field(stats, "BlockBytesCount").unwrap_or(0),
-                ));
-            }
-        }
-        Ok(outcome)
+        parse_import(&arg, &body)
     }
 
     /// `dag/export` of `root` (offline), streamed into `out` as it arrives. Fails on an
@@ -1075,20 +1293,25 @@ impl Kubo {
         out: &mut W,
     ) -> Result<u64, KuboError> {
         let arg = root.to_string();
+        // offline: a block the node does not hold ends the export at once (Kubo checks the root
+        // before sending anything, later blocks fail through the trailer) instead of a network
+        // search; the stream itself is bounded by the idle timeout.
         let query = vec![
             ("arg", arg.clone()),
             ("offline", "true".into()),
             ("progress", "false".into()),
-            ("timeout", "24h".into()),
         ];
+        let wait = Wait::Stream {
+            first_byte: self.cfg.read_timeout,
+            upload: None,
+        };
         let resp = self
-            .send("dag/export", &arg, &query, None, true, None)
+            .send("dag/export", &arg, &query, None, true, wait)
             .await
             .map_err(|e| block_error(e, &arg))?;
         let mut body = http::Response::from(resp).into_body();
         let mut written = 0u64;
-        while let Some(frame) = body.frame().await {
-            let frame = frame.map_err(|e| self.stream_error("dag/export", &arg, &e))?;
+        while let Some(frame) = self.next_frame("dag/export", &arg, &mut body).await? {
             match frame.into_data() {
                 Ok(chunk) => {
                     out.write_all(&chunk)
@@ -1112,7 +1335,87 @@ impl Kubo {
     }
 }
 
-/// A multipart file part with an explicit content type (js-ipfs refuses parts without one).
+/// The multipart body of a `dag/import`: one part per file, each streamed from disk and counted
+/// by the returned meter.
+async fn import_form(
+    cars: &[&Path],
+    arg: &str,
+) -> Result<(Form, std::sync::Arc<UploadMeter>), KuboError> {
+    let io_err = |path: &Path, source| KuboError::Io {
+        call: "dag/import",
+        path: path.display().to_string(),
+        source,
+    };
+    let mut files = Vec::with_capacity(cars.len());
+    for car in cars {
+        let file = tokio::fs::File::open(car)
+            .await
+            .map_err(|e| io_err(car, e))?;
+        let len = file.metadata().await.map_err(|e| io_err(car, e))?.len();
+        files.push((file, len));
+    }
+    let meter = UploadMeter::new(files.iter().map(|f| f.1).sum());
+    let shared = std::sync::Arc::new(meter);
+    let mut form = Form::new();
+    for (i, (file, len)) in files.into_iter().enumerate() {
+        let counter = shared.clone();
+        let stream = tokio_util::io::ReaderStream::with_capacity(file, UPLOAD_CHUNK)
+            .inspect_ok(move |chunk: &Bytes| counter.record(chunk.len()));
+        let part = Part::stream_with_length(reqwest::Body::wrap_stream(stream), len)
+            .file_name(format!("archive-{i}.car"))
+            .mime_str("application/vnd.ipld.car")
+            .map_err(|e| KuboError::BadResponse {
+                call: "dag/import",
+                arg: arg.to_string(),
+                reason: e.to_string(),
+            })?;
+        form = form.part("file", part);
+    }
+    Ok((form, shared))
+}
+
+/// `dag/import`'s answer: one `Root` line per root, a `Stats` line; an error object fails.
+fn parse_import(arg: &str, body: &[u8]) -> Result<ImportOutcome, KuboError> {
+    let mut outcome = ImportOutcome::default();
+    for line in String::from_utf8_lossy(body).lines() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let v = parse_json("dag/import", arg, line.as_bytes())?;
+        if v.get("Type").and_then(Value::as_str) == Some("error") {
+            return Err(KuboError::Stream {
+                call: "dag/import",
+                arg: arg.to_string(),
+                message: error_message(line.as_bytes()),
+            });
+        }
+        if let Some(root) = v.get("Root") {
+            let cid =
+                root.get("Cid")
+                    .and_then(link_value)
+                    .ok_or_else(|| KuboError::BadResponse {
+                        call: "dag/import",
+                        arg: arg.to_string(),
+                        reason: format!("root without a CID: {line}"),
+                    })?;
+            let pin_error = root
+                .get("PinErrorMsg")
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty())
+                .map(str::to_string);
+            outcome.roots.push(ImportedRoot { cid, pin_error });
+        }
+        if let Some(stats) = v.get("Stats") {
+            outcome.stats = Some((
+                u64_field(stats, "BlockCount").unwrap_or(0),
+                u64_field(stats, "BlockBytesCount").unwrap_or(0),
+            ));
+        }
+    }
+    Ok(outcome)
+}
+
+/// A multipart file part with an explicit content type.
 fn octet_part(data: Bytes, name: &str) -> Result<Part, KuboError> {
     Part::stream(data)
         .file_name(name.to_string())
@@ -1141,32 +1444,39 @@ async fn read_limited(resp: reqwest::Response, limit: usize) -> Result<Vec<u8>, 
     Ok(out)
 }
 
+/// The message of an `X-Stream-Error` trailer, when the frame is trailers and carries one.
+fn stream_error_trailer(frame: http_body::Frame<Bytes>) -> Option<String> {
+    let trailers = frame.into_trailers().ok()?;
+    let v = trailers.get("x-stream-error")?;
+    let message = String::from_utf8_lossy(v.as_bytes()).trim().to_string();
+    (!message.is_empty()).then(|| error_message(message.as_bytes()))
+}
+
+/// What an `X-Stream-Error` trailer means: a block the node does not hold, or a failed stream.
+fn trailer_error(call: &'static str, arg: &str, message: String) -> KuboError {
+    if says_not_found(&message) || says_timed_out(&message) {
+        KuboError::BlockMissing {
+            cid: arg.to_string(),
+            message,
+        }
+    } else {
+        KuboError::Stream {
+            call,
+            arg: arg.to_string(),
+            message,
+        }
+    }
+}
+
 fn check_trailers(
     call: &'static str,
     arg: &str,
     frame: http_body::Frame<Bytes>,
 ) -> Result<(), KuboError> {
-    if let Ok(trailers) = frame.into_trailers()
-        && let Some(v) = trailers.get("x-stream-error")
-    {
-        let message = String::from_utf8_lossy(v.as_bytes()).to_string();
-        if !message.trim().is_empty() {
-            let message = error_message(message.as_bytes());
-            return Err(if says_not_found(&message) || says_timed_out(&message) {
-                KuboError::BlockMissing {
-                    cid: arg.to_string(),
-                    message,
-                }
-            } else {
-                KuboError::Stream {
-                    call,
-                    arg: arg.to_string(),
-                    message,
-                }
-            });
-        }
+    match stream_error_trailer(frame) {
+        Some(message) => Err(trailer_error(call, arg, message)),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 /// The `Message` of a Kubo error object, or the body itself (Kubo answers some errors, e.g. 404,
@@ -1225,6 +1535,37 @@ fn block_error(e: KuboError, cid: &str) -> KuboError {
         }
         other => other,
     }
+}
+
+/// When `e` is Kubo's "pin: <cid> already pinned recursively", the position of that CID in
+/// `group`.
+fn already_recursive(e: &KuboError, group: &[Cid]) -> Option<usize> {
+    let KuboError::Api { message, .. } = e else {
+        return None;
+    };
+    let rest = message.split("already pinned recursively").next()?;
+    if rest.len() == message.len() {
+        return None;
+    }
+    let word = rest.trim().rsplit([' ', ':']).next()?;
+    let cid: Cid = word.parse().ok()?;
+    group.iter().position(|c| c.hash() == cid.hash())
+}
+
+/// The per-path failures in a `files/rm` answer: one JSON string (or error object) per line.
+fn rm_failures(body: &[u8]) -> Vec<String> {
+    String::from_utf8_lossy(body)
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| match serde_json::from_str::<Value>(l) {
+            Ok(Value::String(s)) => s,
+            Ok(v) => v
+                .get("Message")
+                .and_then(Value::as_str)
+                .map_or_else(|| l.trim().to_string(), str::to_string),
+            Err(_) => l.trim().to_string(),
+        })
+        .collect()
 }
 
 fn parse_json(call: &'static str, arg: &str, body: &[u8]) -> Result<Value, KuboError> {

@@ -17,7 +17,7 @@ use std::time::Instant;
 
 use anyhow::{Context, bail};
 use cid::Cid;
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use serde::Serialize;
 
 use super::format::{self, CHUNK_ENTRIES, Header, MAX_REPORT_IDS, MAX_TS};
@@ -26,7 +26,7 @@ use crate::chain::{ChainWalk, WalkEnd};
 use crate::fsutil::{RunLock, atomic_write};
 use crate::index::{TipFile, TipScan, diff_tips, scan_tips};
 use crate::ipld::{self, DAG_CBOR, Ipld, same_block};
-use crate::kubo::Kubo;
+use crate::kubo::{Kubo, KuboError};
 use crate::model::{Manifest, SnapshotEntry, SnapshotFields, SnapshotMeta};
 use crate::pointer;
 use crate::report::{Exit, Failure, Progress, Unit};
@@ -725,38 +725,14 @@ pub async fn build(
     let (header_cid, header_bytes) = format::header_block(&header)?;
     to_write.push((header_cid, header_bytes));
 
-    let write_task = progress.task("write", Some(to_write.len() as u64), Unit::Items("blocks"));
-    let written: Vec<anyhow::Result<u64>> =
-        futures::stream::iter(to_write.into_iter().map(|(cid, bytes)| {
-            let task = write_task.clone();
-            async move {
-                let got = kubo
-                    .block_put(DAG_CBOR, &bytes, false)
-                    .await
-                    .with_context(|| format!("storing snapshot block {cid}"))?;
-                debug_assert!(same_block(&got, &cid));
-                task.inc_item(bytes.len() as u64);
-                Ok(bytes.len() as u64)
-            }
-        }))
-        .buffer_unordered(4)
-        .collect()
-        .await;
-    write_task.finish();
-    for w in written {
-        report.bytes_written += w?;
-        report.blocks_written += 1;
-    }
-    // Every block of the snapshot itself is pinned directly (reused chunks too: pinning is per
-    // CID). The entities' manifests and components are protected by the writers' own pins; a
-    // recursive pin here would re-walk the whole archive every hour. Since `prev_snapshot` is a
-    // string, unpinning an older snapshot's blocks that no kept snapshot lists frees them.
     let mut own: Vec<Cid> = chunk_cids.clone();
     own.extend(tree.nodes.iter().map(|(c, _)| *c));
     own.push(header_cid);
-    kubo.pin_add_many(&own, false, 64)
+    let (blocks, bytes) = store_pinned(kubo, &to_write, &own, progress)
         .await
-        .with_context(|| format!("pinning snapshot {header_cid}"))?;
+        .with_context(|| format!("storing and pinning snapshot {header_cid}"))?;
+    report.blocks_written += blocks;
+    report.bytes_written += bytes;
 
     // 9. The pointer: only the snapshot fields change, as found at the moment of writing.
     let fields = SnapshotFields {
@@ -817,4 +793,54 @@ pub async fn build(
     report.requests = kubo.requests() - requests0;
     report.seconds = started.elapsed().as_secs_f64();
     Ok(BuildOutcome::Built(report))
+}
+
+/// Stores the snapshot's new blocks and pins every block of the snapshot directly (reused chunks
+/// too: pinning is per CID). The entities' manifests and components are protected by the
+/// writers' own pins; a recursive pin here would re-walk the whole archive every hour. Since
+/// `prev_snapshot` is a string, unpinning an older snapshot's blocks that no kept snapshot lists
+/// frees them.
+///
+/// Kubo's `block/put` can only pin recursively, so a block is stored, then pinned: a GC running
+/// in between removes it, and the direct pin (offline) then fails naming it. The blocks are still
+/// in memory, so they are stored again and the pins retried, at most twice: a concurrent GC
+/// never costs the snapshot a block. Returns (blocks, bytes) stored.
+async fn store_pinned(
+    kubo: &Kubo,
+    blocks: &[(Cid, Vec<u8>)],
+    own: &[Cid],
+    progress: &Progress,
+) -> anyhow::Result<(u64, u64)> {
+    let mut attempt = 0;
+    loop {
+        let task = progress.task("write", Some(blocks.len() as u64), Unit::Items("blocks"));
+        futures::stream::iter(blocks.iter().map(|(cid, bytes)| {
+            let task = task.clone();
+            async move {
+                let got = kubo
+                    .block_put(DAG_CBOR, bytes, false)
+                    .await
+                    .with_context(|| format!("storing snapshot block {cid}"))?;
+                debug_assert!(same_block(&got, cid));
+                task.inc_item(bytes.len() as u64);
+                anyhow::Ok(())
+            }
+        }))
+        .buffer_unordered(4)
+        .try_collect::<Vec<()>>()
+        .await?;
+        task.finish();
+        match kubo.pin_add_many(own, false, 64).await {
+            Ok(()) => break,
+            Err(e @ KuboError::BlockMissing { .. }) if attempt < 2 => {
+                attempt += 1;
+                tracing::warn!(
+                    "{e} between its write and its pin (a concurrent GC?): storing again"
+                );
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let bytes = blocks.iter().map(|(_, b)| b.len() as u64).sum();
+    Ok((blocks.len() as u64, bytes))
 }

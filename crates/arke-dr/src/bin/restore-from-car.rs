@@ -58,6 +58,15 @@ struct Args {
     /// MFS root of the index
     #[arg(long, env = "ARKE_INDEX_ROOT", value_name = "MFS_PATH", default_value = arke_core::shard::INDEX_ROOT)]
     index_root: String,
+    /// Seconds one dag/import may take: sending the archive, storing it and pinning its roots
+    /// (sent to the node as its timeout; the upload itself must progress within --timeout)
+    #[arg(
+        long,
+        env = "ARKE_IMPORT_TIMEOUT",
+        value_name = "SECS",
+        default_value_t = 3600
+    )]
+    import_timeout: u64,
     /// Concurrent tip writes and read-backs
     #[arg(long, env = "ARKE_CONCURRENCY", value_name = "N", default_value_t = 16)]
     concurrency: usize,
@@ -88,6 +97,7 @@ fn main() -> ExitCode {
             pointer_path: args.pointer.pointer_path.clone(),
             wait: Duration::from_secs(args.wait),
             concurrency: args.concurrency.max(1),
+            import_timeout: Duration::from_secs(args.import_timeout.max(1)),
             verify: VerifyCarOptions::default(),
         };
         let r = restore(&kubo, &opts, &args.out.progress()).await?;

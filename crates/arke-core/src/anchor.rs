@@ -1,0 +1,102 @@
+//! Pin anchors: a temporary tree of real links over a set of blocks, so that one recursive pin
+//! protects all of them from the moment they are stored.
+//!
+//! Kubo pins a `dag/import`'s roots under its pin lock, which a garbage collection cannot take
+//! meanwhile; blocks that the archive's root does not reach through real links (events and
+//! manifest versions behind plain-map links) would otherwise sit unpinned between the import and
+//! their direct pins, and a concurrent `repo/gc` could remove them. Imported in the same request
+//! as the archive, an anchor closes that window; once the blocks are pinned directly the anchor's
+//! own pin is removed and its few blocks are left to the next GC.
+
+use std::path::Path;
+
+use cid::Cid;
+
+use crate::car::CarWriter;
+use crate::ipld::{self, DAG_CBOR, Ipld};
+
+/// Schema of an anchor node. Never archived, never read back: only the node's pins see it.
+pub const ANCHOR_V1: &str = "arke/pin-anchor@v1";
+
+/// Links per anchor node: 4096 CIDs of at most ~40 bytes keep a node near 170 KB, far below the
+/// 1 MiB block limit.
+const FANOUT: usize = 4096;
+
+/// Writes a CAR at `path` holding an anchor tree over `cids` and returns its root. The CIDs
+/// themselves are not in the file: the tree only links them.
+pub async fn write_anchor_car(path: &Path, cids: &[Cid]) -> anyhow::Result<Cid> {
+    let mut blocks: Vec<(Cid, Vec<u8>)> = Vec::new();
+    let mut level: Vec<Cid> = cids.to_vec();
+    let mut height = 0u64;
+    // Always at least one node, so that even an empty set yields a root to pin and unpin.
+    loop {
+        let mut next = Vec::with_capacity(level.len() / FANOUT + 1);
+        for group in level
+            .chunks(FANOUT)
+            .chain(level.is_empty().then_some(&[][..]))
+        {
+            let (cid, bytes) = node(height, group)?;
+            blocks.push((cid, bytes));
+            next.push(cid);
+        }
+        height += 1;
+        if next.len() == 1 {
+            level = next;
+            break;
+        }
+        level = next;
+    }
+    let root = level[0];
+    let file = tokio::fs::File::create(path).await?;
+    let mut w = CarWriter::new(tokio::io::BufWriter::new(file), vec![root]).await?;
+    // Root first, as every CAR writer in the IPFS world does.
+    for (c, b) in blocks.iter().rev() {
+        w.write_block(c, b).await?;
+    }
+    let mut inner = w.finish().await?;
+    tokio::io::AsyncWriteExt::flush(&mut inner).await?;
+    Ok(root)
+}
+
+fn node(height: u64, children: &[Cid]) -> anyhow::Result<(Cid, Vec<u8>)> {
+    let mut m = std::collections::BTreeMap::new();
+    m.insert("schema".to_string(), Ipld::String(ANCHOR_V1.into()));
+    m.insert("height".to_string(), Ipld::Integer(i128::from(height)));
+    m.insert(
+        "links".to_string(),
+        Ipld::List(children.iter().map(|c| Ipld::Link(*c)).collect()),
+    );
+    let bytes = ipld::encode_dag_cbor(&Ipld::Map(m))?;
+    Ok((ipld::cid_v1(DAG_CBOR, &bytes), bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::car::{ReaderOptions, open};
+
+    #[tokio::test]
+    async fn anchor_links_every_cid_once() {
+        let cids: Vec<Cid> = (0..10_000u32)
+            .map(|i| ipld::cid_v1(ipld::RAW, &i.to_le_bytes()))
+            .collect();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.car");
+        let root = write_anchor_car(&path, &cids).await.unwrap();
+        let mut r = open(&path, ReaderOptions::default()).unwrap();
+        assert_eq!(r.header().roots, vec![root]);
+        let mut linked = std::collections::HashSet::new();
+        let mut nodes = 0;
+        while let Some(b) = r.next_block().unwrap() {
+            assert!(b.data.len() < 1 << 20);
+            nodes += 1;
+            for l in ipld::links(&b.cid, &b.data).unwrap() {
+                assert!(linked.insert(l.cid));
+            }
+        }
+        // 3 leaves of at most 4096 links and the root linking them.
+        assert_eq!(nodes, 4);
+        assert_eq!(linked.len(), cids.len() + 3);
+        assert!(cids.iter().all(|c| linked.contains(c)));
+    }
+}
