@@ -6,9 +6,11 @@
 //! placing it with one `files/cp`, costs a handful. Reading works the same way in reverse: one
 //! `dag/export` of the index directory instead of one `files/read` per tip.
 //!
-//! Nodes are dag-pb with CIDv0, like Kubo's MFS defaults. Directory links are sorted by name.
-//! HAMT-sharded directories (which MFS makes of large directories: js-ipfs above 1000 entries,
-//! Kubo above 256 KiB) are read by walking their shards; no hashing is needed to list them.
+//! Nodes are dag-pb with CIDv0, like Kubo's MFS defaults. Directory links are sorted by name;
+//! a directory above Kubo's HAMT threshold is written as the HAMT Kubo's MFS would make.
+//! HAMT-sharded directories (which Kubo's MFS makes of a directory whose estimated size passes
+//! `Import.UnixFSHAMTDirectorySizeThreshold`, 256 KiB: about 4,000 tips of 26-character ids) are
+//! read by walking their shards; no hashing is needed to list them.
 
 use std::collections::BTreeMap;
 
@@ -197,6 +199,38 @@ pub fn file_block(content: &[u8]) -> (Cid, Vec<u8>) {
     (v0(&bytes), bytes)
 }
 
+/// A tip file as Kubo's MFS writes it (`files/write` of a few bytes, CIDv0, no raw leaves): a
+/// root (`File`, filesize, one blocksize) over one leaf linked under the empty
+/// name. The leaf is a UnixFS `Raw` node (the importer's leaf type without raw leaves). Returns
+/// the blocks leaf first, and the root's cumulative size.
+pub fn mfs_file_blocks(content: &[u8]) -> ([(Cid, Vec<u8>); 2], u64) {
+    let leaf_block = PbNode {
+        links: Vec::new(),
+        data: Some(Bytes::from(encode_data(
+            NodeType::Raw,
+            Some(content),
+            Some(content.len() as u64),
+        ))),
+    }
+    .into_bytes();
+    let leaf = v0(&leaf_block);
+    let len = content.len() as u64;
+    let mut data = encode_data(NodeType::File, None, Some(len));
+    data.push(0x20);
+    put_varint(&mut data, len);
+    let node = PbNode {
+        links: vec![PbLink {
+            cid: leaf,
+            name: Some(String::new()),
+            size: Some(leaf_block.len() as u64),
+        }],
+        data: Some(Bytes::from(data)),
+    };
+    let root_block = node.into_bytes();
+    let size = (root_block.len() + leaf_block.len()) as u64;
+    ([(leaf, leaf_block), (v0(&root_block), root_block)], size)
+}
+
 /// A UnixFS directory over `entries` (name, CID, cumulative size of the target). Links are
 /// sorted by name, as UnixFS requires. Returns `(cid, block)`.
 pub fn dir_block(entries: &[(String, Cid, u64)]) -> (Cid, Vec<u8>) {
@@ -214,6 +248,161 @@ pub fn dir_block(entries: &[(String, Cid, u64)]) -> (Cid, Vec<u8>) {
     };
     let bytes = node.into_bytes();
     (v0(&bytes), bytes)
+}
+
+/// Kubo's MFS turns a directory into a HAMT when its estimated size (the sum, over its links,
+/// of name length plus CID length in bytes) passes this (`Import.UnixFSHAMTDirectorySizeThreshold`,
+/// boxo's `HAMTShardingSize`; a directory exactly at it stays basic).
+pub const HAMT_THRESHOLD: usize = 256 << 10;
+/// Kubo's HAMT fanout (`Import.UnixFSHAMTDirectoryMaxFanout`): one byte of the hash per level.
+const HAMT_FANOUT: usize = 256;
+/// multihash code of murmur3-x64-64, the only HAMT hash Kubo reads or writes.
+const MURMUR3_X64_64: u64 = 0x22;
+
+/// A directory as Kubo's MFS would store it: a basic directory up to [`HAMT_THRESHOLD`], a HAMT
+/// above it, byte for byte the blocks MFS writes, so that a tree built here and put in place
+/// with `files/cp` is the tree the worker's later writes would have produced, and no block of
+/// it passes the 1 MiB limit however many tips one shard directory holds. `emit` receives every
+/// block; returns the directory's CID and cumulative size (for its parent's link).
+pub fn directory(entries: &[(String, Cid, u64)], emit: &mut dyn FnMut(Cid, Vec<u8>)) -> (Cid, u64) {
+    let estimated: usize = entries
+        .iter()
+        .map(|(name, cid, _)| name.len() + cid.encoded_len())
+        .sum();
+    let (cid, block, below) = if estimated > HAMT_THRESHOLD {
+        let hashed: Vec<Hashed<'_>> = entries
+            .iter()
+            .map(|e| (e, murmur3_x64_64(e.0.as_bytes())))
+            .collect();
+        let refs: Vec<&Hashed<'_>> = hashed.iter().collect();
+        let (cid, block, below) = hamt_shard(&refs, 0, emit);
+        (cid, block, below)
+    } else {
+        let (cid, block) = dir_block(entries);
+        (cid, block, entries.iter().map(|e| e.2).sum())
+    };
+    let size = block.len() as u64 + below;
+    emit(cid, block);
+    (cid, size)
+}
+
+/// A directory entry (name, CID, cumulative size) with the HAMT hash of its name.
+type Hashed<'a> = (&'a (String, Cid, u64), [u8; 8]);
+
+/// One HAMT shard over `entries` at `depth` (byte `depth` of each name's hash picks the slot):
+/// a slot with one entry links it under `<slot as %02X><name>`, a slot with several links a
+/// sub-shard under `<slot as %02X>`. Sub-shards are emitted; the shard's own block is returned
+/// with the sum of its links' sizes.
+fn hamt_shard(
+    entries: &[&Hashed<'_>],
+    depth: usize,
+    emit: &mut dyn FnMut(Cid, Vec<u8>),
+) -> (Cid, Vec<u8>, u64) {
+    let mut slots: Vec<Vec<&Hashed<'_>>> = vec![Vec::new(); HAMT_FANOUT];
+    for e in entries {
+        // Eight levels exhaust the 64-bit hash; 256^8 names never share all eight bytes in a
+        // directory of tips, and boxo refuses deeper shards too ("sharded directory too deep").
+        let slot = e.1.get(depth).copied().unwrap_or(0);
+        slots[usize::from(slot)].push(e);
+    }
+    let mut bitfield = [0u8; HAMT_FANOUT / 8];
+    let mut links = Vec::new();
+    for (slot, group) in slots.iter().enumerate() {
+        let (name, cid, size) = match group.as_slice() {
+            [] => continue,
+            [(entry, _)] => (format!("{slot:02X}{}", entry.0), entry.1, entry.2),
+            _ => {
+                let (cid, block, below) = hamt_shard(group, depth + 1, emit);
+                let size = block.len() as u64 + below;
+                emit(cid, block);
+                (format!("{slot:02X}"), cid, size)
+            }
+        };
+        bitfield[HAMT_FANOUT / 8 - 1 - slot / 8] |= 1 << (slot % 8);
+        links.push(PbLink {
+            cid,
+            name: Some(name),
+            size: Some(size),
+        });
+    }
+    let below = links.iter().filter_map(|l| l.size).sum();
+    // go-bitfield's Bytes(): big-endian, leading zero bytes dropped.
+    let first = bitfield
+        .iter()
+        .position(|b| *b != 0)
+        .unwrap_or(bitfield.len());
+    let node = PbNode {
+        links,
+        data: Some(Bytes::from(hamt_data(&bitfield[first..]))),
+    };
+    let bytes = node.into_bytes();
+    (v0(&bytes), bytes, below)
+}
+
+/// The UnixFS `Data` of a HAMT shard: Type, the bitfield, hash type and fanout.
+fn hamt_data(bitfield: &[u8]) -> Vec<u8> {
+    let mut out = encode_data(NodeType::HamtShard, Some(bitfield), None);
+    out.push(0x28);
+    put_varint(&mut out, MURMUR3_X64_64);
+    out.push(0x30);
+    put_varint(&mut out, HAMT_FANOUT as u64);
+    out
+}
+
+/// murmur3 x64 128 with seed 0, first 64 bits, big-endian: what boxo's HAMT hashes names with
+/// (`murmur3.New64().Sum(nil)`).
+fn murmur3_x64_64(data: &[u8]) -> [u8; 8] {
+    const C1: u64 = 0x87c3_7b91_1142_53d5;
+    const C2: u64 = 0x4cf5_ad43_2745_937f;
+    let fmix = |mut k: u64| {
+        k ^= k >> 33;
+        k = k.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        k ^= k >> 33;
+        k = k.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+        k ^ (k >> 33)
+    };
+    let (mut h1, mut h2) = (0u64, 0u64);
+    let mut blocks = data.chunks_exact(16);
+    for b in &mut blocks {
+        let k1 = u64::from_le_bytes(b[..8].try_into().unwrap_or_default());
+        let k2 = u64::from_le_bytes(b[8..].try_into().unwrap_or_default());
+        h1 ^= k1.wrapping_mul(C1).rotate_left(31).wrapping_mul(C2);
+        h1 = h1
+            .rotate_left(27)
+            .wrapping_add(h2)
+            .wrapping_mul(5)
+            .wrapping_add(0x52dc_e729);
+        h2 ^= k2.wrapping_mul(C2).rotate_left(33).wrapping_mul(C1);
+        h2 = h2
+            .rotate_left(31)
+            .wrapping_add(h1)
+            .wrapping_mul(5)
+            .wrapping_add(0x3849_5ab5);
+    }
+    let tail = blocks.remainder();
+    let word = |bytes: &[u8]| {
+        bytes
+            .iter()
+            .enumerate()
+            .fold(0u64, |acc, (i, b)| acc | (u64::from(*b) << (8 * i)))
+    };
+    if tail.len() > 8 {
+        let k2 = word(&tail[8..]);
+        h2 ^= k2.wrapping_mul(C2).rotate_left(33).wrapping_mul(C1);
+    }
+    if !tail.is_empty() {
+        let k1 = word(&tail[..tail.len().min(8)]);
+        h1 ^= k1.wrapping_mul(C1).rotate_left(31).wrapping_mul(C2);
+    }
+    let len = data.len() as u64;
+    h1 ^= len;
+    h2 ^= len;
+    h1 = h1.wrapping_add(h2);
+    h2 = h2.wrapping_add(h1);
+    h1 = fmix(h1);
+    h2 = fmix(h2);
+    h1 = h1.wrapping_add(h2);
+    h1.to_be_bytes()
 }
 
 /// Decodes a UnixFS node from a dag-pb block (or a raw block, which is a file leaf).
@@ -333,8 +522,8 @@ fn hamt_entries(
 }
 
 /// The content of a (small) UnixFS file whose chunks are obtained from `get`: a raw leaf, a
-/// dag-pb file with inline data, or a dag-pb root over chunks (js-ipfs's MFS writes even a
-/// 60-byte tip as a root with one leaf). Reading stops with an error past `max` bytes, at a
+/// dag-pb file with inline data, or a dag-pb root over chunks (Kubo's MFS writes a tip as one
+/// node; other writers and older nodes wrote a root over one leaf). Reading stops with an error past `max` bytes, at a
 /// missing chunk, or past 16 levels of nesting; it never returns a partial file.
 pub fn file_content(
     cid: &Cid,
@@ -449,9 +638,10 @@ impl TipTreeBuilder {
             self.close_s2(emit);
             self.cur_s2 = Some(s2);
         }
-        let (cid, block) = file_block(format!("{tip}\n").as_bytes());
-        let size = block.len() as u64;
-        emit(cid, block);
+        let ([leaf, root], size) = mfs_file_blocks(format!("{tip}\n").as_bytes());
+        let cid = root.0;
+        emit(leaf.0, leaf.1);
+        emit(root.0, root.1);
         self.s2_entries.push((name, cid, size));
         self.last_key = Some(key);
         self.tips += 1;
@@ -461,9 +651,7 @@ impl TipTreeBuilder {
     fn close_s2(&mut self, emit: &mut dyn FnMut(Cid, Vec<u8>)) {
         if let Some(s2) = self.cur_s2.take() {
             let entries = std::mem::take(&mut self.s2_entries);
-            let (cid, block) = dir_block(&entries);
-            let size = block.len() as u64 + entries.iter().map(|e| e.2).sum::<u64>();
-            emit(cid, block);
+            let (cid, size) = directory(&entries, emit);
             self.s1_entries.push((s2, cid, size));
         }
     }
@@ -471,9 +659,7 @@ impl TipTreeBuilder {
     fn close_s1(&mut self, emit: &mut dyn FnMut(Cid, Vec<u8>)) {
         if let Some(s1) = self.cur_s1.take() {
             let entries = std::mem::take(&mut self.s1_entries);
-            let (cid, block) = dir_block(&entries);
-            let size = block.len() as u64 + entries.iter().map(|e| e.2).sum::<u64>();
-            emit(cid, block);
+            let (cid, size) = directory(&entries, emit);
             self.root.push((s1, cid, size));
         }
     }
@@ -482,9 +668,7 @@ impl TipTreeBuilder {
     pub fn finish(mut self, emit: &mut dyn FnMut(Cid, Vec<u8>)) -> TipTree {
         self.close_s2(emit);
         self.close_s1(emit);
-        let (cid, block) = dir_block(&self.root);
-        let size = block.len() as u64 + self.root.iter().map(|e| e.2).sum::<u64>();
-        emit(cid, block);
+        let (cid, size) = directory(&self.root, emit);
         TipTree {
             root: cid,
             root_size: size,
@@ -517,6 +701,20 @@ pub fn build_tip_tree(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn murmur3_matches_the_reference() {
+        // MurmurHash3_x64_128 with seed 0; boxo keeps the first 64 bits, big-endian.
+        assert_eq!(murmur3_x64_64(b""), [0; 8]);
+        assert_eq!(
+            murmur3_x64_64(b"hello"),
+            0xcbd8_a7b3_41bd_9b02_u64.to_be_bytes()
+        );
+        assert_eq!(
+            murmur3_x64_64(b"The quick brown fox jumps over the lazy dog"),
+            0xe34b_bc7b_bc07_1b6c_u64.to_be_bytes()
+        );
+    }
 
     #[test]
     fn empty_directory_is_the_well_known_cid() {
@@ -574,7 +772,7 @@ mod tests {
         assert_eq!(e5.links[0].0, "01J8ME3H6FZ3KQ5W1P2XY8K7E5.tip");
         let f = &e5.links[0].1;
         assert_eq!(
-            single_block_content(f, &blocks[f]).unwrap(),
+            file_content(f, &blocks[f], 4096, &mut |c| blocks.get(c).cloned()).unwrap(),
             format!("{tip}\n").into_bytes()
         );
         // Cumulative sizes add up: root tsize = every block once.

@@ -60,6 +60,17 @@ impl NodeArgs {
             .unwrap_or_else(|| DEFAULT_API.to_string())
     }
 
+    /// A client configured from these flags, after a warning on stderr when the node is older
+    /// than the Kubo release the tools were tested against (nothing when it does not answer:
+    /// the first real call reports that).
+    pub async fn connect(&self) -> anyhow::Result<Kubo> {
+        let kubo = self.kubo()?;
+        if let Some(w) = kubo.version_warning().await {
+            tracing::warn!("{w}");
+        }
+        Ok(kubo)
+    }
+
     /// A client configured from these flags.
     pub fn kubo(&self) -> anyhow::Result<Kubo> {
         let url = self.api_url();

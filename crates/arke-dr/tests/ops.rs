@@ -291,7 +291,7 @@ async fn daily_backup_builds_exports_verifies_uploads_and_keeps_the_newest() {
 }
 
 /// The pipeline's GC path, on a node of its own (a GC must not touch other tests' unpinned
-/// blocks) and small (js-ipfs's collector is superlinear, see docs/testing.md): the old
+/// blocks) and small (it runs the whole pipeline three times): the old
 /// snapshot is unpinned and collected, and the next night's export still finds every block.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn daily_backup_collects_old_snapshots_and_loses_nothing() {

@@ -173,8 +173,8 @@ async fn prune_keeps_the_newest_unpins_the_rest_and_respects_shared_chunks_and_l
         Some(2)
     );
 
-    // Apply, the default way (the GC is exercised on a small node below: js-ipfs's collector
-    // re-walks every recursive pin without a shared visited set, minutes at this size).
+    // Apply, the default way (the GC is exercised on a small node below, and beside running
+    // tools in tests/kubo_gc.rs).
     let v = json(
         &prune(&url, &snaps, &["--keep-last", "2", "--apply"]),
         "prune --apply",

@@ -63,8 +63,8 @@ pub struct GenConfig {
     /// Target size of one `dag/import` batch.
     pub batch_bytes: usize,
     /// Pin every object as production's `pin=true` writes do (recursive pins of manifests,
-    /// events, records and components). Off halves the load time on js-ipfs; the data is the
-    /// same, only unprotected from GC.
+    /// events, records and components). Off loads faster; the data is the same, only
+    /// unprotected from GC.
     pub pin: bool,
     /// Where batch CARs are staged (default: the system temp dir).
     pub work_dir: Option<PathBuf>,

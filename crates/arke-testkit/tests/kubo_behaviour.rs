@@ -255,3 +255,61 @@ async fn write_big_car(path: &std::path::Path) {
     let mut inner = w.finish().await.unwrap();
     tokio::io::AsyncWriteExt::flush(&mut inner).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_directory_is_the_hamt_kubos_mfs_makes() {
+    use arke_core::unixfs;
+    use futures::StreamExt;
+    let node = TestNode::shared();
+    let kubo = node.kubo();
+    // 4,200 tips of 30-character names and 34-byte CIDv0 files: 268,800 estimated bytes, just
+    // past Kubo's 256 KiB threshold, as one legacy-rule shard directory reaches near 4,100 tips.
+    let base = "/kb-hamt/dir";
+    let entries: Vec<(String, Cid, u64)> = (0..4200u32)
+        .map(|i| {
+            let name = format!("01KB{i:022}.tip");
+            let tip = ipld::cid_v1(DAG_CBOR, name.as_bytes());
+            let ([_, (cid, _)], size) = unixfs::mfs_file_blocks(format!("{tip}\n").as_bytes());
+            (name, cid, size)
+        })
+        .collect();
+    kubo.files_mkdir(base, true).await.unwrap();
+    let mut writes = futures::stream::iter(entries.iter().map(|(name, _, _)| {
+        let kubo = kubo.clone();
+        async move {
+            let tip = ipld::cid_v1(DAG_CBOR, name.as_bytes());
+            kubo.files_write(
+                &format!("{base}/{name}"),
+                format!("{tip}\n").as_bytes(),
+                false,
+            )
+            .await
+        }
+    }))
+    .buffer_unordered(8);
+    while let Some(r) = writes.next().await {
+        r.unwrap();
+    }
+    // Each file is the node MFS wrote.
+    let first = kubo
+        .files_stat(&format!("{base}/{}", entries[0].0))
+        .await
+        .unwrap();
+    assert_eq!(first.cid, entries[0].1, "our tip file differs from MFS's");
+    assert_eq!(first.cumulative_size, entries[0].2);
+    let theirs = kubo.files_stat(base).await.unwrap().cid;
+    let mut blocks = Vec::new();
+    let (ours, _) = unixfs::directory(&entries, &mut |c, b| blocks.push((c, b)));
+    let root = &blocks.last().unwrap().1;
+    assert_eq!(
+        unixfs::decode(&ours, root).unwrap().kind,
+        unixfs::NodeType::HamtShard
+    );
+    assert_eq!(ours, theirs, "our HAMT differs from Kubo's MFS");
+    assert!(blocks.iter().all(|(_, b)| b.len() < 1 << 20));
+    // One entry fewer than the threshold allows stays a basic directory, as in MFS.
+    let small = &entries[..4000];
+    let (c, _) = unixfs::directory(small, &mut |_, _| {});
+    assert_eq!(c, unixfs::dir_block(small).0);
+    kubo.files_rm("/kb-hamt", true).await.unwrap();
+}

@@ -1,4 +1,4 @@
-//! The Kubo client against a real node (js-ipfs 0.66 started by scripts/ipfs-node.sh, or the
+//! The Kubo client against a real node (Kubo started by scripts/ipfs-node.sh, or the
 //! node named by IPFS_API_URL). Local encodings must produce the node's CIDs.
 
 use std::collections::BTreeMap;
@@ -81,8 +81,8 @@ async fn local_cids_equal_the_nodes() {
     kubo.files_write(&format!("{base}/empty/x.tip"), tip.as_bytes(), true)
         .await
         .unwrap();
-    // The node's MFS file reads back through our UnixFS reader (js-ipfs writes a root over one
-    // leaf where Kubo writes a single node: both must read).
+    // The node's MFS file reads back through our UnixFS reader (Kubo writes a single node; other
+    // writers a root over one leaf: both must read).
     let st = kubo
         .files_stat(&format!("{base}/empty/x.tip"))
         .await

@@ -122,7 +122,7 @@ pub fn to_dag_json<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, IpldError>
 }
 
 /// Two CIDs name the same block when codec and multihash agree; the version and the printed
-/// base may differ (js-ipfs prints CIDv1 in base58btc, MFS uses CIDv0).
+/// base may differ (Kubo's MFS writes CIDv0, other nodes print CIDv1 in other bases).
 pub fn same_block(a: &Cid, b: &Cid) -> bool {
     a.hash() == b.hash() && a.codec() == b.codec()
 }

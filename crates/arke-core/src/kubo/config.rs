@@ -19,8 +19,10 @@ pub struct KuboConfig {
     pub read_timeout: Duration,
     /// Deadline for a whole small call (id, files/*, pin/*, block/*).
     pub call_timeout: Duration,
-    /// Server-side `timeout=` sent with every block-touching call. On a private node a block that
-    /// is not stored locally can never arrive; js-ipfs ignores `offline=true` and would wait forever.
+    /// Server-side `timeout=` sent with every block-touching call. Kubo honours `offline=true` for
+    /// block reads and direct pins (a missing block fails at once), but a recursive pin walks its
+    /// children online, where a block that is not stored locally never arrives on a private
+    /// node: this bounds that walk and anything else that could wait on the network.
     pub block_timeout: Duration,
     /// How many times an idempotent call is retried after a transport error or a 502/503/504/429.
     pub retries: u32,

@@ -85,7 +85,7 @@ impl KuboError {
     }
 }
 
-/// Does an error message from Kubo (or js-ipfs) say "this does not exist"? Kubo's messages:
+/// Does an error message from Kubo say "this does not exist"? Kubo's messages:
 /// `file does not exist`, `<path> does not exist`, `merkledag: not found`, `block was not found
 /// locally (offline): ipld: could not find <cid>`, `ipld: could not find`, `not pinned`.
 pub(crate) fn says_not_found(message: &str) -> bool {

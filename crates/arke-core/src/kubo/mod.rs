@@ -33,6 +33,26 @@ use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 use error::{says_not_found, says_timed_out};
 
+/// The oldest Kubo release the tools were tested against (the test node's version).
+pub const OLDEST_TESTED_KUBO: (u64, u64, u64) = (0, 43, 1);
+
+/// See [`Kubo::version_warning`]; `version` as `version` reports it (`0.43.1`, `0.44.0-rc1`).
+pub fn version_warning(version: &str) -> Option<String> {
+    let core = version.trim().trim_start_matches('v');
+    let core = core.split(['-', '+']).next().unwrap_or("");
+    let parts: Vec<u64> = core.split('.').filter_map(|p| p.parse().ok()).collect();
+    let (a, b, c) = OLDEST_TESTED_KUBO;
+    match parts.as_slice() {
+        [x, y, z] if (*x, *y, *z) >= (a, b, c) => None,
+        [_, _, _] => Some(format!(
+            "the node runs Kubo {version}, older than {a}.{b}.{c}, the oldest release these tools were tested against; upgrade the node or expect differences"
+        )),
+        _ => Some(format!(
+            "the node reports version {version:?}, which is not a Kubo release number; these tools were tested against Kubo {a}.{b}.{c}"
+        )),
+    }
+}
+
 /// Largest block the client accepts from `block/get` (the CAR reader's default section limit).
 pub const MAX_BLOCK: usize = 8 << 20;
 /// Chunk size for streaming a file upload: the 4 KiB default of `Form::file` was 17x slower.
@@ -89,7 +109,7 @@ pub struct ImportedRoot {
 #[derive(Debug, Clone, Default)]
 pub struct ImportOutcome {
     pub roots: Vec<ImportedRoot>,
-    /// `(blocks, bytes)` when the node reports stats (Kubo does; js-ipfs ignores `stats=true`).
+    /// `(blocks, bytes)` when the node reports stats (`stats=true`).
     pub stats: Option<(u64, u64)>,
 }
 
@@ -614,6 +634,23 @@ impl Kubo {
             })?,
             repo: str_field(&v, "Repo"),
         })
+    }
+
+    /// A warning when the node is not Kubo or is older than [`OLDEST_TESTED_KUBO`] (the tools
+    /// rely on behaviour read from and tested against that release: offline direct pins, the
+    /// `files/rm` trailer, MFS writes under the pin lock). `None` when it is recent enough or
+    /// when the node does not answer (the call that needs it will report that).
+    pub async fn version_warning(&self) -> Option<String> {
+        // One quick try: a node that is down or stalled is reported by the real call, not
+        // delayed by this courtesy check.
+        let wait = Wait::Call(self.cfg.call_timeout.min(Duration::from_secs(5)));
+        let resp = self
+            .send("version", "", &vec![], None, false, wait)
+            .await
+            .ok()?;
+        let body = self.body("version", "", resp, 64 << 10).await.ok()?;
+        let v = parse_json("version", "", &body).ok()?;
+        version_warning(&str_field(&v, "Version")?)
     }
 
     /// Polls `id` until the node answers or `within` elapses.
@@ -1580,7 +1617,7 @@ fn str_field(v: &Value, key: &str) -> Option<String> {
     v.get(key).and_then(Value::as_str).map(str::to_string)
 }
 
-/// Kubo prints sizes as numbers, js-ipfs sometimes as strings: accept both.
+/// Kubo prints sizes as numbers; other RPC servers sometimes as strings: accept both.
 fn u64_field(v: &Value, key: &str) -> Option<u64> {
     match v.get(key)? {
         Value::Number(n) => n.as_u64(),
@@ -1602,7 +1639,7 @@ fn cid_field(v: &Value, key: &str) -> Option<Cid> {
     link_value(v.get(key)?)
 }
 
-/// The node may print the CID in another base or version (js-ipfs: base58btc); what must match
+/// The node may print the CID in another base or version (MFS: CIDv0); what must match
 /// is the codec and the multihash.
 fn same_block(call: &'static str, want: &Cid, got: &Cid) -> Result<(), KuboError> {
     if crate::ipld::same_block(want, got) {
@@ -1619,6 +1656,24 @@ fn same_block(call: &'static str, want: &Cid, got: &Cid) -> Result<(), KuboError
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn versions_older_than_tested_warn() {
+        assert_eq!(version_warning("0.43.1"), None);
+        assert_eq!(version_warning("0.44.0-rc1"), None);
+        assert_eq!(version_warning("1.0.0"), None);
+        assert!(
+            version_warning("0.43.0")
+                .unwrap()
+                .contains("older than 0.43.1")
+        );
+        assert!(version_warning("0.39.0").is_some());
+        assert!(
+            version_warning("js-ipfs")
+                .unwrap()
+                .contains("not a Kubo release")
+        );
+    }
 
     #[test]
     fn error_messages() {

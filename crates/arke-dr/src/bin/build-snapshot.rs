@@ -47,7 +47,7 @@ struct Args {
 fn main() -> ExitCode {
     let args = Args::parse();
     arke_dr::run("build-snapshot", &args.out, async {
-        let kubo = args.node.kubo()?;
+        let kubo = args.node.connect().await?;
         let dir = args.snapshots.snapshots_dir.clone();
         let mut opts = BuildOptions::new(&args.pointer.pointer_path, dir.clone());
         if let Some(lock) = &args.lock.lock_file {

@@ -68,7 +68,7 @@ fn main() -> ExitCode {
         if args.prune_only {
             return prune_only(&args);
         }
-        let kubo = args.node.kubo()?;
+        let kubo = args.node.connect().await?;
         let pointer = arke_core::pointer::read(&kubo, &args.pointer.pointer_path)
             .await
             .with_context(|| format!("reading the index pointer {}", args.pointer.pointer_path))?;

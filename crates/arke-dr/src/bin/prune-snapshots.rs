@@ -55,7 +55,7 @@ struct Args {
 fn main() -> ExitCode {
     let args = Args::parse();
     arke_dr::run("prune-snapshots", &args.out, async {
-        let kubo = args.node.kubo()?;
+        let kubo = args.node.connect().await?;
         let mut opts = PruneOptions::new(
             &args.pointer.pointer_path,
             args.snapshots.snapshots_dir.clone(),

@@ -77,7 +77,7 @@ struct Args {
 fn main() -> ExitCode {
     let args = Args::parse();
     arke_dr::run("restore-from-car", &args.out, async {
-        let kubo = args.node.kubo()?;
+        let kubo = args.node.connect().await?;
         let opts = RestoreOptions {
             car: args.car.clone(),
             snapshot: args

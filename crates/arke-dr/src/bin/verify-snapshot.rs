@@ -76,7 +76,7 @@ async fn which(args: &Args, kubo: &arke_core::kubo::Kubo) -> anyhow::Result<arke
 fn main() -> ExitCode {
     let args = Args::parse();
     arke_dr::run("verify-snapshot", &args.out, async {
-        let kubo = args.node.kubo()?;
+        let kubo = args.node.connect().await?;
         let cid = which(&args, &kubo).await?;
         let opts = VerifyOptions {
             deep: args.deep,

@@ -51,8 +51,8 @@ struct Args {
     /// Concurrent `add` calls
     #[arg(long, default_value_t = 8)]
     concurrency: usize,
-    /// Do not pin the objects (production pins every write; unpinned loads about twice as fast
-    /// on the js-ipfs test node, for large benchmark data sets)
+    /// Do not pin the objects (production pins every write; unpinned loads faster, for large
+    /// benchmark data sets)
     #[arg(long)]
     no_pin: bool,
     /// Folder for the temporary import batches (default: the system temp dir)
