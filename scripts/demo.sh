@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # scripts/demo.sh - the main job end to end on a local throwaway node (README "Try it").
 #
-# Starts a node with a temporary repo, writes production-shaped data into it, and runs the
-# toolkit's binaries against it. ENTITIES (default 1000) and SEED (default 1) size the data.
+# Starts a Kubo node (scripts/ipfs-node.sh) with a temporary repo, writes production-shaped data
+# into it, and runs the toolkit's binaries against it. ENTITIES (default 1000) and SEED (default 1) size the data.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ENTITIES=${ENTITIES:-1000}
@@ -35,6 +35,8 @@ PY
   echo "== export-car, then verify-car (offline)" >&2
   car=$("$BIN/export-car" --backups-dir "$WORK/backups")
   "$BIN/verify-car" --stats "$car"
+  echo "== car verify (go-car's library, built beside Kubo: an independent second opinion)" >&2
+  "$IPFS_NODE_BIN/car" verify "$car"
   echo "== restore-from-car into a brand-new node" >&2
   "$PWD/scripts/ipfs-node.sh" start "$WORK/fresh" --watch-pid $$ >"$WORK/fresh.url"
   "$BIN/restore-from-car" "$car" --api "$(cat "$WORK/fresh.url")"
