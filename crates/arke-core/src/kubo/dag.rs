@@ -1,0 +1,204 @@
+//! CAR import and export: `dag/import` (several files, streamed, bounded) and `dag/export`.
+
+use super::*;
+
+/// One root reported by `dag/import`.
+#[derive(Debug, Clone)]
+pub struct ImportedRoot {
+    pub cid: Cid,
+    /// Non-empty when the node could not pin this root (usually: a block below it is missing).
+    pub pin_error: Option<String>,
+}
+
+/// What `dag/import` reported.
+#[derive(Debug, Clone, Default)]
+pub struct ImportOutcome {
+    pub roots: Vec<ImportedRoot>,
+    /// `(blocks, bytes)` when the node reports stats (`stats=true`).
+    pub stats: Option<(u64, u64)>,
+}
+
+impl Kubo {
+    /// `dag/import` of CAR files in one request, each streamed from disk in 256 KiB chunks
+    /// (never read into memory). Roots are pinned when `pin_roots`; a root whose pin failed is
+    /// reported in [`ImportedRoot::pin_error`], and the caller must treat it as a failure.
+    ///
+    /// With `pin_roots`, Kubo holds its pin lock for the whole request, so a concurrent GC
+    /// cannot remove what is imported before it is pinned; but it pins online, searching the
+    /// network for a block missing below a root until the request ends (kubo#10159). So roots
+    /// are only pinned for files known complete (the caller's check), and the whole call is
+    /// bounded by `within`: sent to the node as `timeout=` and waited for at most that long.
+    /// While the files are being sent the node must keep reading them (idle timeout).
+    pub async fn dag_import(
+        &self,
+        cars: &[&Path],
+        pin_roots: bool,
+        within: Duration,
+    ) -> Result<ImportOutcome, KuboError> {
+        let arg = cars
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(" + ");
+        let (form, meter) = import_form(cars, &arg).await?;
+        let form = std::sync::Mutex::new(Some(form));
+        // The file streams can be sent once; no retry for this call.
+        let make = move || -> Result<Form, KuboError> {
+            form.lock()
+                .ok()
+                .and_then(|mut g| g.take())
+                .ok_or_else(|| KuboError::BadResponse {
+                    call: "dag/import",
+                    arg: String::new(),
+                    reason: "import body already sent".into(),
+                })
+        };
+        let query = vec![
+            ("pin-roots", pin_roots.to_string()),
+            ("stats", "true".into()),
+            ("allow-big-block", "true".into()),
+            ("timeout", format!("{}ms", within.as_millis().max(1))),
+        ];
+        let wait = Wait::Stream {
+            first_byte: within + self.cfg.call_timeout,
+            upload: Some(&*meter),
+        };
+        let resp = self
+            .send("dag/import", &arg, &query, Some(&make), false, wait)
+            .await?;
+        let body = self
+            .body("dag/import", &arg, resp, self.cfg.max_body)
+            .await?;
+        parse_import(&arg, &body)
+    }
+
+    /// `dag/export` of `root` (offline), streamed into `out` as it arrives. Fails on an
+    /// `X-Stream-Error` trailer or a broken stream. Returns the bytes written. The caller must
+    /// still parse and verify what it received: trailers are not reliable (kubo#9333).
+    pub async fn dag_export<W: AsyncWrite + Unpin>(
+        &self,
+        root: &Cid,
+        out: &mut W,
+    ) -> Result<u64, KuboError> {
+        let arg = root.to_string();
+        // offline: a block the node does not hold ends the export at once (Kubo checks the root
+        // before sending anything, later blocks fail through the trailer) instead of a network
+        // search; the stream itself is bounded by the idle timeout.
+        let query = vec![
+            ("arg", arg.clone()),
+            ("offline", "true".into()),
+            ("progress", "false".into()),
+        ];
+        let wait = Wait::Stream {
+            first_byte: self.cfg.read_timeout,
+            upload: None,
+        };
+        let resp = self
+            .send("dag/export", &arg, &query, None, true, wait)
+            .await
+            .map_err(|e| block_error(e, &arg))?;
+        let mut body = http::Response::from(resp).into_body();
+        let mut written = 0u64;
+        while let Some(frame) = self.next_frame("dag/export", &arg, &mut body).await? {
+            match frame.into_data() {
+                Ok(chunk) => {
+                    out.write_all(&chunk)
+                        .await
+                        .map_err(|source| KuboError::Io {
+                            call: "dag/export",
+                            path: arg.clone(),
+                            source,
+                        })?;
+                    written += chunk.len() as u64;
+                }
+                Err(frame) => check_trailers("dag/export", &arg, frame)?,
+            }
+        }
+        out.flush().await.map_err(|source| KuboError::Io {
+            call: "dag/export",
+            path: arg.clone(),
+            source,
+        })?;
+        Ok(written)
+    }
+}
+
+/// The multipart body of a `dag/import`: one part per file, each streamed from disk and counted
+/// by the returned meter.
+pub(super) async fn import_form(
+    cars: &[&Path],
+    arg: &str,
+) -> Result<(Form, std::sync::Arc<UploadMeter>), KuboError> {
+    let io_err = |path: &Path, source| KuboError::Io {
+        call: "dag/import",
+        path: path.display().to_string(),
+        source,
+    };
+    let mut files = Vec::with_capacity(cars.len());
+    for car in cars {
+        let file = tokio::fs::File::open(car)
+            .await
+            .map_err(|e| io_err(car, e))?;
+        let len = file.metadata().await.map_err(|e| io_err(car, e))?.len();
+        files.push((file, len));
+    }
+    let meter = UploadMeter::new(files.iter().map(|f| f.1).sum());
+    let shared = std::sync::Arc::new(meter);
+    let mut form = Form::new();
+    for (i, (file, len)) in files.into_iter().enumerate() {
+        let counter = shared.clone();
+        let stream = tokio_util::io::ReaderStream::with_capacity(file, UPLOAD_CHUNK)
+            .inspect_ok(move |chunk: &Bytes| counter.record(chunk.len()));
+        let part = Part::stream_with_length(reqwest::Body::wrap_stream(stream), len)
+            .file_name(format!("archive-{i}.car"))
+            .mime_str("application/vnd.ipld.car")
+            .map_err(|e| KuboError::BadResponse {
+                call: "dag/import",
+                arg: arg.to_string(),
+                reason: e.to_string(),
+            })?;
+        form = form.part("file", part);
+    }
+    Ok((form, shared))
+}
+
+/// `dag/import`'s answer: one `Root` line per root, a `Stats` line; an error object fails.
+pub(super) fn parse_import(arg: &str, body: &[u8]) -> Result<ImportOutcome, KuboError> {
+    let mut outcome = ImportOutcome::default();
+    for line in String::from_utf8_lossy(body).lines() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let v = parse_json("dag/import", arg, line.as_bytes())?;
+        if v.get("Type").and_then(Value::as_str) == Some("error") {
+            return Err(KuboError::Stream {
+                call: "dag/import",
+                arg: arg.to_string(),
+                message: error_message(line.as_bytes()),
+            });
+        }
+        if let Some(root) = v.get("Root") {
+            let cid =
+                root.get("Cid")
+                    .and_then(link_value)
+                    .ok_or_else(|| KuboError::BadResponse {
+                        call: "dag/import",
+                        arg: arg.to_string(),
+                        reason: format!("root without a CID: {line}"),
+                    })?;
+            let pin_error = root
+                .get("PinErrorMsg")
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty())
+                .map(str::to_string);
+            outcome.roots.push(ImportedRoot { cid, pin_error });
+        }
+        if let Some(stats) = v.get("Stats") {
+            outcome.stats = Some((
+                u64_field(stats, "BlockCount").unwrap_or(0),
+                u64_field(stats, "BlockBytesCount").unwrap_or(0),
+            ));
+        }
+    }
+    Ok(outcome)
+}
