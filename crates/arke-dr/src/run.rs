@@ -46,11 +46,28 @@ where
 }
 
 fn report_error(tool: &str, err: &anyhow::Error) {
-    // `{:#}` joins the context chain into one line, which is what cron mails and log greps want.
-    let line = format!("{tool}: error: {err:#}\n");
+    let line = format!("{tool}: error: {}\n", one_line(err));
     progress::suspend(|| {
         let _ = std::io::stderr().lock().write_all(line.as_bytes());
     });
+}
+
+/// The context chain joined into one line, which is what cron mails and log greps want. A cause
+/// that an outer message already quotes (error types that print their source and also return it
+/// from `source()`) is left out, so that no cause appears twice.
+fn one_line(err: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if line.contains(text.as_str()) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
 }
 
 fn init_logging(out: &OutputArgs) {
@@ -86,5 +103,40 @@ impl Write for SuspendingStderr {
     }
     fn flush(&mut self) -> std::io::Result<()> {
         std::io::stderr().flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An error that prints its source and also returns it from `source()`.
+    #[derive(Debug)]
+    struct Quoting {
+        source: std::io::Error,
+    }
+
+    impl std::fmt::Display for Quoting {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "outer call failed: {}", self.source)
+        }
+    }
+
+    impl std::error::Error for Quoting {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.source)
+        }
+    }
+
+    #[test]
+    fn a_quoted_cause_is_not_repeated() {
+        let io = std::io::Error::other("connection refused");
+        let err = anyhow::Error::new(Quoting { source: io }).context("reading /arke/index_pointer");
+        let line = one_line(&err);
+        assert_eq!(
+            line,
+            "reading /arke/index_pointer: outer call failed: connection refused"
+        );
+        assert_eq!(line.matches("connection refused").count(), 1);
     }
 }

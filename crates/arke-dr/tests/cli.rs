@@ -156,3 +156,78 @@ fn boolish_environment_flags() {
         "an unparsable boolean is a usage error"
     );
 }
+
+/// With the node down, every binary that talks to it exits 3 with exactly one line on stderr,
+/// and that line carries the cause once (error types that quote their source used to have it
+/// printed two or three times). A missing archive is named.
+#[test]
+fn node_down_is_one_line_with_each_cause_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = |name: &str| tmp.path().join(name).display().to_string();
+    let fixture = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../arke-core/tests/fixtures/car/archive.car"
+    );
+    let runs: Vec<(&str, Vec<String>)> = vec![
+        (
+            env!("CARGO_BIN_EXE_build-snapshot"),
+            vec!["--snapshots-dir".into(), dir("s")],
+        ),
+        (
+            env!("CARGO_BIN_EXE_export-car"),
+            vec!["--backups-dir".into(), dir("b")],
+        ),
+        (
+            env!("CARGO_BIN_EXE_restore-from-car"),
+            vec![fixture.into(), "--wait".into(), "1".into()],
+        ),
+        (env!("CARGO_BIN_EXE_verify-snapshot"), vec![]),
+        (
+            env!("CARGO_BIN_EXE_prune-snapshots"),
+            vec!["--snapshots-dir".into(), dir("s"), "--apply".into()],
+        ),
+    ];
+    for (bin, args) in runs {
+        // Port 9 (discard) on loopback is closed on these machines: connection refused.
+        let out = Command::new(bin)
+            .args([
+                "--api",
+                "http://127.0.0.1:9",
+                "--retries",
+                "0",
+                "--no-progress",
+            ])
+            .args(&args)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(3), "{bin}: {stderr}");
+        let lines: Vec<&str> = stderr.lines().collect();
+        assert_eq!(lines.len(), 1, "{bin}: {stderr}");
+        assert!(lines[0].contains(": error: "), "{bin}: {stderr}");
+        assert_eq!(
+            lines[0].matches("Connection refused").count(),
+            1,
+            "{bin}: {stderr}"
+        );
+        assert_eq!(
+            lines[0].matches("IPFS node unreachable").count(),
+            1,
+            "{bin}: {stderr}"
+        );
+        assert!(
+            lines[0].len() < 500,
+            "{bin}: {} characters: {stderr}",
+            lines[0].len()
+        );
+    }
+    let missing = tmp.path().join("no-such-archive.car");
+    let out = Command::new(env!("CARGO_BIN_EXE_verify-car"))
+        .arg(&missing)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{stderr}");
+    assert!(stderr.contains(&missing.display().to_string()), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+}

@@ -216,9 +216,7 @@ pub async fn prune(kubo: &Kubo, opts: &PruneOptions) -> anyhow::Result<PruneRepo
         pointer_path: opts.pointer_path.clone(),
         ..PruneReport::default()
     };
-    let pointer = crate::pointer::read(kubo, &opts.pointer_path)
-        .await
-        .with_context(|| format!("reading the index pointer {}", opts.pointer_path))?;
+    let pointer = crate::pointer::read(kubo, &opts.pointer_path).await?;
     let Some(mut cur) = pointer.and_then(|p| p.pointer.latest_snapshot_cid) else {
         report.chain_end = "the index pointer names no snapshot".into();
         return finish(kubo, opts, report, started).await;

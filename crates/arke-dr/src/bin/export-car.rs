@@ -69,9 +69,8 @@ fn main() -> ExitCode {
             return prune_only(&args);
         }
         let kubo = args.node.connect().await?;
-        let pointer = arke_core::pointer::read(&kubo, &args.pointer.pointer_path)
-            .await
-            .with_context(|| format!("reading the index pointer {}", args.pointer.pointer_path))?;
+        // The pointer's own errors name it ("index pointer <path>: ...").
+        let pointer = arke_core::pointer::read(&kubo, &args.pointer.pointer_path).await?;
         let snapshot = if let Some(s) = &args.snapshot {
             cid_arg(s, "--snapshot")?
         } else if args.latest {

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use anyhow::Context;
 use arke_core::backup::{VerifyCarOptions, verify_car};
 use arke_core::closure::Severity;
 use arke_core::report::Exit;
@@ -56,7 +57,9 @@ fn main() -> ExitCode {
             max_section: args.max_section,
             threads: args.threads,
         };
-        let r = verify_car(&args.car, &opts, &args.out.progress()).await?;
+        let r = verify_car(&args.car, &opts, &args.out.progress())
+            .await
+            .with_context(|| format!("reading {}", args.car.display()))?;
         for f in &r.findings {
             match f.severity {
                 Severity::Error => tracing::error!("{}: {}", f.kind, f.message),
