@@ -639,7 +639,7 @@ pub async fn restore(
             Err(e) => tracing::debug!("read-back: bulk read of {r} failed ({e}); per file"),
         }
     }
-    let checks: Vec<(String, Cid)> = plan
+    let all: Vec<(String, Cid)> = plan
         .values()
         .flat_map(|p| {
             rules.iter().map(move |rule| {
@@ -649,9 +649,15 @@ pub async fn restore(
                 )
             })
         })
+        .collect();
+    let total = all.len() as u64;
+    let checks: Vec<(String, Cid)> = all
+        .into_iter()
         .filter(|(path, tip)| !found.get(path).is_some_and(|c| same_block(c, tip)))
         .collect();
-    let task = progress.task("read back", Some(checks.len() as u64), Unit::Items("tips"));
+    // The counter covers every tip: those the bulk read confirmed count at once.
+    let task = progress.task("read back", Some(total), Unit::Items("tips"));
+    task.inc(total - checks.len() as u64);
     let bad: Vec<String> = futures::stream::iter(checks.into_iter().map(|(path, tip)| {
         let task = task.clone();
         async move {
