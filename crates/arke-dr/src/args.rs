@@ -107,8 +107,10 @@ pub struct OutputArgs {
 }
 
 impl OutputArgs {
+    /// Progress as the flags and the terminal ask: nothing with --no-progress or --quiet, a bar
+    /// on a terminal, a log line every 10 s otherwise.
     pub fn progress(&self) -> arke_core::report::Progress {
-        arke_core::report::Progress::new(arke_core::report::ProgressMode::detect(self.no_progress))
+        crate::progress::ProgressMode::detect(self.no_progress || self.quiet).progress()
     }
 }
 

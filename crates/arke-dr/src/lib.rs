@@ -4,6 +4,7 @@
 
 pub mod args;
 mod output;
+pub mod progress;
 mod run;
 
 pub use output::{print_json, print_line};

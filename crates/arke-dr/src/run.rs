@@ -4,7 +4,9 @@ use std::future::Future;
 use std::io::Write;
 use std::process::ExitCode;
 
-use arke_core::report::{Exit, classify, progress};
+use arke_core::report::{Exit, classify};
+
+use crate::progress;
 use tracing_subscriber::EnvFilter;
 
 use crate::args::OutputArgs;

@@ -6,5 +6,6 @@ pub mod generator;
 pub mod independent;
 pub mod node;
 pub mod proxy;
+pub mod recorder;
 pub mod rng;
 pub mod world;

@@ -293,10 +293,15 @@ impl CarIndex {
                 .collect();
             let mut batch = Vec::new();
             let mut batch_bytes = 0usize;
+            let mut counted = 0u64;
             loop {
                 let block = match reader.next_block() {
                     Ok(Some(b)) => b,
-                    Ok(None) => break,
+                    Ok(None) => {
+                        // Whatever follows the payload (a CARv2 index) was read too.
+                        progress.inc(file_size.saturating_sub(counted));
+                        break;
+                    }
                     Err(e) => {
                         report.stream_error = Some(e.to_string());
                         break;
@@ -317,7 +322,11 @@ impl CarIndex {
                     .by_hash
                     .entry(ipld::hash_name(block.cid.hash().code()).to_owned())
                     .or_default() += 1;
-                progress.inc(len);
+                // The task counts the file's bytes (headers and varints too), so that a
+                // complete scan ends at the file size its total was set to.
+                let read = reader.bytes_read();
+                progress.inc(read.saturating_sub(counted));
+                counted = read;
                 let key = block_key(&block.cid);
                 if let Some(first) = map.get(&key) {
                     // A duplicate used to be counted and skipped unhashed, so a second copy

@@ -1,0 +1,104 @@
+//! The counts an operator sees are the counts of the run: restore's phases through a recording
+//! progress front end (they used to report "import done: 0 B" and "read back done: 0 tips").
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use arke_core::backup::VerifyCarOptions;
+use arke_core::report::Progress;
+use arke_core::restore::{RestoreOptions, ShardChoice, restore};
+use arke_testkit::generator::{GenConfig, generate};
+use arke_testkit::node::TestNode;
+use arke_testkit::recorder::Recorder;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restore_counts_every_phase() {
+    let node = TestNode::shared();
+    let kubo = node.kubo();
+    let (root, pointer) = ("/pg/index", "/pg/pointer");
+    let cfg = GenConfig {
+        entities: 60,
+        seed: 5,
+        index_root: root.into(),
+        test_index_root: "/pg/test/index".into(),
+        pointer_path: pointer.into(),
+        force: true,
+        ..GenConfig::default()
+    };
+    generate(&kubo, &cfg, &Progress::off()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let run = |bin: &str, args: &[&str]| {
+        let out = Command::new(bin)
+            .args([
+                "--api",
+                node.url(),
+                "--pointer-path",
+                pointer,
+                "--no-progress",
+            ])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let snaps = dir.path().join("s");
+    run(
+        env!("CARGO_BIN_EXE_build-snapshot"),
+        &[
+            "--index-root",
+            root,
+            "--snapshots-dir",
+            snaps.to_str().unwrap(),
+        ],
+    );
+    let backups = dir.path().join("b");
+    let car = PathBuf::from(
+        run(
+            env!("CARGO_BIN_EXE_export-car"),
+            &["--backups-dir", backups.to_str().unwrap()],
+        )
+        .trim(),
+    );
+
+    let fresh = TestNode::start().unwrap();
+    let rec = Recorder::default();
+    let opts = RestoreOptions {
+        car: car.clone(),
+        snapshot: None,
+        allow_incomplete: false,
+        force: false,
+        dry_run: false,
+        shard: ShardChoice::Worker,
+        index_root: "/arke/index".into(),
+        pointer_path: "/arke/index_pointer".into(),
+        wait: Duration::from_secs(30),
+        concurrency: 8,
+        import_timeout: Duration::from_secs(600),
+        verify: VerifyCarOptions::default(),
+    };
+    let r = restore(&fresh.kubo(), &opts, &rec.progress())
+        .await
+        .unwrap();
+    assert!(r.restored);
+    let size = std::fs::metadata(&car).unwrap().len();
+    let import = rec.task("import").expect("an import task");
+    assert_eq!(import.position, size, "{:?}", rec.finished());
+    let pin = rec.task("pin").expect("a pin task");
+    assert_eq!(pin.position, r.direct_pins);
+    assert_eq!(pin.total, Some(r.direct_pins));
+    let back = rec.task("read back").expect("a read-back task");
+    assert_eq!(back.position, r.entity_count, "{:?}", rec.finished());
+    assert_eq!(back.total, Some(r.entity_count));
+    // Every task that knew its total ended there.
+    for t in rec.finished() {
+        if let Some(total) = t.total {
+            assert_eq!(t.position, total, "{t:?}");
+        }
+    }
+}
