@@ -156,6 +156,24 @@ fn refuse(exit: Exit, msg: String) -> anyhow::Error {
     Failure::new(exit, msg).into()
 }
 
+/// Every (tip path, tip) the plan writes: one path per entity and shard rule.
+fn tip_targets(
+    plan: &BTreeMap<String, Planned>,
+    rules: &[ShardRule],
+    index_root: &str,
+) -> Vec<(String, Cid)> {
+    plan.values()
+        .flat_map(|p| {
+            rules.iter().map(move |rule| {
+                (
+                    p.id.tip_path(&index_root_for(&p.id, index_root), *rule),
+                    p.tip,
+                )
+            })
+        })
+        .collect()
+}
+
 /// Does the manifest chain from `from` (inside the archive) reach `to` (or, with `to` None,
 /// its first version)?
 async fn descends(src: &IndexSource<'_>, from: Cid, to: Option<Cid>) -> bool {
@@ -550,17 +568,7 @@ pub async fn restore(
             written += tree.tips;
         }
     } else {
-        let jobs: Vec<(String, Cid)> = plan
-            .values()
-            .flat_map(|p| {
-                rules.iter().map(move |rule| {
-                    (
-                        p.id.tip_path(&index_root_for(&p.id, &opts.index_root), *rule),
-                        p.tip,
-                    )
-                })
-            })
-            .collect();
+        let jobs = tip_targets(&plan, rules, &opts.index_root);
         let task = progress.task("tips", Some(jobs.len() as u64), Unit::Items("tips"));
         let results: Vec<anyhow::Result<bool>> =
             futures::stream::iter(jobs.into_iter().map(|(path, tip)| {
@@ -639,17 +647,7 @@ pub async fn restore(
             Err(e) => tracing::debug!("read-back: bulk read of {r} failed ({e}); per file"),
         }
     }
-    let all: Vec<(String, Cid)> = plan
-        .values()
-        .flat_map(|p| {
-            rules.iter().map(move |rule| {
-                (
-                    p.id.tip_path(&index_root_for(&p.id, &opts.index_root), *rule),
-                    p.tip,
-                )
-            })
-        })
-        .collect();
+    let all = tip_targets(&plan, rules, &opts.index_root);
     let total = all.len() as u64;
     let checks: Vec<(String, Cid)> = all
         .into_iter()

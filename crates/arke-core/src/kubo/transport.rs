@@ -327,7 +327,21 @@ impl Kubo {
         }
     }
 
-    /// One small call (no upload): its body, bounded by `max_body`.
+    /// One small call: its body, bounded by `max_body`, within the call timeout.
+    async fn call_body(
+        &self,
+        call: &'static str,
+        arg: &str,
+        query: Query<'_>,
+        form: Option<&(dyn Fn() -> Result<Form, KuboError> + Sync)>,
+        idempotent: bool,
+    ) -> Result<Vec<u8>, KuboError> {
+        let wait = Wait::Call(self.cfg.call_timeout);
+        let resp = self.send(call, arg, &query, form, idempotent, wait).await?;
+        self.body(call, arg, resp, self.cfg.max_body).await
+    }
+
+    /// One small call with no upload.
     pub(super) async fn small(
         &self,
         call: &'static str,
@@ -335,17 +349,7 @@ impl Kubo {
         query: Query<'_>,
         idempotent: bool,
     ) -> Result<Vec<u8>, KuboError> {
-        let resp = self
-            .send(
-                call,
-                arg,
-                &query,
-                None,
-                idempotent,
-                Wait::Call(self.cfg.call_timeout),
-            )
-            .await?;
-        self.body(call, arg, resp, self.cfg.max_body).await
+        self.call_body(call, arg, query, None, idempotent).await
     }
 
     pub(super) async fn json(
@@ -359,6 +363,7 @@ impl Kubo {
         parse_json(call, arg, &body)
     }
 
+    /// One small call with a multipart upload (`form` builds it anew for each attempt).
     pub(super) async fn json_form(
         &self,
         call: &'static str,
@@ -367,17 +372,8 @@ impl Kubo {
         form: &(dyn Fn() -> Result<Form, KuboError> + Sync),
         idempotent: bool,
     ) -> Result<Vec<u8>, KuboError> {
-        let resp = self
-            .send(
-                call,
-                arg,
-                &query,
-                Some(form),
-                idempotent,
-                Wait::Call(self.cfg.call_timeout),
-            )
-            .await?;
-        self.body(call, arg, resp, self.cfg.max_body).await
+        self.call_body(call, arg, query, Some(form), idempotent)
+            .await
     }
 }
 
