@@ -88,25 +88,15 @@ pub struct Node {
 // Protobuf bits of the UnixFS `Data` message (fields 1 Type, 2 Data, 3 filesize, 4 blocksizes).
 // -----------------------------------------------------------------------------------------
 
-fn put_varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
+fn put_varint(out: &mut Vec<u8>, v: u64) {
+    crate::car::write_varint(v, out);
 }
 
+/// The varint at `pos` (advancing it), or `None` when truncated, overlong or not minimal.
 fn get_varint(buf: &[u8], pos: &mut usize) -> Option<u64> {
-    let mut v = 0u64;
-    for shift in (0..64).step_by(7) {
-        let b = *buf.get(*pos)?;
-        *pos += 1;
-        v |= u64::from(b & 0x7f) << shift;
-        if b < 0x80 {
-            return Some(v);
-        }
-    }
-    None
+    let (v, rest) = unsigned_varint::decode::u64(buf.get(*pos..)?).ok()?;
+    *pos = buf.len() - rest.len();
+    Some(v)
 }
 
 fn encode_data(kind: NodeType, data: Option<&[u8]>, filesize: Option<u64>) -> Vec<u8> {

@@ -148,16 +148,9 @@ impl<R: Read> Read for HashingReader<R> {
 /// protobuf, so not a leaf (the walk will decode it and say what is wrong).
 fn dag_pb_has_links(mut data: &[u8]) -> Option<bool> {
     fn varint(d: &mut &[u8]) -> Option<u64> {
-        let mut v = 0u64;
-        for shift in (0..64).step_by(7) {
-            let (&b, rest) = d.split_first()?;
-            *d = rest;
-            v |= u64::from(b & 0x7f) << shift;
-            if b & 0x80 == 0 {
-                return Some(v);
-            }
-        }
-        None
+        let (v, rest) = unsigned_varint::decode::u64(d).ok()?;
+        *d = rest;
+        Some(v)
     }
     while !data.is_empty() {
         let tag = varint(&mut data)?;

@@ -42,6 +42,7 @@ use cid::Cid;
 pub use index::{CarIndex, IndexSource, ScanOptions, ScanReport};
 pub use reader::{CarReader, open, read_block_at};
 pub use v2::CARV2_PRAGMA;
+pub(crate) use varint::write_varint;
 pub use writer::CarWriter;
 
 /// A CARv1 header naming `roots`: varint length, then the dag-cbor map.
