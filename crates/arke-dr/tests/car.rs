@@ -152,6 +152,22 @@ fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
+/// Error findings of a verify-car report as (kind, cid).
+fn errors(v: &Value) -> Vec<(String, Option<String>)> {
+    v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["severity"] == "error")
+        .map(|f| {
+            (
+                f["kind"].as_str().unwrap().to_string(),
+                f["cid"].as_str().map(str::to_string),
+            )
+        })
+        .collect()
+}
+
 /// The main path: production-shaped data (fake-linked events and early manifest versions,
 /// dag-json manifests, UnixFS files over 256 KiB), a snapshot, updates after it, then
 /// export-car and verify-car. Everything the generator wrote is in the archive, the counts
@@ -482,5 +498,49 @@ async fn export_faults_leave_no_archive_behind() {
     assert!(
         kinds.contains(&"partial") && kinds.contains(&"event_chain"),
         "{kinds:?}"
+    );
+}
+
+/// `verify-car --quick` refuses a salvage archive (`--allow-missing`) with exit 1, as the
+/// full check does: the quick check is what a cron job may run on every new archive.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quick_check_refuses_a_partial_archive() {
+    let (set, summary) = Set::generate(
+        "quick-partial",
+        GenConfig {
+            entities: 30,
+            seed: 34,
+            pin: false,
+            ..GenConfig::default()
+        },
+    )
+    .await;
+    set.build();
+    let w = World::new(set.kubo.clone(), &set.root, &set.pointer);
+    let ghost = ipld::cid_v1(ipld::DAG_CBOR, b"an event that was never stored (quick)");
+    let e = &summary.entities[0];
+    w.append_event(&e.id, "update", 9, &cid(&e.tip), Some(ghost))
+        .await
+        .unwrap();
+    let out = set
+        .export_cmd(
+            &set.url,
+            &["--block-timeout", "2", "--allow-missing", "--json"],
+        )
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["partial"], true);
+    let car = PathBuf::from(r["car_path"].as_str().unwrap());
+    let (code, v, err) = verify_car(&car, &["--quick"]);
+    assert_eq!(code, Some(1), "{err}");
+    assert_eq!(v["mode"], "quick");
+    assert_eq!(v["verified"], false);
+    assert_eq!(v["partial"], true);
+    assert!(
+        errors(&v).iter().any(|(k, _)| k == "partial"),
+        "{}",
+        v["findings"]
     );
 }

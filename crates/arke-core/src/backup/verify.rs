@@ -327,7 +327,7 @@ pub async fn verify_car_indexed(
             if let Ok(d) = super::Descriptor::from_ipld(&v) {
                 report.root_kind = Some("descriptor");
                 report.snapshot_cid = Some(d.snapshot.to_string());
-                report.partial = Some(d.partial);
+                check_partial(&mut report, &d);
             } else {
                 report.root_kind = Some("snapshot");
                 report.snapshot_cid = Some(root.to_string());
@@ -371,14 +371,7 @@ pub async fn verify_car_indexed(
         } else {
             "descriptor"
         };
-        report.partial = Some(d.partial);
-        if d.partial {
-            let msg = format!(
-                "the archive is a salvage archive marked partial ({} blocks were missing at export)",
-                d.missing_count
-            );
-            report.error("partial", None, msg);
-        }
+        check_partial(&mut report, d);
         if let Some(&n) = d.counts.get("blocks")
             && n != c.blocks.saturating_sub(1)
         {
@@ -404,6 +397,18 @@ pub async fn verify_car_indexed(
     }
     report.closure = Some(c);
     Ok((finish(report), index))
+}
+
+/// A salvage archive (`--allow-missing`) never verifies, in the quick check as in the full one.
+fn check_partial(report: &mut CarReport, d: &super::Descriptor) {
+    report.partial = Some(d.partial);
+    if d.partial {
+        let msg = format!(
+            "the archive is a salvage archive marked partial ({} blocks were missing at export)",
+            d.missing_count
+        );
+        report.error("partial", None, msg);
+    }
 }
 
 /// The metadata's `snapshot_cid` must be what the archive holds.
