@@ -356,6 +356,11 @@ pub async fn verify_car_indexed(
     }
     let used = |k: u128| closure.has_key(k);
     report.unreferenced_blocks = index.count_outside(used);
+    let extra = if report.unreferenced_blocks > 0 {
+        index.cids_outside(used, MAX_NAMED).unwrap_or_default()
+    } else {
+        Vec::new()
+    };
     let c = closure.into_report();
     report.root_kind = c.root_kind;
     report.snapshot_cid = c.snapshot.map(|s| s.to_string());
@@ -383,11 +388,7 @@ pub async fn verify_car_indexed(
         }
     }
     if report.unreferenced_blocks > 0 {
-        let n = report.unreferenced_blocks;
-        report.warn(
-            "unreferenced",
-            format!("{n} blocks in the archive are not reached from the root"),
-        );
+        check_unreferenced(&mut report, c.descriptor.is_some(), &extra);
     }
     check_meta_root(&mut report, meta.as_ref());
     report.findings.extend(c.findings.iter().cloned());
@@ -399,6 +400,9 @@ pub async fn verify_car_indexed(
     Ok((finish(report), index))
 }
 
+/// Blocks named one by one in a finding list; the rest are counted.
+const MAX_NAMED: usize = 10;
+
 /// A salvage archive (`--allow-missing`) never verifies, in the quick check as in the full one.
 fn check_partial(report: &mut CarReport, d: &super::Descriptor) {
     report.partial = Some(d.partial);
@@ -408,6 +412,28 @@ fn check_partial(report: &mut CarReport, d: &super::Descriptor) {
             d.missing_count
         );
         report.error("partial", None, msg);
+    }
+}
+
+/// Blocks the walk did not reach. export-car writes exactly the closure, so in an archive
+/// with a descriptor an extra block means the file was altered after it was written: an
+/// error, each named (restore would otherwise pin it). A legacy archive (root = a snapshot,
+/// written by `ipfs dag export`) may hold what the node's traversal added: a warning.
+fn check_unreferenced(report: &mut CarReport, has_descriptor: bool, named: &[Cid]) {
+    let n = report.unreferenced_blocks;
+    let summary = format!("{n} blocks in the archive are not reached from the root");
+    if !has_descriptor {
+        report.warn("unreferenced", summary);
+        return;
+    }
+    for cid in named {
+        let msg = format!(
+            "block {cid} is not reached from the root: export-car never writes one, the file was altered"
+        );
+        report.error("unreferenced", Some(cid), msg);
+    }
+    if n > named.len() as u64 {
+        report.error("unreferenced", None, summary);
     }
 }
 
