@@ -199,10 +199,10 @@ pub async fn restore(
             .with_context(|| format!("reading {}", opts.car.display()))?;
     d.verify = t.elapsed().as_secs_f64();
     if !report.verified {
+        // The first missing or corrupt block with its CID and role: what an operator needs
+        // to find the block elsewhere (another archive, the old node), not a count.
         let first = report
-            .findings
-            .iter()
-            .find(|f| f.severity == crate::closure::Severity::Error)
+            .first_error()
             .map_or_else(String::new, |f| format!("; first: {}", f.message));
         let msg = format!(
             "the archive does not verify [{}]{first}",

@@ -124,6 +124,35 @@ fn restore(url: &str, car: &Path, extra: &[&str]) -> Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
+/// Copies the archive `from` to `to` without the blocks `drop` rejects and with `extra`
+/// blocks appended (header unchanged).
+async fn rewrite_car(
+    from: &Path,
+    to: &Path,
+    drop: impl Fn(&Cid) -> bool,
+    extra: &[(Cid, Vec<u8>)],
+) {
+    let mut r = CarReader::new(
+        std::io::BufReader::new(std::fs::File::open(from).unwrap()),
+        ReaderOptions::default(),
+    )
+    .unwrap();
+    let f = tokio::fs::File::create(to).await.unwrap();
+    let mut w = CarWriter::new(tokio::io::BufWriter::new(f), r.header().roots.clone())
+        .await
+        .unwrap();
+    while let Some(b) = r.next_block().unwrap() {
+        if !drop(&b.cid) {
+            w.write_block(&b.cid, &b.data).await.unwrap();
+        }
+    }
+    for (c, b) in extra {
+        w.write_block(c, b).await.unwrap();
+    }
+    let mut inner = w.finish().await.unwrap();
+    tokio::io::AsyncWriteExt::flush(&mut inner).await.unwrap();
+}
+
 async fn tip_at(kubo: &Kubo, id: &str) -> Option<Cid> {
     let path = EntityId::parse(id)
         .unwrap()
@@ -475,4 +504,62 @@ async fn restore_faults() {
     assert_eq!(r["resumed"], true);
     assert_eq!(r["restored"], true);
     node.stop();
+}
+
+/// An archive that does not verify is refused with the first missing block's CID and role in
+/// the error (not a count), and one that holds a block its descriptor does not account for is
+/// refused too, naming that block; nothing is written to the node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusal_names_the_block() {
+    let (src, summary) = Source::generate(
+        "named",
+        GenConfig {
+            entities: 40,
+            seed: 44,
+            pin: false,
+            ..GenConfig::default()
+        },
+    )
+    .await;
+    src.build();
+    let car = src.export(&[]);
+    let fresh = TestNode::start().unwrap();
+    let kubo = fresh.kubo();
+
+    // One entity's tip manifest removed.
+    let e = summary
+        .entities
+        .iter()
+        .find(|e| e.network == "main")
+        .unwrap();
+    let tip = ipld::parse_cid(&e.tip).unwrap();
+    let missing = src.dir.path().join("missing.car");
+    rewrite_car(&car, &missing, |c| ipld::same_block(c, &tip), &[]).await;
+    let out = restore_cmd(fresh.url(), &missing, &[]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", err(&out));
+    let line = err(&out);
+    let first = line
+        .split("first: ")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no first finding: {line}"));
+    let named = first
+        .strip_prefix("missing block ")
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|c| ipld::parse_cid(c).ok())
+        .unwrap_or_else(|| panic!("no CID first: {line}"));
+    assert!(ipld::same_block(&named, &tip), "{line}");
+    assert!(first.contains(&format!("(entity {}", e.id)), "{line}");
+    assert!(kubo.files_stat_opt("/arke").await.unwrap().is_none());
+
+    // One valid block added that the archive's descriptor does not account for (and no .json
+    // beside it to catch the size): refused, the block named.
+    let data = b"a valid block that no export wrote (restore)".to_vec();
+    let extra = (ipld::cid_v1(ipld::RAW, &data), data);
+    let altered = src.dir.path().join("altered.car");
+    rewrite_car(&car, &altered, |_| false, std::slice::from_ref(&extra)).await;
+    let out = restore_cmd(fresh.url(), &altered, &[]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", err(&out));
+    assert!(err(&out).contains(&extra.0.to_string()), "{}", err(&out));
+    assert!(kubo.files_stat_opt("/arke").await.unwrap().is_none());
+    fresh.stop();
 }

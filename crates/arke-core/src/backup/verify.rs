@@ -91,6 +91,20 @@ impl CarReport {
         });
     }
 
+    /// The error an operator needs first: a missing or corrupt block named with its CID and
+    /// role (the walk's findings), before summaries such as a count that does not match.
+    pub fn first_error(&self) -> Option<&Finding> {
+        let errors = || {
+            self.findings
+                .iter()
+                .filter(|f| f.severity == Severity::Error)
+        };
+        errors()
+            .find(|f| f.cid.is_some() && f.role.is_some())
+            .or_else(|| errors().find(|f| f.cid.is_some()))
+            .or_else(|| errors().next())
+    }
+
     /// Error findings by kind, for a one-line summary.
     pub fn error_kinds(&self) -> Vec<String> {
         let mut kinds: std::collections::BTreeMap<&str, u64> = Default::default();
