@@ -697,3 +697,35 @@ async fn unaccounted_block_fails_an_archive_with_a_descriptor() {
         .any(|f| f["kind"] == "unreferenced" && f["severity"] == "warning");
     assert!(warned, "{}", v["findings"]);
 }
+
+/// A snapshot entry whose tip manifest names another entity is an error naming the manifest
+/// (it would restore one entity's data at another's path); the same archive with matching
+/// ids verifies.
+#[tokio::test]
+async fn entry_whose_manifest_names_another_entity_is_a_finding() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good.car");
+    hand_built_archive(&good, "ENTITY0001", "ENTITY0001", &[]).await;
+    let (code, v, err) = verify_car(&good, &[]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(v["entity_count"], 1);
+
+    let bad = dir.path().join("bad.car");
+    hand_built_archive(&bad, "ENTITY0001", "ENTITY0002", &[]).await;
+    let (code, v, err) = verify_car(&bad, &[]);
+    assert_eq!(code, Some(1), "{err}");
+    let f = v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["kind"] == "entity_mismatch")
+        .unwrap_or_else(|| panic!("{}", v["findings"]))
+        .clone();
+    assert_eq!(f["severity"], "error");
+    let msg = f["message"].as_str().unwrap();
+    assert!(
+        msg.contains("ENTITY0001") && msg.contains("ENTITY0002"),
+        "{msg}"
+    );
+    assert!(f["cid"].is_string() && f["role"].as_str().unwrap().contains("ENTITY0001"));
+}

@@ -16,8 +16,9 @@ use crate::car::{CarIndex, IndexSource, ReaderOptions, ScanOptions, ScanReport};
 use crate::closure::walk::{self, Discard};
 use crate::closure::{Closure, ClosureOptions, ClosureReport, Finding, Severity};
 use crate::ipld::{self, same_block};
-use crate::model::BackupMeta;
+use crate::model::{BackupMeta, Manifest};
 use crate::report::{Progress, Unit};
+use crate::source::BlockSource;
 
 /// What to check.
 #[derive(Debug, Clone)]
@@ -404,6 +405,9 @@ pub async fn verify_car_indexed(
     if report.unreferenced_blocks > 0 {
         check_unreferenced(&mut report, c.descriptor.is_some(), &extra);
     }
+    if let Some(snapshot) = c.snapshot {
+        check_entry_ids(&mut report, &source, snapshot).await;
+    }
     check_meta_root(&mut report, meta.as_ref());
     report.findings.extend(c.findings.iter().cloned());
     if c.findings_dropped > 0 {
@@ -449,6 +453,53 @@ fn check_unreferenced(report: &mut CarReport, has_descriptor: bool, named: &[Cid
     if n > named.len() as u64 {
         report.error("unreferenced", None, summary);
     }
+}
+
+/// Each snapshot entry's tip manifest must name the entry's own entity: a tip that names
+/// another entity would restore that entity's data at this entity's path. Checked after the
+/// walk over the whole entry list, so the verdict does not depend on which path reached the
+/// manifest first. Blocks that are missing or do not decode were reported by the walk.
+async fn check_entry_ids(report: &mut CarReport, source: &IndexSource<'_>, snapshot: Cid) {
+    let Ok(loaded) = crate::snapshot::load(source, snapshot).await else {
+        return;
+    };
+    let mut found = 0u64;
+    for e in &loaded.entries {
+        let Some(named) = manifest_id(source, &e.tip).await else {
+            continue;
+        };
+        if named == e.id {
+            continue;
+        }
+        found += 1;
+        if found <= MAX_NAMED as u64 {
+            report.findings.push(Finding {
+                severity: Severity::Error,
+                kind: "entity_mismatch",
+                cid: Some(e.tip.to_string()),
+                role: Some(format!("entity {} manifest", e.id)),
+                message: format!(
+                    "snapshot entry {} has tip manifest {} which names entity {named:?}",
+                    e.id, e.tip
+                ),
+            });
+        }
+    }
+    if found > MAX_NAMED as u64 {
+        let more = found - MAX_NAMED as u64;
+        report.error(
+            "entity_mismatch",
+            None,
+            format!("{more} more entries whose tip manifest names another entity"),
+        );
+    }
+}
+
+/// The entity id a manifest names, when the block is there and is a known manifest.
+async fn manifest_id(source: &IndexSource<'_>, cid: &Cid) -> Option<String> {
+    let data = source.get(cid).await.ok()?;
+    let value = ipld::decode(cid, &data).ok()?;
+    Some(Manifest::from_ipld(&value).ok()?.id().to_owned())
 }
 
 /// The metadata's `snapshot_cid` must be what the archive holds.
