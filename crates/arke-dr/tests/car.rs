@@ -729,3 +729,64 @@ async fn entry_whose_manifest_names_another_entity_is_a_finding() {
     );
     assert!(f["cid"].is_string() && f["role"].as_str().unwrap().contains("ENTITY0001"));
 }
+
+/// The archive and its metadata appear under their final names together or not at all. The
+/// fault: once the export has announced its file name, a directory is planted at the .json's
+/// final name, so putting the metadata in place fails. Exit 4, no .car under a final name, no
+/// temp file left; with the obstacle gone the next export writes both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn archive_and_metadata_appear_together_or_not_at_all() {
+    use std::io::BufRead;
+    let (set, _) = Set::generate(
+        "atomic",
+        GenConfig {
+            entities: 300,
+            seed: 36,
+            pin: false,
+            ..GenConfig::default()
+        },
+    )
+    .await;
+    set.build();
+    let mut child = set
+        .export_cmd(&set.url, &["--no-bulk", "--concurrency", "1"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stderr_pipe = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut all = String::new();
+        for line in std::io::BufReader::new(stderr_pipe).lines() {
+            let line = line.unwrap();
+            if line.contains("exporting snapshot")
+                && let Some((_, path)) = line.rsplit_once(" to ")
+            {
+                let _ = tx.send(PathBuf::from(path.trim()));
+            }
+            all.push_str(&line);
+            all.push('\n');
+        }
+        all
+    });
+    let car = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("export-car announces its file name");
+    let obstacle = car.with_extension("json");
+    std::fs::create_dir_all(obstacle.join("occupied")).unwrap();
+    let status = child.wait().unwrap();
+    let log = reader.join().unwrap();
+    assert_eq!(status.code(), Some(4), "{log}");
+    assert!(set.cars().is_empty(), "{:?}\n{log}", set.cars());
+    assert!(set.temps().is_empty(), "{:?}", set.temps());
+    assert!(obstacle.is_dir());
+
+    std::fs::remove_dir_all(&obstacle).unwrap();
+    let r = set.export(&[]);
+    let car = PathBuf::from(r["car_path"].as_str().unwrap());
+    assert!(car.is_file() && car.with_extension("json").is_file());
+    assert_eq!(set.cars().len(), 1);
+    let (code, _, err) = verify_car(&car, &[]);
+    assert_eq!(code, Some(0), "{err}");
+}

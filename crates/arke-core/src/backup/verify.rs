@@ -197,7 +197,7 @@ pub async fn verify_car_indexed(
         scan,
         findings: Vec::new(),
     };
-    if let Some(e) = meta_err {
+    if let Some(e) = &meta_err {
         report.error("metadata", None, format!("metadata does not parse: {e}"));
     }
     if let Some(e) = report.scan.stream_error.clone() {
@@ -404,6 +404,17 @@ pub async fn verify_car_indexed(
     }
     if report.unreferenced_blocks > 0 {
         check_unreferenced(&mut report, c.descriptor.is_some(), &extra);
+    }
+    if c.descriptor.is_some() && meta.is_none() && meta_err.is_none() {
+        // Ours always has its .json (export-car renames the .car last), so a lone .car was
+        // separated from it: still verifiable from its descriptor, but worth saying.
+        report.warn(
+            "metadata",
+            format!(
+                "no metadata file {} beside the archive",
+                meta_path(path).display()
+            ),
+        );
     }
     if let Some(snapshot) = c.snapshot {
         check_entry_ids(&mut report, &source, snapshot).await;
