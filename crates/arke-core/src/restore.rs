@@ -220,18 +220,21 @@ async fn read_node_index(kubo: &Kubo, roots: &[String]) -> anyhow::Result<NodeIn
     Ok(found)
 }
 
-/// Every tip file the plan writes: (path, tip).
+/// Every tip file the plan writes: (path, tip), each path once (with `--shard-rule both`
+/// the two rules give the same path for some ids, as the tree builder also accounts for).
 fn tip_jobs(
     plan: &BTreeMap<String, Planned>,
     rules: &[ShardRule],
     root: &str,
 ) -> Vec<(String, Cid)> {
+    let mut seen = std::collections::HashSet::new();
     plan.values()
         .flat_map(|p| {
             rules
                 .iter()
                 .map(move |rule| (p.id.tip_path(&index_root_for(&p.id, root), *rule), p.tip))
         })
+        .filter(|(path, _)| seen.insert(path.clone()))
         .collect()
 }
 
@@ -915,4 +918,58 @@ pub async fn restore(
         warnings,
         ..base
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan_of(ids: &[&str], tip: Cid) -> BTreeMap<String, Planned> {
+        ids.iter()
+            .map(|i| {
+                let id = EntityId::parse(i).unwrap();
+                (i.to_string(), Planned { id, tip })
+            })
+            .collect()
+    }
+
+    /// `--shard-rule both` writes a path once when the two rules agree (a 4-character id).
+    #[test]
+    fn tip_jobs_name_each_path_once() {
+        let tip = ipld::cid_v1(ipld::RAW, b"m");
+        let plan = plan_of(&["ABCD", "01J8ME3HXYZW"], tip);
+        let jobs = tip_jobs(&plan, ShardChoice::Both.rules(), "/arke/index");
+        let paths: Vec<&str> = jobs.iter().map(|(p, _)| p.as_str()).collect();
+        assert_eq!(paths.len(), 3, "{paths:?}");
+        assert!(paths.contains(&"/arke/index/AB/CD/ABCD.tip"));
+    }
+
+    /// A foreign entry on the way to a tip path blocks; one beside it is kept; a tip file
+    /// holding another CID and the pointer are changes.
+    #[test]
+    fn plan_changes_sorts_existing_paths() {
+        let tip = ipld::cid_v1(ipld::RAW, b"new");
+        let plan = plan_of(&["01J8ME3HXYZW", "01J8ME3HABCD"], tip);
+        let jobs = tip_jobs(&plan, ShardChoice::Worker.rules(), "/arke/index");
+        let node = NodeIndex {
+            tip_files: HashMap::from([
+                (jobs[0].0.clone(), ipld::cid_v1(ipld::RAW, b"old")),
+                (jobs[1].0.clone(), tip),
+            ]),
+            foreign: vec![
+                "/arke/index/notes.txt".into(),
+                "/arke/index/XY".into(),
+                "/arke/index/AB/CD/README".into(),
+            ],
+            has_content: true,
+            ..NodeIndex::default()
+        };
+        let c = plan_changes(&node, &jobs, Some("/arke/index_pointer"), false);
+        assert_eq!(c.blocking, ["/arke/index/XY"]);
+        assert_eq!(c.would_remove.paths, ["/arke/index/XY"]);
+        assert_eq!(c.foreign_kept.count, 2);
+        let changed = &c.would_change.paths;
+        assert_eq!(changed.len(), 2, "{changed:?}");
+        assert!(changed.contains(&"/arke/index_pointer".to_string()));
+    }
 }
