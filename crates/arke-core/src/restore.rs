@@ -124,6 +124,14 @@ pub struct RestoreReport {
     pub existing_pointer: bool,
     pub existing_tips: u64,
     pub tips_to_change: u64,
+    /// Existing paths whose content the restore replaces (tips holding another CID, the
+    /// pointer).
+    pub would_change: PathList,
+    /// Existing paths the restore removes: a file in the way of a tip path (only with
+    /// --force), an empty index root replaced by the tip tree.
+    pub would_remove: PathList,
+    /// Entries under the index roots that are not tips: never touched.
+    pub foreign_kept: PathList,
     pub durations: Durations,
     pub warnings: Vec<String>,
 }
@@ -136,6 +144,161 @@ const PIN_CALLS_IN_FLIGHT: usize = 4;
 struct Planned {
     id: EntityId,
     tip: Cid,
+}
+
+/// Paths named in a [`PathList`]; the rest are counted.
+const MAX_LISTED_PATHS: usize = 20;
+
+/// Existing paths, counted, the first [`MAX_LISTED_PATHS`] named (for --dry-run, refusals and
+/// the report).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct PathList {
+    pub count: u64,
+    pub paths: Vec<String>,
+}
+
+impl PathList {
+    fn push(&mut self, path: &str) {
+        self.count += 1;
+        if self.paths.len() < MAX_LISTED_PATHS {
+            self.paths.push(path.to_owned());
+        }
+    }
+}
+
+impl std::fmt::Display for PathList {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.count)?;
+        if self.count > 0 {
+            write!(f, " ({}", self.paths[..self.paths.len().min(5)].join(", "))?;
+            let more = self.count - self.paths.len().min(5) as u64;
+            if more > 0 {
+                write!(f, " and {more} more")?;
+            }
+            write!(f, ")")?;
+        }
+        Ok(())
+    }
+}
+
+/// What the index roots hold before the restore.
+#[derive(Debug, Default)]
+struct NodeIndex {
+    /// One tip per entity (the worker's path wins).
+    tips: HashMap<String, Cid>,
+    /// Every tip file by path, both rules.
+    tip_files: HashMap<String, Cid>,
+    /// Entries that are not tip files (`notes.txt`, `AB/CD/README`, a file named like a shard).
+    foreign: Vec<String>,
+    /// Index roots that exist and hold nothing at all.
+    empty_roots: Vec<String>,
+    /// An index root holds something (tips, foreign entries, or empty directories).
+    has_content: bool,
+}
+
+async fn read_node_index(kubo: &Kubo, roots: &[String]) -> anyhow::Result<NodeIndex> {
+    let mut found = NodeIndex::default();
+    for r in roots {
+        if kubo.files_stat_opt(r).await?.is_none() {
+            continue;
+        }
+        if kubo.files_ls(r).await?.is_empty() {
+            found.empty_roots.push(r.clone());
+            continue;
+        }
+        found.has_content = true;
+        let scan = crate::index::scan_tips(kubo, r, &std::env::temp_dir())
+            .await
+            .with_context(|| format!("reading the tips under {r}"))?;
+        for (id, tf) in scan.tips {
+            found.tip_files.insert(tf.path.clone(), tf.tip);
+            found.tips.insert(id, tf.tip);
+        }
+        for (_, tf) in scan.conflicts {
+            found.tip_files.insert(tf.path, tf.tip);
+        }
+        found.foreign.extend(scan.strays);
+    }
+    Ok(found)
+}
+
+/// Every tip file the plan writes: (path, tip), each path once (with `--shard-rule both`
+/// the two rules give the same path for some ids, as the tree builder also accounts for).
+fn tip_jobs(
+    plan: &BTreeMap<String, Planned>,
+    rules: &[ShardRule],
+    root: &str,
+) -> Vec<(String, Cid)> {
+    let mut seen = std::collections::HashSet::new();
+    plan.values()
+        .flat_map(|p| {
+            rules
+                .iter()
+                .map(move |rule| (p.id.tip_path(&index_root_for(&p.id, root), *rule), p.tip))
+        })
+        .filter(|(path, _)| seen.insert(path.clone()))
+        .collect()
+}
+
+/// What the restore would do to existing paths.
+#[derive(Debug, Default)]
+struct Changes {
+    would_change: PathList,
+    would_remove: PathList,
+    foreign_kept: PathList,
+    /// Foreign entries at a tip path or at a directory on the way to one (removed only with
+    /// --force).
+    blocking: Vec<String>,
+}
+
+/// Foreign entries are kept, not removed: tips are then written one by one around them
+/// (`files/write` creates only what is missing and replaces only the tip files themselves),
+/// and the tip tree, which replaces the whole index root, is used only when the roots are
+/// absent or empty. Refusing every node with a stray file would make an operator reach for
+/// --force, which also allows replacing tips and the pointer; keeping them needs no such
+/// permission. Only an entry that occupies a path a tip needs (a file where a shard
+/// directory goes) cannot be kept: that needs --force.
+fn plan_changes(
+    node: &NodeIndex,
+    jobs: &[(String, Cid)],
+    pointer: Option<&str>,
+    tree: bool,
+) -> Changes {
+    let mut needed = std::collections::HashSet::new();
+    for (path, _) in jobs {
+        let mut at = path.as_str();
+        while needed.insert(at) {
+            match at.rsplit_once('/') {
+                Some((parent, _)) if !parent.is_empty() => at = parent,
+                _ => break,
+            }
+        }
+    }
+    let mut c = Changes::default();
+    for f in &node.foreign {
+        if needed.contains(f.as_str()) {
+            c.blocking.push(f.clone());
+            c.would_remove.push(f);
+        } else {
+            c.foreign_kept.push(f);
+        }
+    }
+    if tree {
+        node.empty_roots.iter().for_each(|r| c.would_remove.push(r));
+    }
+    if let Some(p) = pointer {
+        c.would_change.push(p);
+    }
+    for (path, tip) in jobs {
+        if node
+            .tip_files
+            .get(path)
+            .is_some_and(|c| !same_block(c, tip))
+        {
+            c.would_change.push(path);
+        }
+    }
+    c
 }
 
 /// The marker that makes a rerun resume instead of refusing: `<pointer dir>/.restore-in-progress`.
@@ -154,24 +317,6 @@ fn index_root_for(id: &EntityId, main_root: &str) -> String {
 
 fn refuse(exit: Exit, msg: String) -> anyhow::Error {
     Failure::new(exit, msg).into()
-}
-
-/// Every (tip path, tip) the plan writes: one path per entity and shard rule.
-fn tip_targets(
-    plan: &BTreeMap<String, Planned>,
-    rules: &[ShardRule],
-    index_root: &str,
-) -> Vec<(String, Cid)> {
-    plan.values()
-        .flat_map(|p| {
-            rules.iter().map(move |rule| {
-                (
-                    p.id.tip_path(&index_root_for(&p.id, index_root), *rule),
-                    p.tip,
-                )
-            })
-        })
-        .collect()
 }
 
 /// Does the manifest chain from `from` (inside the archive) reach `to` (or, with `to` None,
@@ -219,10 +364,10 @@ pub async fn restore(
             .with_context(|| format!("reading {}", opts.car.display()))?;
     d.verify = t.elapsed().as_secs_f64();
     if !report.verified {
+        // The first missing or corrupt block with its CID and role: what an operator needs
+        // to find the block elsewhere (another archive, the old node), not a count.
         let first = report
-            .findings
-            .iter()
-            .find(|f| f.severity == crate::closure::Severity::Error)
+            .first_error()
             .map_or_else(String::new, |f| format!("; first: {}", f.message));
         let msg = format!(
             "the archive does not verify [{}]{first}",
@@ -369,21 +514,12 @@ pub async fn restore(
     let existing_pointer = crate::pointer::read(kubo, &opts.pointer_path)
         .await
         .with_context(|| format!("reading {}", opts.pointer_path))?;
-    let mut existing: HashMap<String, Cid> = HashMap::new();
     let mut roots = vec![opts.index_root.clone()];
     if plan.values().any(|p| p.id.is_test_network()) {
         roots.push(TEST_INDEX_ROOT.to_string());
     }
-    for r in &roots {
-        if kubo.files_stat_opt(r).await?.is_some() {
-            let scan = crate::index::scan_tips(kubo, r, &std::env::temp_dir())
-                .await
-                .with_context(|| format!("reading the tips under {r}"))?;
-            for (id, tf) in scan.tips {
-                existing.insert(id, tf.tip);
-            }
-        }
-    }
+    let node_index = read_node_index(kubo, &roots).await?;
+    let existing = &node_index.tips;
     let to_change = plan
         .values()
         .filter(|p| {
@@ -392,6 +528,16 @@ pub async fn restore(
                 .is_some_and(|c| same_block(c, &p.tip))
         })
         .count() as u64;
+    let tree = existing.is_empty() && !node_index.has_content;
+    let jobs = tip_jobs(&plan, opts.shard.rules(), &opts.index_root);
+    let changes = plan_changes(
+        &node_index,
+        &jobs,
+        existing_pointer
+            .as_ref()
+            .map(|_| opts.pointer_path.as_str()),
+        tree,
+    );
     let occupied = existing_pointer.is_some() || !existing.is_empty();
     let base = RestoreReport {
         snapshot_cid: snapshot.to_string(),
@@ -412,23 +558,43 @@ pub async fn restore(
         replayed,
         created_after_snapshot: created,
         replay_skipped: skipped,
-        tips_method: if existing.is_empty() { "tree" } else { "files" },
+        tips_method: if tree { "tree" } else { "files" },
         pointer_path: opts.pointer_path.clone(),
         existing_pointer: existing_pointer.is_some(),
         existing_tips: existing.len() as u64,
         tips_to_change: to_change,
+        would_change: changes.would_change.clone(),
+        would_remove: changes.would_remove.clone(),
+        foreign_kept: changes.foreign_kept.clone(),
         durations: Durations::default(),
         warnings: warnings.clone(),
     };
     if opts.dry_run {
         tracing::info!(
-            "dry run: would import {} ({} blocks), pin what the root does not reach, write {to_change} of {total} tips ({} entities from the snapshot, {replayed} moved forward and {created} created by newer events) and the pointer at {}; nothing changed",
+            "dry run: would import {} ({} blocks), pin what the root does not reach, write {to_change} of {total} tips ({} entities from the snapshot, {replayed} moved forward and {created} created by newer events) and the pointer at {}; existing paths changed: {}, removed: {}{}; foreign entries kept: {}; nothing changed",
             opts.car.display(),
             index.len(),
             entity_count,
-            opts.pointer_path
+            opts.pointer_path,
+            changes.would_change,
+            changes.would_remove,
+            if changes.blocking.is_empty() || opts.force {
+                ""
+            } else {
+                " (needs --force)"
+            },
+            changes.foreign_kept
         );
         return Ok(base);
+    }
+    if !changes.blocking.is_empty() && !opts.force {
+        return Err(refuse(
+            Exit::Failed,
+            format!(
+                "entries the restore did not write are in the way of tip paths: {}; nothing changed. Remove them, or use --force to have them removed",
+                changes.would_remove
+            ),
+        ));
     }
     if occupied && !resumed && !opts.force {
         let what = match &existing_pointer {
@@ -447,8 +613,9 @@ pub async fn restore(
         return Err(refuse(
             Exit::Failed,
             format!(
-                "the node is not empty: {what} and {} tips; restoring would change {to_change} tips and replace the pointer. Nothing changed; use --force to restore over it, --dry-run to see the plan",
-                existing.len()
+                "the node is not empty: {what} and {} tips; restoring would change {to_change} tips and replace the pointer (existing paths changed: {}). Nothing changed; use --force to restore over it, --dry-run to see the plan",
+                existing.len(),
+                changes.would_change
             ),
         ));
     }
@@ -520,7 +687,13 @@ pub async fn restore(
     let rules = opts.shard.rules();
     let mut written = 0u64;
     let mut unchanged = 0u64;
-    if existing.is_empty() {
+    // Reached only with --force (refused above otherwise).
+    for path in &changes.blocking {
+        kubo.files_rm(path, true)
+            .await
+            .with_context(|| format!("removing {path}, in the way of a tip path (--force)"))?;
+    }
+    if tree {
         // One tree per index root, built locally, imported, put in place with one files/cp.
         let mut by_root: BTreeMap<String, Vec<(EntityId, ShardRule, Cid)>> = BTreeMap::new();
         for p in plan.values() {
@@ -558,7 +731,8 @@ pub async fn restore(
                 .map_or("/", |(p, _)| if p.is_empty() { "/" } else { p });
             kubo.files_mkdir(parent, true).await?;
             if kubo.files_stat_opt(&r).await?.is_some() {
-                // An empty directory left by an earlier attempt.
+                // Empty (the tree is used only then; listed in would_remove): files/cp does
+                // not replace a directory.
                 kubo.files_rm(&r, true).await?;
             }
             kubo.files_cp(&format!("/ipfs/{}", tree.root), &r)
@@ -568,7 +742,6 @@ pub async fn restore(
             written += tree.tips;
         }
     } else {
-        let jobs = tip_targets(&plan, rules, &opts.index_root);
         let task = progress.task("tips", Some(jobs.len() as u64), Unit::Items("tips"));
         let results: Vec<anyhow::Result<bool>> =
             futures::stream::iter(jobs.into_iter().map(|(path, tip)| {
@@ -647,7 +820,7 @@ pub async fn restore(
             Err(e) => tracing::debug!("read-back: bulk read of {r} failed ({e}); per file"),
         }
     }
-    let all = tip_targets(&plan, rules, &opts.index_root);
+    let all = tip_jobs(&plan, rules, &opts.index_root);
     let total = all.len() as u64;
     let checks: Vec<(String, Cid)> = all
         .into_iter()
@@ -826,5 +999,59 @@ async fn pin_direct(
 async fn unpin_quietly(kubo: &Kubo, cid: &Cid) {
     if let Err(e) = kubo.pin_rm(cid).await {
         tracing::warn!("could not remove the temporary pin of {cid}: {e}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan_of(ids: &[&str], tip: Cid) -> BTreeMap<String, Planned> {
+        ids.iter()
+            .map(|i| {
+                let id = EntityId::parse(i).unwrap();
+                (i.to_string(), Planned { id, tip })
+            })
+            .collect()
+    }
+
+    /// `--shard-rule both` writes a path once when the two rules agree (a 4-character id).
+    #[test]
+    fn tip_jobs_name_each_path_once() {
+        let tip = ipld::cid_v1(ipld::RAW, b"m");
+        let plan = plan_of(&["ABCD", "01J8ME3HXYZW"], tip);
+        let jobs = tip_jobs(&plan, ShardChoice::Both.rules(), "/arke/index");
+        let paths: Vec<&str> = jobs.iter().map(|(p, _)| p.as_str()).collect();
+        assert_eq!(paths.len(), 3, "{paths:?}");
+        assert!(paths.contains(&"/arke/index/AB/CD/ABCD.tip"));
+    }
+
+    /// A foreign entry on the way to a tip path blocks; one beside it is kept; a tip file
+    /// holding another CID and the pointer are changes.
+    #[test]
+    fn plan_changes_sorts_existing_paths() {
+        let tip = ipld::cid_v1(ipld::RAW, b"new");
+        let plan = plan_of(&["01J8ME3HXYZW", "01J8ME3HABCD"], tip);
+        let jobs = tip_jobs(&plan, ShardChoice::Worker.rules(), "/arke/index");
+        let node = NodeIndex {
+            tip_files: HashMap::from([
+                (jobs[0].0.clone(), ipld::cid_v1(ipld::RAW, b"old")),
+                (jobs[1].0.clone(), tip),
+            ]),
+            foreign: vec![
+                "/arke/index/notes.txt".into(),
+                "/arke/index/XY".into(),
+                "/arke/index/AB/CD/README".into(),
+            ],
+            has_content: true,
+            ..NodeIndex::default()
+        };
+        let c = plan_changes(&node, &jobs, Some("/arke/index_pointer"), false);
+        assert_eq!(c.blocking, ["/arke/index/XY"]);
+        assert_eq!(c.would_remove.paths, ["/arke/index/XY"]);
+        assert_eq!(c.foreign_kept.count, 2);
+        let changed = &c.would_change.paths;
+        assert_eq!(changed.len(), 2, "{changed:?}");
+        assert!(changed.contains(&"/arke/index_pointer".to_string()));
     }
 }

@@ -6,9 +6,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use arke_core::car::{CarIndex, ScanOptions};
+use std::collections::BTreeMap;
+
+use arke_core::car::{CarIndex, CarReader, CarWriter, ReaderOptions, ScanOptions};
 use arke_core::closure::block_key;
-use arke_core::ipld::{self, Cid};
+use arke_core::ipld::{self, Cid, Ipld};
 use arke_core::kubo::Kubo;
 use arke_core::model::Manifest;
 use arke_core::report::Progress;
@@ -160,6 +162,108 @@ fn cid(s: &str) -> Cid {
 
 fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Copies the archive `from` to `to` with `roots` in the header, without the blocks `drop`
+/// rejects, and with `extra` blocks appended.
+async fn rewrite_car(
+    from: &Path,
+    to: &Path,
+    roots: Option<Vec<Cid>>,
+    drop: impl Fn(&Cid) -> bool,
+    extra: &[(Cid, Vec<u8>)],
+) {
+    let mut r = CarReader::new(
+        std::io::BufReader::new(std::fs::File::open(from).unwrap()),
+        ReaderOptions::default(),
+    )
+    .unwrap();
+    let roots = roots.unwrap_or_else(|| r.header().roots.clone());
+    let f = tokio::fs::File::create(to).await.unwrap();
+    let mut w = CarWriter::new(tokio::io::BufWriter::new(f), roots)
+        .await
+        .unwrap();
+    while let Some(b) = r.next_block().unwrap() {
+        if !drop(&b.cid) {
+            w.write_block(&b.cid, &b.data).await.unwrap();
+        }
+    }
+    for (c, b) in extra {
+        w.write_block(c, b).await.unwrap();
+    }
+    let mut inner = w.finish().await.unwrap();
+    tokio::io::AsyncWriteExt::flush(&mut inner).await.unwrap();
+}
+
+/// A legacy-shaped archive built by hand (root = an `arke/snapshot@v0`, no descriptor, no
+/// metadata): one entry `entry_id` whose tip manifest names `manifest_id`, plus `extra` blocks.
+async fn hand_built_archive(
+    path: &Path,
+    entry_id: &str,
+    manifest_id: &str,
+    extra: &[(Cid, Vec<u8>)],
+) {
+    let s = |v: &str| Ipld::String(v.into());
+    let comp = b"a component".to_vec();
+    let comp_cid = ipld::cid_v1(ipld::RAW, &comp);
+    let manifest = ipld::encode_dag_cbor(&Ipld::Map(BTreeMap::from([
+        ("schema".into(), s("arke/manifest@v1")),
+        ("pi".into(), s(manifest_id)),
+        ("ver".into(), Ipld::Integer(1)),
+        ("ts".into(), s("2025-10-12T00:00:00Z")),
+        ("prev".into(), Ipld::Null),
+        (
+            "components".into(),
+            Ipld::Map(BTreeMap::from([("data".into(), Ipld::Link(comp_cid))])),
+        ),
+    ])))
+    .unwrap();
+    let mcid = ipld::cid_v1(ipld::DAG_CBOR, &manifest);
+    let entry = Ipld::Map(BTreeMap::from([
+        ("pi".into(), s(entry_id)),
+        ("ver".into(), Ipld::Integer(1)),
+        ("tip_cid".into(), Ipld::Link(mcid)),
+        ("ts".into(), s("2025-10-12T00:00:00Z")),
+        ("chain_cid".into(), Ipld::Null),
+    ]));
+    let snap = ipld::encode_dag_cbor(&Ipld::Map(BTreeMap::from([
+        ("schema".into(), s("arke/snapshot@v0")),
+        ("seq".into(), Ipld::Integer(1)),
+        ("ts".into(), s("2025-10-12T00:00:00Z")),
+        ("prev_snapshot".into(), Ipld::Null),
+        ("total_count".into(), Ipld::Integer(1)),
+        ("entries".into(), Ipld::List(vec![entry])),
+    ])))
+    .unwrap();
+    let scid = ipld::cid_v1(ipld::DAG_CBOR, &snap);
+    let f = tokio::fs::File::create(path).await.unwrap();
+    let mut w = CarWriter::new(tokio::io::BufWriter::new(f), vec![scid])
+        .await
+        .unwrap();
+    for (c, b) in [(scid, &snap), (mcid, &manifest), (comp_cid, &comp)]
+        .into_iter()
+        .chain(extra.iter().map(|(c, b)| (*c, b)))
+    {
+        w.write_block(&c, b).await.unwrap();
+    }
+    let mut inner = w.finish().await.unwrap();
+    tokio::io::AsyncWriteExt::flush(&mut inner).await.unwrap();
+}
+
+/// Error findings of a verify-car report as (kind, cid).
+fn errors(v: &Value) -> Vec<(String, Option<String>)> {
+    v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["severity"] == "error")
+        .map(|f| {
+            (
+                f["kind"].as_str().unwrap().to_string(),
+                f["cid"].as_str().map(str::to_string),
+            )
+        })
+        .collect()
 }
 
 /// The main path: production-shaped data (fake-linked events and early manifest versions,
@@ -484,4 +588,206 @@ async fn export_faults_leave_no_archive_behind() {
         kinds.contains(&"partial") && kinds.contains(&"event_chain"),
         "{kinds:?}"
     );
+}
+
+/// `verify-car --quick` refuses a salvage archive (`--allow-missing`) with exit 1, as the
+/// full check does: the quick check is what a cron job may run on every new archive.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quick_check_refuses_a_partial_archive() {
+    let (set, summary) = Set::generate(
+        "quick-partial",
+        GenConfig {
+            entities: 30,
+            seed: 34,
+            pin: false,
+            ..GenConfig::default()
+        },
+    )
+    .await;
+    set.build();
+    let w = World::new(set.kubo.clone(), &set.root, &set.pointer);
+    let ghost = ipld::cid_v1(ipld::DAG_CBOR, b"an event that was never stored (quick)");
+    let e = &summary.entities[0];
+    w.append_event(&e.id, "update", 9, &cid(&e.tip), Some(ghost))
+        .await
+        .unwrap();
+    let out = set
+        .export_cmd(
+            &set.url,
+            &["--block-timeout", "2", "--allow-missing", "--json"],
+        )
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["partial"], true);
+    let car = PathBuf::from(r["car_path"].as_str().unwrap());
+    let (code, v, err) = verify_car(&car, &["--quick"]);
+    assert_eq!(code, Some(1), "{err}");
+    assert_eq!(v["mode"], "quick");
+    assert_eq!(v["verified"], false);
+    assert_eq!(v["partial"], true);
+    assert!(
+        errors(&v).iter().any(|(k, _)| k == "partial"),
+        "{}",
+        v["findings"]
+    );
+}
+
+/// A block our export did not write (valid, but reached from nothing) fails verification of
+/// an archive with a descriptor, named by its CID, even with no metadata beside it; a legacy
+/// archive (no descriptor) with the same extra block keeps the warning.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unaccounted_block_fails_an_archive_with_a_descriptor() {
+    let (set, _) = Set::generate(
+        "unaccounted",
+        GenConfig {
+            entities: 30,
+            seed: 35,
+            pin: false,
+            ..GenConfig::default()
+        },
+    )
+    .await;
+    set.build();
+    let car = PathBuf::from(set.export(&[])["car_path"].as_str().unwrap());
+    let data = b"a valid block that no export wrote".to_vec();
+    let extra = (ipld::cid_v1(ipld::RAW, &data), data);
+
+    // The same archive without its .json verifies: the extra block alone makes the difference.
+    let lone = set.dir.path().join("lone.car");
+    std::fs::copy(&car, &lone).unwrap();
+    let (code, _, err) = verify_car(&lone, &[]);
+    assert_eq!(code, Some(0), "{err}");
+
+    let altered = set.dir.path().join("altered.car");
+    rewrite_car(
+        &car,
+        &altered,
+        None,
+        |_| false,
+        std::slice::from_ref(&extra),
+    )
+    .await;
+    let (code, v, err) = verify_car(&altered, &[]);
+    assert_eq!(code, Some(1), "{err}");
+    assert_eq!(v["unreferenced_blocks"], 1);
+    assert!(
+        errors(&v).contains(&("unreferenced".into(), Some(extra.0.to_string()))),
+        "{}",
+        v["findings"]
+    );
+
+    // Legacy: root = the snapshot, no descriptor.
+    let legacy = set.dir.path().join("legacy-extra.car");
+    hand_built_archive(
+        &legacy,
+        "ENTITY0001",
+        "ENTITY0001",
+        std::slice::from_ref(&extra),
+    )
+    .await;
+    let (code, v, err) = verify_car(&legacy, &[]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(v["root_kind"], "snapshot");
+    assert_eq!(v["unreferenced_blocks"], 1);
+    let warned = v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|f| f["kind"] == "unreferenced" && f["severity"] == "warning");
+    assert!(warned, "{}", v["findings"]);
+}
+
+/// A snapshot entry whose tip manifest names another entity is an error naming the manifest
+/// (it would restore one entity's data at another's path); the same archive with matching
+/// ids verifies.
+#[tokio::test]
+async fn entry_whose_manifest_names_another_entity_is_a_finding() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good.car");
+    hand_built_archive(&good, "ENTITY0001", "ENTITY0001", &[]).await;
+    let (code, v, err) = verify_car(&good, &[]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(v["entity_count"], 1);
+
+    let bad = dir.path().join("bad.car");
+    hand_built_archive(&bad, "ENTITY0001", "ENTITY0002", &[]).await;
+    let (code, v, err) = verify_car(&bad, &[]);
+    assert_eq!(code, Some(1), "{err}");
+    let f = v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["kind"] == "entity_mismatch")
+        .unwrap_or_else(|| panic!("{}", v["findings"]))
+        .clone();
+    assert_eq!(f["severity"], "error");
+    let msg = f["message"].as_str().unwrap();
+    assert!(
+        msg.contains("ENTITY0001") && msg.contains("ENTITY0002"),
+        "{msg}"
+    );
+    assert!(f["cid"].is_string() && f["role"].as_str().unwrap().contains("ENTITY0001"));
+}
+
+/// The archive and its metadata appear under their final names together or not at all. The
+/// fault: once the export has announced its file name, a directory is planted at the .json's
+/// final name, so putting the metadata in place fails. Exit 4, no .car under a final name, no
+/// temp file left; with the obstacle gone the next export writes both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn archive_and_metadata_appear_together_or_not_at_all() {
+    use std::io::BufRead;
+    let (set, _) = Set::generate(
+        "atomic",
+        GenConfig {
+            entities: 300,
+            seed: 36,
+            pin: false,
+            ..GenConfig::default()
+        },
+    )
+    .await;
+    set.build();
+    let mut child = set
+        .export_cmd(&set.url, &["--no-bulk", "--concurrency", "1"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stderr_pipe = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut all = String::new();
+        for line in std::io::BufReader::new(stderr_pipe).lines() {
+            let line = line.unwrap();
+            if line.contains("exporting snapshot")
+                && let Some((_, path)) = line.rsplit_once(" to ")
+            {
+                let _ = tx.send(PathBuf::from(path.trim()));
+            }
+            all.push_str(&line);
+            all.push('\n');
+        }
+        all
+    });
+    let car = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("export-car announces its file name");
+    let obstacle = car.with_extension("json");
+    std::fs::create_dir_all(obstacle.join("occupied")).unwrap();
+    let status = child.wait().unwrap();
+    let log = reader.join().unwrap();
+    assert_eq!(status.code(), Some(4), "{log}");
+    assert!(set.cars().is_empty(), "{:?}\n{log}", set.cars());
+    assert!(set.temps().is_empty(), "{:?}", set.temps());
+    assert!(obstacle.is_dir());
+
+    std::fs::remove_dir_all(&obstacle).unwrap();
+    let r = set.export(&[]);
+    let car = PathBuf::from(r["car_path"].as_str().unwrap());
+    assert!(car.is_file() && car.with_extension("json").is_file());
+    assert_eq!(set.cars().len(), 1);
+    let (code, _, err) = verify_car(&car, &[]);
+    assert_eq!(code, Some(0), "{err}");
 }

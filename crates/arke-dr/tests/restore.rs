@@ -126,6 +126,35 @@ fn restore(url: &str, car: &Path, extra: &[&str]) -> Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
+/// Copies the archive `from` to `to` without the blocks `drop` rejects and with `extra`
+/// blocks appended (header unchanged).
+async fn rewrite_car(
+    from: &Path,
+    to: &Path,
+    drop: impl Fn(&Cid) -> bool,
+    extra: &[(Cid, Vec<u8>)],
+) {
+    let mut r = CarReader::new(
+        std::io::BufReader::new(std::fs::File::open(from).unwrap()),
+        ReaderOptions::default(),
+    )
+    .unwrap();
+    let f = tokio::fs::File::create(to).await.unwrap();
+    let mut w = CarWriter::new(tokio::io::BufWriter::new(f), r.header().roots.clone())
+        .await
+        .unwrap();
+    while let Some(b) = r.next_block().unwrap() {
+        if !drop(&b.cid) {
+            w.write_block(&b.cid, &b.data).await.unwrap();
+        }
+    }
+    for (c, b) in extra {
+        w.write_block(c, b).await.unwrap();
+    }
+    let mut inner = w.finish().await.unwrap();
+    tokio::io::AsyncWriteExt::flush(&mut inner).await.unwrap();
+}
+
 async fn tip_at(kubo: &Kubo, id: &str) -> Option<Cid> {
     let path = EntityId::parse(id)
         .unwrap()
@@ -482,4 +511,163 @@ async fn restore_faults() {
     assert_eq!(r["resumed"], true);
     assert_eq!(r["restored"], true);
     node.stop();
+}
+
+/// An archive that does not verify is refused with the first missing block's CID and role in
+/// the error (not a count), and one that holds a block its descriptor does not account for is
+/// refused too, naming that block; nothing is written to the node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusal_names_the_block() {
+    let (src, summary) = Source::generate(
+        "named",
+        GenConfig {
+            entities: 40,
+            seed: 44,
+            pin: false,
+            ..GenConfig::default()
+        },
+    )
+    .await;
+    src.build();
+    let car = src.export(&[]);
+    let fresh = TestNode::start().unwrap();
+    let kubo = fresh.kubo();
+
+    // One entity's tip manifest removed.
+    let e = summary
+        .entities
+        .iter()
+        .find(|e| e.network == "main")
+        .unwrap();
+    let tip = ipld::parse_cid(&e.tip).unwrap();
+    let missing = src.dir.path().join("missing.car");
+    rewrite_car(&car, &missing, |c| ipld::same_block(c, &tip), &[]).await;
+    let out = restore_cmd(fresh.url(), &missing, &[]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", err(&out));
+    let line = err(&out);
+    let first = line
+        .split("first: ")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no first finding: {line}"));
+    let named = first
+        .strip_prefix("missing block ")
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|c| ipld::parse_cid(c).ok())
+        .unwrap_or_else(|| panic!("no CID first: {line}"));
+    assert!(ipld::same_block(&named, &tip), "{line}");
+    assert!(first.contains(&format!("(entity {}", e.id)), "{line}");
+    assert!(kubo.files_stat_opt("/arke").await.unwrap().is_none());
+
+    // One valid block added that the archive's descriptor does not account for (and no .json
+    // beside it to catch the size): refused, the block named.
+    let data = b"a valid block that no export wrote (restore)".to_vec();
+    let extra = (ipld::cid_v1(ipld::RAW, &data), data);
+    let altered = src.dir.path().join("altered.car");
+    rewrite_car(&car, &altered, |_| false, std::slice::from_ref(&extra)).await;
+    let out = restore_cmd(fresh.url(), &altered, &[]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", err(&out));
+    assert!(err(&out).contains(&extra.0.to_string()), "{}", err(&out));
+    assert!(kubo.files_stat_opt("/arke").await.unwrap().is_none());
+    fresh.stop();
+}
+
+/// Restore never removes or overwrites what it did not write: files under the index root that
+/// are not tips are kept (no --force needed) and listed by --dry-run; a file in the way of a
+/// tip path is refused without --force, listed by --dry-run, and replaced with --force.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restore_keeps_what_it_did_not_write() {
+    let (src, summary) = Source::generate(
+        "foreign",
+        GenConfig {
+            entities: 40,
+            seed: 45,
+            pin: false,
+            ..GenConfig::default()
+        },
+    )
+    .await;
+    src.build();
+    let car = src.export(&[]);
+    let expected: BTreeMap<&str, Cid> = summary
+        .entities
+        .iter()
+        .filter(|e| e.network == "main")
+        .map(|e| (e.id.as_str(), ipld::parse_cid(&e.tip).unwrap()))
+        .collect();
+    let paths = |v: &Value| -> Vec<String> {
+        v["paths"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p.as_str().unwrap().to_string())
+            .collect()
+    };
+
+    // Foreign files beside the tips: kept, listed, no --force needed.
+    let fresh = TestNode::start().unwrap();
+    let kubo = fresh.kubo();
+    let notes = format!("{ROOT}/notes.txt");
+    let readme = format!("{ROOT}/AB/CD/README");
+    kubo.files_write(&notes, b"operator notes\n", true)
+        .await
+        .unwrap();
+    kubo.files_write(&readme, b"read me\n", true).await.unwrap();
+    let dry = restore(fresh.url(), &car, &["--dry-run"]);
+    assert_eq!(dry["foreign_kept"]["count"], 2, "{dry}");
+    let mut kept = paths(&dry["foreign_kept"]);
+    kept.sort();
+    assert_eq!(kept, [readme.clone(), notes.clone()]);
+    assert_eq!(dry["would_remove"]["count"], 0, "{dry}");
+    assert_eq!(dry["would_change"]["count"], 0, "{dry}");
+    let r = restore(fresh.url(), &car, &[]);
+    assert_eq!(r["restored"], true);
+    assert_eq!(
+        &kubo.files_read(&notes).await.unwrap()[..],
+        b"operator notes\n"
+    );
+    assert_eq!(&kubo.files_read(&readme).await.unwrap()[..], b"read me\n");
+    for (id, tip) in &expected {
+        let got = tip_at(&kubo, id).await;
+        assert!(
+            got.is_some_and(|g| ipld::same_block(&g, tip)),
+            "{id}: {got:?}"
+        );
+    }
+    fresh.stop();
+
+    // A file where a tip's shard directory must go: refused without --force (nothing
+    // changed), listed by the dry run, replaced with --force.
+    let fresh = TestNode::start().unwrap();
+    let kubo = fresh.kubo();
+    let (id, tip) = expected.iter().next().unwrap();
+    let tip_path = EntityId::parse(id)
+        .unwrap()
+        .tip_path(ROOT, ShardRule::Worker);
+    let shard = tip_path.rsplitn(3, '/').nth(2).unwrap().to_string();
+    kubo.files_write(&shard, b"not a directory\n", true)
+        .await
+        .unwrap();
+    let dry = restore(fresh.url(), &car, &["--dry-run"]);
+    assert_eq!(dry["would_remove"]["count"], 1, "{dry}");
+    assert_eq!(paths(&dry["would_remove"]), std::slice::from_ref(&shard));
+    let out = restore_cmd(fresh.url(), &car, &[]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", err(&out));
+    assert!(
+        err(&out).contains(&shard) && err(&out).contains("--force"),
+        "{}",
+        err(&out)
+    );
+    assert_eq!(
+        &kubo.files_read(&shard).await.unwrap()[..],
+        b"not a directory\n"
+    );
+    assert!(kubo.files_stat_opt(POINTER).await.unwrap().is_none());
+    let r = restore(fresh.url(), &car, &["--force"]);
+    assert_eq!(r["restored"], true);
+    let got = tip_at(&kubo, id).await;
+    assert!(
+        got.is_some_and(|g| ipld::same_block(&g, tip)),
+        "{id}: {got:?}"
+    );
+    fresh.stop();
 }

@@ -13,9 +13,10 @@
 //!
 //! The file: a placeholder header, every block as it is accepted, the descriptor last (its
 //! counts are known only then), then the header rewritten in place with the descriptor's CID
-//! (same length: a CIDv1 dag-cbor sha2-256 root), fsync, rename, fsync of the folder. A failed
-//! run removes its temp file; a killed run's temp file is removed by the next run, which holds
-//! the folder's lock.
+//! (same length: a CIDv1 dag-cbor sha2-256 root), fsync; then the metadata `.json` (temp
+//! file, fsync, rename) and the `.car` renamed last (see [`publish`]). A failed run removes its
+//! temp files; a killed run's temp files (or a `.json` whose `.car` never appeared) are removed
+//! by the next run, which holds the folder's lock.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -37,7 +38,7 @@ use super::files::{BackupFiles, LOCK_FILE, meta_path};
 use crate::car::{CarReader, ReaderOptions};
 use crate::closure::walk::{self, Sink};
 use crate::closure::{Closure, ClosureOptions, ClosureReport, Finding, Offer, Severity};
-use crate::fsutil::{RunLock, atomic_write, sync_dir};
+use crate::fsutil::{RunLock, sync_dir};
 use crate::ipld::{self, HashCheck};
 use crate::kubo::Kubo;
 use crate::model::{BackupMeta, CidCounts, Snapshot};
@@ -112,6 +113,14 @@ pub fn apply_retention(
     let lock_path = backups_dir.join(LOCK_FILE);
     let _lock = RunLock::acquire(&lock_path, "an export-car", "retention not applied")?;
     let files = BackupFiles::new(backups_dir);
+    // What a killed export left (temp files, a .json whose .car never appeared) is not an
+    // archive: it goes before the policy counts archives.
+    for r in files
+        .remove_stale_temps()
+        .with_context(|| format!("removing stale temp files in {}", backups_dir.display()))?
+    {
+        tracing::info!("removed {} left by an interrupted export", r.display());
+    }
     let archives = files
         .archives()
         .with_context(|| format!("listing {}", backups_dir.display()))?;
@@ -338,6 +347,67 @@ async fn bulk(
     stats
 }
 
+/// Puts the finished archive (`car_temp`, fsynced) and its metadata under their final names
+/// together. Order: the `.json` is written to a temp file and fsynced, renamed into place and
+/// the folder fsynced, then the `.car` is renamed last. The `.car` under its final name is
+/// the commit point: everything that lists, verifies, uploads or prunes archives starts from
+/// the `.car`, so it must never be seen without its `.json`. A failure before the last rename
+/// leaves only temp files (removed by the caller's guards, or by the next run after a
+/// crash); a crash between the two renames leaves a `.json` without its `.car`, which
+/// describes nothing that was published and which the next run removes
+/// ([`BackupFiles::remove_stale_temps`]). The other order would leave a published `.car`
+/// without metadata, which the next run could not tell from an operator's file.
+fn publish(
+    files: &BackupFiles,
+    car_temp: &Path,
+    car_final: &Path,
+    meta: &[u8],
+) -> anyhow::Result<()> {
+    let meta_final = meta_path(car_final);
+    for p in [car_final, &meta_final] {
+        if p.exists() {
+            return Err(Failure::new(
+                Exit::Io,
+                format!(
+                    "{} appeared while exporting; not overwriting it",
+                    p.display()
+                ),
+            )
+            .into());
+        }
+    }
+    let meta_temp = files.temp_path(&meta_final);
+    let mut meta_guard = TempGuard {
+        path: meta_temp.clone(),
+        armed: true,
+    };
+    write_synced(&meta_temp, meta).with_context(|| format!("writing {}", meta_temp.display()))?;
+    rename(&meta_temp, &meta_final)?;
+    meta_guard.armed = false;
+    sync_dir(&files.dir).with_context(|| format!("syncing {}", files.dir.display()))?;
+    if let Err(e) = rename(car_temp, car_final) {
+        // Back to "neither": a .json alone would describe an archive that is not there.
+        let _ = std::fs::remove_file(&meta_final);
+        return Err(e);
+    }
+    sync_dir(&files.dir).with_context(|| format!("syncing {}", files.dir.display()))
+}
+
+/// A new file with `data`, fsynced.
+fn write_synced(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)?;
+    f.write_all(data)?;
+    f.sync_all()
+}
+
+fn rename(from: &Path, to: &Path) -> anyhow::Result<()> {
+    std::fs::rename(from, to)
+        .with_context(|| format!("renaming {} to {}", from.display(), to.display()))
+}
+
 /// Runs an export. See the module docs.
 pub async fn export(
     kubo: &Kubo,
@@ -529,23 +599,6 @@ pub async fn export(
         .with_context(|| format!("finishing {}", temp_path.display()))?;
     let sha256 = crate::car::index::file_sha256(&temp_path)
         .with_context(|| format!("hashing {}", temp_path.display()))?;
-    if final_path.exists() {
-        anyhow::bail!(
-            "{} appeared while exporting; not overwriting it",
-            final_path.display()
-        );
-    }
-    std::fs::rename(&temp_path, &final_path).with_context(|| {
-        format!(
-            "renaming {} to {}",
-            temp_path.display(),
-            final_path.display()
-        )
-    })?;
-    guard.armed = false;
-    sync_dir(&opts.backups_dir)
-        .with_context(|| format!("syncing {}", opts.backups_dir.display()))?;
-
     let role = |k: &str| report.by_role.get(k).copied().unwrap_or(0);
     let snapshot_blocks = role("snapshots") + role("snapshot_nodes") + role("snapshot_chunks");
     let events = role("events");
@@ -589,8 +642,8 @@ pub async fn export(
         extra,
     };
     let meta_file = meta_path(&final_path);
-    atomic_write(&meta_file, &meta.to_json_bytes()?)
-        .with_context(|| format!("writing {}", meta_file.display()))?;
+    publish(&files, &temp_path, &final_path, &meta.to_json_bytes()?)?;
+    guard.armed = false;
 
     let deleted = files
         .prune(opts.keep_last, opts.keep_days, &final_path, Utc::now())

@@ -2,9 +2,11 @@
 //!
 //! `backups/arke-{seq}-{YYYYMMDD-HHMMSS}.car` (UTC) with `arke-{seq}-{YYYYMMDD-HHMMSS}.json`
 //! beside it, as the legacy tools named them; a name that exists already gets `-1`, `-2`, ...
-//! An archive is written as `.tmp-arke-export-{pid}-{name}` in the same folder and renamed
-//! into place; any such temp file is left only by a killed run (exports hold the folder's lock
-//! while writing), and the next export removes it.
+//! An archive and its metadata are written as `.tmp-arke-export-{pid}-{name}` in the same
+//! folder and renamed into place, the `.json` first and the `.car` last: a `.car` under its
+//! final name always has its `.json`. A temp file, or a `.json` without its `.car`, is left
+//! only by a killed run (exports hold the folder's lock while writing), and the next export
+//! removes it.
 
 use std::path::{Path, PathBuf};
 
@@ -88,15 +90,23 @@ impl BackupFiles {
             .join(format!("{TEMP_PREFIX}{}-{name}", std::process::id()))
     }
 
-    /// Removes temp files left by killed runs. Call with the folder's lock held.
+    /// Removes what killed runs leave: temp files, and a final `.json` whose `.car` is not
+    /// there (an export puts its `.json` in place first and the `.car` last, so a crash
+    /// between the two renames leaves exactly that; the archive it describes was never
+    /// published). Call with the folder's lock held.
     pub fn remove_stale_temps(&self) -> std::io::Result<Vec<PathBuf>> {
         let mut removed = Vec::new();
         for entry in std::fs::read_dir(&self.dir)? {
             let entry = entry?;
-            let name = entry.file_name();
-            if name.to_string_lossy().starts_with(TEMP_PREFIX) && entry.file_type()?.is_file() {
-                std::fs::remove_file(entry.path())?;
-                removed.push(entry.path());
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let path = entry.path();
+            let temp = name.starts_with(TEMP_PREFIX);
+            let orphan = name.starts_with("arke-")
+                && name.ends_with(".json")
+                && !path.with_extension("car").exists();
+            if (temp || orphan) && entry.file_type()?.is_file() {
+                std::fs::remove_file(&path)?;
+                removed.push(path);
             }
         }
         Ok(removed)
@@ -177,6 +187,8 @@ impl BackupFiles {
             if kept_by_count || kept_by_age || a.car == just_written {
                 continue;
             }
+            // The .car first: a crash here leaves a .json without its .car, which the next
+            // run removes, never a .car that lost its metadata.
             std::fs::remove_file(&a.car)?;
             let meta = meta_path(&a.car);
             if meta.exists() {
@@ -226,5 +238,34 @@ mod tests {
         // Temp files go.
         std::fs::write(dir.path().join(format!("{TEMP_PREFIX}1-x.car")), b"t").unwrap();
         assert_eq!(f.remove_stale_temps().unwrap().len(), 1);
+    }
+
+    /// What a crash can leave between the two renames of an export (the .json is put in place
+    /// first, the .car last): a lone final .json, which the next run removes. A lone .car (a
+    /// legacy archive, or one whose .json was deleted) is an archive and stays; so does a
+    /// directory that merely has a .json name.
+    #[test]
+    fn a_crash_between_the_renames_leaves_only_what_the_next_run_removes() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = BackupFiles::new(dir.path());
+        let t = Utc.with_ymd_and_hms(2026, 11, 1, 2, 0, 0).unwrap();
+        let orphan = meta_path(&f.new_archive_path(7, t));
+        std::fs::write(&orphan, b"{}").unwrap();
+        let lone_car = f.new_archive_path(8, t);
+        std::fs::write(&lone_car, b"car").unwrap();
+        let pair = f.new_archive_path(9, t);
+        std::fs::write(&pair, b"car").unwrap();
+        std::fs::write(meta_path(&pair), b"{}").unwrap();
+        let json_dir = dir.path().join("arke-10-20261101-020000.json");
+        std::fs::create_dir(&json_dir).unwrap();
+        std::fs::write(dir.path().join(format!("{TEMP_PREFIX}1-arke-7.json")), b"t").unwrap();
+
+        let removed = f.remove_stale_temps().unwrap();
+        assert_eq!(removed.len(), 2, "{removed:?}");
+        assert!(!orphan.exists());
+        assert!(lone_car.exists() && pair.exists() && meta_path(&pair).exists());
+        assert!(json_dir.is_dir());
+        let cars: Vec<_> = f.archives().unwrap().into_iter().map(|a| a.car).collect();
+        assert_eq!(cars, [lone_car, pair]);
     }
 }

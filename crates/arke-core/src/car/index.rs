@@ -479,17 +479,36 @@ impl CarIndex {
     /// cannot name). Calls `f` for each; stops at the first error.
     pub fn for_each_cid(&self, mut f: impl FnMut(u128, Cid)) -> Result<(), CarError> {
         for (k, e) in &self.map {
-            let len = usize::from(e.cid_len);
-            let at = e.data_offset.saturating_sub(len as u64);
-            let bytes = super::read_block_at(&self.file, at, len)?;
-            let cid = Cid::read_bytes(bytes.as_slice()).map_err(|err| CarError::BadCid {
-                offset: at,
-                block_index: 0,
-                reason: err.to_string(),
-            })?;
-            f(*k, cid);
+            f(*k, self.cid_of(e)?);
         }
         Ok(())
+    }
+
+    /// The first `max` CIDs outside `used`, read back from the file (to name blocks the walk
+    /// did not reach without reading every CID of a large archive).
+    pub fn cids_outside(
+        &self,
+        used: impl Fn(u128) -> bool,
+        max: usize,
+    ) -> Result<Vec<Cid>, CarError> {
+        self.map
+            .iter()
+            .filter(|(k, _)| !used(**k))
+            .take(max)
+            .map(|(_, e)| self.cid_of(e))
+            .collect()
+    }
+
+    /// The CID of an indexed block, read back from the file (it sits just before the data).
+    fn cid_of(&self, e: &Entry) -> Result<Cid, CarError> {
+        let len = usize::from(e.cid_len);
+        let at = e.data_offset.saturating_sub(len as u64);
+        let bytes = super::read_block_at(&self.file, at, len)?;
+        Cid::read_bytes(bytes.as_slice()).map_err(|err| CarError::BadCid {
+            offset: at,
+            block_index: 0,
+            reason: err.to_string(),
+        })
     }
 
     /// Every indexed CID is a key, not a `Cid`: the walk tells which blocks it used; this says

@@ -21,7 +21,9 @@ enum ShardRuleArg {
 /// shard path, replay archived events newer than the snapshot, write the pointer last, verify after.
 ///
 /// A node that already has a pointer or tips is refused unless --force (or when it holds this
-/// archive's own unfinished restore, which a rerun finishes).
+/// archive's own unfinished restore, which a rerun finishes). Entries under the index root that
+/// are not tips are never touched; one in the way of a tip path needs --force. --dry-run lists
+/// every existing path that would change or be removed.
 ///
 /// stdout: JSON with the legacy keys (snapshot_cid, entity_count, restored) and counts per phase.
 #[derive(Debug, Parser)]
@@ -35,7 +37,7 @@ struct Args {
     node: NodeArgs,
     #[command(flatten)]
     pointer: PointerArgs,
-    /// Restore into a node that already has a pointer or tips
+    /// Restore into a node that already has a pointer or tips (and remove entries in the way of tip paths)
     #[arg(long)]
     force: bool,
     /// Print the plan and change nothing

@@ -24,7 +24,7 @@ struct Args {
     /// Expected root; default: the descriptor, else <car>.json
     #[arg(long, value_name = "CID")]
     root: Option<String>,
-    /// Structure only: header, roots present, metadata size and sha256
+    /// Structure only: header, roots present, not a partial archive, metadata size and sha256
     #[arg(long)]
     quick: bool,
     /// Accept blocks whose hash function cannot be checked
