@@ -125,7 +125,7 @@ pub struct RestoreReport {
     pub existing_tips: u64,
     pub tips_to_change: u64,
     /// Existing paths whose content the restore replaces (tips holding another CID, the
-    /// pointer).
+    /// pointer, another archive's unfinished-restore marker).
     pub would_change: PathList,
     /// Existing paths the restore removes: a file in the way of a tip path (only with
     /// --force), an empty index root replaced by the tip tree.
@@ -261,7 +261,7 @@ struct Changes {
 fn plan_changes(
     node: &NodeIndex,
     jobs: &[(String, Cid)],
-    pointer: Option<&str>,
+    replaced: &[&str],
     tree: bool,
 ) -> Changes {
     let mut needed = std::collections::HashSet::new();
@@ -286,9 +286,7 @@ fn plan_changes(
     if tree {
         node.empty_roots.iter().for_each(|r| c.would_remove.push(r));
     }
-    if let Some(p) = pointer {
-        c.would_change.push(p);
-    }
+    replaced.iter().for_each(|p| c.would_change.push(p));
     for (path, tip) in jobs {
         if node
             .tip_files
@@ -506,9 +504,13 @@ pub async fn restore(
         .context("waiting for the node")?;
     d.wait = t.elapsed().as_secs_f64();
     let marker = marker_path(&opts.pointer_path);
-    let resumed = match kubo.files_read(&marker).await {
-        Ok(b) => ipld::parse_cid(&String::from_utf8_lossy(&b)).is_ok_and(|c| same_block(&c, &root)),
-        Err(KuboError::NotFound { .. }) => false,
+    let (resumed, other_marker) = match kubo.files_read(&marker).await {
+        Ok(b) => {
+            let ours =
+                ipld::parse_cid(&String::from_utf8_lossy(&b)).is_ok_and(|c| same_block(&c, &root));
+            (ours, !ours)
+        }
+        Err(KuboError::NotFound { .. }) => (false, false),
         Err(e) => return Err(e).context(format!("reading {marker}")),
     };
     let existing_pointer = crate::pointer::read(kubo, &opts.pointer_path)
@@ -530,14 +532,17 @@ pub async fn restore(
         .count() as u64;
     let tree = existing.is_empty() && !node_index.has_content;
     let jobs = tip_jobs(&plan, opts.shard.rules(), &opts.index_root);
-    let changes = plan_changes(
-        &node_index,
-        &jobs,
+    // Files replaced whole: the pointer, and another archive's unfinished-restore marker.
+    let replaced: Vec<&str> = [
         existing_pointer
             .as_ref()
             .map(|_| opts.pointer_path.as_str()),
-        tree,
-    );
+        other_marker.then_some(marker.as_str()),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    let changes = plan_changes(&node_index, &jobs, &replaced, tree);
     let occupied = existing_pointer.is_some() || !existing.is_empty();
     let base = RestoreReport {
         snapshot_cid: snapshot.to_string(),
@@ -1046,7 +1051,7 @@ mod tests {
             has_content: true,
             ..NodeIndex::default()
         };
-        let c = plan_changes(&node, &jobs, Some("/arke/index_pointer"), false);
+        let c = plan_changes(&node, &jobs, &["/arke/index_pointer"], false);
         assert_eq!(c.blocking, ["/arke/index/XY"]);
         assert_eq!(c.would_remove.paths, ["/arke/index/XY"]);
         assert_eq!(c.foreign_kept.count, 2);

@@ -612,15 +612,22 @@ async fn restore_keeps_what_it_did_not_write() {
         .await
         .unwrap();
     kubo.files_write(&readme, b"read me\n", true).await.unwrap();
+    // And another archive's unfinished restore: its marker is replaced, so it is listed.
+    let marker = "/arke/.restore-in-progress";
+    let other = ipld::cid_v1(ipld::DAG_CBOR, b"another archive's root");
+    kubo.files_write(marker, format!("{other}\n").as_bytes(), true)
+        .await
+        .unwrap();
     let dry = restore(fresh.url(), &car, &["--dry-run"]);
     assert_eq!(dry["foreign_kept"]["count"], 2, "{dry}");
     let mut kept = paths(&dry["foreign_kept"]);
     kept.sort();
     assert_eq!(kept, [readme.clone(), notes.clone()]);
     assert_eq!(dry["would_remove"]["count"], 0, "{dry}");
-    assert_eq!(dry["would_change"]["count"], 0, "{dry}");
+    assert_eq!(paths(&dry["would_change"]), [marker]);
     let r = restore(fresh.url(), &car, &[]);
     assert_eq!(r["restored"], true);
+    assert!(kubo.files_stat_opt(marker).await.unwrap().is_none());
     assert_eq!(
         &kubo.files_read(&notes).await.unwrap()[..],
         b"operator notes\n"
