@@ -38,7 +38,9 @@
 #                       (steps 1 and 6 share it)
 #
 # Exit codes: 0 ok; 1-5 the failing binary's own code (1 data failure, 2 usage/config,
-# 3 node, 4 local I/O, 5 locked); 6 upload failed or the remote size differs. See docs/RUNBOOK.md.
+# 3 node, 4 local I/O, 5 locked); 6 upload failed or the remote size differs; 7 the night
+# completed (archive verified and uploaded) but build-snapshot skipped damaged items, named in
+# the log. See docs/RUNBOOK.md.
 #
 # Expected S3 setup (the legacy policy allowed only daily/* while the code wrote backups/: B24):
 #   IAM policy of the instance role, for the bucket arke-ipfs-backups-<account>:
@@ -131,7 +133,15 @@ step_after_build_lock() {
 # --- 1. build-snapshot ------------------------------------------------------------------------
 step_after_build_lock build-snapshot "$WORK/build.out" build-snapshot
 SECS[build]=$STEP_SECS
-[ "$STEP_RC" -eq 0 ] || fail "$STEP_RC" "build-snapshot exited $STEP_RC"
+# 7: the snapshot was written without the damaged items it names; the night goes on (export,
+# verify, upload, retention) and ends with 7 so that the damage is not forgotten.
+FINAL_RC=$EXIT_OK
+if [ "$STEP_RC" -eq "$EXIT_SKIPPED" ]; then
+  FINAL_RC=$EXIT_SKIPPED
+  log "WARNING: build-snapshot skipped damaged items (exit 7; named in the log above); archiving everything else"
+elif [ "$STEP_RC" -ne 0 ]; then
+  fail "$STEP_RC" "build-snapshot exited $STEP_RC"
+fi
 SNAPSHOT=$(head -n 1 "$WORK/build.out")
 log "snapshot: ${SNAPSHOT:-unchanged since the last build}"
 
@@ -237,8 +247,11 @@ if [ "$PRUNE_SNAPSHOTS" = 1 ]; then
 fi
 
 FREE=$(df -Pk "$BACKUPS_DIR" | awk 'NR == 2 { print $4 * 1024 }')
-log "summary: ok car=$(basename "$CAR") size=$(human "$CAR_SIZE") ($CAR_SIZE bytes) upload=$UPLOADED" \
+STATUS=ok
+[ "$FINAL_RC" -eq "$EXIT_SKIPPED" ] && STATUS="ok-with-skipped-items exit=7"
+log "summary: $STATUS car=$(basename "$CAR") size=$(human "$CAR_SIZE") ($CAR_SIZE bytes) upload=$UPLOADED" \
   "archives_deleted=$DELETED snapshots_pruned=$PRUNED disk_free=$(human "$FREE")" \
   "build=${SECS[build]}s export=${SECS[export]}s verify=${SECS[verify]}s" \
   "upload=${SECS[upload]:-0}s retention=${SECS[retention]}s prune=${SECS[prune]:-0}s total=$(($(date +%s) - T0))s"
 echo "$CAR"
+exit "$FINAL_RC"

@@ -24,5 +24,6 @@ step build-snapshot "$WORK/out" build-snapshot
 case $STEP_RC in
   0) log "summary: ok snapshot=$(head -n 1 "$WORK/out" | grep . || echo unchanged) ${STEP_SECS}s" ;;
   "$EXIT_LOCKED") log "summary: skipped, another build-snapshot is running" ;;
+  "$EXIT_SKIPPED") log "summary: ok-with-skipped-items exit=7 snapshot=$(head -n 1 "$WORK/out") ${STEP_SECS}s"; exit "$STEP_RC" ;;
   *) log "summary: FAILED exit=$STEP_RC ${STEP_SECS}s"; exit "$STEP_RC" ;;
 esac

@@ -55,6 +55,17 @@ pub struct TipFile {
     pub rule: ShardRule,
 }
 
+/// A tip file that does not hold a tip (not a UnixFS file, too large, not a CID): reported and
+/// left out of the scan, so one damaged file does not stop every other entity's snapshot.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct BadTip {
+    pub id: String,
+    pub path: String,
+    /// The file's own CID (what an operator inspects or removes).
+    pub file: Cid,
+    pub reason: String,
+}
+
 /// Everything found under one index root.
 #[derive(Debug, Clone, Default)]
 pub struct TipScan {
@@ -66,6 +77,8 @@ pub struct TipScan {
     pub conflicts: Vec<(String, TipFile)>,
     /// Entries that are not `<s1>/<s2>/<valid id>.tip` at a consistent shard path.
     pub strays: Vec<String>,
+    /// Tip files at valid paths whose content is not a tip.
+    pub bad: Vec<BadTip>,
     /// Blocks in the export.
     pub blocks: u64,
     pub bytes: u64,
@@ -223,15 +236,18 @@ fn walk_export(car_path: &Path, root: &str, root_cid: Cid) -> Result<TipScan, In
                     |c| get(c, &p3),
                     |g| unixfs::file_content(&c3, &block, MAX_TIP_FILE, g),
                 )?;
-                let content = content.map_err(|e| IndexError::Bad {
-                    path: p3.clone(),
-                    reason: e.to_string(),
-                })?;
-                let text = String::from_utf8_lossy(&content);
-                let tip = ipld::parse_cid(&text).map_err(|e| IndexError::Bad {
-                    path: p3.clone(),
-                    reason: format!("tip file does not hold a CID: {e}"),
-                })?;
+                let tip = match content.map_err(|e| e.to_string()).and_then(|c| tip_of(&c)) {
+                    Ok(tip) => tip,
+                    Err(reason) => {
+                        scan.bad.push(BadTip {
+                            id: loc.id.as_str().to_string(),
+                            path: p3,
+                            file: c3,
+                            reason,
+                        });
+                        continue;
+                    }
+                };
                 let rule = loc.rules[0];
                 let found = TipFile {
                     tip,
@@ -262,6 +278,12 @@ fn walk_export(car_path: &Path, root: &str, root_cid: Cid) -> Result<TipScan, In
     Ok(scan)
 }
 
+/// The tip a tip file's content names.
+fn tip_of(content: &[u8]) -> Result<Cid, String> {
+    ipld::parse_cid(&String::from_utf8_lossy(content))
+        .map_err(|e| format!("tip file does not hold a CID: {e}"))
+}
+
 /// One tip file that differs between two versions of the index tree.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TipChange {
@@ -278,6 +300,8 @@ pub struct TipDiff {
     pub root_cid: Option<Cid>,
     pub changes: Vec<TipChange>,
     pub strays: Vec<String>,
+    /// Changed tip files whose content is not a tip (the change is not applied).
+    pub bad: Vec<BadTip>,
     /// Blocks read to compute the diff (both trees).
     pub blocks: u64,
 }
@@ -387,9 +411,9 @@ async fn read_tip_file(
                 path: path.to_string(),
                 reason: e.to_string(),
             })?;
-    ipld::parse_cid(&String::from_utf8_lossy(&content)).map_err(|e| IndexError::Bad {
+    tip_of(&content).map_err(|reason| IndexError::Bad {
         path: path.to_string(),
-        reason: format!("tip file does not hold a CID: {e}"),
+        reason,
     })
 }
 
@@ -410,6 +434,7 @@ struct Step {
     children: Vec<Pair>,
     change: Option<TipChange>,
     stray: Option<String>,
+    bad: Option<BadTip>,
     blocks: u64,
     /// The old tree's blocks are gone.
     gone: bool,
@@ -425,7 +450,19 @@ async fn compare(kubo: &Kubo, p: Pair) -> Result<Step, IndexError> {
         match locate_tip(&p.s1, &p.s2, &name) {
             Ok(loc) if name.ends_with(crate::shard::TIP_SUFFIX) && !loc.rules.is_empty() => {
                 let tip = match p.new {
-                    Some(c) => Some(read_tip_file(kubo, &c, &p.path, &mut step.blocks).await?),
+                    Some(c) => match read_tip_file(kubo, &c, &p.path, &mut step.blocks).await {
+                        Ok(t) => Some(t),
+                        Err(IndexError::Bad { path, reason }) => {
+                            step.bad = Some(BadTip {
+                                id: loc.id.as_str().to_string(),
+                                path,
+                                file: c,
+                                reason,
+                            });
+                            return Ok(step);
+                        }
+                        Err(e) => return Err(e),
+                    },
                     None => None,
                 };
                 step.change = Some(TipChange {
@@ -537,6 +574,7 @@ pub async fn diff_tips(
             diff.blocks += step.blocks;
             diff.changes.extend(step.change);
             diff.strays.extend(step.stray);
+            diff.bad.extend(step.bad);
             frontier.extend(step.children);
         }
     }

@@ -218,6 +218,9 @@ async fn read_node_index(kubo: &Kubo, roots: &[String]) -> anyhow::Result<NodeIn
             found.tip_files.insert(tf.path, tf.tip);
         }
         found.foreign.extend(scan.strays);
+        // A damaged tip file is at a tip path: replacing it is a change the operator must see
+        // (and allow with --force); treating it as foreign keeps it listed and refused.
+        found.foreign.extend(scan.bad.into_iter().map(|b| b.path));
     }
     Ok(found)
 }
@@ -470,12 +473,18 @@ pub async fn restore(
     }
     let (mut replayed, mut created, mut skipped) = (0u64, 0u64, 0u64);
     for (pi, tip) in newest {
-        let id = EntityId::parse(&pi).map_err(|err| {
-            refuse(
-                Exit::Failed,
-                format!("an archived event names a bad entity id: {err}; refused before any write"),
-            )
-        })?;
+        // An event whose id cannot be a path is skipped, as build-snapshot and verify-car do:
+        // it moves nothing, and every other entity is restored.
+        let id = match EntityId::parse(&pi) {
+            Ok(id) => id,
+            Err(err) => {
+                skipped += 1;
+                warnings.push(format!(
+                    "replay: an archived event names a bad entity id ({err}); skipped"
+                ));
+                continue;
+            }
+        };
         let current = plan.get(&pi).map(|p| p.tip);
         if current.is_some_and(|c| same_block(&c, &tip)) {
             continue;

@@ -283,6 +283,31 @@ async fn daily_backup_builds_exports_verifies_uploads_and_keeps_the_newest() {
     let out = host.daily(&[("LOG_FILE", "/proc/no-such-dir/daily-backup.log")]);
     assert_eq!(out.status.code(), Some(4));
     assert!(stderr(&out).contains("cannot write the log file"));
+    // One damaged tip file: the night still exports, verifies and uploads everything else,
+    // and ends with 7 (issue 13, gap 9); the log names the file.
+    let victim = summary
+        .entities
+        .iter()
+        .find(|e| e.network == "main")
+        .unwrap();
+    let good = host.kubo.files_read(&victim.path).await.unwrap();
+    host.kubo
+        .files_write(&victim.path, b"garbage, not a CID\n", true)
+        .await
+        .unwrap();
+    let uploads = host.aws_calls().lines().count();
+    let out = host.daily(&[]);
+    assert_eq!(out.status.code(), Some(7), "{}", host.log());
+    assert!(last_line(&host.log()).contains("summary: ok-with-skipped-items exit=7"));
+    assert!(host.log().contains(&victim.id), "{}", host.log());
+    assert!(
+        host.aws_calls().lines().count() > uploads,
+        "the archive was uploaded"
+    );
+    host.kubo
+        .files_write(&victim.path, &good, true)
+        .await
+        .unwrap();
     // And a good night afterwards: retention catches up (2 left), uploads resume.
     let out = host.daily(&[("UPLOAD", "0")]);
     assert!(out.status.success(), "{}", host.log());

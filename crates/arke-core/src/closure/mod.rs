@@ -809,8 +809,14 @@ impl Closure {
             role.ver = node.ver().filter(|v| *v > 0);
             role.label = Some(Arc::from(format!("event {n}").as_str()));
             if EntityId::parse(node.pi()).is_err() {
-                let message = format!("event {n} {cid} names a bad entity id {:?}", node.pi());
-                self.finding(Severity::Error, "bad_id", Some(cid), None, message);
+                // The event block is archived (the chain goes on through its `prev`), but what
+                // it names cannot be a path: build-snapshot skipped it, restore will too. A
+                // warning, so that one hostile event does not stop every night's archive.
+                let message = format!(
+                    "event {n} {cid} names a bad entity id {:?}; its tip is not archived or restored",
+                    node.pi()
+                );
+                self.finding(Severity::Warning, "bad_id", Some(cid), None, message);
             } else {
                 self.want(tip, role, required);
             }

@@ -44,6 +44,9 @@ pub struct BuildOptions {
     pub full: bool,
     /// Refuse to publish when the append-only check finds a violation.
     pub strict_append_only: bool,
+    /// Fail on the first item that cannot be read or trusted (a damaged tip file, an event
+    /// naming an invalid id, a manifest that does not decode) instead of skipping it.
+    pub strict: bool,
     pub concurrency: usize,
     pub snapshots_dir: PathBuf,
     pub lock_file: PathBuf,
@@ -64,6 +67,7 @@ impl BuildOptions {
             include_test_network: false,
             full: false,
             strict_append_only: false,
+            strict: false,
             concurrency: 16,
             lock_file: snapshots_dir.join(".build-snapshot.lock"),
             snapshots_dir,
@@ -90,6 +94,19 @@ pub struct AppendOnly {
     pub non_descendant: u64,
     pub non_descendant_ids: Vec<String>,
     pub append_only: bool,
+}
+
+/// An item the build could not read or trust and left out: the snapshot keeps that entity's
+/// previous good state where there is one, and every other entity is snapshotted as usual.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Skipped {
+    /// `event`, `tip_file` or `manifest`.
+    pub kind: &'static str,
+    /// The entity, when known (an event's `pi` may be the very thing that is wrong).
+    pub id: Option<String>,
+    /// The block to look at: the event, the tip file, the manifest.
+    pub cid: String,
+    pub reason: String,
 }
 
 /// What a build did.
@@ -129,6 +146,11 @@ pub struct BuildReport {
     pub index_scan: &'static str,
     /// Index blocks read.
     pub index_blocks: u64,
+    /// Items left out because they could not be read or trusted (0 unless the data is damaged;
+    /// the run then ends with exit code 7).
+    pub skipped: u64,
+    /// The first of them, with the CID and the reason.
+    pub skipped_items: Vec<Skipped>,
     /// HTTP requests this build sent to the node.
     pub requests: u64,
     pub seconds: f64,
@@ -161,6 +183,34 @@ fn now_iso() -> String {
     chrono::Utc::now()
         .format("%Y-%m-%dT%H:%M:%S%.3fZ")
         .to_string()
+}
+
+impl BuildReport {
+    /// Records a skipped item, or refuses it under `--strict`.
+    fn skip(&mut self, strict: bool, item: Skipped) -> anyhow::Result<()> {
+        if strict {
+            bail!(
+                "{} {}: {} (--strict: nothing written)",
+                item.kind.replace('_', " "),
+                item.cid,
+                item.reason
+            );
+        }
+        tracing::warn!(
+            "skipped {} {}{}: {}",
+            item.kind.replace('_', " "),
+            item.cid,
+            item.id
+                .as_ref()
+                .map_or(String::new(), |i| format!(" (entity {i})")),
+            item.reason
+        );
+        self.skipped += 1;
+        if self.skipped_items.len() < MAX_REPORT_IDS {
+            self.skipped_items.push(item);
+        }
+        Ok(())
+    }
 }
 
 fn push_bounded(list: &mut Vec<String>, id: &str) {
@@ -197,6 +247,7 @@ async fn scan_since(
     let mut scan = TipScan {
         root_cid: diff.root_cid,
         strays: diff.strays,
+        bad: diff.bad,
         blocks: diff.blocks,
         ..TipScan::default()
     };
@@ -354,11 +405,20 @@ pub async fn build(
         let mut w = ChainWalk::new(&src, head, stop);
         let mut newest: HashMap<String, EventInfo> = HashMap::new();
         let mut order: Vec<String> = Vec::new();
+        let mut hostile: Vec<Skipped> = Vec::new();
         while let Some(ev) = w.next().await? {
             walk_task.inc_item(ev.size as u64);
             let pi = ev.node.pi().to_string();
-            EntityId::parse(&pi)
-                .with_context(|| format!("event {} names an invalid entity id", ev.cid))?;
+            if let Err(e) = EntityId::parse(&pi) {
+                // The chain goes on past it: the event's `prev` is still the next event.
+                hostile.push(Skipped {
+                    kind: "event",
+                    id: None,
+                    cid: ev.cid.to_string(),
+                    reason: format!("names an invalid entity id: {e}"),
+                });
+                continue;
+            }
             if let std::collections::hash_map::Entry::Vacant(slot) = newest.entry(pi) {
                 // Walking backwards: the first event seen for an entity is its newest (B9).
                 order.push(slot.key().clone());
@@ -370,7 +430,7 @@ pub async fn build(
             }
         }
         walk_task.finish();
-        anyhow::Ok((newest, order, w.walked(), w.end()))
+        anyhow::Ok((newest, order, w.walked(), w.end(), hostile))
     };
     let prev_index = match prev.as_ref().map(|p| &p.snapshot) {
         Some(crate::model::Snapshot::V4(v4)) => (v4.index_cid, v4.test_index_cid),
@@ -408,8 +468,28 @@ pub async fn build(
         anyhow::Ok((main, test))
     };
     let (walked, scanned) = tokio::join!(walk, scans);
-    let (newest, event_order, events_walked, end) = walked?;
+    let (newest, event_order, events_walked, end, hostile) = walked?;
     let ((main_scan, how), (test_scan, _)) = scanned?;
+    for item in hostile {
+        report.skip(opts.strict, item)?;
+    }
+    let damaged: std::collections::HashSet<&str> = main_scan
+        .bad
+        .iter()
+        .chain(&test_scan.bad)
+        .map(|b| b.id.as_str())
+        .collect();
+    for b in main_scan.bad.iter().chain(&test_scan.bad) {
+        report.skip(
+            opts.strict,
+            Skipped {
+                kind: "tip_file",
+                id: Some(b.id.clone()),
+                cid: b.file.to_string(),
+                reason: format!("{}: {}", b.path, b.reason),
+            },
+        )?;
+    }
     report.index_scan = how;
     report.index_blocks = main_scan.blocks + test_scan.blocks;
     report.events_walked = events_walked;
@@ -508,7 +588,7 @@ pub async fn build(
             (None, None, Some(o)) => o.tip,
             (None, None, None) => bail!("entity {id}: no tip anywhere (internal error)"),
         };
-        if scan_tip.is_none() && expected_in_mfs {
+        if scan_tip.is_none() && expected_in_mfs && !damaged.contains(id.as_str()) {
             report.tips_missing += 1;
             push_bounded(&mut report.tips_missing_ids, id);
         }
@@ -563,37 +643,50 @@ pub async fn build(
         Some(to_fetch.len() as u64),
         Unit::Items("manifests"),
     );
-    let fetched: Vec<anyhow::Result<(usize, u64)>> =
+    let fetched: Vec<(usize, anyhow::Result<u64>)> =
         futures::stream::iter(to_fetch.iter().map(|&i| {
             let (id, tip) = (entries[i].id.clone(), entries[i].tip);
             let src = &src;
             let task = fetch_task.clone();
             async move {
-                let data = src
-                    .get(&tip)
-                    .await
-                    .with_context(|| format!("entity {id}: tip manifest {tip}"))?;
-                let value = ipld::decode(&tip, &data)
-                    .with_context(|| format!("entity {id}: tip manifest {tip}"))?;
-                let m = Manifest::from_ipld(&value)
-                    .with_context(|| format!("entity {id}: tip manifest {tip}"))?;
-                if m.id() != id {
-                    bail!(
-                        "entity {id}: tip manifest {tip} belongs to entity {}",
-                        m.id()
-                    );
+                let ver = tip_version(src, &id, tip).await;
+                if let Ok((_, size)) = &ver {
+                    task.inc_item(*size);
                 }
-                task.inc_item(data.len() as u64);
-                Ok((i, m.ver().unwrap_or(0)))
+                (i, ver.map(|(v, _)| v))
             }
         }))
         .buffer_unordered(opts.concurrency.max(1))
         .collect()
         .await;
     fetch_task.finish();
-    for r in fetched {
-        let (i, ver) = r?;
-        entries[i].ver = Some(ver);
+    // A manifest that cannot be read or trusted: the entity keeps its previous entry, or is
+    // left out when it has none; a node failure (exit 3) still stops the build.
+    let mut dropped = std::collections::HashSet::new();
+    for (i, r) in fetched {
+        match r {
+            Ok(ver) => entries[i].ver = Some(ver),
+            Err(e) if crate::report::classify(e.as_ref()) == Exit::Node => return Err(e),
+            Err(e) => {
+                let (id, tip) = (entries[i].id.clone(), entries[i].tip);
+                report.skip(
+                    opts.strict,
+                    Skipped {
+                        kind: "manifest",
+                        id: Some(id.clone()),
+                        cid: tip.to_string(),
+                        reason: format!("{e:#}"),
+                    },
+                )?;
+                match prev_by_id.get(id.as_str()) {
+                    Some(old) => entries[i] = (*old).clone(),
+                    None => {
+                        dropped.insert(i);
+                    }
+                }
+                descent_checks.retain(|(j, _)| *j != i);
+            }
+        }
     }
     report.manifests_fetched = to_fetch.len() as u64;
 
@@ -659,6 +752,16 @@ pub async fn build(
         }
     }
 
+    // New entities whose only manifest could not be trusted are left out (reported above).
+    if !dropped.is_empty() {
+        appendix.new = appendix.new.saturating_sub(dropped.len() as u64);
+        let mut i = 0;
+        entries.retain(|_| {
+            i += 1;
+            !dropped.contains(&(i - 1))
+        });
+    }
+
     // 8. Blocks: chunks (reusing unchanged ones), interior nodes, header.
     let prev_chunks: &[Cid] = prev.as_ref().map_or(&[], |p| &p.leaf_chunks);
     let mut chunk_cids = Vec::with_capacity(entries.len().div_ceil(CHUNK_ENTRIES));
@@ -703,6 +806,8 @@ pub async fn build(
             "chunks_reused".into(),
             Ipld::Integer(i128::from(report.chunks_reused)),
         );
+        // Items left out for damage (the JSON report and the log name each one).
+        m.insert("skipped".into(), Ipld::Integer(i128::from(report.skipped)));
     }
     let header = Header {
         seq,
@@ -843,4 +948,24 @@ async fn store_pinned(
     }
     let bytes = blocks.iter().map(|(_, b)| b.len() as u64).sum();
     Ok((blocks.len() as u64, bytes))
+}
+
+/// The `ver` of `id`'s tip manifest, and the manifest's size; an error when it cannot be read,
+/// decoded, or belongs to another entity.
+async fn tip_version(src: &NodeSource, id: &str, tip: Cid) -> anyhow::Result<(u64, u64)> {
+    let data = src
+        .get(&tip)
+        .await
+        .with_context(|| format!("entity {id}: tip manifest {tip}"))?;
+    let value =
+        ipld::decode(&tip, &data).with_context(|| format!("entity {id}: tip manifest {tip}"))?;
+    let m =
+        Manifest::from_ipld(&value).with_context(|| format!("entity {id}: tip manifest {tip}"))?;
+    if m.id() != id {
+        bail!(
+            "entity {id}: tip manifest {tip} belongs to entity {}",
+            m.id()
+        );
+    }
+    Ok((m.ver().unwrap_or(0), data.len() as u64))
 }

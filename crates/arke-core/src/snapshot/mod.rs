@@ -7,7 +7,7 @@ pub mod load;
 pub mod prune;
 pub mod verify;
 
-pub use build::{BuildOptions, BuildOutcome, BuildReport, build};
+pub use build::{BuildOptions, BuildOutcome, BuildReport, Skipped, build};
 pub use load::{LoadError, Loaded, load, load_header};
 pub use prune::{PruneOptions, PruneReport, prune};
 pub use verify::{VerifyOptions, VerifyReport, verify};

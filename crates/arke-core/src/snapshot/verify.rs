@@ -305,6 +305,14 @@ async fn drift(
     } else {
         TipScan::default()
     };
+    for b in main.bad.iter().chain(&test.bad) {
+        r.add(
+            "bad_tip_file",
+            format!("{}: {} ({})", b.path, b.reason, b.file),
+            Some(&b.id),
+            Some(&b.file),
+        );
+    }
     let in_snapshot: HashMap<&str, &Cid> =
         l.entries.iter().map(|e| (e.id.as_str(), &e.tip)).collect();
     for (id, t) in main.tips.iter().chain(&test.tips) {

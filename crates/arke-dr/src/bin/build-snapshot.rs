@@ -31,6 +31,12 @@ struct Args {
     /// Exit non-zero when the append-only check against the previous snapshot finds a violation
     #[arg(long)]
     strict_append_only: bool,
+    /// Fail (exit 1, nothing written) on the first damaged item instead of skipping it: a tip
+    /// file that does not hold a CID, an event naming an invalid id, a manifest that does not
+    /// decode or names another entity. Without it such items are left out, the entity keeps
+    /// its previous state, and the run ends with exit 7 after writing the snapshot
+    #[arg(long, env = "ARKE_STRICT", value_parser = clap::builder::BoolishValueParser::new())]
+    strict: bool,
     /// Concurrent manifest fetches
     #[arg(long, env = "ARKE_CONCURRENCY", value_name = "N", default_value_t = 16)]
     concurrency: usize,
@@ -58,6 +64,7 @@ fn main() -> ExitCode {
         opts.include_test_network = args.include_test_network;
         opts.full = args.full;
         opts.strict_append_only = args.strict_append_only;
+        opts.strict = args.strict;
         opts.concurrency = args.concurrency;
         let outcome = build(&kubo, &opts, &args.out.progress()).await?;
         let r = outcome.report();
@@ -86,6 +93,13 @@ fn main() -> ExitCode {
         } else if let BuildOutcome::Built(_) = outcome {
             // Legacy contract: the snapshot CID alone on stdout; nothing when unchanged.
             arke_dr::print_line(r.cid.as_deref().unwrap_or_default())?;
+        }
+        if r.skipped > 0 {
+            tracing::warn!(
+                "{} damaged item(s) skipped; the snapshot holds everything else (see skipped_items in --json)",
+                r.skipped
+            );
+            return Ok(Exit::Skipped);
         }
         Ok(Exit::Ok)
     })

@@ -1,0 +1,200 @@
+//! One bad entity does not stop the backups (issue 13, gap 9): a tip file that does not hold a
+//! CID, an event naming a hostile id, a manifest that does not decode (of an existing entity and
+//! of a new one). build-snapshot writes the snapshot of everything else, keeps each damaged
+//! entity's previous state, names every skipped item with its CID, and exits 7; `--strict`
+//! refuses as before (exit 1, nothing written); export-car and verify-car then archive the rest.
+
+use std::collections::BTreeMap;
+use std::process::{Command, Output};
+
+use arke_core::ipld::{self, DAG_CBOR, Ipld};
+use arke_core::model::IndexPointer;
+use arke_core::report::Progress;
+use arke_testkit::generator::{GenConfig, generate};
+use arke_testkit::node::TestNode;
+use arke_testkit::rng::Rng;
+use arke_testkit::world::World;
+use serde_json::Value;
+
+const ROOT: &str = "/dm/index";
+const POINTER: &str = "/dm/pointer";
+
+fn run(url: &str, bin: &str, args: &[&str]) -> Output {
+    Command::new(bin)
+        .args(["--api", url, "--pointer-path", POINTER, "--no-progress"])
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn err(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn damaged_items_are_skipped_named_and_the_rest_is_backed_up() {
+    let node = TestNode::shared();
+    let kubo = node.kubo();
+    let summary = generate(
+        &kubo,
+        &GenConfig {
+            entities: 40,
+            seed: 91,
+            index_root: ROOT.into(),
+            test_index_root: "/dm/test/index".into(),
+            pointer_path: POINTER.into(),
+            force: true,
+            ..GenConfig::default()
+        },
+        &Progress::off(),
+    )
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let snaps = dir.path().join("snapshots");
+    let snaps_s = snaps.to_str().unwrap();
+    let build = |extra: &[&str]| {
+        let mut a = vec!["--index-root", ROOT, "--snapshots-dir", snaps_s, "--json"];
+        a.extend_from_slice(extra);
+        run(node.url(), env!("CARGO_BIN_EXE_build-snapshot"), &a)
+    };
+    let out = build(&[]);
+    assert!(out.status.success(), "{}", err(&out));
+    let first: Value = serde_json::from_slice(&out.stdout).unwrap();
+
+    let w = World::new(kubo.clone(), ROOT, POINTER);
+    let ids: Vec<String> = summary
+        .entities
+        .iter()
+        .filter(|e| e.network == "main")
+        .map(|e| e.id.clone())
+        .collect();
+    let (a, b, d) = (&ids[0], &ids[1], &ids[2]);
+    let (tip_a, tip_b) = (w.tip(a).await.unwrap(), w.tip(b).await.unwrap());
+    // a: the tip file no longer holds a CID.
+    kubo.files_write(&w.tip_path(a).unwrap(), b"not a cid\n", true)
+        .await
+        .unwrap();
+    // b: the tip moves to a block that is not a manifest.
+    let junk = ipld::encode_dag_cbor(&Ipld::Map(BTreeMap::from([(
+        "hello".to_string(),
+        Ipld::String("not a manifest".into()),
+    )])))
+    .unwrap();
+    let junk_cid = kubo.block_put(DAG_CBOR, &junk, true).await.unwrap();
+    kubo.files_write(
+        &w.tip_path(b).unwrap(),
+        format!("{junk_cid}\n").as_bytes(),
+        true,
+    )
+    .await
+    .unwrap();
+    // c: a new entity whose only manifest is that block.
+    let (c, _) = w.create(&mut Rng::new(3), false).await.unwrap();
+    kubo.files_write(
+        &w.tip_path(&c).unwrap(),
+        format!("{junk_cid}\n").as_bytes(),
+        true,
+    )
+    .await
+    .unwrap();
+    // A hostile id in an event, and an ordinary update after it.
+    let hostile = w
+        .append_event("../../etc/passwd", "update", 1, &junk_cid, None)
+        .await
+        .unwrap();
+    let new_d = w.update(d, true).await.unwrap();
+
+    // --strict: today's refusal, nothing written.
+    let before = w.pointer().await.unwrap();
+    let out = build(&["--strict"]);
+    assert_eq!(out.status.code(), Some(1), "{}", err(&out));
+    assert!(err(&out).contains("--strict"), "{}", err(&out));
+    let p = w.pointer().await.unwrap();
+    assert_eq!(p.latest_snapshot_cid, before.latest_snapshot_cid);
+
+    // Default: the snapshot of everything else, exit 7, each item named.
+    let out = build(&[]);
+    assert_eq!(out.status.code(), Some(7), "{}", err(&out));
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["skipped"], 4, "{r}");
+    let items = r["skipped_items"].as_array().unwrap();
+    let has = |kind: &str, cid: &str| {
+        items
+            .iter()
+            .any(|i| i["kind"] == kind && i["cid"].as_str() == Some(cid))
+    };
+    assert!(has("event", &hostile.to_string()), "{r}");
+    assert!(has("manifest", &junk_cid.to_string()), "{r}");
+    assert!(
+        items
+            .iter()
+            .any(|i| i["kind"] == "tip_file" && i["id"].as_str() == Some(a.as_str())),
+        "{r}"
+    );
+    assert_ne!(r["cid"], first["cid"], "a new snapshot was written");
+    let snap = r["cid"].as_str().unwrap().to_string();
+    let p = IndexPointer::parse(&kubo.files_read(POINTER).await.unwrap()).unwrap();
+    assert_eq!(
+        p.latest_snapshot_cid.map(|c| c.to_string()),
+        Some(snap.clone())
+    );
+
+    // The snapshot: a and b keep their previous tips, c is left out, d moved forward.
+    let out = run(
+        node.url(),
+        env!("CARGO_BIN_EXE_verify-snapshot"),
+        &[&snap, "--json"],
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    let entries = snapshot_tips(&kubo, &snap).await;
+    assert_eq!(entries.get(a.as_str()), Some(&tip_a), "{v}");
+    assert_eq!(entries.get(b.as_str()), Some(&tip_b));
+    assert!(!entries.contains_key(c.as_str()));
+    assert_eq!(entries.get(d.as_str()), Some(&new_d));
+
+    // Another hostile event after the snapshot: export archives it, restore's replay skips it.
+    w.append_event("..", "update", 1, &junk_cid, None)
+        .await
+        .unwrap();
+
+    // The night goes on: the archive of everything else is written and verifies.
+    let backups = dir.path().join("backups");
+    let out = run(
+        node.url(),
+        env!("CARGO_BIN_EXE_export-car"),
+        &["--backups-dir", backups.to_str().unwrap()],
+    );
+    assert!(out.status.success(), "export-car: {}", err(&out));
+    let car = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let out = Command::new(env!("CARGO_BIN_EXE_verify-car"))
+        .arg(&car)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "verify-car: {}", err(&out));
+    arke_testkit::independent::car_verify(std::path::Path::new(&car)).unwrap();
+
+    // And it restores: the hostile event is skipped with a warning, everything else comes back.
+    let fresh = TestNode::start().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_restore-from-car"))
+        .arg(&car)
+        .args(["--api", fresh.url(), "--no-progress", "--wait", "30"])
+        .args(["--pointer-path", "/arke/index_pointer"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "restore: {}", err(&out));
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(r["replay_skipped"].as_u64().unwrap() >= 1, "{r}");
+    let fw = World::new(fresh.kubo(), "/arke/index", "/arke/index_pointer");
+    assert_eq!(fw.tip(d).await.unwrap(), new_d);
+    assert_eq!(fw.tip(a).await.unwrap(), tip_a);
+}
+
+/// id → tip of every entry of a snapshot, read from the node.
+async fn snapshot_tips(kubo: &arke_core::kubo::Kubo, snap: &str) -> BTreeMap<String, ipld::Cid> {
+    let src = arke_core::source::NodeSource { kubo: kubo.clone() };
+    let loaded = arke_core::snapshot::load(&src, ipld::parse_cid(snap).unwrap())
+        .await
+        .unwrap();
+    loaded.entries.into_iter().map(|e| (e.id, e.tip)).collect()
+}
