@@ -117,6 +117,9 @@ pub struct RestoreReport {
     pub created_after_snapshot: u64,
     /// Newer events whose manifest is missing from the archive or does not descend.
     pub replay_skipped: u64,
+    /// Entities set from the live state the export captured (created or moved since the
+    /// snapshot, with or without an event): the state of MFS when the export started.
+    pub live_tips: u64,
     /// "tree" (one files/cp) or "files" (per tip).
     pub tips_method: &'static str,
     pub pointer_path: String,
@@ -503,6 +506,10 @@ pub async fn restore(
             ));
         }
     }
+    let live = match &descriptor {
+        Some(desc) => apply_live(&src, &desc.live, &mut plan, &mut warnings).await?,
+        None => 0,
+    };
     d.plan = t.elapsed().as_secs_f64();
     let total = plan.len() as u64;
 
@@ -572,6 +579,7 @@ pub async fn restore(
         replayed,
         created_after_snapshot: created,
         replay_skipped: skipped,
+        live_tips: live,
         tips_method: if tree { "tree" } else { "files" },
         pointer_path: opts.pointer_path.clone(),
         existing_pointer: existing_pointer.is_some(),
@@ -1014,6 +1022,42 @@ async fn unpin_quietly(kubo: &Kubo, cid: &Cid) {
     if let Err(e) = kubo.pin_rm(cid).await {
         tracing::warn!("could not remove the temporary pin of {cid}: {e}");
     }
+}
+
+/// Sets the plan to the live state the export captured: the tips in MFS when it started win
+/// over the snapshot and over replayed events (both are older or equal). Returns how many
+/// entities it set. An entry whose id cannot be a path is skipped with a warning.
+async fn apply_live(
+    src: &IndexSource<'_>,
+    chunks: &[Cid],
+    plan: &mut BTreeMap<String, Planned>,
+    warnings: &mut Vec<String>,
+) -> anyhow::Result<u64> {
+    let mut set = 0;
+    for c in chunks {
+        let data = src
+            .get(c)
+            .await
+            .with_context(|| format!("reading the live-state chunk {c} from the archive"))?;
+        let value = ipld::decode(c, &data)?;
+        let chunk = crate::model::SnapshotChunk::from_ipld(&value)
+            .with_context(|| format!("the live-state chunk {c}"))?;
+        for e in chunk.entries() {
+            let id = match EntityId::parse(&e.id) {
+                Ok(id) => id,
+                Err(err) => {
+                    warnings.push(format!("live state: bad entity id ({err}); skipped"));
+                    continue;
+                }
+            };
+            if plan.get(&e.id).is_some_and(|p| same_block(&p.tip, &e.tip)) {
+                continue;
+            }
+            plan.insert(e.id.clone(), Planned { id, tip: e.tip });
+            set += 1;
+        }
+    }
+    Ok(set)
 }
 
 #[cfg(test)]

@@ -86,6 +86,7 @@ impl Set {
             &self.pointer,
             "--no-progress",
         ])
+        .args(["--index-root", &self.root])
         .arg("--backups-dir")
         .arg(self.backups())
         .args(extra);

@@ -49,6 +49,15 @@ pub struct Descriptor {
     pub missing: Vec<(String, String)>,
     /// Counts as written: blocks and bytes (excluding this block), by role and by codec, entities.
     pub counts: BTreeMap<String, u64>,
+    /// The live state captured when the export started: chunks (`arke/snapshot-chunk@v3`) of
+    /// every entity whose tip in MFS differed from the snapshot's (created or moved since it,
+    /// with or without an event). Real links: their manifests are archived like the snapshot's.
+    pub live: Vec<Cid>,
+    /// Entities in `live`.
+    pub live_count: u64,
+    /// The index directory's CID at the start (a string: never followed), and its MFS path.
+    pub index_cid: Option<String>,
+    pub index_root: Option<String>,
 }
 
 fn bad(field: &str, reason: impl Into<String>) -> ModelError {
@@ -115,6 +124,19 @@ impl Descriptor {
                     .map(|(k, v)| (k.clone(), Ipld::Integer((*v).into())))
                     .collect(),
             ),
+        );
+        m.insert(
+            "live".into(),
+            Ipld::List(self.live.iter().map(|c| Ipld::Link(*c)).collect()),
+        );
+        m.insert("live_count".into(), Ipld::Integer(self.live_count.into()));
+        m.insert(
+            "index_cid".into(),
+            self.index_cid.as_deref().map_or(Ipld::Null, s),
+        );
+        m.insert(
+            "index_root".into(),
+            self.index_root.as_deref().map_or(Ipld::Null, s),
         );
         Ipld::Map(m)
     }
@@ -197,6 +219,21 @@ impl Descriptor {
             missing_count: uint("missing_count")?,
             missing,
             counts,
+            // Absent in archives written before the live capture: nothing beyond the snapshot.
+            live: match m.get("live") {
+                Some(Ipld::List(l)) => l
+                    .iter()
+                    .map(|v| match v {
+                        Ipld::Link(c) => Ok(*c),
+                        _ => Err(bad("live", "not a list of links")),
+                    })
+                    .collect::<Result<_, _>>()?,
+                None | Some(Ipld::Null) => Vec::new(),
+                Some(_) => return Err(bad("live", "not a list")),
+            },
+            live_count: uint("live_count")?,
+            index_cid: string("index_cid"),
+            index_root: string("index_root"),
         })
     }
 }
@@ -269,13 +306,18 @@ mod tests {
             missing_count: 1,
             missing: vec![("bafy".into(), "entity X v1".into())],
             counts: [("blocks".to_string(), 10u64)].into_iter().collect(),
+            live: vec![ipld::cid_v1(ipld::DAG_CBOR, b"live chunk")],
+            live_count: 3,
+            index_cid: Some("QmUNLLsPACCz1vLxQVkXqqLX5R1X345qqfHbsf67hvA3Nn".into()),
+            index_root: Some("/arke/index".into()),
         };
         let (cid, bytes) = d.encode().unwrap();
         assert_eq!(cid.codec(), ipld::DAG_CBOR);
         let back = Descriptor::from_ipld(&ipld::decode(&cid, &bytes).unwrap()).unwrap();
         assert_eq!(back, d);
-        // The snapshot and event head are real links; the pointer's CIDs are not.
+        // The snapshot, event head and live chunks are real links; the pointer's and the index
+        // directory's CIDs are not.
         let links = ipld::links(&cid, &bytes).unwrap();
-        assert_eq!(links.len(), 2);
+        assert_eq!(links.len(), 3);
     }
 }

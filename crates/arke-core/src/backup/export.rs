@@ -67,6 +67,9 @@ pub struct ExportOptions {
     pub stall_timeout: Duration,
     /// "arke-dr export-car <version>".
     pub tool: String,
+    /// MFS root of the tips whose live state is captured beside the snapshot (`None`: the
+    /// snapshot alone, as archives were before the capture).
+    pub index_root: Option<String>,
 }
 
 /// The export's result (`--json`).
@@ -456,6 +459,19 @@ pub async fn export(
         final_path.display()
     );
 
+    let live = match &opts.index_root {
+        Some(root) => capture_live(
+            kubo,
+            &source,
+            opts.snapshot,
+            &header,
+            root,
+            opts.concurrency,
+        )
+        .await
+        .with_context(|| format!("capturing the live tips under {root}"))?,
+        None => Live::default(),
+    };
     let (tx, rx) = sync_channel::<WriterMsg>(256);
     let writer = {
         let p = temp_path.clone();
@@ -473,6 +489,19 @@ pub async fn export(
             with_history: opts.with_history,
         },
     ));
+    // The live chunks go into the archive first; the closure then wants their manifests.
+    {
+        let mut c = closure
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        c.want_live(&live.chunks.iter().map(|(cid, _)| *cid).collect::<Vec<_>>());
+        for (cid, data) in &live.chunks {
+            if matches!(c.offer(cid, data), Offer::Accepted(_)) {
+                sink.put(cid, Bytes::copy_from_slice(data))
+                    .with_context(|| format!("writing {}", temp_path.display()))?;
+            }
+        }
+    }
     let previous_total = files
         .newest_meta()
         .and_then(|m| m.extra.get("blocks").and_then(Value::as_u64));
@@ -587,6 +616,10 @@ pub async fn export(
         missing_count: errors.len() as u64 + report.findings_dropped,
         missing,
         counts,
+        live: live.chunks.iter().map(|(c, _)| *c).collect(),
+        live_count: live.count,
+        index_cid: live.index_cid.map(|c| c.to_string()),
+        index_root: opts.index_root.clone(),
     };
     let (root, root_bytes) = descriptor.encode().context("encoding the descriptor")?;
     if root_bytes.len() > MAX_BLOCK {
@@ -678,5 +711,106 @@ pub async fn export(
         removed_temp_files: removed.iter().map(|p| p.display().to_string()).collect(),
         deleted_archives: deleted.iter().map(|p| p.display().to_string()).collect(),
         findings: report.findings.clone(),
+    })
+}
+
+/// The live state an export captures beside the snapshot.
+#[derive(Debug, Default)]
+struct Live {
+    /// Chunk blocks of the entries whose tip differs from the snapshot's.
+    chunks: Vec<(Cid, Vec<u8>)>,
+    count: u64,
+    /// The index directory read.
+    index_cid: Option<Cid>,
+}
+
+/// Every entity whose tip in MFS, now, differs from the snapshot's: created or moved since the
+/// snapshot, with or without an event (the worker creates entities without events since
+/// 2025-12-13, and an archive of the snapshot alone would lose them). The cost follows the
+/// change: a v4 snapshot records its index directory, and only the subtrees that differ from
+/// it are read; otherwise (older schemas, or that tree already collected) the whole index is
+/// read once and compared with the snapshot's entries.
+async fn capture_live(
+    kubo: &Kubo,
+    source: &NodeSource,
+    snapshot: Cid,
+    header: &Snapshot,
+    root: &str,
+    concurrency: usize,
+) -> anyhow::Result<Live> {
+    let old_index = match header {
+        Snapshot::V4(v4) => v4.index_cid,
+        _ => None,
+    };
+    let diff = match old_index {
+        Some(old) => crate::index::diff_tips(kubo, root, old, concurrency).await?,
+        None => None,
+    };
+    let (index_cid, mut tips) = match diff {
+        Some(d) => {
+            // Worker paths win over legacy ones, as in a scan.
+            let mut tips: BTreeMap<String, (Cid, bool)> = BTreeMap::new();
+            for c in d.changes {
+                let Some(tip) = c.tip else { continue };
+                let worker = c.rule == crate::shard::ShardRule::Worker;
+                let slot = tips.entry(c.id).or_insert((tip, worker));
+                if worker && !slot.1 {
+                    *slot = (tip, worker);
+                }
+            }
+            (
+                d.root_cid,
+                tips.into_iter().map(|(id, (t, _))| (id, t)).collect(),
+            )
+        }
+        None => {
+            let scan = crate::index::scan_tips(kubo, root, &std::env::temp_dir()).await?;
+            let loaded = crate::snapshot::load(source, snapshot).await?;
+            let known: std::collections::HashMap<&str, Cid> = loaded
+                .entries
+                .iter()
+                .map(|e| (e.id.as_str(), e.tip))
+                .collect();
+            let changed: Vec<(String, Cid)> = scan
+                .tips
+                .into_iter()
+                .filter(|(id, t)| {
+                    !known
+                        .get(id.as_str())
+                        .is_some_and(|k| ipld::same_block(k, &t.tip))
+                })
+                .map(|(id, t)| (id, t.tip))
+                .collect();
+            (scan.root_cid, changed)
+        }
+    };
+    tips.sort();
+    let entries: Vec<crate::model::SnapshotEntry> = tips
+        .into_iter()
+        .map(|(id, tip)| crate::model::SnapshotEntry {
+            id,
+            ver: None,
+            tip,
+            ts: None,
+            chain_cid: None,
+        })
+        .collect();
+    let mut chunks = Vec::new();
+    for (i, group) in entries
+        .chunks(crate::snapshot::format::CHUNK_ENTRIES)
+        .enumerate()
+    {
+        chunks.push(crate::snapshot::format::chunk_block(i as u64, group)?);
+    }
+    if !entries.is_empty() {
+        tracing::info!(
+            "live state: {} entities created or moved since the snapshot are archived with it",
+            entries.len()
+        );
+    }
+    Ok(Live {
+        chunks,
+        count: entries.len() as u64,
+        index_cid,
     })
 }

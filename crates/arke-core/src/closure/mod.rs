@@ -401,6 +401,19 @@ impl Closure {
         }
     }
 
+    /// The live-state chunks an export captured beside the snapshot (entities created or moved
+    /// since it): required like the snapshot's own chunks, their manifests with them.
+    pub fn want_live(&mut self, chunks: &[Cid]) {
+        for (i, c) in chunks.iter().enumerate() {
+            let mut role = Role::new(RoleKind::SnapshotChunk, i as u64);
+            role.label = Some(Arc::from("live state"));
+            // Not counted as the snapshot's entities (depth > 0 means "beside the snapshot");
+            // the descriptor's `live_count` says how many there are.
+            role.depth = 1;
+            self.want(*c, role, true);
+        }
+    }
+
     /// Hands out up to `max` wanted blocks for fetching. Each must come back through
     /// [`Closure::deliver`], [`Closure::deliver_leaf`] or [`Closure::fail`].
     pub fn take(&mut self, max: usize) -> Vec<Want> {
@@ -606,6 +619,7 @@ impl Closure {
                     self.opts.with_history |= d.with_history;
                     self.set_events(d.event_head, true);
                     self.want(d.snapshot, Role::new(RoleKind::Snapshot, 0), true);
+                    self.want_live(&d.live);
                     self.report.descriptor = Some(d);
                 }
                 Err(e) => self.undecodable(want, e),

@@ -58,6 +58,14 @@ struct Args {
     /// Abandon a bulk dag/export that delivers nothing for this many seconds
     #[arg(long, value_name = "SECS", default_value_t = 30)]
     stall_timeout: u64,
+    /// MFS root of the tips: every entity whose tip there differs from the snapshot's when the
+    /// export starts (created or moved since, with or without an event) is archived with it
+    #[arg(long, env = "ARKE_INDEX_ROOT", value_name = "MFS_PATH", default_value = arke_core::shard::INDEX_ROOT)]
+    index_root: String,
+    /// Archive the snapshot and the event chain only, not the live tips (archives as before
+    /// the live capture; restore then loses entities created without an event since the snapshot)
+    #[arg(long)]
+    snapshot_only: bool,
     #[command(flatten)]
     out: OutputArgs,
 }
@@ -107,6 +115,7 @@ fn main() -> ExitCode {
             bulk: !args.no_bulk,
             stall_timeout: Duration::from_secs(args.stall_timeout.max(1)),
             tool: format!("arke-dr export-car {}", env!("CARGO_PKG_VERSION")),
+            index_root: (!args.snapshot_only).then(|| args.index_root.clone()),
         };
         let r = export(&kubo, &opts, &args.out.progress()).await?;
         tracing::info!(
