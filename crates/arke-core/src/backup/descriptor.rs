@@ -58,6 +58,34 @@ pub struct Descriptor {
     /// The index directory's CID at the start (a string: never followed), and its MFS path.
     pub index_cid: Option<String>,
     pub index_root: Option<String>,
+    /// Live-state items left out because they could not be read or trusted, as `[cid, reason]`
+    /// (at most [`MAX_LISTED_MISSING`]): the archive keeps the snapshot's state for them.
+    pub skipped: Vec<(String, String)>,
+}
+
+/// `[[cid, text], ...]`, at most [`MAX_LISTED_MISSING`] pairs.
+fn pairs(list: &[(String, String)]) -> Ipld {
+    Ipld::List(
+        list.iter()
+            .take(MAX_LISTED_MISSING)
+            .map(|(c, r)| Ipld::List(vec![Ipld::String(c.clone()), Ipld::String(r.clone())]))
+            .collect(),
+    )
+}
+
+fn from_pairs(v: Option<&Ipld>) -> Vec<(String, String)> {
+    let Some(Ipld::List(l)) = v else {
+        return Vec::new();
+    };
+    l.iter()
+        .filter_map(|e| match e {
+            Ipld::List(p) => match (p.first(), p.get(1)) {
+                (Some(Ipld::String(c)), Some(Ipld::String(r))) => Some((c.clone(), r.clone())),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect()
 }
 
 fn bad(field: &str, reason: impl Into<String>) -> ModelError {
@@ -106,16 +134,7 @@ impl Descriptor {
             "missing_count".into(),
             Ipld::Integer(self.missing_count.into()),
         );
-        m.insert(
-            "missing".into(),
-            Ipld::List(
-                self.missing
-                    .iter()
-                    .take(MAX_LISTED_MISSING)
-                    .map(|(c, r)| Ipld::List(vec![s(c), s(r)]))
-                    .collect(),
-            ),
-        );
+        m.insert("missing".into(), pairs(&self.missing));
         m.insert(
             "counts".into(),
             Ipld::Map(
@@ -138,6 +157,7 @@ impl Descriptor {
             "index_root".into(),
             self.index_root.as_deref().map_or(Ipld::Null, s),
         );
+        m.insert("skipped".into(), pairs(&self.skipped));
         Ipld::Map(m)
     }
 
@@ -185,21 +205,7 @@ impl Descriptor {
                 .collect(),
             _ => BTreeMap::new(),
         };
-        let missing = match m.get("missing") {
-            Some(Ipld::List(l)) => l
-                .iter()
-                .filter_map(|e| match e {
-                    Ipld::List(p) => match (p.first(), p.get(1)) {
-                        (Some(Ipld::String(c)), Some(Ipld::String(r))) => {
-                            Some((c.clone(), r.clone()))
-                        }
-                        _ => None,
-                    },
-                    _ => None,
-                })
-                .collect(),
-            _ => Vec::new(),
-        };
+        let missing = from_pairs(m.get("missing"));
         Ok(Descriptor {
             snapshot: link("snapshot")?.ok_or_else(|| bad("snapshot", "missing"))?,
             snapshot_schema: string("snapshot_schema").unwrap_or_default(),
@@ -234,6 +240,7 @@ impl Descriptor {
             live_count: uint("live_count")?,
             index_cid: string("index_cid"),
             index_root: string("index_root"),
+            skipped: from_pairs(m.get("skipped")),
         })
     }
 }
@@ -310,6 +317,7 @@ mod tests {
             live_count: 3,
             index_cid: Some("QmUNLLsPACCz1vLxQVkXqqLX5R1X345qqfHbsf67hvA3Nn".into()),
             index_root: Some("/arke/index".into()),
+            skipped: vec![("bafk".into(), "entity Y: not a manifest".into())],
         };
         let (cid, bytes) = d.encode().unwrap();
         assert_eq!(cid.codec(), ipld::DAG_CBOR);

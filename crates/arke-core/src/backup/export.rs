@@ -45,7 +45,7 @@ use crate::model::{BackupMeta, CidCounts, Snapshot};
 use crate::pointer::ReadPointer;
 use crate::report::{Exit, Failure, Progress, Task, Unit};
 use crate::snapshot::format::MAX_BLOCK;
-use crate::source::NodeSource;
+use crate::source::{BlockSource, NodeSource};
 
 /// What to export and how.
 #[derive(Debug, Clone)]
@@ -103,6 +103,12 @@ pub struct ExportReport {
     pub removed_temp_files: Vec<String>,
     pub deleted_archives: Vec<String>,
     pub findings: Vec<Finding>,
+    /// Live-state items left out because they could not be read or trusted (a tip file that
+    /// holds no CID, a tip whose manifest does not decode or names another entity): the archive
+    /// keeps the snapshot's state for them. Non-empty means exit 7.
+    pub skipped: Vec<(String, String)>,
+    /// Entities captured from the live state (created or moved since the snapshot).
+    pub live_tips: u64,
 }
 
 /// Retention alone (`export-car --prune-only`, the last step of the daily pipeline, run only
@@ -620,6 +626,12 @@ pub async fn export(
         live_count: live.count,
         index_cid: live.index_cid.map(|c| c.to_string()),
         index_root: opts.index_root.clone(),
+        skipped: live
+            .skipped
+            .iter()
+            .take(MAX_LISTED_MISSING)
+            .cloned()
+            .collect(),
     };
     let (root, root_bytes) = descriptor.encode().context("encoding the descriptor")?;
     if root_bytes.len() > MAX_BLOCK {
@@ -685,6 +697,8 @@ pub async fn export(
         tracing::info!("retention: deleted {}", d.display());
     }
     Ok(ExportReport {
+        skipped: live.skipped.clone(),
+        live_tips: live.count,
         car_path: final_path.display().to_string(),
         metadata_path: meta_file.display().to_string(),
         snapshot_cid: opts.snapshot.to_string(),
@@ -717,6 +731,8 @@ pub async fn export(
 /// The live state an export captures beside the snapshot.
 #[derive(Debug, Default)]
 struct Live {
+    /// (CID, reason) of what was left out.
+    skipped: Vec<(String, String)>,
     /// Chunk blocks of the entries whose tip differs from the snapshot's.
     chunks: Vec<(Cid, Vec<u8>)>,
     count: u64,
@@ -746,7 +762,7 @@ async fn capture_live(
         Some(old) => crate::index::diff_tips(kubo, root, old, concurrency).await?,
         None => None,
     };
-    let (index_cid, mut tips) = match diff {
+    let (index_cid, mut tips, bad) = match diff {
         Some(d) => {
             // Worker paths win over legacy ones, as in a scan.
             let mut tips: BTreeMap<String, (Cid, bool)> = BTreeMap::new();
@@ -758,10 +774,8 @@ async fn capture_live(
                     *slot = (tip, worker);
                 }
             }
-            (
-                d.root_cid,
-                tips.into_iter().map(|(id, (t, _))| (id, t)).collect(),
-            )
+            let tips = tips.into_iter().map(|(id, (t, _))| (id, t)).collect();
+            (d.root_cid, tips, d.bad)
         }
         None => {
             let scan = crate::index::scan_tips(kubo, root, &std::env::temp_dir()).await?;
@@ -773,6 +787,7 @@ async fn capture_live(
                 .collect();
             let changed: Vec<(String, Cid)> = scan
                 .tips
+                .clone()
                 .into_iter()
                 .filter(|(id, t)| {
                     !known
@@ -781,10 +796,20 @@ async fn capture_live(
                 })
                 .map(|(id, t)| (id, t.tip))
                 .collect();
-            (scan.root_cid, changed)
+            (scan.root_cid, changed, scan.bad)
         }
     };
     tips.sort();
+    let mut skipped: Vec<(String, String)> = bad
+        .into_iter()
+        .map(|b| {
+            (
+                b.file.to_string(),
+                format!("tip file {}: {}", b.path, b.reason),
+            )
+        })
+        .collect();
+    let tips = trusted(source, tips, concurrency, &mut skipped).await?;
     let entries: Vec<crate::model::SnapshotEntry> = tips
         .into_iter()
         .map(|(id, tip)| crate::model::SnapshotEntry {
@@ -809,8 +834,58 @@ async fn capture_live(
         );
     }
     Ok(Live {
+        skipped,
         chunks,
         count: entries.len() as u64,
         index_cid,
     })
+}
+
+/// The live tips whose manifest decodes and names its entity; the others are left out (the
+/// archive keeps the snapshot's state for them) and listed. One bad entity must not stop every
+/// night's archive; a node failure still does.
+async fn trusted(
+    source: &NodeSource,
+    tips: Vec<(String, Cid)>,
+    concurrency: usize,
+    skipped: &mut Vec<(String, String)>,
+) -> anyhow::Result<Vec<(String, Cid)>> {
+    use futures::StreamExt;
+    let checked: Vec<(String, Cid, Result<(), String>)> =
+        futures::stream::iter(tips.into_iter().map(|(id, tip)| async move {
+            let verdict = match source.get(&tip).await {
+                Ok(data) => manifest_of(&id, &tip, &data),
+                Err(crate::source::SourceError::Node(e)) => return Err(e),
+                Err(e) => Err(e.to_string()),
+            };
+            Ok((id, tip, verdict))
+        }))
+        .buffer_unordered(concurrency.max(1))
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect::<Result<_, crate::kubo::KuboError>>()?;
+    let mut ok = Vec::with_capacity(checked.len());
+    for (id, tip, verdict) in checked {
+        match verdict {
+            Ok(()) => ok.push((id, tip)),
+            Err(reason) => {
+                tracing::warn!("live state: skipped entity {id}'s tip {tip}: {reason}");
+                skipped.push((tip.to_string(), format!("entity {id}: {reason}")));
+            }
+        }
+    }
+    ok.sort();
+    Ok(ok)
+}
+
+/// Whether `data` is a manifest of entity `id`.
+fn manifest_of(id: &str, tip: &Cid, data: &[u8]) -> Result<(), String> {
+    let value = ipld::decode(tip, data).map_err(|e| e.to_string())?;
+    let m = crate::model::Manifest::from_ipld(&value).map_err(|e| e.to_string())?;
+    if m.id() == id {
+        Ok(())
+    } else {
+        Err(format!("the manifest belongs to entity {}", m.id()))
+    }
 }

@@ -136,7 +136,17 @@ fn main() -> ExitCode {
         } else {
             arke_dr::print_line(&r.car_path)?;
         }
-        Ok(if r.partial { Exit::Failed } else { Exit::Ok })
+        Ok(if r.partial {
+            Exit::Failed
+        } else if !r.skipped.is_empty() {
+            tracing::warn!(
+                "{} damaged live-state item(s) left out (listed in the descriptor); the archive holds everything else",
+                r.skipped.len()
+            );
+            Exit::Skipped
+        } else {
+            Exit::Ok
+        })
     })
 }
 
