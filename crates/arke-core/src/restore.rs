@@ -109,6 +109,9 @@ pub struct RestoreReport {
     pub event_count: u64,
     pub blocks_imported: u64,
     pub direct_pins: u64,
+    /// The recursively pinned anchor that holds the blocks the root does not reach (events and
+    /// versions behind plain-map links), when the archive's root could be pinned.
+    pub pin_anchor: Option<String>,
     pub tips_written: u64,
     pub tips_unchanged: u64,
     /// Entities moved forward by archived events newer than the snapshot.
@@ -574,6 +577,7 @@ pub async fn restore(
         event_count,
         blocks_imported: 0,
         direct_pins: 0,
+        pin_anchor: None,
         tips_written: 0,
         tips_unchanged: 0,
         replayed,
@@ -700,8 +704,24 @@ pub async fn restore(
     }
     d.import = t.elapsed().as_secs_f64();
     let t = Instant::now();
+    // The anchor's recursive pin, made by Kubo under its pin lock with the import, holds every
+    // block the root does not reach and proved each present (a recursive pin fetches what it
+    // covers): it stays, one pin instead of one direct pin per block (each of which Kubo
+    // flushes to its datastore). Without it, direct pins as before.
     let anchor = anchor.filter(|_| roots_pinned);
-    pin_direct(kubo, opts, &direct, anchor, progress, &mut warnings).await?;
+    let direct_pins = match anchor {
+        Some(a) => {
+            tracing::info!(
+                "{} blocks behind plain-map links are held by the pin anchor {a}",
+                direct.len()
+            );
+            0
+        }
+        None => {
+            pin_direct(kubo, opts, &direct, progress, &mut warnings).await?;
+            direct.len() as u64
+        }
+    };
     d.pin = t.elapsed().as_secs_f64();
 
     // 4. Tips.
@@ -902,7 +922,8 @@ pub async fn restore(
     Ok(RestoreReport {
         restored: true,
         blocks_imported: index.len() as u64,
-        direct_pins: direct.len() as u64,
+        direct_pins,
+        pin_anchor: anchor.map(|a| a.to_string()),
         tips_written: written,
         tips_unchanged: unchanged,
         durations: d,
@@ -963,14 +984,14 @@ async fn import_archive(
 }
 
 /// Pins every block in `direct` directly (offline: a block the node does not hold fails at
-/// once, so these pins are also the proof that the node holds every block), then drops the
-/// anchor's pin. Without an anchor a GC may have run between the import and these pins; a
-/// block it removed is imported again from the archive and pinned, at most twice.
+/// once, so these pins are also the proof that the node holds every block). Used when the
+/// archive's root cannot be pinned (a legacy snapshot linking blocks outside the archive), so
+/// no anchor was imported: a GC may have run between the import and these pins, and a block it
+/// removed is imported again from the archive and pinned, at most twice.
 async fn pin_direct(
     kubo: &Kubo,
     opts: &RestoreOptions,
     direct: &[Cid],
-    anchor: Option<Cid>,
     progress: &Progress,
     warnings: &mut Vec<String>,
 ) -> anyhow::Result<()> {
@@ -993,7 +1014,7 @@ async fn pin_direct(
             .await;
         match result {
             Ok(()) => break,
-            Err(e @ KuboError::BlockMissing { .. }) if anchor.is_none() && attempt < 2 => {
+            Err(e @ KuboError::BlockMissing { .. }) if attempt < 2 => {
                 attempt += 1;
                 let msg =
                     format!("{e} after the import (a concurrent GC?): importing the archive again");
@@ -1010,9 +1031,6 @@ async fn pin_direct(
         }
     }
     pin_task.finish();
-    if let Some(a) = anchor {
-        unpin_quietly(kubo, &a).await;
-    }
     Ok(())
 }
 
