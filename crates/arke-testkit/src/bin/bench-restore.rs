@@ -1,8 +1,10 @@
-//! bench-restore: restore-from-car against the node's own `dag/import` of the same archive (the
-//! floor) and against a reference loop that does what the legacy `restore_from_car.py` did
-//! (`dag/import`, then for each snapshot entry `files/mkdir` and `files/write` of the bare CID,
-//! one request at a time, then the pointer), side by side in the same run. Each contender gets a
-//! brand-new node. Prints a Markdown table. Run it through `scripts/bench-restore.sh`.
+//! bench-restore: restore-from-car against the node's own `dag/import` (Kubo's) of the same
+//! archive with its root pinned (the floor) and against a reference loop that does what the
+//! legacy `restore_from_car.py` did (`dag/import` with the root pinned, then for each snapshot
+//! entry `files/mkdir` and `files/write` of the bare CID, one request at a time, then the
+//! pointer), side by side in the same run. Each contender gets a brand-new node; the node's CPU
+//! seconds over the contender's run come from `/proc/<pid>/stat`. Prints a Markdown table. Run
+//! it through `scripts/bench-restore.sh`.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -15,6 +17,7 @@ use arke_core::report::Exit;
 use arke_core::shard::{EntityId, ShardRule};
 use arke_core::source::NodeSource;
 use arke_dr::args::OutputArgs;
+use arke_testkit::bench;
 use arke_testkit::node::TestNode;
 use clap::{Parser, ValueEnum};
 use serde_json::Value;
@@ -57,10 +60,9 @@ struct Args {
     /// generating the data again (default: a temporary folder, removed at the end)
     #[arg(long)]
     work_dir: Option<PathBuf>,
-    /// pin-roots in the floor's and the reference's dag/import. Off by default: js-ipfs's
-    /// recursive pin opens every block of the DAG at once and fails with EMFILE past the
-    /// open-file limit (20,000 here: about 10K entities), so the floor is the import alone
-    #[arg(long, default_value_t = false, action = clap::ArgAction::Set)]
+    /// pin-roots in the floor's and the reference's dag/import (the legacy script pinned the
+    /// root; restore-from-car pins every block too, so the floor pins as well)
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pin_roots: bool,
     /// restore-from-car's --concurrency
     #[arg(long, default_value_t = 16)]
@@ -89,6 +91,12 @@ struct Row {
     phases: [Option<f64>; 8],
     requests: Option<u64>,
     rss_mb: Option<f64>,
+    /// The node's CPU seconds over the contender's run.
+    node_cpu: Option<f64>,
+    /// The node's peak RSS at the end of the contender's run (a brand-new node each time).
+    node_rss_mb: Option<f64>,
+    /// 1-minute load average when the contender started.
+    load: f64,
 }
 
 /// An archive to restore.
@@ -378,8 +386,10 @@ fn table(rows: &[Row]) -> String {
     for p in PHASES {
         t.push_str(&format!(" {p} |"));
     }
-    t.push_str(" × floor | reference ÷ this | requests | peak RSS MB |\n|---|---|---|");
-    t.push_str(&"---|".repeat(PHASES.len() + 4));
+    t.push_str(
+        " × floor | reference ÷ this | requests | peak RSS MB | node CPU s | node peak RSS MB | load |\n|---|---|---|",
+    );
+    t.push_str(&"---|".repeat(PHASES.len() + 7));
     t.push('\n');
     for r in rows {
         let same = |c: Contender| {
@@ -397,11 +407,14 @@ fn table(rows: &[Row]) -> String {
             t.push_str(&format!(" {} |", fmt_secs(p)));
         }
         t.push_str(&format!(
-            " {} | {} | {} | {} |\n",
+            " {} | {} | {} | {} | {} | {} | {:.1} |\n",
             same(Contender::Floor).map_or("-".into(), |f| format!("{:.2}", r.seconds / f)),
             same(Contender::Reference).map_or("-".into(), |f| format!("{:.1}", f / r.seconds)),
             r.requests.map_or("-".into(), |v| v.to_string()),
             r.rss_mb.map_or("-".into(), |v| format!("{v:.0}")),
+            r.node_cpu.map_or("-".into(), |v| format!("{v:.1}")),
+            r.node_rss_mb.map_or("-".into(), |v| format!("{v:.0}")),
+            r.load,
         ));
     }
     t
@@ -417,6 +430,7 @@ fn main() -> ExitCode {
         let pin_roots = args.pin_roots;
         let mut rows: Vec<Row> = Vec::new();
         let mut notes = Vec::new();
+        let mut node_version = String::new();
         for &n in &args.sizes {
             let archive = make_archive(&args, n, &work)?;
             notes.push(format!(
@@ -434,9 +448,14 @@ fn main() -> ExitCode {
             };
             for &c in &args.contenders {
                 let node = TestNode::start()?;
+                if node_version.is_empty() {
+                    node_version = bench::kubo_version(node.url());
+                }
                 let url = node.url().to_string();
                 tracing::info!("{n}: {c:?} into a fresh node at {url}");
-                let row = match c {
+                let cpu0 = bench::proc_cpu(node.pid());
+                let load = bench::loadavg();
+                let mut row = match c {
                     Contender::Floor => {
                         let secs = curl_import(&url, &archive.car, pin_roots)?;
                         let mut phases = [None; 8];
@@ -448,6 +467,9 @@ fn main() -> ExitCode {
                             phases,
                             requests: Some(1),
                             rss_mb: None,
+                            node_cpu: None,
+                            node_rss_mb: None,
+                            load: 0.0,
                         }
                     }
                     Contender::Restore => {
@@ -486,6 +508,9 @@ fn main() -> ExitCode {
                             phases,
                             requests: None,
                             rss_mb: rss,
+                            node_cpu: None,
+                            node_rss_mb: None,
+                            load: 0.0,
                         }
                     }
                     Contender::Reference => {
@@ -508,9 +533,15 @@ fn main() -> ExitCode {
                             phases,
                             requests: Some(requests + 1),
                             rss_mb: None,
+                            node_cpu: None,
+                            node_rss_mb: None,
+                            load: 0.0,
                         }
                     }
                 };
+                row.load = load;
+                row.node_cpu = cpu0.zip(bench::proc_cpu(node.pid())).map(|(a, b)| b - a);
+                row.node_rss_mb = bench::proc_peak_rss_mb(node.pid());
                 tracing::info!("{n}: {c:?}: {:.1}s", row.seconds);
                 rows.push(row);
                 node.stop();
@@ -537,8 +568,32 @@ fn main() -> ExitCode {
                 ));
             }
         }
+        for &n in &args.sizes {
+            let secs = |c: Contender| {
+                rows.iter()
+                    .find(|r| r.entities == n && r.contender == c)
+                    .map(|r| r.seconds)
+            };
+            if let (Some(floor), Some(restore)) = (secs(Contender::Floor), secs(Contender::Restore))
+            {
+                out.push_str(&format!(
+                    "- {n}: restore-from-car / Kubo's dag/import: {:.2}x (target: at most 1.3x)\n",
+                    restore / floor
+                ));
+            }
+            if let (Some(reference), Some(restore)) =
+                (secs(Contender::Reference), secs(Contender::Restore))
+            {
+                out.push_str(&format!(
+                    "- {n}: legacy loop / restore-from-car: {:.1}x (target: at least 10x)\n",
+                    reference / restore
+                ));
+            }
+        }
         out.push_str(&format!(
-            "- dag/import with pin-roots={pin_roots}&allow-big-block=true; every contender into a brand-new node\n"
+            "- dag/import with pin-roots={pin_roots}&allow-big-block=true; every contender into a brand-new node; machine: {}; node: {}\n",
+            bench::machine(),
+            node_version,
         ));
         arke_dr::print_line(&out)?;
         Ok(Exit::Ok)
