@@ -54,6 +54,25 @@ struct Row {
     load: f64,
 }
 
+/// The floor of any build: the event chain walked alone, one `block/get` at a time (each event
+/// names the next only inside its own bytes, as a plain-map `prev`), as build-snapshot walks it.
+/// Returns the events walked.
+async fn chain_walk_alone(
+    kubo: &Kubo,
+    head: Option<&str>,
+    stop: Option<&str>,
+) -> anyhow::Result<u64> {
+    let source = arke_core::source::NodeSource { kubo: kubo.clone() };
+    let parse = |c: Option<&str>| {
+        c.filter(|c| !c.is_empty())
+            .map(arke_core::ipld::parse_cid)
+            .transpose()
+    };
+    let mut walk = arke_core::chain::ChainWalk::new(&source, parse(head)?, parse(stop)?);
+    while walk.next().await?.is_some() {}
+    Ok(walk.walked())
+}
+
 /// The legacy full build's request pattern (B1 fixed so that tips are found at all).
 async fn reference_full(
     kubo: &Kubo,
@@ -233,6 +252,29 @@ fn main() -> ExitCode {
             ));
             let dir = tempfile::tempdir()?;
 
+            let head0 = World::new(kubo.clone(), &root, &pointer)
+                .pointer()
+                .await?
+                .event_head
+                .map(|c| c.to_string());
+            let load = bench::loadavg();
+            let cpu0 = bench::proc_cpu(bench::env_node_pid());
+            let t = Instant::now();
+            let walked = chain_walk_alone(&kubo, head0.as_deref(), None).await?;
+            rows.push(Row {
+                what: format!(
+                    "full: floor, the event chain walked alone ({walked} sequential `block/get`s)"
+                ),
+                size: n,
+                entities: 0,
+                seconds: t.elapsed().as_secs_f64(),
+                requests: Some(walked),
+                blocks_written: None,
+                rss_mb: None,
+                cpu: None,
+                node_cpu: node_cpu_since(cpu0),
+                load,
+            });
             let load = bench::loadavg();
             let cpu0 = bench::proc_cpu(bench::env_node_pid());
             let t = Instant::now();
@@ -304,6 +346,22 @@ fn main() -> ExitCode {
             let load = bench::loadavg();
             let cpu0 = bench::proc_cpu(bench::env_node_pid());
             let t = Instant::now();
+            let walked = chain_walk_alone(&kubo, Some(&head), Some(&stop)).await?;
+            rows.push(Row {
+                what: format!("incremental: floor, the new events walked alone ({walked} sequential `block/get`s)"),
+                size: n,
+                entities: 0,
+                seconds: t.elapsed().as_secs_f64(),
+                requests: Some(walked),
+                blocks_written: None,
+                rss_mb: None,
+                cpu: None,
+                node_cpu: node_cpu_since(cpu0),
+                load,
+            });
+            let load = bench::loadavg();
+            let cpu0 = bench::proc_cpu(bench::env_node_pid());
+            let t = Instant::now();
             let requests = reference_incremental(&url, &root, &head, &stop).await?;
             rows.push(Row {
                 what: format!("incremental ({} changes): legacy request loop", picks.len()),
@@ -349,12 +407,16 @@ fn main() -> ExitCode {
         let opt = |v: Option<f64>, d: usize| v.map_or("-".into(), |v| format!("{v:.d$}"));
         for r in &rows {
             table.push_str(&format!(
-                "| {} | {} | {} | {:.1} | {:.0} | {} | {} | {} | {} | {} | {:.1} |\n",
+                "| {} | {} | {} | {:.1} | {} | {} | {} | {} | {} | {} | {:.1} |\n",
                 r.what,
                 r.size,
                 r.entities,
                 r.seconds,
-                r.entities as f64 / r.seconds.max(0.001),
+                if r.entities == 0 {
+                    "-".into()
+                } else {
+                    format!("{:.0}", r.entities as f64 / r.seconds.max(0.001))
+                },
                 r.requests.map_or("-".into(), |v| v.to_string()),
                 r.blocks_written.map_or("-".into(), |v| v.to_string()),
                 opt(r.cpu, 1),
@@ -370,6 +432,7 @@ fn main() -> ExitCode {
                     .find(|r| {
                         r.size == n
                             && r.what.starts_with(prefix)
+                            && !r.what.contains("floor")
                             && r.what.ends_with("build-snapshot") == tool
                     })
                     .map(|r| r.seconds)
@@ -384,6 +447,20 @@ fn main() -> ExitCode {
                 table.push_str(&format!(
                     "- {n}: incremental build / full build: {:.1}% of the full build's time (target at 100,000 entities: under 5%)\n",
                     100.0 * inc / full
+                ));
+            }
+            let floor = |prefix: &str| {
+                rows.iter()
+                    .find(|r| r.size == n && r.what.starts_with(prefix) && r.what.contains("floor"))
+                    .map(|r| r.seconds)
+            };
+            if let (Some(legacy), Some(walk), Some(full)) =
+                (secs("full", false), floor("full"), secs("full", true))
+            {
+                table.push_str(&format!(
+                    "- {n}: the chain walk alone is {:.0}% of the full build's time; no build can beat it, so the ratio to the legacy loop is at most {:.1}x on this node\n",
+                    100.0 * walk / full,
+                    legacy / walk
                 ));
             }
             if let (Some(legacy), Some(inc)) =
