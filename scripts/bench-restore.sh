@@ -13,6 +13,9 @@
 #   WORK_DIR=/tmp/rb scripts/bench-restore.sh      # keep the archives; a rerun reuses them
 #   CONTENDERS=restore,floor scripts/bench-restore.sh
 #   PIN_ROOTS=false scripts/bench-restore.sh       # floor/reference import without pinning the root
+#   REFERENCE_SAMPLE=10000 SIZES=100000 scripts/bench-restore.sh
+#                                                  # the legacy loop for the first 10,000 entries only,
+#                                                  # extrapolated linearly (a lower bound; marked)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 SIZES=${SIZES:-10000}
@@ -25,5 +28,5 @@ scripts/ipfs-node.sh install
 BIN=${CARGO_TARGET_DIR:-$PWD/target}/release
 args=(--sizes "$SIZES" --contenders "$CONTENDERS" --bin-dir "$BIN" --no-progress)
 [ -n "${WORK_DIR:-}" ] && args+=(--work-dir "$WORK_DIR")
-args+=(--pin-roots "$PIN_ROOTS")
+args+=(--pin-roots "$PIN_ROOTS" --reference-sample "${REFERENCE_SAMPLE:-0}")
 exec "$BIN/bench-restore" "${args[@]}"
