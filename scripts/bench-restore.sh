@@ -16,6 +16,9 @@
 #   REFERENCE_SAMPLE=10000 SIZES=100000 scripts/bench-restore.sh
 #                                                  # the legacy loop for the first 10,000 entries only,
 #                                                  # extrapolated linearly (a lower bound; marked)
+#   CONTENDERS=floor,reference,restore REFERENCE_ON_FLOOR_NODE=true scripts/bench-restore.sh
+#                                                  # the reference's loop on the floor's node, after
+#                                                  # its import (one dag/import fewer)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 SIZES=${SIZES:-10000}
@@ -28,5 +31,6 @@ scripts/ipfs-node.sh install
 BIN=${CARGO_TARGET_DIR:-$PWD/target}/release
 args=(--sizes "$SIZES" --contenders "$CONTENDERS" --bin-dir "$BIN" --no-progress)
 [ -n "${WORK_DIR:-}" ] && args+=(--work-dir "$WORK_DIR")
-args+=(--pin-roots "$PIN_ROOTS" --reference-sample "${REFERENCE_SAMPLE:-0}")
+args+=(--pin-roots "$PIN_ROOTS" --reference-sample "${REFERENCE_SAMPLE:-0}" \
+  --reference-on-floor-node "${REFERENCE_ON_FLOOR_NODE:-false}")
 exec "$BIN/bench-restore" "${args[@]}"

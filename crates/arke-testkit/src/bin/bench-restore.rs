@@ -68,6 +68,10 @@ struct Args {
     /// linearly to all of them (a lower bound, marked in the notes); 0: all
     #[arg(long, default_value_t = 0)]
     reference_sample: usize,
+    /// The reference runs its loop on the floor's node after the floor's import (the same
+    /// `dag/import`, so it is done once; put reference right after floor in --contenders)
+    #[arg(long, default_value_t = false, action = clap::ArgAction::Set)]
+    reference_on_floor_node: bool,
     /// restore-from-car's --concurrency
     #[arg(long, default_value_t = 16)]
     concurrency: usize,
@@ -460,13 +464,29 @@ fn main() -> ExitCode {
                 let v: Value = serde_json::from_slice(&meta)?;
                 v["snapshot_cid"].as_str().unwrap_or_default().to_string()
             };
+            let share = args.reference_on_floor_node
+                && args.contenders.contains(&Contender::Floor)
+                && args.contenders.contains(&Contender::Reference);
+            let mut floor_node: Option<(TestNode, f64)> = None;
             for &c in &args.contenders {
-                let node = TestNode::start()?;
+                let reused = match c {
+                    Contender::Reference => floor_node.take(),
+                    _ => None,
+                };
+                let reused_import = reused.as_ref().map(|(_, secs)| *secs);
+                let node = match reused {
+                    Some((node, _)) => node,
+                    None => TestNode::start()?,
+                };
                 if node_version.is_empty() {
                     node_version = bench::kubo_version(node.url());
                 }
                 let url = node.url().to_string();
-                tracing::info!("{n}: {c:?} into a fresh node at {url}");
+                if reused_import.is_some() {
+                    tracing::info!("{n}: {c:?} on the floor's node at {url} (its import reused)");
+                } else {
+                    tracing::info!("{n}: {c:?} into a fresh node at {url}");
+                }
                 let cpu0 = bench::proc_cpu(node.pid());
                 let load = bench::loadavg();
                 let mut row = match c {
@@ -529,10 +549,18 @@ fn main() -> ExitCode {
                     }
                     Contender::Reference => {
                         let t = Instant::now();
-                        let import = curl_import(&url, &archive.car, pin_roots)?;
+                        let import = match reused_import {
+                            Some(secs) => secs,
+                            None => curl_import(&url, &archive.car, pin_roots)?,
+                        };
                         let ([read, looped, pointer], requests, tips, all) =
                             reference_loop(&url, &snapshot, args.reference_sample).await?;
-                        let mut seconds = t.elapsed().as_secs_f64();
+                        let mut seconds = t.elapsed().as_secs_f64() + reused_import.unwrap_or(0.0);
+                        if reused_import.is_some() {
+                            notes.push(format!(
+                                "{n}: the reference ran on the floor's node after its import (the same dag/import, counted once, {import:.1} s)"
+                            ));
+                        }
                         let mut looped = looped;
                         let mut requests = requests;
                         if tips < all {
@@ -573,8 +601,12 @@ fn main() -> ExitCode {
                 row.node_cpu = cpu0.zip(bench::proc_cpu(node.pid())).map(|(a, b)| b - a);
                 row.node_rss_mb = bench::proc_peak_rss_mb(node.pid());
                 tracing::info!("{n}: {c:?}: {:.1}s", row.seconds);
+                if c == Contender::Floor && share {
+                    floor_node = Some((node, row.seconds));
+                } else {
+                    node.stop();
+                }
                 rows.push(row);
-                node.stop();
             }
             tracing::info!("table so far:\n{}", table(&rows));
         }
