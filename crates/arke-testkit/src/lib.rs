@@ -1,6 +1,7 @@
 //! Test support for arke-dr: a real IPFS node speaking the Kubo RPC API ([`node`]), and a
 //! generator of production-shaped Arke data ([`generator`]) behind the `generate-test-data` binary.
 
+pub mod bench;
 pub mod check;
 pub mod generator;
 pub mod independent;

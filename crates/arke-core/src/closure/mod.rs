@@ -295,6 +295,11 @@ pub struct Closure {
     opts: ClosureOptions,
     visited: KeySet,
     wants: KeyMap<Want>,
+    /// The wants' keys in the order they were wanted, for [`Closure::take`]: iterating the map
+    /// from its start instead rescans the buckets emptied by earlier takes on every call
+    /// (quadratic; 18% of verify-car's CPU at 100K entities). Keys whose want has left the map
+    /// by another way (`offer`, `fail`) are skipped when they come up.
+    order: std::collections::VecDeque<BlockKey>,
     report: ClosureReport,
     /// Event head the driver must walk (set once the root is known).
     event_head: Option<Cid>,
@@ -334,6 +339,7 @@ impl Closure {
             opts,
             visited: KeySet::default(),
             wants: KeyMap::default(),
+            order: std::collections::VecDeque::new(),
             report: ClosureReport::default(),
             event_head: None,
             events_required: false,
@@ -389,6 +395,7 @@ impl Closure {
             // Keep the first role, but a block wanted as required by anyone is required.
             Some(w) => w.required |= required,
             None => {
+                self.order.push_back(k);
                 self.wants.insert(
                     k,
                     Want {
@@ -417,10 +424,16 @@ impl Closure {
     /// Hands out up to `max` wanted blocks for fetching. Each must come back through
     /// [`Closure::deliver`], [`Closure::deliver_leaf`] or [`Closure::fail`].
     pub fn take(&mut self, max: usize) -> Vec<Want> {
-        let keys: Vec<BlockKey> = self.wants.keys().take(max).copied().collect();
-        keys.into_iter()
-            .filter_map(|k| self.wants.remove(&k))
-            .collect()
+        let mut out = Vec::new();
+        while out.len() < max {
+            let Some(k) = self.order.pop_front() else {
+                break;
+            };
+            if let Some(w) = self.wants.remove(&k) {
+                out.push(w);
+            }
+        }
+        out
     }
 
     /// A block from a bulk stream (already verified against its CID).

@@ -1,8 +1,10 @@
-//! bench-restore: restore-from-car against the node's own `dag/import` of the same archive (the
-//! floor) and against a reference loop that does what the legacy `restore_from_car.py` did
-//! (`dag/import`, then for each snapshot entry `files/mkdir` and `files/write` of the bare CID,
-//! one request at a time, then the pointer), side by side in the same run. Each contender gets a
-//! brand-new node. Prints a Markdown table. Run it through `scripts/bench-restore.sh`.
+//! bench-restore: restore-from-car against the node's own `dag/import` (Kubo's) of the same
+//! archive with its root pinned (the floor) and against a reference loop that does what the
+//! legacy `restore_from_car.py` did (`dag/import` with the root pinned, then for each snapshot
+//! entry `files/mkdir` and `files/write` of the bare CID, one request at a time, then the
+//! pointer), side by side in the same run. Each contender gets a brand-new node; the node's CPU
+//! seconds over the contender's run come from `/proc/<pid>/stat`. Prints a Markdown table. Run
+//! it through `scripts/bench-restore.sh`.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -15,6 +17,7 @@ use arke_core::report::Exit;
 use arke_core::shard::{EntityId, ShardRule};
 use arke_core::source::NodeSource;
 use arke_dr::args::OutputArgs;
+use arke_testkit::bench;
 use arke_testkit::node::TestNode;
 use clap::{Parser, ValueEnum};
 use serde_json::Value;
@@ -57,11 +60,18 @@ struct Args {
     /// generating the data again (default: a temporary folder, removed at the end)
     #[arg(long)]
     work_dir: Option<PathBuf>,
-    /// pin-roots in the floor's and the reference's dag/import. Off by default: js-ipfs's
-    /// recursive pin opens every block of the DAG at once and fails with EMFILE past the
-    /// open-file limit (20,000 here: about 10K entities), so the floor is the import alone
-    #[arg(long, default_value_t = false, action = clap::ArgAction::Set)]
+    /// pin-roots in the floor's and the reference's dag/import (the legacy script pinned the
+    /// root; restore-from-car pins every block too, so the floor pins as well)
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pin_roots: bool,
+    /// Run the reference's per-entity loop for only this many entries and extrapolate its time
+    /// linearly to all of them (a lower bound, marked in the notes); 0: all
+    #[arg(long, default_value_t = 0)]
+    reference_sample: usize,
+    /// The reference runs its loop on the floor's node after the floor's import (the same
+    /// `dag/import`, so it is done once; put reference right after floor in --contenders)
+    #[arg(long, default_value_t = false, action = clap::ArgAction::Set)]
+    reference_on_floor_node: bool,
     /// restore-from-car's --concurrency
     #[arg(long, default_value_t = 16)]
     concurrency: usize,
@@ -89,6 +99,12 @@ struct Row {
     phases: [Option<f64>; 8],
     requests: Option<u64>,
     rss_mb: Option<f64>,
+    /// The node's CPU seconds over the contender's run.
+    node_cpu: Option<f64>,
+    /// The node's peak RSS at the end of the contender's run (a brand-new node each time).
+    node_rss_mb: Option<f64>,
+    /// 1-minute load average when the contender started.
+    load: f64,
 }
 
 /// An archive to restore.
@@ -276,7 +292,11 @@ fn run_restore(args: &Args, url: &str, car: &Path) -> anyhow::Result<(f64, Value
 /// for each entry `files/mkdir <root>/{pi[:2]}/{pi[2:4]} parents=true` and `files/write
 /// create=true truncate=true` of the bare CID, sequentially, then the pointer. Returns the
 /// seconds of (snapshot read, entry loop, pointer), the request count and the tips written.
-async fn reference_loop(url: &str, car_snapshot: &str) -> anyhow::Result<([f64; 3], u64, usize)> {
+async fn reference_loop(
+    url: &str,
+    car_snapshot: &str,
+    sample: usize,
+) -> anyhow::Result<([f64; 3], u64, usize, usize)> {
     let kubo = Kubo::new(KuboConfig::new(url, None).map_err(|e| anyhow::anyhow!(e))?)?;
     let http = reqwest::Client::new();
     let api = format!("{}/api/v0", url.trim_end_matches('/'));
@@ -289,7 +309,12 @@ async fn reference_loop(url: &str, car_snapshot: &str) -> anyhow::Result<([f64; 
     let mut requests = kubo.requests() - before;
     let read = t.elapsed().as_secs_f64();
     let t = Instant::now();
-    for e in &loaded.entries {
+    let take = if sample == 0 {
+        loaded.entries.len()
+    } else {
+        sample.min(loaded.entries.len())
+    };
+    for e in loaded.entries.iter().take(take) {
         let id = EntityId::parse(&e.id)?;
         let (a, b) = id.shard(ShardRule::Legacy);
         let dir = format!("{ROOT}/{a}/{b}");
@@ -365,6 +390,7 @@ async fn reference_loop(url: &str, car_snapshot: &str) -> anyhow::Result<([f64; 
     Ok((
         [read, looped, t.elapsed().as_secs_f64()],
         requests,
+        take,
         loaded.entries.len(),
     ))
 }
@@ -378,8 +404,10 @@ fn table(rows: &[Row]) -> String {
     for p in PHASES {
         t.push_str(&format!(" {p} |"));
     }
-    t.push_str(" × floor | reference ÷ this | requests | peak RSS MB |\n|---|---|---|");
-    t.push_str(&"---|".repeat(PHASES.len() + 4));
+    t.push_str(
+        " × floor | reference ÷ this | requests | peak RSS MB | node CPU s | node peak RSS MB | load |\n|---|---|---|",
+    );
+    t.push_str(&"---|".repeat(PHASES.len() + 7));
     t.push('\n');
     for r in rows {
         let same = |c: Contender| {
@@ -397,11 +425,14 @@ fn table(rows: &[Row]) -> String {
             t.push_str(&format!(" {} |", fmt_secs(p)));
         }
         t.push_str(&format!(
-            " {} | {} | {} | {} |\n",
+            " {} | {} | {} | {} | {} | {} | {:.1} |\n",
             same(Contender::Floor).map_or("-".into(), |f| format!("{:.2}", r.seconds / f)),
             same(Contender::Reference).map_or("-".into(), |f| format!("{:.1}", f / r.seconds)),
             r.requests.map_or("-".into(), |v| v.to_string()),
             r.rss_mb.map_or("-".into(), |v| format!("{v:.0}")),
+            r.node_cpu.map_or("-".into(), |v| format!("{v:.1}")),
+            r.node_rss_mb.map_or("-".into(), |v| format!("{v:.0}")),
+            r.load,
         ));
     }
     t
@@ -417,6 +448,7 @@ fn main() -> ExitCode {
         let pin_roots = args.pin_roots;
         let mut rows: Vec<Row> = Vec::new();
         let mut notes = Vec::new();
+        let mut node_version = String::new();
         for &n in &args.sizes {
             let archive = make_archive(&args, n, &work)?;
             notes.push(format!(
@@ -432,11 +464,32 @@ fn main() -> ExitCode {
                 let v: Value = serde_json::from_slice(&meta)?;
                 v["snapshot_cid"].as_str().unwrap_or_default().to_string()
             };
+            let share = args.reference_on_floor_node
+                && args.contenders.contains(&Contender::Floor)
+                && args.contenders.contains(&Contender::Reference);
+            let mut floor_node: Option<(TestNode, f64)> = None;
             for &c in &args.contenders {
-                let node = TestNode::start()?;
+                let reused = match c {
+                    Contender::Reference => floor_node.take(),
+                    _ => None,
+                };
+                let reused_import = reused.as_ref().map(|(_, secs)| *secs);
+                let node = match reused {
+                    Some((node, _)) => node,
+                    None => TestNode::start()?,
+                };
+                if node_version.is_empty() {
+                    node_version = bench::kubo_version(node.url());
+                }
                 let url = node.url().to_string();
-                tracing::info!("{n}: {c:?} into a fresh node at {url}");
-                let row = match c {
+                if reused_import.is_some() {
+                    tracing::info!("{n}: {c:?} on the floor's node at {url} (its import reused)");
+                } else {
+                    tracing::info!("{n}: {c:?} into a fresh node at {url}");
+                }
+                let cpu0 = bench::proc_cpu(node.pid());
+                let load = bench::loadavg();
+                let mut row = match c {
                     Contender::Floor => {
                         let secs = curl_import(&url, &archive.car, pin_roots)?;
                         let mut phases = [None; 8];
@@ -448,6 +501,9 @@ fn main() -> ExitCode {
                             phases,
                             requests: Some(1),
                             rss_mb: None,
+                            node_cpu: None,
+                            node_rss_mb: None,
+                            load: 0.0,
                         }
                     }
                     Contender::Restore => {
@@ -486,16 +542,43 @@ fn main() -> ExitCode {
                             phases,
                             requests: None,
                             rss_mb: rss,
+                            node_cpu: None,
+                            node_rss_mb: None,
+                            load: 0.0,
                         }
                     }
                     Contender::Reference => {
                         let t = Instant::now();
-                        let import = curl_import(&url, &archive.car, pin_roots)?;
-                        let ([read, looped, pointer], requests, tips) =
-                            reference_loop(&url, &snapshot).await?;
-                        notes.push(format!(
-                            "{n}: the reference wrote {tips} tips (the snapshot's entries only, at the legacy shard paths) in {requests} requests"
-                        ));
+                        let import = match reused_import {
+                            Some(secs) => secs,
+                            None => curl_import(&url, &archive.car, pin_roots)?,
+                        };
+                        let ([read, looped, pointer], requests, tips, all) =
+                            reference_loop(&url, &snapshot, args.reference_sample).await?;
+                        let mut seconds = t.elapsed().as_secs_f64() + reused_import.unwrap_or(0.0);
+                        if reused_import.is_some() {
+                            notes.push(format!(
+                                "{n}: the reference ran on the floor's node after its import (the same dag/import, counted once, {import:.1} s)"
+                            ));
+                        }
+                        let mut looped = looped;
+                        let mut requests = requests;
+                        if tips < all {
+                            // A lower bound: each files/write rewrites the shard directories up to
+                            // the MFS root, so later writes (a fuller index) cost more, not less.
+                            let scale = all as f64 / tips.max(1) as f64;
+                            seconds += looped * (scale - 1.0);
+                            notes.push(format!(
+                                "{n}: the reference's loop ran for the first {tips} of {all} entries ({looped:.1} s, {requests} requests) and is EXTRAPOLATED linearly to all of them ({:.1} s): a lower bound, since every files/write rewrites the shard directories up to the MFS root and the index only grows",
+                                looped * scale
+                            ));
+                            looped *= scale;
+                            requests = (requests as f64 * scale).round() as u64;
+                        } else {
+                            notes.push(format!(
+                                "{n}: the reference wrote {tips} tips (the snapshot's entries only, at the legacy shard paths) in {requests} requests"
+                            ));
+                        }
                         let mut phases = [None; 8];
                         phases[1] = Some(read);
                         phases[3] = Some(import);
@@ -504,16 +587,26 @@ fn main() -> ExitCode {
                         Row {
                             entities: n,
                             contender: c,
-                            seconds: t.elapsed().as_secs_f64(),
+                            seconds,
                             phases,
                             requests: Some(requests + 1),
                             rss_mb: None,
+                            node_cpu: None,
+                            node_rss_mb: None,
+                            load: 0.0,
                         }
                     }
                 };
+                row.load = load;
+                row.node_cpu = cpu0.zip(bench::proc_cpu(node.pid())).map(|(a, b)| b - a);
+                row.node_rss_mb = bench::proc_peak_rss_mb(node.pid());
                 tracing::info!("{n}: {c:?}: {:.1}s", row.seconds);
+                if c == Contender::Floor && share {
+                    floor_node = Some((node, row.seconds));
+                } else {
+                    node.stop();
+                }
                 rows.push(row);
-                node.stop();
             }
             tracing::info!("table so far:\n{}", table(&rows));
         }
@@ -537,8 +630,32 @@ fn main() -> ExitCode {
                 ));
             }
         }
+        for &n in &args.sizes {
+            let secs = |c: Contender| {
+                rows.iter()
+                    .find(|r| r.entities == n && r.contender == c)
+                    .map(|r| r.seconds)
+            };
+            if let (Some(floor), Some(restore)) = (secs(Contender::Floor), secs(Contender::Restore))
+            {
+                out.push_str(&format!(
+                    "- {n}: restore-from-car / Kubo's dag/import: {:.2}x (target: at most 1.3x)\n",
+                    restore / floor
+                ));
+            }
+            if let (Some(reference), Some(restore)) =
+                (secs(Contender::Reference), secs(Contender::Restore))
+            {
+                out.push_str(&format!(
+                    "- {n}: legacy loop / restore-from-car: {:.1}x (target: at least 10x)\n",
+                    reference / restore
+                ));
+            }
+        }
         out.push_str(&format!(
-            "- dag/import with pin-roots={pin_roots}&allow-big-block=true; every contender into a brand-new node\n"
+            "- dag/import with pin-roots={pin_roots}&allow-big-block=true; every contender into a brand-new node; machine: {}; node: {}\n",
+            bench::machine(),
+            node_version,
         ));
         arke_dr::print_line(&out)?;
         Ok(Exit::Ok)
