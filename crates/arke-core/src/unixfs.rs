@@ -259,14 +259,30 @@ pub fn directory(entries: &[(String, Cid, u64)], emit: &mut dyn FnMut(Cid, Vec<u
         .iter()
         .map(|(name, cid, _)| name.len() + cid.encoded_len())
         .sum();
-    let (cid, block, below) = if estimated > HAMT_THRESHOLD {
-        let hashed: Vec<Hashed<'_>> = entries
+    let hashed: Vec<Hashed<'_>> = if estimated > HAMT_THRESHOLD {
+        entries
             .iter()
             .map(|e| (e, murmur3_x64_64(e.0.as_bytes())))
-            .collect();
+            .collect()
+    } else {
+        Vec::new()
+    };
+    // Two names with the same 64-bit hash cannot both have a place in a HAMT (boxo refuses
+    // them: "sharded directory too deep"), and murmur3 collisions can be made on purpose: such
+    // a directory is written basic (valid UnixFS, which Kubo reads) rather than recursing forever.
+    let collide = {
+        let mut h: Vec<[u8; 8]> = hashed.iter().map(|e| e.1).collect();
+        h.sort_unstable();
+        h.windows(2).any(|w| w[0] == w[1])
+    };
+    if collide {
+        tracing::warn!(
+            "two names in one directory share a HAMT hash: written as a basic directory"
+        );
+    }
+    let (cid, block, below) = if !hashed.is_empty() && !collide {
         let refs: Vec<&Hashed<'_>> = hashed.iter().collect();
-        let (cid, block, below) = hamt_shard(&refs, 0, emit);
-        (cid, block, below)
+        hamt_shard(&refs, 0, emit)
     } else {
         let (cid, block) = dir_block(entries);
         (cid, block, entries.iter().map(|e| e.2).sum())
