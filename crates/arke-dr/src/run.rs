@@ -54,22 +54,9 @@ fn report_error(tool: &str, err: &anyhow::Error) {
     });
 }
 
-/// The context chain joined into one line, which is what cron mails and log greps want. A cause
-/// that an outer message already quotes (error types that print their source and also return it
-/// from `source()`) is left out, so that no cause appears twice.
+/// The context chain on one line, each cause once (see `arke_core::report::one_line`).
 fn one_line(err: &anyhow::Error) -> String {
-    let mut line = String::new();
-    for cause in err.chain() {
-        let text = cause.to_string();
-        if line.contains(text.as_str()) {
-            continue;
-        }
-        if !line.is_empty() {
-            line.push_str(": ");
-        }
-        line.push_str(&text);
-    }
-    line
+    arke_core::report::one_line(err.as_ref())
 }
 
 fn init_logging(out: &OutputArgs) {

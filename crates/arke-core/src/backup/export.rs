@@ -787,7 +787,6 @@ async fn capture_live(
                 .collect();
             let changed: Vec<(String, Cid)> = scan
                 .tips
-                .clone()
                 .into_iter()
                 .filter(|(id, t)| {
                     !known

@@ -229,18 +229,7 @@ impl Kubo {
         arg: &str,
         e: &reqwest::Error,
     ) -> KuboError {
-        // reqwest's chain repeats itself ("request or response body error" twice): each cause
-        // once, in order.
-        let mut reason = e.to_string();
-        let mut src = std::error::Error::source(e);
-        while let Some(s) = src {
-            let text = s.to_string();
-            if !reason.contains(text.as_str()) {
-                reason.push_str(": ");
-                reason.push_str(&text);
-            }
-            src = s.source();
-        }
+        let reason = crate::report::one_line(e);
         if e.is_timeout() {
             KuboError::Timeout {
                 call,

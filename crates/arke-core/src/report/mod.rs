@@ -11,3 +11,22 @@ pub mod progress;
 pub use exit::{Exit, Failure, classify};
 pub use json::{ErrorEntry, Report, Status};
 pub use progress::{Counts, Progress, ProgressSink, Task, TaskView, Unit, human_bytes};
+
+/// An error and its causes on one line, each cause once: a cause an outer message already
+/// quotes (error types that print their source and also return it from `source()`, reqwest's
+/// repeated "request or response body error") is left out. What cron mails and log greps want.
+pub fn one_line(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut line = String::new();
+    let mut cur = Some(err);
+    while let Some(e) = cur {
+        let text = e.to_string();
+        if !line.contains(text.as_str()) {
+            if !line.is_empty() {
+                line.push_str(": ");
+            }
+            line.push_str(&text);
+        }
+        cur = e.source();
+    }
+    line
+}
