@@ -61,6 +61,102 @@ pub struct Descriptor {
     /// Live-state items left out because they could not be read or trusted, as `[cid, reason]`
     /// (at most [`MAX_LISTED_MISSING`]): the archive keeps the snapshot's state for them.
     pub skipped: Vec<(String, String)>,
+    /// An incremental archive: the archives it builds on (absent in a full archive).
+    pub chain: Option<ChainInfo>,
+}
+
+/// Where an incremental archive sits in its chain. Everything is plain data (the root CIDs are
+/// strings), so nothing here is followed by a pin, an import or a closure walk: the chain is
+/// found and checked from the files alone.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ChainInfo {
+    /// The archive this one adds to.
+    pub parent: ArchiveRef,
+    /// The full archive at the start of the chain.
+    pub base: ArchiveRef,
+    /// 1 for the first incremental after the base.
+    pub depth: u64,
+}
+
+/// One archive as a later one names it: enough to find the file and to prove it is the file
+/// that was there when the later one was written.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ArchiveRef {
+    /// The file name (no folder: a chain is moved as a whole).
+    pub file: String,
+    pub sha256: String,
+    /// The archive's root (its descriptor).
+    pub root: String,
+    /// Blocks in the file, the descriptor included.
+    pub blocks: u64,
+    pub size: u64,
+}
+
+impl ArchiveRef {
+    fn to_ipld(&self) -> Ipld {
+        let s = |v: &str| Ipld::String(v.to_owned());
+        Ipld::Map(BTreeMap::from([
+            ("file".into(), s(&self.file)),
+            ("sha256".into(), s(&self.sha256)),
+            ("root".into(), s(&self.root)),
+            ("blocks".into(), Ipld::Integer(self.blocks.into())),
+            ("size".into(), Ipld::Integer(self.size.into())),
+        ]))
+    }
+
+    fn from_ipld(field: &str, v: &Ipld) -> Result<ArchiveRef, ModelError> {
+        let Ipld::Map(m) = v else {
+            return Err(bad(field, "not a map"));
+        };
+        let string = |k: &str| match m.get(k) {
+            Some(Ipld::String(s)) if !s.is_empty() => Ok(s.clone()),
+            _ => Err(bad(field, format!("{k} is not a string"))),
+        };
+        let uint = |k: &str| match m.get(k) {
+            Some(Ipld::Integer(i)) => u64::try_from(*i).map_err(|_| bad(field, "negative")),
+            _ => Err(bad(field, format!("{k} is not an integer"))),
+        };
+        let file = string("file")?;
+        // The name is joined to a folder: it must be a plain name.
+        if file.contains('/') || file.contains('\\') || file == "." || file == ".." {
+            return Err(bad(
+                field,
+                format!("file {file:?} is not a plain file name"),
+            ));
+        }
+        Ok(ArchiveRef {
+            file,
+            sha256: string("sha256")?,
+            root: string("root")?,
+            blocks: uint("blocks")?,
+            size: uint("size")?,
+        })
+    }
+}
+
+impl ChainInfo {
+    fn insert_into(&self, m: &mut BTreeMap<String, Ipld>) {
+        m.insert("parent".into(), self.parent.to_ipld());
+        m.insert("base".into(), self.base.to_ipld());
+        m.insert("chain_depth".into(), Ipld::Integer(self.depth.into()));
+    }
+
+    fn from_map(m: &BTreeMap<String, Ipld>) -> Result<Option<ChainInfo>, ModelError> {
+        let (parent, base) = match (m.get("parent"), m.get("base")) {
+            (None | Some(Ipld::Null), None | Some(Ipld::Null)) => return Ok(None),
+            (Some(p), Some(b)) => (p, b),
+            _ => return Err(bad("parent", "parent and base go together")),
+        };
+        let depth = match m.get("chain_depth") {
+            Some(Ipld::Integer(i)) if *i >= 1 => *i as u64,
+            _ => return Err(bad("chain_depth", "not an integer of at least 1")),
+        };
+        Ok(Some(ChainInfo {
+            parent: ArchiveRef::from_ipld("parent", parent)?,
+            base: ArchiveRef::from_ipld("base", base)?,
+            depth,
+        }))
+    }
 }
 
 /// `[[cid, text], ...]`, at most [`MAX_LISTED_MISSING`] pairs.
@@ -158,6 +254,9 @@ impl Descriptor {
             self.index_root.as_deref().map_or(Ipld::Null, s),
         );
         m.insert("skipped".into(), pairs(&self.skipped));
+        if let Some(c) = &self.chain {
+            c.insert_into(&mut m);
+        }
         Ipld::Map(m)
     }
 
@@ -241,6 +340,7 @@ impl Descriptor {
             index_cid: string("index_cid"),
             index_root: string("index_root"),
             skipped: from_pairs(m.get("skipped")),
+            chain: ChainInfo::from_map(m)?,
         })
     }
 }
@@ -318,13 +418,30 @@ mod tests {
             index_cid: Some("QmUNLLsPACCz1vLxQVkXqqLX5R1X345qqfHbsf67hvA3Nn".into()),
             index_root: Some("/arke/index".into()),
             skipped: vec![("bafk".into(), "entity Y: not a manifest".into())],
+            chain: Some(ChainInfo {
+                parent: ArchiveRef {
+                    file: "arke-7-20261121-000000.car".into(),
+                    sha256: "ab".repeat(32),
+                    root: ipld::cid_v1(ipld::DAG_CBOR, b"p").to_string(),
+                    blocks: 10,
+                    size: 1000,
+                },
+                base: ArchiveRef {
+                    file: "arke-5-20261119-000000.car".into(),
+                    sha256: "cd".repeat(32),
+                    root: ipld::cid_v1(ipld::DAG_CBOR, b"b").to_string(),
+                    blocks: 100,
+                    size: 10000,
+                },
+                depth: 2,
+            }),
         };
         let (cid, bytes) = d.encode().unwrap();
         assert_eq!(cid.codec(), ipld::DAG_CBOR);
         let back = Descriptor::from_ipld(&ipld::decode(&cid, &bytes).unwrap()).unwrap();
         assert_eq!(back, d);
-        // The snapshot, event head and live chunks are real links; the pointer's and the index
-        // directory's CIDs are not.
+        // The snapshot, event head and live chunks are real links; the pointer's, the index
+        // directory's and the chain's CIDs are not.
         let links = ipld::links(&cid, &bytes).unwrap();
         assert_eq!(links.len(), 3);
     }

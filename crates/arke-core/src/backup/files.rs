@@ -164,7 +164,10 @@ impl BackupFiles {
 
     /// Retention after a successful export: an archive is kept when it is among the newest
     /// `keep_last`, or younger than `keep_days` (either policy keeps it; with neither given
-    /// nothing is deleted). `just_written` is never deleted. Returns the deleted CARs.
+    /// nothing is deleted), and so is every archive a kept incremental builds on (its chain
+    /// down to the base): chains are only ever deleted whole, from their newest member down,
+    /// so an interrupted run never leaves an incremental without its parent. `just_written` is
+    /// never deleted. Returns the deleted CARs.
     pub fn prune(
         &self,
         keep_last: Option<usize>,
@@ -177,29 +180,57 @@ impl BackupFiles {
         }
         let archives = self.archives()?;
         let total = archives.len();
+        let mut kept: Vec<bool> = archives
+            .iter()
+            .enumerate()
+            .map(|(i, a)| {
+                let newest_rank = total - i; // 1 = newest
+                keep_last.is_some_and(|n| newest_rank <= n)
+                    || keep_days.is_some_and(|d| {
+                        now.signed_duration_since(a.stamp) < chrono::Duration::days(d as i64)
+                    })
+                    || a.car == just_written
+            })
+            .collect();
+        self.keep_parents(&archives, &mut kept);
         let mut deleted = Vec::new();
-        for (i, a) in archives.iter().enumerate() {
-            let newest_rank = total - i; // 1 = newest
-            let kept_by_count = keep_last.is_some_and(|n| newest_rank <= n);
-            let kept_by_age = keep_days.is_some_and(|d| {
-                now.signed_duration_since(a.stamp) < chrono::Duration::days(d as i64)
-            });
-            if kept_by_count || kept_by_age || a.car == just_written {
-                continue;
-            }
+        for (a, _) in archives.iter().zip(&kept).rev().filter(|(_, k)| !**k) {
             // The .car first: a crash here leaves a .json without its .car, which the next
             // run removes, never a .car that lost its metadata.
             std::fs::remove_file(&a.car)?;
-            let meta = meta_path(&a.car);
-            if meta.exists() {
-                std::fs::remove_file(&meta)?;
+            for side in [meta_path(&a.car), super::chain::stamp_path(&a.car)] {
+                if side.exists() {
+                    std::fs::remove_file(&side)?;
+                }
             }
             deleted.push(a.car.clone());
         }
+        deleted.reverse();
         if !deleted.is_empty() {
             crate::fsutil::sync_dir(&self.dir)?;
         }
         Ok(deleted)
+    }
+
+    /// Marks as kept every archive a kept incremental names as its parent, transitively
+    /// (newest first, so one pass reaches the base). A kept archive whose descriptor cannot be
+    /// read keeps nothing more: it is not an incremental this tool can restore anyway.
+    fn keep_parents(&self, archives: &[ArchiveFile], kept: &mut [bool]) {
+        for i in (0..archives.len()).rev() {
+            if !kept[i] {
+                continue;
+            }
+            let Ok(m) = super::chain::read_descriptor(&archives[i].car) else {
+                continue;
+            };
+            let Some(info) = m.descriptor.chain else {
+                continue;
+            };
+            let parent = self.dir.join(&info.parent.file);
+            if let Some(j) = archives.iter().position(|a| a.car == parent) {
+                kept[j] = true;
+            }
+        }
     }
 }
 

@@ -11,8 +11,9 @@ use std::sync::Mutex;
 use cid::Cid;
 use serde::Serialize;
 
+use super::chain;
 use super::files::{BackupFiles, meta_path};
-use crate::car::{CarIndex, IndexSource, ReaderOptions, ScanOptions, ScanReport};
+use crate::car::{CarIndex, ChainSource, ReaderOptions, ScanOptions, ScanReport};
 use crate::closure::walk::{self, Discard};
 use crate::closure::{Closure, ClosureOptions, ClosureReport, Finding, Severity};
 use crate::ipld::{self, same_block};
@@ -30,6 +31,8 @@ pub struct VerifyCarOptions {
     pub max_section: usize,
     /// Hashing threads (0: one per core).
     pub threads: usize,
+    /// Where an incremental's parents are looked for (default: the archive's folder).
+    pub chain_dir: Option<PathBuf>,
 }
 
 impl Default for VerifyCarOptions {
@@ -40,6 +43,7 @@ impl Default for VerifyCarOptions {
             allow_unverifiable: false,
             max_section: crate::car::DEFAULT_MAX_SECTION,
             threads: 0,
+            chain_dir: None,
         }
     }
 }
@@ -70,6 +74,20 @@ pub struct CarReport {
     pub closure: Option<ClosureReport>,
     pub scan: ScanReport,
     pub findings: Vec<Finding>,
+    /// An incremental's parents as checked, base first (empty for a full archive).
+    pub chain: Vec<ChainFile>,
+}
+
+/// One parent of an incremental archive, as verify-car checked it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ChainFile {
+    pub file: String,
+    pub depth: u64,
+    pub sha256: Option<String>,
+    /// The sha256 is the one its child names.
+    pub sha256_ok: bool,
+    /// Corrupt, unverifiable and repeated sections found by its scan.
+    pub bad_blocks: u64,
 }
 
 impl CarReport {
@@ -141,21 +159,96 @@ pub async fn verify_car(
 }
 
 /// [`verify_car`], also handing back the index for a caller that goes on reading the file
-/// (restore-from-car).
+/// (restore-from-car). For an incremental archive, use [`verify_chain`].
 pub async fn verify_car_indexed(
     path: &Path,
     opts: &VerifyCarOptions,
     progress: &Progress,
 ) -> Result<(CarReport, CarIndex), crate::car::CarError> {
+    let mut v = verify_chain(path, opts, progress).await?;
+    let index = v
+        .indexes
+        .pop()
+        .expect("the file's own index is always there");
+    Ok((v.report, index))
+}
+
+/// A verified archive with its parent chain (empty for a full archive).
+#[derive(Debug)]
+pub struct VerifiedChain {
+    pub report: CarReport,
+    /// The chain's members, base first, the file itself last (one member for a full archive).
+    pub members: Vec<PathBuf>,
+    /// Their indexes, in the same order.
+    pub indexes: Vec<CarIndex>,
+}
+
+/// Verifies the archive at `path` and, when it is an incremental, its whole chain: the parents
+/// are found by name in `opts.chain_dir` (default: the file's folder), each re-hashed (sha256
+/// against what its child names; every block in a full check), and the closure is walked over
+/// the union. A missing or altered parent is a finding that names it. `Err` only for what
+/// prevents reading the file itself.
+pub async fn verify_chain(
+    path: &Path,
+    opts: &VerifyCarOptions,
+    progress: &Progress,
+) -> Result<VerifiedChain, crate::car::CarError> {
     let (meta, meta_err, meta_file) = read_meta(path);
     let want_sha = meta.as_ref().and_then(BackupFiles::meta_sha256);
+    let (index, scan) = scan_file(path, opts, want_sha.is_some(), progress).await?;
+    let mut report = new_report(path, opts, &index, scan, meta_file);
+    if let Some(e) = &meta_err {
+        report.error("metadata", None, format!("metadata does not parse: {e}"));
+    }
+    scan_findings(&mut report, opts);
+    meta_findings(&mut report, meta.as_ref());
+    let mut v = VerifiedChain {
+        report,
+        members: vec![path.to_path_buf()],
+        indexes: vec![index],
+    };
+    let Some(root) = choose_root(&mut v.report, opts, &v.indexes[0]) else {
+        v.report = finish(v.report);
+        return Ok(v);
+    };
+    if let Err(e) = parents(&mut v, path, opts, progress).await {
+        v.report.error("chain", None, e);
+        v.report = finish(v.report);
+        return Ok(v);
+    }
+    if opts.quick {
+        quick_root(&mut v.report, v.indexes.last().expect("own index"), root);
+        check_meta_root(&mut v.report, meta.as_ref());
+        v.report = finish(v.report);
+        return Ok(v);
+    }
+    walk_closure(
+        &mut v,
+        root,
+        opts,
+        progress,
+        meta.is_none() && meta_err.is_none(),
+    )
+    .await;
+    check_meta_root(&mut v.report, meta.as_ref());
+    v.report = finish(v.report);
+    Ok(v)
+}
+
+/// Re-hashes the file while indexing it (`--quick`: only its sha256).
+async fn scan_file(
+    path: &Path,
+    opts: &VerifyCarOptions,
+    has_sha: bool,
+    progress: &Progress,
+) -> Result<(CarIndex, ScanReport), crate::car::CarError> {
     let scan_opts = ScanOptions {
         reader: ReaderOptions {
             max_section: opts.max_section,
             allow_no_roots: false,
         },
         hash_blocks: !opts.quick,
-        file_sha256: opts.quick || want_sha.is_some(),
+        file_sha256: opts.quick || has_sha,
         threads: opts.threads,
     };
     let task = progress.task(
@@ -164,18 +257,27 @@ pub async fn verify_car_indexed(
         Unit::Bytes,
     );
     let owned_path = path.to_path_buf();
-    let (index, scan) = {
+    let scanned = {
         let task = task.clone();
         tokio::task::spawn_blocking(move || CarIndex::scan(&owned_path, &scan_opts, &task))
             .await
             .map_err(|e| crate::car::CarError::Io {
                 offset: 0,
                 source: std::io::Error::other(e.to_string()),
-            })??
+            })?
     };
     task.finish();
+    scanned
+}
 
-    let mut report = CarReport {
+fn new_report(
+    path: &Path,
+    opts: &VerifyCarOptions,
+    index: &CarIndex,
+    scan: ScanReport,
+    meta_file: Option<PathBuf>,
+) -> CarReport {
+    CarReport {
         car_file: path.display().to_string(),
         snapshot_cid: None,
         manifest_count: 0,
@@ -196,10 +298,12 @@ pub async fn verify_car_indexed(
         closure: None,
         scan,
         findings: Vec::new(),
-    };
-    if let Some(e) = &meta_err {
-        report.error("metadata", None, format!("metadata does not parse: {e}"));
+        chain: Vec::new(),
     }
+}
+
+/// What the scan found: a stream that ends early, bad blocks, repeated sections.
+fn scan_findings(report: &mut CarReport, opts: &VerifyCarOptions) {
     if let Some(e) = report.scan.stream_error.clone() {
         report.error(
             "stream",
@@ -238,9 +342,13 @@ pub async fn verify_car_indexed(
             format!("{} more bad blocks not listed", bad_total - listed),
         );
     }
-    // A section written twice fails verification (it was a warning, and an unnamed one):
-    // export-car writes every block once, so a repeated section means the file is not what it
-    // wrote (a section spliced in twice, a bad concatenation). Each repeat is named.
+    duplicate_findings(report);
+}
+
+/// A section written twice fails verification (it was a warning, and an unnamed one):
+/// export-car writes every block once, so a repeated section means the file is not what it
+/// wrote (a section spliced in twice, a bad concatenation). Each repeat is named.
+fn duplicate_findings(report: &mut CarReport) {
     for b in report.scan.duplicate_blocks.clone() {
         report.findings.push(Finding {
             severity: Severity::Error,
@@ -262,28 +370,32 @@ pub async fn verify_car_indexed(
             format!("{n} more duplicate blocks not listed"),
         );
     }
+}
 
-    // Metadata against the file.
-    if let Some(m) = &meta {
-        if m.size_bytes != report.scan.file_size {
-            let msg = format!(
-                "metadata says {} bytes, the file has {}",
-                m.size_bytes, report.scan.file_size
-            );
-            report.error("metadata", None, msg);
-        }
-        if let (Some(want), Some(got)) = (BackupFiles::meta_sha256(m), &report.scan.sha256)
-            && !want.eq_ignore_ascii_case(got)
-        {
-            let msg = format!("metadata sha256 {want} but the file hashes to {got}");
-            report.error("metadata", None, msg);
-        }
+/// The metadata's size and sha256 against the file.
+fn meta_findings(report: &mut CarReport, meta: Option<&BackupMeta>) {
+    let Some(m) = meta else {
+        return;
+    };
+    if m.size_bytes != report.scan.file_size {
+        let msg = format!(
+            "metadata says {} bytes, the file has {}",
+            m.size_bytes, report.scan.file_size
+        );
+        report.error("metadata", None, msg);
     }
+    if let (Some(want), Some(got)) = (BackupFiles::meta_sha256(m), &report.scan.sha256)
+        && !want.eq_ignore_ascii_case(got)
+    {
+        let msg = format!("metadata sha256 {want} but the file hashes to {got}");
+        report.error("metadata", None, msg);
+    }
+}
 
-    // Which root to walk from.
+/// Which root to walk from (`--root`, else the header's), and whether its block is there.
+fn choose_root(report: &mut CarReport, opts: &VerifyCarOptions, index: &CarIndex) -> Option<Cid> {
     let header_roots = index.header().roots.clone();
-    let first = header_roots.first().copied();
-    let root = match (opts.root, first) {
+    let root = match (opts.root, header_roots.first().copied()) {
         (Some(r), _) => {
             report.root_source = "--root";
             if !header_roots.iter().any(|h| same_block(h, &r)) {
@@ -293,32 +405,30 @@ pub async fn verify_car_indexed(
                 );
                 report.error("root", Some(&r), msg);
             }
-            Some(r)
+            r
         }
-        (None, Some(h)) => Some(h),
-        (None, None) => None,
+        (None, Some(h)) => h,
+        (None, None) => {
+            report.error("root", None, "no root".into());
+            return None;
+        }
     };
     if header_roots.len() > 1 {
-        report.warn(
-            "root",
-            format!(
-                "{} roots in the header; walking from {}",
-                header_roots.len(),
-                root.map(|r| r.to_string()).unwrap_or_default()
-            ),
+        let msg = format!(
+            "{} roots in the header; walking from {root}",
+            header_roots.len()
         );
+        report.warn("root", msg);
     }
-    let Some(root) = root else {
-        report.error("root", None, "no root".into());
-        return Ok((finish(report), index));
-    };
     report.root = Some(root.to_string());
+    check_root_block(report, index, root);
+    Some(root)
+}
+
+fn check_root_block(report: &mut CarReport, index: &CarIndex, root: Cid) {
     if !index.contains(&root) {
-        report.error(
-            "root",
-            Some(&root),
-            format!("root block {root} is not in the archive"),
-        );
+        let msg = format!("root block {root} is not in the archive");
+        report.error("root", Some(&root), msg);
     } else if let Ok(data) = index.read(&root, true)
         && ipld::verify(&root, &data) == ipld::HashCheck::Mismatch
     {
@@ -334,31 +444,100 @@ pub async fn verify_car_indexed(
             ),
         );
     }
-    if opts.quick {
-        // The root's kind and the metadata's snapshot, from the root block alone.
-        if let Ok(data) = index.read(&root, true)
-            && let Ok(v) = ipld::decode(&root, &data)
-        {
-            if let Ok(d) = super::Descriptor::from_ipld(&v) {
-                report.root_kind = Some("descriptor");
-                report.snapshot_cid = Some(d.snapshot.to_string());
-                check_partial(&mut report, &d);
-            } else {
-                report.root_kind = Some("snapshot");
-                report.snapshot_cid = Some(root.to_string());
-            }
-        }
-        check_meta_root(&mut report, meta.as_ref());
-        return Ok((finish(report), index));
-    }
+}
 
-    let closure = Mutex::new(Closure::from_root(root, ClosureOptions::default()));
-    let source = IndexSource {
-        index: &index,
-        hashed: true,
+/// `--quick`: the root's kind and the snapshot it names, from the root block alone.
+fn quick_root(report: &mut CarReport, index: &CarIndex, root: Cid) {
+    let Ok(data) = index.read(&root, true) else {
+        return;
+    };
+    let Ok(v) = ipld::decode(&root, &data) else {
+        return;
+    };
+    if let Ok(d) = super::Descriptor::from_ipld(&v) {
+        report.root_kind = Some("descriptor");
+        report.snapshot_cid = Some(d.snapshot.to_string());
+        check_partial(report, &d);
+    } else {
+        report.root_kind = Some("snapshot");
+        report.snapshot_cid = Some(root.to_string());
+    }
+}
+
+/// An incremental's parents: resolved by name, each scanned (re-hashed in a full check) and
+/// its sha256 compared with what its child names. Their indexes go before the file's own, base
+/// first. `Err` names the parent that is missing or not what its child names.
+async fn parents(
+    v: &mut VerifiedChain,
+    path: &Path,
+    opts: &VerifyCarOptions,
+    progress: &Progress,
+) -> Result<(), String> {
+    let Ok(own) = chain::read_descriptor(path) else {
+        return Ok(()); // legacy or damaged: verified as a single archive.
+    };
+    if own.descriptor.chain.is_none() {
+        return Ok(());
+    }
+    let dir = match &opts.chain_dir {
+        Some(d) => d.clone(),
+        None => path.parent().map(Path::to_path_buf).unwrap_or_default(),
+    };
+    let members = chain::resolve(path, &dir).map_err(|e| e.to_string())?;
+    let mut indexes = Vec::new();
+    for (i, m) in members.iter().enumerate().take(members.len() - 1) {
+        let named = members[i + 1].descriptor.chain.as_ref().map(|c| &c.parent);
+        let (index, scan) = scan_file(&m.path, opts, true, progress)
+            .await
+            .map_err(|e| format!("parent {}: {e}", m.path.display()))?;
+        let sha_ok = match (named, &scan.sha256) {
+            (Some(r), Some(got)) => r.sha256.eq_ignore_ascii_case(got),
+            _ => false,
+        };
+        let file = ChainFile {
+            file: m.path.display().to_string(),
+            depth: m.depth(),
+            sha256: scan.sha256.clone(),
+            sha256_ok: sha_ok,
+            bad_blocks: scan.corrupt + scan.unverifiable + scan.duplicates,
+        };
+        v.report.chain.push(file);
+        if !sha_ok {
+            return Err(format!(
+                "parent {} is not the file {} names: its sha256 differs",
+                m.path.display(),
+                members[i + 1].file_name()
+            ));
+        }
+        if scan.stream_error.is_some() || scan.corrupt + scan.duplicates > 0 {
+            return Err(format!("parent {} is damaged", m.path.display()));
+        }
+        indexes.push(index);
+    }
+    indexes.append(&mut v.indexes);
+    v.indexes = indexes;
+    v.members = members.into_iter().map(|m| m.path).collect();
+    Ok(())
+}
+
+/// The closure walk from the root over the file (and its parents), and what it says about
+/// the file.
+async fn walk_closure(
+    v: &mut VerifiedChain,
+    root: Cid,
+    opts: &VerifyCarOptions,
+    progress: &Progress,
+    no_meta: bool,
+) {
+    let own = v.indexes.last().expect("own index");
+    let source = ChainSource {
+        // The file itself first: most lookups of a walk from its root land there.
+        indexes: v.indexes.iter().rev().collect(),
         allow_unverifiable: opts.allow_unverifiable,
     };
-    let walk_task = progress.task("closure", Some(index.len() as u64), Unit::Items("blocks"));
+    let closure = Mutex::new(Closure::from_root(root, ClosureOptions::default()));
+    let total: usize = v.indexes.iter().map(CarIndex::len).sum();
+    let walk_task = progress.task("closure", Some(total as u64), Unit::Items("blocks"));
     // The source is local: a walk error can only come from the sink, which discards.
     let walked = walk::run(&closure, &source, 64, &Discard, &walk_task).await;
     walk_task.finish();
@@ -366,17 +545,53 @@ pub async fn verify_car_indexed(
         .into_inner()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     closure.fail_all_pending();
+    let report = &mut v.report;
     if let Err(e) = walked {
         report.error("walk", None, e.to_string());
     }
+    // Only the file's own blocks must all be used: a parent holds blocks of older states.
     let used = |k: u128| closure.has_key(k);
-    report.unreferenced_blocks = index.count_outside(used);
+    report.unreferenced_blocks = own.count_outside(used);
     let extra = if report.unreferenced_blocks > 0 {
-        index.cids_outside(used, MAX_NAMED).unwrap_or_default()
+        own.cids_outside(used, MAX_NAMED).unwrap_or_default()
     } else {
         Vec::new()
     };
     let c = closure.into_report();
+    closure_summary(report, &c, opts, own.len() as u64, v.indexes.len() > 1);
+    if report.unreferenced_blocks > 0 {
+        check_unreferenced(report, c.descriptor.is_some(), &extra);
+    }
+    if c.descriptor.is_some() && no_meta {
+        // Ours always has its .json (export-car renames the .car last), so a lone .car was
+        // separated from it: still verifiable from its descriptor, but worth saying.
+        let msg = format!(
+            "no metadata file {} beside the archive",
+            meta_path(Path::new(&report.car_file)).display()
+        );
+        report.warn("metadata", msg);
+    }
+    if let Some(snapshot) = c.snapshot {
+        check_entry_ids(report, &source, snapshot).await;
+    }
+    report.findings.extend(c.findings.iter().cloned());
+    if c.findings_dropped > 0 {
+        let n = c.findings_dropped;
+        report.error("walk", None, format!("{n} more findings not listed"));
+    }
+    report.closure = Some(c);
+}
+
+/// The walk's counts into the report, and the descriptor's block count checked: against the
+/// walk for a full archive, against the file itself for an incremental (the walk covers the
+/// chain).
+fn closure_summary(
+    report: &mut CarReport,
+    c: &ClosureReport,
+    opts: &VerifyCarOptions,
+    own_blocks: u64,
+    is_chain: bool,
+) {
     report.root_kind = c.root_kind;
     report.snapshot_cid = c.snapshot.map(|s| s.to_string());
     report.snapshot_schema = c.snapshot_schema.clone();
@@ -385,48 +600,54 @@ pub async fn verify_car_indexed(
     report.manifest_count = c.by_role.get("manifests").copied().unwrap_or(0);
     report.component_count = c.by_role.get("components").copied().unwrap_or(0);
     report.event_count = c.event_chain.length;
-    if let Some(d) = &c.descriptor {
-        report.root_source = if opts.root.is_some() {
-            "--root"
-        } else {
-            "descriptor"
-        };
-        check_partial(&mut report, d);
-        if let Some(&n) = d.counts.get("blocks")
-            && n != c.blocks.saturating_sub(1)
-        {
-            let msg = format!(
-                "descriptor counts {n} blocks, the walk found {}",
-                c.blocks.saturating_sub(1)
-            );
-            report.error("counts", None, msg);
-        }
+    let Some(d) = &c.descriptor else {
+        return;
+    };
+    report.root_source = if opts.root.is_some() {
+        "--root"
+    } else {
+        "descriptor"
+    };
+    check_partial(report, d);
+    let found = if is_chain { own_blocks } else { c.blocks }.saturating_sub(1);
+    if let Some(&n) = d.counts.get("blocks")
+        && n != found
+    {
+        let msg = format!("descriptor counts {n} blocks, the walk found {found}");
+        report.error("counts", None, msg);
     }
-    if report.unreferenced_blocks > 0 {
-        check_unreferenced(&mut report, c.descriptor.is_some(), &extra);
+}
+
+/// Leaves verify-car's stamp beside an archive that passed a full verification (with its
+/// chain): export-car `--incremental` builds only on stamped archives. Only our archives (a
+/// descriptor root and a metadata sha256) are stamped. Returns the stamp's path.
+pub fn stamp_verified(v: &VerifiedChain, tool: &str) -> std::io::Result<Option<PathBuf>> {
+    let r = &v.report;
+    let (Some(sha256), Some(root)) = (&r.scan.sha256, &r.root) else {
+        return Ok(None);
+    };
+    if !r.verified || r.mode != "full" || r.root_kind != Some("descriptor") || r.metadata.is_none()
+    {
+        return Ok(None);
     }
-    if c.descriptor.is_some() && meta.is_none() && meta_err.is_none() {
-        // Ours always has its .json (export-car renames the .car last), so a lone .car was
-        // separated from it: still verifiable from its descriptor, but worth saying.
-        report.warn(
-            "metadata",
-            format!(
-                "no metadata file {} beside the archive",
-                meta_path(path).display()
-            ),
-        );
-    }
-    if let Some(snapshot) = c.snapshot {
-        check_entry_ids(&mut report, &source, snapshot).await;
-    }
-    check_meta_root(&mut report, meta.as_ref());
-    report.findings.extend(c.findings.iter().cloned());
-    if c.findings_dropped > 0 {
-        let n = c.findings_dropped;
-        report.error("walk", None, format!("{n} more findings not listed"));
-    }
-    report.closure = Some(c);
-    Ok((finish(report), index))
+    let car = Path::new(&r.car_file);
+    let name = |p: &Path| {
+        p.file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    };
+    let stamp = chain::Stamp {
+        schema: chain::STAMP_V1.into(),
+        file: name(car),
+        sha256: sha256.clone(),
+        size: r.scan.file_size,
+        root: root.clone(),
+        verified_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        tool: tool.to_owned(),
+        chain: v.members.iter().map(|p| name(p)).collect(),
+    };
+    chain::write_stamp(car, &stamp)?;
+    Ok(Some(chain::stamp_path(car)))
 }
 
 /// Blocks named one by one in a finding list; the rest are counted.
@@ -470,7 +691,7 @@ fn check_unreferenced(report: &mut CarReport, has_descriptor: bool, named: &[Cid
 /// another entity would restore that entity's data at this entity's path. Checked after the
 /// walk over the whole entry list, so the verdict does not depend on which path reached the
 /// manifest first. Blocks that are missing or do not decode were reported by the walk.
-async fn check_entry_ids(report: &mut CarReport, source: &IndexSource<'_>, snapshot: Cid) {
+async fn check_entry_ids(report: &mut CarReport, source: &ChainSource<'_>, snapshot: Cid) {
     let Ok(loaded) = crate::snapshot::load(source, snapshot).await else {
         return;
     };
@@ -507,7 +728,7 @@ async fn check_entry_ids(report: &mut CarReport, source: &IndexSource<'_>, snaps
 }
 
 /// The entity id a manifest names, when the block is there and is a known manifest.
-async fn manifest_id(source: &IndexSource<'_>, cid: &Cid) -> Option<String> {
+async fn manifest_id(source: &ChainSource<'_>, cid: &Cid) -> Option<String> {
     let data = source.get(cid).await.ok()?;
     let value = ipld::decode(cid, &data).ok()?;
     Some(Manifest::from_ipld(&value).ok()?.id().to_owned())

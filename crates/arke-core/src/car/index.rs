@@ -549,6 +549,39 @@ impl KnownSize for IndexSource<'_> {
     }
 }
 
+/// The indexes of a chain of archives read as one (an incremental and its parents): a block is
+/// read from the first index that has it. Each index was hashed by its scan.
+#[derive(Debug)]
+pub struct ChainSource<'a> {
+    pub indexes: Vec<&'a CarIndex>,
+    pub allow_unverifiable: bool,
+}
+
+impl ChainSource<'_> {
+    fn holder(&self, cid: &Cid) -> Option<&CarIndex> {
+        self.indexes.iter().copied().find(|i| i.contains(cid))
+    }
+}
+
+impl BlockSource for ChainSource<'_> {
+    async fn get(&self, cid: &Cid) -> Result<Bytes, SourceError> {
+        match self.holder(cid) {
+            Some(i) => i.read(cid, self.allow_unverifiable),
+            None => Err(SourceError::Missing {
+                cid: *cid,
+                message: "not in any archive of the chain".into(),
+            }),
+        }
+    }
+}
+
+impl KnownSize for ChainSource<'_> {
+    fn known_size(&self, cid: &Cid) -> Option<u64> {
+        let e = self.holder(cid)?.map.get(&block_key(cid))?;
+        (e.leaf && e.state == State::Valid).then_some(u64::from(e.len))
+    }
+}
+
 fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write;
     bytes.iter().fold(String::new(), |mut s, b| {

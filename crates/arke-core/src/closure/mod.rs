@@ -223,6 +223,10 @@ pub struct EventChain {
     pub passes_snapshot_event: Option<bool>,
     /// Events required (descriptor roots) or best effort (legacy roots).
     pub required: bool,
+    /// An incremental export: the walk stopped at this event, the parent archive's head (the
+    /// chain below it is held by the parent).
+    #[serde(serialize_with = "ser_opt_cid")]
+    pub stopped_at: Option<Cid>,
 }
 
 fn ser_opt_cid<S: serde::Serializer>(c: &Option<Cid>, s: S) -> Result<S::Ok, S::Error> {
@@ -263,6 +267,9 @@ pub struct ClosureReport {
     pub findings: Vec<Finding>,
     /// Findings past the cap are counted here only.
     pub findings_dropped: u64,
+    /// Blocks the archive's parents hold, so the walk neither fetched them nor went below them
+    /// (incremental exports; see [`Closure::hold`]).
+    pub held: u64,
 }
 
 impl ClosureReport {
@@ -304,6 +311,8 @@ pub struct Closure {
     /// Event head the driver must walk (set once the root is known).
     event_head: Option<Cid>,
     events_required: bool,
+    /// Where the event walk stops (an incremental export: the parent's head).
+    event_stop: Option<Cid>,
 }
 
 impl Closure {
@@ -343,7 +352,32 @@ impl Closure {
             report: ClosureReport::default(),
             event_head: None,
             events_required: false,
+            event_stop: None,
         }
+    }
+
+    /// Blocks an incremental export's parents already hold. Archives are complete closures,
+    /// so whatever such a block reaches is held too: the walk treats it as accepted and never
+    /// fetches it or goes below it, which makes the walk cost what changed. Call before the
+    /// walk starts.
+    pub fn hold(&mut self, cids: impl IntoIterator<Item = Cid>) {
+        for cid in cids {
+            let k = block_key(&cid);
+            self.wants.remove(&k);
+            if self.visited.insert(k) {
+                self.report.held += 1;
+            }
+        }
+    }
+
+    /// The event walk stops at `stop` (not included): the parent archive's event head.
+    pub fn stop_events_at(&mut self, stop: Option<Cid>) {
+        self.event_stop = stop;
+    }
+
+    /// Where the driver stops the event walk.
+    pub fn event_stop(&self) -> Option<Cid> {
+        self.event_stop
     }
 
     fn set_events(&mut self, head: Option<Cid>, required: bool) {
@@ -852,8 +886,9 @@ impl Closure {
     }
 
     /// The event walk ended: `Ok(true)` at the first event, or an error.
-    pub fn end_events(&mut self, result: Result<(), (Cid, u64, String, bool)>) {
+    pub fn end_events(&mut self, result: Result<(), (Cid, u64, String, bool)>, stopped: bool) {
         match result {
+            Ok(()) if stopped => self.report.event_chain.stopped_at = self.event_stop,
             Ok(()) => self.report.event_chain.reaches_first_event = true,
             Err((cid, n, message, missing)) => {
                 let severity = if self.events_required {
@@ -871,7 +906,9 @@ impl Closure {
                 self.finding(severity, "event_chain", Some(&cid), Some(&role), message);
             }
         }
-        if self.report.snapshot_event_cid.is_some()
+        // Stopped at the parent's head: the snapshot's event may be in the held part.
+        if !stopped
+            && self.report.snapshot_event_cid.is_some()
             && self.report.event_chain.passes_snapshot_event.is_none()
         {
             self.report.event_chain.passes_snapshot_event = Some(false);

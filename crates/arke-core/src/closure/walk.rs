@@ -144,10 +144,14 @@ where
     S: BlockSource,
     K: Sink,
 {
-    let Some((head, _)) = lock_closure(closure).event_head() else {
+    let (head, stop) = {
+        let c = lock_closure(closure);
+        (c.event_head(), c.event_stop())
+    };
+    let Some((head, _)) = head else {
         return Ok(());
     };
-    let mut walk = ChainWalk::new(src, Some(head), None);
+    let mut walk = ChainWalk::new(src, Some(head), stop);
     let mut n = 0u64;
     let result = loop {
         match walk.next().await {
@@ -183,7 +187,8 @@ where
             Err(e @ ChainError::Cycle { cid, .. }) => break Err((cid, n, e.to_string(), false)),
         }
     };
-    lock_closure(closure).end_events(result);
+    let stopped = walk.end() == Some(crate::chain::WalkEnd::Stop);
+    lock_closure(closure).end_events(result, stopped);
     Ok(())
 }
 

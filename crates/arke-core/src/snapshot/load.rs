@@ -90,7 +90,7 @@ fn decode_err(snapshot: Cid, role: &str, cid: Cid, e: ModelError) -> LoadError {
 }
 
 /// Chunks fetched with bounded concurrency, results in the given order.
-async fn fetch_chunks<S: BlockSource>(
+pub(crate) async fn fetch_chunks<S: BlockSource>(
     src: &S,
     snapshot: Cid,
     chunks: &[Cid],

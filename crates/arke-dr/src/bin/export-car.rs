@@ -4,7 +4,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
-use arke_core::backup::{ExportOptions, export};
+use arke_core::backup::chain::ChainPolicy;
+use arke_core::backup::{ExportOptions, Incremental, export};
 use arke_core::model::SnapshotMeta;
 use arke_core::report::{Exit, Failure};
 use arke_dr::args::{BackupsDirArg, NodeArgs, OutputArgs, PointerArgs, SnapshotsDirArg, cid_arg};
@@ -47,7 +48,7 @@ struct Args {
     keep_days: Option<u64>,
     /// Export nothing: only apply --keep-last/--keep-days to the backups folder (no node
     /// needed; the newest archive is always kept). stdout: the deleted CARs, one per line
-    #[arg(long, conflicts_with_all = ["snapshot", "latest", "with_history", "allow_missing"])]
+    #[arg(long, conflicts_with_all = ["snapshot", "latest", "with_history", "allow_missing", "incremental", "parent"])]
     prune_only: bool,
     /// Concurrent block fetches
     #[arg(long, env = "ARKE_CONCURRENCY", value_name = "N", default_value_t = 16)]
@@ -66,6 +67,19 @@ struct Args {
     /// the live capture; restore then loses entities created without an event since the snapshot)
     #[arg(long)]
     snapshot_only: bool,
+    /// Write an incremental archive: only the blocks its parent chain does not hold, over the
+    /// newest archive in the backups folder that verify-car verified (or --parent). With no
+    /// usable parent a full archive is written and the report says why (`full_reason`)
+    #[arg(long, env = "ARKE_INCREMENTAL")]
+    incremental: bool,
+    /// The parent of an incremental archive (implies --incremental; an unusable parent is an
+    /// error, exit 1). It must sit in the backups folder with its chain
+    #[arg(long, value_name = "FILE")]
+    parent: Option<std::path::PathBuf>,
+    /// With --incremental: start a new chain with a full archive once the chain's base is
+    /// this many days old
+    #[arg(long, env = "FULL_EVERY_DAYS", value_name = "DAYS", value_parser = clap::value_parser!(u64).range(1..))]
+    full_every_days: Option<u64>,
     #[command(flatten)]
     out: OutputArgs,
 }
@@ -116,8 +130,21 @@ fn main() -> ExitCode {
             stall_timeout: Duration::from_secs(args.stall_timeout.max(1)),
             tool: format!("arke-dr export-car {}", env!("CARGO_PKG_VERSION")),
             index_root: (!args.snapshot_only).then(|| args.index_root.clone()),
+            incremental: (args.incremental || args.parent.is_some()).then(|| Incremental {
+                parent: args.parent.clone(),
+                policy: ChainPolicy {
+                    full_every_days: args.full_every_days,
+                },
+            }),
         };
         let r = export(&kubo, &opts, &args.out.progress()).await?;
+        if let Some(parent) = &r.parent {
+            tracing::info!(
+                "incremental over {parent} (chain depth {}): {} blocks held by the chain were left out",
+                r.chain_depth,
+                r.held_blocks
+            );
+        }
         tracing::info!(
             "wrote {} ({} blocks, {} bytes, {} entities, {} events{}, sha256 {}) in {:.1}s; {} blocks by dag/export, {} by block/get",
             r.car_path,

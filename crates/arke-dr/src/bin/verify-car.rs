@@ -4,7 +4,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use arke_core::backup::{VerifyCarOptions, verify_car};
+use arke_core::backup::VerifyCarOptions;
+use arke_core::backup::verify::{stamp_verified, verify_chain};
 use arke_core::closure::Severity;
 use arke_core::report::Exit;
 use arke_dr::args::{OutputArgs, cid_arg};
@@ -12,7 +13,13 @@ use clap::Parser;
 
 /// Verify a CAR archive offline: header and roots, every block re-hashed, then the closure walk
 /// from the root (snapshot, chunks, manifests, components, event chain), naming every missing
-/// block with its role.
+/// block with its role. An incremental archive is verified with its whole chain: its parents
+/// are found by name in the same folder (or --chain-dir), each re-hashed and checked against
+/// what its child names, and the closure is walked over the union; a missing or altered parent
+/// is named (exit 1).
+///
+/// A full verification that passes leaves a stamp `<name>.verified` beside our archives:
+/// export-car --incremental builds only on a stamped archive.
 ///
 /// stdout: with --json, the legacy keys (car_file, snapshot_cid, manifest_count, component_count,
 /// event_count, verified) and the findings. A human summary goes to stderr.
@@ -39,6 +46,12 @@ struct Args {
     /// Hashing threads (0: one per core)
     #[arg(long, value_name = "N", default_value_t = 0)]
     threads: usize,
+    /// Folder holding an incremental's parents (default: the archive's folder)
+    #[arg(long, value_name = "DIR")]
+    chain_dir: Option<PathBuf>,
+    /// Do not leave the `<name>.verified` stamp after a full verification that passed
+    #[arg(long)]
+    no_stamp: bool,
     #[command(flatten)]
     out: OutputArgs,
 }
@@ -56,10 +69,32 @@ fn main() -> ExitCode {
             allow_unverifiable: args.allow_unverifiable,
             max_section: args.max_section,
             threads: args.threads,
+            chain_dir: args.chain_dir.clone(),
         };
-        let r = verify_car(&args.car, &opts, &args.out.progress())
+        let v = verify_chain(&args.car, &opts, &args.out.progress())
             .await
             .with_context(|| format!("reading {}", args.car.display()))?;
+        if !args.no_stamp {
+            let tool = format!("arke-dr verify-car {}", env!("CARGO_PKG_VERSION"));
+            match stamp_verified(&v, &tool) {
+                Ok(Some(p)) => tracing::info!("stamped {}", p.display()),
+                Ok(None) => {}
+                // The verdict stands; only the next incremental cannot build on this archive.
+                Err(e) => tracing::warn!("cannot write the verification stamp: {e}"),
+            }
+        }
+        if v.members.len() > 1 {
+            tracing::info!(
+                "chain of {} archives verified together: {}",
+                v.members.len(),
+                v.members
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(" <- ")
+            );
+        }
+        let r = v.report;
         for f in &r.findings {
             match f.severity {
                 Severity::Error => tracing::error!("{}: {}", f.kind, f.message),

@@ -1,0 +1,412 @@
+//! Chains of archives: a full archive (the base) and the incremental archives written after it,
+//! each holding only the blocks its parents do not (docs/formats.md, "Incremental archives").
+//!
+//! An incremental's descriptor names its parent and the chain's base by file name, sha256,
+//! root and size ([`ChainInfo`]), so a chain is found and checked from the files alone:
+//! [`resolve`] follows the names from the newest archive back to the base, reading only each
+//! file's last block (the descriptor, which export-car writes last), never a whole file.
+//!
+//! An archive becomes a parent only once it has verified: verify-car leaves a stamp beside an
+//! archive whose full verification passed (`<name>.verified`, [`Stamp`]), and export-car
+//! `--incremental` builds on the newest stamped archive whose chain is whole.
+
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Utc};
+use cid::Cid;
+use serde::{Deserialize, Serialize};
+
+use super::descriptor::{ArchiveRef, ChainInfo, Descriptor};
+use super::files::{BackupFiles, meta_path};
+use crate::car::{CarReader, ReaderOptions};
+use crate::ipld::{self, HashCheck, same_block};
+use crate::model::BackupMeta;
+use crate::snapshot::format::MAX_BLOCK;
+
+/// Longest chain followed (a guard against a chain that names itself in a loop; the depth
+/// recorded in each descriptor already has to decrease by one at every step).
+pub const MAX_DEPTH: u64 = 10_000;
+/// Schema of the verification stamp.
+pub const STAMP_V1: &str = "arke/verified@v1";
+
+/// Why a chain cannot be followed.
+#[derive(Debug, thiserror::Error)]
+pub enum ChainError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not an archive export-car wrote (no descriptor as its last block).
+    #[error("{path}: not an arke-dr archive with a descriptor: {reason}")]
+    NotOurs { path: PathBuf, reason: String },
+    #[error("parent {path} (named by {named_by}) is missing")]
+    MissingParent { path: PathBuf, named_by: String },
+    #[error("parent {path} (named by {named_by}) is not the file it names: {what}")]
+    Mismatch {
+        path: PathBuf,
+        named_by: String,
+        what: String,
+    },
+}
+
+impl ChainError {
+    /// The file the error is about.
+    pub fn path(&self) -> &Path {
+        match self {
+            ChainError::Io { path, .. }
+            | ChainError::NotOurs { path, .. }
+            | ChainError::MissingParent { path, .. }
+            | ChainError::Mismatch { path, .. } => path,
+        }
+    }
+}
+
+/// One archive of a chain.
+#[derive(Debug, Clone)]
+pub struct Member {
+    pub path: PathBuf,
+    pub root: Cid,
+    pub descriptor: Descriptor,
+    pub size: u64,
+}
+
+impl Member {
+    /// The file name.
+    pub fn file_name(&self) -> String {
+        file_name(&self.path)
+    }
+
+    /// 0 for a full archive.
+    pub fn depth(&self) -> u64 {
+        self.descriptor.chain.as_ref().map_or(0, |c| c.depth)
+    }
+}
+
+fn file_name(p: &Path) -> String {
+    p.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ChainError + '_ {
+    move |source| ChainError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// The archive's root and its descriptor, from the header and the file's last section only
+/// (export-car writes the descriptor last), checked against the root's hash.
+pub fn read_descriptor(path: &Path) -> Result<Member, ChainError> {
+    let not_ours = |reason: &str| ChainError::NotOurs {
+        path: path.to_path_buf(),
+        reason: reason.to_owned(),
+    };
+    let mut file = std::fs::File::open(path).map_err(io(path))?;
+    let size = file.metadata().map_err(io(path))?.len();
+    let root = {
+        let reader = CarReader::new(std::io::BufReader::new(&file), ReaderOptions::default())
+            .map_err(|e| not_ours(&e.to_string()))?;
+        match reader.header().roots.as_slice() {
+            [r] if r.codec() == ipld::DAG_CBOR => *r,
+            _ => return Err(not_ours("the header does not name one dag-cbor root")),
+        }
+    };
+    let tail_len = size.min((MAX_BLOCK + 256) as u64);
+    let mut tail = vec![0u8; tail_len as usize];
+    file.seek(SeekFrom::End(-(tail_len as i64)))
+        .and_then(|_| file.read_exact(&mut tail))
+        .map_err(io(path))?;
+    let data = last_section_data(&tail, &root)
+        .ok_or_else(|| not_ours("the last block is not the root"))?;
+    let value = ipld::decode(&root, data).map_err(|e| not_ours(&e.to_string()))?;
+    let descriptor = Descriptor::from_ipld(&value).map_err(|e| not_ours(&e.to_string()))?;
+    Ok(Member {
+        path: path.to_path_buf(),
+        root,
+        descriptor,
+        size,
+    })
+}
+
+/// The data of the section that ends `tail` when that section is `root`'s: the CID's bytes,
+/// preceded by a varint giving exactly the section's length, and data that hashes to the CID.
+fn last_section_data<'a>(tail: &'a [u8], root: &Cid) -> Option<&'a [u8]> {
+    let cid = root.to_bytes();
+    let mut end = tail.len();
+    while let Some(p) = find_last(&tail[..end], &cid) {
+        let data = &tail[p + cid.len()..];
+        let want = (cid.len() + data.len()) as u64;
+        let varint_ok = (1..=10.min(p)).any(|k| {
+            matches!(unsigned_varint::decode::u64(&tail[p - k..p]), Ok((v, rest)) if rest.is_empty() && v == want)
+        });
+        if varint_ok && ipld::verify(root, data) == HashCheck::Valid {
+            return Some(data);
+        }
+        end = p + cid.len() - 1;
+    }
+    None
+}
+
+fn find_last(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    if needle.is_empty() || hay.len() < needle.len() {
+        return None;
+    }
+    (0..=hay.len() - needle.len())
+        .rev()
+        .find(|&i| &hay[i..i + needle.len()] == needle)
+}
+
+/// The chain that ends at `newest`, base first. Parents are looked up by name in `dir`; each
+/// must have the size and root its child names, and the depth must fall by one at each step
+/// down to a full archive, which every member must name as its base. The files' sha256 are
+/// not computed here (that reads them whole): verify-car checks them.
+pub fn resolve(newest: &Path, dir: &Path) -> Result<Vec<Member>, ChainError> {
+    let mut chain = vec![read_descriptor(newest)?];
+    while let Some(info) = chain.last().and_then(|m| m.descriptor.chain.clone()) {
+        let child = chain.last().map(Member::file_name).unwrap_or_default();
+        let path = dir.join(&info.parent.file);
+        if !path.is_file() {
+            return Err(ChainError::MissingParent {
+                path,
+                named_by: child,
+            });
+        }
+        let parent = read_descriptor(&path)?;
+        let mismatch = |what: String| ChainError::Mismatch {
+            path: path.clone(),
+            named_by: child.clone(),
+            what,
+        };
+        check_ref(&info.parent, &parent).map_err(mismatch)?;
+        if parent.depth() + 1 != info.depth || chain.len() as u64 > MAX_DEPTH {
+            let what = format!("depth {} under depth {}", parent.depth(), info.depth);
+            return Err(mismatch(what));
+        }
+        chain.push(parent);
+    }
+    chain.reverse();
+    check_base(&chain)?;
+    Ok(chain)
+}
+
+/// Every incremental names the chain's first archive as its base.
+fn check_base(chain: &[Member]) -> Result<(), ChainError> {
+    let Some(base) = chain.first() else {
+        return Ok(());
+    };
+    for m in &chain[1..] {
+        if let Some(info) = &m.descriptor.chain
+            && let Err(what) = check_ref(&info.base, base)
+        {
+            return Err(ChainError::Mismatch {
+                path: base.path.clone(),
+                named_by: m.file_name(),
+                what: format!("as the chain's base: {what}"),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Whether `m` is the archive `r` names (name, size, root; not the sha256).
+fn check_ref(r: &ArchiveRef, m: &Member) -> Result<(), String> {
+    if r.file != m.file_name() {
+        return Err(format!("named {} but found {}", r.file, m.file_name()));
+    }
+    if r.size != m.size {
+        return Err(format!("{} bytes named, {} found", r.size, m.size));
+    }
+    let root_ok = ipld::parse_cid(&r.root).is_ok_and(|c| same_block(&c, &m.root));
+    if !root_ok {
+        return Err(format!("root {} named, {} found", r.root, m.root));
+    }
+    Ok(())
+}
+
+/// What verify-car leaves beside an archive whose full verification passed (with its whole
+/// chain, for an incremental). export-car builds only on stamped archives.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stamp {
+    pub schema: String,
+    pub file: String,
+    pub sha256: String,
+    pub size: u64,
+    pub root: String,
+    pub verified_at: String,
+    pub tool: String,
+    /// The chain verified with it, base first (the file itself last).
+    pub chain: Vec<String>,
+}
+
+/// `<name>.verified` beside the archive.
+pub fn stamp_path(car: &Path) -> PathBuf {
+    car.with_extension("verified")
+}
+
+/// Writes the stamp atomically.
+pub fn write_stamp(car: &Path, stamp: &Stamp) -> std::io::Result<()> {
+    let bytes = serde_json::to_vec_pretty(stamp).map_err(std::io::Error::other)?;
+    crate::fsutil::atomic_write(&stamp_path(car), &bytes)
+}
+
+/// The stamp, when there is one that parses and describes this file as it is now (same name
+/// and size).
+pub fn read_stamp(car: &Path) -> Option<Stamp> {
+    let stamp: Stamp = serde_json::from_slice(&std::fs::read(stamp_path(car)).ok()?).ok()?;
+    let size = std::fs::metadata(car).ok()?.len();
+    (stamp.schema == STAMP_V1 && stamp.file == file_name(car) && stamp.size == size)
+        .then_some(stamp)
+}
+
+/// The archive a new incremental builds on.
+#[derive(Debug, Clone)]
+pub struct Parent {
+    /// Base first; the parent itself last.
+    pub chain: Vec<Member>,
+    /// How the new archive names its parent and base.
+    pub info: ChainInfo,
+}
+
+impl Parent {
+    pub fn member(&self) -> &Member {
+        self.chain.last().expect("a chain has at least one member")
+    }
+}
+
+/// When a chain is due to start again with a full archive.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ChainPolicy {
+    /// A full archive once the base is this old (the pipeline's `FULL_EVERY_DAYS`).
+    pub full_every_days: Option<u64>,
+}
+
+/// The parent for an incremental: `explicit`, or the newest archive in the folder that
+/// verified and whose chain is whole. `Err` is the reason a full archive is written instead.
+pub fn choose_parent(
+    files: &BackupFiles,
+    explicit: Option<&Path>,
+    policy: ChainPolicy,
+    now: DateTime<Utc>,
+) -> Result<Parent, String> {
+    if let Some(p) = explicit {
+        return usable_parent(p, &files.dir, policy, now)
+            .map_err(|why| format!("--parent {}: {why}", p.display()));
+    }
+    let archives = files.archives().map_err(|e| e.to_string())?;
+    let mut reasons = Vec::new();
+    for a in archives.iter().rev() {
+        match usable_parent(&a.car, &files.dir, policy, now) {
+            Ok(p) => return Ok(p),
+            Err(why) => reasons.push(format!("{}: {why}", file_name(&a.car))),
+        }
+        if reasons.len() >= 3 {
+            break;
+        }
+    }
+    if reasons.is_empty() {
+        return Err("no archive in the folder yet".into());
+    }
+    Err(reasons.join("; "))
+}
+
+/// The chain ending at `car` as a parent, or why it cannot be one.
+fn usable_parent(
+    car: &Path,
+    dir: &Path,
+    policy: ChainPolicy,
+    now: DateTime<Utc>,
+) -> Result<Parent, String> {
+    let stamp = read_stamp(car).ok_or("not verified (no verify-car stamp)")?;
+    let meta = std::fs::read(meta_path(car))
+        .ok()
+        .and_then(|b| BackupMeta::parse(&b).ok())
+        .ok_or("no metadata file")?;
+    if BackupFiles::meta_sha256(&meta).as_deref() != Some(stamp.sha256.as_str()) {
+        return Err("its metadata and its verify-car stamp disagree on the sha256".into());
+    }
+    let chain = resolve(car, dir).map_err(|e| e.to_string())?;
+    let parent = chain.last().ok_or("empty chain")?;
+    if parent.descriptor.partial {
+        return Err("a salvage archive marked partial".into());
+    }
+    let depth = parent.depth() + 1;
+    if depth > MAX_DEPTH {
+        return Err(format!("the chain is {MAX_DEPTH} archives long"));
+    }
+    let base = chain.first().ok_or("empty chain")?;
+    if let Some(days) = policy.full_every_days {
+        let created = DateTime::parse_from_rfc3339(&base.descriptor.created)
+            .map_err(|_| "the base has no creation time")?;
+        let age = now.signed_duration_since(created.with_timezone(&Utc));
+        if age >= chrono::Duration::days(days as i64) {
+            return Err(format!(
+                "the chain's base {} is {} days old (a full archive every {days} days)",
+                base.file_name(),
+                age.num_days()
+            ));
+        }
+    }
+    let blocks = meta
+        .extra
+        .get("blocks")
+        .and_then(serde_json::Value::as_u64)
+        .ok_or("no block count in the metadata")?;
+    let reference = ArchiveRef {
+        file: parent.file_name(),
+        sha256: stamp.sha256.clone(),
+        root: parent.root.to_string(),
+        blocks,
+        size: parent.size,
+    };
+    let base_ref = match &parent.descriptor.chain {
+        Some(info) => info.base.clone(),
+        None => reference.clone(),
+    };
+    Ok(Parent {
+        info: ChainInfo {
+            parent: reference,
+            base: base_ref,
+            depth,
+        },
+        chain,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn section(cid: &Cid, data: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        let c = cid.to_bytes();
+        let mut buf = unsigned_varint::encode::u64_buffer();
+        out.extend_from_slice(unsigned_varint::encode::u64(
+            (c.len() + data.len()) as u64,
+            &mut buf,
+        ));
+        out.extend_from_slice(&c);
+        out.extend_from_slice(data);
+        out
+    }
+
+    #[test]
+    fn the_last_section_is_found_only_when_it_is_the_root() {
+        let data = b"\xa1ax\x01".to_vec();
+        let root = ipld::cid_v1(ipld::DAG_CBOR, &data);
+        let other = ipld::cid_v1(ipld::RAW, b"other");
+        let mut tail = section(&other, root.to_bytes().as_slice());
+        tail.extend(section(&root, &data));
+        assert_eq!(last_section_data(&tail, &root), Some(&data[..]));
+        // The root's bytes inside another block's data do not fool it.
+        let tail2 = section(&other, root.to_bytes().as_slice());
+        assert_eq!(last_section_data(&tail2, &root), None);
+        // A damaged last block is not taken.
+        let mut bad = tail.clone();
+        *bad.last_mut().unwrap() ^= 1;
+        assert_eq!(last_section_data(&bad, &root), None);
+    }
+}
