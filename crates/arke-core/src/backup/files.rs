@@ -129,26 +129,35 @@ impl BackupFiles {
             }
             let mut parts = stem.splitn(3, '-');
             let seq = parts.next().and_then(|s| s.parse().ok());
-            let stamp = match (parts.next(), parts.next()) {
+            let (stamp, n) = match (parts.next(), parts.next()) {
                 (Some(d), Some(t)) => {
-                    let t = t.get(..6).unwrap_or(t);
-                    NaiveDateTime::parse_from_str(&format!("{d}-{t}"), "%Y%m%d-%H%M%S")
+                    // "HHMMSS" or "HHMMSS-N": a name taken within the same second.
+                    let (t, n) = t.split_once('-').unwrap_or((t, "0"));
+                    let at = NaiveDateTime::parse_from_str(&format!("{d}-{t}"), "%Y%m%d-%H%M%S")
                         .ok()
-                        .map(|n| n.and_utc())
+                        .map(|n| n.and_utc());
+                    (at, n.parse().unwrap_or(0u32))
                 }
-                _ => None,
+                _ => (None, 0),
             };
             let stamp = match stamp {
                 Some(s) => s,
                 None => entry.metadata()?.modified()?.into(),
             };
-            out.push(ArchiveFile {
-                car: entry.path(),
-                seq: seq.unwrap_or(0),
-                stamp,
-            });
+            out.push((
+                n,
+                ArchiveFile {
+                    car: entry.path(),
+                    seq: seq.unwrap_or(0),
+                    stamp,
+                },
+            ));
         }
-        out.sort_by(|a, b| (a.stamp, a.seq, &a.car).cmp(&(b.stamp, b.seq, &b.car)));
+        // "-1" sorts before "." in a name, so the same-second suffix is compared as a number.
+        out.sort_by(|(na, a), (nb, b)| {
+            (a.stamp, a.seq, na, &a.car).cmp(&(b.stamp, b.seq, nb, &b.car))
+        });
+        let out = out.into_iter().map(|(_, a)| a).collect();
         Ok(out)
     }
 
@@ -250,6 +259,9 @@ mod tests {
         let b = f.new_archive_path(5, t);
         assert_eq!(b.file_name().unwrap(), "arke-5-20261101-020000-1.car");
         std::fs::write(&b, b"x").unwrap();
+        // The one named in the same second later is the newer one ("-1" sorts before ".").
+        let order: Vec<_> = f.archives().unwrap().into_iter().map(|a| a.car).collect();
+        assert_eq!(order, [a.clone(), b.clone()]);
         for day in 2..=5 {
             let p = f.new_archive_path(day, t + chrono::Duration::days(i64::from(day as u32)));
             std::fs::write(&p, b"x").unwrap();

@@ -1,0 +1,307 @@
+//! Incremental archives against the real node: a full archive, then incrementals after
+//! updates (with and without events, new entities with and without events) and after an
+//! unchanged day; the chain verified from the newest file; a missing, truncated or swapped
+//! parent named; retention keeping chains whole; the chain holding what a full archive of the
+//! same moment holds.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use arke_core::car::{CarReader, ReaderOptions};
+use arke_core::ipld::Cid;
+use arke_core::report::Progress;
+use arke_testkit::generator::{GenConfig, Summary, generate};
+use arke_testkit::node::TestNode;
+use arke_testkit::rng::Rng;
+use arke_testkit::world::World;
+use serde_json::Value;
+
+struct Chain {
+    url: String,
+    world: World,
+    root: String,
+    pointer: String,
+    dir: tempfile::TempDir,
+}
+
+impl Chain {
+    async fn new(name: &str, entities: usize) -> (Chain, Summary) {
+        let node = TestNode::shared();
+        let kubo = node.kubo();
+        let root = format!("/inc-{name}/index");
+        let pointer = format!("/inc-{name}/pointer");
+        let cfg = GenConfig {
+            entities,
+            seed: 14,
+            large_file_ratio: 0.05,
+            index_root: root.clone(),
+            test_index_root: format!("/inc-{name}/test/index"),
+            pointer_path: pointer.clone(),
+            force: true,
+            ..GenConfig::default()
+        };
+        let summary = generate(&kubo, &cfg, &Progress::off()).await.unwrap();
+        let chain = Chain {
+            url: node.url().to_string(),
+            world: World::new(kubo, &root, &pointer),
+            root,
+            pointer,
+            dir: tempfile::tempdir().unwrap(),
+        };
+        (chain, summary)
+    }
+
+    fn backups(&self) -> PathBuf {
+        self.dir.path().join("backups")
+    }
+
+    fn build(&self) {
+        let out = Command::new(env!("CARGO_BIN_EXE_build-snapshot"))
+            .args(["--api", &self.url, "--pointer-path", &self.pointer])
+            .args(["--index-root", &self.root, "--no-progress", "--json"])
+            .arg("--snapshots-dir")
+            .arg(self.dir.path().join("snapshots"))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "build-snapshot: {}", err(&out));
+    }
+
+    fn export_in(&self, dir: &Path, extra: &[&str]) -> (Option<i32>, Value, String) {
+        let out = Command::new(env!("CARGO_BIN_EXE_export-car"))
+            .args(["--api", &self.url, "--pointer-path", &self.pointer])
+            .args(["--index-root", &self.root, "--no-progress", "--json"])
+            .arg("--backups-dir")
+            .arg(dir)
+            .args(extra)
+            .output()
+            .unwrap();
+        let v = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+        (out.status.code(), v, err(&out))
+    }
+
+    /// An export that must succeed; every archive also passes go-car's check.
+    fn export(&self, extra: &[&str]) -> Value {
+        let (code, v, stderr) = self.export_in(&self.backups(), extra);
+        assert_eq!(code, Some(0), "export-car: {stderr}");
+        let car = Path::new(v["car_path"].as_str().unwrap());
+        arke_testkit::independent::car_verify(car).unwrap();
+        v
+    }
+}
+
+fn err(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn verify(car: &Path, extra: &[&str]) -> (Option<i32>, Value, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_verify-car"))
+        .arg(car)
+        .args(["--json", "--no-progress"])
+        .args(extra)
+        .output()
+        .unwrap();
+    let v = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    (out.status.code(), v, err(&out))
+}
+
+fn verified(car: &Path) -> Value {
+    let (code, v, stderr) = verify(car, &[]);
+    assert_eq!(code, Some(0), "verify-car {}: {stderr}", car.display());
+    v
+}
+
+fn path(v: &Value) -> PathBuf {
+    PathBuf::from(v["car_path"].as_str().unwrap())
+}
+
+fn cids(car: &Path) -> HashSet<Cid> {
+    let mut r = CarReader::new(
+        std::io::BufReader::new(std::fs::File::open(car).unwrap()),
+        ReaderOptions::default(),
+    )
+    .unwrap();
+    let mut out = HashSet::new();
+    while let Some(b) = r.next_block().unwrap() {
+        out.insert(b.cid);
+    }
+    out
+}
+
+/// Ids whose tip sits at the worker's path (the ones [`World::update`] can move).
+fn worker_ids(c: &Chain, s: &Summary, n: usize) -> Vec<String> {
+    let mut out = Vec::new();
+    for e in &s.entities {
+        if e.network == "main" && c.world.tip_path(&e.id).ok().as_deref() == Some(e.path.as_str()) {
+            out.push(e.id.clone());
+        }
+        if out.len() == n {
+            break;
+        }
+    }
+    assert_eq!(out.len(), n, "not enough entities at worker paths");
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chain_costs_what_changed_and_holds_what_a_full_archive_holds() {
+    let (c, summary) = Chain::new("chain", 80).await;
+    c.build();
+    let full = c.export(&["--incremental"]);
+    assert_eq!(full["kind"], "full", "{full}");
+    assert!(full["full_reason"].as_str().unwrap().contains("no archive"));
+    verified(&path(&full));
+    assert!(path(&full).with_extension("verified").is_file(), "no stamp");
+
+    // Day 1: updates with and without events, creates with and without events.
+    let ids = worker_ids(&c, &summary, 4);
+    let mut rng = Rng::new(7);
+    c.world.update(&ids[0], true).await.unwrap();
+    c.world.update(&ids[1], false).await.unwrap();
+    c.world.create(&mut rng, true).await.unwrap();
+    c.world.create(&mut rng, false).await.unwrap();
+    c.build();
+    let inc1 = c.export(&["--incremental"]);
+    assert_eq!(inc1["kind"], "incremental", "{inc1}");
+    assert_eq!(inc1["chain_depth"], 1);
+    assert_eq!(
+        inc1["parent"].as_str().unwrap(),
+        full["car_path"].as_str().unwrap()
+    );
+    let (b_full, b_inc) = (
+        full["blocks"].as_u64().unwrap(),
+        inc1["blocks"].as_u64().unwrap(),
+    );
+    assert!(
+        b_inc * 5 < b_full,
+        "incremental {b_inc} blocks vs full {b_full}"
+    );
+    let v1 = verified(&path(&inc1));
+    assert_eq!(v1["chain"].as_array().unwrap().len(), 1, "{v1}");
+
+    // Day 2: one more update after the snapshot (live state only), then an unchanged day.
+    c.world.update(&ids[2], true).await.unwrap();
+    let inc2 = c.export(&["--incremental"]);
+    assert_eq!(inc2["chain_depth"], 2);
+    verified(&path(&inc2));
+    let inc3 = c.export(&["--incremental"]);
+    assert_eq!(inc3["chain_depth"], 3);
+    assert!(
+        inc3["blocks"].as_u64().unwrap() <= 3,
+        "an unchanged day wrote {inc3}"
+    );
+    let v3 = verified(&path(&inc3));
+    assert_eq!(v3["chain"].as_array().unwrap().len(), 3);
+
+    // A full archive of the same moment: every block of it is in the chain, and the walk
+    // over the chain reaches as many blocks, entities and events as the full one.
+    let other = c.dir.path().join("full-now");
+    let (code, now_full, stderr) = c.export_in(&other, &[]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let vf = verified(&path(&now_full));
+    let mut union = HashSet::new();
+    for p in [&full, &inc1, &inc2, &inc3] {
+        union.extend(cids(&path(p)));
+    }
+    let full_root: Cid = now_full["descriptor_cid"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let missing: Vec<_> = cids(&path(&now_full))
+        .into_iter()
+        .filter(|c| *c != full_root && !union.contains(c))
+        .collect();
+    assert!(missing.is_empty(), "the chain lacks {missing:?}");
+    for k in ["entity_count", "manifest_count", "event_count"] {
+        assert_eq!(v3[k], vf[k], "{k}");
+    }
+    assert_eq!(v3["closure"]["blocks"], vf["closure"]["blocks"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_truncated_or_swapped_parent_is_named() {
+    let (c, summary) = Chain::new("broken", 30).await;
+    c.build();
+    let full = c.export(&[]);
+    verified(&path(&full));
+    let ids = worker_ids(&c, &summary, 2);
+    c.world.update(&ids[0], true).await.unwrap();
+    c.build();
+    let inc = c.export(&["--incremental"]);
+    assert_eq!(inc["kind"], "incremental");
+    let parent = path(&full);
+    let name = parent.file_name().unwrap().to_string_lossy().into_owned();
+    let saved = std::fs::read(&parent).unwrap();
+
+    for (what, damage) in [
+        ("missing", None),
+        ("truncated", Some(saved[..saved.len() - 100].to_vec())),
+        ("swapped", Some(std::fs::read(path(&inc)).unwrap())),
+    ] {
+        match &damage {
+            None => std::fs::remove_file(&parent).unwrap(),
+            Some(bytes) => std::fs::write(&parent, bytes).unwrap(),
+        }
+        for extra in [&[][..], &["--quick"][..]] {
+            let (code, v, stderr) = verify(&path(&inc), extra);
+            assert_eq!(code, Some(1), "{what} {extra:?}: {stderr}");
+            assert_eq!(v["verified"], false);
+            assert!(stderr.contains(&name), "{what} {extra:?}: {stderr}");
+        }
+        std::fs::write(&parent, &saved).unwrap();
+        verified(&path(&inc));
+    }
+    // A parent named on the command line that is not an archive: exit 1, nothing written.
+    let (code, _, stderr) = c.export_in(&c.backups(), &["--parent", "/etc/hostname"]);
+    assert_eq!(code, Some(1), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unverified_parents_are_not_used_and_retention_keeps_chains_whole() {
+    let (c, summary) = Chain::new("retention", 30).await;
+    c.build();
+    let first = c.export(&[]);
+    // Not verified yet: the next incremental is a full archive, and says why.
+    let second = c.export(&["--incremental"]);
+    assert_eq!(second["kind"], "full", "{second}");
+    assert!(
+        second["full_reason"]
+            .as_str()
+            .unwrap()
+            .contains("not verified"),
+        "{second}"
+    );
+    verified(&path(&second));
+    let ids = worker_ids(&c, &summary, 2);
+    c.world.update(&ids[0], false).await.unwrap();
+    c.build();
+    let inc = c.export(&["--incremental"]);
+    assert_eq!(inc["parent"], second["car_path"]);
+    verified(&path(&inc));
+
+    // Keep the newest one: its chain stays whole, the older full archive goes.
+    let out = Command::new(env!("CARGO_BIN_EXE_export-car"))
+        .args(["--prune-only", "--keep-last", "1", "--no-progress"])
+        .arg("--backups-dir")
+        .arg(c.backups())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", err(&out));
+    assert!(!path(&first).exists());
+    assert!(path(&second).exists() && path(&inc).exists());
+    assert!(!path(&first).with_extension("json").exists());
+
+    // A new chain: the old one goes only as a whole.
+    let third = c.export(&[]);
+    let out = Command::new(env!("CARGO_BIN_EXE_export-car"))
+        .args(["--prune-only", "--keep-last", "1", "--no-progress"])
+        .arg("--backups-dir")
+        .arg(c.backups())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", err(&out));
+    assert!(path(&third).exists());
+    assert!(!path(&second).exists() && !path(&inc).exists());
+    assert!(!path(&inc).with_extension("verified").exists());
+}
