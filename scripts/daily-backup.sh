@@ -4,10 +4,14 @@
 # cleaning up, and uploaded where the IAM policy forbade it (bugs B24, B25, B27).
 #
 #   1. build-snapshot            a fresh snapshot (incremental; "unchanged" is fine)
-#   2. export-car                the complete archive of the pointer's snapshot + event chain
-#   3. verify-car                the archive re-read offline, every block re-hashed
-#   4. upload                    CAR, then its .json, to s3://$S3_BUCKET/$S3_PREFIX; remote sizes checked
-#   5. retention                 local archives beyond KEEP_ARCHIVES / KEEP_DAYS deleted (newest always kept)
+#   2. export-car                the archive of the pointer's snapshot + event chain: incremental over
+#                                the newest verified archive (only what its chain does not hold), a
+#                                full archive every FULL_EVERY_DAYS days or when no parent is usable
+#   3. verify-car                the archive re-read offline with its whole chain, every block re-hashed
+#   4. upload                    CAR, then its .json, to s3://$S3_BUCKET/$S3_PREFIX; remote sizes checked;
+#                                any member of its chain not yet in S3 (a failed night) goes first
+#   5. retention                 local archives beyond KEEP_ARCHIVES / KEEP_DAYS deleted (newest always
+#                                kept; never an archive a kept incremental builds on: chains go whole)
 #   6. prune-snapshots           snapshots beyond SNAPSHOT_KEEP_LAST unpinned (SNAPSHOT_GC=1: and GC)
 #
 # Every enabled step is required: the first failure stops the pipeline (nothing is deleted after
@@ -29,7 +33,9 @@
 #   AWS_REGION          us-east-1
 #   S3_STORAGE_CLASS    STANDARD_IA
 #   ARKE_INSTANCE_ID    (else IMDSv2, else the host name)
-#   KEEP_ARCHIVES       3 local archives kept (the host has a 30 GB disk)
+#   INCREMENTAL         1 (0: a full archive every night)
+#   FULL_EVERY_DAYS     7 (a new chain starts with a full archive once the base is this old)
+#   KEEP_ARCHIVES       3 local archives kept (the host has a 30 GB disk); their chains are kept too
 #   KEEP_DAYS           (unset: count only; set: archives younger than D days are kept too)
 #   PRUNE_SNAPSHOTS     1   SNAPSHOT_KEEP_LAST 48 (two days of hourly snapshots)
 #   SNAPSHOT_GC         1   (repo/gc after the unpin: what actually frees the space; on Kubo it
@@ -78,6 +84,7 @@ arke_parse_args "${args[@]}"
 arke_load_config
 : "${UPLOAD:=1}" "${PRUNE_SNAPSHOTS:=1}" "${SNAPSHOT_KEEP_LAST:=48}" "${SNAPSHOT_GC:=1}"
 : "${KEEP_ARCHIVES:=3}" "${KEEP_DAYS:=}" "${BUILD_LOCK_WAIT:=900}"
+: "${INCREMENTAL:=1}" "${FULL_EVERY_DAYS:=7}"
 : "${AWS_REGION:=us-east-1}" "${S3_STORAGE_CLASS:=STANDARD_IA}" "${S3_BUCKET:=}" "${S3_PREFIX:=}"
 arke_open_log "${LOG_FILE:-}"
 
@@ -96,6 +103,25 @@ fail() {
   exit "$rc"
 }
 
+# meta_field <file.json> <key>: a top-level string value of an archive's metadata (written by
+# export-car, one key per line), or nothing.
+meta_field() {
+  sed -n "s/^  \"$2\": \"\(.*\)\",\{0,1\}\$/\1/p" "$1" | head -n 1
+}
+
+# chain_of <car>: the archive's chain, base first, one path per line (the metadata's "parent").
+chain_of() {
+  local car=$1 parent out=()
+  while :; do
+    out=("$car" "${out[@]}")
+    parent=$(meta_field "${car%.car}.json" parent)
+    [ -n "$parent" ] || break
+    car="$(dirname "$car")/$parent"
+    [ "${#out[@]}" -lt 10000 ] || break
+  done
+  printf '%s\n' "${out[@]}"
+}
+
 config_error() { log "configuration: $*"; fail "$EXIT_USAGE" "$*"; }
 
 # --- preflight ---------------------------------------------------------------------------------
@@ -103,6 +129,10 @@ arke_need_bin build-snapshot export-car verify-car prune-snapshots
 mkdir -p "$SNAPSHOTS_DIR" "$BACKUPS_DIR" || fail "$EXIT_IO" "cannot create $SNAPSHOTS_DIR or $BACKUPS_DIR"
 arke_lock "$BACKUPS_DIR/.daily-backup.lock"
 case $UPLOAD in 0 | 1) ;; *) config_error "UPLOAD must be 0 or 1, not '$UPLOAD'" ;; esac
+case $INCREMENTAL in 0 | 1) ;; *) config_error "INCREMENTAL must be 0 or 1, not '$INCREMENTAL'" ;; esac
+if ! [[ $FULL_EVERY_DAYS =~ ^[1-9][0-9]*$ ]]; then
+  config_error "FULL_EVERY_DAYS must be at least 1, not '$FULL_EVERY_DAYS'"
+fi
 if ! [[ $KEEP_ARCHIVES =~ ^[1-9][0-9]*$ ]]; then
   config_error "KEEP_ARCHIVES must be at least 1, not '$KEEP_ARCHIVES'"
 fi
@@ -146,7 +176,11 @@ SNAPSHOT=$(head -n 1 "$WORK/build.out")
 log "snapshot: ${SNAPSHOT:-unchanged since the last build}"
 
 # --- 2. export-car ----------------------------------------------------------------------------
-step export-car "$WORK/export.out" export-car
+export_args=()
+if [ "$INCREMENTAL" = 1 ]; then
+  export_args+=(--incremental --full-every-days "$FULL_EVERY_DAYS")
+fi
+step export-car "$WORK/export.out" export-car "${export_args[@]}"
 SECS[export]=$STEP_SECS
 if [ "$STEP_RC" -eq "$EXIT_SKIPPED" ]; then
   FINAL_RC=$EXIT_SKIPPED
@@ -160,7 +194,8 @@ if [ ! -f "$CAR" ] || [ ! -f "$META" ]; then
   fail "$EXIT_FAILED" "export-car reported '$CAR' but it or its .json is not there"
 fi
 CAR_SIZE=$(stat -c %s "$CAR")
-META_SIZE=$(stat -c %s "$META")
+KIND=$(meta_field "$META" kind)
+log "archive: $(basename "$CAR") (${KIND:-full}$( [ "$KIND" = incremental ] && echo " over $(meta_field "$META" parent)"))"
 
 # --- 3. verify-car ----------------------------------------------------------------------------
 step verify-car "$WORK/verify.out" verify-car "$CAR"
@@ -218,12 +253,21 @@ if [ "$UPLOAD" = 1 ]; then
   case $S3_PREFIX in */) ;; *) S3_PREFIX="$S3_PREFIX/" ;; esac
   log "step upload: start: s3://$S3_BUCKET/$S3_PREFIX (region $AWS_REGION, class $S3_STORAGE_CLASS)"
   # The CAR first, the metadata last: a listing that shows the .json shows a complete upload.
+  # Every member of the chain that S3 does not hold yet (a night whose upload failed), base
+  # first, then tonight's archive: S3 never holds an incremental without its parents.
   set -o pipefail
-  if ! upload "$CAR" "$S3_PREFIX$(basename "$CAR")" "$CAR_SIZE" ||
-    ! upload "$META" "$S3_PREFIX$(basename "$META")" "$META_SIZE"; then
-    SECS[upload]=$(($(date +%s) - t))
-    fail "$EXIT_UPLOAD" "upload to s3://$S3_BUCKET/$S3_PREFIX failed (local archives are not pruned)"
-  fi
+  while IFS= read -r member; do
+    m_meta="${member%.car}.json"
+    m_size=$(stat -c %s "$member")
+    if [ "$member" != "$CAR" ] && [ "$(remote_size "$S3_PREFIX$(basename "$member")")" = "$m_size" ]; then
+      continue
+    fi
+    if ! upload "$member" "$S3_PREFIX$(basename "$member")" "$m_size" ||
+      ! upload "$m_meta" "$S3_PREFIX$(basename "$m_meta")" "$(stat -c %s "$m_meta")"; then
+      SECS[upload]=$(($(date +%s) - t))
+      fail "$EXIT_UPLOAD" "upload of $(basename "$member") to s3://$S3_BUCKET/$S3_PREFIX failed (local archives are not pruned)"
+    fi
+  done < <(chain_of "$CAR")
   SECS[upload]=$(($(date +%s) - t))
   log "step upload: ok (${SECS[upload]}s)"
   UPLOADED="s3://$S3_BUCKET/$S3_PREFIX$(basename "$CAR")"

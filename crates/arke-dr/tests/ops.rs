@@ -105,6 +105,8 @@ impl Host {
             // The shared node: unpin, but never collect (other tests' blocks are unpinned).
             ("SNAPSHOT_GC", "0".into()),
             ("BUILD_LOCK_WAIT", "0".into()),
+            // A full archive every night unless a test asks for chains.
+            ("INCREMENTAL", "0".into()),
         ])
     }
 
@@ -313,6 +315,111 @@ async fn daily_backup_builds_exports_verifies_uploads_and_keeps_the_newest() {
     assert!(out.status.success(), "{}", host.log());
     assert!(last_line(&host.log()).contains("upload=skipped"));
     assert_eq!(host.archives().len(), 2);
+}
+
+/// Nights with incremental archives: a full archive first, then incrementals over the newest
+/// verified one; a night whose upload failed is uploaded by the next one, parent first, so S3
+/// never holds an incremental without its chain; retention keeps the chain whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn daily_backup_writes_chains_and_uploads_them_whole() {
+    let (host, summary) = Host::generate("chain", 60, 72).await;
+    let inc = [("INCREMENTAL", "1")];
+    let w = World::new(host.kubo.clone(), &host.root, &host.pointer);
+    let remote = host.path("s3/arke-ipfs-backups-test/backups/i-0abc123");
+    let meta = |car: &Path| -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(car.with_extension("json")).unwrap()).unwrap()
+    };
+    let night = |extra: &[(&str, &str)]| -> (Option<i32>, PathBuf) {
+        let out = host.daily(&[&inc[..], extra].concat());
+        let car = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+        (out.status.code(), car)
+    };
+    let (code, first) = night(&[]);
+    assert_eq!(code, Some(0), "{}", host.log());
+    assert_eq!(meta(&first)["kind"], "full");
+    let mut cars = vec![first];
+    for (i, e) in summary
+        .entities
+        .iter()
+        .filter(|e| e.network == "main")
+        .take(3)
+        .enumerate()
+    {
+        w.update(&e.id, i % 2 == 0).await.unwrap();
+        let fail_upload = i == 1;
+        let calls_before = host.aws_calls().lines().count();
+        let out = host.daily(
+            &[
+                &inc[..],
+                if fail_upload {
+                    &[("AWS_STANDIN_FAIL", "cp")][..]
+                } else {
+                    &[][..]
+                },
+            ]
+            .concat(),
+        );
+        let log = host.log();
+        let car = host
+            .archives()
+            .into_iter()
+            .rfind(|c| !cars.contains(c))
+            .unwrap();
+        let m = meta(&car);
+        assert_eq!(m["kind"], "incremental", "night {i}: {m}");
+        let parent = cars
+            .last()
+            .unwrap()
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        assert_eq!(m["parent"], parent.as_str(), "night {i}");
+        assert!(log.contains(&format!("incremental over {parent}")), "{log}");
+        if fail_upload {
+            assert_eq!(out.status.code(), Some(6), "{log}");
+        } else {
+            assert!(out.status.success(), "night {i}: {log}");
+            // Only what S3 lacked went up: after the failed night, its archive first.
+            let calls = host.aws_calls();
+            let cps: Vec<&str> = calls
+                .lines()
+                .skip(calls_before)
+                .filter(|l| l.starts_with("s3\tcp\t") && l.contains(".car"))
+                .collect();
+            let want = if i == 2 { 2 } else { 1 };
+            assert_eq!(cps.len(), want, "night {i}: {calls}");
+            if i == 2 {
+                let missed = cars
+                    .last()
+                    .unwrap()
+                    .file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned();
+                assert!(cps[0].contains(&missed), "parent first: {cps:?}");
+            }
+        }
+        cars.push(car);
+    }
+    // Every archive of the chain is in S3 byte for byte, and kept locally although
+    // KEEP_ARCHIVES is 2: the newest builds on all of them.
+    for c in &cars {
+        let name = c.file_name().unwrap();
+        assert_eq!(
+            std::fs::read(remote.join(name)).unwrap(),
+            std::fs::read(c).unwrap()
+        );
+        assert!(remote.join(name).with_extension("json").exists());
+    }
+    assert_eq!(host.archives(), cars);
+    // The chain verifies from the newest file.
+    let out = Command::new(bin_dir().join("verify-car"))
+        .arg(cars.last().unwrap())
+        .arg("--no-progress")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
 }
 
 /// The pipeline's GC path, on a node of its own (a GC must not touch other tests' unpinned
