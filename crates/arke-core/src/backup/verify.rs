@@ -181,6 +181,9 @@ pub struct VerifiedChain {
     pub members: Vec<PathBuf>,
     /// Their indexes, in the same order.
     pub indexes: Vec<CarIndex>,
+    /// For a chain checked in full: the keys of the blocks the newest archive's closure uses
+    /// (the parents also hold blocks of older states).
+    pub used: Option<crate::closure::KeySet>,
 }
 
 /// Verifies the archive at `path` and, when it is an incremental, its whole chain: the parents
@@ -206,6 +209,7 @@ pub async fn verify_chain(
         report,
         members: vec![path.to_path_buf()],
         indexes: vec![index],
+        used: None,
     };
     let Some(root) = choose_root(&mut v.report, opts, &v.indexes[0]) else {
         v.report = finish(v.report);
@@ -557,8 +561,13 @@ async fn walk_closure(
     } else {
         Vec::new()
     };
-    let c = closure.into_report();
-    closure_summary(report, &c, opts, own.len() as u64, v.indexes.len() > 1);
+    let is_chain = v.indexes.len() > 1;
+    let (c, keys) = closure.into_parts();
+    if is_chain {
+        v.used = Some(keys);
+    }
+    let report = &mut v.report;
+    closure_summary(report, &c, opts, own.len() as u64, is_chain);
     if report.unreferenced_blocks > 0 {
         check_unreferenced(report, c.descriptor.is_some(), &extra);
     }

@@ -405,6 +405,12 @@ impl Closure {
         self.report
     }
 
+    /// The report and the keys of every accepted block (a restore of a chain imports only
+    /// what the newest archive's closure uses).
+    pub fn into_parts(self) -> (ClosureReport, KeySet) {
+        (self.report, self.visited)
+    }
+
     /// Blocks still wanted (not handed out).
     pub fn pending(&self) -> usize {
         self.wants.len()
