@@ -221,7 +221,7 @@ pub async fn restore(
     let (plan, archives) = plan::plan(kubo, opts, &cars, progress, &mut d).await?;
     if opts.dry_run {
         plan.log_dry_run(opts.force);
-        // The dry run's report carries no durations, as before the plan was a value.
+        // The dry run reports the plan; its durations stay zero, as they always were.
         return Ok(plan.report(opts.dry_run));
     }
     apply::apply(kubo, opts, &plan, &archives, progress, d, started).await

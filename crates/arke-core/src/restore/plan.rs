@@ -789,7 +789,7 @@ pub(super) fn index_root_for(id: &EntityId, main_root: &str) -> String {
 impl RestorePlan {
     /// The archive whose root the marker names and whose snapshot the pointer names (the
     /// newest of a chain).
-    pub fn newest(&self) -> &ArchivePlan {
+    pub(super) fn newest(&self) -> &ArchivePlan {
         self.archives
             .last()
             .expect("a plan names at least one archive")
@@ -797,7 +797,7 @@ impl RestorePlan {
 
     /// The report of the plan, before anything is applied (the dry run's, and the base of the
     /// applied restore's).
-    pub fn report(&self, dry_run: bool) -> RestoreReport {
+    pub(super) fn report(&self, dry_run: bool) -> RestoreReport {
         let newest = self.newest();
         let p = &self.pointer;
         RestoreReport {
