@@ -1,0 +1,552 @@
+//! Carrying out a [`RestorePlan`], one function per phase, in the order that keeps every step
+//! safe to repeat: safety check, marker, import and pins, tips, pointer last, read back.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::Path;
+use std::time::Instant;
+
+use anyhow::Context;
+use chrono::{SecondsFormat, Utc};
+use cid::Cid;
+use futures::{StreamExt, TryStreamExt};
+
+use super::plan::{ArchivePlan, PlannedTip, index_root_for, tip_jobs};
+use super::{Durations, RestoreOptions, RestorePlan, RestoreReport, TipsMethod, refuse};
+use crate::car::{CarIndex, CarWriter};
+use crate::ipld::{self, same_block};
+use crate::kubo::{Kubo, KuboError};
+use crate::model::IndexPointer;
+use crate::report::{Exit, Progress, Task, Unit};
+use crate::shard::{EntityId, ShardRule};
+use crate::unixfs;
+
+/// `pin/add` calls in flight during the direct pins (64 CIDs each).
+const PIN_CALLS_IN_FLIGHT: usize = 4;
+
+/// Applies `plan` (made with the same `opts`); `archives` are the block indexes the plan read,
+/// in its order. `d` holds the plan's durations; `started` is when the plan began.
+pub(super) async fn apply(
+    kubo: &Kubo,
+    opts: &RestoreOptions,
+    plan: &RestorePlan,
+    archives: &[CarIndex],
+    progress: &Progress,
+    mut d: Durations,
+    started: Instant,
+) -> anyhow::Result<RestoreReport> {
+    check_allowed(plan, opts.force)?;
+    let marker = &plan.node.marker;
+    let root = plan.newest().root;
+    kubo.files_write(marker, format!("{root}\n").as_bytes(), true)
+        .await
+        .with_context(|| format!("writing {marker}"))?;
+    let mut warnings = plan.warnings.clone();
+    let mut pins = Pins::default();
+    for (archive, index) in plan.archives.iter().zip(archives) {
+        let p = import_and_pin(kubo, opts, archive, index, progress, &mut warnings).await?;
+        d.import += p.import_secs;
+        d.pin += p.pin_secs;
+        pins.blocks += archive.blocks;
+        pins.direct += p.direct;
+        pins.anchor = p.anchor.or(pins.anchor);
+    }
+
+    let t = Instant::now();
+    let (written, unchanged) = write_tips(kubo, opts, plan, progress).await?;
+    d.tips = t.elapsed().as_secs_f64();
+
+    let t = Instant::now();
+    write_pointer(kubo, plan).await?;
+    d.pointer = t.elapsed().as_secs_f64();
+
+    let t = Instant::now();
+    read_back(kubo, opts, plan, progress).await?;
+    d.verify_after = t.elapsed().as_secs_f64();
+    kubo.files_rm(marker, false).await?;
+    d.total = started.elapsed().as_secs_f64();
+    Ok(RestoreReport {
+        restored: true,
+        blocks_imported: pins.blocks,
+        direct_pins: pins.direct,
+        pin_anchor: pins.anchor.map(|a| a.to_string()),
+        tips_written: written,
+        tips_unchanged: unchanged,
+        durations: d,
+        warnings,
+        ..plan.report(false)
+    })
+}
+
+/// Refuses, before anything is written, what the plan may not do without --force: remove
+/// entries in the way of tip paths, or restore over a node that serves an index (unless it
+/// is our own unfinished restore of this archive).
+fn check_allowed(plan: &RestorePlan, force: bool) -> anyhow::Result<()> {
+    let changes = &plan.changes;
+    if !changes.blocking.is_empty() && !force {
+        return Err(refuse(
+            Exit::Failed,
+            format!(
+                "entries the restore did not write are in the way of tip paths: {}; nothing changed. Remove them, or use --force to have them removed",
+                changes.would_remove
+            ),
+        ));
+    }
+    let node = &plan.node;
+    if node.occupied() && !node.resumed && !force {
+        let what = match &node.existing_pointer {
+            Some(p) => format!(
+                "an index pointer at {} (latest snapshot {}, event head {})",
+                plan.pointer.path,
+                p.latest_snapshot.map_or("none".into(), |c| c.to_string()),
+                p.event_head.map_or("none".into(), |c| c.to_string())
+            ),
+            None => "no index pointer".into(),
+        };
+        return Err(refuse(
+            Exit::Failed,
+            format!(
+                "the node is not empty: {what} and {} tips; restoring would change {} tips and replace the pointer (existing paths changed: {}). Nothing changed; use --force to restore over it, --dry-run to see the plan",
+                node.existing_tips, node.tips_to_change, changes.would_change
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// What the import and pin phases did, over every archive.
+#[derive(Debug, Default)]
+struct Pins {
+    blocks: u64,
+    direct: u64,
+    anchor: Option<Cid>,
+}
+
+/// What the import and pins of one archive did.
+#[derive(Debug, Default)]
+struct ArchivePins {
+    direct: u64,
+    anchor: Option<Cid>,
+    import_secs: f64,
+    pin_secs: f64,
+}
+
+/// Imports one archive and pins every block of it: the root recursively with a pin anchor over
+/// the rest, or (root not pinnable, or its pin failed) every block directly.
+async fn import_and_pin(
+    kubo: &Kubo,
+    opts: &RestoreOptions,
+    archive: &ArchivePlan,
+    index: &CarIndex,
+    progress: &Progress,
+    warnings: &mut Vec<String>,
+) -> anyhow::Result<ArchivePins> {
+    let mut done = ArchivePins::default();
+    let t = Instant::now();
+    let (anchor, roots_pinned) = import_archive(kubo, opts, archive, progress, warnings).await?;
+    // A root asked for but not pinned: nothing is known to be held, every block is pinned.
+    let every;
+    let direct: &[Cid] = if roots_pinned {
+        &archive.outside_root
+    } else {
+        let mut all = Vec::new();
+        index
+            .for_each_cid(|_, c| all.push(c))
+            .context("reading CIDs back from the archive")?;
+        every = all;
+        &every
+    };
+    done.import_secs = t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    // The anchor's recursive pin, made by Kubo under its pin lock with the import, holds every
+    // block the root does not reach and proved each present (a recursive pin fetches what it
+    // covers): it stays, one pin instead of one direct pin per block (each of which Kubo
+    // flushes to its datastore). Without it, direct pins as before.
+    match anchor.filter(|_| roots_pinned) {
+        Some(a) => {
+            tracing::info!(
+                "{} blocks behind plain-map links are held by the pin anchor {a}",
+                direct.len()
+            );
+            done.anchor = Some(a);
+        }
+        None => {
+            pin_direct(kubo, opts, &archive.car, direct, progress, warnings).await?;
+            done.direct = direct.len() as u64;
+        }
+    }
+    done.pin_secs = t.elapsed().as_secs_f64();
+    Ok(done)
+}
+
+/// Imports the archive in one `dag/import`, with a pin anchor over the blocks its root's
+/// recursive pin does not reach as a second file when the root can be pinned: Kubo then pins
+/// both roots under its pin lock, so no block of the archive is ever unpinned while a GC could
+/// run. Returns the anchor's root and whether every root asked for was pinned. A root whose
+/// real links leave the archive (a legacy snapshot linking older ones) is not pinned at all:
+/// Kubo would search the network for the absent blocks until the import's time ran out.
+async fn import_archive(
+    kubo: &Kubo,
+    opts: &RestoreOptions,
+    archive: &ArchivePlan,
+    progress: &Progress,
+    warnings: &mut Vec<String>,
+) -> anyhow::Result<(Option<Cid>, bool)> {
+    let car = archive.car.as_path();
+    let dir = tempfile::tempdir().context("temp dir for the pin anchor")?;
+    let anchor_path = dir.path().join("anchor.car");
+    let anchor = if archive.pin_root {
+        Some(crate::anchor::write_anchor_car(&anchor_path, &archive.outside_root).await?)
+    } else {
+        None
+    };
+    let mut files = vec![car];
+    if anchor.is_some() {
+        files.push(anchor_path.as_path());
+    }
+    let size = std::fs::metadata(car).map_or(0, |m| m.len());
+    let task = progress.task("import", Some(size), Unit::Bytes);
+    let outcome = kubo
+        .dag_import(&files, archive.pin_root, opts.import_timeout)
+        .await
+        .with_context(|| format!("importing {}", car.display()))?;
+    task.inc(size);
+    task.finish();
+    let failed = outcome
+        .roots
+        .iter()
+        .find_map(|r| r.pin_error.as_ref().map(|e| (r.cid, e)));
+    if let Some((cid, e)) = failed {
+        // The completeness check said every block below the roots is in the file, so a failed
+        // root pin means the node lost or refused something: every block is then pinned
+        // directly, which names the first one the node does not hold.
+        let msg = format!(
+            "the node could not pin the root {cid} recursively ({e}); every block is pinned directly"
+        );
+        tracing::warn!("{msg}");
+        warnings.push(msg);
+    }
+    Ok((anchor, failed.is_none()))
+}
+
+/// Pins every block in `direct` directly (offline: a block the node does not hold fails at
+/// once, so these pins are also the proof that the node holds every block). Used when the
+/// archive's root cannot be pinned (a legacy snapshot linking blocks outside the archive), so
+/// no anchor was imported: a GC may have run between the import and these pins, and a block it
+/// removed is imported again from the archive and pinned, at most twice.
+async fn pin_direct(
+    kubo: &Kubo,
+    opts: &RestoreOptions,
+    car: &Path,
+    direct: &[Cid],
+    progress: &Progress,
+    warnings: &mut Vec<String>,
+) -> anyhow::Result<()> {
+    let pin_task = progress.task("pin", Some(direct.len() as u64), Unit::Items("blocks"));
+    let mut attempt = 0;
+    loop {
+        // 64 CIDs a call keep the query string far below HTTP servers' header limits; a few
+        // calls in flight overlap the node's per-call latency.
+        let result = futures::stream::iter(direct.chunks(64))
+            .map(|group| async move {
+                kubo.pin_add_many(group, false, 64)
+                    .await
+                    .map(|()| group.len())
+            })
+            .buffer_unordered(PIN_CALLS_IN_FLIGHT)
+            .try_for_each(|n| {
+                pin_task.inc(n as u64);
+                futures::future::ready(Ok(()))
+            })
+            .await;
+        match result {
+            Ok(()) => break,
+            Err(e @ KuboError::BlockMissing { .. }) if attempt < 2 => {
+                attempt += 1;
+                let msg =
+                    format!("{e} after the import (a concurrent GC?): importing the archive again");
+                tracing::warn!("{msg}");
+                warnings.push(msg);
+                kubo.dag_import(&[car], false, opts.import_timeout)
+                    .await
+                    .with_context(|| format!("importing {} again", car.display()))?;
+            }
+            Err(e) => {
+                return Err(anyhow::Error::new(e)
+                    .context("pinning the archive's blocks (the node does not hold them all)"));
+            }
+        }
+    }
+    pin_task.finish();
+    Ok(())
+}
+
+/// Writes every tip: entries in the way removed first (reached only with --force: refused
+/// otherwise), then one tree per index root or one file per tip that differs. Returns
+/// (written, unchanged).
+async fn write_tips(
+    kubo: &Kubo,
+    opts: &RestoreOptions,
+    plan: &RestorePlan,
+    progress: &Progress,
+) -> anyhow::Result<(u64, u64)> {
+    for path in &plan.changes.blocking {
+        kubo.files_rm(path, true)
+            .await
+            .with_context(|| format!("removing {path}, in the way of a tip path (--force)"))?;
+    }
+    match plan.tips_method {
+        TipsMethod::Tree => Ok((write_tip_trees(kubo, opts, &plan.tips).await?, 0)),
+        TipsMethod::Files => {
+            let jobs = tip_jobs(&plan.tips, opts.shard.rules(), &opts.index_root);
+            write_tip_files(kubo, jobs, opts.concurrency, progress).await
+        }
+    }
+}
+
+/// Into empty index roots: one tree per root, built locally, imported, put in place with one
+/// `files/cp`. Returns the tips written.
+async fn write_tip_trees(
+    kubo: &Kubo,
+    opts: &RestoreOptions,
+    tips: &BTreeMap<String, PlannedTip>,
+) -> anyhow::Result<u64> {
+    let dir = tempfile::tempdir().context("temp dir for the tip tree")?;
+    let path = dir.path().join("tips.car");
+    let mut written = 0;
+    for (r, tips) in tips_by_root(tips, opts.shard.rules(), &opts.index_root) {
+        let tree = write_tree_car(&path, tips).await?;
+        // Pinned while it is imported and until MFS holds it: a GC in between would
+        // otherwise remove the unreferenced tree (Kubo's GC keeps what MFS links).
+        kubo.dag_import(&[path.as_path()], true, opts.import_timeout)
+            .await
+            .context("importing the tip tree")?;
+        place_tree(kubo, &r, tree.root).await?;
+        unpin_quietly(kubo, &tree.root).await;
+        written += tree.tips;
+    }
+    Ok(written)
+}
+
+/// The tip files of each index root, each path once (with `--shard-rule both` the two rules
+/// give the same path for some ids).
+fn tips_by_root(
+    tips: &BTreeMap<String, PlannedTip>,
+    rules: &[ShardRule],
+    index_root: &str,
+) -> BTreeMap<String, Vec<(EntityId, ShardRule, Cid)>> {
+    let mut by_root: BTreeMap<String, Vec<(EntityId, ShardRule, Cid)>> = BTreeMap::new();
+    for p in tips.values() {
+        let mut paths = HashSet::new();
+        for rule in rules {
+            if paths.insert(p.id.tip_path("", *rule)) {
+                by_root
+                    .entry(index_root_for(&p.id, index_root))
+                    .or_default()
+                    .push((p.id.clone(), *rule, p.tip));
+            }
+        }
+    }
+    by_root
+}
+
+/// Builds the tip tree and writes its blocks to a CAR file at `path`.
+async fn write_tree_car(
+    path: &Path,
+    tips: Vec<(EntityId, ShardRule, Cid)>,
+) -> anyhow::Result<unixfs::TipTree> {
+    let mut blocks = Vec::new();
+    let tree = unixfs::build_tip_tree(tips, &mut |c, b| blocks.push((c, b)))
+        .map_err(|e| anyhow::anyhow!(e))?;
+    let file = tokio::fs::File::create(path).await?;
+    let mut w = CarWriter::new(tokio::io::BufWriter::new(file), vec![tree.root]).await?;
+    for (c, b) in &blocks {
+        w.write_block(c, b).await?;
+    }
+    let mut inner = w.finish().await?;
+    tokio::io::AsyncWriteExt::flush(&mut inner).await?;
+    Ok(tree)
+}
+
+/// Puts the imported tree at the index root `r` with one `files/cp`.
+async fn place_tree(kubo: &Kubo, r: &str, tree: Cid) -> anyhow::Result<()> {
+    let parent = r
+        .rsplit_once('/')
+        .map_or("/", |(p, _)| if p.is_empty() { "/" } else { p });
+    kubo.files_mkdir(parent, true).await?;
+    if kubo.files_stat_opt(r).await?.is_some() {
+        // Empty (the tree is used only then; listed in would_remove): files/cp does not
+        // replace a directory.
+        kubo.files_rm(r, true).await?;
+    }
+    kubo.files_cp(&format!("/ipfs/{tree}"), r)
+        .await
+        .with_context(|| format!("placing the tip tree at {r}"))?;
+    Ok(())
+}
+
+/// Into an index that holds something: each tip file read, and written only when it differs,
+/// `concurrency` at a time. Returns (written, unchanged).
+async fn write_tip_files(
+    kubo: &Kubo,
+    jobs: Vec<(String, Cid)>,
+    concurrency: usize,
+    progress: &Progress,
+) -> anyhow::Result<(u64, u64)> {
+    let task = progress.task("tips", Some(jobs.len() as u64), Unit::Items("tips"));
+    let results: Vec<anyhow::Result<bool>> =
+        futures::stream::iter(jobs.into_iter().map(|(path, tip)| {
+            let task = task.clone();
+            async move {
+                let current = match kubo.files_read(&path).await {
+                    Ok(b) => ipld::parse_cid(&String::from_utf8_lossy(&b)).ok(),
+                    Err(KuboError::NotFound { .. }) => None,
+                    Err(e) => {
+                        return Err(anyhow::Error::new(e).context(format!("reading {path}")));
+                    }
+                };
+                task.inc(1);
+                if current.is_some_and(|c| same_block(&c, &tip)) {
+                    return Ok(false);
+                }
+                kubo.files_write(&path, format!("{tip}\n").as_bytes(), true)
+                    .await
+                    .with_context(|| format!("writing {path}"))?;
+                Ok(true)
+            }
+        }))
+        .buffer_unordered(concurrency.max(1))
+        .collect()
+        .await;
+    task.finish();
+    let (mut written, mut unchanged) = (0, 0);
+    for r in results {
+        if r? {
+            written += 1;
+        } else {
+            unchanged += 1;
+        }
+    }
+    Ok((written, unchanged))
+}
+
+/// The pointer, last: once it is written the node serves the restored index.
+async fn write_pointer(kubo: &Kubo, plan: &RestorePlan) -> anyhow::Result<()> {
+    let now = Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true);
+    let bytes = plan.pointer.to_pointer(now).to_json_bytes();
+    kubo.files_write(&plan.pointer.path, &bytes, true)
+        .await
+        .with_context(|| format!("writing the pointer {}", plan.pointer.path))?;
+    Ok(())
+}
+
+/// Every tip is read back from the node: in bulk, one `dag/export` of each index root walked
+/// locally (every block re-hashed), then with `files/read` only the paths the bulk read did
+/// not confirm (the legacy path of `--shard-rule both` when it holds the same tip as the
+/// worker's, or everything if the export failed). One `files/read` per tip costs the node a
+/// path walk through the sharded directories each time. Then the pointer.
+async fn read_back(
+    kubo: &Kubo,
+    opts: &RestoreOptions,
+    plan: &RestorePlan,
+    progress: &Progress,
+) -> anyhow::Result<()> {
+    let found = bulk_read(kubo, &opts.index_root, &plan.tips).await;
+    let all = tip_jobs(&plan.tips, opts.shard.rules(), &opts.index_root);
+    let total = all.len() as u64;
+    let checks: Vec<(String, Cid)> = all
+        .into_iter()
+        .filter(|(path, tip)| !found.get(path).is_some_and(|c| same_block(c, tip)))
+        .collect();
+    // The counter covers every tip: those the bulk read confirmed count at once.
+    let task = progress.task("read back", Some(total), Unit::Items("tips"));
+    task.inc(total - checks.len() as u64);
+    let bad = read_tip_files(kubo, checks, opts.concurrency, &task).await;
+    task.finish();
+    let p = &plan.pointer;
+    let back = kubo.files_read(&p.path).await?;
+    let back = IndexPointer::parse(&back).context("reading the pointer back")?;
+    let names_snapshot = back.latest_snapshot_cid == Some(p.latest_snapshot);
+    if !bad.is_empty() || !names_snapshot || back.event_head != p.event_head {
+        let shown: Vec<&String> = bad.iter().take(10).collect();
+        return Err(refuse(
+            Exit::Failed,
+            format!(
+                "read-back after restore: {} tips differ ({shown:?}){}",
+                bad.len(),
+                if names_snapshot {
+                    ""
+                } else {
+                    "; the pointer does not name the snapshot"
+                }
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The tip files under every index root the plan writes, by path, read in bulk; a root that
+/// cannot be read so is left to the per-file reads.
+async fn bulk_read(
+    kubo: &Kubo,
+    index_root: &str,
+    tips: &BTreeMap<String, PlannedTip>,
+) -> HashMap<String, Cid> {
+    let mut found = HashMap::new();
+    let mut scanned = HashSet::new();
+    for p in tips.values() {
+        let r = index_root_for(&p.id, index_root);
+        if !scanned.insert(r.clone()) {
+            continue;
+        }
+        match crate::index::scan_tips(kubo, &r, &std::env::temp_dir()).await {
+            Ok(scan) => {
+                for (_, tf) in scan.tips.into_iter().chain(scan.conflicts) {
+                    found.insert(tf.path, tf.tip);
+                }
+            }
+            Err(e) => tracing::debug!("read-back: bulk read of {r} failed ({e}); per file"),
+        }
+    }
+    found
+}
+
+/// Reads each tip file with `files/read`, `concurrency` at a time; returns what differs.
+async fn read_tip_files(
+    kubo: &Kubo,
+    checks: Vec<(String, Cid)>,
+    concurrency: usize,
+    task: &Task,
+) -> Vec<String> {
+    futures::stream::iter(checks.into_iter().map(|(path, tip)| {
+        let task = task.clone();
+        async move {
+            let got = kubo.files_read(&path).await;
+            task.inc(1);
+            match got {
+                Ok(b)
+                    if ipld::parse_cid(&String::from_utf8_lossy(&b))
+                        .is_ok_and(|c| same_block(&c, &tip)) =>
+                {
+                    None
+                }
+                Ok(b) => Some(format!(
+                    "{path} holds {:?}, expected {tip}",
+                    String::from_utf8_lossy(&b).trim()
+                )),
+                Err(e) => Some(format!("{path}: {e}")),
+            }
+        }
+    }))
+    .buffer_unordered(concurrency.max(1))
+    .filter_map(|x| async move { x })
+    .collect()
+    .await
+}
+
+/// Drops a temporary pin of ours. A failure leaves an extra pin behind, never a lost block:
+/// logged, not fatal.
+async fn unpin_quietly(kubo: &Kubo, cid: &Cid) {
+    if let Err(e) = kubo.pin_rm(cid).await {
+        tracing::warn!("could not remove the temporary pin of {cid}: {e}");
+    }
+}

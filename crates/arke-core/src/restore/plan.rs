@@ -1,0 +1,1023 @@
+//! The plan: everything a restore will do, read from the archive and the node before anything
+//! is written. `--dry-run` reports it; [`super::apply`] carries it out.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::Context;
+use cid::Cid;
+use serde::{Deserialize, Serialize};
+
+use super::{Durations, PathList, RestoreOptions, RestoreReport, TipsMethod, refuse};
+use crate::backup::{CarReport, VerifyCarOptions, verify_car_indexed};
+use crate::car::{CarIndex, IndexSource};
+use crate::chain::{ChainError, ChainWalk};
+use crate::closure::{ClosureReport, KeySet, block_key};
+use crate::ipld::{self, LinkShape, same_block};
+use crate::kubo::{Kubo, KuboError};
+use crate::model::{IndexPointer, Manifest, cid_as_string, opt_cid_as_string};
+use crate::report::{Exit, Progress};
+use crate::shard::{EntityId, ShardRule, TEST_INDEX_ROOT};
+use crate::source::BlockSource;
+
+/// Everything a restore will do, computed before any write: what is imported and how it is
+/// pinned, every tip, what each existing path becomes, and the pointer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RestorePlan {
+    /// The archives, imported in this order. Today always one; a chain of incremental
+    /// archives would list its base first, and the tips and pointer would be its newest's.
+    pub archives: Vec<ArchivePlan>,
+    pub snapshot_schema: Option<String>,
+    pub snapshot_seq: Option<u64>,
+    /// Entries of the snapshot itself, before replay and live state.
+    pub snapshot_entities: u64,
+    /// Entities moved forward by archived events newer than the snapshot.
+    pub replayed: u64,
+    /// Entities created after the snapshot, from archived events.
+    pub created_after_snapshot: u64,
+    /// Newer events skipped (bad id, manifest missing or not descending).
+    pub replay_skipped: u64,
+    /// Entities set from the live state the export captured.
+    pub live_tips: u64,
+    /// Every entity's tip, by id: what the index holds after the restore.
+    #[serde(with = "tip_map")]
+    pub tips: BTreeMap<String, PlannedTip>,
+    pub tips_method: TipsMethod,
+    /// The pointer written last.
+    pub pointer: PlannedPointer,
+    /// What the node held when the plan was made.
+    pub node: NodeState,
+    /// What becomes of the existing paths.
+    pub changes: PlannedChanges,
+    pub warnings: Vec<String>,
+}
+
+/// One archive file: imported with one `dag/import`, its blocks pinned.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ArchivePlan {
+    pub car: PathBuf,
+    #[serde(with = "cid_as_string")]
+    pub root: Cid,
+    pub blocks: u64,
+    /// The root is pinned recursively with the import, with a pin anchor over
+    /// `outside_root`; false when the root's real links leave the archive (a legacy snapshot
+    /// linking older ones): Kubo would search the network for the absent blocks.
+    pub pin_root: bool,
+    /// Blocks the root's recursive pin does not reach (events and versions behind plain-map
+    /// links), or every block when the root is not pinned.
+    #[serde(with = "cid_list")]
+    pub outside_root: Vec<Cid>,
+}
+
+/// One entity of the plan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlannedTip {
+    pub id: EntityId,
+    pub tip: Cid,
+}
+
+/// The pointer the restore writes (its `last_updated` is the time of writing).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PlannedPointer {
+    pub path: String,
+    #[serde(with = "cid_as_string")]
+    pub latest_snapshot: Cid,
+    #[serde(default, with = "opt_cid_as_string")]
+    pub event_head: Option<Cid>,
+    pub event_count: u64,
+    #[serde(default, with = "opt_cid_as_string")]
+    pub snapshot_event: Option<Cid>,
+    /// Entities after replay and live state.
+    pub total_count: u64,
+    /// Entries of the snapshot.
+    pub snapshot_count: u64,
+    /// From the snapshot's header.
+    pub snapshot_seq: u64,
+    pub snapshot_ts: String,
+}
+
+impl PlannedPointer {
+    pub(super) fn to_pointer(&self, now: String) -> IndexPointer {
+        let mut p = IndexPointer::new_v2();
+        p.event_head = self.event_head;
+        p.event_count = Some(self.event_count);
+        p.snapshot_event_cid = self.snapshot_event;
+        p.total_count = Some(self.total_count);
+        p.latest_snapshot_cid = Some(self.latest_snapshot);
+        p.snapshot_seq = Some(self.snapshot_seq);
+        p.snapshot_count = Some(self.snapshot_count);
+        p.snapshot_ts = Some(self.snapshot_ts.clone());
+        p.last_updated = Some(now);
+        p
+    }
+}
+
+/// What the node held when the plan was made.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct NodeState {
+    /// The marker holds this archive's root: our own unfinished restore, which a rerun finishes.
+    pub resumed: bool,
+    /// The marker path, next to the pointer.
+    pub marker: String,
+    /// The marker holds another archive's root: it is replaced.
+    pub other_marker: bool,
+    /// The pointer the node holds, if any.
+    pub existing_pointer: Option<ExistingPointer>,
+    /// Entities with a tip on the node.
+    pub existing_tips: u64,
+    /// Entities whose tip the restore writes (absent or another CID).
+    pub tips_to_change: u64,
+}
+
+impl NodeState {
+    /// The node serves an index already: restoring over it needs --force (or resuming).
+    pub(super) fn occupied(&self) -> bool {
+        self.existing_pointer.is_some() || self.existing_tips > 0
+    }
+}
+
+/// The parts of an existing pointer a refusal names.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ExistingPointer {
+    #[serde(default, with = "opt_cid_as_string")]
+    pub latest_snapshot: Option<Cid>,
+    #[serde(default, with = "opt_cid_as_string")]
+    pub event_head: Option<Cid>,
+}
+
+/// What the restore would do to existing paths.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct PlannedChanges {
+    pub would_change: PathList,
+    pub would_remove: PathList,
+    pub foreign_kept: PathList,
+    /// Foreign entries at a tip path or at a directory on the way to one (removed only with
+    /// --force).
+    pub blocking: Vec<String>,
+}
+
+/// Plans a restore from `cars` (today exactly one archive): verifies it, reads what it holds,
+/// waits for the node and reads what that holds. Returns the plan and each archive's block
+/// index (the import reads CIDs back from it), in the plan's order. Nothing is written.
+pub(super) async fn plan(
+    kubo: &Kubo,
+    opts: &RestoreOptions,
+    cars: &[PathBuf],
+    progress: &Progress,
+    d: &mut Durations,
+) -> anyhow::Result<(RestorePlan, Vec<CarIndex>)> {
+    // The seam for chains of incremental archives: each would be verified and read here, base
+    // first, its tips laid over the previous ones'. Not implemented.
+    let [car] = cars else {
+        anyhow::bail!("a restore reads exactly one archive (got {})", cars.len());
+    };
+    let mut warnings = Vec::new();
+    let t = Instant::now();
+    let verified = verify_archive(car, opts, progress, &mut warnings).await?;
+    d.verify = t.elapsed().as_secs_f64();
+
+    let t = Instant::now();
+    let read = read_archive(
+        car,
+        &verified,
+        &opts.verify,
+        &opts.pointer_path,
+        &mut warnings,
+    )
+    .await?;
+    d.plan = t.elapsed().as_secs_f64();
+
+    let t = Instant::now();
+    kubo.wait_ready(opts.wait)
+        .await
+        .context("waiting for the node")?;
+    d.wait = t.elapsed().as_secs_f64();
+    let (node, node_index) = inspect_node(kubo, opts, read.archive.root, &read.tips).await?;
+    let plan = assemble(read, node, &node_index, opts, warnings);
+    Ok((plan, vec![verified.index]))
+}
+
+/// An archive that passed the offline check (or failed it, with --allow-incomplete).
+struct Verified {
+    closure: ClosureReport,
+    snapshot: Cid,
+    root: Cid,
+    index: CarIndex,
+}
+
+/// The full verify-car check, offline, then the snapshot the archive names (checked against
+/// the one asked for).
+async fn verify_archive(
+    car: &Path,
+    opts: &RestoreOptions,
+    progress: &Progress,
+    warnings: &mut Vec<String>,
+) -> anyhow::Result<Verified> {
+    let (report, index): (CarReport, CarIndex) = verify_car_indexed(car, &opts.verify, progress)
+        .await
+        .with_context(|| format!("reading {}", car.display()))?;
+    if !report.verified {
+        // The first missing or corrupt block with its CID and role: what an operator needs
+        // to find the block elsewhere (another archive, the old node), not a count.
+        let first = report
+            .first_error()
+            .map_or_else(String::new, |f| format!("; first: {}", f.message));
+        let msg = format!(
+            "the archive does not verify [{}]{first}",
+            report.error_kinds().join(", ")
+        );
+        if !opts.allow_incomplete {
+            return Err(refuse(
+                Exit::Failed,
+                format!(
+                    "{msg}; nothing was changed on the node (--allow-incomplete restores what is there)"
+                ),
+            ));
+        }
+        tracing::warn!("{msg}; continuing (--allow-incomplete)");
+        warnings.push(msg);
+    }
+    let closure = report
+        .closure
+        .clone()
+        .ok_or_else(|| refuse(Exit::Failed, "the archive could not be walked".into()))?;
+    let snapshot = closure
+        .snapshot
+        .ok_or_else(|| refuse(Exit::Failed, "the archive names no snapshot".into()))?;
+    if let Some(want) = opts.snapshot
+        && !same_block(&want, &snapshot)
+    {
+        return Err(refuse(
+            Exit::Usage,
+            format!("the archive holds snapshot {snapshot}, not {want}"),
+        ));
+    }
+    let root = ipld::parse_cid(report.root.as_deref().unwrap_or_default())
+        .context("the archive's root")?;
+    Ok(Verified {
+        closure,
+        snapshot,
+        root,
+        index,
+    })
+}
+
+/// What one archive holds for the plan (the node's side comes after).
+struct FromArchive {
+    archive: ArchivePlan,
+    snapshot_schema: Option<String>,
+    snapshot_seq: Option<u64>,
+    snapshot_entities: u64,
+    replay: ReplayCounts,
+    live_tips: u64,
+    tips: BTreeMap<String, PlannedTip>,
+    pointer: PlannedPointer,
+}
+
+/// Reads the archive's plan: the snapshot's entries, moved forward by the newer archived
+/// events and set by the live state; how its blocks are pinned; the pointer to write.
+async fn read_archive(
+    car: &Path,
+    v: &Verified,
+    verify: &VerifyCarOptions,
+    pointer_path: &str,
+    warnings: &mut Vec<String>,
+) -> anyhow::Result<FromArchive> {
+    let src = IndexSource {
+        index: &v.index,
+        hashed: true,
+        allow_unverifiable: verify.allow_unverifiable,
+    };
+    let mut tips = snapshot_tips(&src, v.snapshot).await?;
+    let snapshot_entities = tips.len() as u64;
+    let closure = &v.closure;
+    let snapshot_event = closure.snapshot_event_cid;
+    let descriptor = closure.descriptor.as_ref();
+    let event_head = descriptor.and_then(|d| d.event_head).or(snapshot_event);
+    let event_count = descriptor.map_or(closure.event_chain.length, |d| d.event_count);
+    let newest = match descriptor {
+        Some(_) if event_head.is_some() => {
+            newest_events(&src, event_head, snapshot_event, warnings).await
+        }
+        _ => Vec::new(),
+    };
+    let replay = replay_events(&src, newest, &mut tips, warnings).await;
+    let live_tips = match descriptor {
+        Some(desc) => apply_live(&src, &desc.live, &mut tips, warnings).await?,
+        None => 0,
+    };
+    let (pin_root, outside_root) = pin_split(&src, &v.index, v.root, warnings).await?;
+    let header = crate::snapshot::load_header(&src, v.snapshot).await?;
+    let pointer = PlannedPointer {
+        path: pointer_path.to_owned(),
+        latest_snapshot: v.snapshot,
+        event_head,
+        event_count,
+        snapshot_event,
+        total_count: tips.len() as u64,
+        snapshot_count: snapshot_entities,
+        snapshot_seq: header.seq(),
+        snapshot_ts: header.ts().to_string(),
+    };
+    Ok(FromArchive {
+        archive: ArchivePlan {
+            car: car.to_owned(),
+            root: v.root,
+            blocks: v.index.len() as u64,
+            pin_root,
+            outside_root,
+        },
+        snapshot_schema: closure.snapshot_schema.clone(),
+        snapshot_seq: closure.snapshot_seq,
+        snapshot_entities,
+        replay,
+        live_tips,
+        tips,
+        pointer,
+    })
+}
+
+/// The snapshot's entries, every id validated before any path is built.
+async fn snapshot_tips(
+    src: &IndexSource<'_>,
+    snapshot: Cid,
+) -> anyhow::Result<BTreeMap<String, PlannedTip>> {
+    let loaded = crate::snapshot::load(src, snapshot)
+        .await
+        .context("reading the snapshot from the archive")?;
+    let mut tips = BTreeMap::new();
+    for e in &loaded.entries {
+        let id = EntityId::parse(&e.id).map_err(|err| {
+            refuse(
+                Exit::Failed,
+                format!("the snapshot holds a bad entity id: {err}; refused before any write"),
+            )
+        })?;
+        if tips
+            .insert(e.id.clone(), PlannedTip { id, tip: e.tip })
+            .is_some()
+        {
+            return Err(refuse(
+                Exit::Failed,
+                format!(
+                    "the snapshot lists entity {} twice; refused before any write",
+                    e.id
+                ),
+            ));
+        }
+    }
+    Ok(tips)
+}
+
+/// The newest event per entity, between the archived head and the snapshot's event. A chain
+/// that ends early (a block not in the archive) is a warning: what was walked still counts.
+async fn newest_events(
+    src: &IndexSource<'_>,
+    head: Option<Cid>,
+    stop: Option<Cid>,
+    warnings: &mut Vec<String>,
+) -> Vec<(String, Cid)> {
+    let mut newest = Vec::new();
+    let mut seen_ids = HashSet::new();
+    let mut walk = ChainWalk::new(src, head, stop);
+    loop {
+        match walk.next().await {
+            Ok(Some(ev)) => {
+                if let Some(tip) = ev.node.tip()
+                    && seen_ids.insert(ev.node.pi().to_string())
+                {
+                    newest.push((ev.node.pi().to_string(), tip));
+                }
+            }
+            Ok(None) => break,
+            Err(ChainError::Fetch { cid, .. }) => {
+                warnings.push(format!("replay: the archived event chain ends at {cid}"));
+                break;
+            }
+            Err(e) => {
+                warnings.push(format!("replay: {e}"));
+                break;
+            }
+        }
+    }
+    newest
+}
+
+/// Counts of the replay of newer events.
+#[derive(Debug, Default)]
+struct ReplayCounts {
+    replayed: u64,
+    created: u64,
+    skipped: u64,
+}
+
+/// Moves the plan forward by the newest events: an entity's tip is replaced only by a
+/// manifest in the archive that descends from it.
+async fn replay_events(
+    src: &IndexSource<'_>,
+    newest: Vec<(String, Cid)>,
+    tips: &mut BTreeMap<String, PlannedTip>,
+    warnings: &mut Vec<String>,
+) -> ReplayCounts {
+    let mut n = ReplayCounts::default();
+    for (pi, tip) in newest {
+        // An event whose id cannot be a path is skipped, as build-snapshot and verify-car do:
+        // it moves nothing, and every other entity is restored.
+        let id = match EntityId::parse(&pi) {
+            Ok(id) => id,
+            Err(err) => {
+                n.skipped += 1;
+                warnings.push(format!(
+                    "replay: an archived event names a bad entity id ({err}); skipped"
+                ));
+                continue;
+            }
+        };
+        let current = tips.get(&pi).map(|p| p.tip);
+        if current.is_some_and(|c| same_block(&c, &tip)) {
+            continue;
+        }
+        if descends(src, tip, current).await {
+            if current.is_some() {
+                n.replayed += 1;
+            } else {
+                n.created += 1;
+            }
+            tips.insert(pi, PlannedTip { id, tip });
+        } else {
+            n.skipped += 1;
+            warnings.push(format!(
+                "replay: entity {pi}'s newer manifest {tip} is not in the archive or does not descend from the snapshot's tip; kept the snapshot's"
+            ));
+        }
+    }
+    n
+}
+
+/// Does the manifest chain from `from` (inside the archive) reach `to` (or, with `to` None,
+/// its first version)?
+async fn descends(src: &IndexSource<'_>, from: Cid, to: Option<Cid>) -> bool {
+    let mut cur = Some(from);
+    let mut steps = 0u64;
+    while let Some(c) = cur {
+        if to.is_some_and(|t| same_block(&t, &c)) {
+            return true;
+        }
+        steps += 1;
+        if steps > 1_000_000 {
+            return false;
+        }
+        let Ok(data) = src.get(&c).await else {
+            return false;
+        };
+        let Ok(value) = ipld::decode(&c, &data) else {
+            return false;
+        };
+        let Ok(m) = Manifest::from_ipld(&value) else {
+            return false;
+        };
+        cur = m.prev();
+    }
+    to.is_none()
+}
+
+/// Sets the plan to the live state the export captured: the tips in MFS when it started win
+/// over the snapshot and over replayed events (both are older or equal). Returns how many
+/// entities it set. An entry whose id cannot be a path is skipped with a warning.
+async fn apply_live(
+    src: &IndexSource<'_>,
+    chunks: &[Cid],
+    tips: &mut BTreeMap<String, PlannedTip>,
+    warnings: &mut Vec<String>,
+) -> anyhow::Result<u64> {
+    let mut set = 0;
+    for c in chunks {
+        let data = src
+            .get(c)
+            .await
+            .with_context(|| format!("reading the live-state chunk {c} from the archive"))?;
+        let value = ipld::decode(c, &data)?;
+        let chunk = crate::model::SnapshotChunk::from_ipld(&value)
+            .with_context(|| format!("the live-state chunk {c}"))?;
+        for e in chunk.entries() {
+            let id = match EntityId::parse(&e.id) {
+                Ok(id) => id,
+                Err(err) => {
+                    warnings.push(format!("live state: bad entity id ({err}); skipped"));
+                    continue;
+                }
+            };
+            if tips.get(&e.id).is_some_and(|p| same_block(&p.tip, &e.tip)) {
+                continue;
+            }
+            tips.insert(e.id.clone(), PlannedTip { id, tip: e.tip });
+            set += 1;
+        }
+    }
+    Ok(set)
+}
+
+/// What the recursive pin of the root reaches (real links only), and the blocks it does not.
+/// A root whose real links leave the archive (a legacy snapshot links its predecessors) must
+/// not be pinned recursively, because Kubo would search the network for blocks it will never
+/// get: then every block is pinned directly instead. Returns (pin the root, the other blocks).
+async fn pin_split(
+    src: &IndexSource<'_>,
+    index: &CarIndex,
+    root: Cid,
+    warnings: &mut Vec<String>,
+) -> anyhow::Result<(bool, Vec<Cid>)> {
+    let mut real = KeySet::default();
+    let mut stack = vec![root];
+    real.insert(block_key(&root));
+    let mut complete = true;
+    while let Some(c) = stack.pop() {
+        if c.codec() == ipld::RAW {
+            continue;
+        }
+        let Ok(data) = src.get(&c).await else {
+            complete = false;
+            continue;
+        };
+        let Ok(links) = ipld::links(&c, &data) else {
+            continue;
+        };
+        for l in links.into_iter().filter(|l| l.shape != LinkShape::PlainMap) {
+            if !index.contains(&l.cid) {
+                complete = false;
+            } else if real.insert(block_key(&l.cid)) {
+                stack.push(l.cid);
+            }
+        }
+    }
+    if !complete {
+        real.clear();
+        warnings.push(format!(
+            "the root {root} links blocks that are not in the archive (older snapshots?): every block is pinned directly instead of one recursive pin"
+        ));
+    }
+    let mut outside = Vec::new();
+    index
+        .for_each_cid(|k, c| {
+            if !real.contains(&k) {
+                outside.push(c);
+            }
+        })
+        .context("reading CIDs back from the archive")?;
+    Ok((complete, outside))
+}
+
+/// What the index roots hold before the restore.
+#[derive(Debug, Default)]
+pub(super) struct NodeIndex {
+    /// One tip per entity (the worker's path wins).
+    pub(super) tips: HashMap<String, Cid>,
+    /// Every tip file by path, both rules.
+    pub(super) tip_files: HashMap<String, Cid>,
+    /// Entries that are not tip files (`notes.txt`, `AB/CD/README`, a file named like a shard).
+    pub(super) foreign: Vec<String>,
+    /// Index roots that exist and hold nothing at all.
+    pub(super) empty_roots: Vec<String>,
+    /// An index root holds something (tips, foreign entries, or empty directories).
+    pub(super) has_content: bool,
+}
+
+/// Reads what the node holds: the marker of an unfinished restore, the pointer, the index
+/// roots (the test network's too when the plan has test entities).
+async fn inspect_node(
+    kubo: &Kubo,
+    opts: &RestoreOptions,
+    root: Cid,
+    tips: &BTreeMap<String, PlannedTip>,
+) -> anyhow::Result<(NodeState, NodeIndex)> {
+    let marker = marker_path(&opts.pointer_path);
+    let (resumed, other_marker) = match kubo.files_read(&marker).await {
+        Ok(b) => {
+            let ours =
+                ipld::parse_cid(&String::from_utf8_lossy(&b)).is_ok_and(|c| same_block(&c, &root));
+            (ours, !ours)
+        }
+        Err(KuboError::NotFound { .. }) => (false, false),
+        Err(e) => return Err(e).context(format!("reading {marker}")),
+    };
+    let existing_pointer = crate::pointer::read(kubo, &opts.pointer_path)
+        .await
+        .with_context(|| format!("reading {}", opts.pointer_path))?;
+    let mut roots = vec![opts.index_root.clone()];
+    if tips.values().any(|p| p.id.is_test_network()) {
+        roots.push(TEST_INDEX_ROOT.to_string());
+    }
+    let node_index = read_node_index(kubo, &roots).await?;
+    let existing = &node_index.tips;
+    let tips_to_change = tips
+        .values()
+        .filter(|p| {
+            !existing
+                .get(p.id.as_str())
+                .is_some_and(|c| same_block(c, &p.tip))
+        })
+        .count() as u64;
+    let node = NodeState {
+        resumed,
+        marker,
+        other_marker,
+        existing_pointer: existing_pointer.map(|p| ExistingPointer {
+            latest_snapshot: p.pointer.latest_snapshot_cid,
+            event_head: p.pointer.event_head,
+        }),
+        existing_tips: existing.len() as u64,
+        tips_to_change,
+    };
+    Ok((node, node_index))
+}
+
+async fn read_node_index(kubo: &Kubo, roots: &[String]) -> anyhow::Result<NodeIndex> {
+    let mut found = NodeIndex::default();
+    for r in roots {
+        if kubo.files_stat_opt(r).await?.is_none() {
+            continue;
+        }
+        if kubo.files_ls(r).await?.is_empty() {
+            found.empty_roots.push(r.clone());
+            continue;
+        }
+        found.has_content = true;
+        let scan = crate::index::scan_tips(kubo, r, &std::env::temp_dir())
+            .await
+            .with_context(|| format!("reading the tips under {r}"))?;
+        for (id, tf) in scan.tips {
+            found.tip_files.insert(tf.path.clone(), tf.tip);
+            found.tips.insert(id, tf.tip);
+        }
+        for (_, tf) in scan.conflicts {
+            found.tip_files.insert(tf.path, tf.tip);
+        }
+        found.foreign.extend(scan.strays);
+        // A damaged tip file is at a tip path: replacing it is a change the operator must see
+        // (and allow with --force); treating it as foreign keeps it listed and refused.
+        found.foreign.extend(scan.bad.into_iter().map(|b| b.path));
+    }
+    Ok(found)
+}
+
+/// The plan from what the archive and the node hold: how tips are written, what becomes of
+/// each existing path.
+fn assemble(
+    read: FromArchive,
+    node: NodeState,
+    node_index: &NodeIndex,
+    opts: &RestoreOptions,
+    warnings: Vec<String>,
+) -> RestorePlan {
+    // The tree replaces the whole index root: only when nothing is there.
+    let tree = node_index.tips.is_empty() && !node_index.has_content;
+    let jobs = tip_jobs(&read.tips, opts.shard.rules(), &opts.index_root);
+    // Files replaced whole: the pointer, and another archive's unfinished-restore marker.
+    let replaced: Vec<&str> = [
+        node.existing_pointer
+            .as_ref()
+            .map(|_| opts.pointer_path.as_str()),
+        node.other_marker.then_some(node.marker.as_str()),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    let changes = plan_changes(node_index, &jobs, &replaced, tree);
+    RestorePlan {
+        archives: vec![read.archive],
+        snapshot_schema: read.snapshot_schema,
+        snapshot_seq: read.snapshot_seq,
+        snapshot_entities: read.snapshot_entities,
+        replayed: read.replay.replayed,
+        created_after_snapshot: read.replay.created,
+        replay_skipped: read.replay.skipped,
+        live_tips: read.live_tips,
+        tips: read.tips,
+        tips_method: if tree {
+            TipsMethod::Tree
+        } else {
+            TipsMethod::Files
+        },
+        pointer: read.pointer,
+        node,
+        changes,
+        warnings,
+    }
+}
+
+/// Every tip file the plan writes: (path, tip), each path once (with `--shard-rule both`
+/// the two rules give the same path for some ids, as the tree builder also accounts for).
+pub(super) fn tip_jobs(
+    tips: &BTreeMap<String, PlannedTip>,
+    rules: &[ShardRule],
+    root: &str,
+) -> Vec<(String, Cid)> {
+    let mut seen = HashSet::new();
+    tips.values()
+        .flat_map(|p| {
+            rules
+                .iter()
+                .map(move |rule| (p.id.tip_path(&index_root_for(&p.id, root), *rule), p.tip))
+        })
+        .filter(|(path, _)| seen.insert(path.clone()))
+        .collect()
+}
+
+/// Foreign entries are kept, not removed: tips are then written one by one around them
+/// (`files/write` creates only what is missing and replaces only the tip files themselves),
+/// and the tip tree, which replaces the whole index root, is used only when the roots are
+/// absent or empty. Refusing every node with a stray file would make an operator reach for
+/// --force, which also allows replacing tips and the pointer; keeping them needs no such
+/// permission. Only an entry that occupies a path a tip needs (a file where a shard
+/// directory goes) cannot be kept: that needs --force.
+fn plan_changes(
+    node: &NodeIndex,
+    jobs: &[(String, Cid)],
+    replaced: &[&str],
+    tree: bool,
+) -> PlannedChanges {
+    let mut needed = HashSet::new();
+    for (path, _) in jobs {
+        let mut at = path.as_str();
+        while needed.insert(at) {
+            match at.rsplit_once('/') {
+                Some((parent, _)) if !parent.is_empty() => at = parent,
+                _ => break,
+            }
+        }
+    }
+    let mut c = PlannedChanges::default();
+    for f in &node.foreign {
+        if needed.contains(f.as_str()) {
+            c.blocking.push(f.clone());
+            c.would_remove.push(f);
+        } else {
+            c.foreign_kept.push(f);
+        }
+    }
+    if tree {
+        node.empty_roots.iter().for_each(|r| c.would_remove.push(r));
+    }
+    replaced.iter().for_each(|p| c.would_change.push(p));
+    for (path, tip) in jobs {
+        if node
+            .tip_files
+            .get(path)
+            .is_some_and(|c| !same_block(c, tip))
+        {
+            c.would_change.push(path);
+        }
+    }
+    c
+}
+
+/// The marker that makes a rerun resume instead of refusing: `<pointer dir>/.restore-in-progress`.
+fn marker_path(pointer_path: &str) -> String {
+    let parent = pointer_path.rsplit_once('/').map_or("", |(p, _)| p);
+    format!("{parent}/.restore-in-progress")
+}
+
+pub(super) fn index_root_for(id: &EntityId, main_root: &str) -> String {
+    if id.is_test_network() {
+        TEST_INDEX_ROOT.to_string()
+    } else {
+        main_root.to_string()
+    }
+}
+
+impl RestorePlan {
+    /// The archive whose root the marker names and whose snapshot the pointer names (the
+    /// newest of a chain).
+    pub(super) fn newest(&self) -> &ArchivePlan {
+        self.archives
+            .last()
+            .expect("a plan names at least one archive")
+    }
+
+    /// The report of the plan, before anything is applied (the dry run's, and the base of the
+    /// applied restore's).
+    pub(super) fn report(&self, dry_run: bool) -> RestoreReport {
+        let newest = self.newest();
+        let p = &self.pointer;
+        RestoreReport {
+            snapshot_cid: p.latest_snapshot.to_string(),
+            entity_count: self.tips.len() as u64,
+            restored: false,
+            dry_run,
+            resumed: self.node.resumed,
+            car_file: newest.car.display().to_string(),
+            root: newest.root.to_string(),
+            snapshot_schema: self.snapshot_schema.clone(),
+            snapshot_seq: self.snapshot_seq,
+            event_head: p.event_head.map(|c| c.to_string()),
+            event_count: p.event_count,
+            blocks_imported: 0,
+            direct_pins: 0,
+            pin_anchor: None,
+            tips_written: 0,
+            tips_unchanged: 0,
+            replayed: self.replayed,
+            created_after_snapshot: self.created_after_snapshot,
+            replay_skipped: self.replay_skipped,
+            live_tips: self.live_tips,
+            tips_method: self.tips_method,
+            pointer_path: p.path.clone(),
+            existing_pointer: self.node.existing_pointer.is_some(),
+            existing_tips: self.node.existing_tips,
+            tips_to_change: self.node.tips_to_change,
+            would_change: self.changes.would_change.clone(),
+            would_remove: self.changes.would_remove.clone(),
+            foreign_kept: self.changes.foreign_kept.clone(),
+            root_pinned_recursively: self.archives.iter().all(|a| a.pin_root),
+            blocks_outside_root: self
+                .archives
+                .iter()
+                .map(|a| a.outside_root.len() as u64)
+                .sum(),
+            durations: Durations::default(),
+            warnings: self.warnings.clone(),
+        }
+    }
+
+    /// The dry run's line: the plan in words.
+    pub(super) fn log_dry_run(&self, force: bool) {
+        let c = &self.changes;
+        let blocks: u64 = self.archives.iter().map(|a| a.blocks).sum();
+        tracing::info!(
+            "dry run: would import {} ({} blocks), pin what the root does not reach, write {} of {} tips ({} entities from the snapshot, {} moved forward and {} created by newer events) and the pointer at {}; existing paths changed: {}, removed: {}{}; foreign entries kept: {}; nothing changed",
+            self.newest().car.display(),
+            blocks,
+            self.node.tips_to_change,
+            self.tips.len(),
+            self.snapshot_entities,
+            self.replayed,
+            self.created_after_snapshot,
+            self.pointer.path,
+            c.would_change,
+            c.would_remove,
+            if c.blocking.is_empty() || force {
+                ""
+            } else {
+                " (needs --force)"
+            },
+            c.foreign_kept
+        );
+    }
+}
+
+/// Serde for the plan's tips: a map from entity id to tip CID string; ids are validated again
+/// when read.
+mod tip_map {
+    use std::collections::BTreeMap;
+
+    use serde::de::Error as _;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    use super::PlannedTip;
+    use crate::shard::EntityId;
+
+    pub fn serialize<S: Serializer>(
+        tips: &BTreeMap<String, PlannedTip>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        s.collect_map(tips.iter().map(|(id, p)| (id, p.tip.to_string())))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<BTreeMap<String, PlannedTip>, D::Error> {
+        let raw = BTreeMap::<String, String>::deserialize(d)?;
+        raw.into_iter()
+            .map(|(k, v)| {
+                let id = EntityId::parse(&k).map_err(D::Error::custom)?;
+                let tip = crate::ipld::parse_cid(&v).map_err(D::Error::custom)?;
+                Ok((k, PlannedTip { id, tip }))
+            })
+            .collect()
+    }
+}
+
+/// Serde for a list of CIDs as strings.
+mod cid_list {
+    use cid::Cid;
+    use serde::de::Error as _;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(cids: &[Cid], s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(cids.iter().map(|c| c.to_string()))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Cid>, D::Error> {
+        Vec::<String>::deserialize(d)?
+            .iter()
+            .map(|s| crate::ipld::parse_cid(s).map_err(D::Error::custom))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::restore::ShardChoice;
+
+    fn plan_of(ids: &[&str], tip: Cid) -> BTreeMap<String, PlannedTip> {
+        ids.iter()
+            .map(|i| {
+                let id = EntityId::parse(i).unwrap();
+                (i.to_string(), PlannedTip { id, tip })
+            })
+            .collect()
+    }
+
+    /// `--shard-rule both` writes a path once when the two rules agree (a 4-character id).
+    #[test]
+    fn tip_jobs_name_each_path_once() {
+        let tip = ipld::cid_v1(ipld::RAW, b"m");
+        let plan = plan_of(&["ABCD", "01J8ME3HXYZW"], tip);
+        let jobs = tip_jobs(&plan, ShardChoice::Both.rules(), "/arke/index");
+        let paths: Vec<&str> = jobs.iter().map(|(p, _)| p.as_str()).collect();
+        assert_eq!(paths.len(), 3, "{paths:?}");
+        assert!(paths.contains(&"/arke/index/AB/CD/ABCD.tip"));
+    }
+
+    /// A plan written as JSON reads back the same: CIDs and ids as strings, ids validated.
+    #[test]
+    fn plan_round_trips_through_json() {
+        let tip = ipld::cid_v1(ipld::RAW, b"m");
+        let root = ipld::cid_v1(ipld::DAG_CBOR, b"root");
+        let plan = RestorePlan {
+            archives: vec![ArchivePlan {
+                car: "/b/a.car".into(),
+                root,
+                blocks: 3,
+                pin_root: true,
+                outside_root: vec![tip],
+            }],
+            snapshot_schema: Some("arke/snapshot@v4".into()),
+            snapshot_seq: Some(7),
+            snapshot_entities: 2,
+            replayed: 1,
+            created_after_snapshot: 0,
+            replay_skipped: 0,
+            live_tips: 0,
+            tips: plan_of(&["ABCD", "01J8ME3HXYZW"], tip),
+            tips_method: TipsMethod::Tree,
+            pointer: PlannedPointer {
+                path: "/arke/index_pointer".into(),
+                latest_snapshot: root,
+                event_head: None,
+                event_count: 0,
+                snapshot_event: Some(tip),
+                total_count: 2,
+                snapshot_count: 2,
+                snapshot_seq: 7,
+                snapshot_ts: "2026-01-01T00:00:00Z".into(),
+            },
+            node: NodeState::default(),
+            changes: PlannedChanges::default(),
+            warnings: vec!["w".into()],
+        };
+        let json = serde_json::to_value(&plan).unwrap();
+        assert_eq!(json["tips"]["ABCD"], tip.to_string());
+        assert_eq!(json["archives"][0]["outside_root"][0], tip.to_string());
+        let back: RestorePlan = serde_json::from_value(json.clone()).unwrap();
+        assert_eq!(back.tips, plan.tips);
+        assert_eq!(serde_json::to_value(&back).unwrap(), json);
+        let report: RestoreReport =
+            serde_json::from_value(serde_json::to_value(back.report(true)).unwrap()).unwrap();
+        assert_eq!(report.tips_method, TipsMethod::Tree);
+        let mut bad = json;
+        bad["tips"]["../x"] = tip.to_string().into();
+        assert!(serde_json::from_value::<RestorePlan>(bad).is_err());
+    }
+
+    /// A foreign entry on the way to a tip path blocks; one beside it is kept; a tip file
+    /// holding another CID and the pointer are changes.
+    #[test]
+    fn plan_changes_sorts_existing_paths() {
+        let tip = ipld::cid_v1(ipld::RAW, b"new");
+        let plan = plan_of(&["01J8ME3HXYZW", "01J8ME3HABCD"], tip);
+        let jobs = tip_jobs(&plan, ShardChoice::Worker.rules(), "/arke/index");
+        let node = NodeIndex {
+            tip_files: HashMap::from([
+                (jobs[0].0.clone(), ipld::cid_v1(ipld::RAW, b"old")),
+                (jobs[1].0.clone(), tip),
+            ]),
+            foreign: vec![
+                "/arke/index/notes.txt".into(),
+                "/arke/index/XY".into(),
+                "/arke/index/AB/CD/README".into(),
+            ],
+            has_content: true,
+            ..NodeIndex::default()
+        };
+        let c = plan_changes(&node, &jobs, &["/arke/index_pointer"], false);
+        assert_eq!(c.blocking, ["/arke/index/XY"]);
+        assert_eq!(c.would_remove.paths, ["/arke/index/XY"]);
+        assert_eq!(c.foreign_kept.count, 2);
+        let changed = &c.would_change.paths;
+        assert_eq!(changed.len(), 2, "{changed:?}");
+        assert!(changed.contains(&"/arke/index_pointer".to_string()));
+    }
+}
