@@ -18,6 +18,15 @@ pub struct ImportOutcome {
     pub stats: Option<(u64, u64)>,
 }
 
+/// One CARv1 file of a `dag/import`, sent as it is or with its header's roots replaced (the
+/// parents of an incremental archive: their own roots are older states, which a restore must
+/// not pin; sent under the newest archive's root, Kubo pins only that).
+#[derive(Debug, Clone, Copy)]
+pub struct ImportPart<'a> {
+    pub path: &'a Path,
+    pub roots: Option<&'a [Cid]>,
+}
+
 impl Kubo {
     /// `dag/import` of CAR files in one request, each streamed from disk in 256 KiB chunks
     /// (never read into memory). Roots are pinned when `pin_roots`; a root whose pin failed is
@@ -35,9 +44,23 @@ impl Kubo {
         pin_roots: bool,
         within: Duration,
     ) -> Result<ImportOutcome, KuboError> {
+        let parts: Vec<ImportPart> = cars
+            .iter()
+            .map(|path| ImportPart { path, roots: None })
+            .collect();
+        self.dag_import_parts(&parts, pin_roots, within).await
+    }
+
+    /// [`Kubo::dag_import`] of files some of which are sent under other roots.
+    pub async fn dag_import_parts(
+        &self,
+        cars: &[ImportPart<'_>],
+        pin_roots: bool,
+        within: Duration,
+    ) -> Result<ImportOutcome, KuboError> {
         let arg = cars
             .iter()
-            .map(|p| p.display().to_string())
+            .map(|p| p.path.display().to_string())
             .collect::<Vec<_>>()
             .join(" + ");
         let (form, meter) = import_form(cars, &arg).await?;
@@ -126,29 +149,24 @@ impl Kubo {
 /// The multipart body of a `dag/import`: one part per file, each streamed from disk and counted
 /// by the returned meter.
 pub(super) async fn import_form(
-    cars: &[&Path],
+    cars: &[ImportPart<'_>],
     arg: &str,
 ) -> Result<(Form, std::sync::Arc<UploadMeter>), KuboError> {
-    let io_err = |path: &Path, source| KuboError::Io {
-        call: "dag/import",
-        path: path.display().to_string(),
-        source,
-    };
-    let mut files = Vec::with_capacity(cars.len());
+    let mut parts = Vec::with_capacity(cars.len());
     for car in cars {
-        let file = tokio::fs::File::open(car)
-            .await
-            .map_err(|e| io_err(car, e))?;
-        let len = file.metadata().await.map_err(|e| io_err(car, e))?.len();
-        files.push((file, len));
+        parts.push(open_part(car).await?);
     }
-    let meter = UploadMeter::new(files.iter().map(|f| f.1).sum());
+    let meter = UploadMeter::new(parts.iter().map(|p| p.2).sum());
     let shared = std::sync::Arc::new(meter);
     let mut form = Form::new();
-    for (i, (file, len)) in files.into_iter().enumerate() {
+    for (i, (head, file, len)) in parts.into_iter().enumerate() {
         let counter = shared.clone();
-        let stream = tokio_util::io::ReaderStream::with_capacity(file, UPLOAD_CHUNK)
-            .inspect_ok(move |chunk: &Bytes| counter.record(chunk.len()));
+        let head = futures::stream::iter(head.map(|h| Ok::<_, std::io::Error>(Bytes::from(h))));
+        let stream = futures::StreamExt::chain(
+            head,
+            tokio_util::io::ReaderStream::with_capacity(file, UPLOAD_CHUNK),
+        )
+        .inspect_ok(move |chunk: &Bytes| counter.record(chunk.len()));
         let part = Part::stream_with_length(reqwest::Body::wrap_stream(stream), len)
             .file_name(format!("archive-{i}.car"))
             .mime_str("application/vnd.ipld.car")
@@ -160,6 +178,38 @@ pub(super) async fn import_form(
         form = form.part("file", part);
     }
     Ok((form, shared))
+}
+
+/// The file opened for sending: with other roots, a new header and the file positioned after
+/// its own header. Returns (new header, file, bytes to send).
+async fn open_part(
+    car: &ImportPart<'_>,
+) -> Result<(Option<Vec<u8>>, tokio::fs::File, u64), KuboError> {
+    use tokio::io::{AsyncReadExt, AsyncSeekExt};
+    let io_err = |source| KuboError::Io {
+        call: "dag/import",
+        path: car.path.display().to_string(),
+        source,
+    };
+    let mut file = tokio::fs::File::open(car.path).await.map_err(io_err)?;
+    let len = file.metadata().await.map_err(io_err)?.len();
+    let Some(roots) = car.roots else {
+        return Ok((None, file, len));
+    };
+    let mut head = [0u8; 10];
+    let n = file.read(&mut head).await.map_err(io_err)?;
+    let bad = || io_err(std::io::Error::other("not a CARv1 file (no header length)"));
+    let (hlen, rest) = unsigned_varint::decode::u64(&head[..n]).map_err(|_| bad())?;
+    let skip = (n - rest.len()) as u64 + hlen;
+    if skip > len {
+        return Err(bad());
+    }
+    file.seek(std::io::SeekFrom::Start(skip))
+        .await
+        .map_err(io_err)?;
+    let header = crate::car::encode_header_v1(roots);
+    let total = header.len() as u64 + len - skip;
+    Ok((Some(header), file, total))
 }
 
 /// `dag/import`'s answer: one `Root` line per root, a `Stats` line; an error object fails.

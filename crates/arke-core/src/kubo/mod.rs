@@ -35,7 +35,7 @@ mod repo;
 mod transport;
 
 pub use config::{DEFAULT_API, KuboConfig, auth_header, normalize_api_url};
-pub use dag::{ImportOutcome, ImportedRoot};
+pub use dag::{ImportOutcome, ImportPart, ImportedRoot};
 pub use error::KuboError;
 pub use files::{EntryKind, MfsEntry, MfsStat};
 pub use node::{NodeId, NodeVersion, OLDEST_TESTED_KUBO, version_warning};

@@ -10,11 +10,11 @@ use chrono::{SecondsFormat, Utc};
 use cid::Cid;
 use futures::{StreamExt, TryStreamExt};
 
-use super::plan::{ArchivePlan, PlannedTip, index_root_for, tip_jobs};
+use super::plan::{ArchivePlan, Blocks, PlannedTip, index_root_for, tip_jobs};
 use super::{Durations, RestoreOptions, RestorePlan, RestoreReport, TipsMethod, refuse};
-use crate::car::{CarIndex, CarWriter};
+use crate::car::CarWriter;
 use crate::ipld::{self, same_block};
-use crate::kubo::{Kubo, KuboError};
+use crate::kubo::{ImportPart, Kubo, KuboError};
 use crate::model::IndexPointer;
 use crate::report::{Exit, Progress, Task, Unit};
 use crate::shard::{EntityId, ShardRule};
@@ -29,7 +29,7 @@ pub(super) async fn apply(
     kubo: &Kubo,
     opts: &RestoreOptions,
     plan: &RestorePlan,
-    archives: &[CarIndex],
+    archives: &[Blocks],
     progress: &Progress,
     mut d: Durations,
     started: Instant,
@@ -136,7 +136,7 @@ async fn import_and_pin(
     kubo: &Kubo,
     opts: &RestoreOptions,
     archive: &ArchivePlan,
-    index: &CarIndex,
+    index: &Blocks,
     progress: &Progress,
     warnings: &mut Vec<String>,
 ) -> anyhow::Result<ArchivePins> {
@@ -150,7 +150,7 @@ async fn import_and_pin(
     } else {
         let mut all = Vec::new();
         index
-            .for_each_cid(|_, c| all.push(c))
+            .for_each_used(|_, c| all.push(c))
             .context("reading CIDs back from the archive")?;
         every = all;
         &every
@@ -170,7 +170,7 @@ async fn import_and_pin(
             done.anchor = Some(a);
         }
         None => {
-            pin_direct(kubo, opts, &archive.car, direct, progress, warnings).await?;
+            pin_direct(kubo, opts, archive, direct, progress, warnings).await?;
             done.direct = direct.len() as u64;
         }
     }
@@ -199,14 +199,33 @@ async fn import_archive(
     } else {
         None
     };
-    let mut files = vec![car];
+    // A chain's parents go first, under this archive's root: Kubo pins only the newest state.
+    let root = [archive.root];
+    let mut files: Vec<ImportPart> = archive
+        .parents
+        .iter()
+        .map(|p| ImportPart {
+            path: p,
+            roots: Some(&root),
+        })
+        .collect();
+    files.push(ImportPart {
+        path: car,
+        roots: None,
+    });
     if anchor.is_some() {
-        files.push(anchor_path.as_path());
+        files.push(ImportPart {
+            path: &anchor_path,
+            roots: None,
+        });
     }
-    let size = std::fs::metadata(car).map_or(0, |m| m.len());
+    let size = files
+        .iter()
+        .map(|f| std::fs::metadata(f.path).map_or(0, |m| m.len()))
+        .sum();
     let task = progress.task("import", Some(size), Unit::Bytes);
     let outcome = kubo
-        .dag_import(&files, archive.pin_root, opts.import_timeout)
+        .dag_import_parts(&files, archive.pin_root, opts.import_timeout)
         .await
         .with_context(|| format!("importing {}", car.display()))?;
     task.inc(size);
@@ -236,7 +255,7 @@ async fn import_archive(
 async fn pin_direct(
     kubo: &Kubo,
     opts: &RestoreOptions,
-    car: &Path,
+    archive: &ArchivePlan,
     direct: &[Cid],
     progress: &Progress,
     warnings: &mut Vec<String>,
@@ -266,7 +285,10 @@ async fn pin_direct(
                     format!("{e} after the import (a concurrent GC?): importing the archive again");
                 tracing::warn!("{msg}");
                 warnings.push(msg);
-                kubo.dag_import(&[car], false, opts.import_timeout)
+                let car = archive.car.as_path();
+                let mut files: Vec<&Path> = archive.parents.iter().map(|p| p.as_path()).collect();
+                files.push(car);
+                kubo.dag_import(&files, false, opts.import_timeout)
                     .await
                     .with_context(|| format!("importing {} again", car.display()))?;
             }

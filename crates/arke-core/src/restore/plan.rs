@@ -10,8 +10,9 @@ use cid::Cid;
 use serde::{Deserialize, Serialize};
 
 use super::{Durations, PathList, RestoreOptions, RestoreReport, TipsMethod, refuse};
-use crate::backup::{CarReport, VerifyCarOptions, verify_car_indexed};
-use crate::car::{CarIndex, IndexSource};
+use crate::backup::VerifyCarOptions;
+use crate::backup::verify::{VerifiedChain, verify_chain};
+use crate::car::{CarError, CarIndex, ChainSource};
 use crate::chain::{ChainError, ChainWalk};
 use crate::closure::{ClosureReport, KeySet, block_key};
 use crate::ipld::{self, LinkShape, same_block};
@@ -68,6 +69,53 @@ pub struct ArchivePlan {
     /// links), or every block when the root is not pinned.
     #[serde(with = "cid_list")]
     pub outside_root: Vec<Cid>,
+    /// An incremental archive's chain, base first: imported in the same `dag/import`, each
+    /// under this archive's root (their own roots are older states, never pinned). Their
+    /// blocks that this archive's closure does not use are left unpinned for a GC.
+    #[serde(default)]
+    pub parents: Vec<PathBuf>,
+}
+
+/// The blocks a restore imports: one archive, or a chain (base first, the newest last) with
+/// the keys of the blocks the newest archive's closure uses.
+#[derive(Debug)]
+pub struct Blocks {
+    pub indexes: Vec<CarIndex>,
+    pub used: Option<KeySet>,
+}
+
+impl Blocks {
+    /// Reads a block from the newest archive that has it (each index was hashed by its scan).
+    pub(super) fn source(&self, allow_unverifiable: bool) -> ChainSource<'_> {
+        ChainSource {
+            indexes: self.indexes.iter().rev().collect(),
+            allow_unverifiable,
+        }
+    }
+
+    fn contains(&self, cid: &Cid) -> bool {
+        self.indexes.iter().any(|i| i.contains(cid))
+    }
+
+    /// Distinct blocks over every file (a block in two files counts twice).
+    fn len(&self) -> u64 {
+        self.indexes.iter().map(|i| i.len() as u64).sum()
+    }
+
+    /// Every block the restore keeps, once: each archive's, for a chain only those the newest
+    /// archive's closure uses.
+    pub(super) fn for_each_used(&self, mut f: impl FnMut(u128, Cid)) -> Result<(), CarError> {
+        let mut seen = KeySet::default();
+        for index in &self.indexes {
+            index.for_each_cid(|k, c| {
+                let used = self.used.as_ref().is_none_or(|u| u.contains(&k));
+                if used && seen.insert(k) {
+                    f(k, c);
+                }
+            })?;
+        }
+        Ok(())
+    }
 }
 
 /// One entity of the plan.
@@ -157,18 +205,19 @@ pub struct PlannedChanges {
     pub blocking: Vec<String>,
 }
 
-/// Plans a restore from `cars` (today exactly one archive): verifies it, reads what it holds,
-/// waits for the node and reads what that holds. Returns the plan and each archive's block
-/// index (the import reads CIDs back from it), in the plan's order. Nothing is written.
+/// Plans a restore from `cars` (one archive; an incremental brings its chain, found by name
+/// beside it): verifies it, reads what it holds, waits for the node and reads what that holds.
+/// Returns the plan and each archive's blocks (the import reads CIDs back from them), in the
+/// plan's order. Nothing is written.
 pub(super) async fn plan(
     kubo: &Kubo,
     opts: &RestoreOptions,
     cars: &[PathBuf],
     progress: &Progress,
     d: &mut Durations,
-) -> anyhow::Result<(RestorePlan, Vec<CarIndex>)> {
-    // The seam for chains of incremental archives: each would be verified and read here, base
-    // first, its tips laid over the previous ones'. Not implemented.
+) -> anyhow::Result<(RestorePlan, Vec<Blocks>)> {
+    // A chain is one archive here: its newest file names its parents, and the state (tips,
+    // events, live state, pointer) is the newest's, read over the union of the chain.
     let [car] = cars else {
         anyhow::bail!("a restore reads exactly one archive (got {})", cars.len());
     };
@@ -195,7 +244,7 @@ pub(super) async fn plan(
     d.wait = t.elapsed().as_secs_f64();
     let (node, node_index) = inspect_node(kubo, opts, read.archive.root, &read.tips).await?;
     let plan = assemble(read, node, &node_index, opts, warnings);
-    Ok((plan, vec![verified.index]))
+    Ok((plan, vec![verified.blocks]))
 }
 
 /// An archive that passed the offline check (or failed it, with --allow-incomplete).
@@ -203,7 +252,9 @@ struct Verified {
     closure: ClosureReport,
     snapshot: Cid,
     root: Cid,
-    index: CarIndex,
+    blocks: Blocks,
+    /// The chain's other files, base first (empty for a full archive).
+    parents: Vec<PathBuf>,
 }
 
 /// The full verify-car check, offline, then the snapshot the archive names (checked against
@@ -214,9 +265,26 @@ async fn verify_archive(
     progress: &Progress,
     warnings: &mut Vec<String>,
 ) -> anyhow::Result<Verified> {
-    let (report, index): (CarReport, CarIndex) = verify_car_indexed(car, &opts.verify, progress)
+    let VerifiedChain {
+        report,
+        mut members,
+        indexes,
+        used,
+    } = verify_chain(car, &opts.verify, progress)
         .await
         .with_context(|| format!("reading {}", car.display()))?;
+    members.pop();
+    if !members.is_empty() {
+        tracing::info!(
+            "incremental archive: restoring its chain of {} archives, base first: {}",
+            members.len() + 1,
+            members
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
     if !report.verified {
         // The first missing or corrupt block with its CID and role: what an operator needs
         // to find the block elsewhere (another archive, the old node), not a count.
@@ -259,7 +327,8 @@ async fn verify_archive(
         closure,
         snapshot,
         root,
-        index,
+        blocks: Blocks { indexes, used },
+        parents: members,
     })
 }
 
@@ -284,11 +353,7 @@ async fn read_archive(
     pointer_path: &str,
     warnings: &mut Vec<String>,
 ) -> anyhow::Result<FromArchive> {
-    let src = IndexSource {
-        index: &v.index,
-        hashed: true,
-        allow_unverifiable: verify.allow_unverifiable,
-    };
+    let src = v.blocks.source(verify.allow_unverifiable);
     let mut tips = snapshot_tips(&src, v.snapshot).await?;
     let snapshot_entities = tips.len() as u64;
     let closure = &v.closure;
@@ -307,7 +372,7 @@ async fn read_archive(
         Some(desc) => apply_live(&src, &desc.live, &mut tips, warnings).await?,
         None => 0,
     };
-    let (pin_root, outside_root) = pin_split(&src, &v.index, v.root, warnings).await?;
+    let (pin_root, outside_root) = pin_split(&src, &v.blocks, v.root, warnings).await?;
     let header = crate::snapshot::load_header(&src, v.snapshot).await?;
     let pointer = PlannedPointer {
         path: pointer_path.to_owned(),
@@ -324,9 +389,10 @@ async fn read_archive(
         archive: ArchivePlan {
             car: car.to_owned(),
             root: v.root,
-            blocks: v.index.len() as u64,
+            blocks: v.blocks.len(),
             pin_root,
             outside_root,
+            parents: v.parents.clone(),
         },
         snapshot_schema: closure.snapshot_schema.clone(),
         snapshot_seq: closure.snapshot_seq,
@@ -340,7 +406,7 @@ async fn read_archive(
 
 /// The snapshot's entries, every id validated before any path is built.
 async fn snapshot_tips(
-    src: &IndexSource<'_>,
+    src: &ChainSource<'_>,
     snapshot: Cid,
 ) -> anyhow::Result<BTreeMap<String, PlannedTip>> {
     let loaded = crate::snapshot::load(src, snapshot)
@@ -373,7 +439,7 @@ async fn snapshot_tips(
 /// The newest event per entity, between the archived head and the snapshot's event. A chain
 /// that ends early (a block not in the archive) is a warning: what was walked still counts.
 async fn newest_events(
-    src: &IndexSource<'_>,
+    src: &ChainSource<'_>,
     head: Option<Cid>,
     stop: Option<Cid>,
     warnings: &mut Vec<String>,
@@ -415,7 +481,7 @@ struct ReplayCounts {
 /// Moves the plan forward by the newest events: an entity's tip is replaced only by a
 /// manifest in the archive that descends from it.
 async fn replay_events(
-    src: &IndexSource<'_>,
+    src: &ChainSource<'_>,
     newest: Vec<(String, Cid)>,
     tips: &mut BTreeMap<String, PlannedTip>,
     warnings: &mut Vec<String>,
@@ -457,7 +523,7 @@ async fn replay_events(
 
 /// Does the manifest chain from `from` (inside the archive) reach `to` (or, with `to` None,
 /// its first version)?
-async fn descends(src: &IndexSource<'_>, from: Cid, to: Option<Cid>) -> bool {
+async fn descends(src: &ChainSource<'_>, from: Cid, to: Option<Cid>) -> bool {
     let mut cur = Some(from);
     let mut steps = 0u64;
     while let Some(c) = cur {
@@ -486,7 +552,7 @@ async fn descends(src: &IndexSource<'_>, from: Cid, to: Option<Cid>) -> bool {
 /// over the snapshot and over replayed events (both are older or equal). Returns how many
 /// entities it set. An entry whose id cannot be a path is skipped with a warning.
 async fn apply_live(
-    src: &IndexSource<'_>,
+    src: &ChainSource<'_>,
     chunks: &[Cid],
     tips: &mut BTreeMap<String, PlannedTip>,
     warnings: &mut Vec<String>,
@@ -523,8 +589,8 @@ async fn apply_live(
 /// not be pinned recursively, because Kubo would search the network for blocks it will never
 /// get: then every block is pinned directly instead. Returns (pin the root, the other blocks).
 async fn pin_split(
-    src: &IndexSource<'_>,
-    index: &CarIndex,
+    src: &ChainSource<'_>,
+    index: &Blocks,
     root: Cid,
     warnings: &mut Vec<String>,
 ) -> anyhow::Result<(bool, Vec<Cid>)> {
@@ -559,7 +625,7 @@ async fn pin_split(
     }
     let mut outside = Vec::new();
     index
-        .for_each_cid(|k, c| {
+        .for_each_used(|k, c| {
             if !real.contains(&k) {
                 outside.push(c);
             }
@@ -953,6 +1019,7 @@ mod tests {
                 blocks: 3,
                 pin_root: true,
                 outside_root: vec![tip],
+                parents: vec!["/b/base.car".into()],
             }],
             snapshot_schema: Some("arke/snapshot@v4".into()),
             snapshot_seq: Some(7),

@@ -25,6 +25,10 @@ enum ShardRuleArg {
 /// are not tips are never touched; one in the way of a tip path needs --force. --dry-run lists
 /// every existing path that would change or be removed.
 ///
+/// An incremental archive is restored with its whole chain in one run: the parents it names
+/// are found in the same folder (or --chain-dir), verified with it, and imported base first in
+/// the same dag/import; the tips and the pointer are the newest archive's.
+///
 /// stdout: JSON with the legacy keys (snapshot_cid, entity_count, restored) and counts per phase.
 #[derive(Debug, Parser)]
 #[command(version, after_help = arke_dr::after_help())]
@@ -46,6 +50,9 @@ struct Args {
     /// Restore from an archive that fails verification
     #[arg(long)]
     allow_incomplete: bool,
+    /// Folder holding an incremental archive's parents (default: the archive's folder)
+    #[arg(long, value_name = "DIR")]
+    chain_dir: Option<PathBuf>,
     /// Where tips are written
     #[arg(long, value_enum, default_value_t = ShardRuleArg::Worker)]
     shard_rule: ShardRuleArg,
@@ -100,7 +107,10 @@ fn main() -> ExitCode {
             wait: Duration::from_secs(args.wait),
             concurrency: args.concurrency.max(1),
             import_timeout: Duration::from_secs(args.import_timeout.max(1)),
-            verify: VerifyCarOptions::default(),
+            verify: VerifyCarOptions {
+                chain_dir: args.chain_dir.clone(),
+                ..VerifyCarOptions::default()
+            },
         };
         let r = restore(&kubo, &opts, &args.out.progress()).await?;
         for w in &r.warnings {

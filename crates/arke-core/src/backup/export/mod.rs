@@ -442,12 +442,18 @@ fn describe(opts: &ExportOptions, plan: &Plan, w: &Written, partial: bool) -> De
         })
         .collect();
     let chain = &report.event_chain;
+    // The whole chain's length: an incremental's walk stopped at its parent's head, whose
+    // descriptor counts the events below it.
+    let below = match (&plan.parent, chain.stopped_at) {
+        (Some(p), Some(_)) => p.member().descriptor.event_count,
+        _ => 0,
+    };
     Descriptor {
         snapshot: opts.snapshot,
         snapshot_schema: plan.header.schema().to_owned(),
         snapshot_seq: plan.seq,
         event_head: plan.event_head,
-        event_count: chain.length,
+        event_count: chain.length + below,
         event_chain_complete: chain.reaches_first_event
             || chain.stopped_at.is_some()
             || plan.event_head.is_none(),
@@ -553,7 +559,7 @@ fn metadata(
         "event_head".into(),
         json!(plan.event_head.map(|c| c.to_string())),
     );
-    extra.insert("event_count".into(), json!(report.event_chain.length));
+    extra.insert("event_count".into(), json!(descriptor.event_count));
     extra.insert("with_history".into(), json!(opts.with_history));
     extra.insert("partial".into(), json!(descriptor.partial));
     extra.insert("missing_count".into(), json!(descriptor.missing_count));
@@ -673,7 +679,7 @@ fn export_report(
         by_role: report.by_role.clone(),
         by_codec: report.by_codec.clone(),
         event_head: plan.event_head.map(|c| c.to_string()),
-        event_count: report.event_chain.length,
+        event_count: descriptor.event_count,
         event_chain_complete: descriptor.event_chain_complete,
         partial: descriptor.partial,
         missing_count: descriptor.missing_count,
