@@ -502,12 +502,18 @@ fn runbook_blocks() -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn runbook_restores_a_wiped_node_from_the_last_s3_archive() {
-    // The old instance: data, and two nights of backups uploaded to "S3".
+    // The old instance: data, and two nights of backups uploaded to "S3": a full archive,
+    // then an incremental over it (the runbook fetches the chain).
     let (host, summary) = Host::generate("runbook", 120, 72).await;
-    assert!(host.daily(&[]).status.success(), "{}", host.log());
+    let inc = [("INCREMENTAL", "1")];
+    assert!(host.daily(&inc).status.success(), "{}", host.log());
     let w = World::new(host.kubo.clone(), &host.root, &host.pointer);
     let updated = w.update(&summary.entities[3].id, true).await.unwrap();
-    assert!(host.daily(&[]).status.success(), "{}", host.log());
+    assert!(host.daily(&inc).status.success(), "{}", host.log());
+    let newest = host.archives().pop().unwrap();
+    let meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(newest.with_extension("json")).unwrap()).unwrap();
+    assert_eq!(meta["kind"], "incremental", "{meta}");
 
     // The new instance: an empty node. The runbook's blocks, literally, in one shell.
     let fresh = TestNode::start().unwrap();
@@ -543,7 +549,13 @@ async fn runbook_restores_a_wiped_node_from_the_last_s3_archive() {
     // It took the newest archive (the one with the update) and the node is back: the pointer
     // at production's path, every tip at the worker's path with its newest version.
     let stdout = String::from_utf8_lossy(&out.stdout);
-    let newest = host.archives().pop().unwrap();
+    for car in host.archives() {
+        let name = car.file_name().unwrap();
+        assert!(
+            work.path().join("restore").join(name).exists(),
+            "{name:?} fetched"
+        );
+    }
     assert!(
         stdout.contains(newest.file_name().unwrap().to_str().unwrap()),
         "{stdout}"
