@@ -278,14 +278,7 @@ pub async fn prune(kubo: &Kubo, opts: &PruneOptions) -> anyhow::Result<PruneRepo
         ..PruneReport::default()
     };
     if opts.apply {
-        for planned in &plan.unpin {
-            unpin_snapshot(kubo, planned).await?;
-            if let Some(p) = remove_metadata(opts, planned.snapshot.seq, &planned.cid()?)? {
-                report.metadata_removed.push(p);
-            }
-            log_pruned("unpinned", &planned.snapshot);
-        }
-        report.gc = collect_garbage(kubo, opts).await?;
+        apply(kubo, opts, &plan, &mut report).await?;
     } else {
         for planned in &plan.unpin {
             log_pruned("would unpin", &planned.snapshot);
@@ -294,6 +287,26 @@ pub async fn prune(kubo: &Kubo, opts: &PruneOptions) -> anyhow::Result<PruneRepo
     }
     report.seconds = started.elapsed().as_secs_f64();
     Ok(report)
+}
+
+/// Applies a plan from [`plan`], snapshot by snapshot in the plan's order (newest first): its
+/// blocks are unpinned (header last), then its metadata removed; then, with `gc`, the garbage
+/// is collected. The caller holds build-snapshot's lock from before planning (see [`prune`]).
+pub async fn apply(
+    kubo: &Kubo,
+    opts: &PruneOptions,
+    plan: &PrunePlan,
+    report: &mut PruneReport,
+) -> anyhow::Result<()> {
+    for planned in &plan.unpin {
+        unpin_snapshot(kubo, planned).await?;
+        if let Some(p) = remove_metadata(opts, planned.snapshot.seq, &planned.cid()?)? {
+            report.metadata_removed.push(p);
+        }
+        log_pruned("unpinned", &planned.snapshot);
+    }
+    report.gc = collect_garbage(kubo, opts).await?;
+    Ok(())
 }
 
 fn log_pruned(what: &str, s: &PrunedSnapshot) {
