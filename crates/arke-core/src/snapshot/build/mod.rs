@@ -297,3 +297,101 @@ fn push_bounded(list: &mut Vec<String>, id: &str) {
         list.push(id.to_string());
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ipld::{DAG_CBOR, cid_v1};
+    use crate::kubo::KuboConfig;
+
+    /// A client for a closed port: any request would fail, so none must be sent.
+    fn no_node() -> Kubo {
+        let mut cfg = KuboConfig::new("http://127.0.0.1:9", None).unwrap();
+        cfg.retries = 1;
+        Kubo::new(cfg).unwrap()
+    }
+
+    fn built_plan() -> BuildPlan {
+        let header = cid_v1(DAG_CBOR, b"header");
+        BuildPlan {
+            action: "build".into(),
+            report: BuildReport {
+                status: "planned".into(),
+                cid: Some(header.to_string()),
+                seq: 3,
+                ..BuildReport::default()
+            },
+            store: vec![PlannedBlock {
+                kind: "header".into(),
+                cid: header,
+                size: 6,
+                bytes: b"header".to_vec(),
+            }],
+            pin: vec![header.to_string()],
+            pointer: Some(PlannedPointer {
+                latest_snapshot_cid: header,
+                snapshot_event_cid: None,
+                snapshot_seq: 3,
+                snapshot_count: 0,
+                snapshot_ts: "t".into(),
+            }),
+            metadata_files: vec!["/nonexistent/snapshot-3.json".into()],
+            metadata: Some(SnapshotMeta {
+                cid: header,
+                seq: 3,
+                ts: None,
+                count: None,
+                extra: serde_json::Map::new(),
+            }),
+            ..BuildPlan::default()
+        }
+    }
+
+    #[test]
+    fn a_plan_reads_back_from_json_without_its_block_bytes() {
+        let plan = built_plan();
+        let json = serde_json::to_value(&plan).unwrap();
+        assert_eq!(json["store"][0]["cid"], plan.pin[0].as_str());
+        assert!(json["store"][0].get("bytes").is_none());
+        let back: BuildPlan = serde_json::from_value(json).unwrap();
+        assert_eq!(back.pointer, plan.pointer);
+        assert_eq!(back.store[0].cid, plan.store[0].cid);
+        assert_eq!(back.store[0].size, 6);
+        assert!(back.store[0].bytes.is_empty());
+        assert_eq!(back.report.status, "planned");
+    }
+
+    #[tokio::test]
+    async fn a_plan_read_back_from_json_is_refused_before_any_request() {
+        let kubo = no_node();
+        let opts = BuildOptions::new("/p", "/nonexistent".into());
+        let json = serde_json::to_string(&built_plan()).unwrap();
+        let back: BuildPlan = serde_json::from_str(&json).unwrap();
+        let err = apply(&kubo, &opts, back, &Progress::off())
+            .await
+            .unwrap_err();
+        assert!(format!("{err:#}").contains("plan again"), "{err:#}");
+        assert_eq!(kubo.requests(), 0);
+    }
+
+    #[tokio::test]
+    async fn an_unchanged_plan_writes_nothing() {
+        let kubo = no_node();
+        let opts = BuildOptions::new("/p", "/nonexistent".into());
+        let plan = BuildPlan {
+            action: "unchanged".into(),
+            report: BuildReport {
+                status: "unchanged".into(),
+                seq: 2,
+                ..BuildReport::default()
+            },
+            ..BuildPlan::default()
+        };
+        assert!(plan.is_unchanged());
+        let out = apply(&kubo, &opts, plan, &Progress::off()).await.unwrap();
+        assert!(
+            matches!(&out, BuildOutcome::Unchanged(r) if r.seq == 2 && r.status == "unchanged")
+        );
+        assert_eq!(kubo.requests(), 0);
+    }
+}
