@@ -97,14 +97,16 @@ pub async fn plan(
         ..BuildReport::default()
     };
     let base = read_base(kubo, &src, opts, &mut report).await?;
-    let mut plan = match unchanged(&base, &mut report) {
-        true => BuildPlan {
+    let mut plan = if unchanged(&base, &mut report) {
+        // Nothing to do: no block, pin, pointer move or metadata.
+        BuildPlan {
             action: "unchanged".into(),
             report,
             previous_snapshot: base.prev_cid.map(|c| c.to_string()),
             ..BuildPlan::default()
-        },
-        false => plan_changes(kubo, &src, opts, &base, report, progress).await?,
+        }
+    } else {
+        plan_changes(kubo, &src, opts, &base, report, progress).await?
     };
     plan.report.requests = kubo.requests() - requests0;
     plan.report.seconds = started.elapsed().as_secs_f64();
@@ -768,13 +770,18 @@ fn encode(
     pin.push(header_cid.to_string());
 
     let count = entries.len() as u64;
-    let meta = metadata(
-        header_cid, seq, &ts, count, base.head, prev, &report, &appendix,
-    );
+    let pointer = PlannedPointer {
+        latest_snapshot_cid: header_cid,
+        snapshot_event_cid: base.head,
+        snapshot_seq: seq,
+        snapshot_count: count,
+        snapshot_ts: ts.clone(),
+    };
+    let meta = metadata(&pointer, prev, report.chunks, appendix.append_only);
     report.status = "planned".into();
     report.cid = Some(header_cid.to_string());
     report.seq = seq;
-    report.ts = ts.clone();
+    report.ts = ts;
     report.entity_count = count;
     report.append_only = appendix;
     Ok(BuildPlan {
@@ -783,13 +790,7 @@ fn encode(
         previous_snapshot: prev.map(|p| p.cid.to_string()),
         store,
         pin,
-        pointer: Some(PlannedPointer {
-            latest_snapshot_cid: header_cid,
-            snapshot_event_cid: base.head,
-            snapshot_seq: seq,
-            snapshot_count: count,
-            snapshot_ts: ts,
-        }),
+        pointer: Some(pointer),
         metadata_files: vec![
             opts.snapshots_dir.join(format!("snapshot-{seq}.json")),
             opts.snapshots_dir.join("latest.json"),
@@ -853,22 +854,17 @@ fn header_report(appendix: &AppendOnly, report: &BuildReport) -> anyhow::Result<
 
 /// `snapshot-{seq}.json` (and `latest.json`): the snapshot's CID, seq, ts and count, plus what an
 /// operator looks for first.
-#[allow(clippy::too_many_arguments)]
 fn metadata(
-    cid: Cid,
-    seq: u64,
-    ts: &str,
-    count: u64,
-    head: Option<Cid>,
+    p: &PlannedPointer,
     prev: Option<&Loaded>,
-    report: &BuildReport,
-    appendix: &AppendOnly,
+    chunks: u64,
+    append_only: bool,
 ) -> SnapshotMeta {
     let mut meta = SnapshotMeta {
-        cid,
-        seq,
-        ts: Some(ts.to_string()),
-        count: Some(count),
+        cid: p.latest_snapshot_cid,
+        seq: p.snapshot_seq,
+        ts: Some(p.snapshot_ts.clone()),
+        count: Some(p.snapshot_count),
         extra: serde_json::Map::new(),
     };
     meta.extra.insert(
@@ -877,17 +873,15 @@ fn metadata(
     );
     meta.extra.insert(
         "event_cid".into(),
-        serde_json::json!(head.map(|c| c.to_string())),
+        serde_json::json!(p.snapshot_event_cid.map(|c| c.to_string())),
     );
     meta.extra.insert(
         "prev_snapshot".into(),
         serde_json::json!(prev.map(|p| p.cid.to_string())),
     );
     meta.extra
-        .insert("chunks".into(), serde_json::json!(report.chunks));
-    meta.extra.insert(
-        "append_only".into(),
-        serde_json::json!(appendix.append_only),
-    );
+        .insert("chunks".into(), serde_json::json!(chunks));
+    meta.extra
+        .insert("append_only".into(), serde_json::json!(append_only));
     meta
 }
