@@ -12,6 +12,7 @@ use arke_core::fsutil::{LockOutcome, RunLock};
 use arke_core::ipld::Cid;
 use arke_core::kubo::{Kubo, PinKind};
 use arke_core::report::Progress;
+use arke_core::snapshot::PrunePlan;
 use arke_core::source::NodeSource;
 use arke_testkit::generator::{GenConfig, generate};
 use arke_testkit::node::TestNode;
@@ -127,6 +128,20 @@ async fn prune_keeps_the_newest_unpins_the_rest_and_respects_shared_chunks_and_l
             .contains("--unpin-legacy")
     );
     assert!(v["held"][1]["note"].as_str().unwrap().contains("real link"));
+    // The plan behind the dry run: each decision with its reason, and the blocks that would go
+    // (the header last).
+    let plan: PrunePlan = serde_json::from_value(v["plan"].clone()).unwrap();
+    assert_eq!(plan.keep.len(), 2, "{v}");
+    assert!(plan.keep[0].reason.contains("pointer"), "{v}");
+    assert_eq!(plan.unpin.len(), 1, "{v}");
+    assert_eq!(plan.unpin[0].snapshot.cid, v4[0].0);
+    assert_eq!(plan.unpin[0].unpin_blocks.last(), Some(&v4[0].0), "{v}");
+    assert_eq!(
+        plan.unpin[0].unpin_blocks.len() as u64,
+        plan.unpin[0].snapshot.unpinned
+    );
+    assert_eq!(plan.held.len(), 2, "{v}");
+    assert!(plan.held.iter().all(|h| !h.reason.is_empty()), "{v}");
     // With --unpin-legacy both legacy snapshots would go too.
     let v = json(
         &prune(&url, &snaps, &["--keep-last", "2", "--unpin-legacy"]),
@@ -180,6 +195,10 @@ async fn prune_keeps_the_newest_unpins_the_rest_and_respects_shared_chunks_and_l
         "prune --apply",
     );
     assert_eq!(v["dry_run"], false);
+    assert!(
+        v.get("plan").is_none(),
+        "the plan is printed on dry runs only: {v}"
+    );
     assert_eq!(cids(&v, "pruned"), vec![v4[0].0.clone()], "{v}");
     assert_eq!(v["metadata_removed"].as_array().unwrap().len(), 1, "{v}");
     assert!(!snaps.join(format!("snapshot-{}.json", v4[0].1)).exists());

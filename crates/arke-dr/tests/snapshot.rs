@@ -290,6 +290,104 @@ async fn full_then_incremental_with_life_in_between() {
     }
 }
 
+/// The `snapshot-*.json` and `latest.json` files in the snapshots folder.
+fn metadata_files(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".json"))
+        .collect();
+    names.sort();
+    names
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dry_run_prints_the_plan_and_writes_nothing() {
+    let (set, summary) = Set::generate(
+        "dry",
+        GenConfig {
+            entities: 300,
+            seed: 33,
+            pin: false,
+            ..GenConfig::default()
+        },
+    )
+    .await;
+    let before = set.pointer_raw().await;
+
+    // First run: the plan of a full build, nothing stored, pointed to or written.
+    let p = set.build(&["--dry-run"]);
+    assert_eq!(p["action"], "build", "{p}");
+    assert_eq!(p["report"]["status"], "planned");
+    assert_eq!(p["report"]["mode"], "full");
+    assert_eq!(p["report"]["entity_count"], 300);
+    assert_eq!(p["report"]["events_walked"], summary.event_count);
+    let header = p["report"]["cid"].as_str().unwrap().to_string();
+    assert_eq!(p["pointer"]["latest_snapshot_cid"], header.as_str());
+    assert_eq!(p["pointer"]["snapshot_seq"], 1);
+    let store = p["store"].as_array().unwrap();
+    assert_eq!(store.last().unwrap()["kind"], "header");
+    assert_eq!(store.last().unwrap()["cid"], header.as_str());
+    assert_eq!(p["pin"].as_array().unwrap().len(), store.len(), "{p}");
+    assert_eq!(p["metadata"]["seq"], 1);
+    let plan: arke_core::snapshot::BuildPlan = serde_json::from_value(p.clone()).unwrap();
+    assert_eq!(plan.store.len(), store.len());
+    assert_eq!(set.pointer_raw().await, before, "the pointer moved");
+    assert!(metadata_files(set.dir.path()).is_empty());
+    // The same, for a human.
+    let out = set
+        .cmd(env!("CARGO_BIN_EXE_build-snapshot"), &set.url)
+        .args(["--index-root", &set.root, "--dry-run"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.starts_with("DRY RUN: nothing written"), "{text}");
+    assert!(text.contains("300 entities: 300 new"), "{text}");
+    assert!(text.contains("latest.json"), "{text}");
+    assert_eq!(set.pointer_raw().await, before, "the pointer moved");
+    assert!(metadata_files(set.dir.path()).is_empty());
+
+    // The build itself; then the plan of an unchanged archive has nothing to do.
+    let r1 = set.build(&[]);
+    assert_eq!(r1["entity_count"], 300);
+    assert_eq!(r1["chunks"], p["report"]["chunks"]);
+    let built = set.pointer_raw().await;
+    let files = metadata_files(set.dir.path());
+    assert_eq!(files, ["latest.json", "snapshot-1.json"]);
+    let latest = std::fs::read(set.dir.path().join("latest.json")).unwrap();
+    let p = set.build(&["--dry-run"]);
+    assert_eq!(p["action"], "unchanged", "{p}");
+    assert_eq!(p["report"]["status"], "unchanged");
+    assert_eq!(p["report"]["cid"], r1["cid"]);
+    assert!(p["store"].as_array().unwrap().is_empty());
+    assert!(p["pin"].as_array().unwrap().is_empty());
+    assert!(p["pointer"].is_null());
+
+    // An update: the incremental plan names it; still nothing moves or is written.
+    let id = summary.entities[7].id.clone();
+    set.world().update(&id, true).await.unwrap();
+    let updated = set.pointer_raw().await;
+    assert_ne!(updated, built, "the update moved the event head");
+    let p = set.build(&["--dry-run"]);
+    assert_eq!(p["action"], "build", "{p}");
+    assert_eq!(p["report"]["mode"], "incremental");
+    assert_eq!(p["report"]["append_only"]["updated"], 1, "{p}");
+    assert_eq!(p["report"]["events_walked"], 1);
+    assert_eq!(p["pointer"]["snapshot_seq"], 2);
+    assert_eq!(p["previous_snapshot"], r1["cid"]);
+    assert_eq!(set.pointer_raw().await, updated, "the pointer moved");
+    assert_eq!(metadata_files(set.dir.path()), files);
+    assert_eq!(
+        std::fs::read(set.dir.path().join("latest.json")).unwrap(),
+        latest
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn incremental_on_legacy_v1_and_proofs_v2_snapshots() {
     let (set, summary) = Set::generate(

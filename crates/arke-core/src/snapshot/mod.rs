@@ -7,7 +7,10 @@ pub mod load;
 pub mod prune;
 pub mod verify;
 
-pub use build::{BuildOptions, BuildOutcome, BuildReport, Skipped, build};
+pub use build::{
+    BuildOptions, BuildOutcome, BuildPlan, BuildReport, PlannedBlock, PlannedPointer, Skipped,
+    build, dry_run,
+};
 pub use load::{LoadError, Loaded, load, load_header};
-pub use prune::{PruneOptions, PruneReport, prune};
+pub use prune::{PlannedSnapshot, PruneOptions, PrunePlan, PruneReport, prune};
 pub use verify::{VerifyOptions, VerifyReport, verify};

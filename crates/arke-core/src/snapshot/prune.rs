@@ -19,16 +19,18 @@
 //!   `unpin_legacy`, which the operator gives once the writers' own pins are known to cover the
 //!   data; by default they are reported as held.
 //!
-//! Only snapshot blocks are ever unpinned. Nothing runs unless `apply` is set (dry run by
-//! default), and the whole run holds build-snapshot's lock, so a build never reuses a chunk
-//! that is being unpinned.
+//! Only snapshot blocks are ever unpinned. A prune is planned, then applied (as in rustic_core):
+//! [`plan`] walks the chain and decides, with a reason, which snapshots are kept, held and
+//! unpinned and which blocks go; nothing is unpinned unless `apply` is set (dry run by default:
+//! the report then carries the plan). The whole run holds build-snapshot's lock, so a build never
+//! reuses a chunk that is being unpinned.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use cid::Cid;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::closure::{KeySet, block_key};
 use crate::fsutil::RunLock;
@@ -75,35 +77,35 @@ impl PruneOptions {
 }
 
 /// One snapshot of the chain and what happened to it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PrunedSnapshot {
     pub cid: String,
     pub seq: u64,
-    pub schema: &'static str,
+    pub schema: String,
     pub ts: String,
     /// Its own blocks (v4: header, nodes, chunks; legacy: the root of its recursive pin).
     pub blocks: u64,
     /// Blocks unpinned (or that would be, in a dry run): its own blocks that no kept snapshot
     /// lists and no newer pruned snapshot already released.
     pub unpinned: u64,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
 }
 
 /// GC outcome, with the repo size around it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct GcReport {
     pub removed_blocks: u64,
     pub size_before: u64,
     pub size_after: u64,
     pub freed_bytes: u64,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<String>,
     pub seconds: f64,
 }
 
 /// The result of a prune (`--json`).
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct PruneReport {
     pub dry_run: bool,
     pub keep_last: usize,
@@ -121,9 +123,46 @@ pub struct PruneReport {
     pub blocks_shared_with_kept: u64,
     /// `snapshot-{seq}.json` files removed with their snapshot.
     pub metadata_removed: Vec<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gc: Option<GcReport>,
     pub seconds: f64,
+    /// Dry run only: the plan, with each decision's reason and the blocks that would be unpinned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan: Option<PrunePlan>,
+}
+
+/// What a prune will do, decided before anything is unpinned.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct PrunePlan {
+    pub keep_last: usize,
+    pub pointer_path: String,
+    /// The newest `keep_last` snapshots, newest first: they stay pinned.
+    pub keep: Vec<PlannedSnapshot>,
+    /// Older snapshots left pinned, with why.
+    pub held: Vec<PlannedSnapshot>,
+    /// Older snapshots to unpin, newest first, each with the blocks that go.
+    pub unpin: Vec<PlannedSnapshot>,
+    /// Why the walk stopped.
+    pub chain_end: String,
+    /// Blocks to unpin in all.
+    pub blocks_unpinned: u64,
+    /// Blocks of snapshots to unpin that stay pinned because a kept snapshot lists them too.
+    pub blocks_shared_with_kept: u64,
+}
+
+/// One snapshot in a [`PrunePlan`] and why it is kept, held or unpinned.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PlannedSnapshot {
+    #[serde(flatten)]
+    pub snapshot: PrunedSnapshot,
+    pub reason: String,
+    /// The blocks to unpin, header last (while the header is pinned, the next prune walks this
+    /// far again); empty when the snapshot stays pinned.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unpin_blocks: Vec<String>,
+    /// The `snapshot-{seq}.json` that describes it, removed with it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<String>,
 }
 
 /// A snapshot's own blocks, header first. v4: header, interior nodes (read) and chunk CIDs
@@ -152,7 +191,7 @@ fn summary(cid: Cid, snap: &Snapshot, blocks: usize) -> PrunedSnapshot {
     PrunedSnapshot {
         cid: cid.to_string(),
         seq: snap.seq(),
-        schema: snap.schema(),
+        schema: snap.schema().to_string(),
         ts: snap.ts().to_string(),
         blocks: blocks as u64,
         unpinned: 0,
@@ -178,26 +217,33 @@ async fn unpin(kubo: &Kubo, cid: &Cid) -> anyhow::Result<bool> {
     }
 }
 
-/// Removes `snapshot-{seq}.json` when it describes `cid` (never `latest.json`).
-fn remove_metadata(opts: &PruneOptions, seq: u64, cid: &Cid) -> anyhow::Result<Option<String>> {
+/// `snapshot-{seq}.json` when it describes `cid` (never `latest.json`).
+fn metadata_file(opts: &PruneOptions, seq: u64, cid: &Cid) -> Option<PathBuf> {
     let path = opts.snapshots_dir.join(format!("snapshot-{seq}.json"));
-    let Ok(bytes) = std::fs::read(&path) else {
-        return Ok(None);
-    };
+    let bytes = std::fs::read(&path).ok()?;
     match SnapshotMeta::parse(&bytes) {
-        Ok(m) if crate::ipld::same_block(&m.cid, cid) => {
-            std::fs::remove_file(&path)
-                .with_context(|| format!("removing {}", path.display()))
-                .map_err(|e| Failure::new(Exit::Io, format!("{e:#}")))?;
-            Ok(Some(path.display().to_string()))
-        }
-        _ => Ok(None),
+        Ok(m) if crate::ipld::same_block(&m.cid, cid) => Some(path),
+        _ => None,
     }
 }
 
-/// Runs a prune. Takes build-snapshot's lock; fails with [`Exit::Locked`] while a build runs.
-pub async fn prune(kubo: &Kubo, opts: &PruneOptions) -> anyhow::Result<PruneReport> {
-    let started = Instant::now();
+fn metadata_path(opts: &PruneOptions, seq: u64, cid: &Cid) -> Option<String> {
+    metadata_file(opts, seq, cid).map(|p| p.display().to_string())
+}
+
+/// Removes `snapshot-{seq}.json` when it describes `cid`, checked again at the moment of removal.
+fn remove_metadata(opts: &PruneOptions, seq: u64, cid: &Cid) -> anyhow::Result<Option<String>> {
+    let Some(path) = metadata_file(opts, seq, cid) else {
+        return Ok(None);
+    };
+    std::fs::remove_file(&path)
+        .with_context(|| format!("removing {}", path.display()))
+        .map_err(|e| Failure::new(Exit::Io, format!("{e:#}")))?;
+    Ok(Some(path.display().to_string()))
+}
+
+/// Fails with [`Exit::Usage`] unless at least one snapshot is kept.
+fn check_keep_last(opts: &PruneOptions) -> anyhow::Result<()> {
     if opts.keep_last == 0 {
         return Err(Failure::new(
             Exit::Usage,
@@ -205,136 +251,110 @@ pub async fn prune(kubo: &Kubo, opts: &PruneOptions) -> anyhow::Result<PruneRepo
         )
         .into());
     }
+    Ok(())
+}
+
+/// Runs a prune: plans, then (with `apply`) unpins, removes the metadata and collects garbage.
+/// Takes build-snapshot's lock; fails with [`Exit::Locked`] while a build runs.
+pub async fn prune(kubo: &Kubo, opts: &PruneOptions) -> anyhow::Result<PruneReport> {
+    let started = Instant::now();
+    check_keep_last(opts)?;
     let _lock = RunLock::acquire(
         &opts.lock_file,
         "a build-snapshot or another prune",
         "nothing done",
     )?;
+    let plan = plan(kubo, opts).await?;
     let mut report = PruneReport {
         dry_run: !opts.apply,
         keep_last: opts.keep_last,
         pointer_path: opts.pointer_path.clone(),
+        kept: plan.keep.iter().map(|p| p.snapshot.clone()).collect(),
+        pruned: plan.unpin.iter().map(|p| p.snapshot.clone()).collect(),
+        held: plan.held.iter().map(|p| p.snapshot.clone()).collect(),
+        chain_end: plan.chain_end.clone(),
+        blocks_unpinned: plan.blocks_unpinned,
+        blocks_shared_with_kept: plan.blocks_shared_with_kept,
         ..PruneReport::default()
+    };
+    if opts.apply {
+        apply(kubo, opts, &plan, &mut report).await?;
+    } else {
+        for planned in &plan.unpin {
+            log_pruned("would unpin", &planned.snapshot);
+        }
+        report.plan = Some(plan);
+    }
+    report.seconds = started.elapsed().as_secs_f64();
+    Ok(report)
+}
+
+/// Applies a plan from [`plan`], snapshot by snapshot in the plan's order (newest first): its
+/// blocks are unpinned (header last), then its metadata removed; then, with `gc`, the garbage
+/// is collected. The caller holds build-snapshot's lock from before planning (see [`prune`]).
+pub async fn apply(
+    kubo: &Kubo,
+    opts: &PruneOptions,
+    plan: &PrunePlan,
+    report: &mut PruneReport,
+) -> anyhow::Result<()> {
+    for planned in &plan.unpin {
+        unpin_snapshot(kubo, planned).await?;
+        if let Some(p) = remove_metadata(opts, planned.snapshot.seq, &planned.cid()?)? {
+            report.metadata_removed.push(p);
+        }
+        log_pruned("unpinned", &planned.snapshot);
+    }
+    report.gc = collect_garbage(kubo, opts).await?;
+    Ok(())
+}
+
+fn log_pruned(what: &str, s: &PrunedSnapshot) {
+    tracing::info!(
+        "{what} snapshot {} seq {} ({}, {}): {} of its {} blocks",
+        s.cid,
+        s.seq,
+        s.schema,
+        s.ts,
+        s.unpinned,
+        s.blocks
+    );
+}
+
+/// Plans a prune: walks the chain from the snapshot the pointer names along `prev_snapshot` and
+/// decides each snapshot's fate. Only reads (the snapshots, their pins, the metadata files) and
+/// takes no lock (see [`prune`]).
+pub async fn plan(kubo: &Kubo, opts: &PruneOptions) -> anyhow::Result<PrunePlan> {
+    check_keep_last(opts)?;
+    let mut plan = PrunePlan {
+        keep_last: opts.keep_last,
+        pointer_path: opts.pointer_path.clone(),
+        ..PrunePlan::default()
     };
     let pointer = crate::pointer::read(kubo, &opts.pointer_path).await?;
     let Some(mut cur) = pointer.and_then(|p| p.pointer.latest_snapshot_cid) else {
-        report.chain_end = "the index pointer names no snapshot".into();
-        return finish(kubo, opts, report, started).await;
+        plan.chain_end = "the index pointer names no snapshot".into();
+        return Ok(plan);
     };
-
-    let src = NodeSource { kubo: kubo.clone() };
-    let mut kept = KeySet::default();
-    let mut released = KeySet::default();
-    let mut seen = KeySet::default();
-    // The newest snapshot on the way that pins its predecessor through a real link.
-    let mut holder: Option<Cid> = None;
-    let mut position = 0usize;
+    let mut walk = Walk {
+        src: NodeSource { kubo: kubo.clone() },
+        kept: KeySet::default(),
+        released: KeySet::default(),
+        seen: KeySet::default(),
+        holder: None,
+        position: 0,
+    };
     loop {
-        if !seen.insert(block_key(&cur)) {
-            anyhow::bail!(Failure::new(
-                Exit::Failed,
-                format!("the prev_snapshot chain loops back to {cur}")
-            ));
-        }
-        let snap = match load_header(&src, cur).await {
-            Ok(s) => s,
-            Err(e) if is_missing(&e) && position >= opts.keep_last => {
-                report.chain_end =
-                    format!("snapshot {cur} is no longer stored (unpinned and collected earlier)");
-                break;
-            }
-            Err(e) => {
-                return Err(anyhow::Error::new(e).context(if position < opts.keep_last {
-                    "a snapshot to keep cannot be read"
-                } else {
-                    "reading an older snapshot"
-                }));
-            }
+        let Some(snap) = walk.read(cur, opts, &mut plan).await? else {
+            break;
         };
-        let legacy = !matches!(snap, Snapshot::V4(_));
-        let blocks = own_blocks(&src, cur, &snap).await?;
-        let mut entry = summary(cur, &snap, blocks.len());
-        let keep = position < opts.keep_last;
-        let held_by_link = !keep && holder.is_some();
-        let held = held_by_link || (!keep && legacy && !opts.unpin_legacy);
-
-        if keep {
-            kept.extend(blocks.iter().map(block_key));
-            report.kept.push(entry);
-        } else if let Some(h) = holder.filter(|_| held_by_link) {
-            entry.note = Some(format!(
-                "still pinned through snapshot {h}, whose prev_snapshot is a real link (legacy format); unpinning it would free nothing"
-            ));
-            report.held.push(entry);
-        } else if held {
-            entry.note = Some(
-                "legacy snapshot: its recursive pin covers every tip manifest, version and component and may be their only pin (a node restored from a legacy archive); kept unless --unpin-legacy".into(),
-            );
-            report.held.push(entry);
-        } else if !still_pinned(kubo, &cur, legacy).await? {
-            // Pruned by an earlier run. With unpin_legacy the walk goes on through such v4
-            // snapshots (while their headers are stored, i.e. until a GC) to reach the legacy
-            // ones behind them; otherwise everything older was done by that run.
-            if legacy || !opts.unpin_legacy {
-                report.chain_end = format!(
-                    "snapshot {cur} (seq {}) is no longer pinned: pruned earlier",
-                    snap.seq()
-                );
-                break;
-            }
-        } else {
-            if legacy {
-                entry.note = Some("legacy snapshot: its recursive pin is removed".into());
-            }
-            // Header last: while it is pinned, the next prune walks this far again.
-            for c in blocks.iter().skip(1).chain(std::iter::once(&cur)) {
-                let key = block_key(c);
-                if kept.contains(&key) {
-                    report.blocks_shared_with_kept += 1;
-                    continue;
-                }
-                if !released.insert(key) {
-                    continue;
-                }
-                if opts.apply {
-                    unpin(kubo, c).await?;
-                }
-                entry.unpinned += 1;
-            }
-            report.blocks_unpinned += entry.unpinned;
-            if opts.apply
-                && let Some(p) = remove_metadata(opts, snap.seq(), &cur)?
-            {
-                report.metadata_removed.push(p);
-            }
-            tracing::info!(
-                "{} snapshot {} seq {} ({}, {}): {} of its {} blocks",
-                if opts.apply {
-                    "unpinned"
-                } else {
-                    "would unpin"
-                },
-                entry.cid,
-                entry.seq,
-                entry.schema,
-                entry.ts,
-                entry.unpinned,
-                entry.blocks
-            );
-            report.pruned.push(entry);
+        if !walk.decide(kubo, opts, cur, &snap, &mut plan).await? {
+            break;
         }
-        // A legacy snapshot that stays pinned (kept, or itself held) pins its predecessor
-        // through its real prev_snapshot link; a v4 snapshot's string link pins nothing.
-        holder = match holder {
-            Some(h) if legacy && held_by_link => Some(h),
-            _ if legacy && (keep || held) => Some(cur),
-            _ => None,
-        };
-        position += 1;
         match snap.prev_snapshot() {
             Some(p) => cur = p,
             None => {
-                report.chain_end = format!(
+                plan.chain_end = format!(
                     "snapshot {cur} (seq {}) is the first: it has no prev_snapshot",
                     snap.seq()
                 );
@@ -342,36 +362,249 @@ pub async fn prune(kubo: &Kubo, opts: &PruneOptions) -> anyhow::Result<PruneRepo
             }
         }
     }
-    finish(kubo, opts, report, started).await
+    Ok(plan)
 }
 
-async fn finish(
-    kubo: &Kubo,
-    opts: &PruneOptions,
-    mut report: PruneReport,
-    started: Instant,
-) -> anyhow::Result<PruneReport> {
-    if opts.apply && opts.gc {
-        let t = Instant::now();
-        let before: RepoStat = kubo.repo_stat().await.context("repo/stat before GC")?;
-        tracing::info!(
-            "running the node's garbage collector (repo {} bytes)",
-            before.size
-        );
-        let gc = kubo
-            .repo_gc(opts.gc_timeout)
-            .await
-            .context("garbage collection (repo/gc)")?;
-        let after = kubo.repo_stat().await.context("repo/stat after GC")?;
-        report.gc = Some(GcReport {
-            removed_blocks: gc.removed,
-            size_before: before.size,
-            size_after: after.size,
-            freed_bytes: before.size.saturating_sub(after.size),
-            errors: gc.errors,
-            seconds: t.elapsed().as_secs_f64(),
-        });
+/// The state of the walk down the chain.
+struct Walk {
+    src: NodeSource,
+    /// Blocks of the kept snapshots: never unpinned.
+    kept: KeySet,
+    /// Blocks already planned for unpinning (by a newer snapshot that shares them).
+    released: KeySet,
+    seen: KeySet,
+    /// The newest snapshot on the way that pins its predecessor through a real link.
+    holder: Option<Cid>,
+    /// How many snapshots were decided (0: the pointer's).
+    position: usize,
+}
+
+impl Walk {
+    /// `cur`'s header; `None` when the walk ends because it is gone (an older snapshot
+    /// unpinned and collected earlier).
+    async fn read(
+        &mut self,
+        cur: Cid,
+        opts: &PruneOptions,
+        plan: &mut PrunePlan,
+    ) -> anyhow::Result<Option<Snapshot>> {
+        if !self.seen.insert(block_key(&cur)) {
+            anyhow::bail!(Failure::new(
+                Exit::Failed,
+                format!("the prev_snapshot chain loops back to {cur}")
+            ));
+        }
+        match load_header(&self.src, cur).await {
+            Ok(s) => Ok(Some(s)),
+            Err(e) if is_missing(&e) && self.position >= opts.keep_last => {
+                plan.chain_end =
+                    format!("snapshot {cur} is no longer stored (unpinned and collected earlier)");
+                Ok(None)
+            }
+            Err(e) => Err(
+                anyhow::Error::new(e).context(if self.position < opts.keep_last {
+                    "a snapshot to keep cannot be read"
+                } else {
+                    "reading an older snapshot"
+                }),
+            ),
+        }
     }
-    report.seconds = started.elapsed().as_secs_f64();
-    Ok(report)
+
+    /// Decides whether `cur` is kept, held or unpinned; false when the walk ends here (the
+    /// snapshot was pruned by an earlier run).
+    async fn decide(
+        &mut self,
+        kubo: &Kubo,
+        opts: &PruneOptions,
+        cur: Cid,
+        snap: &Snapshot,
+        plan: &mut PrunePlan,
+    ) -> anyhow::Result<bool> {
+        let legacy = !matches!(snap, Snapshot::V4(_));
+        let blocks = own_blocks(&self.src, cur, snap).await?;
+        let mut entry = summary(cur, snap, blocks.len());
+        let keep = self.position < opts.keep_last;
+        let held_by_link = !keep && self.holder.is_some();
+        let held = held_by_link || (!keep && legacy && !opts.unpin_legacy);
+
+        if keep {
+            self.kept.extend(blocks.iter().map(block_key));
+            let reason = if self.position == 0 {
+                "the snapshot the index pointer names".to_string()
+            } else {
+                format!("one of the newest {} snapshots", opts.keep_last)
+            };
+            plan.keep.push(planned(entry, reason));
+        } else if let Some(h) = self.holder.filter(|_| held_by_link) {
+            entry.note = Some(format!(
+                "still pinned through snapshot {h}, whose prev_snapshot is a real link (legacy format); unpinning it would free nothing"
+            ));
+            plan.held.push(planned(
+                entry,
+                "held by a kept legacy snapshot's link".into(),
+            ));
+        } else if held {
+            entry.note = Some(
+                "legacy snapshot: its recursive pin covers every tip manifest, version and component and may be their only pin (a node restored from a legacy archive); kept unless --unpin-legacy".into(),
+            );
+            plan.held.push(planned(
+                entry,
+                "legacy snapshot without --unpin-legacy".into(),
+            ));
+        } else if !still_pinned(kubo, &cur, legacy).await? {
+            // Pruned by an earlier run. With unpin_legacy the walk goes on through such v4
+            // snapshots (while their headers are stored, i.e. until a GC) to reach the legacy
+            // ones behind them; otherwise everything older was done by that run.
+            if legacy || !opts.unpin_legacy {
+                plan.chain_end = format!(
+                    "snapshot {cur} (seq {}) is no longer pinned: pruned earlier",
+                    snap.seq()
+                );
+                return Ok(false);
+            }
+        } else {
+            let p = self.release(opts, cur, snap, &blocks, entry, plan);
+            plan.unpin.push(p);
+        }
+        // A legacy snapshot that stays pinned (kept, or itself held) pins its predecessor
+        // through its real prev_snapshot link; a v4 snapshot's string link pins nothing.
+        self.holder = match self.holder {
+            Some(h) if legacy && held_by_link => Some(h),
+            _ if legacy && (keep || held) => Some(cur),
+            _ => None,
+        };
+        self.position += 1;
+        Ok(true)
+    }
+
+    /// Plans the unpinning of a snapshot's blocks that no kept snapshot lists and no newer
+    /// pruned snapshot already released, header last.
+    fn release(
+        &mut self,
+        opts: &PruneOptions,
+        cur: Cid,
+        snap: &Snapshot,
+        blocks: &[Cid],
+        mut entry: PrunedSnapshot,
+        plan: &mut PrunePlan,
+    ) -> PlannedSnapshot {
+        let legacy = !matches!(snap, Snapshot::V4(_));
+        if legacy {
+            entry.note = Some("legacy snapshot: its recursive pin is removed".into());
+        }
+        // Header last: while it is pinned, the next prune walks this far again.
+        let mut unpin_blocks = Vec::new();
+        for c in blocks.iter().skip(1).chain(std::iter::once(&cur)) {
+            let key = block_key(c);
+            if self.kept.contains(&key) {
+                plan.blocks_shared_with_kept += 1;
+                continue;
+            }
+            if self.released.insert(key) {
+                unpin_blocks.push(c.to_string());
+            }
+        }
+        entry.unpinned = unpin_blocks.len() as u64;
+        plan.blocks_unpinned += entry.unpinned;
+        let reason = if legacy {
+            format!(
+                "older than the newest {}; legacy, --unpin-legacy given",
+                opts.keep_last
+            )
+        } else {
+            format!(
+                "older than the newest {}; its other blocks are listed by a kept snapshot or released by a newer one",
+                opts.keep_last
+            )
+        };
+        PlannedSnapshot {
+            metadata: metadata_path(opts, snap.seq(), &cur),
+            unpin_blocks,
+            ..planned(entry, reason)
+        }
+    }
+}
+
+fn planned(snapshot: PrunedSnapshot, reason: String) -> PlannedSnapshot {
+    PlannedSnapshot {
+        snapshot,
+        reason,
+        unpin_blocks: Vec::new(),
+        metadata: None,
+    }
+}
+
+impl PlannedSnapshot {
+    fn cid(&self) -> anyhow::Result<Cid> {
+        crate::ipld::parse_cid(&self.snapshot.cid).context("a planned snapshot's CID")
+    }
+}
+
+/// Unpins a planned snapshot's blocks, header last.
+async fn unpin_snapshot(kubo: &Kubo, planned: &PlannedSnapshot) -> anyhow::Result<()> {
+    for c in &planned.unpin_blocks {
+        let cid = crate::ipld::parse_cid(c).context("a planned block's CID")?;
+        unpin(kubo, &cid).await?;
+    }
+    Ok(())
+}
+
+/// With `gc` (and `apply`): runs the node's garbage collector and measures the repo around it.
+async fn collect_garbage(kubo: &Kubo, opts: &PruneOptions) -> anyhow::Result<Option<GcReport>> {
+    if !(opts.apply && opts.gc) {
+        return Ok(None);
+    }
+    let t = Instant::now();
+    let before: RepoStat = kubo.repo_stat().await.context("repo/stat before GC")?;
+    tracing::info!(
+        "running the node's garbage collector (repo {} bytes)",
+        before.size
+    );
+    let gc = kubo
+        .repo_gc(opts.gc_timeout)
+        .await
+        .context("garbage collection (repo/gc)")?;
+    let after = kubo.repo_stat().await.context("repo/stat after GC")?;
+    Ok(Some(GcReport {
+        removed_blocks: gc.removed,
+        size_before: before.size,
+        size_after: after.size,
+        freed_bytes: before.size.saturating_sub(after.size),
+        errors: gc.errors,
+        seconds: t.elapsed().as_secs_f64(),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_prune_plan_reads_back_from_json() {
+        let snapshot = PrunedSnapshot {
+            cid: "bafyreih".into(),
+            seq: 4,
+            schema: "arke/snapshot@v4".into(),
+            ts: "t".into(),
+            blocks: 3,
+            unpinned: 2,
+            note: None,
+        };
+        let plan = PrunePlan {
+            keep_last: 1,
+            unpin: vec![PlannedSnapshot {
+                unpin_blocks: vec!["chunk".into(), "bafyreih".into()],
+                ..planned(snapshot, "older".into())
+            }],
+            ..PrunePlan::default()
+        };
+        let json = serde_json::to_value(&plan).unwrap();
+        // The snapshot's own keys sit beside the reason, as in the report's lists.
+        assert_eq!(json["unpin"][0]["seq"], 4);
+        assert_eq!(json["unpin"][0]["reason"], "older");
+        let back: PrunePlan = serde_json::from_value(json).unwrap();
+        assert_eq!(back.unpin[0].unpin_blocks, plan.unpin[0].unpin_blocks);
+        assert_eq!(back.unpin[0].snapshot.unpinned, 2);
+    }
 }

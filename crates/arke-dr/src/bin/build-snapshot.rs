@@ -3,14 +3,16 @@
 use std::process::ExitCode;
 
 use arke_core::report::Exit;
-use arke_core::snapshot::{BuildOptions, BuildOutcome, build};
+use arke_core::snapshot::{BuildOptions, BuildOutcome, BuildPlan, build, dry_run};
 use arke_dr::args::{BuildLockArg, NodeArgs, OutputArgs, PointerArgs, SnapshotsDirArg};
 use clap::Parser;
 
 /// Build a snapshot of every entity (event chain ∪ MFS tips), store it as bounded blocks, and move
 /// the index pointer's snapshot fields without losing concurrent event updates.
 ///
-/// stdout: the snapshot CID (legacy contract), or the report with --json.
+/// stdout: the snapshot CID (legacy contract), or the report with --json. With --dry-run: the
+/// plan (what would be read, stored, pinned, pointed to, written and skipped), as JSON with
+/// --json; nothing is written.
 #[derive(Debug, Parser)]
 #[command(version, after_help = arke_dr::after_help())]
 struct Args {
@@ -46,6 +48,10 @@ struct Args {
     /// MFS root of the test network's index
     #[arg(long, value_name = "MFS_PATH", default_value = arke_core::shard::TEST_INDEX_ROOT)]
     test_index_root: String,
+    /// Print the plan and write nothing: no block stored or pinned, no pointer move, no
+    /// snapshot-{seq}.json or latest.json (exit 7 still reports damaged items)
+    #[arg(long)]
+    dry_run: bool,
     #[command(flatten)]
     out: OutputArgs,
 }
@@ -66,6 +72,15 @@ fn main() -> ExitCode {
         opts.strict_append_only = args.strict_append_only;
         opts.strict = args.strict;
         opts.concurrency = args.concurrency;
+        if args.dry_run {
+            let plan = dry_run(&kubo, &opts, &args.out.progress()).await?;
+            if args.out.json {
+                arke_dr::print_json(&plan)?;
+            } else {
+                print_plan(&plan)?;
+            }
+            return Ok(skipped_exit(plan.report.skipped));
+        }
         let outcome = build(&kubo, &opts, &args.out.progress()).await?;
         let r = outcome.report();
         match &outcome {
@@ -94,13 +109,84 @@ fn main() -> ExitCode {
             // Legacy contract: the snapshot CID alone on stdout; nothing when unchanged.
             arke_dr::print_line(r.cid.as_deref().unwrap_or_default())?;
         }
-        if r.skipped > 0 {
-            tracing::warn!(
-                "{} damaged item(s) skipped; the snapshot holds everything else (see skipped_items in --json)",
-                r.skipped
-            );
-            return Ok(Exit::Skipped);
-        }
-        Ok(Exit::Ok)
+        Ok(skipped_exit(r.skipped))
     })
+}
+
+/// Exit 7 when damaged items were skipped (the snapshot, or the plan, holds everything else).
+fn skipped_exit(skipped: u64) -> Exit {
+    if skipped == 0 {
+        return Exit::Ok;
+    }
+    tracing::warn!(
+        "{skipped} damaged item(s) skipped; the snapshot holds everything else (see skipped_items in --json)"
+    );
+    Exit::Skipped
+}
+
+/// The plan for a human: one line per question (what is read, stored, pinned, moved, written,
+/// skipped), then the skipped items with their reasons.
+fn print_plan(plan: &BuildPlan) -> std::io::Result<()> {
+    let r = &plan.report;
+    let cid = r.cid.as_deref().unwrap_or("-");
+    let mut lines = vec!["DRY RUN: nothing written".to_string()];
+    if plan.is_unchanged() {
+        lines.push(format!(
+            "unchanged: same event head and index as snapshot {cid} (seq {}); nothing to do",
+            r.seq
+        ));
+        return lines.iter().try_for_each(|l| arke_dr::print_line(l));
+    }
+    let a = &r.append_only;
+    lines.push(format!(
+        "build: snapshot {cid} seq {} ({}), {} entities: {} new, {} updated, {} unchanged",
+        r.seq, r.mode, r.entity_count, a.new, a.updated, a.unchanged
+    ));
+    lines.push(format!(
+        "read: pointer {}, previous snapshot {}, {} events (walk end: {}), index by {} ({} blocks, {} tips), {} manifests",
+        r.pointer_path,
+        plan.previous_snapshot.as_deref().unwrap_or("none"),
+        r.events_walked,
+        r.walk_end,
+        r.index_scan,
+        r.index_blocks,
+        r.tips_found + r.test_network_tips,
+        r.manifests_fetched
+    ));
+    lines.push(format!(
+        "store: {} blocks, {} bytes ({} chunks, {} nodes, the header); {} chunks reused",
+        plan.store.len(),
+        plan.store.iter().map(|b| b.size).sum::<u64>(),
+        r.chunks_written,
+        r.nodes_written,
+        r.chunks_reused
+    ));
+    lines.push(format!("pin: {} blocks, directly", plan.pin.len()));
+    if let Some(p) = &plan.pointer {
+        lines.push(format!(
+            "pointer: {} gets latest_snapshot_cid {}, snapshot_seq {}, snapshot_count {}, snapshot_event_cid {}",
+            r.pointer_path,
+            p.latest_snapshot_cid,
+            p.snapshot_seq,
+            p.snapshot_count,
+            p.snapshot_event_cid.map_or("-".into(), |c| c.to_string())
+        ));
+    }
+    for f in &plan.metadata_files {
+        lines.push(format!("write: {}", f.display()));
+    }
+    lines.push(format!(
+        "append-only: {} ({} lost, {} not descending)",
+        if a.append_only { "yes" } else { "VIOLATED" },
+        a.lost,
+        a.non_descendant
+    ));
+    lines.push(format!("skipped: {}", r.skipped));
+    for s in &r.skipped_items {
+        let id =
+            s.id.as_deref()
+                .map_or(String::new(), |i| format!(" (entity {i})"));
+        lines.push(format!("  {} {}{id}: {}", s.kind, s.cid, s.reason));
+    }
+    lines.iter().try_for_each(|l| arke_dr::print_line(l))
 }

@@ -19,7 +19,8 @@ use clap::Parser;
 /// A DRY RUN unless --apply is given: it prints what would be unpinned. Holds build-snapshot's
 /// lock for the whole run.
 ///
-/// stdout: one line per pruned snapshot (or the report with --json).
+/// stdout: one line per pruned snapshot (or the report with --json; a dry run's report carries
+/// the plan: each snapshot kept, held or unpinned with the reason, and the blocks that go).
 #[derive(Debug, Parser)]
 #[command(version, after_help = arke_dr::after_help())]
 struct Args {
@@ -84,6 +85,25 @@ fn main() -> ExitCode {
             r.held.len(),
             r.chain_end
         );
+        // A dry run carries the plan: each decision with its reason (the blocks are in --json).
+        if let Some(plan) = &r.plan {
+            let lists = [
+                ("keep", &plan.keep),
+                ("hold", &plan.held),
+                ("unpin", &plan.unpin),
+            ];
+            for (what, list) in lists {
+                for p in list {
+                    tracing::info!(
+                        "plan: {what} snapshot {} seq {} ({}): {}",
+                        p.snapshot.cid,
+                        p.snapshot.seq,
+                        p.snapshot.schema,
+                        p.reason
+                    );
+                }
+            }
+        }
         if let Some(gc) = &r.gc {
             tracing::info!(
                 "GC removed {} blocks, repo {} -> {} bytes ({} freed) in {:.1}s",

@@ -1,0 +1,887 @@
+//! The planning half of a build: everything is read and decided, every block is encoded, and
+//! nothing is written.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+use cid::Cid;
+use futures::StreamExt;
+
+use super::scan::scan_since;
+use super::{
+    AppendOnly, BuildOptions, BuildPlan, BuildReport, PlannedBlock, PlannedPointer, Skipped,
+    now_iso, push_bounded,
+};
+use crate::chain::{ChainWalk, WalkEnd};
+use crate::index::TipScan;
+use crate::ipld::{self, Ipld, same_block};
+use crate::kubo::{Kubo, MfsStat};
+use crate::model::{IndexPointer, Manifest, Snapshot, SnapshotEntry, SnapshotMeta};
+use crate::pointer;
+use crate::report::{Exit, Failure, Progress, Unit};
+use crate::shard::EntityId;
+use crate::snapshot::format::{self, CHUNK_ENTRIES, Header, MAX_REPORT_IDS, MAX_TS};
+use crate::snapshot::load::{Loaded, load, load_header};
+use crate::source::{BlockSource, NodeSource};
+
+/// What the pointer and the previous snapshot's header say, and the index directories now.
+struct Base {
+    ptr: Option<IndexPointer>,
+    /// The event head the new snapshot will cover.
+    head: Option<Cid>,
+    /// The previous snapshot (none on a full build).
+    prev_cid: Option<Cid>,
+    prev_header: Option<Snapshot>,
+    /// The previous snapshot's event: the event walk stops there.
+    stop: Option<Cid>,
+    index_stat: Option<MfsStat>,
+    test_stat: Option<MfsStat>,
+}
+
+#[derive(Debug, Clone)]
+struct EventInfo {
+    cid: Cid,
+    ts: Option<String>,
+    tip: Option<Cid>,
+}
+
+/// The events since the previous snapshot, newest per entity.
+struct Walked {
+    newest: HashMap<String, EventInfo>,
+    /// Entities in the order their newest event was met.
+    order: Vec<String>,
+    events: u64,
+    end: Option<WalkEnd>,
+    /// Events naming an invalid entity id.
+    hostile: Vec<Skipped>,
+}
+
+/// The tip scans of the index and, with the test network, of the test index.
+struct Scans {
+    main: TipScan,
+    how: &'static str,
+    test: TipScan,
+}
+
+/// The entries decided so far, and the work still to do on them.
+struct Draft {
+    entries: Vec<SnapshotEntry>,
+    /// Entries whose tip changed: their manifest gives `ver`.
+    to_fetch: Vec<usize>,
+    /// Updated entries and their previous tip, for the append-only check.
+    descent_checks: Vec<(usize, Cid)>,
+    /// New entries whose only manifest could not be trusted: left out.
+    dropped: HashSet<usize>,
+    appendix: AppendOnly,
+}
+
+fn previous_context(cid: Cid) -> String {
+    format!("reading the previous snapshot {cid} (use --full to build without it)")
+}
+
+/// Plans a build: reads the pointer, the previous snapshot, the events since it and the tips,
+/// decides every entry and encodes every block. Writes nothing and takes no lock (see
+/// [`super::build`] and [`super::dry_run`]). Fails as the build would: `--strict` on the first
+/// damaged item, `--strict-append-only` on a violation, a node failure.
+pub async fn plan(
+    kubo: &Kubo,
+    opts: &BuildOptions,
+    progress: &Progress,
+) -> anyhow::Result<BuildPlan> {
+    let started = Instant::now();
+    let requests0 = kubo.requests();
+    let src = NodeSource { kubo: kubo.clone() };
+    let mut report = BuildReport {
+        pointer_path: opts.pointer_path.clone(),
+        ..BuildReport::default()
+    };
+    let base = read_base(kubo, &src, opts, &mut report).await?;
+    let mut plan = if unchanged(&base, &mut report) {
+        // Nothing to do: no block, pin, pointer move or metadata.
+        BuildPlan {
+            action: "unchanged".into(),
+            report,
+            previous_snapshot: base.prev_cid.map(|c| c.to_string()),
+            ..BuildPlan::default()
+        }
+    } else {
+        plan_changes(kubo, &src, opts, &base, report, progress).await?
+    };
+    plan.report.requests = kubo.requests() - requests0;
+    plan.report.seconds = started.elapsed().as_secs_f64();
+    Ok(plan)
+}
+
+/// The reads and decisions of a build that has something to do.
+async fn plan_changes(
+    kubo: &Kubo,
+    src: &NodeSource,
+    opts: &BuildOptions,
+    base: &Base,
+    mut report: BuildReport,
+    progress: &Progress,
+) -> anyhow::Result<BuildPlan> {
+    let prev: Option<Loaded> = match base.prev_cid {
+        Some(cid) => Some(
+            load(src, cid)
+                .await
+                .with_context(|| previous_context(cid))?,
+        ),
+        None => None,
+    };
+    let (walked, scans) = read_changes(kubo, src, opts, base, prev.as_ref(), progress).await?;
+    record_skips(&mut report, opts, &walked, &scans)?;
+    record_reads(&mut report, base, &walked, &scans);
+    let ids = membership(opts, prev.as_ref(), &walked, &scans)?;
+    let prev_by_id: HashMap<&str, &SnapshotEntry> = prev
+        .as_ref()
+        .map(|p| p.entries.iter().map(|e| (e.id.as_str(), e)).collect())
+        .unwrap_or_default();
+    let mut draft = draft_entries(
+        opts,
+        prev.as_ref(),
+        &prev_by_id,
+        &walked,
+        &scans,
+        &ids,
+        &mut report,
+    )?;
+    fetch_manifests(src, opts, &mut draft, &prev_by_id, &mut report, progress).await?;
+    check_descent(src, opts, &mut draft).await?;
+    draft.drop_untrusted();
+    encode(opts, base, prev.as_ref(), &scans, draft, report)
+}
+
+/// The pointer and the previous snapshot's header; the index directories' CIDs.
+async fn read_base(
+    kubo: &Kubo,
+    src: &NodeSource,
+    opts: &BuildOptions,
+    report: &mut BuildReport,
+) -> anyhow::Result<Base> {
+    let read = pointer::read(kubo, &opts.pointer_path).await?;
+    let ptr = read.map(|r| r.pointer);
+    if ptr.is_none() {
+        tracing::info!("no index pointer at {} (first run)", opts.pointer_path);
+    }
+    let head = ptr.as_ref().and_then(|p| p.event_head);
+    report.event_head = head.map(|c| c.to_string());
+    let prev_cid = ptr
+        .as_ref()
+        .and_then(|p| p.latest_snapshot_cid)
+        .filter(|_| !opts.full);
+    let prev_header = match prev_cid {
+        Some(cid) => Some(
+            load_header(src, cid)
+                .await
+                .with_context(|| previous_context(cid))?,
+        ),
+        None => None,
+    };
+    report.mode = if prev_cid.is_some() {
+        "incremental"
+    } else {
+        "full"
+    }
+    .into();
+    let stop = prev_header.as_ref().and_then(|h| {
+        ptr.as_ref()
+            .and_then(|p| p.snapshot_event_cid)
+            .or_else(|| h.event_cid())
+    });
+    report.stop_cid = stop.map(|c| c.to_string());
+    let index_stat = kubo.files_stat_opt(&opts.index_root).await?;
+    let test_stat = if opts.include_test_network {
+        kubo.files_stat_opt(&opts.test_index_root).await?
+    } else {
+        None
+    };
+    Ok(Base {
+        ptr,
+        head,
+        prev_cid,
+        prev_header,
+        stop,
+        index_stat,
+        test_stat,
+    })
+}
+
+/// Nothing changed: same event head and same index directories as a v4 previous snapshot. The
+/// report then describes that snapshot.
+fn unchanged(base: &Base, report: &mut BuildReport) -> bool {
+    let (Some(cid), Some(Snapshot::V4(v4))) = (base.prev_cid, &base.prev_header) else {
+        return false;
+    };
+    let same_head = match (base.head, base.stop) {
+        (Some(h), Some(s)) => same_block(&h, &s),
+        (None, None) => true,
+        _ => false,
+    };
+    let same_index = v4.index_cid.map(|c| c.to_string())
+        == base.index_stat.as_ref().map(|s| s.cid.to_string())
+        && v4.test_index_cid.map(|c| c.to_string())
+            == base.test_stat.as_ref().map(|s| s.cid.to_string());
+    if !(same_head && same_index) {
+        return false;
+    }
+    report.status = "unchanged".into();
+    report.cid = Some(cid.to_string());
+    report.seq = v4.seq;
+    report.ts = v4.ts.clone();
+    report.entity_count = v4.entity_count;
+    true
+}
+
+/// The event walk and the tip scans, run concurrently: they do not depend on each other.
+async fn read_changes(
+    kubo: &Kubo,
+    src: &NodeSource,
+    opts: &BuildOptions,
+    base: &Base,
+    prev: Option<&Loaded>,
+    progress: &Progress,
+) -> anyhow::Result<(Walked, Scans)> {
+    let tmp = &opts.snapshots_dir;
+    std::fs::create_dir_all(tmp).with_context(|| format!("creating {}", tmp.display()))?;
+    let walk = walk_events(src, base.head, base.stop, progress);
+    let prev_index = match prev.map(|p| &p.snapshot) {
+        Some(Snapshot::V4(v4)) => (v4.index_cid, v4.test_index_cid),
+        _ => (None, None),
+    };
+    let prev_tips: HashMap<&str, Cid> = prev
+        .map(|p| p.entries.iter().map(|e| (e.id.as_str(), e.tip)).collect())
+        .unwrap_or_default();
+    let scans = async {
+        let (main, how) = scan_since(
+            kubo,
+            &opts.index_root,
+            prev_index.0,
+            &prev_tips,
+            |id| !id.starts_with("II"),
+            tmp,
+            opts.concurrency,
+        )
+        .await?;
+        let (test, _) = if opts.include_test_network {
+            scan_since(
+                kubo,
+                &opts.test_index_root,
+                prev_index.1,
+                &prev_tips,
+                |id| id.starts_with("II"),
+                tmp,
+                opts.concurrency,
+            )
+            .await?
+        } else {
+            (TipScan::default(), "none")
+        };
+        anyhow::Ok(Scans { main, how, test })
+    };
+    let (walked, scanned) = tokio::join!(walk, scans);
+    Ok((walked?, scanned?))
+}
+
+/// The events from the head back to the previous snapshot's event (or genesis): the newest
+/// event of each entity.
+async fn walk_events(
+    src: &NodeSource,
+    head: Option<Cid>,
+    stop: Option<Cid>,
+    progress: &Progress,
+) -> anyhow::Result<Walked> {
+    let walk_task = progress.task("events", None, Unit::Items("events"));
+    let mut w = ChainWalk::new(src, head, stop);
+    let mut newest: HashMap<String, EventInfo> = HashMap::new();
+    let mut order: Vec<String> = Vec::new();
+    let mut hostile: Vec<Skipped> = Vec::new();
+    while let Some(ev) = w.next().await? {
+        walk_task.inc_item(ev.size as u64);
+        let pi = ev.node.pi().to_string();
+        if let Err(e) = EntityId::parse(&pi) {
+            // The chain goes on past it: the event's `prev` is still the next event.
+            hostile.push(Skipped {
+                kind: "event".into(),
+                id: None,
+                cid: ev.cid.to_string(),
+                reason: format!("names an invalid entity id: {e}"),
+            });
+            continue;
+        }
+        if let std::collections::hash_map::Entry::Vacant(slot) = newest.entry(pi) {
+            // Walking backwards: the first event seen for an entity is its newest (B9).
+            order.push(slot.key().clone());
+            slot.insert(EventInfo {
+                cid: ev.cid,
+                ts: ev.node.ts().map(str::to_string),
+                tip: ev.node.tip(),
+            });
+        }
+    }
+    walk_task.finish();
+    Ok(Walked {
+        newest,
+        order,
+        events: w.walked(),
+        end: w.end(),
+        hostile,
+    })
+}
+
+/// Events naming invalid ids, then tip files that do not hold a tip: skipped, or refused under
+/// `--strict`.
+fn record_skips(
+    report: &mut BuildReport,
+    opts: &BuildOptions,
+    walked: &Walked,
+    scans: &Scans,
+) -> anyhow::Result<()> {
+    for item in &walked.hostile {
+        report.skip(opts.strict, item.clone())?;
+    }
+    for b in scans.main.bad.iter().chain(&scans.test.bad) {
+        report.skip(
+            opts.strict,
+            Skipped {
+                kind: "tip_file".into(),
+                id: Some(b.id.clone()),
+                cid: b.file.to_string(),
+                reason: format!("{}: {}", b.path, b.reason),
+            },
+        )?;
+    }
+    Ok(())
+}
+
+/// How the walk and the scans went.
+fn record_reads(report: &mut BuildReport, base: &Base, walked: &Walked, scans: &Scans) {
+    let (main, test) = (&scans.main, &scans.test);
+    report.index_scan = scans.how.into();
+    report.index_blocks = main.blocks + test.blocks;
+    report.events_walked = walked.events;
+    report.walk_end = match walked.end {
+        Some(WalkEnd::Stop) => "stop",
+        Some(WalkEnd::Genesis) => "genesis",
+        _ => "empty",
+    }
+    .into();
+    if base.stop.is_some() && walked.end == Some(WalkEnd::Genesis) {
+        tracing::warn!(
+            "the previous snapshot's event {} is not in the chain from the head; walked the whole chain",
+            base.stop.map(|c| c.to_string()).unwrap_or_default()
+        );
+    }
+    report.tips_found = main.tips.len() as u64;
+    report.test_network_tips = test.tips.len() as u64;
+    report.tip_conflicts = (main.conflicts.len() + test.conflicts.len()) as u64;
+    for (id, other) in main.conflicts.iter().chain(&test.conflicts) {
+        tracing::warn!(
+            "{id}: tip at {} ({}) differs from the worker path's; the worker path wins",
+            other.path,
+            other.tip
+        );
+    }
+    report.strays = main
+        .strays
+        .iter()
+        .chain(&test.strays)
+        .take(MAX_REPORT_IDS)
+        .cloned()
+        .collect();
+    report.index_cid = main.root_cid.map(|c| c.to_string());
+}
+
+/// Whether an entity belongs in this build (test-network ids only with the test network).
+fn wanted(opts: &BuildOptions, id: &str) -> bool {
+    opts.include_test_network || !id.starts_with("II")
+}
+
+/// Membership, in stable order: the previous entries (once each), then the new ids sorted.
+fn membership(
+    opts: &BuildOptions,
+    prev: Option<&Loaded>,
+    walked: &Walked,
+    scans: &Scans,
+) -> anyhow::Result<Vec<String>> {
+    let prev_entries: &[SnapshotEntry] = prev.map_or(&[], |p| &p.entries);
+    let mut known: HashSet<&str> = HashSet::with_capacity(prev_entries.len());
+    let mut ids: Vec<String> = Vec::with_capacity(prev_entries.len());
+    for e in prev_entries {
+        // Ids from an older snapshot are data like any other: validate before use.
+        EntityId::parse(&e.id).with_context(|| {
+            format!(
+                "the previous snapshot {} holds an invalid entity id",
+                prev.map(|p| p.cid.to_string()).unwrap_or_default()
+            )
+        })?;
+        if !known.insert(e.id.as_str()) {
+            tracing::warn!("previous snapshot lists {} twice; kept once", e.id);
+            continue;
+        }
+        ids.push(e.id.clone());
+    }
+    let fresh: BTreeSet<String> = walked
+        .order
+        .iter()
+        .filter(|id| wanted(opts, id))
+        .chain(scans.main.tips.keys())
+        .chain(scans.test.tips.keys())
+        .filter(|id| !known.contains(id.as_str()))
+        .cloned()
+        .collect();
+    ids.extend(fresh);
+    if ids.is_empty() {
+        bail!(
+            "nothing to snapshot: no events from {} and no tips under {} (check --pointer-path and the node)",
+            opts.pointer_path,
+            opts.index_root
+        );
+    }
+    Ok(ids)
+}
+
+/// Entries: tip from MFS, else the newest event's, else the previous entry's. `ver` is kept when
+/// the tip did not move; otherwise the manifest is to be fetched.
+fn draft_entries(
+    opts: &BuildOptions,
+    prev: Option<&Loaded>,
+    prev_by_id: &HashMap<&str, &SnapshotEntry>,
+    walked: &Walked,
+    scans: &Scans,
+    ids: &[String],
+    report: &mut BuildReport,
+) -> anyhow::Result<Draft> {
+    let damaged: HashSet<&str> = scans
+        .main
+        .bad
+        .iter()
+        .chain(&scans.test.bad)
+        .map(|b| b.id.as_str())
+        .collect();
+    let mut draft = Draft {
+        entries: Vec::with_capacity(ids.len()),
+        to_fetch: Vec::new(),
+        descent_checks: Vec::new(),
+        dropped: HashSet::new(),
+        appendix: AppendOnly {
+            previous: prev.map(|p| p.cid.to_string()),
+            previous_schema: prev.map(|p| p.snapshot.schema().to_string()),
+            ..AppendOnly::default()
+        },
+    };
+    for id in ids {
+        let scan_tip = scans.main.tips.get(id).or_else(|| scans.test.tips.get(id));
+        let ev = walked.newest.get(id);
+        let old = prev_by_id.get(id.as_str()).copied();
+        let tip = match (scan_tip, ev.and_then(|e| e.tip), old) {
+            (Some(t), _, _) => t.tip,
+            (None, Some(t), _) => t,
+            (None, None, Some(o)) => o.tip,
+            (None, None, None) => bail!("entity {id}: no tip anywhere (internal error)"),
+        };
+        if scan_tip.is_none() && wanted(opts, id) && !damaged.contains(id.as_str()) {
+            report.tips_missing += 1;
+            push_bounded(&mut report.tips_missing_ids, id);
+        }
+        let mut ts = ev
+            .and_then(|e| e.ts.clone())
+            .or_else(|| old.and_then(|o| o.ts.clone()));
+        if ts.as_ref().is_some_and(|t| t.len() > MAX_TS) {
+            report.timestamps_dropped += 1;
+            ts = None;
+        }
+        let chain_cid = ev.map(|e| e.cid).or_else(|| old.and_then(|o| o.chain_cid));
+        let ver = draft.compare(old, tip);
+        draft.entries.push(SnapshotEntry {
+            id: id.clone(),
+            ver,
+            tip,
+            ts,
+            chain_cid,
+        });
+    }
+    // Every previous entry is a member, so nothing is lost here; the count stays in the
+    // report as the check's evidence.
+    let members: HashSet<&str> = ids.iter().map(String::as_str).collect();
+    for e in prev.map_or(&[][..], |p| &p.entries) {
+        if !members.contains(e.id.as_str()) {
+            draft.appendix.lost += 1;
+            push_bounded(&mut draft.appendix.lost_ids, &e.id);
+        }
+    }
+    Ok(draft)
+}
+
+impl Draft {
+    /// Counts the next entry as new, updated or unchanged against its previous entry, and
+    /// returns the `ver` it keeps (none when its manifest must be fetched).
+    fn compare(&mut self, old: Option<&SnapshotEntry>, tip: Cid) -> Option<u64> {
+        let i = self.entries.len();
+        match old {
+            Some(o) if same_block(&o.tip, &tip) && o.ver.is_some() => {
+                self.appendix.unchanged += 1;
+                return o.ver;
+            }
+            Some(o) if same_block(&o.tip, &tip) => self.appendix.unchanged += 1,
+            Some(o) => {
+                self.appendix.updated += 1;
+                self.descent_checks.push((i, o.tip));
+            }
+            None => self.appendix.new += 1,
+        }
+        self.to_fetch.push(i);
+        None
+    }
+
+    /// New entities whose only manifest could not be trusted are left out (reported when
+    /// skipped).
+    fn drop_untrusted(&mut self) {
+        if self.dropped.is_empty() {
+            return;
+        }
+        self.appendix.new = self.appendix.new.saturating_sub(self.dropped.len() as u64);
+        let mut i = 0;
+        self.entries.retain(|_| {
+            i += 1;
+            !self.dropped.contains(&(i - 1))
+        });
+    }
+}
+
+/// Manifests, only for entities whose tip changed, pipelined. A manifest that cannot be read or
+/// trusted: the entity keeps its previous entry, or is left out when it has none; a node failure
+/// (exit 3) still stops the build.
+async fn fetch_manifests(
+    src: &NodeSource,
+    opts: &BuildOptions,
+    draft: &mut Draft,
+    prev_by_id: &HashMap<&str, &SnapshotEntry>,
+    report: &mut BuildReport,
+    progress: &Progress,
+) -> anyhow::Result<()> {
+    let fetch_task = progress.task(
+        "manifests",
+        Some(draft.to_fetch.len() as u64),
+        Unit::Items("manifests"),
+    );
+    let entries = &draft.entries;
+    let fetched: Vec<(usize, anyhow::Result<u64>)> =
+        futures::stream::iter(draft.to_fetch.iter().map(|&i| {
+            let (id, tip) = (entries[i].id.clone(), entries[i].tip);
+            let task = fetch_task.clone();
+            async move {
+                let ver = tip_version(src, &id, tip).await;
+                if let Ok((_, size)) = &ver {
+                    task.inc_item(*size);
+                }
+                (i, ver.map(|(v, _)| v))
+            }
+        }))
+        .buffer_unordered(opts.concurrency.max(1))
+        .collect()
+        .await;
+    fetch_task.finish();
+    for (i, r) in fetched {
+        let e = match r {
+            Ok(ver) => {
+                draft.entries[i].ver = Some(ver);
+                continue;
+            }
+            Err(e) if crate::report::classify(e.as_ref()) == Exit::Node => return Err(e),
+            Err(e) => e,
+        };
+        let (id, tip) = (draft.entries[i].id.clone(), draft.entries[i].tip);
+        report.skip(
+            opts.strict,
+            Skipped {
+                kind: "manifest".into(),
+                id: Some(id.clone()),
+                cid: tip.to_string(),
+                reason: format!("{e:#}"),
+            },
+        )?;
+        match prev_by_id.get(id.as_str()) {
+            Some(old) => draft.entries[i] = (*old).clone(),
+            None => {
+                draft.dropped.insert(i);
+            }
+        }
+        draft.descent_checks.retain(|(j, _)| *j != i);
+    }
+    report.manifests_fetched = draft.to_fetch.len() as u64;
+    Ok(())
+}
+
+/// Append-only: does each updated tip descend from the previous one? A violation is refused
+/// under `--strict-append-only`, else reported.
+async fn check_descent(
+    src: &NodeSource,
+    opts: &BuildOptions,
+    draft: &mut Draft,
+) -> anyhow::Result<()> {
+    let entries = &draft.entries;
+    let checks: Vec<anyhow::Result<Option<String>>> =
+        futures::stream::iter(draft.descent_checks.iter().map(|&(i, old_tip)| {
+            let (id, tip) = (entries[i].id.clone(), entries[i].tip);
+            descends(src, id, tip, old_tip, opts.descent_limit)
+        }))
+        .buffer_unordered(opts.concurrency.max(1))
+        .collect()
+        .await;
+    let appendix = &mut draft.appendix;
+    for r in checks {
+        if let Some(id) = r? {
+            appendix.non_descendant += 1;
+            push_bounded(&mut appendix.non_descendant_ids, &id);
+        }
+    }
+    appendix.append_only = appendix.lost == 0 && appendix.non_descendant == 0;
+    if appendix.append_only {
+        return Ok(());
+    }
+    tracing::warn!(
+        "append-only check: {} lost, {} not descending from their previous tip",
+        appendix.lost,
+        appendix.non_descendant
+    );
+    if opts.strict_append_only {
+        return Err(Failure::new(
+            Exit::Failed,
+            format!(
+                "append-only violation ({} lost, {} non-descendant: {}); nothing written (--strict-append-only)",
+                appendix.lost,
+                appendix.non_descendant,
+                appendix
+                    .lost_ids
+                    .iter()
+                    .chain(&appendix.non_descendant_ids)
+                    .take(5)
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        )
+        .into());
+    }
+    Ok(())
+}
+
+/// `None` when `tip` reaches `old_tip` through `prev` links within `limit` versions, else the
+/// entity's id.
+async fn descends(
+    src: &NodeSource,
+    id: String,
+    tip: Cid,
+    old_tip: Cid,
+    limit: usize,
+) -> anyhow::Result<Option<String>> {
+    let mut cur = Some(tip);
+    for _ in 0..limit {
+        let Some(c) = cur else { break };
+        if same_block(&c, &old_tip) {
+            return Ok(None);
+        }
+        let data = src
+            .get(&c)
+            .await
+            .with_context(|| format!("entity {id}: version {c}"))?;
+        let value = ipld::decode(&c, &data)?;
+        cur = Manifest::from_ipld(&value)
+            .with_context(|| format!("entity {id}: version {c}"))?
+            .prev();
+    }
+    Ok(Some(id))
+}
+
+/// The `ver` of `id`'s tip manifest, and the manifest's size; an error when it cannot be read,
+/// decoded, or belongs to another entity.
+async fn tip_version(src: &NodeSource, id: &str, tip: Cid) -> anyhow::Result<(u64, u64)> {
+    let data = src
+        .get(&tip)
+        .await
+        .with_context(|| format!("entity {id}: tip manifest {tip}"))?;
+    let value =
+        ipld::decode(&tip, &data).with_context(|| format!("entity {id}: tip manifest {tip}"))?;
+    let m =
+        Manifest::from_ipld(&value).with_context(|| format!("entity {id}: tip manifest {tip}"))?;
+    if m.id() != id {
+        bail!(
+            "entity {id}: tip manifest {tip} belongs to entity {}",
+            m.id()
+        );
+    }
+    Ok((m.ver().unwrap_or(0), data.len() as u64))
+}
+
+/// The blocks of the new snapshot (chunks, reusing the previous snapshot's where equal; interior
+/// nodes; the header, last), the pins, and what the pointer and the host metadata will say.
+fn encode(
+    opts: &BuildOptions,
+    base: &Base,
+    prev: Option<&Loaded>,
+    scans: &Scans,
+    draft: Draft,
+    mut report: BuildReport,
+) -> anyhow::Result<BuildPlan> {
+    let Draft {
+        entries, appendix, ..
+    } = draft;
+    let (chunk_cids, mut store) = chunk_blocks(&entries, prev, &mut report)?;
+    let tree = format::tree(&chunk_cids)?;
+    report.nodes_written = tree.nodes.len() as u64;
+    store.extend(
+        tree.nodes
+            .iter()
+            .map(|(c, b)| planned("node", *c, b.clone())),
+    );
+
+    let prev_seq = match (prev, base.ptr.as_ref().and_then(|p| p.snapshot_seq)) {
+        (Some(p), s) => Some(p.snapshot.seq().max(s.unwrap_or(0))),
+        (None, s) => s,
+    };
+    let seq = prev_seq.map_or(1, |s| s + 1);
+    let ts = now_iso();
+    let header = Header {
+        seq,
+        ts: ts.clone(),
+        event_cid: base.head,
+        event_count: base.ptr.as_ref().and_then(|p| p.event_count),
+        entity_count: entries.len() as u64,
+        height: tree.height,
+        children: tree.top.clone(),
+        prev_snapshot: prev.map(|p| p.cid),
+        prev_seq,
+        index_cid: scans.main.root_cid,
+        test_index_cid: if opts.include_test_network {
+            scans.test.root_cid
+        } else {
+            None
+        },
+        report: header_report(&appendix, &report)?,
+    };
+    let (header_cid, header_bytes) = format::header_block(&header)?;
+    store.push(planned("header", header_cid, header_bytes));
+
+    // Every block of the snapshot is pinned directly, reused chunks too (pinning is per CID).
+    let mut pin: Vec<String> = chunk_cids.iter().map(ToString::to_string).collect();
+    pin.extend(tree.nodes.iter().map(|(c, _)| c.to_string()));
+    pin.push(header_cid.to_string());
+
+    let count = entries.len() as u64;
+    let pointer = PlannedPointer {
+        latest_snapshot_cid: header_cid,
+        snapshot_event_cid: base.head,
+        snapshot_seq: seq,
+        snapshot_count: count,
+        snapshot_ts: ts.clone(),
+    };
+    let meta = metadata(&pointer, prev, report.chunks, appendix.append_only);
+    report.status = "planned".into();
+    report.cid = Some(header_cid.to_string());
+    report.seq = seq;
+    report.ts = ts;
+    report.entity_count = count;
+    report.append_only = appendix;
+    Ok(BuildPlan {
+        action: "build".into(),
+        report,
+        previous_snapshot: prev.map(|p| p.cid.to_string()),
+        store,
+        pin,
+        pointer: Some(pointer),
+        metadata_files: vec![
+            opts.snapshots_dir.join(format!("snapshot-{seq}.json")),
+            opts.snapshots_dir.join("latest.json"),
+        ],
+        metadata: Some(meta),
+    })
+}
+
+fn planned(kind: &str, cid: Cid, bytes: Vec<u8>) -> PlannedBlock {
+    PlannedBlock {
+        kind: kind.into(),
+        cid,
+        size: bytes.len() as u64,
+        bytes,
+    }
+}
+
+/// The chunks in order, and those to store: a chunk equal to the previous snapshot's at the
+/// same position is reused (entries keep their order, so unchanged chunks encode the same).
+fn chunk_blocks(
+    entries: &[SnapshotEntry],
+    prev: Option<&Loaded>,
+    report: &mut BuildReport,
+) -> anyhow::Result<(Vec<Cid>, Vec<PlannedBlock>)> {
+    let prev_chunks: &[Cid] = prev.map_or(&[], |p| &p.leaf_chunks);
+    let mut chunk_cids = Vec::with_capacity(entries.len().div_ceil(CHUNK_ENTRIES));
+    let mut store = Vec::new();
+    for (i, group) in entries.chunks(CHUNK_ENTRIES).enumerate() {
+        let (cid, bytes) = format::chunk_block(i as u64, group)?;
+        if prev_chunks.get(i).is_some_and(|p| same_block(p, &cid)) {
+            report.chunks_reused += 1;
+        } else {
+            report.chunks_written += 1;
+            store.push(planned("chunk", cid, bytes));
+        }
+        chunk_cids.push(cid);
+    }
+    report.chunks = chunk_cids.len() as u64;
+    Ok((chunk_cids, store))
+}
+
+/// The header's `report`: the append-only comparison and the build's main counters.
+fn header_report(appendix: &AppendOnly, report: &BuildReport) -> anyhow::Result<Ipld> {
+    let mut report_ipld = ipld_core::serde::to_ipld(appendix)
+        .map_err(|e| anyhow::anyhow!("encoding the append-only report: {e}"))?;
+    if let Ipld::Map(m) = &mut report_ipld {
+        let counters = [
+            ("events_walked", report.events_walked),
+            ("tips_missing", report.tips_missing),
+            ("chunks_written", report.chunks_written),
+            ("chunks_reused", report.chunks_reused),
+            // Items left out for damage (the JSON report and the log name each one).
+            ("skipped", report.skipped),
+        ];
+        for (key, n) in counters {
+            m.insert(key.into(), Ipld::Integer(i128::from(n)));
+        }
+    }
+    Ok(report_ipld)
+}
+
+/// `snapshot-{seq}.json` (and `latest.json`): the snapshot's CID, seq, ts and count, plus what an
+/// operator looks for first.
+fn metadata(
+    p: &PlannedPointer,
+    prev: Option<&Loaded>,
+    chunks: u64,
+    append_only: bool,
+) -> SnapshotMeta {
+    let mut meta = SnapshotMeta {
+        cid: p.latest_snapshot_cid,
+        seq: p.snapshot_seq,
+        ts: Some(p.snapshot_ts.clone()),
+        count: Some(p.snapshot_count),
+        extra: serde_json::Map::new(),
+    };
+    meta.extra.insert(
+        "schema".into(),
+        serde_json::json!(crate::model::SNAPSHOT_V4),
+    );
+    meta.extra.insert(
+        "event_cid".into(),
+        serde_json::json!(p.snapshot_event_cid.map(|c| c.to_string())),
+    );
+    meta.extra.insert(
+        "prev_snapshot".into(),
+        serde_json::json!(prev.map(|p| p.cid.to_string())),
+    );
+    meta.extra
+        .insert("chunks".into(), serde_json::json!(chunks));
+    meta.extra
+        .insert("append_only".into(), serde_json::json!(append_only));
+    meta
+}
