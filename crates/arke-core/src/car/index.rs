@@ -207,6 +207,159 @@ fn check(block: &Block) -> Checked {
 /// Blocks are handed to the hashing threads in batches of about this many bytes.
 const BATCH_BYTES: usize = 8 << 20;
 
+type ScanReader = CarReader<io::BufReader<HashingReader<File>>>;
+
+/// The index and report as sections are read (before the hashing threads report back).
+struct Indexer {
+    report: ScanReport,
+    map: KeyMap<Entry>,
+    min: u64,
+    max: u64,
+    /// File bytes already counted on the progress task.
+    counted: u64,
+}
+
+impl Indexer {
+    /// Records one section: counts, the index entry, or a duplicate listed.
+    fn add(&mut self, block: &Block, read: u64, progress: &Task) {
+        let len = block.data.len() as u64;
+        let report = &mut self.report;
+        report.blocks += 1;
+        report.block_bytes += len;
+        self.min = self.min.min(len);
+        self.max = self.max.max(len);
+        let codec = ipld::codec_name(block.cid.codec()).to_owned();
+        *report.stats.by_codec.entry(codec).or_default() += 1;
+        let hash = ipld::hash_name(block.cid.hash().code()).to_owned();
+        *report.stats.by_hash.entry(hash).or_default() += 1;
+        // The task counts the file's bytes (headers and varints too), so that a complete scan
+        // ends at the file size its total was set to.
+        progress.inc(read.saturating_sub(self.counted));
+        self.counted = read;
+        let key = block_key(&block.cid);
+        if let Some(first) = self.map.get(&key) {
+            // A duplicate used to be counted and skipped unhashed, so a second copy with other
+            // bytes went unnoticed. List it (verify-car fails on it) and hash it like any
+            // other section: a bad copy is reported corrupt. The index keeps the first copy
+            // (results only update the entry whose data_offset they carry).
+            report.duplicates += 1;
+            if report.duplicate_blocks.len() < MAX_BAD_LISTED {
+                report.duplicate_blocks.push(BadBlock {
+                    cid: block.cid.to_string(),
+                    index: block.index,
+                    data_offset: block.data_offset,
+                    problem: format!(
+                        "duplicate of the section whose data is at byte {}",
+                        first.data_offset
+                    ),
+                });
+            }
+            return;
+        }
+        self.map.insert(
+            key,
+            Entry {
+                data_offset: block.data_offset,
+                len: u32::try_from(block.data.len()).unwrap_or(u32::MAX),
+                state: State::Valid,
+                leaf: false,
+                cid_len: u8::try_from(block.cid.encoded_len()).unwrap_or(0),
+            },
+        );
+    }
+
+    /// What the hashing threads found: states and leaves into the index, bad blocks listed.
+    fn apply(&mut self, results: Vec<Checked>) {
+        let mut bad: Vec<Checked> = Vec::new();
+        for c in results {
+            if let Some(e) = self.map.get_mut(&c.key)
+                && e.data_offset == c.data_offset
+            {
+                e.state = c.state;
+                e.leaf = c.leaf;
+            }
+            match c.state {
+                State::Corrupt => self.report.corrupt += 1,
+                State::Unverifiable => self.report.unverifiable += 1,
+                State::Valid => continue,
+            }
+            bad.push(c);
+        }
+        bad.sort_by_key(|c| c.index);
+        self.report.bad_blocks = bad.iter().take(MAX_BAD_LISTED).map(bad_block).collect();
+        if let Some(avg) = self.report.block_bytes.checked_div(self.report.blocks) {
+            self.report.stats.min_size = self.min;
+            self.report.stats.max_size = self.max;
+            self.report.stats.avg_size = avg;
+        }
+    }
+}
+
+fn bad_block(c: &Checked) -> BadBlock {
+    BadBlock {
+        cid: c.cid.to_string(),
+        index: c.index,
+        data_offset: c.data_offset,
+        problem: match c.state {
+            State::Unverifiable => format!(
+                "unverifiable (hash function 0x{:x}, {})",
+                c.code,
+                ipld::hash_name(c.code)
+            ),
+            _ => "corrupt (data does not match the CID)".to_owned(),
+        },
+    }
+}
+
+/// A hashing thread: checks every block of the batches it takes; reports only the blocks that
+/// are bad or leaves (valid non-leaf blocks need no report back).
+fn hash_batches(rx: &Mutex<Receiver<Vec<Block>>>) -> Vec<Checked> {
+    let mut out = Vec::new();
+    loop {
+        let batch = match rx.lock() {
+            Ok(r) => r.recv(),
+            Err(_) => break,
+        };
+        let Ok(batch) = batch else { break };
+        for b in &batch {
+            let c = check(b);
+            if c.state != State::Valid || c.leaf {
+                out.push(c);
+            }
+        }
+    }
+    out
+}
+
+/// Opens the file for a scan: the CARv2 header checked against the file's length, then a
+/// hashing, buffered reader from the start.
+fn open_for_scan(path: &Path, opts: &ScanOptions) -> Result<(File, u64, ScanReader), CarError> {
+    let at0 = |source| CarError::Io { offset: 0, source };
+    let mut file = File::open(path).map_err(at0)?;
+    let file_size = file.metadata().map_err(at0)?.len();
+    // The streaming reader cannot check a CARv2 header against the length of the file (a
+    // stream has none): a CARv2 file cut after its payload, whose index_offset is past the
+    // end, read as a whole archive here although `open` refuses it. Check the header against
+    // the file as `open` does, then rewind.
+    let head_len = CARV2_PRAGMA.len() + super::v2::V2_HEADER_LEN;
+    let mut head = Vec::with_capacity(head_len);
+    (&mut file)
+        .take(head_len as u64)
+        .read_to_end(&mut head)
+        .map_err(at0)?;
+    super::v2::file_header(&head, file_size)?;
+    file.seek(SeekFrom::Start(0)).map_err(at0)?;
+    let hashing = HashingReader {
+        inner: file.try_clone().map_err(at0)?,
+        hasher: opts.file_sha256.then(Sha256::new),
+    };
+    let reader = CarReader::new(
+        io::BufReader::with_capacity(1 << 20, hashing),
+        opts.reader.clone(),
+    )?;
+    Ok((file, file_size, reader))
+}
+
 impl CarIndex {
     /// Reads the whole file once. A bad header is an error; a problem later in the stream
     /// ends the scan and is reported in [`ScanReport::stream_error`] with what was indexed so
@@ -216,220 +369,63 @@ impl CarIndex {
         opts: &ScanOptions,
         progress: &Task,
     ) -> Result<(CarIndex, ScanReport), CarError> {
-        let at0 = |source| CarError::Io { offset: 0, source };
-        let mut file = File::open(path).map_err(at0)?;
-        let file_size = file.metadata().map_err(at0)?.len();
-        // The streaming reader below cannot check a CARv2 header against the length of the
-        // file (a stream has none): a CARv2 file cut after its payload, whose index_offset is
-        // past the end, read as a whole archive here although `open` refuses it. Check the
-        // header against the file as `open` does, then rewind.
-        let head_len = CARV2_PRAGMA.len() + super::v2::V2_HEADER_LEN;
-        let mut head = Vec::with_capacity(head_len);
-        (&mut file)
-            .take(head_len as u64)
-            .read_to_end(&mut head)
-            .map_err(at0)?;
-        super::v2::file_header(&head, file_size)?;
-        file.seek(SeekFrom::Start(0)).map_err(at0)?;
-        let reader_file = file.try_clone().map_err(at0)?;
-        let hashing = HashingReader {
-            inner: reader_file,
-            hasher: opts.file_sha256.then(Sha256::new),
-        };
-        let mut reader = CarReader::new(
-            io::BufReader::with_capacity(1 << 20, hashing),
-            opts.reader.clone(),
-        )?;
+        let (file, file_size, mut reader) = open_for_scan(path, opts)?;
         let header = reader.header().clone();
-        let mut report = ScanReport {
-            version: header.version,
-            roots: header.roots.iter().map(ToString::to_string).collect(),
-            file_size,
-            ..ScanReport::default()
+        let mut ix = Indexer {
+            report: ScanReport {
+                version: header.version,
+                roots: header.roots.iter().map(ToString::to_string).collect(),
+                file_size,
+                ..ScanReport::default()
+            },
+            map: KeyMap::default(),
+            min: u64::MAX,
+            max: 0,
+            counted: 0,
         };
-        let mut map: KeyMap<Entry> = KeyMap::default();
-        let threads = if opts.threads == 0 {
-            std::thread::available_parallelism().map_or(2, usize::from)
-        } else {
-            opts.threads
+        let threads = match opts.threads {
+            0 => std::thread::available_parallelism().map_or(2, usize::from),
+            n => n,
         };
-        let mut min = u64::MAX;
-        let mut max = 0u64;
-
-        let mut worker_failed = false;
-        let results: Vec<Checked> = std::thread::scope(|s| {
-            let (tx, rx): (SyncSender<Vec<Block>>, Receiver<Vec<Block>>) =
-                sync_channel(threads * 2);
+        let results = std::thread::scope(|s| {
+            let (tx, rx) = sync_channel::<Vec<Block>>(threads * 2);
             let rx = Arc::new(Mutex::new(rx));
             let workers: Vec<_> = (0..if opts.hash_blocks { threads } else { 0 })
                 .map(|_| {
                     let rx = Arc::clone(&rx);
-                    s.spawn(move || {
-                        let mut out = Vec::new();
-                        loop {
-                            let batch = match rx.lock() {
-                                Ok(r) => r.recv(),
-                                Err(_) => break,
-                            };
-                            let Ok(batch) = batch else { break };
-                            for b in &batch {
-                                let c = check(b);
-                                // Valid non-leaf blocks need no report back.
-                                if c.state != State::Valid || c.leaf {
-                                    out.push(c);
-                                }
-                            }
-                        }
-                        out
-                    })
+                    s.spawn(move || hash_batches(&rx))
                 })
                 .collect();
-            let mut batch = Vec::new();
-            let mut batch_bytes = 0usize;
-            let mut counted = 0u64;
-            loop {
-                let block = match reader.next_block() {
-                    Ok(Some(b)) => b,
-                    Ok(None) => {
-                        // Whatever follows the payload (a CARv2 index) was read too.
-                        progress.inc(file_size.saturating_sub(counted));
-                        break;
-                    }
-                    Err(e) => {
-                        report.stream_error = Some(e.to_string());
-                        break;
-                    }
-                };
-                let len = block.data.len() as u64;
-                report.blocks += 1;
-                report.block_bytes += len;
-                min = min.min(len);
-                max = max.max(len);
-                *report
-                    .stats
-                    .by_codec
-                    .entry(ipld::codec_name(block.cid.codec()).to_owned())
-                    .or_default() += 1;
-                *report
-                    .stats
-                    .by_hash
-                    .entry(ipld::hash_name(block.cid.hash().code()).to_owned())
-                    .or_default() += 1;
-                // The task counts the file's bytes (headers and varints too), so that a
-                // complete scan ends at the file size its total was set to.
-                let read = reader.bytes_read();
-                progress.inc(read.saturating_sub(counted));
-                counted = read;
-                let key = block_key(&block.cid);
-                if let Some(first) = map.get(&key) {
-                    // A duplicate used to be counted and skipped unhashed, so a second copy
-                    // with other bytes went unnoticed. List it (verify-car fails on it) and
-                    // hash it like any other section: a bad copy is reported corrupt. The
-                    // index keeps the first copy (results only update the entry whose
-                    // data_offset they carry).
-                    report.duplicates += 1;
-                    if report.duplicate_blocks.len() < MAX_BAD_LISTED {
-                        report.duplicate_blocks.push(BadBlock {
-                            cid: block.cid.to_string(),
-                            index: block.index,
-                            data_offset: block.data_offset,
-                            problem: format!(
-                                "duplicate of the section whose data is at byte {}",
-                                first.data_offset
-                            ),
-                        });
-                    }
-                } else {
-                    map.insert(
-                        key,
-                        Entry {
-                            data_offset: block.data_offset,
-                            len: u32::try_from(block.data.len()).unwrap_or(u32::MAX),
-                            state: State::Valid,
-                            leaf: false,
-                            cid_len: u8::try_from(block.cid.encoded_len()).unwrap_or(0),
-                        },
-                    );
-                }
-                if opts.hash_blocks {
-                    batch_bytes += block.data.len() + 64;
-                    batch.push(block);
-                    if batch_bytes >= BATCH_BYTES {
-                        batch_bytes = 0;
-                        if tx.send(std::mem::take(&mut batch)).is_err() {
-                            break;
-                        }
-                    }
-                }
-            }
-            if !batch.is_empty() {
-                let _ = tx.send(batch);
-            }
+            read_sections(
+                &mut reader,
+                &mut ix,
+                opts.hash_blocks.then_some(&tx),
+                progress,
+            );
             drop(tx);
-            let mut out = Vec::new();
-            for w in workers {
-                match w.join() {
-                    Ok(found) => out.extend(found),
-                    // Its blocks were never checked: the file must not pass as verified.
-                    Err(_) => worker_failed = true,
-                }
-            }
-            out
+            // A thread that failed never checked its blocks: the file must not pass.
+            workers
+                .into_iter()
+                .map(|w| w.join())
+                .collect::<Result<Vec<_>, _>>()
         });
-        if worker_failed {
+        let Ok(results) = results else {
             return Err(CarError::Io {
                 offset: 0,
                 source: io::Error::other("a hashing thread failed; the file was not verified"),
             });
-        }
-
-        let mut bad: Vec<Checked> = Vec::new();
-        for c in results {
-            if let Some(e) = map.get_mut(&c.key)
-                && e.data_offset == c.data_offset
-            {
-                e.state = c.state;
-                e.leaf = c.leaf;
-            }
-            match c.state {
-                State::Corrupt => report.corrupt += 1,
-                State::Unverifiable => report.unverifiable += 1,
-                State::Valid => continue,
-            }
-            bad.push(c);
-        }
-        bad.sort_by_key(|c| c.index);
-        report.bad_blocks = bad
-            .iter()
-            .take(MAX_BAD_LISTED)
-            .map(|c| BadBlock {
-                cid: c.cid.to_string(),
-                index: c.index,
-                data_offset: c.data_offset,
-                problem: match c.state {
-                    State::Unverifiable => format!(
-                        "unverifiable (hash function 0x{:x}, {})",
-                        c.code,
-                        ipld::hash_name(c.code)
-                    ),
-                    _ => "corrupt (data does not match the CID)".to_owned(),
-                },
-            })
-            .collect();
-        if let Some(avg) = report.block_bytes.checked_div(report.blocks) {
-            report.stats.min_size = min;
-            report.stats.max_size = max;
-            report.stats.avg_size = avg;
-        }
-        if report.stream_error.is_none() {
+        };
+        ix.apply(results.into_iter().flatten().collect());
+        if ix.report.stream_error.is_none() {
             // Finish reading so the hash covers every byte (a CARv2 index after the payload).
             let mut inner = reader.into_inner();
             let _ = io::copy(&mut inner, &mut io::sink());
             if let Some(h) = inner.into_inner().hasher {
-                report.sha256 = Some(hex(&h.finalize()));
+                ix.report.sha256 = Some(hex(&h.finalize()));
             }
         }
-        Ok((CarIndex { file, map, header }, report))
+        let map = ix.map;
+        Ok((CarIndex { file, map, header }, ix.report))
     }
 
     pub fn header(&self) -> &CarHeader {
@@ -579,6 +575,48 @@ impl KnownSize for ChainSource<'_> {
     fn known_size(&self, cid: &Cid) -> Option<u64> {
         let e = self.holder(cid)?.map.get(&block_key(cid))?;
         (e.leaf && e.state == State::Valid).then_some(u64::from(e.len))
+    }
+}
+
+/// Reads every section into the indexer, handing the blocks to the hashing threads in
+/// batches (`tx`: none when blocks are not hashed). A stream error ends the reading and is
+/// reported; what was read stays indexed.
+fn read_sections(
+    reader: &mut ScanReader,
+    ix: &mut Indexer,
+    tx: Option<&SyncSender<Vec<Block>>>,
+    progress: &Task,
+) {
+    let mut batch = Vec::new();
+    let mut batch_bytes = 0usize;
+    loop {
+        let block = match reader.next_block() {
+            Ok(Some(b)) => b,
+            Ok(None) => {
+                // Whatever follows the payload (a CARv2 index) was read too.
+                progress.inc(ix.report.file_size.saturating_sub(ix.counted));
+                break;
+            }
+            Err(e) => {
+                ix.report.stream_error = Some(e.to_string());
+                break;
+            }
+        };
+        ix.add(&block, reader.bytes_read(), progress);
+        let Some(tx) = tx else { continue };
+        batch_bytes += block.data.len() + 64;
+        batch.push(block);
+        if batch_bytes >= BATCH_BYTES {
+            batch_bytes = 0;
+            if tx.send(std::mem::take(&mut batch)).is_err() {
+                return;
+            }
+        }
+    }
+    if let Some(tx) = tx
+        && !batch.is_empty()
+    {
+        let _ = tx.send(batch);
     }
 }
 
