@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use arke_core::kubo::{Kubo, KuboConfig, KuboError};
-use arke_core::report::{Exit, classify};
+use arke_core::report::Exit;
 use arke_testkit::node::TestNode;
 use arke_testkit::proxy::{Fault, FaultProxy};
 
@@ -27,7 +27,7 @@ async fn each_fault_is_typed() {
     proxy.set(Fault::Unauthorized);
     let err = client(proxy.url()).id().await.unwrap_err();
     assert!(matches!(err, KuboError::Auth { status: 401, .. }), "{err}");
-    assert_eq!(classify(&err), Exit::Node);
+    assert_eq!(err.exit(), Exit::Node);
 
     // 503 is transient: retried (2 retries = 3 connections), then reported.
     proxy.set(Fault::Unavailable);
@@ -35,14 +35,14 @@ async fn each_fault_is_typed() {
     let err = client(proxy.url()).files_read("/x").await.unwrap_err();
     assert!(matches!(err, KuboError::Api { status: 503, .. }), "{err}");
     assert_eq!(proxy.connections() - before, 3);
-    assert_eq!(classify(&err), Exit::Node);
+    assert_eq!(err.exit(), Exit::Node);
 
     proxy.set(Fault::Stall);
     let t = Instant::now();
     let err = client(proxy.url()).id().await.unwrap_err();
     assert!(matches!(err, KuboError::Timeout { .. }), "{err}");
     assert!(t.elapsed() < Duration::from_secs(15), "{:?}", t.elapsed());
-    assert_eq!(classify(&err), Exit::Node);
+    assert_eq!(err.exit(), Exit::Node);
 
     proxy.set(Fault::Reset);
     let err = client(proxy.url()).id().await.unwrap_err();

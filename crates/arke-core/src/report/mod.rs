@@ -8,7 +8,10 @@ mod exit;
 mod json;
 pub mod progress;
 
-pub use exit::{Exit, Failure, classify};
+/// The exit code of an error chain; see [`crate::Error`] (kept under this name for callers that
+/// hold an `anyhow` chain).
+pub use crate::error::chain_exit as classify;
+pub use exit::{Exit, Failure};
 pub use json::{ErrorEntry, Report, Status};
 pub use progress::{Counts, Progress, ProgressSink, Task, TaskView, Unit, human_bytes};
 

@@ -74,7 +74,7 @@ fn main() -> ExitCode {
     let args = Args::parse();
     arke_dr::run("export-car", &args.out, async {
         if args.prune_only {
-            return prune_only(&args);
+            return Ok(prune_only(&args)?);
         }
         let kubo = args.node.connect().await?;
         // The pointer's own errors name it ("index pointer <path>: ...").

@@ -108,7 +108,7 @@ fn main() -> ExitCode {
             if args.stats {
                 arke_dr::print_json(&r)?;
             } else {
-                let mut v = serde_json::to_value(&r)?;
+                let mut v = serde_json::to_value(&r).map_err(std::io::Error::other)?;
                 if let Some(scan) = v.get_mut("scan").and_then(|s| s.as_object_mut()) {
                     scan.remove("stats");
                 }

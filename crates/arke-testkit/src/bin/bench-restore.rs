@@ -461,7 +461,8 @@ fn main() -> ExitCode {
             let snapshot = {
                 let meta = std::fs::read(archive.car.with_extension("json"))
                     .context("reading the archive's .json")?;
-                let v: Value = serde_json::from_slice(&meta)?;
+                let v: Value =
+                    serde_json::from_slice(&meta).context("parsing the archive's .json")?;
                 v["snapshot_cid"].as_str().unwrap_or_default().to_string()
             };
             let share = args.reference_on_floor_node
