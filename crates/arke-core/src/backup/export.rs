@@ -30,14 +30,16 @@ use anyhow::Context;
 use bytes::Bytes;
 use chrono::{SecondsFormat, Utc};
 use cid::Cid;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::descriptor::{Descriptor, MAX_LISTED_MISSING, json_to_ipld};
 use super::files::{BackupFiles, LOCK_FILE, meta_path};
 use crate::car::{CarReader, ReaderOptions};
 use crate::closure::walk::{self, Sink};
-use crate::closure::{Closure, ClosureOptions, ClosureReport, Finding, Offer, Severity};
+use crate::closure::{
+    Closure, ClosureOptions, ClosureReport, Finding, NameCounts, Offer, Severity,
+};
 use crate::fsutil::{RunLock, sync_dir};
 use crate::ipld::{self, HashCheck};
 use crate::kubo::Kubo;
@@ -73,7 +75,7 @@ pub struct ExportOptions {
 }
 
 /// The export's result (`--json`).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ExportReport {
     pub car_path: String,
     pub metadata_path: String,
@@ -87,8 +89,8 @@ pub struct ExportReport {
     pub blocks: u64,
     pub block_bytes: u64,
     pub entities: u64,
-    pub by_role: BTreeMap<&'static str, u64>,
-    pub by_codec: BTreeMap<&'static str, u64>,
+    pub by_role: NameCounts,
+    pub by_codec: NameCounts,
     pub event_head: Option<String>,
     pub event_count: u64,
     pub event_chain_complete: bool,

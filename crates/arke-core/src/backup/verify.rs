@@ -9,14 +9,15 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use cid::Cid;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::files::{BackupFiles, meta_path};
 use crate::car::{CarIndex, IndexSource, ReaderOptions, ScanOptions, ScanReport};
 use crate::closure::walk::{self, Discard};
-use crate::closure::{Closure, ClosureOptions, ClosureReport, Finding, Severity};
+use crate::closure::{Closure, ClosureOptions, ClosureReport, RootKind};
 use crate::ipld::{self, same_block};
 use crate::model::{BackupMeta, Manifest};
+use crate::report::{Finding, FindingKind, Severity};
 use crate::report::{Progress, Unit};
 use crate::source::BlockSource;
 
@@ -45,7 +46,36 @@ impl Default for VerifyCarOptions {
 }
 
 /// The verify-car report. The first six fields are the legacy `verify_car.py` keys.
-#[derive(Debug, Clone, Serialize)]
+/// How much verify-car checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CheckMode {
+    Quick,
+    Full,
+}
+
+impl std::fmt::Display for CheckMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            CheckMode::Quick => "quick",
+            CheckMode::Full => "full",
+        })
+    }
+}
+
+/// Where the expected root came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RootSource {
+    /// `--root` (legacy key value `"--root"`).
+    #[serde(rename = "--root")]
+    Flag,
+    Descriptor,
+    Metadata,
+    Header,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CarReport {
     pub car_file: String,
     pub snapshot_cid: Option<String>,
@@ -53,12 +83,11 @@ pub struct CarReport {
     pub component_count: u64,
     pub event_count: u64,
     pub verified: bool,
-    /// "quick" or "full".
-    pub mode: &'static str,
+    pub mode: CheckMode,
     pub root: Option<String>,
     /// Where the expected root came from: "--root", "descriptor", "metadata", "header".
-    pub root_source: &'static str,
-    pub root_kind: Option<&'static str>,
+    pub root_source: RootSource,
+    pub root_kind: Option<RootKind>,
     pub snapshot_schema: Option<String>,
     pub snapshot_seq: Option<u64>,
     pub entity_count: u64,
@@ -73,19 +102,21 @@ pub struct CarReport {
 }
 
 impl CarReport {
-    fn error(&mut self, kind: &'static str, cid: Option<&Cid>, message: String) {
+    fn error(&mut self, kind: FindingKind, cid: Option<&Cid>, message: String) {
         self.findings.push(Finding {
             severity: Severity::Error,
             kind,
+            id: None,
             cid: cid.map(ToString::to_string),
             role: None,
             message,
         });
     }
-    fn warn(&mut self, kind: &'static str, message: String) {
+    fn warn(&mut self, kind: FindingKind, message: String) {
         self.findings.push(Finding {
             severity: Severity::Warning,
             kind,
+            id: None,
             cid: None,
             role: None,
             message,
@@ -111,7 +142,7 @@ impl CarReport {
         let mut kinds: std::collections::BTreeMap<&str, u64> = Default::default();
         for f in &self.findings {
             if f.severity == Severity::Error {
-                *kinds.entry(f.kind).or_default() += 1;
+                *kinds.entry(f.kind.as_str()).or_default() += 1;
             }
         }
         kinds.iter().map(|(k, n)| format!("{k} x{n}")).collect()
@@ -182,9 +213,13 @@ pub async fn verify_car_indexed(
         component_count: 0,
         event_count: 0,
         verified: false,
-        mode: if opts.quick { "quick" } else { "full" },
+        mode: if opts.quick {
+            CheckMode::Quick
+        } else {
+            CheckMode::Full
+        },
         root: None,
-        root_source: "header",
+        root_source: RootSource::Header,
         root_kind: None,
         snapshot_schema: None,
         snapshot_seq: None,
@@ -198,11 +233,15 @@ pub async fn verify_car_indexed(
         findings: Vec::new(),
     };
     if let Some(e) = &meta_err {
-        report.error("metadata", None, format!("metadata does not parse: {e}"));
+        report.error(
+            FindingKind::Metadata,
+            None,
+            format!("metadata does not parse: {e}"),
+        );
     }
     if let Some(e) = report.scan.stream_error.clone() {
         report.error(
-            "stream",
+            FindingKind::Stream,
             None,
             format!("the archive cannot be read to its end: {e}"),
         );
@@ -214,15 +253,16 @@ pub async fn verify_car_indexed(
             b.cid, b.index, b.data_offset, b.problem
         );
         if unverifiable && opts.allow_unverifiable {
-            report.warn("unverifiable", msg);
+            report.warn(FindingKind::Unverifiable, msg);
         } else {
             report.findings.push(Finding {
                 severity: Severity::Error,
                 kind: if unverifiable {
-                    "unverifiable"
+                    FindingKind::Unverifiable
                 } else {
-                    "corrupt"
+                    FindingKind::Corrupt
                 },
+                id: None,
                 cid: Some(b.cid.clone()),
                 role: None,
                 message: msg,
@@ -233,7 +273,7 @@ pub async fn verify_car_indexed(
     let bad_total = report.scan.corrupt + report.scan.unverifiable;
     if bad_total > listed {
         report.error(
-            "corrupt",
+            FindingKind::Corrupt,
             None,
             format!("{} more bad blocks not listed", bad_total - listed),
         );
@@ -244,7 +284,8 @@ pub async fn verify_car_indexed(
     for b in report.scan.duplicate_blocks.clone() {
         report.findings.push(Finding {
             severity: Severity::Error,
-            kind: "duplicates",
+            kind: FindingKind::Duplicates,
+            id: None,
             cid: Some(b.cid.clone()),
             role: None,
             message: format!(
@@ -257,7 +298,7 @@ pub async fn verify_car_indexed(
     if report.scan.duplicates > listed {
         let n = report.scan.duplicates - listed;
         report.error(
-            "duplicates",
+            FindingKind::Duplicates,
             None,
             format!("{n} more duplicate blocks not listed"),
         );
@@ -270,13 +311,13 @@ pub async fn verify_car_indexed(
                 "metadata says {} bytes, the file has {}",
                 m.size_bytes, report.scan.file_size
             );
-            report.error("metadata", None, msg);
+            report.error(FindingKind::Metadata, None, msg);
         }
         if let (Some(want), Some(got)) = (BackupFiles::meta_sha256(m), &report.scan.sha256)
             && !want.eq_ignore_ascii_case(got)
         {
             let msg = format!("metadata sha256 {want} but the file hashes to {got}");
-            report.error("metadata", None, msg);
+            report.error(FindingKind::Metadata, None, msg);
         }
     }
 
@@ -285,13 +326,13 @@ pub async fn verify_car_indexed(
     let first = header_roots.first().copied();
     let root = match (opts.root, first) {
         (Some(r), _) => {
-            report.root_source = "--root";
+            report.root_source = RootSource::Flag;
             if !header_roots.iter().any(|h| same_block(h, &r)) {
                 let msg = format!(
                     "expected root {r} is not among the header's roots [{}]",
                     report.scan.roots.join(", ")
                 );
-                report.error("root", Some(&r), msg);
+                report.error(FindingKind::Root, Some(&r), msg);
             }
             Some(r)
         }
@@ -300,7 +341,7 @@ pub async fn verify_car_indexed(
     };
     if header_roots.len() > 1 {
         report.warn(
-            "root",
+            FindingKind::Root,
             format!(
                 "{} roots in the header; walking from {}",
                 header_roots.len(),
@@ -309,13 +350,13 @@ pub async fn verify_car_indexed(
         );
     }
     let Some(root) = root else {
-        report.error("root", None, "no root".into());
+        report.error(FindingKind::Root, None, "no root".into());
         return Ok((finish(report), index));
     };
     report.root = Some(root.to_string());
     if !index.contains(&root) {
         report.error(
-            "root",
+            FindingKind::Root,
             Some(&root),
             format!("root block {root} is not in the archive"),
         );
@@ -327,7 +368,7 @@ pub async fn verify_car_indexed(
         // damaged past its 16th digest byte was resolved to the real root block and the
         // archive reported whole. The block found must hash to the exact CID asked for.
         report.error(
-            "root",
+            FindingKind::Root,
             Some(&root),
             format!(
                 "root block {root} is not in the archive (the block indexed under its key does not hash to it: the root CID is damaged)"
@@ -340,11 +381,11 @@ pub async fn verify_car_indexed(
             && let Ok(v) = ipld::decode(&root, &data)
         {
             if let Ok(d) = super::Descriptor::from_ipld(&v) {
-                report.root_kind = Some("descriptor");
+                report.root_kind = Some(RootKind::Descriptor);
                 report.snapshot_cid = Some(d.snapshot.to_string());
                 check_partial(&mut report, &d);
             } else {
-                report.root_kind = Some("snapshot");
+                report.root_kind = Some(RootKind::Snapshot);
                 report.snapshot_cid = Some(root.to_string());
             }
         }
@@ -367,7 +408,7 @@ pub async fn verify_car_indexed(
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     closure.fail_all_pending();
     if let Err(e) = walked {
-        report.error("walk", None, e.to_string());
+        report.error(FindingKind::Walk, None, e.to_string());
     }
     let used = |k: u128| closure.has_key(k);
     report.unreferenced_blocks = index.count_outside(used);
@@ -387,9 +428,9 @@ pub async fn verify_car_indexed(
     report.event_count = c.event_chain.length;
     if let Some(d) = &c.descriptor {
         report.root_source = if opts.root.is_some() {
-            "--root"
+            RootSource::Flag
         } else {
-            "descriptor"
+            RootSource::Descriptor
         };
         check_partial(&mut report, d);
         if let Some(&n) = d.counts.get("blocks")
@@ -399,7 +440,7 @@ pub async fn verify_car_indexed(
                 "descriptor counts {n} blocks, the walk found {}",
                 c.blocks.saturating_sub(1)
             );
-            report.error("counts", None, msg);
+            report.error(FindingKind::Counts, None, msg);
         }
     }
     if report.unreferenced_blocks > 0 {
@@ -409,7 +450,7 @@ pub async fn verify_car_indexed(
         // Ours always has its .json (export-car renames the .car last), so a lone .car was
         // separated from it: still verifiable from its descriptor, but worth saying.
         report.warn(
-            "metadata",
+            FindingKind::Metadata,
             format!(
                 "no metadata file {} beside the archive",
                 meta_path(path).display()
@@ -423,7 +464,11 @@ pub async fn verify_car_indexed(
     report.findings.extend(c.findings.iter().cloned());
     if c.findings_dropped > 0 {
         let n = c.findings_dropped;
-        report.error("walk", None, format!("{n} more findings not listed"));
+        report.error(
+            FindingKind::Walk,
+            None,
+            format!("{n} more findings not listed"),
+        );
     }
     report.closure = Some(c);
     Ok((finish(report), index))
@@ -440,7 +485,7 @@ fn check_partial(report: &mut CarReport, d: &super::Descriptor) {
             "the archive is a salvage archive marked partial ({} blocks were missing at export)",
             d.missing_count
         );
-        report.error("partial", None, msg);
+        report.error(FindingKind::Partial, None, msg);
     }
 }
 
@@ -452,17 +497,17 @@ fn check_unreferenced(report: &mut CarReport, has_descriptor: bool, named: &[Cid
     let n = report.unreferenced_blocks;
     let summary = format!("{n} blocks in the archive are not reached from the root");
     if !has_descriptor {
-        report.warn("unreferenced", summary);
+        report.warn(FindingKind::Unreferenced, summary);
         return;
     }
     for cid in named {
         let msg = format!(
             "block {cid} is not reached from the root: export-car never writes one, the file was altered"
         );
-        report.error("unreferenced", Some(cid), msg);
+        report.error(FindingKind::Unreferenced, Some(cid), msg);
     }
     if n > named.len() as u64 {
-        report.error("unreferenced", None, summary);
+        report.error(FindingKind::Unreferenced, None, summary);
     }
 }
 
@@ -486,7 +531,8 @@ async fn check_entry_ids(report: &mut CarReport, source: &IndexSource<'_>, snaps
         if found <= MAX_NAMED as u64 {
             report.findings.push(Finding {
                 severity: Severity::Error,
-                kind: "entity_mismatch",
+                kind: FindingKind::EntityMismatch,
+                id: None,
                 cid: Some(e.tip.to_string()),
                 role: Some(format!("entity {} manifest", e.id)),
                 message: format!(
@@ -499,7 +545,7 @@ async fn check_entry_ids(report: &mut CarReport, source: &IndexSource<'_>, snaps
     if found > MAX_NAMED as u64 {
         let more = found - MAX_NAMED as u64;
         report.error(
-            "entity_mismatch",
+            FindingKind::EntityMismatch,
             None,
             format!("{more} more entries whose tip manifest names another entity"),
         );
@@ -516,17 +562,19 @@ async fn manifest_id(source: &IndexSource<'_>, cid: &Cid) -> Option<String> {
 /// The metadata's `snapshot_cid` must be what the archive holds.
 fn check_meta_root(report: &mut CarReport, meta: Option<&BackupMeta>) {
     let (Some(m), Some(snap)) = (meta, report.snapshot_cid.clone()) else {
-        if meta.is_none() && report.root_kind == Some("snapshot") && report.root_source == "header"
+        if meta.is_none()
+            && report.root_kind == Some(RootKind::Snapshot)
+            && report.root_source == RootSource::Header
         {
             report.warn(
-                "root",
+                FindingKind::Root,
                 "legacy archive without metadata: its root cannot be checked against an expectation".into(),
             );
         }
         return;
     };
-    if report.root_source == "header" {
-        report.root_source = "metadata";
+    if report.root_source == RootSource::Header {
+        report.root_source = RootSource::Metadata;
     }
     let ok = ipld::parse_cid(&snap).is_ok_and(|s| same_block(&s, &m.snapshot_cid));
     if !ok {
@@ -534,14 +582,14 @@ fn check_meta_root(report: &mut CarReport, meta: Option<&BackupMeta>) {
             "metadata names snapshot {} but the archive holds {snap}",
             m.snapshot_cid
         );
-        report.error("root", Some(&m.snapshot_cid), msg);
+        report.error(FindingKind::Root, Some(&m.snapshot_cid), msg);
     }
     if let Some(d) = BackupFiles::meta_descriptor(m)
         && let Some(root) = report.root.as_deref().and_then(|r| ipld::parse_cid(r).ok())
         && !same_block(&d, &root)
     {
         let msg = format!("metadata names descriptor {d} but the archive's root is {root}");
-        report.error("root", Some(&d), msg);
+        report.error(FindingKind::Root, Some(&d), msg);
     }
 }
 

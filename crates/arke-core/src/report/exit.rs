@@ -14,7 +14,11 @@
 use std::fmt;
 
 /// Exit code of an arke-dr binary.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+/// In JSON, its [`Exit::name`].
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
 #[repr(u8)]
 pub enum Exit {
     Ok = 0,
@@ -123,5 +127,14 @@ mod tests {
         let codes: Vec<u8> = Exit::ALL.iter().map(|e| e.code()).collect();
         assert_eq!(codes, vec![0, 1, 2, 3, 4, 5, 7]);
         assert!(Exit::help_table().contains("5  another run holds the lock"));
+    }
+
+    #[test]
+    fn json_names_are_the_names() {
+        for e in Exit::ALL {
+            let v = serde_json::to_value(e).unwrap();
+            assert_eq!(v, e.name());
+            assert_eq!(serde_json::from_value::<Exit>(v).unwrap(), e);
+        }
     }
 }

@@ -5,6 +5,7 @@
 //! the core never decides whether a human is watching.
 
 mod exit;
+mod finding;
 mod json;
 pub mod progress;
 
@@ -12,7 +13,8 @@ pub mod progress;
 /// hold an `anyhow` chain).
 pub use crate::error::chain_exit as classify;
 pub use exit::{Exit, Failure};
-pub use json::{ErrorEntry, Report, Status};
+pub use finding::{Finding, FindingKind, Severity};
+pub use json::{ErrorEntry, REPORT_SCHEMA_VERSION, Report, Status};
 pub use progress::{Counts, Progress, ProgressSink, Task, TaskView, Unit, human_bytes};
 
 /// An error and its causes on one line, each cause once: a cause an outer message already

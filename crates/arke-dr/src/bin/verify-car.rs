@@ -82,7 +82,7 @@ fn main() -> ExitCode {
             r.car_file,
             r.mode,
             r.root.as_deref().unwrap_or("?"),
-            r.root_kind.unwrap_or("?"),
+            r.root_kind.map_or("?", |k| k.as_str()),
             r.snapshot_cid.as_deref().unwrap_or("?"),
             r.snapshot_schema.as_deref().unwrap_or(""),
             r.snapshot_seq.map_or("?".into(), |s| s.to_string()),
