@@ -18,10 +18,10 @@ use std::process::{Command, ExitCode, Stdio};
 use std::time::Instant;
 
 use anyhow::{Context, bail};
+use arke_bench as bench;
 use arke_core::car::{CarReader, ReaderOptions};
 use arke_core::report::{Exit, Progress};
 use arke_dr::args::{NodeArgs, OutputArgs};
-use arke_testkit::bench;
 use arke_testkit::generator::{GenConfig, generate};
 use clap::Parser;
 use serde_json::Value;
