@@ -18,7 +18,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 SIZES=${SIZES:-10000}
 REPS=${REPS:-3}
 command -v /usr/bin/time >/dev/null || { apt-get update -qq && apt-get install -y -qq time; }
-cargo build --release --locked -p arke-dr -p arke-testkit
+cargo build --release --locked -p arke-dr -p arke-bench
 NODE_BIN=$(scripts/ipfs-node.sh bin)
 BIN=${CARGO_TARGET_DIR:-$PWD/target}/release
 extra=()

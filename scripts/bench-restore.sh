@@ -26,7 +26,7 @@ CONTENDERS=${CONTENDERS:-floor,restore,reference}
 PIN_ROOTS=${PIN_ROOTS:-true}
 command -v /usr/bin/time >/dev/null || { apt-get update -qq && apt-get install -y -qq time; }
 command -v curl >/dev/null || { apt-get update -qq && apt-get install -y -qq curl; }
-cargo build --release --locked -p arke-dr -p arke-testkit
+cargo build --release --locked -p arke-dr -p arke-bench
 scripts/ipfs-node.sh install
 BIN=${CARGO_TARGET_DIR:-$PWD/target}/release
 args=(--sizes "$SIZES" --contenders "$CONTENDERS" --bin-dir "$BIN" --no-progress)

@@ -15,7 +15,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 SIZES=${SIZES:-10000}
 CHANGES=${CHANGES:-1000}
 command -v /usr/bin/time >/dev/null || { apt-get update -qq && apt-get install -y -qq time; }
-cargo build --release --locked -p arke-dr -p arke-testkit
+cargo build --release --locked -p arke-dr -p arke-bench
 scripts/ipfs-node.sh install
 BIN=${CARGO_TARGET_DIR:-$PWD/target}/release
 scripts/ipfs-node.sh run -- "$BIN/bench-snapshot" --sizes "$SIZES" --changes "$CHANGES" \

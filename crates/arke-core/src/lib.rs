@@ -12,6 +12,7 @@
 //! | [`kubo`]   | async client for the Kubo RPC API (the small portable surface) |
 //! | [`unixfs`] | tip files and sharded index directories built locally and read back (dag-pb) |
 //! | [`restore`] | restore-from-car: verify, plan, import and pin, tips as one tree, pointer last, read back |
+//! | [`Error`]  | the top-level error: one variant per error family, each with its exit code |
 //! | [`report`] | exit codes, `--json` report types, progress (bar, periodic log lines, off) |
 #![doc(html_no_source)]
 // Errors carry the CIDs they concern (a `Cid` is 96 bytes) because every error must name the
@@ -23,6 +24,7 @@ pub mod backup;
 pub mod car;
 pub mod chain;
 pub mod closure;
+mod error;
 pub mod fsutil;
 pub mod index;
 pub mod ipld;
@@ -35,3 +37,5 @@ pub mod shard;
 pub mod snapshot;
 pub mod source;
 pub mod unixfs;
+
+pub use error::{Error, chain_exit};

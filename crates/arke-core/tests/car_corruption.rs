@@ -456,7 +456,7 @@ fn names(f: &Finding, cid: &Cid) -> bool {
 fn has_error(r: &CarReport, kind: &str, pred: impl Fn(&Finding) -> bool) -> bool {
     r.findings
         .iter()
-        .any(|f| f.severity == Severity::Error && f.kind == kind && pred(f))
+        .any(|f| f.severity == Severity::Error && f.kind.as_str() == kind && pred(f))
 }
 
 /// A finding of the closure walk names `cid` as `problem` ("missing" or "corrupt") with a role
@@ -466,7 +466,8 @@ fn names_with_role(r: &CarReport, cid: &Cid, problem: &str, role: &str) -> bool 
     r.findings.iter().any(|f| {
         names(f, cid)
             && f.role.as_deref().is_some_and(|x| x.contains(role))
-            && (f.kind == problem || (f.kind == "event_chain" && f.message.contains(problem)))
+            && (f.kind.as_str() == problem
+                || (f.kind.as_str() == "event_chain" && f.message.contains(problem)))
     })
 }
 

@@ -4,7 +4,7 @@ use std::future::Future;
 use std::io::Write;
 use std::process::ExitCode;
 
-use arke_core::report::{Exit, classify};
+use arke_core::report::Exit;
 
 use crate::progress;
 use tracing_subscriber::EnvFilter;
@@ -17,11 +17,12 @@ pub fn after_help() -> String {
 }
 
 /// Runs a tool's body on a multi-threaded runtime and turns its outcome into an exit code.
-/// Errors are printed as one line on stderr (`<tool>: error: <context>: <cause>`), classified by
-/// the typed error found in the chain.
+/// Errors are printed as one line on stderr (`<tool>: error: <context>: <cause>`); the exit code
+/// is [`arke_core::Error::exit`]'s (`?` converts every error family of the core, and `anyhow`
+/// context, into it).
 pub fn run<F>(tool: &'static str, out: &OutputArgs, body: F) -> ExitCode
 where
-    F: Future<Output = anyhow::Result<Exit>>,
+    F: Future<Output = Result<Exit, arke_core::Error>>,
 {
     init_logging(out);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -33,7 +34,9 @@ where
         Err(e) => {
             report_error(
                 tool,
-                &anyhow::Error::new(e).context("cannot start the async runtime"),
+                &anyhow::Error::new(e)
+                    .context("cannot start the async runtime")
+                    .into(),
             );
             return Exit::Io.into();
         }
@@ -42,12 +45,12 @@ where
         Ok(exit) => exit.into(),
         Err(err) => {
             report_error(tool, &err);
-            classify(err.as_ref()).into()
+            err.exit().into()
         }
     }
 }
 
-fn report_error(tool: &str, err: &anyhow::Error) {
+fn report_error(tool: &str, err: &arke_core::Error) {
     let line = format!("{tool}: error: {}\n", one_line(err));
     progress::suspend(|| {
         let _ = std::io::stderr().lock().write_all(line.as_bytes());
@@ -55,8 +58,8 @@ fn report_error(tool: &str, err: &anyhow::Error) {
 }
 
 /// The context chain on one line, each cause once (see `arke_core::report::one_line`).
-fn one_line(err: &anyhow::Error) -> String {
-    arke_core::report::one_line(err.as_ref())
+fn one_line(err: &arke_core::Error) -> String {
+    arke_core::report::one_line(err)
 }
 
 fn init_logging(out: &OutputArgs) {
@@ -121,7 +124,7 @@ mod tests {
     fn a_quoted_cause_is_not_repeated() {
         let io = std::io::Error::other("connection refused");
         let err = anyhow::Error::new(Quoting { source: io }).context("reading /arke/index_pointer");
-        let line = one_line(&err);
+        let line = one_line(&err.into());
         assert_eq!(
             line,
             "reading /arke/index_pointer: outer call failed: connection refused"

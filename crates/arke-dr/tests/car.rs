@@ -3,53 +3,27 @@
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::Duration;
 
 use std::collections::BTreeMap;
 
-use arke_core::car::{CarIndex, CarReader, CarWriter, ReaderOptions, ScanOptions};
+use arke_core::car::{CarIndex, CarWriter, ScanOptions};
 use arke_core::closure::block_key;
 use arke_core::ipld::{self, Cid, Ipld};
-use arke_core::kubo::Kubo;
 use arke_core::model::Manifest;
 use arke_core::report::Progress;
-use arke_testkit::generator::{GenConfig, Summary, generate};
-use arke_testkit::node::TestNode;
+use arke_testkit::generator::{GenConfig, Summary};
 use arke_testkit::proxy::FaultProxy;
 use arke_testkit::world::World;
 use serde_json::Value;
 
-struct Set {
-    kubo: Kubo,
-    url: String,
-    root: String,
-    pointer: String,
-    dir: tempfile::TempDir,
-}
+mod support;
+use support::{Set, rewrite_car, stderr};
 
 impl Set {
     async fn generate(name: &str, cfg: GenConfig) -> (Set, Summary) {
-        let node = TestNode::shared();
-        let kubo = node.kubo();
-        let root = format!("/c-{name}/index");
-        let pointer = format!("/c-{name}/pointer");
-        let cfg = GenConfig {
-            index_root: root.clone(),
-            test_index_root: format!("/c-{name}/test/index"),
-            pointer_path: pointer.clone(),
-            force: true,
-            ..cfg
-        };
-        let summary = generate(&kubo, &cfg, &Progress::off()).await.unwrap();
-        let set = Set {
-            kubo,
-            url: node.url().to_string(),
-            root,
-            pointer,
-            dir: tempfile::tempdir().unwrap(),
-        };
-        (set, summary)
+        Set::on_shared_node(&format!("c-{name}"), cfg).await
     }
 
     fn backups(&self) -> PathBuf {
@@ -159,41 +133,6 @@ fn index(car: &Path) -> CarIndex {
 
 fn cid(s: &str) -> Cid {
     ipld::parse_cid(s).unwrap()
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-/// Copies the archive `from` to `to` with `roots` in the header, without the blocks `drop`
-/// rejects, and with `extra` blocks appended.
-async fn rewrite_car(
-    from: &Path,
-    to: &Path,
-    roots: Option<Vec<Cid>>,
-    drop: impl Fn(&Cid) -> bool,
-    extra: &[(Cid, Vec<u8>)],
-) {
-    let mut r = CarReader::new(
-        std::io::BufReader::new(std::fs::File::open(from).unwrap()),
-        ReaderOptions::default(),
-    )
-    .unwrap();
-    let roots = roots.unwrap_or_else(|| r.header().roots.clone());
-    let f = tokio::fs::File::create(to).await.unwrap();
-    let mut w = CarWriter::new(tokio::io::BufWriter::new(f), roots)
-        .await
-        .unwrap();
-    while let Some(b) = r.next_block().unwrap() {
-        if !drop(&b.cid) {
-            w.write_block(&b.cid, &b.data).await.unwrap();
-        }
-    }
-    for (c, b) in extra {
-        w.write_block(c, b).await.unwrap();
-    }
-    let mut inner = w.finish().await.unwrap();
-    tokio::io::AsyncWriteExt::flush(&mut inner).await.unwrap();
 }
 
 /// A legacy-shaped archive built by hand (root = an `arke/snapshot@v0`, no descriptor, no

@@ -16,19 +16,14 @@ use arke_testkit::rng::Rng;
 use arke_testkit::world::World;
 use serde_json::Value;
 
+mod support;
+use support::stderr as err;
+
 const ROOT: &str = "/dm/index";
 const POINTER: &str = "/dm/pointer";
 
 fn run(url: &str, bin: &str, args: &[&str]) -> Output {
-    Command::new(bin)
-        .args(["--api", url, "--pointer-path", POINTER, "--no-progress"])
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn err(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
+    support::run(bin, url, POINTER, args)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -15,19 +15,14 @@ use arke_testkit::independent::{car_verify, node_holds_archive};
 use arke_testkit::node::TestNode;
 use serde_json::Value;
 
+mod support;
+use support::stderr as err;
+
 const POINTER: &str = "/arke/index_pointer";
 const ROOT: &str = "/arke/index";
 
-fn err(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
 fn run(bin: &str, url: &str, args: &[&str]) -> Output {
-    Command::new(bin)
-        .args(["--api", url, "--pointer-path", POINTER, "--no-progress"])
-        .args(args)
-        .output()
-        .unwrap()
+    support::run(bin, url, POINTER, args)
 }
 
 /// `repo/gc` over and over until stopped; returns how many GCs completed.

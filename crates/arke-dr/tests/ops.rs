@@ -13,6 +13,9 @@ use arke_testkit::generator::{GenConfig, Summary, generate};
 use arke_testkit::node::TestNode;
 use arke_testkit::world::World;
 
+mod support;
+use support::Set as Host;
+
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
@@ -25,14 +28,6 @@ fn bin_dir() -> PathBuf {
 }
 
 /// A data set under its own MFS roots on the shared node, and a host folder for one "EC2 host".
-struct Host {
-    kubo: Kubo,
-    url: String,
-    root: String,
-    pointer: String,
-    dir: tempfile::TempDir,
-}
-
 impl Host {
     async fn generate(name: &str, entities: usize, seed: u64) -> (Host, Summary) {
         let node = TestNode::shared();
@@ -46,31 +41,12 @@ impl Host {
         entities: usize,
         seed: u64,
     ) -> (Host, Summary) {
-        let root = format!("/o-{name}/index");
-        let pointer = format!("/o-{name}/index_pointer");
-        let summary = generate(
-            &kubo,
-            &GenConfig {
-                entities,
-                seed,
-                index_root: root.clone(),
-                test_index_root: format!("/o-{name}/test/index"),
-                pointer_path: pointer.clone(),
-                force: true,
-                ..GenConfig::default()
-            },
-            &Progress::off(),
-        )
-        .await
-        .unwrap();
-        let host = Host {
-            kubo,
-            url: url.to_string(),
-            root,
-            pointer,
-            dir: tempfile::tempdir().unwrap(),
+        let cfg = GenConfig {
+            entities,
+            seed,
+            ..GenConfig::default()
         };
-        (host, summary)
+        Host::on_node(kubo, url, &format!("o-{name}"), "index_pointer", cfg).await
     }
 
     fn path(&self, p: &str) -> PathBuf {

@@ -6,7 +6,7 @@
 //! current snapshot still finds every block).
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use arke_core::fsutil::{LockOutcome, RunLock};
 use arke_core::ipld::Cid;
@@ -20,25 +20,14 @@ use arke_testkit::rng::Rng;
 use arke_testkit::world::World;
 use serde_json::Value;
 
+mod support;
+use support::json_ok as json;
+
 const POINTER: &str = "/arke/index_pointer";
 const ROOT: &str = "/arke/index";
 
 fn run(url: &str, bin: &str, args: &[&str]) -> Output {
-    Command::new(bin)
-        .args(["--api", url, "--pointer-path", POINTER, "--no-progress"])
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn json(out: &Output, what: &str) -> Value {
-    assert!(
-        out.status.success(),
-        "{what}: exit {:?}: {}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
+    support::run(bin, url, POINTER, args)
 }
 
 fn prune(url: &str, snaps: &Path, args: &[&str]) -> Output {

@@ -11,47 +11,23 @@ use arke_core::car::{CarReader, CarWriter, ReaderOptions};
 use arke_core::ipld::{self, Cid, Ipld};
 use arke_core::kubo::Kubo;
 use arke_core::model::IndexPointer;
-use arke_core::report::Progress;
 use arke_core::shard::{EntityId, ShardRule};
-use arke_testkit::generator::{GenConfig, Summary, generate};
+use arke_testkit::generator::{GenConfig, Summary};
 use arke_testkit::node::TestNode;
 use arke_testkit::rng::Rng;
 use arke_testkit::world::World;
 use serde_json::Value;
 
+mod support;
+use support::Set as Source;
+use support::{rewrite_car, stderr as err};
+
 const POINTER: &str = "/arke/index_pointer";
 const ROOT: &str = "/arke/index";
 
-struct Source {
-    kubo: Kubo,
-    url: String,
-    root: String,
-    pointer: String,
-    dir: tempfile::TempDir,
-}
-
 impl Source {
     async fn generate(name: &str, cfg: GenConfig) -> (Source, Summary) {
-        let node = TestNode::shared();
-        let kubo = node.kubo();
-        let root = format!("/r-{name}/index");
-        let pointer = format!("/r-{name}/pointer");
-        let cfg = GenConfig {
-            index_root: root.clone(),
-            test_index_root: format!("/r-{name}/test/index"),
-            pointer_path: pointer.clone(),
-            force: true,
-            ..cfg
-        };
-        let summary = generate(&kubo, &cfg, &Progress::off()).await.unwrap();
-        let s = Source {
-            kubo,
-            url: node.url().to_string(),
-            root,
-            pointer,
-            dir: tempfile::tempdir().unwrap(),
-        };
-        (s, summary)
+        Source::on_shared_node(&format!("r-{name}"), cfg).await
     }
 
     fn run(&self, bin: &str, args: &[&str]) -> Output {
@@ -106,10 +82,6 @@ impl Source {
     }
 }
 
-fn err(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
 fn restore_cmd(url: &str, car: &Path, extra: &[&str]) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_restore-from-car"));
     c.arg(car)
@@ -130,35 +102,6 @@ fn restore(url: &str, car: &Path, extra: &[&str]) -> Value {
     let out = restore_cmd(url, car, extra).output().unwrap();
     assert!(out.status.success(), "restore-from-car: {}", err(&out));
     serde_json::from_slice(&out.stdout).unwrap()
-}
-
-/// Copies the archive `from` to `to` without the blocks `drop` rejects and with `extra`
-/// blocks appended (header unchanged).
-async fn rewrite_car(
-    from: &Path,
-    to: &Path,
-    drop: impl Fn(&Cid) -> bool,
-    extra: &[(Cid, Vec<u8>)],
-) {
-    let mut r = CarReader::new(
-        std::io::BufReader::new(std::fs::File::open(from).unwrap()),
-        ReaderOptions::default(),
-    )
-    .unwrap();
-    let f = tokio::fs::File::create(to).await.unwrap();
-    let mut w = CarWriter::new(tokio::io::BufWriter::new(f), r.header().roots.clone())
-        .await
-        .unwrap();
-    while let Some(b) = r.next_block().unwrap() {
-        if !drop(&b.cid) {
-            w.write_block(&b.cid, &b.data).await.unwrap();
-        }
-    }
-    for (c, b) in extra {
-        w.write_block(c, b).await.unwrap();
-    }
-    let mut inner = w.finish().await.unwrap();
-    tokio::io::AsyncWriteExt::flush(&mut inner).await.unwrap();
 }
 
 async fn tip_at(kubo: &Kubo, id: &str) -> Option<Cid> {
@@ -554,7 +497,7 @@ async fn refusal_names_the_block() {
         .unwrap();
     let tip = ipld::parse_cid(&e.tip).unwrap();
     let missing = src.dir.path().join("missing.car");
-    rewrite_car(&car, &missing, |c| ipld::same_block(c, &tip), &[]).await;
+    rewrite_car(&car, &missing, None, |c| ipld::same_block(c, &tip), &[]).await;
     let out = restore_cmd(fresh.url(), &missing, &[]).output().unwrap();
     assert_eq!(out.status.code(), Some(1), "{}", err(&out));
     let line = err(&out);
@@ -576,7 +519,14 @@ async fn refusal_names_the_block() {
     let data = b"a valid block that no export wrote (restore)".to_vec();
     let extra = (ipld::cid_v1(ipld::RAW, &data), data);
     let altered = src.dir.path().join("altered.car");
-    rewrite_car(&car, &altered, |_| false, std::slice::from_ref(&extra)).await;
+    rewrite_car(
+        &car,
+        &altered,
+        None,
+        |_| false,
+        std::slice::from_ref(&extra),
+    )
+    .await;
     let out = restore_cmd(fresh.url(), &altered, &[]).output().unwrap();
     assert_eq!(out.status.code(), Some(1), "{}", err(&out));
     assert!(err(&out).contains(&extra.0.to_string()), "{}", err(&out));

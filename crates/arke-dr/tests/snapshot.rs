@@ -8,50 +8,19 @@ use std::time::Duration;
 
 use arke_core::ipld::{self, Cid, DAG_JSON, Ipld};
 use arke_core::kubo::Kubo;
-use arke_core::report::Progress;
 use arke_core::snapshot::load;
 use arke_core::source::NodeSource;
-use arke_testkit::generator::{GenConfig, Summary, generate};
-use arke_testkit::node::TestNode;
+use arke_testkit::generator::{GenConfig, Summary};
 use arke_testkit::proxy::FaultProxy;
 use arke_testkit::rng::Rng;
-use arke_testkit::world::World;
 use serde_json::Value;
 
-struct Set {
-    kubo: Kubo,
-    url: String,
-    root: String,
-    pointer: String,
-    dir: tempfile::TempDir,
-}
+mod support;
+use support::Set;
 
 impl Set {
     async fn generate(name: &str, cfg: GenConfig) -> (Set, Summary) {
-        let node = TestNode::shared();
-        let kubo = node.kubo();
-        let root = format!("/t-{name}/index");
-        let pointer = format!("/t-{name}/pointer");
-        let cfg = GenConfig {
-            index_root: root.clone(),
-            test_index_root: format!("/t-{name}/test/index"),
-            pointer_path: pointer.clone(),
-            force: true,
-            ..cfg
-        };
-        let summary = generate(&kubo, &cfg, &Progress::off()).await.unwrap();
-        let set = Set {
-            kubo,
-            url: node.url().to_string(),
-            root,
-            pointer,
-            dir: tempfile::tempdir().unwrap(),
-        };
-        (set, summary)
-    }
-
-    fn world(&self) -> World {
-        World::new(self.kubo.clone(), &self.root, &self.pointer)
+        Set::on_shared_node(&format!("t-{name}"), cfg).await
     }
 
     fn cmd(&self, bin: &str, url: &str) -> Command {

@@ -1,7 +1,8 @@
 //! Test support for arke-dr: a real IPFS node speaking the Kubo RPC API ([`node`]), and a
-//! generator of production-shaped Arke data ([`generator`]) behind the `generate-test-data` binary.
+//! generator of production-shaped Arke data ([`generator`]). The binaries over them
+//! (`generate-test-data`, `bench-*`) are in the arke-bench crate, so this crate does not depend
+//! on arke-dr (whose tests depend on this one).
 
-pub mod bench;
 pub mod check;
 pub mod generator;
 pub mod independent;

@@ -2,7 +2,7 @@
 
 use arke_core::report::Progress;
 use arke_testkit::check::check_summary;
-use arke_testkit::generator::{GenConfig, Summary, generate};
+use arke_testkit::generator::{GenConfig, generate};
 use arke_testkit::node::TestNode;
 
 #[tokio::test]
@@ -72,39 +72,4 @@ async fn production_shaped_data_reads_back_through_arke_core() {
     )
     .await;
     assert!(format!("{:#}", refused.unwrap_err()).contains("refusing to overwrite"));
-}
-
-/// The acceptance run: 10,000 entities through the binary on a fresh node, and the
-/// summary it prints checked against the node.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn ten_thousand_entities_through_the_binary() {
-    let node = TestNode::start().expect("fresh node");
-    let dir = tempfile::tempdir().unwrap();
-    let summary_path = dir.path().join("summary.json");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_generate-test-data"))
-        .args([
-            "--entities",
-            "10000",
-            "--seed",
-            "42",
-            "--test-network",
-            "20",
-            "--no-progress",
-        ])
-        .arg("--summary")
-        .arg(&summary_path)
-        .env("IPFS_API_URL", node.url())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "generate-test-data failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let s: Summary = serde_json::from_slice(&std::fs::read(&summary_path).unwrap()).unwrap();
-    assert_eq!(s.counts.entities, 10_000);
-    assert_eq!(s.entities.len(), 10_020);
-    let stats = check_summary(&node.kubo(), &s, 16).await.unwrap();
-    assert_eq!(stats.tips, 10_020);
-    assert_eq!(stats.events, s.event_count);
 }

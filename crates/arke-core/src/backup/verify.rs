@@ -9,15 +9,16 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use cid::Cid;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::chain;
 use super::files::{BackupFiles, meta_path};
 use crate::car::{CarIndex, ChainSource, ReaderOptions, ScanOptions, ScanReport};
 use crate::closure::walk::{self, Discard};
-use crate::closure::{Closure, ClosureOptions, ClosureReport, Finding, Severity};
+use crate::closure::{Closure, ClosureOptions, ClosureReport, RootKind};
 use crate::ipld::{self, same_block};
 use crate::model::{BackupMeta, Manifest};
+use crate::report::{Finding, FindingKind, Severity};
 use crate::report::{Progress, Unit};
 use crate::source::BlockSource;
 
@@ -49,7 +50,36 @@ impl Default for VerifyCarOptions {
 }
 
 /// The verify-car report. The first six fields are the legacy `verify_car.py` keys.
-#[derive(Debug, Clone, Serialize)]
+/// How much verify-car checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CheckMode {
+    Quick,
+    Full,
+}
+
+impl std::fmt::Display for CheckMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            CheckMode::Quick => "quick",
+            CheckMode::Full => "full",
+        })
+    }
+}
+
+/// Where the expected root came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RootSource {
+    /// `--root` (legacy key value `"--root"`).
+    #[serde(rename = "--root")]
+    Flag,
+    Descriptor,
+    Metadata,
+    Header,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CarReport {
     pub car_file: String,
     pub snapshot_cid: Option<String>,
@@ -57,12 +87,11 @@ pub struct CarReport {
     pub component_count: u64,
     pub event_count: u64,
     pub verified: bool,
-    /// "quick" or "full".
-    pub mode: &'static str,
+    pub mode: CheckMode,
     pub root: Option<String>,
     /// Where the expected root came from: "--root", "descriptor", "metadata", "header".
-    pub root_source: &'static str,
-    pub root_kind: Option<&'static str>,
+    pub root_source: RootSource,
+    pub root_kind: Option<RootKind>,
     pub snapshot_schema: Option<String>,
     pub snapshot_seq: Option<u64>,
     pub entity_count: u64,
@@ -79,7 +108,7 @@ pub struct CarReport {
 }
 
 /// One parent of an incremental archive, as verify-car checked it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ChainFile {
     pub file: String,
     pub depth: u64,
@@ -91,19 +120,21 @@ pub struct ChainFile {
 }
 
 impl CarReport {
-    fn error(&mut self, kind: &'static str, cid: Option<&Cid>, message: String) {
+    fn error(&mut self, kind: FindingKind, cid: Option<&Cid>, message: String) {
         self.findings.push(Finding {
             severity: Severity::Error,
             kind,
+            id: None,
             cid: cid.map(ToString::to_string),
             role: None,
             message,
         });
     }
-    fn warn(&mut self, kind: &'static str, message: String) {
+    fn warn(&mut self, kind: FindingKind, message: String) {
         self.findings.push(Finding {
             severity: Severity::Warning,
             kind,
+            id: None,
             cid: None,
             role: None,
             message,
@@ -129,7 +160,7 @@ impl CarReport {
         let mut kinds: std::collections::BTreeMap<&str, u64> = Default::default();
         for f in &self.findings {
             if f.severity == Severity::Error {
-                *kinds.entry(f.kind).or_default() += 1;
+                *kinds.entry(f.kind.as_str()).or_default() += 1;
             }
         }
         kinds.iter().map(|(k, n)| format!("{k} x{n}")).collect()
@@ -201,7 +232,11 @@ pub async fn verify_chain(
     let (index, scan) = scan_file(path, opts, want_sha.is_some(), progress).await?;
     let mut report = new_report(path, opts, &index, scan, meta_file);
     if let Some(e) = &meta_err {
-        report.error("metadata", None, format!("metadata does not parse: {e}"));
+        report.error(
+            FindingKind::Metadata,
+            None,
+            format!("metadata does not parse: {e}"),
+        );
     }
     scan_findings(&mut report, opts);
     meta_findings(&mut report, meta.as_ref());
@@ -216,7 +251,7 @@ pub async fn verify_chain(
         return Ok(v);
     };
     if let Err(e) = parents(&mut v, path, opts, progress).await {
-        v.report.error("chain", None, e);
+        v.report.error(FindingKind::Chain, None, e);
         v.report = finish(v.report);
         return Ok(v);
     }
@@ -288,9 +323,13 @@ fn new_report(
         component_count: 0,
         event_count: 0,
         verified: false,
-        mode: if opts.quick { "quick" } else { "full" },
+        mode: if opts.quick {
+            CheckMode::Quick
+        } else {
+            CheckMode::Full
+        },
         root: None,
-        root_source: "header",
+        root_source: RootSource::Header,
         root_kind: None,
         snapshot_schema: None,
         snapshot_seq: None,
@@ -310,7 +349,7 @@ fn new_report(
 fn scan_findings(report: &mut CarReport, opts: &VerifyCarOptions) {
     if let Some(e) = report.scan.stream_error.clone() {
         report.error(
-            "stream",
+            FindingKind::Stream,
             None,
             format!("the archive cannot be read to its end: {e}"),
         );
@@ -322,15 +361,16 @@ fn scan_findings(report: &mut CarReport, opts: &VerifyCarOptions) {
             b.cid, b.index, b.data_offset, b.problem
         );
         if unverifiable && opts.allow_unverifiable {
-            report.warn("unverifiable", msg);
+            report.warn(FindingKind::Unverifiable, msg);
         } else {
             report.findings.push(Finding {
                 severity: Severity::Error,
                 kind: if unverifiable {
-                    "unverifiable"
+                    FindingKind::Unverifiable
                 } else {
-                    "corrupt"
+                    FindingKind::Corrupt
                 },
+                id: None,
                 cid: Some(b.cid.clone()),
                 role: None,
                 message: msg,
@@ -341,7 +381,7 @@ fn scan_findings(report: &mut CarReport, opts: &VerifyCarOptions) {
     let bad_total = report.scan.corrupt + report.scan.unverifiable;
     if bad_total > listed {
         report.error(
-            "corrupt",
+            FindingKind::Corrupt,
             None,
             format!("{} more bad blocks not listed", bad_total - listed),
         );
@@ -356,7 +396,8 @@ fn duplicate_findings(report: &mut CarReport) {
     for b in report.scan.duplicate_blocks.clone() {
         report.findings.push(Finding {
             severity: Severity::Error,
-            kind: "duplicates",
+            kind: FindingKind::Duplicates,
+            id: None,
             cid: Some(b.cid.clone()),
             role: None,
             message: format!(
@@ -369,7 +410,7 @@ fn duplicate_findings(report: &mut CarReport) {
     if report.scan.duplicates > listed {
         let n = report.scan.duplicates - listed;
         report.error(
-            "duplicates",
+            FindingKind::Duplicates,
             None,
             format!("{n} more duplicate blocks not listed"),
         );
@@ -386,13 +427,13 @@ fn meta_findings(report: &mut CarReport, meta: Option<&BackupMeta>) {
             "metadata says {} bytes, the file has {}",
             m.size_bytes, report.scan.file_size
         );
-        report.error("metadata", None, msg);
+        report.error(FindingKind::Metadata, None, msg);
     }
     if let (Some(want), Some(got)) = (BackupFiles::meta_sha256(m), &report.scan.sha256)
         && !want.eq_ignore_ascii_case(got)
     {
         let msg = format!("metadata sha256 {want} but the file hashes to {got}");
-        report.error("metadata", None, msg);
+        report.error(FindingKind::Metadata, None, msg);
     }
 }
 
@@ -401,19 +442,19 @@ fn choose_root(report: &mut CarReport, opts: &VerifyCarOptions, index: &CarIndex
     let header_roots = index.header().roots.clone();
     let root = match (opts.root, header_roots.first().copied()) {
         (Some(r), _) => {
-            report.root_source = "--root";
+            report.root_source = RootSource::Flag;
             if !header_roots.iter().any(|h| same_block(h, &r)) {
                 let msg = format!(
                     "expected root {r} is not among the header's roots [{}]",
                     report.scan.roots.join(", ")
                 );
-                report.error("root", Some(&r), msg);
+                report.error(FindingKind::Root, Some(&r), msg);
             }
             r
         }
         (None, Some(h)) => h,
         (None, None) => {
-            report.error("root", None, "no root".into());
+            report.error(FindingKind::Root, None, "no root".into());
             return None;
         }
     };
@@ -422,7 +463,7 @@ fn choose_root(report: &mut CarReport, opts: &VerifyCarOptions, index: &CarIndex
             "{} roots in the header; walking from {root}",
             header_roots.len()
         );
-        report.warn("root", msg);
+        report.warn(FindingKind::Root, msg);
     }
     report.root = Some(root.to_string());
     check_root_block(report, index, root);
@@ -432,7 +473,7 @@ fn choose_root(report: &mut CarReport, opts: &VerifyCarOptions, index: &CarIndex
 fn check_root_block(report: &mut CarReport, index: &CarIndex, root: Cid) {
     if !index.contains(&root) {
         let msg = format!("root block {root} is not in the archive");
-        report.error("root", Some(&root), msg);
+        report.error(FindingKind::Root, Some(&root), msg);
     } else if let Ok(data) = index.read(&root, true)
         && ipld::verify(&root, &data) == ipld::HashCheck::Mismatch
     {
@@ -441,7 +482,7 @@ fn check_root_block(report: &mut CarReport, index: &CarIndex, root: Cid) {
         // damaged past its 16th digest byte was resolved to the real root block and the
         // archive reported whole. The block found must hash to the exact CID asked for.
         report.error(
-            "root",
+            FindingKind::Root,
             Some(&root),
             format!(
                 "root block {root} is not in the archive (the block indexed under its key does not hash to it: the root CID is damaged)"
@@ -459,11 +500,11 @@ fn quick_root(report: &mut CarReport, index: &CarIndex, root: Cid) {
         return;
     };
     if let Ok(d) = super::Descriptor::from_ipld(&v) {
-        report.root_kind = Some("descriptor");
+        report.root_kind = Some(RootKind::Descriptor);
         report.snapshot_cid = Some(d.snapshot.to_string());
         check_partial(report, &d);
     } else {
-        report.root_kind = Some("snapshot");
+        report.root_kind = Some(RootKind::Snapshot);
         report.snapshot_cid = Some(root.to_string());
     }
 }
@@ -551,7 +592,7 @@ async fn walk_closure(
     closure.fail_all_pending();
     let report = &mut v.report;
     if let Err(e) = walked {
-        report.error("walk", None, e.to_string());
+        report.error(FindingKind::Walk, None, e.to_string());
     }
     // Only the file's own blocks must all be used: a parent holds blocks of older states.
     let used = |k: u128| closure.has_key(k);
@@ -578,7 +619,7 @@ async fn walk_closure(
             "no metadata file {} beside the archive",
             meta_path(Path::new(&report.car_file)).display()
         );
-        report.warn("metadata", msg);
+        report.warn(FindingKind::Metadata, msg);
     }
     if let Some(snapshot) = c.snapshot {
         check_entry_ids(report, &source, snapshot).await;
@@ -586,7 +627,11 @@ async fn walk_closure(
     report.findings.extend(c.findings.iter().cloned());
     if c.findings_dropped > 0 {
         let n = c.findings_dropped;
-        report.error("walk", None, format!("{n} more findings not listed"));
+        report.error(
+            FindingKind::Walk,
+            None,
+            format!("{n} more findings not listed"),
+        );
     }
     report.closure = Some(c);
 }
@@ -613,9 +658,9 @@ fn closure_summary(
         return;
     };
     report.root_source = if opts.root.is_some() {
-        "--root"
+        RootSource::Flag
     } else {
-        "descriptor"
+        RootSource::Descriptor
     };
     check_partial(report, d);
     let found = if is_chain { own_blocks } else { c.blocks }.saturating_sub(1);
@@ -623,7 +668,7 @@ fn closure_summary(
         && n != found
     {
         let msg = format!("descriptor counts {n} blocks, the walk found {found}");
-        report.error("counts", None, msg);
+        report.error(FindingKind::Counts, None, msg);
     }
 }
 
@@ -635,7 +680,10 @@ pub fn stamp_verified(v: &VerifiedChain, tool: &str) -> std::io::Result<Option<P
     let (Some(sha256), Some(root)) = (&r.scan.sha256, &r.root) else {
         return Ok(None);
     };
-    if !r.verified || r.mode != "full" || r.root_kind != Some("descriptor") || r.metadata.is_none()
+    if !r.verified
+        || r.mode != CheckMode::Full
+        || r.root_kind != Some(RootKind::Descriptor)
+        || r.metadata.is_none()
     {
         return Ok(None);
     }
@@ -670,7 +718,7 @@ fn check_partial(report: &mut CarReport, d: &super::Descriptor) {
             "the archive is a salvage archive marked partial ({} blocks were missing at export)",
             d.missing_count
         );
-        report.error("partial", None, msg);
+        report.error(FindingKind::Partial, None, msg);
     }
 }
 
@@ -682,17 +730,17 @@ fn check_unreferenced(report: &mut CarReport, has_descriptor: bool, named: &[Cid
     let n = report.unreferenced_blocks;
     let summary = format!("{n} blocks in the archive are not reached from the root");
     if !has_descriptor {
-        report.warn("unreferenced", summary);
+        report.warn(FindingKind::Unreferenced, summary);
         return;
     }
     for cid in named {
         let msg = format!(
             "block {cid} is not reached from the root: export-car never writes one, the file was altered"
         );
-        report.error("unreferenced", Some(cid), msg);
+        report.error(FindingKind::Unreferenced, Some(cid), msg);
     }
     if n > named.len() as u64 {
-        report.error("unreferenced", None, summary);
+        report.error(FindingKind::Unreferenced, None, summary);
     }
 }
 
@@ -716,7 +764,8 @@ async fn check_entry_ids(report: &mut CarReport, source: &ChainSource<'_>, snaps
         if found <= MAX_NAMED as u64 {
             report.findings.push(Finding {
                 severity: Severity::Error,
-                kind: "entity_mismatch",
+                kind: FindingKind::EntityMismatch,
+                id: None,
                 cid: Some(e.tip.to_string()),
                 role: Some(format!("entity {} manifest", e.id)),
                 message: format!(
@@ -729,7 +778,7 @@ async fn check_entry_ids(report: &mut CarReport, source: &ChainSource<'_>, snaps
     if found > MAX_NAMED as u64 {
         let more = found - MAX_NAMED as u64;
         report.error(
-            "entity_mismatch",
+            FindingKind::EntityMismatch,
             None,
             format!("{more} more entries whose tip manifest names another entity"),
         );
@@ -746,17 +795,19 @@ async fn manifest_id(source: &ChainSource<'_>, cid: &Cid) -> Option<String> {
 /// The metadata's `snapshot_cid` must be what the archive holds.
 fn check_meta_root(report: &mut CarReport, meta: Option<&BackupMeta>) {
     let (Some(m), Some(snap)) = (meta, report.snapshot_cid.clone()) else {
-        if meta.is_none() && report.root_kind == Some("snapshot") && report.root_source == "header"
+        if meta.is_none()
+            && report.root_kind == Some(RootKind::Snapshot)
+            && report.root_source == RootSource::Header
         {
             report.warn(
-                "root",
+                FindingKind::Root,
                 "legacy archive without metadata: its root cannot be checked against an expectation".into(),
             );
         }
         return;
     };
-    if report.root_source == "header" {
-        report.root_source = "metadata";
+    if report.root_source == RootSource::Header {
+        report.root_source = RootSource::Metadata;
     }
     let ok = ipld::parse_cid(&snap).is_ok_and(|s| same_block(&s, &m.snapshot_cid));
     if !ok {
@@ -764,14 +815,14 @@ fn check_meta_root(report: &mut CarReport, meta: Option<&BackupMeta>) {
             "metadata names snapshot {} but the archive holds {snap}",
             m.snapshot_cid
         );
-        report.error("root", Some(&m.snapshot_cid), msg);
+        report.error(FindingKind::Root, Some(&m.snapshot_cid), msg);
     }
     if let Some(d) = BackupFiles::meta_descriptor(m)
         && let Some(root) = report.root.as_deref().and_then(|r| ipld::parse_cid(r).ok())
         && !same_block(&d, &root)
     {
         let msg = format!("metadata names descriptor {d} but the archive's root is {root}");
-        report.error("root", Some(&d), msg);
+        report.error(FindingKind::Root, Some(&d), msg);
     }
 }
 

@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use cid::Cid;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::{Block, CARV2_PRAGMA, CarError, CarHeader, CarReader, ReaderOptions};
@@ -68,7 +68,7 @@ impl Default for ScanOptions {
 }
 
 /// A block that failed its hash check.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct BadBlock {
     pub cid: String,
     pub index: u64,
@@ -78,7 +78,7 @@ pub struct BadBlock {
 }
 
 /// Block statistics (`--stats`).
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct BlockStats {
     pub by_codec: BTreeMap<String, u64>,
     pub by_hash: BTreeMap<String, u64>,
@@ -88,7 +88,7 @@ pub struct BlockStats {
 }
 
 /// What the scan saw.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct ScanReport {
     pub version: u64,
     pub roots: Vec<String>,

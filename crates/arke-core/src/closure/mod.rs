@@ -28,13 +28,14 @@
 mod key;
 pub mod walk;
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
 use cid::Cid;
 use ipld_core::ipld::Ipld;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 pub use key::{BlockKey, KeyHasher, KeyMap, KeySet, block_key};
 
@@ -187,33 +188,34 @@ pub struct ClosureOptions {
     pub with_history: bool,
 }
 
-/// How serious a finding is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub use crate::report::{Finding, FindingKind, Severity};
+
+/// What the root of an archive turned out to be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Severity {
-    /// The archive is incomplete or wrong.
-    Error,
-    /// Worth knowing; the archive is still complete.
-    Warning,
+pub enum RootKind {
+    /// A backup descriptor (archives written by export-car).
+    Descriptor,
+    /// A snapshot (legacy archive).
+    Snapshot,
+    /// Neither.
+    Unknown,
 }
 
-/// One problem found by the walk.
-#[derive(Debug, Clone, Serialize)]
-pub struct Finding {
-    pub severity: Severity,
-    /// missing, corrupt, unverifiable, undecodable, bad_id, unknown_schema, event_chain, root.
-    pub kind: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub cid: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub role: Option<String>,
-    pub message: String,
+impl RootKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RootKind::Descriptor => "descriptor",
+            RootKind::Snapshot => "snapshot",
+            RootKind::Unknown => "unknown",
+        }
+    }
 }
 
 /// The event chain as walked.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct EventChain {
-    #[serde(serialize_with = "ser_opt_cid")]
+    #[serde(serialize_with = "ser_opt_cid", deserialize_with = "de_opt_cid")]
     pub head: Option<Cid>,
     /// Events walked.
     pub length: u64,
@@ -236,20 +238,28 @@ fn ser_opt_cid<S: serde::Serializer>(c: &Option<Cid>, s: S) -> Result<S::Ok, S::
     }
 }
 
+fn de_opt_cid<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Cid>, D::Error> {
+    let s: Option<String> = Option::deserialize(d)?;
+    s.map(|s| ipld::parse_cid(&s).map_err(serde::de::Error::custom))
+        .transpose()
+}
+
+/// Counts by a name (role kind or codec); the names are static, the map owns them once read back.
+pub type NameCounts = BTreeMap<Cow<'static, str>, u64>;
+
 /// Everything the walk learned.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct ClosureReport {
-    #[serde(serialize_with = "ser_opt_cid")]
+    #[serde(serialize_with = "ser_opt_cid", deserialize_with = "de_opt_cid")]
     pub root: Option<Cid>,
-    /// "descriptor" or "snapshot" (legacy archive).
-    pub root_kind: Option<&'static str>,
+    pub root_kind: Option<RootKind>,
     #[serde(skip)]
     pub descriptor: Option<Descriptor>,
-    #[serde(serialize_with = "ser_opt_cid")]
+    #[serde(serialize_with = "ser_opt_cid", deserialize_with = "de_opt_cid")]
     pub snapshot: Option<Cid>,
     pub snapshot_schema: Option<String>,
     pub snapshot_seq: Option<u64>,
-    #[serde(serialize_with = "ser_opt_cid")]
+    #[serde(serialize_with = "ser_opt_cid", deserialize_with = "de_opt_cid")]
     pub snapshot_event_cid: Option<Cid>,
     /// Entries of the snapshot (history snapshots not included).
     pub entities: u64,
@@ -257,8 +267,8 @@ pub struct ClosureReport {
     pub blocks: u64,
     pub bytes: u64,
     /// Blocks by role kind ([`RoleKind::count_key`]) and by codec name.
-    pub by_role: BTreeMap<&'static str, u64>,
-    pub by_codec: BTreeMap<&'static str, u64>,
+    pub by_role: NameCounts,
+    pub by_codec: NameCounts,
     pub event_chain: EventChain,
     /// Required blocks that could not be had.
     pub missing: u64,
@@ -335,7 +345,7 @@ impl Closure {
         opts: ClosureOptions,
     ) -> Closure {
         let mut c = Closure::empty(opts);
-        c.report.root_kind = Some("descriptor");
+        c.report.root_kind = Some(RootKind::Descriptor);
         c.report.snapshot = Some(snapshot);
         c.report.snapshot_event_cid = snapshot_event_cid;
         c.set_events(event_head, true);
@@ -523,10 +533,10 @@ impl Closure {
     /// A wanted block that could not be had.
     pub fn fail(&mut self, want: Want, err: &SourceError) {
         let kind = match err {
-            SourceError::Missing { .. } => "missing",
-            SourceError::Corrupt { .. } => "corrupt",
-            SourceError::Unverifiable { .. } => "unverifiable",
-            SourceError::Node(_) => "unavailable",
+            SourceError::Missing { .. } => FindingKind::Missing,
+            SourceError::Corrupt { .. } => FindingKind::Corrupt,
+            SourceError::Unverifiable { .. } => FindingKind::Unverifiable,
+            SourceError::Node(_) => FindingKind::Unavailable,
         };
         let severity = if want.required {
             self.report.missing += 1;
@@ -560,16 +570,18 @@ impl Closure {
         let r = &mut self.report;
         r.blocks += 1;
         r.bytes += size;
-        *r.by_role.entry(want.role.kind.count_key()).or_default() += 1;
+        *r.by_role
+            .entry(Cow::Borrowed(want.role.kind.count_key()))
+            .or_default() += 1;
         *r.by_codec
-            .entry(ipld::codec_name(want.cid.codec()))
+            .entry(Cow::Borrowed(ipld::codec_name(want.cid.codec())))
             .or_default() += 1;
     }
 
     fn finding(
         &mut self,
         severity: Severity,
-        kind: &'static str,
+        kind: FindingKind,
         cid: Option<&Cid>,
         role: Option<&Role>,
         message: String,
@@ -581,6 +593,7 @@ impl Closure {
         self.report.findings.push(Finding {
             severity,
             kind,
+            id: None,
             cid: cid.map(ToString::to_string),
             role: role.map(ToString::to_string),
             message,
@@ -591,7 +604,7 @@ impl Closure {
         let message = format!("{} {} does not decode: {reason}", want.role, want.cid);
         self.finding(
             Severity::Error,
-            "undecodable",
+            FindingKind::Undecodable,
             Some(&want.cid),
             Some(&want.role),
             message,
@@ -667,7 +680,7 @@ impl Closure {
         if is_descriptor(value) {
             match Descriptor::from_ipld(value) {
                 Ok(d) => {
-                    self.report.root_kind = Some("descriptor");
+                    self.report.root_kind = Some(RootKind::Descriptor);
                     self.report.snapshot = Some(d.snapshot);
                     self.opts.with_history |= d.with_history;
                     self.set_events(d.event_head, true);
@@ -682,7 +695,7 @@ impl Closure {
         match Snapshot::from_ipld(value) {
             Ok(_) => {
                 // A legacy archive: the root is the snapshot itself.
-                self.report.root_kind = Some("snapshot");
+                self.report.root_kind = Some(RootKind::Snapshot);
                 self.report.snapshot = Some(want.cid);
                 // It was counted as the root: count it as what it is.
                 if let Some(n) = self.report.by_role.get_mut("descriptor") {
@@ -691,7 +704,11 @@ impl Closure {
                         self.report.by_role.remove("descriptor");
                     }
                 }
-                *self.report.by_role.entry("snapshots").or_default() += 1;
+                *self
+                    .report
+                    .by_role
+                    .entry(Cow::Borrowed("snapshots"))
+                    .or_default() += 1;
                 let role = Role::new(RoleKind::Snapshot, 0);
                 self.process_snapshot(
                     &Want {
@@ -706,12 +723,18 @@ impl Closure {
                 self.set_events(head, false);
             }
             Err(e) => {
-                self.report.root_kind = Some("unknown");
+                self.report.root_kind = Some(RootKind::Unknown);
                 let message = format!(
                     "root {} is neither an arke/backup@v1 descriptor nor a snapshot: {e}",
                     want.cid
                 );
-                self.finding(Severity::Error, "root", Some(&want.cid), None, message);
+                self.finding(
+                    Severity::Error,
+                    FindingKind::Root,
+                    Some(&want.cid),
+                    None,
+                    message,
+                );
             }
         }
     }
@@ -776,7 +799,13 @@ impl Closure {
             }
             if let Err(err) = EntityId::parse(&e.id) {
                 let message = format!("snapshot entry with a bad entity id: {err}");
-                self.finding(Severity::Error, "bad_id", Some(&e.tip), None, message);
+                self.finding(
+                    Severity::Error,
+                    FindingKind::BadId,
+                    Some(&e.tip),
+                    None,
+                    message,
+                );
                 continue;
             }
             let entity: Arc<str> = Arc::from(e.id.as_str());
@@ -804,7 +833,7 @@ impl Closure {
                 );
                 self.finding(
                     Severity::Warning,
-                    "unknown_schema",
+                    FindingKind::UnknownSchema,
                     Some(&want.cid),
                     Some(&want.role),
                     message,
@@ -883,7 +912,13 @@ impl Closure {
                     "event {n} {cid} names a bad entity id {:?}; its tip is not archived or restored",
                     node.pi()
                 );
-                self.finding(Severity::Warning, "bad_id", Some(cid), None, message);
+                self.finding(
+                    Severity::Warning,
+                    FindingKind::BadId,
+                    Some(cid),
+                    None,
+                    message,
+                );
             } else {
                 self.want(tip, role, required);
             }
@@ -909,7 +944,13 @@ impl Closure {
                     Severity::Warning
                 };
                 let role = Role::new(RoleKind::Event, n);
-                self.finding(severity, "event_chain", Some(&cid), Some(&role), message);
+                self.finding(
+                    severity,
+                    FindingKind::EventChain,
+                    Some(&cid),
+                    Some(&role),
+                    message,
+                );
             }
         }
         // Stopped at the parent's head: the snapshot's event may be in the held part.
@@ -926,7 +967,13 @@ impl Closure {
                         .map(|c| c.to_string())
                         .unwrap_or_default()
                 );
-                self.finding(Severity::Warning, "event_chain", None, None, message);
+                self.finding(
+                    Severity::Warning,
+                    FindingKind::EventChain,
+                    None,
+                    None,
+                    message,
+                );
             }
         }
     }
@@ -935,7 +982,7 @@ impl Closure {
     pub fn note(
         &mut self,
         severity: Severity,
-        kind: &'static str,
+        kind: FindingKind,
         cid: Option<&Cid>,
         message: String,
     ) {

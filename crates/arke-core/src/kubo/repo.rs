@@ -3,7 +3,7 @@
 use super::*;
 
 /// `repo/stat`.
-#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, serde::Serialize, serde::Deserialize)]
 pub struct RepoStat {
     /// Bytes the repo occupies.
     pub size: u64,
@@ -12,7 +12,7 @@ pub struct RepoStat {
 }
 
 /// What `repo/gc` reported.
-#[derive(Debug, Clone, Default, serde::Serialize)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct GcOutcome {
     /// Blocks removed.
     pub removed: u64,

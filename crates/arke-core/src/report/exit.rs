@@ -13,11 +13,12 @@
 
 use std::fmt;
 
-use crate::kubo::KuboError;
-use crate::shard::IdError;
-
 /// Exit code of an arke-dr binary.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+/// In JSON, its [`Exit::name`].
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
 #[repr(u8)]
 pub enum Exit {
     Ok = 0,
@@ -117,53 +118,6 @@ impl fmt::Display for Failure {
 
 impl std::error::Error for Failure {}
 
-/// The exit code for an error chain: the first error in the chain (outermost first) that has a
-/// known type decides. Unknown errors are [`Exit::Failed`].
-pub fn classify(err: &(dyn std::error::Error + 'static)) -> Exit {
-    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);
-    while let Some(e) = cur {
-        if let Some(x) = classify_one(e) {
-            return x;
-        }
-        cur = e.source();
-    }
-    Exit::Failed
-}
-
-fn classify_one(e: &(dyn std::error::Error + 'static)) -> Option<Exit> {
-    if let Some(f) = e.downcast_ref::<Failure>() {
-        return Some(f.exit);
-    }
-    if let Some(k) = e.downcast_ref::<KuboError>() {
-        return Some(match k {
-            KuboError::NotFound { .. }
-            | KuboError::BlockMissing { .. }
-            | KuboError::CidMismatch { .. } => Exit::Failed,
-            KuboError::Io { .. } => Exit::Io,
-            _ => Exit::Node,
-        });
-    }
-    if let Some(s) = e.downcast_ref::<crate::source::SourceError>() {
-        return match s {
-            crate::source::SourceError::Node(k) => classify_one(k),
-            _ => Some(Exit::Failed),
-        };
-    }
-    if let Some(c) = e.downcast_ref::<crate::car::CarError>() {
-        return Some(match c {
-            crate::car::CarError::Io { .. } => Exit::Io,
-            _ => Exit::Failed,
-        });
-    }
-    if e.downcast_ref::<IdError>().is_some() {
-        return Some(Exit::Failed);
-    }
-    if e.downcast_ref::<std::io::Error>().is_some() {
-        return Some(Exit::Io);
-    }
-    None
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -176,25 +130,11 @@ mod tests {
     }
 
     #[test]
-    fn classification_walks_the_chain() {
-        let io = std::io::Error::other("disk full");
-        assert_eq!(classify(&io), Exit::Io);
-        let unreachable = KuboError::Unreachable {
-            url: "http://x".into(),
-            reason: "refused".into(),
-        };
-        assert_eq!(classify(&unreachable), Exit::Node);
-        let missing = KuboError::BlockMissing {
-            cid: "bafy".into(),
-            message: "not found".into(),
-        };
-        assert_eq!(classify(&missing), Exit::Failed);
-        // Wrapped in anyhow context: the typed error below still decides.
-        let wrapped = anyhow::Error::new(unreachable).context("reading the index pointer");
-        assert_eq!(classify(wrapped.as_ref()), Exit::Node);
-        let locked = anyhow::Error::new(Failure::new(Exit::Locked, "locked"));
-        assert_eq!(classify(locked.as_ref()), Exit::Locked);
-        let plain = anyhow::anyhow!("something else");
-        assert_eq!(classify(plain.as_ref()), Exit::Failed);
+    fn json_names_are_the_names() {
+        for e in Exit::ALL {
+            let v = serde_json::to_value(e).unwrap();
+            assert_eq!(v, e.name());
+            assert_eq!(serde_json::from_value::<Exit>(v).unwrap(), e);
+        }
     }
 }

@@ -1,9 +1,18 @@
 //! The `--json` envelope shared by every binary. Each tool puts its own result type in `result`.
+//!
+//! The contract: keys are only ever added; a change that removes or renames a key, or changes
+//! its meaning, raises [`REPORT_SCHEMA_VERSION`]. Every report type reads back (`Deserialize`)
+//! what it writes.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+
+use super::Exit;
+
+/// The version of the report schema (the envelope and every tool's `result`).
+pub const REPORT_SCHEMA_VERSION: u32 = 1;
 
 /// Overall outcome, in words scripts can switch on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
     /// Did what was asked.
@@ -17,23 +26,38 @@ pub enum Status {
 }
 
 /// One problem, with the CID it concerns when there is one.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorEntry {
-    /// Short machine-readable class: `block_missing`, `hash_mismatch`, `node_unreachable`, …
-    pub kind: String,
+    /// The class of the error, as in the exit-code table: `failed` (data missing or corrupt),
+    /// `node`, `io`, `usage`, `locked`, …
+    pub kind: Exit,
     pub message: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cid: Option<String>,
     /// Where the CID sits in the archive, e.g. "entity 01J8ME3H… v3, component image, leaf 12".
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub role: Option<String>,
 }
 
+impl ErrorEntry {
+    /// The entry for an error that ended a run: its class and its one-line message.
+    pub fn from_error(err: &crate::Error) -> Self {
+        ErrorEntry {
+            kind: err.exit(),
+            message: super::one_line(err),
+            cid: None,
+            role: None,
+        }
+    }
+}
+
 /// The document printed on stdout with `--json`.
-#[derive(Debug, Clone, Serialize)]
-pub struct Report<T: Serialize> {
-    pub tool: &'static str,
-    pub version: &'static str,
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Report<T> {
+    /// [`REPORT_SCHEMA_VERSION`] of the writer.
+    pub schema_version: u32,
+    pub tool: String,
+    pub version: String,
     pub status: Status,
     pub exit_code: u8,
     pub started_at: String,
@@ -50,8 +74,9 @@ mod tests {
     #[test]
     fn envelope_shape() {
         let r = Report {
-            tool: "verify-car",
-            version: "0.1.0",
+            schema_version: REPORT_SCHEMA_VERSION,
+            tool: "verify-car".into(),
+            version: "0.1.0".into(),
             status: Status::Failed,
             exit_code: 1,
             started_at: "2026-11-21T00:00:00Z".into(),
@@ -59,7 +84,7 @@ mod tests {
             duration_ms: 1000,
             result: serde_json::json!({"blocks": 3}),
             errors: vec![ErrorEntry {
-                kind: "block_missing".into(),
+                kind: Exit::Failed,
                 message: "block bafy… is missing".into(),
                 cid: Some("bafy…".into()),
                 role: None,
@@ -71,5 +96,40 @@ mod tests {
         assert_eq!(v["result"]["blocks"], 3);
         assert_eq!(v["errors"][0]["cid"], "bafy…");
         assert!(v["errors"][0].get("role").is_none());
+        assert_eq!(v["errors"][0]["kind"], "failed");
+        assert_eq!(v["schema_version"], REPORT_SCHEMA_VERSION);
+    }
+
+    /// Serialize, deserialize: the same envelope, with a typed result.
+    #[test]
+    fn envelope_round_trip() {
+        let finding = crate::report::Finding {
+            severity: crate::report::Severity::Error,
+            kind: crate::report::FindingKind::Missing,
+            id: None,
+            cid: Some("bafy…".into()),
+            role: Some("snapshot chunk 3".into()),
+            message: "missing block bafy… (snapshot chunk 3)".into(),
+        };
+        let node = crate::Error::from(crate::kubo::KuboError::Unreachable {
+            url: "http://127.0.0.1:5001".into(),
+            reason: "connection refused".into(),
+        });
+        let r = Report {
+            schema_version: REPORT_SCHEMA_VERSION,
+            tool: "verify-car".into(),
+            version: "0.1.0".into(),
+            status: Status::Partial,
+            exit_code: Exit::Skipped.code(),
+            started_at: "2026-11-21T00:00:00Z".into(),
+            finished_at: "2026-11-21T00:00:01Z".into(),
+            duration_ms: 1000,
+            result: vec![finding],
+            errors: vec![ErrorEntry::from_error(&node)],
+        };
+        let text = serde_json::to_string(&r).unwrap();
+        let back: Report<Vec<crate::report::Finding>> = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, r);
+        assert_eq!(back.errors[0].kind, Exit::Node);
     }
 }

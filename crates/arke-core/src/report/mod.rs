@@ -5,11 +5,16 @@
 //! the core never decides whether a human is watching.
 
 mod exit;
+mod finding;
 mod json;
 pub mod progress;
 
-pub use exit::{Exit, Failure, classify};
-pub use json::{ErrorEntry, Report, Status};
+/// The exit code of an error chain; see [`crate::Error`] (kept under this name for callers that
+/// hold an `anyhow` chain).
+pub use crate::error::chain_exit as classify;
+pub use exit::{Exit, Failure};
+pub use finding::{Finding, FindingKind, Severity};
+pub use json::{ErrorEntry, REPORT_SCHEMA_VERSION, Report, Status};
 pub use progress::{Counts, Progress, ProgressSink, Task, TaskView, Unit, human_bytes};
 
 /// An error and its causes on one line, each cause once: a cause an outer message already

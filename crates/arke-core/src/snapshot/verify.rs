@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use cid::Cid;
 use futures::StreamExt;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::format::MAX_BLOCK;
 use super::load::{Loaded, load};
@@ -53,22 +53,10 @@ impl Default for VerifyOptions {
     }
 }
 
-/// One problem found.
-#[derive(Debug, Clone, Serialize)]
-pub struct Finding {
-    /// `duplicate_id`, `invalid_id`, `count_mismatch`, `oversized_block`, `missing_ver`,
-    /// `tip_missing`, `tip_undecodable`, `tip_wrong_entity`, `ver_mismatch`, `not_in_snapshot`,
-    /// `tip_moved`, `tip_file_gone`, `lost`, `non_descendant`, `unreadable`.
-    pub kind: &'static str,
-    pub message: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub id: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub cid: Option<String>,
-}
+pub use crate::report::{Finding, FindingKind, Severity};
 
 /// The result, with the legacy keys first.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct VerifyReport {
     pub snapshot_cid: String,
     pub seq: Option<u64>,
@@ -78,9 +66,30 @@ pub struct VerifyReport {
     pub total_count: Option<u64>,
     pub blocks: u64,
     pub largest_block: u64,
-    pub checked: Vec<&'static str>,
-    pub findings_by_kind: BTreeMap<&'static str, u64>,
+    pub checked: Vec<Check>,
+    pub findings_by_kind: BTreeMap<FindingKind, u64>,
     pub findings: Vec<Finding>,
+}
+
+/// A check verify-snapshot ran.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Check {
+    Structure,
+    Deep,
+    Drift,
+    Against,
+}
+
+impl Check {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Check::Structure => "structure",
+            Check::Deep => "deep",
+            Check::Drift => "drift",
+            Check::Against => "against",
+        }
+    }
 }
 
 impl VerifyReport {
@@ -100,11 +109,17 @@ impl VerifyReport {
         }
     }
 
-    fn add(&mut self, kind: &'static str, message: String, id: Option<&str>, cid: Option<&Cid>) {
+    fn add(&mut self, kind: FindingKind, message: String, id: Option<&str>, cid: Option<&Cid>) {
         *self.findings_by_kind.entry(kind).or_default() += 1;
         if self.findings.len() < MAX_FINDINGS {
             self.findings.push(Finding {
+                severity: if Self::is_warning(kind) {
+                    Severity::Warning
+                } else {
+                    Severity::Error
+                },
                 kind,
+                role: None,
                 message,
                 id: id.map(str::to_string),
                 cid: cid.map(Cid::to_string),
@@ -113,8 +128,8 @@ impl VerifyReport {
     }
 
     /// Findings that do not fail the check (legacy quirks worth knowing).
-    fn is_warning(kind: &str) -> bool {
-        kind == "missing_ver"
+    fn is_warning(kind: FindingKind) -> bool {
+        kind == FindingKind::MissingVer
     }
 }
 
@@ -128,7 +143,7 @@ pub async fn verify(
 ) -> anyhow::Result<VerifyReport> {
     let src = NodeSource { kubo: kubo.clone() };
     let mut r = VerifyReport::new(cid);
-    r.checked.push("structure");
+    r.checked.push(Check::Structure);
     let loaded = match load(&src, cid).await {
         Ok(l) => l,
         Err(e) => {
@@ -140,27 +155,27 @@ pub async fn verify(
             {
                 return Err(anyhow::Error::new(e));
             }
-            r.add("unreadable", e.to_string(), None, Some(&cid));
+            r.add(FindingKind::Unreadable, e.to_string(), None, Some(&cid));
             return Ok(r);
         }
     };
     structure(&loaded, &mut r);
     if opts.deep {
-        r.checked.push("deep");
+        r.checked.push(Check::Deep);
         deep(&src, &loaded, opts, progress, &mut r).await?;
     }
     if opts.drift {
-        r.checked.push("drift");
+        r.checked.push(Check::Drift);
         drift(kubo, &loaded, opts, &mut r).await?;
     }
     if let Some(older) = opts.against {
-        r.checked.push("against");
+        r.checked.push(Check::Against);
         against(&src, &loaded, older, opts, &mut r).await?;
     }
     r.all_checks_passed = r
         .findings_by_kind
         .keys()
-        .all(|k| VerifyReport::is_warning(k));
+        .all(|k| VerifyReport::is_warning(*k));
     Ok(r)
 }
 
@@ -174,7 +189,7 @@ fn structure(l: &Loaded, r: &mut VerifyReport) {
         r.largest_block = r.largest_block.max(b.size as u64);
         if b.size > MAX_BLOCK {
             r.add(
-                "oversized_block",
+                FindingKind::OversizedBlock,
                 format!(
                     "{} {} is {} bytes (limit {MAX_BLOCK})",
                     b.role, b.cid, b.size
@@ -188,7 +203,7 @@ fn structure(l: &Loaded, r: &mut VerifyReport) {
         && t != l.entries.len() as u64
     {
         r.add(
-            "count_mismatch",
+            FindingKind::CountMismatch,
             format!(
                 "total_count says {t}, the snapshot holds {} entries",
                 l.entries.len()
@@ -201,11 +216,16 @@ fn structure(l: &Loaded, r: &mut VerifyReport) {
     let mut seen: HashSet<&str> = HashSet::with_capacity(l.entries.len());
     for (i, e) in l.entries.iter().enumerate() {
         if let Err(err) = EntityId::parse(&e.id) {
-            r.add("invalid_id", format!("entry {i}: {err}"), Some(&e.id), None);
+            r.add(
+                FindingKind::InvalidId,
+                format!("entry {i}: {err}"),
+                Some(&e.id),
+                None,
+            );
         }
         if !seen.insert(e.id.as_str()) {
             r.add(
-                "duplicate_id",
+                FindingKind::DuplicateId,
                 format!("entry {i}: {} appears more than once", e.id),
                 Some(&e.id),
                 None,
@@ -213,7 +233,7 @@ fn structure(l: &Loaded, r: &mut VerifyReport) {
         }
         if matches!(e.ver, None | Some(0)) && !matches!(l.snapshot, Snapshot::IndexV1(_)) {
             r.add(
-                "missing_ver",
+                FindingKind::MissingVer,
                 format!("entry {i}: {} has no version (legacy fetch failure)", e.id),
                 Some(&e.id),
                 None,
@@ -253,7 +273,12 @@ async fn deep<S: BlockSource>(
                 return Err(anyhow::Error::new(n).context(format!("reading tip of {}", e.id)));
             }
             Err(err) => {
-                r.add("tip_missing", err.to_string(), Some(&e.id), Some(&e.tip));
+                r.add(
+                    FindingKind::TipMissing,
+                    err.to_string(),
+                    Some(&e.id),
+                    Some(&e.tip),
+                );
                 continue;
             }
         };
@@ -262,13 +287,13 @@ async fn deep<S: BlockSource>(
             .and_then(|v| Manifest::from_ipld(&v).map_err(|x| x.to_string()));
         match m {
             Err(reason) => r.add(
-                "tip_undecodable",
+                FindingKind::TipUndecodable,
                 format!("{}: tip manifest {}: {reason}", e.id, e.tip),
                 Some(&e.id),
                 Some(&e.tip),
             ),
             Ok(m) if m.id() != e.id => r.add(
-                "tip_wrong_entity",
+                FindingKind::TipWrongEntity,
                 format!("{}: tip manifest {} belongs to {}", e.id, e.tip, m.id()),
                 Some(&e.id),
                 Some(&e.tip),
@@ -278,7 +303,7 @@ async fn deep<S: BlockSource>(
                     && want != have
                 {
                     r.add(
-                        "ver_mismatch",
+                        FindingKind::VerMismatch,
                         format!(
                             "{}: entry says ver {want}, manifest {} says {have}",
                             e.id, e.tip
@@ -307,7 +332,7 @@ async fn drift(
     };
     for b in main.bad.iter().chain(&test.bad) {
         r.add(
-            "bad_tip_file",
+            FindingKind::BadTipFile,
             format!("{}: {} ({})", b.path, b.reason, b.file),
             Some(&b.id),
             Some(&b.file),
@@ -318,13 +343,13 @@ async fn drift(
     for (id, t) in main.tips.iter().chain(&test.tips) {
         match in_snapshot.get(id.as_str()) {
             None => r.add(
-                "not_in_snapshot",
+                FindingKind::NotInSnapshot,
                 format!("{id}: tip {} at {} is not in the snapshot", t.tip, t.path),
                 Some(id),
                 Some(&t.tip),
             ),
             Some(snap_tip) if !same_block(snap_tip, &t.tip) => r.add(
-                "tip_moved",
+                FindingKind::TipMoved,
                 format!(
                     "{id}: tip moved from {snap_tip} to {} since the snapshot",
                     t.tip
@@ -339,7 +364,7 @@ async fn drift(
         let expected = opts.include_test_network || !e.id.starts_with("II");
         if expected && !main.tips.contains_key(&e.id) && !test.tips.contains_key(&e.id) {
             r.add(
-                "tip_file_gone",
+                FindingKind::TipFileGone,
                 format!("{}: no tip file under either shard rule", e.id),
                 Some(&e.id),
                 Some(&e.tip),
@@ -364,7 +389,7 @@ async fn against<S: BlockSource>(
     for e in &old.entries {
         match now.get(e.id.as_str()) {
             None => r.add(
-                "lost",
+                FindingKind::Lost,
                 format!("{} is in {older} but not in this snapshot", e.id),
                 Some(&e.id),
                 None,
@@ -401,13 +426,13 @@ async fn against<S: BlockSource>(
         match res {
             Ok(true) => {}
             Ok(false) => r.add(
-                "non_descendant",
+                FindingKind::NonDescendant,
                 format!("{id}: the new tip does not descend from the tip in {older}"),
                 Some(&id),
                 None,
             ),
             Err(e) => r.add(
-                "non_descendant",
+                FindingKind::NonDescendant,
                 format!("{id}: cannot walk versions: {e}"),
                 Some(&id),
                 None,

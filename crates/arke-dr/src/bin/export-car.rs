@@ -88,7 +88,7 @@ fn main() -> ExitCode {
     let args = Args::parse();
     arke_dr::run("export-car", &args.out, async {
         if args.prune_only {
-            return prune_only(&args);
+            return Ok(prune_only(&args)?);
         }
         let kubo = args.node.connect().await?;
         // The pointer's own errors name it ("index pointer <path>: ...").
@@ -177,6 +177,15 @@ fn main() -> ExitCode {
     })
 }
 
+/// The `--prune-only --json` report.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct Retention {
+    /// Archives deleted.
+    deleted: Vec<String>,
+    /// Archives left.
+    kept: u64,
+}
+
 fn prune_only(args: &Args) -> anyhow::Result<Exit> {
     if args.keep_last.is_none() && args.keep_days.is_none() {
         return Err(Failure::new(
@@ -198,8 +207,10 @@ fn prune_only(args: &Args) -> anyhow::Result<Exit> {
         left
     );
     if args.out.json {
-        let paths: Vec<String> = deleted.iter().map(|p| p.display().to_string()).collect();
-        arke_dr::print_json(&serde_json::json!({ "deleted": paths, "kept": left }))?;
+        arke_dr::print_json(&Retention {
+            deleted: deleted.iter().map(|p| p.display().to_string()).collect(),
+            kept: left as u64,
+        })?;
     } else {
         for d in &deleted {
             arke_dr::print_line(&d.display().to_string())?;

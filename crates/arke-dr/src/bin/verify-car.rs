@@ -117,7 +117,7 @@ fn main() -> ExitCode {
             r.car_file,
             r.mode,
             r.root.as_deref().unwrap_or("?"),
-            r.root_kind.unwrap_or("?"),
+            r.root_kind.map_or("?", |k| k.as_str()),
             r.snapshot_cid.as_deref().unwrap_or("?"),
             r.snapshot_schema.as_deref().unwrap_or(""),
             r.snapshot_seq.map_or("?".into(), |s| s.to_string()),
@@ -143,7 +143,7 @@ fn main() -> ExitCode {
             if args.stats {
                 arke_dr::print_json(&r)?;
             } else {
-                let mut v = serde_json::to_value(&r)?;
+                let mut v = serde_json::to_value(&r).map_err(std::io::Error::other)?;
                 if let Some(scan) = v.get_mut("scan").and_then(|s| s.as_object_mut()) {
                     scan.remove("stats");
                 }

@@ -104,7 +104,11 @@ fn main() -> ExitCode {
             r.entity_count,
             r.blocks,
             r.largest_block,
-            r.checked.join(", "),
+            r.checked
+                .iter()
+                .map(|c| c.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
             if r.all_checks_passed {
                 "all passed".to_string()
             } else {

@@ -38,7 +38,7 @@ use anyhow::Context;
 use bytes::Bytes;
 use chrono::{DateTime, SecondsFormat, Utc};
 use cid::Cid;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::chain::{self, ChainPolicy, Parent};
@@ -46,7 +46,9 @@ use super::descriptor::{Descriptor, MAX_LISTED_MISSING, json_to_ipld};
 use super::files::{BackupFiles, LOCK_FILE, meta_path};
 use super::held::{self, Held, HeldError};
 use crate::closure::walk::{self, Sink};
-use crate::closure::{Closure, ClosureOptions, ClosureReport, Finding, Offer, Severity};
+use crate::closure::{
+    Closure, ClosureOptions, ClosureReport, Finding, NameCounts, Offer, Severity,
+};
 use crate::fsutil::RunLock;
 use crate::kubo::Kubo;
 use crate::model::{BackupMeta, CidCounts, Snapshot};
@@ -90,6 +92,14 @@ pub struct ExportOptions {
     pub incremental: Option<Incremental>,
 }
 
+/// A full archive, or an incremental over a parent chain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ArchiveKind {
+    Full,
+    Incremental,
+}
+
 /// How an incremental export finds its parent.
 #[derive(Debug, Clone, Default)]
 pub struct Incremental {
@@ -99,7 +109,7 @@ pub struct Incremental {
 }
 
 /// The export's result (`--json`).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ExportReport {
     pub car_path: String,
     pub metadata_path: String,
@@ -113,8 +123,8 @@ pub struct ExportReport {
     pub blocks: u64,
     pub block_bytes: u64,
     pub entities: u64,
-    pub by_role: BTreeMap<&'static str, u64>,
-    pub by_codec: BTreeMap<&'static str, u64>,
+    pub by_role: NameCounts,
+    pub by_codec: NameCounts,
     pub event_head: Option<String>,
     pub event_count: u64,
     pub event_chain_complete: bool,
@@ -135,8 +145,7 @@ pub struct ExportReport {
     pub skipped: Vec<(String, String)>,
     /// Entities captured from the live state (created or moved since the snapshot).
     pub live_tips: u64,
-    /// "full" or "incremental".
-    pub kind: &'static str,
+    pub kind: ArchiveKind,
     /// An incremental's parent and the chain's base (paths), and its depth (0: full).
     pub parent: Option<String>,
     pub base: Option<String>,
@@ -588,11 +597,11 @@ fn metadata(
     }
 }
 
-fn kind(plan: &Plan) -> &'static str {
+fn kind(plan: &Plan) -> ArchiveKind {
     if plan.parent.is_some() {
-        "incremental"
+        ArchiveKind::Incremental
     } else {
-        "full"
+        ArchiveKind::Full
     }
 }
 

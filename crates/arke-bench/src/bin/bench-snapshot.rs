@@ -12,10 +12,10 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::Context;
+use arke_bench as bench;
 use arke_core::kubo::Kubo;
 use arke_core::report::{Exit, Progress};
 use arke_dr::args::{NodeArgs, OutputArgs};
-use arke_testkit::bench;
 use arke_testkit::generator::{GenConfig, generate};
 use arke_testkit::rng::Rng;
 use arke_testkit::world::World;

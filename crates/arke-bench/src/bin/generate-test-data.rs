@@ -101,7 +101,7 @@ fn main() -> ExitCode {
         );
         match &args.summary {
             Some(path) => {
-                let json = serde_json::to_vec_pretty(&summary)?;
+                let json = serde_json::to_vec_pretty(&summary).map_err(std::io::Error::other)?;
                 std::fs::write(path, json)?;
             }
             None => arke_dr::print_json(&summary)?,

@@ -11,13 +11,13 @@ use std::process::{Command, ExitCode};
 use std::time::Instant;
 
 use anyhow::{Context, bail};
+use arke_bench as bench;
 use arke_core::ipld;
 use arke_core::kubo::{Kubo, KuboConfig};
 use arke_core::report::Exit;
 use arke_core::shard::{EntityId, ShardRule};
 use arke_core::source::NodeSource;
 use arke_dr::args::OutputArgs;
-use arke_testkit::bench;
 use arke_testkit::node::TestNode;
 use clap::{Parser, ValueEnum};
 use serde_json::Value;
@@ -461,7 +461,8 @@ fn main() -> ExitCode {
             let snapshot = {
                 let meta = std::fs::read(archive.car.with_extension("json"))
                     .context("reading the archive's .json")?;
-                let v: Value = serde_json::from_slice(&meta)?;
+                let v: Value =
+                    serde_json::from_slice(&meta).context("parsing the archive's .json")?;
                 v["snapshot_cid"].as_str().unwrap_or_default().to_string()
             };
             let share = args.reference_on_floor_node

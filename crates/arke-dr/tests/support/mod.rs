@@ -1,0 +1,126 @@
+//! Shared by the integration tests (`mod support;` in each): a generated data set under its own
+//! MFS roots with a temporary folder, running a binary against it, and rewriting an archive.
+//! Each test file adds its own methods to [`Set`] (an inherent `impl` in the same crate).
+
+// Every test file is its own crate and uses only part of this.
+#![allow(dead_code)]
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use arke_core::car::{CarReader, CarWriter, ReaderOptions};
+use arke_core::ipld::Cid;
+use arke_core::kubo::Kubo;
+use arke_core::report::Progress;
+use arke_testkit::generator::{GenConfig, Summary, generate};
+use arke_testkit::node::TestNode;
+use arke_testkit::world::World;
+use serde_json::Value;
+
+/// A data set under its own MFS roots on a node, and a temporary folder for what the tools
+/// write (snapshots, backups, a host's files).
+pub struct Set {
+    pub kubo: Kubo,
+    pub url: String,
+    pub root: String,
+    pub pointer: String,
+    pub dir: tempfile::TempDir,
+}
+
+impl Set {
+    /// Generates `cfg`'s data on the node at `url`, under `/<base>/index` (test network
+    /// `/<base>/test/index`) with the pointer at `/<base>/<pointer>`.
+    pub async fn on_node(
+        kubo: Kubo,
+        url: &str,
+        base: &str,
+        pointer: &str,
+        cfg: GenConfig,
+    ) -> (Set, Summary) {
+        let root = format!("/{base}/index");
+        let pointer = format!("/{base}/{pointer}");
+        let cfg = GenConfig {
+            index_root: root.clone(),
+            test_index_root: format!("/{base}/test/index"),
+            pointer_path: pointer.clone(),
+            force: true,
+            ..cfg
+        };
+        let summary = generate(&kubo, &cfg, &Progress::off()).await.unwrap();
+        let set = Set {
+            kubo,
+            url: url.to_string(),
+            root,
+            pointer,
+            dir: tempfile::tempdir().unwrap(),
+        };
+        (set, summary)
+    }
+
+    /// [`Set::on_node`] on the shared test node, the pointer at `/<base>/pointer`.
+    pub async fn on_shared_node(base: &str, cfg: GenConfig) -> (Set, Summary) {
+        let node = TestNode::shared();
+        Set::on_node(node.kubo(), node.url(), base, "pointer", cfg).await
+    }
+
+    /// The worker's changes on this set.
+    pub fn world(&self) -> World {
+        World::new(self.kubo.clone(), &self.root, &self.pointer)
+    }
+}
+
+/// Runs `bin` against the node at `url` and the pointer at `pointer`, without progress.
+pub fn run(bin: &str, url: &str, pointer: &str, args: &[&str]) -> Output {
+    Command::new(bin)
+        .args(["--api", url, "--pointer-path", pointer, "--no-progress"])
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// A run's stderr, for assertion messages.
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// The JSON on stdout of a run that must have succeeded.
+pub fn json_ok(out: &Output, what: &str) -> Value {
+    assert!(
+        out.status.success(),
+        "{what}: exit {:?}: {}",
+        out.status.code(),
+        stderr(out)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Copies the archive `from` to `to` with `roots` in the header (`None`: the same roots),
+/// without the blocks `drop` rejects, and with `extra` blocks appended.
+pub async fn rewrite_car(
+    from: &Path,
+    to: &Path,
+    roots: Option<Vec<Cid>>,
+    drop: impl Fn(&Cid) -> bool,
+    extra: &[(Cid, Vec<u8>)],
+) {
+    let mut r = CarReader::new(
+        std::io::BufReader::new(std::fs::File::open(from).unwrap()),
+        ReaderOptions::default(),
+    )
+    .unwrap();
+    let roots = roots.unwrap_or_else(|| r.header().roots.clone());
+    let f = tokio::fs::File::create(to).await.unwrap();
+    let mut w = CarWriter::new(tokio::io::BufWriter::new(f), roots)
+        .await
+        .unwrap();
+    while let Some(b) = r.next_block().unwrap() {
+        if !drop(&b.cid) {
+            w.write_block(&b.cid, &b.data).await.unwrap();
+        }
+    }
+    for (c, b) in extra {
+        w.write_block(c, b).await.unwrap();
+    }
+    let mut inner = w.finish().await.unwrap();
+    tokio::io::AsyncWriteExt::flush(&mut inner).await.unwrap();
+}
