@@ -305,7 +305,10 @@ async fn scan_file(
                 source: std::io::Error::other(e.to_string()),
             })?
     };
-    task.finish();
+    // A file that cannot be read at all is the error line alone, without a "done" line.
+    if scanned.is_ok() {
+        task.finish();
+    }
     scanned
 }
 
