@@ -276,7 +276,25 @@ async fn unverified_parents_are_not_used_and_retention_keeps_chains_whole() {
     let ids = worker_ids(&c, &summary, 2);
     c.world.update(&ids[0], false).await.unwrap();
     c.build();
+    // The dry run names the parent and writes nothing.
+    let before: Vec<_> = std::fs::read_dir(c.backups())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    let (code, plan, stderr) = c.export_in(&c.backups(), &["--incremental", "--dry-run"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(plan["dry_run"], true);
+    assert_eq!(plan["kind"], "incremental", "{plan}");
+    assert_eq!(plan["parent"], second["car_path"]);
+    assert!(plan["held_blocks"].as_u64().unwrap() > 0, "{plan}");
+    assert!(!Path::new(plan["car_path"].as_str().unwrap()).exists());
+    let after: Vec<_> = std::fs::read_dir(c.backups())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(before, after, "the dry run wrote something");
     let inc = c.export(&["--incremental"]);
+    assert_eq!(inc["car_path"], plan["car_path"], "the plan named the file");
     assert_eq!(inc["parent"], second["car_path"]);
     verified(&path(&inc));
 

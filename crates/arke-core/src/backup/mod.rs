@@ -8,6 +8,9 @@ pub mod held;
 pub mod verify;
 
 pub use descriptor::{BACKUP_V1, Descriptor};
-pub use export::{ExportOptions, ExportReport, Incremental, apply_retention, export};
+pub use export::{
+    ArchiveKind, ExportOptions, ExportPlan, ExportReport, Incremental, apply_retention, dry_run,
+    export,
+};
 pub use files::{BackupFiles, meta_path};
 pub use verify::{CarReport, VerifyCarOptions, verify_car, verify_car_indexed};

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use arke_core::backup::chain::ChainPolicy;
-use arke_core::backup::{ExportOptions, Incremental, export};
+use arke_core::backup::{ExportOptions, ExportPlan, Incremental, dry_run, export};
 use arke_core::model::SnapshotMeta;
 use arke_core::report::{Exit, Failure};
 use arke_dr::args::{BackupsDirArg, NodeArgs, OutputArgs, PointerArgs, SnapshotsDirArg, cid_arg};
@@ -80,6 +80,10 @@ struct Args {
     /// this many days old
     #[arg(long, env = "FULL_EVERY_DAYS", value_name = "DAYS", value_parser = clap::value_parser!(u64).range(1..))]
     full_every_days: Option<u64>,
+    /// Print the plan (the archive it would write, full or incremental over which parent, how
+    /// many blocks the chain holds, the live state) and write nothing
+    #[arg(long, conflicts_with = "prune_only")]
+    dry_run: bool,
     #[command(flatten)]
     out: OutputArgs,
 }
@@ -137,6 +141,9 @@ fn main() -> ExitCode {
                 },
             }),
         };
+        if args.dry_run {
+            return Ok(print_plan(&dry_run(&kubo, &opts).await?, args.out.json)?);
+        }
         let r = export(&kubo, &opts, &args.out.progress()).await?;
         if let Some(parent) = &r.parent {
             tracing::info!(
@@ -184,6 +191,37 @@ struct Retention {
     deleted: Vec<String>,
     /// Archives left.
     kept: u64,
+}
+
+/// The plan on stdout: JSON, or one line per fact. Exit 7 when live items would be skipped.
+fn print_plan(p: &ExportPlan, json: bool) -> anyhow::Result<Exit> {
+    if json {
+        arke_dr::print_json(p)?;
+    } else {
+        let kind = match (&p.parent, &p.full_reason) {
+            (Some(parent), _) => format!(
+                "incremental over {parent} (chain depth {}, {} blocks held, {} entities changed in {} new chunks)",
+                p.chain_depth, p.held_blocks, p.changed_entities, p.new_chunks
+            ),
+            (None, Some(why)) => format!("full ({why})"),
+            (None, None) => "full".into(),
+        };
+        arke_dr::print_line(&format!("would write {}: {kind}", p.car_path))?;
+        arke_dr::print_line(&format!(
+            "snapshot {} (seq {}, {}), event head {}, {} live tips, {} skipped",
+            p.snapshot_cid,
+            p.seq,
+            p.snapshot_schema,
+            p.event_head.as_deref().unwrap_or("(none)"),
+            p.live_tips,
+            p.skipped.len()
+        ))?;
+    }
+    Ok(if p.skipped.is_empty() {
+        Exit::Ok
+    } else {
+        Exit::Skipped
+    })
 }
 
 fn prune_only(args: &Args) -> anyhow::Result<Exit> {

@@ -295,6 +295,64 @@ async fn parent_chain(
     }
 }
 
+/// What an export would do (`export-car --dry-run`): the plan, read from the node and the
+/// backups folder, with nothing written (no lock taken, no temp file removed).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ExportPlan {
+    pub dry_run: bool,
+    pub snapshot_cid: String,
+    pub seq: u64,
+    pub snapshot_schema: String,
+    pub event_head: Option<String>,
+    /// The archive it would write.
+    pub car_path: String,
+    pub kind: ArchiveKind,
+    pub parent: Option<String>,
+    pub base: Option<String>,
+    pub chain_depth: u64,
+    /// `--incremental` asked for, but the archive would be full: why.
+    pub full_reason: Option<String>,
+    /// Blocks the chain holds, which the walk would not fetch or go below.
+    pub held_blocks: u64,
+    pub changed_entities: u64,
+    /// Chunks of the snapshot that the parent does not have.
+    pub new_chunks: u64,
+    /// Entities whose live tip differs from the snapshot's, and the items that would be
+    /// skipped (exit 7 in a real run).
+    pub live_tips: u64,
+    pub skipped: Vec<(String, String)>,
+    /// A bulk `dag/export` of the snapshot would run (full archives of v4 snapshots).
+    pub bulk: bool,
+}
+
+/// Plans an export and reports the plan; nothing is written.
+pub async fn dry_run(kubo: &Kubo, opts: &ExportOptions) -> anyhow::Result<ExportPlan> {
+    let files = BackupFiles::new(&opts.backups_dir);
+    let source = NodeSource { kubo: kubo.clone() };
+    let plan = plan(kubo, &source, opts, &files).await?;
+    let chain = plan.parent.as_ref().map(|p| &p.info);
+    let dir = &opts.backups_dir;
+    Ok(ExportPlan {
+        dry_run: true,
+        snapshot_cid: opts.snapshot.to_string(),
+        seq: plan.seq,
+        snapshot_schema: plan.header.schema().to_owned(),
+        event_head: plan.event_head.map(|c| c.to_string()),
+        car_path: plan.final_path.display().to_string(),
+        kind: kind(&plan),
+        parent: chain.map(|c| dir.join(&c.parent.file).display().to_string()),
+        base: chain.map(|c| dir.join(&c.base.file).display().to_string()),
+        chain_depth: chain.map_or(0, |c| c.depth),
+        full_reason: plan.full_reason.clone(),
+        held_blocks: plan.held.cids.len() as u64,
+        changed_entities: plan.held.changed_entities,
+        new_chunks: plan.held.new_chunks,
+        live_tips: plan.live.count,
+        skipped: plan.live.skipped.clone(),
+        bulk: opts.bulk && matches!(plan.header, Snapshot::V4(_)) && plan.parent.is_none(),
+    })
+}
+
 /// What the walk wrote.
 struct Written {
     file: ArchiveFile,
