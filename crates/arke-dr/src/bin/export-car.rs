@@ -145,11 +145,11 @@ fn main() -> ExitCode {
             return Ok(print_plan(&dry_run(&kubo, &opts).await?, args.out.json)?);
         }
         let r = export(&kubo, &opts, &args.out.progress()).await?;
-        if let Some(parent) = &r.parent {
+        if let Some(parent) = &r.chain.parent {
             tracing::info!(
                 "incremental over {parent} (chain depth {}): {} blocks held by the chain were left out",
-                r.chain_depth,
-                r.held_blocks
+                r.chain.chain_depth,
+                r.chain.held_blocks
             );
         }
         tracing::info!(
@@ -198,10 +198,11 @@ fn print_plan(p: &ExportPlan, json: bool) -> anyhow::Result<Exit> {
     if json {
         arke_dr::print_json(p)?;
     } else {
-        let kind = match (&p.parent, &p.full_reason) {
+        let c = &p.chain;
+        let kind = match (&c.parent, &c.full_reason) {
             (Some(parent), _) => format!(
                 "incremental over {parent} (chain depth {}, {} blocks held, {} entities changed in {} new chunks)",
-                p.chain_depth, p.held_blocks, p.changed_entities, p.new_chunks
+                c.chain_depth, c.held_blocks, c.changed_entities, p.new_chunks
             ),
             (None, Some(why)) => format!("full ({why})"),
             (None, None) => "full".into(),

@@ -145,17 +145,39 @@ pub struct ExportReport {
     pub skipped: Vec<(String, String)>,
     /// Entities captured from the live state (created or moved since the snapshot).
     pub live_tips: u64,
+    #[serde(flatten)]
+    pub chain: ChainSummary,
+}
+
+/// Where an archive sits in its chain, in the export's report and plan.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ChainSummary {
     pub kind: ArchiveKind,
     /// An incremental's parent and the chain's base (paths), and its depth (0: full).
     pub parent: Option<String>,
     pub base: Option<String>,
     pub chain_depth: u64,
-    /// `--incremental` was asked for but a full archive was written: why.
+    /// `--incremental` was asked for but the archive is full: why.
     pub full_reason: Option<String>,
-    /// Blocks left out because the chain holds them (the walk stopped there).
+    /// Blocks the chain holds, which the walk neither fetched nor went below.
     pub held_blocks: u64,
     /// Entities whose tip changed since the parent, among the snapshot chunks that changed.
     pub changed_entities: u64,
+}
+
+impl ChainSummary {
+    fn of(plan: &Plan, dir: &Path, held_blocks: u64) -> ChainSummary {
+        let chain = plan.parent.as_ref().map(|p| &p.info);
+        ChainSummary {
+            kind: kind(plan),
+            parent: chain.map(|c| dir.join(&c.parent.file).display().to_string()),
+            base: chain.map(|c| dir.join(&c.base.file).display().to_string()),
+            chain_depth: chain.map_or(0, |c| c.depth),
+            full_reason: plan.full_reason.clone(),
+            held_blocks,
+            changed_entities: plan.held.changed_entities,
+        }
+    }
 }
 
 /// Retention alone (`export-car --prune-only`, the last step of the daily pipeline, run only
@@ -306,15 +328,8 @@ pub struct ExportPlan {
     pub event_head: Option<String>,
     /// The archive it would write.
     pub car_path: String,
-    pub kind: ArchiveKind,
-    pub parent: Option<String>,
-    pub base: Option<String>,
-    pub chain_depth: u64,
-    /// `--incremental` asked for, but the archive would be full: why.
-    pub full_reason: Option<String>,
-    /// Blocks the chain holds, which the walk would not fetch or go below.
-    pub held_blocks: u64,
-    pub changed_entities: u64,
+    #[serde(flatten)]
+    pub chain: ChainSummary,
     /// Chunks of the snapshot that the parent does not have.
     pub new_chunks: u64,
     /// Entities whose live tip differs from the snapshot's, and the items that would be
@@ -330,8 +345,7 @@ pub async fn dry_run(kubo: &Kubo, opts: &ExportOptions) -> anyhow::Result<Export
     let files = BackupFiles::new(&opts.backups_dir);
     let source = NodeSource { kubo: kubo.clone() };
     let plan = plan(kubo, &source, opts, &files).await?;
-    let chain = plan.parent.as_ref().map(|p| &p.info);
-    let dir = &opts.backups_dir;
+    let held = plan.held.cids.len() as u64;
     Ok(ExportPlan {
         dry_run: true,
         snapshot_cid: opts.snapshot.to_string(),
@@ -339,13 +353,7 @@ pub async fn dry_run(kubo: &Kubo, opts: &ExportOptions) -> anyhow::Result<Export
         snapshot_schema: plan.header.schema().to_owned(),
         event_head: plan.event_head.map(|c| c.to_string()),
         car_path: plan.final_path.display().to_string(),
-        kind: kind(&plan),
-        parent: chain.map(|c| dir.join(&c.parent.file).display().to_string()),
-        base: chain.map(|c| dir.join(&c.base.file).display().to_string()),
-        chain_depth: chain.map_or(0, |c| c.depth),
-        full_reason: plan.full_reason.clone(),
-        held_blocks: plan.held.cids.len() as u64,
-        changed_entities: plan.held.changed_entities,
+        chain: ChainSummary::of(&plan, &opts.backups_dir, held),
         new_chunks: plan.held.new_chunks,
         live_tips: plan.live.count,
         skipped: plan.live.skipped.clone(),
@@ -727,8 +735,6 @@ fn export_report(
     p: &Published,
     bulk: BulkStats,
 ) -> ExportReport {
-    let dir = &opts.backups_dir;
-    let chain = descriptor.chain.as_ref();
     ExportReport {
         skipped: plan.live.skipped.clone(),
         live_tips: plan.live.count,
@@ -758,12 +764,6 @@ fn export_report(
         removed_temp_files: Vec::new(),
         deleted_archives: Vec::new(),
         findings: report.findings.clone(),
-        kind: kind(plan),
-        parent: chain.map(|c| dir.join(&c.parent.file).display().to_string()),
-        base: chain.map(|c| dir.join(&c.base.file).display().to_string()),
-        chain_depth: chain.map_or(0, |c| c.depth),
-        full_reason: plan.full_reason.clone(),
-        held_blocks: report.held,
-        changed_entities: plan.held.changed_entities,
+        chain: ChainSummary::of(plan, &opts.backups_dir, report.held),
     }
 }
