@@ -215,6 +215,9 @@ pub struct VerifiedChain {
     /// For a chain checked in full: the keys of the blocks the newest archive's closure uses
     /// (the parents also hold blocks of older states).
     pub used: Option<crate::closure::KeySet>,
+    /// A parent that is not what its child names, or is damaged: its verification stamp (if
+    /// any) no longer holds.
+    pub bad_parent: Option<PathBuf>,
 }
 
 /// Verifies the archive at `path` and, when it is an incremental, its whole chain: the parents
@@ -245,6 +248,7 @@ pub async fn verify_chain(
         members: vec![path.to_path_buf()],
         indexes: vec![index],
         used: None,
+        bad_parent: None,
     };
     let Some(root) = choose_root(&mut v.report, opts, &v.indexes[0]) else {
         v.report = finish(v.report);
@@ -531,7 +535,12 @@ async fn parents(
         Some(d) => d.clone(),
         None => path.parent().map(Path::to_path_buf).unwrap_or_default(),
     };
-    let members = chain::resolve(path, &dir).map_err(|e| e.to_string())?;
+    let members = chain::resolve(path, &dir).map_err(|e| {
+        if e.path() != path {
+            v.bad_parent = Some(e.path().to_path_buf());
+        }
+        e.to_string()
+    })?;
     let mut indexes = Vec::new();
     for (i, m) in members.iter().enumerate().take(members.len() - 1) {
         let named = members[i + 1].descriptor.chain.as_ref().map(|c| &c.parent);
@@ -550,6 +559,10 @@ async fn parents(
             bad_blocks: scan.corrupt + scan.unverifiable + scan.duplicates,
         };
         v.report.chain.push(file);
+        let damaged = scan.stream_error.is_some() || scan.corrupt + scan.duplicates > 0;
+        if !sha_ok || damaged {
+            v.bad_parent = Some(m.path.clone());
+        }
         if !sha_ok {
             return Err(format!(
                 "parent {} is not the file {} names: its sha256 differs",
@@ -557,7 +570,7 @@ async fn parents(
                 members[i + 1].file_name()
             ));
         }
-        if scan.stream_error.is_some() || scan.corrupt + scan.duplicates > 0 {
+        if damaged {
             return Err(format!("parent {} is damaged", m.path.display()));
         }
         indexes.push(index);
@@ -675,22 +688,40 @@ fn closure_summary(
     }
 }
 
-/// Leaves verify-car's stamp beside an archive that passed a full verification (with its
-/// chain): export-car `--incremental` builds only on stamped archives. Only our archives (a
-/// descriptor root and a metadata sha256) are stamped. Returns the stamp's path.
-pub fn stamp_verified(v: &VerifiedChain, tool: &str) -> std::io::Result<Option<PathBuf>> {
+/// What [`update_stamps`] did.
+#[derive(Debug, Clone, Default)]
+pub struct StampChange {
+    pub written: Option<PathBuf>,
+    pub removed: Vec<PathBuf>,
+}
+
+/// Keeps verify-car's stamps true: a stamp beside an archive that passed a full verification
+/// (with its chain) is written; the stamp of an archive that failed, or of a parent that is not
+/// what its child names, is removed (export-car `--incremental` builds only on stamped
+/// archives, so a damaged archive stops being a parent). Only our archives (a descriptor root
+/// and a metadata sha256) are stamped.
+pub fn update_stamps(v: &VerifiedChain, tool: &str) -> std::io::Result<StampChange> {
+    let mut change = StampChange::default();
     let r = &v.report;
-    let (Some(sha256), Some(root)) = (&r.scan.sha256, &r.root) else {
-        return Ok(None);
-    };
-    if !r.verified
-        || r.mode != CheckMode::Full
-        || r.root_kind != Some(RootKind::Descriptor)
-        || r.metadata.is_none()
-    {
-        return Ok(None);
-    }
     let car = Path::new(&r.car_file);
+    let mut stale: Vec<&Path> = v.bad_parent.iter().map(PathBuf::as_path).collect();
+    if !r.verified {
+        stale.push(car);
+    }
+    for p in stale {
+        let stamp = chain::stamp_path(p);
+        if stamp.exists() {
+            std::fs::remove_file(&stamp)?;
+            change.removed.push(stamp);
+        }
+    }
+    let (Some(sha256), Some(root)) = (&r.scan.sha256, &r.root) else {
+        return Ok(change);
+    };
+    let ours = r.root_kind == Some(RootKind::Descriptor) && r.metadata.is_some();
+    if !r.verified || r.mode != CheckMode::Full || !ours {
+        return Ok(change);
+    }
     let name = |p: &Path| {
         p.file_name()
             .map(|n| n.to_string_lossy().into_owned())
@@ -707,7 +738,8 @@ pub fn stamp_verified(v: &VerifiedChain, tool: &str) -> std::io::Result<Option<P
         chain: v.members.iter().map(|p| name(p)).collect(),
     };
     chain::write_stamp(car, &stamp)?;
-    Ok(Some(chain::stamp_path(car)))
+    change.written = Some(chain::stamp_path(car));
+    Ok(change)
 }
 
 /// Blocks named one by one in a finding list; the rest are counted.

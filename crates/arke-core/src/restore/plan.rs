@@ -270,6 +270,7 @@ async fn verify_archive(
         mut members,
         indexes,
         used,
+        ..
     } = verify_chain(car, &opts.verify, progress)
         .await
         .with_context(|| format!("reading {}", car.display()))?;

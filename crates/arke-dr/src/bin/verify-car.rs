@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use arke_core::backup::VerifyCarOptions;
-use arke_core::backup::verify::{stamp_verified, verify_chain};
+use arke_core::backup::verify::{update_stamps, verify_chain};
 use arke_core::closure::Severity;
 use arke_core::report::Exit;
 use arke_dr::args::{OutputArgs, cid_arg};
@@ -18,8 +18,9 @@ use clap::Parser;
 /// what its child names, and the closure is walked over the union; a missing or altered parent
 /// is named (exit 1).
 ///
-/// A full verification that passes leaves a stamp `<name>.verified` beside our archives:
-/// export-car --incremental builds only on a stamped archive.
+/// A full verification that passes leaves a stamp `<name>.verified` beside our archives, and
+/// one that fails removes the stamp of the archive (or of the parent) that failed: export-car
+/// --incremental builds only on a stamped archive.
 ///
 /// stdout: with --json, the legacy keys (car_file, snapshot_cid, manifest_count, component_count,
 /// event_count, verified) and the findings. A human summary goes to stderr.
@@ -76,11 +77,17 @@ fn main() -> ExitCode {
             .with_context(|| format!("reading {}", args.car.display()))?;
         if !args.no_stamp {
             let tool = format!("arke-dr verify-car {}", env!("CARGO_PKG_VERSION"));
-            match stamp_verified(&v, &tool) {
-                Ok(Some(p)) => tracing::info!("stamped {}", p.display()),
-                Ok(None) => {}
-                // The verdict stands; only the next incremental cannot build on this archive.
-                Err(e) => tracing::warn!("cannot write the verification stamp: {e}"),
+            match update_stamps(&v, &tool) {
+                Ok(c) => {
+                    if let Some(p) = c.written {
+                        tracing::info!("stamped {}", p.display());
+                    }
+                    for p in c.removed {
+                        tracing::warn!("removed {}: that archive no longer verifies", p.display());
+                    }
+                }
+                // The verdict stands; only the next incremental's choice of parent is affected.
+                Err(e) => tracing::warn!("cannot update the verification stamps: {e}"),
             }
         }
         if v.members.len() > 1 {
