@@ -119,7 +119,11 @@ S3_BUCKET=
 # ARKE_INSTANCE_ID=                   (default: asked from IMDSv2 at each run)
 AWS_REGION=us-east-1
 S3_STORAGE_CLASS=STANDARD_IA
-# Local retention and snapshot pruning.
+# Incremental archives: a full archive every FULL_EVERY_DAYS days, incrementals between
+# (INCREMENTAL=0: a full archive every night).
+INCREMENTAL=1
+FULL_EVERY_DAYS=7
+# Local retention (chains are kept whole) and snapshot pruning.
 KEEP_ARCHIVES=3
 SNAPSHOT_KEEP_LAST=48
 SNAPSHOT_GC=1
