@@ -52,18 +52,6 @@ pub enum ChainError {
     },
 }
 
-impl ChainError {
-    /// The file the error is about.
-    pub fn path(&self) -> &Path {
-        match self {
-            ChainError::Io { path, .. }
-            | ChainError::NotOurs { path, .. }
-            | ChainError::MissingParent { path, .. }
-            | ChainError::Mismatch { path, .. } => path,
-        }
-    }
-}
-
 /// One archive of a chain.
 #[derive(Debug, Clone)]
 pub struct Member {

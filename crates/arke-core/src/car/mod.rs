@@ -28,7 +28,7 @@
 #![allow(clippy::result_large_err)]
 
 mod header;
-pub mod index;
+pub(crate) mod index;
 mod reader;
 mod v2;
 mod varint;

@@ -1,11 +1,11 @@
 //! Snapshots: reading every schema ever written, and building and verifying arke-dr's bounded
 //! `arke/snapshot@v4` (see `docs/formats.md`).
 
-pub mod build;
-pub mod format;
-pub mod load;
-pub mod prune;
-pub mod verify;
+mod build;
+pub(crate) mod format;
+pub(crate) mod load;
+mod prune;
+mod verify;
 
 pub use build::{
     BuildOptions, BuildOutcome, BuildPlan, BuildReport, PlannedBlock, PlannedPointer, Skipped,
