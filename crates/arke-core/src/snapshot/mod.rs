@@ -11,6 +11,7 @@ pub use build::{
     BuildOptions, BuildOutcome, BuildPlan, BuildReport, PlannedBlock, PlannedPointer, Skipped,
     build, dry_run,
 };
-pub use load::{LoadError, Loaded, load, load_header};
+pub(crate) use load::load_header;
+pub use load::{LoadError, Loaded, load};
 pub use prune::{PlannedSnapshot, PruneOptions, PrunePlan, PruneReport, prune};
 pub use verify::{VerifyOptions, VerifyReport, verify};
