@@ -35,7 +35,7 @@
 //! | `closure`  | the set of blocks a complete archive holds, with roles, walked from any block source |
 //! | `chain`    | the event-chain walk ([`ChainWalk`]) |
 //! | `index`    | scanning and diffing the MFS tip index |
-//! | `source`   | block sources (the node: [`NodeSource`]; a CAR file) with hash checks |
+//! | `source`   | the block-source trait, the node as one ([`NodeSource`]), hash checks |
 //! | `anchor`   | the pin anchor written after an import |
 //! | `fsutil`   | atomic writes and the run lock ([`RunLock`]) |
 #![doc(html_no_source)]
