@@ -42,8 +42,8 @@ pub enum LockOutcome {
 }
 
 impl RunLock {
-    /// Takes the lock or fails with exit code 5 (`Exit::Locked`): "<holder> holds <path>;
-    /// <consequence>". An error opening the lock file is a local I/O error (exit 4).
+    /// Takes the lock or fails with exit code 5 (`Exit::Locked`): `"<holder> holds <path>;
+    /// <consequence>"`. An error opening the lock file is a local I/O error (exit 4).
     pub fn acquire(path: &Path, holder: &str, consequence: &str) -> anyhow::Result<RunLock> {
         use crate::report::{Exit, Failure};
         match Self::try_acquire(path) {

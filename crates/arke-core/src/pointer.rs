@@ -74,7 +74,7 @@ pub async fn read(kubo: &Kubo, path: &str) -> Result<Option<ReadPointer>, Pointe
 /// every 100 ms). When a concurrent read-modify-write (an API event batch that read the pointer
 /// before our write) drops them, they are written again on top of the newer pointer, at most
 /// `max_writes` times. Returns the pointer as last read.
-pub async fn set_snapshot_fields(
+pub(crate) async fn set_snapshot_fields(
     kubo: &Kubo,
     path: &str,
     fields: &SnapshotFields,

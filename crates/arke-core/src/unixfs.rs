@@ -179,7 +179,8 @@ fn v0(bytes: &[u8]) -> Cid {
 
 /// A single-block UnixFS file holding `content` inline (dag-pb, CIDv0), as MFS writes a small
 /// file. Returns `(cid, block)`.
-pub fn file_block(content: &[u8]) -> (Cid, Vec<u8>) {
+#[cfg(test)]
+pub(crate) fn file_block(content: &[u8]) -> (Cid, Vec<u8>) {
     let data = encode_data(NodeType::File, Some(content), Some(content.len() as u64));
     let node = PbNode {
         links: Vec::new(),
@@ -447,7 +448,8 @@ pub fn decode(cid: &Cid, block: &[u8]) -> Result<Node, UnixfsError> {
 
 /// The content of a single-block file (a raw leaf, or a dag-pb file with inline data and no
 /// chunks). Tips are always single blocks; anything else is an error, never a partial read.
-pub fn single_block_content(cid: &Cid, block: &[u8]) -> Result<Vec<u8>, UnixfsError> {
+#[cfg(test)]
+pub(crate) fn single_block_content(cid: &Cid, block: &[u8]) -> Result<Vec<u8>, UnixfsError> {
     let node = decode(cid, block)?;
     match node.kind {
         NodeType::Raw => Ok(node.data.unwrap_or_default()),
@@ -465,7 +467,7 @@ pub fn single_block_content(cid: &Cid, block: &[u8]) -> Result<Vec<u8>, UnixfsEr
 
 /// The entries `(name, cid)` of a directory, plain or HAMT-sharded. HAMT buckets are walked
 /// through `get`; a missing bucket is an error, never a shorter listing.
-pub fn list_directory(
+pub(crate) fn list_directory(
     cid: &Cid,
     block: &[u8],
     get: &mut dyn FnMut(&Cid) -> Option<Vec<u8>>,
@@ -586,7 +588,7 @@ fn append_file(
 /// memory then holds one top-level group at a time plus the root's entries (at most 1024 with
 /// Crockford ids), not the whole index.
 #[derive(Debug, Default)]
-pub struct TipTreeBuilder {
+pub(crate) struct TipTreeBuilder {
     root: Vec<(String, Cid, u64)>,
     cur_s1: Option<String>,
     s1_entries: Vec<(String, Cid, u64)>,
@@ -597,7 +599,7 @@ pub struct TipTreeBuilder {
 }
 
 /// The sort key that [`TipTreeBuilder::push`] requires: `(s1, s2, file name)`.
-pub fn sort_key(id: &EntityId, rule: ShardRule) -> (String, String, String) {
+pub(crate) fn sort_key(id: &EntityId, rule: ShardRule) -> (String, String, String) {
     let (a, b) = id.shard(rule);
     (a.to_string(), b.to_string(), format!("{id}{TIP_SUFFIX}"))
 }

@@ -75,7 +75,7 @@ impl NodeArgs {
     pub fn kubo(&self) -> anyhow::Result<Kubo> {
         let url = self.api_url();
         let mut cfg = KuboConfig::new(&url, self.api_auth.as_deref())
-            .map_err(|e| arke_core::report::Failure::new(arke_core::report::Exit::Usage, e))
+            .map_err(|e| arke_core::Failure::new(arke_core::Exit::Usage, e))
             .with_context(|| format!("invalid IPFS API settings (URL {url:?})"))?;
         cfg.call_timeout = Duration::from_secs(self.timeout.max(1));
         cfg.read_timeout = cfg.call_timeout;
@@ -109,7 +109,7 @@ pub struct OutputArgs {
 impl OutputArgs {
     /// Progress as the flags and the terminal ask: nothing with --no-progress or --quiet, a bar
     /// on a terminal, a log line every 10 s otherwise.
-    pub fn progress(&self) -> arke_core::report::Progress {
+    pub fn progress(&self) -> arke_core::Progress {
         crate::progress::ProgressMode::detect(self.no_progress || self.quiet).progress()
     }
 }
@@ -167,10 +167,8 @@ pub struct BackupsDirArg {
 
 /// A CID given on the command line; a bad one is a usage error naming the flag.
 pub fn cid_arg(s: &str, what: &str) -> anyhow::Result<arke_core::ipld::Cid> {
-    arke_core::ipld::parse_cid(s).map_err(|e| {
-        arke_core::report::Failure::new(arke_core::report::Exit::Usage, format!("{what}: {e}"))
-            .into()
-    })
+    arke_core::ipld::parse_cid(s)
+        .map_err(|e| arke_core::Failure::new(arke_core::Exit::Usage, format!("{what}: {e}")).into())
 }
 
 #[cfg(test)]

@@ -1,4 +1,4 @@
-//! How the binaries show the core's progress ([`arke_core::report::ProgressSink`]):
+//! How the binaries show the core's progress ([`arke_core::ProgressSink`]):
 //!
 //! - a bar (indicatif) on stderr when stderr is a terminal;
 //! - a `tracing` info line every 10 s otherwise (cron, `docker exec` without `-t`): indicatif
@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use arke_core::report::{Counts, Progress, ProgressSink, TaskView, Unit};
+use arke_core::{Counts, Progress, ProgressSink, TaskView, Unit};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 /// Interval between log lines when stderr is not a terminal.

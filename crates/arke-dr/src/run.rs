@@ -4,7 +4,7 @@ use std::future::Future;
 use std::io::Write;
 use std::process::ExitCode;
 
-use arke_core::report::Exit;
+use arke_core::Exit;
 
 use crate::progress;
 use tracing_subscriber::EnvFilter;
@@ -57,9 +57,9 @@ fn report_error(tool: &str, err: &arke_core::Error) {
     });
 }
 
-/// The context chain on one line, each cause once (see `arke_core::report::one_line`).
+/// The context chain on one line, each cause once (see `arke_core::one_line`).
 fn one_line(err: &arke_core::Error) -> String {
-    arke_core::report::one_line(err)
+    arke_core::one_line(err)
 }
 
 fn init_logging(out: &OutputArgs) {

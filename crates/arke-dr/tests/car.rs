@@ -8,11 +8,11 @@ use std::time::Duration;
 
 use std::collections::BTreeMap;
 
+use arke_core::Progress;
+use arke_core::block_key;
 use arke_core::car::{CarIndex, CarWriter, ScanOptions};
-use arke_core::closure::block_key;
 use arke_core::ipld::{self, Cid, Ipld};
 use arke_core::model::Manifest;
-use arke_core::report::Progress;
 use arke_testkit::generator::{GenConfig, Summary};
 use arke_testkit::proxy::FaultProxy;
 use arke_testkit::world::World;
@@ -125,7 +125,7 @@ fn index(car: &Path) -> CarIndex {
     CarIndex::scan(
         car,
         &ScanOptions::default(),
-        &Progress::off().task("t", None, arke_core::report::Unit::Bytes),
+        &Progress::off().task("t", None, arke_core::Unit::Bytes),
     )
     .unwrap()
     .0

@@ -7,9 +7,9 @@
 use std::collections::BTreeMap;
 use std::process::{Command, Output};
 
+use arke_core::Progress;
 use arke_core::ipld::{self, DAG_CBOR, Ipld};
 use arke_core::model::IndexPointer;
-use arke_core::report::Progress;
 use arke_testkit::generator::{GenConfig, generate};
 use arke_testkit::node::TestNode;
 use arke_testkit::rng::Rng;
@@ -221,7 +221,7 @@ async fn damaged_items_are_skipped_named_and_the_rest_is_backed_up() {
 
 /// id → tip of every entry of a snapshot, read from the node.
 async fn snapshot_tips(kubo: &arke_core::kubo::Kubo, snap: &str) -> BTreeMap<String, ipld::Cid> {
-    let src = arke_core::source::NodeSource { kubo: kubo.clone() };
+    let src = arke_core::NodeSource { kubo: kubo.clone() };
     let loaded = arke_core::snapshot::load(&src, ipld::parse_cid(snap).unwrap())
         .await
         .unwrap();

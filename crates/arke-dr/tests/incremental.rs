@@ -8,9 +8,9 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use arke_core::Progress;
 use arke_core::car::{CarReader, ReaderOptions};
 use arke_core::ipld::Cid;
-use arke_core::report::Progress;
 use arke_testkit::generator::{GenConfig, Summary, generate};
 use arke_testkit::node::TestNode;
 use arke_testkit::rng::Rng;

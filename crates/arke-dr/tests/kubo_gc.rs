@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
+use arke_core::Progress;
 use arke_core::kubo::Kubo;
-use arke_core::report::Progress;
 use arke_testkit::generator::{GenConfig, generate};
 use arke_testkit::independent::{car_verify, node_holds_archive};
 use arke_testkit::node::TestNode;

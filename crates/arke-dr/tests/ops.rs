@@ -6,9 +6,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use arke_core::fsutil::{LockOutcome, RunLock};
+use arke_core::Progress;
 use arke_core::kubo::Kubo;
-use arke_core::report::Progress;
+use arke_core::{LockOutcome, RunLock};
 use arke_testkit::generator::{GenConfig, Summary, generate};
 use arke_testkit::node::TestNode;
 use arke_testkit::world::World;

@@ -4,9 +4,9 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use arke_core::Progress;
 use arke_core::backup::VerifyCarOptions;
-use arke_core::report::Progress;
-use arke_core::restore::{RestoreOptions, ShardChoice, restore};
+use arke_core::{RestoreOptions, ShardChoice, restore};
 use arke_testkit::generator::{GenConfig, generate};
 use arke_testkit::node::TestNode;
 use arke_testkit::recorder::Recorder;

@@ -8,12 +8,12 @@
 use std::path::Path;
 use std::process::Output;
 
-use arke_core::fsutil::{LockOutcome, RunLock};
+use arke_core::NodeSource;
+use arke_core::Progress;
 use arke_core::ipld::Cid;
 use arke_core::kubo::{Kubo, PinKind};
-use arke_core::report::Progress;
 use arke_core::snapshot::PrunePlan;
-use arke_core::source::NodeSource;
+use arke_core::{LockOutcome, RunLock};
 use arke_testkit::generator::{GenConfig, generate};
 use arke_testkit::node::TestNode;
 use arke_testkit::rng::Rng;

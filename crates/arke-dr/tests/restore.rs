@@ -304,13 +304,11 @@ async fn legacy_shaped_archive_restores_at_worker_paths() {
     let r = restore(fresh.url(), &car, &[]);
     assert_eq!(r["snapshot_schema"], "arke/snapshot@v2");
     assert_eq!(r["entity_count"], legacy.proofs_v2_entries as u64);
-    let snap_entries = arke_core::snapshot::load(
-        &arke_core::source::NodeSource { kubo: kubo.clone() },
-        snapshot,
-    )
-    .await
-    .unwrap()
-    .entries;
+    let snap_entries =
+        arke_core::snapshot::load(&arke_core::NodeSource { kubo: kubo.clone() }, snapshot)
+            .await
+            .unwrap()
+            .entries;
     for e in &snap_entries {
         let got = tip_at(&kubo, &e.id).await;
         assert!(

@@ -6,10 +6,10 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::time::Duration;
 
+use arke_core::NodeSource;
 use arke_core::ipld::{self, Cid, DAG_JSON, Ipld};
 use arke_core::kubo::Kubo;
 use arke_core::snapshot::load;
-use arke_core::source::NodeSource;
 use arke_testkit::generator::{GenConfig, Summary};
 use arke_testkit::proxy::FaultProxy;
 use arke_testkit::rng::Rng;

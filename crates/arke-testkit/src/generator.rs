@@ -30,9 +30,9 @@ use arke_core::car::CarWriter;
 use arke_core::ipld::{self, Cid, DAG_CBOR, DAG_JSON, Ipld, RAW};
 use arke_core::kubo::Kubo;
 use arke_core::model::IndexPointer;
-use arke_core::report::{Progress, Unit};
 use arke_core::shard::{CROCKFORD, EntityId, INDEX_ROOT, ShardRule, TEST_INDEX_ROOT};
 use arke_core::unixfs;
+use arke_core::{Progress, Unit};
 use bytes::Bytes;
 use chrono::{DateTime, TimeZone, Utc};
 use futures::StreamExt;
@@ -262,7 +262,7 @@ struct Batcher<'a> {
     counts_blocks: u64,
     counts_bytes: u64,
     batches: usize,
-    task: arke_core::report::Task,
+    task: arke_core::Task,
     pin: bool,
 }
 

@@ -3,7 +3,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use arke_core::report::{Counts, Progress, ProgressSink, TaskView, Unit};
+use arke_core::{Counts, Progress, ProgressSink, TaskView, Unit};
 
 /// One finished task as the front end saw it.
 #[derive(Debug, Clone, PartialEq, Eq)]

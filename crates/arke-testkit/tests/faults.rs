@@ -3,8 +3,8 @@
 
 use std::time::{Duration, Instant};
 
+use arke_core::Exit;
 use arke_core::kubo::{Kubo, KuboConfig, KuboError};
-use arke_core::report::Exit;
 use arke_testkit::node::TestNode;
 use arke_testkit::proxy::{Fault, FaultProxy};
 

@@ -1,6 +1,6 @@
 //! generate-test-data against a real node: what it reports is what the node holds.
 
-use arke_core::report::Progress;
+use arke_core::Progress;
 use arke_testkit::check::check_summary;
 use arke_testkit::generator::{GenConfig, generate};
 use arke_testkit::node::TestNode;

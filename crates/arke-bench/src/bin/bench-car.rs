@@ -20,7 +20,7 @@ use std::time::Instant;
 use anyhow::{Context, bail};
 use arke_bench as bench;
 use arke_core::car::{CarReader, ReaderOptions};
-use arke_core::report::{Exit, Progress};
+use arke_core::{Exit, Progress};
 use arke_dr::args::{NodeArgs, OutputArgs};
 use arke_testkit::generator::{GenConfig, generate};
 use clap::Parser;

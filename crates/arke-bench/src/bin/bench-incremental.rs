@@ -18,7 +18,7 @@ use std::time::Instant;
 
 use anyhow::Context;
 use arke_bench as bench;
-use arke_core::report::{Exit, Progress};
+use arke_core::{Exit, Progress};
 use arke_dr::args::{NodeArgs, OutputArgs};
 use arke_testkit::generator::{GenConfig, Summary, generate};
 use arke_testkit::node::TestNode;

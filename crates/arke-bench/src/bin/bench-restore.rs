@@ -12,11 +12,11 @@ use std::time::Instant;
 
 use anyhow::{Context, bail};
 use arke_bench as bench;
+use arke_core::Exit;
+use arke_core::NodeSource;
 use arke_core::ipld;
 use arke_core::kubo::{Kubo, KuboConfig};
-use arke_core::report::Exit;
 use arke_core::shard::{EntityId, ShardRule};
-use arke_core::source::NodeSource;
 use arke_dr::args::OutputArgs;
 use arke_testkit::node::TestNode;
 use clap::{Parser, ValueEnum};

@@ -14,7 +14,7 @@ use std::time::Instant;
 use anyhow::Context;
 use arke_bench as bench;
 use arke_core::kubo::Kubo;
-use arke_core::report::{Exit, Progress};
+use arke_core::{Exit, Progress};
 use arke_dr::args::{NodeArgs, OutputArgs};
 use arke_testkit::generator::{GenConfig, generate};
 use arke_testkit::rng::Rng;
@@ -62,13 +62,13 @@ async fn chain_walk_alone(
     head: Option<&str>,
     stop: Option<&str>,
 ) -> anyhow::Result<u64> {
-    let source = arke_core::source::NodeSource { kubo: kubo.clone() };
+    let source = arke_core::NodeSource { kubo: kubo.clone() };
     let parse = |c: Option<&str>| {
         c.filter(|c| !c.is_empty())
             .map(arke_core::ipld::parse_cid)
             .transpose()
     };
-    let mut walk = arke_core::chain::ChainWalk::new(&source, parse(head)?, parse(stop)?);
+    let mut walk = arke_core::ChainWalk::new(&source, parse(head)?, parse(stop)?);
     while walk.next().await?.is_some() {}
     Ok(walk.walked())
 }

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use arke_core::report::Exit;
+use arke_core::Exit;
 use arke_dr::args::{NodeArgs, OutputArgs, PointerArgs};
 use arke_testkit::generator::{GenConfig, generate};
 use clap::Parser;

@@ -38,7 +38,7 @@ pub struct Descriptor {
     pub pointer: Option<Ipld>,
     /// When the export ran (UTC, RFC 3339).
     pub created: String,
-    /// "arke-dr export-car <version>".
+    /// `"arke-dr export-car <version>"`.
     pub tool: String,
     /// Previous snapshots are included.
     pub with_history: bool,
@@ -363,29 +363,6 @@ pub fn json_to_ipld(v: &serde_json::Value) -> Ipld {
                 .map(|(k, v)| (k.clone(), json_to_ipld(v)))
                 .collect(),
         ),
-    }
-}
-
-/// IPLD data back into JSON (for reports and for restoring the pointer's extra fields).
-pub fn ipld_to_json(v: &Ipld) -> serde_json::Value {
-    use serde_json::Value;
-    match v {
-        Ipld::Null => Value::Null,
-        Ipld::Bool(b) => Value::Bool(*b),
-        Ipld::Integer(i) => i64::try_from(*i)
-            .map(Value::from)
-            .or_else(|_| u64::try_from(*i).map(Value::from))
-            .unwrap_or(Value::Null),
-        Ipld::Float(f) => serde_json::Number::from_f64(*f).map_or(Value::Null, Value::Number),
-        Ipld::String(s) => Value::String(s.clone()),
-        Ipld::Bytes(b) => Value::String(format!("<{} bytes>", b.len())),
-        Ipld::List(l) => Value::Array(l.iter().map(ipld_to_json).collect()),
-        Ipld::Map(m) => Value::Object(
-            m.iter()
-                .map(|(k, v)| (k.clone(), ipld_to_json(v)))
-                .collect(),
-        ),
-        Ipld::Link(c) => Value::String(c.to_string()),
     }
 }
 

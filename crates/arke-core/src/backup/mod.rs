@@ -1,16 +1,20 @@
 //! Backups: the archive descriptor, export-car, verify-car, and the backups folder.
 
-pub mod chain;
-pub mod descriptor;
-pub mod export;
-pub mod files;
-pub mod held;
-pub mod verify;
+pub(crate) mod chain;
+pub(crate) mod descriptor;
+mod export;
+mod files;
+mod held;
+pub(crate) mod verify;
 
-pub use descriptor::{BACKUP_V1, Descriptor};
+pub use chain::ChainPolicy;
+pub use descriptor::{Descriptor, MAX_LISTED_MISSING};
 pub use export::{
-    ArchiveKind, ExportOptions, ExportPlan, ExportReport, Incremental, apply_retention, dry_run,
-    export,
+    ArchiveKind, ChainSummary, ExportOptions, ExportPlan, ExportReport, Incremental,
+    apply_retention, dry_run, export,
 };
-pub use files::{BackupFiles, meta_path};
-pub use verify::{CarReport, VerifyCarOptions, verify_car, verify_car_indexed};
+pub use files::BackupFiles;
+pub use verify::{
+    CarReport, StampChange, VerifiedChain, VerifyCarOptions, update_stamps, verify_car,
+    verify_chain,
+};

@@ -514,37 +514,6 @@ impl CarIndex {
     }
 }
 
-/// A scan that did not hash (`--quick`) marks nothing as verified: reading a block then
-/// re-hashes it.
-#[derive(Debug)]
-pub struct IndexSource<'a> {
-    pub index: &'a CarIndex,
-    pub hashed: bool,
-    /// Hand out blocks whose hash function cannot be checked.
-    pub allow_unverifiable: bool,
-}
-
-impl BlockSource for IndexSource<'_> {
-    async fn get(&self, cid: &Cid) -> Result<Bytes, SourceError> {
-        let data = self.index.read(cid, self.allow_unverifiable)?;
-        if self.hashed {
-            // The scan re-hashed these exact bytes of this open file.
-            return Ok(data);
-        }
-        match crate::source::verified(cid, data.clone()) {
-            Err(SourceError::Unverifiable { .. }) if self.allow_unverifiable => Ok(data),
-            r => r,
-        }
-    }
-}
-
-impl KnownSize for IndexSource<'_> {
-    fn known_size(&self, cid: &Cid) -> Option<u64> {
-        let e = self.index.map.get(&block_key(cid))?;
-        (self.hashed && e.leaf && e.state == State::Valid).then_some(u64::from(e.len))
-    }
-}
-
 /// The indexes of a chain of archives read as one (an incremental and its parents): a block is
 /// read from the first index that has it. Each index was hashed by its scan.
 #[derive(Debug)]

@@ -28,7 +28,7 @@
 #![allow(clippy::result_large_err)]
 
 mod header;
-pub mod index;
+pub(crate) mod index;
 mod reader;
 mod v2;
 mod varint;
@@ -39,7 +39,8 @@ mod tests;
 
 use cid::Cid;
 
-pub use index::{CarIndex, ChainSource, IndexSource, ScanOptions, ScanReport};
+pub(crate) use index::ChainSource;
+pub use index::{CarIndex, ScanOptions, ScanReport};
 pub use reader::{CarReader, open, read_block_at};
 pub use v2::CARV2_PRAGMA;
 pub(crate) use varint::write_varint;

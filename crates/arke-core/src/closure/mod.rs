@@ -26,7 +26,7 @@
 //! visited set (16 bytes a block) plus the frontier of wanted blocks.
 
 mod key;
-pub mod walk;
+pub(crate) mod walk;
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -37,7 +37,7 @@ use cid::Cid;
 use ipld_core::ipld::Ipld;
 use serde::{Deserialize, Serialize};
 
-pub use key::{BlockKey, KeyHasher, KeyMap, KeySet, block_key};
+pub use key::{BlockKey, KeyMap, KeySet, block_key};
 
 use crate::backup::descriptor::{Descriptor, is_descriptor};
 use crate::ipld::{self, same_block};
@@ -51,7 +51,6 @@ use crate::source::SourceError;
 pub enum RoleKind {
     /// The root block, not yet decoded.
     Root,
-    Descriptor,
     Snapshot,
     SnapshotNode,
     SnapshotChunk,
@@ -68,7 +67,7 @@ impl RoleKind {
     /// The key under which blocks of this kind are counted.
     pub fn count_key(self) -> &'static str {
         match self {
-            RoleKind::Root | RoleKind::Descriptor => "descriptor",
+            RoleKind::Root => "descriptor",
             RoleKind::Snapshot => "snapshots",
             RoleKind::SnapshotNode => "snapshot_nodes",
             RoleKind::SnapshotChunk => "snapshot_chunks",
@@ -126,7 +125,6 @@ impl fmt::Display for Role {
         let label = self.label.as_deref().unwrap_or("?");
         match self.kind {
             RoleKind::Root => write!(f, "archive root"),
-            RoleKind::Descriptor => write!(f, "backup descriptor"),
             RoleKind::Snapshot if self.n == 0 => write!(f, "snapshot header"),
             RoleKind::Snapshot => write!(f, "previous snapshot {} back", self.n),
             RoleKind::SnapshotNode => write!(f, "snapshot node {}", self.n),
@@ -402,15 +400,6 @@ impl Closure {
         self.event_head.map(|h| (h, self.events_required))
     }
 
-    /// Whether the root block has been processed (the driver starts the event walk then).
-    pub fn root_known(&self) -> bool {
-        self.report.root_kind.is_some()
-    }
-
-    pub fn report(&self) -> &ClosureReport {
-        &self.report
-    }
-
     pub fn into_report(self) -> ClosureReport {
         self.report
     }
@@ -429,11 +418,6 @@ impl Closure {
     /// Whether the block with key `k` has been accepted.
     pub fn has_key(&self, k: BlockKey) -> bool {
         self.visited.contains(&k)
-    }
-
-    /// Whether `cid` has been accepted.
-    pub fn has(&self, cid: &Cid) -> bool {
-        self.visited.contains(&block_key(cid))
     }
 
     fn want(&mut self, cid: Cid, role: Role, required: bool) {
@@ -625,7 +609,6 @@ impl Closure {
         };
         match want.role.kind {
             RoleKind::Root => self.process_root(want, &value),
-            RoleKind::Descriptor => {}
             RoleKind::Snapshot => self.process_snapshot(want, &value),
             RoleKind::SnapshotNode => match SnapshotNode::from_ipld(&value) {
                 Ok(node) => {
@@ -976,17 +959,6 @@ impl Closure {
                 );
             }
         }
-    }
-
-    /// Records a finding from outside the engine (scan problems, descriptor checks).
-    pub fn note(
-        &mut self,
-        severity: Severity,
-        kind: FindingKind,
-        cid: Option<&Cid>,
-        message: String,
-    ) {
-        self.finding(severity, kind, cid, None, message);
     }
 }
 

@@ -29,7 +29,7 @@ pub struct Link {
     pub cid: Cid,
     pub shape: LinkShape,
     /// Where it was found, dotted ("prev", "chunks.3", "entries.12.tip_cid"); for
-    /// dag-pb the link's Name when non-empty, else "Links.<i>". Empty for a block
+    /// dag-pb the link's Name when non-empty, else `"Links.<i>"`. Empty for a block
     /// whose root value is itself a link.
     pub path: String,
 }

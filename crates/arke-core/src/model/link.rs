@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use cid::Cid;
 use ipld_core::ipld::Ipld;
 
+#[cfg(test)]
 use super::ModelError;
 
 /// How a CID reference was encoded in the stored object.
@@ -56,12 +57,13 @@ impl RefShape {
 ///
 /// `null` and `""` mean "no reference" and give `Ok(None)`. Anything else that is not a
 /// link, a single-key `{"/": "<cid>"}` map or a CID string is an error.
+#[cfg(test)]
 pub fn link_from_ipld(value: &Ipld) -> Result<Option<LinkRef>, ModelError> {
     parse_ref(value).map_err(|reason| ModelError::BadLink { reason })
 }
 
-/// Like [`link_from_ipld`] but with a plain reason string, so callers can attach the
-/// schema and field name to the error.
+/// Reads a CID reference in any of the three stored shapes (`null` and `""` give `Ok(None)`),
+/// with a plain reason string, so callers can attach the schema and field name to the error.
 pub(crate) fn parse_ref(value: &Ipld) -> Result<Option<LinkRef>, String> {
     match value {
         Ipld::Null => Ok(None),

@@ -7,7 +7,7 @@
 //!
 //! Reading rules shared by every format:
 //! - a CID may be a real link, a plain `{"/": "<cid>"}` map, or a bare CID string
-//!   ([`link_from_ipld`]); `null`, an absent key and `""` all mean "none";
+//!   ([`RefShape`]); `null`, an absent key and `""` all mean "none";
 //! - ids come as `pi`, `id` or `entity_id`;
 //! - timestamps stay strings (three writers, three precisions);
 //! - integers may arrive as any width; unknown extra fields are ignored
@@ -29,7 +29,10 @@ mod snapshot;
 mod tests;
 
 pub use event::{ChainEntryV0, ChainEntryV1, ChainNode, Event, EventType};
-pub use link::{LinkRef, RefShape, cid_as_string, link_from_ipld, opt_cid_as_string};
+#[cfg(test)]
+use link::link_from_ipld;
+pub use link::{LinkRef, RefShape};
+pub(crate) use link::{cid_as_string, opt_cid_as_string};
 pub use manifest::{
     EidosManifest, EidosTombstone, EidosV1, EntityTombstone, EntityV1, LegacyManifest, Manifest,
     ManifestKind,

@@ -7,7 +7,7 @@
 mod exit;
 mod finding;
 mod json;
-pub mod progress;
+mod progress;
 
 /// The exit code of an error chain; see [`crate::Error`] (kept under this name for callers that
 /// hold an `anyhow` chain).
@@ -15,7 +15,7 @@ pub use crate::error::chain_exit as classify;
 pub use exit::{Exit, Failure};
 pub use finding::{Finding, FindingKind, Severity};
 pub use json::{ErrorEntry, REPORT_SCHEMA_VERSION, Report, Status};
-pub use progress::{Counts, Progress, ProgressSink, Task, TaskView, Unit, human_bytes};
+pub use progress::{Counts, Progress, ProgressSink, Task, TaskView, Unit};
 
 /// An error and its causes on one line, each cause once: a cause an outer message already
 /// quotes (error types that print their source and also return it from `source()`, reqwest's

@@ -120,7 +120,7 @@ impl Counts {
         self.started.elapsed()
     }
 
-    /// "12345 blocks of 470000 (2.6%), 1.2 GiB, 1520 blocks/s, 70s elapsed [note]".
+    /// "12345 blocks of 470000 (2.6%), 1.2 GiB, 1520 blocks/s, 70s elapsed \[note\]".
     pub fn summary(&self) -> String {
         let pos = self.position();
         let secs = self.elapsed().as_secs_f64().max(0.001);

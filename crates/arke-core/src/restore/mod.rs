@@ -41,11 +41,7 @@ use crate::backup::VerifyCarOptions;
 use crate::kubo::Kubo;
 use crate::report::{Exit, Failure, Progress};
 use crate::shard::ShardRule;
-
-pub use plan::{
-    ArchivePlan, ExistingPointer, NodeState, PlannedChanges, PlannedPointer, PlannedTip,
-    RestorePlan,
-};
+use plan::RestorePlan;
 
 /// Where tips are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,16 +1,17 @@
 //! Snapshots: reading every schema ever written, and building and verifying arke-dr's bounded
 //! `arke/snapshot@v4` (see `docs/formats.md`).
 
-pub mod build;
-pub mod format;
-pub mod load;
-pub mod prune;
-pub mod verify;
+mod build;
+pub(crate) mod format;
+pub(crate) mod load;
+mod prune;
+mod verify;
 
 pub use build::{
     BuildOptions, BuildOutcome, BuildPlan, BuildReport, PlannedBlock, PlannedPointer, Skipped,
     build, dry_run,
 };
-pub use load::{LoadError, Loaded, load, load_header};
+pub(crate) use load::load_header;
+pub use load::{LoadError, Loaded, load};
 pub use prune::{PlannedSnapshot, PruneOptions, PrunePlan, PruneReport, prune};
 pub use verify::{VerifyOptions, VerifyReport, verify};

@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use arke_core::report::Exit;
+use arke_core::Exit;
 use arke_core::snapshot::{BuildOptions, BuildOutcome, BuildPlan, build, dry_run};
 use arke_dr::args::{BuildLockArg, NodeArgs, OutputArgs, PointerArgs, SnapshotsDirArg};
 use clap::Parser;

@@ -4,10 +4,10 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
-use arke_core::backup::chain::ChainPolicy;
+use arke_core::backup::ChainPolicy;
 use arke_core::backup::{ExportOptions, ExportPlan, Incremental, dry_run, export};
 use arke_core::model::SnapshotMeta;
-use arke_core::report::{Exit, Failure};
+use arke_core::{Exit, Failure};
 use arke_dr::args::{BackupsDirArg, NodeArgs, OutputArgs, PointerArgs, SnapshotsDirArg, cid_arg};
 use clap::Parser;
 

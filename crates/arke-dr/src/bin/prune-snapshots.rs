@@ -3,8 +3,8 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use arke_core::report::{Exit, Failure};
 use arke_core::snapshot::{PruneOptions, prune};
+use arke_core::{Exit, Failure};
 use arke_dr::args::{BuildLockArg, NodeArgs, OutputArgs, PointerArgs, SnapshotsDirArg};
 use clap::Parser;
 

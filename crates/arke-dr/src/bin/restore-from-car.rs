@@ -4,9 +4,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use arke_core::Exit;
 use arke_core::backup::VerifyCarOptions;
-use arke_core::report::Exit;
-use arke_core::restore::{RestoreOptions, ShardChoice, restore};
+use arke_core::{RestoreOptions, ShardChoice, restore};
 use arke_dr::args::{NodeArgs, OutputArgs, PointerArgs, cid_arg};
 use clap::{Parser, ValueEnum};
 

@@ -4,10 +4,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
+use arke_core::Exit;
+use arke_core::Severity;
 use arke_core::backup::VerifyCarOptions;
-use arke_core::backup::verify::{update_stamps, verify_chain};
-use arke_core::closure::Severity;
-use arke_core::report::Exit;
+use arke_core::backup::{update_stamps, verify_chain};
 use arke_dr::args::{OutputArgs, cid_arg};
 use clap::Parser;
 

@@ -4,8 +4,8 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use arke_core::model::SnapshotMeta;
-use arke_core::report::{Exit, Failure};
 use arke_core::snapshot::{VerifyOptions, verify};
+use arke_core::{Exit, Failure};
 use arke_dr::args::{NodeArgs, OutputArgs, PointerArgs, SnapshotsDirArg, cid_arg as parse_cid};
 use clap::Parser;
 

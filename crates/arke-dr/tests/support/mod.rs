@@ -8,10 +8,10 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
+use arke_core::Progress;
 use arke_core::car::{CarReader, CarWriter, ReaderOptions};
 use arke_core::ipld::Cid;
 use arke_core::kubo::Kubo;
-use arke_core::report::Progress;
 use arke_testkit::generator::{GenConfig, Summary, generate};
 use arke_testkit::node::TestNode;
 use arke_testkit::world::World;

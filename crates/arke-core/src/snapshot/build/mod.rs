@@ -15,8 +15,8 @@
 //! where the data ends; the pointer is updated only after every block is stored and pinned, and
 //! only its snapshot fields change (B14).
 
-pub mod apply;
-pub mod plan;
+mod apply;
+mod plan;
 mod scan;
 
 use std::path::PathBuf;
@@ -31,9 +31,6 @@ use crate::kubo::Kubo;
 use crate::model::{SnapshotMeta, cid_as_string, opt_cid_as_string};
 use crate::report::Progress;
 use crate::shard::{INDEX_ROOT, TEST_INDEX_ROOT};
-
-pub use apply::apply;
-pub use plan::plan;
 
 /// What to build and where.
 #[derive(Debug, Clone)]
@@ -303,6 +300,7 @@ mod tests {
     use super::*;
     use crate::ipld::{DAG_CBOR, cid_v1};
     use crate::kubo::KuboConfig;
+    use apply::apply;
 
     /// A client for a closed port: any request would fail, so none must be sent.
     fn no_node() -> Kubo {
