@@ -213,16 +213,17 @@ async fn import_archive(
         path: car,
         roots: None,
     });
+    // The archives' bytes (the anchor is ours and small).
+    let size = files
+        .iter()
+        .map(|f| std::fs::metadata(f.path).map_or(0, |m| m.len()))
+        .sum();
     if anchor.is_some() {
         files.push(ImportPart {
             path: &anchor_path,
             roots: None,
         });
     }
-    let size = files
-        .iter()
-        .map(|f| std::fs::metadata(f.path).map_or(0, |m| m.len()))
-        .sum();
     let task = progress.task("import", Some(size), Unit::Bytes);
     let outcome = kubo
         .dag_import_parts(&files, archive.pin_root, opts.import_timeout)
