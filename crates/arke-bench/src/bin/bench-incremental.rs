@@ -257,6 +257,8 @@ async fn one_size(set: &Set<'_>, kubo: &arke_core::kubo::Kubo, n: usize) -> anyh
     let (full_row, full) = set.export(&set.work.join("full-1"), "full", &[])?;
     let v_inc = set.verify(&path(&inc)?, "verify-car of the chain (full + 1)")?;
     let v_full = set.verify(&path(&full)?, "verify-car of the full archive")?;
+    // Disk: at 100K a full archive is over 5 GB; this one is not needed again.
+    std::fs::remove_dir_all(set.work.join("full-1"))?;
 
     // The rest of the week, then the restores.
     for day in 1..set.args.chain_len.saturating_sub(1) {
