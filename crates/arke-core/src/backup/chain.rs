@@ -393,6 +393,122 @@ mod tests {
         out
     }
 
+    /// A one-block archive (its descriptor) written as export-car writes it, with its metadata
+    /// and, when `stamped`, verify-car's stamp. Returns its path.
+    fn archive(dir: &Path, name: &str, d: &Descriptor, stamped: bool) -> PathBuf {
+        let (root, bytes) = d.encode().unwrap();
+        let mut file = crate::car::encode_header_v1(&[root]);
+        file.extend(section(&root, &bytes));
+        let car = dir.join(name);
+        std::fs::write(&car, &file).unwrap();
+        let sha = crate::car::index::file_sha256(&car).unwrap();
+        let meta = BackupMeta {
+            snapshot_cid: d.snapshot,
+            seq: d.snapshot_seq,
+            timestamp: "20261101-000000".into(),
+            filename: name.into(),
+            path: car.display().to_string(),
+            size_bytes: file.len() as u64,
+            cid_counts: None,
+            extra: serde_json::json!({"sha256": sha, "blocks": 1})
+                .as_object()
+                .unwrap()
+                .clone(),
+        };
+        std::fs::write(meta_path(&car), meta.to_json_bytes().unwrap()).unwrap();
+        if stamped {
+            let stamp = Stamp {
+                schema: STAMP_V1.into(),
+                file: name.into(),
+                sha256: sha,
+                size: file.len() as u64,
+                root: root.to_string(),
+                verified_at: d.created.clone(),
+                tool: "test".into(),
+                chain: vec![name.into()],
+            };
+            write_stamp(&car, &stamp).unwrap();
+        }
+        car
+    }
+
+    fn descriptor(created: &str) -> Descriptor {
+        Descriptor {
+            snapshot: ipld::cid_v1(ipld::DAG_CBOR, b"snapshot"),
+            snapshot_schema: "arke/snapshot@v4".into(),
+            snapshot_seq: 3,
+            event_head: None,
+            event_count: 0,
+            event_chain_complete: true,
+            pointer_path: None,
+            pointer: None,
+            created: created.into(),
+            tool: "test".into(),
+            with_history: false,
+            partial: false,
+            missing_count: 0,
+            missing: Vec::new(),
+            counts: Default::default(),
+            live: Vec::new(),
+            live_count: 0,
+            index_cid: None,
+            index_root: None,
+            skipped: Vec::new(),
+            chain: None,
+        }
+    }
+
+    /// The parent is the newest stamped archive; an unstamped or partial one is passed over
+    /// with its reason; `--full-every-days` starts a new chain once the base is that old.
+    #[test]
+    fn parents_are_verified_whole_and_young_enough() {
+        use chrono::TimeZone;
+        let dir = tempfile::tempdir().unwrap();
+        let files = BackupFiles::new(dir.path());
+        let at = Utc.with_ymd_and_hms(2026, 11, 1, 2, 0, 0).unwrap();
+        let none = ChainPolicy::default();
+        assert!(
+            choose_parent(&files, None, none, at)
+                .unwrap_err()
+                .contains("no archive")
+        );
+        archive(
+            dir.path(),
+            "arke-3-20261101-020000.car",
+            &descriptor("2026-11-01T02:00:00Z"),
+            true,
+        );
+        let mut partial = descriptor("2026-11-01T03:00:00Z");
+        partial.partial = true;
+        archive(dir.path(), "arke-3-20261101-030000.car", &partial, true);
+        archive(
+            dir.path(),
+            "arke-3-20261101-040000.car",
+            &descriptor("2026-11-01T04:00:00Z"),
+            false,
+        );
+        let p = choose_parent(&files, None, none, at).unwrap();
+        assert_eq!(p.member().file_name(), "arke-3-20261101-020000.car");
+        // Over a full archive: depth 1, and the parent is the base.
+        assert_eq!(p.info.depth, 1);
+        assert_eq!(p.info.parent, p.info.base);
+        let week = ChainPolicy {
+            full_every_days: Some(7),
+        };
+        let day6 = at + chrono::Duration::days(6);
+        assert!(choose_parent(&files, None, week, day6).is_ok());
+        let why = choose_parent(&files, None, week, at + chrono::Duration::days(7)).unwrap_err();
+        assert!(why.contains("7 days old"), "{why}");
+        assert!(
+            why.contains("partial") && why.contains("not verified"),
+            "{why}"
+        );
+        // An explicit parent that is not verified is refused with its reason.
+        let explicit = dir.path().join("arke-3-20261101-040000.car");
+        let why = choose_parent(&files, Some(&explicit), none, at).unwrap_err();
+        assert!(why.contains("not verified"), "{why}");
+    }
+
     #[test]
     fn the_last_section_is_found_only_when_it_is_the_root() {
         let data = b"\xa1ax\x01".to_vec();
