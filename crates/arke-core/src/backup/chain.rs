@@ -381,14 +381,7 @@ mod tests {
     use super::*;
 
     fn section(cid: &Cid, data: &[u8]) -> Vec<u8> {
-        let mut out = Vec::new();
-        let c = cid.to_bytes();
-        let mut buf = unsigned_varint::encode::u64_buffer();
-        out.extend_from_slice(unsigned_varint::encode::u64(
-            (c.len() + data.len()) as u64,
-            &mut buf,
-        ));
-        out.extend_from_slice(&c);
+        let mut out = crate::car::section_prefix(cid, data.len());
         out.extend_from_slice(data);
         out
     }

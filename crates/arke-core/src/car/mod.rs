@@ -45,6 +45,7 @@ pub use reader::{CarReader, open, read_block_at};
 pub use v2::CARV2_PRAGMA;
 pub(crate) use varint::write_varint;
 pub use writer::CarWriter;
+pub(crate) use writer::section_prefix;
 
 /// A CARv1 header naming `roots`: varint length, then the dag-cbor map.
 pub fn encode_header_v1(roots: &[Cid]) -> Vec<u8> {

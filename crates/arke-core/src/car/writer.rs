@@ -9,6 +9,16 @@ use super::header::encode_header;
 use super::varint::write_varint;
 use super::{CarError, MAX_WRITE_BLOCK};
 
+/// The bytes before a section's data: varint(CID + data length), then the CID. The one encoder
+/// of sections (this writer, export-car's archive file).
+pub(crate) fn section_prefix(cid: &Cid, data_len: usize) -> Vec<u8> {
+    let cid_bytes = cid.to_bytes();
+    let mut prefix = Vec::with_capacity(10 + cid_bytes.len());
+    write_varint((cid_bytes.len() + data_len) as u64, &mut prefix);
+    prefix.extend_from_slice(&cid_bytes);
+    prefix
+}
+
 /// Writes a CARv1 stream: header, then one section per [`CarWriter::write_block`].
 ///
 /// Each section is written with two `write_all` calls, so wrap an unbuffered sink (a file) in
@@ -65,10 +75,7 @@ impl<W: AsyncWrite + Unpin + Send> CarWriter<W> {
                 max: MAX_WRITE_BLOCK,
             });
         }
-        let cid_bytes = cid.to_bytes();
-        let mut prefix = Vec::with_capacity(10 + cid_bytes.len());
-        write_varint((cid_bytes.len() + data.len()) as u64, &mut prefix);
-        prefix.extend_from_slice(&cid_bytes);
+        let prefix = section_prefix(cid, data.len());
         let offset = self.bytes;
         let res = async {
             self.inner.write_all(&prefix).await?;

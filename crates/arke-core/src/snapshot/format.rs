@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use cid::Cid;
 
 use crate::ipld::{self, DAG_CBOR, Ipld};
-use crate::model::{CHUNK_V3, NODE_V1, SNAPSHOT_V4, SnapshotEntry};
+use crate::model::{CHUNK_V3, NODE_V1, SNAPSHOT_V4, SnapshotEntry, SnapshotV4};
 
 /// Entries per chunk.
 pub const CHUNK_ENTRIES: usize = 2048;
@@ -156,25 +156,9 @@ pub fn tree(chunks: &[Cid]) -> Result<Tree, FormatError> {
     Ok(t)
 }
 
-/// The header's fields.
-#[derive(Debug, Clone)]
-pub struct Header {
-    pub seq: u64,
-    pub ts: String,
-    pub event_cid: Option<Cid>,
-    pub event_count: Option<u64>,
-    pub entity_count: u64,
-    pub height: u64,
-    pub children: Vec<Cid>,
-    pub prev_snapshot: Option<Cid>,
-    pub prev_seq: Option<u64>,
-    pub index_cid: Option<Cid>,
-    pub test_index_cid: Option<Cid>,
-    pub report: Ipld,
-}
-
-/// The header block.
-pub fn header_block(h: &Header) -> Result<(Cid, Vec<u8>), FormatError> {
+/// The header block of `h` (the reader's type: one type for the v4 header, written and read).
+/// `chunk_entries` is always [`CHUNK_ENTRIES`] and `tool` this build's, whatever `h` says.
+pub fn header_block(h: &SnapshotV4) -> Result<(Cid, Vec<u8>), FormatError> {
     let str_cid = |c: &Option<Cid>| c.map_or(Ipld::Null, |c| s(&c.to_string()));
     let opt_u = |v: Option<u64>| v.map_or(Ipld::Null, |v| Ipld::Integer(i128::from(v)));
     let value = Ipld::Map(BTreeMap::from([
@@ -200,7 +184,7 @@ pub fn header_block(h: &Header) -> Result<(Cid, Vec<u8>), FormatError> {
         ("prev_seq".into(), opt_u(h.prev_seq)),
         ("index_cid".into(), str_cid(&h.index_cid)),
         ("test_index_cid".into(), str_cid(&h.test_index_cid)),
-        ("report".into(), h.report.clone()),
+        ("report".into(), h.report.clone().unwrap_or(Ipld::Null)),
         (
             "tool".into(),
             s(concat!("arke-dr ", env!("CARGO_PKG_VERSION"))),
@@ -258,7 +242,7 @@ mod tests {
             .collect();
         let (_, node) = node_block(3, &kids).unwrap();
         assert!(node.len() <= MAX_BLOCK);
-        let h = Header {
+        let h = SnapshotV4 {
             seq: 1,
             ts: "2026-11-21T00:00:00.000Z".into(),
             event_cid: Some(kids[0]),
@@ -270,7 +254,9 @@ mod tests {
             prev_seq: Some(0),
             index_cid: Some(kids[2]),
             test_index_cid: None,
-            report: Ipld::Map(BTreeMap::new()),
+            report: Some(Ipld::Map(BTreeMap::new())),
+            chunk_entries: CHUNK_ENTRIES as u64,
+            tool: None,
         };
         let (cid, bytes) = header_block(&h).unwrap();
         assert!(bytes.len() <= MAX_BLOCK);
@@ -281,6 +267,8 @@ mod tests {
         assert_eq!(v4.children.len(), FANOUT);
         assert_eq!(v4.prev_snapshot, Some(kids[1]));
         assert_eq!(v4.event_cid, Some(kids[0]));
+        // One type both ways: what is read back is what was written (the tool aside).
+        assert_eq!(SnapshotV4 { tool: None, ..*v4 }, h);
         // prev_snapshot and index_cid are strings, not links: pins and exports ignore them.
         let links = ipld::links(&cid, &bytes).unwrap();
         assert!(

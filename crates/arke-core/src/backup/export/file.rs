@@ -52,19 +52,6 @@ fn placeholder_root() -> Cid {
     )
 }
 
-fn section(cid: &Cid, data: &[u8]) -> Vec<u8> {
-    let cid_bytes = cid.to_bytes();
-    let mut head = Vec::with_capacity(cid_bytes.len() + 10);
-    // varint(CID + data length), then the CID; the caller writes the data.
-    let mut buf = unsigned_varint::encode::u64_buffer();
-    head.extend_from_slice(unsigned_varint::encode::u64(
-        (cid_bytes.len() + data.len()) as u64,
-        &mut buf,
-    ));
-    head.extend_from_slice(&cid_bytes);
-    head
-}
-
 impl ArchiveFile {
     fn create(path: &Path) -> std::io::Result<ArchiveFile> {
         let file = std::fs::OpenOptions::new()
@@ -83,7 +70,8 @@ impl ArchiveFile {
     }
 
     fn put(&mut self, cid: &Cid, data: &[u8]) -> std::io::Result<()> {
-        self.out.write_all(&section(cid, data))?;
+        self.out
+            .write_all(&crate::car::section_prefix(cid, data.len()))?;
         self.out.write_all(data)?;
         self.blocks += 1;
         self.block_bytes += data.len() as u64;

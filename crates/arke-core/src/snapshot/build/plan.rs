@@ -17,11 +17,12 @@ use crate::chain::{ChainWalk, WalkEnd};
 use crate::index::TipScan;
 use crate::ipld::{self, Ipld, same_block};
 use crate::kubo::{Kubo, MfsStat};
+use crate::model::SnapshotV4;
 use crate::model::{IndexPointer, Manifest, Snapshot, SnapshotEntry, SnapshotMeta};
 use crate::pointer;
 use crate::report::{Exit, Failure, Progress, Unit};
 use crate::shard::EntityId;
-use crate::snapshot::format::{self, CHUNK_ENTRIES, Header, MAX_REPORT_IDS, MAX_TS};
+use crate::snapshot::format::{self, CHUNK_ENTRIES, MAX_REPORT_IDS, MAX_TS};
 use crate::snapshot::load::{Loaded, load, load_header};
 use crate::source::{BlockSource, NodeSource};
 
@@ -743,7 +744,7 @@ fn encode(
     };
     let seq = prev_seq.map_or(1, |s| s + 1);
     let ts = now_iso();
-    let header = Header {
+    let header = SnapshotV4 {
         seq,
         ts: ts.clone(),
         event_cid: base.head,
@@ -759,7 +760,9 @@ fn encode(
         } else {
             None
         },
-        report: header_report(&appendix, &report)?,
+        report: Some(header_report(&appendix, &report)?),
+        chunk_entries: CHUNK_ENTRIES as u64,
+        tool: None,
     };
     let (header_cid, header_bytes) = format::header_block(&header)?;
     store.push(planned("header", header_cid, header_bytes));
