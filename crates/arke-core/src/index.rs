@@ -278,8 +278,9 @@ fn walk_export(car_path: &Path, root: &str, root_cid: Cid) -> Result<TipScan, In
     Ok(scan)
 }
 
-/// The tip a tip file's content names.
-fn tip_of(content: &[u8]) -> Result<Cid, String> {
+/// The CID a tip file's content names (the one parser of tip files, also used for the
+/// restore's marker, which holds one CID the same way).
+pub(crate) fn tip_of(content: &[u8]) -> Result<Cid, String> {
     ipld::parse_cid(&String::from_utf8_lossy(content))
         .map_err(|e| format!("tip file does not hold a CID: {e}"))
 }

@@ -13,7 +13,7 @@ use futures::{StreamExt, TryStreamExt};
 use super::plan::{ArchivePlan, Blocks, PlannedTip, index_root_for, tip_jobs};
 use super::{Durations, RestoreOptions, RestorePlan, RestoreReport, TipsMethod, refuse};
 use crate::car::CarWriter;
-use crate::ipld::{self, same_block};
+use crate::ipld::same_block;
 use crate::kubo::{ImportPart, Kubo, KuboError};
 use crate::model::IndexPointer;
 use crate::report::{Exit, Progress, Task, Unit};
@@ -421,7 +421,7 @@ async fn write_tip_files(
             let task = task.clone();
             async move {
                 let current = match kubo.files_read(&path).await {
-                    Ok(b) => ipld::parse_cid(&String::from_utf8_lossy(&b)).ok(),
+                    Ok(b) => crate::index::tip_of(&b).ok(),
                     Err(KuboError::NotFound { .. }) => None,
                     Err(e) => {
                         return Err(anyhow::Error::new(e).context(format!("reading {path}")));
@@ -546,12 +546,7 @@ async fn read_tip_files(
             let got = kubo.files_read(&path).await;
             task.inc(1);
             match got {
-                Ok(b)
-                    if ipld::parse_cid(&String::from_utf8_lossy(&b))
-                        .is_ok_and(|c| same_block(&c, &tip)) =>
-                {
-                    None
-                }
+                Ok(b) if crate::index::tip_of(&b).is_ok_and(|c| same_block(&c, &tip)) => None,
                 Ok(b) => Some(format!(
                     "{path} holds {:?}, expected {tip}",
                     String::from_utf8_lossy(&b).trim()

@@ -661,8 +661,7 @@ async fn inspect_node(
     let marker = marker_path(&opts.pointer_path);
     let (resumed, other_marker) = match kubo.files_read(&marker).await {
         Ok(b) => {
-            let ours =
-                ipld::parse_cid(&String::from_utf8_lossy(&b)).is_ok_and(|c| same_block(&c, &root));
+            let ours = crate::index::tip_of(&b).is_ok_and(|c| same_block(&c, &root));
             (ours, !ours)
         }
         Err(KuboError::NotFound { .. }) => (false, false),

@@ -3,11 +3,10 @@
 
 use std::collections::HashMap;
 
-use anyhow::Context;
 use cid::Cid;
 
 use crate::index::{TipChange, TipFile, TipScan, diff_tips, scan_tips};
-use crate::ipld::{self, same_block};
+use crate::ipld::same_block;
 use crate::kubo::{Kubo, KuboError};
 use crate::shard::{EntityId, ShardRule};
 
@@ -125,8 +124,8 @@ async fn current_tip(kubo: &Kubo, root: &str, id: &str) -> anyhow::Result<Option
         let path = eid.tip_path(root, rule);
         match kubo.files_read(&path).await {
             Ok(b) => {
-                let tip = ipld::parse_cid(&String::from_utf8_lossy(&b))
-                    .with_context(|| format!("tip file {path}"))?;
+                let tip = crate::index::tip_of(&b)
+                    .map_err(|e| anyhow::anyhow!("tip file {path}: {e}"))?;
                 return Ok(Some(TipFile { tip, path, rule }));
             }
             Err(KuboError::NotFound { .. }) => continue,
