@@ -293,6 +293,15 @@ pub fn choose_parent(
     now: DateTime<Utc>,
 ) -> Result<Parent, String> {
     if let Some(p) = explicit {
+        // The new archive names its parent by file name: both must sit in one folder.
+        let same = |a: &Path| std::fs::canonicalize(a).ok();
+        if p.parent().and_then(same) != same(&files.dir) {
+            return Err(format!(
+                "--parent {}: not in the backups folder {} (a chain's files stay together)",
+                p.display(),
+                files.dir.display()
+            ));
+        }
         return usable_parent(p, &files.dir, policy, now)
             .map_err(|why| format!("--parent {}: {why}", p.display()));
     }
@@ -500,6 +509,12 @@ mod tests {
         let explicit = dir.path().join("arke-3-20261101-040000.car");
         let why = choose_parent(&files, Some(&explicit), none, at).unwrap_err();
         assert!(why.contains("not verified"), "{why}");
+        // One from another folder is refused: the new archive could not name it.
+        let other = tempfile::tempdir().unwrap();
+        let elsewhere = other.path().join("arke-3-20261101-020000.car");
+        std::fs::copy(dir.path().join("arke-3-20261101-020000.car"), &elsewhere).unwrap();
+        let why = choose_parent(&files, Some(&elsewhere), none, at).unwrap_err();
+        assert!(why.contains("not in the backups folder"), "{why}");
     }
 
     #[test]
