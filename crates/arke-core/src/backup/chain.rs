@@ -182,7 +182,8 @@ pub fn resolve(newest: &Path, dir: &Path) -> Result<Vec<Member>, ChainError> {
             what,
         };
         check_ref(&info.parent, &parent).map_err(mismatch)?;
-        if parent.depth() + 1 != info.depth || chain.len() as u64 > MAX_DEPTH {
+        // Checked: a hostile descriptor may say any depth.
+        if parent.depth().checked_add(1) != Some(info.depth) || chain.len() as u64 > MAX_DEPTH {
             let what = format!("depth {} under depth {}", parent.depth(), info.depth);
             return Err(mismatch(what));
         }
@@ -342,7 +343,7 @@ fn usable_parent(
     if parent.descriptor.partial {
         return Err("a salvage archive marked partial".into());
     }
-    let depth = parent.depth() + 1;
+    let depth = parent.depth().saturating_add(1);
     if depth > MAX_DEPTH {
         return Err(format!("the chain is {MAX_DEPTH} archives long"));
     }

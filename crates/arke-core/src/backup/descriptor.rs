@@ -148,7 +148,9 @@ impl ChainInfo {
             _ => return Err(bad("parent", "parent and base go together")),
         };
         let depth = match m.get("chain_depth") {
-            Some(Ipld::Integer(i)) if *i >= 1 => *i as u64,
+            Some(Ipld::Integer(i)) if *i >= 1 => {
+                u64::try_from(*i).map_err(|_| bad("chain_depth", "too large"))?
+            }
             _ => return Err(bad("chain_depth", "not an integer of at least 1")),
         };
         Ok(Some(ChainInfo {
