@@ -2,7 +2,7 @@
 //! `bench-restore`): the node's CPU time and peak memory from `/proc`, the load average, and a
 //! command run under GNU time (wall seconds, CPU seconds, peak RSS).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Instant;
 
@@ -178,4 +178,32 @@ pub fn machine() -> String {
             ""
         },
     )
+}
+
+/// The folder a bench writes into: the one asked for (created), or a temporary one that is
+/// removed when this is dropped.
+#[derive(Debug)]
+pub struct WorkDir {
+    pub path: PathBuf,
+    _tmp: Option<tempfile::TempDir>,
+}
+
+/// `--work-dir` when given, else a temporary folder.
+pub fn work_dir(dir: Option<&Path>) -> std::io::Result<WorkDir> {
+    match dir {
+        Some(d) => {
+            std::fs::create_dir_all(d)?;
+            Ok(WorkDir {
+                path: d.to_path_buf(),
+                _tmp: None,
+            })
+        }
+        None => {
+            let tmp = tempfile::tempdir()?;
+            Ok(WorkDir {
+                path: tmp.path().to_path_buf(),
+                _tmp: Some(tmp),
+            })
+        }
+    }
 }

@@ -272,17 +272,8 @@ async fn bench(args: &Args) -> anyhow::Result<Exit> {
         tracing::warn!("IPFS_NODE_PID not set: no node CPU column");
     }
     let reps = args.reps.max(1);
-    let tmp;
-    let work = match &args.work_dir {
-        Some(d) => {
-            std::fs::create_dir_all(d)?;
-            d.clone()
-        }
-        None => {
-            tmp = tempfile::tempdir()?;
-            tmp.path().to_path_buf()
-        }
-    };
+    let work_dir = bench::work_dir(args.work_dir.as_deref())?;
+    let work = work_dir.path.clone();
     let timer = Timer { node_pid };
     let curl = PathBuf::from("curl");
     let mut rows: Vec<Row> = Vec::new();

@@ -188,17 +188,8 @@ async fn change(world: &World, ids: &[String], count: usize, day: usize) -> anyh
 async fn run(args: &Args) -> anyhow::Result<Exit> {
     let kubo = args.node.kubo()?;
     let url = args.node.api_url();
-    let tmp;
-    let work = match &args.work_dir {
-        Some(d) => {
-            std::fs::create_dir_all(d)?;
-            d.clone()
-        }
-        None => {
-            tmp = tempfile::tempdir()?;
-            tmp.path().to_path_buf()
-        }
-    };
+    let work_dir = bench::work_dir(args.work_dir.as_deref())?;
+    let work = work_dir.path.clone();
     let mut out = vec![format!(
         "Machine: {}; {}.",
         bench::machine(),
