@@ -8,48 +8,26 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use arke_core::Progress;
 use arke_core::car::{CarReader, ReaderOptions};
 use arke_core::ipld::Cid;
-use arke_testkit::generator::{GenConfig, Summary, generate};
+use arke_testkit::generator::{GenConfig, Summary};
 use arke_testkit::node::TestNode;
 use arke_testkit::rng::Rng;
-use arke_testkit::world::World;
 use serde_json::Value;
 
-struct Chain {
-    url: String,
-    world: World,
-    root: String,
-    pointer: String,
-    dir: tempfile::TempDir,
-}
+mod support;
+use support::{Set, stderr as err};
 
-impl Chain {
-    async fn new(name: &str, entities: usize) -> (Chain, Summary) {
-        let node = TestNode::shared();
-        let kubo = node.kubo();
-        let root = format!("/inc-{name}/index");
-        let pointer = format!("/inc-{name}/pointer");
+impl Set {
+    /// A generated set under `/inc-<name>` on the shared node, some files over 256 KiB.
+    async fn chain(name: &str, entities: usize) -> (Set, Summary) {
         let cfg = GenConfig {
             entities,
             seed: 14,
             large_file_ratio: 0.05,
-            index_root: root.clone(),
-            test_index_root: format!("/inc-{name}/test/index"),
-            pointer_path: pointer.clone(),
-            force: true,
             ..GenConfig::default()
         };
-        let summary = generate(&kubo, &cfg, &Progress::off()).await.unwrap();
-        let chain = Chain {
-            url: node.url().to_string(),
-            world: World::new(kubo, &root, &pointer),
-            root,
-            pointer,
-            dir: tempfile::tempdir().unwrap(),
-        };
-        (chain, summary)
+        Set::on_shared_node(&format!("inc-{name}"), cfg).await
     }
 
     fn backups(&self) -> PathBuf {
@@ -90,10 +68,6 @@ impl Chain {
     }
 }
 
-fn err(out: &std::process::Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
 fn verify(car: &Path, extra: &[&str]) -> (Option<i32>, Value, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_verify-car"))
         .arg(car)
@@ -115,24 +89,30 @@ fn path(v: &Value) -> PathBuf {
     PathBuf::from(v["car_path"].as_str().unwrap())
 }
 
-fn cids(car: &Path) -> HashSet<Cid> {
+/// Every block of a (test-sized) archive, in file order.
+fn blocks(car: &Path) -> Vec<(Cid, Vec<u8>)> {
     let mut r = CarReader::new(
         std::io::BufReader::new(std::fs::File::open(car).unwrap()),
         ReaderOptions::default(),
     )
     .unwrap();
-    let mut out = HashSet::new();
+    let mut out = Vec::new();
     while let Some(b) = r.next_block().unwrap() {
-        out.insert(b.cid);
+        out.push((b.cid, b.data));
     }
     out
 }
 
+fn cids(car: &Path) -> HashSet<Cid> {
+    blocks(car).into_iter().map(|(c, _)| c).collect()
+}
+
 /// Ids whose tip sits at the worker's path (the ones [`World::update`] can move).
-fn worker_ids(c: &Chain, s: &Summary, n: usize) -> Vec<String> {
+fn worker_ids(c: &Set, s: &Summary, n: usize) -> Vec<String> {
     let mut out = Vec::new();
     for e in &s.entities {
-        if e.network == "main" && c.world.tip_path(&e.id).ok().as_deref() == Some(e.path.as_str()) {
+        if e.network == "main" && c.world().tip_path(&e.id).ok().as_deref() == Some(e.path.as_str())
+        {
             out.push(e.id.clone());
         }
         if out.len() == n {
@@ -145,7 +125,7 @@ fn worker_ids(c: &Chain, s: &Summary, n: usize) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_chain_costs_what_changed_and_holds_what_a_full_archive_holds() {
-    let (c, summary) = Chain::new("chain", 80).await;
+    let (c, summary) = Set::chain("chain", 80).await;
     c.build();
     let full = c.export(&["--incremental"]);
     assert_eq!(full["kind"], "full", "{full}");
@@ -156,10 +136,10 @@ async fn a_chain_costs_what_changed_and_holds_what_a_full_archive_holds() {
     // Day 1: updates with and without events, creates with and without events.
     let ids = worker_ids(&c, &summary, 4);
     let mut rng = Rng::new(7);
-    c.world.update(&ids[0], true).await.unwrap();
-    c.world.update(&ids[1], false).await.unwrap();
-    c.world.create(&mut rng, true).await.unwrap();
-    c.world.create(&mut rng, false).await.unwrap();
+    c.world().update(&ids[0], true).await.unwrap();
+    c.world().update(&ids[1], false).await.unwrap();
+    c.world().create(&mut rng, true).await.unwrap();
+    c.world().create(&mut rng, false).await.unwrap();
     c.build();
     let inc1 = c.export(&["--incremental"]);
     assert_eq!(inc1["kind"], "incremental", "{inc1}");
@@ -180,7 +160,7 @@ async fn a_chain_costs_what_changed_and_holds_what_a_full_archive_holds() {
     assert_eq!(v1["chain"].as_array().unwrap().len(), 1, "{v1}");
 
     // Day 2: one more update after the snapshot (live state only), then an unchanged day.
-    c.world.update(&ids[2], true).await.unwrap();
+    c.world().update(&ids[2], true).await.unwrap();
     let inc2 = c.export(&["--incremental"]);
     assert_eq!(inc2["chain_depth"], 2);
     verified(&path(&inc2));
@@ -221,12 +201,12 @@ async fn a_chain_costs_what_changed_and_holds_what_a_full_archive_holds() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_missing_truncated_or_swapped_parent_is_named() {
-    let (c, summary) = Chain::new("broken", 30).await;
+    let (c, summary) = Set::chain("broken", 30).await;
     c.build();
     let full = c.export(&[]);
     verified(&path(&full));
     let ids = worker_ids(&c, &summary, 2);
-    c.world.update(&ids[0], true).await.unwrap();
+    c.world().update(&ids[0], true).await.unwrap();
     c.build();
     let inc = c.export(&["--incremental"]);
     assert_eq!(inc["kind"], "incremental");
@@ -268,7 +248,7 @@ async fn a_missing_truncated_or_swapped_parent_is_named() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unverified_parents_are_not_used_and_retention_keeps_chains_whole() {
-    let (c, summary) = Chain::new("retention", 30).await;
+    let (c, summary) = Set::chain("retention", 30).await;
     c.build();
     let first = c.export(&[]);
     // Not verified yet: the next incremental is a full archive, and says why.
@@ -283,7 +263,7 @@ async fn unverified_parents_are_not_used_and_retention_keeps_chains_whole() {
     );
     verified(&path(&second));
     let ids = worker_ids(&c, &summary, 2);
-    c.world.update(&ids[0], false).await.unwrap();
+    c.world().update(&ids[0], false).await.unwrap();
     c.build();
     // The dry run names the parent and writes nothing.
     let before: Vec<_> = std::fs::read_dir(c.backups())
@@ -333,7 +313,7 @@ async fn unverified_parents_are_not_used_and_retention_keeps_chains_whole() {
     assert!(!path(&inc).with_extension("verified").exists());
 }
 
-fn restore(url: &str, c: &Chain, car: &Path, extra: &[&str]) -> (Option<i32>, Value, String) {
+fn restore(url: &str, c: &Set, car: &Path, extra: &[&str]) -> (Option<i32>, Value, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_restore-from-car"))
         .arg(car)
         .args(["--api", url, "--pointer-path", &c.pointer])
@@ -354,21 +334,21 @@ async fn pointer_of(kubo: &arke_core::kubo::Kubo, path: &str) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_chain_restores_as_a_full_archive_of_the_same_moment_does() {
-    let (c, summary) = Chain::new("restore", 50).await;
+    let (c, summary) = Set::chain("restore", 50).await;
     c.build();
     let base = c.export(&[]);
     verified(&path(&base));
     let ids = worker_ids(&c, &summary, 3);
     let mut rng = Rng::new(9);
-    c.world.update(&ids[0], true).await.unwrap();
-    c.world.create(&mut rng, true).await.unwrap();
+    c.world().update(&ids[0], true).await.unwrap();
+    c.world().create(&mut rng, true).await.unwrap();
     c.build();
     let inc1 = c.export(&["--incremental"]);
     verified(&path(&inc1));
     // After the snapshot: an update without an event and a create without an event, which
     // only the live state carries.
-    c.world.update(&ids[1], false).await.unwrap();
-    c.world.create(&mut rng, false).await.unwrap();
+    c.world().update(&ids[1], false).await.unwrap();
+    c.world().create(&mut rng, false).await.unwrap();
     let inc2 = c.export(&["--incremental"]);
     assert_eq!(inc2["chain_depth"], 2, "{inc2}");
     let other = c.dir.path().join("full-now");
@@ -420,21 +400,14 @@ async fn a_chain_restores_as_a_full_archive_of_the_same_moment_does() {
         .unwrap();
     let root: Cid = full["descriptor_cid"].as_str().unwrap().parse().unwrap();
     let mut checked = 0u64;
-    let mut r = CarReader::new(
-        std::io::BufReader::new(std::fs::File::open(&full_car).unwrap()),
-        ReaderOptions::default(),
-    )
-    .unwrap();
-    while let Some(blk) = r.next_block().unwrap() {
-        if blk.cid == root {
+    for (cid, data) in blocks(&full_car) {
+        if cid == root {
             continue;
         }
-        let got = ka.block_get(&blk.cid).await;
+        let got = ka.block_get(&cid).await;
         assert!(
-            got.as_ref()
-                .is_ok_and(|g| g.as_ref() == blk.data.as_slice()),
-            "after a GC the chain-restored node lacks {}: {got:?}",
-            blk.cid
+            got.as_ref().is_ok_and(|g| g.as_ref() == data.as_slice()),
+            "after a GC the chain-restored node lacks {cid}: {got:?}"
         );
         checked += 1;
     }
