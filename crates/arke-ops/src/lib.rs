@@ -1,0 +1,11 @@
+//! arke-ops: the operations around the arke-dr tools, as a library the job binaries
+//! (`daily-backup`, `weekly-verify`, `hourly-snapshot`, `dr-status`) are thin mains over.
+//!
+//! | module      | what it owns |
+//! |-------------|--------------|
+//! | [`config`]  | the jobs' configuration: environment, then the file (parsed as data), then defaults |
+//! | [`runs`]    | run records: what each job leaves for `dr-status`, the metrics and `--json` |
+#![allow(clippy::result_large_err)]
+
+pub mod config;
+pub mod runs;
