@@ -265,7 +265,7 @@ if [ "$UPLOAD" = 1 ]; then
     if ! upload "$member" "$S3_PREFIX$(basename "$member")" "$m_size" ||
       ! upload "$m_meta" "$S3_PREFIX$(basename "$m_meta")" "$(stat -c %s "$m_meta")"; then
       SECS[upload]=$(($(date +%s) - t))
-      fail "$EXIT_UPLOAD" "upload of $(basename "$member") to s3://$S3_BUCKET/$S3_PREFIX failed (local archives are not pruned)"
+      fail "$EXIT_REMOTE" "upload of $(basename "$member") to s3://$S3_BUCKET/$S3_PREFIX failed (local archives are not pruned)"
     fi
   done < <(chain_of "$CAR")
   SECS[upload]=$(($(date +%s) - t))

@@ -9,7 +9,7 @@
 
 # Exit codes shared with the binaries (docs/RUNBOOK.md has the table); 6 is the scripts' own.
 # shellcheck disable=SC2034 # used by the scripts that source this file
-readonly EXIT_OK=0 EXIT_FAILED=1 EXIT_USAGE=2 EXIT_NODE=3 EXIT_IO=4 EXIT_LOCKED=5 EXIT_UPLOAD=6 EXIT_SKIPPED=7
+readonly EXIT_OK=0 EXIT_FAILED=1 EXIT_USAGE=2 EXIT_NODE=3 EXIT_IO=4 EXIT_LOCKED=5 EXIT_REMOTE=6 EXIT_SKIPPED=7
 
 arke_load_config() {
   local file=${ARKE_DR_CONFIG:-/etc/arke-dr/arke-dr.env}
