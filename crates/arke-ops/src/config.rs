@@ -184,6 +184,8 @@ pub struct Config {
     #[serde(skip)]
     pub ipfs_api_auth: Option<String>,
     pub index_pointer_path: String,
+    /// MFS root of the tips (`ARKE_INDEX_ROOT`).
+    pub index_root: String,
     pub snapshots_dir: PathBuf,
     pub backups_dir: PathBuf,
     /// The jobs' logs (`<job>.log`).
@@ -235,6 +237,7 @@ impl Config {
                 .to_string(),
             ipfs_api_auth: s.get("IPFS_API_AUTH").map(str::to_string),
             index_pointer_path: s.string("INDEX_POINTER_PATH", "/arke/index_pointer"),
+            index_root: s.string("ARKE_INDEX_ROOT", arke_core::shard::INDEX_ROOT),
             snapshots_dir: s.path("SNAPSHOTS_DIR", "/var/lib/arke-dr/snapshots"),
             backups_dir: s.path("BACKUPS_DIR", "/var/lib/arke-dr/backups"),
             log_dir: s.path("ARKE_LOG_DIR", "/var/log/arke-dr"),

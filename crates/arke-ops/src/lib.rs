@@ -5,7 +5,11 @@
 //! |-------------|--------------|
 //! | [`config`]  | the jobs' configuration: environment, then the file (parsed as data), then defaults |
 //! | [`runs`]    | run records: what each job leaves for `dr-status`, the metrics and `--json` |
+//! | [`job`]     | one run of a job: steps timed, logged and recorded |
+//! | [`daily`]   | the daily pipeline: build, export, verify, upload, retention, prune |
 #![allow(clippy::result_large_err)]
 
 pub mod config;
+pub mod daily;
+pub mod job;
 pub mod runs;
