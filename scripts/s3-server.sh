@@ -139,7 +139,7 @@ start_server() {
     -volume.port="$volume" -volume.port.grpc="$volume_grpc" \
     -filer -filer.port="$filer" -filer.port.grpc="$filer_grpc" -filer.localSocket="$state/filer.sock" \
     -s3 -s3.port="$s3" -s3.port.grpc="$s3_grpc" -s3.port.iceberg=0 -s3.port.lance=0 \
-    -s3.localSocket="$state/s3.sock" -s3.config="$state/s3.json" \
+    -s3.localSocket="$state/s3.sock" -s3.config="$state/s3.json" -s3.autoCreateBucket=false \
     >>"$state/server.log" 2>&1 </dev/null &
   pid=$!
   echo "$pid" >"$state/pid"

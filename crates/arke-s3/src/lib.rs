@@ -152,6 +152,12 @@ impl S3 {
         &self.cfg
     }
 
+    /// The SDK client underneath, for what this crate does not wrap (the tests create their
+    /// buckets with it). Its requests get the same retries, timeouts and credentials.
+    pub fn sdk(&self) -> &aws_sdk_s3::Client {
+        &self.client
+    }
+
     /// `s3://bucket/prefix+name`, for messages.
     pub fn url(&self, name: &str) -> String {
         format!("s3://{}/{}{}", self.cfg.bucket, self.cfg.prefix, name)
