@@ -9,6 +9,7 @@
 //! | [`daily`]   | the daily pipeline: build, export, verify, upload, retention, prune |
 //! | [`weekly`]  | the weekly deep verification: the pointer's snapshot and the newest archive |
 //! | [`hourly`]  | the hourly snapshot |
+//! | [`store`]   | the archives' place off the host: S3 through `arke_s3` |
 #![allow(clippy::result_large_err)]
 
 pub mod config;
@@ -16,4 +17,5 @@ pub mod daily;
 pub mod hourly;
 pub mod job;
 pub mod runs;
+pub mod store;
 pub mod weekly;
