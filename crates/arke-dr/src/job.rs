@@ -71,7 +71,7 @@ where
             return exit.into();
         }
     };
-    let state_dir = ctx.config.state_dir.clone();
+    let config = ctx.config.clone();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

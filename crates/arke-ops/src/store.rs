@@ -107,3 +107,13 @@ impl ArchiveStore for S3Store {
         Ok(up.checksum_verified_by.as_str().to_string())
     }
 }
+
+/// dr-status asks S3 whether the newest archive is there, with its size.
+impl crate::status::RemoteProbe for S3Store {
+    async fn head(&self, file_name: &str) -> Result<Option<u64>, String> {
+        match self.s3.head(file_name).await {
+            Ok(o) => Ok(o.map(|o| o.size)),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+}

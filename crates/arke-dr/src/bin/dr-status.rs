@@ -16,7 +16,8 @@ use std::time::Duration;
 
 use arke_core::kubo::{Kubo, KuboConfig};
 use arke_ops::config::{Config, ConfigError, DEFAULT_CONFIG_FILE, Settings};
-use arke_ops::status::{self, Inputs, NoRemote, Severity, Thresholds, UploadSetting};
+use arke_ops::status::{self, Inputs, Severity, Thresholds, UploadSetting};
+use arke_ops::store::S3Store;
 use clap::Parser;
 
 const EXIT_HELP: &str = "\
@@ -102,22 +103,29 @@ fn run(args: &Args) -> anyhow::Result<Severity> {
     } else {
         Some(node(&config, args)?)
     };
-    let inputs = Inputs::<NoRemote> {
-        config: &config,
-        upload,
-        thresholds: thresholds(args)?,
-        node: kubo.as_ref(),
-        node_timeout: Duration::from_secs(args.node_timeout.max(1)),
-        // S3 presence: once arke-s3 lands, build its client from `config.upload` here (unless
-        // --offline), implement `status::RemoteProbe` for it (a HEAD of `<prefix><file>`
-        // returning its size), and pass `remote: Some(&probe)` with `Inputs::<ThatClient>`.
-        remote: None,
-        now: chrono::Utc::now(),
-    };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let status = runtime.block_on(status::collect(&inputs));
+    let status = runtime.block_on(async {
+        // S3 presence of the newest archive, unless offline or upload is off.
+        let store = match (&config.upload, args.offline) {
+            (Some(s3), false) => S3Store::connect(s3)
+                .await
+                .map_err(|e| anyhow::anyhow!("S3 settings: {}", e.message))
+                .map(Some)?,
+            _ => None,
+        };
+        let inputs = Inputs::<S3Store> {
+            config: &config,
+            upload,
+            thresholds: thresholds(args)?,
+            node: kubo.as_ref(),
+            node_timeout: Duration::from_secs(args.node_timeout.max(1)),
+            remote: store.as_ref(),
+            now: chrono::Utc::now(),
+        };
+        anyhow::Ok(status::collect(&inputs).await)
+    })?;
     if !args.no_metrics {
         let path = args.metrics_file.as_ref().unwrap_or(&config.metrics_file);
         if let Err(e) = arke_ops::metrics::write_status(path, &status) {
