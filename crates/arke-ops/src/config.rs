@@ -266,13 +266,19 @@ impl S3Settings {
         if !s.flag("UPLOAD", true)? {
             return Ok(None);
         }
+        S3Settings::read(s).map(Some)
+    }
+
+    /// The S3 settings whatever `UPLOAD` says (fetch-archive reads the bucket on a host that
+    /// does not upload); the bucket is required.
+    pub fn read(s: &Settings) -> Result<S3Settings, ConfigError> {
         let bucket = s.get("S3_BUCKET").ok_or_else(|| {
             ConfigError::Missing(
                 "S3_BUCKET is not set (set it in the configuration, or UPLOAD=0 / --no-upload)"
                     .into(),
             )
         })?;
-        Ok(Some(S3Settings {
+        Ok(S3Settings {
             bucket: bucket.to_string(),
             prefix: s.get("S3_PREFIX").map(str::to_string),
             region: s.string("AWS_REGION", "us-east-1"),
@@ -280,7 +286,7 @@ impl S3Settings {
             endpoint: s.get("AWS_ENDPOINT_URL").map(str::to_string),
             instance_id: s.get("ARKE_INSTANCE_ID").map(str::to_string),
             imds_url: s.string("ARKE_IMDS_URL", "http://169.254.169.254"),
-        }))
+        })
     }
 }
 

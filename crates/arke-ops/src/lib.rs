@@ -9,6 +9,7 @@
 //! | [`daily`]   | the daily pipeline: build, export, verify, upload, retention, prune |
 //! | [`weekly`]  | the weekly deep verification: the pointer's snapshot and the newest archive |
 //! | [`hourly`]  | the hourly snapshot |
+//! | [`fetch`]   | fetch-archive: the newest archive in S3 and its chain, downloaded and checked |
 //! | [`store`]   | the archives' place off the host: S3 through `arke_s3` |
 //! | [`status`]  | DR status: local facts, node and S3, checked against thresholds (`dr-status`) |
 //! | [`metrics`] | the status as a Prometheus text file for node_exporter, written by every job |
@@ -16,6 +17,7 @@
 
 pub mod config;
 pub mod daily;
+pub mod fetch;
 pub mod hourly;
 pub mod job;
 pub mod metrics;

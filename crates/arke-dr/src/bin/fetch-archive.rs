@@ -1,0 +1,117 @@
+//! fetch-archive: the runbook's download of an archive and its chain from S3.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use arke_core::{Exit, Failure};
+use arke_dr::args::OutputArgs;
+use arke_ops::config::{DEFAULT_CONFIG_FILE, S3Settings, Settings};
+use arke_ops::fetch::{self, FetchOptions};
+use arke_ops::job::{StepError, human};
+use arke_ops::store::S3Store;
+use clap::Parser;
+
+/// Download the newest complete archive from s3://$S3_BUCKET/$S3_PREFIX (or the one named),
+/// with every archive of its chain (an incremental needs its parents), into --dest. Each file
+/// is written through a temporary file, checked against the SHA-256 it was uploaded with, and
+/// renamed: it is complete or absent. A file already in --dest with the remote size is kept
+/// (verify-car re-hashes it). Archives in Glacier get a restore request (Standard tier, 7 days)
+/// and the run fails with exit 6 saying when to run again.
+///
+/// Settings: flags, then the environment, then the configuration file (S3_BUCKET, S3_PREFIX,
+/// AWS_REGION, AWS_ENDPOINT_URL). On a NEW instance S3_PREFIX must be the OLD instance's folder
+/// (backups/<old-instance-id>/): the default would be this instance's, which holds nothing.
+/// Credentials: the AWS SDK's chain (environment, profile, instance role through IMDSv2).
+///
+/// stdout: the archive's local path (the chain's newest), or the archives in S3 with --list,
+/// or a report with --json.
+#[derive(Debug, Parser)]
+#[command(version, after_help = AFTER_HELP)]
+struct Args {
+    /// The archive's file name in S3 (default: the newest one whose .json is there too)
+    name: Option<String>,
+    /// Folder to download into (created if needed)
+    #[arg(long, value_name = "DIR", required_unless_present = "list")]
+    dest: Option<PathBuf>,
+    /// List the archives in S3 (name, size, storage class), oldest first; download nothing
+    #[arg(long, conflicts_with_all = ["name", "dest"])]
+    list: bool,
+    /// The bucket (else S3_BUCKET)
+    #[arg(long, value_name = "BUCKET")]
+    bucket: Option<String>,
+    /// The folder in the bucket, e.g. backups/i-0abc123/ (else S3_PREFIX, else
+    /// backups/<this instance's id>/)
+    #[arg(long, value_name = "PREFIX")]
+    prefix: Option<String>,
+    /// The configuration file (read as data; the environment wins over it)
+    #[arg(long, env = "ARKE_DR_CONFIG", value_name = "FILE", default_value = DEFAULT_CONFIG_FILE)]
+    config: PathBuf,
+    #[command(flatten)]
+    out: OutputArgs,
+}
+
+const AFTER_HELP: &str = "Exit codes:
+  0  downloaded (or listed)
+  1  no complete archive in S3, or a member of the chain is missing there
+  2  bad flags or settings (no bucket, a bad prefix or name)
+  4  local file error (disk full, a different file already in --dest)
+  6  S3 failed: credentials, bucket, transfer, a checksum mismatch, or an archive in
+     Glacier (its restore was requested: run again when it completes)";
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    arke_dr::run("fetch-archive", &args.out, async {
+        let store = S3Store::connect(&settings(&args)?).await.map_err(failure)?;
+        if args.list {
+            return list(&store).await;
+        }
+        let dest = args.dest.clone().unwrap_or_default();
+        let opts = FetchOptions {
+            name: args.name.clone(),
+            dest,
+        };
+        let r = fetch::fetch(&store, &opts).await.map_err(failure)?;
+        tracing::info!(
+            "{} file(s) of the chain in {}",
+            r.files.len(),
+            opts.dest.display()
+        );
+        if args.out.json {
+            arke_dr::print_json(&r)?;
+        } else {
+            arke_dr::print_line(&r.archive)?;
+        }
+        Ok(Exit::Ok)
+    })
+}
+
+fn settings(args: &Args) -> anyhow::Result<S3Settings> {
+    let mut s =
+        Settings::load(&args.config).map_err(|e| Failure::new(Exit::Usage, e.to_string()))?;
+    let flags = [("S3_BUCKET", &args.bucket), ("S3_PREFIX", &args.prefix)];
+    s.overlay(
+        flags
+            .into_iter()
+            .filter_map(|(k, v)| Some((k.to_string(), v.clone()?))),
+    );
+    Ok(S3Settings::read(&s).map_err(|e| Failure::new(Exit::Usage, e.to_string()))?)
+}
+
+async fn list(store: &S3Store) -> Result<Exit, arke_core::Error> {
+    let cars = fetch::list(store).await.map_err(failure)?;
+    if cars.is_empty() {
+        tracing::warn!("no archive in {}", store.s3().url(""));
+    }
+    for o in cars {
+        let when = o
+            .last_modified
+            .map_or("-".into(), |t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string());
+        let line = format!("{}\t{}\t{}\t{when}", o.name, human(o.size), o.storage_class);
+        arke_dr::print_line(&line)?;
+    }
+    Ok(Exit::Ok)
+}
+
+fn failure(e: StepError) -> arke_core::Error {
+    anyhow::Error::new(Failure::new(e.exit, e.message)).into()
+}

@@ -1,0 +1,223 @@
+//! fetch-archive: the runbook's download side. The newest archive in S3 (or one named), with
+//! every archive of its chain (an incremental is useless without its parents), into a local
+//! folder, each file checked against the SHA-256 it was uploaded with.
+//!
+//! Archives in Glacier cannot be read until restored: every such member of the chain gets its
+//! restore request in the same run (Standard tier, the copy kept 7 days; one wait covers the
+//! whole chain), and the run fails with exit 6 and a message saying what was requested and when
+//! to come back.
+
+use std::path::{Path, PathBuf};
+
+use arke_core::Exit;
+use arke_s3::{RemoteObject, S3Error};
+use serde::Serialize;
+
+use crate::job::{StepError, human};
+use crate::store::{S3Store, logged_progress, remote};
+
+/// Chains are never this deep (a full archive every FULL_EVERY_DAYS days); a longer walk means
+/// a loop in the descriptors.
+const MAX_CHAIN: usize = 10_000;
+
+/// What to fetch.
+#[derive(Debug, Clone)]
+pub struct FetchOptions {
+    /// `None`: the newest archive whose `.json` is in S3 too (a complete upload).
+    pub name: Option<String>,
+    pub dest: PathBuf,
+}
+
+/// What was fetched (`--json`).
+#[derive(Debug, Clone, Serialize)]
+pub struct FetchReport {
+    pub source: String,
+    /// The archive asked for (the chain's newest), local path.
+    pub archive: String,
+    /// Every file of the chain, base first, each `.car` then its `.json`.
+    pub files: Vec<FetchedFile>,
+}
+
+/// One file of the chain.
+#[derive(Debug, Clone, Serialize)]
+pub struct FetchedFile {
+    pub name: String,
+    pub path: String,
+    pub size_bytes: u64,
+    /// `downloaded`, or `present` (already in the folder with the same size; verify-car
+    /// re-hashes it).
+    pub action: String,
+}
+
+/// The archives under the prefix (`.car` files), oldest first by the time in their names.
+pub async fn list(store: &S3Store) -> Result<Vec<RemoteObject>, StepError> {
+    let mut cars: Vec<RemoteObject> = store
+        .s3()
+        .list()
+        .await
+        .map_err(remote)?
+        .into_iter()
+        .filter(|o| o.name.starts_with("arke-") && o.name.ends_with(".car"))
+        .collect();
+    cars.sort_by_key(|o| name_stamp(&o.name));
+    Ok(cars)
+}
+
+/// Downloads the archive and its chain into `opts.dest`.
+pub async fn fetch(store: &S3Store, opts: &FetchOptions) -> Result<FetchReport, StepError> {
+    crate::daily::ensure_dir(&opts.dest)?;
+    let newest = match &opts.name {
+        Some(n) => n.clone(),
+        None => newest_complete(store).await?,
+    };
+    let mut files = Vec::new();
+    let mut archived = Vec::new();
+    let mut next = Some(newest.clone());
+    while let Some(car) = next.take() {
+        if files.len() / 2 >= MAX_CHAIN {
+            let msg = format!("the chain of {newest} is longer than {MAX_CHAIN}: a loop?");
+            return Err(StepError::new(Exit::Failed, msg));
+        }
+        let json = format!("{}.json", car.strip_suffix(".car").unwrap_or(&car));
+        let meta = fetch_file(store, &json, opts, &mut archived).await?;
+        let data = fetch_file(store, &car, opts, &mut archived).await?;
+        next = meta.as_ref().and_then(|m| parent_of(&m.path));
+        // Base first in the report: parents are pushed in front.
+        files.splice(0..0, data.into_iter().chain(meta));
+    }
+    if !archived.is_empty() {
+        return Err(StepError::new(Exit::Remote, archived.join("; ")));
+    }
+    Ok(FetchReport {
+        source: store.s3().url(""),
+        archive: opts.dest.join(&newest).display().to_string(),
+        files,
+    })
+}
+
+/// The newest `.car` whose `.json` is there too: the `.json` goes up last, so its presence
+/// says the archive's upload completed.
+async fn newest_complete(store: &S3Store) -> Result<String, StepError> {
+    let all = store.s3().list().await.map_err(remote)?;
+    let has = |n: &str| all.iter().any(|o| o.name == n);
+    let mut cars: Vec<&RemoteObject> = all
+        .iter()
+        .filter(|o| o.name.starts_with("arke-") && o.name.ends_with(".car"))
+        .filter(|o| has(&format!("{}.json", o.name.trim_end_matches(".car"))))
+        .collect();
+    cars.sort_by_key(|o| name_stamp(&o.name));
+    cars.last().map(|o| o.name.clone()).ok_or_else(|| {
+        let msg = format!(
+            "no complete archive (a .car with its .json) in {}",
+            store.s3().url("")
+        );
+        StepError::new(Exit::Failed, msg)
+    })
+}
+
+/// One file: skipped when present with the remote size, else downloaded (checked). An object
+/// in Glacier gets a restore request and is noted in `archived`; `Ok(None)` then.
+async fn fetch_file(
+    store: &S3Store,
+    name: &str,
+    opts: &FetchOptions,
+    archived: &mut Vec<String>,
+) -> Result<Option<FetchedFile>, StepError> {
+    let dest = opts.dest.join(name);
+    let head = store.s3().head(name).await.map_err(remote)?;
+    let Some(head) = head else {
+        let msg = format!(
+            "{} is not in S3 (the chain is incomplete there)",
+            store.s3().url(name)
+        );
+        return Err(StepError::new(Exit::Failed, msg));
+    };
+    let file = |action: &str| FetchedFile {
+        name: name.to_string(),
+        path: dest.display().to_string(),
+        size_bytes: head.size,
+        action: action.to_string(),
+    };
+    if std::fs::metadata(&dest).is_ok_and(|m| m.len() == head.size) {
+        tracing::info!(
+            "{name}: already in {} ({})",
+            opts.dest.display(),
+            human(head.size)
+        );
+        return Ok(Some(file("present")));
+    }
+    if dest.exists() {
+        let msg = format!(
+            "{} exists and differs from {}: move it away first",
+            dest.display(),
+            store.s3().url(name)
+        );
+        return Err(StepError::new(Exit::Io, msg));
+    }
+    let progress = logged_progress(format!("download {name}"));
+    match store.s3().download(name, &dest, &progress).await {
+        Ok(_) => {
+            tracing::info!("{name}: downloaded ({}), SHA-256 checked", human(head.size));
+            Ok(Some(file("downloaded")))
+        }
+        // The client asked for the restore (Standard tier, 7 days) unless one is running; the
+        // other members are still asked for theirs, so that one wait covers the chain.
+        Err(e @ S3Error::Archived { .. }) => {
+            archived.push(format!("{e}"));
+            Ok(None)
+        }
+        Err(e) => Err(remote(e)),
+    }
+}
+
+/// The `parent` file name in an archive's `.json`, if it is an incremental.
+fn parent_of(json: &str) -> Option<String> {
+    let bytes = std::fs::read(json).ok()?;
+    let v: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    let p = v.get("parent")?.as_str()?;
+    // A name in the same folder, nothing else: the descriptor comes from S3.
+    let plain = Path::new(p).file_name().is_some_and(|n| n == p);
+    (plain && p.ends_with(".car")).then(|| p.to_string())
+}
+
+/// `arke-{seq}-{YYYYMMDD-HHMMSS}[-N].car` → a sortable key (time, then the whole name).
+fn name_stamp(name: &str) -> (String, String) {
+    let parts: Vec<&str> = name.trim_end_matches(".car").split('-').collect();
+    let stamp = match parts.as_slice() {
+        [_, _, day, time, ..] => format!("{day}{time}"),
+        _ => String::new(),
+    };
+    (stamp, name.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_sort_by_their_time_not_their_sequence() {
+        let mut v = [
+            "arke-10-20261201-020000.car",
+            "arke-9-20261202-020000.car",
+            "arke-9-20261201-020000-2.car",
+        ];
+        v.sort_by_key(|n| name_stamp(n));
+        assert_eq!(v[2], "arke-9-20261202-020000.car");
+        assert_eq!(v[0], "arke-10-20261201-020000.car");
+    }
+
+    #[test]
+    fn a_parent_must_be_a_plain_car_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("a.json");
+        for (parent, want) in [
+            ("arke-1-20261201-020000.car", true),
+            ("../../etc/passwd", false),
+            ("/abs/arke-1.car", false),
+            ("arke-1.json", false),
+        ] {
+            std::fs::write(&p, format!("{{\"parent\": {parent:?}}}")).unwrap();
+            assert_eq!(parent_of(p.to_str().unwrap()).is_some(), want, "{parent}");
+        }
+    }
+}
