@@ -1,6 +1,5 @@
-//! One exit-code table: `Exit::ALL` is the source; the tables in README.md, docs/RUNBOOK.md, the
-//! module docs of `report::exit` and the `EXIT_*` constants of scripts/lib/common.sh must say
-//! the same codes under the same names. 101 (`panic`) appears only in the documents.
+//! One exit-code table: `Exit::ALL` is the source; the tables in README.md, docs/RUNBOOK.md and
+//! the module docs of `report::exit` must say the same codes under the same names. 101 (`panic`) appears only in the documents.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -88,28 +87,6 @@ fn runbook_table_agrees() {
 fn module_docs_agree() {
     let got = table(&read("crates/arke-core/src/report/exit.rs"), "", "//!");
     assert_eq!(got, with(binaries(), &[(101, "panic")]));
-}
-
-#[test]
-fn script_constants_agree() {
-    let text = read("scripts/lib/common.sh");
-    let mut got = BTreeMap::new();
-    for word in text.split_whitespace() {
-        let Some(rest) = word.strip_prefix("EXIT_") else {
-            continue;
-        };
-        let Some((name, code)) = rest.split_once('=') else {
-            continue;
-        };
-        let code: u8 = code
-            .parse()
-            .unwrap_or_else(|e| panic!("EXIT_{name}={code}: {e}"));
-        assert!(
-            got.insert(code, name.to_ascii_lowercase()).is_none(),
-            "EXIT_ code {code} defined twice"
-        );
-    }
-    assert_eq!(got, binaries());
 }
 
 #[test]
