@@ -364,9 +364,7 @@ async fn upload_step<S: ArchiveStore>(
     let mut files = Vec::new();
     let mut verified_by = String::new();
     for member in chain {
-        let size = file_size(member)?;
-        let name = file_name(member);
-        if member != tonight && store.remote_size(&name).await? == Some(size) {
+        if member != tonight && in_store(store, member).await? {
             continue;
         }
         // The CAR first, its metadata last: a listing that shows the .json shows a whole upload.
@@ -400,6 +398,17 @@ async fn upload_step<S: ArchiveStore>(
         },
         detail,
     ))
+}
+
+/// Whether S3 already holds an archive whole: its `.car` and its `.json`, each with the local
+/// size (a night that failed between the two uploads left only the `.car`).
+async fn in_store<S: ArchiveStore>(store: &S, car: &Path) -> Result<bool, StepError> {
+    for path in [car.to_path_buf(), car.with_extension("json")] {
+        if store.remote_size(&file_name(&path)).await? != Some(file_size(&path)?) {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
 
 async fn retention_step(cfg: &Config) -> Result<Done<Vec<String>>, StepError> {
