@@ -173,7 +173,7 @@ async fn car_step(cfg: &Config, progress: &Progress) -> Result<Done<ArchiveRecor
         parent: v.members.iter().rev().nth(1).map(|p| file_name(p)),
         size_bytes: size,
         blocks: r.scan.blocks,
-        sha256: String::new(),
+        sha256: r.scan.sha256.clone().unwrap_or_default(),
         snapshot_cid: r.snapshot_cid.clone().unwrap_or_default(),
         seq: r.snapshot_seq.unwrap_or_default(),
         verified: true,
