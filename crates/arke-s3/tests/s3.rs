@@ -197,6 +197,29 @@ async fn upload_damaged_in_flight_is_refused() -> anyhow::Result<()> {
         );
         assert_eq!(sha256_file(&src)?, want);
     }
+    // The flips above were caught by the signed payload hash (x-amz-content-sha256); the
+    // x-amz-checksum-sha256 and Content-MD5 headers sent with every part are checked by the
+    // server on their own too (what protects a request whose payload is not signed).
+    use aws_sdk_s3::error::ProvideErrorMetadata as _;
+    use aws_sdk_s3::primitives::ByteStream;
+    let other = "bm90IHRoZSBzYW1lIGJ5dGVzIGF0IGFsbCBzb3JyeSA=";
+    let put = |sha: Option<&str>, md5: Option<&str>| {
+        direct
+            .sdk()
+            .put_object()
+            .bucket(&bucket)
+            .key("probe")
+            .set_checksum_sha256(sha.map(str::to_string))
+            .set_content_md5(md5.map(str::to_string))
+            .body(ByteStream::from_static(b"some bytes"))
+            .send()
+    };
+    let err = put(Some(other), None).await.unwrap_err();
+    assert_eq!(err.code(), Some("BadDigest"), "{err:?}");
+    let err = put(None, Some("AAAAAAAAAAAAAAAAAAAAAA=="))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some("BadDigest"), "{err:?}");
     // The multipart upload was aborted: no parts left behind.
     let pending = direct
         .sdk()
