@@ -232,7 +232,14 @@ fn chain(err: &(dyn std::error::Error + 'static)) -> String {
     let mut parts: Vec<String> = Vec::new();
     let mut cur = Some(err);
     while let Some(e) = cur {
-        let s = e.to_string();
+        // Some messages span lines (the credential chain lists every provider tried).
+        let s = e
+            .to_string()
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect::<Vec<_>>()
+            .join("; ");
         if !parts.last().is_some_and(|last| last.contains(&s)) {
             parts.push(s);
         }
@@ -259,6 +266,13 @@ mod tests {
         let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "Connection refused");
         let outer = S3Error::io("/x", io);
         assert_eq!(chain(&outer), "/x: Connection refused");
+        let multi = S3Error::Config(
+            "no credentials. Attempted:\n  Environment: not set\n  Profile: none".into(),
+        );
+        assert_eq!(
+            chain(&multi),
+            "S3 configuration: no credentials. Attempted:; Environment: not set; Profile: none"
+        );
     }
 
     #[test]
