@@ -114,7 +114,7 @@ impl S3 {
             .region(Region::new(cfg.region.clone()))
             .http_client(http_client())
             .retry_config(RetryConfig::standard().with_max_attempts(cfg.retries + 1))
-            .timeout_config(timeouts(&cfg))
+            .timeout_config(timeouts(&cfg, 0))
             .stalled_stream_protection(
                 StalledStreamProtectionConfig::enabled()
                     .grace_period(cfg.timeout)
@@ -313,16 +313,23 @@ impl S3 {
     }
 }
 
-/// Connect, answer and attempt timeouts. The SDK's "read" timeout runs from sending the request
-/// to the answer's headers, so it must cover sending a whole part: `timeout` plus the part at
-/// 1 MiB/s (64 MiB parts: 30 s + 64 s). Bodies being downloaded have their own idle timeout.
-fn timeouts(cfg: &S3Config) -> TimeoutConfig {
-    let answer = cfg.timeout + Duration::from_secs(cfg.part_size / MIB);
+/// Connect, answer and attempt timeouts for a request sending `body` bytes. The SDK's "read"
+/// timeout runs from sending the request to the answer's headers, so a request that sends a
+/// part must be given the time to send it: `timeout` plus the body at 1 MiB/s (a 64 MiB part:
+/// 30 s + 64 s). Every other request answers within `timeout`. Bodies being downloaded have
+/// their own idle timeout.
+pub(crate) fn timeouts(cfg: &S3Config, body: u64) -> TimeoutConfig {
+    let answer = cfg.timeout + Duration::from_secs(body / MIB);
     TimeoutConfig::builder()
         .connect_timeout(cfg.timeout)
         .read_timeout(answer)
         .operation_attempt_timeout(cfg.timeout + answer)
         .build()
+}
+
+/// The per-request override giving a request that sends `body` bytes its longer timeouts.
+pub(crate) fn body_timeouts(cfg: &S3Config, body: u64) -> aws_sdk_s3::config::Builder {
+    aws_sdk_s3::config::Builder::default().timeout_config(timeouts(cfg, body))
 }
 
 /// HTTPS with rustls over ring and the system's root certificates; plain HTTP for local

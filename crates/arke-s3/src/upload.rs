@@ -125,6 +125,8 @@ impl S3 {
             .checksum_sha256(b64(&part.sums.sha256))
             .content_md5(b64(&part.sums.md5))
             .body(ByteStream::from(part.data))
+            .customize()
+            .config_override(crate::body_timeouts(&self.cfg, src.size))
             .send()
             .await
             .map_err(|e| classify(e, self.ctx(key, "PutObject")))?;
@@ -237,6 +239,8 @@ impl S3 {
             .checksum_sha256(&sha)
             .content_md5(b64(&part.sums.md5))
             .body(ByteStream::from(part.data.clone()))
+            .customize()
+            .config_override(crate::body_timeouts(&self.cfg, part.data.len() as u64))
             .send()
             .await
             .map_err(|e| classify(e, self.ctx(key, "UploadPart")))?;

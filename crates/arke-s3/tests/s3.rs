@@ -8,7 +8,7 @@
 mod support;
 
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use arke_s3::{MIB, RestoreState, S3, S3Error, VerifiedBy};
@@ -411,6 +411,57 @@ async fn archived_object_is_not_read() -> anyhow::Result<()> {
     s3.download("old.car", &dest, &no_progress).await?;
     assert_eq!(std::fs::read(&dest)?, std::fs::read(&src)?);
     assert!(!dest.with_extension("x").exists() && files_in(dir.path()).len() == 2);
-    let _ = AtomicU64::new(0);
+    Ok(())
+}
+
+/// A server that accepts connections and never answers, and a download body that stops in
+/// the middle: both fail within the configured bounds (timeouts x attempts), nothing is
+/// written to the destination.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_server_and_stalled_body_fail_in_bounded_time() -> anyhow::Result<()> {
+    let server = S3Server::shared();
+    let (direct, bucket) = server.new_bucket("stall").await?;
+    let dir = tempfile::tempdir()?;
+    let src = dir.path().join("a.car");
+    random_file(&src, 3 * MIB, 9)?;
+    direct.upload_file(&src, "a.car", &no_progress).await?;
+
+    let proxy = Proxy::start(&server.endpoint).await?;
+    let mut cfg = server.config(&bucket);
+    cfg.endpoint = Some(proxy.url.clone());
+    cfg.timeout = Duration::from_secs(2);
+    cfg.retries = 1;
+    let s3 = S3::connect(cfg).await?;
+
+    // The body stops after 1000 bytes, the connection stays open: the idle timeout (2 s).
+    proxy.faults.stall_get_body.store(true, Ordering::SeqCst);
+    let dest = dir.path().join("out").join("a.car");
+    std::fs::create_dir(dest.parent().unwrap())?;
+    let t0 = Instant::now();
+    let err = s3.download("a.car", &dest, &no_progress).await.unwrap_err();
+    let took = t0.elapsed();
+    assert!(matches!(err, S3Error::Transport { .. }), "{err}");
+    assert!(
+        took >= Duration::from_secs(2) && took < Duration::from_secs(10),
+        "{took:?}"
+    );
+    assert!(files_in(dest.parent().unwrap()).is_empty());
+    eprintln!("stalled body: failed after {took:?}: {err}");
+
+    // Nothing answers at all: 2 attempts of (2 s to answer), plus the backoff.
+    proxy.faults.stall_all.store(true, Ordering::SeqCst);
+    let s3 = S3::connect(s3.config().clone()).await?; // new connections only
+    let t0 = Instant::now();
+    let err = s3.check_bucket().await.unwrap_err();
+    let took = t0.elapsed();
+    assert!(
+        matches!(err, S3Error::Transport { .. }) && err.is_retryable(),
+        "{err}"
+    );
+    assert!(
+        took >= Duration::from_secs(4) && took < Duration::from_secs(15),
+        "{took:?}"
+    );
+    eprintln!("silent server: failed after {took:?}: {err}");
     Ok(())
 }
