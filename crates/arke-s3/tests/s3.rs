@@ -157,8 +157,14 @@ async fn server_killed_mid_upload_then_retry_succeeds() -> anyhow::Result<()> {
     );
     eprintln!("killed server: failed after {took:?}: {err}");
 
+    let t1 = Instant::now();
     server.restart()?;
+    let restarted = t1.elapsed();
     let up = s3.upload_file(&src, "night.car", &no_progress).await?;
+    eprintln!(
+        "killed server: restarted (same data) in {restarted:?}; upload again in {:?}",
+        up.duration
+    );
     assert_eq!((up.sha256.as_str(), up.parts), (want.as_str(), 8));
     let out = dir.path().join("back.car");
     s3.download("night.car", &out, &no_progress).await?;
