@@ -4,9 +4,11 @@
 #
 # SeaweedFS is built from the Go module proxy as a tool of the pinned throwaway module in
 # scripts/s3-server/ (go.mod + go.sum; see its README), once, and cached by the hash of those
-# files. One `weed server` process runs master + volume + filer + S3 gateway (the fastest of the
-# layouts to start, ~2-3 s; multipart uploads, SHA-256 checksums, storage classes, SigV4). Every
-# listener is on 127.0.0.1; telemetry, Iceberg and Lance listeners are off.
+# files. One `weed server` process runs master + volume + filer + S3 gateway (multipart uploads,
+# SHA-256 checksums, storage classes, SigV4). Every listener is on 127.0.0.1; telemetry, Iceberg
+# and Lance listeners are off. `start` returns once a write goes through (~10 s: the gateway
+# answers in ~2.5 s, then a fresh master holds volume allocation a few seconds); `restart` on the
+# same data ~17 s (a restarted master refuses writes during a 15 s warmup).
 #
 #   scripts/s3-server.sh install              build once into $S3_SERVER_DIR (checked by the binary)
 #   scripts/s3-server.sh start <statedir>     start a server; prints its endpoint on stdout and writes
@@ -18,14 +20,16 @@
 #   scripts/s3-server.sh restart <statedir>   start the server of <statedir> again, on the same data
 #                                             and ports (after a crash or kill -9: what a test of a
 #                                             server that died mid-upload needs)
-#   scripts/s3-server.sh stop <statedir>      SIGTERM, SIGKILL after 2 s, remove the state folder
+#   scripts/s3-server.sh stop <statedir>      SIGTERM, SIGKILL after 2 s (weed is slow to stop and
+#                                             the data is throwaway), remove the state folder
 #   scripts/s3-server.sh run -- <cmd> [args]  start a server, run cmd with the env set, always stop it
 #   scripts/s3-server.sh bin                  print the path of `weed` (after install)
 #
 # Credentials: one identity with the Admin action on every bucket (access key and secret are
 # random per server, written to <statedir>/env). A request with another key or a wrong secret
-# is refused (InvalidAccessKeyId / SignatureDoesNotMatch): signatures are checked. The tests
-# create their own buckets (CreateBucket).
+# is refused (InvalidAccessKeyId / SignatureDoesNotMatch): signatures are checked. No bucket
+# exists and none is created on upload (-s3.autoCreateBucket=false, as on AWS): the tests create
+# their own (CreateBucket).
 #
 # Environment: S3_SERVER_DIR (install dir, default ~/.cache/arke-s3-server), S3_START_TIMEOUT
 # (seconds, default 60). The first install downloads about 500 Go modules and compiles for
@@ -145,6 +149,7 @@ start_server() {
     -s3.localSocket="$state/s3.sock" -s3.config="$state/s3.json" -s3.autoCreateBucket=false \
     >>"$state/server.log" 2>&1 </dev/null &
   PID=$!
+  disown "$PID" 2>/dev/null || true # no "Killed" job report from this shell when it is stopped
   echo "$PID" >"$state/pid"
   URL="http://127.0.0.1:$s3"
   DEADLINE=$((SECONDS + START_TIMEOUT))
