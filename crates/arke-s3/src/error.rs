@@ -208,7 +208,10 @@ pub(crate) fn service_error(
             op: ctx.op,
             code: code.unwrap_or("(no error code)").to_string(),
             status,
-            message,
+            message: match (code, message.is_empty()) {
+                (None, true) => "an answer that is not S3's (is the endpoint an S3 server?)".into(),
+                _ => message,
+            },
         },
     }
 }

@@ -11,7 +11,7 @@ use aws_config::provider_config::ProviderConfig;
 /// must look like an instance id (`i-` and hex), so that an odd proxy page never becomes a
 /// folder name.
 pub async fn instance_id(imds_base: &str) -> Option<String> {
-    let provider = ProviderConfig::default().with_http_client(crate::http_client());
+    let provider = ProviderConfig::default().with_http_client(crate::http_client().ok()?);
     let client = imds::Client::builder()
         .configure(&provider)
         .endpoint(imds_base)

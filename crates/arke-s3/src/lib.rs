@@ -56,6 +56,7 @@ use aws_sdk_s3::config::{
     StalledStreamProtectionConfig,
 };
 use aws_smithy_http_client::tls;
+use aws_smithy_runtime_api::client::http::SharedHttpClient;
 use chrono::{DateTime, Utc};
 
 pub use checksum::{composite_sha256, multipart_etag};
@@ -112,7 +113,7 @@ impl S3 {
         let cfg = cfg.validated()?;
         let mut loader = aws_config::defaults(BehaviorVersion::latest())
             .region(Region::new(cfg.region.clone()))
-            .http_client(http_client())
+            .http_client(http_client()?)
             .retry_config(RetryConfig::standard().with_max_attempts(cfg.retries + 1))
             .timeout_config(timeouts(&cfg, 0))
             .stalled_stream_protection(
@@ -332,14 +333,26 @@ pub(crate) fn body_timeouts(cfg: &S3Config, body: u64) -> aws_sdk_s3::config::Bu
     aws_sdk_s3::config::Builder::default().timeout_config(timeouts(cfg, body))
 }
 
-/// HTTPS with rustls over ring and the system's root certificates; plain HTTP for local
-/// S3-compatible servers.
-fn http_client() -> aws_smithy_runtime_api::client::http::SharedHttpClient {
-    aws_smithy_http_client::Builder::new()
+/// HTTPS with rustls over ring and the system's root certificates, plus the PEM bundle named by
+/// `AWS_CA_BUNDLE` (as the aws CLI does; the Rust SDK itself ignores that variable); plain HTTP
+/// for local S3-compatible servers. Proxy variables are not used: the instance reaches S3
+/// directly or through a VPC endpoint.
+fn http_client() -> Result<SharedHttpClient, S3Error> {
+    let mut trust = tls::TrustStore::default();
+    if let Some(path) = std::env::var_os("AWS_CA_BUNDLE").filter(|p| !p.is_empty()) {
+        let pem = std::fs::read(&path).map_err(|e| S3Error::io(&path, e))?;
+        trust = trust.with_pem_certificate(pem);
+    }
+    let context = tls::TlsContext::builder()
+        .with_trust_store(trust)
+        .build()
+        .map_err(|e| S3Error::Config(format!("TLS setup: {e}")))?;
+    Ok(aws_smithy_http_client::Builder::new()
         .tls_provider(tls::Provider::Rustls(
             tls::rustls_provider::CryptoMode::Ring,
         ))
-        .build_https()
+        .tls_context(context)
+        .build_https())
 }
 
 fn to_chrono(t: &aws_smithy_types::DateTime) -> Option<DateTime<Utc>> {
