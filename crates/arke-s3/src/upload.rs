@@ -69,7 +69,10 @@ struct Source {
 struct Expected {
     key: String,
     size: u64,
+    /// Composite `b64-N` (multipart) or plain `b64` (single PUT).
     checksum: String,
+    /// Base64 SHA-256 of the whole file: what a server keeping full-object checksums reports.
+    full: String,
     etag: String,
 }
 
@@ -135,6 +138,7 @@ impl S3 {
             key: key.to_string(),
             size: src.size,
             checksum: b64(&part.sums.sha256),
+            full: b64(&part.sums.sha256),
             etag: hex(&part.sums.md5),
         };
         Ok((expected, 1))
@@ -216,6 +220,7 @@ impl S3 {
             key: key.to_string(),
             size,
             checksum: checksum::composite_sha256(&sums),
+            full: checksum::hex_to_b64(&src.sha256).unwrap_or_default(),
             etag: checksum::multipart_etag(&sums),
         };
         Ok((expected, count))
@@ -336,7 +341,8 @@ impl S3 {
             .trim_matches('"')
             .to_string();
         if let Some(got) = head.checksum_sha256() {
-            return if checksum::checksum_matches(&exp.checksum, got) {
+            let full = !exp.full.is_empty() && got.trim() == exp.full;
+            return if checksum::checksum_matches(&exp.checksum, got) || full {
                 Ok((VerifiedBy::Sha256, etag))
             } else {
                 Err(mismatch(
