@@ -471,3 +471,46 @@ async fn silent_server_and_stalled_body_fail_in_bounded_time() -> anyhow::Result
     eprintln!("silent server: failed after {took:?}: {err}");
     Ok(())
 }
+
+/// A server that keeps no SHA-256 checksum (the proxy removes it from HEAD answers): the
+/// upload is verified by the MD5 ETag instead, a wrong ETag is a mismatch, and with neither
+/// the upload fails as unverified rather than being claimed good.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_server_checksums_the_etag_verifies() -> anyhow::Result<()> {
+    let server = S3Server::shared();
+    let (_, bucket) = server.new_bucket("etag").await?;
+    let proxy = Proxy::start(&server.endpoint).await?;
+    let mut cfg = server.config(&bucket);
+    cfg.endpoint = Some(proxy.url.clone());
+    let s3 = S3::connect(cfg).await?;
+    let dir = tempfile::tempdir()?;
+    let drop = |names: &[&str]| {
+        *proxy.faults.head_drop.lock().unwrap() = names.iter().map(|n| n.to_string()).collect();
+    };
+    drop(&["x-amz-checksum-sha256"]);
+    for (name, size) in [("multi.car", 17 * MIB), ("single.json", 2000)] {
+        let src = dir.path().join(name);
+        random_file(&src, size, 10)?;
+        let up = s3.upload_file(&src, name, &no_progress).await?;
+        assert_eq!(up.checksum_verified_by, VerifiedBy::EtagMd5, "{name}");
+        assert_eq!(up.checksum_verified_by.as_str(), "etag-md5");
+    }
+    let src = dir.path().join("multi.car");
+    drop(&["x-amz-checksum-sha256", "etag"]);
+    *proxy.faults.head_header.lock().unwrap() =
+        Some("ETag: \"00000000000000000000000000000000-3\"".into());
+    let err = s3
+        .upload_file(&src, "multi.car", &no_progress)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, S3Error::ChecksumMismatch { .. }), "{err}");
+    assert!(err.to_string().contains("etag"), "{err}");
+    *proxy.faults.head_header.lock().unwrap() = None;
+    let err = s3
+        .upload_file(&src, "multi.car", &no_progress)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, S3Error::Unverified { .. }), "{err}");
+    eprintln!("no checksum, no ETag: {err}");
+    Ok(())
+}

@@ -1,8 +1,9 @@
 //! A small HTTP/1.1-aware TCP proxy in front of the real server, for the integrity tests: it
 //! passes everything through, counts requests, and on demand flips one bit of the next PUT
 //! request body or GET response body (bytes damaged in flight), stops the next GET body in
-//! the middle or accepts connections and never answers (a server that hangs), or adds a
-//! header to HEAD answers (an `x-amz-restore` the test server cannot produce).
+//! the middle or accepts connections and never answers (a server that hangs), or removes and
+//! adds headers of HEAD answers (a server that keeps no checksum; an `x-amz-restore` the test
+//! server cannot produce).
 //!
 //! It follows the message boundaries of each connection (Content-Length; requests are answered
 //! in order, so the request methods tell which answers have a body). A chunked body, which
@@ -28,6 +29,8 @@ pub struct Faults {
     pub stall_get_body: AtomicBool,
     /// Accept new connections and never answer.
     pub stall_all: AtomicBool,
+    /// Headers removed from every HEAD answer (lower-case names).
+    pub head_drop: Mutex<Vec<String>>,
     /// A header line (`name: value`) added to every HEAD answer.
     pub head_header: Mutex<Option<String>>,
     /// Requests seen, and how many of each method.
@@ -239,15 +242,29 @@ impl Parser {
         self.stall = method == "GET"
             && length > FLIP_AT
             && self.faults.stall_get_body.swap(false, Ordering::SeqCst);
-        let extra = self.faults.head_header.lock().ok().and_then(|h| h.clone());
-        match extra {
-            Some(line) if method == "HEAD" => {
-                let mut h = head[..head.len() - 2].to_vec();
-                h.extend_from_slice(line.as_bytes());
-                h.extend_from_slice(b"\r\n\r\n");
-                h
-            }
-            _ => head,
+        if method != "HEAD" {
+            return head;
         }
+        let drop = self
+            .faults
+            .head_drop
+            .lock()
+            .map(|d| d.clone())
+            .unwrap_or_default();
+        let extra = self.faults.head_header.lock().ok().and_then(|h| h.clone());
+        let mut lines: Vec<&str> = text.trim_end_matches("\r\n").split("\r\n").collect();
+        lines.retain(|l| {
+            let name = l
+                .split(':')
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_ascii_lowercase();
+            !drop.contains(&name)
+        });
+        if let Some(line) = extra.as_deref() {
+            lines.push(line);
+        }
+        format!("{}\r\n\r\n", lines.join("\r\n")).into_bytes()
     }
 }
