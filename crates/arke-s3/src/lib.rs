@@ -26,17 +26,40 @@
 //! - **Credentials** from the SDK's default chain: environment, profile, web identity, ECS, and
 //!   the instance role through IMDSv2 (`aws-config`), or explicit keys ([`StaticCredentials`]).
 //!
-//! Why the official AWS SDK (`aws-sdk-s3`, `aws-config`) rather than `object_store` or
-//! `rust-s3`: the archive side needs RestoreObject and the `x-amz-restore` state, per-part
-//! SHA-256 checksums with checksum-mode HeadObject, storage classes, and the full credential
-//! chain with IMDSv2, which the SDK has and is maintained by AWS; `object_store` abstracts these
-//! away (no restore, no storage class per put in its generic API). The cost is compile time and
-//! a larger dependency tree. The SDK's own CRC32 trailer checksums are turned off
-//! (`WhenRequired`): they need `aws-chunked` encoding, which S3-compatible servers do not all
-//! accept; the SHA-256 header this crate sends is the stronger check anyway.
+//! Why the official AWS SDK (`aws-sdk-s3`, `aws-config`) rather than `object_store`: the
+//! archive side needs S3 specifics that a provider-neutral store does not model: RestoreObject
+//! and the `x-amz-restore` state, SHA-256 part checksums with a checksum-mode HeadObject, the
+//! storage class of each upload; and `aws-config` brings the whole credential chain with IMDSv2,
+//! maintained by AWS. The cost is compile time (aws-sdk-s3 is one very large generated crate; the
+//! workspace builds it at opt-level 0 in dev) and a larger dependency tree. The SDK's own CRC32
+//! trailer checksums are turned off (`WhenRequired`): they need `aws-chunked` encoding, which
+//! S3-compatible servers do not all accept; the SHA-256 header this crate sends (plus Content-MD5,
+//! plus the SigV4 payload hash) is the stronger check anyway.
 //!
 //! TLS is rustls over `ring` (not the SDK's default aws-lc-rs): no C/cmake build of aws-lc-sys,
 //! and a simpler static musl build.
+//!
+//! ```no_run
+//! use std::path::Path;
+//! use arke_s3::{S3, S3Config};
+//!
+//! # async fn nightly() -> Result<(), arke_s3::S3Error> {
+//! let id = arke_s3::instance_id("http://169.254.169.254").await; // None off EC2
+//! let prefix = format!("backups/{}/", id.as_deref().unwrap_or("my-host"));
+//! let mut cfg = S3Config::new("arke-ipfs-backups-123456789012", prefix);
+//! cfg.region = "us-east-1".into();
+//! let s3 = S3::connect(cfg).await?;
+//! s3.check_bucket().await?; // missing bucket, refused credentials: one clear line
+//! let car = Path::new("/var/lib/arke-dr/backups/arke-2026-12-01.car");
+//! let up = s3.upload_file(car, "arke-2026-12-01.car", &|done, total| {
+//!     tracing::info!("upload {done}/{total} bytes");
+//! }).await?;
+//! tracing::info!("{} verified by {}", up.key, up.checksum_verified_by.as_str());
+//! // The runbook's side: GLACIER objects get a restore request and S3Error::Archived.
+//! let back = s3.download("arke-2026-12-01.car", Path::new("/tmp/restore.car"), &|_, _| {}).await?;
+//! assert!(back.verified_sha256);
+//! # Ok(()) }
+//! ```
 
 mod checksum;
 mod config;
