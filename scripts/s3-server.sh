@@ -4,9 +4,11 @@
 #
 # SeaweedFS is built from the Go module proxy as a tool of the pinned throwaway module in
 # scripts/s3-server/ (go.mod + go.sum; see its README), once, and cached by the hash of those
-# files. One `weed server` process runs master + volume + filer + S3 gateway (the fastest of the
-# layouts to start, ~2-3 s; multipart uploads, SHA-256 checksums, storage classes, SigV4). Every
-# listener is on 127.0.0.1; telemetry, Iceberg and Lance listeners are off.
+# files. One `weed server` process runs master + volume + filer + S3 gateway (multipart uploads,
+# SHA-256 checksums, storage classes, SigV4). Every listener is on 127.0.0.1; telemetry, Iceberg
+# and Lance listeners are off. `start` returns once a write goes through (~10 s: the gateway
+# answers in ~2.5 s, then a fresh master holds volume allocation a few seconds); `restart` on the
+# same data ~17 s (a restarted master refuses writes during a 15 s warmup).
 #
 #   scripts/s3-server.sh install              build once into $S3_SERVER_DIR (checked by the binary)
 #   scripts/s3-server.sh start <statedir>     start a server; prints its endpoint on stdout and writes
@@ -18,14 +20,16 @@
 #   scripts/s3-server.sh restart <statedir>   start the server of <statedir> again, on the same data
 #                                             and ports (after a crash or kill -9: what a test of a
 #                                             server that died mid-upload needs)
-#   scripts/s3-server.sh stop <statedir>      SIGTERM, SIGKILL after 2 s, remove the state folder
+#   scripts/s3-server.sh stop <statedir>      SIGTERM, SIGKILL after 2 s (weed is slow to stop and
+#                                             the data is throwaway), remove the state folder
 #   scripts/s3-server.sh run -- <cmd> [args]  start a server, run cmd with the env set, always stop it
 #   scripts/s3-server.sh bin                  print the path of `weed` (after install)
 #
 # Credentials: one identity with the Admin action on every bucket (access key and secret are
 # random per server, written to <statedir>/env). A request with another key or a wrong secret
-# is refused (InvalidAccessKeyId / SignatureDoesNotMatch): signatures are checked. The tests
-# create their own buckets (CreateBucket).
+# is refused (InvalidAccessKeyId / SignatureDoesNotMatch): signatures are checked. No bucket
+# exists and none is created on upload (-s3.autoCreateBucket=false, as on AWS): the tests create
+# their own (CreateBucket).
 #
 # Environment: S3_SERVER_DIR (install dir, default ~/.cache/arke-s3-server), S3_START_TIMEOUT
 # (seconds, default 60). The first install downloads about 500 Go modules and compiles for
@@ -103,6 +107,7 @@ cmd_start() {
   write_identity "$state"
   local attempt
   for attempt in 1 2 3; do
+    rm -rf "$state/data" && mkdir "$state/data" # a failed attempt's master state is not reused
     pick_ports >"$state/ports"
     if start_server "$state"; then break; fi
     if [ "$attempt" -eq 3 ]; then cmd_stop "$state"; return 1; fi
@@ -123,48 +128,82 @@ endpoint() {
   echo "http://127.0.0.1:$s3"
 }
 
-# start_server <statedir>: runs weed with the ports in <statedir>/ports, waits (bounded) until a
-# signed request is answered and a volume server has joined, writes <statedir>/env.
+# start_server <statedir>: runs weed with the ports in <statedir>/ports, waits (bounded) until it
+# takes writes, writes <statedir>/env.
 start_server() {
-  local state=$1 weed pid url deadline next_log key secret
-  local master master_grpc volume volume_grpc filer filer_grpc s3 s3_grpc
+  local state=$1 weed master master_grpc volume volume_grpc filer filer_grpc s3 s3_grpc
   read -r master master_grpc volume volume_grpc filer filer_grpc s3 s3_grpc <"$state/ports"
-  { read -r key; read -r secret; } <"$state/credentials"
+  { read -r KEY; read -r SECRET; } <"$state/credentials"
   weed="$(bin_dir)/weed"
   # volume.max 0: as many volumes as the disk allows (each bucket is a collection with its own
-  # volumes; the default 8 runs out after a few buckets). 64 MB volumes keep the data folder small.
+  # volumes; the default 8 runs out after a few buckets). 64 MB volumes keep the data folder
+  # small. electionTimeout 1s: a restarted master resumes its raft state and waits this long
+  # before it leads (10 s by default). autoCreateBucket off: a missing bucket is an error, as
+  # on AWS.
   setsid "$weed" -logtostderr=true server -ip=127.0.0.1 -ip.bind=127.0.0.1 -dir="$state/data" \
     -master.port="$master" -master.port.grpc="$master_grpc" -master.telemetry=false \
-    -master.volumeSizeLimitMB=64 -volume.max=0 -volume.preStopSeconds=0 \
+    -master.volumeSizeLimitMB=64 -master.electionTimeout=1s -volume.max=0 -volume.preStopSeconds=0 \
     -volume.port="$volume" -volume.port.grpc="$volume_grpc" \
     -filer -filer.port="$filer" -filer.port.grpc="$filer_grpc" -filer.localSocket="$state/filer.sock" \
     -s3 -s3.port="$s3" -s3.port.grpc="$s3_grpc" -s3.port.iceberg=0 -s3.port.lance=0 \
     -s3.localSocket="$state/s3.sock" -s3.config="$state/s3.json" -s3.autoCreateBucket=false \
     >>"$state/server.log" 2>&1 </dev/null &
-  pid=$!
-  echo "$pid" >"$state/pid"
-  url="http://127.0.0.1:$s3"
-  deadline=$((SECONDS + START_TIMEOUT))
-  next_log=$((SECONDS + 5))
-  # Ready: the gateway checks a signature (a signed ListBuckets answers 200) and the master
-  # knows a volume server (else the first upload fails with "no writable volumes").
-  until curl -sf -m 2 --aws-sigv4 "aws:amz:$REGION:s3" --user "$key:$secret" "$url/" >/dev/null &&
-        curl -sf -m 2 "http://127.0.0.1:$master/dir/status" | grep -q '"DataNodes":\[{'; do
-    if ! kill -0 "$pid" 2>/dev/null || [ "$SECONDS" -ge "$deadline" ]; then
-      log "SeaweedFS did not start (pid $pid, ${START_TIMEOUT}s); the end of its log:"
-      tail -n 30 "$state/server.log" >&2
-      kill -KILL "$pid" 2>/dev/null || true
-      return 1
-    fi
-    if [ "$SECONDS" -ge "$next_log" ]; then
-      log "waiting for SeaweedFS on $url (pid $pid, $((START_TIMEOUT - deadline + SECONDS))s of ${START_TIMEOUT}s)"
-      next_log=$((SECONDS + 5))
-    fi
-    sleep 0.2
-  done
+  PID=$!
+  disown "$PID" 2>/dev/null || true # no "Killed" job report from this shell when it is stopped
+  echo "$PID" >"$state/pid"
+  URL="http://127.0.0.1:$s3"
+  DEADLINE=$((SECONDS + START_TIMEOUT))
+  NEXT_LOG=$((SECONDS + 5))
+  # Ready means a write goes through, which comes last: the gateway answers a signed request,
+  # the master knows the volume server, and volume ids may be allocated (a fresh master holds
+  # them for ~5 s; a restarted one refuses assignments during its 15 s warmup).
+  wait_for "$state" "the S3 gateway" s3_curl "$URL/" || return 1
+  wait_for "$state" "a volume server" volume_joined "$master" || return 1
+  s3_curl -X PUT "$URL/$PROBE" || true # exists already after a restart
+  echo probe >"$state/probe"
+  wait_for "$state" "writes" s3_curl -T "$state/probe" "$URL/$PROBE/probe" || return 1
+  s3_curl -X DELETE "$URL/$PROBE/probe" || true
+  s3_curl -X DELETE "$URL/$PROBE" || true
   printf 'AWS_ENDPOINT_URL=%s\nAWS_ACCESS_KEY_ID=%s\nAWS_SECRET_ACCESS_KEY=%s\nAWS_REGION=%s\nS3_SERVER_PID=%s\n' \
-    "$url" "$key" "$secret" "$REGION" "$pid" >"$state/env"
-  log "server up: $url (pid $pid, data $state/data)"
+    "$URL" "$KEY" "$SECRET" "$REGION" "$PID" >"$state/env"
+  log "server up: $URL (pid $PID, data $state/data)"
+}
+
+PROBE=arke-s3-server-probe
+
+# A signed request (SigV4 by curl) with the server's own key, answered 2xx, within 30 s.
+s3_curl() {
+  curl -sf -m 30 -o /dev/null --aws-sigv4 "aws:amz:$REGION:s3" --user "$KEY:$SECRET" "$@"
+}
+
+# volume_joined <master port>: the master's topology lists a volume server.
+volume_joined() {
+  curl -sf -m 2 "http://127.0.0.1:$1/dir/status" | grep -q '"DataNodes":\[{'
+}
+
+# wait_for <statedir> <what> <command...>: retries the command until it succeeds, the server
+# dies or the deadline passes (then the end of the server's log is shown and it is killed).
+wait_for() {
+  local state=$1 what=$2
+  shift 2
+  until "$@" >/dev/null 2>&1; do
+    waiting "$state" "$what" || return 1
+  done
+}
+
+waiting() {
+  local state=$1 what=$2
+  if ! kill -0 "$PID" 2>/dev/null || [ "$SECONDS" -ge "$DEADLINE" ]; then
+    log "SeaweedFS did not start (pid $PID, ${START_TIMEOUT}s, waiting for: $what); the end of its log:"
+    tail -n 30 "$state/server.log" >&2
+    kill -KILL "$PID" 2>/dev/null || true
+    return 1
+  fi
+  if [ "$SECONDS" -ge "$NEXT_LOG" ]; then
+    log "waiting for SeaweedFS ($what) on $URL (pid $PID, $((START_TIMEOUT - DEADLINE + SECONDS))s of ${START_TIMEOUT}s)"
+    NEXT_LOG=$((SECONDS + 5))
+  fi
+  sleep 0.2
 }
 
 # Starts the server of <statedir> again on its data and ports (the old process is killed first).
@@ -192,7 +231,7 @@ cmd_stop() {
   read -r -a ports <"$state/ports" 2>/dev/null || true
   for p in "${ports[@]}"; do rm -f /tmp/seaweedfs-*-grpc-"$p".sock; done
   rm -rf "$state/data" "$state/pid" "$state/env" "$state/ports" "$state/credentials" \
-    "$state/s3.json" "$state/server.log" "$state/filer.sock" "$state/s3.sock"
+    "$state/s3.json" "$state/server.log" "$state/filer.sock" "$state/s3.sock" "$state/probe"
   rmdir "$state" 2>/dev/null || true
 }
 

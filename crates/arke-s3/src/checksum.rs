@@ -36,6 +36,15 @@ pub fn hex(bytes: &[u8]) -> String {
         })
 }
 
+/// Base64 of the bytes a hex string spells (`None` if it is not hex).
+pub fn hex_to_b64(h: &str) -> Option<String> {
+    let bytes = (0..h.len())
+        .step_by(2)
+        .map(|i| h.get(i..i + 2).and_then(|p| u8::from_str_radix(p, 16).ok()))
+        .collect::<Option<Vec<u8>>>()?;
+    Some(b64(&bytes))
+}
+
 /// S3's composite SHA-256 of a multipart object: base64 of the SHA-256 of the concatenated
 /// binary part digests, then `-<number of parts>`.
 pub fn composite_sha256(parts: &[PartSums]) -> String {
@@ -91,6 +100,12 @@ mod tests {
             "WJG1tSLV3whtD/CxEPvZ0hu0/HFjrzTQgoai6Eb2vgM="
         );
         assert_eq!(hex(&s.md5), "b1946ac92492d2347c6235b4d2611184");
+        assert_eq!(
+            hex_to_b64(&hex(&s.sha256)).as_deref(),
+            Some(b64(&s.sha256).as_str())
+        );
+        assert_eq!(hex_to_b64("abc"), None);
+        assert_eq!(hex_to_b64("zz"), None);
         assert_eq!(
             hex(&PartSums::of(b"").sha256),
             "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"

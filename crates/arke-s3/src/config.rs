@@ -40,9 +40,9 @@ pub struct S3Config {
     /// Retries of a failed request (transport errors, timeouts, 5xx, throttling) after the first
     /// attempt; default 3. Errors the server means (403, 404, bad digest) are never retried.
     pub retries: u32,
-    /// Per request: connecting, and any silence while waiting for an answer or reading a
-    /// body. Default 30 s. A request that sends a part may take longer: its attempt is bounded
-    /// by this plus the part's size at 1 MiB/s.
+    /// Per request: to connect; to get the answer (a request that sends a part: this plus the
+    /// part's size at 1 MiB/s); and the longest silence while a download's body is read.
+    /// Default 30 s. With the retries, a dead or silent server fails in bounded time.
     pub timeout: Duration,
     /// Explicit keys instead of the default chain (tests, or a one-off by hand). `None` in
     /// production: environment, profile, web identity, ECS, then the instance role (IMDSv2).

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use aws_credential_types::provider::error::CredentialsError;
-use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_smithy_runtime_api::http::Response;
 
 use crate::restore::{RestoreState, archived_message};
@@ -163,7 +163,7 @@ where
             key: ctx.key.to_string(),
             op: ctx.op,
             attempts: ctx.attempts,
-            detail: DisplayErrorContext(&other).to_string(),
+            detail: chain(&other),
         },
     }
 }
@@ -208,7 +208,10 @@ pub(crate) fn service_error(
             op: ctx.op,
             code: code.unwrap_or("(no error code)").to_string(),
             status,
-            message,
+            message: match (code, message.is_empty()) {
+                (None, true) => "an answer that is not S3's (is the endpoint an S3 server?)".into(),
+                _ => message,
+            },
         },
     }
 }
@@ -219,11 +222,33 @@ fn credentials_error(err: &(dyn std::error::Error + 'static)) -> Option<String> 
     let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);
     while let Some(e) = cur {
         if let Some(c) = e.downcast_ref::<CredentialsError>() {
-            return Some(DisplayErrorContext(c).to_string());
+            return Some(chain(c));
         }
         cur = e.source();
     }
     None
+}
+
+/// An error and its sources on one line, `a: b: c` (the SDK's own context printer adds a
+/// multi-line Debug dump). A source already contained in the previous message is skipped.
+fn chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut cur = Some(err);
+    while let Some(e) = cur {
+        // Some messages span lines (the credential chain lists every provider tried).
+        let s = e
+            .to_string()
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect::<Vec<_>>()
+            .join("; ");
+        if !parts.last().is_some_and(|last| last.contains(&s)) {
+            parts.push(s);
+        }
+        cur = e.source();
+    }
+    parts.join(": ")
 }
 
 #[cfg(test)]
@@ -237,6 +262,20 @@ mod tests {
             op: "PutObject",
             attempts: 4,
         }
+    }
+
+    #[test]
+    fn error_chains_are_one_line() {
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "Connection refused");
+        let outer = S3Error::io("/x", io);
+        assert_eq!(chain(&outer), "/x: Connection refused");
+        let multi = S3Error::Config(
+            "no credentials. Attempted:\n  Environment: not set\n  Profile: none".into(),
+        );
+        assert_eq!(
+            chain(&multi),
+            "S3 configuration: no credentials. Attempted:; Environment: not set; Profile: none"
+        );
     }
 
     #[test]

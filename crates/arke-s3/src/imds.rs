@@ -11,7 +11,7 @@ use aws_config::provider_config::ProviderConfig;
 /// must look like an instance id (`i-` and hex), so that an odd proxy page never becomes a
 /// folder name.
 pub async fn instance_id(imds_base: &str) -> Option<String> {
-    let provider = ProviderConfig::default().with_http_client(crate::http_client());
+    let provider = ProviderConfig::default().with_http_client(crate::http_client().ok()?);
     let client = imds::Client::builder()
         .configure(&provider)
         .endpoint(imds_base)
@@ -79,5 +79,60 @@ mod tests {
         let t0 = std::time::Instant::now();
         assert_eq!(instance_id(&url).await, None);
         assert!(t0.elapsed() < Duration::from_secs(16));
+    }
+
+    /// A minimal IMDSv2: a token from `PUT /latest/api/token` (with its TTL header), then the
+    /// instance id only for requests that carry the token (IMDSv1 disabled).
+    async fn fake_imds(answer: &'static str) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", l.local_addr().unwrap());
+        tokio::spawn(async move {
+            while let Ok((mut c, _)) = l.accept().await {
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 8192];
+                    let mut head = Vec::new();
+                    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match c.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => head.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    let h = String::from_utf8_lossy(&head).to_ascii_lowercase();
+                    let (status, body, extra) = if h.starts_with("put /latest/api/token")
+                        && h.contains("x-aws-ec2-metadata-token-ttl-seconds:")
+                    {
+                        (
+                            "200 OK",
+                            "TOKEN-1",
+                            "x-aws-ec2-metadata-token-ttl-seconds: 21600\r\n",
+                        )
+                    } else if h.starts_with("get /latest/meta-data/instance-id")
+                        && h.contains("x-aws-ec2-metadata-token: token-1")
+                    {
+                        ("200 OK", answer, "")
+                    } else {
+                        ("401 Unauthorized", "", "")
+                    };
+                    let resp = format!(
+                        "HTTP/1.1 {status}\r\n{extra}content-length: {}\r\nconnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = c.write_all(resp.as_bytes()).await;
+                });
+            }
+        });
+        url
+    }
+
+    #[tokio::test]
+    async fn imdsv2_token_then_instance_id() {
+        let url = fake_imds("i-0abc123def4567890").await;
+        assert_eq!(
+            instance_id(&url).await.as_deref(),
+            Some("i-0abc123def4567890")
+        );
+        let url = fake_imds("<html>captive portal</html>").await;
+        assert_eq!(instance_id(&url).await, None);
     }
 }

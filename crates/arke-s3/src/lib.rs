@@ -26,17 +26,40 @@
 //! - **Credentials** from the SDK's default chain: environment, profile, web identity, ECS, and
 //!   the instance role through IMDSv2 (`aws-config`), or explicit keys ([`StaticCredentials`]).
 //!
-//! Why the official AWS SDK (`aws-sdk-s3`, `aws-config`) rather than `object_store` or
-//! `rust-s3`: the archive side needs RestoreObject and the `x-amz-restore` state, per-part
-//! SHA-256 checksums with checksum-mode HeadObject, storage classes, and the full credential
-//! chain with IMDSv2, which the SDK has and is maintained by AWS; `object_store` abstracts these
-//! away (no restore, no storage class per put in its generic API). The cost is compile time and
-//! a larger dependency tree. The SDK's own CRC32 trailer checksums are turned off
-//! (`WhenRequired`): they need `aws-chunked` encoding, which S3-compatible servers do not all
-//! accept; the SHA-256 header this crate sends is the stronger check anyway.
+//! Why the official AWS SDK (`aws-sdk-s3`, `aws-config`) rather than `object_store`: the
+//! archive side needs S3 specifics that a provider-neutral store does not model: RestoreObject
+//! and the `x-amz-restore` state, SHA-256 part checksums with a checksum-mode HeadObject, the
+//! storage class of each upload; and `aws-config` brings the whole credential chain with IMDSv2,
+//! maintained by AWS. The cost is compile time (aws-sdk-s3 is one very large generated crate; the
+//! workspace builds it at opt-level 0 in dev) and a larger dependency tree. The SDK's own CRC32
+//! trailer checksums are turned off (`WhenRequired`): they need `aws-chunked` encoding, which
+//! S3-compatible servers do not all accept; the SHA-256 header this crate sends (plus Content-MD5,
+//! plus the SigV4 payload hash) is the stronger check anyway.
 //!
 //! TLS is rustls over `ring` (not the SDK's default aws-lc-rs): no C/cmake build of aws-lc-sys,
 //! and a simpler static musl build.
+//!
+//! ```no_run
+//! use std::path::Path;
+//! use arke_s3::{S3, S3Config};
+//!
+//! # async fn nightly() -> Result<(), arke_s3::S3Error> {
+//! let id = arke_s3::instance_id("http://169.254.169.254").await; // None off EC2
+//! let prefix = format!("backups/{}/", id.as_deref().unwrap_or("my-host"));
+//! let mut cfg = S3Config::new("arke-ipfs-backups-123456789012", prefix);
+//! cfg.region = "us-east-1".into();
+//! let s3 = S3::connect(cfg).await?;
+//! s3.check_bucket().await?; // missing bucket, refused credentials: one clear line
+//! let car = Path::new("/var/lib/arke-dr/backups/arke-2026-12-01.car");
+//! let up = s3.upload_file(car, "arke-2026-12-01.car", &|done, total| {
+//!     tracing::info!("upload {done}/{total} bytes");
+//! }).await?;
+//! tracing::info!("{} verified by {}", up.key, up.checksum_verified_by.as_str());
+//! // The runbook's side: GLACIER objects get a restore request and S3Error::Archived.
+//! let back = s3.download("arke-2026-12-01.car", Path::new("/tmp/restore.car"), &|_, _| {}).await?;
+//! assert!(back.verified_sha256);
+//! # Ok(()) }
+//! ```
 
 mod checksum;
 mod config;
@@ -56,6 +79,7 @@ use aws_sdk_s3::config::{
     StalledStreamProtectionConfig,
 };
 use aws_smithy_http_client::tls;
+use aws_smithy_runtime_api::client::http::SharedHttpClient;
 use chrono::{DateTime, Utc};
 
 pub use checksum::{composite_sha256, multipart_etag};
@@ -112,9 +136,9 @@ impl S3 {
         let cfg = cfg.validated()?;
         let mut loader = aws_config::defaults(BehaviorVersion::latest())
             .region(Region::new(cfg.region.clone()))
-            .http_client(http_client())
+            .http_client(http_client()?)
             .retry_config(RetryConfig::standard().with_max_attempts(cfg.retries + 1))
-            .timeout_config(timeouts(&cfg))
+            .timeout_config(timeouts(&cfg, 0))
             .stalled_stream_protection(
                 StalledStreamProtectionConfig::enabled()
                     .grace_period(cfg.timeout)
@@ -313,11 +337,13 @@ impl S3 {
     }
 }
 
-/// Connect, answer and attempt timeouts. The SDK's "read" timeout runs from sending the request
-/// to the answer's headers, so it must cover sending a whole part: `timeout` plus the part at
-/// 1 MiB/s (64 MiB parts: 30 s + 64 s). Bodies being downloaded have their own idle timeout.
-fn timeouts(cfg: &S3Config) -> TimeoutConfig {
-    let answer = cfg.timeout + Duration::from_secs(cfg.part_size / MIB);
+/// Connect, answer and attempt timeouts for a request sending `body` bytes. The SDK's "read"
+/// timeout runs from sending the request to the answer's headers, so a request that sends a
+/// part must be given the time to send it: `timeout` plus the body at 1 MiB/s (a 64 MiB part:
+/// 30 s + 64 s). Every other request answers within `timeout`. Bodies being downloaded have
+/// their own idle timeout.
+pub(crate) fn timeouts(cfg: &S3Config, body: u64) -> TimeoutConfig {
+    let answer = cfg.timeout + Duration::from_secs(body / MIB);
     TimeoutConfig::builder()
         .connect_timeout(cfg.timeout)
         .read_timeout(answer)
@@ -325,14 +351,31 @@ fn timeouts(cfg: &S3Config) -> TimeoutConfig {
         .build()
 }
 
-/// HTTPS with rustls over ring and the system's root certificates; plain HTTP for local
-/// S3-compatible servers.
-fn http_client() -> aws_smithy_runtime_api::client::http::SharedHttpClient {
-    aws_smithy_http_client::Builder::new()
+/// The per-request override giving a request that sends `body` bytes its longer timeouts.
+pub(crate) fn body_timeouts(cfg: &S3Config, body: u64) -> aws_sdk_s3::config::Builder {
+    aws_sdk_s3::config::Builder::default().timeout_config(timeouts(cfg, body))
+}
+
+/// HTTPS with rustls over ring and the system's root certificates, plus the PEM bundle named by
+/// `AWS_CA_BUNDLE` (as the aws CLI does; the Rust SDK itself ignores that variable); plain HTTP
+/// for local S3-compatible servers. Proxy variables are not used: the instance reaches S3
+/// directly or through a VPC endpoint.
+fn http_client() -> Result<SharedHttpClient, S3Error> {
+    let mut trust = tls::TrustStore::default();
+    if let Some(path) = std::env::var_os("AWS_CA_BUNDLE").filter(|p| !p.is_empty()) {
+        let pem = std::fs::read(&path).map_err(|e| S3Error::io(&path, e))?;
+        trust = trust.with_pem_certificate(pem);
+    }
+    let context = tls::TlsContext::builder()
+        .with_trust_store(trust)
+        .build()
+        .map_err(|e| S3Error::Config(format!("TLS setup: {e}")))?;
+    Ok(aws_smithy_http_client::Builder::new()
         .tls_provider(tls::Provider::Rustls(
             tls::rustls_provider::CryptoMode::Ring,
         ))
-        .build_https()
+        .tls_context(context)
+        .build_https())
 }
 
 fn to_chrono(t: &aws_smithy_types::DateTime) -> Option<DateTime<Utc>> {

@@ -54,11 +54,25 @@ struct Part {
     sums: PartSums,
 }
 
+/// The file being uploaded. The hasher follows the bytes as they are read for sending (parts
+/// are read in order), to compare them with the first pass before anything is completed.
+struct Source {
+    file: Arc<std::fs::File>,
+    path: PathBuf,
+    size: u64,
+    /// Hex SHA-256 of the first pass.
+    sha256: String,
+    streamed: Option<Sha256>,
+}
+
 /// What the upload must find on the server afterwards.
 struct Expected {
     key: String,
     size: u64,
+    /// Composite `b64-N` (multipart) or plain `b64` (single PUT).
     checksum: String,
+    /// Base64 SHA-256 of the whole file: what a server keeping full-object checksums reports.
+    full: String,
     etag: String,
 }
 
@@ -74,34 +88,20 @@ impl S3 {
     ) -> Result<Uploaded, S3Error> {
         let t0 = Instant::now();
         let key = self.key(name)?;
-        let file = std::fs::File::open(path).map_err(|e| S3Error::io(path, e))?;
-        let size = file.metadata().map_err(|e| S3Error::io(path, e))?.len();
-        let part_size = part_size_for(size, self.cfg.part_size)?;
-        let file = Arc::new(file);
-        // First pass: the whole file's SHA-256, sent as metadata before any byte of the upload.
-        let sha256 = whole_sha256(file.clone(), path.to_path_buf(), size).await?;
-        progress(0, size);
-        let (expected, parts, streamed) = if size <= part_size {
-            self.put_single(&file, path, &key, size, &sha256, progress)
-                .await?
+        let mut src = Source::open(path).await?;
+        let part_size = part_size_for(src.size, self.cfg.part_size)?;
+        progress(0, src.size);
+        let (expected, parts) = if src.size <= part_size {
+            self.put_single(&mut src, &key, progress).await?
         } else {
-            self.put_multipart(&file, path, &key, size, part_size, &sha256, progress)
+            self.put_multipart(&mut src, &key, part_size, progress)
                 .await?
         };
-        if streamed != sha256 {
-            // Only reachable for a single PUT (multipart checks before completing): the object
-            // exists but was read from a changing file; it is not claimed good.
-            return Err(S3Error::LocalChanged {
-                path: path.to_path_buf(),
-                before: sha256,
-                after: streamed,
-            });
-        }
         let (checksum_verified_by, etag) = self.verify_upload(&expected).await?;
         Ok(Uploaded {
             key,
-            size,
-            sha256,
+            size: src.size,
+            sha256: src.sha256,
             parts,
             checksum_verified_by,
             etag,
@@ -112,198 +112,118 @@ impl S3 {
     /// One PutObject for a file no larger than a part.
     async fn put_single(
         &self,
-        file: &Arc<std::fs::File>,
-        path: &Path,
+        src: &mut Source,
         key: &str,
-        size: u64,
-        sha256: &str,
         progress: Progress<'_>,
-    ) -> Result<(Expected, u64, String), S3Error> {
-        let part = read_part(file.clone(), path.to_path_buf(), 1, 0, size).await?;
+    ) -> Result<(Expected, u64), S3Error> {
+        let part = src.read(1, 0, src.size).await?;
+        src.check_unchanged()?;
         self.client
             .put_object()
             .bucket(&self.cfg.bucket)
             .key(key)
             .storage_class(validate_storage_class(&self.cfg.storage_class)?)
-            .metadata("sha256", sha256)
-            .content_length(to_i64(size))
+            .metadata("sha256", &src.sha256)
+            .content_length(to_i64(src.size))
             .checksum_sha256(b64(&part.sums.sha256))
             .content_md5(b64(&part.sums.md5))
             .body(ByteStream::from(part.data))
+            .customize()
+            .config_override(crate::body_timeouts(&self.cfg, src.size))
             .send()
             .await
             .map_err(|e| classify(e, self.ctx(key, "PutObject")))?;
-        progress(size, size);
+        progress(src.size, src.size);
         let expected = Expected {
             key: key.to_string(),
-            size,
+            size: src.size,
             checksum: b64(&part.sums.sha256),
+            full: b64(&part.sums.sha256),
             etag: hex(&part.sums.md5),
         };
-        Ok((expected, 1, hex(&part.sums.sha256)))
+        Ok((expected, 1))
     }
-}
 
-/// The whole file's SHA-256 (hex), reading exactly `size` bytes.
-async fn whole_sha256(
-    file: Arc<std::fs::File>,
-    path: PathBuf,
-    size: u64,
-) -> Result<String, S3Error> {
-    tokio::task::spawn_blocking(move || {
-        let mut h = Sha256::new();
-        let mut buf = vec![0u8; 1 << 20];
-        let mut off = 0u64;
-        while off < size {
-            let n = usize::try_from((size - off).min(buf.len() as u64)).unwrap_or(buf.len());
-            file.read_exact_at(&mut buf[..n], off)
-                .map_err(|e| S3Error::io(&path, e))?;
-            h.update(&buf[..n]);
-            off += n as u64;
-        }
-        Ok(hex(&h.finalize()))
-    })
-    .await
-    .map_err(|e| S3Error::io("(hashing task)", std::io::Error::other(e)))?
-}
-
-/// Reads part `number` (`len` bytes at `offset`) and computes its digests, off the async threads.
-async fn read_part(
-    file: Arc<std::fs::File>,
-    path: PathBuf,
-    number: i32,
-    offset: u64,
-    len: u64,
-) -> Result<Part, S3Error> {
-    tokio::task::spawn_blocking(move || {
-        let n =
-            usize::try_from(len).map_err(|_| S3Error::Config(format!("part of {len} bytes")))?;
-        let mut data = vec![0u8; n];
-        file.read_exact_at(&mut data, offset)
-            .map_err(|e| S3Error::io(&path, e))?;
-        let sums = PartSums::of(&data);
-        Ok(Part {
-            number,
-            data: Bytes::from(data),
-            sums,
-        })
-    })
-    .await
-    .map_err(|e| S3Error::io("(reading task)", std::io::Error::other(e)))?
-}
-
-pub(crate) fn to_i64(n: u64) -> i64 {
-    i64::try_from(n).unwrap_or(i64::MAX)
-}
-
-impl S3 {
-    /// CreateMultipartUpload, the parts (the next one read while the current one is sent),
-    /// CompleteMultipartUpload; AbortMultipartUpload on any failure.
-    #[allow(clippy::too_many_arguments)]
+    /// CreateMultipartUpload, the parts, CompleteMultipartUpload; AbortMultipartUpload on any
+    /// failure.
     async fn put_multipart(
         &self,
-        file: &Arc<std::fs::File>,
-        path: &Path,
+        src: &mut Source,
         key: &str,
-        size: u64,
         part_size: u64,
-        sha256: &str,
         progress: Progress<'_>,
-    ) -> Result<(Expected, u64, String), S3Error> {
+    ) -> Result<(Expected, u64), S3Error> {
         let created = self
             .client
             .create_multipart_upload()
             .bucket(&self.cfg.bucket)
             .key(key)
             .storage_class(validate_storage_class(&self.cfg.storage_class)?)
-            .metadata("sha256", sha256)
+            .metadata("sha256", &src.sha256)
             .checksum_algorithm(ChecksumAlgorithm::Sha256)
             .send()
             .await
             .map_err(|e| classify(e, self.ctx(key, "CreateMultipartUpload")))?;
         let Some(upload_id) = created.upload_id().map(str::to_string) else {
+            let ctx = self.ctx(key, "CreateMultipartUpload");
             return Err(crate::error::service_error(
-                self.ctx(key, "CreateMultipartUpload"),
+                ctx,
                 200,
                 Some("NoUploadId"),
                 None,
             ));
         };
         let result = self
-            .send_parts(
-                file, path, key, &upload_id, size, part_size, sha256, progress,
-            )
+            .send_parts(src, key, &upload_id, part_size, progress)
             .await;
-        match result {
-            Ok(done) => Ok(done),
-            Err(e) => {
-                self.abort(key, &upload_id).await;
-                Err(e)
-            }
+        if result.is_err() {
+            self.abort(key, &upload_id).await;
         }
+        result
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// The parts in order, the next one read while the current one is sent (two parts in
+    /// memory at most), then the changed-file check, then CompleteMultipartUpload.
     async fn send_parts(
         &self,
-        file: &Arc<std::fs::File>,
-        path: &Path,
+        src: &mut Source,
         key: &str,
         upload_id: &str,
-        size: u64,
         part_size: u64,
-        sha256: &str,
         progress: Progress<'_>,
-    ) -> Result<(Expected, u64, String), S3Error> {
-        let count = part_count(size, part_size);
-        let read = |i: u64| {
-            let off = i * part_size;
-            let number = i32::try_from(i + 1).unwrap_or(i32::MAX);
-            read_part(
-                file.clone(),
-                path.to_path_buf(),
-                number,
-                off,
-                part_size.min(size - off),
-            )
-        };
-        let mut whole = Sha256::new();
-        let mut sums = Vec::new();
-        let mut completed = Vec::new();
-        let mut next = Some(read(0).await?);
-        let mut done = 0u64;
+    ) -> Result<(Expected, u64), S3Error> {
+        let (size, count) = (src.size, part_count(src.size, part_size));
+        let span = |i: u64| (i * part_size, part_size.min(size - i * part_size));
+        let number = |i: u64| i32::try_from(i + 1).unwrap_or(i32::MAX);
+        let (mut sums, mut completed, mut done) = (Vec::new(), Vec::new(), 0u64);
+        let (off, len) = span(0);
+        let mut next = Some(src.read(1, off, len).await?);
         for i in 0..count {
             let Some(part) = next.take() else { break };
-            whole.update(&part.data);
-            let len = part.data.len() as u64;
-            let (sent, following) = if i + 1 < count {
-                let (s, f) = tokio::join!(self.send_part(key, upload_id, &part), read(i + 1));
-                (s, Some(f))
+            let sent = if i + 1 < count {
+                let (off, len) = span(i + 1);
+                let send = self.send_part(key, upload_id, &part);
+                let (sent, following) = tokio::join!(send, src.read(number(i + 1), off, len));
+                next = Some(following?);
+                sent
             } else {
-                (self.send_part(key, upload_id, &part).await, None)
+                self.send_part(key, upload_id, &part).await
             };
             completed.push(sent?);
-            next = following.transpose()?;
             sums.push(part.sums);
-            done += len;
+            done += part.data.len() as u64;
             progress(done, size);
         }
-        let streamed = hex(&whole.finalize());
-        if streamed != sha256 {
-            return Err(S3Error::LocalChanged {
-                path: path.to_path_buf(),
-                before: sha256.to_string(),
-                after: streamed,
-            });
-        }
+        src.check_unchanged()?;
         self.complete(key, upload_id, completed).await?;
         let expected = Expected {
             key: key.to_string(),
             size,
             checksum: checksum::composite_sha256(&sums),
+            full: checksum::hex_to_b64(&src.sha256).unwrap_or_default(),
             etag: checksum::multipart_etag(&sums),
         };
-        Ok((expected, count, streamed))
+        Ok((expected, count))
     }
 
     async fn send_part(
@@ -324,6 +244,8 @@ impl S3 {
             .checksum_sha256(&sha)
             .content_md5(b64(&part.sums.md5))
             .body(ByteStream::from(part.data.clone()))
+            .customize()
+            .config_override(crate::body_timeouts(&self.cfg, part.data.len() as u64))
             .send()
             .await
             .map_err(|e| classify(e, self.ctx(key, "UploadPart")))?;
@@ -419,7 +341,8 @@ impl S3 {
             .trim_matches('"')
             .to_string();
         if let Some(got) = head.checksum_sha256() {
-            return if checksum::checksum_matches(&exp.checksum, got) {
+            let full = !exp.full.is_empty() && got.trim() == exp.full;
+            return if checksum::checksum_matches(&exp.checksum, got) || full {
                 Ok((VerifiedBy::Sha256, etag))
             } else {
                 Err(mismatch(
@@ -454,4 +377,91 @@ impl S3 {
             })
         }
     }
+}
+
+impl Source {
+    /// Opens the file and hashes it (the first pass: its SHA-256 is sent as metadata before
+    /// any byte of the upload).
+    async fn open(path: &Path) -> Result<Source, S3Error> {
+        let file = std::fs::File::open(path).map_err(|e| S3Error::io(path, e))?;
+        let size = file.metadata().map_err(|e| S3Error::io(path, e))?.len();
+        let file = Arc::new(file);
+        let (f, p) = (file.clone(), path.to_path_buf());
+        let sha256 = blocking(move || {
+            let mut h = Sha256::new();
+            let mut buf = vec![0u8; 1 << 20];
+            let mut off = 0u64;
+            while off < size {
+                let n = usize::try_from((size - off).min(buf.len() as u64)).unwrap_or(buf.len());
+                f.read_exact_at(&mut buf[..n], off)
+                    .map_err(|e| S3Error::io(&p, e))?;
+                h.update(&buf[..n]);
+                off += n as u64;
+            }
+            Ok(hex(&h.finalize()))
+        })
+        .await?;
+        let path = path.to_path_buf();
+        let streamed = Some(Sha256::new());
+        Ok(Source {
+            file,
+            path,
+            size,
+            sha256,
+            streamed,
+        })
+    }
+
+    /// Reads part `number` (`len` bytes at `offset`; parts in order), computes its digests and
+    /// feeds the streamed hash, off the async threads.
+    async fn read(&mut self, number: i32, offset: u64, len: u64) -> Result<Part, S3Error> {
+        let (file, path) = (self.file.clone(), self.path.clone());
+        let mut streamed = self.streamed.take().unwrap_or_default();
+        let (part, streamed) = blocking(move || {
+            let n = usize::try_from(len)
+                .map_err(|_| S3Error::Config(format!("part of {len} bytes")))?;
+            let mut data = vec![0u8; n];
+            file.read_exact_at(&mut data, offset)
+                .map_err(|e| S3Error::io(&path, e))?;
+            streamed.update(&data);
+            let sums = PartSums::of(&data);
+            let data = Bytes::from(data);
+            Ok((Part { number, data, sums }, streamed))
+        })
+        .await?;
+        self.streamed = Some(streamed);
+        Ok(part)
+    }
+
+    /// The bytes read for sending must be the bytes hashed first (and the file still its
+    /// size): a file rewritten during its upload is not uploaded.
+    fn check_unchanged(&mut self) -> Result<(), S3Error> {
+        let after = hex(&self.streamed.take().unwrap_or_default().finalize());
+        let len = self.file.metadata().map(|m| m.len()).unwrap_or(u64::MAX);
+        if after == self.sha256 && len == self.size {
+            return Ok(());
+        }
+        Err(S3Error::LocalChanged {
+            path: self.path.clone(),
+            before: self.sha256.clone(),
+            after: if len == self.size {
+                after
+            } else {
+                format!("{after} (now {len} bytes)")
+            },
+        })
+    }
+}
+
+/// Runs file reading and hashing on tokio's blocking threads.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, S3Error> + Send + 'static,
+) -> Result<T, S3Error> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| S3Error::io("(file task)", std::io::Error::other(e)))?
+}
+
+pub(crate) fn to_i64(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
 }

@@ -8,7 +8,7 @@
 mod support;
 
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use arke_s3::{MIB, RestoreState, S3, S3Error, VerifiedBy};
@@ -157,8 +157,14 @@ async fn server_killed_mid_upload_then_retry_succeeds() -> anyhow::Result<()> {
     );
     eprintln!("killed server: failed after {took:?}: {err}");
 
+    let t1 = Instant::now();
     server.restart()?;
+    let restarted = t1.elapsed();
     let up = s3.upload_file(&src, "night.car", &no_progress).await?;
+    eprintln!(
+        "killed server: restarted (same data) in {restarted:?}; upload again in {:?}",
+        up.duration
+    );
     assert_eq!((up.sha256.as_str(), up.parts), (want.as_str(), 8));
     let out = dir.path().join("back.car");
     s3.download("night.car", &out, &no_progress).await?;
@@ -197,6 +203,29 @@ async fn upload_damaged_in_flight_is_refused() -> anyhow::Result<()> {
         );
         assert_eq!(sha256_file(&src)?, want);
     }
+    // The flips above were caught by the signed payload hash (x-amz-content-sha256); the
+    // x-amz-checksum-sha256 and Content-MD5 headers sent with every part are checked by the
+    // server on their own too (what protects a request whose payload is not signed).
+    use aws_sdk_s3::error::ProvideErrorMetadata as _;
+    use aws_sdk_s3::primitives::ByteStream;
+    let other = "bm90IHRoZSBzYW1lIGJ5dGVzIGF0IGFsbCBzb3JyeSA=";
+    let put = |sha: Option<&str>, md5: Option<&str>| {
+        direct
+            .sdk()
+            .put_object()
+            .bucket(&bucket)
+            .key("probe")
+            .set_checksum_sha256(sha.map(str::to_string))
+            .set_content_md5(md5.map(str::to_string))
+            .body(ByteStream::from_static(b"some bytes"))
+            .send()
+    };
+    let err = put(Some(other), None).await.unwrap_err();
+    assert_eq!(err.code(), Some("BadDigest"), "{err:?}");
+    let err = put(None, Some("AAAAAAAAAAAAAAAAAAAAAA=="))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some("BadDigest"), "{err:?}");
     // The multipart upload was aborted: no parts left behind.
     let pending = direct
         .sdk()
@@ -388,6 +417,100 @@ async fn archived_object_is_not_read() -> anyhow::Result<()> {
     s3.download("old.car", &dest, &no_progress).await?;
     assert_eq!(std::fs::read(&dest)?, std::fs::read(&src)?);
     assert!(!dest.with_extension("x").exists() && files_in(dir.path()).len() == 2);
-    let _ = AtomicU64::new(0);
+    Ok(())
+}
+
+/// A server that accepts connections and never answers, and a download body that stops in
+/// the middle: both fail within the configured bounds (timeouts x attempts), nothing is
+/// written to the destination.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_server_and_stalled_body_fail_in_bounded_time() -> anyhow::Result<()> {
+    let server = S3Server::shared();
+    let (direct, bucket) = server.new_bucket("stall").await?;
+    let dir = tempfile::tempdir()?;
+    let src = dir.path().join("a.car");
+    random_file(&src, 3 * MIB, 9)?;
+    direct.upload_file(&src, "a.car", &no_progress).await?;
+
+    let proxy = Proxy::start(&server.endpoint).await?;
+    let mut cfg = server.config(&bucket);
+    cfg.endpoint = Some(proxy.url.clone());
+    cfg.timeout = Duration::from_secs(2);
+    cfg.retries = 1;
+    let s3 = S3::connect(cfg).await?;
+
+    // The body stops after 1000 bytes, the connection stays open: the idle timeout (2 s).
+    proxy.faults.stall_get_body.store(true, Ordering::SeqCst);
+    let dest = dir.path().join("out").join("a.car");
+    std::fs::create_dir(dest.parent().unwrap())?;
+    let t0 = Instant::now();
+    let err = s3.download("a.car", &dest, &no_progress).await.unwrap_err();
+    let took = t0.elapsed();
+    assert!(matches!(err, S3Error::Transport { .. }), "{err}");
+    assert!(
+        took >= Duration::from_secs(2) && took < Duration::from_secs(10),
+        "{took:?}"
+    );
+    assert!(files_in(dest.parent().unwrap()).is_empty());
+    eprintln!("stalled body: failed after {took:?}: {err}");
+
+    // Nothing answers at all: 2 attempts of (2 s to answer), plus the backoff.
+    proxy.faults.stall_all.store(true, Ordering::SeqCst);
+    let s3 = S3::connect(s3.config().clone()).await?; // new connections only
+    let t0 = Instant::now();
+    let err = s3.check_bucket().await.unwrap_err();
+    let took = t0.elapsed();
+    assert!(
+        matches!(err, S3Error::Transport { .. }) && err.is_retryable(),
+        "{err}"
+    );
+    assert!(
+        took >= Duration::from_secs(4) && took < Duration::from_secs(15),
+        "{took:?}"
+    );
+    eprintln!("silent server: failed after {took:?}: {err}");
+    Ok(())
+}
+
+/// A server that keeps no SHA-256 checksum (the proxy removes it from HEAD answers): the
+/// upload is verified by the MD5 ETag instead, a wrong ETag is a mismatch, and with neither
+/// the upload fails as unverified rather than being claimed good.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_server_checksums_the_etag_verifies() -> anyhow::Result<()> {
+    let server = S3Server::shared();
+    let (_, bucket) = server.new_bucket("etag").await?;
+    let proxy = Proxy::start(&server.endpoint).await?;
+    let mut cfg = server.config(&bucket);
+    cfg.endpoint = Some(proxy.url.clone());
+    let s3 = S3::connect(cfg).await?;
+    let dir = tempfile::tempdir()?;
+    let drop = |names: &[&str]| {
+        *proxy.faults.head_drop.lock().unwrap() = names.iter().map(|n| n.to_string()).collect();
+    };
+    drop(&["x-amz-checksum-sha256"]);
+    for (name, size) in [("multi.car", 17 * MIB), ("single.json", 2000)] {
+        let src = dir.path().join(name);
+        random_file(&src, size, 10)?;
+        let up = s3.upload_file(&src, name, &no_progress).await?;
+        assert_eq!(up.checksum_verified_by, VerifiedBy::EtagMd5, "{name}");
+        assert_eq!(up.checksum_verified_by.as_str(), "etag-md5");
+    }
+    let src = dir.path().join("multi.car");
+    drop(&["x-amz-checksum-sha256", "etag"]);
+    *proxy.faults.head_header.lock().unwrap() =
+        Some("ETag: \"00000000000000000000000000000000-3\"".into());
+    let err = s3
+        .upload_file(&src, "multi.car", &no_progress)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, S3Error::ChecksumMismatch { .. }), "{err}");
+    assert!(err.to_string().contains("etag"), "{err}");
+    *proxy.faults.head_header.lock().unwrap() = None;
+    let err = s3
+        .upload_file(&src, "multi.car", &no_progress)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, S3Error::Unverified { .. }), "{err}");
+    eprintln!("no checksum, no ETag: {err}");
     Ok(())
 }

@@ -1,7 +1,9 @@
 //! A small HTTP/1.1-aware TCP proxy in front of the real server, for the integrity tests: it
 //! passes everything through, counts requests, and on demand flips one bit of the next PUT
-//! request body or GET response body (bytes damaged in flight), or adds a header to HEAD
-//! answers (an `x-amz-restore` the test server cannot produce).
+//! request body or GET response body (bytes damaged in flight), stops the next GET body in
+//! the middle or accepts connections and never answers (a server that hangs), or removes and
+//! adds headers of HEAD answers (a server that keeps no checksum; an `x-amz-restore` the test
+//! server cannot produce).
 //!
 //! It follows the message boundaries of each connection (Content-Length; requests are answered
 //! in order, so the request methods tell which answers have a body). A chunked body, which
@@ -23,6 +25,12 @@ pub struct Faults {
     pub flip_put_body: AtomicBool,
     /// Flip a bit of the next GET answer body longer than [`FLIP_AT`].
     pub flip_get_body: AtomicBool,
+    /// Stop the next GET answer body longer than [`FLIP_AT`] at that offset, connection open.
+    pub stall_get_body: AtomicBool,
+    /// Accept new connections and never answer.
+    pub stall_all: AtomicBool,
+    /// Headers removed from every HEAD answer (lower-case names).
+    pub head_drop: Mutex<Vec<String>>,
     /// A header line (`name: value`) added to every HEAD answer.
     pub head_header: Mutex<Option<String>>,
     /// Requests seen, and how many of each method.
@@ -75,6 +83,11 @@ impl Drop for Proxy {
 }
 
 async fn connection(client: TcpStream, target: String, faults: Arc<Faults>) {
+    if faults.stall_all.load(Ordering::SeqCst) {
+        tokio::time::sleep(std::time::Duration::from_secs(600)).await;
+        drop(client);
+        return;
+    }
     let Ok(server) = TcpStream::connect(&target).await else {
         return;
     };
@@ -113,6 +126,8 @@ struct Parser {
     body_left: u64,
     body_pos: u64,
     flip: bool,
+    stall: bool,
+    stalled: bool,
     passthrough: bool,
 }
 
@@ -126,11 +141,16 @@ impl Parser {
             body_left: 0,
             body_pos: 0,
             flip: false,
+            stall: false,
+            stalled: false,
             passthrough: false,
         }
     }
 
     fn feed(&mut self, data: &[u8]) -> Vec<u8> {
+        if self.stalled {
+            return Vec::new(); // swallowed: the client waits on an open, silent connection
+        }
         if self.passthrough {
             return data.to_vec();
         }
@@ -139,6 +159,11 @@ impl Parser {
         while i < data.len() {
             if self.body_left > 0 {
                 let n = (data.len() - i).min(usize::try_from(self.body_left).unwrap_or(usize::MAX));
+                if self.stall && (self.body_pos..self.body_pos + n as u64).contains(&FLIP_AT) {
+                    out.extend_from_slice(&data[i..i + (FLIP_AT - self.body_pos) as usize]);
+                    self.stalled = true;
+                    return out;
+                }
                 let start = out.len();
                 out.extend_from_slice(&data[i..i + n]);
                 if self.flip && (self.body_pos..self.body_pos + n as u64).contains(&FLIP_AT) {
@@ -214,15 +239,32 @@ impl Parser {
         self.flip = method == "GET"
             && length > FLIP_AT
             && self.faults.flip_get_body.swap(false, Ordering::SeqCst);
-        let extra = self.faults.head_header.lock().ok().and_then(|h| h.clone());
-        match extra {
-            Some(line) if method == "HEAD" => {
-                let mut h = head[..head.len() - 2].to_vec();
-                h.extend_from_slice(line.as_bytes());
-                h.extend_from_slice(b"\r\n\r\n");
-                h
-            }
-            _ => head,
+        self.stall = method == "GET"
+            && length > FLIP_AT
+            && self.faults.stall_get_body.swap(false, Ordering::SeqCst);
+        if method != "HEAD" {
+            return head;
         }
+        let drop = self
+            .faults
+            .head_drop
+            .lock()
+            .map(|d| d.clone())
+            .unwrap_or_default();
+        let extra = self.faults.head_header.lock().ok().and_then(|h| h.clone());
+        let mut lines: Vec<&str> = text.trim_end_matches("\r\n").split("\r\n").collect();
+        lines.retain(|l| {
+            let name = l
+                .split(':')
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_ascii_lowercase();
+            !drop.contains(&name)
+        });
+        if let Some(line) = extra.as_deref() {
+            lines.push(line);
+        }
+        format!("{}\r\n\r\n", lines.join("\r\n")).into_bytes()
     }
 }
