@@ -362,11 +362,7 @@ fn a_file_given_as_a_folder_is_not_a_directory() {
         } else {
             &["--api", "http://127.0.0.1:9", "--retries", "0"]
         };
-        let out = Command::new(bin)
-            .args(node)
-            .args(&args)
-            .output()
-            .unwrap();
+        let out = Command::new(bin).args(node).args(&args).output().unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{bin} {args:?}: {stderr}");
         assert!(
