@@ -276,7 +276,7 @@ fn help_codes(help: &str) -> Vec<u8> {
     help.lines()
         .skip_while(|l| !l.starts_with("Exit codes:"))
         .skip(1)
-        .map_while(|l| l.trim().split_whitespace().next()?.parse().ok())
+        .map_while(|l| l.split_whitespace().next()?.parse().ok())
         .collect()
 }
 
