@@ -273,4 +273,37 @@ mod tests {
         assert!(t.out.no_progress && t.out.json);
         assert!(T::try_parse_from(["t", "-v", "-q"]).is_err());
     }
+
+    #[derive(Debug, Parser)]
+    struct P {
+        #[command(flatten)]
+        pointer: PointerArgs,
+    }
+
+    /// The default is production's spelling, and only a path given on the command line (or in
+    /// the environment, same `ValueSource` rule) is used without probing.
+    #[test]
+    fn pointer_path_default_and_explicit() {
+        let p = P::try_parse_from(["t"]).unwrap().pointer;
+        if std::env::var_os("INDEX_POINTER_PATH").is_none() {
+            assert_eq!(p.pointer_path, "/arke/index_pointer");
+            assert!(!p.explicit);
+        }
+        let p = P::try_parse_from(["t", "--pointer-path", "/arke/index_pointer"])
+            .unwrap()
+            .pointer;
+        assert!(p.explicit, "the default's value given explicitly is still explicit");
+    }
+
+    #[test]
+    fn a_file_is_not_a_directory() {
+        let tmp = tempfile::tempdir().unwrap();
+        let file = tmp.path().join("f");
+        std::fs::write(&file, "x").unwrap();
+        let want = format!("{} is not a directory", file.display());
+        assert_eq!(dir_path(file.to_str().unwrap()).unwrap_err(), want);
+        assert_eq!(dir_path(file.join("a/b").to_str().unwrap()).unwrap_err(), want);
+        assert!(dir_path(tmp.path().join("new/dir").to_str().unwrap()).is_ok());
+        assert!(dir_path("relative/new").is_ok());
+    }
 }
