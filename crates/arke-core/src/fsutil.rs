@@ -96,9 +96,11 @@ impl RunLock {
             .open(path)?;
         match file.try_lock() {
             Ok(()) => {
-                // Informational only (who holds it); the lock itself is the flock.
+                // Informational only: who holds it and since when ("<pid> <RFC 3339 UTC>"),
+                // for dr-status; the lock itself is the flock.
                 let _ = file.set_len(0);
-                let _ = (&file).write_all(format!("{}\n", std::process::id()).as_bytes());
+                let since = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ");
+                let _ = (&file).write_all(format!("{} {since}\n", std::process::id()).as_bytes());
                 Ok(LockOutcome::Acquired(RunLock {
                     _file: file,
                     path: path.to_path_buf(),

@@ -83,4 +83,4 @@ pub use source::NodeSource;
 // lock's outcome, the closure's block key, the event-chain walk). Not for the binaries.
 pub use chain::ChainWalk;
 pub use closure::block_key;
-pub use fsutil::{LockOutcome, RunLock};
+pub use fsutil::{LockOutcome, RunLock, atomic_write};

@@ -1,7 +1,6 @@
 //! One exit-code table: `Exit::ALL` is the source; the tables in README.md, docs/RUNBOOK.md, the
 //! module docs of `report::exit` and the `EXIT_*` constants of scripts/lib/common.sh must say
-//! the same codes under the same names. 6 (`upload`) is the daily pipeline's own and appears only
-//! in the scripts and the documents; 101 (`panic`) only in the documents.
+//! the same codes under the same names. 101 (`panic`) appears only in the documents.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -76,13 +75,13 @@ fn table(text: &str, heading: &str, prefix: &str) -> BTreeMap<u8, String> {
 #[test]
 fn readme_table_agrees() {
     let got = table(&read("README.md"), "Exit codes", "");
-    assert_eq!(got, with(binaries(), &[(6, "upload"), (101, "panic")]));
+    assert_eq!(got, with(binaries(), &[(101, "panic")]));
 }
 
 #[test]
 fn runbook_table_agrees() {
     let got = table(&read("docs/RUNBOOK.md"), "Exit codes", "");
-    assert_eq!(got, with(binaries(), &[(6, "upload"), (101, "panic")]));
+    assert_eq!(got, with(binaries(), &[(101, "panic")]));
 }
 
 #[test]
@@ -110,7 +109,7 @@ fn script_constants_agree() {
             "EXIT_ code {code} defined twice"
         );
     }
-    assert_eq!(got, with(binaries(), &[(6, "upload")]));
+    assert_eq!(got, binaries());
 }
 
 #[test]

@@ -3,6 +3,7 @@
 //! Each binary's `main` parses its flags and hands one call into `arke-core` to [`run`].
 
 pub mod args;
+pub mod job;
 mod output;
 pub mod progress;
 mod run;

@@ -93,7 +93,7 @@ fn init_logging(out: &OutputArgs) {
 }
 
 /// stderr writer that hides progress bars while a log line is written, so they do not tear.
-struct SuspendingStderr;
+pub(crate) struct SuspendingStderr;
 
 impl Write for SuspendingStderr {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {

@@ -8,6 +8,7 @@
 //! | 3    | `Node`     | IPFS node unreachable, timed out, refused auth, or failed a call        | check the node (`docker ps`, `curl -X POST $IPFS_API_URL/id`) and retry |
 //! | 4    | `Io`       | local file system: cannot read, write, fsync or rename a file           | check disk space and permissions |
 //! | 5    | `Locked`   | another run holds the lock                                              | wait; the kernel releases the lock if that run dies |
+//! | 6    | `Remote`   | S3: upload or download failed, the remote copy differs, credentials or bucket wrong, archive in Glacier | read the one-line error; nothing local was deleted; the next night retries |
 //! | 7    | `Skipped`  | completed, but damaged items were skipped (listed in the report)        | repair or remove the named items; everything else is saved |
 //! | 101  | (panic)    | a bug                                                                   | report it with the log |
 
@@ -27,19 +28,23 @@ pub enum Exit {
     Node = 3,
     Io = 4,
     Locked = 5,
+    /// S3 (daily-backup's upload, fetch-archive's download): the transfer failed, the remote
+    /// copy does not match, or the bucket or credentials are wrong. Local files are untouched.
+    Remote = 6,
     /// Completed, with damaged items skipped (restic's 3): backups go on past one bad entity,
-    /// loudly. (6 is the daily pipeline's "upload failed".)
+    /// loudly.
     Skipped = 7,
 }
 
 impl Exit {
-    pub const ALL: [Exit; 7] = [
+    pub const ALL: [Exit; 8] = [
         Exit::Ok,
         Exit::Failed,
         Exit::Usage,
         Exit::Node,
         Exit::Io,
         Exit::Locked,
+        Exit::Remote,
         Exit::Skipped,
     ];
 
@@ -56,6 +61,7 @@ impl Exit {
             Exit::Node => "node",
             Exit::Io => "io",
             Exit::Locked => "locked",
+            Exit::Remote => "remote",
             Exit::Skipped => "skipped",
         }
     }
@@ -71,6 +77,9 @@ impl Exit {
             Exit::Node => "IPFS node unreachable, timed out, refused or failed a call",
             Exit::Io => "local file error (read, write, fsync, rename, disk full)",
             Exit::Locked => "another run holds the lock",
+            Exit::Remote => {
+                "S3 failed: upload or download, remote copy differs, credentials, bucket, Glacier"
+            }
             Exit::Skipped => {
                 "completed, but damaged items were skipped (each named with its CID in the report)"
             }
@@ -134,7 +143,7 @@ mod tests {
     #[test]
     fn codes_are_stable() {
         let codes: Vec<u8> = Exit::ALL.iter().map(|e| e.code()).collect();
-        assert_eq!(codes, vec![0, 1, 2, 3, 4, 5, 7]);
+        assert_eq!(codes, vec![0, 1, 2, 3, 4, 5, 6, 7]);
         assert!(Exit::help_table().contains("5  another run holds the lock"));
         let some = Exit::help_table_for(&[Exit::Io, Exit::Ok, Exit::Io]);
         assert_eq!(some.lines().count(), 3, "{some}");

@@ -1,0 +1,427 @@
+//! The jobs' configuration: the environment first, then the configuration file
+//! (`/etc/arke-dr/arke-dr.env`, written by `scripts/install.sh`), then the defaults.
+//!
+//! The file is **data**: `NAME=value` lines with shell-style quoting (`'…'`, `"…"`, `\x`, as
+//! `printf %q` writes them), read by a small parser and never given to a shell. The legacy loader
+//! ran `eval "export $line"`, so a `$(…)` in the file executed as the cron user. Expansions
+//! (`$VAR`, `$(…)`, backticks) outside single quotes are refused with the line number rather than
+//! kept literally: a value that silently differs from what the operator meant is a 3 a.m. trap.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// Where the configuration file is when `--config` / `ARKE_DR_CONFIG` do not say.
+pub const DEFAULT_CONFIG_FILE: &str = "/etc/arke-dr/arke-dr.env";
+
+/// A configuration problem: always a usage error (exit 2) naming the variable and where it
+/// came from.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read the configuration {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path} line {line}: {message}")]
+    Syntax {
+        path: PathBuf,
+        line: usize,
+        message: String,
+    },
+    #[error("{name} {message}, not {value:?} ({origin})")]
+    Invalid {
+        name: String,
+        value: String,
+        message: String,
+        origin: String,
+    },
+    #[error("{0}")]
+    Missing(String),
+}
+
+/// Where a setting's value came from, for error messages and `--json` summaries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    Environment,
+    File { path: PathBuf, line: usize },
+}
+
+impl std::fmt::Display for Origin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Origin::Environment => f.write_str("from the environment"),
+            Origin::File { path, line } => write!(f, "from {} line {line}", path.display()),
+        }
+    }
+}
+
+/// Raw settings: every `NAME=value` of the environment and the file, the environment winning.
+#[derive(Debug, Clone, Default)]
+pub struct Settings {
+    values: BTreeMap<String, (String, Origin)>,
+}
+
+impl Settings {
+    /// The process environment over the file at `path` (a missing file is fine: the defaults
+    /// apply; an unreadable one is an error, since it was meant to be read).
+    pub fn load(path: &Path) -> Result<Settings, ConfigError> {
+        let mut s = match std::fs::read_to_string(path) {
+            Ok(text) => Settings::parse_file(path, &text)?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Settings::default(),
+            Err(source) => {
+                return Err(ConfigError::Read {
+                    path: path.to_path_buf(),
+                    source,
+                });
+            }
+        };
+        s.overlay(std::env::vars());
+        Ok(s)
+    }
+
+    /// Settings from `NAME=value` pairs (the environment, or a test's).
+    pub fn overlay<I: IntoIterator<Item = (String, String)>>(&mut self, vars: I) {
+        for (k, v) in vars {
+            self.values.insert(k, (v, Origin::Environment));
+        }
+    }
+
+    /// Parses the file's text.
+    pub fn parse_file(path: &Path, text: &str) -> Result<Settings, ConfigError> {
+        let mut values = BTreeMap::new();
+        for (i, raw) in text.lines().enumerate() {
+            let line = i + 1;
+            let syntax = |message: String| ConfigError::Syntax {
+                path: path.to_path_buf(),
+                line,
+                message,
+            };
+            let Some((name, value)) = parse_line(raw).map_err(syntax)? else {
+                continue;
+            };
+            let origin = Origin::File {
+                path: path.to_path_buf(),
+                line,
+            };
+            values.insert(name, (value, origin));
+        }
+        Ok(Settings { values })
+    }
+
+    /// The value, if set and not empty (an empty value means "unset", as in the shell jobs).
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.values
+            .get(name)
+            .map(|(v, _)| v.as_str())
+            .filter(|v| !v.trim().is_empty())
+    }
+
+    fn origin(&self, name: &str) -> String {
+        self.values
+            .get(name)
+            .map(|(_, o)| o.to_string())
+            .unwrap_or_else(|| "default".into())
+    }
+
+    /// A string setting with a default.
+    pub fn string(&self, name: &str, default: &str) -> String {
+        self.get(name).unwrap_or(default).to_string()
+    }
+
+    /// A path setting with a default.
+    pub fn path(&self, name: &str, default: &str) -> PathBuf {
+        PathBuf::from(self.string(name, default))
+    }
+
+    /// A `0`/`1` switch (also `true`/`false`, `yes`/`no`, `on`/`off`).
+    pub fn flag(&self, name: &str, default: bool) -> Result<bool, ConfigError> {
+        let Some(v) = self.get(name) else {
+            return Ok(default);
+        };
+        match v.trim().to_ascii_lowercase().as_str() {
+            "1" | "true" | "yes" | "on" => Ok(true),
+            "0" | "false" | "no" | "off" => Ok(false),
+            _ => Err(self.invalid(name, v, "must be 0 or 1")),
+        }
+    }
+
+    /// A whole number of at least `min`.
+    pub fn number(&self, name: &str, default: u64, min: u64) -> Result<u64, ConfigError> {
+        match self.optional_number(name, min)? {
+            Some(n) => Ok(n),
+            None => Ok(default),
+        }
+    }
+
+    /// A whole number of at least `min`, or nothing when unset.
+    pub fn optional_number(&self, name: &str, min: u64) -> Result<Option<u64>, ConfigError> {
+        let Some(v) = self.get(name) else {
+            return Ok(None);
+        };
+        match v.trim().parse::<u64>() {
+            Ok(n) if n >= min => Ok(Some(n)),
+            _ => Err(self.invalid(name, v, &format!("must be a whole number >= {min}"))),
+        }
+    }
+
+    fn invalid(&self, name: &str, value: &str, message: &str) -> ConfigError {
+        ConfigError::Invalid {
+            name: name.into(),
+            value: value.into(),
+            message: message.into(),
+            origin: self.origin(name),
+        }
+    }
+}
+
+/// The typed configuration every job reads. Defaults are production's (the installed paths,
+/// the pointer at `/arke/index_pointer`).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Config {
+    /// Kubo RPC API (`IPFS_API_URL`, else the legacy `IPFS_API`).
+    pub ipfs_api_url: String,
+    /// `IPFS_API_AUTH`: "Bearer …" or "Basic …"; never serialized.
+    #[serde(skip)]
+    pub ipfs_api_auth: Option<String>,
+    pub index_pointer_path: String,
+    /// MFS root of the tips (`ARKE_INDEX_ROOT`).
+    pub index_root: String,
+    pub snapshots_dir: PathBuf,
+    pub backups_dir: PathBuf,
+    /// The jobs' logs (`<job>.log`).
+    pub log_dir: PathBuf,
+    /// Run records (`runs/<job>.json`) that dr-status reads.
+    pub state_dir: PathBuf,
+    /// The Prometheus text file for node_exporter's textfile collector.
+    pub metrics_file: PathBuf,
+    pub upload: Option<S3Settings>,
+    pub incremental: bool,
+    pub full_every_days: u64,
+    pub keep_archives: u64,
+    pub keep_days: Option<u64>,
+    pub prune_snapshots: bool,
+    pub snapshot_keep_last: u64,
+    pub snapshot_gc: bool,
+    /// Seconds to wait for an hourly build that holds the build lock.
+    pub build_lock_wait: u64,
+    /// Deadline in seconds for one RPC call (`ARKE_TIMEOUT`).
+    pub timeout: u64,
+}
+
+/// Where the archives go: `s3://bucket/prefix`. `None` in [`Config::upload`] when `UPLOAD=0`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct S3Settings {
+    pub bucket: String,
+    /// Empty: `backups/<instance-id>/`, the instance id asked from IMDSv2 at each run.
+    pub prefix: Option<String>,
+    pub region: String,
+    pub storage_class: String,
+    /// `AWS_ENDPOINT_URL`: an S3-compatible server instead of AWS (tests).
+    pub endpoint: Option<String>,
+    /// `ARKE_INSTANCE_ID`: pins the prefix's instance id without asking IMDSv2.
+    pub instance_id: Option<String>,
+    /// `ARKE_IMDS_URL`: the instance metadata service (tests point it elsewhere).
+    pub imds_url: String,
+}
+
+impl Config {
+    /// The typed view of the settings; the first invalid value is the error.
+    pub fn from_settings(s: &Settings) -> Result<Config, ConfigError> {
+        let state_dir = s.path("ARKE_STATE_DIR", "/var/lib/arke-dr/state");
+        let metrics_default = state_dir.join("metrics").join("arke_dr.prom");
+        Ok(Config {
+            ipfs_api_url: s
+                .get("IPFS_API_URL")
+                .or_else(|| s.get("IPFS_API"))
+                .unwrap_or(arke_core::kubo::DEFAULT_API)
+                .to_string(),
+            ipfs_api_auth: s.get("IPFS_API_AUTH").map(str::to_string),
+            index_pointer_path: s.string("INDEX_POINTER_PATH", "/arke/index_pointer"),
+            index_root: s.string("ARKE_INDEX_ROOT", arke_core::shard::INDEX_ROOT),
+            snapshots_dir: s.path("SNAPSHOTS_DIR", "/var/lib/arke-dr/snapshots"),
+            backups_dir: s.path("BACKUPS_DIR", "/var/lib/arke-dr/backups"),
+            log_dir: s.path("ARKE_LOG_DIR", "/var/log/arke-dr"),
+            metrics_file: s
+                .get("ARKE_METRICS_FILE")
+                .map(PathBuf::from)
+                .unwrap_or(metrics_default),
+            state_dir,
+            upload: S3Settings::from_settings(s)?,
+            incremental: s.flag("INCREMENTAL", true)?,
+            full_every_days: s.number("FULL_EVERY_DAYS", 7, 1)?,
+            keep_archives: s.number("KEEP_ARCHIVES", 3, 1)?,
+            keep_days: s.optional_number("KEEP_DAYS", 0)?,
+            prune_snapshots: s.flag("PRUNE_SNAPSHOTS", true)?,
+            snapshot_keep_last: s.number("SNAPSHOT_KEEP_LAST", 48, 1)?,
+            snapshot_gc: s.flag("SNAPSHOT_GC", true)?,
+            build_lock_wait: s.number("BUILD_LOCK_WAIT", 900, 0)?,
+            timeout: s.number("ARKE_TIMEOUT", 120, 1)?,
+        })
+    }
+}
+
+impl S3Settings {
+    /// `None` when `UPLOAD=0`; with `UPLOAD=1` (the default) the bucket is required.
+    fn from_settings(s: &Settings) -> Result<Option<S3Settings>, ConfigError> {
+        if !s.flag("UPLOAD", true)? {
+            return Ok(None);
+        }
+        let bucket = s.get("S3_BUCKET").ok_or_else(|| {
+            ConfigError::Missing(
+                "S3_BUCKET is not set (set it in the configuration, or UPLOAD=0 / --no-upload)"
+                    .into(),
+            )
+        })?;
+        Ok(Some(S3Settings {
+            bucket: bucket.to_string(),
+            prefix: s.get("S3_PREFIX").map(str::to_string),
+            region: s.string("AWS_REGION", "us-east-1"),
+            storage_class: s.string("S3_STORAGE_CLASS", "STANDARD_IA"),
+            endpoint: s.get("AWS_ENDPOINT_URL").map(str::to_string),
+            instance_id: s.get("ARKE_INSTANCE_ID").map(str::to_string),
+            imds_url: s.string("ARKE_IMDS_URL", "http://169.254.169.254"),
+        }))
+    }
+}
+
+/// One line: `None` for blank lines and comments, else `(NAME, value)`.
+fn parse_line(raw: &str) -> Result<Option<(String, String)>, String> {
+    let line = raw.trim();
+    if line.is_empty() || line.starts_with('#') {
+        return Ok(None);
+    }
+    let line = line.strip_prefix("export ").unwrap_or(line).trim_start();
+    let Some((name, rest)) = line.split_once('=') else {
+        return Err(format!("not a NAME=value line: {raw}"));
+    };
+    let valid_name = name
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if !valid_name {
+        return Err(format!("not a variable name: {name:?}"));
+    }
+    Ok(Some((name.to_string(), unquote(rest)?)))
+}
+
+/// Shell-style word: quotes and backslashes removed, no expansion, an unquoted `#` after a space
+/// starts a comment, unquoted whitespace inside the value is an error.
+fn unquote(s: &str) -> Result<String, String> {
+    let mut out = String::new();
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\'' => loop {
+                match chars.next() {
+                    Some('\'') => break,
+                    Some(c) => out.push(c),
+                    None => return Err("unterminated single quote".into()),
+                }
+            },
+            '"' => loop {
+                match chars.next() {
+                    Some('"') => break,
+                    Some('\\') => match chars.next() {
+                        Some(c @ ('"' | '\\' | '$' | '`')) => out.push(c),
+                        Some(c) => {
+                            out.push('\\');
+                            out.push(c);
+                        }
+                        None => return Err("unterminated double quote".into()),
+                    },
+                    Some('$' | '`') => return Err(no_expansion()),
+                    Some(c) => out.push(c),
+                    None => return Err("unterminated double quote".into()),
+                }
+            },
+            '\\' => match chars.next() {
+                Some(c) => out.push(c),
+                None => return Err("a trailing backslash".into()),
+            },
+            '$' | '`' => return Err(no_expansion()),
+            c if c.is_whitespace() => {
+                let rest: String = chars.collect();
+                let rest = rest.trim_start();
+                if rest.is_empty() || rest.starts_with('#') {
+                    break;
+                }
+                return Err("a space in a value must be quoted".into());
+            }
+            c => out.push(c),
+        }
+    }
+    Ok(out)
+}
+
+fn no_expansion() -> String {
+    "shell expansion ($VAR, $(...), backticks) is not supported: the file is read as data; \
+     write the value itself, or quote it with single quotes"
+        .into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Settings, ConfigError> {
+        Settings::parse_file(Path::new("/etc/arke-dr/arke-dr.env"), text)
+    }
+
+    #[test]
+    fn shell_quoting_as_printf_q_writes_it() {
+        let s = parse(
+            "# comment\n\nA=plain\nB='/path with space'\nC=/path\\ with\\ space\n\
+             D=\"x \\\"y\\\" z\"\nexport E=e # trailing comment\nF=\nG='$(not run)'\n",
+        )
+        .unwrap();
+        assert_eq!(s.get("A"), Some("plain"));
+        assert_eq!(s.get("B"), Some("/path with space"));
+        assert_eq!(s.get("C"), Some("/path with space"));
+        assert_eq!(s.get("D"), Some("x \"y\" z"));
+        assert_eq!(s.get("E"), Some("e"));
+        assert_eq!(s.get("F"), None, "empty means unset");
+        assert_eq!(s.get("G"), Some("$(not run)"));
+    }
+
+    #[test]
+    fn expansions_and_garbage_are_refused_with_the_line() {
+        for (text, needle) in [
+            ("A=1\nB=$(touch /tmp/pwned)\n", "line 2: shell expansion"),
+            ("B=\"`id`\"\n", "line 1: shell expansion"),
+            ("B=$HOME/x\n", "shell expansion"),
+            ("just words\n", "not a NAME=value line"),
+            ("1A=x\n", "not a variable name"),
+            ("A='open\n", "unterminated single quote"),
+            ("A=two words\n", "must be quoted"),
+        ] {
+            let err = parse(text).unwrap_err().to_string();
+            assert!(err.contains(needle), "{text:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn the_environment_wins_and_types_are_checked() {
+        let mut s = parse("UPLOAD=0\nKEEP_ARCHIVES=3\nFULL_EVERY_DAYS=0\n").unwrap();
+        s.overlay([("UPLOAD".to_string(), "1".to_string())]);
+        assert!(s.flag("UPLOAD", false).unwrap());
+        assert_eq!(s.number("KEEP_ARCHIVES", 9, 1).unwrap(), 3);
+        assert_eq!(s.number("MISSING", 9, 1).unwrap(), 9);
+        let err = s.number("FULL_EVERY_DAYS", 7, 1).unwrap_err().to_string();
+        assert!(
+            err.contains("FULL_EVERY_DAYS must be a whole number >= 1, not \"0\" (from /etc/arke-dr/arke-dr.env line 3)"),
+            "{err}"
+        );
+        s.overlay([("INCREMENTAL".to_string(), "maybe".to_string())]);
+        let err = s.flag("INCREMENTAL", true).unwrap_err().to_string();
+        assert!(err.contains("from the environment"), "{err}");
+    }
+
+    #[test]
+    fn a_missing_file_is_the_defaults_and_an_unreadable_one_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(Settings::load(&dir.path().join("absent.env")).is_ok());
+        let err = Settings::load(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("cannot read the configuration"), "{err}");
+    }
+}

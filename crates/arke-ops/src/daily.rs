@@ -1,0 +1,489 @@
+//! The daily disaster-recovery pipeline (cron, 02:00 UTC), in process over the core:
+//!
+//! 1. build-snapshot: a fresh snapshot ("unchanged" is fine); waits up to `BUILD_LOCK_WAIT`
+//!    for an hourly build that holds the build lock
+//! 2. export-car: the pointer's snapshot and event chain; incremental over the newest verified
+//!    archive, a full one every `FULL_EVERY_DAYS` days or when no parent is usable
+//! 3. verify-car: the archive re-read with its whole chain, every block re-hashed; stamped
+//! 4. upload: every member of the chain S3 lacks (a failed night's), base first, then tonight's
+//!    archive; each `.car` before its `.json`, each checked after the upload
+//! 5. retention: local archives beyond `KEEP_ARCHIVES` / `KEEP_DAYS` (chains kept whole)
+//! 6. prune-snapshots: snapshots beyond `SNAPSHOT_KEEP_LAST` unpinned, then GC
+//!
+//! Every enabled step is required: the first failure stops the run (nothing is deleted after a
+//! failed export, verification or upload) and its exit code is the run's. Damaged items skipped
+//! by the build or the export do not stop the night; the run ends with 7 so they are not
+//! forgotten. Replaces the legacy cron-daily-dr-backup.sh (B24, B25, B27).
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use arke_core::Exit;
+use arke_core::Progress;
+use arke_core::backup::{
+    ChainPolicy, ExportOptions, ExportReport, Incremental, VerifyCarOptions, apply_retention,
+    export, update_stamps, verify_chain,
+};
+use arke_core::kubo::{Kubo, KuboConfig};
+use arke_core::snapshot::{BuildOptions, BuildOutcome, PruneOptions, build, prune};
+
+use crate::config::Config;
+use crate::job::{Done, Job, StepError, disk_of, human, rfc3339};
+use crate::runs::{ArchiveRecord, RunRecord, SnapshotRecord, UploadRecord};
+
+/// The daily job's name: its log file, lock and run record are named after it.
+pub const JOB: &str = "daily-backup";
+
+/// Where archives go off the host. The S3 client (`arke_s3`) is the one used in production.
+pub trait ArchiveStore {
+    /// `s3://bucket/prefix/`, for the log and the record.
+    fn location(&self) -> String;
+    /// The size of the stored copy of `name`, or `None` when there is none.
+    fn remote_size(&self, name: &str) -> impl Future<Output = Result<Option<u64>, StepError>>;
+    /// Uploads `path` as `name` and checks the stored copy; returns how it was checked.
+    fn upload(&self, path: &Path, name: &str) -> impl Future<Output = Result<String, StepError>>;
+}
+
+/// No store: uploads are off (`UPLOAD=0`, `--no-upload`).
+#[derive(Debug)]
+pub enum NoStore {}
+
+impl ArchiveStore for NoStore {
+    fn location(&self) -> String {
+        match *self {}
+    }
+    async fn remote_size(&self, _: &str) -> Result<Option<u64>, StepError> {
+        match *self {}
+    }
+    async fn upload(&self, _: &Path, _: &str) -> Result<String, StepError> {
+        match *self {}
+    }
+}
+
+/// Switches of one run (the command line's `--no-upload` / `--no-prune`).
+#[derive(Debug, Clone)]
+pub struct DailyOptions {
+    pub upload: bool,
+    pub prune: bool,
+    pub log_file: PathBuf,
+}
+
+/// What the night produced, step by step, for the record.
+#[derive(Debug, Default)]
+struct Night {
+    snapshot: Option<SnapshotRecord>,
+    archive: Option<ArchiveRecord>,
+    upload: Option<UploadRecord>,
+    deleted: Vec<String>,
+    pruned: Option<u64>,
+}
+
+/// Runs the pipeline and returns its record (never an error: a failure is the record's exit
+/// code and message). `store` is `None` when uploads are off.
+pub async fn run<S: ArchiveStore>(
+    cfg: &Config,
+    opts: &DailyOptions,
+    store: Option<&S>,
+    progress: &Progress,
+) -> RunRecord {
+    let mut job = Job::start(JOB, &opts.log_file);
+    let mut night = Night::default();
+    let outcome = steps(cfg, opts, store, progress, &mut job, &mut night).await;
+    let summary = summary_line(&job, &night, outcome.as_ref().err(), cfg);
+    let mut rec = job.finish(outcome.as_ref().err());
+    rec.snapshot = night.snapshot;
+    rec.archive = night.archive;
+    rec.upload = night.upload;
+    rec.archives_deleted = night.deleted;
+    rec.snapshots_pruned = night.pruned;
+    rec.disk = disk_of(&cfg.backups_dir);
+    match &outcome {
+        Ok(()) => tracing::info!("summary: {summary}"),
+        Err(_) => tracing::error!("summary: {summary}"),
+    }
+    rec
+}
+
+async fn steps<S: ArchiveStore>(
+    cfg: &Config,
+    opts: &DailyOptions,
+    store: Option<&S>,
+    progress: &Progress,
+    job: &mut Job,
+    night: &mut Night,
+) -> Result<(), StepError> {
+    let _lock = preflight(cfg)?;
+    let kubo = kubo(cfg)?;
+    tracing::info!(
+        "start: api {}, pointer {}, backups {}, upload {}",
+        cfg.ipfs_api_url,
+        cfg.index_pointer_path,
+        cfg.backups_dir.display(),
+        store.map_or("off".into(), |s| s.location())
+    );
+    let what = "a fresh snapshot (incremental)";
+    night.snapshot = Some(
+        job.step("build-snapshot", what, build_step(cfg, &kubo, progress))
+            .await?,
+    );
+    let what = if cfg.incremental {
+        "incremental over the newest verified archive"
+    } else {
+        "a full archive"
+    };
+    let report = job
+        .step("export-car", what, export_step(cfg, &kubo, progress))
+        .await?;
+    let car = PathBuf::from(&report.car_path);
+    let chain = job
+        .step("verify-car", &report.car_path, verify_step(&car, progress))
+        .await?;
+    night.archive = Some(archive_record(&report, true));
+    match (store, opts.upload) {
+        (Some(s), true) => {
+            let what = s.location();
+            night.upload = Some(job.step("upload", &what, upload_step(s, &chain)).await?);
+        }
+        _ => job.skip("upload", "UPLOAD=0 or --no-upload"),
+    }
+    let what = format!("keep {} archives", cfg.keep_archives);
+    night.deleted = job.step("retention", &what, retention_step(cfg)).await?;
+    if opts.prune && cfg.prune_snapshots {
+        let what = format!("keep {} snapshots", cfg.snapshot_keep_last);
+        night.pruned = Some(
+            job.step("prune-snapshots", &what, prune_step(cfg, &kubo))
+                .await?,
+        );
+    } else {
+        job.skip("prune-snapshots", "PRUNE_SNAPSHOTS=0 or --no-prune");
+    }
+    Ok(())
+}
+
+/// The folders exist (and are folders), and this is the only daily run.
+fn preflight(cfg: &Config) -> Result<arke_core::RunLock, StepError> {
+    for dir in [&cfg.snapshots_dir, &cfg.backups_dir] {
+        ensure_dir(dir)?;
+    }
+    let lock = cfg.backups_dir.join(format!(".{JOB}.lock"));
+    arke_core::RunLock::acquire(&lock, "another daily-backup", "nothing done").map_err(Into::into)
+}
+
+/// Creates `dir` if needed; a file in its place is a configuration error, said plainly.
+pub fn ensure_dir(dir: &Path) -> Result<(), StepError> {
+    if dir.exists() && !dir.is_dir() {
+        let msg = format!("{} is not a directory", dir.display());
+        return Err(StepError::new(Exit::Usage, msg));
+    }
+    std::fs::create_dir_all(dir)
+        .map_err(|e| StepError::new(Exit::Io, format!("cannot create {}: {e}", dir.display())))
+}
+
+/// The node client from the configuration.
+pub fn kubo(cfg: &Config) -> Result<Kubo, StepError> {
+    let mut k = KuboConfig::new(&cfg.ipfs_api_url, cfg.ipfs_api_auth.as_deref()).map_err(|e| {
+        StepError::new(
+            Exit::Usage,
+            format!("IPFS_API_URL {:?}: {e}", cfg.ipfs_api_url),
+        )
+    })?;
+    k.call_timeout = Duration::from_secs(cfg.timeout);
+    k.read_timeout = k.call_timeout;
+    Kubo::new(k).map_err(StepError::from)
+}
+
+/// Retries `f` while another process holds the build lock (exit 5), up to `wait` seconds,
+/// with a log line each time: the hourly build at minute 17 can overlap 02:00 on a big day.
+pub async fn after_build_lock<T, F, Fut>(wait: u64, mut f: F) -> Result<T, StepError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, StepError>>,
+{
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(wait);
+    loop {
+        match f().await {
+            Err(e) if e.exit == Exit::Locked && Instant::now() < deadline => {
+                let left = deadline.saturating_duration_since(Instant::now());
+                let pause = left.min(Duration::from_secs(15));
+                tracing::info!(
+                    "a build-snapshot holds the build lock; retrying in {}s (waited {}s of {wait}s)",
+                    pause.as_secs(),
+                    started.elapsed().as_secs()
+                );
+                tokio::time::sleep(pause).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+async fn build_step(
+    cfg: &Config,
+    kubo: &Kubo,
+    progress: &Progress,
+) -> Result<Done<SnapshotRecord>, StepError> {
+    let mut opts = BuildOptions::new(&cfg.index_pointer_path, cfg.snapshots_dir.clone());
+    opts.index_root = cfg.index_root.clone();
+    let outcome = after_build_lock(cfg.build_lock_wait, || async {
+        build(kubo, &opts, progress).await.map_err(StepError::from)
+    })
+    .await?;
+    let r = outcome.report();
+    let built = matches!(outcome, BuildOutcome::Built(_));
+    let cid = r.cid.clone().unwrap_or_default();
+    let detail = if built {
+        format!("snapshot {cid} seq {} ({} entities)", r.seq, r.entity_count)
+    } else {
+        format!("unchanged since snapshot {cid} seq {}", r.seq)
+    };
+    Ok(Done {
+        skipped_items: r.skipped > 0,
+        detail,
+        value: SnapshotRecord {
+            cid,
+            seq: r.seq,
+            built,
+        },
+    })
+}
+
+async fn export_step(
+    cfg: &Config,
+    kubo: &Kubo,
+    progress: &Progress,
+) -> Result<Done<ExportReport>, StepError> {
+    let pointer = arke_core::pointer::read(kubo, &cfg.index_pointer_path).await?;
+    let snapshot = pointer
+        .as_ref()
+        .and_then(|p| p.pointer.latest_snapshot_cid)
+        .ok_or_else(|| {
+            let msg = format!(
+                "the index pointer {} names no snapshot",
+                cfg.index_pointer_path
+            );
+            StepError::new(Exit::Failed, msg)
+        })?;
+    let opts = ExportOptions {
+        snapshot,
+        pointer,
+        pointer_path: cfg.index_pointer_path.clone(),
+        backups_dir: cfg.backups_dir.clone(),
+        with_history: false,
+        allow_missing: false,
+        keep_last: None,
+        keep_days: None,
+        concurrency: 16,
+        bulk: true,
+        stall_timeout: Duration::from_secs(30),
+        tool: format!("arke-dr daily-backup {}", env!("CARGO_PKG_VERSION")),
+        index_root: Some(cfg.index_root.clone()),
+        incremental: cfg.incremental.then_some(Incremental {
+            parent: None,
+            policy: ChainPolicy {
+                full_every_days: Some(cfg.full_every_days),
+            },
+        }),
+    };
+    let r = export(kubo, &opts, progress).await?;
+    if r.partial {
+        let msg = format!(
+            "{} is partial ({} blocks missing)",
+            r.car_path, r.missing_count
+        );
+        return Err(StepError::new(Exit::Failed, msg));
+    }
+    for (item, why) in &r.skipped {
+        tracing::warn!("export-car left out {item}: {why}");
+    }
+    let kind = match &r.chain.parent {
+        Some(p) => format!("incremental over {}", file_name(Path::new(p))),
+        None => "full".to_string(),
+    };
+    Ok(Done {
+        skipped_items: !r.skipped.is_empty(),
+        detail: format!(
+            "{} ({kind}, {}, {} blocks)",
+            file_name(Path::new(&r.car_path)),
+            human(r.size_bytes),
+            r.blocks
+        ),
+        value: r,
+    })
+}
+
+/// Verifies the archive with its chain and stamps it; returns the chain, base first.
+async fn verify_step(car: &Path, progress: &Progress) -> Result<Done<Vec<PathBuf>>, StepError> {
+    let v = verify_chain(car, &VerifyCarOptions::default(), progress)
+        .await
+        .map_err(|e| {
+            let e = arke_core::Error::from(e);
+            StepError::new(
+                e.exit(),
+                format!("reading {}: {}", car.display(), arke_core::one_line(&e)),
+            )
+        })?;
+    if !v.report.verified {
+        let kinds = v.report.error_kinds().join(", ");
+        let msg = format!(
+            "{} does not verify [{kinds}] (kept for inspection)",
+            car.display()
+        );
+        return Err(StepError::new(Exit::Failed, msg));
+    }
+    let tool = format!("arke-dr daily-backup {}", env!("CARGO_PKG_VERSION"));
+    if let Err(e) = update_stamps(&v, &tool) {
+        // The verdict stands; only tomorrow's choice of parent is affected.
+        tracing::warn!("cannot write the verification stamp: {e}");
+    }
+    let detail = format!(
+        "{} blocks re-hashed, chain of {}",
+        v.report.scan.blocks,
+        v.members.len()
+    );
+    Ok(Done::ok(v.members, detail))
+}
+
+async fn upload_step<S: ArchiveStore>(
+    store: &S,
+    chain: &[PathBuf],
+) -> Result<Done<UploadRecord>, StepError> {
+    let Some(tonight) = chain.last() else {
+        return Err(StepError::new(Exit::Failed, "no archive to upload"));
+    };
+    let mut files = Vec::new();
+    let mut verified_by = String::new();
+    for member in chain {
+        let size = file_size(member)?;
+        let name = file_name(member);
+        if member != tonight && store.remote_size(&name).await? == Some(size) {
+            continue;
+        }
+        // The CAR first, its metadata last: a listing that shows the .json shows a whole upload.
+        for path in [member.clone(), member.with_extension("json")] {
+            let name = file_name(&path);
+            let how = store.upload(&path, &name).await?;
+            tracing::info!(
+                "upload: {}{name} ({}) confirmed by {how}",
+                store.location(),
+                human(file_size(&path)?)
+            );
+            if path == *tonight {
+                verified_by = how;
+            }
+            files.push(name);
+        }
+    }
+    let size = file_size(tonight)?;
+    let url = format!("{}{}", store.location(), file_name(tonight));
+    let (bucket, prefix) = split_location(&store.location());
+    let detail = format!("{} file(s) to {}", files.len(), store.location());
+    Ok(Done::ok(
+        UploadRecord {
+            bucket,
+            prefix,
+            url,
+            uploaded_at: rfc3339(chrono::Utc::now()),
+            size_bytes: size,
+            verified_by,
+            files,
+        },
+        detail,
+    ))
+}
+
+async fn retention_step(cfg: &Config) -> Result<Done<Vec<String>>, StepError> {
+    let keep = usize::try_from(cfg.keep_archives).unwrap_or(usize::MAX);
+    let deleted = apply_retention(&cfg.backups_dir, Some(keep), cfg.keep_days)?;
+    let names: Vec<String> = deleted.iter().map(|p| file_name(p)).collect();
+    let detail = format!("{} archive(s) deleted", names.len());
+    Ok(Done::ok(names, detail))
+}
+
+async fn prune_step(cfg: &Config, kubo: &Kubo) -> Result<Done<u64>, StepError> {
+    let keep = usize::try_from(cfg.snapshot_keep_last).unwrap_or(usize::MAX);
+    let mut opts = PruneOptions::new(&cfg.index_pointer_path, cfg.snapshots_dir.clone(), keep);
+    opts.apply = true;
+    opts.gc = cfg.snapshot_gc;
+    let r = after_build_lock(cfg.build_lock_wait, || async {
+        prune(kubo, &opts).await.map_err(StepError::from)
+    })
+    .await?;
+    let freed = r.gc.as_ref().map_or(String::new(), |g| {
+        format!(", GC freed {}", human(g.freed_bytes))
+    });
+    let detail = format!("{} pruned, {} kept{freed}", r.pruned.len(), r.kept.len());
+    Ok(Done::ok(r.pruned.len() as u64, detail))
+}
+
+fn archive_record(r: &ExportReport, verified: bool) -> ArchiveRecord {
+    ArchiveRecord {
+        file: file_name(Path::new(&r.car_path)),
+        path: r.car_path.clone(),
+        kind: if r.chain.parent.is_some() {
+            "incremental"
+        } else {
+            "full"
+        }
+        .into(),
+        parent: r.chain.parent.as_deref().map(|p| file_name(Path::new(p))),
+        size_bytes: r.size_bytes,
+        blocks: r.blocks,
+        sha256: r.sha256.clone(),
+        snapshot_cid: r.snapshot_cid.clone(),
+        seq: r.seq,
+        verified,
+    }
+}
+
+/// The last log line, the same shape as the shell job's.
+fn summary_line(job: &Job, night: &Night, err: Option<&StepError>, cfg: &Config) -> String {
+    let total = job.elapsed();
+    if let Some(e) = err {
+        return format!(
+            "FAILED exit={} {} total={total:.0}s",
+            e.exit.code(),
+            e.message
+        );
+    }
+    let car = night.archive.as_ref();
+    let free = disk_of(&cfg.backups_dir).map_or("?".into(), |d| human(d.free_bytes));
+    let s = |n| job.secs(n);
+    format!(
+        "ok car={} size={} upload={} archives_deleted={} snapshots_pruned={} disk_free={free} \
+         build={:.0}s export={:.0}s verify={:.0}s upload={:.0}s retention={:.0}s prune={:.0}s total={total:.0}s",
+        car.map_or("-", |a| a.file.as_str()),
+        car.map_or("-".into(), |a| human(a.size_bytes)),
+        night.upload.as_ref().map_or("skipped", |u| u.url.as_str()),
+        night.deleted.len(),
+        night.pruned.map_or("skipped".into(), |n| n.to_string()),
+        s("build-snapshot"),
+        s("export-car"),
+        s("verify-car"),
+        s("upload"),
+        s("retention"),
+        s("prune-snapshots"),
+    )
+}
+
+fn file_size(path: &Path) -> Result<u64, StepError> {
+    std::fs::metadata(path)
+        .map(|m| m.len())
+        .map_err(|e| StepError::new(Exit::Io, format!("{}: {e}", path.display())))
+}
+
+pub(crate) fn file_name(p: &Path) -> String {
+    p.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// `s3://bucket/prefix/` → (`bucket`, `prefix/`).
+fn split_location(loc: &str) -> (String, String) {
+    let rest = loc.strip_prefix("s3://").unwrap_or(loc);
+    match rest.split_once('/') {
+        Some((b, p)) => (b.to_string(), p.to_string()),
+        None => (rest.to_string(), String::new()),
+    }
+}

@@ -1,0 +1,393 @@
+//! arke-s3 against a real S3-compatible server (SeaweedFS on loopback, signatures checked):
+//! large multipart and single uploads with their downloads, a server killed mid-upload,
+//! bytes damaged in flight both ways, wrong credentials, a missing bucket, archived objects.
+
+// The tests print timings and the error messages an operator would see (`--nocapture`).
+#![allow(clippy::print_stderr)]
+
+mod support;
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use arke_s3::{MIB, RestoreState, S3, S3Error, VerifiedBy};
+use support::proxy::Proxy;
+use support::{S3Server, files_in, random_file, sha256_file};
+
+fn no_progress(_: u64, _: u64) {}
+
+/// Over 100 MB in 16 parts of 8 MiB: metadata, checksum verification, a byte-identical
+/// download, progress, listing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_multipart_upload_and_download() -> anyhow::Result<()> {
+    let server = S3Server::shared();
+    let (s3, _) = server.new_bucket("large").await?;
+    let dir = tempfile::tempdir()?;
+    let src = dir.path().join("arke-full.car");
+    let size = 130 * 1000 * 1000; // 15.5 parts of 8 MiB: 16
+    random_file(&src, size, 1)?;
+    let want = sha256_file(&src)?;
+
+    let seen = Mutex::new(Vec::new());
+    let progress = |done: u64, total: u64| seen.lock().unwrap().push((done, total));
+    let up = s3.upload_file(&src, "arke-full.car", &progress).await?;
+    assert_eq!(
+        (up.size, up.parts, up.sha256.as_str()),
+        (size, 16, want.as_str())
+    );
+    assert_eq!(
+        up.checksum_verified_by,
+        VerifiedBy::Sha256,
+        "SeaweedFS keeps SHA-256 checksums"
+    );
+    assert!(up.etag.ends_with("-16"), "multipart ETag: {}", up.etag);
+    let seen = seen.into_inner().unwrap();
+    assert_eq!(seen.first(), Some(&(0, size)));
+    assert_eq!(seen.last(), Some(&(size, size)));
+    assert!(
+        seen.windows(2).all(|w| w[0].0 <= w[1].0),
+        "progress never goes back"
+    );
+
+    let head = s3.head("arke-full.car").await?.expect("uploaded object");
+    assert_eq!(
+        (head.size, head.sha256.as_deref()),
+        (size, Some(want.as_str()))
+    );
+    assert_eq!(head.storage_class, "STANDARD_IA");
+    assert_eq!(head.restore, Some(RestoreState::None));
+    assert_eq!(
+        s3.list()
+            .await?
+            .iter()
+            .map(|o| o.name.as_str())
+            .collect::<Vec<_>>(),
+        ["arke-full.car"]
+    );
+
+    let out = dir.path().join("restored").join("copy.car");
+    std::fs::create_dir_all(out.parent().unwrap())?;
+    let down = s3.download("arke-full.car", &out, &no_progress).await?;
+    assert!(down.verified_sha256);
+    assert_eq!((down.size, down.sha256.as_str()), (size, want.as_str()));
+    assert_eq!(sha256_file(&out)?, want);
+    assert_eq!(
+        files_in(out.parent().unwrap()),
+        ["copy.car"],
+        "no temporary file left"
+    );
+    eprintln!(
+        "130 MB: upload {:?}, download {:?}",
+        up.duration, down.duration
+    );
+    Ok(())
+}
+
+/// Below the part size: one PutObject, verified by its SHA-256; an empty file too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn small_file_single_put_and_download() -> anyhow::Result<()> {
+    let (s3, _) = S3Server::shared().new_bucket("small").await?;
+    let dir = tempfile::tempdir()?;
+    for (name, size) in [("arke.json", 4321u64), ("empty.json", 0)] {
+        let src = dir.path().join(name);
+        random_file(&src, size, 2)?;
+        let up = s3.upload_file(&src, name, &no_progress).await?;
+        assert_eq!(
+            (up.parts, up.size, up.checksum_verified_by),
+            (1, size, VerifiedBy::Sha256)
+        );
+        assert!(
+            !up.etag.contains('-'),
+            "single PUT ETag is a plain MD5: {}",
+            up.etag
+        );
+        let out = dir.path().join(format!("{name}.back"));
+        let down = s3.download(name, &out, &no_progress).await?;
+        assert!(down.verified_sha256);
+        assert_eq!(std::fs::read(&out)?, std::fs::read(&src)?);
+    }
+    assert!(s3.head("missing.json").await?.is_none());
+    let err = s3
+        .download("missing.json", &dir.path().join("m"), &no_progress)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, S3Error::NotFound { .. }), "{err}");
+    assert!(!dir.path().join("m").exists());
+    Ok(())
+}
+
+/// kill -9 of the server after the first part: the upload fails within bounded time, the
+/// local file is untouched, and once the server is back the next attempt succeeds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_killed_mid_upload_then_retry_succeeds() -> anyhow::Result<()> {
+    let mut server = S3Server::start()?;
+    let (s3, _) = server.new_bucket("killed").await?;
+    let dir = tempfile::tempdir()?;
+    let src = dir.path().join("night.car");
+    random_file(&src, 60 * MIB, 3)?;
+    let want = sha256_file(&src)?;
+    let mtime = std::fs::metadata(&src)?.modified()?;
+
+    let killed = AtomicBool::new(false);
+    let kill_at_first_part = |done: u64, _total: u64| {
+        if done >= 8 * MIB && !killed.swap(true, Ordering::SeqCst) {
+            server.kill9();
+        }
+    };
+    let t0 = Instant::now();
+    let err = s3
+        .upload_file(&src, "night.car", &kill_at_first_part)
+        .await
+        .unwrap_err();
+    let took = t0.elapsed();
+    assert!(
+        killed.load(Ordering::SeqCst),
+        "the server was killed mid-upload"
+    );
+    assert!(took < Duration::from_secs(60), "failed after {took:?}");
+    assert!(
+        matches!(err, S3Error::Transport { .. }) && err.is_retryable(),
+        "{err}"
+    );
+    assert!(err.to_string().contains("night.car"), "{err}");
+    assert_eq!(
+        (sha256_file(&src)?, std::fs::metadata(&src)?.modified()?),
+        (want.clone(), mtime)
+    );
+    eprintln!("killed server: failed after {took:?}: {err}");
+
+    server.restart()?;
+    let up = s3.upload_file(&src, "night.car", &no_progress).await?;
+    assert_eq!((up.sha256.as_str(), up.parts), (want.as_str(), 8));
+    let out = dir.path().join("back.car");
+    s3.download("night.car", &out, &no_progress).await?;
+    assert_eq!(sha256_file(&out)?, want);
+    Ok(())
+}
+
+/// One bit of a part flipped on the way to the server: refused (BadDigest), the upload fails
+/// as a checksum mismatch, no object appears; the same with a single PUT.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upload_damaged_in_flight_is_refused() -> anyhow::Result<()> {
+    let server = S3Server::shared();
+    let (direct, bucket) = server.new_bucket("badput").await?;
+    let proxy = Proxy::start(&server.endpoint).await?;
+    let mut cfg = server.config(&bucket);
+    cfg.endpoint = Some(proxy.url.clone());
+    let s3 = S3::connect(cfg).await?;
+    let dir = tempfile::tempdir()?;
+    for (name, size) in [("multi.car", 20 * MIB), ("single.json", 64 * 1024)] {
+        let src = dir.path().join(name);
+        random_file(&src, size, 4)?;
+        let want = sha256_file(&src)?;
+        proxy.faults.flip_put_body.store(true, Ordering::SeqCst);
+        let before = proxy.faults.flipped.load(Ordering::SeqCst);
+        let err = s3.upload_file(&src, name, &no_progress).await.unwrap_err();
+        assert_eq!(
+            proxy.faults.flipped.load(Ordering::SeqCst),
+            before + 1,
+            "one bit was flipped"
+        );
+        assert!(matches!(err, S3Error::ChecksumMismatch { .. }), "{err}");
+        eprintln!("{name}: {err}");
+        assert!(
+            direct.head(name).await?.is_none(),
+            "nothing stored for {name}"
+        );
+        assert_eq!(sha256_file(&src)?, want);
+    }
+    // The multipart upload was aborted: no parts left behind.
+    let pending = direct
+        .sdk()
+        .list_multipart_uploads()
+        .bucket(&bucket)
+        .send()
+        .await?;
+    assert!(pending.uploads().is_empty(), "{:?}", pending.uploads());
+    Ok(())
+}
+
+/// One bit of the object flipped on the way back: the download fails as a checksum mismatch
+/// against `x-amz-meta-sha256`, the destination is not created, no temporary file is left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn download_damaged_in_flight_is_refused() -> anyhow::Result<()> {
+    let server = S3Server::shared();
+    let (direct, bucket) = server.new_bucket("badget").await?;
+    let dir = tempfile::tempdir()?;
+    let src = dir.path().join("a.car");
+    random_file(&src, 12 * MIB, 5)?;
+    direct.upload_file(&src, "a.car", &no_progress).await?;
+
+    let proxy = Proxy::start(&server.endpoint).await?;
+    let mut cfg = server.config(&bucket);
+    cfg.endpoint = Some(proxy.url.clone());
+    let s3 = S3::connect(cfg).await?;
+    let out_dir = dir.path().join("out");
+    std::fs::create_dir(&out_dir)?;
+    proxy.faults.flip_get_body.store(true, Ordering::SeqCst);
+    let err = s3
+        .download("a.car", &out_dir.join("a.car"), &no_progress)
+        .await
+        .unwrap_err();
+    assert_eq!(proxy.faults.flipped.load(Ordering::SeqCst), 1);
+    assert!(matches!(err, S3Error::ChecksumMismatch { .. }), "{err}");
+    assert!(err.to_string().contains("x-amz-meta-sha256"), "{err}");
+    assert!(files_in(&out_dir).is_empty(), "{:?}", files_in(&out_dir));
+    // Undamaged, the same download succeeds.
+    s3.download("a.car", &out_dir.join("a.car"), &no_progress)
+        .await?;
+    assert_eq!(sha256_file(&out_dir.join("a.car"))?, sha256_file(&src)?);
+    Ok(())
+}
+
+/// Wrong secret, unknown key: a Credentials error naming the server's code, after one request
+/// (never retried).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_credentials_fail_at_once() -> anyhow::Result<()> {
+    let server = S3Server::shared();
+    let (_, bucket) = server.new_bucket("creds").await?;
+    let proxy = Proxy::start(&server.endpoint).await?;
+    let dir = tempfile::tempdir()?;
+    let src = dir.path().join("x.car");
+    random_file(&src, 1000, 6)?;
+    for (key, secret, code) in [
+        (
+            server.access_key.as_str(),
+            "wrong-secret",
+            "SignatureDoesNotMatch",
+        ),
+        (
+            "AKIANOSUCHKEY",
+            server.secret_key.as_str(),
+            "InvalidAccessKeyId",
+        ),
+    ] {
+        let mut cfg = server.config(&bucket);
+        cfg.endpoint = Some(proxy.url.clone());
+        if let Some(c) = cfg.credentials.as_mut() {
+            c.access_key_id = key.to_string();
+            c.secret_access_key = secret.to_string();
+        }
+        let s3 = S3::connect(cfg).await?;
+        let n0 = proxy.faults.requests.load(Ordering::SeqCst);
+        let t0 = Instant::now();
+        let err = s3.check_bucket().await.unwrap_err();
+        assert!(
+            matches!(&err, S3Error::Credentials { code: c, .. } if c == code),
+            "{err}"
+        );
+        assert!(
+            err.to_string().contains(&bucket) && !err.is_retryable(),
+            "{err}"
+        );
+        assert_eq!(
+            proxy.faults.requests.load(Ordering::SeqCst) - n0,
+            1,
+            "not retried"
+        );
+        let err = s3
+            .upload_file(&src, "x.car", &no_progress)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, S3Error::Credentials { .. }), "{err}");
+        assert!(t0.elapsed() < Duration::from_secs(5));
+        eprintln!("{code}: {err}");
+    }
+    Ok(())
+}
+
+/// A bucket that does not exist: NoSuchBucket naming it, for the check and for an upload.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_bucket_is_named() -> anyhow::Result<()> {
+    let server = S3Server::shared();
+    let bucket = support::unique_bucket("missing");
+    let s3 = S3::connect(server.config(&bucket)).await?;
+    let err = s3.check_bucket().await.unwrap_err();
+    assert!(
+        matches!(&err, S3Error::NoSuchBucket { bucket: b } if *b == bucket),
+        "{err}"
+    );
+    assert!(err.to_string().contains(&format!("s3://{bucket}")), "{err}");
+    let dir = tempfile::tempdir()?;
+    for (name, size) in [("big.car", 9 * MIB), ("small.json", 10)] {
+        let src = dir.path().join(name);
+        random_file(&src, size, 7)?;
+        let err = s3.upload_file(&src, name, &no_progress).await.unwrap_err();
+        assert!(matches!(err, S3Error::NoSuchBucket { .. }), "{name}: {err}");
+    }
+    Ok(())
+}
+
+/// An object stored in GLACIER: the download does not read it; it asks for a restore.
+/// SeaweedFS stores the class but has no RestoreObject (405), which the error names; with an
+/// `x-amz-restore: ongoing-request="true"` added to its HEAD answers (the state S3 reports
+/// while a restore runs), the download fails as Archived/InProgress without a new request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn archived_object_is_not_read() -> anyhow::Result<()> {
+    let server = S3Server::shared();
+    let (_, bucket) = server.new_bucket("glacier").await?;
+    let proxy = Proxy::start(&server.endpoint).await?;
+    let mut cfg = server.config(&bucket);
+    cfg.endpoint = Some(proxy.url.clone());
+    cfg.storage_class = "GLACIER".into();
+    let s3 = S3::connect(cfg).await?;
+    let dir = tempfile::tempdir()?;
+    let src = dir.path().join("old.car");
+    random_file(&src, 5000, 8)?;
+    s3.upload_file(&src, "old.car", &no_progress).await?;
+    let dest = dir.path().join("old.back");
+
+    let err = s3
+        .download("old.car", &dest, &no_progress)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, S3Error::Service { code, op: "RestoreObject", .. } if code == "MethodNotAllowed"),
+        "{err}"
+    );
+    assert!(
+        !proxy.methods().contains(&"GET".to_string()),
+        "{:?}",
+        proxy.methods()
+    );
+
+    *proxy.faults.head_header.lock().unwrap() =
+        Some("x-amz-restore: ongoing-request=\"true\"".into());
+    let n0 = proxy.faults.requests.load(Ordering::SeqCst);
+    let err = s3
+        .download("old.car", &dest, &no_progress)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            S3Error::Archived {
+                restore: RestoreState::InProgress,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "s3://{bucket}/backups/i-0123456789abcdef0/old.car is in GLACIER: a restore is in progress (requested earlier); run this again when it completes"
+        )
+    );
+    assert_eq!(
+        proxy.faults.requests.load(Ordering::SeqCst) - n0,
+        1,
+        "only the HEAD"
+    );
+
+    *proxy.faults.head_header.lock().unwrap() = Some(
+        "x-amz-restore: ongoing-request=\"false\", expiry-date=\"Fri, 21 Dec 2035 00:00:00 GMT\""
+            .into(),
+    );
+    s3.download("old.car", &dest, &no_progress).await?;
+    assert_eq!(std::fs::read(&dest)?, std::fs::read(&src)?);
+    assert!(!dest.with_extension("x").exists() && files_in(dir.path()).len() == 2);
+    let _ = AtomicU64::new(0);
+    Ok(())
+}

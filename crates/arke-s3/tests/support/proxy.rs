@@ -1,0 +1,228 @@
+//! A small HTTP/1.1-aware TCP proxy in front of the real server, for the integrity tests: it
+//! passes everything through, counts requests, and on demand flips one bit of the next PUT
+//! request body or GET response body (bytes damaged in flight), or adds a header to HEAD
+//! answers (an `x-amz-restore` the test server cannot produce).
+//!
+//! It follows the message boundaries of each connection (Content-Length; requests are answered
+//! in order, so the request methods tell which answers have a body). A chunked body, which
+//! neither the SDK nor SeaweedFS send here, switches the connection to plain pass-through.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// Offset in the body of the byte that a flip damages.
+pub const FLIP_AT: u64 = 1000;
+
+#[derive(Debug, Default)]
+pub struct Faults {
+    /// Flip a bit of the next PUT body longer than [`FLIP_AT`].
+    pub flip_put_body: AtomicBool,
+    /// Flip a bit of the next GET answer body longer than [`FLIP_AT`].
+    pub flip_get_body: AtomicBool,
+    /// A header line (`name: value`) added to every HEAD answer.
+    pub head_header: Mutex<Option<String>>,
+    /// Requests seen, and how many of each method.
+    pub requests: AtomicU64,
+    pub methods: Mutex<Vec<String>>,
+    /// Bits flipped so far.
+    pub flipped: AtomicU64,
+}
+
+#[derive(Debug)]
+pub struct Proxy {
+    pub url: String,
+    pub faults: Arc<Faults>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Proxy {
+    /// Listens on a free loopback port and forwards to `upstream` (`http://127.0.0.1:PORT`).
+    pub async fn start(upstream: &str) -> std::io::Result<Proxy> {
+        let target = upstream
+            .trim_start_matches("http://")
+            .trim_end_matches('/')
+            .to_string();
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let url = format!("http://{}", listener.local_addr()?);
+        let faults = Arc::new(Faults::default());
+        let f = faults.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((conn, _)) = listener.accept().await {
+                tokio::spawn(connection(conn, target.clone(), f.clone()));
+            }
+        });
+        Ok(Proxy { url, faults, task })
+    }
+
+    /// The methods of the requests seen so far, in order.
+    pub fn methods(&self) -> Vec<String> {
+        self.faults
+            .methods
+            .lock()
+            .map(|m| m.clone())
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn connection(client: TcpStream, target: String, faults: Arc<Faults>) {
+    let Ok(server) = TcpStream::connect(&target).await else {
+        return;
+    };
+    let (mut cr, mut cw) = client.into_split();
+    let (mut sr, mut sw) = server.into_split();
+    let queue: Arc<Mutex<VecDeque<String>>> = Arc::default();
+    let mut up = Parser::new(true, faults.clone(), queue.clone());
+    let mut down = Parser::new(false, faults, queue);
+    let c2s = async move {
+        let mut buf = vec![0u8; 64 << 10];
+        while let Ok(n @ 1..) = cr.read(&mut buf).await {
+            if sw.write_all(&up.feed(&buf[..n])).await.is_err() {
+                break;
+            }
+        }
+        let _ = sw.shutdown().await;
+    };
+    let s2c = async move {
+        let mut buf = vec![0u8; 64 << 10];
+        while let Ok(n @ 1..) = sr.read(&mut buf).await {
+            if cw.write_all(&down.feed(&buf[..n])).await.is_err() {
+                break;
+            }
+        }
+        let _ = cw.shutdown().await;
+    };
+    tokio::join!(c2s, s2c);
+}
+
+/// One direction of one connection.
+struct Parser {
+    requests: bool,
+    faults: Arc<Faults>,
+    queue: Arc<Mutex<VecDeque<String>>>,
+    head: Vec<u8>,
+    body_left: u64,
+    body_pos: u64,
+    flip: bool,
+    passthrough: bool,
+}
+
+impl Parser {
+    fn new(requests: bool, faults: Arc<Faults>, queue: Arc<Mutex<VecDeque<String>>>) -> Parser {
+        Parser {
+            requests,
+            faults,
+            queue,
+            head: Vec::new(),
+            body_left: 0,
+            body_pos: 0,
+            flip: false,
+            passthrough: false,
+        }
+    }
+
+    fn feed(&mut self, data: &[u8]) -> Vec<u8> {
+        if self.passthrough {
+            return data.to_vec();
+        }
+        let mut out = Vec::with_capacity(data.len() + 64);
+        let mut i = 0;
+        while i < data.len() {
+            if self.body_left > 0 {
+                let n = (data.len() - i).min(usize::try_from(self.body_left).unwrap_or(usize::MAX));
+                let start = out.len();
+                out.extend_from_slice(&data[i..i + n]);
+                if self.flip && (self.body_pos..self.body_pos + n as u64).contains(&FLIP_AT) {
+                    out[start + (FLIP_AT - self.body_pos) as usize] ^= 0x01;
+                    self.flip = false;
+                    self.faults.flipped.fetch_add(1, Ordering::SeqCst);
+                }
+                self.body_pos += n as u64;
+                self.body_left -= n as u64;
+                i += n;
+                continue;
+            }
+            self.head.push(data[i]);
+            i += 1;
+            if self.head.ends_with(b"\r\n\r\n") {
+                let head = std::mem::take(&mut self.head);
+                out.extend(self.on_head(head));
+            }
+        }
+        out
+    }
+
+    fn on_head(&mut self, head: Vec<u8>) -> Vec<u8> {
+        let text = String::from_utf8_lossy(&head).into_owned();
+        let first = text.lines().next().unwrap_or_default().to_string();
+        let header = |name: &str| {
+            text.lines().skip(1).find_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                k.trim()
+                    .eq_ignore_ascii_case(name)
+                    .then(|| v.trim().to_string())
+            })
+        };
+        if header("transfer-encoding").is_some() {
+            self.passthrough = true;
+        }
+        let length: u64 = header("content-length")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        self.body_pos = 0;
+        if self.requests {
+            let method = first.split(' ').next().unwrap_or_default().to_string();
+            self.faults.requests.fetch_add(1, Ordering::SeqCst);
+            if let Ok(mut m) = self.faults.methods.lock() {
+                m.push(method.clone());
+            }
+            if let Ok(mut q) = self.queue.lock() {
+                q.push_back(method.clone());
+            }
+            self.body_left = length;
+            self.flip = method == "PUT"
+                && length > FLIP_AT
+                && self.faults.flip_put_body.swap(false, Ordering::SeqCst);
+            return head;
+        }
+        let status: u16 = first
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        if (100..200).contains(&status) {
+            self.body_left = 0;
+            return head; // 100 Continue: the final answer to the same request follows
+        }
+        let method = self
+            .queue
+            .lock()
+            .ok()
+            .and_then(|mut q| q.pop_front())
+            .unwrap_or_default();
+        let no_body = method == "HEAD" || status == 204 || status == 304;
+        self.body_left = if no_body { 0 } else { length };
+        self.flip = method == "GET"
+            && length > FLIP_AT
+            && self.faults.flip_get_body.swap(false, Ordering::SeqCst);
+        let extra = self.faults.head_header.lock().ok().and_then(|h| h.clone());
+        match extra {
+            Some(line) if method == "HEAD" => {
+                let mut h = head[..head.len() - 2].to_vec();
+                h.extend_from_slice(line.as_bytes());
+                h.extend_from_slice(b"\r\n\r\n");
+                h
+            }
+            _ => head,
+        }
+    }
+}
