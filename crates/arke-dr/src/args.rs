@@ -292,7 +292,10 @@ mod tests {
         let p = P::try_parse_from(["t", "--pointer-path", "/arke/index_pointer"])
             .unwrap()
             .pointer;
-        assert!(p.explicit, "the default's value given explicitly is still explicit");
+        assert!(
+            p.explicit,
+            "the default's value given explicitly is still explicit"
+        );
     }
 
     #[test]
@@ -302,7 +305,10 @@ mod tests {
         std::fs::write(&file, "x").unwrap();
         let want = format!("{} is not a directory", file.display());
         assert_eq!(dir_path(file.to_str().unwrap()).unwrap_err(), want);
-        assert_eq!(dir_path(file.join("a/b").to_str().unwrap()).unwrap_err(), want);
+        assert_eq!(
+            dir_path(file.join("a/b").to_str().unwrap()).unwrap_err(),
+            want
+        );
         assert!(dir_path(tmp.path().join("new/dir").to_str().unwrap()).is_ok());
         assert!(dir_path("relative/new").is_ok());
     }

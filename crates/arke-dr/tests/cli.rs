@@ -269,14 +269,31 @@ const EXIT_CODES: &[(&str, &str, &[u8])] = &[
         env!("CARGO_BIN_EXE_prune-snapshots"),
         &[0, 1, 2, 3, 4, 5],
     ),
+    // The jobs: their own lists, held to the README like the tools'.
+    (
+        "daily-backup",
+        env!("CARGO_BIN_EXE_daily-backup"),
+        &[0, 1, 2, 3, 4, 5, 6, 7],
+    ),
+    (
+        "hourly-snapshot",
+        env!("CARGO_BIN_EXE_hourly-snapshot"),
+        &[0, 1, 2, 3, 4, 7],
+    ),
+    (
+        "weekly-verify",
+        env!("CARGO_BIN_EXE_weekly-verify"),
+        &[0, 1, 2, 3, 4, 5],
+    ),
 ];
 
-/// The codes under "Exit codes:" in a --help text.
+/// The codes under "Exit codes:" in a --help text (a row may continue on the next line).
 fn help_codes(help: &str) -> Vec<u8> {
     help.lines()
         .skip_while(|l| !l.starts_with("Exit codes:"))
         .skip(1)
-        .map_while(|l| l.split_whitespace().next()?.parse().ok())
+        .take_while(|l| !l.trim().is_empty())
+        .filter_map(|l| l.split_whitespace().next()?.parse().ok())
         .collect()
 }
 
