@@ -71,7 +71,7 @@ where
             return exit.into();
         }
     };
-    let state_dir = ctx.config.state_dir.clone();
+    let config = ctx.config.clone();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -83,12 +83,16 @@ where
         }
     };
     let rec = runtime.block_on(body(ctx));
-    if let Err(e) = rec.save(&state_dir) {
-        // The night's outcome stands; dr-status will see a stale record and say so.
-        tracing::error!(
-            "cannot write the run record under {}: {e}",
-            state_dir.display()
-        );
+    // The record, then the metrics from it (the job's locks are released by now, so the file
+    // does not show this run as holding them). Neither changes the run's outcome: dr-status
+    // sees a stale record or file and says so.
+    if let Err(e) = rec.save(&config.state_dir) {
+        let dir = config.state_dir.display();
+        tracing::error!("cannot write the run record under {dir}: {e}");
+    }
+    if let Err(e) = arke_ops::metrics::write_metrics(&config) {
+        let file = config.metrics_file.display();
+        tracing::error!("cannot write the metrics file {file}: {e}");
     }
     finish(job, args, &rec, result_line)
 }

@@ -105,6 +105,15 @@ pub async fn run<S: ArchiveStore>(
     rec
 }
 
+/// The record of a run that could not start (the S3 client could not be set up): nothing done.
+pub fn refused(cfg: &Config, opts: &DailyOptions, err: &StepError) -> RunRecord {
+    let job = Job::start(JOB, &opts.log_file);
+    tracing::error!("summary: FAILED exit={} {}", err.exit.code(), err.message);
+    let mut rec = job.finish(Some(err));
+    rec.disk = disk_of(&cfg.backups_dir);
+    rec
+}
+
 async fn steps<S: ArchiveStore>(
     cfg: &Config,
     opts: &DailyOptions,

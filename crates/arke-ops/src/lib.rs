@@ -9,11 +9,17 @@
 //! | [`daily`]   | the daily pipeline: build, export, verify, upload, retention, prune |
 //! | [`weekly`]  | the weekly deep verification: the pointer's snapshot and the newest archive |
 //! | [`hourly`]  | the hourly snapshot |
+//! | [`store`]   | the archives' place off the host: S3 through `arke_s3` |
+//! | [`status`]  | DR status: local facts, node and S3, checked against thresholds (`dr-status`) |
+//! | [`metrics`] | the status as a Prometheus text file for node_exporter, written by every job |
 #![allow(clippy::result_large_err)]
 
 pub mod config;
 pub mod daily;
 pub mod hourly;
 pub mod job;
+pub mod metrics;
 pub mod runs;
+pub mod status;
+pub mod store;
 pub mod weekly;

@@ -3,8 +3,9 @@
 use std::process::ExitCode;
 
 use arke_dr::job::{JobArgs, job_main};
-use arke_ops::daily::{self, DailyOptions};
+use arke_ops::daily::{self, DailyOptions, NoStore};
 use arke_ops::runs::RunRecord;
+use arke_ops::store::S3Store;
 use clap::Parser;
 
 /// The daily pipeline: build-snapshot -> export-car (incremental over the newest verified
@@ -65,7 +66,13 @@ fn main() -> ExitCode {
                 prune: opts_prune,
                 log_file: ctx.log_file.clone(),
             };
-            daily::run::<daily::NoStore>(&ctx.config, &opts, None, &ctx.progress).await
+            let Some(settings) = &ctx.config.upload else {
+                return daily::run::<NoStore>(&ctx.config, &opts, None, &ctx.progress).await;
+            };
+            match S3Store::connect(settings).await {
+                Ok(store) => daily::run(&ctx.config, &opts, Some(&store), &ctx.progress).await,
+                Err(e) => daily::refused(&ctx.config, &opts, &e),
+            }
         },
         archive_path,
     )

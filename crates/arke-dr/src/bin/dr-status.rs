@@ -1,0 +1,205 @@
+//! dr-status: is the DR guarantee holding? The last snapshot, the newest archive (age, size,
+//! verified, uploaded), the recovery point, the backups disk, the locks and the last runs,
+//! checked against thresholds; a table, `--json`, and the Prometheus metrics file.
+//!
+//! Its exit codes are NOT the other tools' table (where 2 is "usage" and 3 "node"): dr-status
+//! is a monitoring check, run by Nagios, Icinga, Sensu or a cron wrapper, and those read the
+//! Nagios plugin convention, 0 OK / 1 WARNING / 2 CRITICAL / 3 UNKNOWN. Keeping the other
+//! table would page on a typo in the flags (2) and stay silent on an unreachable node (3 would
+//! read as UNKNOWN); here a node that does not answer is one WARNING among the facts, and
+//! only "dr-status cannot tell" (bad flags, unreadable configuration) is UNKNOWN.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use arke_core::kubo::{Kubo, KuboConfig};
+use arke_ops::config::{Config, ConfigError, DEFAULT_CONFIG_FILE, Settings};
+use arke_ops::status::{self, Inputs, Severity, Thresholds, UploadSetting};
+use arke_ops::store::S3Store;
+use clap::Parser;
+
+const EXIT_HELP: &str = "\
+Exit status (the Nagios plugin convention, unlike the other arke-dr tools):
+  0  OK        every check passed
+  1  WARNING   degraded, the guarantee still holds: archive not verified, snapshot older than
+               --max-snapshot-age, a lock held longer than --max-build-minutes, disk over
+               --max-disk-percent, node unreachable, a job that skipped damaged items
+  2  CRITICAL  the guarantee is broken: no archive, newest archive older than
+               --max-archive-age, newest archive not uploaded (upload on), last daily-backup
+               or weekly-verify failed, disk over --critical-disk-percent
+  3  UNKNOWN   dr-status could not tell: bad flags or an unreadable/invalid configuration
+
+The verdict is the worst check; the last line says it (`dr-status: CRITICAL: no archive in
+/var/lib/arke-dr/backups`). The metrics file is written on every run unless --no-metrics.";
+
+/// Report the state of the disaster-recovery setup: the newest snapshot and archive, the
+/// recovery point, disk use, held locks and the last runs, with an OK/WARNING/CRITICAL verdict.
+/// Reads the jobs' configuration (paths, upload) as the jobs do; never takes a lock.
+#[derive(Debug, Parser)]
+#[command(version, after_help = EXIT_HELP)]
+struct Args {
+    /// The jobs' configuration file (NAME=value lines, read as data)
+    #[arg(long, env = "ARKE_DR_CONFIG", value_name = "FILE", default_value = DEFAULT_CONFIG_FILE)]
+    config: PathBuf,
+    /// Print the status as JSON on stdout (schema_version, checks, facts)
+    #[arg(long)]
+    json: bool,
+    /// Write the Prometheus metrics here instead of the configured ARKE_METRICS_FILE
+    #[arg(long, value_name = "PATH")]
+    metrics_file: Option<PathBuf>,
+    /// Do not write the metrics file
+    #[arg(long, conflicts_with = "metrics_file")]
+    no_metrics: bool,
+    /// Newest archive older than this: CRITICAL
+    #[arg(long, value_name = "HOURS", default_value_t = 26.0)]
+    max_archive_age: f64,
+    /// Newest snapshot older than this: WARNING (the hourly job runs every hour)
+    #[arg(long, value_name = "HOURS", default_value_t = 2.0)]
+    max_snapshot_age: f64,
+    /// A lock held longer than this: WARNING
+    #[arg(long, value_name = "MINUTES", default_value_t = 30)]
+    max_build_minutes: u64,
+    /// Backups file system used over this: WARNING
+    #[arg(long, value_name = "PERCENT", default_value_t = 80.0)]
+    max_disk_percent: f64,
+    /// Backups file system used over this: CRITICAL
+    #[arg(long, value_name = "PERCENT", default_value_t = 95.0)]
+    critical_disk_percent: f64,
+    /// Ask neither the node nor S3 (local facts only)
+    #[arg(long)]
+    offline: bool,
+    /// Deadline for everything asked of the node
+    #[arg(long, value_name = "SECS", default_value_t = 10)]
+    node_timeout: u64,
+}
+
+fn main() -> ExitCode {
+    let args = match Args::try_parse() {
+        Ok(a) => a,
+        Err(e) if !e.use_stderr() => {
+            let _ = e.print(); // --help, --version
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(Severity::Unknown.exit_code());
+        }
+    };
+    match run(&args) {
+        Ok(severity) => ExitCode::from(severity.exit_code()),
+        Err(e) => {
+            eprint_line(&format!("dr-status: UNKNOWN: {e:#}"));
+            ExitCode::from(Severity::Unknown.exit_code())
+        }
+    }
+}
+
+fn run(args: &Args) -> anyhow::Result<Severity> {
+    let (config, upload) = load_config(args)?;
+    let kubo = if args.offline {
+        None
+    } else {
+        Some(node(&config, args)?)
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let status = runtime.block_on(async {
+        // S3 presence of the newest archive, unless offline or upload is off.
+        let store = match (&config.upload, args.offline) {
+            (Some(s3), false) => S3Store::connect(s3)
+                .await
+                .map_err(|e| anyhow::anyhow!("S3 settings: {}", e.message))
+                .map(Some)?,
+            _ => None,
+        };
+        let inputs = Inputs::<S3Store> {
+            config: &config,
+            upload,
+            thresholds: thresholds(args)?,
+            node: kubo.as_ref(),
+            node_timeout: Duration::from_secs(args.node_timeout.max(1)),
+            remote: store.as_ref(),
+            now: chrono::Utc::now(),
+        };
+        anyhow::Ok(status::collect(&inputs).await)
+    })?;
+    if !args.no_metrics {
+        let path = args.metrics_file.as_ref().unwrap_or(&config.metrics_file);
+        if let Err(e) = arke_ops::metrics::write_status(path, &status) {
+            let msg = format!("cannot write the metrics file {}: {e}", path.display());
+            eprint_line(&format!("dr-status: warning: {msg}"));
+        }
+    }
+    if args.json {
+        arke_dr::print_json(&status)?;
+    } else {
+        for line in status.human_lines() {
+            arke_dr::print_line(&line)?;
+        }
+    }
+    Ok(status.severity)
+}
+
+/// The jobs' configuration. `UPLOAD=1` without `S3_BUCKET` stops the jobs, but dr-status still
+/// reports everything else, with "upload not configured" among the checks.
+fn load_config(args: &Args) -> anyhow::Result<(Config, UploadSetting)> {
+    let mut settings = Settings::load(&args.config)?;
+    match Config::from_settings(&settings) {
+        Ok(c) => {
+            let upload = UploadSetting::from_config(&c);
+            Ok((c, upload))
+        }
+        Err(ConfigError::Missing(reason)) => {
+            settings.overlay([("UPLOAD".to_string(), "0".to_string())]);
+            let c = Config::from_settings(&settings)?;
+            Ok((c, UploadSetting::NotConfigured { reason }))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn thresholds(args: &Args) -> anyhow::Result<Thresholds> {
+    let hours = |h: f64, flag: &str| {
+        anyhow::ensure!(
+            h.is_finite() && h >= 0.0,
+            "{flag} must be a number of hours >= 0"
+        );
+        Ok((h * 3600.0).round() as u64)
+    };
+    for (p, flag) in [
+        (args.max_disk_percent, "--max-disk-percent"),
+        (args.critical_disk_percent, "--critical-disk-percent"),
+    ] {
+        anyhow::ensure!(
+            (0.0..=100.0).contains(&p),
+            "{flag} must be between 0 and 100"
+        );
+    }
+    Ok(Thresholds {
+        max_archive_age_secs: hours(args.max_archive_age, "--max-archive-age")?,
+        max_snapshot_age_secs: hours(args.max_snapshot_age, "--max-snapshot-age")?,
+        max_lock_secs: args.max_build_minutes.saturating_mul(60),
+        disk_warn_percent: args.max_disk_percent,
+        disk_crit_percent: args.critical_disk_percent,
+    })
+}
+
+/// A client that gives up fast: a status check must not hang on a dead node.
+fn node(config: &Config, args: &Args) -> anyhow::Result<Kubo> {
+    let mut cfg = KuboConfig::new(&config.ipfs_api_url, config.ipfs_api_auth.as_deref())
+        .map_err(|e| anyhow::anyhow!("invalid IPFS_API_URL {:?}: {e}", config.ipfs_api_url))?;
+    let deadline = Duration::from_secs(args.node_timeout.max(1));
+    cfg.connect_timeout = cfg.connect_timeout.min(deadline);
+    cfg.call_timeout = deadline;
+    cfg.read_timeout = deadline;
+    cfg.block_timeout = deadline;
+    cfg.retries = 0;
+    Ok(Kubo::new(cfg)?)
+}
+
+fn eprint_line(line: &str) {
+    let _ = writeln!(std::io::stderr().lock(), "{line}");
+}

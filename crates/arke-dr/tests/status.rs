@@ -1,0 +1,216 @@
+//! dr-status, the binary, against the real tools and node: a fresh install (CRITICAL, exit 2),
+//! a night made by build-snapshot, export-car and verify-car with the job's run record (OK,
+//! exit 0, no events since the snapshot), events written after it, a build lock held by
+//! another process (reported, not disturbed), and a bad configuration (UNKNOWN, exit 3).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use arke_core::{LockOutcome, RunLock};
+use arke_ops::runs::{ArchiveRecord, RUN_SCHEMA, RunRecord, RunStatus};
+use arke_testkit::generator::GenConfig;
+use arke_testkit::rng::Rng;
+use serde_json::Value;
+
+mod support;
+use support::{Set, stderr};
+
+impl Set {
+    fn host(&self, p: &str) -> PathBuf {
+        self.dir.path().join(p)
+    }
+
+    /// The configuration file install.sh would leave, pointed at this set; upload off.
+    fn env_file(&self) -> PathBuf {
+        let path = self.host("arke-dr.env");
+        let text = format!(
+            "IPFS_API_URL={}\nINDEX_POINTER_PATH={}\nSNAPSHOTS_DIR={}\nBACKUPS_DIR={}\n\
+             ARKE_STATE_DIR={}\nUPLOAD=0\n",
+            self.url,
+            self.pointer,
+            self.host("snapshots").display(),
+            self.host("backups").display(),
+            self.host("state").display(),
+        );
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    fn tool(&self, bin: &str, args: &[&str]) -> Value {
+        let out = Command::new(bin)
+            .args(["--api", &self.url, "--no-progress", "--json"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{bin}: {}", stderr(&out));
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    /// What daily-backup does, with the real tools: build, export, verify; then its record.
+    fn night(&self) -> PathBuf {
+        let (snapshots, backups) = (self.host("snapshots"), self.host("backups"));
+        let common = ["--pointer-path", &self.pointer, "--index-root", &self.root];
+        let mut build = common.to_vec();
+        build.extend(["--snapshots-dir", snapshots.to_str().unwrap()]);
+        self.tool(env!("CARGO_BIN_EXE_build-snapshot"), &build);
+        let mut export = common.to_vec();
+        export.extend(["--backups-dir", backups.to_str().unwrap()]);
+        let v = self.tool(env!("CARGO_BIN_EXE_export-car"), &export);
+        let car = PathBuf::from(v["car_path"].as_str().unwrap());
+        let out = Command::new(env!("CARGO_BIN_EXE_verify-car"))
+            .arg(&car)
+            .args(["--no-progress"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "verify-car: {}", stderr(&out));
+        self.daily_record(&car);
+        car
+    }
+
+    fn daily_record(&self, car: &Path) {
+        let now = chrono::Utc::now().to_rfc3339();
+        let file = car.file_name().unwrap().to_string_lossy().into_owned();
+        RunRecord {
+            schema: RUN_SCHEMA.into(),
+            job: "daily-backup".into(),
+            started: now.clone(),
+            finished: now,
+            duration_secs: 42.0,
+            exit: 0,
+            status: RunStatus::Ok,
+            error: None,
+            steps: vec![],
+            snapshot: None,
+            archive: Some(ArchiveRecord {
+                file,
+                path: car.to_string_lossy().into_owned(),
+                kind: "full".into(),
+                parent: None,
+                size_bytes: std::fs::metadata(car).unwrap().len(),
+                blocks: 0,
+                sha256: String::new(),
+                snapshot_cid: String::new(),
+                seq: 1,
+                verified: true,
+            }),
+            upload: None,
+            archives_deleted: vec![],
+            snapshots_pruned: None,
+            disk: None,
+            log_file: "daily-backup.log".into(),
+        }
+        .save(&self.host("state"))
+        .unwrap();
+    }
+}
+
+/// dr-status with the set's configuration; the host's real disk use is not under test here.
+fn dr_status(config: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_dr-status"))
+        .arg("--config")
+        .arg(config)
+        .args([
+            "--max-disk-percent",
+            "100",
+            "--critical-disk-percent",
+            "100",
+        ])
+        .args(args)
+        .env_remove("ARKE_DR_CONFIG")
+        .output()
+        .unwrap()
+}
+
+fn json(out: &Output) -> Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{e}: {}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            stderr(out)
+        )
+    })
+}
+
+fn last_line(out: &Output) -> String {
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines().last().unwrap_or_default().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn from_a_fresh_install_to_a_night_with_the_real_tools() {
+    let cfg = GenConfig {
+        entities: 12,
+        seed: 31,
+        ..GenConfig::default()
+    };
+    let (set, _) = Set::on_shared_node("dr-status", cfg).await;
+    let config = set.env_file();
+    for d in ["snapshots", "backups", "state"] {
+        std::fs::create_dir_all(set.host(d)).unwrap();
+    }
+    // A fresh install: nothing archived yet.
+    let out = dr_status(&config, &["--offline"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let backups = set.host("backups");
+    assert_eq!(
+        last_line(&out),
+        format!("dr-status: CRITICAL: no archive in {}", backups.display())
+    );
+    let metrics = std::fs::read_to_string(set.host("state/metrics/arke_dr.prom")).unwrap();
+    assert!(metrics.contains("\narke_dr_status_code 2\n"), "{metrics}");
+
+    // A night.
+    let car = set.night();
+    let out = dr_status(&config, &["--json"]);
+    let v = json(&out);
+    assert_eq!(out.status.code(), Some(0), "{v:#}");
+    assert_eq!(v["schema_version"], 1);
+    assert_eq!(v["severity"], "ok");
+    let facts = &v["facts"];
+    assert_eq!(facts["archive"]["path"], car.to_str().unwrap());
+    assert_eq!(facts["archive"]["verified"], true);
+    assert_eq!(facts["archive"]["kind"], "full");
+    assert_eq!(facts["node"]["state"], "up");
+    assert_eq!(facts["node"]["events_since_snapshot"], 0, "{v:#}");
+
+    // The API writes two events after the snapshot.
+    let world = set.world();
+    let mut rng = Rng::new(7);
+    for _ in 0..2 {
+        world.create(&mut rng, true).await.unwrap();
+    }
+    let v = json(&dr_status(&config, &["--json", "--no-metrics"]));
+    assert_eq!(v["facts"]["node"]["events_since_snapshot"], 2, "{v:#}");
+
+    // Another process holds the build lock: seen, held, and still held afterwards.
+    let lock_path = set.host("snapshots/.build-snapshot.lock");
+    let lock = RunLock::try_acquire(&lock_path).unwrap();
+    assert!(matches!(lock, LockOutcome::Acquired(_)));
+    let out = dr_status(&config, &["--offline", "--no-metrics"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "a fresh hold is fine: {}",
+        stderr(&out)
+    );
+    let table = String::from_utf8_lossy(&out.stdout).into_owned();
+    let line = format!("build lock held by pid {} for", std::process::id());
+    assert!(table.contains(&line), "{table}");
+    assert!(matches!(
+        RunLock::try_acquire(&lock_path).unwrap(),
+        LockOutcome::Busy
+    ));
+    drop(lock);
+
+    // A configuration dr-status cannot read: UNKNOWN, not CRITICAL.
+    std::fs::write(&config, "SNAPSHOTS_DIR=$(id)\n").unwrap();
+    let out = dr_status(&config, &["--offline"]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(
+        stderr(&out).starts_with("dr-status: UNKNOWN: "),
+        "{}",
+        stderr(&out)
+    );
+    let out = dr_status(&config, &["--no-such-flag"]);
+    assert_eq!(out.status.code(), Some(3));
+}

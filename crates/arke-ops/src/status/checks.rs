@@ -1,0 +1,371 @@
+//! Phase 4: the facts against the thresholds. One [`Check`] per line of the table.
+//!
+//! What is critical is what breaks the recovery guarantee now: no archive, an archive older
+//! than the nightly period allows, an archive not off the host when upload is on, a failed
+//! nightly or weekly job, a disk too full for the next export. What degrades without breaking
+//! it is a warning: an unverified archive, a stale snapshot (the nightly job builds one
+//! anyway), an unreachable node, a lock held long. A long-held lock is never critical by
+//! itself: a hung job's real consequence, the missing archive, turns critical at
+//! `max_archive_age` on its own, and a big night legitimately runs long.
+
+use super::human::{format_age, format_bytes};
+use super::{
+    ArchiveFacts, Check, DiskFacts, Facts, LockFacts, NodeState, RunFacts, Severity, Thresholds,
+    UploadSetting,
+};
+use crate::runs::RunStatus;
+
+fn check(name: &str, severity: Severity, message: String) -> Check {
+    Check {
+        name: name.to_string(),
+        severity,
+        message,
+    }
+}
+
+/// Every check, in the order of the table.
+pub fn evaluate(f: &Facts, t: &Thresholds, upload: &UploadSetting) -> Vec<Check> {
+    let mut out = vec![snapshot(f, t)];
+    out.extend(node(f));
+    out.push(archive(f, t));
+    if let Some(a) = &f.archive {
+        out.push(verified(a));
+        out.extend(metadata(a));
+    }
+    out.extend(upload_check(f, upload));
+    out.extend(rpo(f));
+    out.push(disk(f.disk.as_ref(), f, t));
+    out.extend(f.locks.iter().map(|l| lock(l, t)));
+    out.extend(f.runs.iter().map(job));
+    out.extend(f.problems.iter().map(|p| {
+        // Not knowing whether archives exist is as bad as having none.
+        let sev = if p.check == "archive" {
+            Severity::Critical
+        } else {
+            Severity::Warning
+        };
+        check(&p.check, sev, p.message.clone())
+    }));
+    out
+}
+
+fn snapshot(f: &Facts, t: &Thresholds) -> Check {
+    let Some(s) = &f.snapshot else {
+        let msg = format!("no snapshot in {} (latest.json)", f.snapshots_dir.display());
+        return check("snapshot", Severity::Warning, msg);
+    };
+    let age = s
+        .age_secs
+        .map_or("age unknown".into(), |a| format!("{} old", format_age(a)));
+    let msg = format!("snapshot seq {}, {age} ({})", s.seq, s.cid);
+    match s.age_secs {
+        Some(a) if a > t.max_snapshot_age_secs as i64 => check(
+            "snapshot",
+            Severity::Warning,
+            format!(
+                "{msg}: older than {}; is hourly-snapshot running?",
+                format_age(t.max_snapshot_age_secs as i64)
+            ),
+        ),
+        _ => check("snapshot", Severity::Ok, msg),
+    }
+}
+
+fn node(f: &Facts) -> Option<Check> {
+    let n = &f.node;
+    let unknown = || n.error.clone().unwrap_or_default();
+    Some(match n.state {
+        NodeState::NotAsked => return None,
+        NodeState::Up => match n.events_since_snapshot {
+            Some(e) => check(
+                "node",
+                Severity::Ok,
+                format!("node up, {e} events since the snapshot"),
+            ),
+            None => check(
+                "node",
+                Severity::Ok,
+                "node up; events since the snapshot unknown (the snapshot records no event count)"
+                    .into(),
+            ),
+        },
+        NodeState::NoPointer => check("node", Severity::Warning, format!("node: {}", unknown())),
+        NodeState::Unreachable => check(
+            "node",
+            Severity::Warning,
+            format!(
+                "node unreachable, events since the snapshot unknown: {}",
+                unknown()
+            ),
+        ),
+    })
+}
+
+fn archive(f: &Facts, t: &Thresholds) -> Check {
+    let Some(a) = &f.archive else {
+        let msg = format!("no archive in {}", f.backups_dir.display());
+        return check("archive", Severity::Critical, msg);
+    };
+    let kind = match (&a.kind, &a.parent) {
+        (Some(k), Some(p)) => format!(", {k} on {p}"),
+        (Some(k), None) => format!(", {k}"),
+        _ => String::new(),
+    };
+    let msg = format!(
+        "archive {}: {} old, {}{kind}",
+        a.file,
+        format_age(a.age_secs),
+        format_bytes(a.size_bytes)
+    );
+    if a.age_secs > t.max_archive_age_secs as i64 {
+        let limit = format_age(t.max_archive_age_secs as i64);
+        let msg = format!("newest {msg}: older than {limit}");
+        return check("archive", Severity::Critical, msg);
+    }
+    if a.partial == Some(true) {
+        let msg = format!("{msg}: a PARTIAL (salvage) archive, blocks were missing");
+        return check("archive", Severity::Warning, msg);
+    }
+    check("archive", Severity::Ok, msg)
+}
+
+fn verified(a: &ArchiveFacts) -> Check {
+    match (&a.verified, &a.verified_at) {
+        (true, at) => check(
+            "archive_verified",
+            Severity::Ok,
+            format!("archive verified at {}", at.as_deref().unwrap_or("?")),
+        ),
+        (false, _) => check(
+            "archive_verified",
+            Severity::Warning,
+            format!(
+                "{} has no valid .verified stamp: verify-car has not passed on it",
+                a.file
+            ),
+        ),
+    }
+}
+
+fn metadata(a: &ArchiveFacts) -> Option<Check> {
+    let e = a.metadata_error.as_ref()?;
+    Some(check("archive_metadata", Severity::Warning, e.clone()))
+}
+
+fn upload_check(f: &Facts, upload: &UploadSetting) -> Vec<Check> {
+    let target = match upload {
+        UploadSetting::Off => {
+            return vec![check(
+                "upload",
+                Severity::Ok,
+                "upload off (UPLOAD=0)".into(),
+            )];
+        }
+        UploadSetting::NotConfigured { reason } => {
+            let msg = format!("upload not configured: {reason}");
+            return vec![check("upload", Severity::Warning, msg)];
+        }
+        UploadSetting::To { bucket, prefix } => {
+            format!(
+                "s3://{bucket}/{}",
+                prefix.as_deref().unwrap_or("backups/<instance-id>/")
+            )
+        }
+    };
+    let Some(a) = &f.archive else {
+        return vec![];
+    };
+    let mut out = vec![match (a.present_in_s3, a.uploaded) {
+        (Some(false), _) => check(
+            "upload",
+            Severity::Critical,
+            format!("{} is not in {target}", a.file),
+        ),
+        (Some(true), _) | (None, Some(true)) => check(
+            "upload",
+            Severity::Ok,
+            format!(
+                "uploaded {}to {}",
+                a.uploaded_at
+                    .as_deref()
+                    .map(|t| format!("at {t} "))
+                    .unwrap_or_default(),
+                a.upload_url.as_deref().unwrap_or(&target)
+            ),
+        ),
+        _ => not_uploaded(f, a, &target),
+    }];
+    if let Some(e) = &a.remote_error {
+        let msg = format!("cannot tell whether {} is in {target}: {e}", a.file);
+        out.push(check("s3", Severity::Warning, msg));
+    }
+    out
+}
+
+/// No run record tells of the newest archive's upload: critical, unless the daily job is
+/// running now (the archive is written before it is uploaded).
+fn not_uploaded(f: &Facts, a: &ArchiveFacts, target: &str) -> Check {
+    let last = f
+        .last_upload
+        .as_ref()
+        .map(|u| format!(" (last upload: {} at {})", u.file, u.uploaded_at))
+        .unwrap_or_else(|| " (no upload recorded)".into());
+    let running = f.locks.iter().any(|l| l.name == "daily" && l.held);
+    if running {
+        let msg = format!("{} not uploaded yet: daily-backup is running{last}", a.file);
+        return check("upload", Severity::Warning, msg);
+    }
+    let msg = format!("{} was not uploaded to {target}{last}", a.file);
+    check("upload", Severity::Critical, msg)
+}
+
+fn rpo(f: &Facts) -> Option<Check> {
+    let r = f.rpo_secs?;
+    Some(check(
+        "rpo",
+        Severity::Ok,
+        format!("RPO {}: the writes since would be lost now", format_age(r)),
+    ))
+}
+
+fn disk(d: Option<&DiskFacts>, f: &Facts, t: &Thresholds) -> Check {
+    let Some(d) = d else {
+        return check("disk", Severity::Warning, "disk use unknown".into());
+    };
+    let pct = d.used_ratio * 100.0;
+    let msg = format!(
+        "disk {pct:.0}% used, {} free of {} at {}; the backups folder holds {} in {} archives",
+        format_bytes(d.free_bytes),
+        format_bytes(d.total_bytes),
+        d.path.display(),
+        format_bytes(f.backups_bytes),
+        f.archive_count
+    );
+    check("disk", disk_severity(pct, t), msg)
+}
+
+/// Over the warning percentage: warning; over the critical one: critical.
+pub(super) fn disk_severity(used_percent: f64, t: &Thresholds) -> Severity {
+    if used_percent > t.disk_crit_percent {
+        Severity::Critical
+    } else if used_percent > t.disk_warn_percent {
+        Severity::Warning
+    } else {
+        Severity::Ok
+    }
+}
+
+fn lock(l: &LockFacts, t: &Thresholds) -> Check {
+    let name = format!("lock_{}", l.name);
+    if let Some(e) = &l.error {
+        return check(&name, Severity::Warning, e.clone());
+    }
+    if !l.held {
+        return check(&name, Severity::Ok, format!("{} lock free", l.name));
+    }
+    let pid = l
+        .pid
+        .map_or("an unknown pid".into(), |p| format!("pid {p}"));
+    let Some(secs) = l.held_secs else {
+        return check(
+            &name,
+            Severity::Ok,
+            format!("{} lock held by {pid}", l.name),
+        );
+    };
+    let since = l.since.as_deref().unwrap_or("?");
+    let msg = format!(
+        "{} lock held by {pid} for {} (since {since})",
+        l.name,
+        format_age(secs)
+    );
+    if secs > t.max_lock_secs as i64 {
+        let limit = format_age(t.max_lock_secs as i64);
+        return check(
+            &name,
+            Severity::Warning,
+            format!("{msg}: longer than {limit}"),
+        );
+    }
+    check(&name, Severity::Ok, msg)
+}
+
+fn job(r: &RunFacts) -> Check {
+    let name = format!("job_{}", r.job.replace('-', "_"));
+    let Some(last) = &r.last else {
+        // Only the nightly job's absence matters; the archive check says how much.
+        let sev = if r.job == "daily-backup" {
+            Severity::Warning
+        } else {
+            Severity::Ok
+        };
+        return check(&name, sev, format!("{}: no run recorded", r.job));
+    };
+    let took = format_age(last.duration_secs.round() as i64);
+    match last.status {
+        RunStatus::Ok => check(
+            &name,
+            Severity::Ok,
+            format!("{} ok at {} in {took}", r.job, last.finished),
+        ),
+        RunStatus::OkWithSkipped => check(
+            &name,
+            Severity::Warning,
+            format!(
+                "{} completed at {} with damaged items skipped (exit 7): see the log",
+                r.job, last.finished
+            ),
+        ),
+        RunStatus::Failed => {
+            let sev = if r.job == "hourly-snapshot" {
+                Severity::Warning
+            } else {
+                Severity::Critical
+            };
+            let why = last.error.as_deref().unwrap_or("see the log");
+            let msg = format!(
+                "{} FAILED at {} (exit {}): {why}",
+                r.job, last.finished, last.exit
+            );
+            check(&name, sev, msg)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn disk_severity_math() {
+        let t = Thresholds::default();
+        assert_eq!(disk_severity(0.0, &t), Severity::Ok);
+        assert_eq!(disk_severity(80.0, &t), Severity::Ok, "80% is not over 80%");
+        assert_eq!(disk_severity(80.1, &t), Severity::Warning);
+        assert_eq!(disk_severity(95.0, &t), Severity::Warning);
+        assert_eq!(disk_severity(95.5, &t), Severity::Critical);
+        assert_eq!(disk_severity(100.0, &t), Severity::Critical);
+        let zero = Thresholds {
+            disk_warn_percent: 0.0,
+            ..t
+        };
+        assert_eq!(disk_severity(0.5, &zero), Severity::Warning);
+    }
+
+    #[test]
+    fn the_verdict_is_the_worst_check_and_exit_codes_are_nagios() {
+        assert!(Severity::Critical > Severity::Unknown);
+        assert!(Severity::Unknown > Severity::Warning);
+        assert!(Severity::Warning > Severity::Ok);
+        let codes: Vec<u8> = [
+            Severity::Ok,
+            Severity::Warning,
+            Severity::Critical,
+            Severity::Unknown,
+        ]
+        .iter()
+        .map(|s| s.exit_code())
+        .collect();
+        assert_eq!(codes, [0, 1, 2, 3]);
+    }
+}

@@ -1,0 +1,420 @@
+//! DR status: what `dr-status` reports and what the metrics file exposes, collected in phases:
+//!
+//! 1. **local facts** ([`local_facts`]): the snapshots folder's `latest.json`, the newest
+//!    archive of the backups folder (its `.json`, its `.verified` stamp), the jobs' run
+//!    records, the backups file system's use, and the locks (read from `/proc/locks`, never
+//!    taken). Fast, no network: this is what every job runs at its end for the metrics file.
+//! 2. **node** ([`node_facts`], optional): the index pointer's event count against the
+//!    snapshot's, bounded by a short deadline; a node that does not answer is a warning.
+//! 3. **remote** (optional): whether the newest archive is in S3, through a [`RemoteProbe`]
+//!    the binary supplies (the S3 client lives in another crate).
+//! 4. **checks** ([`evaluate`]): each fact against the [`Thresholds`], one [`Check`] per line
+//!    of the human output, and the worst [`Severity`] as the verdict.
+//!
+//! Nothing here fails: a fact that cannot be read becomes a check saying so (a status tool
+//! that crashes on the broken state it should report is no use at 3 a.m.).
+
+mod checks;
+mod human;
+mod local;
+mod locks;
+mod node;
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use arke_core::kubo::Kubo;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::config::Config;
+use crate::runs::RunStatus;
+
+pub use checks::evaluate;
+pub use human::{format_age, format_bytes};
+pub use local::local_facts;
+pub use locks::{KNOWN_LOCKS, LockFolder, lock_facts, lock_path};
+pub use node::node_facts;
+
+/// The `--json` document's version: raised when a key is removed, renamed or changes meaning
+/// (keys are only ever added otherwise).
+pub const STATUS_SCHEMA_VERSION: u32 = 1;
+
+/// How bad one fact is, and the verdict (the worst of the checks).
+///
+/// Exit codes follow the Nagios plugin convention (0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN),
+/// not the other tools' table: monitoring systems (Nagios, Icinga, Sensu, Zabbix's and
+/// Datadog's check runners) read exactly these four codes, and dr-status exists to be run by
+/// them. Its "usage" error is therefore 3 (it cannot tell), never 2 (which would page).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    Ok,
+    Warning,
+    /// The state cannot be determined (bad flags or configuration); checks never produce it.
+    Unknown,
+    Critical,
+}
+
+impl Severity {
+    /// The process exit code (Nagios plugin convention).
+    pub fn exit_code(self) -> u8 {
+        match self {
+            Severity::Ok => 0,
+            Severity::Warning => 1,
+            Severity::Critical => 2,
+            Severity::Unknown => 3,
+        }
+    }
+
+    /// `OK`, `WARNING`, `CRITICAL`, `UNKNOWN`, as the verdict line and Nagios say it.
+    pub fn label(self) -> &'static str {
+        match self {
+            Severity::Ok => "OK",
+            Severity::Warning => "WARNING",
+            Severity::Critical => "CRITICAL",
+            Severity::Unknown => "UNKNOWN",
+        }
+    }
+}
+
+/// The limits the facts are checked against. Defaults are the user's plan's (Phase 6).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Thresholds {
+    /// Newest archive older than this: critical (the nightly backup did not happen). 26 h.
+    pub max_archive_age_secs: u64,
+    /// Newest snapshot older than this: warning (the hourly job is not running). 2 h.
+    pub max_snapshot_age_secs: u64,
+    /// A lock held longer than this: warning ("alert if build takes > 30 minutes"). 30 min.
+    pub max_lock_secs: u64,
+    /// Backups file system used above this percentage: warning. 80.
+    pub disk_warn_percent: f64,
+    /// ... and above this one: critical (the next export will not fit). 95.
+    pub disk_crit_percent: f64,
+}
+
+impl Default for Thresholds {
+    fn default() -> Self {
+        Thresholds {
+            max_archive_age_secs: 26 * 3600,
+            max_snapshot_age_secs: 2 * 3600,
+            max_lock_secs: 30 * 60,
+            disk_warn_percent: 80.0,
+            disk_crit_percent: 95.0,
+        }
+    }
+}
+
+/// Where the archives are expected to go.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "state")]
+pub enum UploadSetting {
+    /// `UPLOAD=0`: local archives only.
+    Off,
+    To {
+        bucket: String,
+        prefix: Option<String>,
+    },
+    /// `UPLOAD=1` but not usable (no `S3_BUCKET`): the nightly job fails at its start.
+    NotConfigured { reason: String },
+}
+
+impl UploadSetting {
+    pub fn from_config(c: &Config) -> UploadSetting {
+        match &c.upload {
+            None => UploadSetting::Off,
+            Some(s) => UploadSetting::To {
+                bucket: s.bucket.clone(),
+                prefix: s.prefix.clone(),
+            },
+        }
+    }
+}
+
+/// Asks the remote store whether an archive is there: `Ok(Some(size))` when it is, `Ok(None)`
+/// when it is not, `Err(one line)` when the store could not tell (then "unknown" + warning).
+/// Implement it with `async fn head(&self, file_name: &str) -> ...`.
+pub trait RemoteProbe {
+    fn head(&self, file_name: &str) -> impl Future<Output = Result<Option<u64>, String>> + Send;
+}
+
+/// The probe of a run without one (`present_in_s3` stays unknown); it cannot be constructed.
+#[derive(Debug, Clone, Copy)]
+pub enum NoRemote {}
+
+impl RemoteProbe for NoRemote {
+    async fn head(&self, _file_name: &str) -> Result<Option<u64>, String> {
+        match *self {}
+    }
+}
+
+/// What [`collect`] looks at.
+#[derive(Debug)]
+pub struct Inputs<'a, P: RemoteProbe = NoRemote> {
+    pub config: &'a Config,
+    pub upload: UploadSetting,
+    pub thresholds: Thresholds,
+    /// `None`: offline (the node is not asked).
+    pub node: Option<&'a Kubo>,
+    /// Deadline for everything asked of the node.
+    pub node_timeout: Duration,
+    /// `None`: S3 presence stays unknown.
+    pub remote: Option<&'a P>,
+    pub now: DateTime<Utc>,
+}
+
+impl<'a> Inputs<'a, NoRemote> {
+    /// Local facts only, default thresholds, now.
+    pub fn local(config: &'a Config) -> Self {
+        Inputs {
+            config,
+            upload: UploadSetting::from_config(config),
+            thresholds: Thresholds::default(),
+            node: None,
+            node_timeout: Duration::from_secs(10),
+            remote: None,
+            now: Utc::now(),
+        }
+    }
+}
+
+/// Every phase, then the checks.
+pub async fn collect<P: RemoteProbe>(inputs: &Inputs<'_, P>) -> Status {
+    let mut facts = local_facts(inputs.config, &inputs.upload, inputs.now);
+    if let Some(kubo) = inputs.node {
+        let cid = facts.snapshot.as_ref().map(|s| s.cid.clone());
+        let path = &inputs.config.index_pointer_path;
+        facts.node = node_facts(kubo, path, cid.as_deref(), inputs.node_timeout).await;
+    }
+    if let (Some(probe), Some(a)) = (inputs.remote, facts.archive.as_mut()) {
+        match probe.head(&a.file).await {
+            Ok(size) => {
+                a.present_in_s3 = Some(size.is_some());
+                a.remote_size = size;
+            }
+            Err(e) => a.remote_error = Some(e),
+        }
+    }
+    local::fill_rpo(&mut facts, &inputs.upload, inputs.now);
+    Status::new(facts, &inputs.thresholds, &inputs.upload, inputs.now)
+}
+
+/// Local facts only (phase 1, then the checks): no node, no S3, a few small files read. What
+/// every job runs at its end for the metrics file.
+pub fn collect_local(config: &Config, thresholds: &Thresholds, now: DateTime<Utc>) -> Status {
+    let upload = UploadSetting::from_config(config);
+    let facts = local_facts(config, &upload, now);
+    Status::new(facts, thresholds, &upload, now)
+}
+
+/// The result: facts, one check per line, the verdict.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Status {
+    /// [`STATUS_SCHEMA_VERSION`].
+    pub schema_version: u32,
+    /// RFC 3339 UTC.
+    pub checked_at: String,
+    pub severity: Severity,
+    /// [`Severity::exit_code`].
+    pub exit_code: u8,
+    /// The verdict in one line (the worst check's message, and how many more there are).
+    pub summary: String,
+    pub thresholds: Thresholds,
+    pub upload: UploadSetting,
+    pub checks: Vec<Check>,
+    pub facts: Facts,
+}
+
+impl Status {
+    pub fn new(
+        facts: Facts,
+        thresholds: &Thresholds,
+        upload: &UploadSetting,
+        now: DateTime<Utc>,
+    ) -> Status {
+        let checks = evaluate(&facts, thresholds, upload);
+        let severity = checks
+            .iter()
+            .map(|c| c.severity)
+            .max()
+            .unwrap_or(Severity::Ok);
+        Status {
+            schema_version: STATUS_SCHEMA_VERSION,
+            checked_at: now.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+            severity,
+            exit_code: severity.exit_code(),
+            summary: human::summary(&checks, severity),
+            thresholds: thresholds.clone(),
+            upload: upload.clone(),
+            checks,
+            facts,
+        }
+    }
+}
+
+/// One line of the verdict.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Check {
+    /// Stable, snake_case (`archive_age`, `lock_build`, `job_daily_backup`, ...): the metrics'
+    /// `check` label and what alert rules match on.
+    pub name: String,
+    pub severity: Severity,
+    pub message: String,
+}
+
+/// Everything read.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Facts {
+    pub snapshots_dir: PathBuf,
+    pub backups_dir: PathBuf,
+    pub snapshot: Option<SnapshotFacts>,
+    /// The newest archive.
+    pub archive: Option<ArchiveFacts>,
+    /// `arke-*.car` files in the backups folder.
+    pub archive_count: u64,
+    /// Bytes of every file in the backups folder (archives, metadata, stamps, temp files).
+    pub backups_bytes: u64,
+    /// Recovery point achieved: age of the newest archive that is where it must be (in S3 when
+    /// upload is on, else on the local disk). `None`: there is none.
+    pub rpo_secs: Option<i64>,
+    /// The newest upload the daily run records tell of.
+    pub last_upload: Option<UploadFacts>,
+    pub disk: Option<DiskFacts>,
+    pub locks: Vec<LockFacts>,
+    pub runs: Vec<RunFacts>,
+    pub node: NodeFacts,
+    /// Local facts that could not be read (`what: why`), each also a check.
+    pub problems: Vec<Problem>,
+}
+
+/// A fact that could not be read.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Problem {
+    /// The check it belongs to.
+    pub check: String,
+    pub message: String,
+}
+
+/// `latest.json`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SnapshotFacts {
+    pub seq: u64,
+    pub cid: String,
+    /// The snapshot's `ts` (the file's mtime when it has none).
+    pub ts: Option<String>,
+    pub timestamp: Option<i64>,
+    pub age_secs: Option<i64>,
+    pub entities: Option<u64>,
+}
+
+/// The newest archive in the backups folder.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ArchiveFacts {
+    pub file: String,
+    pub path: PathBuf,
+    pub seq: u64,
+    /// The export's `created` from the `.json`, else the name's stamp (RFC 3339 UTC).
+    pub created: String,
+    pub timestamp: i64,
+    pub age_secs: i64,
+    pub size_bytes: u64,
+    /// `full` or `incremental` (from the `.json`; `None` for a legacy archive).
+    pub kind: Option<String>,
+    pub parent: Option<String>,
+    pub partial: Option<bool>,
+    /// The `.json` is missing or does not parse.
+    pub metadata_error: Option<String>,
+    /// A `.verified` stamp naming this file at its current size.
+    pub verified: bool,
+    pub verified_at: Option<String>,
+    /// A daily run record says it was uploaded (`None` when upload is off).
+    pub uploaded: Option<bool>,
+    pub upload_url: Option<String>,
+    pub uploaded_at: Option<String>,
+    /// From the remote probe; `None`: not asked or could not tell.
+    pub present_in_s3: Option<bool>,
+    pub remote_size: Option<u64>,
+    pub remote_error: Option<String>,
+}
+
+/// An upload, from a daily run record.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct UploadFacts {
+    pub file: String,
+    pub url: String,
+    pub uploaded_at: String,
+    /// The archive's name stamp (Unix seconds).
+    pub archive_timestamp: Option<i64>,
+}
+
+/// The backups folder's file system (statvfs).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct DiskFacts {
+    pub path: PathBuf,
+    pub total_bytes: u64,
+    /// Available to the jobs' user (not root's reserve).
+    pub free_bytes: u64,
+    /// As `df` computes Use%: used / (used + available).
+    pub used_ratio: f64,
+}
+
+/// A job's lock file.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct LockFacts {
+    /// `build`, `daily`, `weekly`, `export`.
+    pub name: String,
+    pub path: PathBuf,
+    pub held: bool,
+    pub pid: Option<u32>,
+    /// RFC 3339: from the file ("<pid> <since>"), else its mtime.
+    pub since: Option<String>,
+    pub held_secs: Option<i64>,
+    /// `/proc/locks` could not be read: `held` is a guess (false).
+    pub error: Option<String>,
+}
+
+/// A job's last runs.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RunFacts {
+    pub job: String,
+    pub last: Option<RunSummary>,
+    pub last_success: Option<RunSummary>,
+}
+
+/// What the metrics and the table need of a run record.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RunSummary {
+    pub started: String,
+    pub finished: String,
+    pub finished_timestamp: Option<i64>,
+    pub duration_secs: f64,
+    pub exit: u8,
+    pub status: RunStatus,
+    pub error: Option<String>,
+}
+
+/// The node, when asked.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct NodeFacts {
+    pub state: NodeState,
+    pub pointer_event_count: Option<u64>,
+    pub pointer_snapshot_seq: Option<u64>,
+    /// The `event_count` recorded in the snapshot (v4 header).
+    pub snapshot_event_count: Option<u64>,
+    pub events_since_snapshot: Option<u64>,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NodeState {
+    /// Not asked (`--offline`, or the metrics written by a job).
+    #[default]
+    NotAsked,
+    Up,
+    /// The node answered but has no pointer at the configured path.
+    NoPointer,
+    /// Unreachable, timed out, or failed: events since the snapshot are unknown.
+    Unreachable,
+}

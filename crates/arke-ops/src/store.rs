@@ -1,0 +1,119 @@
+//! The archives' place off the host: an S3 bucket and prefix through [`arke_s3`], as the daily
+//! pipeline's [`ArchiveStore`] and fetch-archive's source.
+
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use arke_core::Exit;
+use arke_s3::{S3, S3Config, S3Error};
+
+use crate::config::S3Settings;
+use crate::daily::ArchiveStore;
+use crate::job::{StepError, human};
+
+/// How often a long transfer logs its progress (cron has no terminal).
+const PROGRESS_EVERY: Duration = Duration::from_secs(10);
+
+/// The bucket and prefix the configuration names.
+#[derive(Debug, Clone)]
+pub struct S3Store {
+    s3: S3,
+}
+
+impl S3Store {
+    /// The client for `settings`. The prefix, when not configured, is `backups/<instance-id>/`
+    /// with the id from `ARKE_INSTANCE_ID`, else IMDSv2, else the host name (with a warning:
+    /// a transient metadata failure must not move uploads silently).
+    pub async fn connect(settings: &S3Settings) -> Result<S3Store, StepError> {
+        let prefix = match &settings.prefix {
+            Some(p) => p.clone(),
+            None => format!("backups/{}/", instance_id(settings).await),
+        };
+        let mut cfg = S3Config::new(&settings.bucket, prefix);
+        cfg.region = settings.region.clone();
+        cfg.endpoint = settings.endpoint.clone();
+        cfg.storage_class = settings.storage_class.clone();
+        let s3 = S3::connect(cfg).await.map_err(remote)?;
+        Ok(S3Store { s3 })
+    }
+
+    /// The client underneath (fetch-archive lists, downloads and restores with it).
+    pub fn s3(&self) -> &S3 {
+        &self.s3
+    }
+}
+
+async fn instance_id(settings: &S3Settings) -> String {
+    if let Some(id) = &settings.instance_id {
+        return id.clone();
+    }
+    if let Some(id) = arke_s3::instance_id(&settings.imds_url).await {
+        return id;
+    }
+    let host = rustix::system::uname()
+        .nodename()
+        .to_string_lossy()
+        .split('.')
+        .next()
+        .unwrap_or("localhost")
+        .to_string();
+    tracing::warn!(
+        "instance id: IMDSv2 did not answer (not on EC2?); using the host name {host}. Set ARKE_INSTANCE_ID or S3_PREFIX to pin the folder"
+    );
+    host
+}
+
+/// An S3 failure as a step failure: a configuration mistake is a usage error (2), everything
+/// else is the remote's (6).
+pub fn remote(e: S3Error) -> StepError {
+    let exit = match e {
+        S3Error::Config(_) => Exit::Usage,
+        _ => Exit::Remote,
+    };
+    StepError::new(exit, e.to_string())
+}
+
+/// A progress callback that logs `what: 1.2 GiB of 5.0 GiB (24%)` at most every 10 s.
+pub fn logged_progress(what: String) -> impl Fn(u64, u64) + Send + Sync {
+    let last = Mutex::new(Instant::now());
+    move |done, total| {
+        let Ok(mut last) = last.lock() else { return };
+        if last.elapsed() < PROGRESS_EVERY || done >= total {
+            return;
+        }
+        *last = Instant::now();
+        let pct = (done.saturating_mul(100)).checked_div(total).unwrap_or(100);
+        tracing::info!("{what}: {} of {} ({pct}%)", human(done), human(total));
+    }
+}
+
+impl ArchiveStore for S3Store {
+    fn location(&self) -> String {
+        self.s3.url("")
+    }
+
+    async fn remote_size(&self, name: &str) -> Result<Option<u64>, StepError> {
+        Ok(self.s3.head(name).await.map_err(remote)?.map(|o| o.size))
+    }
+
+    async fn upload(&self, path: &Path, name: &str) -> Result<String, StepError> {
+        let progress = logged_progress(format!("upload {name}"));
+        let up = self
+            .s3
+            .upload_file(path, name, &progress)
+            .await
+            .map_err(remote)?;
+        Ok(up.checksum_verified_by.as_str().to_string())
+    }
+}
+
+/// dr-status asks S3 whether the newest archive is there, with its size.
+impl crate::status::RemoteProbe for S3Store {
+    async fn head(&self, file_name: &str) -> Result<Option<u64>, String> {
+        match self.s3.head(file_name).await {
+            Ok(o) => Ok(o.map(|o| o.size)),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+}

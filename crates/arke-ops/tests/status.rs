@@ -1,0 +1,534 @@
+//! dr-status's facts and verdicts on hosts shaped as the jobs leave them: a fresh install, a
+//! good night, an old archive, a full disk, a held lock, a dead node, S3 probes; and the
+//! metrics file read back as Prometheus would. Files are written with the core's own types
+//! (`SnapshotMeta`, `BackupMeta`, `RunRecord`), as build-snapshot, export-car and the jobs do;
+//! crates/arke-dr/tests/status.rs runs the real pipeline against Kubo.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use arke_core::kubo::{Kubo, KuboConfig};
+use arke_core::model::{BackupMeta, SnapshotMeta};
+use arke_core::{LockOutcome, RunLock};
+use arke_ops::config::{Config, Settings};
+use arke_ops::runs::{RUN_SCHEMA, RunRecord, RunStatus, UploadRecord};
+use arke_ops::status::{
+    self, Inputs, NoRemote, NodeState, RemoteProbe, Severity, Status, Thresholds,
+};
+use chrono::{DateTime, Duration as Span, Utc};
+
+const SNAPSHOT_CID: &str = "bafyreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy";
+
+struct Host {
+    dir: tempfile::TempDir,
+    config: Config,
+}
+
+impl Host {
+    /// Empty folders, as install.sh leaves them; upload on (`S3_BUCKET=b`) unless `upload` is off.
+    fn new(upload: bool) -> Host {
+        let dir = tempfile::tempdir().unwrap();
+        let p = |s: &str| dir.path().join(s).to_string_lossy().into_owned();
+        for d in ["snapshots", "backups", "state"] {
+            std::fs::create_dir_all(dir.path().join(d)).unwrap();
+        }
+        let mut s = Settings::default();
+        s.overlay([
+            ("SNAPSHOTS_DIR".into(), p("snapshots")),
+            ("BACKUPS_DIR".into(), p("backups")),
+            ("ARKE_STATE_DIR".into(), p("state")),
+            ("UPLOAD".into(), if upload { "1" } else { "0" }.into()),
+            ("S3_BUCKET".into(), "b".into()),
+            ("S3_PREFIX".into(), "backups/i-1/".into()),
+        ]);
+        let config = Config::from_settings(&s).unwrap();
+        Host { dir, config }
+    }
+
+    fn path(&self, p: &str) -> PathBuf {
+        self.dir.path().join(p)
+    }
+
+    /// `latest.json` as build-snapshot writes it.
+    fn snapshot(&self, seq: u64, at: DateTime<Utc>) {
+        let meta = SnapshotMeta {
+            cid: SNAPSHOT_CID.parse().unwrap(),
+            seq,
+            ts: Some(at.to_rfc3339()),
+            count: Some(12),
+            extra: Default::default(),
+        };
+        let bytes = meta.to_json_bytes().unwrap();
+        std::fs::write(self.path("snapshots/latest.json"), bytes).unwrap();
+    }
+
+    /// An archive as export-car names it, its `.json`, and verify-car's stamp when `verified`.
+    fn archive(&self, seq: u64, at: DateTime<Utc>, verified: bool) -> String {
+        let file = format!("arke-{seq}-{}.car", at.format("%Y%m%d-%H%M%S"));
+        let car = self.path("backups").join(&file);
+        std::fs::write(&car, vec![7u8; 4096]).unwrap();
+        let mut meta = BackupMeta {
+            snapshot_cid: SNAPSHOT_CID.parse().unwrap(),
+            seq,
+            timestamp: at.format("%Y%m%d-%H%M%S").to_string(),
+            filename: file.clone(),
+            path: car.to_string_lossy().into_owned(),
+            size_bytes: 4096,
+            cid_counts: None,
+            extra: Default::default(),
+        };
+        meta.extra.insert("kind".into(), "full".into());
+        meta.extra.insert("created".into(), at.to_rfc3339().into());
+        std::fs::write(car.with_extension("json"), meta.to_json_bytes().unwrap()).unwrap();
+        if verified {
+            let stamp = serde_json::json!({
+                "schema": "arke/verified@v1", "file": file, "sha256": "00", "size": 4096,
+                "root": SNAPSHOT_CID, "verified_at": at.to_rfc3339(), "tool": "test",
+                "chain": [file],
+            });
+            std::fs::write(car.with_extension("verified"), stamp.to_string()).unwrap();
+        }
+        file
+    }
+
+    /// The daily job's record of a night that ended at `at` (upload of `uploaded` when given).
+    fn daily_run(&self, at: DateTime<Utc>, status: RunStatus, uploaded: Option<&str>) {
+        let upload = uploaded.map(|f| UploadRecord {
+            bucket: "b".into(),
+            prefix: "backups/i-1/".into(),
+            url: format!("s3://b/backups/i-1/{f}"),
+            uploaded_at: at.to_rfc3339(),
+            size_bytes: 4096,
+            verified_by: "sha256".into(),
+            files: vec![f.to_string(), f.replace(".car", ".json")],
+        });
+        let failed = status == RunStatus::Failed;
+        RunRecord {
+            schema: RUN_SCHEMA.into(),
+            job: "daily-backup".into(),
+            started: (at - Span::minutes(3)).to_rfc3339(),
+            finished: at.to_rfc3339(),
+            duration_secs: 180.0,
+            exit: if failed { 6 } else { 0 },
+            status,
+            error: failed.then(|| "upload failed: AccessDenied".into()),
+            steps: vec![],
+            snapshot: None,
+            archive: None,
+            upload,
+            archives_deleted: vec![],
+            snapshots_pruned: None,
+            disk: None,
+            log_file: "/var/log/arke-dr/daily-backup.log".into(),
+        }
+        .save(&self.path("state"))
+        .unwrap();
+    }
+
+    /// The night of 02:00 that ended six hours before `now`: snapshot, archive, upload.
+    fn good_night(&self, now: DateTime<Utc>) -> String {
+        let night = now - Span::hours(6);
+        self.snapshot(41, now - Span::minutes(20));
+        let file = self.archive(41, night, true);
+        self.daily_run(night + Span::minutes(3), RunStatus::Ok, Some(&file));
+        file
+    }
+
+    fn inputs(&self, now: DateTime<Utc>) -> Inputs<'_, NoRemote> {
+        Inputs {
+            thresholds: any_disk(),
+            now,
+            ..Inputs::local(&self.config)
+        }
+    }
+
+    async fn status(&self, now: DateTime<Utc>) -> Status {
+        status::collect(&self.inputs(now)).await
+    }
+}
+
+/// The real disk's use must not decide these tests: the disk has tests of its own.
+fn any_disk() -> Thresholds {
+    Thresholds {
+        disk_warn_percent: 100.0,
+        disk_crit_percent: 100.0,
+        ..Thresholds::default()
+    }
+}
+
+fn check<'a>(s: &'a Status, name: &str) -> &'a status::Check {
+    s.checks
+        .iter()
+        .find(|c| c.name == name)
+        .unwrap_or_else(|| panic!("no check {name}: {:#?}", s.checks))
+}
+
+fn table(s: &Status) -> String {
+    s.human_lines().join("\n")
+}
+
+#[tokio::test]
+async fn a_fresh_install_is_critical_with_no_archive() {
+    let host = Host::new(true);
+    let s = host.status(Utc::now()).await;
+    assert_eq!(s.severity, Severity::Critical, "{}", table(&s));
+    assert_eq!(s.exit_code, 2);
+    let dir = host.path("backups");
+    assert_eq!(s.summary, format!("no archive in {}", dir.display()));
+    assert_eq!(
+        s.verdict_line(),
+        format!("dr-status: CRITICAL: no archive in {}", dir.display())
+    );
+    assert!(s.facts.snapshot.is_none() && s.facts.rpo_secs.is_none());
+    assert!(s.facts.locks.iter().all(|l| !l.held));
+}
+
+#[tokio::test]
+async fn after_a_good_night_everything_is_ok() {
+    let host = Host::new(true);
+    let now = Utc::now();
+    let file = host.good_night(now);
+    let s = host.status(now).await;
+    assert_eq!(s.severity, Severity::Ok, "{}", table(&s));
+    let a = s.facts.archive.as_ref().unwrap();
+    assert_eq!(a.file, file);
+    assert_eq!(
+        (a.size_bytes, a.verified, a.uploaded),
+        (4096, true, Some(true))
+    );
+    assert_eq!(a.age_secs, 6 * 3600);
+    assert_eq!(a.kind.as_deref(), Some("full"));
+    assert_eq!(a.present_in_s3, None, "no probe: unknown");
+    assert_eq!(s.facts.rpo_secs, Some(6 * 3600));
+    assert_eq!(s.facts.snapshot.as_ref().unwrap().age_secs, Some(20 * 60));
+    assert!(table(&s).ends_with("dr-status: OK: every check passed"));
+    // The JSON document reads back.
+    let json = serde_json::to_string(&s).unwrap();
+    let back: Status = serde_json::from_str(&json).unwrap();
+    assert_eq!(back, s);
+    assert!(json.contains("\"schema_version\":1"));
+}
+
+#[tokio::test]
+async fn an_old_archive_is_critical_and_an_unverified_one_a_warning() {
+    let host = Host::new(false);
+    let now = Utc::now();
+    host.snapshot(41, now - Span::minutes(20));
+    host.archive(40, now - Span::hours(30), true);
+    let s = host.status(now).await;
+    assert_eq!(s.severity, Severity::Critical, "{}", table(&s));
+    assert!(
+        check(&s, "archive").message.contains("older than 1d 2h"),
+        "{}",
+        table(&s)
+    );
+    // A fresh archive that verify-car has not passed on.
+    host.archive(41, now - Span::hours(1), false);
+    let s = host.status(now).await;
+    assert_eq!(s.severity, Severity::Warning, "{}", table(&s));
+    assert_eq!(check(&s, "archive_verified").severity, Severity::Warning);
+    assert_eq!(check(&s, "upload").message, "upload off (UPLOAD=0)");
+    assert_eq!(
+        s.facts.rpo_secs,
+        Some(3600),
+        "upload off: the local archive counts"
+    );
+}
+
+#[tokio::test]
+async fn a_night_that_did_not_upload_is_critical_unless_it_is_still_running() {
+    let host = Host::new(true);
+    let now = Utc::now();
+    let old = host.good_night(now - Span::days(1));
+    // Tonight's archive is written and the job is still running (the upload comes next).
+    let tonight = host.archive(42, now - Span::hours(6), true);
+    {
+        let _running = RunLock::try_acquire(&host.path("backups/.daily-backup.lock")).unwrap();
+        let s = host.status(now).await;
+        assert_eq!(s.severity, Severity::Warning, "{}", table(&s));
+        assert!(
+            check(&s, "upload")
+                .message
+                .contains("daily-backup is running")
+        );
+    }
+    // Its upload failed.
+    host.daily_run(now - Span::hours(5), RunStatus::Failed, None);
+    let s = host.status(now).await;
+    assert_eq!(s.severity, Severity::Critical, "{}", table(&s));
+    let up = check(&s, "upload");
+    assert!(
+        up.message.contains(&format!("{tonight} was not uploaded")),
+        "{}",
+        up.message
+    );
+    assert!(
+        up.message.contains(&old),
+        "names the last upload: {}",
+        up.message
+    );
+    assert_eq!(check(&s, "job_daily_backup").severity, Severity::Critical);
+    assert_eq!(
+        s.facts.rpo_secs,
+        Some(30 * 3600),
+        "yesterday's upload is the recovery point"
+    );
+}
+
+#[tokio::test]
+async fn disk_use_over_the_thresholds_warns_then_is_critical() {
+    let host = Host::new(false);
+    let now = Utc::now();
+    host.good_night(now);
+    let mut inputs = host.inputs(now);
+    inputs.thresholds.disk_warn_percent = 0.0;
+    let s = status::collect(&inputs).await;
+    assert_eq!(
+        check(&s, "disk").severity,
+        Severity::Warning,
+        "{}",
+        table(&s)
+    );
+    assert_eq!(s.severity, Severity::Warning);
+    inputs.thresholds.disk_crit_percent = 0.0;
+    let s = status::collect(&inputs).await;
+    assert_eq!(check(&s, "disk").severity, Severity::Critical);
+    let d = s.facts.disk.as_ref().unwrap();
+    assert!(
+        d.total_bytes > 0 && d.used_ratio > 0.0 && d.used_ratio <= 1.0,
+        "{d:?}"
+    );
+    assert_eq!(
+        s.facts.backups_bytes,
+        4096 + file_len(&host, ".json") + file_len(&host, ".verified")
+    );
+}
+
+fn file_len(host: &Host, ext: &str) -> u64 {
+    std::fs::read_dir(host.path("backups"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with(ext))
+        .map(|e| e.metadata().unwrap().len())
+        .sum()
+}
+
+#[tokio::test]
+async fn a_held_lock_is_seen_without_being_taken() {
+    let host = Host::new(false);
+    let now = Utc::now();
+    host.good_night(now);
+    let path = host.path("backups/.daily-backup.lock");
+    let held = RunLock::try_acquire(&path).unwrap();
+    assert!(matches!(held, LockOutcome::Acquired(_)));
+    let contents = std::fs::read_to_string(&path).unwrap();
+    // 45 minutes later by dr-status's clock: over the 30-minute limit.
+    let s = host.status(Utc::now() + Span::minutes(45)).await;
+    let lock = s.facts.locks.iter().find(|l| l.name == "daily").unwrap();
+    assert!(lock.held, "{lock:?}");
+    assert_eq!(lock.pid, Some(std::process::id()));
+    let secs = lock.held_secs.unwrap();
+    assert!((45 * 60..45 * 60 + 30).contains(&secs), "{secs}");
+    let c = check(&s, "lock_daily");
+    assert_eq!(c.severity, Severity::Warning, "{}", table(&s));
+    assert!(c.message.contains("longer than 30m"), "{}", c.message);
+    assert!(!s.facts.locks.iter().any(|l| l.name != "daily" && l.held));
+    // Undisturbed: still ours, still refused to others, the file unchanged.
+    assert!(matches!(
+        RunLock::try_acquire(&path).unwrap(),
+        LockOutcome::Busy
+    ));
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), contents);
+    // An older lock file holds only the pid: the file's mtime says since when.
+    std::fs::write(&path, format!("{}\n", std::process::id())).unwrap();
+    let s = host.status(Utc::now()).await;
+    let lock = s.facts.locks.iter().find(|l| l.name == "daily").unwrap();
+    assert!(lock.held && lock.held_secs.unwrap() < 30, "{lock:?}");
+    drop(held);
+    let s = host.status(Utc::now()).await;
+    assert!(
+        s.facts.locks.iter().all(|l| !l.held),
+        "released: {:?}",
+        s.facts.locks
+    );
+    assert_eq!(s.severity, Severity::Ok, "{}", table(&s));
+}
+
+#[tokio::test]
+async fn an_unreachable_node_is_a_warning_within_the_deadline() {
+    let host = Host::new(false);
+    let now = Utc::now();
+    host.good_night(now);
+    let mut cfg = KuboConfig::new("http://127.0.0.1:9", None).unwrap();
+    cfg.retries = 0;
+    let kubo = Kubo::new(cfg).unwrap();
+    let inputs = Inputs {
+        node: Some(&kubo),
+        node_timeout: Duration::from_secs(3),
+        ..host.inputs(now)
+    };
+    let started = Instant::now();
+    let s = status::collect(&inputs).await;
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert_eq!(s.facts.node.state, NodeState::Unreachable);
+    assert_eq!(s.facts.node.events_since_snapshot, None);
+    assert_eq!(
+        check(&s, "node").severity,
+        Severity::Warning,
+        "{}",
+        table(&s)
+    );
+    assert_eq!(s.severity, Severity::Warning);
+}
+
+/// A stand-in for the S3 client: what HEAD answers.
+struct Probe(Result<Option<u64>, String>);
+
+impl RemoteProbe for Probe {
+    async fn head(&self, _file_name: &str) -> Result<Option<u64>, String> {
+        self.0.clone()
+    }
+}
+
+#[tokio::test]
+async fn the_remote_probe_decides_presence_in_s3() {
+    let host = Host::new(true);
+    let now = Utc::now();
+    host.good_night(now);
+    let run = async |answer| {
+        let probe = Probe(answer);
+        let inputs = Inputs {
+            config: &host.config,
+            upload: status::UploadSetting::from_config(&host.config),
+            thresholds: any_disk(),
+            node: None,
+            node_timeout: Duration::from_secs(1),
+            remote: Some(&probe),
+            now,
+        };
+        status::collect(&inputs).await
+    };
+    let s = run(Ok(Some(4096))).await;
+    assert_eq!(s.severity, Severity::Ok, "{}", table(&s));
+    assert_eq!(s.facts.archive.as_ref().unwrap().present_in_s3, Some(true));
+    // The record says uploaded, S3 says it is gone (lifecycle rule, deleted by hand).
+    let s = run(Ok(None)).await;
+    assert_eq!(
+        check(&s, "upload").severity,
+        Severity::Critical,
+        "{}",
+        table(&s)
+    );
+    assert_eq!(s.facts.rpo_secs, None);
+    let s = run(Err("AccessDenied".into())).await;
+    assert_eq!(check(&s, "s3").severity, Severity::Warning, "{}", table(&s));
+    assert_eq!(
+        check(&s, "upload").severity,
+        Severity::Ok,
+        "the record still counts"
+    );
+}
+
+#[test]
+fn the_metrics_file_is_valid_exposition_written_atomically() {
+    let host = Host::new(true);
+    let now = Utc::now();
+    host.good_night(now);
+    let _lock = RunLock::try_acquire(&host.path("snapshots/.build-snapshot.lock")).unwrap();
+    arke_ops::metrics::write_metrics(&host.config).unwrap();
+    arke_ops::metrics::write_metrics(&host.config).unwrap();
+    let file = &host.config.metrics_file;
+    assert_eq!(file, &host.path("state/metrics/arke_dr.prom"));
+    let names: Vec<_> = std::fs::read_dir(file.parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, ["arke_dr.prom"], "no temporary file left");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(file).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o644);
+    let samples = parse_exposition(&std::fs::read_to_string(file).unwrap());
+    let get = |key: &str| {
+        samples
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| *v)
+            .unwrap_or_else(|| panic!("no sample {key}: {samples:?}"))
+    };
+    assert_eq!(get("arke_dr_status_code"), 0.0);
+    assert_eq!(get("arke_dr_archive_verified"), 1.0);
+    assert_eq!(get("arke_dr_archive_uploaded"), 1.0);
+    assert_eq!(get("arke_dr_archive_size_bytes"), 4096.0);
+    assert_eq!(get("arke_dr_last_snapshot_seq"), 41.0);
+    assert_eq!(get("arke_dr_lock_held{lock=\"build\"}"), 1.0);
+    assert_eq!(get("arke_dr_lock_held{lock=\"daily\"}"), 0.0);
+    assert_eq!(get("arke_dr_job_last_exit_code{job=\"daily-backup\"}"), 0.0);
+    assert_eq!(
+        get("arke_dr_job_last_duration_seconds{job=\"daily-backup\"}"),
+        180.0
+    );
+    let rpo = get("arke_dr_rpo_seconds");
+    assert!((6.0 * 3600.0..6.0 * 3600.0 + 60.0).contains(&rpo), "{rpo}");
+    let ts = get("arke_dr_archive_timestamp_seconds");
+    assert_eq!(ts as i64, (now - Span::hours(6)).timestamp());
+    assert!(
+        samples.iter().all(|(k, _)| !k.contains("events_since")),
+        "node not asked"
+    );
+}
+
+/// Checks every line as Prometheus's text parser would (HELP and TYPE before a family's
+/// samples, `name{labels} value`), and returns the samples.
+fn parse_exposition(text: &str) -> Vec<(String, f64)> {
+    let mut typed = std::collections::HashSet::new();
+    let mut samples = Vec::new();
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# ") {
+            let mut w = rest.split_whitespace();
+            let (kind, name) = (w.next().unwrap(), w.next().unwrap());
+            assert!(kind == "HELP" || kind == "TYPE", "{line}");
+            if kind == "TYPE" {
+                assert_eq!(w.next(), Some("gauge"), "{line}");
+                assert!(typed.insert(name.to_string()), "family typed twice: {line}");
+            }
+            continue;
+        }
+        let (key, value) = line.rsplit_once(' ').unwrap_or_else(|| panic!("{line}"));
+        let name = key.split('{').next().unwrap();
+        assert!(
+            name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                && name.starts_with("arke_dr_"),
+            "{line}"
+        );
+        assert!(typed.contains(name), "sample before its TYPE: {line}");
+        if let Some(labels) = key.strip_prefix(name).filter(|l| !l.is_empty()) {
+            assert!(labels.starts_with('{') && labels.ends_with('}'), "{line}");
+            for pair in labels[1..labels.len() - 1].split(',') {
+                let (k, v) = pair.split_once('=').unwrap();
+                assert!(
+                    k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
+                    "{line}"
+                );
+                assert!(v.starts_with('"') && v.ends_with('"'), "{line}");
+            }
+        }
+        let v: f64 = value.parse().unwrap_or_else(|_| panic!("value: {line}"));
+        assert!(
+            samples.iter().all(|(k, _): &(String, f64)| k != key),
+            "duplicate series: {line}"
+        );
+        samples.push((key.to_string(), v));
+    }
+    assert!(!samples.is_empty());
+    samples
+}
+
+#[test]
+fn lock_paths_are_the_jobs() {
+    let host = Host::new(false);
+    let p = |n| status::lock_path(&host.config, n).unwrap();
+    assert_eq!(p("build"), host.path("snapshots/.build-snapshot.lock"));
+    assert_eq!(p("daily"), host.path("backups/.daily-backup.lock"));
+    assert_eq!(p("weekly"), host.path("backups/.weekly-verify.lock"));
+    assert!(Path::new(&p("export")).ends_with(".export.lock"));
+}
