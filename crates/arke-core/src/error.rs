@@ -212,6 +212,7 @@ impl PointerError {
             PointerError::Node { source, .. } => source.exit(),
             PointerError::Invalid { source, .. } => source.exit(),
             PointerError::Contended { .. } => Exit::Failed,
+            PointerError::Ambiguous { .. } => Exit::Usage,
         }
     }
 }

@@ -17,10 +17,26 @@ pub fn atomic_write(path: &Path, data: &[u8]) -> std::io::Result<()> {
     let mut tmp = tempfile::Builder::new().prefix(".tmp-").tempfile_in(dir)?;
     tmp.write_all(data)?;
     tmp.as_file()
-        .set_permissions(std::fs::Permissions::from_mode(0o644))?;
+        .set_permissions(std::fs::Permissions::from_mode(FILE_MODE))?;
     tmp.as_file().sync_all()?;
     tmp.persist(path).map_err(|e| e.error)?;
     sync_dir(dir)
+}
+
+/// The mode of every file the tools leave on the host (archives, descriptors, stamps, snapshot
+/// metadata, lock files): readable by the other users who upload, verify or inspect them.
+pub const FILE_MODE: u32 = 0o644;
+
+/// A new file (never an existing one) made [`FILE_MODE`] whatever the umask, like
+/// [`atomic_write`]'s, so that every file the tools write has the same mode.
+pub fn create_new(path: &Path) -> std::io::Result<File> {
+    use std::os::unix::fs::PermissionsExt;
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)?;
+    file.set_permissions(std::fs::Permissions::from_mode(FILE_MODE))?;
+    Ok(file)
 }
 
 /// fsync of a directory, so a rename in it is durable.
@@ -65,10 +81,14 @@ impl RunLock {
 
     /// Takes the lock without waiting. The file is created if needed and never deleted.
     pub fn try_acquire(path: &Path) -> std::io::Result<LockOutcome> {
+        use std::os::unix::fs::OpenOptionsExt;
         if let Some(dir) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)?;
         }
+        // The mode applies only when the file is created (another user's lock file is opened
+        // as it is: changing its mode is not ours to do), narrowed by the umask.
         let file = std::fs::OpenOptions::new()
+            .mode(FILE_MODE)
             .create(true)
             .truncate(false)
             .read(true)

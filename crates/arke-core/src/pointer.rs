@@ -41,6 +41,52 @@ pub enum PointerError {
         "index pointer {path}: another writer kept replacing it; gave up after {attempts} attempts"
     )]
     Contended { path: String, attempts: u32 },
+    #[error(
+        "index pointers exist at both {default} and {other}: pass --pointer-path (or INDEX_POINTER_PATH) naming the one the API uses"
+    )]
+    Ambiguous { default: String, other: String },
+}
+
+/// Production's pointer path (`INDEX_POINTER_PATH` in docker-compose.nginx.yml, read and
+/// written by the API's event worker): the default.
+pub const PRODUCTION_PATH: &str = "/arke/index_pointer";
+
+/// The legacy scripts' and the API code's own default spelling, probed when the default holds
+/// no pointer (a node set up by the legacy scripts, or a test node).
+pub const LEGACY_PATH: &str = "/arke/index-pointer";
+
+/// The pointer path to use when none was given explicitly: `default` when a pointer is there
+/// or when neither spelling holds one (a writer then creates it there), the other spelling
+/// when only that one holds a pointer (with a warning naming it), and an error when both do:
+/// guessing could move a pointer the API never reads (B20).
+pub async fn resolve_default(kubo: &Kubo, default: &str) -> Result<String, PointerError> {
+    let other = match default {
+        PRODUCTION_PATH => LEGACY_PATH,
+        LEGACY_PATH => PRODUCTION_PATH,
+        _ => return Ok(default.to_string()),
+    };
+    let exists = |path: &str| {
+        let path = path.to_string();
+        async move {
+            kubo.files_stat_opt(&path)
+                .await
+                .map(|s| s.is_some())
+                .map_err(|source| PointerError::Node { path, source })
+        }
+    };
+    match (exists(default).await?, exists(other).await?) {
+        (true, true) => Err(PointerError::Ambiguous {
+            default: default.to_string(),
+            other: other.to_string(),
+        }),
+        (false, true) => {
+            tracing::warn!(
+                "no index pointer at {default}; using the one at {other} (pass --pointer-path to choose explicitly)"
+            );
+            Ok(other.to_string())
+        }
+        _ => Ok(default.to_string()),
+    }
 }
 
 /// The pointer as read: parsed, plus the exact bytes (to detect concurrent changes).

@@ -115,18 +115,94 @@ impl OutputArgs {
 }
 
 /// The index pointer's MFS path.
+///
+/// The default is production's `/arke/index_pointer` (underscore), not the legacy scripts'
+/// `/arke/index-pointer`: the pointer that matters is the one the API's event worker reads and
+/// writes, and production's compose file points the worker at the underscore spelling (spec
+/// §3.1, B20). A default that silently read, or worse wrote, the other spelling on the
+/// production host is the failure that costs data; a wrong default on a test or legacy node
+/// only costs a lookup. So when the path was not given (`--pointer-path` and
+/// `INDEX_POINTER_PATH` both absent) and no pointer is at the default, the other spelling is
+/// probed ([`PointerArgs::resolve`]): used with a warning when only it exists, refused (exit 2)
+/// when both exist. A writer therefore never creates a pointer at a guessed path while the
+/// other spelling holds one.
+#[derive(Debug, Clone)]
+pub struct PointerArgs {
+    /// The path given, or the default.
+    pub pointer_path: String,
+    /// Whether `--pointer-path` or `INDEX_POINTER_PATH` gave it (then it is used as given).
+    pub explicit: bool,
+}
+
+/// The flag itself; [`PointerArgs`] adds where its value came from.
 #[derive(Debug, Clone, clap::Args)]
 #[command(next_help_heading = "Index")]
-pub struct PointerArgs {
-    /// MFS path of the index pointer. NOTE: production (docker-compose.nginx.yml) uses
-    /// /arke/index_pointer with an underscore; the legacy default is /arke/index-pointer
+struct PointerFlag {
+    /// MFS path of the index pointer. Default: production's /arke/index_pointer; when it holds
+    /// no pointer and the path was not given, the legacy /arke/index-pointer is used if it
+    /// holds one (both holding one is an error: choose with this flag)
     #[arg(
         long = "pointer-path",
         env = "INDEX_POINTER_PATH",
         value_name = "MFS_PATH",
-        default_value = "/arke/index-pointer"
+        default_value = arke_core::pointer::PRODUCTION_PATH
     )]
-    pub pointer_path: String,
+    pointer_path: String,
+}
+
+impl clap::FromArgMatches for PointerArgs {
+    fn from_arg_matches(m: &clap::ArgMatches) -> Result<Self, clap::Error> {
+        let flag = PointerFlag::from_arg_matches(m)?;
+        let explicit = !matches!(
+            m.value_source("pointer_path"),
+            None | Some(clap::parser::ValueSource::DefaultValue)
+        );
+        Ok(PointerArgs {
+            pointer_path: flag.pointer_path,
+            explicit,
+        })
+    }
+
+    fn update_from_arg_matches(&mut self, m: &clap::ArgMatches) -> Result<(), clap::Error> {
+        *self = Self::from_arg_matches(m)?;
+        Ok(())
+    }
+}
+
+impl clap::Args for PointerArgs {
+    fn augment_args(cmd: clap::Command) -> clap::Command {
+        PointerFlag::augment_args(cmd)
+    }
+
+    fn augment_args_for_update(cmd: clap::Command) -> clap::Command {
+        PointerFlag::augment_args_for_update(cmd)
+    }
+}
+
+impl PointerArgs {
+    /// The path to use on this node: as given when explicit, else the default or the other
+    /// spelling (see [`PointerArgs`]; exit 2 when both hold a pointer).
+    pub async fn resolve(&self, kubo: &Kubo) -> anyhow::Result<String> {
+        if self.explicit {
+            return Ok(self.pointer_path.clone());
+        }
+        Ok(arke_core::pointer::resolve_default(kubo, &self.pointer_path).await?)
+    }
+}
+
+/// A folder flag's value parser: a path that does not exist yet is accepted (the tools create
+/// it), one that exists, or has an ancestor that exists, as something other than a folder is
+/// refused naming that path (clap exits 2), instead of a later "File exists" from mkdir.
+pub fn dir_path(s: &str) -> Result<PathBuf, String> {
+    let path = PathBuf::from(s);
+    for p in path.ancestors().filter(|p| !p.as_os_str().is_empty()) {
+        match std::fs::metadata(p) {
+            Ok(m) if m.is_dir() => break,
+            Ok(_) => return Err(format!("{} is not a directory", p.display())),
+            Err(_) => continue,
+        }
+    }
+    Ok(path)
 }
 
 /// Host folder for snapshot metadata (`snapshot-{seq}.json`, `latest.json`).
@@ -137,7 +213,8 @@ pub struct SnapshotsDirArg {
         long = "snapshots-dir",
         env = "SNAPSHOTS_DIR",
         value_name = "DIR",
-        default_value = "./snapshots"
+        default_value = "./snapshots",
+        value_parser = dir_path
     )]
     pub snapshots_dir: PathBuf,
 }
@@ -160,7 +237,8 @@ pub struct BackupsDirArg {
         long = "backups-dir",
         env = "BACKUPS_DIR",
         value_name = "DIR",
-        default_value = "./backups"
+        default_value = "./backups",
+        value_parser = dir_path
     )]
     pub backups_dir: PathBuf,
 }
@@ -194,5 +272,44 @@ mod tests {
         assert_eq!(t.node.api_url(), "127.0.0.1:5001");
         assert!(t.out.no_progress && t.out.json);
         assert!(T::try_parse_from(["t", "-v", "-q"]).is_err());
+    }
+
+    #[derive(Debug, Parser)]
+    struct P {
+        #[command(flatten)]
+        pointer: PointerArgs,
+    }
+
+    /// The default is production's spelling, and only a path given on the command line (or in
+    /// the environment, same `ValueSource` rule) is used without probing.
+    #[test]
+    fn pointer_path_default_and_explicit() {
+        let p = P::try_parse_from(["t"]).unwrap().pointer;
+        if std::env::var_os("INDEX_POINTER_PATH").is_none() {
+            assert_eq!(p.pointer_path, "/arke/index_pointer");
+            assert!(!p.explicit);
+        }
+        let p = P::try_parse_from(["t", "--pointer-path", "/arke/index_pointer"])
+            .unwrap()
+            .pointer;
+        assert!(
+            p.explicit,
+            "the default's value given explicitly is still explicit"
+        );
+    }
+
+    #[test]
+    fn a_file_is_not_a_directory() {
+        let tmp = tempfile::tempdir().unwrap();
+        let file = tmp.path().join("f");
+        std::fs::write(&file, "x").unwrap();
+        let want = format!("{} is not a directory", file.display());
+        assert_eq!(dir_path(file.to_str().unwrap()).unwrap_err(), want);
+        assert_eq!(
+            dir_path(file.join("a/b").to_str().unwrap()).unwrap_err(),
+            want
+        );
+        assert!(dir_path(tmp.path().join("new/dir").to_str().unwrap()).is_ok());
+        assert!(dir_path("relative/new").is_ok());
     }
 }

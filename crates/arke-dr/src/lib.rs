@@ -9,4 +9,4 @@ pub mod progress;
 mod run;
 
 pub use output::{print_json, print_line};
-pub use run::{after_help, run};
+pub use run::{after_help, after_help_for, run};

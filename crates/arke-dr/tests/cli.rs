@@ -18,7 +18,6 @@ const COMMON: &[&str] = &[
     "--no-progress",
     "ARKE_NO_PROGRESS",
     "Exit codes:",
-    "5  another run holds the lock",
 ];
 
 #[test]
@@ -202,7 +201,11 @@ fn node_down_is_one_line_with_each_cause_once() {
             .unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(3), "{bin}: {stderr}");
-        let lines: Vec<&str> = stderr.lines().collect();
+        // restore-from-car waits for the node, saying so (see waiting_for_the_node_is_said).
+        let lines: Vec<&str> = stderr
+            .lines()
+            .filter(|l| !l.contains("waiting for the IPFS node"))
+            .collect();
         assert_eq!(lines.len(), 1, "{bin}: {stderr}");
         assert!(lines[0].contains(": error: "), "{bin}: {stderr}");
         assert_eq!(
@@ -230,4 +233,196 @@ fn node_down_is_one_line_with_each_cause_once() {
     assert_eq!(out.status.code(), Some(4), "{stderr}");
     assert!(stderr.contains(&missing.display().to_string()), "{stderr}");
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
+}
+
+/// The exit codes each binary can return, derived from its code and the core operations it
+/// calls: only build-snapshot, export-car and prune-snapshots take a lock (5); only
+/// build-snapshot and export-car skip damaged items (7); verify-car never talks to a node (3).
+const EXIT_CODES: &[(&str, &str, &[u8])] = &[
+    (
+        "build-snapshot",
+        env!("CARGO_BIN_EXE_build-snapshot"),
+        &[0, 1, 2, 3, 4, 5, 7],
+    ),
+    (
+        "verify-snapshot",
+        env!("CARGO_BIN_EXE_verify-snapshot"),
+        &[0, 1, 2, 3, 4],
+    ),
+    (
+        "export-car",
+        env!("CARGO_BIN_EXE_export-car"),
+        &[0, 1, 2, 3, 4, 5, 7],
+    ),
+    (
+        "verify-car",
+        env!("CARGO_BIN_EXE_verify-car"),
+        &[0, 1, 2, 4],
+    ),
+    (
+        "restore-from-car",
+        env!("CARGO_BIN_EXE_restore-from-car"),
+        &[0, 1, 2, 3, 4],
+    ),
+    (
+        "prune-snapshots",
+        env!("CARGO_BIN_EXE_prune-snapshots"),
+        &[0, 1, 2, 3, 4, 5],
+    ),
+    // The jobs: their own lists, held to the README like the tools'.
+    (
+        "daily-backup",
+        env!("CARGO_BIN_EXE_daily-backup"),
+        &[0, 1, 2, 3, 4, 5, 6, 7],
+    ),
+    (
+        "hourly-snapshot",
+        env!("CARGO_BIN_EXE_hourly-snapshot"),
+        &[0, 1, 2, 3, 4, 7],
+    ),
+    (
+        "weekly-verify",
+        env!("CARGO_BIN_EXE_weekly-verify"),
+        &[0, 1, 2, 3, 4, 5],
+    ),
+];
+
+/// The codes under "Exit codes:" in a --help text (a row may continue on the next line).
+fn help_codes(help: &str) -> Vec<u8> {
+    help.lines()
+        .skip_while(|l| !l.starts_with("Exit codes:"))
+        .skip(1)
+        .take_while(|l| !l.trim().is_empty())
+        .filter_map(|l| l.split_whitespace().next()?.parse().ok())
+        .collect()
+}
+
+/// README's "exit codes by binary" table: `| `name` | 0, 1, 2 |`.
+fn readme_codes() -> std::collections::BTreeMap<String, Vec<u8>> {
+    let readme = include_str!("../../../README.md");
+    readme
+        .lines()
+        .skip_while(|l| !l.contains("Exit codes by binary"))
+        .filter_map(|l| {
+            let cells: Vec<&str> = l.trim().trim_matches('|').split('|').collect();
+            let [name, codes] = cells.as_slice() else {
+                return None;
+            };
+            let codes: Option<Vec<u8>> = codes.split(',').map(|c| c.trim().parse().ok()).collect();
+            Some((name.trim().trim_matches('`').to_string(), codes?))
+        })
+        .collect()
+}
+
+#[test]
+fn each_help_lists_exactly_its_exit_codes() {
+    let readme = readme_codes();
+    for (name, bin, want) in EXIT_CODES {
+        assert_eq!(help_codes(&help(bin)), *want, "{name} --help");
+        assert_eq!(
+            readme.get(*name).map(Vec::as_slice),
+            Some(*want),
+            "README row of {name}"
+        );
+    }
+    assert_eq!(readme.len(), EXIT_CODES.len(), "README rows: {readme:?}");
+}
+
+/// A folder flag pointing at a file (or under one) is a usage error naming the path, before
+/// any node is asked.
+#[test]
+fn a_file_given_as_a_folder_is_not_a_directory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("a-file");
+    std::fs::write(&file, "x").unwrap();
+    let f = file.display().to_string();
+    let under = file.join("sub").display().to_string();
+    let car = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../arke-core/tests/fixtures/car/archive.car"
+    );
+    let runs: Vec<(&str, Vec<&str>)> = vec![
+        (env!("CARGO_BIN_EXE_export-car"), vec!["--backups-dir", &f]),
+        (
+            env!("CARGO_BIN_EXE_export-car"),
+            vec!["--backups-dir", &under],
+        ),
+        (
+            env!("CARGO_BIN_EXE_export-car"),
+            vec!["--snapshots-dir", &f, "--latest"],
+        ),
+        (
+            env!("CARGO_BIN_EXE_build-snapshot"),
+            vec!["--snapshots-dir", &f],
+        ),
+        (
+            env!("CARGO_BIN_EXE_verify-snapshot"),
+            vec!["--snapshots-dir", &f],
+        ),
+        (
+            env!("CARGO_BIN_EXE_prune-snapshots"),
+            vec!["--snapshots-dir", &f],
+        ),
+        (
+            env!("CARGO_BIN_EXE_verify-car"),
+            vec![car, "--chain-dir", &f],
+        ),
+        (
+            env!("CARGO_BIN_EXE_restore-from-car"),
+            vec![car, "--chain-dir", &f],
+        ),
+    ];
+    for (bin, args) in runs {
+        // A node that is not there: the refusal must come before any call to it.
+        let node: &[&str] = if bin.ends_with("verify-car") {
+            &[]
+        } else {
+            &["--api", "http://127.0.0.1:9", "--retries", "0"]
+        };
+        let out = Command::new(bin).args(node).args(&args).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{bin} {args:?}: {stderr}");
+        assert!(
+            stderr.contains(&format!("{f} is not a directory")),
+            "{bin} {args:?}: {stderr}"
+        );
+        assert!(!stderr.contains("File exists"), "{bin}: {stderr}");
+    }
+}
+
+/// A binary waiting for a node that is not there says so at once, then fails as before (3).
+#[test]
+fn waiting_for_the_node_is_said() {
+    let car = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../arke-core/tests/fixtures/car/archive.car"
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_restore-from-car"))
+        .args([
+            car,
+            "--api",
+            "http://127.0.0.1:9",
+            "--retries",
+            "0",
+            "--wait",
+            "2",
+        ])
+        .args(["--no-progress", "--pointer-path", "/t/pointer"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    let first = stderr.lines().next().unwrap_or_default();
+    assert!(
+        first.contains("waiting for the IPFS node at http://127.0.0.1:9/api/v0 (up to 2 s)"),
+        "{stderr}"
+    );
+    assert!(
+        stderr
+            .lines()
+            .last()
+            .unwrap()
+            .contains("restore-from-car: error: "),
+        "{stderr}"
+    );
 }

@@ -76,18 +76,37 @@ impl Kubo {
         version_warning(&str_field(&v, "Version")?)
     }
 
-    /// Polls `id` until the node answers or `within` elapses.
+    /// Polls `id` until the node answers or `within` elapses. A node that does not answer at
+    /// once is said on stderr at once and every [`HEARTBEAT`]
+    /// after: a silent minute reads as a hung tool.
     pub async fn wait_ready(&self, within: Duration) -> Result<NodeId, KuboError> {
         let start = tokio::time::Instant::now();
+        let mut next_line = start;
         loop {
             match self.id().await {
                 Ok(id) => return Ok(id),
                 Err(e) if e.is_node_failure() && start.elapsed() < within => {
+                    if tokio::time::Instant::now() >= next_line {
+                        self.log_waiting(start.elapsed(), within, &e);
+                        next_line += HEARTBEAT;
+                    }
                     tracing::debug!(%e, "node not ready yet");
                     tokio::time::sleep(Duration::from_millis(500)).await;
                 }
                 Err(e) => return Err(e),
             }
+        }
+    }
+
+    fn log_waiting(&self, waited: Duration, within: Duration, e: &KuboError) {
+        let (url, total) = (&self.cfg.base, within.as_secs());
+        if waited < HEARTBEAT {
+            tracing::info!("waiting for the IPFS node at {url} (up to {total} s)…");
+        } else {
+            tracing::info!(
+                "still waiting for the IPFS node at {url} ({} s of at most {total} s): {e}",
+                waited.as_secs()
+            );
         }
     }
 }

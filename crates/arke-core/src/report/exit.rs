@@ -86,10 +86,19 @@ impl Exit {
         }
     }
 
-    /// The table as text, for `--help` footers.
+    /// The whole table as text: every code some binary returns.
     pub fn help_table() -> String {
+        Exit::help_table_for(&Exit::ALL)
+    }
+
+    /// The rows for `codes` only, in code order, for one binary's `--help` footer: a binary
+    /// lists the codes it can return, so a script author does not handle impossible ones.
+    pub fn help_table_for(codes: &[Exit]) -> String {
+        let mut codes = codes.to_vec();
+        codes.sort();
+        codes.dedup();
         let mut s = String::from("Exit codes:\n");
-        for e in Exit::ALL {
+        for e in codes {
             s.push_str(&format!("  {}  {}\n", e.code(), e.meaning()));
         }
         s
@@ -136,6 +145,9 @@ mod tests {
         let codes: Vec<u8> = Exit::ALL.iter().map(|e| e.code()).collect();
         assert_eq!(codes, vec![0, 1, 2, 3, 4, 5, 6, 7]);
         assert!(Exit::help_table().contains("5  another run holds the lock"));
+        let some = Exit::help_table_for(&[Exit::Io, Exit::Ok, Exit::Io]);
+        assert_eq!(some.lines().count(), 3, "{some}");
+        assert!(some.lines().nth(1).unwrap().starts_with("  0  "), "{some}");
     }
 
     #[test]

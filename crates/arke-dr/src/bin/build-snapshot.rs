@@ -14,7 +14,8 @@ use clap::Parser;
 /// plan (what would be read, stored, pinned, pointed to, written and skipped), as JSON with
 /// --json; nothing is written.
 #[derive(Debug, Parser)]
-#[command(version, after_help = arke_dr::after_help())]
+// 5: the build lock; 7: damaged items skipped.
+#[command(version, after_help = arke_dr::after_help_for(&[Exit::Ok, Exit::Failed, Exit::Usage, Exit::Node, Exit::Io, Exit::Locked, Exit::Skipped]))]
 struct Args {
     #[command(flatten)]
     node: NodeArgs,
@@ -61,7 +62,8 @@ fn main() -> ExitCode {
     arke_dr::run("build-snapshot", &args.out, async {
         let kubo = args.node.connect().await?;
         let dir = args.snapshots.snapshots_dir.clone();
-        let mut opts = BuildOptions::new(&args.pointer.pointer_path, dir.clone());
+        let pointer_path = args.pointer.resolve(&kubo).await?;
+        let mut opts = BuildOptions::new(&pointer_path, dir.clone());
         if let Some(lock) = &args.lock.lock_file {
             opts.lock_file = lock.clone();
         }

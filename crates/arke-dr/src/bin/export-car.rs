@@ -18,7 +18,8 @@ use clap::Parser;
 ///
 /// stdout: the CAR path (legacy contract), or the report with --json.
 #[derive(Debug, Parser)]
-#[command(version, after_help = arke_dr::after_help())]
+// 5: the backups folder's lock; 7: damaged live-state items left out.
+#[command(version, after_help = arke_dr::after_help_for(&[Exit::Ok, Exit::Failed, Exit::Usage, Exit::Node, Exit::Io, Exit::Locked, Exit::Skipped]))]
 struct Args {
     #[command(flatten)]
     node: NodeArgs,
@@ -95,8 +96,9 @@ fn main() -> ExitCode {
             return Ok(prune_only(&args)?);
         }
         let kubo = args.node.connect().await?;
+        let pointer_path = args.pointer.resolve(&kubo).await?;
         // The pointer's own errors name it ("index pointer <path>: ...").
-        let pointer = arke_core::pointer::read(&kubo, &args.pointer.pointer_path).await?;
+        let pointer = arke_core::pointer::read(&kubo, &pointer_path).await?;
         let snapshot = if let Some(s) = &args.snapshot {
             cid_arg(s, "--snapshot")?
         } else if args.latest {
@@ -114,8 +116,7 @@ fn main() -> ExitCode {
                     Failure::new(
                         Exit::Usage,
                         format!(
-                            "the index pointer {} names no snapshot: run build-snapshot, or pass --snapshot or --latest",
-                            args.pointer.pointer_path
+                            "the index pointer {pointer_path} names no snapshot: run build-snapshot, or pass --snapshot or --latest",
                         ),
                     )
                 })?
@@ -123,7 +124,7 @@ fn main() -> ExitCode {
         let opts = ExportOptions {
             snapshot,
             pointer,
-            pointer_path: args.pointer.pointer_path.clone(),
+            pointer_path,
             backups_dir: args.backups.backups_dir.clone(),
             with_history: args.with_history,
             allow_missing: args.allow_missing,

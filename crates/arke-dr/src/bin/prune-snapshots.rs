@@ -22,7 +22,8 @@ use clap::Parser;
 /// stdout: one line per pruned snapshot (or the report with --json; a dry run's report carries
 /// the plan: each snapshot kept, held or unpinned with the reason, and the blocks that go).
 #[derive(Debug, Parser)]
-#[command(version, after_help = arke_dr::after_help())]
+// 5: build-snapshot's lock; nothing is skipped.
+#[command(version, after_help = arke_dr::after_help_for(&[Exit::Ok, Exit::Failed, Exit::Usage, Exit::Node, Exit::Io, Exit::Locked]))]
 struct Args {
     #[command(flatten)]
     node: NodeArgs,
@@ -57,8 +58,9 @@ fn main() -> ExitCode {
     let args = Args::parse();
     arke_dr::run("prune-snapshots", &args.out, async {
         let kubo = args.node.connect().await?;
+        let pointer_path = args.pointer.resolve(&kubo).await?;
         let mut opts = PruneOptions::new(
-            &args.pointer.pointer_path,
+            &pointer_path,
             args.snapshots.snapshots_dir.clone(),
             args.keep_last,
         );

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use anyhow::Context;
 use arke_core::Exit;
 use arke_core::backup::VerifyCarOptions;
 use arke_core::{RestoreOptions, ShardChoice, restore};
@@ -31,7 +32,8 @@ enum ShardRuleArg {
 ///
 /// stdout: JSON with the legacy keys (snapshot_cid, entity_count, restored) and counts per phase.
 #[derive(Debug, Parser)]
-#[command(version, after_help = arke_dr::after_help())]
+// No lock (a rerun resumes through the marker); nothing is skipped: an incomplete archive is refused (1).
+#[command(version, after_help = arke_dr::after_help_for(&[Exit::Ok, Exit::Failed, Exit::Usage, Exit::Node, Exit::Io]))]
 struct Args {
     /// CARv1 or CARv2 archive
     car: PathBuf,
@@ -51,7 +53,7 @@ struct Args {
     #[arg(long)]
     allow_incomplete: bool,
     /// Folder holding an incremental archive's parents (default: the archive's folder)
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", value_parser = arke_dr::args::dir_path)]
     chain_dir: Option<PathBuf>,
     /// Where tips are written
     #[arg(long, value_enum, default_value_t = ShardRuleArg::Worker)]
@@ -87,6 +89,16 @@ fn main() -> ExitCode {
     let args = Args::parse();
     arke_dr::run("restore-from-car", &args.out, async {
         let kubo = args.node.connect().await?;
+        let wait = Duration::from_secs(args.wait);
+        // Which spelling of the pointer this node uses can only be asked of the node, so a
+        // restore that must probe waits for the node first (before, not while, the archive
+        // is verified); restore() waits again, at once satisfied.
+        if !args.pointer.explicit {
+            kubo.wait_ready(wait)
+                .await
+                .context("waiting for the node")?;
+        }
+        let pointer_path = args.pointer.resolve(&kubo).await?;
         let opts = RestoreOptions {
             car: args.car.clone(),
             snapshot: args
@@ -103,8 +115,8 @@ fn main() -> ExitCode {
                 ShardRuleArg::Both => ShardChoice::Both,
             },
             index_root: args.index_root.clone(),
-            pointer_path: args.pointer.pointer_path.clone(),
-            wait: Duration::from_secs(args.wait),
+            pointer_path,
+            wait,
             concurrency: args.concurrency.max(1),
             import_timeout: Duration::from_secs(args.import_timeout.max(1)),
             verify: VerifyCarOptions {

@@ -25,7 +25,8 @@ use clap::Parser;
 /// stdout: with --json, the legacy keys (car_file, snapshot_cid, manifest_count, component_count,
 /// event_count, verified) and the findings. A human summary goes to stderr.
 #[derive(Debug, Parser)]
-#[command(version, after_help = arke_dr::after_help())]
+// Offline: no node (3), no lock (5), nothing skipped (7).
+#[command(version, after_help = arke_dr::after_help_for(&[Exit::Ok, Exit::Failed, Exit::Usage, Exit::Io]))]
 struct Args {
     /// CARv1 or CARv2 file
     car: PathBuf,
@@ -48,7 +49,7 @@ struct Args {
     #[arg(long, value_name = "N", default_value_t = 0)]
     threads: usize,
     /// Folder holding an incremental's parents (default: the archive's folder)
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", value_parser = arke_dr::args::dir_path)]
     chain_dir: Option<PathBuf>,
     /// Do not leave the `<name>.verified` stamp after a full verification that passed
     #[arg(long)]

@@ -15,7 +15,8 @@ use clap::Parser;
 ///
 /// stdout: with --json, the legacy keys (snapshot_cid, seq, entity_count, all_checks_passed) and the findings.
 #[derive(Debug, Parser)]
-#[command(version, after_help = arke_dr::after_help())]
+// No lock, nothing skipped: a damaged item is a failed check (1).
+#[command(version, after_help = arke_dr::after_help_for(&[Exit::Ok, Exit::Failed, Exit::Usage, Exit::Node, Exit::Io]))]
 struct Args {
     /// Snapshot CID; default: the pointer's latest_snapshot_cid, else <snapshots-dir>/latest.json
     snapshot: Option<String>,
@@ -52,7 +53,8 @@ async fn which(args: &Args, kubo: &arke_core::kubo::Kubo) -> anyhow::Result<arke
     if let Some(s) = &args.snapshot {
         return parse_cid(s, "snapshot CID");
     }
-    if let Some(p) = arke_core::pointer::read(kubo, &args.pointer.pointer_path).await?
+    let pointer_path = args.pointer.resolve(kubo).await?;
+    if let Some(p) = arke_core::pointer::read(kubo, &pointer_path).await?
         && let Some(c) = p.pointer.latest_snapshot_cid
     {
         return Ok(c);
@@ -62,8 +64,7 @@ async fn which(args: &Args, kubo: &arke_core::kubo::Kubo) -> anyhow::Result<arke
         Failure::new(
             Exit::Usage,
             format!(
-                "no snapshot given, none in the pointer {}, and {}: {e}",
-                args.pointer.pointer_path,
+                "no snapshot given, none in the pointer {pointer_path}, and {}: {e}",
                 latest.display()
             ),
         )

@@ -54,10 +54,8 @@ fn placeholder_root() -> Cid {
 
 impl ArchiveFile {
     fn create(path: &Path) -> std::io::Result<ArchiveFile> {
-        let file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(path)?;
+        // 0644 from the temp file on: the rename keeps the mode.
+        let file = crate::fsutil::create_new(path)?;
         let mut out = BufWriter::with_capacity(4 << 20, file);
         let header = crate::car::encode_header_v1(&[placeholder_root()]);
         out.write_all(&header)?;
@@ -173,10 +171,7 @@ pub(super) fn publish(
 
 /// A new file with `data`, fsynced.
 fn write_synced(path: &Path, data: &[u8]) -> std::io::Result<()> {
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(path)?;
+    let mut f = crate::fsutil::create_new(path)?;
     f.write_all(data)?;
     f.sync_all()
 }
