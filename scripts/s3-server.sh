@@ -110,6 +110,7 @@ cmd_start() {
     rm -rf "$state/data" && mkdir "$state/data" # a failed attempt's master state is not reused
     pick_ports >"$state/ports"
     if start_server "$state"; then break; fi
+    remove_sockets "$state"
     if [ "$attempt" -eq 3 ]; then cmd_stop "$state"; return 1; fi
     log "start attempt $attempt failed (a port taken?); trying other ports"
   done
@@ -226,13 +227,17 @@ cmd_stop() {
     # The data is throwaway: a server slow to stop is killed, with its process group.
     kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
   fi
-  # weed puts each service's local gRPC socket in /tmp, named by its port.
-  local ports=() p
-  read -r -a ports <"$state/ports" 2>/dev/null || true
-  for p in "${ports[@]}"; do rm -f /tmp/seaweedfs-*-grpc-"$p".sock; done
+  remove_sockets "$state"
   rm -rf "$state/data" "$state/pid" "$state/env" "$state/ports" "$state/credentials" \
     "$state/s3.json" "$state/server.log" "$state/filer.sock" "$state/s3.sock" "$state/probe"
   rmdir "$state" 2>/dev/null || true
+}
+
+# weed puts each service's local gRPC socket in /tmp, named by its port (no flag moves them).
+remove_sockets() {
+  local ports=() p
+  read -r -a ports <"$1/ports" 2>/dev/null || true
+  for p in "${ports[@]}"; do rm -f /tmp/seaweedfs-*-grpc-"$p".sock; done
 }
 
 cmd_run() {

@@ -82,7 +82,6 @@ use aws_smithy_http_client::tls;
 use aws_smithy_runtime_api::client::http::SharedHttpClient;
 use chrono::{DateTime, Utc};
 
-pub use checksum::{composite_sha256, multipart_etag};
 pub use config::{
     MAX_PARTS, MIB, MIN_PART_SIZE, S3Config, StaticCredentials, normalize_prefix, part_size_for,
     validate_storage_class,
