@@ -131,6 +131,7 @@ S3_BUCKET=
 # ARKE_INSTANCE_ID=                   (default: asked from IMDSv2 at each run)
 AWS_REGION=us-east-1
 S3_STORAGE_CLASS=STANDARD_IA
+# S3_PART_SIZE_MB=64                  (MiB per multipart part, at least 5)
 # Incremental archives: a full archive every FULL_EVERY_DAYS days, incrementals between
 # (INCREMENTAL=0: a full archive every night).
 INCREMENTAL=1

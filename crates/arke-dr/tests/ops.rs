@@ -1,81 +1,101 @@
-//! The operations layer: scripts/daily-backup.sh end to end against the test node (upload to a
-//! stand-in `aws` that records its arguments), its failure exits, docs/RUNBOOK.md's commands run
-//! literally onto a wiped node, and scripts/install.sh into a temporary prefix.
+//! The cron jobs end to end: the `daily-backup`, `weekly-verify` and `hourly-snapshot` binaries
+//! run as cron runs them (a bare environment, a configuration file or variables), against the
+//! real test node and a real S3 server (SeaweedFS, signatures checked), with the faults a night
+//! meets: the server killed mid-upload, a byte damaged in flight, wrong credentials, a missing
+//! bucket, a node that is down, a held lock, a configuration file that tries to run a command.
+//!
+//! Each test has its own data set (MFS roots), folders and bucket; the node and the server are
+//! shared except where a test kills the server or collects garbage.
+
+// The kill test prints how long the failure took (`--nocapture`).
+#![allow(clippy::print_stderr)]
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
-use arke_core::Progress;
-use arke_core::kubo::Kubo;
 use arke_core::{LockOutcome, RunLock};
-use arke_testkit::generator::{GenConfig, Summary, generate};
+use arke_ops::runs::{RunRecord, RunStatus, StepStatus};
+use arke_s3::S3;
+use arke_testkit::generator::{GenConfig, Summary};
 use arke_testkit::node::TestNode;
-use arke_testkit::world::World;
+use arke_testkit::s3::{S3Server, sha256_file, unique_bucket};
+use arke_testkit::s3proxy::Proxy;
 
 mod support;
-use support::Set as Host;
+use support::Set;
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+/// What `S3_PREFIX` defaults to with `ARKE_INSTANCE_ID=i-0abc123`.
+const PREFIX: &str = "backups/i-0abc123/";
+
+const DAILY: &str = env!("CARGO_BIN_EXE_daily-backup");
+const WEEKLY: &str = env!("CARGO_BIN_EXE_weekly-verify");
+const HOURLY: &str = env!("CARGO_BIN_EXE_hourly-snapshot");
+const VERIFY_CAR: &str = env!("CARGO_BIN_EXE_verify-car");
+
+/// One "EC2 host": a data set under its own MFS roots, a folder for what the jobs write, and
+/// a bucket of its own on an S3 server.
+struct Host {
+    set: Set,
+    /// What cron gives the jobs (tests remove or override entries).
+    env: BTreeMap<&'static str, String>,
+    /// The host's bucket and prefix, straight to the server (never through a test's proxy).
+    s3: S3,
+    bucket: String,
 }
 
-fn bin_dir() -> PathBuf {
-    Path::new(env!("CARGO_BIN_EXE_build-snapshot"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
-/// A data set under its own MFS roots on the shared node, and a host folder for one "EC2 host".
 impl Host {
-    async fn generate(name: &str, entities: usize, seed: u64) -> (Host, Summary) {
+    /// `entities` generated on the shared node (`large`: the share with a 300-700 KiB file),
+    /// the jobs pointed at `server` through `endpoint` (the server's own unless a proxy).
+    async fn new(name: &str, entities: usize, large: f64, server: &S3Server) -> (Host, Summary) {
         let node = TestNode::shared();
-        Host::generate_on(node.kubo(), node.url(), name, entities, seed).await
+        Host::on(node, name, entities, large, server, &server.endpoint).await
     }
 
-    async fn generate_on(
-        kubo: Kubo,
-        url: &str,
+    async fn on(
+        node: &TestNode,
         name: &str,
         entities: usize,
-        seed: u64,
+        large: f64,
+        server: &S3Server,
+        endpoint: &str,
     ) -> (Host, Summary) {
         let cfg = GenConfig {
             entities,
-            seed,
+            seed: name.bytes().map(u64::from).sum(),
+            large_file_ratio: large,
             ..GenConfig::default()
         };
-        Host::on_node(kubo, url, &format!("o-{name}"), "index_pointer", cfg).await
+        let base = format!("o-{name}");
+        let (set, summary) = Set::on_node(node.kubo(), node.url(), &base, "pointer", cfg).await;
+        let (s3, bucket) = server.bucket_with_prefix(name, PREFIX).await.unwrap();
+        let mut host = Host {
+            set,
+            env: BTreeMap::new(),
+            s3,
+            bucket,
+        };
+        host.env = host.cron_env(server, endpoint);
+        (host, summary)
     }
 
-    fn path(&self, p: &str) -> PathBuf {
-        self.dir.path().join(p)
-    }
-
-    /// The environment cron would give the job (no config file: everything explicit).
-    fn env(&self) -> BTreeMap<&'static str, String> {
-        let standin = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support");
-        let path = format!(
-            "{}:{}",
-            standin.display(),
-            std::env::var("PATH").unwrap_or_default()
-        );
+    /// Everything explicit, no configuration file: the shape of most tests.
+    fn cron_env(&self, server: &S3Server, endpoint: &str) -> BTreeMap<&'static str, String> {
         let s = |p: &str| self.path(p).display().to_string();
-        BTreeMap::from([
-            ("PATH", path),
+        let mut env = BTreeMap::from([
             ("ARKE_DR_CONFIG", s("no-such-config.env")),
-            ("ARKE_BIN_DIR", bin_dir().display().to_string()),
-            ("IPFS_API_URL", self.url.clone()),
-            ("INDEX_POINTER_PATH", self.pointer.clone()),
-            ("ARKE_INDEX_ROOT", self.root.clone()),
+            ("IPFS_API_URL", self.set.url.clone()),
+            ("INDEX_POINTER_PATH", self.set.pointer.clone()),
+            ("ARKE_INDEX_ROOT", self.set.root.clone()),
             ("SNAPSHOTS_DIR", s("snapshots")),
             ("BACKUPS_DIR", s("backups")),
             ("ARKE_LOG_DIR", s("log")),
-            ("S3_BUCKET", "arke-ipfs-backups-test".into()),
+            ("ARKE_STATE_DIR", s("state")),
+            ("S3_BUCKET", self.bucket.clone()),
             ("ARKE_INSTANCE_ID", "i-0abc123".into()),
-            ("AWS_STANDIN_ROOT", s("s3")),
-            ("AWS_STANDIN_LOG", s("aws-calls.log")),
+            // The class arke-s3's own tests use: SeaweedFS stores and reports it.
+            ("S3_STORAGE_CLASS", "STANDARD_IA".into()),
             ("KEEP_ARCHIVES", "2".into()),
             ("SNAPSHOT_KEEP_LAST", "2".into()),
             // The shared node: unpin, but never collect (other tests' blocks are unpinned).
@@ -83,34 +103,114 @@ impl Host {
             ("BUILD_LOCK_WAIT", "0".into()),
             // A full archive every night unless a test asks for chains.
             ("INCREMENTAL", "0".into()),
-        ])
+        ]);
+        env.extend(server.env(endpoint));
+        env
     }
 
-    fn daily(&self, extra: &[(&str, &str)]) -> Output {
-        let mut c = Command::new("bash");
-        c.arg(repo().join("scripts/daily-backup.sh"));
-        c.env_remove("ARKE_VERBOSE");
-        c.envs(self.env());
-        c.envs(extra.iter().copied());
-        c.output().unwrap()
+    fn path(&self, p: &str) -> PathBuf {
+        self.set.dir.path().join(p)
+    }
+
+    /// `bin` as cron starts it: a bare environment (no inherited AWS or IPFS variables; HOME
+    /// is the host's, so no `~/.aws` of the machine is read) plus the host's and `extra`.
+    fn command(&self, bin: &str, extra: &[(&str, &str)], args: &[&str]) -> Command {
+        let mut c = Command::new(bin);
+        c.env_clear()
+            .env("PATH", "/usr/bin:/bin")
+            .env("HOME", self.path("home"))
+            .envs(&self.env)
+            .envs(extra.iter().copied())
+            .args(args)
+            .stdin(Stdio::null());
+        c
+    }
+
+    /// Runs `bin` to its end on a blocking thread (a test's proxy keeps serving meanwhile).
+    async fn run(&self, bin: &str, extra: &[(&str, &str)], args: &[&str]) -> Output {
+        let mut c = self.command(bin, extra, args);
+        tokio::task::spawn_blocking(move || c.output().unwrap())
+            .await
+            .unwrap()
+    }
+
+    async fn daily(&self, extra: &[(&str, &str)]) -> Output {
+        self.run(DAILY, extra, &[]).await
+    }
+
+    /// A night that must succeed; returns tonight's archive (stdout).
+    async fn good_night(&self, extra: &[(&str, &str)]) -> PathBuf {
+        let out = self.daily(extra).await;
+        assert_eq!(out.status.code(), Some(0), "{}\n{}", stderr(&out), self.log());
+        PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
     }
 
     fn archives(&self) -> Vec<PathBuf> {
-        let mut v: Vec<PathBuf> = std::fs::read_dir(self.path("backups"))
-            .map(|d| d.map(|e| e.unwrap().path()).collect())
-            .unwrap_or_default();
-        v.retain(|p| p.extension().is_some_and(|e| e == "car"));
-        v.sort();
-        v
+        files_with(&self.path("backups"), "car")
     }
 
     fn log(&self) -> String {
-        std::fs::read_to_string(self.path("log/daily-backup.log")).unwrap_or_default()
+        self.log_of("daily-backup")
     }
 
-    fn aws_calls(&self) -> String {
-        std::fs::read_to_string(self.path("aws-calls.log")).unwrap_or_default()
+    fn log_of(&self, job: &str) -> String {
+        std::fs::read_to_string(self.path(&format!("log/{job}.log"))).unwrap_or_default()
     }
+
+    fn record(&self, job: &str) -> RunRecord {
+        RunRecord::load(&RunRecord::last_path(&self.path("state"), job))
+            .unwrap()
+            .unwrap_or_else(|| panic!("no run record of {job}"))
+    }
+
+    /// Every file of the backups folder with its SHA-256: "nothing deleted or changed".
+    fn backups(&self) -> BTreeMap<String, String> {
+        let dir = self.path("backups");
+        let mut m = BTreeMap::new();
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_file() && !file_name(&p).ends_with(".lock") {
+                m.insert(file_name(&p), sha256_file(&p).unwrap());
+            }
+        }
+        m
+    }
+
+    /// `car` and its `.json` are in the bucket under the prefix, byte for byte (downloaded and
+    /// hashed), stored as STANDARD_IA.
+    async fn assert_uploaded(&self, car: &Path) {
+        let tmp = tempfile::tempdir().unwrap();
+        for local in [car.to_path_buf(), car.with_extension("json")] {
+            let name = file_name(&local);
+            let head = self.s3.head(&name).await.unwrap();
+            let head = head.unwrap_or_else(|| panic!("{name} is not in s3://{}", self.bucket));
+            assert_eq!(head.storage_class, "STANDARD_IA", "{name}");
+            let copy = tmp.path().join(&name);
+            self.s3.download(&name, &copy, &|_, _| {}).await.unwrap();
+            assert_eq!(
+                sha256_file(&copy).unwrap(),
+                sha256_file(&local).unwrap(),
+                "{name}: the stored copy differs"
+            );
+        }
+    }
+
+    async fn in_s3(&self, name: &str) -> bool {
+        self.s3.head(name).await.unwrap().is_some()
+    }
+}
+
+fn files_with(dir: &Path, ext: &str) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|d| d.map(|e| e.unwrap().path()).collect())
+        .unwrap_or_default();
+    v.retain(|p| p.extension().is_some_and(|e| e == ext));
+    v.sort();
+    v
+}
+
+fn file_name(p: &Path) -> String {
+    p.file_name().unwrap().to_string_lossy().into_owned()
 }
 
 fn stderr(o: &Output) -> String {
@@ -121,323 +221,12 @@ fn last_line(log: &str) -> &str {
     log.lines().last().unwrap_or("")
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn daily_backup_builds_exports_verifies_uploads_and_keeps_the_newest() {
-    let (host, summary) = Host::generate("daily", 150, 71).await;
-
-    // 1. A normal night.
-    let out = host.daily(&[]);
-    assert!(
-        out.status.success(),
-        "exit {:?}: {}",
-        out.status.code(),
-        host.log()
-    );
-    let car = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
-    assert!(car.exists(), "{car:?}");
-    let name = car.file_name().unwrap().to_str().unwrap().to_string();
-    let meta: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(car.with_extension("json")).unwrap()).unwrap();
-    assert_eq!(meta["partial"], false, "{meta}");
-    assert!(meta["snapshot_cid"].as_str().is_some());
-    arke_testkit::independent::car_verify(&car).unwrap();
-    // The upload: CAR and metadata byte for byte under backups/<instance-id>/, the CAR first,
-    // with region and storage class, then the size checks.
-    let remote = host.path("s3/arke-ipfs-backups-test/backups/i-0abc123");
-    assert_eq!(
-        std::fs::read(remote.join(&name)).unwrap(),
-        std::fs::read(&car).unwrap()
-    );
-    assert!(remote.join(name.replace(".car", ".json")).exists());
-    let calls = host.aws_calls();
-    let lines: Vec<&str> = calls.lines().collect();
-    assert_eq!(lines.len(), 4, "{calls}");
-    assert!(
-        lines[0].starts_with("s3\tcp\t") && lines[0].contains(&name),
-        "{calls}"
-    );
-    for want in ["--region\tus-east-1", "--storage-class\tSTANDARD_IA"] {
-        assert!(lines[0].contains(want), "{want}: {calls}");
-    }
-    assert!(lines[1].starts_with(
-        "s3api\thead-object\t--bucket\tarke-ipfs-backups-test\t--key\tbackups/i-0abc123/"
-    ));
-    assert!(
-        lines[2].contains(".json"),
-        "metadata after the CAR: {calls}"
-    );
-    // The log: every step stamped, the summary last with sizes and durations.
-    let log = host.log();
-    for step in [
-        "build-snapshot",
-        "export-car",
-        "verify-car",
-        "upload",
-        "retention",
-        "prune-snapshots",
-    ] {
-        assert!(log.contains(&format!("step {step}: ok")), "{step}: {log}");
-    }
-    let summary_line = last_line(&log);
-    assert!(
-        regex_like_stamp(summary_line) && summary_line.contains("daily-backup: summary: ok"),
-        "{summary_line}"
-    );
-    for want in [
-        "size=", "bytes)", "build=", "export=", "verify=", "upload=", "total=",
-    ] {
-        assert!(summary_line.contains(want), "{want}: {summary_line}");
-    }
-
-    // 2. Two more nights with life in between: retention keeps the newest 2 (metadata too);
-    //    snapshot pruning keeps 2 snapshots.
-    let w = World::new(host.kubo.clone(), &host.root, &host.pointer);
-    for night in 0..2 {
-        w.update(&summary.entities[night].id, true).await.unwrap();
-        let out = host.daily(&[]);
-        assert!(out.status.success(), "night {night}: {}", host.log());
-    }
-    let archives = host.archives();
-    assert_eq!(archives.len(), 2, "{archives:?}");
-    assert!(!archives.contains(&car), "the oldest went");
-    assert!(!car.with_extension("json").exists());
-    assert!(last_line(&host.log()).contains("archives_deleted=1"));
-    let snapshots = std::fs::read_dir(host.path("snapshots"))
-        .unwrap()
-        .filter(|e| {
-            let n = e.as_ref().unwrap().file_name();
-            let n = n.to_string_lossy();
-            n.starts_with("snapshot-") && n.ends_with(".json")
-        })
-        .count();
-    assert_eq!(snapshots, 2, "prune-snapshots kept 2 snapshots' metadata");
-    // The weekly deep verification of the same host: the snapshot and the newest archive.
-    let out = Command::new("bash")
-        .arg(repo().join("scripts/weekly-verify.sh"))
-        .envs(host.env())
-        .output()
-        .unwrap();
-    let weekly = std::fs::read_to_string(host.path("log/weekly-verify.log")).unwrap();
-    assert!(out.status.success(), "{weekly}");
-    assert!(weekly.contains("step verify-snapshot: ok") && weekly.contains("step verify-car: ok"));
-    assert!(last_line(&weekly).contains("summary: ok"), "{weekly}");
-
-    // 3. Failures, each with its documented exit code, a FAILED summary, and nothing pruned.
-    let before = host.archives();
-    // The upload is refused: exit 6, the new archive is kept, retention did not run.
-    let out = host.daily(&[("AWS_STANDIN_FAIL", "cp")]);
-    assert_eq!(out.status.code(), Some(6), "{}", stderr(&out));
-    assert!(last_line(&host.log()).contains("summary: FAILED exit=6"));
-    assert!(
-        host.log().contains("AccessDenied"),
-        "the aws error is in the log"
-    );
-    assert_eq!(host.archives().len(), before.len() + 1);
-    // The remote object is short by a byte: the size check catches it.
-    let out = host.daily(&[("AWS_STANDIN_TRUNCATE", "1")]);
-    assert_eq!(out.status.code(), Some(6), "{}", stderr(&out));
-    assert!(host.log().contains("has size"));
-    assert_eq!(host.archives().len(), before.len() + 2);
-    // The node is down: build-snapshot's exit 3 is the script's, and nothing is exported.
-    let out = host.daily(&[
-        ("IPFS_API_URL", "http://127.0.0.1:9"),
-        ("ARKE_RETRIES", "0"),
-    ]);
-    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
-    assert!(last_line(&host.log()).contains("build-snapshot exited 3"));
-    assert_eq!(host.archives().len(), before.len() + 2);
-    // No bucket configured: a configuration error before anything runs.
-    let out = host.daily(&[("S3_BUCKET", "")]);
-    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
-    assert!(stderr(&out).contains("S3_BUCKET"));
-    // Another run holds the lock.
-    {
-        let lock = RunLock::try_acquire(&host.path("backups/.daily-backup.lock")).unwrap();
-        assert!(matches!(lock, LockOutcome::Acquired(_)));
-        let out = host.daily(&[]);
-        assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
-    }
-    // The log cannot be written: exit 4 and a message on stderr (cron mails it).
-    let out = host.daily(&[("LOG_FILE", "/proc/no-such-dir/daily-backup.log")]);
-    assert_eq!(out.status.code(), Some(4));
-    assert!(stderr(&out).contains("cannot write the log file"));
-    // One damaged tip file: the night still exports, verifies and uploads everything else,
-    // and ends with 7 (issue 13, gap 9); the log names the file.
-    let victim = summary
-        .entities
-        .iter()
-        .find(|e| e.network == "main")
-        .unwrap();
-    let good = host.kubo.files_read(&victim.path).await.unwrap();
-    host.kubo
-        .files_write(&victim.path, b"garbage, not a CID\n", true)
-        .await
-        .unwrap();
-    let uploads = host.aws_calls().lines().count();
-    let out = host.daily(&[]);
-    assert_eq!(out.status.code(), Some(7), "{}", host.log());
-    assert!(last_line(&host.log()).contains("summary: ok-with-skipped-items exit=7"));
-    assert!(host.log().contains(&victim.id), "{}", host.log());
-    assert!(
-        host.aws_calls().lines().count() > uploads,
-        "the archive was uploaded"
-    );
-    host.kubo
-        .files_write(&victim.path, &good, true)
-        .await
-        .unwrap();
-    // And a good night afterwards: retention catches up (2 left), uploads resume.
-    let out = host.daily(&[("UPLOAD", "0")]);
-    assert!(out.status.success(), "{}", host.log());
-    assert!(last_line(&host.log()).contains("upload=skipped"));
-    assert_eq!(host.archives().len(), 2);
-}
-
-/// Nights with incremental archives: a full archive first, then incrementals over the newest
-/// verified one; a night whose upload failed is uploaded by the next one, parent first, so S3
-/// never holds an incremental without its chain; retention keeps the chain whole.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn daily_backup_writes_chains_and_uploads_them_whole() {
-    let (host, summary) = Host::generate("chain", 60, 72).await;
-    let inc = [("INCREMENTAL", "1")];
-    let w = World::new(host.kubo.clone(), &host.root, &host.pointer);
-    let remote = host.path("s3/arke-ipfs-backups-test/backups/i-0abc123");
-    let meta = |car: &Path| -> serde_json::Value {
-        serde_json::from_slice(&std::fs::read(car.with_extension("json")).unwrap()).unwrap()
-    };
-    let night = |extra: &[(&str, &str)]| -> (Option<i32>, PathBuf) {
-        let out = host.daily(&[&inc[..], extra].concat());
-        let car = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
-        (out.status.code(), car)
-    };
-    let (code, first) = night(&[]);
-    assert_eq!(code, Some(0), "{}", host.log());
-    assert_eq!(meta(&first)["kind"], "full");
-    let mut cars = vec![first];
-    for (i, e) in summary
-        .entities
-        .iter()
-        .filter(|e| e.network == "main")
-        .take(3)
-        .enumerate()
-    {
-        w.update(&e.id, i % 2 == 0).await.unwrap();
-        let fail_upload = i == 1;
-        let calls_before = host.aws_calls().lines().count();
-        let out = host.daily(
-            &[
-                &inc[..],
-                if fail_upload {
-                    &[("AWS_STANDIN_FAIL", "cp")][..]
-                } else {
-                    &[][..]
-                },
-            ]
-            .concat(),
-        );
-        let log = host.log();
-        let car = host
-            .archives()
-            .into_iter()
-            .rfind(|c| !cars.contains(c))
-            .unwrap();
-        let m = meta(&car);
-        assert_eq!(m["kind"], "incremental", "night {i}: {m}");
-        let parent = cars
-            .last()
-            .unwrap()
-            .file_name()
-            .unwrap()
-            .to_string_lossy()
-            .into_owned();
-        assert_eq!(m["parent"], parent.as_str(), "night {i}");
-        assert!(log.contains(&format!("incremental over {parent}")), "{log}");
-        if fail_upload {
-            assert_eq!(out.status.code(), Some(6), "{log}");
-        } else {
-            assert!(out.status.success(), "night {i}: {log}");
-            // Only what S3 lacked went up: after the failed night, its archive first.
-            let calls = host.aws_calls();
-            let cps: Vec<&str> = calls
-                .lines()
-                .skip(calls_before)
-                .filter(|l| l.starts_with("s3\tcp\t") && l.contains(".car"))
-                .collect();
-            let want = if i == 2 { 2 } else { 1 };
-            assert_eq!(cps.len(), want, "night {i}: {calls}");
-            if i == 2 {
-                // The failed night's archive is this one's parent.
-                assert!(cps[0].contains(&parent), "parent first: {cps:?}");
-            }
-        }
-        cars.push(car);
-    }
-    // Every archive of the chain is in S3 byte for byte, and kept locally although
-    // KEEP_ARCHIVES is 2: the newest builds on all of them.
-    for c in &cars {
-        let name = c.file_name().unwrap();
-        assert_eq!(
-            std::fs::read(remote.join(name)).unwrap(),
-            std::fs::read(c).unwrap()
-        );
-        assert!(remote.join(name).with_extension("json").exists());
-    }
-    assert_eq!(host.archives(), cars);
-    // The chain verifies from the newest file.
-    let out = Command::new(bin_dir().join("verify-car"))
-        .arg(cars.last().unwrap())
-        .arg("--no-progress")
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", stderr(&out));
-}
-
-/// The pipeline's GC path, on a node of its own (a GC must not touch other tests' unpinned
-/// blocks) and small (it runs the whole pipeline three times): the old
-/// snapshot is unpinned and collected, and the next night's export still finds every block.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn daily_backup_collects_old_snapshots_and_loses_nothing() {
-    let node = TestNode::start().unwrap();
-    let (host, summary) = Host::generate_on(node.kubo(), node.url(), "gc", 50, 74).await;
-    let gc = [
-        ("UPLOAD", "0"),
-        ("SNAPSHOT_GC", "1"),
-        ("SNAPSHOT_KEEP_LAST", "1"),
-    ];
-    assert!(host.daily(&gc).status.success(), "{}", host.log());
-    let w = World::new(host.kubo.clone(), &host.root, &host.pointer);
-    w.update(&summary.entities[1].id, true).await.unwrap();
-    assert!(host.daily(&gc).status.success(), "{}", host.log());
-    let log = host.log();
-    assert!(log.contains("GC removed"), "{log}");
-    assert!(last_line(&log).contains("snapshots_pruned=1"), "{log}");
-    // The third night exports and verifies the whole closure after the collection; it starts
-    // while an "hourly" build holds the build lock, and waits for it instead of failing.
-    let lock = RunLock::try_acquire(&host.path("snapshots/.build-snapshot.lock")).unwrap();
-    assert!(matches!(lock, LockOutcome::Acquired(_)));
-    let mut c = Command::new("bash");
-    c.arg(repo().join("scripts/daily-backup.sh"))
-        .envs(host.env())
-        .envs(gc)
-        .env("BUILD_LOCK_WAIT", "60")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let child = c.spawn().unwrap();
-    std::thread::sleep(std::time::Duration::from_secs(3));
-    drop(lock);
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "{}", host.log());
-    let log = host.log();
-    assert!(
-        log.contains("holds the build lock; retrying in 15 s"),
-        "{log}"
-    );
-    assert!(last_line(&log).contains("summary: ok"), "{log}");
-    node.stop();
+fn step_status(rec: &RunRecord, name: &str) -> Option<StepStatus> {
+    rec.steps.iter().find(|s| s.name == name).map(|s| s.status)
 }
 
 /// `2026-11-21T02:00:01Z ` at the start of a line.
-fn regex_like_stamp(line: &str) -> bool {
+fn starts_with_stamp(line: &str) -> bool {
     let b = line.as_bytes();
     b.len() > 21
         && b[4] == b'-'
@@ -447,223 +236,447 @@ fn regex_like_stamp(line: &str) -> bool {
         && b[..4].iter().all(u8::is_ascii_digit)
 }
 
-/// The `bash runbook` blocks of docs/RUNBOOK.md, in order.
-fn runbook_blocks() -> Vec<String> {
-    let text = std::fs::read_to_string(repo().join("docs/RUNBOOK.md")).unwrap();
-    let mut blocks = Vec::new();
-    let mut cur: Option<String> = None;
-    for line in text.lines() {
-        match &mut cur {
-            None if line.trim_end() == "```bash runbook" => cur = Some(String::new()),
-            Some(b) if line.trim_end() == "```" => {
-                blocks.push(std::mem::take(b));
-                cur = None;
-            }
-            Some(b) => {
-                b.push_str(line);
-                b.push('\n');
-            }
-            None => {}
-        }
+/// A failed night: `code`, the record failed with it, tonight's archive kept, and nothing
+/// that was there before deleted or changed (retention did not run).
+fn assert_failed_keeping(host: &Host, out: &Output, code: i32, before: &BTreeMap<String, String>) {
+    assert_eq!(out.status.code(), Some(code), "{}\n{}", stderr(out), host.log());
+    let rec = host.record("daily-backup");
+    assert_eq!((rec.status, i32::from(rec.exit)), (RunStatus::Failed, code));
+    assert_eq!(step_status(&rec, "retention"), None, "retention ran");
+    let after = host.backups();
+    for (name, sha) in before {
+        assert_eq!(after.get(name), Some(sha), "{name} deleted or changed");
     }
-    assert!(cur.is_none(), "unterminated block in RUNBOOK.md");
-    blocks
+    assert!(
+        last_line(&host.log()).contains(&format!("summary: FAILED exit={code}")),
+        "{}",
+        host.log()
+    );
 }
 
+/// A normal night, then two more with life in between: every step ok, S3 holds the CAR and
+/// metadata byte for byte, the record and the metrics say so, retention keeps the newest 2
+/// locally (never in S3), pruning keeps 2 snapshots.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn runbook_restores_a_wiped_node_from_the_last_s3_archive() {
-    // The old instance: data, and two nights of backups uploaded to "S3": a full archive,
-    // then an incremental over it (the runbook fetches the chain).
-    let (host, summary) = Host::generate("runbook", 120, 72).await;
-    let inc = [("INCREMENTAL", "1")];
-    assert!(host.daily(&inc).status.success(), "{}", host.log());
-    let w = World::new(host.kubo.clone(), &host.root, &host.pointer);
-    let updated = w.update(&summary.entities[3].id, true).await.unwrap();
-    assert!(host.daily(&inc).status.success(), "{}", host.log());
-    let newest = host.archives().pop().unwrap();
+async fn a_night_uploads_verified_copies_and_retention_keeps_the_newest() {
+    let server = S3Server::shared();
+    let (host, summary) = Host::new("daily", 150, 0.02, server).await;
+    let car = host.good_night(&[]).await;
+    assert!(car.exists(), "stdout is the archive: {car:?}");
     let meta: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(newest.with_extension("json")).unwrap()).unwrap();
-    assert_eq!(meta["kind"], "incremental", "{meta}");
+        serde_json::from_slice(&std::fs::read(car.with_extension("json")).unwrap()).unwrap();
+    assert_eq!(meta["partial"], false, "{meta}");
+    assert_eq!(meta["sha256"], sha256_file(&car).unwrap().as_str(), "{meta}");
+    arke_testkit::independent::car_verify(&car).unwrap();
+    host.assert_uploaded(&car).await;
+    check_night_record(&host, &car);
+    check_metrics(&host, &car);
+    check_night_log(&host);
 
-    // The new instance: an empty node. The runbook's blocks, literally, in one shell.
-    let fresh = TestNode::start().unwrap();
-    let blocks = runbook_blocks();
-    assert!(blocks.len() >= 6, "{blocks:?}");
-    let script = format!("set -euo pipefail\n{}", blocks.join("\n"));
-    let env = host.env();
-    let work = tempfile::tempdir().unwrap();
-    let out = Command::new("bash")
-        .arg("-c")
-        .arg(&script)
-        .current_dir(work.path())
-        .env("PATH", format!("{}:{}", bin_dir().display(), env["PATH"]))
-        .env("AWS_STANDIN_ROOT", &env["AWS_STANDIN_ROOT"])
-        .env("AWS_STANDIN_LOG", &env["AWS_STANDIN_LOG"])
-        .env("IPFS_API_URL", fresh.url())
-        .env("S3_BUCKET", "arke-ipfs-backups-test")
-        .env("RESTORE_S3_PREFIX", "backups/i-0abc123/")
-        .env("RESTORE_DIR", work.path().join("restore"))
-        .env("SNAPSHOTS_DIR", work.path().join("snapshots"))
-        .env("ARKE_NO_PROGRESS", "1")
-        .env_remove("INDEX_POINTER_PATH")
-        .env_remove("ARKE_INDEX_ROOT")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "runbook failed ({:?}):\n{}\n{}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        stderr(&out)
-    );
-    // It took the newest archive (the one with the update) and the node is back: the pointer
-    // at production's path, every tip at the worker's path with its newest version.
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    for car in host.archives() {
-        let name = car.file_name().unwrap();
-        assert!(
-            work.path().join("restore").join(name).exists(),
-            "{name:?} fetched"
-        );
+    let w = host.set.world();
+    for night in 0..2 {
+        w.update(&summary.entities[night].id, true).await.unwrap();
+        host.good_night(&[]).await;
     }
-    assert!(
-        stdout.contains(newest.file_name().unwrap().to_str().unwrap()),
-        "{stdout}"
-    );
-    let k = fresh.kubo();
-    let pointer = arke_core::pointer::read(&k, "/arke/index_pointer")
-        .await
-        .unwrap()
-        .expect("pointer restored");
-    assert!(pointer.pointer.latest_snapshot_cid.is_some());
-    let w2 = World::new(k.clone(), "/arke/index", "/arke/index_pointer");
-    assert_eq!(w2.tip(&summary.entities[3].id).await.unwrap(), updated);
-    for e in summary.entities.iter().skip(10).take(20) {
-        assert_eq!(w2.tip(&e.id).await.unwrap().to_string(), e.tip, "{}", e.id);
-    }
-    fresh.stop();
+    let archives = host.archives();
+    assert_eq!(archives.len(), 2, "{archives:?}");
+    assert!(!archives.contains(&car), "the oldest went");
+    assert!(!car.with_extension("json").exists());
+    assert!(!car.with_extension("verified").exists());
+    assert!(last_line(&host.log()).contains("archives_deleted=1"));
+    let rec = host.record("daily-backup");
+    assert!(rec.archives_deleted.contains(&file_name(&car)), "{rec:?}");
+    let snapshots = files_with(&host.path("snapshots"), "json");
+    let kept = snapshots.iter().filter(|p| file_name(p).starts_with("snapshot-"));
+    assert_eq!(kept.count(), 2, "prune-snapshots kept 2: {snapshots:?}");
+    // Retention is local only: S3 keeps all three nights (its lifecycle rule expires them).
+    assert_eq!(host.s3.list().await.unwrap().len(), 6);
+    assert!(host.in_s3(&file_name(&car)).await);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn install_puts_binaries_jobs_config_folders_and_crontab_in_place() {
-    let t = tempfile::tempdir().unwrap();
-    let p = |s: &str| t.path().join(s);
-    let user = String::from_utf8(Command::new("id").arg("-un").output().unwrap().stdout)
-        .unwrap()
-        .trim()
-        .to_string();
-    let install = || {
-        Command::new("bash")
-            .arg(repo().join("scripts/install.sh"))
-            .arg("--prebuilt")
-            .arg(bin_dir())
-            .args(["--prefix", p("usr").to_str().unwrap()])
-            .args(["--etc-dir", p("etc").to_str().unwrap()])
-            .args(["--data-dir", p("data").to_str().unwrap()])
-            .args(["--log-dir", p("log").to_str().unwrap()])
-            .args([
-                "--user",
-                &user,
-                "--pointer-path",
-                "/o-install/index_pointer",
-            ])
-            .output()
-            .unwrap()
-    };
-    let out = install();
-    assert!(out.status.success(), "{}", stderr(&out));
-    for b in [
-        "build-snapshot",
-        "export-car",
-        "restore-from-car",
-        "verify-snapshot",
-        "verify-car",
-        "prune-snapshots",
-    ] {
-        let m = std::fs::metadata(p("usr/bin").join(b)).unwrap();
-        assert!(std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o111 != 0);
-    }
-    for j in [
-        "daily-backup.sh",
-        "hourly-snapshot.sh",
-        "weekly-verify.sh",
-        "lib/common.sh",
-    ] {
-        assert!(p("usr/lib/arke-dr").join(j).exists(), "{j}");
-    }
-    for d in ["data/snapshots", "data/backups", "log"] {
-        assert!(p(d).is_dir(), "{d}");
-    }
-    let cron = std::fs::read_to_string(p("etc/cron.d/arke-dr")).unwrap();
-    assert!(!cron.contains('@'), "placeholders left: {cron}");
-    let jobs: Vec<&str> = cron
-        .lines()
-        .filter(|l| !l.starts_with('#') && l.split_whitespace().count() >= 7)
-        .collect();
-    assert_eq!(jobs.len(), 3, "{cron}");
-    let libexec = p("usr/lib/arke-dr");
-    for (sched, job) in [
-        ("17 * * * *", "hourly-snapshot.sh"),
-        ("0 2 * * *", "daily-backup.sh"),
-        ("0 5 * * 0", "weekly-verify.sh"),
-    ] {
-        let line = jobs.iter().find(|l| l.contains(job)).unwrap();
-        assert!(line.starts_with(sched), "{line}");
-        assert!(line.contains(&format!(" {user} ")), "{line}");
-        assert!(
-            line.contains(&format!("{}/{job}", libexec.display())),
-            "{line}"
-        );
-        assert!(
-            line.contains(&format!("{}/cron.log", p("log").display())),
-            "{line}"
-        );
-    }
-    let config_path = p("etc/arke-dr/arke-dr.env");
-    let config = std::fs::read_to_string(&config_path).unwrap();
-    assert!(config.contains(&format!("BACKUPS_DIR={}", p("data/backups").display())));
-    assert!(cron.contains(&format!("ARKE_DR_CONFIG={}", config_path.display())));
+/// The record of a good night with upload: what dr-status and `--json` read.
+fn check_night_record(host: &Host, car: &Path) {
+    let rec = host.record("daily-backup");
+    assert_eq!((rec.status, rec.exit, rec.error.as_deref()), (RunStatus::Ok, 0, None));
+    let names: Vec<&str> = rec.steps.iter().map(|s| s.name.as_str()).collect();
+    let want = ["build-snapshot", "export-car", "verify-car", "upload", "retention"];
+    assert_eq!(names, [&want[..], &["prune-snapshots"]].concat(), "{rec:?}");
+    assert!(rec.steps.iter().all(|s| s.status == StepStatus::Ok), "{rec:?}");
+    let a = rec.archive.as_ref().unwrap();
+    assert_eq!((a.path.as_str(), a.kind.as_str()), (car.to_str().unwrap(), "full"));
+    assert!(a.verified);
+    let u = rec.upload.as_ref().unwrap();
+    let name = file_name(car);
+    assert_eq!(u.url, format!("s3://{}/{PREFIX}{name}", host.bucket));
+    assert_eq!((u.bucket.as_str(), u.prefix.as_str()), (host.bucket.as_str(), PREFIX));
+    assert_eq!(u.verified_by, "sha256", "SeaweedFS keeps SHA-256 checksums");
+    assert_eq!(u.files, [name.clone(), name.replace(".car", ".json")]);
+    assert_eq!(u.size_bytes, std::fs::metadata(car).unwrap().len());
+    // The last success is kept beside the last run.
+    let ok = RunRecord::load(&RunRecord::last_ok_path(&host.path("state"), "daily-backup"));
+    assert_eq!(ok.unwrap().as_ref(), Some(&rec));
+}
 
-    // Re-running never overwrites the operator's configuration.
-    std::fs::write(&config_path, format!("{config}S3_BUCKET=mine\n")).unwrap();
-    let out = install();
-    assert!(out.status.success(), "{}", stderr(&out));
+/// The metrics file node_exporter reads describes tonight's archive.
+fn check_metrics(host: &Host, car: &Path) {
+    let text = std::fs::read_to_string(host.path("state/metrics/arke_dr.prom")).unwrap();
+    let size = std::fs::metadata(car).unwrap().len();
+    for want in [
+        "arke_dr_archives 1".to_string(),
+        format!("arke_dr_archive_size_bytes {size}"),
+        "arke_dr_archive_verified 1".into(),
+        "arke_dr_archive_uploaded 1".into(),
+    ] {
+        assert!(text.lines().any(|l| l == want), "{want}:\n{text}");
+    }
+}
+
+/// Every step stamped ok in the log, the summary last with sizes and durations.
+fn check_night_log(host: &Host) {
+    let log = host.log();
+    for step in ["build-snapshot", "export-car", "verify-car", "upload", "retention"] {
+        assert!(log.contains(&format!("step {step}: ok")), "{step}: {log}");
+    }
+    let summary = last_line(&log);
     assert!(
-        std::fs::read_to_string(&config_path)
-            .unwrap()
-            .contains("S3_BUCKET=mine")
+        starts_with_stamp(summary) && summary.contains(" daily-backup: summary: ok car="),
+        "{summary}"
     );
-    assert!(p("etc/arke-dr/arke-dr.env.new").exists());
+    for want in ["size=", "upload=s3://", "build=", "export=", "verify=", "total="] {
+        assert!(summary.contains(want), "{want}: {summary}");
+    }
+}
 
-    // The installed hourly job runs from its installed place with the installed configuration
-    // (the node's address from the environment, as an operator's override would be).
+/// The configuration from a file with quoted values, as an operator writes it; then S3 faults
+/// through a proxy: a byte flipped in flight, a wrong secret, a missing bucket. Each fails the
+/// night with exit 6 and one line on stderr, quickly, and deletes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_faults_fail_the_night_with_exit_6_and_delete_nothing() {
+    let server = S3Server::shared();
+    let proxy = Proxy::start(&server.endpoint).await.unwrap();
     let node = TestNode::shared();
-    generate(
-        &node.kubo(),
-        &GenConfig {
-            entities: 20,
-            seed: 73,
-            index_root: "/o-install/index".into(),
-            test_index_root: "/o-install/test/index".into(),
-            pointer_path: "/o-install/index_pointer".into(),
-            force: true,
-            ..GenConfig::default()
-        },
-        &Progress::off(),
-    )
-    .await
-    .unwrap();
-    let out = Command::new(libexec.join("hourly-snapshot.sh"))
-        .env("ARKE_DR_CONFIG", &config_path)
-        .env("IPFS_API_URL", node.url())
-        .env("ARKE_INDEX_ROOT", "/o-install/index")
-        .env_remove("INDEX_POINTER_PATH")
-        .env_remove("SNAPSHOTS_DIR")
-        .env_remove("BACKUPS_DIR")
-        .output()
+    let (mut host, _) = Host::on(node, "faults", 60, 0.1, server, &proxy.url).await;
+    let config = host.path("arke-dr.env");
+    let text = format!(
+        "# as install.sh and an operator write it\nexport S3_BUCKET='{}'\n\
+         ARKE_INSTANCE_ID=\"i-0abc123\"  # pinned\nKEEP_ARCHIVES='1'\n",
+        host.bucket
+    );
+    std::fs::write(&config, text).unwrap();
+    for k in ["S3_BUCKET", "ARKE_INSTANCE_ID", "KEEP_ARCHIVES"] {
+        host.env.remove(k);
+    }
+    host.env.insert("ARKE_DR_CONFIG", config.display().to_string());
+    let car = host.good_night(&[]).await;
+    host.assert_uploaded(&car).await;
+
+    // One bit of a PUT body flipped on the way: the server refuses the part (BadDigest).
+    proxy.faults.flip_put_body.store(true, std::sync::atomic::Ordering::SeqCst);
+    let (out, took) = failed_upload(&host, &[]).await;
+    assert_eq!(proxy.faults.flipped.load(std::sync::atomic::Ordering::SeqCst), 1);
+    let err = stderr(&out);
+    assert!(err.contains("checksum") || err.contains("BadDigest"), "{err}");
+    eprintln!("flipped byte: exit 6 after {took:?} of upload: {err}");
+
+    let (out, took) = failed_upload(&host, &[("AWS_SECRET_ACCESS_KEY", "wrong-secret")]).await;
+    let err = stderr(&out);
+    assert!(err.contains("SignatureDoesNotMatch") && err.contains("credentials"), "{err}");
+    assert!(took < Duration::from_secs(10), "not retried: {took:?}");
+
+    let absent = unique_bucket("absent");
+    let (out, _) = failed_upload(&host, &[("S3_BUCKET", &absent)]).await;
+    let err = stderr(&out);
+    assert!(err.contains(&format!("s3://{absent}")) && err.contains("NoSuchBucket"), "{err}");
+}
+
+/// A night whose upload must fail: exit 6, one line on stderr naming the log, tonight's
+/// archive kept and not in S3, nothing deleted. Returns the output and the upload step's time.
+async fn failed_upload(host: &Host, extra: &[(&str, &str)]) -> (Output, Duration) {
+    let before = host.backups();
+    let t0 = Instant::now();
+    let out = host.daily(extra).await;
+    assert!(t0.elapsed() < Duration::from_secs(300), "{:?}", t0.elapsed());
+    assert_failed_keeping(host, &out, 6, &before);
+    let err = stderr(&out);
+    assert_eq!(err.lines().count(), 1, "one clear line: {err}");
+    assert!(err.starts_with("daily-backup: FAILED: ") && err.contains("(exit 6; log: "), "{err}");
+    let rec = host.record("daily-backup");
+    let tonight = rec.archive.as_ref().expect("exported and verified before the upload");
+    assert!(Path::new(&tonight.path).exists());
+    assert!(!host.in_s3(&tonight.file).await, "{} stored", tonight.file);
+    let up = rec.steps.iter().find(|s| s.name == "upload").unwrap();
+    assert_eq!((up.status, up.exit), (StepStatus::Failed, 6));
+    (out, Duration::from_secs_f64(up.duration_secs))
+}
+
+/// Configuration refused before anything runs (exit 2, naming the variable or the file and
+/// line; a `$(…)` in the file is data, never run); the local failures with their codes; the
+/// upload switched off; a damaged tip skipped (exit 7) with the rest uploaded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn configuration_and_local_failures_exit_with_their_codes() {
+    let server = S3Server::shared();
+    let (host, summary) = Host::new("local", 80, 0.02, server).await;
+    refused_configurations(&host).await;
+    assert!(host.archives().is_empty(), "a refused configuration runs nothing");
+
+    // --no-upload and UPLOAD=0: the night completes, the upload step is recorded as skipped.
+    for (extra, args) in [(&[][..], &["--no-upload"][..]), (&[("UPLOAD", "0")][..], &[][..])] {
+        let out = host.run(DAILY, extra, args).await;
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {}", host.log());
+        let rec = host.record("daily-backup");
+        assert_eq!(step_status(&rec, "upload"), Some(StepStatus::Skipped));
+        assert!(rec.upload.is_none());
+        assert!(last_line(&host.log()).contains("upload=skipped"));
+    }
+    assert!(host.s3.list().await.unwrap().is_empty(), "nothing uploaded");
+    local_failures(&host).await;
+    damaged_tip_is_skipped_and_the_rest_uploaded(&host, &summary).await;
+}
+
+async fn refused_configurations(host: &Host) {
+    let pwned = host.path("pwned");
+    let config = host.path("evil.env");
+    let text = format!("# line 1\nUPLOAD=1\nS3_BUCKET=$(touch {})\n", pwned.display());
+    std::fs::write(&config, text).unwrap();
+    let cfg = config.display().to_string();
+    let zero = host.path("zero.env");
+    std::fs::write(&zero, "UPLOAD=1\nFULL_EVERY_DAYS=0\n").unwrap();
+    let zero = zero.display().to_string();
+    let cases: [(&[(&str, &str)], String); 5] = [
+        (&[("ARKE_DR_CONFIG", &cfg)], format!("{cfg} line 3: shell expansion")),
+        (
+            &[("ARKE_DR_CONFIG", &zero)],
+            format!("FULL_EVERY_DAYS must be a whole number >= 1, not \"0\" (from {zero} line 2)"),
+        ),
+        (&[("S3_BUCKET", "")], "S3_BUCKET is not set".into()),
+        (
+            &[("KEEP_ARCHIVES", "zero")],
+            "KEEP_ARCHIVES must be a whole number >= 1, not \"zero\" (from the environment)".into(),
+        ),
+        (&[("S3_PART_SIZE_MB", "1")], "S3_PART_SIZE_MB must be a whole number >= 5".into()),
+    ];
+    for (extra, want) in cases {
+        let out = host.daily(extra).await;
+        assert_eq!(out.status.code(), Some(2), "{want}: {}", stderr(&out));
+        assert!(stderr(&out).contains(&want), "{want}: {}", stderr(&out));
+    }
+    assert!(!pwned.exists(), "the configuration file ran a command");
+}
+
+/// The node is down (3, nothing exported), another run holds the lock (5), the log cannot be
+/// written (4).
+async fn local_failures(host: &Host) {
+    let before = host.backups();
+    let out = host.daily(&[("IPFS_API_URL", "http://127.0.0.1:9")]).await;
+    assert_failed_keeping(host, &out, 3, &before);
+    assert_eq!(host.backups(), before, "nothing exported");
+    let rec = host.record("daily-backup");
+    assert_eq!(step_status(&rec, "build-snapshot"), Some(StepStatus::Failed));
+    {
+        let lock = RunLock::try_acquire(&host.path("backups/.daily-backup.lock")).unwrap();
+        assert!(matches!(lock, LockOutcome::Acquired(_)));
+        let out = host.daily(&[]).await;
+        assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
+        assert!(stderr(&out).contains("another daily-backup"), "{}", stderr(&out));
+    }
+    let out = host
+        .daily(&[("LOG_FILE", "/proc/no-such-dir/daily-backup.log")])
+        .await;
+    assert_eq!(out.status.code(), Some(4));
+    assert!(stderr(&out).contains("cannot write the log file"), "{}", stderr(&out));
+    assert_eq!(host.backups(), before, "nothing exported");
+}
+
+/// One damaged tip file: the night still exports, verifies and uploads everything else, and
+/// ends with 7; the log names the entity. A good night afterwards: retention catches up.
+async fn damaged_tip_is_skipped_and_the_rest_uploaded(host: &Host, summary: &Summary) {
+    let victim = summary.entities.iter().find(|e| e.network == "main").unwrap();
+    let kubo = &host.set.kubo;
+    let good = kubo.files_read(&victim.path).await.unwrap();
+    kubo.files_write(&victim.path, b"garbage, not a CID\n", true)
+        .await
         .unwrap();
+    let out = host.daily(&[]).await;
+    assert_eq!(out.status.code(), Some(7), "{}", host.log());
+    assert!(last_line(&host.log()).contains("summary: ok"), "{}", host.log());
+    assert!(host.log().contains(&victim.id), "{}", host.log());
+    let rec = host.record("daily-backup");
+    assert_eq!(rec.status, RunStatus::OkWithSkipped);
+    let car = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+    host.assert_uploaded(&car).await;
+    kubo.files_write(&victim.path, &good, true).await.unwrap();
+    host.good_night(&[]).await;
+    assert_eq!(host.archives().len(), 2, "KEEP_ARCHIVES=2");
+}
+
+/// kill -9 of the S3 server while tonight's archive goes up in 5 MiB parts: exit 6 within
+/// bounded time, tonight's archive, metadata and stamp untouched, retention not run, the
+/// record failed. With the server back (same data), the next night, incremental, uploads the
+/// failed night's archive first (its parent: S3 must never hold an incremental without its
+/// chain), then its own; retention keeps the chain whole; the chain verifies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_killed_mid_upload_then_the_next_night_uploads_the_chain() {
+    let mut server = S3Server::start().unwrap();
+    let proxy = Proxy::start(&server.endpoint).await.unwrap();
+    // ~36 MiB of large files: 7 or more parts of 5 MiB.
+    let (mut host, summary) = Host::on(TestNode::shared(), "killed", 120, 0.6, &server, &proxy.url).await;
+    host.env.insert("S3_PART_SIZE_MB", "5".into());
+    host.env.insert("KEEP_ARCHIVES", "1".into());
+    let older = host.good_night(&[("UPLOAD", "0")]).await;
+
+    let (failed, at_kill) = night_killed_mid_upload(&host, &server, &proxy).await;
+    assert!(older.exists(), "retention ran after the failed upload");
+    assert_eq!(host.backups(), at_kill, "the failed night's files changed");
+    let stamp = failed.with_extension("verified");
+    assert!(stamp.exists() && failed.with_extension("json").exists());
+    let meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(failed.with_extension("json")).unwrap()).unwrap();
+    assert_eq!(meta["sha256"], sha256_file(&failed).unwrap().as_str());
+
+    server.restart().unwrap();
+    assert!(!host.in_s3(&file_name(&failed)).await, "a cut upload left an object");
+    host.set.world().update(&summary.entities[0].id, true).await.unwrap();
+    let tonight = host.good_night(&[("INCREMENTAL", "1")]).await;
+    let rec = host.record("daily-backup");
+    let a = rec.archive.as_ref().unwrap();
+    assert_eq!((a.kind.as_str(), a.parent.clone()), ("incremental", Some(file_name(&failed))));
+    let json = |c: &Path| file_name(&c.with_extension("json"));
+    let want = [file_name(&failed), json(&failed), file_name(&tonight), json(&tonight)];
+    assert_eq!(rec.upload.as_ref().unwrap().files, want, "parent first");
+    host.assert_uploaded(&failed).await;
+    host.assert_uploaded(&tonight).await;
+    // KEEP_ARCHIVES=1, but tonight's archive builds on the failed night's: both stay.
+    assert_eq!(host.archives(), [failed, tonight.clone()]);
+    let out = Command::new(VERIFY_CAR).arg(&tonight).arg("--no-progress").output().unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
-    let log = std::fs::read_to_string(p("log/hourly-snapshot.log")).unwrap();
-    assert!(last_line(&log).contains("summary: ok snapshot="), "{log}");
-    assert!(p("data/snapshots/latest.json").exists());
+}
+
+/// Starts a full night, kills the server once two parts have been sent, and checks the failure.
+/// Returns tonight's archive and the backups folder as it was at the kill.
+async fn night_killed_mid_upload(
+    host: &Host,
+    server: &S3Server,
+    proxy: &Proxy,
+) -> (PathBuf, BTreeMap<String, String>) {
+    let mut child = host
+        .command(DAILY, &[], &[])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The build and export of ~36 MiB take seconds; the parts go one after another after that.
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while proxy.count("PUT") < 2 {
+        assert!(child.try_wait().unwrap().is_none(), "ended before its upload: {}", host.log());
+        assert!(Instant::now() < deadline, "no upload started: {}", host.log());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    server.kill9();
+    let killed = Instant::now();
+    // Export and verification are over: the archive, its .json and its stamp are final.
+    let at_kill = host.backups();
+    let code = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status.code();
+        }
+        assert!(killed.elapsed() < Duration::from_secs(120), "hangs after the kill");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let out = child.wait_with_output().unwrap();
+    eprintln!("server killed: exit {code:?} after {:?}: {}", killed.elapsed(), stderr(&out));
+    assert_failed_keeping(host, &out, 6, &at_kill);
+    let rec = host.record("daily-backup");
+    let up = rec.steps.iter().find(|s| s.name == "upload").unwrap();
+    assert_eq!(up.status, StepStatus::Failed);
+    let failed = PathBuf::from(&rec.archive.as_ref().unwrap().path);
+    assert!(at_kill.contains_key(&file_name(&failed)));
+    (failed, at_kill)
+}
+
+/// The pipeline's GC path, on a node of its own (a GC must not touch other tests' unpinned
+/// blocks): the old snapshot is unpinned and collected, and the next night's export still
+/// finds every block; that night starts while an "hourly" build holds the build lock, and waits
+/// for it instead of failing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn daily_backup_collects_old_snapshots_and_loses_nothing() {
+    let node = TestNode::start().unwrap();
+    let server = S3Server::shared();
+    let (host, summary) = Host::on(&node, "gc", 50, 0.02, server, &server.endpoint).await;
+    let gc = [("UPLOAD", "0"), ("SNAPSHOT_GC", "1"), ("SNAPSHOT_KEEP_LAST", "1")];
+    host.good_night(&gc).await;
+    host.set.world().update(&summary.entities[1].id, true).await.unwrap();
+    host.good_night(&gc).await;
+    let log = host.log();
+    assert!(log.contains("GC freed"), "{log}");
+    assert!(last_line(&log).contains("snapshots_pruned=1"), "{log}");
+
+    let lock = RunLock::try_acquire(&host.path("snapshots/.build-snapshot.lock")).unwrap();
+    assert!(matches!(lock, LockOutcome::Acquired(_)));
+    let wait = [&gc[..], &[("BUILD_LOCK_WAIT", "60")]].concat();
+    let mut c = host.command(DAILY, &wait, &[]);
+    let child = tokio::task::spawn_blocking(move || c.output().unwrap());
+    // Release the lock once the night has seen it held (no fixed sleep).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !host.log().contains("holds the build lock; retrying in") {
+        assert!(Instant::now() < deadline, "{}", host.log());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    drop(lock);
+    let out = child.await.unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", host.log());
+    assert!(last_line(&host.log()).contains("summary: ok"), "{}", host.log());
+    node.stop();
+}
+
+/// weekly-verify after a night: ok; then a byte of the archive flipped on disk: exit 1, the
+/// file named.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn weekly_verify_passes_after_a_night_and_names_a_damaged_archive() {
+    let (host, _) = Host::new("weekly", 40, 0.02, S3Server::shared()).await;
+    let car = host.good_night(&[("UPLOAD", "0")]).await;
+    let out = host.run(WEEKLY, &[], &[]).await;
+    let log = host.log_of("weekly-verify");
+    assert_eq!(out.status.code(), Some(0), "{log}");
+    assert!(log.contains("step verify-snapshot: ok") && log.contains("step verify-car: ok"));
+    assert!(last_line(&log).contains("summary: ok"), "{log}");
+    let rec = host.record("weekly-verify");
+    assert_eq!(rec.archive.as_ref().map(|a| a.path.as_str()), car.to_str());
+
+    // The last byte is inside the last block's data: its hash no longer matches.
+    let mut bytes = std::fs::read(&car).unwrap();
+    *bytes.last_mut().unwrap() ^= 0x01;
+    std::fs::write(&car, bytes).unwrap();
+    let out = host.run(WEEKLY, &[], &[]).await;
+    assert_eq!(out.status.code(), Some(1), "{}", host.log_of("weekly-verify"));
+    assert!(stderr(&out).contains(&file_name(&car)), "{}", stderr(&out));
+    let rec = host.record("weekly-verify");
+    assert_eq!((rec.status, rec.exit), (RunStatus::Failed, 1));
+    assert_eq!(step_status(&rec, "verify-car"), Some(StepStatus::Failed));
+    assert_eq!(step_status(&rec, "verify-snapshot"), Some(StepStatus::Ok));
+}
+
+/// hourly-snapshot after a night: a change gives a new snapshot (its CID on stdout); with the
+/// build lock held by another build it is a success that did nothing ("skipped").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hourly_snapshot_builds_and_skips_while_another_build_runs() {
+    let (host, summary) = Host::new("hourly", 40, 0.02, S3Server::shared()).await;
+    host.good_night(&[("UPLOAD", "0")]).await;
+    let seq = host.record("daily-backup").snapshot.unwrap().seq;
+    host.set.world().update(&summary.entities[2].id, true).await.unwrap();
+    let out = host.run(HOURLY, &[], &[]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", host.log_of("hourly-snapshot"));
+    let snap = host.record("hourly-snapshot").snapshot.unwrap();
+    assert!(snap.built && snap.seq > seq, "{snap:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), snap.cid);
+
+    let lock = RunLock::try_acquire(&host.path("snapshots/.build-snapshot.lock")).unwrap();
+    assert!(matches!(lock, LockOutcome::Acquired(_)));
+    let out = host.run(HOURLY, &[], &[]).await;
+    let log = host.log_of("hourly-snapshot");
+    assert_eq!(out.status.code(), Some(0), "{log}");
+    assert!(out.stdout.is_empty(), "no snapshot built");
+    assert!(last_line(&log).contains("summary: skipped"), "{log}");
+    let rec = host.record("hourly-snapshot");
+    assert_eq!((rec.status, rec.snapshot.is_none()), (RunStatus::Ok, true));
+    drop(lock);
 }

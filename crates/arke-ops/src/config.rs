@@ -224,6 +224,10 @@ pub struct S3Settings {
     pub instance_id: Option<String>,
     /// `ARKE_IMDS_URL`: the instance metadata service (tests point it elsewhere).
     pub imds_url: String,
+    /// `S3_PART_SIZE_MB`: MiB per part of a multipart upload (at least 5, S3's minimum); unset:
+    /// arke-s3's default (64). Smaller parts retry less after a failure, and let a test see an
+    /// upload cut between parts with a small archive.
+    pub part_size_mb: Option<u64>,
 }
 
 impl Config {
@@ -289,6 +293,7 @@ impl S3Settings {
             endpoint: s.get("AWS_ENDPOINT_URL").map(str::to_string),
             instance_id: s.get("ARKE_INSTANCE_ID").map(str::to_string),
             imds_url: s.string("ARKE_IMDS_URL", "http://169.254.169.254"),
+            part_size_mb: s.optional_number("S3_PART_SIZE_MB", 5)?,
         })
     }
 }

@@ -34,8 +34,16 @@ impl S3Store {
         cfg.region = settings.region.clone();
         cfg.endpoint = settings.endpoint.clone();
         cfg.storage_class = settings.storage_class.clone();
+        if let Some(mb) = settings.part_size_mb {
+            cfg.part_size = mb.saturating_mul(arke_s3::MIB);
+        }
         let s3 = S3::connect(cfg).await.map_err(remote)?;
         Ok(S3Store { s3 })
+    }
+
+    /// The store over a client already set up (explicit keys or limits: tests, tools).
+    pub fn new(s3: S3) -> S3Store {
+        S3Store { s3 }
     }
 
     /// The client underneath (fetch-archive lists, downloads and restores with it).

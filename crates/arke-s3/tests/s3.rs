@@ -5,15 +5,13 @@
 // The tests print timings and the error messages an operator would see (`--nocapture`).
 #![allow(clippy::print_stderr)]
 
-mod support;
-
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use arke_s3::{MIB, RestoreState, S3, S3Error, VerifiedBy};
-use support::proxy::Proxy;
-use support::{S3Server, files_in, random_file, sha256_file};
+use arke_testkit::s3::{S3Server, files_in, random_file, sha256_file, unique_bucket};
+use arke_testkit::s3proxy::Proxy;
 
 fn no_progress(_: u64, _: u64) {}
 
@@ -330,7 +328,7 @@ async fn wrong_credentials_fail_at_once() -> anyhow::Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn missing_bucket_is_named() -> anyhow::Result<()> {
     let server = S3Server::shared();
-    let bucket = support::unique_bucket("missing");
+    let bucket = unique_bucket("missing");
     let s3 = S3::connect(server.config(&bucket)).await?;
     let err = s3.check_bucket().await.unwrap_err();
     assert!(

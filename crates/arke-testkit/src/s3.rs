@@ -1,12 +1,10 @@
-//! Test support: a real S3-compatible server (SeaweedFS, started by the project's own
-//! `scripts/s3-server.sh`), a fault-injecting HTTP proxy in front of it, and test files.
+//! A real S3-compatible server for tests (SeaweedFS, started by the project's own
+//! `scripts/s3-server.sh`), and test files. The fault-injecting HTTP proxy that goes in front of
+//! it is [`crate::s3proxy`].
 //!
 //! Servers started here are stopped on drop, and the script's watchdog stops them when the test
 //! process dies, so no server outlives its tests. A test that cannot get a server fails (the
 //! script builds SeaweedFS on first use): it never skips.
-#![allow(dead_code)]
-
-pub mod proxy;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -101,6 +99,26 @@ impl S3Server {
     pub fn restart(&mut self) -> anyhow::Result<()> {
         run_script(&["restart", &self.state().to_string_lossy()])?;
         self.read_env()
+    }
+
+    /// The variables a job run by cron would get for this server (the default credential
+    /// chain reads the keys from the environment), pointing at `endpoint` (the server's own, or
+    /// a proxy in front of it).
+    pub fn env(&self, endpoint: &str) -> [(&'static str, String); 4] {
+        [
+            ("AWS_ENDPOINT_URL", endpoint.to_string()),
+            ("AWS_ACCESS_KEY_ID", self.access_key.clone()),
+            ("AWS_SECRET_ACCESS_KEY", self.secret_key.clone()),
+            ("AWS_REGION", self.region.clone()),
+        ]
+    }
+
+    /// An empty bucket named after `tag`, and a client for it under `prefix`.
+    pub async fn bucket_with_prefix(&self, tag: &str, prefix: &str) -> anyhow::Result<(S3, String)> {
+        let (_, bucket) = self.new_bucket(tag).await?;
+        let mut cfg = self.config(&bucket);
+        cfg.prefix = prefix.to_string();
+        Ok((S3::connect(cfg).await?, bucket))
     }
 
     /// A client config for `bucket` with test-friendly limits: 8 MiB parts, 5 s timeouts,

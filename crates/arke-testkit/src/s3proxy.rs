@@ -1,4 +1,5 @@
-//! A small HTTP/1.1-aware TCP proxy in front of the real server, for the integrity tests: it
+//! A small HTTP/1.1-aware TCP proxy in front of the test S3 server ([`crate::s3::S3Server`]), for
+//! the integrity tests: it
 //! passes everything through, counts requests, and on demand flips one bit of the next PUT
 //! request body or GET response body (bytes damaged in flight), stops the next GET body in
 //! the middle or accepts connections and never answers (a server that hangs), or removes and
@@ -73,6 +74,11 @@ impl Proxy {
             .lock()
             .map(|m| m.clone())
             .unwrap_or_default()
+    }
+
+    /// How many requests of `method` (`PUT`: single uploads and parts) were seen so far.
+    pub fn count(&self, method: &str) -> usize {
+        self.methods().iter().filter(|m| *m == method).count()
     }
 }
 
