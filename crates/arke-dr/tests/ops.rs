@@ -141,7 +141,13 @@ impl Host {
     /// A night that must succeed; returns tonight's archive (stdout).
     async fn good_night(&self, extra: &[(&str, &str)]) -> PathBuf {
         let out = self.daily(extra).await;
-        assert_eq!(out.status.code(), Some(0), "{}\n{}", stderr(&out), self.log());
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}\n{}",
+            stderr(&out),
+            self.log()
+        );
         PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
     }
 
@@ -239,7 +245,13 @@ fn starts_with_stamp(line: &str) -> bool {
 /// A failed night: `code`, the record failed with it, tonight's archive kept, and nothing
 /// that was there before deleted or changed (retention did not run).
 fn assert_failed_keeping(host: &Host, out: &Output, code: i32, before: &BTreeMap<String, String>) {
-    assert_eq!(out.status.code(), Some(code), "{}\n{}", stderr(out), host.log());
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "{}\n{}",
+        stderr(out),
+        host.log()
+    );
     let rec = host.record("daily-backup");
     assert_eq!((rec.status, i32::from(rec.exit)), (RunStatus::Failed, code));
     assert_eq!(step_status(&rec, "retention"), None, "retention ran");
@@ -266,7 +278,11 @@ async fn a_night_uploads_verified_copies_and_retention_keeps_the_newest() {
     let meta: serde_json::Value =
         serde_json::from_slice(&std::fs::read(car.with_extension("json")).unwrap()).unwrap();
     assert_eq!(meta["partial"], false, "{meta}");
-    assert_eq!(meta["sha256"], sha256_file(&car).unwrap().as_str(), "{meta}");
+    assert_eq!(
+        meta["sha256"],
+        sha256_file(&car).unwrap().as_str(),
+        "{meta}"
+    );
     arke_testkit::independent::car_verify(&car).unwrap();
     host.assert_uploaded(&car).await;
     check_night_record(&host, &car);
@@ -287,7 +303,9 @@ async fn a_night_uploads_verified_copies_and_retention_keeps_the_newest() {
     let rec = host.record("daily-backup");
     assert!(rec.archives_deleted.contains(&file_name(&car)), "{rec:?}");
     let snapshots = files_with(&host.path("snapshots"), "json");
-    let kept = snapshots.iter().filter(|p| file_name(p).starts_with("snapshot-"));
+    let kept = snapshots
+        .iter()
+        .filter(|p| file_name(p).starts_with("snapshot-"));
     assert_eq!(kept.count(), 2, "prune-snapshots kept 2: {snapshots:?}");
     // Retention is local only: S3 keeps all three nights (its lifecycle rule expires them).
     assert_eq!(host.s3.list().await.unwrap().len(), 6);
@@ -297,23 +315,44 @@ async fn a_night_uploads_verified_copies_and_retention_keeps_the_newest() {
 /// The record of a good night with upload: what dr-status and `--json` read.
 fn check_night_record(host: &Host, car: &Path) {
     let rec = host.record("daily-backup");
-    assert_eq!((rec.status, rec.exit, rec.error.as_deref()), (RunStatus::Ok, 0, None));
+    assert_eq!(
+        (rec.status, rec.exit, rec.error.as_deref()),
+        (RunStatus::Ok, 0, None)
+    );
     let names: Vec<&str> = rec.steps.iter().map(|s| s.name.as_str()).collect();
-    let want = ["build-snapshot", "export-car", "verify-car", "upload", "retention"];
+    let want = [
+        "build-snapshot",
+        "export-car",
+        "verify-car",
+        "upload",
+        "retention",
+    ];
     assert_eq!(names, [&want[..], &["prune-snapshots"]].concat(), "{rec:?}");
-    assert!(rec.steps.iter().all(|s| s.status == StepStatus::Ok), "{rec:?}");
+    assert!(
+        rec.steps.iter().all(|s| s.status == StepStatus::Ok),
+        "{rec:?}"
+    );
     let a = rec.archive.as_ref().unwrap();
-    assert_eq!((a.path.as_str(), a.kind.as_str()), (car.to_str().unwrap(), "full"));
+    assert_eq!(
+        (a.path.as_str(), a.kind.as_str()),
+        (car.to_str().unwrap(), "full")
+    );
     assert!(a.verified);
     let u = rec.upload.as_ref().unwrap();
     let name = file_name(car);
     assert_eq!(u.url, format!("s3://{}/{PREFIX}{name}", host.bucket));
-    assert_eq!((u.bucket.as_str(), u.prefix.as_str()), (host.bucket.as_str(), PREFIX));
+    assert_eq!(
+        (u.bucket.as_str(), u.prefix.as_str()),
+        (host.bucket.as_str(), PREFIX)
+    );
     assert_eq!(u.verified_by, "sha256", "SeaweedFS keeps SHA-256 checksums");
     assert_eq!(u.files, [name.clone(), name.replace(".car", ".json")]);
     assert_eq!(u.size_bytes, std::fs::metadata(car).unwrap().len());
     // The last success is kept beside the last run.
-    let ok = RunRecord::load(&RunRecord::last_ok_path(&host.path("state"), "daily-backup"));
+    let ok = RunRecord::load(&RunRecord::last_ok_path(
+        &host.path("state"),
+        "daily-backup",
+    ));
     assert_eq!(ok.unwrap().as_ref(), Some(&rec));
 }
 
@@ -334,7 +373,13 @@ fn check_metrics(host: &Host, car: &Path) {
 /// Every step stamped ok in the log, the summary last with sizes and durations.
 fn check_night_log(host: &Host) {
     let log = host.log();
-    for step in ["build-snapshot", "export-car", "verify-car", "upload", "retention"] {
+    for step in [
+        "build-snapshot",
+        "export-car",
+        "verify-car",
+        "upload",
+        "retention",
+    ] {
         assert!(log.contains(&format!("step {step}: ok")), "{step}: {log}");
     }
     let summary = last_line(&log);
@@ -342,7 +387,14 @@ fn check_night_log(host: &Host) {
         starts_with_stamp(summary) && summary.contains(" daily-backup: summary: ok car="),
         "{summary}"
     );
-    for want in ["size=", "upload=s3://", "build=", "export=", "verify=", "total="] {
+    for want in [
+        "size=",
+        "upload=s3://",
+        "build=",
+        "export=",
+        "verify=",
+        "total=",
+    ] {
         assert!(summary.contains(want), "{want}: {summary}");
     }
 }
@@ -366,27 +418,46 @@ async fn s3_faults_fail_the_night_with_exit_6_and_delete_nothing() {
     for k in ["S3_BUCKET", "ARKE_INSTANCE_ID", "KEEP_ARCHIVES"] {
         host.env.remove(k);
     }
-    host.env.insert("ARKE_DR_CONFIG", config.display().to_string());
+    host.env
+        .insert("ARKE_DR_CONFIG", config.display().to_string());
     let car = host.good_night(&[]).await;
     host.assert_uploaded(&car).await;
 
     // One bit of a PUT body flipped on the way: the server refuses the part (BadDigest).
-    proxy.faults.flip_put_body.store(true, std::sync::atomic::Ordering::SeqCst);
+    proxy
+        .faults
+        .flip_put_body
+        .store(true, std::sync::atomic::Ordering::SeqCst);
     let (out, took) = failed_upload(&host, &[]).await;
-    assert_eq!(proxy.faults.flipped.load(std::sync::atomic::Ordering::SeqCst), 1);
+    assert_eq!(
+        proxy
+            .faults
+            .flipped
+            .load(std::sync::atomic::Ordering::SeqCst),
+        1
+    );
     let err = stderr(&out);
-    assert!(err.contains("checksum") || err.contains("BadDigest"), "{err}");
+    assert!(
+        err.contains("checksum") || err.contains("BadDigest"),
+        "{err}"
+    );
     eprintln!("flipped byte: exit 6 after {took:?} of upload: {err}");
 
     let (out, took) = failed_upload(&host, &[("AWS_SECRET_ACCESS_KEY", "wrong-secret")]).await;
     let err = stderr(&out);
-    assert!(err.contains("SignatureDoesNotMatch") && err.contains("credentials"), "{err}");
+    assert!(
+        err.contains("SignatureDoesNotMatch") && err.contains("credentials"),
+        "{err}"
+    );
     assert!(took < Duration::from_secs(10), "not retried: {took:?}");
 
     let absent = unique_bucket("absent");
     let (out, _) = failed_upload(&host, &[("S3_BUCKET", &absent)]).await;
     let err = stderr(&out);
-    assert!(err.contains(&format!("s3://{absent}")) && err.contains("NoSuchBucket"), "{err}");
+    assert!(
+        err.contains(&format!("s3://{absent}")) && err.contains("NoSuchBucket"),
+        "{err}"
+    );
 }
 
 /// A night whose upload must fail: exit 6, one line on stderr naming the log, tonight's
@@ -395,13 +466,23 @@ async fn failed_upload(host: &Host, extra: &[(&str, &str)]) -> (Output, Duration
     let before = host.backups();
     let t0 = Instant::now();
     let out = host.daily(extra).await;
-    assert!(t0.elapsed() < Duration::from_secs(300), "{:?}", t0.elapsed());
+    assert!(
+        t0.elapsed() < Duration::from_secs(300),
+        "{:?}",
+        t0.elapsed()
+    );
     assert_failed_keeping(host, &out, 6, &before);
     let err = stderr(&out);
     assert_eq!(err.lines().count(), 1, "one clear line: {err}");
-    assert!(err.starts_with("daily-backup: FAILED: ") && err.contains("(exit 6; log: "), "{err}");
+    assert!(
+        err.starts_with("daily-backup: FAILED: ") && err.contains("(exit 6; log: "),
+        "{err}"
+    );
     let rec = host.record("daily-backup");
-    let tonight = rec.archive.as_ref().expect("exported and verified before the upload");
+    let tonight = rec
+        .archive
+        .as_ref()
+        .expect("exported and verified before the upload");
     assert!(Path::new(&tonight.path).exists());
     assert!(!host.in_s3(&tonight.file).await, "{} stored", tonight.file);
     let up = rec.steps.iter().find(|s| s.name == "upload").unwrap();
@@ -417,10 +498,16 @@ async fn configuration_and_local_failures_exit_with_their_codes() {
     let server = S3Server::shared();
     let (host, summary) = Host::new("local", 80, 0.02, server).await;
     refused_configurations(&host).await;
-    assert!(host.archives().is_empty(), "a refused configuration runs nothing");
+    assert!(
+        host.archives().is_empty(),
+        "a refused configuration runs nothing"
+    );
 
     // --no-upload and UPLOAD=0: the night completes, the upload step is recorded as skipped.
-    for (extra, args) in [(&[][..], &["--no-upload"][..]), (&[("UPLOAD", "0")][..], &[][..])] {
+    for (extra, args) in [
+        (&[][..], &["--no-upload"][..]),
+        (&[("UPLOAD", "0")][..], &[][..]),
+    ] {
         let out = host.run(DAILY, extra, args).await;
         assert_eq!(out.status.code(), Some(0), "{args:?}: {}", host.log());
         let rec = host.record("daily-backup");
@@ -436,14 +523,20 @@ async fn configuration_and_local_failures_exit_with_their_codes() {
 async fn refused_configurations(host: &Host) {
     let pwned = host.path("pwned");
     let config = host.path("evil.env");
-    let text = format!("# line 1\nUPLOAD=1\nS3_BUCKET=$(touch {})\n", pwned.display());
+    let text = format!(
+        "# line 1\nUPLOAD=1\nS3_BUCKET=$(touch {})\n",
+        pwned.display()
+    );
     std::fs::write(&config, text).unwrap();
     let cfg = config.display().to_string();
     let zero = host.path("zero.env");
     std::fs::write(&zero, "UPLOAD=1\nFULL_EVERY_DAYS=0\n").unwrap();
     let zero = zero.display().to_string();
     let cases: [(&[(&str, &str)], String); 5] = [
-        (&[("ARKE_DR_CONFIG", &cfg)], format!("{cfg} line 3: shell expansion")),
+        (
+            &[("ARKE_DR_CONFIG", &cfg)],
+            format!("{cfg} line 3: shell expansion"),
+        ),
         (
             &[("ARKE_DR_CONFIG", &zero)],
             format!("FULL_EVERY_DAYS must be a whole number >= 1, not \"0\" (from {zero} line 2)"),
@@ -453,7 +546,10 @@ async fn refused_configurations(host: &Host) {
             &[("KEEP_ARCHIVES", "zero")],
             "KEEP_ARCHIVES must be a whole number >= 1, not \"zero\" (from the environment)".into(),
         ),
-        (&[("S3_PART_SIZE_MB", "1")], "S3_PART_SIZE_MB must be a whole number >= 5".into()),
+        (
+            &[("S3_PART_SIZE_MB", "1")],
+            "S3_PART_SIZE_MB must be a whole number >= 5".into(),
+        ),
     ];
     for (extra, want) in cases {
         let out = host.daily(extra).await;
@@ -471,26 +567,41 @@ async fn local_failures(host: &Host) {
     assert_failed_keeping(host, &out, 3, &before);
     assert_eq!(host.backups(), before, "nothing exported");
     let rec = host.record("daily-backup");
-    assert_eq!(step_status(&rec, "build-snapshot"), Some(StepStatus::Failed));
+    assert_eq!(
+        step_status(&rec, "build-snapshot"),
+        Some(StepStatus::Failed)
+    );
     {
         let lock = RunLock::try_acquire(&host.path("backups/.daily-backup.lock")).unwrap();
         assert!(matches!(lock, LockOutcome::Acquired(_)));
         let out = host.daily(&[]).await;
         assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
-        assert!(stderr(&out).contains("another daily-backup"), "{}", stderr(&out));
+        assert!(
+            stderr(&out).contains("another daily-backup"),
+            "{}",
+            stderr(&out)
+        );
     }
     let out = host
         .daily(&[("LOG_FILE", "/proc/no-such-dir/daily-backup.log")])
         .await;
     assert_eq!(out.status.code(), Some(4));
-    assert!(stderr(&out).contains("cannot write the log file"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("cannot write the log file"),
+        "{}",
+        stderr(&out)
+    );
     assert_eq!(host.backups(), before, "nothing exported");
 }
 
 /// One damaged tip file: the night still exports, verifies and uploads everything else, and
 /// ends with 7; the log names the entity. A good night afterwards: retention catches up.
 async fn damaged_tip_is_skipped_and_the_rest_uploaded(host: &Host, summary: &Summary) {
-    let victim = summary.entities.iter().find(|e| e.network == "main").unwrap();
+    let victim = summary
+        .entities
+        .iter()
+        .find(|e| e.network == "main")
+        .unwrap();
     let kubo = &host.set.kubo;
     let good = kubo.files_read(&victim.path).await.unwrap();
     kubo.files_write(&victim.path, b"garbage, not a CID\n", true)
@@ -498,7 +609,11 @@ async fn damaged_tip_is_skipped_and_the_rest_uploaded(host: &Host, summary: &Sum
         .unwrap();
     let out = host.daily(&[]).await;
     assert_eq!(out.status.code(), Some(7), "{}", host.log());
-    assert!(last_line(&host.log()).contains("summary: ok"), "{}", host.log());
+    assert!(
+        last_line(&host.log()).contains("summary: ok"),
+        "{}",
+        host.log()
+    );
     assert!(host.log().contains(&victim.id), "{}", host.log());
     let rec = host.record("daily-backup");
     assert_eq!(rec.status, RunStatus::OkWithSkipped);
@@ -519,7 +634,8 @@ async fn server_killed_mid_upload_then_the_next_night_uploads_the_chain() {
     let mut server = S3Server::start().unwrap();
     let proxy = Proxy::start(&server.endpoint).await.unwrap();
     // ~36 MiB of large files: 7 or more parts of 5 MiB.
-    let (mut host, summary) = Host::on(TestNode::shared(), "killed", 120, 0.6, &server, &proxy.url).await;
+    let (mut host, summary) =
+        Host::on(TestNode::shared(), "killed", 120, 0.6, &server, &proxy.url).await;
     host.env.insert("S3_PART_SIZE_MB", "5".into());
     host.env.insert("KEEP_ARCHIVES", "1".into());
     let older = host.good_night(&[("UPLOAD", "0")]).await;
@@ -534,20 +650,39 @@ async fn server_killed_mid_upload_then_the_next_night_uploads_the_chain() {
     assert_eq!(meta["sha256"], sha256_file(&failed).unwrap().as_str());
 
     server.restart().unwrap();
-    assert!(!host.in_s3(&file_name(&failed)).await, "a cut upload left an object");
-    host.set.world().update(&summary.entities[0].id, true).await.unwrap();
+    assert!(
+        !host.in_s3(&file_name(&failed)).await,
+        "a cut upload left an object"
+    );
+    host.set
+        .world()
+        .update(&summary.entities[0].id, true)
+        .await
+        .unwrap();
     let tonight = host.good_night(&[("INCREMENTAL", "1")]).await;
     let rec = host.record("daily-backup");
     let a = rec.archive.as_ref().unwrap();
-    assert_eq!((a.kind.as_str(), a.parent.clone()), ("incremental", Some(file_name(&failed))));
+    assert_eq!(
+        (a.kind.as_str(), a.parent.clone()),
+        ("incremental", Some(file_name(&failed)))
+    );
     let json = |c: &Path| file_name(&c.with_extension("json"));
-    let want = [file_name(&failed), json(&failed), file_name(&tonight), json(&tonight)];
+    let want = [
+        file_name(&failed),
+        json(&failed),
+        file_name(&tonight),
+        json(&tonight),
+    ];
     assert_eq!(rec.upload.as_ref().unwrap().files, want, "parent first");
     host.assert_uploaded(&failed).await;
     host.assert_uploaded(&tonight).await;
     // KEEP_ARCHIVES=1, but tonight's archive builds on the failed night's: both stay.
     assert_eq!(host.archives(), [failed, tonight.clone()]);
-    let out = Command::new(VERIFY_CAR).arg(&tonight).arg("--no-progress").output().unwrap();
+    let out = Command::new(VERIFY_CAR)
+        .arg(&tonight)
+        .arg("--no-progress")
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
 }
 
@@ -567,29 +702,51 @@ async fn night_killed_mid_upload(
     // The build and export of ~36 MiB take seconds; the parts go one after another after that.
     let deadline = Instant::now() + Duration::from_secs(300);
     while proxy.count("PUT") < 2 {
-        assert!(child.try_wait().unwrap().is_none(), "ended before its upload: {}", host.log());
-        assert!(Instant::now() < deadline, "no upload started: {}", host.log());
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "ended before its upload: {}",
+            host.log()
+        );
+        assert!(
+            Instant::now() < deadline,
+            "no upload started: {}",
+            host.log()
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     server.kill9();
     let killed = Instant::now();
+    let sent = proxy.count("PUT");
     // Export and verification are over: the archive, its .json and its stamp are final.
     let at_kill = host.backups();
     let code = loop {
         if let Some(status) = child.try_wait().unwrap() {
             break status.code();
         }
-        assert!(killed.elapsed() < Duration::from_secs(120), "hangs after the kill");
+        assert!(
+            killed.elapsed() < Duration::from_secs(120),
+            "hangs after the kill"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     let out = child.wait_with_output().unwrap();
-    eprintln!("server killed: exit {code:?} after {:?}: {}", killed.elapsed(), stderr(&out));
+    eprintln!(
+        "server killed: exit {code:?} after {:?}: {}",
+        killed.elapsed(),
+        stderr(&out)
+    );
     assert_failed_keeping(host, &out, 6, &at_kill);
     let rec = host.record("daily-backup");
     let up = rec.steps.iter().find(|s| s.name == "upload").unwrap();
     assert_eq!(up.status, StepStatus::Failed);
     let failed = PathBuf::from(&rec.archive.as_ref().unwrap().path);
     assert!(at_kill.contains_key(&file_name(&failed)));
+    // Mid-upload indeed: parts were still to go when the server died.
+    let parts = std::fs::metadata(&failed).unwrap().len().div_ceil(5 << 20);
+    assert!(
+        parts >= 4 && (sent as u64) < parts,
+        "{sent} PUTs of {parts} parts"
+    );
     (failed, at_kill)
 }
 
@@ -602,9 +759,17 @@ async fn daily_backup_collects_old_snapshots_and_loses_nothing() {
     let node = TestNode::start().unwrap();
     let server = S3Server::shared();
     let (host, summary) = Host::on(&node, "gc", 50, 0.02, server, &server.endpoint).await;
-    let gc = [("UPLOAD", "0"), ("SNAPSHOT_GC", "1"), ("SNAPSHOT_KEEP_LAST", "1")];
+    let gc = [
+        ("UPLOAD", "0"),
+        ("SNAPSHOT_GC", "1"),
+        ("SNAPSHOT_KEEP_LAST", "1"),
+    ];
     host.good_night(&gc).await;
-    host.set.world().update(&summary.entities[1].id, true).await.unwrap();
+    host.set
+        .world()
+        .update(&summary.entities[1].id, true)
+        .await
+        .unwrap();
     host.good_night(&gc).await;
     let log = host.log();
     assert!(log.contains("GC freed"), "{log}");
@@ -624,7 +789,11 @@ async fn daily_backup_collects_old_snapshots_and_loses_nothing() {
     drop(lock);
     let out = child.await.unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", host.log());
-    assert!(last_line(&host.log()).contains("summary: ok"), "{}", host.log());
+    assert!(
+        last_line(&host.log()).contains("summary: ok"),
+        "{}",
+        host.log()
+    );
     node.stop();
 }
 
@@ -647,7 +816,12 @@ async fn weekly_verify_passes_after_a_night_and_names_a_damaged_archive() {
     *bytes.last_mut().unwrap() ^= 0x01;
     std::fs::write(&car, bytes).unwrap();
     let out = host.run(WEEKLY, &[], &[]).await;
-    assert_eq!(out.status.code(), Some(1), "{}", host.log_of("weekly-verify"));
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        host.log_of("weekly-verify")
+    );
     assert!(stderr(&out).contains(&file_name(&car)), "{}", stderr(&out));
     let rec = host.record("weekly-verify");
     assert_eq!((rec.status, rec.exit), (RunStatus::Failed, 1));
@@ -662,9 +836,18 @@ async fn hourly_snapshot_builds_and_skips_while_another_build_runs() {
     let (host, summary) = Host::new("hourly", 40, 0.02, S3Server::shared()).await;
     host.good_night(&[("UPLOAD", "0")]).await;
     let seq = host.record("daily-backup").snapshot.unwrap().seq;
-    host.set.world().update(&summary.entities[2].id, true).await.unwrap();
+    host.set
+        .world()
+        .update(&summary.entities[2].id, true)
+        .await
+        .unwrap();
     let out = host.run(HOURLY, &[], &[]).await;
-    assert_eq!(out.status.code(), Some(0), "{}", host.log_of("hourly-snapshot"));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        host.log_of("hourly-snapshot")
+    );
     let snap = host.record("hourly-snapshot").snapshot.unwrap();
     assert!(snap.built && snap.seq > seq, "{snap:?}");
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), snap.cid);

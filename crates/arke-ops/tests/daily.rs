@@ -63,10 +63,20 @@ async fn run_returns_the_record_of_the_night() {
     let cfg = host(dir.path(), &[("UPLOAD", "0")]).await;
     let opts = options(dir.path(), false);
     let rec = daily::run::<NoStore>(&cfg, &opts, None, &Progress::off()).await;
-    assert_eq!((rec.schema.as_str(), rec.job.as_str()), (RUN_SCHEMA, daily::JOB));
-    assert_eq!((rec.status, rec.exit, rec.error.as_deref()), (RunStatus::Ok, 0, None));
+    assert_eq!(
+        (rec.schema.as_str(), rec.job.as_str()),
+        (RUN_SCHEMA, daily::JOB)
+    );
+    assert_eq!(
+        (rec.status, rec.exit, rec.error.as_deref()),
+        (RunStatus::Ok, 0, None)
+    );
     assert_eq!(rec.log_file, opts.log_file.display().to_string());
-    let steps: Vec<(&str, StepStatus)> = rec.steps.iter().map(|s| (s.name.as_str(), s.status)).collect();
+    let steps: Vec<(&str, StepStatus)> = rec
+        .steps
+        .iter()
+        .map(|s| (s.name.as_str(), s.status))
+        .collect();
     assert_eq!(
         steps,
         [
@@ -95,16 +105,36 @@ async fn run_returns_the_record_of_the_night() {
     let mut s3_cfg = server.config(&bucket);
     s3_cfg.prefix = "backups/i-lib/".into();
     let store = S3Store::new(arke_s3::S3::connect(s3_cfg).await.unwrap());
-    let rec = daily::run(&cfg, &options(dir.path(), true), Some(&store), &Progress::off()).await;
-    assert_eq!((rec.status, rec.exit), (RunStatus::Ok, 0), "{:?}", rec.error);
+    let rec = daily::run(
+        &cfg,
+        &options(dir.path(), true),
+        Some(&store),
+        &Progress::off(),
+    )
+    .await;
+    assert_eq!(
+        (rec.status, rec.exit),
+        (RunStatus::Ok, 0),
+        "{:?}",
+        rec.error
+    );
     let tonight = check_archive(&rec, "incremental");
     let u = rec.upload.as_ref().expect("uploaded");
     let name = |p: &Path| p.file_name().unwrap().to_string_lossy().into_owned();
-    assert_eq!((u.bucket.as_str(), u.prefix.as_str()), (bucket.as_str(), "backups/i-lib/"));
-    assert_eq!(u.url, format!("s3://{bucket}/backups/i-lib/{}", name(&tonight)));
+    assert_eq!(
+        (u.bucket.as_str(), u.prefix.as_str()),
+        (bucket.as_str(), "backups/i-lib/")
+    );
+    assert_eq!(
+        u.url,
+        format!("s3://{bucket}/backups/i-lib/{}", name(&tonight))
+    );
     assert_eq!(u.verified_by, "sha256");
     let json = |p: &Path| name(&p.with_extension("json"));
-    assert_eq!(u.files, [name(&first), json(&first), name(&tonight), json(&tonight)]);
+    assert_eq!(
+        u.files,
+        [name(&first), json(&first), name(&tonight), json(&tonight)]
+    );
 }
 
 /// The archive the record names exists, is `kind`, verified, and its SHA-256 is the file's.

@@ -114,7 +114,11 @@ impl S3Server {
     }
 
     /// An empty bucket named after `tag`, and a client for it under `prefix`.
-    pub async fn bucket_with_prefix(&self, tag: &str, prefix: &str) -> anyhow::Result<(S3, String)> {
+    pub async fn bucket_with_prefix(
+        &self,
+        tag: &str,
+        prefix: &str,
+    ) -> anyhow::Result<(S3, String)> {
         let (_, bucket) = self.new_bucket(tag).await?;
         let mut cfg = self.config(&bucket);
         cfg.prefix = prefix.to_string();
