@@ -482,8 +482,14 @@ fn summary_line(job: &Job, night: &Night, err: Option<&StepError>, cfg: &Config)
     let car = night.archive.as_ref();
     let free = disk_of(&cfg.backups_dir).map_or("?".into(), |d| human(d.free_bytes));
     let s = |n| job.secs(n);
+    // The shell job's words for a night that skipped damaged items: alerts search for them.
+    let status = if job.skipped_items() {
+        "ok-with-skipped-items exit=7"
+    } else {
+        "ok"
+    };
     format!(
-        "ok car={} size={} upload={} archives_deleted={} snapshots_pruned={} disk_free={free} \
+        "{status} car={} size={} upload={} archives_deleted={} snapshots_pruned={} disk_free={free} \
          build={:.0}s export={:.0}s verify={:.0}s upload={:.0}s retention={:.0}s prune={:.0}s total={total:.0}s",
         car.map_or("-", |a| a.file.as_str()),
         car.map_or("-".into(), |a| human(a.size_bytes)),

@@ -135,6 +135,11 @@ impl Job {
         });
     }
 
+    /// A step completed with damaged items skipped: the run ends with 7.
+    pub fn skipped_items(&self) -> bool {
+        self.skipped_items
+    }
+
     /// Seconds a step took, 0 when it did not run.
     pub fn secs(&self, name: &str) -> f64 {
         self.steps
