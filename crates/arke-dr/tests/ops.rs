@@ -483,6 +483,10 @@ async fn failed_upload(host: &Host, extra: &[(&str, &str)]) -> (Output, Duration
         .archive
         .as_ref()
         .expect("exported and verified before the upload");
+    assert!(
+        out.stdout.is_empty(),
+        "a failed night names no archive on stdout"
+    );
     assert!(Path::new(&tonight.path).exists());
     assert!(!host.in_s3(&tonight.file).await, "{} stored", tonight.file);
     let up = rec.steps.iter().find(|s| s.name == "upload").unwrap();
