@@ -121,7 +121,10 @@ async fn install_puts_binaries_jobs_config_folders_crontab_and_log_rotation_in_p
     for b in BINARIES {
         assert_eq!(mode(&p("usr/bin").join(b)), 0o755, "{b}");
     }
-    assert!(!p("usr/lib/arke-dr").exists(), "the old shell jobs are left");
+    assert!(
+        !p("usr/lib/arke-dr").exists(),
+        "the old shell jobs are left"
+    );
 
     // The folders: owned by the cron user (when install.sh runs as root), with their modes.
     // The state and metrics folders are node_exporter's to read: 0755.
@@ -169,7 +172,8 @@ async fn install_puts_binaries_jobs_config_folders_crontab_and_log_rotation_in_p
         assert_eq!(fields[5], user.name, "{line}");
         assert_eq!(fields[6], bin, "{line}");
         assert!(
-            line.contains(&cron_log) || line.contains(&format!(">>{}/cron.log", p("log").display())),
+            line.contains(&cron_log)
+                || line.contains(&format!(">>{}/cron.log", p("log").display())),
             "{line}"
         );
     }
@@ -215,20 +219,27 @@ async fn install_puts_binaries_jobs_config_folders_crontab_and_log_rotation_in_p
         format!("create 0640 {} {}", user.name, user.group),
         format!("{}/*.log {{", p("log").display()),
     ] {
-        assert!(directives.contains(&d.as_str()), "{d:?} missing: {rotation}");
+        assert!(
+            directives.contains(&d.as_str()),
+            "{d:?} missing: {rotation}"
+        );
     }
     // logrotate refuses a configuration others can write.
     assert_eq!(mode(&rotate_conf), 0o644);
 
     // logrotate really run on it: a job's log is renamed and compressed, a new one created.
-    let logrotate = ["/usr/sbin/logrotate", "/sbin/logrotate", "/usr/bin/logrotate"]
-        .into_iter()
-        .map(PathBuf::from)
-        .find(|p| p.exists())
-        .expect(
-            "logrotate is not installed: scripts/test.sh installs it \
+    let logrotate = [
+        "/usr/sbin/logrotate",
+        "/sbin/logrotate",
+        "/usr/bin/logrotate",
+    ]
+    .into_iter()
+    .map(PathBuf::from)
+    .find(|p| p.exists())
+    .expect(
+        "logrotate is not installed: scripts/test.sh installs it \
              (apt-get install -y --no-install-recommends logrotate)",
-        );
+    );
     let log = p("log/daily-backup.log");
     let sample = "2025-01-01T02:00:00Z summary: ok archive=arke-1-20250101-020000.car\n";
     std::fs::write(&log, sample).unwrap();
@@ -244,14 +255,22 @@ async fn install_puts_binaries_jobs_config_folders_crontab_and_log_rotation_in_p
         .unwrap();
     assert!(out.status.success(), "logrotate: {}", stderr(&out));
     let rotated = p("log/daily-backup.log.1.gz");
-    assert!(rotated.is_file(), "no daily-backup.log.1.gz: {}", stderr(&out));
+    assert!(
+        rotated.is_file(),
+        "no daily-backup.log.1.gz: {}",
+        stderr(&out)
+    );
     let gunzip = Command::new("gzip")
         .arg("-dc")
         .arg(&rotated)
         .output()
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&gunzip.stdout), sample);
-    assert_eq!(std::fs::metadata(&log).unwrap().len(), 0, "a new, empty log");
+    assert_eq!(
+        std::fs::metadata(&log).unwrap().len(),
+        0,
+        "a new, empty log"
+    );
     assert_eq!(mode(&log), 0o640);
     if user.root {
         assert_eq!(owner(&log), user.uid);
@@ -272,7 +291,10 @@ async fn install_puts_binaries_jobs_config_folders_crontab_and_log_rotation_in_p
         config,
         "the new defaults beside it"
     );
-    assert_eq!(std::fs::read_to_string(p("etc/cron.d/arke-dr")).unwrap(), cron);
+    assert_eq!(
+        std::fs::read_to_string(p("etc/cron.d/arke-dr")).unwrap(),
+        cron
+    );
     assert_eq!(std::fs::read_to_string(&rotate_conf).unwrap(), rotation);
 
     // The installed hourly job runs from its installed place with the installed configuration,

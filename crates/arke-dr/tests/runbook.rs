@@ -119,8 +119,16 @@ impl S3Server {
 
     /// The object names under `prefix`.
     async fn names(&self, bucket: &str, prefix: &str) -> Vec<String> {
-        let s3 = S3::connect(self.client_config(bucket, prefix)).await.unwrap();
-        let mut v: Vec<String> = s3.list().await.unwrap().into_iter().map(|o| o.name).collect();
+        let s3 = S3::connect(self.client_config(bucket, prefix))
+            .await
+            .unwrap();
+        let mut v: Vec<String> = s3
+            .list()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|o| o.name)
+            .collect();
         v.sort();
         v
     }
@@ -195,7 +203,11 @@ fn run_as() -> RunAs {
         let id = |flag: &str| -> u32 {
             let out = Command::new("id").args([flag, "nobody"]).output().unwrap();
             assert!(out.status.success(), "no user nobody: {out:?}");
-            String::from_utf8(out.stdout).unwrap().trim().parse().unwrap()
+            String::from_utf8(out.stdout)
+                .unwrap()
+                .trim()
+                .parse()
+                .unwrap()
         };
         RunAs {
             uid: id("-u"),
@@ -295,8 +307,14 @@ impl OldInstance {
             seed,
             ..GenConfig::default()
         };
-        let (set, summary) =
-            Set::on_node(node.kubo(), node.url(), &format!("o-{name}"), "index_pointer", cfg).await;
+        let (set, summary) = Set::on_node(
+            node.kubo(),
+            node.url(),
+            &format!("o-{name}"),
+            "index_pointer",
+            cfg,
+        )
+        .await;
         let old = |n: &str| set.dir.path().join(n).display().to_string();
         let mut env: BTreeMap<String, String> = [
             ("PATH", std::env::var("PATH").unwrap_or_default()),
@@ -344,8 +362,7 @@ impl OldInstance {
         };
         let newest = old.archives().pop().unwrap();
         let meta: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(newest.with_extension("json")).unwrap())
-                .unwrap();
+            serde_json::from_slice(&std::fs::read(newest.with_extension("json")).unwrap()).unwrap();
         assert_eq!(meta["kind"], "incremental", "{meta}");
         // Both nights are in S3, each .car with its .json.
         let names = s3.names(bucket, OLD_PREFIX).await;
@@ -382,7 +399,13 @@ impl NewHost {
     fn new(who: RunAs, bucket: &str) -> NewHost {
         let dir = tempfile::tempdir().unwrap();
         let h = NewHost { dir };
-        for d in ["lib/snapshots", "lib/backups", "lib/state/metrics", "log", "etc"] {
+        for d in [
+            "lib/snapshots",
+            "lib/backups",
+            "lib/state/metrics",
+            "log",
+            "etc",
+        ] {
             std::fs::create_dir_all(h.path(d)).unwrap();
         }
         // The jobs' configuration, as install.sh writes it, with this host's paths and the
@@ -429,7 +452,8 @@ impl NewHost {
                 "ARKE_DR_CONFIG",
                 self.path("etc/arke-dr.env").display().to_string(),
             ),
-            ("IPFS_API_URL", fresh.url().to_string()),
+            // Production's form (the runbook's curl calls append the command to it).
+            ("IPFS_API_URL", api_url(fresh.url())),
             (
                 "SNAPSHOTS_DIR",
                 self.path("lib/snapshots").display().to_string(),
@@ -441,6 +465,16 @@ impl NewHost {
         .collect();
         env.extend(s3.client_env());
         env
+    }
+}
+
+/// `http://host:port/api/v0` from the test node's address.
+fn api_url(url: &str) -> String {
+    let url = url.trim_end_matches('/');
+    if url.ends_with("/api/v0") {
+        url.to_string()
+    } else {
+        format!("{url}/api/v0")
     }
 }
 
@@ -485,19 +519,41 @@ async fn restore_by_runbook(path: &str, seed: u64) {
         _ => unreachable!(),
     }
 
-    // The runbook's blocks for this path, literally, in one shell, as the cron user.
+    // The runbook's blocks for this path, literally, in order, as the cron user: steps 0-7 in
+    // one shell, then the node is compared with the archives, then steps 8-9 in a second shell
+    // that starts with step 0's settings again (an operator's new session does the same). The
+    // split is for the comparison only: step 8's daily job prunes and collects garbage
+    // (SNAPSHOT_GC=1, production's setting), which may free blocks of superseded snapshots
+    // that the restore imported; the comparison is of what the restore did.
     let blocks = path_blocks(path);
-    let run = run_script(who, host.dir.path(), &env, &blocks.join("\n"));
-    assert!(run.status.success(), "runbook ({path}) failed as {}: {}", who.name, text(&run));
+    let daily = blocks
+        .iter()
+        .position(|b| b.contains("daily-backup -v"))
+        .expect("step 8's daily-backup block");
+    let run = run_script(who, host.dir.path(), &env, &blocks[..daily].join("\n"));
+    assert!(
+        run.status.success(),
+        "runbook ({path}) failed as {}: {}",
+        who.name,
+        text(&run)
+    );
     let stdout = String::from_utf8_lossy(&run.stdout);
     for said in [
         "the node is up and empty",
         "dry run: the node is empty",
         "in the pointer and in",
-        "dr-status: ",
     ] {
         assert!(stdout.contains(said), "{said:?} missing: {}", text(&run));
     }
+    // Step 7 on a restored node: the archived snapshot is current, so build-snapshot has
+    // nothing to build and writes this host's missing latest.json (the case that left
+    // operators without a latest.json before).
+    assert!(
+        stdout.contains("\"status\": \"unchanged\"")
+            && stdout.contains("\"metadata_refreshed\": true"),
+        "{}",
+        text(&run)
+    );
     // It took the newest archive (the incremental with the update), and on the S3 path fetched
     // its whole chain.
     assert!(
@@ -544,6 +600,21 @@ async fn restore_by_runbook(path: &str, seed: u64) {
         arke_testkit::independent::car_verify(car).unwrap();
     }
 
+    // Steps 8 and 9, after step 0's settings, in a new shell of the same user.
+    let rest = format!("{}\n{}", blocks[0], blocks[daily..].join("\n"));
+    let run2 = run_script(who, host.dir.path(), &env, &rest);
+    assert!(
+        run2.status.success(),
+        "runbook ({path}) steps 8-9 failed as {}: {}",
+        who.name,
+        text(&run2)
+    );
+    assert!(
+        String::from_utf8_lossy(&run2.stdout).contains("dr-status: "),
+        "{}",
+        text(&run2)
+    );
+
     // Step 7 left this host's latest.json, naming the pointer's snapshot.
     let latest: serde_json::Value =
         serde_json::from_slice(&std::fs::read(host.path("lib/snapshots/latest.json")).unwrap())
@@ -558,9 +629,11 @@ async fn restore_by_runbook(path: &str, seed: u64) {
         .filter(|n| n.ends_with(".car"))
         .collect();
     assert_eq!(new_archives.len(), 1, "{new_archives:?}");
-    let uploaded = s3
-        .names(&bucket, &format!("backups/{NEW_INSTANCE}/"))
-        .await;
+    // That archive is whole (go-car). (Its root, the arke/backup@v1 block, exists only in the
+    // file: export-car writes it there, not on the node.)
+    let first = host.path("lib/backups").join(&new_archives[0]);
+    arke_testkit::independent::car_verify(&first).unwrap();
+    let uploaded = s3.names(&bucket, &format!("backups/{NEW_INSTANCE}/")).await;
     assert!(uploaded.contains(&new_archives[0]), "{uploaded:?}");
     for f in [
         "log/daily-backup.log",
@@ -588,7 +661,11 @@ async fn restore_by_runbook(path: &str, seed: u64) {
         &env,
         &format!("{}\n{}", blocks[0], step2.1),
     );
-    assert!(!again.status.success(), "step 2 passed a restored node: {}", text(&again));
+    assert!(
+        !again.status.success(),
+        "step 2 passed a restored node: {}",
+        text(&again)
+    );
     assert!(
         String::from_utf8_lossy(&again.stderr).contains("STOP: the node is NOT empty"),
         "{}",

@@ -912,9 +912,16 @@ async fn an_unchanged_build_writes_a_missing_latest_json() {
     assert_eq!(r2["status"], "unchanged", "{r2}");
     assert_eq!(r2["cid"], r1["cid"]);
     assert_eq!(r2["metadata_refreshed"], true, "{r2}");
-    assert_eq!(set.pointer_raw().await, before, "an unchanged build moved the pointer");
+    assert_eq!(
+        set.pointer_raw().await,
+        before,
+        "an unchanged build moved the pointer"
+    );
     // The same bytes the build of that snapshot wrote.
-    assert_eq!(std::fs::read(dir.join("latest.json")).unwrap(), built_latest);
+    assert_eq!(
+        std::fs::read(dir.join("latest.json")).unwrap(),
+        built_latest
+    );
     assert_eq!(
         std::fs::read(dir.join("snapshot-1.json")).unwrap(),
         built_numbered
@@ -943,6 +950,9 @@ async fn an_unchanged_build_writes_a_missing_latest_json() {
     let r4 = set.build(&[]);
     assert_eq!(r4["status"], "unchanged");
     assert_eq!(r4["metadata_refreshed"], true, "{r4}");
-    assert_eq!(std::fs::read(dir.join("latest.json")).unwrap(), built_latest);
+    assert_eq!(
+        std::fs::read(dir.join("latest.json")).unwrap(),
+        built_latest
+    );
     assert_eq!(metadata_files(dir), ["latest.json", "snapshot-1.json"]);
 }
