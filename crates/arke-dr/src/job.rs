@@ -112,8 +112,13 @@ fn finish(
             rec.log_file
         );
     }
+    // Without --json, stdout carries a result only when there is one: a failed night's
+    // archive path must not look like a success to a script that reads it.
+    let failed = rec.status == arke_ops::runs::RunStatus::Failed;
     let printed = if args.json {
         crate::print_json(rec)
+    } else if failed {
+        Ok(())
     } else {
         result_line(rec).map_or(Ok(()), |l| crate::print_line(&l))
     };

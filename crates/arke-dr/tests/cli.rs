@@ -269,6 +269,11 @@ const EXIT_CODES: &[(&str, &str, &[u8])] = &[
         env!("CARGO_BIN_EXE_prune-snapshots"),
         &[0, 1, 2, 3, 4, 5],
     ),
+    (
+        "fetch-archive",
+        env!("CARGO_BIN_EXE_fetch-archive"),
+        &[0, 1, 2, 4, 6],
+    ),
     // The jobs: their own lists, held to the README like the tools'.
     (
         "daily-backup",

@@ -184,6 +184,8 @@ pub struct Config {
     #[serde(skip)]
     pub ipfs_api_auth: Option<String>,
     pub index_pointer_path: String,
+    /// `INDEX_POINTER_PATH` was set (environment or file): used as is, never probed.
+    pub index_pointer_explicit: bool,
     /// MFS root of the tips (`ARKE_INDEX_ROOT`).
     pub index_root: String,
     pub snapshots_dir: PathBuf,
@@ -236,7 +238,8 @@ impl Config {
                 .unwrap_or(arke_core::kubo::DEFAULT_API)
                 .to_string(),
             ipfs_api_auth: s.get("IPFS_API_AUTH").map(str::to_string),
-            index_pointer_path: s.string("INDEX_POINTER_PATH", "/arke/index_pointer"),
+            index_pointer_path: s.string("INDEX_POINTER_PATH", arke_core::pointer::PRODUCTION_PATH),
+            index_pointer_explicit: s.get("INDEX_POINTER_PATH").is_some(),
             index_root: s.string("ARKE_INDEX_ROOT", arke_core::shard::INDEX_ROOT),
             snapshots_dir: s.path("SNAPSHOTS_DIR", "/var/lib/arke-dr/snapshots"),
             backups_dir: s.path("BACKUPS_DIR", "/var/lib/arke-dr/backups"),

@@ -124,6 +124,7 @@ async fn steps<S: ArchiveStore>(
 ) -> Result<(), StepError> {
     let _lock = preflight(cfg)?;
     let kubo = kubo(cfg)?;
+    let cfg = &with_pointer(cfg, &kubo).await?;
     tracing::info!(
         "start: api {}, pointer {}, backups {}, upload {}",
         cfg.ipfs_api_url,
@@ -200,6 +201,19 @@ pub fn kubo(cfg: &Config) -> Result<Kubo, StepError> {
     k.call_timeout = Duration::from_secs(cfg.timeout);
     k.read_timeout = k.call_timeout;
     Kubo::new(k).map_err(StepError::from)
+}
+
+/// The configuration with the pointer path the node actually uses: when `INDEX_POINTER_PATH`
+/// was not set, production's `/arke/index_pointer` unless only the legacy `/arke/index-pointer`
+/// holds a pointer (a warning names it); both holding one is a usage error (B20: guessing
+/// could move a pointer the API never reads).
+pub async fn with_pointer(cfg: &Config, kubo: &Kubo) -> Result<Config, StepError> {
+    let mut cfg = cfg.clone();
+    if !cfg.index_pointer_explicit {
+        cfg.index_pointer_path =
+            arke_core::pointer::resolve_default(kubo, &cfg.index_pointer_path).await?;
+    }
+    Ok(cfg)
 }
 
 /// Retries `f` while another process holds the build lock (exit 5), up to `wait` seconds,

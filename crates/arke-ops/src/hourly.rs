@@ -4,7 +4,7 @@
 use arke_core::{Exit, Progress};
 
 use crate::config::Config;
-use crate::daily::{ensure_dir, kubo};
+use crate::daily::{ensure_dir, kubo, with_pointer};
 use crate::job::{Done, Job, StepError};
 use crate::runs::{RunRecord, SnapshotRecord};
 
@@ -45,6 +45,7 @@ async fn build(
 ) -> Result<Done<Option<SnapshotRecord>>, StepError> {
     ensure_dir(&cfg.snapshots_dir)?;
     let kubo = kubo(cfg)?;
+    let cfg = &with_pointer(cfg, &kubo).await?;
     let mut opts =
         arke_core::snapshot::BuildOptions::new(&cfg.index_pointer_path, cfg.snapshots_dir.clone());
     opts.index_root = cfg.index_root.clone();

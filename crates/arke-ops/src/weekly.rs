@@ -17,7 +17,7 @@ use arke_core::snapshot::{VerifyOptions, verify};
 use arke_core::{Exit, RunLock};
 
 use crate::config::Config;
-use crate::daily::{ensure_dir, file_name, kubo};
+use crate::daily::{ensure_dir, file_name, kubo, with_pointer};
 use crate::job::{Done, Job, StepError, disk_of, human};
 use crate::runs::{ArchiveRecord, RunRecord, SnapshotRecord};
 
@@ -64,6 +64,7 @@ async fn checks(
     let lock = cfg.backups_dir.join(format!(".{JOB}.lock"));
     let _lock = RunLock::acquire(&lock, "another weekly-verify", "nothing done")?;
     let kubo = kubo(cfg)?;
+    let cfg = &with_pointer(cfg, &kubo).await?;
     let first = job
         .step(
             "verify-snapshot",
