@@ -436,6 +436,46 @@ impl NewHost {
         self.dir.path().join(p)
     }
 
+    /// The folder of the tools, reachable by the user: the build's own folder when it can run
+    /// them there, else hard links in this host's `bin` (a target folder under /root is not
+    /// reachable by `nobody`; the debug binaries are too big to copy).
+    fn tools(&self, who: RunAs) -> PathBuf {
+        let built = bin_dir();
+        let probe = run_script(
+            who,
+            self.dir.path(),
+            &BTreeMap::from([("PATH".to_string(), "/usr/bin:/bin".to_string())]),
+            &format!("test -x '{}'", built.join("fetch-archive").display()),
+        );
+        if probe.status.success() {
+            return built;
+        }
+        let bin = self.path("bin");
+        std::fs::create_dir_all(&bin).unwrap();
+        for b in [
+            "fetch-archive",
+            "verify-car",
+            "restore-from-car",
+            "verify-snapshot",
+            "build-snapshot",
+            "export-car",
+            "prune-snapshots",
+            "daily-backup",
+            "dr-status",
+        ] {
+            std::fs::hard_link(built.join(b), bin.join(b)).unwrap_or_else(|e| {
+                panic!(
+                    "{} cannot run {} from {} and a hard link failed ({e}): \
+                     put the target folder where that user can reach it",
+                    who.name,
+                    b,
+                    built.display()
+                )
+            });
+        }
+        bin
+    }
+
     /// The session's environment: a login's PATH with the tools, the host's configuration file
     /// (the jobs' default is /etc/arke-dr/arke-dr.env), the node, the S3 credentials an instance
     /// role would give, and the runbook's step 0 settings.
@@ -443,7 +483,7 @@ impl NewHost {
         let mut env: BTreeMap<String, String> = [
             (
                 "PATH",
-                format!("{}:/usr/local/bin:/usr/bin:/bin", bin_dir().display()),
+                format!("{}:/usr/local/bin:/usr/bin:/bin", self.tools(who).display()),
             ),
             ("HOME", self.dir.path().display().to_string()),
             ("USER", who.name.to_string()),
