@@ -36,7 +36,7 @@ if ! command -v shellcheck >/dev/null; then
 fi
 shellcheck -x scripts/*.sh
 # The runbook's commands, as the CI test runs them.
-awk '/^```bash runbook$/ { f = 1; next } /^```$/ { f = 0; next } f' docs/RUNBOOK.md |
+awk '/^```bash runbook(-s3|-local)?$/ { f = 1; next } /^```$/ { f = 0; next } f' docs/RUNBOOK.md |
   shellcheck -s bash -
 
 cargo fmt --all -- --check

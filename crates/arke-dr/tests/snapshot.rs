@@ -866,3 +866,93 @@ async fn rewritten_history_is_an_append_only_violation() {
     ]);
     assert_eq!(code, Some(0), "{v}");
 }
+
+/// After a restore, the snapshot in the pointer was built on another host: this host's
+/// snapshots folder has no `latest.json`. An unchanged build then writes it (and
+/// `snapshot-{seq}.json`), exactly as the build of that snapshot did, so the operator can check
+/// the step did its job; when `latest.json` is current it writes nothing, and a stale one
+/// (naming another snapshot) is replaced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unchanged_build_writes_a_missing_latest_json() {
+    let (set, _) = Set::generate(
+        "latest",
+        GenConfig {
+            entities: 120,
+            seed: 34,
+            pin: false,
+            ..GenConfig::default()
+        },
+    )
+    .await;
+    let r1 = set.build(&[]);
+    assert_eq!(r1["status"], "ok");
+    let dir = set.dir.path();
+    let built_latest = std::fs::read(dir.join("latest.json")).unwrap();
+    let built_numbered = std::fs::read(dir.join("snapshot-1.json")).unwrap();
+
+    // The restored host: the snapshot is in the pointer, no metadata here.
+    std::fs::remove_file(dir.join("latest.json")).unwrap();
+    std::fs::remove_file(dir.join("snapshot-1.json")).unwrap();
+    let before = set.pointer_raw().await;
+    // The dry run says it would write them, and writes nothing.
+    let p = set.build(&["--dry-run"]);
+    assert_eq!(p["action"], "unchanged", "{p}");
+    assert_eq!(p["report"]["metadata_refreshed"], true, "{p}");
+    let files: Vec<&str> = p["metadata_files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f.as_str().unwrap())
+        .collect();
+    assert_eq!(files.len(), 2, "{p}");
+    assert!(files[0].ends_with("/snapshot-1.json") && files[1].ends_with("/latest.json"));
+    assert!(metadata_files(dir).is_empty());
+
+    let r2 = set.build(&[]);
+    assert_eq!(r2["status"], "unchanged", "{r2}");
+    assert_eq!(r2["cid"], r1["cid"]);
+    assert_eq!(r2["metadata_refreshed"], true, "{r2}");
+    assert_eq!(
+        set.pointer_raw().await,
+        before,
+        "an unchanged build moved the pointer"
+    );
+    // The same bytes the build of that snapshot wrote.
+    assert_eq!(
+        std::fs::read(dir.join("latest.json")).unwrap(),
+        built_latest
+    );
+    assert_eq!(
+        std::fs::read(dir.join("snapshot-1.json")).unwrap(),
+        built_numbered
+    );
+
+    // Current: nothing written (the file's bytes and mtime are kept).
+    let mtime = std::fs::metadata(dir.join("latest.json"))
+        .unwrap()
+        .modified()
+        .unwrap();
+    let r3 = set.build(&[]);
+    assert_eq!(r3["status"], "unchanged");
+    assert_eq!(r3["metadata_refreshed"], false, "{r3}");
+    assert_eq!(
+        std::fs::metadata(dir.join("latest.json"))
+            .unwrap()
+            .modified()
+            .unwrap(),
+        mtime
+    );
+
+    // Stale (another host's older snapshot): replaced; snapshot-1.json is kept as it is.
+    let mut v: Value = serde_json::from_slice(&built_latest).unwrap();
+    v["cid"] = v["event_cid"].clone(); // a valid CID, not this snapshot's
+    std::fs::write(dir.join("latest.json"), serde_json::to_vec(&v).unwrap()).unwrap();
+    let r4 = set.build(&[]);
+    assert_eq!(r4["status"], "unchanged");
+    assert_eq!(r4["metadata_refreshed"], true, "{r4}");
+    assert_eq!(
+        std::fs::read(dir.join("latest.json")).unwrap(),
+        built_latest
+    );
+    assert_eq!(metadata_files(dir), ["latest.json", "snapshot-1.json"]);
+}

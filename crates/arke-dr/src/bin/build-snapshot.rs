@@ -86,6 +86,12 @@ fn main() -> ExitCode {
         let outcome = build(&kubo, &opts, &args.out.progress()).await?;
         let r = outcome.report();
         match &outcome {
+            BuildOutcome::Unchanged(_) if r.metadata_refreshed => tracing::info!(
+                "unchanged: same event head and index as snapshot {} (seq {}); nothing written on the node; {} written (it was missing or named another snapshot)",
+                r.cid.as_deref().unwrap_or("-"),
+                r.seq,
+                dir.join("latest.json").display()
+            ),
             BuildOutcome::Unchanged(_) => tracing::info!(
                 "unchanged: same event head and index as snapshot {} (seq {}); nothing written",
                 r.cid.as_deref().unwrap_or("-"),
@@ -134,9 +140,13 @@ fn print_plan(plan: &BuildPlan) -> std::io::Result<()> {
     let mut lines = vec!["DRY RUN: nothing written".to_string()];
     if plan.is_unchanged() {
         lines.push(format!(
-            "unchanged: same event head and index as snapshot {cid} (seq {}); nothing to do",
+            "unchanged: same event head and index as snapshot {cid} (seq {}); nothing to do on the node",
             r.seq
         ));
+        // latest.json missing or naming another snapshot: the build would write it.
+        for f in &plan.metadata_files {
+            lines.push(format!("write: {}", f.display()));
+        }
         return lines.iter().try_for_each(|l| arke_dr::print_line(l));
     }
     let a = &r.append_only;

@@ -17,7 +17,8 @@ use crate::model::{SnapshotFields, SnapshotMeta};
 use crate::pointer;
 use crate::report::{Progress, Unit};
 
-/// Applies a plan from [`super::plan::plan`]. An unchanged plan writes nothing. The caller holds
+/// Applies a plan from [`super::plan::plan`]. An unchanged plan writes nothing on the node (only
+/// the host's `latest.json` when it was missing or stale). The caller holds
 /// the build lock (see [`super::build`]) from before planning until this returns.
 pub async fn apply(
     kubo: &Kubo,
@@ -34,6 +35,10 @@ pub async fn apply(
         report.seconds += started.elapsed().as_secs_f64();
     };
     if plan.action == "unchanged" {
+        // Only the host metadata, when this host lacked it (see `plan::missing_metadata`).
+        if let Some(meta) = &plan.metadata {
+            write_metadata(&plan.metadata_files, meta)?;
+        }
         finish(&mut report);
         return Ok(BuildOutcome::Unchanged(report));
     }

@@ -152,6 +152,10 @@ pub struct BuildReport {
     pub skipped: u64,
     /// The first of them, with the CID and the reason.
     pub skipped_items: Vec<Skipped>,
+    /// An unchanged build that wrote this host's `latest.json` (and `snapshot-{seq}.json`)
+    /// because it was missing or named another snapshot, e.g. after a restore.
+    #[serde(default)]
+    pub metadata_refreshed: bool,
     /// HTTP requests this build sent to the node.
     pub requests: u64,
     pub seconds: f64,
@@ -160,7 +164,8 @@ pub struct BuildReport {
 /// The build's result.
 #[derive(Debug, Clone)]
 pub enum BuildOutcome {
-    /// Same event head and same index as the previous snapshot: nothing written.
+    /// Same event head and same index as the previous snapshot: nothing written on the node
+    /// (`latest.json` refreshed when missing: `metadata_refreshed`).
     Unchanged(BuildReport),
     Built(BuildReport),
 }
@@ -174,7 +179,8 @@ impl BuildOutcome {
 }
 
 /// Everything a build will do, decided before anything is written. An unchanged archive gives a
-/// plan with nothing to do: no blocks, no pins, no pointer move, no metadata.
+/// plan with nothing to do on the node: no blocks, no pins, no pointer move; metadata only when
+/// the host's `latest.json` is missing or names another snapshot.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct BuildPlan {
     /// `unchanged` (nothing to do) or `build`.

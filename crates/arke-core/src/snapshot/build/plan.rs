@@ -99,11 +99,17 @@ pub async fn plan(
     };
     let base = read_base(kubo, &src, opts, &mut report).await?;
     let mut plan = if unchanged(&base, &mut report) {
-        // Nothing to do: no block, pin, pointer move or metadata.
+        // Nothing to do on the node: no block, pin or pointer move. The host metadata only when
+        // this host lacks it (e.g. after a restore, whose snapshot was built on another host):
+        // without it an operator could not tell the step did its job.
+        let (metadata_files, metadata) = missing_metadata(opts, &base);
+        report.metadata_refreshed = metadata.is_some();
         BuildPlan {
             action: "unchanged".into(),
             report,
             previous_snapshot: base.prev_cid.map(|c| c.to_string()),
+            metadata_files,
+            metadata,
             ..BuildPlan::default()
         }
     } else {
@@ -233,6 +239,51 @@ fn unchanged(base: &Base, report: &mut BuildReport) -> bool {
     report.ts = v4.ts.clone();
     report.entity_count = v4.entity_count;
     true
+}
+
+/// For an unchanged build: the metadata files of the current snapshot when `latest.json` is
+/// missing, unreadable or names another snapshot (`snapshot-{seq}.json` only if missing too),
+/// with the content a build of that snapshot wrote. Nothing when `latest.json` is current.
+fn missing_metadata(
+    opts: &BuildOptions,
+    base: &Base,
+) -> (Vec<std::path::PathBuf>, Option<SnapshotMeta>) {
+    let (Some(cid), Some(Snapshot::V4(v4))) = (base.prev_cid, &base.prev_header) else {
+        return (Vec::new(), None);
+    };
+    let latest = opts.snapshots_dir.join("latest.json");
+    let current = std::fs::read(&latest)
+        .ok()
+        .and_then(|b| SnapshotMeta::parse(&b).ok())
+        .is_some_and(|m| same_block(&m.cid, &cid));
+    if current {
+        return (Vec::new(), None);
+    }
+    let pointer = PlannedPointer {
+        latest_snapshot_cid: cid,
+        snapshot_event_cid: v4.event_cid,
+        snapshot_seq: v4.seq,
+        snapshot_count: v4.entity_count,
+        snapshot_ts: v4.ts.clone(),
+    };
+    // Entries are cut into chunks of `chunk_entries`, so the count gives the chunks.
+    let chunks = v4.entity_count.div_ceil(v4.chunk_entries.max(1));
+    let append_only = match &v4.report {
+        Some(Ipld::Map(m)) => !matches!(m.get("append_only"), Some(Ipld::Bool(false))),
+        _ => true,
+    };
+    let mut meta = metadata(&pointer, None, chunks, append_only);
+    meta.extra.insert(
+        "prev_snapshot".into(),
+        serde_json::json!(v4.prev_snapshot.map(|c| c.to_string())),
+    );
+    let mut files = Vec::new();
+    let numbered = opts.snapshots_dir.join(format!("snapshot-{}.json", v4.seq));
+    if !numbered.exists() {
+        files.push(numbered);
+    }
+    files.push(latest);
+    (files, Some(meta))
 }
 
 /// The event walk and the tip scans, run concurrently: they do not depend on each other.
