@@ -248,12 +248,38 @@ fn chain(err: &(dyn std::error::Error + 'static)) -> String {
         }
         cur = e.source();
     }
-    parts.join(": ")
+    shorten(parts.join(": "))
+}
+
+/// Error lines stay one readable line: some SDK errors print their internals (`Debug` of the
+/// connector's state) in `Display`; past this length the rest is noise for an operator.
+const MAX_DETAIL: usize = 400;
+
+fn shorten(s: String) -> String {
+    if s.len() <= MAX_DETAIL {
+        return s;
+    }
+    let cut = (0..=MAX_DETAIL)
+        .rev()
+        .find(|&i| s.is_char_boundary(i))
+        .unwrap_or(0);
+    format!("{}…", &s[..cut])
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn long_details_are_cut_on_a_character_boundary() {
+        assert_eq!(shorten("short".into()), "short");
+        let long = "é".repeat(MAX_DETAIL);
+        let cut = shorten(long);
+        assert!(
+            cut.ends_with('…') && cut.len() <= MAX_DETAIL + '…'.len_utf8(),
+            "{cut}"
+        );
+    }
 
     fn ctx() -> Ctx<'static> {
         Ctx {
