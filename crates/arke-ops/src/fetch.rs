@@ -57,7 +57,7 @@ pub async fn list(store: &S3Store) -> Result<Vec<RemoteObject>, StepError> {
         .await
         .map_err(remote)?
         .into_iter()
-        .filter(|o| o.name.starts_with("arke-") && o.name.ends_with(".car"))
+        .filter(|o| is_archive_name(&o.name))
         .collect();
     cars.sort_by_key(|o| name_stamp(&o.name));
     Ok(cars)
@@ -67,7 +67,11 @@ pub async fn list(store: &S3Store) -> Result<Vec<RemoteObject>, StepError> {
 pub async fn fetch(store: &S3Store, opts: &FetchOptions) -> Result<FetchReport, StepError> {
     crate::daily::ensure_dir(&opts.dest)?;
     let newest = match &opts.name {
-        Some(n) => n.clone(),
+        Some(n) if is_archive_name(n) => n.clone(),
+        Some(n) => {
+            let msg = format!("{n:?} is not an archive's file name (arke-<seq>-<date>-<time>.car)");
+            return Err(StepError::new(Exit::Usage, msg));
+        }
         None => newest_complete(store).await?,
     };
     let mut files = Vec::new();
@@ -102,7 +106,7 @@ async fn newest_complete(store: &S3Store) -> Result<String, StepError> {
     let has = |n: &str| all.iter().any(|o| o.name == n);
     let mut cars: Vec<&RemoteObject> = all
         .iter()
-        .filter(|o| o.name.starts_with("arke-") && o.name.ends_with(".car"))
+        .filter(|o| is_archive_name(&o.name))
         .filter(|o| has(&format!("{}.json", o.name.trim_end_matches(".car"))))
         .collect();
     cars.sort_by_key(|o| name_stamp(&o.name));
@@ -170,14 +174,22 @@ async fn fetch_file(
     }
 }
 
+/// An archive's file name and nothing else: the name becomes a path in `--dest`, so a key
+/// from the bucket listing (`arke-1/../../x.car`) must not lead out of it.
+fn is_archive_name(n: &str) -> bool {
+    n.starts_with("arke-")
+        && n.ends_with(".car")
+        && !n.contains(['/', '\\', '\0'])
+        && Path::new(n).file_name().is_some_and(|f| f == n)
+}
+
 /// The `parent` file name in an archive's `.json`, if it is an incremental.
 fn parent_of(json: &str) -> Option<String> {
     let bytes = std::fs::read(json).ok()?;
     let v: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
     let p = v.get("parent")?.as_str()?;
     // A name in the same folder, nothing else: the descriptor comes from S3.
-    let plain = Path::new(p).file_name().is_some_and(|n| n == p);
-    (plain && p.ends_with(".car")).then(|| p.to_string())
+    is_archive_name(p).then(|| p.to_string())
 }
 
 /// `arke-{seq}-{YYYYMMDD-HHMMSS}[-N].car` → a sortable key (time, then the whole name).
@@ -215,6 +227,7 @@ mod tests {
             ("../../etc/passwd", false),
             ("/abs/arke-1.car", false),
             ("arke-1.json", false),
+            ("arke-1/../../x.car", false),
         ] {
             std::fs::write(&p, format!("{{\"parent\": {parent:?}}}")).unwrap();
             assert_eq!(parent_of(p.to_str().unwrap()).is_some(), want, "{parent}");
