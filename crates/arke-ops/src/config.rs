@@ -89,6 +89,8 @@ impl Settings {
     /// Parses the file's text.
     pub fn parse_file(path: &Path, text: &str) -> Result<Settings, ConfigError> {
         let mut values = BTreeMap::new();
+        // An editor's byte-order mark is not part of the first name.
+        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
         for (i, raw) in text.lines().enumerate() {
             let line = i + 1;
             let syntax = |message: String| ConfigError::Syntax {
@@ -385,7 +387,7 @@ mod tests {
     #[test]
     fn shell_quoting_as_printf_q_writes_it() {
         let s = parse(
-            "# comment\n\nA=plain\nB='/path with space'\nC=/path\\ with\\ space\n\
+            "\u{feff}# comment\n\nA=plain\r\nB='/path with space'\nC=/path\\ with\\ space\n\
              D=\"x \\\"y\\\" z\"\nexport E=e # trailing comment\nF=\nG='$(not run)'\n",
         )
         .unwrap();
