@@ -22,10 +22,12 @@ use std::time::{Duration, Instant};
 use arke_core::Exit;
 use arke_core::Progress;
 use arke_core::backup::{
-    ChainPolicy, ExportOptions, ExportReport, Incremental, VerifyCarOptions, apply_retention,
-    export, update_stamps, verify_chain,
+    ChainPolicy, ExportOptions, ExportReport, Incremental, VerifiedChain, VerifyCarOptions,
+    apply_retention, export, update_stamps, verify_chain,
 };
+use arke_core::ipld::Cid;
 use arke_core::kubo::{Kubo, KuboConfig};
+use arke_core::pointer::ReadPointer;
 use arke_core::snapshot::{BuildOptions, BuildOutcome, PruneOptions, build, prune};
 
 use crate::config::Config;
@@ -277,17 +279,7 @@ async fn export_step(
     kubo: &Kubo,
     progress: &Progress,
 ) -> Result<Done<ExportReport>, StepError> {
-    let pointer = arke_core::pointer::read(kubo, &cfg.index_pointer_path).await?;
-    let snapshot = pointer
-        .as_ref()
-        .and_then(|p| p.pointer.latest_snapshot_cid)
-        .ok_or_else(|| {
-            let msg = format!(
-                "the index pointer {} names no snapshot",
-                cfg.index_pointer_path
-            );
-            StepError::new(Exit::Failed, msg)
-        })?;
+    let (pointer, snapshot) = pointer_snapshot(cfg, kubo).await?;
     let opts = ExportOptions {
         snapshot,
         pointer,
@@ -338,15 +330,35 @@ async fn export_step(
 
 /// Verifies the archive with its chain and stamps it; returns the chain, base first.
 async fn verify_step(car: &Path, progress: &Progress) -> Result<Done<Vec<PathBuf>>, StepError> {
+    let v = verify_archive(car, progress, JOB).await?;
+    let detail = format!(
+        "{} blocks re-hashed, chain of {}",
+        v.report.scan.blocks,
+        v.members.len()
+    );
+    Ok(Done::ok(v.members, detail))
+}
+
+/// verify-car in full on `car` with its chain, the verification stamps updated whatever the
+/// verdict (a parent that no longer verifies loses its stamp, so no incremental is built on
+/// it), then the verdict: a failure names the file and the kinds of error.
+pub(crate) async fn verify_archive(
+    car: &Path,
+    progress: &Progress,
+    job: &str,
+) -> Result<VerifiedChain, StepError> {
     let v = verify_chain(car, &VerifyCarOptions::default(), progress)
         .await
         .map_err(|e| {
             let e = arke_core::Error::from(e);
-            StepError::new(
-                e.exit(),
-                format!("reading {}: {}", car.display(), arke_core::one_line(&e)),
-            )
+            let msg = format!("reading {}: {}", car.display(), arke_core::one_line(&e));
+            StepError::new(e.exit(), msg)
         })?;
+    let tool = format!("arke-dr {job} {}", env!("CARGO_PKG_VERSION"));
+    if let Err(e) = update_stamps(&v, &tool) {
+        // The verdict stands; only the next incremental's choice of parent is affected.
+        tracing::warn!("cannot update the verification stamps: {e}");
+    }
     if !v.report.verified {
         let kinds = v.report.error_kinds().join(", ");
         let msg = format!(
@@ -355,17 +367,25 @@ async fn verify_step(car: &Path, progress: &Progress) -> Result<Done<Vec<PathBuf
         );
         return Err(StepError::new(Exit::Failed, msg));
     }
-    let tool = format!("arke-dr daily-backup {}", env!("CARGO_PKG_VERSION"));
-    if let Err(e) = update_stamps(&v, &tool) {
-        // The verdict stands; only tomorrow's choice of parent is affected.
-        tracing::warn!("cannot write the verification stamp: {e}");
-    }
-    let detail = format!(
-        "{} blocks re-hashed, chain of {}",
-        v.report.scan.blocks,
-        v.members.len()
-    );
-    Ok(Done::ok(v.members, detail))
+    Ok(v)
+}
+
+/// The pointer as read, and the snapshot it names (none is a data failure: nothing to archive
+/// or verify).
+pub(crate) async fn pointer_snapshot(
+    cfg: &Config,
+    kubo: &Kubo,
+) -> Result<(Option<ReadPointer>, Cid), StepError> {
+    let pointer = arke_core::pointer::read(kubo, &cfg.index_pointer_path).await?;
+    let cid = pointer.as_ref().and_then(|p| p.pointer.latest_snapshot_cid);
+    let cid = cid.ok_or_else(|| {
+        let msg = format!(
+            "the index pointer {} names no snapshot",
+            cfg.index_pointer_path
+        );
+        StepError::new(Exit::Failed, msg)
+    })?;
+    Ok((pointer, cid))
 }
 
 async fn upload_step<S: ArchiveStore>(

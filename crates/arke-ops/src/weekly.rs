@@ -11,13 +11,13 @@
 use std::path::PathBuf;
 
 use arke_core::Progress;
-use arke_core::backup::{BackupFiles, VerifyCarOptions, update_stamps, verify_chain};
+use arke_core::backup::BackupFiles;
 use arke_core::kubo::Kubo;
 use arke_core::snapshot::{VerifyOptions, verify};
 use arke_core::{Exit, RunLock};
 
 use crate::config::Config;
-use crate::daily::{ensure_dir, file_name, kubo, with_pointer};
+use crate::daily::{ensure_dir, file_name, kubo, pointer_snapshot, verify_archive, with_pointer};
 use crate::job::{Done, Job, StepError, disk_of, human};
 use crate::runs::{ArchiveRecord, RunRecord, SnapshotRecord};
 
@@ -84,16 +84,7 @@ async fn snapshot_step(
     kubo: &Kubo,
     progress: &Progress,
 ) -> Result<Done<SnapshotRecord>, StepError> {
-    let pointer = arke_core::pointer::read(kubo, &cfg.index_pointer_path).await?;
-    let cid = pointer
-        .and_then(|p| p.pointer.latest_snapshot_cid)
-        .ok_or_else(|| {
-            let msg = format!(
-                "the index pointer {} names no snapshot",
-                cfg.index_pointer_path
-            );
-            StepError::new(Exit::Failed, msg)
-        })?;
+    let (_, cid) = pointer_snapshot(cfg, kubo).await?;
     let opts = VerifyOptions {
         deep: true,
         index_root: cfg.index_root.clone(),
@@ -141,26 +132,8 @@ fn newest_archive(cfg: &Config) -> Result<PathBuf, StepError> {
 
 async fn car_step(cfg: &Config, progress: &Progress) -> Result<Done<ArchiveRecord>, StepError> {
     let car = newest_archive(cfg)?;
-    let v = verify_chain(&car, &VerifyCarOptions::default(), progress)
-        .await
-        .map_err(|e| {
-            let e = arke_core::Error::from(e);
-            let msg = format!("reading {}: {}", car.display(), arke_core::one_line(&e));
-            StepError::new(e.exit(), msg)
-        })?;
-    let tool = format!("arke-dr weekly-verify {}", env!("CARGO_PKG_VERSION"));
-    if let Err(e) = update_stamps(&v, &tool) {
-        tracing::warn!("cannot update the verification stamps: {e}");
-    }
+    let v = verify_archive(&car, progress, JOB).await?;
     let r = &v.report;
-    if !r.verified {
-        let msg = format!(
-            "{} does not verify [{}]",
-            car.display(),
-            r.error_kinds().join(", ")
-        );
-        return Err(StepError::new(Exit::Failed, msg));
-    }
     let size = std::fs::metadata(&car).map(|m| m.len()).unwrap_or_default();
     let rec = ArchiveRecord {
         file: file_name(&car),
