@@ -14,16 +14,8 @@ use arke_ops::config::{Config, Settings};
 use arke_testkit::generator::{GenConfig, generate};
 use arke_testkit::node::TestNode;
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn bin_dir() -> PathBuf {
-    Path::new(env!("CARGO_BIN_EXE_build-snapshot"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
+mod support;
+use support::{bin_dir, repo};
 
 const BINARIES: [&str; 11] = [
     "build-snapshot",

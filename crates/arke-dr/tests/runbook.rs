@@ -22,18 +22,7 @@ use arke_testkit::node::TestNode;
 use arke_testkit::world::World;
 
 mod support;
-use support::Set;
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn bin_dir() -> PathBuf {
-    Path::new(env!("CARGO_BIN_EXE_build-snapshot"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
+use support::{Set, bin_dir, repo};
 
 const OLD_PREFIX: &str = "backups/i-0old0000000000001/";
 const NEW_INSTANCE: &str = "i-0new0000000000002";

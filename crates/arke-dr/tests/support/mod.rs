@@ -5,7 +5,7 @@
 // Every test file is its own crate and uses only part of this.
 #![allow(dead_code)]
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use arke_core::Progress;
@@ -123,4 +123,17 @@ pub async fn rewrite_car(
     }
     let mut inner = w.finish().await.unwrap();
     tokio::io::AsyncWriteExt::flush(&mut inner).await.unwrap();
+}
+
+/// The repository's root.
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// The folder of the binaries under test (the install and runbook tests put them on PATH).
+pub fn bin_dir() -> PathBuf {
+    Path::new(env!("CARGO_BIN_EXE_build-snapshot"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
