@@ -13,7 +13,8 @@ COPY . .
 RUN cargo build --release --locked --target x86_64-unknown-linux-musl -p arke-dr \
  && mkdir /out \
  && cd target/x86_64-unknown-linux-musl/release \
- && cp build-snapshot export-car restore-from-car verify-snapshot verify-car prune-snapshots /out/
+ && cp build-snapshot export-car restore-from-car verify-snapshot verify-car prune-snapshots \
+       fetch-archive daily-backup weekly-verify hourly-snapshot dr-status /out/
 
 FROM scratch AS binaries
 COPY --from=build /out/ /

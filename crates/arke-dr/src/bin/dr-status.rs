@@ -25,7 +25,8 @@ Exit status (the Nagios plugin convention, unlike the other arke-dr tools):
   0  OK        every check passed
   1  WARNING   degraded, the guarantee still holds: archive not verified, snapshot older than
                --max-snapshot-age, a lock held longer than --max-build-minutes, disk over
-               --max-disk-percent, node unreachable, a job that skipped damaged items
+               --max-disk-percent, node unreachable, a job that skipped damaged items,
+               weekly-verify not run for over 8 days
   2  CRITICAL  the guarantee is broken: no archive, newest archive older than
                --max-archive-age, newest archive not uploaded (upload on), last daily-backup
                or weekly-verify failed, disk over --critical-disk-percent

@@ -10,8 +10,8 @@
 
 use super::human::{format_age, format_bytes};
 use super::{
-    ArchiveFacts, Check, DiskFacts, Facts, LockFacts, NodeState, RunFacts, Severity, Thresholds,
-    UploadSetting,
+    ArchiveFacts, Check, DiskFacts, Facts, LockFacts, NodeState, RunFacts, RunSummary, Severity,
+    Thresholds, UploadSetting,
 };
 use crate::runs::RunStatus;
 
@@ -302,6 +302,9 @@ fn job(r: &RunFacts) -> Check {
         return check(&name, sev, format!("{}: no run recorded", r.job));
     };
     let took = format_age(last.duration_secs.round() as i64);
+    if let Some(c) = stale(r, last) {
+        return c;
+    }
     match last.status {
         RunStatus::Ok => check(
             &name,
@@ -330,6 +333,22 @@ fn job(r: &RunFacts) -> Check {
             check(&name, sev, msg)
         }
     }
+}
+
+/// The weekly verification runs on Sundays; no run for over 8 days means its cron line is gone
+/// or it hangs. (The other jobs' absence shows in the snapshot's and the archive's age.)
+const WEEKLY_STALE_SECS: i64 = 8 * 24 * 3600;
+
+fn stale(r: &RunFacts, last: &RunSummary) -> Option<Check> {
+    let age = last.age_secs.filter(|&a| a > WEEKLY_STALE_SECS)?;
+    (r.job == "weekly-verify").then(|| {
+        let msg = format!(
+            "weekly-verify last ran {} ago (at {}): is its cron line installed?",
+            format_age(age),
+            last.finished
+        );
+        check("job_weekly_verify", Severity::Warning, msg)
+    })
 }
 
 #[cfg(test)]
@@ -367,5 +386,29 @@ mod tests {
         .map(|s| s.exit_code())
         .collect();
         assert_eq!(codes, [0, 1, 2, 3]);
+    }
+
+    #[test]
+    fn a_weekly_run_older_than_eight_days_is_a_warning() {
+        let run = |job: &str, age_days: i64| RunFacts {
+            job: job.into(),
+            last: Some(RunSummary {
+                started: "2026-11-01T05:00:00Z".into(),
+                finished: "2026-11-01T05:40:00Z".into(),
+                finished_timestamp: Some(0),
+                age_secs: Some(age_days * 24 * 3600),
+                duration_secs: 2400.0,
+                exit: 0,
+                status: RunStatus::Ok,
+                error: None,
+            }),
+            last_success: None,
+        };
+        assert_eq!(job(&run("weekly-verify", 7)).severity, Severity::Ok);
+        let c = job(&run("weekly-verify", 9));
+        assert_eq!(c.severity, Severity::Warning);
+        assert!(c.message.contains("cron line"), "{}", c.message);
+        // The hourly and daily jobs' absence shows in the snapshot's and archive's age.
+        assert_eq!(job(&run("hourly-snapshot", 9)).severity, Severity::Ok);
     }
 }

@@ -56,7 +56,7 @@ pub fn local_facts(config: &Config, upload: &UploadSetting, now: DateTime<Utc>) 
     let mut daily = Vec::new();
     let mut runs = Vec::new();
     for job in JOBS {
-        let (facts, records) = run_facts(&config.state_dir, job, &mut problem);
+        let (facts, records) = run_facts(&config.state_dir, job, now, &mut problem);
         if job == "daily-backup" {
             daily = records;
         }
@@ -188,6 +188,7 @@ fn verified_stamp(car: &Path, file: &str, size: u64) -> (bool, Option<String>) {
 fn run_facts(
     state_dir: &Path,
     job: &str,
+    now: DateTime<Utc>,
     problem: &mut impl FnMut(&str, StatusError),
 ) -> (RunFacts, Vec<RunRecord>) {
     let check = format!("job_{}", job.replace('-', "_"));
@@ -201,17 +202,19 @@ fn run_facts(
     let last_ok = load(RunRecord::last_ok_path(state_dir, job));
     let facts = RunFacts {
         job: job.to_string(),
-        last: last.as_ref().map(summary),
-        last_success: last_ok.as_ref().map(summary),
+        last: last.as_ref().map(|r| summary(r, now)),
+        last_success: last_ok.as_ref().map(|r| summary(r, now)),
     };
     (facts, last.into_iter().chain(last_ok).collect())
 }
 
-fn summary(r: &RunRecord) -> RunSummary {
+fn summary(r: &RunRecord, now: DateTime<Utc>) -> RunSummary {
+    let finished = parse_time(&r.finished).map(|t| t.timestamp());
     RunSummary {
         started: r.started.clone(),
         finished: r.finished.clone(),
-        finished_timestamp: parse_time(&r.finished).map(|t| t.timestamp()),
+        finished_timestamp: finished,
+        age_secs: finished.map(|t| now.timestamp() - t),
         duration_secs: r.duration_secs,
         exit: r.exit,
         status: r.status,

@@ -388,6 +388,9 @@ pub struct RunSummary {
     pub started: String,
     pub finished: String,
     pub finished_timestamp: Option<i64>,
+    /// Seconds since it finished, when the status was taken.
+    #[serde(default)]
+    pub age_secs: Option<i64>,
     pub duration_secs: f64,
     pub exit: u8,
     pub status: RunStatus,
