@@ -7,7 +7,10 @@
 # The same build without Docker: scripts/install.sh --static (or cargo build --release
 # --target x86_64-unknown-linux-musl -p arke-dr).
 FROM rust:1.95-bookworm AS build
-RUN rustup target add x86_64-unknown-linux-musl
+# musl-tools: ring (the TLS of the S3 client) compiles C and assembly for the musl target.
+RUN apt-get update && apt-get install -y --no-install-recommends musl-tools \
+ && rm -rf /var/lib/apt/lists/* \
+ && rustup target add x86_64-unknown-linux-musl
 WORKDIR /src
 COPY . .
 RUN cargo build --release --locked --target x86_64-unknown-linux-musl -p arke-dr \

@@ -6,7 +6,8 @@
 # Usage: scripts/install.sh [options]        (as root for the default paths)
 #   --prebuilt DIR     take the binaries from DIR (e.g. dist/ from `--static` on another machine,
 #                      or the Dockerfile's `binaries` stage) instead of building them
-#   --static           build static (musl) binaries: they run on any x86_64 Linux and can be
+#   --static           build static (musl) binaries (needs musl-tools: apt-get install musl-tools;
+#                      the Rust target is added if missing): they run on any x86_64 Linux and can be
 #                      copied into a container (`docker cp`), no glibc needed
 #   --prefix DIR       binaries in DIR/bin                                      (/usr/local)
 #   --etc-dir DIR      DIR/arke-dr/arke-dr.env, DIR/cron.d/arke-dr and DIR/logrotate.d/arke-dr (/etc)
@@ -67,6 +68,9 @@ if [ -z "$PREBUILT" ]; then
     die "cargo not found (sudo hides ~/.cargo/bin): build as your user with 'cargo build --release --locked -p arke-dr' and pass --prebuilt target/release"
   if [ "$STATIC" = 1 ]; then
     target=x86_64-unknown-linux-musl
+    # ring (the TLS of the S3 client) compiles C and assembly: it needs musl's C compiler.
+    command -v x86_64-linux-musl-gcc >/dev/null || command -v musl-gcc >/dev/null ||
+      die "--static needs musl's C compiler: sudo apt-get install musl-tools"
     if ! rustup target list --installed 2>/dev/null | grep -qx "$target"; then
       say "adding the Rust target $target"
       rustup target add "$target" >&2
