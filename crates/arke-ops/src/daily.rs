@@ -188,8 +188,17 @@ pub fn ensure_dir(dir: &Path) -> Result<(), StepError> {
         let msg = format!("{} is not a directory", dir.display());
         return Err(StepError::new(Exit::Usage, msg));
     }
-    std::fs::create_dir_all(dir)
-        .map_err(|e| StepError::new(Exit::Io, format!("cannot create {}: {e}", dir.display())))
+    std::fs::create_dir_all(dir).map_err(|e| {
+        // A path under a file (`/etc/hostname/backups`) is the same mistake as a file.
+        if e.kind() == std::io::ErrorKind::NotADirectory {
+            let msg = format!(
+                "{} is not a directory (a file is in its path)",
+                dir.display()
+            );
+            return StepError::new(Exit::Usage, msg);
+        }
+        StepError::new(Exit::Io, format!("cannot create {}: {e}", dir.display()))
+    })
 }
 
 /// The node client from the configuration.
@@ -543,5 +552,24 @@ fn split_location(loc: &str) -> (String, String) {
     match rest.split_once('/') {
         Some((b, p)) => (b.to_string(), p.to_string()),
         None => (rest.to_string(), String::new()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_where_a_folder_must_be_is_a_usage_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("a-file");
+        std::fs::write(&file, "x").unwrap();
+        for path in [file.clone(), file.join("backups")] {
+            let e = ensure_dir(&path).unwrap_err();
+            assert_eq!(e.exit, Exit::Usage, "{}", e.message);
+            assert!(e.message.contains("is not a directory"), "{}", e.message);
+        }
+        ensure_dir(&dir.path().join("new/folder")).unwrap();
+        assert!(dir.path().join("new/folder").is_dir());
     }
 }
