@@ -74,7 +74,7 @@ pub use report::{
 };
 
 // Progress: the trait a front end implements, and what it is shown.
-pub use report::{Counts, Progress, ProgressSink, Task, TaskView, Unit};
+pub use report::{Counts, Progress, ProgressSink, Task, TaskView, Unit, human_bytes};
 
 // Node client: the Kubo client is [`kubo`]; this reads blocks from it for [`snapshot::load`].
 pub use source::NodeSource;

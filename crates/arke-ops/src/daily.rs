@@ -15,6 +15,7 @@
 //! by the build or the export do not stop the night; the run ends with 7 so they are not
 //! forgotten. Replaces the legacy cron-daily-dr-backup.sh (B24, B25, B27).
 
+use arke_core::human_bytes;
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -31,7 +32,7 @@ use arke_core::pointer::ReadPointer;
 use arke_core::snapshot::{BuildOptions, BuildOutcome, PruneOptions, build, prune};
 
 use crate::config::Config;
-use crate::job::{Done, Job, StepError, disk_of, human, rfc3339};
+use crate::job::{Done, Job, StepError, disk_of, rfc3339};
 use crate::runs::{ArchiveRecord, RunRecord, SnapshotRecord, UploadRecord};
 
 /// The daily job's name: its log file, lock and run record are named after it.
@@ -330,7 +331,7 @@ async fn export_step(
         detail: format!(
             "{} ({kind}, {}, {} blocks)",
             file_name(Path::new(&r.car_path)),
-            human(r.size_bytes),
+            human_bytes(r.size_bytes),
             r.blocks
         ),
         value: r,
@@ -417,7 +418,7 @@ async fn upload_step<S: ArchiveStore>(
             tracing::info!(
                 "upload: {}{name} ({}) confirmed by {how}",
                 store.location(),
-                human(file_size(&path)?)
+                human_bytes(file_size(&path)?)
             );
             if path == *tonight {
                 verified_by = how;
@@ -472,7 +473,7 @@ async fn prune_step(cfg: &Config, kubo: &Kubo) -> Result<Done<u64>, StepError> {
     })
     .await?;
     let freed = r.gc.as_ref().map_or(String::new(), |g| {
-        format!(", GC freed {}", human(g.freed_bytes))
+        format!(", GC freed {}", human_bytes(g.freed_bytes))
     });
     let detail = format!("{} pruned, {} kept{freed}", r.pruned.len(), r.kept.len());
     Ok(Done::ok(r.pruned.len() as u64, detail))
@@ -509,7 +510,7 @@ fn summary_line(job: &Job, night: &Night, err: Option<&StepError>, cfg: &Config)
         );
     }
     let car = night.archive.as_ref();
-    let free = disk_of(&cfg.backups_dir).map_or("?".into(), |d| human(d.free_bytes));
+    let free = disk_of(&cfg.backups_dir).map_or("?".into(), |d| human_bytes(d.free_bytes));
     let s = |n| job.secs(n);
     // The shell job's words for a night that skipped damaged items: alerts search for them.
     let status = if job.skipped_items() {
@@ -521,7 +522,7 @@ fn summary_line(job: &Job, night: &Night, err: Option<&StepError>, cfg: &Config)
         "{status} car={} size={} upload={} archives_deleted={} snapshots_pruned={} disk_free={free} \
          build={:.0}s export={:.0}s verify={:.0}s upload={:.0}s retention={:.0}s prune={:.0}s total={total:.0}s",
         car.map_or("-", |a| a.file.as_str()),
-        car.map_or("-".into(), |a| human(a.size_bytes)),
+        car.map_or("-".into(), |a| human_bytes(a.size_bytes)),
         night.upload.as_ref().map_or("skipped", |u| u.url.as_str()),
         night.deleted.len(),
         night.pruned.map_or("skipped".into(), |n| n.to_string()),

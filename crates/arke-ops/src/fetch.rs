@@ -7,13 +7,14 @@
 //! whole chain), and the run fails with exit 6 and a message saying what was requested and when
 //! to come back.
 
+use arke_core::human_bytes;
 use std::path::{Path, PathBuf};
 
 use arke_core::Exit;
 use arke_s3::{RemoteObject, S3Error};
 use serde::Serialize;
 
-use crate::job::{StepError, human};
+use crate::job::StepError;
 use crate::store::{S3Store, logged_progress, remote};
 
 /// Chains are never this deep (a full archive every FULL_EVERY_DAYS days); a longer walk means
@@ -146,7 +147,7 @@ async fn fetch_file(
         tracing::info!(
             "{name}: already in {} ({})",
             opts.dest.display(),
-            human(head.size)
+            human_bytes(head.size)
         );
         return Ok(Some(file("present")));
     }
@@ -161,7 +162,10 @@ async fn fetch_file(
     let progress = logged_progress(format!("download {name}"));
     match store.s3().download(name, &dest, &progress).await {
         Ok(_) => {
-            tracing::info!("{name}: downloaded ({}), SHA-256 checked", human(head.size));
+            tracing::info!(
+                "{name}: downloaded ({}), SHA-256 checked",
+                human_bytes(head.size)
+            );
             Ok(Some(file("downloaded")))
         }
         // The client asked for the restore (Standard tier, 7 days) unless one is running; the

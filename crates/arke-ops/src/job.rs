@@ -198,19 +198,3 @@ pub fn disk_of(path: &Path) -> Option<DiskRecord> {
         free_bytes: st.f_bavail.saturating_mul(st.f_frsize),
     })
 }
-
-/// Bytes as a short human size (`1.5 GiB`).
-pub fn human(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = bytes as f64;
-    let mut i = 0;
-    while v >= 1024.0 && i < UNITS.len() - 1 {
-        v /= 1024.0;
-        i += 1;
-    }
-    if i == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{v:.1} {}", UNITS[i])
-    }
-}

@@ -1,6 +1,7 @@
 //! The archives' place off the host: an S3 bucket and prefix through [`arke_s3`], as the daily
 //! pipeline's [`ArchiveStore`] and fetch-archive's source.
 
+use arke_core::human_bytes;
 use std::path::Path;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -10,7 +11,7 @@ use arke_s3::{S3, S3Config, S3Error};
 
 use crate::config::S3Settings;
 use crate::daily::ArchiveStore;
-use crate::job::{StepError, human};
+use crate::job::StepError;
 
 /// How often a long transfer logs its progress (cron has no terminal).
 const PROGRESS_EVERY: Duration = Duration::from_secs(10);
@@ -92,7 +93,11 @@ pub fn logged_progress(what: String) -> impl Fn(u64, u64) + Send + Sync {
         }
         *last = Instant::now();
         let pct = (done.saturating_mul(100)).checked_div(total).unwrap_or(100);
-        tracing::info!("{what}: {} of {} ({pct}%)", human(done), human(total));
+        tracing::info!(
+            "{what}: {} of {} ({pct}%)",
+            human_bytes(done),
+            human_bytes(total)
+        );
     }
 }
 

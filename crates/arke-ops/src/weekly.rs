@@ -8,6 +8,7 @@
 //! Both run even when the first fails (two independent copies of the truth: the node and the
 //! archive); the run's exit code is the first failure's.
 
+use arke_core::human_bytes;
 use std::path::PathBuf;
 
 use arke_core::Progress;
@@ -18,7 +19,7 @@ use arke_core::{Exit, RunLock};
 
 use crate::config::Config;
 use crate::daily::{ensure_dir, file_name, kubo, pointer_snapshot, verify_archive, with_pointer};
-use crate::job::{Done, Job, StepError, disk_of, human};
+use crate::job::{Done, Job, StepError, disk_of};
 use crate::runs::{ArchiveRecord, RunRecord, SnapshotRecord};
 
 /// The weekly job's name.
@@ -155,7 +156,7 @@ async fn car_step(cfg: &Config, progress: &Progress) -> Result<Done<ArchiveRecor
     let detail = format!(
         "{} ({}, chain of {}) verified",
         rec.file,
-        human(size),
+        human_bytes(size),
         v.members.len()
     );
     Ok(Done::ok(rec, detail))

@@ -215,22 +215,8 @@ pub fn random_file(path: &Path, size: u64, seed: u64) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Hex SHA-256 of a file.
-pub fn sha256_file(path: &Path) -> anyhow::Result<String> {
-    use sha2::{Digest, Sha256};
-    use std::io::Read as _;
-    let mut f = std::fs::File::open(path)?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
-}
+/// Hex SHA-256 of a file: the core's own reader.
+pub use arke_core::car::file_sha256 as sha256_file;
 
 /// The files of a folder (to check that no temporary file is left behind).
 pub fn files_in(dir: &Path) -> Vec<String> {

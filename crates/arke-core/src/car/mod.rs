@@ -40,7 +40,7 @@ mod tests;
 use cid::Cid;
 
 pub(crate) use index::ChainSource;
-pub use index::{CarIndex, ScanOptions, ScanReport};
+pub use index::{CarIndex, ScanOptions, ScanReport, file_sha256};
 pub use reader::{CarReader, open, read_block_at};
 pub use v2::CARV2_PRAGMA;
 pub(crate) use varint::write_varint;

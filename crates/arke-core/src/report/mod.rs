@@ -15,7 +15,7 @@ pub use crate::error::chain_exit as classify;
 pub use exit::{Exit, Failure};
 pub use finding::{Finding, FindingKind, Severity};
 pub use json::{ErrorEntry, REPORT_SCHEMA_VERSION, Report, Status};
-pub use progress::{Counts, Progress, ProgressSink, Task, TaskView, Unit};
+pub use progress::{Counts, Progress, ProgressSink, Task, TaskView, Unit, human_bytes};
 
 /// An error and its causes on one line, each cause once: a cause an outer message already
 /// quotes (error types that print their source and also return it from `source()`, reqwest's

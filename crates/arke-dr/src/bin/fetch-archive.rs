@@ -1,5 +1,6 @@
 //! fetch-archive: the runbook's download of an archive and its chain from S3.
 
+use arke_core::human_bytes;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -7,7 +8,7 @@ use arke_core::{Exit, Failure};
 use arke_dr::args::OutputArgs;
 use arke_ops::config::{DEFAULT_CONFIG_FILE, S3Settings, Settings};
 use arke_ops::fetch::{self, FetchOptions};
-use arke_ops::job::{StepError, human};
+use arke_ops::job::StepError;
 use arke_ops::store::S3Store;
 use clap::Parser;
 
@@ -106,7 +107,12 @@ async fn list(store: &S3Store) -> Result<Exit, arke_core::Error> {
         let when = o
             .last_modified
             .map_or("-".into(), |t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string());
-        let line = format!("{}\t{}\t{}\t{when}", o.name, human(o.size), o.storage_class);
+        let line = format!(
+            "{}\t{}\t{}\t{when}",
+            o.name,
+            human_bytes(o.size),
+            o.storage_class
+        );
         arke_dr::print_line(&line)?;
     }
     Ok(Exit::Ok)

@@ -8,12 +8,13 @@
 //! itself: a hung job's real consequence, the missing archive, turns critical at
 //! `max_archive_age` on its own, and a big night legitimately runs long.
 
-use super::human::{format_age, format_bytes};
+use super::human::format_age;
 use super::{
     ArchiveFacts, Check, DiskFacts, Facts, LockFacts, NodeState, RunFacts, RunSummary, Severity,
     Thresholds, UploadSetting,
 };
 use crate::runs::RunStatus;
+use arke_core::human_bytes;
 
 fn check(name: &str, severity: Severity, message: String) -> Check {
     Check {
@@ -115,7 +116,7 @@ fn archive(f: &Facts, t: &Thresholds) -> Check {
         "archive {}: {} old, {}{kind}",
         a.file,
         format_age(a.age_secs),
-        format_bytes(a.size_bytes)
+        human_bytes(a.size_bytes)
     );
     if a.age_secs > t.max_archive_age_secs as i64 {
         let limit = format_age(t.max_archive_age_secs as i64);
@@ -235,10 +236,10 @@ fn disk(d: Option<&DiskFacts>, f: &Facts, t: &Thresholds) -> Check {
     let pct = d.used_ratio * 100.0;
     let msg = format!(
         "disk {pct:.0}% used, {} free of {} at {}; the backups folder holds {} in {} archives",
-        format_bytes(d.free_bytes),
-        format_bytes(d.total_bytes),
+        human_bytes(d.free_bytes),
+        human_bytes(d.total_bytes),
         d.path.display(),
-        format_bytes(f.backups_bytes),
+        human_bytes(f.backups_bytes),
         f.archive_count
     );
     check("disk", disk_severity(pct, t), msg)

@@ -16,21 +16,6 @@ pub fn format_age(secs: i64) -> String {
     }
 }
 
-/// `1.2 GiB`, `340 B`.
-pub fn format_bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
-    if n < 1024 {
-        return format!("{n} B");
-    }
-    let mut v = n as f64 / 1024.0;
-    let mut unit = 0;
-    while v >= 1024.0 && unit + 1 < UNITS.len() {
-        v /= 1024.0;
-        unit += 1;
-    }
-    format!("{v:.1} {}", UNITS[unit])
-}
-
 fn marker(s: Severity) -> &'static str {
     match s {
         Severity::Ok => "OK",
@@ -78,6 +63,7 @@ impl Status {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use arke_core::human_bytes;
 
     #[test]
     fn ages_and_sizes_read_well() {
@@ -86,7 +72,7 @@ mod tests {
         assert_eq!(format_age(6 * 3600 + 120), "6h 2m");
         assert_eq!(format_age(30 * 3600), "1d 6h");
         assert_eq!(format_age(-90), "-1m");
-        assert_eq!(format_bytes(340), "340 B");
-        assert_eq!(format_bytes(3 * 1024 * 1024 / 2), "1.5 MiB");
+        assert_eq!(human_bytes(340), "340 B");
+        assert_eq!(human_bytes(3 * 1024 * 1024 / 2), "1.5 MiB");
     }
 }

@@ -32,7 +32,7 @@ use crate::config::Config;
 use crate::runs::RunStatus;
 
 pub use checks::evaluate;
-pub use human::{format_age, format_bytes};
+pub use human::format_age;
 pub use local::local_facts;
 pub use locks::{KNOWN_LOCKS, LockFolder, lock_facts, lock_path};
 pub use node::node_facts;
