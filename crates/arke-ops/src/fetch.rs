@@ -11,7 +11,9 @@ use arke_core::human_bytes;
 use std::path::{Path, PathBuf};
 
 use arke_core::Exit;
+use arke_core::backup::ArchiveName;
 use arke_s3::{RemoteObject, S3Error};
+use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::job::StepError;
@@ -196,14 +198,12 @@ fn parent_of(json: &str) -> Option<String> {
     is_archive_name(p).then(|| p.to_string())
 }
 
-/// `arke-{seq}-{YYYYMMDD-HHMMSS}[-N].car` → a sortable key (time, then the whole name).
-fn name_stamp(name: &str) -> (String, String) {
-    let parts: Vec<&str> = name.trim_end_matches(".car").split('-').collect();
-    let stamp = match parts.as_slice() {
-        [_, _, day, time, ..] => format!("{day}{time}"),
-        _ => String::new(),
-    };
-    (stamp, name.to_string())
+/// A sortable key: the time in the name (the core's parser), then the same-second suffix as a
+/// number (`-2` is newer than no suffix, though `-` sorts before `.` as text), then the name.
+fn name_stamp(name: &str) -> (Option<DateTime<Utc>>, u32, String) {
+    let parsed = ArchiveName::parse(name);
+    let stamp = parsed.and_then(|a| a.stamp);
+    (stamp, parsed.map_or(0, |a| a.n), name.to_string())
 }
 
 #[cfg(test)]
@@ -220,6 +220,9 @@ mod tests {
         v.sort_by_key(|n| name_stamp(n));
         assert_eq!(v[2], "arke-9-20261202-020000.car");
         assert_eq!(v[0], "arke-10-20261201-020000.car");
+        let mut same_second = ["arke-9-20261201-020000-2.car", "arke-9-20261201-020000.car"];
+        same_second.sort_by_key(|n| name_stamp(n));
+        assert_eq!(same_second[1], "arke-9-20261201-020000-2.car");
     }
 
     #[test]

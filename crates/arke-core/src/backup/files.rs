@@ -41,6 +41,37 @@ pub struct ArchiveFile {
     pub stamp: DateTime<Utc>,
 }
 
+/// What an archive's file name says: `arke-{seq}-{YYYYMMDD-HHMMSS}[-n].car`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ArchiveName {
+    pub seq: Option<u64>,
+    /// UTC; `None` when the name carries no valid stamp.
+    pub stamp: Option<DateTime<Utc>>,
+    /// The same-second suffix (`-2`), 0 without one.
+    pub n: u32,
+}
+
+impl ArchiveName {
+    /// `None` for a name that is not `arke-*.car`.
+    pub fn parse(name: &str) -> Option<ArchiveName> {
+        let stem = name.strip_prefix("arke-")?.strip_suffix(".car")?;
+        let mut parts = stem.splitn(3, '-');
+        let seq = parts.next().and_then(|s| s.parse().ok());
+        let (stamp, n) = match (parts.next(), parts.next()) {
+            (Some(d), Some(t)) => {
+                // "HHMMSS" or "HHMMSS-N": a name taken within the same second.
+                let (t, n) = t.split_once('-').unwrap_or((t, "0"));
+                let at = NaiveDateTime::parse_from_str(&format!("{d}-{t}"), "%Y%m%d-%H%M%S")
+                    .ok()
+                    .map(|n| n.and_utc());
+                (at, n.parse().unwrap_or(0u32))
+            }
+            _ => (None, 0),
+        };
+        Some(ArchiveName { seq, stamp, n })
+    }
+}
+
 impl BackupFiles {
     pub fn new(dir: impl Into<PathBuf>) -> Self {
         BackupFiles { dir: dir.into() }
@@ -118,28 +149,12 @@ impl BackupFiles {
         for entry in std::fs::read_dir(&self.dir)? {
             let entry = entry?;
             let name = entry.file_name().to_string_lossy().into_owned();
-            let Some(stem) = name
-                .strip_prefix("arke-")
-                .and_then(|s| s.strip_suffix(".car"))
-            else {
+            let Some(ArchiveName { seq, stamp, n }) = ArchiveName::parse(&name) else {
                 continue;
             };
             if !entry.file_type()?.is_file() {
                 continue;
             }
-            let mut parts = stem.splitn(3, '-');
-            let seq = parts.next().and_then(|s| s.parse().ok());
-            let (stamp, n) = match (parts.next(), parts.next()) {
-                (Some(d), Some(t)) => {
-                    // "HHMMSS" or "HHMMSS-N": a name taken within the same second.
-                    let (t, n) = t.split_once('-').unwrap_or((t, "0"));
-                    let at = NaiveDateTime::parse_from_str(&format!("{d}-{t}"), "%Y%m%d-%H%M%S")
-                        .ok()
-                        .map(|n| n.and_utc());
-                    (at, n.parse().unwrap_or(0u32))
-                }
-                _ => (None, 0),
-            };
             let stamp = match stamp {
                 Some(s) => s,
                 None => entry.metadata()?.modified()?.into(),

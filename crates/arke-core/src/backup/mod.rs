@@ -13,7 +13,7 @@ pub use export::{
     ArchiveKind, ChainSummary, ExportOptions, ExportPlan, ExportReport, Incremental,
     apply_retention, dry_run, export,
 };
-pub use files::BackupFiles;
+pub use files::{ArchiveName, BackupFiles};
 pub use verify::{
     CarReport, StampChange, VerifiedChain, VerifyCarOptions, update_stamps, verify_car,
     verify_chain,

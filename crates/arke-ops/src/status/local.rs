@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use arke_core::backup::BackupFiles;
 use arke_core::model::{BackupMeta, SnapshotMeta};
-use chrono::{DateTime, NaiveDateTime, Utc};
+use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use super::{
@@ -12,6 +12,7 @@ use super::{
     UploadSetting,
 };
 use crate::config::Config;
+use crate::daily::file_name;
 use crate::runs::{RunRecord, UploadRecord};
 
 /// The jobs whose run records are read, in the order they are shown.
@@ -304,15 +305,9 @@ pub(super) fn used_ratio(used: u64, avail: u64) -> f64 {
     }
 }
 
-/// The stamp in `arke-{seq}-{YYYYMMDD-HHMMSS}[-n].car` (UTC).
+/// The stamp in `arke-{seq}-{YYYYMMDD-HHMMSS}[-n].car` (UTC), as the core reads it.
 pub(super) fn name_stamp(name: &str) -> Option<DateTime<Utc>> {
-    let stem = name.strip_prefix("arke-")?.strip_suffix(".car")?;
-    let mut parts = stem.splitn(3, '-');
-    let (_seq, date, time) = (parts.next()?, parts.next()?, parts.next()?);
-    let time = time.split('-').next()?;
-    NaiveDateTime::parse_from_str(&format!("{date}-{time}"), "%Y%m%d-%H%M%S")
-        .ok()
-        .map(|t| t.and_utc())
+    arke_core::backup::ArchiveName::parse(name)?.stamp
 }
 
 pub(super) fn parse_time(s: &str) -> Option<DateTime<Utc>> {
@@ -335,12 +330,6 @@ pub(super) fn rfc3339(t: DateTime<Utc>) -> String {
 /// Seconds since `t` (negative when `t` is in the future: a clock problem the table shows).
 pub(super) fn age(t: DateTime<Utc>, now: DateTime<Utc>) -> i64 {
     now.timestamp() - t.timestamp()
-}
-
-fn file_name(p: &Path) -> String {
-    p.file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default()
 }
 
 #[cfg(test)]
