@@ -33,7 +33,7 @@ use arke_core::snapshot::{BuildOptions, BuildOutcome, PruneOptions, build, prune
 
 use crate::config::Config;
 use crate::job::{Done, Job, StepError, disk_of, rfc3339};
-use crate::runs::{ArchiveRecord, RunRecord, SnapshotRecord, UploadRecord};
+use crate::runs::{ArchiveRecord, DiskRecord, RunRecord, SnapshotRecord, UploadRecord};
 
 /// The daily job's name: its log file, lock and run record are named after it.
 pub const JOB: &str = "daily-backup";
@@ -93,14 +93,15 @@ pub async fn run<S: ArchiveStore>(
     let mut job = Job::start(JOB, &opts.log_file);
     let mut night = Night::default();
     let outcome = steps(cfg, opts, store, progress, &mut job, &mut night).await;
-    let summary = summary_line(&job, &night, outcome.as_ref().err(), cfg);
+    let disk = disk_of(&cfg.backups_dir);
+    let summary = summary_line(&job, &night, outcome.as_ref().err(), disk.as_ref());
     let mut rec = job.finish(outcome.as_ref().err());
     rec.snapshot = night.snapshot;
     rec.archive = night.archive;
     rec.upload = night.upload;
     rec.archives_deleted = night.deleted;
     rec.snapshots_pruned = night.pruned;
-    rec.disk = disk_of(&cfg.backups_dir);
+    rec.disk = disk;
     match &outcome {
         Ok(()) => tracing::info!("summary: {summary}"),
         Err(_) => tracing::error!("summary: {summary}"),
@@ -500,7 +501,12 @@ fn archive_record(r: &ExportReport, verified: bool) -> ArchiveRecord {
 }
 
 /// The last log line, the same shape as the shell job's.
-fn summary_line(job: &Job, night: &Night, err: Option<&StepError>, cfg: &Config) -> String {
+fn summary_line(
+    job: &Job,
+    night: &Night,
+    err: Option<&StepError>,
+    disk: Option<&DiskRecord>,
+) -> String {
     let total = job.elapsed();
     if let Some(e) = err {
         return format!(
@@ -510,7 +516,7 @@ fn summary_line(job: &Job, night: &Night, err: Option<&StepError>, cfg: &Config)
         );
     }
     let car = night.archive.as_ref();
-    let free = disk_of(&cfg.backups_dir).map_or("?".into(), |d| human_bytes(d.free_bytes));
+    let free = disk.map_or("?".into(), |d| human_bytes(d.free_bytes));
     let s = |n| job.secs(n);
     // The shell job's words for a night that skipped damaged items: alerts search for them.
     let status = if job.skipped_items() {
