@@ -2,9 +2,9 @@
 //! every archive of its chain (an incremental is useless without its parents), into a local
 //! folder, each file checked against the SHA-256 it was uploaded with.
 //!
-//! Archives in Glacier cannot be read until restored: every such member of the chain gets its
-//! restore request in the same run (Standard tier, the copy kept 7 days; one wait covers the
-//! whole chain), and the run fails with exit 6 and a message saying what was requested and when
+//! Archived objects (Glacier, Deep Archive, Intelligent-Tiering's archive tiers) cannot be read
+//! until restored: every such member of the chain gets its restore request in the same run
+//! (Standard tier; one wait covers the whole chain), and the run fails with exit 6 and a message saying what was requested and when
 //! to come back.
 
 use arke_core::human_bytes;

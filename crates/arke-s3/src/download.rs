@@ -9,7 +9,6 @@ use tokio::io::AsyncWriteExt as _;
 
 use crate::checksum::hex;
 use crate::error::classify;
-use crate::restore::needs_restore;
 use crate::{DEFAULT_RESTORE_DAYS, Progress, RemoteObject, RestoreState, RestoreTier, S3, S3Error};
 
 /// A completed download.
@@ -30,8 +29,9 @@ impl S3 {
     /// Downloads `prefix + name` to `dest`, through `<dest>.part-XXXXXX` in the same folder:
     /// hashed while written, checked against the size and `x-amz-meta-sha256`, fsynced, then
     /// renamed over `dest`. On any failure the temporary file is removed and `dest` is left as
-    /// it was. An archived object (GLACIER, DEEP_ARCHIVE) without a restored copy gets a
-    /// restore request (Standard tier, 7 days) unless one is in progress, and fails with
+    /// it was. An archived object ([`crate::Archive`]) without a readable copy gets a restore
+    /// request (Standard tier; 7 days in the Glacier classes) unless one is in progress, and
+    /// fails with
     /// [`S3Error::Archived`], whose message tells the operator what to do.
     pub async fn download(
         &self,
@@ -88,21 +88,25 @@ impl S3 {
 
     /// Archived without a readable copy: request a restore (unless one runs) and fail.
     async fn ensure_readable(&self, obj: &RemoteObject) -> Result<(), S3Error> {
-        if !needs_restore(&obj.storage_class) {
+        let Some(archive) = obj.archive else {
             return Ok(());
-        }
+        };
         let restore = match obj.restore {
+            // A restored Glacier-class copy is readable. An Intelligent-Tiering object is
+            // readable once back in a frequent tier, which normally drops its archive status
+            // too (then `archive` is None); if a server reports both, the GET decides.
             Some(RestoreState::Restored { .. }) => return Ok(()),
             Some(RestoreState::InProgress) => RestoreState::InProgress,
             _ => {
-                self.request_restore(&obj.name, DEFAULT_RESTORE_DAYS, RestoreTier::Standard)
+                let days = archive.restore_days(DEFAULT_RESTORE_DAYS);
+                self.request_restore(&obj.name, days, RestoreTier::Standard)
                     .await?
             }
         };
         Err(S3Error::Archived {
             bucket: self.cfg.bucket.clone(),
             key: obj.key.clone(),
-            storage_class: obj.storage_class.clone(),
+            archive,
             restore,
         })
     }
@@ -181,13 +185,14 @@ impl S3 {
         }
     }
 
-    /// Asks S3 to restore an archived object for `days` days at `tier`. Returns
+    /// Asks S3 to restore an archived object at `tier`, for `days` days (the Glacier classes;
+    /// `None` for the Intelligent-Tiering tiers, see [`crate::Archive::restore_days`]). Returns
     /// [`RestoreState::RequestedNow`] when accepted (or when a restored copy exists: S3 then
     /// extends it), [`RestoreState::InProgress`] when one is already running.
     pub async fn request_restore(
         &self,
         name: &str,
-        days: i32,
+        days: Option<i32>,
         tier: RestoreTier,
     ) -> Result<RestoreState, S3Error> {
         let key = self.key(name)?;
@@ -202,7 +207,7 @@ impl S3 {
             .key(&key)
             .restore_request(
                 RestoreRequest::builder()
-                    .days(days)
+                    .set_days(days)
                     .glacier_job_parameters(job)
                     .build(),
             )

@@ -7,7 +7,7 @@ use aws_credential_types::provider::error::CredentialsError;
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_smithy_runtime_api::http::Response;
 
-use crate::restore::{RestoreState, archived_message};
+use crate::restore::{Archive, RestoreState, archived_message};
 
 /// Everything this crate reports. Displays are one line, for the job's log.
 #[derive(Debug, thiserror::Error)]
@@ -37,12 +37,12 @@ pub enum S3Error {
     /// No object at this key.
     #[error("s3://{bucket}/{key}: no such object")]
     NotFound { bucket: String, key: String },
-    /// The object is in an archive class and cannot be read until restored.
-    #[error("{}", archived_message(bucket, key, storage_class, restore))]
+    /// The object is archived and cannot be read until restored.
+    #[error("{}", archived_message(bucket, key, *archive, restore))]
     Archived {
         bucket: String,
         key: String,
-        storage_class: String,
+        archive: Archive,
         restore: RestoreState,
     },
     /// The bytes are not the ones sent or expected: refused by the server (`BadDigest`,

@@ -20,7 +20,7 @@
 //!   exponential backoff) for transport errors, 5xx and throttling; connect and answer timeouts;
 //!   a stalled download body fails after `timeout`. Errors the server means are not retried.
 //! - **Storage class** per upload (validated against S3's list), and the **download side** of
-//!   the runbook: archived objects (GLACIER, DEEP_ARCHIVE) get a restore request and a clear
+//!   the runbook: archived objects (GLACIER, DEEP_ARCHIVE, Intelligent-Tiering's archive tiers) get a restore request and a clear
 //!   [`S3Error::Archived`]; downloads go to a temporary file next to the destination, are hashed
 //!   while written, checked, fsynced and renamed: the destination is complete or absent.
 //! - **Credentials** from the SDK's default chain: environment, profile, web identity, ECS, and
@@ -89,7 +89,7 @@ pub use config::{
 pub use download::Downloaded;
 pub use error::S3Error;
 pub use imds::instance_id;
-pub use restore::{RestoreState, RestoreTier, parse_restore_header};
+pub use restore::{Archive, RestoreState, RestoreTier, parse_restore_header};
 pub use upload::{Uploaded, VerifiedBy};
 
 use error::{Ctx, classify};
@@ -122,6 +122,9 @@ pub struct RemoteObject {
     pub storage_class: String,
     /// HeadObject only (ListObjectsV2 does not say).
     pub restore: Option<RestoreState>,
+    /// Archived (must be restored before a GET): from the storage class and
+    /// `x-amz-archive-status`; HeadObject only.
+    pub archive: Option<Archive>,
     pub last_modified: Option<DateTime<Utc>>,
     /// The ETag, without quotes.
     pub etag: Option<String>,
@@ -250,6 +253,7 @@ impl S3 {
                         .map_or("STANDARD", |c| c.as_str())
                         .to_string(),
                     restore: None,
+                    archive: None,
                     last_modified: o.last_modified().and_then(to_chrono),
                     etag: o.e_tag().map(|e| e.trim_matches('"').to_string()),
                     key,
@@ -315,6 +319,16 @@ impl S3 {
                 Some(&m),
             )
         })?;
+        let storage_class = out.storage_class().map_or("STANDARD", |c| c.as_str());
+        let archive_status = out.archive_status().map(|s| s.as_str());
+        let archive = Archive::of(storage_class, archive_status).map_err(|m| {
+            error::service_error(
+                self.ctx(&key, "HeadObject"),
+                200,
+                Some("BadArchiveStatus"),
+                Some(&m),
+            )
+        })?;
         let sha256 = out.metadata().and_then(|m| {
             m.iter()
                 .find(|(k, _)| k.eq_ignore_ascii_case("sha256"))
@@ -324,11 +338,9 @@ impl S3 {
             name: name.to_string(),
             size,
             sha256,
-            storage_class: out
-                .storage_class()
-                .map_or("STANDARD", |c| c.as_str())
-                .to_string(),
+            storage_class: storage_class.to_string(),
             restore: Some(restore),
+            archive,
             last_modified: out.last_modified().and_then(to_chrono),
             etag: out.e_tag().map(|e| e.trim_matches('"').to_string()),
             key,

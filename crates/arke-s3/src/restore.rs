@@ -1,5 +1,6 @@
-//! Objects in the archive classes (GLACIER, DEEP_ARCHIVE): whether one can be read now, the
-//! `x-amz-restore` header that says so, and the restore request.
+//! Archived objects (GLACIER, DEEP_ARCHIVE, and INTELLIGENT_TIERING's Archive Access and Deep
+//! Archive Access tiers): whether one can be read now, the headers that say so
+//! (`x-amz-restore`, `x-amz-archive-status`), and the restore request.
 
 use std::fmt;
 
@@ -17,9 +18,8 @@ pub enum RestoreTier {
 
 impl RestoreTier {
     /// The typical wait, for the operator's message.
-    pub fn typical_wait(self, storage_class: &str) -> &'static str {
-        let deep = storage_class == "DEEP_ARCHIVE";
-        match (self, deep) {
+    pub fn typical_wait(self, archive: Archive) -> &'static str {
+        match (self, archive.deep()) {
             (RestoreTier::Expedited, _) => "typically 1-5 minutes",
             (RestoreTier::Standard, false) => "typically 3-5 hours; Bulk 5-12 h",
             (RestoreTier::Standard, true) => "typically within 12 hours; Bulk within 48 h",
@@ -57,8 +57,12 @@ pub enum RestoreState {
     /// A restored copy is readable until `expiry` (`ongoing-request="false"`), as S3 wrote it
     /// (`Fri, 21 Dec 2012 00:00:00 GMT`), when given.
     Restored { expiry: Option<String> },
-    /// This call just asked for a restore (RestoreObject accepted, 202).
-    RequestedNow { tier: RestoreTier, days: i32 },
+    /// This call just asked for a restore (RestoreObject accepted, 202); `days` is the
+    /// restored copy's lifetime (none for the Intelligent-Tiering tiers).
+    RequestedNow {
+        tier: RestoreTier,
+        days: Option<i32>,
+    },
 }
 
 /// Parses `x-amz-restore`: `ongoing-request="true"`, or
@@ -97,31 +101,99 @@ fn field(h: &str, name: &str) -> Option<String> {
     None
 }
 
-/// Whether an object of this storage class must be restored before a GET: GLACIER and
-/// DEEP_ARCHIVE (GLACIER_IR is read directly).
-pub fn needs_restore(storage_class: &str) -> bool {
-    matches!(storage_class, "GLACIER" | "DEEP_ARCHIVE")
+/// Where an archived object sits: a GET cannot read it until a restore completes. The place
+/// decides the restore request (S3 refuses `Days` for the Intelligent-Tiering tiers, whose
+/// restore moves the object back to the Frequent Access tier for good) and the wait the
+/// operator is told. GLACIER_IR and the other classes are read directly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Archive {
+    Glacier,
+    DeepArchive,
+    /// INTELLIGENT_TIERING with `x-amz-archive-status: ARCHIVE_ACCESS`.
+    TieringArchiveAccess,
+    /// INTELLIGENT_TIERING with `x-amz-archive-status: DEEP_ARCHIVE_ACCESS`.
+    TieringDeepArchiveAccess,
+}
+
+impl Archive {
+    /// From HeadObject's storage class and `x-amz-archive-status`. `Ok(None)`: readable. An
+    /// archive status S3 does not document is an error, not "readable": the GET would fail
+    /// with a less useful message.
+    pub fn of(
+        storage_class: &str,
+        archive_status: Option<&str>,
+    ) -> Result<Option<Archive>, String> {
+        match archive_status.map(str::trim).filter(|s| !s.is_empty()) {
+            Some("ARCHIVE_ACCESS") => return Ok(Some(Archive::TieringArchiveAccess)),
+            Some("DEEP_ARCHIVE_ACCESS") => return Ok(Some(Archive::TieringDeepArchiveAccess)),
+            Some(other) => return Err(format!("unexpected x-amz-archive-status: {other:?}")),
+            None => {}
+        }
+        Ok(match storage_class {
+            "GLACIER" => Some(Archive::Glacier),
+            "DEEP_ARCHIVE" => Some(Archive::DeepArchive),
+            _ => None,
+        })
+    }
+
+    fn deep(self) -> bool {
+        matches!(
+            self,
+            Archive::DeepArchive | Archive::TieringDeepArchiveAccess
+        )
+    }
+
+    /// The `Days` of a restore request: the copy's lifetime in the Glacier classes; none in
+    /// the Intelligent-Tiering tiers (S3 answers 400 to a request that gives one).
+    pub fn restore_days(self, days: i32) -> Option<i32> {
+        match self {
+            Archive::Glacier | Archive::DeepArchive => Some(days),
+            Archive::TieringArchiveAccess | Archive::TieringDeepArchiveAccess => None,
+        }
+    }
+}
+
+impl fmt::Display for Archive {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Archive::Glacier => "GLACIER",
+            Archive::DeepArchive => "DEEP_ARCHIVE",
+            Archive::TieringArchiveAccess => "INTELLIGENT_TIERING's Archive Access tier",
+            Archive::TieringDeepArchiveAccess => "INTELLIGENT_TIERING's Deep Archive Access tier",
+        })
+    }
 }
 
 /// The operator's message for an archived object ([`crate::S3Error::Archived`]'s Display).
-pub fn archived_message(bucket: &str, key: &str, class: &str, restore: &RestoreState) -> String {
+pub fn archived_message(
+    bucket: &str,
+    key: &str,
+    archive: Archive,
+    restore: &RestoreState,
+) -> String {
     let url = format!("s3://{bucket}/{key}");
     match restore {
-        RestoreState::RequestedNow { tier, days } => format!(
-            "{url} is in {class}: a restore was requested now (tier {tier}, {}; the copy stays \
-             {days} days); run this again when it completes",
-            tier.typical_wait(class)
-        ),
+        RestoreState::RequestedNow { tier, days } => {
+            let stays = match days {
+                Some(d) => format!("the copy stays {d} days"),
+                None => "the object then moves back to the Frequent Access tier".to_string(),
+            };
+            format!(
+                "{url} is in {archive}: a restore was requested now (tier {tier}, {}; {stays}); \
+                 run this again when it completes",
+                tier.typical_wait(archive)
+            )
+        }
         RestoreState::InProgress => format!(
-            "{url} is in {class}: a restore is in progress (requested earlier); run this again \
+            "{url} is in {archive}: a restore is in progress (requested earlier); run this again \
              when it completes"
         ),
         RestoreState::None => format!(
-            "{url} is in {class} and no restore was requested; request one (RestoreObject) and \
+            "{url} is in {archive} and no restore was requested; request one (RestoreObject) and \
              run this again when it completes"
         ),
         RestoreState::Restored { .. } => {
-            format!("{url} is in {class} and restored; it can be read")
+            format!("{url} is in {archive} and restored; it can be read")
         }
     }
 }
@@ -171,11 +243,30 @@ mod tests {
     }
 
     #[test]
-    fn archive_classes() {
-        assert!(needs_restore("GLACIER") && needs_restore("DEEP_ARCHIVE"));
-        assert!(
-            !needs_restore("GLACIER_IR") && !needs_restore("STANDARD_IA") && !needs_restore("")
+    fn archive_places() {
+        use Archive::*;
+        assert_eq!(Archive::of("GLACIER", None), Ok(Some(Glacier)));
+        assert_eq!(Archive::of("DEEP_ARCHIVE", Some("")), Ok(Some(DeepArchive)));
+        for readable in [
+            "GLACIER_IR",
+            "STANDARD_IA",
+            "INTELLIGENT_TIERING",
+            "STANDARD",
+            "",
+        ] {
+            assert_eq!(Archive::of(readable, None), Ok(None), "{readable}");
+        }
+        assert_eq!(
+            Archive::of("INTELLIGENT_TIERING", Some("ARCHIVE_ACCESS")),
+            Ok(Some(TieringArchiveAccess))
         );
+        assert_eq!(
+            Archive::of("INTELLIGENT_TIERING", Some(" DEEP_ARCHIVE_ACCESS")),
+            Ok(Some(TieringDeepArchiveAccess))
+        );
+        assert!(Archive::of("INTELLIGENT_TIERING", Some("COLD")).is_err());
+        assert_eq!(Glacier.restore_days(7), Some(7));
+        assert_eq!(TieringDeepArchiveAccess.restore_days(7), None);
     }
 
     #[test]
@@ -183,10 +274,10 @@ mod tests {
         let m = archived_message(
             "b",
             "backups/i-1/a.car",
-            "GLACIER",
+            Archive::Glacier,
             &RestoreState::RequestedNow {
                 tier: RestoreTier::Standard,
-                days: 7,
+                days: Some(7),
             },
         );
         assert_eq!(
@@ -194,7 +285,7 @@ mod tests {
             "s3://b/backups/i-1/a.car is in GLACIER: a restore was requested now (tier Standard, \
              typically 3-5 hours; Bulk 5-12 h; the copy stays 7 days); run this again when it completes"
         );
-        let m = archived_message("b", "k", "DEEP_ARCHIVE", &RestoreState::InProgress);
+        let m = archived_message("b", "k", Archive::DeepArchive, &RestoreState::InProgress);
         assert_eq!(
             m,
             "s3://b/k is in DEEP_ARCHIVE: a restore is in progress (requested earlier); run this \
@@ -203,12 +294,27 @@ mod tests {
         let m = archived_message(
             "b",
             "k",
-            "DEEP_ARCHIVE",
+            Archive::DeepArchive,
             &RestoreState::RequestedNow {
                 tier: RestoreTier::Bulk,
-                days: 1,
+                days: Some(1),
             },
         );
         assert!(m.contains("tier Bulk, typically within 48 hours"), "{m}");
+        let m = archived_message(
+            "b",
+            "k",
+            Archive::TieringDeepArchiveAccess,
+            &RestoreState::RequestedNow {
+                tier: RestoreTier::Standard,
+                days: None,
+            },
+        );
+        assert_eq!(
+            m,
+            "s3://b/k is in INTELLIGENT_TIERING's Deep Archive Access tier: a restore was \
+             requested now (tier Standard, typically within 12 hours; Bulk within 48 h; the \
+             object then moves back to the Frequent Access tier); run this again when it completes"
+        );
     }
 }

@@ -9,7 +9,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use arke_s3::{MIB, RestoreState, S3, S3Error, VerifiedBy};
+use arke_s3::{Archive, MIB, RestoreState, S3, S3Error, VerifiedBy};
 use arke_testkit::s3::{S3Server, files_in, random_file, sha256_file, unique_bucket};
 use arke_testkit::s3proxy::Proxy;
 
@@ -378,9 +378,12 @@ async fn archived_object_is_not_read() -> anyhow::Result<()> {
         "{:?}",
         proxy.methods()
     );
+    let posts = proxy.faults.posts.lock().unwrap().clone();
+    let body = String::from_utf8_lossy(&posts.last().expect("the restore request").1).into_owned();
+    assert!(body.contains("<Days>7</Days>"), "{body}");
 
-    *proxy.faults.head_header.lock().unwrap() =
-        Some("x-amz-restore: ongoing-request=\"true\"".into());
+    *proxy.faults.head_headers.lock().unwrap() =
+        vec!["x-amz-restore: ongoing-request=\"true\"".into()];
     let n0 = proxy.faults.requests.load(Ordering::SeqCst);
     let err = s3
         .download("old.car", &dest, &no_progress)
@@ -408,13 +411,94 @@ async fn archived_object_is_not_read() -> anyhow::Result<()> {
         "only the HEAD"
     );
 
-    *proxy.faults.head_header.lock().unwrap() = Some(
+    *proxy.faults.head_headers.lock().unwrap() = vec![
         "x-amz-restore: ongoing-request=\"false\", expiry-date=\"Fri, 21 Dec 2035 00:00:00 GMT\""
             .into(),
-    );
+    ];
     s3.download("old.car", &dest, &no_progress).await?;
     assert_eq!(std::fs::read(&dest)?, std::fs::read(&src)?);
     assert!(!dest.with_extension("x").exists() && files_in(dir.path()).len() == 2);
+    Ok(())
+}
+
+/// INTELLIGENT_TIERING: read directly until HEAD reports an archive tier
+/// (`x-amz-archive-status`, which the test server cannot produce: added by the proxy). Then the
+/// download does not read it: it sends a restore request without `Days` (S3 refuses `Days` for
+/// these tiers; SeaweedFS answers 405, which the error names) or, while a restore runs, fails as
+/// Archived/InProgress naming the tier. An undocumented archive status is an error, not "readable".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn intelligent_tiering_archive_tiers_are_restored_not_read() -> anyhow::Result<()> {
+    let server = S3Server::shared();
+    let (_, bucket) = server.new_bucket("tiering").await?;
+    let proxy = Proxy::start(&server.endpoint).await?;
+    let mut cfg = server.config(&bucket);
+    cfg.endpoint = Some(proxy.url.clone());
+    cfg.storage_class = "INTELLIGENT_TIERING".into();
+    let s3 = S3::connect(cfg).await?;
+    let dir = tempfile::tempdir()?;
+    let src = dir.path().join("it.car");
+    random_file(&src, 5000, 11)?;
+    s3.upload_file(&src, "it.car", &no_progress).await?;
+    let dest = dir.path().join("it.back");
+    // In a frequent tier: read like any object.
+    s3.download("it.car", &dest, &no_progress).await?;
+    assert_eq!(std::fs::read(&dest)?, std::fs::read(&src)?);
+    std::fs::remove_file(&dest)?;
+    let set = |h: &[&str]| {
+        *proxy.faults.head_headers.lock().unwrap() = h.iter().map(|s| s.to_string()).collect();
+    };
+
+    set(&["x-amz-archive-status: DEEP_ARCHIVE_ACCESS"]);
+    let head = s3.head("it.car").await?.expect("uploaded");
+    assert_eq!(head.storage_class, "INTELLIGENT_TIERING");
+    assert_eq!(head.archive, Some(Archive::TieringDeepArchiveAccess));
+    let n_get = proxy.count("GET");
+    let err = s3
+        .download("it.car", &dest, &no_progress)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, S3Error::Service { code, op: "RestoreObject", .. } if code == "MethodNotAllowed"),
+        "{err}"
+    );
+    assert_eq!(proxy.count("GET"), n_get, "an archived object was read");
+    let posts = proxy.faults.posts.lock().unwrap().clone();
+    let (line, body) = posts.last().expect("the restore request");
+    assert!(
+        line.starts_with("POST ") && line.contains("restore"),
+        "{line}"
+    );
+    let body = String::from_utf8_lossy(body);
+    assert!(body.contains("<Tier>Standard</Tier>"), "{body}");
+    assert!(
+        !body.contains("<Days>"),
+        "Days sent for an Intelligent-Tiering tier: {body}"
+    );
+
+    set(&[
+        "x-amz-archive-status: ARCHIVE_ACCESS",
+        "x-amz-restore: ongoing-request=\"true\"",
+    ]);
+    let err = s3
+        .download("it.car", &dest, &no_progress)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "s3://{bucket}/backups/i-0123456789abcdef0/it.car is in INTELLIGENT_TIERING's Archive \
+             Access tier: a restore is in progress (requested earlier); run this again when it completes"
+        )
+    );
+
+    set(&["x-amz-archive-status: GLACIERISH"]);
+    let err = s3
+        .download("it.car", &dest, &no_progress)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("GLACIERISH"), "{err}");
+    assert_eq!(proxy.count("GET"), n_get, "an archived object was read");
+    assert!(!dest.exists() && files_in(dir.path()).len() == 1);
     Ok(())
 }
 
@@ -495,15 +579,15 @@ async fn without_server_checksums_the_etag_verifies() -> anyhow::Result<()> {
     }
     let src = dir.path().join("multi.car");
     drop(&["x-amz-checksum-sha256", "etag"]);
-    *proxy.faults.head_header.lock().unwrap() =
-        Some("ETag: \"00000000000000000000000000000000-3\"".into());
+    *proxy.faults.head_headers.lock().unwrap() =
+        vec!["ETag: \"00000000000000000000000000000000-3\"".into()];
     let err = s3
         .upload_file(&src, "multi.car", &no_progress)
         .await
         .unwrap_err();
     assert!(matches!(err, S3Error::ChecksumMismatch { .. }), "{err}");
     assert!(err.to_string().contains("etag"), "{err}");
-    *proxy.faults.head_header.lock().unwrap() = None;
+    proxy.faults.head_headers.lock().unwrap().clear();
     let err = s3
         .upload_file(&src, "multi.car", &no_progress)
         .await

@@ -3,8 +3,9 @@
 //! passes everything through, counts requests, and on demand flips one bit of the next PUT
 //! request body or GET response body (bytes damaged in flight), stops the next GET body in
 //! the middle or accepts connections and never answers (a server that hangs), or removes and
-//! adds headers of HEAD answers (a server that keeps no checksum; an `x-amz-restore` the test
-//! server cannot produce).
+//! adds headers of HEAD answers (a server that keeps no checksum; an `x-amz-restore` or
+//! `x-amz-archive-status` the test server cannot produce). It keeps the request line and body of
+//! small POSTs (a RestoreObject request, say) for the tests to read.
 //!
 //! It follows the message boundaries of each connection (Content-Length; requests are answered
 //! in order, so the request methods tell which answers have a body). A chunked body, which
@@ -20,6 +21,9 @@ use tokio::net::{TcpListener, TcpStream};
 /// Offset in the body of the byte that a flip damages.
 pub const FLIP_AT: u64 = 1000;
 
+/// The largest POST body [`Faults::posts`] keeps.
+pub const POST_KEPT: u64 = 64 << 10;
+
 #[derive(Debug, Default)]
 pub struct Faults {
     /// Flip a bit of the next PUT body longer than [`FLIP_AT`].
@@ -32,8 +36,10 @@ pub struct Faults {
     pub stall_all: AtomicBool,
     /// Headers removed from every HEAD answer (lower-case names).
     pub head_drop: Mutex<Vec<String>>,
-    /// A header line (`name: value`) added to every HEAD answer.
-    pub head_header: Mutex<Option<String>>,
+    /// Header lines (`name: value`) added to every HEAD answer.
+    pub head_headers: Mutex<Vec<String>>,
+    /// Request line and body of each POST with a body of at most [`POST_KEPT`] bytes.
+    pub posts: Mutex<Vec<(String, Vec<u8>)>>,
     /// Requests seen, and how many of each method.
     pub requests: AtomicU64,
     pub methods: Mutex<Vec<String>>,
@@ -135,6 +141,8 @@ struct Parser {
     stall: bool,
     stalled: bool,
     passthrough: bool,
+    /// The POST being kept for [`Faults::posts`]: request line, body so far.
+    post: Option<(String, Vec<u8>)>,
 }
 
 impl Parser {
@@ -150,6 +158,7 @@ impl Parser {
             stall: false,
             stalled: false,
             passthrough: false,
+            post: None,
         }
     }
 
@@ -179,6 +188,7 @@ impl Parser {
                 }
                 self.body_pos += n as u64;
                 self.body_left -= n as u64;
+                self.keep_post(&data[i..i + n]);
                 i += n;
                 continue;
             }
@@ -190,6 +200,20 @@ impl Parser {
             }
         }
         out
+    }
+
+    /// Adds body bytes to the POST being kept; stores it once its body is complete.
+    fn keep_post(&mut self, bytes: &[u8]) {
+        let Some((_, body)) = self.post.as_mut() else {
+            return;
+        };
+        body.extend_from_slice(bytes);
+        if self.body_left == 0
+            && let Some(done) = self.post.take()
+            && let Ok(mut posts) = self.faults.posts.lock()
+        {
+            posts.push(done);
+        }
     }
 
     fn on_head(&mut self, head: Vec<u8>) -> Vec<u8> {
@@ -220,6 +244,10 @@ impl Parser {
                 q.push_back(method.clone());
             }
             self.body_left = length;
+            if method == "POST" && length <= POST_KEPT {
+                self.post = Some((first.trim_end().to_string(), Vec::new()));
+                self.keep_post(&[]);
+            }
             self.flip = method == "PUT"
                 && length > FLIP_AT
                 && self.faults.flip_put_body.swap(false, Ordering::SeqCst);
@@ -257,7 +285,12 @@ impl Parser {
             .lock()
             .map(|d| d.clone())
             .unwrap_or_default();
-        let extra = self.faults.head_header.lock().ok().and_then(|h| h.clone());
+        let extra = self
+            .faults
+            .head_headers
+            .lock()
+            .map(|h| h.clone())
+            .unwrap_or_default();
         let mut lines: Vec<&str> = text.trim_end_matches("\r\n").split("\r\n").collect();
         lines.retain(|l| {
             let name = l
@@ -268,9 +301,7 @@ impl Parser {
                 .to_ascii_lowercase();
             !drop.contains(&name)
         });
-        if let Some(line) = extra.as_deref() {
-            lines.push(line);
-        }
+        lines.extend(extra.iter().map(String::as_str));
         format!("{}\r\n\r\n", lines.join("\r\n")).into_bytes()
     }
 }

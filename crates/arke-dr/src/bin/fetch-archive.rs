@@ -16,8 +16,9 @@ use clap::Parser;
 /// with every archive of its chain (an incremental needs its parents), into --dest. Each file
 /// is written through a temporary file, checked against the SHA-256 it was uploaded with, and
 /// renamed: it is complete or absent. A file already in --dest with the remote size is kept
-/// (verify-car re-hashes it). Archives in Glacier get a restore request (Standard tier, 7 days)
-/// and the run fails with exit 6 saying when to run again.
+/// (verify-car re-hashes it). Archives in Glacier or Deep Archive get a restore request
+/// (Standard tier, 7 days), those in Intelligent-Tiering's archive tiers one without days, and
+/// the run fails with exit 6 saying when to run again.
 ///
 /// Settings: flags, then the environment, then the configuration file (S3_BUCKET, S3_PREFIX,
 /// AWS_REGION, AWS_ENDPOINT_URL). On a NEW instance S3_PREFIX must be the OLD instance's folder
