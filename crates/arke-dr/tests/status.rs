@@ -213,4 +213,11 @@ async fn from_a_fresh_install_to_a_night_with_the_real_tools() {
     );
     let out = dr_status(&config, &["--no-such-flag"]);
     assert_eq!(out.status.code(), Some(3));
+    // A folder given as the configuration: one line, the cause said once.
+    let folder = config.parent().unwrap();
+    let out = dr_status(folder, &["--offline"]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert_eq!(err.matches("Is a directory").count(), 1, "{err}");
 }

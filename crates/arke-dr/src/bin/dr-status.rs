@@ -91,7 +91,8 @@ fn main() -> ExitCode {
     match run(&args) {
         Ok(severity) => ExitCode::from(severity.exit_code()),
         Err(e) => {
-            eprint_line(&format!("dr-status: UNKNOWN: {e:#}"));
+            let line = arke_core::one_line(e.as_ref());
+            eprint_line(&format!("dr-status: UNKNOWN: {line}"));
             ExitCode::from(Severity::Unknown.exit_code())
         }
     }

@@ -32,10 +32,11 @@ pub(super) fn summary(checks: &[Check], severity: Severity) -> String {
         (Severity::Ok, _) => "every check passed".into(),
         (_, [first]) => first.message.clone(),
         (_, [first, rest @ ..]) => format!(
-            "{} (and {} more {})",
+            "{} (and {} more {} check{})",
             first.message,
             rest.len(),
-            severity.label().to_lowercase()
+            severity.label().to_lowercase(),
+            if rest.len() == 1 { "" } else { "s" }
         ),
         (_, []) => String::new(),
     }
@@ -74,5 +75,27 @@ mod tests {
         assert_eq!(format_age(-90), "-1m");
         assert_eq!(human_bytes(340), "340 B");
         assert_eq!(human_bytes(3 * 1024 * 1024 / 2), "1.5 MiB");
+    }
+
+    #[test]
+    fn the_verdict_counts_the_others_of_its_severity() {
+        let check = |severity, message: &str| Check {
+            name: "x".into(),
+            severity,
+            message: message.into(),
+        };
+        let mut checks = vec![check(Severity::Warning, "a"), check(Severity::Ok, "b")];
+        assert_eq!(summary(&checks, Severity::Warning), "a");
+        checks.push(check(Severity::Warning, "c"));
+        assert_eq!(
+            summary(&checks, Severity::Warning),
+            "a (and 1 more warning check)"
+        );
+        checks.push(check(Severity::Warning, "d"));
+        assert_eq!(
+            summary(&checks, Severity::Warning),
+            "a (and 2 more warning checks)"
+        );
+        assert_eq!(summary(&checks, Severity::Ok), "every check passed");
     }
 }
