@@ -144,6 +144,12 @@ FULL_EVERY_DAYS=7
 KEEP_ARCHIVES=3
 SNAPSHOT_KEEP_LAST=48
 SNAPSHOT_GC=1
+# dr-status's thresholds (the jobs' metrics refresh uses them too; defaults shown).
+# ALERT_ARCHIVE_AGE_HOURS=26
+# ALERT_SNAPSHOT_AGE_HOURS=2
+# ALERT_LOCK_MINUTES=30
+# ALERT_DISK_WARN_PERCENT=80
+# ALERT_DISK_CRIT_PERCENT=95
 CONF
 mkdir -p "$ETC/arke-dr" || die "cannot create $ETC/arke-dr" 4
 if [ -e "$CONFIG" ]; then

@@ -220,4 +220,17 @@ async fn from_a_fresh_install_to_a_night_with_the_real_tools() {
     let err = stderr(&out);
     assert_eq!(err.lines().count(), 1, "{err}");
     assert_eq!(err.matches("Is a directory").count(), 1, "{err}");
+    // Thresholds that contradict each other: UNKNOWN, not a verdict.
+    let out = Command::new(env!("CARGO_BIN_EXE_dr-status"))
+        .args(["--config", "/dev/null", "--offline", "--no-metrics"])
+        .args(["--max-disk-percent", "90", "--critical-disk-percent", "85"])
+        .env_remove("ARKE_DR_CONFIG")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("above the critical one"),
+        "{}",
+        stderr(&out)
+    );
 }

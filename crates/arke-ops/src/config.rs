@@ -10,6 +10,8 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use crate::status::Thresholds;
+
 /// Where the configuration file is when `--config` / `ARKE_DR_CONFIG` do not say.
 pub const DEFAULT_CONFIG_FILE: &str = "/etc/arke-dr/arke-dr.env";
 
@@ -166,6 +168,25 @@ impl Settings {
         }
     }
 
+    /// A whole number from `min` to `max`.
+    pub fn bounded(
+        &self,
+        name: &str,
+        default: u64,
+        min: u64,
+        max: u64,
+    ) -> Result<u64, ConfigError> {
+        match self.optional_number(name, min)? {
+            Some(n) if n > max => Err(self.invalid(
+                name,
+                self.get(name).unwrap_or_default(),
+                &format!("must be a whole number from {min} to {max}"),
+            )),
+            Some(n) => Ok(n),
+            None => Ok(default),
+        }
+    }
+
     fn invalid(&self, name: &str, value: &str, message: &str) -> ConfigError {
         ConfigError::Invalid {
             name: name.into(),
@@ -210,6 +231,9 @@ pub struct Config {
     pub build_lock_wait: u64,
     /// Deadline in seconds for one RPC call (`ARKE_TIMEOUT`).
     pub timeout: u64,
+    /// dr-status's thresholds (`ALERT_*`). The jobs use them too when they refresh the metrics
+    /// file, so that its two writers (the jobs, and dr-status every 5 minutes) judge alike.
+    pub thresholds: Thresholds,
 }
 
 /// Where the archives go: `s3://bucket/prefix`. `None` in [`Config::upload`] when `UPLOAD=0`.
@@ -265,8 +289,22 @@ impl Config {
             snapshot_gc: s.flag("SNAPSHOT_GC", true)?,
             build_lock_wait: s.number("BUILD_LOCK_WAIT", 900, 0)?,
             timeout: s.number("ARKE_TIMEOUT", 120, 1)?,
+            thresholds: thresholds(s)?,
         })
     }
+}
+
+/// `ALERT_*`: whole hours, minutes and percentages, the defaults those of the user's plan.
+fn thresholds(s: &Settings) -> Result<Thresholds, ConfigError> {
+    let warn = s.bounded("ALERT_DISK_WARN_PERCENT", 80, 1, 100)?;
+    let crit = s.bounded("ALERT_DISK_CRIT_PERCENT", 95, warn, 100)?;
+    Ok(Thresholds {
+        max_archive_age_secs: s.number("ALERT_ARCHIVE_AGE_HOURS", 26, 1)? * 3600,
+        max_snapshot_age_secs: s.number("ALERT_SNAPSHOT_AGE_HOURS", 2, 1)? * 3600,
+        max_lock_secs: s.number("ALERT_LOCK_MINUTES", 30, 1)? * 60,
+        disk_warn_percent: warn as f64,
+        disk_crit_percent: crit as f64,
+    })
 }
 
 impl S3Settings {

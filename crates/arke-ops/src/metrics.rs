@@ -14,12 +14,12 @@ use std::path::Path;
 use chrono::Utc;
 
 use crate::config::Config;
-use crate::status::{Severity, Status, Thresholds, collect_local};
+use crate::status::{Severity, Status, collect_local};
 
 /// Collects the local facts (no node, no S3: fast) and writes `config.metrics_file`.
 /// Call it at the end of every job, after its run record is saved.
 pub fn write_metrics(config: &Config) -> std::io::Result<()> {
-    let status = collect_local(config, &Thresholds::default(), Utc::now());
+    let status = collect_local(config, &config.thresholds, Utc::now());
     write_status(&config.metrics_file, &status)
 }
 

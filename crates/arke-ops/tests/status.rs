@@ -27,6 +27,13 @@ struct Host {
 impl Host {
     /// Empty folders, as install.sh leaves them; upload on (`S3_BUCKET=b`) unless `upload` is off.
     fn new(upload: bool) -> Host {
+        Host::configured(upload, &[])
+    }
+
+    /// [`Host::new`] with more settings. The disk thresholds are configured at 100% (the real
+    /// disk's use must not decide these tests: it has tests of its own), so that the jobs'
+    /// metrics refresh, which uses the configured thresholds, is not judged by it either.
+    fn configured(upload: bool, extra: &[(&str, &str)]) -> Host {
         let dir = tempfile::tempdir().unwrap();
         let p = |s: &str| dir.path().join(s).to_string_lossy().into_owned();
         for d in ["snapshots", "backups", "state"] {
@@ -40,7 +47,10 @@ impl Host {
             ("UPLOAD".into(), if upload { "1" } else { "0" }.into()),
             ("S3_BUCKET".into(), "b".into()),
             ("S3_PREFIX".into(), "backups/i-1/".into()),
+            ("ALERT_DISK_WARN_PERCENT".into(), "100".into()),
+            ("ALERT_DISK_CRIT_PERCENT".into(), "100".into()),
         ]);
+        s.overlay(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         let config = Config::from_settings(&s).unwrap();
         Host { dir, config }
     }
@@ -233,6 +243,45 @@ async fn an_old_archive_is_critical_and_an_unverified_one_a_warning() {
         Some(3600),
         "upload off: the local archive counts"
     );
+}
+
+/// The thresholds come from the configuration (`ALERT_*`), and the jobs' metrics refresh judges
+/// with them as dr-status does: the metrics file's two writers agree.
+#[test]
+fn configured_thresholds_decide_for_the_jobs_metrics_too() {
+    let now = Utc::now();
+    let severity = |host: &Host| {
+        arke_ops::metrics::write_metrics(&host.config).unwrap();
+        let text = std::fs::read_to_string(&host.config.metrics_file).unwrap();
+        let samples = parse_exposition(&text);
+        let key = "arke_dr_check_status{check=\"archive\"}";
+        let code = samples.iter().find(|(k, _)| k == key).map(|(_, v)| *v);
+        code.unwrap_or_else(|| panic!("no {key}: {text}"))
+    };
+    for (extra, want) in [
+        (&[][..], Severity::Critical),
+        (&[("ALERT_ARCHIVE_AGE_HOURS", "48")][..], Severity::Ok),
+    ] {
+        let host = Host::configured(false, extra);
+        host.snapshot(41, now - Span::minutes(20));
+        host.archive(40, now - Span::hours(30), true);
+        assert_eq!(severity(&host), f64::from(want.exit_code()), "{extra:?}");
+    }
+    for (name, value, needle) in [
+        ("ALERT_DISK_WARN_PERCENT", "101", "from 1 to 100"),
+        ("ALERT_DISK_CRIT_PERCENT", "50", ">= 80"),
+        ("ALERT_ARCHIVE_AGE_HOURS", "0", ">= 1"),
+        ("ALERT_LOCK_MINUTES", "half an hour", ">= 1"),
+    ] {
+        let mut s = Settings::default();
+        s.overlay([("UPLOAD".into(), "0".into())]);
+        s.overlay([(name.to_string(), value.to_string())]);
+        let err = Config::from_settings(&s)
+            .map(|_| ())
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with(name) && err.contains(needle), "{err}");
+    }
 }
 
 #[tokio::test]

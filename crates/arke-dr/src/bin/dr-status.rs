@@ -53,21 +53,23 @@ struct Args {
     /// Do not write the metrics file
     #[arg(long, conflicts_with = "metrics_file")]
     no_metrics: bool,
-    /// Newest archive older than this: CRITICAL
-    #[arg(long, value_name = "HOURS", default_value_t = 26.0)]
-    max_archive_age: f64,
+    /// Newest archive older than this: CRITICAL [default: ALERT_ARCHIVE_AGE_HOURS, else 26]
+    #[arg(long, value_name = "HOURS")]
+    max_archive_age: Option<f64>,
     /// Newest snapshot older than this: WARNING (the hourly job runs every hour)
-    #[arg(long, value_name = "HOURS", default_value_t = 2.0)]
-    max_snapshot_age: f64,
-    /// A lock held longer than this: WARNING
-    #[arg(long, value_name = "MINUTES", default_value_t = 30)]
-    max_build_minutes: u64,
-    /// Backups file system used over this: WARNING
-    #[arg(long, value_name = "PERCENT", default_value_t = 80.0)]
-    max_disk_percent: f64,
+    /// [default: ALERT_SNAPSHOT_AGE_HOURS, else 2]
+    #[arg(long, value_name = "HOURS")]
+    max_snapshot_age: Option<f64>,
+    /// A lock held longer than this: WARNING [default: ALERT_LOCK_MINUTES, else 30]
+    #[arg(long, value_name = "MINUTES")]
+    max_build_minutes: Option<u64>,
+    /// Backups file system used over this: WARNING [default: ALERT_DISK_WARN_PERCENT, else 80]
+    #[arg(long, value_name = "PERCENT")]
+    max_disk_percent: Option<f64>,
     /// Backups file system used over this: CRITICAL
-    #[arg(long, value_name = "PERCENT", default_value_t = 95.0)]
-    critical_disk_percent: f64,
+    /// [default: ALERT_DISK_CRIT_PERCENT, else 95]
+    #[arg(long, value_name = "PERCENT")]
+    critical_disk_percent: Option<f64>,
     /// Ask neither the node nor S3 (local facts only)
     #[arg(long)]
     offline: bool,
@@ -120,7 +122,7 @@ fn run(args: &Args) -> anyhow::Result<Severity> {
         let inputs = Inputs::<S3Store> {
             config: &config,
             upload,
-            thresholds: thresholds(args)?,
+            thresholds: thresholds(args, &config.thresholds)?,
             node: kubo.as_ref(),
             node_timeout: Duration::from_secs(args.node_timeout.max(1)),
             remote: store.as_ref(),
@@ -163,30 +165,51 @@ fn load_config(args: &Args) -> anyhow::Result<(Config, UploadSetting)> {
     }
 }
 
-fn thresholds(args: &Args) -> anyhow::Result<Thresholds> {
-    let hours = |h: f64, flag: &str| {
-        anyhow::ensure!(
-            h.is_finite() && h >= 0.0,
-            "{flag} must be a number of hours >= 0"
-        );
-        Ok((h * 3600.0).round() as u64)
+/// The configuration's thresholds (`ALERT_*`, which the jobs' metrics refresh uses too), each
+/// replaced by its flag when given.
+fn thresholds(args: &Args, configured: &Thresholds) -> anyhow::Result<Thresholds> {
+    let hours = |h: Option<f64>, flag: &str, configured: u64| match h {
+        None => Ok(configured),
+        Some(h) if h.is_finite() && h >= 0.0 => Ok((h * 3600.0).round() as u64),
+        Some(_) => Err(anyhow::anyhow!("{flag} must be a number of hours >= 0")),
     };
-    for (p, flag) in [
-        (args.max_disk_percent, "--max-disk-percent"),
-        (args.critical_disk_percent, "--critical-disk-percent"),
+    let t = Thresholds {
+        max_archive_age_secs: hours(
+            args.max_archive_age,
+            "--max-archive-age",
+            configured.max_archive_age_secs,
+        )?,
+        max_snapshot_age_secs: hours(
+            args.max_snapshot_age,
+            "--max-snapshot-age",
+            configured.max_snapshot_age_secs,
+        )?,
+        max_lock_secs: args
+            .max_build_minutes
+            .map_or(configured.max_lock_secs, |m| m.saturating_mul(60)),
+        disk_warn_percent: args
+            .max_disk_percent
+            .unwrap_or(configured.disk_warn_percent),
+        disk_crit_percent: args
+            .critical_disk_percent
+            .unwrap_or(configured.disk_crit_percent),
+    };
+    for (p, what) in [
+        (t.disk_warn_percent, "--max-disk-percent"),
+        (t.disk_crit_percent, "--critical-disk-percent"),
     ] {
         anyhow::ensure!(
             (0.0..=100.0).contains(&p),
-            "{flag} must be between 0 and 100"
+            "{what} must be between 0 and 100"
         );
     }
-    Ok(Thresholds {
-        max_archive_age_secs: hours(args.max_archive_age, "--max-archive-age")?,
-        max_snapshot_age_secs: hours(args.max_snapshot_age, "--max-snapshot-age")?,
-        max_lock_secs: args.max_build_minutes.saturating_mul(60),
-        disk_warn_percent: args.max_disk_percent,
-        disk_crit_percent: args.critical_disk_percent,
-    })
+    anyhow::ensure!(
+        t.disk_warn_percent <= t.disk_crit_percent,
+        "the disk warning threshold ({}%) is above the critical one ({}%)",
+        t.disk_warn_percent,
+        t.disk_crit_percent
+    );
+    Ok(t)
 }
 
 /// A client that gives up fast: a status check must not hang on a dead node.

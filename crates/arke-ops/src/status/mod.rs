@@ -165,12 +165,12 @@ pub struct Inputs<'a, P: RemoteProbe = NoRemote> {
 }
 
 impl<'a> Inputs<'a, NoRemote> {
-    /// Local facts only, default thresholds, now.
+    /// Local facts only, the configured thresholds, now.
     pub fn local(config: &'a Config) -> Self {
         Inputs {
             config,
             upload: UploadSetting::from_config(config),
-            thresholds: Thresholds::default(),
+            thresholds: config.thresholds.clone(),
             node: None,
             node_timeout: Duration::from_secs(10),
             remote: None,
