@@ -398,12 +398,14 @@ impl NewHost {
             std::fs::create_dir_all(h.path(d)).unwrap();
         }
         // The jobs' configuration, as install.sh writes it, with this host's paths and the
-        // new instance's id (its uploads go to its own folder, never the old one's).
+        // new instance's id (its uploads go to its own folder, never the old one's). The disk
+        // thresholds at 100%: the test machine's disk use must not decide step 9's verdict.
         let config = format!(
             "SNAPSHOTS_DIR={}\nBACKUPS_DIR={}\nARKE_LOG_DIR={}\nARKE_STATE_DIR={}\n\
              UPLOAD=1\nS3_BUCKET={bucket}\nARKE_INSTANCE_ID={NEW_INSTANCE}\n\
              AWS_REGION=us-east-1\nINCREMENTAL=1\nKEEP_ARCHIVES=3\nSNAPSHOT_KEEP_LAST=48\n\
-             SNAPSHOT_GC=1\nBUILD_LOCK_WAIT=0\n",
+             SNAPSHOT_GC=1\nBUILD_LOCK_WAIT=0\n\
+             ALERT_DISK_WARN_PERCENT=100\nALERT_DISK_CRIT_PERCENT=100\n",
             h.path("lib/snapshots").display(),
             h.path("lib/backups").display(),
             h.path("log").display(),
