@@ -31,8 +31,7 @@ impl S3 {
     /// renamed over `dest`. On any failure the temporary file is removed and `dest` is left as
     /// it was. An archived object ([`crate::Archive`]) without a readable copy gets a restore
     /// request (Standard tier; 7 days in the Glacier classes) unless one is in progress, and
-    /// fails with
-    /// [`S3Error::Archived`], whose message tells the operator what to do.
+    /// fails with [`S3Error::Archived`], whose message tells the operator what to do.
     pub async fn download(
         &self,
         name: &str,

@@ -20,9 +20,10 @@
 //!   exponential backoff) for transport errors, 5xx and throttling; connect and answer timeouts;
 //!   a stalled download body fails after `timeout`. Errors the server means are not retried.
 //! - **Storage class** per upload (validated against S3's list), and the **download side** of
-//!   the runbook: archived objects (GLACIER, DEEP_ARCHIVE, Intelligent-Tiering's archive tiers) get a restore request and a clear
-//!   [`S3Error::Archived`]; downloads go to a temporary file next to the destination, are hashed
-//!   while written, checked, fsynced and renamed: the destination is complete or absent.
+//!   the runbook: archived objects (GLACIER, DEEP_ARCHIVE, Intelligent-Tiering's archive tiers)
+//!   get a restore request and a clear [`S3Error::Archived`]; downloads go to a temporary file
+//!   next to the destination, are hashed while written, checked, fsynced and renamed: the
+//!   destination is complete or absent.
 //! - **Credentials** from the SDK's default chain: environment, profile, web identity, ECS, and
 //!   the instance role through IMDSv2 (`aws-config`), or explicit keys ([`StaticCredentials`]).
 //!
