@@ -4,8 +4,8 @@
 //!
 //! Archived objects (Glacier, Deep Archive, Intelligent-Tiering's archive tiers) cannot be read
 //! until restored: every such member of the chain gets its restore request in the same run
-//! (Standard tier; one wait covers the whole chain), and the run fails with exit 6 and a message saying what was requested and when
-//! to come back.
+//! (Standard tier; one wait covers the whole chain), and the run fails with exit 6 and a
+//! message saying what was requested and when to come back.
 
 use arke_core::human_bytes;
 use std::path::{Path, PathBuf};
