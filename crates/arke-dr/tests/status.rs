@@ -233,4 +233,19 @@ async fn from_a_fresh_install_to_a_night_with_the_real_tools() {
         "{}",
         stderr(&out)
     );
+    // A warning level raised alone takes the critical one (95 by default) with it.
+    let out = Command::new(env!("CARGO_BIN_EXE_dr-status"))
+        .args([
+            "--config",
+            "/dev/null",
+            "--offline",
+            "--no-metrics",
+            "--json",
+        ])
+        .args(["--max-disk-percent", "97"])
+        .env_remove("ARKE_DR_CONFIG")
+        .output()
+        .unwrap();
+    assert_ne!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert_eq!(json(&out)["thresholds"]["disk_crit_percent"], 97.0);
 }

@@ -297,7 +297,8 @@ impl Config {
 /// `ALERT_*`: whole hours, minutes and percentages, the defaults those of the user's plan.
 fn thresholds(s: &Settings) -> Result<Thresholds, ConfigError> {
     let warn = s.bounded("ALERT_DISK_WARN_PERCENT", 80, 1, 100)?;
-    let crit = s.bounded("ALERT_DISK_CRIT_PERCENT", 95, warn, 100)?;
+    // Unset, the critical level is 95, or the warning level when that is set higher.
+    let crit = s.bounded("ALERT_DISK_CRIT_PERCENT", warn.max(95), warn, 100)?;
     Ok(Thresholds {
         max_archive_age_secs: s.number("ALERT_ARCHIVE_AGE_HOURS", 26, 1)? * 3600,
         max_snapshot_age_secs: s.number("ALERT_SNAPSHOT_AGE_HOURS", 2, 1)? * 3600,

@@ -267,6 +267,14 @@ fn configured_thresholds_decide_for_the_jobs_metrics_too() {
         host.archive(40, now - Span::hours(30), true);
         assert_eq!(severity(&host), f64::from(want.exit_code()), "{extra:?}");
     }
+    // A warning level above the default critical one moves the critical one up with it.
+    let mut s = Settings::default();
+    s.overlay([
+        ("UPLOAD".to_string(), "0".to_string()),
+        ("ALERT_DISK_WARN_PERCENT".to_string(), "97".to_string()),
+    ]);
+    let t = Config::from_settings(&s).unwrap().thresholds;
+    assert_eq!((t.disk_warn_percent, t.disk_crit_percent), (97.0, 97.0));
     for (name, value, needle) in [
         ("ALERT_DISK_WARN_PERCENT", "101", "from 1 to 100"),
         ("ALERT_DISK_CRIT_PERCENT", "50", ">= 80"),

@@ -173,7 +173,7 @@ fn thresholds(args: &Args, configured: &Thresholds) -> anyhow::Result<Thresholds
         Some(h) if h.is_finite() && h >= 0.0 => Ok((h * 3600.0).round() as u64),
         Some(_) => Err(anyhow::anyhow!("{flag} must be a number of hours >= 0")),
     };
-    let t = Thresholds {
+    let mut t = Thresholds {
         max_archive_age_secs: hours(
             args.max_archive_age,
             "--max-archive-age",
@@ -190,9 +190,12 @@ fn thresholds(args: &Args, configured: &Thresholds) -> anyhow::Result<Thresholds
         disk_warn_percent: args
             .max_disk_percent
             .unwrap_or(configured.disk_warn_percent),
-        disk_crit_percent: args
-            .critical_disk_percent
-            .unwrap_or(configured.disk_crit_percent),
+        disk_crit_percent: configured.disk_crit_percent,
+    };
+    // A warning level raised by its flag alone raises the configured critical one with it.
+    t.disk_crit_percent = match args.critical_disk_percent {
+        Some(p) => p,
+        None => t.disk_crit_percent.max(t.disk_warn_percent),
     };
     for (p, what) in [
         (t.disk_warn_percent, "--max-disk-percent"),
