@@ -88,7 +88,10 @@ pub async fn fetch(store: &S3Store, opts: &FetchOptions) -> Result<FetchReport, 
         let json = format!("{}.json", car.strip_suffix(".car").unwrap_or(&car));
         let meta = fetch_file(store, &json, opts, &mut archived).await?;
         let data = fetch_file(store, &car, opts, &mut archived).await?;
-        next = meta.as_ref().and_then(|m| parent_of(&m.path));
+        next = match &meta {
+            Some(m) => parent_of(Path::new(&m.path))?,
+            None => None,
+        };
         // Base first in the report: parents are pushed in front.
         files.splice(0..0, data.into_iter().chain(meta));
     }
@@ -189,13 +192,30 @@ fn is_archive_name(n: &str) -> bool {
         && Path::new(n).file_name().is_some_and(|f| f == n)
 }
 
-/// The `parent` file name in an archive's `.json`, if it is an incremental.
-fn parent_of(json: &str) -> Option<String> {
-    let bytes = std::fs::read(json).ok()?;
-    let v: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
-    let p = v.get("parent")?.as_str()?;
-    // A name in the same folder, nothing else: the descriptor comes from S3.
-    is_archive_name(p).then(|| p.to_string())
+/// The `parent` file name in an archive's `.json` when it is an incremental; `None` for a full
+/// archive. A `.json` that cannot say (not JSON, an incremental without a parent, a parent that
+/// is not a plain archive name) fails the fetch: stopping there would hand the operator a
+/// chain with its older half missing, found only at the restore.
+fn parent_of(json: &Path) -> Result<Option<String>, StepError> {
+    let bad = |why: String| {
+        let msg = format!("{}: {why}", json.display());
+        StepError::new(Exit::Failed, msg)
+    };
+    let bytes = std::fs::read(json)
+        .map_err(|e| StepError::new(Exit::Io, format!("cannot read {}: {e}", json.display())))?;
+    let v: serde_json::Value = serde_json::from_slice(&bytes)
+        .map_err(|e| bad(format!("not an archive's metadata: {e}")))?;
+    let parent = v.get("parent").filter(|p| !p.is_null());
+    let incremental = v.get("kind").and_then(|k| k.as_str()) == Some("incremental");
+    match parent {
+        None if incremental => Err(bad("an incremental archive without a parent".into())),
+        None => Ok(None),
+        // A name in the same folder, nothing else: the descriptor comes from S3.
+        Some(p) => match p.as_str() {
+            Some(name) if is_archive_name(name) => Ok(Some(name.to_string())),
+            _ => Err(bad(format!("its parent {p} is not an archive's file name"))),
+        },
+    }
 }
 
 /// A sortable key: the time in the name (the core's parser), then the same-second suffix as a
@@ -229,15 +249,37 @@ mod tests {
     fn a_parent_must_be_a_plain_car_name() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("a.json");
-        for (parent, want) in [
-            ("arke-1-20261201-020000.car", true),
-            ("../../etc/passwd", false),
-            ("/abs/arke-1.car", false),
-            ("arke-1.json", false),
-            ("arke-1/../../x.car", false),
+        let parent = |text: &str| {
+            std::fs::write(&p, text).unwrap();
+            parent_of(&p).map_err(|e| e.message)
+        };
+        let name = "arke-1-20261201-020000.car";
+        let json = format!("{{\"kind\": \"incremental\", \"parent\": {name:?}}}");
+        assert_eq!(parent(&json), Ok(Some(name.to_string())));
+        assert_eq!(parent("{\"kind\": \"full\"}"), Ok(None));
+        assert_eq!(parent("{\"kind\": \"full\", \"parent\": null}"), Ok(None));
+        for bad in [
+            "../../etc/passwd",
+            "/abs/arke-1.car",
+            "arke-1.json",
+            "arke-1/../../x.car",
         ] {
-            std::fs::write(&p, format!("{{\"parent\": {parent:?}}}")).unwrap();
-            assert_eq!(parent_of(p.to_str().unwrap()).is_some(), want, "{parent}");
+            let err = parent(&format!("{{\"parent\": {bad:?}}}")).unwrap_err();
+            assert!(
+                err.contains("is not an archive's file name"),
+                "{bad}: {err}"
+            );
+        }
+        for (text, needle) in [
+            ("{\"parent\": 7}", "is not an archive's file name"),
+            ("{\"kind\": \"incremental\"}", "without a parent"),
+            ("not json", "not an archive's metadata"),
+        ] {
+            let err = parent(text).unwrap_err();
+            assert!(
+                err.contains(needle) && err.contains("a.json"),
+                "{text}: {err}"
+            );
         }
     }
 }
