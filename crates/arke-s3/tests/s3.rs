@@ -346,23 +346,55 @@ async fn missing_bucket_is_named() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A 5000-byte object `name` uploaded in storage class `class` to a new bucket, through a proxy
+/// that can add the HEAD headers of archived objects, which the test server cannot produce.
+struct Stored {
+    bucket: String,
+    proxy: Proxy,
+    s3: S3,
+    dir: tempfile::TempDir,
+    src: std::path::PathBuf,
+}
+
+async fn stored_through_proxy(
+    tag: &str,
+    class: &str,
+    name: &str,
+    seed: u64,
+) -> anyhow::Result<Stored> {
+    let server = S3Server::shared();
+    let (_, bucket) = server.new_bucket(tag).await?;
+    let proxy = Proxy::start(&server.endpoint).await?;
+    let mut cfg = server.config(&bucket);
+    cfg.endpoint = Some(proxy.url.clone());
+    cfg.storage_class = class.into();
+    let s3 = S3::connect(cfg).await?;
+    let dir = tempfile::tempdir()?;
+    let src = dir.path().join(name);
+    random_file(&src, 5000, seed)?;
+    s3.upload_file(&src, name, &no_progress).await?;
+    Ok(Stored {
+        bucket,
+        proxy,
+        s3,
+        dir,
+        src,
+    })
+}
+
 /// An object stored in GLACIER: the download does not read it; it asks for a restore.
 /// SeaweedFS stores the class but has no RestoreObject (405), which the error names; with an
 /// `x-amz-restore: ongoing-request="true"` added to its HEAD answers (the state S3 reports
 /// while a restore runs), the download fails as Archived/InProgress without a new request.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn archived_object_is_not_read() -> anyhow::Result<()> {
-    let server = S3Server::shared();
-    let (_, bucket) = server.new_bucket("glacier").await?;
-    let proxy = Proxy::start(&server.endpoint).await?;
-    let mut cfg = server.config(&bucket);
-    cfg.endpoint = Some(proxy.url.clone());
-    cfg.storage_class = "GLACIER".into();
-    let s3 = S3::connect(cfg).await?;
-    let dir = tempfile::tempdir()?;
-    let src = dir.path().join("old.car");
-    random_file(&src, 5000, 8)?;
-    s3.upload_file(&src, "old.car", &no_progress).await?;
+    let Stored {
+        bucket,
+        proxy,
+        s3,
+        dir,
+        src,
+    } = stored_through_proxy("glacier", "GLACIER", "old.car", 8).await?;
     let dest = dir.path().join("old.back");
 
     let err = s3
@@ -378,8 +410,7 @@ async fn archived_object_is_not_read() -> anyhow::Result<()> {
         "{:?}",
         proxy.methods()
     );
-    let posts = proxy.faults.posts.lock().unwrap().clone();
-    let body = String::from_utf8_lossy(&posts.last().expect("the restore request").1).into_owned();
+    let (_, body) = proxy.last_post().expect("the restore request");
     assert!(body.contains("<Days>7</Days>"), "{body}");
 
     *proxy.faults.head_headers.lock().unwrap() =
@@ -428,17 +459,13 @@ async fn archived_object_is_not_read() -> anyhow::Result<()> {
 /// Archived/InProgress naming the tier. An undocumented archive status is an error, not "readable".
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn intelligent_tiering_archive_tiers_are_restored_not_read() -> anyhow::Result<()> {
-    let server = S3Server::shared();
-    let (_, bucket) = server.new_bucket("tiering").await?;
-    let proxy = Proxy::start(&server.endpoint).await?;
-    let mut cfg = server.config(&bucket);
-    cfg.endpoint = Some(proxy.url.clone());
-    cfg.storage_class = "INTELLIGENT_TIERING".into();
-    let s3 = S3::connect(cfg).await?;
-    let dir = tempfile::tempdir()?;
-    let src = dir.path().join("it.car");
-    random_file(&src, 5000, 11)?;
-    s3.upload_file(&src, "it.car", &no_progress).await?;
+    let Stored {
+        bucket,
+        proxy,
+        s3,
+        dir,
+        src,
+    } = stored_through_proxy("tiering", "INTELLIGENT_TIERING", "it.car", 11).await?;
     let dest = dir.path().join("it.back");
     // In a frequent tier: read like any object.
     s3.download("it.car", &dest, &no_progress).await?;
@@ -462,13 +489,11 @@ async fn intelligent_tiering_archive_tiers_are_restored_not_read() -> anyhow::Re
         "{err}"
     );
     assert_eq!(proxy.count("GET"), n_get, "an archived object was read");
-    let posts = proxy.faults.posts.lock().unwrap().clone();
-    let (line, body) = posts.last().expect("the restore request");
+    let (line, body) = proxy.last_post().expect("the restore request");
     assert!(
         line.starts_with("POST ") && line.contains("restore"),
         "{line}"
     );
-    let body = String::from_utf8_lossy(body);
     assert!(body.contains("<Tier>Standard</Tier>"), "{body}");
     assert!(
         !body.contains("<Days>"),

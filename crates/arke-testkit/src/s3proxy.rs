@@ -82,6 +82,13 @@ impl Proxy {
             .unwrap_or_default()
     }
 
+    /// The request line and body (as text) of the last small POST kept ([`Faults::posts`]).
+    pub fn last_post(&self) -> Option<(String, String)> {
+        let posts = self.faults.posts.lock().ok()?;
+        let (line, body) = posts.last()?;
+        Some((line.clone(), String::from_utf8_lossy(body).into_owned()))
+    }
+
     /// How many requests of `method` (`PUT`: single uploads and parts) were seen so far.
     pub fn count(&self, method: &str) -> usize {
         self.methods().iter().filter(|m| *m == method).count()
