@@ -5,6 +5,12 @@
 //! last run that succeeded (exit 0 or 7), so a failed night does not hide when the last good
 //! archive went to S3. Both are written atomically (temporary file, fsync, rename), mode 0644.
 //! The schema is versioned (`schema`); fields are only ever added.
+//!
+//! Every save also appends the record to the job's bounded history,
+//! `<state-dir>/runs/history/<job>.jsonl` (one compact record per line, oldest first, the
+//! newest [`HISTORY_LIMIT`] kept), for the status page's chart of the last nights. The history
+//! is a convenience: a failure to write it is a warning in the log, never the job's failure,
+//! and a line that does not parse is skipped (with a warning), never fatal to reader or writer.
 
 use std::path::{Path, PathBuf};
 
@@ -12,6 +18,11 @@ use serde::{Deserialize, Serialize};
 
 /// The schema of a run record.
 pub const RUN_SCHEMA: &str = "arke-dr/run@v1";
+
+/// Records kept in each job's history: the status page charts 30 nights of daily-backup, and
+/// 100 leaves room for reruns (and is about four days of hourly-snapshot). At a few KiB a
+/// record, a history file stays well under a megabyte, rewritten whole at each save.
+pub const HISTORY_LIMIT: usize = 100;
 
 /// One job run.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -160,7 +171,17 @@ impl RunRecord {
         state_dir.join("runs").join(format!("{job}.ok.json"))
     }
 
-    /// Saves the record as the job's last run (and last success when it succeeded).
+    /// `<state-dir>/runs/history/<job>.jsonl`.
+    pub fn history_path(state_dir: &Path, job: &str) -> PathBuf {
+        state_dir
+            .join("runs")
+            .join("history")
+            .join(format!("{job}.jsonl"))
+    }
+
+    /// Saves the record as the job's last run (and last success when it succeeded), then
+    /// appends it to the job's history. Only the first two can fail the save: the history's
+    /// own failure is logged as a warning (it feeds a chart, not the recovery guarantee).
     pub fn save(&self, state_dir: &Path) -> std::io::Result<()> {
         let mut bytes = serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?;
         bytes.push(b'\n');
@@ -168,7 +189,41 @@ impl RunRecord {
         if self.status != RunStatus::Failed {
             arke_core::atomic_write(&Self::last_ok_path(state_dir, &self.job), &bytes)?;
         }
+        if let Err(e) = self.append_history(state_dir) {
+            let path = Self::history_path(state_dir, &self.job);
+            tracing::warn!("cannot add the run to its history {}: {e}", path.display());
+        }
         Ok(())
+    }
+
+    /// Appends the record to the job's history, keeping the newest [`HISTORY_LIMIT`]: the
+    /// whole file is rewritten atomically (never a partial line), under a lock on a sibling
+    /// file so that two runs of a job ending together do not lose one another's record.
+    /// Lines that do not parse are dropped here (with a warning).
+    pub fn append_history(&self, state_dir: &Path) -> std::io::Result<()> {
+        let path = Self::history_path(state_dir, &self.job);
+        let dir = path.parent().unwrap_or(state_dir);
+        std::fs::create_dir_all(dir)?;
+        let _lock = history_lock(dir, &self.job)?;
+        let mut lines: Vec<String> = read_history(&path)?
+            .iter()
+            .filter_map(|r| serde_json::to_string(r).ok())
+            .collect();
+        lines.push(serde_json::to_string(self).map_err(std::io::Error::other)?);
+        let keep = lines.split_off(lines.len().saturating_sub(HISTORY_LIMIT));
+        let mut bytes = keep.join("\n").into_bytes();
+        bytes.push(b'\n');
+        arke_core::atomic_write(&path, &bytes)
+    }
+
+    /// The job's history, oldest first, at most [`HISTORY_LIMIT`] records; empty when the job
+    /// has none yet or it cannot be read (a warning then: the page says "no runs recorded").
+    pub fn history(state_dir: &Path, job: &str) -> Vec<RunRecord> {
+        let path = Self::history_path(state_dir, job);
+        read_history(&path).unwrap_or_else(|e| {
+            tracing::warn!("cannot read the run history {}: {e}", path.display());
+            Vec::new()
+        })
     }
 
     /// Reads a record; `Ok(None)` when the file does not exist (the job never ran here).
@@ -183,17 +238,56 @@ impl RunRecord {
     }
 }
 
+/// The records of a history file, the newest [`HISTORY_LIMIT`]; a line that does not parse is
+/// skipped with a warning naming the file and line.
+fn read_history(path: &Path) -> std::io::Result<Vec<RunRecord>> {
+    let text = match std::fs::read(path) {
+        Ok(b) => String::from_utf8_lossy(&b).into_owned(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let mut out: Vec<RunRecord> = Vec::new();
+    for (n, line) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
+        match serde_json::from_str(line) {
+            Ok(r) => out.push(r),
+            Err(e) => tracing::warn!(
+                "{}:{}: skipped, not a run record: {e}",
+                path.display(),
+                n + 1
+            ),
+        }
+    }
+    let excess = out.len().saturating_sub(HISTORY_LIMIT);
+    Ok(out.split_off(excess))
+}
+
+/// An exclusive lock on `<dir>/.<job>.lock` (blocking: the other holder is a save of a few
+/// milliseconds), released when the file is dropped.
+fn history_lock(dir: &Path, job: &str) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .mode(0o644) // as every file the tools write (arke-core's FILE_MODE)
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join(format!(".{job}.lock")))?;
+    file.lock()?;
+    Ok(file)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_failed_run_does_not_replace_the_last_success() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut r = RunRecord {
+    fn record(job: &str, started: &str) -> RunRecord {
+        RunRecord {
             schema: RUN_SCHEMA.into(),
-            job: "daily-backup".into(),
-            started: "2026-12-01T02:00:00Z".into(),
+            job: job.into(),
+            started: started.into(),
             finished: "2026-12-01T02:03:00Z".into(),
             duration_secs: 180.0,
             exit: 0,
@@ -207,7 +301,13 @@ mod tests {
             snapshots_pruned: None,
             disk: None,
             log_file: "/var/log/arke-dr/daily-backup.log".into(),
-        };
+        }
+    }
+
+    #[test]
+    fn a_failed_run_does_not_replace_the_last_success() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut r = record("daily-backup", "2026-12-01T02:00:00Z");
         r.save(dir.path()).unwrap();
         let ok = r.clone();
         r.status = RunStatus::Failed;
@@ -222,5 +322,70 @@ mod tests {
             RunRecord::load(&dir.path().join("absent.json")).unwrap(),
             None
         );
+    }
+
+    #[test]
+    fn the_history_keeps_the_newest_records_oldest_first() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        assert!(RunRecord::history(dir.path(), "daily-backup").is_empty());
+        for i in 0..HISTORY_LIMIT + 5 {
+            record("daily-backup", &format!("run-{i}"))
+                .save(dir.path())
+                .unwrap();
+        }
+        record("weekly-verify", "weekly").save(dir.path()).unwrap();
+        let h = RunRecord::history(dir.path(), "daily-backup");
+        assert_eq!(h.len(), HISTORY_LIMIT);
+        assert_eq!(h[0].started, "run-5");
+        assert_eq!(
+            h[HISTORY_LIMIT - 1].started,
+            format!("run-{}", HISTORY_LIMIT + 4)
+        );
+        assert_eq!(RunRecord::history(dir.path(), "weekly-verify").len(), 1);
+        let path = RunRecord::history_path(dir.path(), "daily-backup");
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text.lines().count(), HISTORY_LIMIT, "one record per line");
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o644);
+        let left: Vec<_> = std::fs::read_dir(path.parent().unwrap())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with(".tmp"))
+            .collect();
+        assert!(left.is_empty(), "temporary files left: {left:?}");
+    }
+
+    #[test]
+    fn a_corrupt_history_line_is_skipped_and_dropped_at_the_next_save() {
+        let dir = tempfile::tempdir().unwrap();
+        record("daily-backup", "first").save(dir.path()).unwrap();
+        let path = RunRecord::history_path(dir.path(), "daily-backup");
+        let mut text = std::fs::read_to_string(&path).unwrap();
+        text.push_str("{\"schema\": \"arke-dr/run@v1\", cut short\n");
+        std::fs::write(&path, text).unwrap();
+        let h = RunRecord::history(dir.path(), "daily-backup");
+        assert_eq!(
+            h.iter().map(|r| r.started.as_str()).collect::<Vec<_>>(),
+            ["first"]
+        );
+        record("daily-backup", "second").save(dir.path()).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text.lines().count(), 2, "{text}");
+        assert!(!text.contains("cut short"));
+    }
+
+    #[test]
+    fn a_history_that_cannot_be_written_does_not_fail_the_save() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("runs")).unwrap();
+        // A file where the history folder should be: the history cannot be written.
+        std::fs::write(dir.path().join("runs/history"), b"not a folder").unwrap();
+        let r = record("daily-backup", "2026-12-01T02:00:00Z");
+        r.save(dir.path()).unwrap();
+        assert!(r.append_history(dir.path()).is_err());
+        let last = RunRecord::load(&RunRecord::last_path(dir.path(), "daily-backup")).unwrap();
+        assert_eq!(last, Some(r));
+        assert!(RunRecord::history(dir.path(), "daily-backup").is_empty());
     }
 }
