@@ -19,6 +19,7 @@ mod human;
 mod local;
 mod locks;
 mod node;
+pub mod page;
 
 use std::future::Future;
 use std::path::PathBuf;
