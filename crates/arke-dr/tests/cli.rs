@@ -274,6 +274,8 @@ const EXIT_CODES: &[(&str, &str, &[u8])] = &[
         env!("CARGO_BIN_EXE_fetch-archive"),
         &[0, 1, 2, 4, 6],
     ),
+    // A service: it stops cleanly (0), or cannot start (2 settings, 4 cannot listen).
+    ("dr-server", env!("CARGO_BIN_EXE_dr-server"), &[0, 2, 4]),
     // The jobs: their own lists, held to the README like the tools'.
     (
         "daily-backup",

@@ -3,106 +3,16 @@
 //! exit 0, no events since the snapshot), events written after it, a build lock held by
 //! another process (reported, not disturbed), and a bad configuration (UNKNOWN, exit 3).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
 use arke_core::{LockOutcome, RunLock};
-use arke_ops::runs::{ArchiveRecord, RUN_SCHEMA, RunRecord, RunStatus};
 use arke_testkit::generator::GenConfig;
 use arke_testkit::rng::Rng;
 use serde_json::Value;
 
 mod support;
 use support::{Set, stderr};
-
-impl Set {
-    fn host(&self, p: &str) -> PathBuf {
-        self.dir.path().join(p)
-    }
-
-    /// The configuration file install.sh would leave, pointed at this set; upload off.
-    fn env_file(&self) -> PathBuf {
-        let path = self.host("arke-dr.env");
-        let text = format!(
-            "IPFS_API_URL={}\nINDEX_POINTER_PATH={}\nSNAPSHOTS_DIR={}\nBACKUPS_DIR={}\n\
-             ARKE_STATE_DIR={}\nUPLOAD=0\n",
-            self.url,
-            self.pointer,
-            self.host("snapshots").display(),
-            self.host("backups").display(),
-            self.host("state").display(),
-        );
-        std::fs::write(&path, text).unwrap();
-        path
-    }
-
-    fn tool(&self, bin: &str, args: &[&str]) -> Value {
-        let out = Command::new(bin)
-            .args(["--api", &self.url, "--no-progress", "--json"])
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{bin}: {}", stderr(&out));
-        serde_json::from_slice(&out.stdout).unwrap()
-    }
-
-    /// What daily-backup does, with the real tools: build, export, verify; then its record.
-    fn night(&self) -> PathBuf {
-        let (snapshots, backups) = (self.host("snapshots"), self.host("backups"));
-        let common = ["--pointer-path", &self.pointer, "--index-root", &self.root];
-        let mut build = common.to_vec();
-        build.extend(["--snapshots-dir", snapshots.to_str().unwrap()]);
-        self.tool(env!("CARGO_BIN_EXE_build-snapshot"), &build);
-        let mut export = common.to_vec();
-        export.extend(["--backups-dir", backups.to_str().unwrap()]);
-        let v = self.tool(env!("CARGO_BIN_EXE_export-car"), &export);
-        let car = PathBuf::from(v["car_path"].as_str().unwrap());
-        let out = Command::new(env!("CARGO_BIN_EXE_verify-car"))
-            .arg(&car)
-            .args(["--no-progress"])
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "verify-car: {}", stderr(&out));
-        self.daily_record(&car);
-        car
-    }
-
-    fn daily_record(&self, car: &Path) {
-        let now = chrono::Utc::now().to_rfc3339();
-        let file = car.file_name().unwrap().to_string_lossy().into_owned();
-        RunRecord {
-            schema: RUN_SCHEMA.into(),
-            job: "daily-backup".into(),
-            started: now.clone(),
-            finished: now,
-            duration_secs: 42.0,
-            exit: 0,
-            status: RunStatus::Ok,
-            error: None,
-            steps: vec![],
-            snapshot: None,
-            archive: Some(ArchiveRecord {
-                file,
-                path: car.to_string_lossy().into_owned(),
-                kind: "full".into(),
-                parent: None,
-                size_bytes: std::fs::metadata(car).unwrap().len(),
-                blocks: 0,
-                sha256: String::new(),
-                snapshot_cid: String::new(),
-                seq: 1,
-                verified: true,
-            }),
-            upload: None,
-            archives_deleted: vec![],
-            snapshots_pruned: None,
-            disk: None,
-            log_file: "daily-backup.log".into(),
-        }
-        .save(&self.host("state"))
-        .unwrap();
-    }
-}
 
 /// dr-status with the set's configuration; the host's real disk use is not under test here.
 fn dr_status(config: &Path, args: &[&str]) -> Output {

@@ -120,6 +120,17 @@ impl Settings {
             .filter(|v| !v.trim().is_empty())
     }
 
+    /// The file a secret setting came from, when that file is readable by every user of the
+    /// host (mode `o+r`): the caller warns, since anyone on the host can then read the secret.
+    pub fn secret_exposed(&self, name: &str) -> Option<PathBuf> {
+        use std::os::unix::fs::PermissionsExt;
+        let (_, Origin::File { path, .. }) = self.values.get(name)? else {
+            return None;
+        };
+        let mode = std::fs::metadata(path).ok()?.permissions().mode();
+        (mode & 0o004 != 0).then(|| path.clone())
+    }
+
     fn origin(&self, name: &str) -> String {
         self.values
             .get(name)

@@ -103,45 +103,60 @@ impl Kubo {
         root: &Cid,
         out: &mut W,
     ) -> Result<u64, KuboError> {
-        let arg = root.to_string();
-        // offline: a block the node does not hold ends the export at once (Kubo checks the root
-        // before sending anything, later blocks fail through the trailer) instead of a network
-        // search; the stream itself is bounded by the idle timeout.
-        let query = vec![
-            ("arg", arg.clone()),
-            ("offline", "true".into()),
-            ("progress", "false".into()),
-        ];
+        let query = vec![("progress", "false".to_string())];
+        self.stream_offline("dag/export", root, query, out).await
+    }
+
+    /// `dag/get` of one block (offline) in Kubo's default output codec (dag-json), streamed
+    /// into `out` as it arrives: the exact bytes the API's `/snapshot/latest` relayed. Fails
+    /// on an `X-Stream-Error` trailer or a broken stream; returns the bytes written.
+    pub async fn dag_get<W: AsyncWrite + Unpin>(
+        &self,
+        cid: &Cid,
+        out: &mut W,
+    ) -> Result<u64, KuboError> {
+        self.stream_offline("dag/get", cid, Vec::new(), out).await
+    }
+
+    /// One call on `cid` whose answer is streamed into `out`. offline: a block the node does
+    /// not hold ends the call at once (Kubo checks the root before sending anything, later
+    /// blocks fail through the trailer) instead of a network search; the stream itself is
+    /// bounded by the idle timeout.
+    async fn stream_offline<W: AsyncWrite + Unpin>(
+        &self,
+        call: &'static str,
+        cid: &Cid,
+        mut query: Vec<(&'static str, String)>,
+        out: &mut W,
+    ) -> Result<u64, KuboError> {
+        let arg = cid.to_string();
+        query.insert(0, ("offline", "true".into()));
+        query.insert(0, ("arg", arg.clone()));
         let wait = Wait::Stream {
             first_byte: self.cfg.read_timeout,
             upload: None,
         };
         let resp = self
-            .send("dag/export", &arg, &query, None, true, wait)
+            .send(call, &arg, &query, None, true, wait)
             .await
             .map_err(|e| block_error(e, &arg))?;
         let mut body = http::Response::from(resp).into_body();
         let mut written = 0u64;
-        while let Some(frame) = self.next_frame("dag/export", &arg, &mut body).await? {
-            match frame.into_data() {
-                Ok(chunk) => {
-                    out.write_all(&chunk)
-                        .await
-                        .map_err(|source| KuboError::Io {
-                            call: "dag/export",
-                            path: arg.clone(),
-                            source,
-                        })?;
-                    written += chunk.len() as u64;
-                }
-                Err(frame) => check_trailers("dag/export", &arg, frame)?,
-            }
-        }
-        out.flush().await.map_err(|source| KuboError::Io {
-            call: "dag/export",
+        let io = |source| KuboError::Io {
+            call,
             path: arg.clone(),
             source,
-        })?;
+        };
+        while let Some(frame) = self.next_frame(call, &arg, &mut body).await? {
+            match frame.into_data() {
+                Ok(chunk) => {
+                    out.write_all(&chunk).await.map_err(io)?;
+                    written += chunk.len() as u64;
+                }
+                Err(frame) => check_trailers(call, &arg, frame)?,
+            }
+        }
+        out.flush().await.map_err(io)?;
         Ok(written)
     }
 }

@@ -95,11 +95,13 @@ pub(crate) async fn fetch_chunks<S: BlockSource>(
     snapshot: Cid,
     chunks: &[Cid],
 ) -> Result<Vec<(SnapshotChunk, BlockInfo)>, LoadError> {
-    let futs = chunks.iter().enumerate().map(|(i, c)| async move {
+    // Chunk CIDs by value: a closure over `&Cid` makes the stream's future not `Send` for
+    // every lifetime (the compiler's higher-ranked check), and a server spawns this.
+    let futs = chunks.iter().copied().enumerate().map(|(i, c)| async move {
         let role = format!("chunk {i}");
-        let (_, value, info) = fetch(src, snapshot, *c, role.clone()).await?;
+        let (_, value, info) = fetch(src, snapshot, c, role.clone()).await?;
         let chunk =
-            SnapshotChunk::from_ipld(&value).map_err(|e| decode_err(snapshot, &role, *c, e))?;
+            SnapshotChunk::from_ipld(&value).map_err(|e| decode_err(snapshot, &role, c, e))?;
         Ok::<_, LoadError>((chunk, info))
     });
     futures::stream::iter(futs)
@@ -124,20 +126,83 @@ pub async fn v4_tree<S: BlockSource>(
         for (i, c) in level.iter().enumerate() {
             let role = format!("node {i} (height {height})");
             let (_, value, info) = fetch(src, snapshot, *c, role.clone()).await?;
-            let node =
-                SnapshotNode::from_ipld(&value).map_err(|e| decode_err(snapshot, &role, *c, e))?;
-            if node.height != height {
-                return Err(LoadError::Inconsistent {
-                    snapshot,
-                    reason: format!("{role} {c} says height {}", node.height),
-                });
-            }
-            next.extend(node.children);
+            next.extend(check_node(snapshot, &role, *c, &value, height)?.children);
             nodes.push(info);
         }
         level = next;
     }
     Ok((nodes, level))
+}
+
+/// A decoded interior node, checked to be at `height`.
+fn check_node(
+    snapshot: Cid,
+    role: &str,
+    cid: Cid,
+    value: &ipld::Ipld,
+    height: u64,
+) -> Result<SnapshotNode, LoadError> {
+    let node = SnapshotNode::from_ipld(value).map_err(|e| decode_err(snapshot, role, cid, e))?;
+    if node.height != height {
+        return Err(LoadError::Inconsistent {
+            snapshot,
+            reason: format!("{role} {cid} says height {}", node.height),
+        });
+    }
+    Ok(node)
+}
+
+/// One interior node of a v4 chunk tree, read on its own (the streaming walk).
+pub(crate) async fn fetch_node<S: BlockSource>(
+    src: &S,
+    snapshot: Cid,
+    cid: Cid,
+    height: u64,
+) -> Result<SnapshotNode, LoadError> {
+    let role = format!("node at height {height}");
+    let (_, value, _) = fetch(src, snapshot, cid, role.clone()).await?;
+    check_node(snapshot, &role, cid, &value, height)
+}
+
+/// Chunk `index` of a v4 snapshot, checked: a v3 chunk, at its position, within the bound.
+pub(crate) async fn fetch_chunk<S: BlockSource>(
+    src: &S,
+    snapshot: Cid,
+    cid: Cid,
+    index: u64,
+    chunk_entries: u64,
+) -> Result<SnapshotChunk, LoadError> {
+    let role = format!("chunk {index}");
+    let (_, value, _) = fetch(src, snapshot, cid, role.clone()).await?;
+    let chunk =
+        SnapshotChunk::from_ipld(&value).map_err(|e| decode_err(snapshot, &role, cid, e))?;
+    check_v4_chunk(snapshot, &chunk, cid, index, chunk_entries)?;
+    Ok(chunk)
+}
+
+/// A v4 snapshot's chunk must be a v3 chunk at its position, within the header's bound.
+fn check_v4_chunk(
+    snapshot: Cid,
+    chunk: &SnapshotChunk,
+    cid: Cid,
+    index: u64,
+    chunk_entries: u64,
+) -> Result<(), LoadError> {
+    let inconsistent = |reason| LoadError::Inconsistent { snapshot, reason };
+    if !matches!(chunk, SnapshotChunk::V3 { .. }) || chunk.chunk_index() != index {
+        return Err(inconsistent(format!(
+            "chunk {index} ({cid}) is a {} with chunk_index {}",
+            chunk.schema(),
+            chunk.chunk_index()
+        )));
+    }
+    if chunk.entries().len() as u64 > chunk_entries {
+        return Err(inconsistent(format!(
+            "chunk {index} holds {} entries (at most {chunk_entries})",
+            chunk.entries().len(),
+        )));
+    }
+    Ok(())
 }
 
 /// Reads only the snapshot's root block (cheap: enough to decide "nothing changed").
@@ -204,21 +269,7 @@ pub async fn load<S: BlockSource>(src: &S, cid: Cid) -> Result<Loaded, LoadError
                 .into_iter()
                 .enumerate()
             {
-                if !matches!(chunk, SnapshotChunk::V3 { .. }) || chunk.chunk_index() != i as u64 {
-                    return Err(inconsistent(format!(
-                        "chunk {i} ({}) is a {} with chunk_index {}",
-                        info.cid,
-                        chunk.schema(),
-                        chunk.chunk_index()
-                    )));
-                }
-                if chunk.entries().len() as u64 > s.chunk_entries {
-                    return Err(inconsistent(format!(
-                        "chunk {i} holds {} entries (at most {})",
-                        chunk.entries().len(),
-                        s.chunk_entries
-                    )));
-                }
+                check_v4_chunk(cid, &chunk, info.cid, i as u64, s.chunk_entries)?;
                 entries.extend_from_slice(chunk.entries());
                 blocks.push(info);
             }

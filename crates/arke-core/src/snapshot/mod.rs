@@ -3,6 +3,7 @@
 
 mod build;
 pub(crate) mod format;
+mod legacy;
 pub(crate) mod load;
 mod prune;
 mod verify;
@@ -11,7 +12,7 @@ pub use build::{
     BuildOptions, BuildOutcome, BuildPlan, BuildReport, PlannedBlock, PlannedPointer, Skipped,
     build, dry_run,
 };
-pub(crate) use load::load_header;
-pub use load::{LoadError, Loaded, load};
+pub use legacy::{LEGACY_DOCUMENT_SCHEMA, LegacyError, write_legacy_document};
+pub use load::{LoadError, Loaded, load, load_header};
 pub use prune::{PlannedSnapshot, PruneOptions, PrunePlan, PruneReport, prune};
 pub use verify::{VerifyOptions, VerifyReport, verify};

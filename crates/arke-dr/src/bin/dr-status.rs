@@ -14,8 +14,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use arke_core::kubo::{Kubo, KuboConfig};
-use arke_ops::config::{Config, ConfigError, DEFAULT_CONFIG_FILE, Settings};
+use arke_core::kubo::Kubo;
+use arke_ops::config::{Config, DEFAULT_CONFIG_FILE, Settings};
 use arke_ops::status::{self, Inputs, Severity, Thresholds, UploadSetting};
 use arke_ops::store::S3Store;
 use clap::Parser;
@@ -147,22 +147,8 @@ fn run(args: &Args) -> anyhow::Result<Severity> {
     Ok(status.severity)
 }
 
-/// The jobs' configuration. `UPLOAD=1` without `S3_BUCKET` stops the jobs, but dr-status still
-/// reports everything else, with "upload not configured" among the checks.
 fn load_config(args: &Args) -> anyhow::Result<(Config, UploadSetting)> {
-    let mut settings = Settings::load(&args.config)?;
-    match Config::from_settings(&settings) {
-        Ok(c) => {
-            let upload = UploadSetting::from_config(&c);
-            Ok((c, upload))
-        }
-        Err(ConfigError::Missing(reason)) => {
-            settings.overlay([("UPLOAD".to_string(), "0".to_string())]);
-            let c = Config::from_settings(&settings)?;
-            Ok((c, UploadSetting::NotConfigured { reason }))
-        }
-        Err(e) => Err(e.into()),
-    }
+    Ok(status::load_config(Settings::load(&args.config)?)?)
 }
 
 /// The configuration's thresholds (`ALERT_*`, which the jobs' metrics refresh uses too), each
@@ -217,15 +203,8 @@ fn thresholds(args: &Args, configured: &Thresholds) -> anyhow::Result<Thresholds
 
 /// A client that gives up fast: a status check must not hang on a dead node.
 fn node(config: &Config, args: &Args) -> anyhow::Result<Kubo> {
-    let mut cfg = KuboConfig::new(&config.ipfs_api_url, config.ipfs_api_auth.as_deref())
-        .map_err(|e| anyhow::anyhow!("invalid IPFS_API_URL {:?}: {e}", config.ipfs_api_url))?;
     let deadline = Duration::from_secs(args.node_timeout.max(1));
-    cfg.connect_timeout = cfg.connect_timeout.min(deadline);
-    cfg.call_timeout = deadline;
-    cfg.read_timeout = deadline;
-    cfg.block_timeout = deadline;
-    cfg.retries = 0;
-    Ok(Kubo::new(cfg)?)
+    status::node_client(config, deadline).map_err(anyhow::Error::msg)
 }
 
 fn eprint_line(line: &str) {

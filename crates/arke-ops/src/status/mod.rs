@@ -133,6 +133,41 @@ impl UploadSetting {
     }
 }
 
+/// The jobs' configuration as dr-status (and dr-server) read it. `UPLOAD=1` without
+/// `S3_BUCKET` stops the jobs, but the status still reports everything else, with "upload not
+/// configured" among the checks.
+pub fn load_config(
+    mut settings: crate::config::Settings,
+) -> Result<(Config, UploadSetting), crate::config::ConfigError> {
+    use crate::config::ConfigError;
+    match Config::from_settings(&settings) {
+        Ok(c) => {
+            let upload = UploadSetting::from_config(&c);
+            Ok((c, upload))
+        }
+        Err(ConfigError::Missing(reason)) => {
+            settings.overlay([("UPLOAD".to_string(), "0".to_string())]);
+            let c = Config::from_settings(&settings)?;
+            Ok((c, UploadSetting::NotConfigured { reason }))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// A node client that gives up fast: a status check must not hang on a dead node. Every wait
+/// is at most `deadline`, and nothing is retried.
+pub fn node_client(config: &Config, deadline: Duration) -> Result<Kubo, String> {
+    let mut cfg =
+        arke_core::kubo::KuboConfig::new(&config.ipfs_api_url, config.ipfs_api_auth.as_deref())
+            .map_err(|e| format!("invalid IPFS_API_URL {:?}: {e}", config.ipfs_api_url))?;
+    cfg.connect_timeout = cfg.connect_timeout.min(deadline);
+    cfg.call_timeout = deadline;
+    cfg.read_timeout = deadline;
+    cfg.block_timeout = deadline;
+    cfg.retries = 0;
+    Kubo::new(cfg).map_err(|e| e.to_string())
+}
+
 /// Asks the remote store whether an archive is there: `Ok(Some(size))` when it is, `Ok(None)`
 /// when it is not, `Err(one line)` when the store could not tell (then "unknown" + warning).
 /// Implement it with `async fn head(&self, file_name: &str) -> ...`.

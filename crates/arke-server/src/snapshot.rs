@@ -1,0 +1,146 @@
+//! `GET /snapshot/latest`: the pointer's latest snapshot as the API has always served it.
+//!
+//! - The inline legacy schemas (`arke/snapshot@v0`, `@v1`, proofs `@v2`) are relayed exactly as
+//!   Kubo's `dag/get` returns them, byte for byte, as the API's route did.
+//! - Every other schema (arke-dr's `arke/snapshot@v4`, and the chunked formats of October 2025)
+//!   is converted to that document as it streams (`arke_core::snapshot::write_legacy_document`),
+//!   chunk by chunk: a mirror that iterates `entries` sees every entity.
+//!
+//! Headers as the API sent them: `X-Snapshot-CID`, `X-Snapshot-Seq` (the pointer's
+//! `snapshot_seq`), `X-Snapshot-Count` (`snapshot_count`), 0 when absent as the API's model
+//! defaulted them. No snapshot is 404 with the API's message. A failure before the first byte
+//! is 503; after it, the body is cut (never a shorter document that parses).
+
+use std::io;
+use std::sync::Arc;
+
+use arke_core::ipld::Cid;
+use arke_core::model::{IndexPointer, Snapshot};
+use arke_core::snapshot::{load_header, write_legacy_document};
+use http::{HeaderValue, Response, StatusCode};
+use tokio::io::{AsyncWriteExt, BufWriter};
+
+use crate::App;
+use crate::body::{self, ChannelWriter, ResponseBody};
+use crate::respond::{detail, retry_later};
+
+/// The API's 404 message, which the mirror clients know.
+pub const NO_SNAPSHOT: &str =
+    "No snapshot available yet. Create entities and trigger a snapshot first.";
+
+/// Bytes gathered before a piece is sent to the connection.
+const PIECE: usize = 64 * 1024;
+
+/// The route. `head`: the headers only.
+pub async fn latest(app: &Arc<App>, head: bool) -> Response<ResponseBody> {
+    let pointer = match app.pointer().await {
+        Ok(Some(p)) => p,
+        Ok(None) => return detail(StatusCode::NOT_FOUND, NO_SNAPSHOT),
+        Err(e) => {
+            let msg = format!("Failed to read the index pointer: {e}");
+            return detail(StatusCode::SERVICE_UNAVAILABLE, &msg);
+        }
+    };
+    let Some(cid) = pointer.latest_snapshot_cid else {
+        return detail(StatusCode::NOT_FOUND, NO_SNAPSHOT);
+    };
+    if head {
+        return with_headers(Response::new(body::empty()), cid, &pointer);
+    }
+    // Streams are the expensive part: a few at a time, the others wait their turn (bounded).
+    let Some(permit) = app.stream_permit().await else {
+        return retry_later("too many snapshot downloads at once; retry shortly");
+    };
+    let header = match load_header(&app.source, cid).await {
+        Ok(h) => h,
+        Err(e) => {
+            let msg = format!("Failed to retrieve snapshot from IPFS: {e}");
+            return detail(StatusCode::SERVICE_UNAVAILABLE, &msg);
+        }
+    };
+    let (writer, body) = body::channel(app.limits.stall);
+    let app2 = Arc::clone(app);
+    tokio::spawn(async move {
+        let _permit = permit;
+        produce(&app2, cid, header, writer).await;
+    });
+    match body.started().await {
+        Ok(Some(body)) => with_headers(
+            Response::new(http_body_util::BodyExt::boxed(body)),
+            cid,
+            &pointer,
+        ),
+        Ok(None) => detail(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the snapshot stream ended before its first byte",
+        ),
+        Err(e) => {
+            let msg = format!("Failed to retrieve snapshot from IPFS: {e}");
+            detail(StatusCode::SERVICE_UNAVAILABLE, &msg)
+        }
+    }
+}
+
+/// Writes the document into the channel; a failure is sent after the last piece.
+async fn produce(app: &App, cid: Cid, header: Snapshot, writer: ChannelWriter) {
+    let mut out = BufWriter::with_capacity(PIECE, writer);
+    let result = if relayed_as_stored(&header) {
+        app.source
+            .kubo
+            .dag_get(&cid, &mut out)
+            .await
+            .map(drop)
+            .map_err(|e| e.to_string())
+    } else {
+        write_legacy_document(&app.source, cid, &header, &mut out)
+            .await
+            .map(drop)
+            .map_err(|e| e.to_string())
+    };
+    let result = match result {
+        Ok(()) => out.flush().await.map_err(|e| e.to_string()),
+        Err(e) => Err(e),
+    };
+    if let Err(e) = result {
+        tracing::warn!("GET /snapshot/latest: snapshot {cid}: {e}");
+        out.into_inner().fail(io::Error::other(e)).await;
+    }
+}
+
+/// The inline schemas are already the document the mirrors read.
+fn relayed_as_stored(header: &Snapshot) -> bool {
+    matches!(
+        header,
+        Snapshot::V0(_) | Snapshot::V1(_) | Snapshot::ProofsV2(_)
+    )
+}
+
+fn with_headers(
+    mut resp: Response<ResponseBody>,
+    cid: Cid,
+    pointer: &IndexPointer,
+) -> Response<ResponseBody> {
+    let h = resp.headers_mut();
+    let num = |n: Option<u64>| HeaderValue::from(n.unwrap_or(0));
+    h.insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    // A CID string is always a valid header value (base32/base58 characters).
+    if let Ok(v) = HeaderValue::from_str(&cid.to_string()) {
+        h.insert("x-snapshot-cid", v);
+    }
+    h.insert("x-snapshot-seq", num(pointer.snapshot_seq));
+    h.insert("x-snapshot-count", num(pointer.snapshot_count));
+    // Public data, readable cross-origin as the API's CORS middleware allowed
+    // (`allow_origins=["*"]`); the admin routes do not get this.
+    h.insert(
+        http::header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
+    );
+    h.insert(
+        "access-control-expose-headers",
+        HeaderValue::from_static("X-Snapshot-CID, X-Snapshot-Seq, X-Snapshot-Count"),
+    );
+    resp
+}
