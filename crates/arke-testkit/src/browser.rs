@@ -217,3 +217,45 @@ pub fn file_url(path: &Path) -> anyhow::Result<String> {
     }
     Ok(url)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn png_dimensions_come_from_the_ihdr_chunk() {
+        let mut png = vec![
+            0x89, b'P', b'N', b'G', b'\r', b'\n', 0x1a, b'\n', 0, 0, 0, 13,
+        ];
+        png.extend_from_slice(b"IHDR");
+        png.extend_from_slice(&1280u32.to_be_bytes());
+        png.extend_from_slice(&2600u32.to_be_bytes());
+        assert_eq!(png_size(&png), Some((1280, 2600)));
+        assert_eq!(png_size(&png[..20]), None);
+        assert_eq!(png_size(b"GIF89a, not a png at all"), None);
+    }
+
+    #[test]
+    fn file_urls_are_absolute_and_encoded() {
+        let url = file_url(Path::new("/tmp/a b/<page>.html")).unwrap();
+        assert_eq!(url, "file:///tmp/a%20b/%3Cpage%3E.html");
+    }
+
+    #[test]
+    fn a_browser_that_does_not_finish_in_time_is_killed_with_an_error() {
+        let browser = Browser::find().unwrap().timeout(Duration::ZERO);
+        let err = browser.dump_dom("about:blank").unwrap_err().to_string();
+        assert!(err.contains("did not finish about:blank"), "{err}");
+    }
+
+    #[test]
+    fn a_missing_browser_is_a_clear_error() {
+        let browser = Browser {
+            exe: PathBuf::from("/nonexistent/chromium"),
+            window: (800, 600),
+            timeout: Duration::from_secs(5),
+        };
+        let err = browser.dump_dom("about:blank").unwrap_err().to_string();
+        assert!(err.contains("cannot start /nonexistent/chromium"), "{err}");
+    }
+}

@@ -392,7 +392,7 @@ fn checks_section(status: &Status) -> String {
         let _ = writeln!(
             out,
             "<tr class=\"check {class}\" data-check=\"{}\"><td><span class=\"badge {class}\">{}\
-             </span></td><td><code>{}</code></td><td>{}</td></tr>",
+             </span></td><td class=\"nowrap\"><code>{}</code></td><td>{}</td></tr>",
             esc(&c.name),
             c.severity.label(),
             esc(&c.name),
@@ -485,7 +485,7 @@ fn run_row(r: &RunRecord, now: DateTime<Utc>) -> String {
         )
     });
     format!(
-        "<tr class=\"run {}\" data-job=\"{}\"><td class=\"nowrap\">{}</td><td>{} ({})</td>\
+        "<tr class=\"run {}\" data-job=\"{}\"><td class=\"nowrap\">{}</td><td class=\"nowrap\">{} ({})</td>\
          <td>{}</td><td>{}</td><td>{}</td><td>{archive}</td><td class=\"error\">{}</td></tr>\n",
         run_class(r.status),
         esc(&r.job),
