@@ -268,13 +268,15 @@ fn read_history(path: &Path) -> std::io::Result<Vec<RunRecord>> {
 /// An exclusive lock on `<dir>/.<job>.lock` (blocking: the other holder is a save of a few
 /// milliseconds), released when the file is dropped.
 fn history_lock(dir: &Path, job: &str) -> std::io::Result<std::fs::File> {
-    use std::os::unix::fs::OpenOptionsExt;
+    use std::os::unix::fs::PermissionsExt;
     let file = std::fs::OpenOptions::new()
-        .mode(0o644) // as every file the tools write (arke-core's FILE_MODE)
         .create(true)
         .truncate(false)
         .write(true)
         .open(dir.join(format!(".{job}.lock")))?;
+    // 0644 whatever the umask, as every file the tools write (arke-core's FILE_MODE); best
+    // effort: the file may be another user's (a job run by hand as root, then by cron).
+    let _ = file.set_permissions(std::fs::Permissions::from_mode(0o644));
     file.lock()?;
     Ok(file)
 }
@@ -346,8 +348,10 @@ mod tests {
         let path = RunRecord::history_path(dir.path(), "daily-backup");
         let text = std::fs::read_to_string(&path).unwrap();
         assert_eq!(text.lines().count(), HISTORY_LIMIT, "one record per line");
-        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
-        assert_eq!(mode, 0o644);
+        for file in [path.clone(), path.with_file_name(".daily-backup.lock")] {
+            let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o644, "{}", file.display());
+        }
         let left: Vec<_> = std::fs::read_dir(path.parent().unwrap())
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())

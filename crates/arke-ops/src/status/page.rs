@@ -135,6 +135,7 @@ th, td { text-align: left; padding: 5px 10px; border-bottom: 1px solid #eaecef;
   vertical-align: top; }
 th { background: #f0f2f4; font-size: 13px; color: #57606a; }
 td.error { color: #b3261e; overflow-wrap: anywhere; }
+td.nowrap, .badge { white-space: nowrap; }
 .badge { display: inline-block; min-width: 64px; text-align: center; border-radius: 4px;
   padding: 0 6px; font-size: 12px; font-weight: 700; color: #fff; }
 .badge.ok { background: #1b7a36; } .badge.warning { background: #b86e00; }
@@ -391,7 +392,7 @@ fn checks_section(status: &Status) -> String {
         let _ = writeln!(
             out,
             "<tr class=\"check {class}\" data-check=\"{}\"><td><span class=\"badge {class}\">{}\
-             </span></td><td><code>{}</code></td><td>{}</td></tr>",
+             </span></td><td class=\"nowrap\"><code>{}</code></td><td>{}</td></tr>",
             esc(&c.name),
             c.severity.label(),
             esc(&c.name),
@@ -420,8 +421,8 @@ fn jobs_section(f: &Facts) -> String {
         let success = r.last_success.as_ref().map_or("never".into(), finished);
         let _ = writeln!(
             out,
-            "<tr class=\"job {}\" data-job=\"{job}\"><td>{job}</td><td>{}</td><td>{}</td>\
-             <td>{}</td><td>{}</td><td>{success}</td><td class=\"error\">{}</td></tr>",
+            "<tr class=\"job {}\" data-job=\"{job}\"><td class=\"nowrap\">{job}</td><td>{}</td>\
+             <td>{}</td><td>{}</td><td>{}</td><td>{success}</td><td class=\"error\">{}</td></tr>",
             run_class(last.status),
             badge(last.status),
             last.exit,
@@ -442,9 +443,17 @@ fn badge(s: RunStatus) -> String {
     )
 }
 
-/// `2026-11-03T02:04:10Z (6h 2m ago)`.
+/// `2026-11-03 02:04 UTC (6h 2m ago)`.
 fn finished(r: &RunSummary) -> String {
-    format!("{} ({})", esc(&r.finished), ago(r.age_secs))
+    format!("{} ({})", short_time(&r.finished), ago(r.age_secs))
+}
+
+/// `2026-11-03 02:04 UTC` for the tables (the cards and checks keep RFC 3339), escaped.
+fn short_time(rfc3339: &str) -> String {
+    parse_time(rfc3339).map_or_else(
+        || esc(rfc3339),
+        |t| t.format("%Y-%m-%d %H:%M UTC").to_string(),
+    )
 }
 
 fn recent_runs(history: &[RunRecord], now: DateTime<Utc>) -> String {
@@ -476,12 +485,12 @@ fn run_row(r: &RunRecord, now: DateTime<Utc>) -> String {
         )
     });
     format!(
-        "<tr class=\"run {}\" data-job=\"{}\"><td>{}</td><td>{} ({})</td><td>{}</td><td>{}</td>\
-         <td>{}</td><td>{archive}</td><td class=\"error\">{}</td></tr>\n",
+        "<tr class=\"run {}\" data-job=\"{}\"><td class=\"nowrap\">{}</td><td class=\"nowrap\">{} ({})</td>\
+         <td>{}</td><td>{}</td><td>{}</td><td>{archive}</td><td class=\"error\">{}</td></tr>\n",
         run_class(r.status),
         esc(&r.job),
         esc(&r.job),
-        esc(&r.started),
+        short_time(&r.started),
         ago(age),
         format_age(r.duration_secs.round() as i64),
         badge(r.status),

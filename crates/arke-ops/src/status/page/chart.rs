@@ -213,21 +213,34 @@ fn column(n: &Night, x: f64, slot: f64, max_size: u64, max_duration: f64) -> Str
     out
 }
 
-/// The size bar; without an archive, a cross for a failed night, a flat tick otherwise.
+/// The size bar (a failed night also gets a pale band over the column, so that a small red
+/// bar is not missed); without an archive, a cross for a failed night, a flat tick otherwise.
 fn size_mark(n: &Night, bx: f64, bw: f64, fill: &str, max_size: u64) -> String {
+    let mut out = String::new();
+    if n.outcome() == "failed" {
+        out.push_str(&rect(
+            "band",
+            bx,
+            SIZE_TOP,
+            bw,
+            SIZE_BOTTOM - SIZE_TOP,
+            fill,
+        ));
+    }
     if let Some(size) = n.size() {
         let h = scaled(size as f64, max_size as f64, SIZE_BOTTOM - SIZE_TOP);
-        return rect("size", bx, SIZE_BOTTOM - h, bw, h, fill);
-    }
-    if n.outcome() == "failed" {
+        out.push_str(&rect("size", bx, SIZE_BOTTOM - h, bw, h, fill));
+    } else if n.outcome() == "failed" {
         let (x1, x2, y1, y2) = (bx + 1.0, bx + bw - 1.0, SIZE_BOTTOM - bw, SIZE_BOTTOM - 2.0);
-        let band = rect("band", bx, SIZE_TOP, bw, SIZE_BOTTOM - SIZE_TOP, fill);
-        return format!(
-            "{band}<path class=\"marker\" d=\"M{x1:.1} {y1:.1}L{x2:.1} {y2:.1}M{x1:.1} {y2:.1}\
-             L{x2:.1} {y1:.1}\" stroke=\"{fill}\" stroke-width=\"2.5\" fill=\"none\"/>\n"
+        let _ = writeln!(
+            out,
+            "<path class=\"marker\" d=\"M{x1:.1} {y1:.1}L{x2:.1} {y2:.1}M{x1:.1} {y2:.1}\
+             L{x2:.1} {y1:.1}\" stroke=\"{fill}\" stroke-width=\"2.5\" fill=\"none\"/>"
         );
+    } else {
+        out.push_str(&rect("marker", bx, SIZE_BOTTOM - 3.0, bw, 3.0, fill));
     }
-    rect("marker", bx, SIZE_BOTTOM - 3.0, bw, 3.0, fill)
+    out
 }
 
 fn rect(class: &str, x: f64, y: f64, w: f64, h: f64, fill: &str) -> String {
