@@ -15,6 +15,7 @@ use arke_core::NodeSource;
 use arke_core::ipld::{self, Cid, DAG_CBOR, DAG_JSON, Ipld};
 use arke_core::kubo::Kubo;
 use arke_core::model::IndexPointer;
+use arke_testkit::browser::{Browser, png_size};
 use arke_testkit::generator::GenConfig;
 use arke_testkit::node::TestNode;
 use serde_json::{Value, json};
@@ -506,6 +507,7 @@ async fn admin_routes_answer_like_dr_status_and_only_to_whom_they_should() {
     let car = set.night();
     let (code, v) = status_of(&server, status(&server)).await;
     assert_eq!((code, v["severity"].as_str()), (200, Some("ok")), "{v:#}");
+    page_in_a_browser(&server, &car);
     // The archive's stamp gone: not verified is a WARNING, still 200.
     std::fs::remove_file(car.with_extension("verified")).unwrap();
     let (code, v) = status_of(&server, status(&server)).await;
@@ -579,6 +581,25 @@ async fn admin_routes_answer_like_dr_status_and_only_to_whom_they_should() {
         .unwrap();
     assert_eq!(resp.status(), 403);
     assert_eq!(open.get("/metrics").send().await.unwrap().status(), 200);
+}
+
+/// The operator's page through dr-server, in a real headless browser: the verdict and the
+/// chart's 30 nights, one of them the night just made; a screenshot of the window's size.
+fn page_in_a_browser(server: &Server, car: &Path) {
+    let browser = Browser::find().unwrap().window(1280, 1600);
+    let url = format!("{}/admin/dr", server.url);
+    let dom = browser.dump_dom(&url).unwrap();
+    let count = |needle: &str| dom.matches(needle).count();
+    assert!(dom.contains("<div class=\"label\">OK</div>"), "{dom}");
+    assert_eq!(count("<svg class=\"nights\""), 1, "{dom}");
+    assert_eq!(count("<g class=\"night "), 30, "{dom}");
+    assert_eq!(count("<g class=\"night ok\""), 1, "{dom}");
+    let name = car.file_name().unwrap().to_string_lossy();
+    assert!(dom.contains(name.as_ref()), "the newest archive is named");
+    let shot = tempfile::NamedTempFile::with_suffix(".png").unwrap();
+    browser.screenshot(&url, shot.path()).unwrap();
+    let png = std::fs::read(shot.path()).unwrap();
+    assert_eq!(png_size(&png), Some(browser.window_size()));
 }
 
 /// Sends `raw` on a new connection and returns what came back before the server closed it

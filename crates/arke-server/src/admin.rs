@@ -35,16 +35,16 @@ pub async fn metrics(app: &Arc<App>) -> Response<ResponseBody> {
     )
 }
 
-/// The operator's page: the status and the last nights of daily-backup, drawn on the server.
+/// The operator's page: the status, the recent runs of every job and the last 30 nights of
+/// daily-backup, drawn on the server.
 pub async fn page(app: &Arc<App>) -> Response<ResponseBody> {
     let status = app.status().await;
     let state_dir = app.config.state_dir.clone();
-    // Reading the bounded history is a few small files: off the async threads all the same.
-    let history = tokio::task::spawn_blocking(move || {
-        arke_ops::runs::RunRecord::history(&state_dir, "daily-backup")
-    })
-    .await
-    .unwrap_or_default();
+    // The jobs' bounded histories are a few small files: read off the async threads all the same.
+    let history =
+        tokio::task::spawn_blocking(move || arke_ops::status::page::load_history(&state_dir))
+            .await
+            .unwrap_or_default();
     let html = arke_ops::status::page::render(&status, &history, chrono::Utc::now());
     fresh("text/html; charset=utf-8", html, StatusCode::OK)
 }
