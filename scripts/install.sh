@@ -41,6 +41,7 @@
 # dr-server: the unit runs it as the cron user with ARKE_DR_CONFIG naming the configuration.
 # When systemd is running and the unit went to /etc, it is enabled and (re)started; otherwise
 # the commands to do so are printed.
+#
 # Exit codes: 0 installed; 2 bad arguments or missing prerequisite; 4 a file could not be
 # written (or the crontab could not be read or installed); 5 dr-server's unit could not be
 # enabled or started.
