@@ -47,6 +47,9 @@ shellcheck -x scripts/*.sh
 # The runbook's commands, as the CI test runs them.
 awk '/^```bash runbook(-s3|-local)?$/ { f = 1; next } /^```$/ { f = 0; next } f' docs/RUNBOOK.md |
   shellcheck -s bash -
+# The cutover page's commands, as the CI test runs them.
+awk '/^```bash cutover(-root|-rollback)?$/ { f = 1; next } /^```$/ { f = 0; next } f' docs/CUTOVER.md |
+  shellcheck -s bash -
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
