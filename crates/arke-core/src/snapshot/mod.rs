@@ -5,6 +5,7 @@ mod build;
 pub(crate) mod format;
 pub(crate) mod load;
 mod prune;
+pub mod publisher;
 mod verify;
 
 pub use build::{
@@ -14,4 +15,5 @@ pub use build::{
 pub(crate) use load::load_header;
 pub use load::{LoadError, Loaded, load};
 pub use prune::{PlannedSnapshot, PruneOptions, PrunePlan, PruneReport, prune};
+pub use publisher::{MARKER_FILE, PointerSnapshot, PublishedMarker, Trespass};
 pub use verify::{VerifyOptions, VerifyReport, verify};
