@@ -55,6 +55,8 @@ pub mod ipld;
 pub mod kubo;
 pub mod model;
 pub mod pointer;
+#[cfg(test)]
+mod pointer_api_types;
 mod report;
 mod restore;
 pub mod shard;

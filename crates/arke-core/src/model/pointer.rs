@@ -30,6 +30,17 @@ const V2_KEYS: &[&str] = &[
     "last_updated",
 ];
 
+/// The fields the API's pydantic model types as `int = 0` (`api/models.py`): absent is read
+/// as 0, but `null`, a float or a string fails validation, and the API then drops the whole
+/// event batch it had already acknowledged. They are never written as `null` (see
+/// [`IndexPointer::to_json_value`]).
+pub const API_INT_KEYS: &[&str] = &[
+    "event_count",
+    "snapshot_seq",
+    "snapshot_count",
+    "total_count",
+];
+
 /// Every field with a typed slot (v1 ∪ v2).
 const KNOWN_KEYS: &[&str] = &[
     "schema",
@@ -231,10 +242,13 @@ impl IndexPointer {
         }
     }
 
-    /// The value a known field will be written as (`None`: not a known key).
+    /// The value a known field will be written as (`None`: not a known key). An unset API int
+    /// field is 0, exactly what the API reads for it when absent and what its own
+    /// `model_dump_json` writes, so the API's view is unchanged and its type is kept: `null`
+    /// would fail its validation. (`recent_count` is a v1 field the API's model does not type.)
     fn known_value(&self, key: &str) -> Option<Value> {
         let cid = |c: &Option<Cid>| c.map_or(Value::Null, |c| Value::String(c.to_string()));
-        let num = |n: &Option<u64>| n.map_or(Value::Null, Value::from);
+        let num = |n: &Option<u64>| Value::from(n.unwrap_or(0));
         let s = |s: &Option<String>| s.clone().map_or(Value::Null, Value::String);
         Some(match key {
             "schema" => Value::String(self.schema.clone()),
@@ -246,7 +260,7 @@ impl IndexPointer {
             "snapshot_count" => num(&self.snapshot_count),
             "snapshot_ts" => s(&self.snapshot_ts),
             "recent_chain_head" => cid(&self.recent_chain_head),
-            "recent_count" => num(&self.recent_count),
+            "recent_count" => self.recent_count.map_or(Value::Null, Value::from),
             "total_count" => num(&self.total_count),
             "last_snapshot_trigger" => s(&self.last_snapshot_trigger),
             "last_updated" => s(&self.last_updated),
@@ -255,7 +269,9 @@ impl IndexPointer {
     }
 
     /// The JSON object to write: keys in the order found (a key that was present stays
-    /// present, as null if now `None`), then known fields newly set, then new extras.
+    /// present, as null if now `None`, except the API's int fields, written as 0), then known
+    /// fields newly set, then new extras. A key absent and unset stays absent (the API reads an
+    /// absent int as 0).
     pub fn to_json_value(&self) -> Value {
         let mut out = Map::new();
         for key in &self.key_order {
@@ -266,7 +282,9 @@ impl IndexPointer {
             }
         }
         for key in KNOWN_KEYS {
+            let unset_int = API_INT_KEYS.contains(key) && self.int_field(key).is_none();
             if !out.contains_key(*key)
+                && !unset_int
                 && let Some(v) = self.known_value(key)
                 && !v.is_null()
             {
@@ -281,10 +299,29 @@ impl IndexPointer {
         Value::Object(out)
     }
 
-    /// The file's bytes: compact JSON, as the API's `model_dump_json` writes it.
+    fn int_field(&self, key: &str) -> Option<u64> {
+        match key {
+            "event_count" => self.event_count,
+            "snapshot_seq" => self.snapshot_seq,
+            "snapshot_count" => self.snapshot_count,
+            "total_count" => self.total_count,
+            _ => None,
+        }
+    }
+
+    /// The file's bytes: compact JSON, as the API's `model_dump_json` writes it, and valid for
+    /// the API's model: `last_updated` (a required `str` there) is the time of writing when
+    /// unset, since a pointer without it cannot be read by the API at all.
     pub fn to_json_bytes(&self) -> Vec<u8> {
+        let mut value = self.to_json_value();
+        if let Value::Object(m) = &mut value
+            && !matches!(m.get("last_updated"), Some(Value::String(_)))
+        {
+            let now = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.6fZ");
+            m.insert("last_updated".into(), Value::String(now.to_string()));
+        }
         // `Value`'s Display is its compact JSON and cannot fail.
-        self.to_json_value().to_string().into_bytes()
+        value.to_string().into_bytes()
     }
 
     /// A copy with ONLY the six snapshot fields replaced; `event_head`, `event_count`,

@@ -29,7 +29,7 @@
 //! 5. **verify after**: every tip and the pointer read back.
 
 mod apply;
-mod plan;
+pub(crate) mod plan;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};

@@ -146,7 +146,7 @@ pub struct PlannedPointer {
 }
 
 impl PlannedPointer {
-    pub(super) fn to_pointer(&self, now: String) -> IndexPointer {
+    pub(crate) fn to_pointer(&self, now: String) -> IndexPointer {
         let mut p = IndexPointer::new_v2();
         p.event_head = self.event_head;
         p.event_count = Some(self.event_count);

@@ -6,6 +6,7 @@ pub(crate) mod format;
 mod legacy;
 pub(crate) mod load;
 mod prune;
+pub mod publisher;
 mod verify;
 
 pub use build::{
@@ -15,4 +16,5 @@ pub use build::{
 pub use legacy::{LEGACY_DOCUMENT_SCHEMA, LegacyError, write_legacy_document};
 pub use load::{LoadError, Loaded, load, load_header};
 pub use prune::{PlannedSnapshot, PruneOptions, PrunePlan, PruneReport, prune};
+pub use publisher::{MARKER_FILE, PointerSnapshot, PublishedMarker, Trespass};
 pub use verify::{VerifyOptions, VerifyReport, verify};

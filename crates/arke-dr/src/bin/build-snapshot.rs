@@ -49,6 +49,13 @@ struct Args {
     /// MFS root of the test network's index
     #[arg(long, value_name = "MFS_PATH", default_value = arke_core::shard::TEST_INDEX_ROOT)]
     test_index_root: String,
+    /// Build over a latest snapshot that another writer published after arke-dr's (or a
+    /// pointer whose snapshot_seq went back), which is otherwise refused with exit 1 once
+    /// arke-dr has published on this host (the marker .arke-dr-published.json in the
+    /// snapshots folder). Stop the other writer first. No environment variable on purpose: left
+    /// set, it would disarm the guard on every run
+    #[arg(long)]
+    adopt: bool,
     /// Print the plan and write nothing: no block stored or pinned, no pointer move, no
     /// snapshot-{seq}.json or latest.json (exit 7 still reports damaged items)
     #[arg(long)]
@@ -73,6 +80,7 @@ fn main() -> ExitCode {
         opts.full = args.full;
         opts.strict_append_only = args.strict_append_only;
         opts.strict = args.strict;
+        opts.adopt = args.adopt;
         opts.concurrency = args.concurrency;
         if args.dry_run {
             let plan = dry_run(&kubo, &opts, &args.out.progress()).await?;
@@ -184,8 +192,11 @@ fn print_plan(plan: &BuildPlan) -> std::io::Result<()> {
             p.snapshot_event_cid.map_or("-".into(), |c| c.to_string())
         ));
     }
-    for f in &plan.metadata_files {
+    for f in plan.metadata_files.iter().chain(&plan.marker_file) {
         lines.push(format!("write: {}", f.display()));
+    }
+    if let Some(a) = &r.adopted {
+        lines.push(format!("adopt: {a}"));
     }
     lines.push(format!(
         "append-only: {} ({} lost, {} not descending)",

@@ -15,6 +15,7 @@ use super::{
 };
 use crate::runs::RunStatus;
 use arke_core::human_bytes;
+use arke_core::snapshot::{Trespass, publisher};
 
 fn check(name: &str, severity: Severity, message: String) -> Check {
     Check {
@@ -28,6 +29,7 @@ fn check(name: &str, severity: Severity, message: String) -> Check {
 pub fn evaluate(f: &Facts, t: &Thresholds, upload: &UploadSetting) -> Vec<Check> {
     let mut out = vec![snapshot(f, t)];
     out.extend(node(f));
+    out.extend(writer(f));
     out.push(archive(f, t));
     if let Some(a) = &f.archive {
         out.push(verified(a));
@@ -100,6 +102,41 @@ fn node(f: &Facts) -> Option<Check> {
             ),
         ),
     })
+}
+
+/// Who wrote the pointer's latest snapshot (node asked only): a legacy writer that came back
+/// after arke-dr published here, or a pointer seq that went back, is CRITICAL: the next
+/// incremental build would stand on it. The rule is build-snapshot's own
+/// ([`arke_core::snapshot::publisher::check`]).
+fn writer(f: &Facts) -> Option<Check> {
+    let latest = f.node.latest_snapshot.as_ref()?;
+    let name = "snapshot_writer";
+    Some(
+        match (publisher::check(f.published.as_ref(), latest), &f.published) {
+            (Ok(()), Some(ours)) => check(
+                name,
+                Severity::Ok,
+                format!(
+                    "latest snapshot written by arke-dr (pointer seq {}; this host published seq {})",
+                    latest.pointer_seq.unwrap_or(0),
+                    ours.seq
+                ),
+            ),
+            (Ok(()), None) => check(
+                name,
+                Severity::Ok,
+                format!(
+                    "arke-dr has not published on this host yet (no {}); latest snapshot {}",
+                    arke_core::snapshot::MARKER_FILE,
+                    latest.schema.as_deref().unwrap_or("none")
+                ),
+            ),
+            (Err(t @ Trespass::Unreadable { .. }), _) => {
+                check(name, Severity::Warning, format!("{}: {t}", t.label()))
+            }
+            (Err(t), _) => check(name, Severity::Critical, format!("{}: {t}", t.label())),
+        },
+    )
 }
 
 fn archive(f: &Facts, t: &Thresholds) -> Check {

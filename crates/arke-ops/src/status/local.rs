@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 
 use arke_core::backup::BackupFiles;
 use arke_core::model::{BackupMeta, SnapshotMeta};
+use arke_core::snapshot::PublishedMarker;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
@@ -71,6 +72,13 @@ pub fn local_facts(config: &Config, upload: &UploadSetting, now: DateTime<Utc>) 
         .map_err(|e| problem("disk", e))
         .ok();
     f.snapshot = snapshot;
+    f.published = PublishedMarker::read(&config.snapshots_dir).unwrap_or_else(|e| {
+        f.problems.push(Problem {
+            check: "snapshot_writer".into(),
+            message: format!("{e:#}"),
+        });
+        None
+    });
     f.runs = runs;
     (f.archive_count, f.backups_bytes, f.archive) = backups;
     f.disk = disk;

@@ -26,6 +26,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use arke_core::kubo::Kubo;
+use arke_core::snapshot::{PointerSnapshot, PublishedMarker};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -305,6 +306,9 @@ pub struct Facts {
     pub snapshots_dir: PathBuf,
     pub backups_dir: PathBuf,
     pub snapshot: Option<SnapshotFacts>,
+    /// The snapshot build-snapshot last published on this host (`.arke-dr-published.json`).
+    #[serde(default)]
+    pub published: Option<PublishedMarker>,
     /// The newest archive.
     pub archive: Option<ArchiveFacts>,
     /// `arke-*.car` files in the backups folder.
@@ -442,6 +446,9 @@ pub struct NodeFacts {
     /// The `event_count` recorded in the snapshot (v4 header).
     pub snapshot_event_count: Option<u64>,
     pub events_since_snapshot: Option<u64>,
+    /// The pointer's latest snapshot: its header's schema and seq (who wrote it).
+    #[serde(default)]
+    pub latest_snapshot: Option<PointerSnapshot>,
     pub error: Option<String>,
 }
 

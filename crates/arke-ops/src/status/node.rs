@@ -8,6 +8,7 @@ use std::time::Duration;
 use arke_core::ipld;
 use arke_core::kubo::Kubo;
 use arke_core::model::Snapshot;
+use arke_core::snapshot::PointerSnapshot;
 
 use super::{NodeFacts, NodeState};
 
@@ -53,12 +54,29 @@ async fn ask(
         });
     };
     let p = read.pointer;
-    let cid = p
-        .latest_snapshot_cid
-        .or_else(|| snapshot_cid.and_then(|c| ipld::parse_cid(c).ok()));
-    let snapshot_event_count = match cid {
-        Some(cid) => header_event_count(kubo, &cid).await,
+    // The pointer's own latest snapshot: who wrote it (the guard of `arke_core::snapshot::
+    // publisher`) and the event count it recorded.
+    let latest_header = match p.latest_snapshot_cid {
+        Some(cid) => Some(header(kubo, &cid).await),
         None => None,
+    };
+    let latest_snapshot = PointerSnapshot::new(
+        Some(&p),
+        latest_header
+            .as_ref()
+            .map(|r| r.as_ref().map_err(Clone::clone)),
+    );
+    let snapshot_event_count = match (&latest_header, snapshot_cid) {
+        (Some(h), _) => h.as_ref().ok().and_then(v4_event_count),
+        (None, Some(c)) => match ipld::parse_cid(c) {
+            Ok(cid) => header(kubo, &cid)
+                .await
+                .ok()
+                .as_ref()
+                .and_then(v4_event_count),
+            Err(_) => None,
+        },
+        (None, None) => None,
     };
     let events_since_snapshot = match (p.event_count, snapshot_event_count) {
         (Some(now), Some(then)) => Some(now.saturating_sub(then)),
@@ -71,15 +89,21 @@ async fn ask(
         pointer_snapshot_seq: p.snapshot_seq,
         snapshot_event_count,
         events_since_snapshot,
+        latest_snapshot: Some(latest_snapshot),
         error: None,
     })
 }
 
+/// A snapshot's header block, decoded (one block: a legacy snapshot's is the whole snapshot).
+async fn header(kubo: &Kubo, cid: &ipld::Cid) -> Result<Snapshot, String> {
+    let bytes = kubo.block_get(cid).await.map_err(|e| e.to_string())?;
+    let value = ipld::decode(cid, &bytes).map_err(|e| format!("snapshot {cid}: {e}"))?;
+    Snapshot::from_ipld(&value).map_err(|e| format!("snapshot {cid}: {e}"))
+}
+
 /// The `event_count` a v4 snapshot header recorded (older schemas have none).
-async fn header_event_count(kubo: &Kubo, cid: &ipld::Cid) -> Option<u64> {
-    let bytes = kubo.block_get(cid).await.ok()?;
-    let value = ipld::decode(cid, &bytes).ok()?;
-    match Snapshot::from_ipld(&value).ok()? {
+fn v4_event_count(h: &Snapshot) -> Option<u64> {
+    match h {
         Snapshot::V4(h) => h.event_count,
         _ => None,
     }

@@ -16,6 +16,7 @@ use crate::kubo::{Kubo, KuboError};
 use crate::model::{SnapshotFields, SnapshotMeta};
 use crate::pointer;
 use crate::report::{Progress, Unit};
+use crate::snapshot::publisher::PublishedMarker;
 
 /// Applies a plan from [`super::plan::plan`]. An unchanged plan writes nothing on the node (only
 /// the host's `latest.json` when it was missing or stale). The caller holds
@@ -62,6 +63,13 @@ pub async fn apply(
     report.bytes_written += bytes;
     move_pointer(kubo, opts, fields).await?;
     write_metadata(&plan.metadata_files, meta)?;
+    if let Some(path) = &plan.marker_file {
+        let marker = PublishedMarker::new(header, fields.snapshot_seq, now_iso());
+        let dir = path.parent().unwrap_or(&opts.snapshots_dir);
+        marker
+            .write(dir)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
     report.status = "ok".into();
     finish(&mut report);
     Ok(BuildOutcome::Built(report))

@@ -49,6 +49,9 @@ pub struct BuildOptions {
     pub concurrency: usize,
     pub snapshots_dir: PathBuf,
     pub lock_file: PathBuf,
+    /// Build over a latest snapshot another writer published after arke-dr's (or a pointer
+    /// whose `snapshot_seq` went back) instead of refusing (see [`crate::snapshot::publisher`]).
+    pub adopt: bool,
     /// How many versions back an updated tip is searched for the previous tip.
     pub descent_limit: usize,
     pub pointer_attempts: u32,
@@ -67,6 +70,7 @@ impl BuildOptions {
             full: false,
             strict_append_only: false,
             strict: false,
+            adopt: false,
             concurrency: 16,
             lock_file: snapshots_dir.join(".build-snapshot.lock"),
             snapshots_dir,
@@ -156,6 +160,10 @@ pub struct BuildReport {
     /// because it was missing or named another snapshot, e.g. after a restore.
     #[serde(default)]
     pub metadata_refreshed: bool,
+    /// The refusal `--adopt` overrode (the pointer's latest snapshot was another writer's, or
+    /// its seq went back): what was built over.
+    #[serde(default)]
+    pub adopted: Option<String>,
     /// HTTP requests this build sent to the node.
     pub requests: u64,
     pub seconds: f64,
@@ -202,6 +210,10 @@ pub struct BuildPlan {
     pub metadata_files: Vec<PathBuf>,
     /// Their content (the same for both).
     pub metadata: Option<SnapshotMeta>,
+    /// The publish marker (`.arke-dr-published.json`), written last: this host now publishes
+    /// with arke-dr, so a later snapshot by another writer is refused.
+    #[serde(default)]
+    pub marker_file: Option<PathBuf>,
 }
 
 impl BuildPlan {

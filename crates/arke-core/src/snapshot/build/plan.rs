@@ -24,11 +24,16 @@ use crate::report::{Exit, Failure, Progress, Unit};
 use crate::shard::EntityId;
 use crate::snapshot::format::{self, CHUNK_ENTRIES, MAX_REPORT_IDS, MAX_TS};
 use crate::snapshot::load::{Loaded, load, load_header};
+use crate::snapshot::publisher::{self, PointerSnapshot, PublishedMarker};
 use crate::source::{BlockSource, NodeSource};
 
 /// What the pointer and the previous snapshot's header say, and the index directories now.
 struct Base {
     ptr: Option<IndexPointer>,
+    /// The pointer's latest snapshot (read even on a full build), for the guard and the seq.
+    latest: PointerSnapshot,
+    /// What arke-dr last published on this host.
+    marker: Option<PublishedMarker>,
     /// The event head the new snapshot will cover.
     head: Option<Cid>,
     /// The previous snapshot (none on a full build).
@@ -98,7 +103,9 @@ pub async fn plan(
         ..BuildReport::default()
     };
     let base = read_base(kubo, &src, opts, &mut report).await?;
-    let mut plan = if unchanged(&base, &mut report) {
+    // An adopted trespass is always built over: "unchanged" would leave the pointer as the
+    // other writer left it (a seq gone back stays back).
+    let mut plan = if report.adopted.is_none() && unchanged(&base, &mut report) {
         // Nothing to do on the node: no block, pin or pointer move. The host metadata only when
         // this host lacks it (e.g. after a restore, whose snapshot was built on another host):
         // without it an operator could not tell the step did its job.
@@ -174,18 +181,27 @@ async fn read_base(
     }
     let head = ptr.as_ref().and_then(|p| p.event_head);
     report.event_head = head.map(|c| c.to_string());
-    let prev_cid = ptr
-        .as_ref()
-        .and_then(|p| p.latest_snapshot_cid)
-        .filter(|_| !opts.full);
-    let prev_header = match prev_cid {
-        Some(cid) => Some(
-            load_header(src, cid)
-                .await
-                .with_context(|| previous_context(cid))?,
-        ),
+    let latest_cid = ptr.as_ref().and_then(|p| p.latest_snapshot_cid);
+    // The latest snapshot's header is read even by a full build: the guard and the seq need it.
+    // Only an incremental build needs it whole, so only there is a failure to read it fatal.
+    let latest_header = match latest_cid {
+        Some(cid) => match load_header(src, cid).await {
+            Ok(h) => Some(Ok(h)),
+            Err(e) if opts.full => Some(Err(format!("{e}"))),
+            Err(e) => return Err(anyhow::Error::new(e).context(previous_context(cid))),
+        },
         None => None,
     };
+    let latest = PointerSnapshot::new(
+        ptr.as_ref(),
+        latest_header
+            .as_ref()
+            .map(|r| r.as_ref().map_err(Clone::clone)),
+    );
+    let marker = PublishedMarker::read(&opts.snapshots_dir)?;
+    report.adopted = guard(opts, marker.as_ref(), &latest)?;
+    let prev_cid = latest_cid.filter(|_| !opts.full);
+    let prev_header = latest_header.and_then(Result::ok).filter(|_| !opts.full);
     report.mode = if prev_cid.is_some() {
         "incremental"
     } else {
@@ -206,6 +222,8 @@ async fn read_base(
     };
     Ok(Base {
         ptr,
+        latest,
+        marker,
         head,
         prev_cid,
         prev_header,
@@ -213,6 +231,34 @@ async fn read_base(
         index_stat,
         test_stat,
     })
+}
+
+/// The guard against a legacy writer (see [`crate::snapshot::publisher`]): a trespass fails the
+/// plan (exit 1, one line) unless `--adopt`, which builds over it and returns it for the report.
+fn guard(
+    opts: &BuildOptions,
+    marker: Option<&PublishedMarker>,
+    latest: &PointerSnapshot,
+) -> anyhow::Result<Option<String>> {
+    match publisher::check(marker, latest) {
+        Ok(()) => Ok(None),
+        Err(t) if opts.adopt => {
+            tracing::warn!("--adopt: building over it: {t}");
+            Ok(Some(format!("{}: {t}", t.label())))
+        }
+        Err(t) => Err(Failure::new(Exit::Failed, t.to_string()).into()),
+    }
+}
+
+/// The new snapshot's seq: above the pointer's `snapshot_seq`, the latest snapshot's own `seq`
+/// (the legacy builder's may differ from the pointer's) and what arke-dr last published here,
+/// whichever is greatest; 1 when there is none. Returns (seq, the greatest).
+fn next_seq(base: &Base) -> (u64, Option<u64>) {
+    let floor = base
+        .latest
+        .max_seq()
+        .max(base.marker.as_ref().map(|m| m.seq));
+    (floor.map_or(1, |s| s + 1), floor)
 }
 
 /// Nothing changed: same event head and same index directories as a v4 previous snapshot. The
@@ -789,11 +835,7 @@ fn encode(
             .map(|(c, b)| planned("node", *c, b.clone())),
     );
 
-    let prev_seq = match (prev, base.ptr.as_ref().and_then(|p| p.snapshot_seq)) {
-        (Some(p), s) => Some(p.snapshot.seq().max(s.unwrap_or(0))),
-        (None, s) => s,
-    };
-    let seq = prev_seq.map_or(1, |s| s + 1);
+    let (seq, prev_seq) = next_seq(base);
     let ts = now_iso();
     let header = SnapshotV4 {
         seq,
@@ -850,6 +892,7 @@ fn encode(
             opts.snapshots_dir.join("latest.json"),
         ],
         metadata: Some(meta),
+        marker_file: Some(PublishedMarker::path(&opts.snapshots_dir)),
     })
 }
 
