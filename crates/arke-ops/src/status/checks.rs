@@ -454,25 +454,30 @@ mod tests {
 #[cfg(test)]
 mod writer_tests {
     use super::*;
+    use crate::status::NodeFacts;
     use arke_core::snapshot::{PointerSnapshot, PublishedMarker};
 
     fn facts(published: Option<u64>, schema: Option<&str>, error: Option<&str>) -> Facts {
-        let mut f = Facts::default();
-        f.published = published.map(|seq| PublishedMarker {
-            cid: "bafyours".into(),
-            seq,
-            ts: "t".into(),
-            tool: "arke-dr 0".into(),
-        });
-        f.node.state = NodeState::Up;
-        f.node.latest_snapshot = Some(PointerSnapshot {
-            cid: Some("bafylatest".into()),
-            pointer_seq: Some(6),
-            schema: schema.map(Into::into),
-            seq: Some(6),
-            error: error.map(Into::into),
-        });
-        f
+        Facts {
+            published: published.map(|seq| PublishedMarker {
+                cid: "bafyours".into(),
+                seq,
+                ts: "t".into(),
+                tool: "arke-dr 0".into(),
+            }),
+            node: NodeFacts {
+                state: NodeState::Up,
+                latest_snapshot: Some(PointerSnapshot {
+                    cid: Some("bafylatest".into()),
+                    pointer_seq: Some(6),
+                    schema: schema.map(Into::into),
+                    seq: Some(6),
+                    error: error.map(Into::into),
+                }),
+                ..NodeFacts::default()
+            },
+            ..Facts::default()
+        }
     }
 
     #[test]
