@@ -264,7 +264,8 @@ fn metadata_files(dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n.ends_with(".json"))
+        // The publish marker aside (dot-named, as the legacy scripts' globs skip it).
+        .filter(|n| n.ends_with(".json") && !n.starts_with('.'))
         .collect();
     names.sort();
     names
@@ -303,6 +304,8 @@ async fn dry_run_prints_the_plan_and_writes_nothing() {
     assert_eq!(plan.store.len(), store.len());
     assert_eq!(set.pointer_raw().await, before, "the pointer moved");
     assert!(metadata_files(set.dir.path()).is_empty());
+    let marker = set.dir.path().join(".arke-dr-published.json");
+    assert!(!marker.exists(), "a dry run wrote the publish marker");
     // The same, for a human.
     let out = set
         .cmd(env!("CARGO_BIN_EXE_build-snapshot"), &set.url)
@@ -320,6 +323,8 @@ async fn dry_run_prints_the_plan_and_writes_nothing() {
     assert!(text.contains("latest.json"), "{text}");
     assert_eq!(set.pointer_raw().await, before, "the pointer moved");
     assert!(metadata_files(set.dir.path()).is_empty());
+    let marker = set.dir.path().join(".arke-dr-published.json");
+    assert!(!marker.exists(), "a dry run wrote the publish marker");
 
     // The build itself; then the plan of an unchanged archive has nothing to do.
     let r1 = set.build(&[]);
@@ -328,6 +333,7 @@ async fn dry_run_prints_the_plan_and_writes_nothing() {
     let built = set.pointer_raw().await;
     let files = metadata_files(set.dir.path());
     assert_eq!(files, ["latest.json", "snapshot-1.json"]);
+    assert!(marker.exists(), "the build wrote no publish marker");
     let latest = std::fs::read(set.dir.path().join("latest.json")).unwrap();
     let p = set.build(&["--dry-run"]);
     assert_eq!(p["action"], "unchanged", "{p}");

@@ -30,6 +30,12 @@ async fn host(dir: &Path, extra: &[(&str, &str)]) -> Config {
         .await
         .unwrap();
     let p = |s: &str| dir.join(s).display().to_string();
+    // The data set was generated afresh, its pointer without a snapshot: to build-snapshot, a
+    // pointer reset on a host where it published (refused, seq backwards). This host starts over.
+    let marker = dir.join("snapshots").join(arke_core::snapshot::MARKER_FILE);
+    if let Err(e) = std::fs::remove_file(&marker) {
+        assert_eq!(e.kind(), std::io::ErrorKind::NotFound, "{e}");
+    }
     let mut s = Settings::default();
     s.overlay(
         [

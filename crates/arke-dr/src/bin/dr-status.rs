@@ -26,10 +26,13 @@ Exit status (the Nagios plugin convention, unlike the other arke-dr tools):
   1  WARNING   degraded, the guarantee still holds: archive not verified, snapshot older than
                --max-snapshot-age, a lock held longer than --max-build-minutes, disk over
                --max-disk-percent, node unreachable, a job that skipped damaged items,
-               weekly-verify not run for over 8 days
+               weekly-verify not run for over 8 days, the pointer's latest snapshot header
+               unreadable (its writer unknown)
   2  CRITICAL  the guarantee is broken: no archive, newest archive older than
                --max-archive-age, newest archive not uploaded (upload on), last daily-backup
-               or weekly-verify failed, disk over --critical-disk-percent
+               or weekly-verify failed, disk over --critical-disk-percent, a legacy
+               snapshot writer active (the pointer's latest snapshot is not arke-dr's after
+               arke-dr published on this host), the pointer's snapshot seq gone backwards
   3  UNKNOWN   dr-status could not tell: bad flags or an unreadable/invalid configuration
 
 The verdict is the worst check; the last line says it (`dr-status: CRITICAL: no archive in

@@ -450,3 +450,63 @@ mod tests {
         assert_eq!(job(&run("hourly-snapshot", 9)).severity, Severity::Ok);
     }
 }
+
+#[cfg(test)]
+mod writer_tests {
+    use super::*;
+    use crate::status::NodeFacts;
+    use arke_core::snapshot::{PointerSnapshot, PublishedMarker};
+
+    fn facts(published: Option<u64>, schema: Option<&str>, error: Option<&str>) -> Facts {
+        Facts {
+            published: published.map(|seq| PublishedMarker {
+                cid: "bafyours".into(),
+                seq,
+                ts: "t".into(),
+                tool: "arke-dr 0".into(),
+            }),
+            node: NodeFacts {
+                state: NodeState::Up,
+                latest_snapshot: Some(PointerSnapshot {
+                    cid: Some("bafylatest".into()),
+                    pointer_seq: Some(6),
+                    schema: schema.map(Into::into),
+                    seq: Some(6),
+                    error: error.map(Into::into),
+                }),
+                ..NodeFacts::default()
+            },
+            ..Facts::default()
+        }
+    }
+
+    #[test]
+    fn the_writer_check_follows_build_snapshots_rule() {
+        let sev = |f: &Facts| writer(f).map(|c| c.severity);
+        assert_eq!(sev(&Facts::default()), None, "node not asked: no check");
+        let legacy = facts(Some(5), Some("arke/snapshot@v2"), None);
+        let c = writer(&legacy).unwrap();
+        assert_eq!(c.severity, Severity::Critical);
+        assert!(
+            c.message.starts_with("legacy snapshot writer active: "),
+            "{}",
+            c.message
+        );
+        assert_eq!(
+            sev(&facts(None, Some("arke/snapshot@v2"), None)),
+            Some(Severity::Ok)
+        );
+        assert_eq!(
+            sev(&facts(Some(5), Some("arke/snapshot@v4"), None)),
+            Some(Severity::Ok)
+        );
+        assert_eq!(
+            sev(&facts(Some(7), Some("arke/snapshot@v4"), None)),
+            Some(Severity::Critical)
+        );
+        assert_eq!(
+            sev(&facts(Some(5), None, Some("timed out"))),
+            Some(Severity::Warning)
+        );
+    }
+}
