@@ -24,6 +24,7 @@ use arke_testkit::node::TestNode;
 use serde_json::Value;
 
 mod support;
+use support::pages::{self, RunAs, chown_tree, tagged_blocks, text};
 use support::{bin_dir, repo};
 
 /// Bound on one run of blocks (a hung tool fails the test instead of hanging CI).
@@ -35,107 +36,28 @@ const OTHER_CRON: &str = "30 4 * * * /home/ubuntu/bin/rotate-something.sh";
 
 /// The page's blocks in order, with their tag (`cutover`, `cutover-root`, `cutover-rollback`).
 fn cutover_blocks() -> Vec<(String, String)> {
-    let text = std::fs::read_to_string(repo().join("docs/CUTOVER.md")).unwrap();
-    let mut blocks = Vec::new();
-    let mut cur: Option<(String, String)> = None;
-    for line in text.lines() {
-        let fence = line.trim_end();
-        match &mut cur {
-            None => {
-                if let Some(tag) = fence.strip_prefix("```bash ")
-                    && matches!(tag, "cutover" | "cutover-root" | "cutover-rollback")
-                {
-                    cur = Some((tag.to_string(), String::new()));
-                }
-            }
-            Some(_) if fence == "```" => blocks.push(cur.take().unwrap()),
-            Some((_, b)) => {
-                b.push_str(line);
-                b.push('\n');
-            }
-        }
-    }
-    assert!(cur.is_none(), "unterminated block in CUTOVER.md");
-    blocks
+    tagged_blocks(
+        "docs/CUTOVER.md",
+        &["cutover", "cutover-root", "cutover-rollback"],
+    )
 }
 
 // --- users ----------------------------------------------------------------------------------
 
-/// The cron user: `nobody` as root (CI), else the test's own user (then the root block cannot
-/// run: the test says so and fails).
-#[derive(Clone, Copy, Debug)]
-struct User {
-    uid: u32,
-    gid: u32,
-    name: &'static str,
-}
-
-fn id(flag: &str, name: &str) -> u32 {
-    let out = Command::new("id").args([flag, name]).output().unwrap();
-    assert!(out.status.success(), "id {flag} {name}: {out:?}");
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap()
-}
-
-fn cron_user() -> User {
+/// The cron user: `nobody`. The test runs install.sh as root and the page as another user, so
+/// it must run as root (CI does).
+fn cron_user() -> RunAs {
+    let who = RunAs::cron_user();
     assert!(
-        rustix::process::geteuid().is_root(),
+        who.switch,
         "the cutover test runs install.sh as root and the page as another user: run it as root (CI does)"
     );
-    User {
-        uid: id("-u", "nobody"),
-        gid: id("-g", "nobody"),
-        name: "nobody",
-    }
+    who
 }
 
-/// Runs `script` in `bash -euo pipefail` with exactly `env`, as `who` (None: root), bounded.
-fn run_script(
-    who: Option<User>,
-    cwd: &Path,
-    env: &BTreeMap<String, String>,
-    script: &str,
-) -> Output {
-    let mut c = match who {
-        Some(u) => {
-            let mut c = Command::new("setpriv");
-            c.arg(format!("--reuid={}", u.uid))
-                .arg(format!("--regid={}", u.gid))
-                .arg("--clear-groups")
-                .arg("timeout");
-            c
-        }
-        None => Command::new("timeout"),
-    };
-    c.args(["--kill-after=10", &BLOCKS_TIMEOUT.as_secs().to_string()])
-        .args(["bash", "-euo", "pipefail", "-c", script])
-        .current_dir(cwd)
-        .env_clear()
-        .envs(env)
-        .output()
-        .unwrap()
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-fn chown(path: &Path, u: User) {
-    let out = Command::new("chown")
-        .arg("-R")
-        .arg(format!("{}:{}", u.uid, u.gid))
-        .arg(path)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "chown: {out:?}");
+/// Runs `script` as `who` (`RunAs::me()`: root), bounded by [`BLOCKS_TIMEOUT`].
+fn run_script(who: RunAs, cwd: &Path, env: &BTreeMap<String, String>, script: &str) -> Output {
+    pages::run_script(who, cwd, env, script, BLOCKS_TIMEOUT)
 }
 
 // --- guards ---------------------------------------------------------------------------------
@@ -234,7 +156,7 @@ struct Host {
 }
 
 impl Host {
-    fn new(who: User) -> Host {
+    fn new(who: RunAs) -> Host {
         let dir = tempfile::tempdir().unwrap();
         // The temporary folder is 0700 root: the user must reach its folders.
         std::fs::set_permissions(
@@ -248,8 +170,8 @@ impl Host {
         for f in ["docker-compose.nginx.yml", "nginx.conf"] {
             std::fs::copy(fixture(f), h.path("ipfs-server").join(f)).unwrap();
         }
-        chown(&h.path("home"), who);
-        chown(&h.path("ipfs-server"), who);
+        chown_tree(&h.path("home"), who);
+        chown_tree(&h.path("ipfs-server"), who);
         h
     }
 
@@ -264,7 +186,7 @@ impl Host {
     /// The cron user's session: a login's PATH with the installed binaries, the installed
     /// configuration, the node, this host's paths, and what CI has no use for switched off
     /// (no S3 bucket: UPLOAD=0; the machine's disk use must not decide dr-status).
-    fn user_env(&self, who: User, node: &TestNode, listen: &str) -> BTreeMap<String, String> {
+    fn user_env(&self, who: RunAs, node: &TestNode, listen: &str) -> BTreeMap<String, String> {
         [
             (
                 "PATH",
@@ -289,7 +211,7 @@ impl Host {
     }
 
     /// Root's shell: install.sh's paths into this host, the binaries of this build.
-    fn root_env(&self, who: User) -> BTreeMap<String, String> {
+    fn root_env(&self, who: RunAs) -> BTreeMap<String, String> {
         [
             (
                 "PATH",
@@ -345,7 +267,7 @@ fn json(p: &Path) -> Value {
 fn run_blocks(
     blocks: &[(String, String)],
     settings: &str,
-    who: User,
+    who: RunAs,
     host: &Host,
     user_env: &BTreeMap<String, String>,
 ) -> String {
@@ -359,10 +281,15 @@ fn run_blocks(
         }
         let body: Vec<&str> = blocks[i..j].iter().map(|(_, b)| b.as_str()).collect();
         let out = if root {
-            run_script(None, host.dir.path(), &host.root_env(who), &body.join("\n"))
+            run_script(
+                RunAs::me(),
+                host.dir.path(),
+                &host.root_env(who),
+                &body.join("\n"),
+            )
         } else {
             let script = format!("{settings}\n{}", body.join("\n"));
-            run_script(Some(who), &host.path("home"), user_env, &script)
+            run_script(who, &host.path("home"), user_env, &script)
         };
         assert!(
             out.status.success(),

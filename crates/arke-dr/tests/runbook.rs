@@ -22,6 +22,7 @@ use arke_testkit::node::TestNode;
 use arke_testkit::world::World;
 
 mod support;
+use support::pages::{self, RunAs, chown_tree, tagged_blocks, text};
 use support::{Set, bin_dir, repo};
 
 const OLD_PREFIX: &str = "backups/i-0old0000000000001/";
@@ -138,28 +139,10 @@ impl Drop for S3Server {
 /// The runbook's blocks in page order, with their tag: `runbook` (both paths), `runbook-s3`,
 /// `runbook-local`.
 fn runbook_blocks() -> Vec<(String, String)> {
-    let text = std::fs::read_to_string(repo().join("docs/RUNBOOK.md")).unwrap();
-    let mut blocks = Vec::new();
-    let mut cur: Option<(String, String)> = None;
-    for line in text.lines() {
-        let fence = line.trim_end();
-        match &mut cur {
-            None => {
-                if let Some(tag) = fence.strip_prefix("```bash ")
-                    && matches!(tag, "runbook" | "runbook-s3" | "runbook-local")
-                {
-                    cur = Some((tag.to_string(), String::new()));
-                }
-            }
-            Some(_) if fence == "```" => blocks.push(cur.take().unwrap()),
-            Some((_, b)) => {
-                b.push_str(line);
-                b.push('\n');
-            }
-        }
-    }
-    assert!(cur.is_none(), "unterminated block in RUNBOOK.md");
-    blocks
+    tagged_blocks(
+        "docs/RUNBOOK.md",
+        &["runbook", "runbook-s3", "runbook-local"],
+    )
 }
 
 /// The blocks one path runs, in order.
@@ -174,81 +157,9 @@ fn path_blocks(path: &str) -> Vec<String> {
     blocks
 }
 
-/// Who runs the runbook: the cron user it names. As root (CI) that is `nobody`, owner of the
-/// new host's folders; as another user (a developer's machine), that user, since only root can
-/// switch.
-#[derive(Clone, Copy, Debug)]
-struct RunAs {
-    uid: u32,
-    gid: u32,
-    name: &'static str,
-    switch: bool,
-}
-
-fn run_as() -> RunAs {
-    let me = rustix::process::geteuid().as_raw();
-    if me == 0 {
-        // `nobody` exists on every Linux and needs no useradd (which would change the machine).
-        let id = |flag: &str| -> u32 {
-            let out = Command::new("id").args([flag, "nobody"]).output().unwrap();
-            assert!(out.status.success(), "no user nobody: {out:?}");
-            String::from_utf8(out.stdout)
-                .unwrap()
-                .trim()
-                .parse()
-                .unwrap()
-        };
-        RunAs {
-            uid: id("-u"),
-            gid: id("-g"),
-            name: "nobody",
-            switch: true,
-        }
-    } else {
-        RunAs {
-            uid: me,
-            gid: rustix::process::getegid().as_raw(),
-            name: "the test user",
-            switch: false,
-        }
-    }
-}
-
-/// Runs `script` in `bash -euo pipefail` as `who`, with exactly `env` (a fresh login's PATH
-/// plus the tools), bounded by [`RUNBOOK_TIMEOUT`].
+/// The runbook's commands as the cron user it names, bounded by [`RUNBOOK_TIMEOUT`].
 fn run_script(who: RunAs, cwd: &Path, env: &BTreeMap<String, String>, script: &str) -> Output {
-    let mut c = if who.switch {
-        // setpriv only changes the ids and execs: the environment given here is kept as is
-        // (runuser and su would reset parts of it).
-        let mut c = Command::new("setpriv");
-        c.arg(format!("--reuid={}", who.uid))
-            .arg(format!("--regid={}", who.gid))
-            .arg("--clear-groups")
-            .arg("timeout");
-        c
-    } else {
-        Command::new("timeout")
-    };
-    c.args(["--kill-after=10", &RUNBOOK_TIMEOUT.as_secs().to_string()])
-        .args(["bash", "-euo", "pipefail", "-c", script])
-        .current_dir(cwd)
-        .env_clear()
-        .envs(env)
-        .output()
-        .unwrap()
-}
-
-fn chown_tree(path: &Path, who: RunAs) {
-    if !who.switch {
-        return;
-    }
-    let out = Command::new("chown")
-        .arg("-R")
-        .arg(format!("{}:{}", who.uid, who.gid))
-        .arg(path)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "chown: {out:?}");
+    pages::run_script(who, cwd, env, script, RUNBOOK_TIMEOUT)
 }
 
 /// Every file and folder under `dir` that `uid` does not own.
@@ -265,15 +176,6 @@ fn not_owned_by(dir: &Path, uid: u32) -> Vec<String> {
         }
     }
     bad
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 // --- the old instance -----------------------------------------------------------------------
@@ -513,7 +415,7 @@ fn api_url(url: &str) -> String {
 
 /// The whole runbook on one path (`s3` or `local`), from the old instance's nights to dr-status.
 async fn restore_by_runbook(path: &str, seed: u64) {
-    let who = run_as();
+    let who = RunAs::cron_user();
     let s3 = S3Server::start().expect("cannot start the test S3 server (scripts/s3-server.sh)");
     let bucket = format!("arke-runbook-{path}-{}", std::process::id());
     s3.create_bucket(&bucket).await.unwrap();
@@ -718,7 +620,7 @@ async fn runbook_restores_a_wiped_node_from_a_local_archive() {
 /// The local path on a folder without archives stops at its block, saying so.
 #[test]
 fn runbook_local_path_stops_on_an_empty_folder() {
-    let who = run_as();
+    let who = RunAs::cron_user();
     let dir = tempfile::tempdir().unwrap();
     std::fs::set_permissions(
         dir.path(),

@@ -5,6 +5,8 @@
 // Every test file is its own crate and uses only part of this.
 #![allow(dead_code)]
 
+pub mod pages;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
