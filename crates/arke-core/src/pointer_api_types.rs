@@ -11,51 +11,16 @@ use cid::Cid;
 use serde_json::{Map, Value, json};
 
 use crate::ipld::{DAG_CBOR, DAG_JSON, cid_v1};
-use crate::model::{IndexPointer, SnapshotFields};
+use crate::model::{API_INT_KEYS, IndexPointer, SnapshotFields, pointer_api_errors};
 use crate::restore::plan::PlannedPointer;
 
-/// `int = 0`: absent, or a JSON integer (never null, a float, a string or a bool). Strict: what
-/// arke-dr writes must not depend on pydantic's lax coercions.
-const INTS: &[&str] = &[
-    "event_count",
-    "snapshot_seq",
-    "snapshot_count",
-    "total_count",
-];
-/// `Optional[str] = None`: absent, null or a string.
-const OPT_STRS: &[&str] = &[
-    "event_head",
-    "latest_snapshot_cid",
-    "snapshot_event_cid",
-    "snapshot_ts",
-    "last_snapshot_trigger",
-];
-
-/// The API's `IndexPointer` model: `Ok` when pydantic would accept `bytes`, else every field it
-/// would reject.
+/// The API's `IndexPointer` model ([`pointer_api_errors`]): `Ok` when pydantic would accept
+/// `bytes`, else every field it would reject.
 fn validate_api(bytes: &[u8]) -> Result<Map<String, Value>, Vec<String>> {
     let Ok(Value::Object(m)) = serde_json::from_slice::<Value>(bytes) else {
         return Err(vec!["not a JSON object".into()]);
     };
-    let mut errors = Vec::new();
-    if !matches!(m.get("schema"), None | Some(Value::String(_))) {
-        errors.push("schema: not a string".into());
-    }
-    for k in INTS {
-        match m.get(*k) {
-            None => {}
-            Some(Value::Number(n)) if n.is_u64() || n.is_i64() => {}
-            Some(v) => errors.push(format!("{k}: {v} is not an int")),
-        }
-    }
-    for k in OPT_STRS {
-        if !matches!(m.get(*k), None | Some(Value::Null) | Some(Value::String(_))) {
-            errors.push(format!("{k}: not a string or null"));
-        }
-    }
-    if !matches!(m.get("last_updated"), Some(Value::String(_))) {
-        errors.push("last_updated: required string missing".into());
-    }
+    let errors = pointer_api_errors(&m);
     if errors.is_empty() {
         Ok(m)
     } else {
@@ -94,7 +59,7 @@ fn build_over(found: &str) -> Map<String, Value> {
             continue;
         }
         // An int the API could not read (null) is the only value a write may change: to 0.
-        let expect = if INTS.contains(&k.as_str()) && v.is_null() {
+        let expect = if API_INT_KEYS.contains(&k.as_str()) && v.is_null() {
             json!(0)
         } else {
             v.clone()
@@ -169,7 +134,7 @@ fn a_build_with_no_pointer_writes_a_valid_fresh_one() {
         .with_snapshot_fields(fields(1))
         .to_json_bytes();
     let after = validate_api(&out).unwrap_or_else(|e| panic!("{e:?} in {}", show(&out)));
-    for k in INTS {
+    for k in API_INT_KEYS {
         assert!(after[*k].is_u64(), "{k} in {}", show(&out));
     }
     // Even a fresh pointer nobody set a time on is valid: the time of writing.

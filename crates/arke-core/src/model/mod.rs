@@ -38,7 +38,7 @@ pub use manifest::{
     ManifestKind,
 };
 pub use meta::{BackupMeta, CidCounts, SnapshotMeta};
-pub use pointer::{IndexPointer, PointerVersion, SnapshotFields};
+pub use pointer::{API_INT_KEYS, IndexPointer, PointerVersion, SnapshotFields, pointer_api_errors};
 pub use relationships::{Relationship, Relationships, TargetType};
 pub use snapshot::{
     CHUNK_V3, Consistency, NODE_V1, SNAPSHOT_V4, Snapshot, SnapshotChunk, SnapshotChunkedV2,

@@ -41,6 +41,43 @@ pub const API_INT_KEYS: &[&str] = &[
     "total_count",
 ];
 
+/// The fields the API's model types as `Optional[str] = None`: absent, null or a string.
+const API_OPTIONAL_STR_KEYS: &[&str] = &[
+    "event_head",
+    "latest_snapshot_cid",
+    "snapshot_event_cid",
+    "snapshot_ts",
+    "last_snapshot_trigger",
+];
+
+/// What the API's pydantic `IndexPointer` (`api/models.py`, `extra='allow'`) would reject in a
+/// pointer file's object, one line per field; empty when the API reads it. Strict: an int
+/// field must be a JSON integer (arke-dr must not lean on pydantic's lax coercions), and
+/// `last_updated` is required. Every pointer arke-dr writes keeps this contract; the tests hold
+/// each writer to it.
+pub fn pointer_api_errors(m: &Map<String, Value>) -> Vec<String> {
+    let mut errors = Vec::new();
+    if !matches!(m.get("schema"), None | Some(Value::String(_))) {
+        errors.push("schema: not a string".into());
+    }
+    for k in API_INT_KEYS {
+        match m.get(*k) {
+            None => {}
+            Some(Value::Number(n)) if n.is_u64() || n.is_i64() => {}
+            Some(v) => errors.push(format!("{k}: {v} is not an int")),
+        }
+    }
+    for k in API_OPTIONAL_STR_KEYS {
+        if !matches!(m.get(*k), None | Some(Value::Null) | Some(Value::String(_))) {
+            errors.push(format!("{k}: not a string or null"));
+        }
+    }
+    if !matches!(m.get("last_updated"), Some(Value::String(_))) {
+        errors.push("last_updated: required string missing".into());
+    }
+    errors
+}
+
 /// Every field with a typed slot (v1 ∪ v2).
 const KNOWN_KEYS: &[&str] = &[
     "schema",
