@@ -15,10 +15,8 @@ use tokio::sync::{Semaphore, watch};
 
 use crate::{App, handle};
 
-/// Sent, whole, to a connection over the limit: an answer, never a silent hang.
-const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n\
-Retry-After: 10\r\nConnection: close\r\nContent-Length: 48\r\n\r\n\
-{\"detail\":\"too many connections; retry shortly\"}";
+/// The body sent, whole, to a connection over the limit: an answer, never a silent hang.
+const BUSY: &str = r#"{"detail":"too many connections; retry shortly"}"#;
 
 /// Serves `listener` until `shutdown` resolves, then lets in-flight requests finish for at most
 /// the grace period. Returns when every connection is done or the grace is over.
@@ -71,8 +69,13 @@ pub async fn serve(
 }
 
 async fn refuse(mut stream: TcpStream) {
+    let answer = format!(
+        "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n\
+         Retry-After: 10\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{BUSY}",
+        BUSY.len()
+    );
     let write = async {
-        stream.write_all(BUSY).await?;
+        stream.write_all(answer.as_bytes()).await?;
         stream.shutdown().await
     };
     let _ = tokio::time::timeout(std::time::Duration::from_secs(5), write).await;

@@ -84,21 +84,15 @@ pub async fn latest(app: &Arc<App>, head: bool) -> Response<ResponseBody> {
 /// Writes the document into the channel; a failure is sent after the last piece.
 async fn produce(app: &App, cid: Cid, header: Snapshot, writer: ChannelWriter) {
     let mut out = BufWriter::with_capacity(PIECE, writer);
-    let result = if relayed_as_stored(&header) {
-        app.source
-            .kubo
-            .dag_get(&cid, &mut out)
-            .await
-            .map(drop)
-            .map_err(|e| e.to_string())
+    let written = if relayed_as_stored(&header) {
+        let relayed = app.source.kubo.dag_get(&cid, &mut out).await;
+        relayed.map_err(|e| e.to_string())
     } else {
-        write_legacy_document(&app.source, cid, &header, &mut out)
-            .await
-            .map(drop)
-            .map_err(|e| e.to_string())
+        let converted = write_legacy_document(&app.source, cid, &header, &mut out).await;
+        converted.map_err(|e| e.to_string())
     };
-    let result = match result {
-        Ok(()) => out.flush().await.map_err(|e| e.to_string()),
+    let result = match written {
+        Ok(_) => out.flush().await.map_err(|e| e.to_string()),
         Err(e) => Err(e),
     };
     if let Err(e) = result {
