@@ -6,7 +6,8 @@
 # For each size: generates the data (generate-test-data), builds an arke/snapshot@v4
 # (build-snapshot, release), starts dr-server (release) on a free loopback port, and measures
 #   - the time to the last byte of GET /snapshot/latest (curl's time_total, RUNS runs, median),
-#   - dr-server's peak RSS after the requests (VmHWM in /proc/<pid>/status);
+#   - dr-server's peak RSS after those requests (VmHWM in /proc/<pid>/status), and again after
+#     CLIENTS clients at once (4 stream, the others wait their turn);
 # beside `dag/get` of a legacy single-block arke/snapshot@v2 (proofs: entries[] and all_cids[])
 # of the same entity count, put with `--allow-big-block` as api/dr/build_snapshot.py did.
 #
@@ -18,15 +19,21 @@
 # it in practice were the API's SNAPSHOT_TIMEOUT_SECONDS=60 for streaming it and the builder's
 # 300 s `docker exec` timeout.
 #
-#   scripts/bench-server.sh                    # 10K entities
-#   ENTITIES=10000,100000 RUNS=7 scripts/bench-server.sh
+# SYNTHETIC sizes add the memory curve where generating data takes too long here: an
+# arke/snapshot@v4 of that many made-up entries written straight to the node (dag/put of each
+# chunk as dag-json into dag-cbor, real links), served the same way (no legacy row).
 #
-# Environment: ENTITIES (default 10000), RUNS (default 5), IPFS_NODE_DIR (scripts/ipfs-node.sh),
-# CARGO_TARGET_DIR.
+#   scripts/bench-server.sh                    # 10K entities
+#   ENTITIES=10000,100000 SYNTHETIC=1000000 RUNS=7 scripts/bench-server.sh
+#
+# Environment: ENTITIES (default 10000), SYNTHETIC (default none), RUNS (default 5), CLIENTS
+# (default 16), IPFS_NODE_DIR (scripts/ipfs-node.sh), CARGO_TARGET_DIR.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ENTITIES=${ENTITIES:-10000}
+SYNTHETIC=${SYNTHETIC:-}
 RUNS=${RUNS:-5}
+CLIENTS=${CLIENTS:-16}
 
 if [ "${1:-}" != --inside-node ]; then
   cargo build --release --locked -p arke-dr -p arke-bench
@@ -98,16 +105,45 @@ PY
     python3 -c 'import json,sys; print(json.load(sys.stdin)["Cid"]["/"])'
 }
 
-ROWS=()
-LIMIT=$(soft_limit)
-IFS=, read -r -a SIZES <<<"$ENTITIES"
-for n in "${SIZES[@]}"; do
-  echo "bench-server: $n entities: generating" >&2
-  "$BIN/generate-test-data" --entities "$n" --force --no-pin --seed 5 --api "$API" >"$WORK/summary.json"
-  echo "bench-server: $n entities: build-snapshot" >&2
-  SNAPSHOTS_DIR=$WORK/snapshots "$BIN/build-snapshot" --api "$API" --no-progress --json >"$WORK/build.json"
+# A synthetic arke/snapshot@v4 of $1 entries (chunks of 2048, the header over them), named by
+# a pointer of its own at $2.
+synthetic_v4() {
+  python3 - "$1" "$API" "$2" <<'PY'
+import base64, hashlib, json, subprocess, sys
+n, api, pointer = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+def cid(s):
+    h = hashlib.sha256(s.encode()).digest()
+    return "b" + base64.b32encode(bytes([1, 0x71, 0x12, 0x20]) + h).decode().lower().rstrip("=")
+def post(path, body):
+    return subprocess.run(["curl", "-sf", "-X", "POST", "-F", "file=@-", api + path],
+                          input=body, capture_output=True, check=True).stdout
+def put(doc):
+    out = post("/dag/put?store-codec=dag-cbor&input-codec=dag-json&pin=false", json.dumps(doc).encode())
+    return json.loads(out)["Cid"]["/"]
+chunks = []
+for c in range(0, n, 2048):
+    entries = [{"id": "01K%023d" % i, "ver": 1, "tip_cid": {"/": cid("tip%d" % i)},
+                "ts": "2026-12-06T00:00:00.000Z", "chain_cid": {"/": cid("ev%d" % i)}}
+               for i in range(c, min(n, c + 2048))]
+    chunks.append({"/": put({"schema": "arke/snapshot-chunk@v3", "chunk_index": len(chunks),
+                             "entries": entries})})
+head = put({"schema": "arke/snapshot@v4", "seq": 1, "ts": "2026-12-06T00:00:00Z",
+            "event_cid": None, "event_count": None, "entity_count": n, "chunk_entries": 2048,
+            "height": 0, "children": chunks, "prev_snapshot": None, "prev_seq": None,
+            "index_cid": None, "test_index_cid": None, "report": None, "tool": "bench-server"})
+ptr = {"schema": "arke/index-pointer@v2", "latest_snapshot_cid": head, "snapshot_seq": 1,
+       "snapshot_count": n, "last_updated": "2026-12-06T00:00:00Z"}
+post("/files/write?arg=%s&create=true&truncate=true&parents=true" % pointer, json.dumps(ptr).encode())
+PY
+}
+
+# Starts dr-server with the environment in the arguments after $2, measures /snapshot/latest,
+# stops it, and adds a row labelled $1 for $2 entities.
+measure_server() {
+  local label=$1 n=$2 port url bytes t rss rss_many pids=()
+  shift 2
   port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-  IPFS_API_URL=$API SNAPSHOTS_DIR=$WORK/snapshots ARKE_DR_CONFIG=$WORK/no-config.env \
+  env IPFS_API_URL="$API" SNAPSHOTS_DIR="$WORK/snapshots" ARKE_DR_CONFIG="$WORK/no-config.env" "$@" \
     "$BIN/dr-server" --listen "127.0.0.1:$port" >"$WORK/dr-server.log" 2>&1 &
   SERVER_PID=$!
   for _ in $(seq 1 60); do
@@ -119,20 +155,44 @@ for n in "${SIZES[@]}"; do
   bytes=$(size_of "$url")
   t=$(median_time "$url")
   rss=$(awk '/^VmHWM:/ { printf "%.1f", $2 / 1024 }' "/proc/$SERVER_PID/status")
+  for _ in $(seq 1 "$CLIENTS"); do
+    curl -sf -o /dev/null "$url" &
+    pids+=("$!")
+  done
+  for pid in "${pids[@]}"; do wait "$pid" || { echo "bench-server: a client failed" >&2; exit 1; }; done
+  rss_many=$(awk '/^VmHWM:/ { printf "%.1f", $2 / 1024 }' "/proc/$SERVER_PID/status")
   kill "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null || true; SERVER_PID=
-  ROWS+=("| dr-server GET /snapshot/latest (v4 → legacy shape) | $n | $bytes | $t | $rss |")
+  ROWS+=("| $label | $n | $bytes | $t | $rss | $rss_many |")
+}
+
+ROWS=()
+LIMIT=$(soft_limit)
+IFS=, read -r -a SIZES <<<"$ENTITIES"
+for n in "${SIZES[@]}"; do
+  echo "bench-server: $n entities: generating" >&2
+  "$BIN/generate-test-data" --entities "$n" --force --no-pin --seed 5 --api "$API" >"$WORK/summary.json"
+  echo "bench-server: $n entities: build-snapshot" >&2
+  SNAPSHOTS_DIR=$WORK/snapshots "$BIN/build-snapshot" --api "$API" --no-progress --json >"$WORK/build.json"
+  measure_server "dr-server GET /snapshot/latest (v4 → legacy shape)" "$n"
 
   echo "bench-server: $n entities: legacy single block" >&2
   cid=$(legacy_block "$n")
   lbytes=$(size_of -X POST "$API/dag/get?arg=$cid")
   lt=$(median_time -X POST "$API/dag/get?arg=$cid")
-  ROWS+=("| Kubo dag/get of a legacy @v2 block (what the API streamed) | $n | $lbytes | $lt | (Kubo) |")
+  ROWS+=("| Kubo dag/get of a legacy @v2 block (what the API streamed) | $n | $lbytes | $lt | (Kubo) | (Kubo) |")
   curl -sf -X POST "$API/pin/rm?arg=$cid" >/dev/null || true
+done
+
+IFS=, read -r -a SYNTH <<<"$SYNTHETIC"
+for n in "${SYNTH[@]}"; do
+  echo "bench-server: $n synthetic entries: writing the snapshot" >&2
+  synthetic_v4 "$n" /bench-server/pointer
+  measure_server "dr-server, synthetic v4 (made-up entries)" "$n" INDEX_POINTER_PATH=/bench-server/pointer
 done
 
 echo
 echo "bench-server: $(date -u +%Y-%m-%dT%H:%M:%SZ), $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg); node $LIMIT without allow-big-block"
 echo
-echo "| what | entities | bytes | time to last byte, median of $RUNS (s) | peak RSS (MiB) |"
-echo "|---|---|---|---|---|"
+echo "| what | entities | bytes | time to last byte, median of $RUNS (s) | peak RSS (MiB) | peak RSS after $CLIENTS clients at once (MiB) |"
+echo "|---|---|---|---|---|---|"
 printf '%s\n' "${ROWS[@]}"
