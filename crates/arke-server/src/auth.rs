@@ -61,7 +61,8 @@ pub fn check(peer: SocketAddr, headers: &HeaderMap, token: Option<&Token>) -> Ac
         return Access::Allowed;
     }
     let proxied = FORWARDING_HEADERS.iter().any(|h| headers.contains_key(*h));
-    if peer.ip().is_loopback() && !proxied {
+    // `to_canonical`: an IPv4 client of a dual-stack listener shows as ::ffff:127.0.0.1.
+    if peer.ip().to_canonical().is_loopback() && !proxied {
         return Access::Allowed;
     }
     match token {
@@ -104,6 +105,14 @@ mod tests {
         assert_eq!(
             check("[::1]:1".parse().unwrap(), &headers(&[]), t.as_ref()),
             Access::Allowed
+        );
+        // An IPv4 client of a dual-stack listener.
+        let mapped = "[::ffff:127.0.0.1]:1".parse().unwrap();
+        assert_eq!(check(mapped, &headers(&[]), None), Access::Allowed);
+        let remote_mapped = "[::ffff:203.0.113.9]:1".parse().unwrap();
+        assert_eq!(
+            check(remote_mapped, &headers(&[]), None),
+            Access::LoopbackOnly
         );
     }
 

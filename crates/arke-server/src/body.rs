@@ -1,20 +1,23 @@
 //! Response bodies: small ones whole, large ones streamed from a producer task through a bounded
-//! channel. A producer's failure reaches the client as a broken body (hyper ends the connection
-//! without the closing chunk), never as a shorter document that parses; a client that stops
-//! reading for `stall` seconds ends the producer, which would otherwise wait forever.
+//! channel.
+//!
+//! A streamed body ends cleanly only when its producer said it finished ([`ChannelWriter::finish`]
+//! with `Ok`): a producer that failed, panicked or was dropped ends the body with an error, so
+//! hyper cuts the connection without the closing chunk and no client can take the document for
+//! a complete, shorter one. The outcome travels on its own one-shot channel, so reporting it
+//! never waits for room among the pieces. A client that stops reading is the connection's
+//! business (`server::Stalling` times out its writes); the producer then sees the body gone.
 
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
-use std::time::Duration;
 
 use bytes::Bytes;
 use http_body::{Body, Frame};
 use http_body_util::{BodyExt, Full, combinators::BoxBody};
 use tokio::io::AsyncWrite;
-use tokio::sync::mpsc;
-use tokio::time::Sleep;
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::PollSender;
 
 /// Every response's body type.
@@ -35,41 +38,51 @@ pub fn empty() -> ResponseBody {
     full(Bytes::new())
 }
 
-type Piece = Result<Bytes, io::Error>;
+type Outcome = Result<(), io::Error>;
 
 /// A streamed body and the writer its producer writes into.
-pub fn channel(stall: Duration) -> (ChannelWriter, ChannelBody) {
+pub fn channel() -> (ChannelWriter, ChannelBody) {
     let (tx, rx) = mpsc::channel(CHANNEL_DEPTH);
+    let (done_tx, done_rx) = oneshot::channel();
     let writer = ChannelWriter {
-        failure: tx.clone(),
         tx: PollSender::new(tx),
-        stall,
-        timer: None,
+        done: done_tx,
     };
-    (writer, ChannelBody { rx, head: None })
+    let body = ChannelBody {
+        rx,
+        head: None,
+        done: Some(done_rx),
+    };
+    (writer, body)
 }
 
-/// The connection's end: yields what the producer wrote, then its error if it failed.
+/// The connection's end: what the producer wrote, then its outcome.
 #[derive(Debug)]
 pub struct ChannelBody {
-    rx: mpsc::Receiver<Piece>,
+    rx: mpsc::Receiver<Bytes>,
     /// The first piece, received by [`ChannelBody::started`] and sent first.
     head: Option<Bytes>,
+    /// `None` once read.
+    done: Option<oneshot::Receiver<Outcome>>,
 }
 
 impl ChannelBody {
     /// Waits for the producer's first piece, so that a producer failing before any byte
-    /// becomes an error status instead of a broken 200. `Ok(None)`: it wrote nothing at all.
+    /// becomes an error status instead of a broken 200. `Ok(None)`: it finished having
+    /// written nothing.
     pub async fn started(mut self) -> Result<Option<Self>, io::Error> {
-        match self.rx.recv().await {
-            None => Ok(None),
-            Some(Err(e)) => Err(e),
-            Some(Ok(first)) => {
-                self.head = Some(first);
-                Ok(Some(self))
-            }
+        if let Some(first) = self.rx.recv().await {
+            self.head = Some(first);
+            return Ok(Some(self));
         }
+        let done = self.done.take().expect("read once");
+        outcome(done.await).map(|()| None)
     }
+}
+
+/// The producer's outcome; a producer gone without saying is a failure.
+fn outcome(said: Result<Outcome, oneshot::error::RecvError>) -> Outcome {
+    said.unwrap_or_else(|_| Err(io::Error::other("the snapshot stream stopped unfinished")))
 }
 
 impl Body for ChannelBody {
@@ -83,25 +96,35 @@ impl Body for ChannelBody {
         if let Some(head) = self.head.take() {
             return Poll::Ready(Some(Ok(Frame::data(head))));
         }
-        Poll::Ready(ready!(self.rx.poll_recv(cx)).map(|piece| piece.map(Frame::data)))
+        if let Some(piece) = ready!(self.rx.poll_recv(cx)) {
+            return Poll::Ready(Some(Ok(Frame::data(piece))));
+        }
+        // Every piece is in; the end is clean only if the producer said so.
+        let Some(done) = self.done.as_mut() else {
+            return Poll::Ready(None);
+        };
+        let said = ready!(Pin::new(done).poll(cx));
+        self.done = None;
+        Poll::Ready(outcome(said).err().map(Err))
     }
 }
 
 /// The producer's end, an `AsyncWrite` (wrap it in a `BufWriter`: every write is one piece).
 #[derive(Debug)]
 pub struct ChannelWriter {
-    tx: PollSender<Piece>,
-    /// The same channel, to send the producer's error after its last piece.
-    failure: mpsc::Sender<Piece>,
-    stall: Duration,
-    timer: Option<Pin<Box<Sleep>>>,
+    tx: PollSender<Bytes>,
+    done: oneshot::Sender<Outcome>,
 }
 
 impl ChannelWriter {
-    /// Ends the body as a failure: the client sees a broken response. A client already gone
-    /// needs no telling.
-    pub async fn fail(self, error: io::Error) {
-        let _ = self.failure.send(Err(error)).await;
+    /// Ends the body: cleanly with `Ok`, as a broken response with `Err`. Never waits.
+    pub fn finish(self, outcome: Outcome) {
+        let _ = self.done.send(outcome);
+    }
+
+    /// The connection dropped the body (the client went away or stopped reading).
+    pub fn is_closed(&self) -> bool {
+        self.tx.is_closed()
     }
 }
 
@@ -111,29 +134,12 @@ impl AsyncWrite for ChannelWriter {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        match self.tx.poll_reserve(cx) {
-            Poll::Ready(Ok(())) => {
-                self.timer = None;
-                let piece = Ok(Bytes::copy_from_slice(buf));
-                match self.tx.send_item(piece) {
-                    Ok(()) => Poll::Ready(Ok(buf.len())),
-                    Err(_) => Poll::Ready(Err(gone())),
-                }
-            }
-            Poll::Ready(Err(_)) => Poll::Ready(Err(gone())),
-            Poll::Pending => {
-                let stall = self.stall;
-                let timer = self
-                    .timer
-                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(stall)));
-                match timer.as_mut().poll(cx) {
-                    Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
-                        io::ErrorKind::TimedOut,
-                        format!("the client read nothing for {} s", stall.as_secs()),
-                    ))),
-                    Poll::Pending => Poll::Pending,
-                }
-            }
+        if ready!(self.tx.poll_reserve(cx)).is_err() {
+            return Poll::Ready(Err(gone()));
+        }
+        match self.tx.send_item(Bytes::copy_from_slice(buf)) {
+            Ok(()) => Poll::Ready(Ok(buf.len())),
+            Err(_) => Poll::Ready(Err(gone())),
         }
     }
 

@@ -55,7 +55,11 @@ pub struct Limits {
     pub max_header_bytes: usize,
     /// Deadline of an admin request (status, metrics, page).
     pub request_timeout: Duration,
-    /// A client that reads nothing of a snapshot for this long is disconnected.
+    /// Everything before a snapshot's first byte (the pointer, the wait for a stream's turn,
+    /// the header, the first piece): past it, 503.
+    pub first_byte: Duration,
+    /// A client that takes nothing the server writes for this long is disconnected (the
+    /// connection's writes time out), which ends its stream and frees its turn.
     pub stall: Duration,
     /// Deadline for everything the status asks of the node.
     pub node_timeout: Duration,
@@ -72,6 +76,7 @@ impl Default for Limits {
             header_timeout: Duration::from_secs(10),
             max_header_bytes: 16 * 1024,
             request_timeout: Duration::from_secs(30),
+            first_byte: Duration::from_secs(180),
             stall: Duration::from_secs(60),
             node_timeout: Duration::from_secs(10),
             grace: Duration::from_secs(10),
@@ -167,32 +172,45 @@ impl App {
     }
 }
 
-/// One request: the method, the route, access, the deadline.
+/// The routes; all of them answer GET and HEAD only.
+const ROUTES: [&str; 4] = [
+    "/snapshot/latest",
+    "/admin/dr/status",
+    "/admin/dr",
+    "/metrics",
+];
+
+/// One request: the route, the method, access, the deadline; one debug line (`-v`).
 async fn handle<B>(
     app: Arc<App>,
     peer: SocketAddr,
     req: Request<B>,
 ) -> Result<Response<ResponseBody>, Infallible> {
-    let head = match *req.method() {
-        Method::GET => false,
-        Method::HEAD => true,
-        _ => return Ok(finish(method_not_allowed())),
-    };
+    let started = std::time::Instant::now();
     let path = req.uri().path();
-    let resp = match path {
-        "/snapshot/latest" => snapshot::latest(&app, head).await,
-        "/admin/dr/status" | "/admin/dr" | "/metrics" => {
-            match auth::check(peer, req.headers(), app.token.as_ref()) {
-                auth::Access::Allowed => admin_route(&app, path).await,
-                auth::Access::NeedsToken => unauthorized(),
-                auth::Access::LoopbackOnly => detail(
-                    StatusCode::FORBIDDEN,
-                    "only loopback clients may read this (no DR_SERVER_TOKEN is configured)",
-                ),
-            }
+    let resp = if !ROUTES.contains(&path) {
+        detail(StatusCode::NOT_FOUND, "Not Found")
+    } else if !matches!(*req.method(), Method::GET | Method::HEAD) {
+        method_not_allowed()
+    } else if path == "/snapshot/latest" {
+        snapshot::latest(&app, req.method() == Method::HEAD).await
+    } else {
+        match auth::check(peer, req.headers(), app.token.as_ref()) {
+            auth::Access::Allowed => admin_route(&app, path).await,
+            auth::Access::NeedsToken => unauthorized(),
+            auth::Access::LoopbackOnly => detail(
+                StatusCode::FORBIDDEN,
+                "only loopback clients may read this (no DR_SERVER_TOKEN is configured)",
+            ),
         }
-        _ => detail(StatusCode::NOT_FOUND, "Not Found"),
     };
+    // The path only, never the query or the headers (a token could be in either).
+    tracing::debug!(
+        "{peer} {} {path}: {} in {} ms",
+        req.method(),
+        resp.status().as_u16(),
+        started.elapsed().as_millis()
+    );
     Ok(finish(resp))
 }
 

@@ -31,15 +31,28 @@ pub const NO_SNAPSHOT: &str =
 /// Bytes gathered before a piece is sent to the connection.
 const PIECE: usize = 64 * 1024;
 
-/// The route. `head`: the headers only.
+/// What a public client is told when the node fails (details go to the log: the node's URL
+/// is not the internet's business).
+const NODE_FAILED: &str = "Failed to retrieve snapshot from IPFS";
+
+/// The route. `head`: the headers only. Everything before the first byte (pointer, a stream's
+/// turn, the header, the first piece) has one deadline, `Limits::first_byte`.
 pub async fn latest(app: &Arc<App>, head: bool) -> Response<ResponseBody> {
+    match tokio::time::timeout(app.limits.first_byte, start(app, head)).await {
+        Ok(resp) => resp,
+        Err(_) => {
+            let secs = app.limits.first_byte.as_secs();
+            tracing::warn!("GET /snapshot/latest: no first byte within {secs} s");
+            detail(StatusCode::SERVICE_UNAVAILABLE, NODE_FAILED)
+        }
+    }
+}
+
+async fn start(app: &Arc<App>, head: bool) -> Response<ResponseBody> {
     let pointer = match app.pointer().await {
         Ok(Some(p)) => p,
         Ok(None) => return detail(StatusCode::NOT_FOUND, NO_SNAPSHOT),
-        Err(e) => {
-            let msg = format!("Failed to read the index pointer: {e}");
-            return detail(StatusCode::SERVICE_UNAVAILABLE, &msg);
-        }
+        Err(e) => return node_failed(format!("reading the index pointer: {e}")),
     };
     let Some(cid) = pointer.latest_snapshot_cid else {
         return detail(StatusCode::NOT_FOUND, NO_SNAPSHOT);
@@ -53,35 +66,33 @@ pub async fn latest(app: &Arc<App>, head: bool) -> Response<ResponseBody> {
     };
     let header = match load_header(&app.source, cid).await {
         Ok(h) => h,
-        Err(e) => {
-            let msg = format!("Failed to retrieve snapshot from IPFS: {e}");
-            return detail(StatusCode::SERVICE_UNAVAILABLE, &msg);
-        }
+        Err(e) => return node_failed(format!("snapshot {cid}: {e}")),
     };
-    let (writer, body) = body::channel(app.limits.stall);
+    let (writer, body) = body::channel();
     let app2 = Arc::clone(app);
     tokio::spawn(async move {
         let _permit = permit;
         produce(&app2, cid, header, writer).await;
     });
     match body.started().await {
-        Ok(Some(body)) => with_headers(
-            Response::new(http_body_util::BodyExt::boxed(body)),
-            cid,
-            &pointer,
-        ),
-        Ok(None) => detail(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "the snapshot stream ended before its first byte",
-        ),
-        Err(e) => {
-            let msg = format!("Failed to retrieve snapshot from IPFS: {e}");
-            detail(StatusCode::SERVICE_UNAVAILABLE, &msg)
+        Ok(Some(body)) => {
+            let resp = Response::new(http_body_util::BodyExt::boxed(body));
+            with_headers(resp, cid, &pointer)
         }
+        Ok(None) => node_failed(format!(
+            "snapshot {cid}: the stream ended before its first byte"
+        )),
+        Err(e) => node_failed(format!("snapshot {cid}: {e}")),
     }
 }
 
-/// Writes the document into the channel; a failure is sent after the last piece.
+/// 503 with the public message; the reason in the log.
+fn node_failed(reason: String) -> Response<ResponseBody> {
+    tracing::warn!("GET /snapshot/latest: {reason}");
+    detail(StatusCode::SERVICE_UNAVAILABLE, NODE_FAILED)
+}
+
+/// Writes the document into the channel, then says how it ended.
 async fn produce(app: &App, cid: Cid, header: Snapshot, writer: ChannelWriter) {
     let mut out = BufWriter::with_capacity(PIECE, writer);
     let written = if relayed_as_stored(&header) {
@@ -95,10 +106,16 @@ async fn produce(app: &App, cid: Cid, header: Snapshot, writer: ChannelWriter) {
         Ok(_) => out.flush().await.map_err(|e| e.to_string()),
         Err(e) => Err(e),
     };
-    if let Err(e) = result {
-        tracing::warn!("GET /snapshot/latest: snapshot {cid}: {e}");
-        out.into_inner().fail(io::Error::other(e)).await;
+    let writer = out.into_inner();
+    if let Err(e) = &result {
+        if writer.is_closed() {
+            // Any client can hang up at will: not worth a warning each time.
+            tracing::debug!("GET /snapshot/latest: snapshot {cid}: the client went away");
+        } else {
+            tracing::warn!("GET /snapshot/latest: snapshot {cid}: {e}");
+        }
     }
+    writer.finish(result.map_err(io::Error::other));
 }
 
 /// The inline schemas are already the document the mirrors read.

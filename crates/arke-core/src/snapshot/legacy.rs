@@ -15,6 +15,8 @@
 //! cannot know it before), so it can never disagree with `entries`. `ver` is 0 when the entry
 //! has none, as `build_snapshot.py` wrote it when a manifest could not be read.
 
+use std::collections::VecDeque;
+
 use cid::Cid;
 use futures::stream::{FuturesOrdered, StreamExt};
 use serde_json::{Value, json};
@@ -54,10 +56,10 @@ pub async fn write_legacy_document<S: BlockSource, W: AsyncWrite + Unpin>(
         Snapshot::V4(s) => write_v4(src, cid, s, &mut writer).await?,
         _ => {
             // The chunked legacy formats (Oct 2025, a few thousand entities) are read whole,
-            // as verify-snapshot reads them; the inline ones already are.
-            for entry in load(src, cid).await.map_err(Box::new)?.entries {
-                writer.write(&entry).await?;
-            }
+            // as verify-snapshot reads them; the inline ones already are. Their memory grows
+            // with them, which their era bounds; v4, which has no such bound, streams.
+            let loaded = load(src, cid).await.map_err(Box::new)?;
+            writer.write_all(&loaded.entries).await?;
         }
     }
     let count = writer.count;
@@ -114,9 +116,21 @@ impl<W: AsyncWrite + Unpin> EntryWriter<'_, W> {
         self.count += 1;
         Ok(())
     }
+
+    async fn write_all(&mut self, entries: &[SnapshotEntry]) -> std::io::Result<()> {
+        for e in entries {
+            self.write(e).await?;
+        }
+        Ok(())
+    }
 }
 
-/// The chunks of a v4 snapshot in order, a few read ahead, each checked as `load` checks it.
+/// The chunks of a v4 snapshot in order, a few read ahead, each checked as `load` checks it;
+/// then the count of entries written checked against the header's `entity_count` (a header
+/// that lists too few chunks must not make a valid, shorter document).
+///
+/// The reads ahead keep running while a chunk is written: a slow client can take minutes over
+/// one chunk, and a read left unpolled that long would time out.
 async fn write_v4<S: BlockSource, W: AsyncWrite + Unpin>(
     src: &S,
     cid: Cid,
@@ -125,22 +139,44 @@ async fn write_v4<S: BlockSource, W: AsyncWrite + Unpin>(
 ) -> Result<(), LegacyError> {
     let mut tree = ChunkCursor::new(s);
     let mut ahead = FuturesOrdered::new();
+    let mut fetched = VecDeque::new();
     let mut index = 0u64;
     loop {
-        while ahead.len() < READ_AHEAD {
+        while ahead.len() + fetched.len() < READ_AHEAD {
             let Some(chunk) = tree.next_chunk(src, cid).await? else {
                 break;
             };
             ahead.push_back(fetch_chunk(src, cid, chunk, index, s.chunk_entries));
             index += 1;
         }
-        let Some(chunk) = ahead.next().await else {
-            return Ok(());
+        let next = match fetched.pop_front() {
+            Some(chunk) => chunk,
+            None => match ahead.next().await {
+                Some(chunk) => chunk,
+                None => break,
+            },
         };
-        for entry in chunk.map_err(Box::new)?.entries() {
-            writer.write(entry).await?;
+        let chunk = next.map_err(Box::new)?;
+        let write = writer.write_all(chunk.entries());
+        tokio::pin!(write);
+        loop {
+            tokio::select! {
+                written = &mut write => break written?,
+                Some(done) = ahead.next(), if !ahead.is_empty() => fetched.push_back(done),
+            }
         }
     }
+    if writer.count != s.entity_count {
+        return Err(Box::new(LoadError::Inconsistent {
+            snapshot: cid,
+            reason: format!(
+                "its chunks hold {} entries, its header says entity_count {}",
+                writer.count, s.entity_count
+            ),
+        })
+        .into());
+    }
+    Ok(())
 }
 
 /// A depth-first walk of a v4 chunk tree that yields chunk CIDs in order, holding only the
@@ -312,6 +348,24 @@ mod tests {
         // What was written before the failure never parses as a (shorter) document.
         assert!(serde_json::from_slice::<Value>(&out).is_err());
         assert!(!out.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_header_listing_too_few_chunks_is_refused() {
+        let mut mem = Mem::default();
+        let (_, header, _) = tall_snapshot(&mut mem);
+        let Snapshot::V4(mut h) = header else {
+            unreachable!()
+        };
+        // One of the two top nodes left out: 12 of the 24 entities.
+        h.children.truncate(1);
+        let cid = mem.put(header_block(&h).unwrap());
+        let mut out = Vec::new();
+        let err = write_legacy_document(&mem, cid, &Snapshot::V4(h), &mut out)
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("entity_count 24"), "{err}");
+        assert!(serde_json::from_slice::<Value>(&out).is_err());
     }
 
     #[tokio::test]

@@ -38,10 +38,13 @@ struct Args {
     /// Snapshot downloads streamed at once (the others wait their turn, up to 2 minutes)
     #[arg(long, value_name = "N", default_value_t = Limits::default().max_streams)]
     max_streams: usize,
+    /// A client that takes nothing the server writes for this long is disconnected
+    #[arg(long, value_name = "SECS", default_value_t = Limits::default().stall.as_secs())]
+    stall_timeout: u64,
     /// Open connections at most (one more is answered 503)
     #[arg(long, value_name = "N", default_value_t = Limits::default().max_connections)]
     max_connections: usize,
-    /// More log lines (-v: every request)
+    /// More log lines (-v: a line per request)
     #[arg(short, long, action = clap::ArgAction::Count)]
     verbose: u8,
     /// Warnings and errors only
@@ -65,6 +68,7 @@ fn main() -> ExitCode {
         let limits = Limits {
             max_streams: args.max_streams.max(1),
             max_connections: args.max_connections.max(1),
+            stall: std::time::Duration::from_secs(args.stall_timeout.max(1)),
             ..Limits::default()
         };
         let app = App::new(config, upload, token, limits)
