@@ -143,7 +143,7 @@ measure_server() {
   local label=$1 n=$2 port url bytes t rss rss_many pids=()
   shift 2
   port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-  env IPFS_API_URL="$API" SNAPSHOTS_DIR="$WORK/snapshots" ARKE_DR_CONFIG="$WORK/no-config.env" "$@" \
+  env IPFS_API_URL="$API" SNAPSHOTS_DIR="$WORK/snapshots-$n" ARKE_DR_CONFIG="$WORK/no-config.env" "$@" \
     "$BIN/dr-server" --listen "127.0.0.1:$port" >"$WORK/dr-server.log" 2>&1 &
   SERVER_PID=$!
   for _ in $(seq 1 60); do
@@ -172,7 +172,9 @@ for n in "${SIZES[@]}"; do
   echo "bench-server: $n entities: generating" >&2
   "$BIN/generate-test-data" --entities "$n" --force --no-pin --seed 5 --api "$API" >"$WORK/summary.json"
   echo "bench-server: $n entities: build-snapshot" >&2
-  SNAPSHOTS_DIR=$WORK/snapshots "$BIN/build-snapshot" --api "$API" --no-progress --json >"$WORK/build.json"
+  # A snapshots folder per size: each size is a new data set with a new pointer, which the
+  # previous size's publish marker would (rightly) refuse as a pointer gone back.
+  SNAPSHOTS_DIR=$WORK/snapshots-$n "$BIN/build-snapshot" --api "$API" --no-progress --json >"$WORK/build.json"
   measure_server "dr-server GET /snapshot/latest (v4 → legacy shape)" "$n"
 
   echo "bench-server: $n entities: legacy single block" >&2
