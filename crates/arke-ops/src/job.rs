@@ -175,6 +175,7 @@ impl Job {
             archives_deleted: Vec::new(),
             snapshots_pruned: None,
             disk: None,
+            alert: None,
             log_file: self.log_file.display().to_string(),
         }
     }

@@ -62,6 +62,10 @@ pub struct RunRecord {
     /// Space on the backups folder's file system when the run ended.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub disk: Option<DiskRecord>,
+    /// Something a person must hear about although the run did its work (a restore drill
+    /// whose RTO passed its target): notified as a warning, shown by dr-status.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alert: Option<String>,
     /// The job's log file.
     pub log_file: String,
 }
@@ -302,6 +306,7 @@ mod tests {
             archives_deleted: vec![],
             snapshots_pruned: None,
             disk: None,
+            alert: None,
             log_file: "/var/log/arke-dr/daily-backup.log".into(),
         }
     }

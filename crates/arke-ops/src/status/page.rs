@@ -579,6 +579,7 @@ mod tests {
             archives_deleted: vec![],
             snapshots_pruned: None,
             disk: None,
+            alert: None,
             log_file: "/var/log/arke-dr/daily-backup.log".into(),
         }
     }
