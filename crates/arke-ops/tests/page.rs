@@ -131,6 +131,7 @@ fn record(job: &str, started: DateTime<Utc>, secs: f64, status: RunStatus) -> Ru
         archives_deleted: vec![],
         snapshots_pruned: None,
         disk: None,
+        alert: None,
         log_file: format!("/var/log/arke-dr/{job}.log"),
     }
 }

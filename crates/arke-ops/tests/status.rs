@@ -129,6 +129,7 @@ impl Host {
             archives_deleted: vec![],
             snapshots_pruned: None,
             disk: None,
+            alert: None,
             log_file: "/var/log/arke-dr/daily-backup.log".into(),
         }
         .save(&self.path("state"))

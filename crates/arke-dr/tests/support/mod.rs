@@ -155,6 +155,7 @@ impl Set {
             archives_deleted: vec![],
             snapshots_pruned: None,
             disk: None,
+            alert: None,
             log_file: "daily-backup.log".into(),
         }
         .save(&self.host("state"))
