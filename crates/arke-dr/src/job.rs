@@ -15,7 +15,9 @@ use std::sync::Mutex;
 
 use arke_core::{Exit, Progress};
 use arke_ops::config::{Config, DEFAULT_CONFIG_FILE, Settings};
+use arke_ops::notify::{self, Notifier};
 use arke_ops::runs::RunRecord;
+use arke_ops::status::collect_local;
 use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
@@ -49,6 +51,8 @@ pub struct JobContext {
     pub config: Config,
     pub log_file: PathBuf,
     pub progress: Progress,
+    /// The log file's length when the run started: this run's lines follow it.
+    log_start: u64,
 }
 
 /// Runs a job: configuration (with `overrides` from its flags), log file, body, record, exit.
@@ -72,6 +76,7 @@ where
         }
     };
     let config = ctx.config.clone();
+    let (log_file, log_start) = (ctx.log_file.clone(), ctx.log_start);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -82,13 +87,24 @@ where
             return Exit::Io.into();
         }
     };
+    let notifier = Notifier::new(&config.notify, &config.state_dir, job);
+    runtime.block_on(notifier.start());
     let rec = runtime.block_on(body(ctx));
-    // The record, then the metrics from it (the job's locks are released by now, so the file
-    // does not show this run as holding them). Neither changes the run's outcome: dr-status
-    // sees a stale record or file and says so.
+    let previous = RunRecord::load(&RunRecord::last_path(&config.state_dir, job))
+        .ok()
+        .flatten();
+    // The record, then the notifications, then the metrics (the job's locks are released by
+    // now, so the file does not show this run as holding them). None of them changes the
+    // run's outcome: dr-status sees a stale record or file and says so.
     if let Err(e) = rec.save(&config.state_dir) {
         let dir = config.state_dir.display();
         tracing::error!("cannot write the run record under {dir}: {e}");
+    }
+    if !config.notify.is_off() {
+        let status = collect_local(&config, &config.thresholds, chrono::Utc::now());
+        let tail = log_tail(&log_file, log_start);
+        let told = notify::job_finished(&notifier, &rec, previous.as_ref(), &tail, &status);
+        runtime.block_on(told);
     }
     if let Err(e) = arke_ops::metrics::write_metrics(&config) {
         let file = config.metrics_file.display();
@@ -152,14 +168,44 @@ fn prepare(
         );
         (Exit::Io, msg)
     })?;
+    let log_start = file.metadata().map_or(0, |m| m.len());
     init_logging(job, file, args.verbose);
+    warn_exposed_secrets(&settings);
     // Cron has no terminal: periodic log lines (into the log file) instead of bars.
     let progress = ProgressMode::detect(false).progress();
     Ok(JobContext {
         config,
         log_file,
         progress,
+        log_start,
     })
+}
+
+/// A notification URL (a token in it) in a configuration file every user can read.
+fn warn_exposed_secrets(settings: &Settings) {
+    for name in notify::secret_names() {
+        if let Some(file) = settings.secret_exposed(&name) {
+            tracing::warn!(
+                "{name} is set in {}, which every user of this host can read: chmod 0640 it",
+                file.display()
+            );
+        }
+    }
+}
+
+/// This run's lines of the log file (the newest [`notify::MAX_BODY`] bytes of them).
+fn log_tail(path: &std::path::Path, start: u64) -> String {
+    use std::io::{Read, Seek, SeekFrom};
+    let Ok(mut f) = File::open(path) else {
+        return String::new();
+    };
+    let len = f.metadata().map_or(0, |m| m.len());
+    let from = start.max(len.saturating_sub(notify::MAX_BODY as u64));
+    let mut bytes = Vec::new();
+    if f.seek(SeekFrom::Start(from)).is_err() || f.read_to_end(&mut bytes).is_err() {
+        return String::new();
+    }
+    String::from_utf8_lossy(&bytes).into_owned()
 }
 
 fn open_log(path: &std::path::Path) -> std::io::Result<File> {

@@ -10,6 +10,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use crate::notify::NotifySettings;
 use crate::status::Thresholds;
 
 /// Where the configuration file is when `--config` / `ARKE_DR_CONFIG` do not say.
@@ -198,6 +199,11 @@ impl Settings {
         }
     }
 
+    /// The error for `name`'s value, with where it came from.
+    pub fn invalid_value(&self, name: &str, value: &str, message: &str) -> ConfigError {
+        self.invalid(name, value, message)
+    }
+
     fn invalid(&self, name: &str, value: &str, message: &str) -> ConfigError {
         ConfigError::Invalid {
             name: name.into(),
@@ -245,6 +251,8 @@ pub struct Config {
     /// dr-status's thresholds (`ALERT_*`). The jobs use them too when they refresh the metrics
     /// file, so that its two writers (the jobs, and dr-status every 5 minutes) judge alike.
     pub thresholds: Thresholds,
+    /// Heartbeats and the webhook (`HEARTBEAT_URL`, `NOTIFY_WEBHOOK_URL`, `NOTIFY_ON`, ...).
+    pub notify: NotifySettings,
 }
 
 /// Where the archives go: `s3://bucket/prefix`. `None` in [`Config::upload`] when `UPLOAD=0`.
@@ -301,6 +309,7 @@ impl Config {
             build_lock_wait: s.number("BUILD_LOCK_WAIT", 900, 0)?,
             timeout: s.number("ARKE_TIMEOUT", 120, 1)?,
             thresholds: thresholds(s)?,
+            notify: NotifySettings::from_settings(s)?,
         })
     }
 }

@@ -12,6 +12,7 @@
 //! | [`fetch`]   | fetch-archive: the newest archive in S3 and its chain, downloaded and checked |
 //! | [`store`]   | the archives' place off the host: S3 through `arke_s3` |
 //! | [`status`]  | DR status: local facts, node and S3, checked against thresholds (`dr-status`) |
+//! | [`notify`]  | notifications: healthchecks.io heartbeats and a JSON webhook, bounded and harmless |
 //! | [`metrics`] | the status as a Prometheus text file for node_exporter, written by every job |
 #![allow(clippy::result_large_err)]
 
@@ -21,6 +22,7 @@ pub mod fetch;
 pub mod hourly;
 pub mod job;
 pub mod metrics;
+pub mod notify;
 pub mod runs;
 pub mod status;
 pub mod store;

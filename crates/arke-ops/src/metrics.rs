@@ -34,13 +34,14 @@ struct Family<'a> {
     name: &'static str,
     started: bool,
     help: &'static str,
+    kind: &'static str,
 }
 
 impl Family<'_> {
     fn sample(&mut self, labels: &[(&str, &str)], value: f64) {
         if !self.started {
             let _ = writeln!(self.out, "# HELP {} {}", self.name, self.help);
-            let _ = writeln!(self.out, "# TYPE {} gauge", self.name);
+            let _ = writeln!(self.out, "# TYPE {} {}", self.name, self.kind);
             self.started = true;
         }
         let labels: Vec<String> = labels
@@ -68,6 +69,15 @@ fn family<'a>(out: &'a mut String, name: &'static str, help: &'static str) -> Fa
         name,
         started: false,
         help,
+        kind: "gauge",
+    }
+}
+
+/// A counter: only ever goes up (Prometheus' `rate()` and `increase()` read it).
+fn counter<'a>(out: &'a mut String, name: &'static str, help: &'static str) -> Family<'a> {
+    Family {
+        kind: "counter",
+        ..family(out, name, help)
     }
 }
 
@@ -91,7 +101,18 @@ pub fn render(s: &Status) -> String {
     disk(&mut out, s);
     locks(&mut out, s);
     jobs(&mut out, s);
+    notify(&mut out, s);
     out
+}
+
+fn notify(out: &mut String, s: &Status) {
+    let n = &s.facts.notify;
+    counter(
+        out,
+        "arke_dr_notify_failures_total",
+        "Notifications (heartbeat pings, webhook posts) not delivered after their tries.",
+    )
+    .sample(&[], n.failures_total as f64);
 }
 
 fn verdict(out: &mut String, s: &Status) {

@@ -165,6 +165,15 @@ pub struct DiskRecord {
 }
 
 impl RunRecord {
+    /// `ok`, `ok_with_skipped` or `failed`, as the record's `status` says it.
+    pub fn status_label(&self) -> &'static str {
+        match self.status {
+            RunStatus::Ok => "ok",
+            RunStatus::OkWithSkipped => "ok_with_skipped",
+            RunStatus::Failed => "failed",
+        }
+    }
+
     /// `<state-dir>/runs/<job>.json`.
     pub fn last_path(state_dir: &Path, job: &str) -> PathBuf {
         state_dir.join("runs").join(format!("{job}.json"))

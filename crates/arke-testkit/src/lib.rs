@@ -10,6 +10,7 @@ pub mod generator;
 pub mod independent;
 pub mod node;
 pub mod proxy;
+pub mod receiver;
 pub mod recorder;
 pub mod rng;
 pub mod s3;

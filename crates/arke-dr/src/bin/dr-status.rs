@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use arke_core::kubo::Kubo;
 use arke_ops::config::{Config, DEFAULT_CONFIG_FILE, Settings};
+use arke_ops::notify;
 use arke_ops::status::{self, Inputs, Severity, Thresholds, UploadSetting};
 use arke_ops::store::S3Store;
 use clap::Parser;
@@ -79,6 +80,11 @@ struct Args {
     /// Deadline for everything asked of the node
     #[arg(long, value_name = "SECS", default_value_t = 10)]
     node_timeout: u64,
+    /// Do not send the webhook when the verdict changed (an operator's manual look). Without
+    /// it, a verdict that differs from the last one told is sent to NOTIFY_WEBHOOK_URL once
+    /// (on the events NOTIFY_ON names) and remembered in $ARKE_STATE_DIR/notify/
+    #[arg(long)]
+    no_notify: bool,
 }
 
 fn main() -> ExitCode {
@@ -133,6 +139,9 @@ fn run(args: &Args) -> anyhow::Result<Severity> {
         };
         anyhow::Ok(status::collect(&inputs).await)
     })?;
+    if !args.no_notify {
+        tell_change(&config, &status, &runtime);
+    }
     if !args.no_metrics {
         let path = args.metrics_file.as_ref().unwrap_or(&config.metrics_file);
         if let Err(e) = arke_ops::metrics::write_status(path, &status) {
@@ -151,7 +160,30 @@ fn run(args: &Args) -> anyhow::Result<Severity> {
 }
 
 fn load_config(args: &Args) -> anyhow::Result<(Config, UploadSetting)> {
-    Ok(status::load_config(Settings::load(&args.config)?)?)
+    let settings = Settings::load(&args.config)?;
+    for name in notify::secret_names() {
+        if let Some(file) = settings.secret_exposed(&name) {
+            let file = file.display();
+            eprint_line(&format!(
+                "dr-status: warning: {name} is set in {file}, which every user of this host can read: chmod 0640 it"
+            ));
+        }
+    }
+    Ok(status::load_config(settings)?)
+}
+
+/// The webhook when the verdict changed since the last one told; a failure to tell is a
+/// line on stderr (and counted), never the verdict's exit code.
+fn tell_change(config: &Config, status: &status::Status, runtime: &tokio::runtime::Runtime) {
+    let notifier = notify::Notifier::new(&config.notify, &config.state_dir, "dr-status");
+    let told = notify::status_checked(&notifier, status, &config.state_dir);
+    if let Some(d) = runtime.block_on(told).filter(|d| !d.delivered) {
+        let why = d.error.unwrap_or_default();
+        eprint_line(&format!(
+            "dr-status: warning: the {} notification was not delivered after {} tries: {why}",
+            d.what, d.tries
+        ));
+    }
 }
 
 /// The configuration's thresholds (`ALERT_*`, which the jobs' metrics refresh uses too), each

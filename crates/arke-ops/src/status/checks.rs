@@ -40,6 +40,7 @@ pub fn evaluate(f: &Facts, t: &Thresholds, upload: &UploadSetting) -> Vec<Check>
     out.push(disk(f.disk.as_ref(), f, t));
     out.extend(f.locks.iter().map(|l| lock(l, t)));
     out.extend(f.runs.iter().map(job));
+    out.extend(notify(f));
     out.extend(f.problems.iter().map(|p| {
         // Not knowing whether archives exist is as bad as having none.
         let sev = if p.check == "archive" {
@@ -50,6 +51,21 @@ pub fn evaluate(f: &Facts, t: &Thresholds, upload: &UploadSetting) -> Vec<Check>
         check(&p.check, sev, p.message.clone())
     }));
     out
+}
+
+/// The newest notification failed: the next failure may reach nobody. A warning, not
+/// critical: the archives themselves are as safe as the other checks say.
+fn notify(f: &Facts) -> Option<Check> {
+    let n = &f.notify;
+    if !n.failing() {
+        return None;
+    }
+    let last = n.last_failure.as_deref().unwrap_or("?");
+    let msg = format!(
+        "the newest notification was not delivered ({last}); {} failed in all",
+        n.failures_total
+    );
+    Some(check("notify", Severity::Warning, msg))
 }
 
 fn snapshot(f: &Facts, t: &Thresholds) -> Check {

@@ -87,6 +87,7 @@ pub fn local_facts(config: &Config, upload: &UploadSetting, now: DateTime<Utc>) 
         upload_evidence(a, &daily, upload);
     }
     f.locks = super::locks::lock_facts(config, now);
+    f.notify = crate::notify::notify_facts(&config.state_dir);
     fill_rpo(&mut f, upload, now);
     f
 }

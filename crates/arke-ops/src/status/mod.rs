@@ -324,6 +324,9 @@ pub struct Facts {
     pub locks: Vec<LockFacts>,
     pub runs: Vec<RunFacts>,
     pub node: NodeFacts,
+    /// Notifications that failed, and the newest delivered (`<state>/notify/`).
+    #[serde(default)]
+    pub notify: crate::notify::NotifyFacts,
     /// Local facts that could not be read (`what: why`), each also a check.
     pub problems: Vec<Problem>,
 }
