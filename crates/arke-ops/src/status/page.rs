@@ -580,6 +580,7 @@ mod tests {
             snapshots_pruned: None,
             disk: None,
             alert: None,
+            drill: None,
             log_file: "/var/log/arke-dr/daily-backup.log".into(),
         }
     }
