@@ -339,7 +339,10 @@ fn drill_settings(s: &Settings) -> Result<DrillSettings, ConfigError> {
         .filter(|p| !p.as_os_str().is_empty())
         .map_or_else(|| PathBuf::from("drill"), |p| p.join("drill"));
     Ok(DrillSettings {
-        ipfs_bin: s.get("DRILL_IPFS_BIN").map(PathBuf::from),
+        ipfs_bin: s
+            .get("DRILL_IPFS_BIN")
+            .filter(|b| !b.is_empty())
+            .map(PathBuf::from),
         work_dir: s.get("DRILL_WORK_DIR").map(PathBuf::from).unwrap_or(beside),
         rto_target_minutes: s.number("RTO_TARGET_MINUTES", 240, 1)?,
         min_free_mb: s.number("DRILL_MIN_FREE_MB", 1024, 0)?,

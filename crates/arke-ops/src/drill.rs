@@ -18,7 +18,7 @@ pub mod compare;
 pub mod scratch;
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use arke_core::backup::{BackupFiles, VerifiedChain, VerifyCarOptions};
 use arke_core::kubo::Kubo;
@@ -113,11 +113,19 @@ pub async fn run(
     };
     let outcome = drill_steps(cfg, opts, progress, &mut job, &mut drill).await;
     let p = &mut drill.phases;
-    p.download = job.secs("download");
-    p.verify = job.secs("verify");
     p.scratch_start = job.secs("scratch-node");
-    p.compare = round(job.secs("compare-tips") + job.secs("compare-blocks"));
-    p.total = round(p.download + p.verify + p.import + p.tips);
+    p.compare = job.secs("compare-tips") + job.secs("compare-blocks");
+    p.total = p.download + p.verify + p.import + p.tips;
+    for x in [
+        &mut p.download,
+        &mut p.verify,
+        &mut p.import,
+        &mut p.tips,
+        &mut p.total,
+    ] {
+        *x = round(*x);
+    }
+    p.compare = round(p.compare);
     drill.rto_secs = p.total;
     summary(&drill, outcome.as_ref().err(), job.elapsed());
     let mut rec = job.finish(outcome.as_ref().err());
@@ -197,16 +205,22 @@ async fn drill_steps(
             StepError::new(Exit::Io, format!("cannot create a folder in {dir}: {e}"))
         })?;
     let local_node = bin.is_some();
-    let car = job
-        .step(
-            "download",
-            "the newest chain",
-            download(cfg, opts, work.path(), local_node, drill),
-        )
-        .await?;
-    let chain = job
-        .step("verify", "the chain in full", verify_step(&car, progress))
-        .await?;
+    // Phases timed here to the millisecond (the steps' records keep tenths).
+    let t = Instant::now();
+    let what = "the newest chain";
+    let car = job.step(
+        "download",
+        what,
+        download(cfg, opts, work.path(), local_node, drill),
+    );
+    let car = car.await;
+    drill.phases.download = secs(t);
+    let car = car?;
+    let t = Instant::now();
+    let chain = job.step("verify", "the chain in full", verify_step(&car, progress));
+    let chain = chain.await;
+    drill.phases.verify = secs(t);
+    let chain = chain?;
     let outcome = on_scratch(
         cfg,
         opts,
@@ -272,8 +286,8 @@ async fn on_scratch(
         )
         .await?;
     let d = &r.durations;
-    drill.phases.import = round(d.plan + d.wait + d.import + d.pin);
-    drill.phases.tips = round(d.tips + d.pointer + d.verify_after);
+    drill.phases.import = d.plan + d.wait + d.import + d.pin;
+    drill.phases.tips = d.tips + d.pointer + d.verify_after;
     drill.phases.restore_reverify = round(d.verify);
     let root = &cfg.index_root;
     let tips = async {
@@ -476,6 +490,11 @@ async fn restore_step(
     Ok(Done::ok(r, detail))
 }
 
+/// Milliseconds kept: a small drill's phases are under a tenth of a second.
 fn round(secs: f64) -> f64 {
-    (secs * 10.0).round() / 10.0
+    (secs * 1000.0).round() / 1000.0
+}
+
+fn secs(t: Instant) -> f64 {
+    t.elapsed().as_secs_f64()
 }

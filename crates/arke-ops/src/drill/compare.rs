@@ -210,13 +210,23 @@ async fn one_block(scratch: &Kubo, live: &Kubo, cid: &Cid) -> Result<BlockOutcom
     Ok(BlockOutcome::Same)
 }
 
-/// The blocks the newest archive's closure uses, in CID order (deduplicated across members).
+/// The blocks the newest archive's closure uses, in CID order (deduplicated across members),
+/// without the members' descriptors: export-car writes those into the archive only (verify
+/// checked them; the live node never held them).
 fn used_blocks(chain: &VerifiedChain) -> Result<Vec<Cid>, StepError> {
+    let descriptors = chain.report.root_kind.map(|k| k.as_str()) == Some("descriptor");
+    let roots: Vec<Cid> = chain
+        .indexes
+        .iter()
+        .filter(|_| descriptors)
+        .flat_map(|i| i.header().roots.clone())
+        .collect();
     let mut out = BTreeMap::new();
     for index in &chain.indexes {
         index
             .for_each_cid(|key, cid| {
-                if chain.used.as_ref().is_none_or(|u| u.contains(&key)) {
+                let root = roots.iter().any(|r| same_block(r, &cid));
+                if !root && chain.used.as_ref().is_none_or(|u| u.contains(&key)) {
                     out.insert(key, cid);
                 }
             })
