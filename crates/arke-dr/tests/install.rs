@@ -20,7 +20,7 @@ use arke_testkit::node::TestNode;
 mod support;
 use support::{bin_dir, repo};
 
-const BINARIES: [&str; 12] = [
+const BINARIES: [&str; 13] = [
     "build-snapshot",
     "export-car",
     "restore-from-car",
