@@ -251,6 +251,13 @@ async fn a_drill_restores_the_s3_chain_and_counts_changes_since_the_archive() {
         "{}",
         host.log()
     );
+    // The metrics the drill's end wrote.
+    let prom = std::fs::read_to_string(host.set.host("state/metrics/arke_dr.prom")).unwrap();
+    assert!(
+        prom.contains(&format!("arke_dr_drill_rto_seconds {}", d.rto_secs))
+            && prom.contains("arke_dr_drill_last_success_timestamp_seconds "),
+        "{prom}"
+    );
 
     // The local folder, in place, with a sample; an RTO target of 1 minute is not passed.
     let backups = host.set.host("backups").display().to_string();

@@ -443,6 +443,11 @@ pub struct RunSummary {
     pub exit: u8,
     pub status: RunStatus,
     pub error: Option<String>,
+    /// restore-drill: the drill's RTO and its target, seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rto_secs: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rto_target_secs: Option<u64>,
 }
 
 /// The node, when asked.
