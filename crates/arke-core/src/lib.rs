@@ -81,6 +81,10 @@ pub use report::{Counts, Progress, ProgressSink, Task, TaskView, Unit, human_byt
 // Node client: the Kubo client is [`kubo`]; this reads blocks from it for [`snapshot::load`].
 pub use source::NodeSource;
 
+// The MFS tip index read in bulk (restore-drill compares a restored node's tips with the live
+// node's).
+pub use index::{IndexError, TipFile, TipScan, scan_tips};
+
 // Test and bench support: internals that integration tests and benches reach into (the run
 // lock's outcome, the closure's block key, the event-chain walk). Not for the binaries.
 pub use chain::ChainWalk;

@@ -292,6 +292,11 @@ const EXIT_CODES: &[(&str, &str, &[u8])] = &[
         env!("CARGO_BIN_EXE_weekly-verify"),
         &[0, 1, 2, 3, 4, 5],
     ),
+    (
+        "restore-drill",
+        env!("CARGO_BIN_EXE_restore-drill"),
+        &[0, 1, 2, 3, 4, 5, 6],
+    ),
 ];
 
 /// The codes under "Exit codes:" in a --help text (a row may continue on the next line).

@@ -20,7 +20,7 @@ use arke_testkit::node::TestNode;
 mod support;
 use support::{bin_dir, repo};
 
-const BINARIES: [&str; 12] = [
+const BINARIES: [&str; 13] = [
     "build-snapshot",
     "export-car",
     "restore-from-car",
@@ -30,6 +30,7 @@ const BINARIES: [&str; 12] = [
     "fetch-archive",
     "daily-backup",
     "weekly-verify",
+    "restore-drill",
     "hourly-snapshot",
     "dr-status",
     "dr-server",
@@ -397,12 +398,13 @@ async fn install_puts_binaries_jobs_config_folders_crontab_and_log_rotation_in_p
         .lines()
         .filter(|l| !l.starts_with('#') && l.split_whitespace().count() >= 7)
         .collect();
-    assert_eq!(jobs.len(), 4, "{cron}");
+    assert_eq!(jobs.len(), 5, "{cron}");
     let cron_log = format!("2>>{}/cron.log", p("log").display());
     for (sched, job) in [
         ("17 * * * *", "hourly-snapshot"),
         ("0 2 * * *", "daily-backup"),
         ("0 5 * * 0", "weekly-verify"),
+        ("0 7 * * 0", "restore-drill"),
         ("*/5 * * * *", "dr-status"),
     ] {
         let bin = format!("{}/{job}", p("usr/bin").display());

@@ -248,11 +248,32 @@ pub struct Config {
     pub build_lock_wait: u64,
     /// Deadline in seconds for one RPC call (`ARKE_TIMEOUT`).
     pub timeout: u64,
+    /// restore-drill's settings (`DRILL_*`, `RTO_TARGET_MINUTES`).
+    pub drill: DrillSettings,
+    /// The S3 settings whatever `UPLOAD` says (restore-drill downloads from the bucket on a
+    /// host that does not upload); `None` without `S3_BUCKET`.
+    pub drill_s3: Option<S3Settings>,
     /// dr-status's thresholds (`ALERT_*`). The jobs use them too when they refresh the metrics
     /// file, so that its two writers (the jobs, and dr-status every 5 minutes) judge alike.
     pub thresholds: Thresholds,
     /// Heartbeats and the webhook (`HEARTBEAT_URL`, `NOTIFY_WEBHOOK_URL`, `NOTIFY_ON`, ...).
     pub notify: NotifySettings,
+}
+
+/// restore-drill's settings.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DrillSettings {
+    /// `DRILL_IPFS_BIN`: the Kubo binary of the scratch node (unset: `ipfs` on PATH).
+    pub ipfs_bin: Option<PathBuf>,
+    /// `DRILL_WORK_DIR`: where each drill makes its temporary folder (default: `drill` beside
+    /// the backups folder, `/var/lib/arke-dr/drill`: the same file system as the archives,
+    /// never `/tmp`, often a small tmpfs).
+    pub work_dir: PathBuf,
+    /// `RTO_TARGET_MINUTES`: a drill whose RTO passes it raises an alert (240).
+    pub rto_target_minutes: u64,
+    /// `DRILL_MIN_FREE_MB`: free space left over what the drill needs, else it does not start
+    /// (1024).
+    pub min_free_mb: u64,
 }
 
 /// Where the archives go: `s3://bucket/prefix`. `None` in [`Config::upload`] when `UPLOAD=0`.
@@ -308,10 +329,33 @@ impl Config {
             snapshot_gc: s.flag("SNAPSHOT_GC", true)?,
             build_lock_wait: s.number("BUILD_LOCK_WAIT", 900, 0)?,
             timeout: s.number("ARKE_TIMEOUT", 120, 1)?,
+            drill: drill_settings(s)?,
+            drill_s3: match S3Settings::read(s) {
+                Ok(x) => Some(x),
+                Err(ConfigError::Missing(_)) => None,
+                Err(e) => return Err(e),
+            },
             thresholds: thresholds(s)?,
             notify: NotifySettings::from_settings(s)?,
         })
     }
+}
+
+fn drill_settings(s: &Settings) -> Result<DrillSettings, ConfigError> {
+    let backups = s.path("BACKUPS_DIR", "/var/lib/arke-dr/backups");
+    let beside = backups
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .map_or_else(|| PathBuf::from("drill"), |p| p.join("drill"));
+    Ok(DrillSettings {
+        ipfs_bin: s
+            .get("DRILL_IPFS_BIN")
+            .filter(|b| !b.is_empty())
+            .map(PathBuf::from),
+        work_dir: s.get("DRILL_WORK_DIR").map(PathBuf::from).unwrap_or(beside),
+        rto_target_minutes: s.number("RTO_TARGET_MINUTES", 240, 1)?,
+        min_free_mb: s.number("DRILL_MIN_FREE_MB", 1024, 0)?,
+    })
 }
 
 /// `ALERT_*`: whole hours, minutes and percentages, the defaults those of the user's plan.
@@ -325,6 +369,7 @@ fn thresholds(s: &Settings) -> Result<Thresholds, ConfigError> {
         max_lock_secs: s.number("ALERT_LOCK_MINUTES", 30, 1)? * 60,
         disk_warn_percent: warn as f64,
         disk_crit_percent: crit as f64,
+        max_drill_age_secs: s.number("ALERT_DRILL_AGE_DAYS", 8, 1)? * 86_400,
     })
 }
 

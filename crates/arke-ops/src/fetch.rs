@@ -105,9 +105,65 @@ pub async fn fetch(store: &S3Store, opts: &FetchOptions) -> Result<FetchReport, 
     })
 }
 
+/// The chain of the newest complete archive, as S3 holds it, before any archive is downloaded
+/// (restore-drill checks the free disk against its size first).
+#[derive(Debug, Clone)]
+pub struct ChainPlan {
+    /// The chain's newest archive (a file name).
+    pub newest: String,
+    /// Every member's `.car`, newest first, with its size in S3.
+    pub members: Vec<(String, u64)>,
+    /// The members' `.car` and `.json` sizes together.
+    pub bytes: u64,
+}
+
+/// Walks the newest complete archive's chain through the descriptors (`.json`, a few KiB each,
+/// downloaded into `dest`, where [`fetch`] then finds them present): names and sizes from the
+/// listing. A member missing in S3 is [`fetch`]'s error (exit 1).
+pub async fn plan_chain(store: &S3Store, dest: &Path) -> Result<ChainPlan, StepError> {
+    crate::daily::ensure_dir(dest)?;
+    let all = store.s3().list().await.map_err(remote)?;
+    let size = |n: &str| all.iter().find(|o| o.name == n).map(|o| o.size);
+    let newest = newest_complete(store).await?;
+    let mut plan = ChainPlan {
+        newest: newest.clone(),
+        members: Vec::new(),
+        bytes: 0,
+    };
+    let mut next = Some(newest.clone());
+    while let Some(car) = next.take() {
+        if plan.members.len() >= MAX_CHAIN {
+            let msg = format!("the chain of {newest} is longer than {MAX_CHAIN}: a loop?");
+            return Err(StepError::new(Exit::Failed, msg));
+        }
+        let json = format!("{}.json", car.strip_suffix(".car").unwrap_or(&car));
+        let (Some(car_size), Some(json_size)) = (size(&car), size(&json)) else {
+            let missing = if size(&car).is_none() { &car } else { &json };
+            let msg = format!(
+                "{} is not in S3 (the chain is incomplete there)",
+                store.s3().url(missing)
+            );
+            return Err(StepError::new(Exit::Failed, msg));
+        };
+        let local = dest.join(&json);
+        if !std::fs::metadata(&local).is_ok_and(|m| m.len() == json_size) {
+            let progress = |_: u64, _: u64| {};
+            store
+                .s3()
+                .download(&json, &local, &progress)
+                .await
+                .map_err(remote)?;
+        }
+        next = parent_of(&local)?;
+        plan.members.push((car, car_size));
+        plan.bytes += car_size + json_size;
+    }
+    Ok(plan)
+}
+
 /// The newest `.car` whose `.json` is there too: the `.json` goes up last, so its presence
 /// says the archive's upload completed.
-async fn newest_complete(store: &S3Store) -> Result<String, StepError> {
+pub(crate) async fn newest_complete(store: &S3Store) -> Result<String, StepError> {
     let all = store.s3().list().await.map_err(remote)?;
     let has = |n: &str| all.iter().any(|o| o.name == n);
     let mut cars: Vec<&RemoteObject> = all
@@ -185,7 +241,7 @@ async fn fetch_file(
 
 /// An archive's file name and nothing else: the name becomes a path in `--dest`, so a key
 /// from the bucket listing (`arke-1/../../x.car`) must not lead out of it.
-fn is_archive_name(n: &str) -> bool {
+pub(crate) fn is_archive_name(n: &str) -> bool {
     n.starts_with("arke-")
         && n.ends_with(".car")
         && !n.contains(['/', '\\', '\0'])
@@ -196,7 +252,7 @@ fn is_archive_name(n: &str) -> bool {
 /// archive. A `.json` that cannot say (not JSON, an incremental without a parent, a parent that
 /// is not a plain archive name) fails the fetch: stopping there would hand the operator a
 /// chain with its older half missing, found only at the restore.
-fn parent_of(json: &Path) -> Result<Option<String>, StepError> {
+pub(crate) fn parent_of(json: &Path) -> Result<Option<String>, StepError> {
     let bad = |why: String| {
         let msg = format!("{}: {why}", json.display());
         StepError::new(Exit::Failed, msg)

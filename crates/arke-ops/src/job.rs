@@ -176,6 +176,7 @@ impl Job {
             snapshots_pruned: None,
             disk: None,
             alert: None,
+            drill: None,
             log_file: self.log_file.display().to_string(),
         }
     }

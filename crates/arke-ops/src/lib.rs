@@ -1,5 +1,5 @@
 //! arke-ops: the operations around the arke-dr tools, as a library the job binaries
-//! (`daily-backup`, `weekly-verify`, `hourly-snapshot`, `dr-status`) are thin mains over.
+//! (`daily-backup`, `weekly-verify`, `hourly-snapshot`, `restore-drill`, `dr-status`) are thin mains over.
 //!
 //! | module      | what it owns |
 //! |-------------|--------------|
@@ -9,6 +9,7 @@
 //! | [`daily`]   | the daily pipeline: build, export, verify, upload, retention, prune |
 //! | [`weekly`]  | the weekly deep verification: the pointer's snapshot and the newest archive |
 //! | [`hourly`]  | the hourly snapshot |
+//! | [`drill`]   | restore-drill: the newest chain restored into a scratch node, compared with the live one, RTO by phase |
 //! | [`fetch`]   | fetch-archive: the newest archive in S3 and its chain, downloaded and checked |
 //! | [`store`]   | the archives' place off the host: S3 through `arke_s3` |
 //! | [`status`]  | DR status: local facts, node and S3, checked against thresholds (`dr-status`) |
@@ -18,6 +19,7 @@
 
 pub mod config;
 pub mod daily;
+pub mod drill;
 pub mod fetch;
 pub mod hourly;
 pub mod job;

@@ -326,6 +326,34 @@ fn jobs(out: &mut String, s: &Status) {
             f.sample(&[("job", &r.job)], t as f64);
         }
     }
+    drill(out, s);
+}
+
+/// The last successful restore drill: its RTO and when it ended.
+fn drill(out: &mut String, s: &Status) {
+    let ok = s
+        .facts
+        .runs
+        .iter()
+        .find(|r| r.job == "restore-drill")
+        .and_then(|r| r.last_success.as_ref());
+    let Some(ok) = ok else { return };
+    if let Some(rto) = ok.rto_secs {
+        let mut f = family(
+            out,
+            "arke_dr_drill_rto_seconds",
+            "The last successful restore drill's RTO: download, verify, import and tips.",
+        );
+        f.sample(&[], rto);
+    }
+    if let Some(t) = ok.finished_timestamp {
+        let mut f = family(
+            out,
+            "arke_dr_drill_last_success_timestamp_seconds",
+            "When the last successful restore drill ended.",
+        );
+        f.sample(&[], t as f64);
+    }
 }
 
 #[cfg(test)]

@@ -66,6 +66,9 @@ pub struct RunRecord {
     /// whose RTO passed its target): notified as a warning, shown by dr-status.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub alert: Option<String>,
+    /// What a restore drill restored, compared and measured (restore-drill).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drill: Option<crate::drill::DrillRecord>,
     /// The job's log file.
     pub log_file: String,
 }
@@ -316,6 +319,7 @@ mod tests {
             snapshots_pruned: None,
             disk: None,
             alert: None,
+            drill: None,
             log_file: "/var/log/arke-dr/daily-backup.log".into(),
         }
     }

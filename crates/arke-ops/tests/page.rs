@@ -132,6 +132,7 @@ fn record(job: &str, started: DateTime<Utc>, secs: f64, status: RunStatus) -> Ru
         snapshots_pruned: None,
         disk: None,
         alert: None,
+        drill: None,
         log_file: format!("/var/log/arke-dr/{job}.log"),
     }
 }

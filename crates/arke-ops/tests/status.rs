@@ -130,6 +130,7 @@ impl Host {
             snapshots_pruned: None,
             disk: None,
             alert: None,
+            drill: None,
             log_file: "/var/log/arke-dr/daily-backup.log".into(),
         }
         .save(&self.path("state"))

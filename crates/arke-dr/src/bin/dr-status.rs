@@ -212,6 +212,7 @@ fn thresholds(args: &Args, configured: &Thresholds) -> anyhow::Result<Thresholds
             .max_disk_percent
             .unwrap_or(configured.disk_warn_percent),
         disk_crit_percent: configured.disk_crit_percent,
+        max_drill_age_secs: configured.max_drill_age_secs,
     };
     // A warning level raised by its flag alone raises the configured critical one with it.
     t.disk_crit_percent = match args.critical_disk_percent {

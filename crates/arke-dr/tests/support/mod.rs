@@ -156,6 +156,7 @@ impl Set {
             snapshots_pruned: None,
             disk: None,
             alert: None,
+            drill: None,
             log_file: "daily-backup.log".into(),
         }
         .save(&self.host("state"))

@@ -39,7 +39,10 @@ pub fn evaluate(f: &Facts, t: &Thresholds, upload: &UploadSetting) -> Vec<Check>
     out.extend(rpo(f));
     out.push(disk(f.disk.as_ref(), f, t));
     out.extend(f.locks.iter().map(|l| lock(l, t)));
-    out.extend(f.runs.iter().map(job));
+    out.extend(f.runs.iter().map(|r| match r.job.as_str() {
+        "restore-drill" => drill(r, t),
+        _ => job(r),
+    }));
     out.extend(notify(f));
     out.extend(f.problems.iter().map(|p| {
         // Not knowing whether archives exist is as bad as having none.
@@ -389,6 +392,52 @@ fn job(r: &RunFacts) -> Check {
     }
 }
 
+/// The weekly restore drill: failed, no success for `ALERT_DRILL_AGE_DAYS`, or its RTO over
+/// its target are warnings (the archives themselves are judged by the other checks). Never
+/// run is OK: a new host, or one without a Kubo binary for the drill, before its first Sunday.
+fn drill(r: &RunFacts, t: &Thresholds) -> Check {
+    let name = "job_restore_drill";
+    let Some(last) = &r.last else {
+        return check(
+            name,
+            Severity::Ok,
+            "restore-drill: no drill recorded".into(),
+        );
+    };
+    if last.status == RunStatus::Failed {
+        let why = last.error.as_deref().unwrap_or("see the log");
+        let msg = format!(
+            "restore-drill FAILED at {} (exit {}): {why}",
+            last.finished, last.exit
+        );
+        return check(name, Severity::Warning, msg);
+    }
+    let max = t.max_drill_age_secs as i64;
+    let ok = r.last_success.as_ref().unwrap_or(last);
+    if let Some(age) = ok.age_secs.filter(|&a| a > max) {
+        let msg = format!(
+            "no successful restore drill for {} (last at {}; limit {}): is its cron line installed?",
+            format_age(age),
+            ok.finished,
+            format_age(max)
+        );
+        return check(name, Severity::Warning, msg);
+    }
+    let rto = last.rto_secs.unwrap_or_default();
+    let target = last.rto_target_secs.unwrap_or(u64::MAX);
+    let rto_text = format_age(rto.round() as i64);
+    if rto > target as f64 {
+        let msg = format!(
+            "restore drill RTO {rto_text} over the {} target (at {})",
+            format_age(target as i64),
+            last.finished
+        );
+        return check(name, Severity::Warning, msg);
+    }
+    let msg = format!("restore-drill ok at {}: RTO {rto_text}", last.finished);
+    check(name, Severity::Ok, msg)
+}
+
 /// The weekly verification runs on Sundays; no run for over 8 days means its cron line is gone
 /// or it hangs. (The other jobs' absence shows in the snapshot's and the archive's age.)
 const WEEKLY_STALE_SECS: i64 = 8 * 24 * 3600;
@@ -455,6 +504,8 @@ mod tests {
                 exit: 0,
                 status: RunStatus::Ok,
                 error: None,
+                rto_secs: None,
+                rto_target_secs: None,
             }),
             last_success: None,
         };
@@ -464,6 +515,53 @@ mod tests {
         assert!(c.message.contains("cron line"), "{}", c.message);
         // The hourly and daily jobs' absence shows in the snapshot's and archive's age.
         assert_eq!(job(&run("hourly-snapshot", 9)).severity, Severity::Ok);
+    }
+
+    #[test]
+    fn a_drill_failed_stale_or_over_its_rto_target_is_a_warning() {
+        let t = Thresholds::default();
+        let run = |age_days: i64, status: RunStatus, rto: f64| {
+            let failed = status == RunStatus::Failed;
+            let s = RunSummary {
+                started: "2026-11-01T07:00:00Z".into(),
+                finished: "2026-11-01T07:40:00Z".into(),
+                finished_timestamp: Some(0),
+                age_secs: Some(age_days * 24 * 3600),
+                duration_secs: 2400.0,
+                exit: if failed { 3 } else { 0 },
+                status,
+                error: failed.then(|| "the scratch node did not start".into()),
+                rto_secs: Some(rto),
+                rto_target_secs: Some(240 * 60),
+            };
+            RunFacts {
+                job: "restore-drill".into(),
+                last: Some(s.clone()),
+                last_success: (!failed).then_some(s),
+            }
+        };
+        let c = drill(&run(1, RunStatus::Ok, 600.0), &t);
+        assert_eq!(c.severity, Severity::Ok, "{}", c.message);
+        assert!(c.message.contains("RTO 10m"), "{}", c.message);
+        let c = drill(&run(1, RunStatus::Failed, 0.0), &t);
+        assert_eq!(c.severity, Severity::Warning);
+        assert!(c.message.contains("did not start"), "{}", c.message);
+        let c = drill(&run(9, RunStatus::Ok, 600.0), &t);
+        assert_eq!(c.severity, Severity::Warning);
+        assert!(
+            c.message.contains("no successful restore drill"),
+            "{}",
+            c.message
+        );
+        let c = drill(&run(1, RunStatus::Ok, 312.0 * 60.0), &t);
+        assert_eq!(c.severity, Severity::Warning);
+        assert!(c.message.contains("over the 4h 0m target"), "{}", c.message);
+        let none = RunFacts {
+            job: "restore-drill".into(),
+            last: None,
+            last_success: None,
+        };
+        assert_eq!(drill(&none, &t).severity, Severity::Ok);
     }
 }
 

@@ -17,7 +17,12 @@ use crate::daily::file_name;
 use crate::runs::{RunRecord, UploadRecord};
 
 /// The jobs whose run records are read, in the order they are shown.
-pub const JOBS: [&str; 3] = ["daily-backup", "weekly-verify", "hourly-snapshot"];
+pub const JOBS: [&str; 4] = [
+    "daily-backup",
+    "weekly-verify",
+    "restore-drill",
+    "hourly-snapshot",
+];
 
 /// Why a local fact could not be read (each becomes a check's message).
 #[derive(Debug, thiserror::Error)]
@@ -229,6 +234,8 @@ fn summary(r: &RunRecord, now: DateTime<Utc>) -> RunSummary {
         exit: r.exit,
         status: r.status,
         error: r.error.clone(),
+        rto_secs: r.drill.as_ref().map(|d| d.rto_secs),
+        rto_target_secs: r.drill.as_ref().map(|d| d.rto_target_secs),
     }
 }
 

@@ -94,6 +94,13 @@ pub struct Thresholds {
     pub disk_warn_percent: f64,
     /// ... and above this one: critical (the next export will not fit). 95.
     pub disk_crit_percent: f64,
+    /// No successful restore drill for longer than this: warning. 8 days.
+    #[serde(default = "default_drill_age")]
+    pub max_drill_age_secs: u64,
+}
+
+fn default_drill_age() -> u64 {
+    8 * 86_400
 }
 
 impl Default for Thresholds {
@@ -104,6 +111,7 @@ impl Default for Thresholds {
             max_lock_secs: 30 * 60,
             disk_warn_percent: 80.0,
             disk_crit_percent: 95.0,
+            max_drill_age_secs: default_drill_age(),
         }
     }
 }
@@ -438,6 +446,11 @@ pub struct RunSummary {
     pub exit: u8,
     pub status: RunStatus,
     pub error: Option<String>,
+    /// restore-drill: the drill's RTO and its target, seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rto_secs: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rto_target_secs: Option<u64>,
 }
 
 /// The node, when asked.

@@ -418,7 +418,11 @@ fn jobs_section(f: &Facts) -> String {
             );
             continue;
         };
-        let success = r.last_success.as_ref().map_or("never".into(), finished);
+        let mut success = r.last_success.as_ref().map_or("never".into(), finished);
+        // The drill's line says what it measured.
+        if let Some(rto) = r.last_success.as_ref().and_then(|s| s.rto_secs) {
+            let _ = write!(success, ", RTO {}", format_age(rto.round() as i64));
+        }
         let _ = writeln!(
             out,
             "<tr class=\"job {}\" data-job=\"{job}\"><td class=\"nowrap\">{job}</td><td>{}</td>\
@@ -580,6 +584,7 @@ mod tests {
             snapshots_pruned: None,
             disk: None,
             alert: None,
+            drill: None,
             log_file: "/var/log/arke-dr/daily-backup.log".into(),
         }
     }
