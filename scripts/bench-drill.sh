@@ -14,14 +14,14 @@
 #   ENTITIES=100000 RUNS=1 scripts/bench-drill.sh   # 100K (generation alone takes 10+ min)
 #   S3=0 scripts/bench-drill.sh                     # the local folder only
 #
-# Environment: ENTITIES (10000), RUNS (3), S3 (1), SEED (1), WORK_DIR (keep the files there;
+# Environment: ENTITIES (10000), RUNS (3), S3 (1), SEED (7), WORK_DIR (keep the files there;
 # default a temporary folder, removed), IPFS_NODE_DIR, S3_SERVER_DIR, CARGO_TARGET_DIR.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ENTITIES=${ENTITIES:-10000}
 RUNS=${RUNS:-3}
 S3=${S3:-1}
-SEED=${SEED:-1}
+SEED=${SEED:-7}
 command -v /usr/bin/time >/dev/null || { apt-get update -qq && apt-get install -y -qq time; }
 command -v jq >/dev/null || { apt-get update -qq && apt-get install -y -qq jq; }
 cargo build --release --locked -p arke-dr -p arke-bench
@@ -46,9 +46,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# A node that stops when this script does.
+# A node that stops when this script does; the caller adds its folder to NODES first (this
+# runs in a command substitution, whose assignments do not reach the script).
 start_node() {
-  NODES+=("$1")
   scripts/ipfs-node.sh start "$1" --watch-pid $$
 }
 
@@ -62,13 +62,21 @@ time_of() {
 
 mib() { awk -v k="$1" 'BEGIN { printf "%.0f", k / 1024 }'; }
 
+# The 1-minute load average (the machine is shared: it says how noisy a row is).
+load() { cut -d' ' -f1 /proc/loadavg; }
+
+# jq: seconds to one decimal.
+R='def r: (. * 10 | round) / 10;'
+
 echo "== data: $ENTITIES entities (seed $SEED) into a live node" >&2
+NODES+=("$WORK/live")
 LIVE=$(start_node "$WORK/live")
 env=(ARKE_DR_CONFIG=/nonexistent IPFS_API_URL="$LIVE" SNAPSHOTS_DIR="$WORK/snapshots"
   BACKUPS_DIR="$WORK/backups" ARKE_LOG_DIR="$WORK/log" ARKE_STATE_DIR="$WORK/state"
   DRILL_WORK_DIR="$WORK/drill" DRILL_IPFS_BIN="$KUBO" DRILL_MIN_FREE_MB=64 SNAPSHOT_GC=0)
 t0=$SECONDS
-IPFS_API_URL=$LIVE "$BIN/generate-test-data" --entities "$ENTITIES" --seed "$SEED" >/dev/null
+IPFS_API_URL=$LIVE "$BIN/generate-test-data" --entities "$ENTITIES" --seed "$SEED" --no-pin \
+  >/dev/null
 echo "   generated in $((SECONDS - t0)) s" >&2
 
 if [ "$S3" = 1 ]; then
@@ -102,9 +110,11 @@ drill() { # <label> [args]
       "$BIN/restore-drill" --json --compare "sample 1000" "$@" >"$WORK/drill.json"
     read -r wall rss < <(time_of "$WORK/drill.time")
     ROWS+=("$(jq -r --arg l "$label" --arg i "$i" --arg w "$wall" --arg r "$(mib "$rss")" \
-      '.drill as $d | $d.phases as $p | "| \($l) | \($i) | \($p.download) | \($p.verify) |
-      \($p.import) | \($p.tips) | **\($p.total)** | \($p.scratch_start) | \($p.restore_reverify) |
-      \($p.compare) | \($w) | \($r) |"' "$WORK/drill.json" | tr -d '\n')")
+      --arg load "$(load)" "$R"' .drill.phases as $p
+      | "| \($l) | \($i) | \($p.download | r) | \($p.verify | r) | \($p.import | r) | "
+      + "\($p.tips | r) | **\($p.total | r)** | \($p.scratch_start | r) | "
+      + "\($p.restore_reverify | r) | \($p.compare | r) | \($w) | \($r) | \($load) |"' \
+      "$WORK/drill.json")")
     echo "   ${ROWS[-1]}" >&2
   done
 }
@@ -113,6 +123,7 @@ plain() {
   local i node url wall rss hwm pid
   for i in $(seq 1 "$RUNS"); do
     node="$WORK/fresh-$i"
+    NODES+=("$node")
     url=$(start_node "$node")
     pid=$(cat "$node/pid")
     IPFS_API_URL=$url /usr/bin/time -v -o "$WORK/plain.time" \
@@ -121,9 +132,11 @@ plain() {
     scripts/ipfs-node.sh stop "$node" >/dev/null
     read -r wall rss < <(time_of "$WORK/plain.time")
     ROWS+=("$(jq -r --arg i "$i" --arg w "$wall" --arg r "$(mib "$rss")" --arg h "$(mib "$hwm")" \
-      '.durations as $d | "| restore-from-car | \($i) | - | \($d.verify) |
-      \($d.plan + $d.wait + $d.import + $d.pin) | \($d.tips + $d.pointer + $d.verify_after) |
-      **\($d.total)** | - | - | - | \($w) | \($r) (node \($h)) |"' "$WORK/plain.json" | tr -d '\n')")
+      --arg load "$(load)" "$R"' .durations as $d
+      | "| restore-from-car | \($i) | - | \($d.verify | r) | "
+      + "\($d.plan + $d.wait + $d.import + $d.pin | r) | "
+      + "\($d.tips + $d.pointer + $d.verify_after | r) | **\($d.total | r)** | - | - | - | "
+      + "\($w) | \($r) (node \($h)) | \($load) |"' "$WORK/plain.json")")
     echo "   ${ROWS[-1]}" >&2
   done
 }
@@ -146,7 +159,7 @@ download + verify + import + tips. "scratch" (the scratch Kubo's init and start)
 (restore-from-car's own verification inside the drill) and "compare" (tips and a sample of 1000
 blocks against the live node) are not in the RTO. Peak RSS in MiB.
 
-| run | # | download | verify | import | tips | RTO / total | scratch | re-verify | compare | wall | peak RSS |
-|---|---|---|---|---|---|---|---|---|---|---|---|
+| run | # | download | verify | import | tips | RTO / total | scratch | re-verify | compare | wall | peak RSS | load |
+|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|
 EOF
 printf '%s\n' "${ROWS[@]}"
