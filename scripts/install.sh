@@ -24,7 +24,8 @@
 #   --no-server        do not install (or start) dr-server's systemd unit
 #
 # An existing configuration file is never overwritten: the new one is written beside it as
-# arke-dr.env.new. The file may hold a secret (DR_SERVER_TOKEN): it is written 0640 root:<the cron
+# arke-dr.env.new. The file may hold secrets (DR_SERVER_TOKEN, HEARTBEAT_URL, NOTIFY_WEBHOOK_URL:
+# notifications, docs/operations.md): it is written 0640 root:<the cron
 # user's group> (0600 when not run as root), and an existing one that everyone can read is
 # narrowed to that. Re-running the script upgrades binaries and scripts in place.
 #
@@ -37,6 +38,13 @@
 # it back). Other lines are kept as they are; a second run finds nothing to change and says so.
 # Such lines in root's crontab, ETC/crontab or ETC/cron.d/* (other than arke-dr's own file) are
 # only reported (WARNING), never edited. No crontab command (cron not installed): nothing to do.
+#
+# Notifications (set in the configuration file; docs/operations.md "Notifications"): HEARTBEAT_URL
+# (a healthchecks.io check every job pings: /start, success, /<exit code>), HEARTBEAT_URL_<JOB>
+# (DAILY_BACKUP, HOURLY_SNAPSHOT, WEEKLY_VERIFY, RESTORE_DRILL: a job's own check, or off),
+# NOTIFY_WEBHOOK_URL (a JSON POST with a Slack/Mattermost/Teams "text"), NOTIFY_ON (its events:
+# failure,skipped,alert,warning,critical,recovery by default; success; all), NOTIFY_TIMEOUT (10 s
+# per request, 3 tries), ARKE_HOST_NAME. The URLs are secrets, hence the file's mode.
 #
 # dr-server: the unit runs it as the cron user with ARKE_DR_CONFIG naming the configuration.
 # When systemd is running and the unit went to /etc, it is enabled and (re)started; otherwise
@@ -176,6 +184,15 @@ SNAPSHOT_GC=1
 # ALERT_LOCK_MINUTES=30
 # ALERT_DISK_WARN_PERCENT=80
 # ALERT_DISK_CRIT_PERCENT=95
+# Notifications (docs/operations.md "Notifications"). Secrets, like DR_SERVER_TOKEN below.
+# HEARTBEAT_URL: a healthchecks.io check pinged by every job (/start, success, /<exit code>);
+# HEARTBEAT_URL_DAILY_BACKUP, _HOURLY_SNAPSHOT, _WEEKLY_VERIFY, _RESTORE_DRILL: a job's own check.
+# NOTIFY_WEBHOOK_URL: a JSON POST (Slack, Mattermost and Teams show its "text") on NOTIFY_ON's events.
+# HEARTBEAT_URL=
+# NOTIFY_WEBHOOK_URL=
+# NOTIFY_ON=failure,skipped,alert,warning,critical,recovery
+# NOTIFY_TIMEOUT=10
+# ARKE_HOST_NAME=                     (default: the host name)
 # dr-server (systemd unit arke-dr-server, or a container): the address it listens on, and the
 # bearer token it asks of non-loopback clients for /admin/* and /metrics. A token makes this
 # file a secret: keep it 0640 root:<cron user's group> (as install.sh writes it), never 0644.

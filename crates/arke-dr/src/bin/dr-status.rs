@@ -28,7 +28,9 @@ Exit status (the Nagios plugin convention, unlike the other arke-dr tools):
                --max-snapshot-age, a lock held longer than --max-build-minutes, disk over
                --max-disk-percent, node unreachable, a job that skipped damaged items,
                weekly-verify not run for over 8 days, the pointer's latest snapshot header
-               unreadable (its writer unknown)
+               unreadable (its writer unknown), the newest notification not delivered,
+               restore-drill failed, over its RTO target or without success for
+               ALERT_DRILL_AGE_DAYS
   2  CRITICAL  the guarantee is broken: no archive, newest archive older than
                --max-archive-age, newest archive not uploaded (upload on), last daily-backup
                or weekly-verify failed, disk over --critical-disk-percent, a legacy
