@@ -174,8 +174,14 @@ S3_STORAGE_CLASS=STANDARD_IA
 # (INCREMENTAL=0: a full archive every night).
 INCREMENTAL=1
 FULL_EVERY_DAYS=7
-# Local retention (chains are kept whole) and snapshot pruning.
-KEEP_ARCHIVES=3
+# Local retention, restic's rule (the newest archive of each of the last N days, ISO weeks,
+# months, years that have one; the rules ORed; chains kept whole; the newest always): the
+# legacy policy. KEEP_HOURLY=24 keeps a day of hourly archives; KEEP_ARCHIVES=N the newest N.
+# See what it keeps: export-car --prune-only --dry-run --backups-dir ... --keep-daily 7 ...
+KEEP_DAILY=7
+KEEP_WEEKLY=4
+KEEP_MONTHLY=12
+KEEP_YEARLY=unlimited
 SNAPSHOT_KEEP_LAST=48
 SNAPSHOT_GC=1
 # dr-status's thresholds (the jobs' metrics refresh uses them too; defaults shown).

@@ -10,6 +10,8 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use arke_core::backup::retention::Policy;
+
 use crate::notify::NotifySettings;
 use crate::status::Thresholds;
 
@@ -239,8 +241,8 @@ pub struct Config {
     pub upload: Option<S3Settings>,
     pub incremental: bool,
     pub full_every_days: u64,
-    pub keep_archives: u64,
-    pub keep_days: Option<u64>,
+    /// Local retention (`KEEP_*`), restic's rule over whole chains.
+    pub retention: Policy,
     pub prune_snapshots: bool,
     pub snapshot_keep_last: u64,
     pub snapshot_gc: bool,
@@ -322,8 +324,7 @@ impl Config {
             upload: S3Settings::from_settings(s)?,
             incremental: s.flag("INCREMENTAL", true)?,
             full_every_days: s.number("FULL_EVERY_DAYS", 7, 1)?,
-            keep_archives: s.number("KEEP_ARCHIVES", 3, 1)?,
-            keep_days: s.optional_number("KEEP_DAYS", 0)?,
+            retention: retention(s)?,
             prune_snapshots: s.flag("PRUNE_SNAPSHOTS", true)?,
             snapshot_keep_last: s.number("SNAPSHOT_KEEP_LAST", 48, 1)?,
             snapshot_gc: s.flag("SNAPSHOT_GC", true)?,
@@ -355,6 +356,50 @@ fn drill_settings(s: &Settings) -> Result<DrillSettings, ConfigError> {
         work_dir: s.get("DRILL_WORK_DIR").map(PathBuf::from).unwrap_or(beside),
         rto_target_minutes: s.number("RTO_TARGET_MINUTES", 240, 1)?,
         min_free_mb: s.number("DRILL_MIN_FREE_MB", 1024, 0)?,
+    })
+}
+
+/// The calendar rules' settings.
+const CALENDAR: [&str; 5] = [
+    "KEEP_HOURLY",
+    "KEEP_DAILY",
+    "KEEP_WEEKLY",
+    "KEEP_MONTHLY",
+    "KEEP_YEARLY",
+];
+
+/// `KEEP_*`. With no setting at all: the legacy policy (24 hourly, 7 daily, 4 weekly, 12
+/// monthly, yearly unlimited). A configuration that sets only the older `KEEP_ARCHIVES` /
+/// `KEEP_DAYS` keeps its meaning (the newest N, the last D days); once any calendar rule is
+/// set, the rules given are ORed and the unset ones are off.
+fn retention(s: &Settings) -> Result<Policy, ConfigError> {
+    let count = |name: &str| -> Result<Option<u64>, ConfigError> {
+        s.get(name)
+            .map(|v| {
+                arke_core::backup::retention::parse_count(v).map_err(|m| {
+                    s.invalid(
+                        name,
+                        v,
+                        &format!("must be a whole number or unlimited ({m})"),
+                    )
+                })
+            })
+            .transpose()
+    };
+    let last = s.optional_number("KEEP_ARCHIVES", 1)?;
+    let within_days = s.optional_number("KEEP_DAYS", 0)?;
+    let calendar_set = CALENDAR.iter().any(|n| s.get(n).is_some());
+    if !calendar_set && last.is_none() && within_days.is_none() {
+        return Ok(Policy::legacy());
+    }
+    Ok(Policy {
+        last,
+        within_days,
+        hourly: count("KEEP_HOURLY")?,
+        daily: count("KEEP_DAILY")?,
+        weekly: count("KEEP_WEEKLY")?,
+        monthly: count("KEEP_MONTHLY")?,
+        yearly: count("KEEP_YEARLY")?,
     })
 }
 
@@ -535,6 +580,24 @@ mod tests {
         s.overlay([("INCREMENTAL".to_string(), "maybe".to_string())]);
         let err = s.flag("INCREMENTAL", true).unwrap_err().to_string();
         assert!(err.contains("from the environment"), "{err}");
+    }
+
+    #[test]
+    fn retention_defaults_to_the_legacy_policy_and_old_settings_keep_their_meaning() {
+        let policy = |text: &str| retention(&parse(text).unwrap());
+        assert_eq!(policy("").unwrap(), Policy::legacy());
+        let old = policy("KEEP_ARCHIVES=3\n").unwrap();
+        assert_eq!((old.last, old.daily, old.yearly), (Some(3), None, None));
+        let new = policy("KEEP_ARCHIVES=2\nKEEP_DAILY=7\nKEEP_YEARLY=unlimited\n").unwrap();
+        assert_eq!(new.last, Some(2));
+        assert_eq!(new.daily, Some(7));
+        assert_eq!(new.yearly, Some(arke_core::backup::retention::UNLIMITED));
+        assert_eq!(new.monthly, None);
+        let err = policy("KEEP_WEEKLY=many\n").unwrap_err().to_string();
+        assert!(
+            err.contains("KEEP_WEEKLY must be a whole number or unlimited"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -7,7 +7,7 @@
 //! 3. verify-car: the archive re-read with its whole chain, every block re-hashed; stamped
 //! 4. upload: every member of the chain S3 lacks (a failed night's), base first, then tonight's
 //!    archive; each `.car` before its `.json`, each checked after the upload
-//! 5. retention: local archives beyond `KEEP_ARCHIVES` / `KEEP_DAYS` (chains kept whole)
+//! 5. retention: local archives by `KEEP_*` (restic's rule; chains kept whole)
 //! 6. prune-snapshots: snapshots beyond `SNAPSHOT_KEEP_LAST` unpinned, then GC
 //!
 //! Every enabled step is required: the first failure stops the run (nothing is deleted after a
@@ -161,7 +161,7 @@ async fn steps<S: ArchiveStore>(
         }
         _ => job.skip("upload", "UPLOAD=0 or --no-upload"),
     }
-    let what = format!("keep {} archives", cfg.keep_archives);
+    let what = cfg.retention.describe();
     night.deleted = job.step("retention", &what, retention_step(cfg)).await?;
     if opts.prune && cfg.prune_snapshots {
         let what = format!("keep {} snapshots", cfg.snapshot_keep_last);
@@ -298,8 +298,7 @@ async fn export_step(
         backups_dir: cfg.backups_dir.clone(),
         with_history: false,
         allow_missing: false,
-        keep_last: None,
-        keep_days: None,
+        retention: Default::default(),
         concurrency: 16,
         bulk: true,
         stall_timeout: Duration::from_secs(30),
@@ -457,8 +456,7 @@ async fn in_store<S: ArchiveStore>(store: &S, car: &Path) -> Result<bool, StepEr
 }
 
 async fn retention_step(cfg: &Config) -> Result<Done<Vec<String>>, StepError> {
-    let keep = usize::try_from(cfg.keep_archives).unwrap_or(usize::MAX);
-    let deleted = apply_retention(&cfg.backups_dir, Some(keep), cfg.keep_days)?;
+    let deleted = apply_retention(&cfg.backups_dir, &cfg.retention)?;
     let names: Vec<String> = deleted.iter().map(|p| file_name(p)).collect();
     let detail = format!("{} archive(s) deleted", names.len());
     Ok(Done::ok(names, detail))
