@@ -25,6 +25,20 @@ pub struct VerifyEntityOptions {
     pub max_events: u64,
     /// Parallel block reads.
     pub concurrency: usize,
+    /// MFS roots of the tips: the main index and the test network's (ids starting `II`).
+    pub index_root: String,
+    pub test_index_root: String,
+}
+
+impl Default for VerifyEntityOptions {
+    fn default() -> Self {
+        VerifyEntityOptions {
+            max_events: 100_000,
+            concurrency: 16,
+            index_root: INDEX_ROOT.into(),
+            test_index_root: TEST_INDEX_ROOT.into(),
+        }
+    }
 }
 
 /// A tip file found on the node.
@@ -118,7 +132,12 @@ pub async fn verify_on_node(
     let mut out = Vec::new();
     for id in ids {
         let mut check = EntityCheck::new(id);
-        if let Some((tip, from)) = node_tip(kubo, id, &mut check).await? {
+        let root = if id.is_test_network() {
+            &opts.test_index_root
+        } else {
+            &opts.index_root
+        };
+        if let Some((tip, from)) = node_tip(kubo, root, id, &mut check).await? {
             check_below(&src, &mut check, tip, from, event_head, opts, progress).await?;
         }
         out.push(finish(check));
@@ -197,14 +216,10 @@ pub async fn archive_tips<S: BlockSource>(
 /// worker's is checked, as build-snapshot reads it.
 async fn node_tip(
     kubo: &Kubo,
+    root: &str,
     id: &EntityId,
     check: &mut EntityCheck,
 ) -> Result<Option<(Cid, String)>, KuboError> {
-    let root = if id.is_test_network() {
-        TEST_INDEX_ROOT
-    } else {
-        INDEX_ROOT
-    };
     let mut found: Option<(Cid, String)> = None;
     let mut paths = Vec::new();
     for rule in ShardRule::ALL {

@@ -48,6 +48,12 @@ struct Args {
     /// Parallel block reads
     #[arg(long, env = "ARKE_CONCURRENCY", default_value_t = 16)]
     concurrency: usize,
+    /// MFS root of the tips
+    #[arg(long, env = "ARKE_INDEX_ROOT", default_value = arke_core::shard::INDEX_ROOT)]
+    index_root: String,
+    /// MFS root of the test network's tips (ids starting with II)
+    #[arg(long, default_value = arke_core::shard::TEST_INDEX_ROOT)]
+    test_index_root: String,
     #[command(flatten)]
     node: NodeArgs,
     #[command(flatten)]
@@ -108,6 +114,8 @@ fn main() -> ExitCode {
         let opts = VerifyEntityOptions {
             max_events: args.max_events,
             concurrency: args.concurrency,
+            index_root: args.index_root.clone(),
+            test_index_root: args.test_index_root.clone(),
         };
         let progress = args.out.progress();
         let report = match &args.archive {
