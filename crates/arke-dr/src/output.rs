@@ -159,3 +159,41 @@ impl<W: Write> Write for QuietPipe<W> {
         ignore_broken_pipe(self.0.flush())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The streamed envelope reads back as the same `Report` the whole one is.
+    #[test]
+    fn a_streamed_envelope_is_a_report() {
+        let started = Started::now("inspect-archive");
+        let finding = arke_core::Finding {
+            severity: arke_core::Severity::Error,
+            kind: arke_core::FindingKind::Missing,
+            id: None,
+            cid: Some("bafkreiaaaa".into()),
+            role: Some("entity X v2, component a.txt".into()),
+            message: "missing".into(),
+        };
+        let mut out = Vec::new();
+        started.open_stream(&mut out).unwrap();
+        out.extend_from_slice(br#"{"entities":[{"id":"A"}],"entity_count":1}"#);
+        started
+            .close_stream(&mut out, arke_core::Exit::Failed, &[&finding])
+            .unwrap();
+        let streamed: arke_core::Report<serde_json::Value> = serde_json::from_slice(&out).unwrap();
+        let whole = started.envelope(
+            arke_core::Exit::Failed,
+            serde_json::json!({"entities": [{"id": "A"}], "entity_count": 1}),
+            &[&finding],
+        );
+        assert_eq!(streamed.result, whole.result);
+        assert_eq!(streamed.errors, whole.errors);
+        assert_eq!(streamed.errors[0].role, finding.role);
+        assert_eq!(streamed.status, arke_core::Status::Failed);
+        assert_eq!(streamed.exit_code, 1);
+        assert_eq!(streamed.tool, "inspect-archive");
+        assert_eq!(streamed.schema_version, arke_core::REPORT_SCHEMA_VERSION);
+    }
+}

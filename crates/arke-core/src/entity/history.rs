@@ -130,6 +130,19 @@ pub enum EventsEnd {
     Broken,
 }
 
+impl EventsEnd {
+    /// In words, for the human output.
+    pub fn describe(self) -> &'static str {
+        match self {
+            EventsEnd::NoHead => "no event head",
+            EventsEnd::Creation => "back to its creation",
+            EventsEnd::FirstEvent => "to the first event",
+            EventsEnd::Bound => "stopped at --max-events",
+            EventsEnd::Broken => "chain BROKEN",
+        }
+    }
+}
+
 /// One event naming the entity.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EventInfo {

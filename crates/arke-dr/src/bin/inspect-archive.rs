@@ -220,10 +220,10 @@ fn show_entity(
     }
     if let Some(ev) = &h.events {
         arke_dr::print_line(&format!(
-            "  {} archived events name it ({} read, ended: {:?})",
+            "  {} archived events name it ({} read, {})",
             ev.naming.len(),
             ev.walked,
-            ev.end
+            ev.end.describe()
         ))?;
         for e in &ev.naming {
             arke_dr::print_line(&format!(

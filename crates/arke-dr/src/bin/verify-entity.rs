@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use arke_core::entity::{
-    ArchiveChain, EntityCheck, EventsEnd, VerifyEntityOptions, verify_in_archive, verify_on_node,
+    ArchiveChain, EntityCheck, VerifyEntityOptions, verify_in_archive, verify_on_node,
 };
 use arke_core::shard::EntityId;
 use arke_core::{Exit, Failure, Severity};
@@ -73,20 +73,12 @@ fn summary(c: &EntityCheck) -> String {
         return format!("{}: NOT FOUND", c.id);
     }
     let events = match &c.events {
-        Some(e) => {
-            let end = match e.end {
-                EventsEnd::NoHead => "no event head",
-                EventsEnd::Creation => "back to its creation",
-                EventsEnd::FirstEvent => "to the first event",
-                EventsEnd::Bound => "stopped at --max-events",
-                EventsEnd::Broken => "chain BROKEN",
-            };
-            format!(
-                "{} events name it ({} read, {end})",
-                e.naming.len(),
-                e.walked
-            )
-        }
+        Some(e) => format!(
+            "{} events name it ({} read, {})",
+            e.naming.len(),
+            e.walked,
+            e.end.describe()
+        ),
         None => "events not checked".into(),
     };
     format!(
