@@ -57,7 +57,8 @@ set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BINS=(build-snapshot export-car restore-from-car verify-snapshot verify-car prune-snapshots
-  fetch-archive daily-backup weekly-verify restore-drill hourly-snapshot dr-status dr-server)
+  fetch-archive verify-entity inspect-archive daily-backup weekly-verify restore-drill
+  hourly-snapshot dr-status dr-server)
 
 PREBUILT='' STATIC=0 PREFIX=/usr/local ETC=/etc DATA=/var/lib/arke-dr LOGS=/var/log/arke-dr
 API=http://127.0.0.1:5001/api/v0 POINTER=/arke/index_pointer CRON=1 LOGROTATE=1

@@ -274,6 +274,16 @@ const EXIT_CODES: &[(&str, &str, &[u8])] = &[
         env!("CARGO_BIN_EXE_fetch-archive"),
         &[0, 1, 2, 4, 6],
     ),
+    (
+        "verify-entity",
+        env!("CARGO_BIN_EXE_verify-entity"),
+        &[0, 1, 2, 3, 4],
+    ),
+    (
+        "inspect-archive",
+        env!("CARGO_BIN_EXE_inspect-archive"),
+        &[0, 1, 2, 3, 4],
+    ),
     // A service: it stops cleanly (0), or cannot start (2 settings, 4 cannot listen).
     ("dr-server", env!("CARGO_BIN_EXE_dr-server"), &[0, 2, 4]),
     // The jobs: their own lists, held to the README like the tools'.

@@ -20,7 +20,7 @@ use arke_testkit::node::TestNode;
 mod support;
 use support::{bin_dir, repo};
 
-const BINARIES: [&str; 13] = [
+const BINARIES: [&str; 15] = [
     "build-snapshot",
     "export-car",
     "restore-from-car",
@@ -28,6 +28,8 @@ const BINARIES: [&str; 13] = [
     "verify-car",
     "prune-snapshots",
     "fetch-archive",
+    "verify-entity",
+    "inspect-archive",
     "daily-backup",
     "weekly-verify",
     "restore-drill",
