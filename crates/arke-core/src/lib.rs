@@ -67,7 +67,10 @@ mod source;
 pub mod unixfs;
 
 // Operations (the snapshot and backup operations are in their namespaces).
-pub use restore::{RestoreOptions, RestoreReport, ShardChoice, restore};
+pub use restore::{
+    EntityAction, EntityChange, EntityDurations, EntityRestoreOptions, EntityRestoreReport,
+    RestoreOptions, RestoreReport, ShardChoice, restore, restore_entities,
+};
 
 // Reports and exit codes: the top-level error, the exit-code table, findings, the `--json`
 // envelope.
