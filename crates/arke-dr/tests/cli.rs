@@ -88,6 +88,9 @@ fn restore_from_car_help() {
         "--allow-incomplete",
         "--shard-rule",
         "INDEX_POINTER_PATH",
+        "--entity",
+        "--entities-file",
+        "not announced by an event",
     ]) {
         assert!(h.contains(want), "restore-from-car --help lacks {want}");
     }
