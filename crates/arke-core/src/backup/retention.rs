@@ -163,7 +163,8 @@ pub struct Decision {
     pub reasons: Vec<String>,
 }
 
-/// Decides for every candidate (any order in; newest first out). `pinned` (the archive just
+/// Decides for every candidate (given oldest first, as [`super::BackupFiles::archives`]
+/// lists them; out newest first). `pinned` (the archive just
 /// written) is kept whatever the policy says, with its chain.
 pub fn decide(
     candidates: &[Candidate],
@@ -171,8 +172,10 @@ pub fn decide(
     now: DateTime<Utc>,
     pinned: Option<&str>,
 ) -> Vec<Decision> {
-    let mut order: Vec<&Candidate> = candidates.iter().collect();
-    order.sort_by(|a, b| (b.stamp, &b.name).cmp(&(a.stamp, &a.name)));
+    // Newest first by time; archives of the same second keep the caller's order (oldest
+    // first: `arke-5-…-1.car` is newer than `arke-5-….car`, which no name sort tells).
+    let mut order: Vec<&Candidate> = candidates.iter().rev().collect();
+    order.sort_by(|a, b| b.stamp.cmp(&a.stamp));
     let mut reasons: Vec<Vec<String>> = vec![Vec::new(); order.len()];
     if policy.is_empty() {
         reasons
