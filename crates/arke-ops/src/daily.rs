@@ -45,7 +45,18 @@ pub trait ArchiveStore {
     /// The size of the stored copy of `name`, or `None` when there is none.
     fn remote_size(&self, name: &str) -> impl Future<Output = Result<Option<u64>, StepError>>;
     /// Uploads `path` as `name` and checks the stored copy; returns how it was checked.
-    fn upload(&self, path: &Path, name: &str) -> impl Future<Output = Result<String, StepError>>;
+    fn upload(&self, path: &Path, name: &str) -> impl Future<Output = Result<Stored, StepError>>;
+}
+
+/// What an upload's check found of the stored copy.
+#[derive(Debug, Clone, Default)]
+pub struct Stored {
+    /// `sha256` or `etag-md5`.
+    pub verified_by: String,
+    /// The encryption the server reports (`AES256`, `aws:kms`), if it reports one.
+    pub sse: Option<String>,
+    /// The Object Lock retain-until (RFC 3339), if the object has one.
+    pub retain_until: Option<String>,
 }
 
 /// No store: uploads are off (`UPLOAD=0`, `--no-upload`).
@@ -59,7 +70,7 @@ impl ArchiveStore for NoStore {
     async fn remote_size(&self, _: &str) -> Result<Option<u64>, StepError> {
         match *self {}
     }
-    async fn upload(&self, _: &Path, _: &str) -> Result<String, StepError> {
+    async fn upload(&self, _: &Path, _: &str) -> Result<Stored, StepError> {
         match *self {}
     }
 }
@@ -406,7 +417,7 @@ async fn upload_step<S: ArchiveStore>(
         return Err(StepError::new(Exit::Failed, "no archive to upload"));
     };
     let mut files = Vec::new();
-    let mut verified_by = String::new();
+    let mut stored = Stored::default();
     for member in chain {
         if member != tonight && in_store(store, member).await? {
             continue;
@@ -414,14 +425,19 @@ async fn upload_step<S: ArchiveStore>(
         // The CAR first, its metadata last: a listing that shows the .json shows a whole upload.
         for path in [member.clone(), member.with_extension("json")] {
             let name = file_name(&path);
-            let how = store.upload(&path, &name).await?;
+            let got = store.upload(&path, &name).await?;
             tracing::info!(
-                "upload: {}{name} ({}) confirmed by {how}",
+                "upload: {}{name} ({}) confirmed by {}, encryption {}{}",
                 store.location(),
-                human_bytes(file_size(&path)?)
+                human_bytes(file_size(&path)?),
+                got.verified_by,
+                got.sse.as_deref().unwrap_or("not reported"),
+                got.retain_until
+                    .as_deref()
+                    .map_or(String::new(), |u| format!(", retained until {u}"))
             );
             if path == *tonight {
-                verified_by = how;
+                stored = got;
             }
             files.push(name);
         }
@@ -437,7 +453,9 @@ async fn upload_step<S: ArchiveStore>(
             url,
             uploaded_at: rfc3339(chrono::Utc::now()),
             size_bytes: size,
-            verified_by,
+            verified_by: stored.verified_by,
+            sse: stored.sse,
+            retain_until: stored.retain_until,
             files,
         },
         detail,

@@ -154,6 +154,13 @@ pub struct UploadRecord {
     pub size_bytes: u64,
     /// How the remote copy was checked after the upload (`sha256`, `etag-md5`).
     pub verified_by: String,
+    /// The server-side encryption HeadObject reported for tonight's archive (`AES256`,
+    /// `aws:kms`); absent when the server reports none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sse: Option<String>,
+    /// Tonight's archive's Object Lock retain-until (RFC 3339), on a locked bucket.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retain_until: Option<String>,
     /// Every file uploaded by this run, in order (chain members S3 lacked first, each `.car`
     /// before its `.json`).
     pub files: Vec<String>,

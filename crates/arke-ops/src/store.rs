@@ -7,11 +7,12 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use arke_core::Exit;
-use arke_s3::{S3, S3Config, S3Error};
+use arke_s3::{LockMode, Retention, S3, S3Config, S3Error, Setting};
+use chrono::Utc;
 
 use crate::config::S3Settings;
-use crate::daily::ArchiveStore;
-use crate::job::StepError;
+use crate::daily::{ArchiveStore, Stored};
+use crate::job::{StepError, rfc3339};
 
 /// How often a long transfer logs its progress (cron has no terminal).
 const PROGRESS_EVERY: Duration = Duration::from_secs(10);
@@ -20,6 +21,10 @@ const PROGRESS_EVERY: Duration = Duration::from_secs(10);
 #[derive(Debug, Clone)]
 pub struct S3Store {
     s3: S3,
+    /// Object Lock on uploads: mode and days (`S3_OBJECT_LOCK_DAYS`; 0 = none).
+    lock: (LockMode, u64),
+    /// Whether the bucket has Object Lock enabled, asked once per process.
+    bucket_locked: std::sync::OnceLock<bool>,
 }
 
 impl S3Store {
@@ -38,13 +43,72 @@ impl S3Store {
         if let Some(mb) = settings.part_size_mb {
             cfg.part_size = mb.saturating_mul(arke_s3::MIB);
         }
+        cfg.sse = settings.sse();
         let s3 = S3::connect(cfg).await.map_err(remote)?;
-        Ok(S3Store { s3 })
+        let lock = (settings.lock_mode(), settings.object_lock_days);
+        Ok(S3Store::new(s3).with_lock(lock.0, lock.1))
     }
 
-    /// The store over a client already set up (explicit keys or limits: tests, tools).
+    /// The store over a client already set up (explicit keys or limits: tests, tools). No
+    /// Object Lock retention on uploads unless [`S3Store::with_lock`] says.
     pub fn new(s3: S3) -> S3Store {
-        S3Store { s3 }
+        S3Store {
+            s3,
+            lock: (LockMode::Governance, 0),
+            bucket_locked: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// Uploads to a bucket with Object Lock enabled are retained `days` in `mode`.
+    pub fn with_lock(mut self, mode: LockMode, days: u64) -> S3Store {
+        self.lock = (mode, days);
+        self
+    }
+
+    /// The configured lock mode and days.
+    pub fn lock(&self) -> (LockMode, u64) {
+        self.lock
+    }
+
+    /// Whether the bucket has Object Lock enabled (GetObjectLockConfiguration, asked once).
+    /// A server that does not implement it, or credentials that may not ask, count as no lock,
+    /// with a warning: the bucket's own default retention (if any) still applies.
+    pub async fn bucket_locked(&self) -> bool {
+        if let Some(b) = self.bucket_locked.get() {
+            return *b;
+        }
+        let locked = match self.s3.object_lock().await {
+            Setting::Set(l) => l.enabled,
+            Setting::NotSet => false,
+            Setting::NotImplemented => {
+                tracing::info!("the S3 server does not implement Object Lock: no retention set");
+                false
+            }
+            Setting::AccessDenied => {
+                tracing::warn!(
+                    "Object Lock: access denied to GetObjectLockConfiguration (add s3:GetBucketObjectLockConfiguration to the role): uploads carry no retention of their own"
+                );
+                false
+            }
+            Setting::Failed(e) => {
+                tracing::warn!("Object Lock configuration unreadable: {e}; uploads carry no retention of their own");
+                false
+            }
+        };
+        *self.bucket_locked.get_or_init(|| locked)
+    }
+
+    /// The retention an upload gets now: `S3_OBJECT_LOCK_DAYS` from now on a locked bucket.
+    pub async fn upload_retention(&self) -> Option<Retention> {
+        let (mode, days) = self.lock;
+        if days == 0 || !self.bucket_locked().await {
+            return None;
+        }
+        let days = i64::try_from(days).unwrap_or(36_500);
+        Some(Retention {
+            mode,
+            until: Utc::now() + chrono::Duration::days(days),
+        })
     }
 
     /// The client underneath (fetch-archive lists, downloads and restores with it).
@@ -110,14 +174,19 @@ impl ArchiveStore for S3Store {
         Ok(self.s3.head(name).await.map_err(remote)?.map(|o| o.size))
     }
 
-    async fn upload(&self, path: &Path, name: &str) -> Result<String, StepError> {
+    async fn upload(&self, path: &Path, name: &str) -> Result<Stored, StepError> {
         let progress = logged_progress(format!("upload {name}"));
+        let lock = self.upload_retention().await;
         let up = self
             .s3
-            .upload_file(path, name, &progress)
+            .upload_file_locked(path, name, lock, &progress)
             .await
             .map_err(remote)?;
-        Ok(up.checksum_verified_by.as_str().to_string())
+        Ok(Stored {
+            verified_by: up.checksum_verified_by.as_str().to_string(),
+            sse: up.sse,
+            retain_until: up.retention.map(|r| rfc3339(r.until)),
+        })
     }
 }
 
