@@ -46,6 +46,17 @@ pub trait ArchiveStore {
     fn remote_size(&self, name: &str) -> impl Future<Output = Result<Option<u64>, StepError>>;
     /// Uploads `path` as `name` and checks the stored copy; returns how it was checked.
     fn upload(&self, path: &Path, name: &str) -> impl Future<Output = Result<Stored, StepError>>;
+    /// `S3_RETENTION=1`: `policy` over the stored archives, whole chains deleted, `pinned`
+    /// kept; returns the deleted archives. `None` when the setting is off.
+    fn prune_remote(
+        &self,
+        cfg: &Config,
+        pinned: &str,
+    ) -> impl Future<Output = Result<Option<Vec<String>>, StepError>>;
+    /// On a bucket with Object Lock: the newest chain retained `S3_OBJECT_LOCK_DAYS` from now,
+    /// every base as long as its increments; returns the objects extended. `None` without a
+    /// lock.
+    fn extend_locks(&self, cfg: &Config) -> impl Future<Output = Result<Option<u64>, StepError>>;
 }
 
 /// What an upload's check found of the stored copy.
@@ -73,6 +84,12 @@ impl ArchiveStore for NoStore {
     async fn upload(&self, _: &Path, _: &str) -> Result<Stored, StepError> {
         match *self {}
     }
+    async fn prune_remote(&self, _: &Config, _: &str) -> Result<Option<Vec<String>>, StepError> {
+        match *self {}
+    }
+    async fn extend_locks(&self, _: &Config) -> Result<Option<u64>, StepError> {
+        match *self {}
+    }
 }
 
 /// Switches of one run (the command line's `--no-upload` / `--no-prune`).
@@ -90,6 +107,8 @@ struct Night {
     archive: Option<ArchiveRecord>,
     upload: Option<UploadRecord>,
     deleted: Vec<String>,
+    s3_deleted: Vec<String>,
+    s3_extended: Option<u64>,
     pruned: Option<u64>,
 }
 
@@ -111,6 +130,8 @@ pub async fn run<S: ArchiveStore>(
     rec.archive = night.archive;
     rec.upload = night.upload;
     rec.archives_deleted = night.deleted;
+    rec.s3_archives_deleted = night.s3_deleted;
+    rec.s3_lock_extended = night.s3_extended;
     rec.snapshots_pruned = night.pruned;
     rec.disk = disk;
     match &outcome {
@@ -169,6 +190,7 @@ async fn steps<S: ArchiveStore>(
         (Some(s), true) => {
             let what = s.location();
             night.upload = Some(job.step("upload", &what, upload_step(s, &chain)).await?);
+            bucket_steps(cfg, s, &report, job, night).await?;
         }
         _ => job.skip("upload", "UPLOAD=0 or --no-upload"),
     }
@@ -460,6 +482,42 @@ async fn upload_step<S: ArchiveStore>(
         },
         detail,
     ))
+}
+
+/// After a successful upload: calendar retention in the bucket (`S3_RETENTION=1`), then the
+/// Object Lock extension of what stays (a locked bucket).
+async fn bucket_steps<S: ArchiveStore>(
+    cfg: &Config,
+    store: &S,
+    report: &ExportReport,
+    job: &mut Job,
+    night: &mut Night,
+) -> Result<(), StepError> {
+    let tonight = file_name(Path::new(&report.car_path));
+    let what = format!("{} in {}", cfg.retention.describe(), store.location());
+    let pruned = job
+        .step("s3-retention", &what, async {
+            let deleted = store.prune_remote(cfg, &tonight).await?;
+            let detail = match &deleted {
+                Some(d) => format!("{} archive(s) deleted", d.len()),
+                None => "S3_RETENTION=0: the bucket's lifecycle rule expires archives".into(),
+            };
+            Ok(Done::ok(deleted, detail))
+        })
+        .await?;
+    night.s3_deleted = pruned.unwrap_or_default();
+    let what = "retain-until of the kept chains";
+    night.s3_extended = job
+        .step("s3-object-lock", what, async {
+            let n = store.extend_locks(cfg).await?;
+            let detail = match n {
+                Some(n) => format!("{n} object(s) extended"),
+                None => "no Object Lock on the bucket (or S3_OBJECT_LOCK_DAYS=0)".into(),
+            };
+            Ok(Done::ok(n, detail))
+        })
+        .await?;
+    Ok(())
 }
 
 /// Whether S3 already holds an archive whole: its `.car` and its `.json`, each with the local

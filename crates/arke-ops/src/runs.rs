@@ -56,6 +56,12 @@ pub struct RunRecord {
     /// Archives deleted by local retention (file names).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub archives_deleted: Vec<String>,
+    /// Archives deleted from the bucket by `S3_RETENTION=1` (file names of the `.car`s).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub s3_archives_deleted: Vec<String>,
+    /// Objects in the bucket whose Object Lock retain-until the night extended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub s3_lock_extended: Option<u64>,
     /// Snapshots unpinned by prune-snapshots.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub snapshots_pruned: Option<u64>,
@@ -323,6 +329,8 @@ mod tests {
             archive: None,
             upload: None,
             archives_deleted: vec![],
+            s3_archives_deleted: Vec::new(),
+            s3_lock_extended: None,
             snapshots_pruned: None,
             disk: None,
             alert: None,

@@ -10,9 +10,11 @@ use arke_core::Exit;
 use arke_s3::{LockMode, Retention, S3, S3Config, S3Error, Setting};
 use chrono::Utc;
 
-use crate::config::S3Settings;
+use crate::bucket_archives;
+use crate::config::{Config, S3Settings};
 use crate::daily::{ArchiveStore, Stored};
 use crate::job::{StepError, rfc3339};
+use crate::status::bucket::BucketFacts;
 
 /// How often a long transfer logs its progress (cron has no terminal).
 const PROGRESS_EVERY: Duration = Duration::from_secs(10);
@@ -91,7 +93,9 @@ impl S3Store {
                 false
             }
             Setting::Failed(e) => {
-                tracing::warn!("Object Lock configuration unreadable: {e}; uploads carry no retention of their own");
+                tracing::warn!(
+                    "Object Lock configuration unreadable: {e}; uploads carry no retention of their own"
+                );
                 false
             }
         };
@@ -188,6 +192,59 @@ impl ArchiveStore for S3Store {
             retain_until: up.retention.map(|r| rfc3339(r.until)),
         })
     }
+
+    async fn prune_remote(
+        &self,
+        cfg: &Config,
+        pinned: &str,
+    ) -> Result<Option<Vec<String>>, StepError> {
+        self.prune_bucket(cfg, pinned).await
+    }
+
+    async fn extend_locks(&self, cfg: &Config) -> Result<Option<u64>, StepError> {
+        self.extend_bucket_locks(cfg).await
+    }
+}
+
+impl S3Store {
+    async fn prune_bucket(
+        &self,
+        cfg: &Config,
+        pinned: &str,
+    ) -> Result<Option<Vec<String>>, StepError> {
+        if !cfg.upload.as_ref().is_some_and(|u| u.retention) {
+            return Ok(None);
+        }
+        let cache = bucket_archives::descriptor_cache(&cfg.state_dir);
+        let r = bucket_archives::retention(
+            self,
+            &cache,
+            &cfg.retention,
+            Utc::now(),
+            Some(pinned),
+            true,
+        )
+        .await?;
+        for h in &r.held {
+            tracing::info!("s3 retention: kept {h}");
+        }
+        for n in &r.incomplete {
+            tracing::info!("s3 retention: {n} has no .json in S3 (incomplete upload): left alone");
+        }
+        Ok(Some(r.deleted))
+    }
+
+    async fn extend_bucket_locks(&self, cfg: &Config) -> Result<Option<u64>, StepError> {
+        if self.lock.1 == 0 || !self.bucket_locked().await {
+            return Ok(None);
+        }
+        let cache = bucket_archives::descriptor_cache(&cfg.state_dir);
+        let ext = bucket_archives::extend_locks(self, &cache, self.lock, Utc::now(), None).await?;
+        for (obj, until) in &ext.extended {
+            tracing::info!("object lock: {obj} retained until {until}");
+        }
+        Ok(Some(ext.extended.len() as u64))
+    }
 }
 
 /// dr-status asks S3 whether the newest archive is there, with its size.
@@ -197,5 +254,48 @@ impl crate::status::RemoteProbe for S3Store {
             Ok(o) => Ok(o.map(|o| o.size)),
             Err(e) => Err(e.to_string()),
         }
+    }
+
+    async fn bucket(&self) -> Option<BucketFacts> {
+        use crate::status::bucket::{BucketFact, LockSummary, public_access_value};
+        let s3 = &self.s3;
+        let life = s3.bucket_lifecycle().await;
+        let (abort, expiration_days) = match life {
+            Setting::Set(l) => (
+                l.abort_incomplete_days
+                    .map_or(BucketFact::NotSet, |d| BucketFact::Set {
+                        value: d.to_string(),
+                    }),
+                l.expiration_days,
+            ),
+            other => (
+                BucketFact::from(map_setting(other, |_| String::new())),
+                None,
+            ),
+        };
+        Some(BucketFacts {
+            bucket: s3.config().bucket.clone(),
+            checked_at: rfc3339(Utc::now()),
+            cached: false,
+            versioning: s3.bucket_versioning().await.into(),
+            encryption: s3.bucket_encryption().await.into(),
+            public_access: map_setting(s3.public_access_block().await, |p| public_access_value(&p))
+                .into(),
+            abort_incomplete_uploads: abort,
+            expiration_days,
+            object_lock: map_setting(s3.object_lock().await, |l| LockSummary(&l).to_string())
+                .into(),
+        })
+    }
+}
+
+/// A setting's value turned into its words.
+fn map_setting<T, U>(s: Setting<T>, f: impl FnOnce(T) -> U) -> Setting<U> {
+    match s {
+        Setting::Set(v) => Setting::Set(f(v)),
+        Setting::NotSet => Setting::NotSet,
+        Setting::NotImplemented => Setting::NotImplemented,
+        Setting::AccessDenied => Setting::AccessDenied,
+        Setting::Failed(e) => Setting::Failed(e),
     }
 }

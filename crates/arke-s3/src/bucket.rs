@@ -261,7 +261,9 @@ impl S3 {
                 let Some(c) = o.object_lock_configuration() else {
                     return Setting::NotSet;
                 };
-                let enabled = c.object_lock_enabled().is_some_and(|e| e.as_str() == "Enabled");
+                let enabled = c
+                    .object_lock_enabled()
+                    .is_some_and(|e| e.as_str() == "Enabled");
                 let default_retention = c.rule().and_then(|r| r.default_retention()).map(|d| {
                     let mode = d.mode().map_or("?", |m| m.as_str());
                     match (d.days(), d.years()) {

@@ -86,8 +86,8 @@ use chrono::{DateTime, Utc};
 
 pub use bucket::{Lifecycle, LockMode, ObjectLock, PublicAccess, Retention, Setting};
 pub use config::{
-    MAX_PARTS, MIB, MIN_PART_SIZE, S3Config, Sse, StaticCredentials, normalize_prefix, part_size_for,
-    validate_storage_class,
+    MAX_PARTS, MIB, MIN_PART_SIZE, S3Config, Sse, StaticCredentials, normalize_prefix,
+    part_size_for, validate_storage_class,
 };
 pub use download::Downloaded;
 pub use error::S3Error;

@@ -10,10 +10,10 @@ use aws_sdk_s3::types::{ChecksumAlgorithm, CompletedMultipartUpload, CompletedPa
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
 
+use crate::bucket::{Retention, head_retention};
 use crate::checksum::{self, PartSums, b64, hex};
 use crate::config::{part_count, part_size_for, validate_storage_class};
 use crate::error::classify;
-use crate::bucket::{Retention, head_retention};
 use crate::{Progress, S3, S3Error};
 
 /// What a finished upload was checked against.
@@ -372,13 +372,18 @@ impl S3 {
             .unwrap_or_default()
             .trim_matches('"')
             .to_string();
-        let sse = head.server_side_encryption().map(|s| s.as_str().to_string());
+        let sse = head
+            .server_side_encryption()
+            .map(|s| s.as_str().to_string());
         self.check_sse(&exp.key, sse.as_deref())?;
         let stored = |verified_by, etag| Stored {
             verified_by,
             etag,
             sse: sse.clone(),
-            retention: head_retention(head.object_lock_mode(), head.object_lock_retain_until_date()),
+            retention: head_retention(
+                head.object_lock_mode(),
+                head.object_lock_retain_until_date(),
+            ),
         };
         if let Some(got) = head.checksum_sha256() {
             let full = !exp.full.is_empty() && got.trim() == exp.full;
