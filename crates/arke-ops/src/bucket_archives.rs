@@ -118,6 +118,9 @@ pub async fn retention(
     };
     if apply {
         delete_unkept(store, &cands, &mut report, now).await?;
+        for name in &report.deleted {
+            let _ = std::fs::remove_file(cache.join(json_name(name)));
+        }
     }
     Ok(report)
 }
@@ -231,6 +234,9 @@ pub async fn extend_locks(
         }
     }
     let target = now + chrono::Duration::days(i64::try_from(days).unwrap_or(36_500));
+    // S3 keeps whole seconds: the next one, so that a date set tonight is never "short" of
+    // tonight's target by its fraction (and set again on the next run).
+    let target = DateTime::from_timestamp(target.timestamp() + 1, 0).unwrap_or(target);
     let required = required_until(&cands, &current, target);
     let mut out = LockExtension {
         archives: cands.len(),
