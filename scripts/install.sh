@@ -171,6 +171,17 @@ S3_BUCKET=
 AWS_REGION=us-east-1
 S3_STORAGE_CLASS=STANDARD_IA
 # S3_PART_SIZE_MB=64                  (MiB per multipart part, at least 5)
+# Server-side encryption of every upload: AES256 (SSE-S3), aws:kms (with S3_SSE_KMS_KEY_ID),
+# or none (no header: S3-compatible servers that refuse it).
+S3_SSE=AES256
+# S3_SSE_KMS_KEY_ID=                  (aws:kms only; default the account's aws/s3 key)
+# On a bucket with Object Lock: uploads retained this many days, the newest chain extended
+# nightly (0: neither). GOVERNANCE or COMPLIANCE.
+# S3_OBJECT_LOCK_DAYS=30
+# S3_OBJECT_LOCK_MODE=GOVERNANCE
+# S3_RETENTION=1: the KEEP_* policy below applied to the bucket too (whole chains); then use a
+# lifecycle rule without Expiration (docs/operations.md "Retention in the bucket").
+S3_RETENTION=0
 # Incremental archives: a full archive every FULL_EVERY_DAYS days, incrementals between
 # (INCREMENTAL=0: a full archive every night).
 INCREMENTAL=1

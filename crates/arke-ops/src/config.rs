@@ -296,6 +296,34 @@ pub struct S3Settings {
     /// arke-s3's default (64). Smaller parts retry less after a failure, and let a test see an
     /// upload cut between parts with a small archive.
     pub part_size_mb: Option<u64>,
+    /// `S3_SSE`: the server-side encryption every upload asks for, as S3 names it (`AES256`,
+    /// `aws:kms`), or `none` (no header: for S3-compatible servers that refuse it).
+    pub sse: String,
+    /// `S3_SSE_KMS_KEY_ID`: the KMS key of `aws:kms` (unset: the account's `aws/s3` key).
+    pub sse_kms_key_id: Option<String>,
+    /// `S3_OBJECT_LOCK_DAYS`: on a bucket with Object Lock enabled, uploads are retained this
+    /// many days, and the daily job keeps the newest chain retained this long from each night
+    /// (0: neither; the bucket's default retention, if any, applies). Default 30.
+    pub object_lock_days: u64,
+    /// `S3_OBJECT_LOCK_MODE`: `GOVERNANCE` (default; removable with
+    /// s3:BypassGovernanceRetention) or `COMPLIANCE` (nobody, not even root, until it expires).
+    pub object_lock_mode: String,
+    /// `S3_RETENTION=1`: the calendar policy (`KEEP_*`) applied to the bucket too, whole chains
+    /// deleted after a successful upload. Off by default: the bucket's lifecycle rule expires.
+    pub retention: bool,
+}
+
+impl S3Settings {
+    /// The client's encryption setting.
+    pub fn sse(&self) -> arke_s3::Sse {
+        // Validated when read: a bad value never gets here.
+        arke_s3::Sse::parse(&self.sse, self.sse_kms_key_id.as_deref()).unwrap_or_default()
+    }
+
+    /// The Object Lock mode of uploads and extensions.
+    pub fn lock_mode(&self) -> arke_s3::LockMode {
+        arke_s3::LockMode::parse(&self.object_lock_mode).unwrap_or(arke_s3::LockMode::Governance)
+    }
 }
 
 impl Config {
@@ -445,8 +473,27 @@ impl S3Settings {
             instance_id: s.get("ARKE_INSTANCE_ID").map(str::to_string),
             imds_url: s.string("ARKE_IMDS_URL", "http://169.254.169.254"),
             part_size_mb: s.optional_number("S3_PART_SIZE_MB", 5)?,
+            sse: sse(s)?,
+            sse_kms_key_id: s.get("S3_SSE_KMS_KEY_ID").map(str::to_string),
+            object_lock_days: s.number("S3_OBJECT_LOCK_DAYS", 30, 0)?,
+            object_lock_mode: {
+                let v = s.string("S3_OBJECT_LOCK_MODE", "GOVERNANCE");
+                arke_s3::LockMode::parse(&v)
+                    .map_err(|m| s.invalid("S3_OBJECT_LOCK_MODE", &v, &m))?
+                    .as_str()
+                    .to_string()
+            },
+            retention: s.flag("S3_RETENTION", false)?,
         })
     }
+}
+
+/// `S3_SSE` (with `S3_SSE_KMS_KEY_ID`), normalized to S3's spelling.
+fn sse(s: &Settings) -> Result<String, ConfigError> {
+    let v = s.string("S3_SSE", "AES256");
+    let kms = s.get("S3_SSE_KMS_KEY_ID");
+    let sse = arke_s3::Sse::parse(&v, kms).map_err(|m| s.invalid("S3_SSE", &v, &m))?;
+    Ok(sse.algorithm().unwrap_or("none").to_string())
 }
 
 /// One line: `None` for blank lines and comments, else `(NAME, value)`.

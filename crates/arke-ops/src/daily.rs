@@ -45,7 +45,29 @@ pub trait ArchiveStore {
     /// The size of the stored copy of `name`, or `None` when there is none.
     fn remote_size(&self, name: &str) -> impl Future<Output = Result<Option<u64>, StepError>>;
     /// Uploads `path` as `name` and checks the stored copy; returns how it was checked.
-    fn upload(&self, path: &Path, name: &str) -> impl Future<Output = Result<String, StepError>>;
+    fn upload(&self, path: &Path, name: &str) -> impl Future<Output = Result<Stored, StepError>>;
+    /// `S3_RETENTION=1`: `policy` over the stored archives, whole chains deleted, `pinned`
+    /// kept; returns the deleted archives. `None` when the setting is off.
+    fn prune_remote(
+        &self,
+        cfg: &Config,
+        pinned: &str,
+    ) -> impl Future<Output = Result<Option<Vec<String>>, StepError>>;
+    /// On a bucket with Object Lock: the newest chain retained `S3_OBJECT_LOCK_DAYS` from now,
+    /// every base as long as its increments; returns the objects extended. `None` without a
+    /// lock.
+    fn extend_locks(&self, cfg: &Config) -> impl Future<Output = Result<Option<u64>, StepError>>;
+}
+
+/// What an upload's check found of the stored copy.
+#[derive(Debug, Clone, Default)]
+pub struct Stored {
+    /// `sha256` or `etag-md5`.
+    pub verified_by: String,
+    /// The encryption the server reports (`AES256`, `aws:kms`), if it reports one.
+    pub sse: Option<String>,
+    /// The Object Lock retain-until (RFC 3339), if the object has one.
+    pub retain_until: Option<String>,
 }
 
 /// No store: uploads are off (`UPLOAD=0`, `--no-upload`).
@@ -59,7 +81,13 @@ impl ArchiveStore for NoStore {
     async fn remote_size(&self, _: &str) -> Result<Option<u64>, StepError> {
         match *self {}
     }
-    async fn upload(&self, _: &Path, _: &str) -> Result<String, StepError> {
+    async fn upload(&self, _: &Path, _: &str) -> Result<Stored, StepError> {
+        match *self {}
+    }
+    async fn prune_remote(&self, _: &Config, _: &str) -> Result<Option<Vec<String>>, StepError> {
+        match *self {}
+    }
+    async fn extend_locks(&self, _: &Config) -> Result<Option<u64>, StepError> {
         match *self {}
     }
 }
@@ -79,6 +107,8 @@ struct Night {
     archive: Option<ArchiveRecord>,
     upload: Option<UploadRecord>,
     deleted: Vec<String>,
+    s3_deleted: Vec<String>,
+    s3_extended: Option<u64>,
     pruned: Option<u64>,
 }
 
@@ -100,6 +130,8 @@ pub async fn run<S: ArchiveStore>(
     rec.archive = night.archive;
     rec.upload = night.upload;
     rec.archives_deleted = night.deleted;
+    rec.s3_archives_deleted = night.s3_deleted;
+    rec.s3_lock_extended = night.s3_extended;
     rec.snapshots_pruned = night.pruned;
     rec.disk = disk;
     match &outcome {
@@ -158,6 +190,7 @@ async fn steps<S: ArchiveStore>(
         (Some(s), true) => {
             let what = s.location();
             night.upload = Some(job.step("upload", &what, upload_step(s, &chain)).await?);
+            bucket_steps(cfg, s, &report, job, night).await?;
         }
         _ => job.skip("upload", "UPLOAD=0 or --no-upload"),
     }
@@ -406,7 +439,7 @@ async fn upload_step<S: ArchiveStore>(
         return Err(StepError::new(Exit::Failed, "no archive to upload"));
     };
     let mut files = Vec::new();
-    let mut verified_by = String::new();
+    let mut stored = Stored::default();
     for member in chain {
         if member != tonight && in_store(store, member).await? {
             continue;
@@ -414,14 +447,19 @@ async fn upload_step<S: ArchiveStore>(
         // The CAR first, its metadata last: a listing that shows the .json shows a whole upload.
         for path in [member.clone(), member.with_extension("json")] {
             let name = file_name(&path);
-            let how = store.upload(&path, &name).await?;
+            let got = store.upload(&path, &name).await?;
             tracing::info!(
-                "upload: {}{name} ({}) confirmed by {how}",
+                "upload: {}{name} ({}) confirmed by {}, encryption {}{}",
                 store.location(),
-                human_bytes(file_size(&path)?)
+                human_bytes(file_size(&path)?),
+                got.verified_by,
+                got.sse.as_deref().unwrap_or("not reported"),
+                got.retain_until
+                    .as_deref()
+                    .map_or(String::new(), |u| format!(", retained until {u}"))
             );
             if path == *tonight {
-                verified_by = how;
+                stored = got;
             }
             files.push(name);
         }
@@ -437,11 +475,49 @@ async fn upload_step<S: ArchiveStore>(
             url,
             uploaded_at: rfc3339(chrono::Utc::now()),
             size_bytes: size,
-            verified_by,
+            verified_by: stored.verified_by,
+            sse: stored.sse,
+            retain_until: stored.retain_until,
             files,
         },
         detail,
     ))
+}
+
+/// After a successful upload: calendar retention in the bucket (`S3_RETENTION=1`), then the
+/// Object Lock extension of what stays (a locked bucket).
+async fn bucket_steps<S: ArchiveStore>(
+    cfg: &Config,
+    store: &S,
+    report: &ExportReport,
+    job: &mut Job,
+    night: &mut Night,
+) -> Result<(), StepError> {
+    let tonight = file_name(Path::new(&report.car_path));
+    let what = format!("{} in {}", cfg.retention.describe(), store.location());
+    let pruned = job
+        .step("s3-retention", &what, async {
+            let deleted = store.prune_remote(cfg, &tonight).await?;
+            let detail = match &deleted {
+                Some(d) => format!("{} archive(s) deleted", d.len()),
+                None => "S3_RETENTION=0: the bucket's lifecycle rule expires archives".into(),
+            };
+            Ok(Done::ok(deleted, detail))
+        })
+        .await?;
+    night.s3_deleted = pruned.unwrap_or_default();
+    let what = "retain-until of the kept chains";
+    night.s3_extended = job
+        .step("s3-object-lock", what, async {
+            let n = store.extend_locks(cfg).await?;
+            let detail = match n {
+                Some(n) => format!("{n} object(s) extended"),
+                None => "no Object Lock on the bucket (or S3_OBJECT_LOCK_DAYS=0)".into(),
+            };
+            Ok(Done::ok(n, detail))
+        })
+        .await?;
+    Ok(())
 }
 
 /// Whether S3 already holds an archive whole: its `.car` and its `.json`, each with the local

@@ -56,6 +56,12 @@ pub struct RunRecord {
     /// Archives deleted by local retention (file names).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub archives_deleted: Vec<String>,
+    /// Archives deleted from the bucket by `S3_RETENTION=1` (file names of the `.car`s).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub s3_archives_deleted: Vec<String>,
+    /// Objects in the bucket whose Object Lock retain-until the night extended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub s3_lock_extended: Option<u64>,
     /// Snapshots unpinned by prune-snapshots.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub snapshots_pruned: Option<u64>,
@@ -154,6 +160,13 @@ pub struct UploadRecord {
     pub size_bytes: u64,
     /// How the remote copy was checked after the upload (`sha256`, `etag-md5`).
     pub verified_by: String,
+    /// The server-side encryption HeadObject reported for tonight's archive (`AES256`,
+    /// `aws:kms`); absent when the server reports none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sse: Option<String>,
+    /// Tonight's archive's Object Lock retain-until (RFC 3339), on a locked bucket.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retain_until: Option<String>,
     /// Every file uploaded by this run, in order (chain members S3 lacked first, each `.car`
     /// before its `.json`).
     pub files: Vec<String>,
@@ -316,6 +329,8 @@ mod tests {
             archive: None,
             upload: None,
             archives_deleted: vec![],
+            s3_archives_deleted: Vec::new(),
+            s3_lock_extended: None,
             snapshots_pruned: None,
             disk: None,
             alert: None,

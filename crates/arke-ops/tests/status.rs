@@ -110,6 +110,8 @@ impl Host {
             uploaded_at: at.to_rfc3339(),
             size_bytes: 4096,
             verified_by: "sha256".into(),
+            sse: Some("AES256".into()),
+            retain_until: None,
             files: vec![f.to_string(), f.replace(".car", ".json")],
         });
         let failed = status == RunStatus::Failed;
@@ -127,6 +129,8 @@ impl Host {
             archive: None,
             upload,
             archives_deleted: vec![],
+            s3_archives_deleted: Vec::new(),
+            s3_lock_extended: None,
             snapshots_pruned: None,
             disk: None,
             alert: None,

@@ -30,7 +30,12 @@ Exit status (the Nagios plugin convention, unlike the other arke-dr tools):
                weekly-verify not run for over 8 days, the pointer's latest snapshot header
                unreadable (its writer unknown), the newest notification not delivered,
                restore-drill failed, over its RTO target or without success for
-               ALERT_DRILL_AGE_DAYS
+               ALERT_DRILL_AGE_DAYS;
+               the bucket (asked once a day, kept in $ARKE_STATE_DIR/bucket-checks.json):
+               versioning off, no default encryption, the public-access block not fully
+               on, no lifecycle rule aborting incomplete multipart uploads, or a bucket
+               check that could not be made (NotImplemented by the server, or AccessDenied:
+               the IAM action to add is named); Object Lock is reported, never a warning
   2  CRITICAL  the guarantee is broken: no archive, newest archive older than
                --max-archive-age, newest archive not uploaded (upload on), last daily-backup
                or weekly-verify failed, disk over --critical-disk-percent, a legacy

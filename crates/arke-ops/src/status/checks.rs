@@ -44,6 +44,7 @@ pub fn evaluate(f: &Facts, t: &Thresholds, upload: &UploadSetting) -> Vec<Check>
         _ => job(r),
     }));
     out.extend(notify(f));
+    out.extend(f.bucket.iter().flat_map(super::bucket::checks));
     out.extend(f.problems.iter().map(|p| {
         // Not knowing whether archives exist is as bad as having none.
         let sev = if p.check == "archive" {

@@ -7,13 +7,15 @@
 //! 2. **node** ([`node_facts`], optional): the index pointer's event count against the
 //!    snapshot's, bounded by a short deadline; a node that does not answer is a warning.
 //! 3. **remote** (optional): whether the newest archive is in S3, through a [`RemoteProbe`]
-//!    the binary supplies (the S3 client lives in another crate).
+//!    the binary supplies (the S3 client lives in another crate); and, at most once a day
+//!    (cached in the state folder), the bucket's protections ([`bucket`]).
 //! 4. **checks** ([`evaluate`]): each fact against the [`Thresholds`], one [`Check`] per line
 //!    of the human output, and the worst [`Severity`] as the verdict.
 //!
 //! Nothing here fails: a fact that cannot be read becomes a check saying so (a status tool
 //! that crashes on the broken state it should report is no use at 3 a.m.).
 
+pub mod bucket;
 mod checks;
 mod human;
 mod local;
@@ -182,6 +184,10 @@ pub fn node_client(config: &Config, deadline: Duration) -> Result<Kubo, String> 
 /// Implement it with `async fn head(&self, file_name: &str) -> ...`.
 pub trait RemoteProbe {
     fn head(&self, file_name: &str) -> impl Future<Output = Result<Option<u64>, String>> + Send;
+    /// The bucket's protections, asked now; `None`: this probe does not tell.
+    fn bucket(&self) -> impl Future<Output = Option<bucket::BucketFacts>> + Send {
+        async { None }
+    }
 }
 
 /// The probe of a run without one (`present_in_s3` stays unknown); it cannot be constructed.
@@ -241,8 +247,29 @@ pub async fn collect<P: RemoteProbe>(inputs: &Inputs<'_, P>) -> Status {
             Err(e) => a.remote_error = Some(e),
         }
     }
+    if let (Some(probe), UploadSetting::To { bucket, .. }) = (inputs.remote, &inputs.upload) {
+        facts.bucket = bucket_facts(probe, &inputs.config.state_dir, bucket, inputs.now).await;
+    }
     local::fill_rpo(&mut facts, &inputs.upload, inputs.now);
     Status::new(facts, &inputs.thresholds, &inputs.upload, inputs.now)
+}
+
+/// The bucket's protections: today's copy in the state folder, else asked (and kept when
+/// every setting got an answer).
+async fn bucket_facts<P: RemoteProbe>(
+    probe: &P,
+    state_dir: &std::path::Path,
+    name: &str,
+    now: DateTime<Utc>,
+) -> Option<bucket::BucketFacts> {
+    if let Some(f) = bucket::cached(state_dir, name, now) {
+        return Some(f);
+    }
+    let f = probe.bucket().await?;
+    if f.complete() {
+        bucket::store(state_dir, &f);
+    }
+    Some(f)
 }
 
 /// Local facts only (phase 1, then the checks): no node, no S3, a few small files read. What
@@ -332,6 +359,9 @@ pub struct Facts {
     pub locks: Vec<LockFacts>,
     pub runs: Vec<RunFacts>,
     pub node: NodeFacts,
+    /// The bucket's protections (asked at most once a day; `None`: not asked).
+    #[serde(default)]
+    pub bucket: Option<bucket::BucketFacts>,
     /// Notifications that failed, and the newest delivered (`<state>/notify/`).
     #[serde(default)]
     pub notify: crate::notify::NotifyFacts,
