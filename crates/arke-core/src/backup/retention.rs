@@ -175,7 +175,7 @@ pub fn decide(
     // Newest first by time; archives of the same second keep the caller's order (oldest
     // first: `arke-5-…-1.car` is newer than `arke-5-….car`, which no name sort tells).
     let mut order: Vec<&Candidate> = candidates.iter().rev().collect();
-    order.sort_by(|a, b| b.stamp.cmp(&a.stamp));
+    order.sort_by_key(|c| std::cmp::Reverse(c.stamp));
     let mut reasons: Vec<Vec<String>> = vec![Vec::new(); order.len()];
     if policy.is_empty() {
         reasons
