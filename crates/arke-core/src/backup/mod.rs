@@ -7,7 +7,7 @@ mod files;
 mod held;
 pub(crate) mod verify;
 
-pub use chain::ChainPolicy;
+pub use chain::{ChainPolicy, newest_parent};
 pub use descriptor::{Descriptor, MAX_LISTED_MISSING};
 pub use export::{
     ArchiveKind, ChainSummary, ExportOptions, ExportPlan, ExportReport, Incremental,

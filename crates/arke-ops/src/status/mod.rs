@@ -86,6 +86,10 @@ impl Severity {
 pub struct Thresholds {
     /// Newest archive older than this: critical (the nightly backup did not happen). 26 h.
     pub max_archive_age_secs: u64,
+    /// Off-host recovery point (since S3 last held the node's state) older than this:
+    /// critical. 2 h with hourly archives, else 26 h.
+    #[serde(default = "default_offhost_rpo")]
+    pub max_offhost_rpo_secs: u64,
     /// Newest snapshot older than this: warning (the hourly job is not running). 2 h.
     pub max_snapshot_age_secs: u64,
     /// A lock held longer than this: warning ("alert if build takes > 30 minutes"). 30 min.
@@ -100,12 +104,17 @@ impl Default for Thresholds {
     fn default() -> Self {
         Thresholds {
             max_archive_age_secs: 26 * 3600,
+            max_offhost_rpo_secs: default_offhost_rpo(),
             max_snapshot_age_secs: 2 * 3600,
             max_lock_secs: 30 * 60,
             disk_warn_percent: 80.0,
             disk_crit_percent: 95.0,
         }
     }
+}
+
+fn default_offhost_rpo() -> u64 {
+    26 * 3600
 }
 
 /// Where the archives are expected to go.
