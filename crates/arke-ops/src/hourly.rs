@@ -150,7 +150,11 @@ async fn archive_steps<S: ArchiveStore>(
             };
             let car = PathBuf::from(&report.car_path);
             let chain = job
-                .step("verify-car", &report.car_path, verify_step(&car, progress, JOB))
+                .step(
+                    "verify-car",
+                    &report.car_path,
+                    verify_step(&car, progress, JOB),
+                )
                 .await?;
             hour.archive = Some(archive_record(&report, true));
             hour.outcome = ArchiveOutcome::Written;

@@ -233,6 +233,12 @@ pub async fn collect<P: RemoteProbe>(inputs: &Inputs<'_, P>) -> Status {
         let path = &inputs.config.index_pointer_path;
         facts.node = node_facts(kubo, path, cid.as_deref(), inputs.node_timeout).await;
     }
+    if let (Some(probe), Some(o)) = (inputs.remote, facts.offhost.as_mut()) {
+        match probe.head(&o.file).await {
+            Ok(size) => o.confirmed_in_s3 = Some(size == Some(o.size_bytes)),
+            Err(e) => o.remote_error = Some(e),
+        }
+    }
     if let (Some(probe), Some(a)) = (inputs.remote, facts.archive.as_mut()) {
         match probe.head(&a.file).await {
             Ok(size) => {
@@ -327,8 +333,11 @@ pub struct Facts {
     /// Recovery point achieved: age of the newest archive that is where it must be (in S3 when
     /// upload is on, else on the local disk). `None`: there is none.
     pub rpo_secs: Option<i64>,
-    /// The newest upload the daily run records tell of.
+    /// The newest upload the daily and hourly run records tell of.
     pub last_upload: Option<UploadFacts>,
+    /// The off-host recovery point (upload on, once something was uploaded).
+    #[serde(default)]
+    pub offhost: Option<OffhostFacts>,
     pub disk: Option<DiskFacts>,
     pub locks: Vec<LockFacts>,
     pub runs: Vec<RunFacts>,
@@ -395,6 +404,27 @@ pub struct UploadFacts {
     pub uploaded_at: String,
     /// The archive's name stamp (Unix seconds).
     pub archive_timestamp: Option<i64>,
+}
+
+/// The off-host recovery point: how long ago S3 was last confirmed to hold the node's state
+/// then (the newest `upload.uploaded_at` of the daily and hourly run records: an upload, or an
+/// unchanged hour that found its archive and chain already there), confirmed against S3 when
+/// dr-status may ask it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct OffhostFacts {
+    /// The job whose record it is (`daily-backup`, `hourly-snapshot`).
+    pub job: String,
+    /// The archive S3 then held as the newest.
+    pub file: String,
+    pub url: String,
+    pub size_bytes: u64,
+    /// RFC 3339 UTC.
+    pub uploaded_at: String,
+    /// Seconds since `uploaded_at`: the writes a loss of the host now would cost.
+    pub rpo_secs: Option<i64>,
+    /// The archive is in S3 at its recorded size (`None`: not asked or could not tell).
+    pub confirmed_in_s3: Option<bool>,
+    pub remote_error: Option<String>,
 }
 
 /// The backups folder's file system (statvfs).
