@@ -233,7 +233,7 @@ pub struct Config {
     pub upload: Option<S3Settings>,
     pub incremental: bool,
     /// `HOURLY_ARCHIVE`: hourly-snapshot also writes, verifies and uploads an incremental
-    /// archive. Default: on when upload is on.
+    /// archive. Default: on when upload is on and `INCREMENTAL=1`.
     pub hourly_archive: bool,
     pub full_every_days: u64,
     pub keep_archives: u64,
@@ -276,7 +276,10 @@ impl Config {
         let state_dir = s.path("ARKE_STATE_DIR", "/var/lib/arke-dr/state");
         let metrics_default = state_dir.join("metrics").join("arke_dr.prom");
         let upload = S3Settings::from_settings(s)?;
-        let hourly_archive = s.flag("HOURLY_ARCHIVE", upload.is_some())?;
+        let incremental = s.flag("INCREMENTAL", true)?;
+        // On by default where archives leave the host and chains are wanted: an hourly full
+        // archive would be a night's export every hour.
+        let hourly_archive = s.flag("HOURLY_ARCHIVE", upload.is_some() && incremental)?;
         Ok(Config {
             ipfs_api_url: s
                 .get("IPFS_API_URL")
@@ -296,7 +299,7 @@ impl Config {
                 .unwrap_or(metrics_default),
             state_dir,
             upload,
-            incremental: s.flag("INCREMENTAL", true)?,
+            incremental,
             hourly_archive,
             full_every_days: s.number("FULL_EVERY_DAYS", 7, 1)?,
             keep_archives: s.number("KEEP_ARCHIVES", 3, 1)?,

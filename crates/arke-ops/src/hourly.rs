@@ -4,8 +4,10 @@
 //! 1. build-snapshot: a build already running (the build lock is held) counts as success:
 //!    that build does the same work.
 //! 2. export-car: an incremental archive over the newest verified one. Always incremental
-//!    (no `FULL_EVERY_DAYS` here): the daily job, at 02:00, starts new chains, so the hourly
-//!    run stays small; only a folder without any usable parent gets a full archive from it.
+//!    (no `FULL_EVERY_DAYS` here, and `INCREMENTAL` is the daily's): the daily job, at 02:00,
+//!    starts new chains, so the hourly run stays small; only a folder without any usable
+//!    parent gets a full archive from it. Another build-snapshot running does not stop it: the
+//!    pointer's snapshot is archived.
 //!    Nothing is written when the newest verified archive already holds the pointer's
 //!    snapshot ("unchanged": an empty archive every quiet hour would only lengthen the chain).
 //! 3. verify-car: the archive with its chain, stamps updated.
@@ -138,6 +140,12 @@ async fn archive_steps<S: ArchiveStore>(
         }
         _ => {
             let what = "incremental over the newest verified archive";
+            // Always incremental: INCREMENTAL=0 is the daily's choice of full nights (and
+            // turns the hourly archive off by default).
+            let cfg = &Config {
+                incremental: true,
+                ..cfg.clone()
+            };
             let export = export_step(cfg, kubo, progress, JOB, policy);
             let report = match job.step("export-car", what, export).await {
                 Ok(r) => r,
@@ -239,6 +247,9 @@ fn summary_line(job: &Job, hour: &Hour, err: Option<&StepError>) -> String {
             e.exit.code(),
             e.message
         );
+    }
+    if hour.build_busy && hour.outcome == ArchiveOutcome::Off {
+        return "skipped, another build-snapshot is running".into();
     }
     let status = if job.skipped_items() {
         "ok-with-skipped-items exit=7"
