@@ -166,12 +166,17 @@ S3_STORAGE_CLASS=STANDARD_IA
 # (INCREMENTAL=0: a full archive every night).
 INCREMENTAL=1
 FULL_EVERY_DAYS=7
-# Local retention (chains are kept whole) and snapshot pruning.
+# The last hour off the host: hourly-snapshot also writes, verifies and uploads an incremental
+# archive (default: 1 with upload on and INCREMENTAL=1; 0 keeps one archive a night).
+# HOURLY_ARCHIVE=1
+# Local retention (chains are kept whole; KEEP_ARCHIVES counts hourly archives too, so 3
+# keeps the current chain: set KEEP_DAYS to keep older ones) and snapshot pruning.
 KEEP_ARCHIVES=3
 SNAPSHOT_KEEP_LAST=48
 SNAPSHOT_GC=1
 # dr-status's thresholds (the jobs' metrics refresh uses them too; defaults shown).
 # ALERT_ARCHIVE_AGE_HOURS=26
+# ALERT_OFFHOST_RPO_HOURS=2           (2 with hourly archives, else 26)
 # ALERT_SNAPSHOT_AGE_HOURS=2
 # ALERT_LOCK_MINUTES=30
 # ALERT_DISK_WARN_PERCENT=80
