@@ -138,6 +138,14 @@ async fn archive_steps<S: ArchiveStore>(
             hour.outcome = ArchiveOutcome::Unchanged(newest);
             chain
         }
+        _ if export_busy(cfg) => {
+            hour.outcome = ArchiveOutcome::Skipped;
+            job.skip(
+                "export-car",
+                "another export-car is running; it does the same work",
+            );
+            return Ok(());
+        }
         _ => {
             let what = "incremental over the newest verified archive";
             // Always incremental: INCREMENTAL=0 is the daily's choice of full nights (and
@@ -149,7 +157,7 @@ async fn archive_steps<S: ArchiveStore>(
             let export = export_step(cfg, kubo, progress, JOB, policy);
             let report = match job.step("export-car", what, export).await {
                 Ok(r) => r,
-                // A manual export-car holds its own lock: it does the same work.
+                // A manual export-car took its lock since export_busy looked: the same.
                 Err(e) if e.exit == Exit::Locked => {
                     hour.outcome = ArchiveOutcome::Skipped;
                     return Ok(());
@@ -199,6 +207,20 @@ fn archive_lock(cfg: &Config) -> Result<Option<arke_core::RunLock>, StepError> {
             Err(StepError::new(Exit::Io, msg))
         }
     }
+}
+
+/// A manual export-car holds its own lock (`.export.lock`; the daily's run holds the
+/// archive lock too): the hour's export would fail on it.
+fn export_busy(cfg: &Config) -> bool {
+    let path = cfg.backups_dir.join(".export.lock");
+    let busy = matches!(
+        arke_core::RunLock::try_acquire(&path),
+        Ok(arke_core::LockOutcome::Busy)
+    );
+    if busy {
+        tracing::info!("{} is held: the archive steps are skipped", path.display());
+    }
+    busy
 }
 
 async fn build(
