@@ -186,6 +186,9 @@ S3_RETENTION=0
 # (INCREMENTAL=0: a full archive every night).
 INCREMENTAL=1
 FULL_EVERY_DAYS=7
+# The last hour off the host: hourly-snapshot also writes, verifies and uploads an incremental
+# archive (default: 1 with upload on and INCREMENTAL=1; 0 keeps one archive a night).
+# HOURLY_ARCHIVE=1
 # Local retention, restic's rule (the newest archive of each of the last N days, ISO weeks,
 # months, years that have one; the rules ORed; chains kept whole; the newest always): the
 # legacy policy. KEEP_HOURLY=24 keeps a day of hourly archives; KEEP_ARCHIVES=N the newest N.
@@ -198,6 +201,7 @@ SNAPSHOT_KEEP_LAST=48
 SNAPSHOT_GC=1
 # dr-status's thresholds (the jobs' metrics refresh uses them too; defaults shown).
 # ALERT_ARCHIVE_AGE_HOURS=26
+# ALERT_OFFHOST_RPO_HOURS=2           (2 with hourly archives, else 26)
 # ALERT_SNAPSHOT_AGE_HOURS=2
 # ALERT_LOCK_MINUTES=30
 # ALERT_DISK_WARN_PERCENT=80

@@ -298,7 +298,7 @@ const EXIT_CODES: &[(&str, &str, &[u8])] = &[
     (
         "hourly-snapshot",
         env!("CARGO_BIN_EXE_hourly-snapshot"),
-        &[0, 1, 2, 3, 4, 7],
+        &[0, 1, 2, 3, 4, 6, 7],
     ),
     (
         "weekly-verify",

@@ -637,6 +637,9 @@ async fn install_puts_binaries_jobs_config_folders_crontab_and_log_rotation_in_p
         .env("ARKE_DR_CONFIG", &config_path)
         .env("IPFS_API_URL", node.url())
         .env("ARKE_INDEX_ROOT", "/o-install/index")
+        // The installed file's bucket ("mine") is not a real one: this is the install's test,
+        // the hourly archive has its own (ops.rs).
+        .env("HOURLY_ARCHIVE", "0")
         .output()
         .unwrap();
     let hourly_log = std::fs::read_to_string(p("log/hourly-snapshot.log")).unwrap_or_default();

@@ -865,3 +865,154 @@ async fn hourly_snapshot_builds_and_skips_while_another_build_runs() {
     assert_eq!((rec.status, rec.snapshot.is_none()), (RunStatus::Ok, true));
     drop(lock);
 }
+
+/// A day of hourly archives in compressed time: after a night (a full archive in S3), hours
+/// with changes each write an incremental over the previous hour, verify it and upload it;
+/// an hour without changes writes nothing and confirms that S3 holds the chain; an hour while
+/// the daily's lock is held skips the archive and succeeds. dr-status reports the off-host
+/// RPO from the newest hour, confirmed in S3. Then the RUNBOOK's S3 path (fetch-archive of
+/// the newest, verify-car, restore-from-car into a brand-new node) gives every entity the tip
+/// the live node has.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_day_of_hourly_archives_goes_to_s3_and_restores_on_a_new_node() {
+    let (host, summary) = Host::new("hourly-day", 40, 0.02, S3Server::shared()).await;
+    let chains = [("INCREMENTAL", "1")];
+    let base = host.good_night(&chains).await;
+    let world = host.set.world();
+    let mut previous = file_name(&base);
+    let mut hours = Vec::new();
+    for hour in 0..3 {
+        world
+            .update(&summary.entities[hour].id, true)
+            .await
+            .unwrap();
+        let rec = hourly_ok(&host, &chains).await;
+        let a = rec.archive.clone().expect("an hourly archive");
+        assert_eq!(
+            (a.kind.as_str(), a.verified),
+            ("incremental", true),
+            "{a:?}"
+        );
+        assert_eq!(a.parent.as_deref(), Some(previous.as_str()));
+        let up = rec.upload.clone().expect("uploaded");
+        assert_eq!(up.files, [a.file.clone(), a.file.replace(".car", ".json")]);
+        host.assert_uploaded(Path::new(&a.path)).await;
+        let last = last_line(&host.log_of("hourly-snapshot")).to_string();
+        assert!(last.contains(&format!("archive={}", a.file)), "{last}");
+        assert!(last.contains(&format!("upload={}", up.url)), "{last}");
+        previous = a.file.clone();
+        hours.push(PathBuf::from(&a.path));
+    }
+
+    // Nothing changed: no archive, S3 confirmed to hold the newest (nothing uploaded).
+    let before = host.archives();
+    let rec = hourly_ok(&host, &chains).await;
+    assert_eq!(
+        host.archives(),
+        before,
+        "an unchanged hour writes no archive"
+    );
+    assert_eq!(step_status(&rec, "export-car"), Some(StepStatus::Skipped));
+    assert!(rec.archive.is_none());
+    let up = rec.upload.clone().expect("S3 confirmed");
+    assert!(up.files.is_empty() && up.url.ends_with(&previous), "{up:?}");
+    let log = host.log_of("hourly-snapshot");
+    assert!(
+        last_line(&log).contains(&format!("archive=unchanged ({previous})")),
+        "{log}"
+    );
+
+    // The daily holds the archive lock: the hour builds its snapshot and skips the archive.
+    world.update(&summary.entities[5].id, true).await.unwrap();
+    let lock = RunLock::try_acquire(&host.path("backups/.daily-backup.lock")).unwrap();
+    assert!(matches!(lock, LockOutcome::Acquired(_)));
+    let rec = hourly_ok(&host, &chains).await;
+    drop(lock);
+    assert!(rec.snapshot.as_ref().is_some_and(|s| s.built), "{rec:?}");
+    assert_eq!(host.archives(), before, "no archive while the daily runs");
+    assert_eq!(step_status(&rec, "export-car"), Some(StepStatus::Skipped));
+    assert!(rec.upload.is_none());
+    let log = host.log_of("hourly-snapshot");
+    assert!(log.contains(".daily-backup.lock is held"), "{log}");
+    assert!(
+        last_line(&log).contains("archive=skipped (archive lock held)"),
+        "{log}"
+    );
+    // The next hour catches up.
+    let rec = hourly_ok(&host, &chains).await;
+    let newest = PathBuf::from(rec.archive.expect("the missed change archived").path);
+    assert_eq!(host.archives().len(), before.len() + 1);
+
+    // dr-status: the off-host RPO is the last hour's upload, confirmed in S3.
+    let out = host
+        .run(env!("CARGO_BIN_EXE_dr-status"), &chains, &["--json"])
+        .await;
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let o = &status["facts"]["offhost"];
+    assert_eq!(o["job"], "hourly-snapshot", "{status:#}");
+    assert_eq!(o["file"], file_name(&newest).as_str(), "{status:#}");
+    assert_eq!(o["confirmed_in_s3"], true, "{status:#}");
+    assert!(
+        o["rpo_secs"]
+            .as_i64()
+            .is_some_and(|s| (0..3600).contains(&s)),
+        "{o}"
+    );
+    assert_eq!(status["thresholds"]["max_offhost_rpo_secs"], 7200);
+    let check = status["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "offhost_rpo")
+        .unwrap();
+    assert_eq!(check["severity"], "ok", "{check}");
+
+    restore_newest_from_s3(&host, &summary, &newest).await;
+}
+
+/// One hourly-snapshot run that must succeed; its record.
+async fn hourly_ok(host: &Host, extra: &[(&str, &str)]) -> RunRecord {
+    let out = host.run(HOURLY, extra, &[]).await;
+    let log = host.log_of("hourly-snapshot");
+    assert_eq!(out.status.code(), Some(0), "{}\n{log}", stderr(&out));
+    host.record("hourly-snapshot")
+}
+
+/// The RUNBOOK's S3 path into a new node: the newest archive and its chain fetched, verified,
+/// restored; every entity's tip as on the live node.
+async fn restore_newest_from_s3(host: &Host, summary: &Summary, newest: &Path) {
+    let dest = host.path("restore");
+    let out = host
+        .run(
+            env!("CARGO_BIN_EXE_fetch-archive"),
+            &[],
+            &["--prefix", PREFIX, "--dest", dest.to_str().unwrap()],
+        )
+        .await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let car = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+    assert_eq!(file_name(&car), file_name(newest), "the newest archive");
+    let out = Command::new(VERIFY_CAR).arg(&car).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let fresh = TestNode::start().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_restore-from-car"))
+        .arg(&car)
+        .args(["--api", fresh.url(), "--pointer-path", &host.set.pointer])
+        .args([
+            "--index-root",
+            &host.set.root,
+            "--no-progress",
+            "--wait",
+            "120",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let live = host.set.world();
+    let restored = arke_testkit::world::World::new(fresh.kubo(), &host.set.root, &host.set.pointer);
+    for e in &summary.entities {
+        let want = live.tip(&e.id).await.unwrap();
+        assert_eq!(restored.tip(&e.id).await.unwrap(), want, "{}", e.id);
+    }
+    fresh.stop();
+}

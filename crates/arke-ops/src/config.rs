@@ -240,6 +240,9 @@ pub struct Config {
     pub metrics_file: PathBuf,
     pub upload: Option<S3Settings>,
     pub incremental: bool,
+    /// `HOURLY_ARCHIVE`: hourly-snapshot also writes, verifies and uploads an incremental
+    /// archive. Default: on when upload is on and `INCREMENTAL=1`.
+    pub hourly_archive: bool,
     pub full_every_days: u64,
     /// Local retention (`KEEP_*`), restic's rule over whole chains.
     pub retention: Policy,
@@ -331,6 +334,11 @@ impl Config {
     pub fn from_settings(s: &Settings) -> Result<Config, ConfigError> {
         let state_dir = s.path("ARKE_STATE_DIR", "/var/lib/arke-dr/state");
         let metrics_default = state_dir.join("metrics").join("arke_dr.prom");
+        let upload = S3Settings::from_settings(s)?;
+        let incremental = s.flag("INCREMENTAL", true)?;
+        // On by default where archives leave the host and chains are wanted: an hourly full
+        // archive would be a night's export every hour.
+        let hourly_archive = s.flag("HOURLY_ARCHIVE", upload.is_some() && incremental)?;
         Ok(Config {
             ipfs_api_url: s
                 .get("IPFS_API_URL")
@@ -349,8 +357,9 @@ impl Config {
                 .map(PathBuf::from)
                 .unwrap_or(metrics_default),
             state_dir,
-            upload: S3Settings::from_settings(s)?,
-            incremental: s.flag("INCREMENTAL", true)?,
+            upload,
+            incremental,
+            hourly_archive,
             full_every_days: s.number("FULL_EVERY_DAYS", 7, 1)?,
             retention: retention(s)?,
             prune_snapshots: s.flag("PRUNE_SNAPSHOTS", true)?,
@@ -364,7 +373,7 @@ impl Config {
                 Err(ConfigError::Missing(_)) => None,
                 Err(e) => return Err(e),
             },
-            thresholds: thresholds(s)?,
+            thresholds: thresholds(s, hourly_archive)?,
             notify: NotifySettings::from_settings(s)?,
         })
     }
@@ -432,12 +441,15 @@ fn retention(s: &Settings) -> Result<Policy, ConfigError> {
 }
 
 /// `ALERT_*`: whole hours, minutes and percentages, the defaults those of the user's plan.
-fn thresholds(s: &Settings) -> Result<Thresholds, ConfigError> {
+fn thresholds(s: &Settings, hourly_archive: bool) -> Result<Thresholds, ConfigError> {
     let warn = s.bounded("ALERT_DISK_WARN_PERCENT", 80, 1, 100)?;
     // Unset, the critical level is 95, or the warning level when that is set higher.
     let crit = s.bounded("ALERT_DISK_CRIT_PERCENT", warn.max(95), warn, 100)?;
+    let offhost_default = if hourly_archive { 2 } else { 26 };
     Ok(Thresholds {
         max_archive_age_secs: s.number("ALERT_ARCHIVE_AGE_HOURS", 26, 1)? * 3600,
+        // An archive leaves the host every hour with hourly archives, else every night.
+        max_offhost_rpo_secs: s.number("ALERT_OFFHOST_RPO_HOURS", offhost_default, 1)? * 3600,
         max_snapshot_age_secs: s.number("ALERT_SNAPSHOT_AGE_HOURS", 2, 1)? * 3600,
         max_lock_secs: s.number("ALERT_LOCK_MINUTES", 30, 1)? * 60,
         disk_warn_percent: warn as f64,

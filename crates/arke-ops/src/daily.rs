@@ -38,6 +38,11 @@ use crate::runs::{ArchiveRecord, DiskRecord, RunRecord, SnapshotRecord, UploadRe
 /// The daily job's name: its log file, lock and run record are named after it.
 pub const JOB: &str = "daily-backup";
 
+/// The lock in BACKUPS_DIR that daily-backup holds for its whole run and hourly-snapshot for
+/// its archive steps: one job at a time exports, verifies, uploads and prunes archives (the
+/// name is the daily's since before hourly archives; dr-status shows it as `daily`).
+pub const ARCHIVE_LOCK: &str = ".daily-backup.lock";
+
 /// Where archives go off the host. The S3 client (`arke_s3`) is the one used in production.
 pub trait ArchiveStore {
     /// `s3://bucket/prefix/`, for the log and the record.
@@ -178,18 +183,32 @@ async fn steps<S: ArchiveStore>(
     } else {
         "a full archive"
     };
+    let policy = ChainPolicy {
+        full_every_days: Some(cfg.full_every_days),
+    };
     let report = job
-        .step("export-car", what, export_step(cfg, &kubo, progress))
+        .step(
+            "export-car",
+            what,
+            export_step(cfg, &kubo, progress, JOB, policy),
+        )
         .await?;
     let car = PathBuf::from(&report.car_path);
     let chain = job
-        .step("verify-car", &report.car_path, verify_step(&car, progress))
+        .step(
+            "verify-car",
+            &report.car_path,
+            verify_step(&car, progress, JOB),
+        )
         .await?;
     night.archive = Some(archive_record(&report, true));
     match (store, opts.upload) {
         (Some(s), true) => {
             let what = s.location();
-            night.upload = Some(job.step("upload", &what, upload_step(s, &chain)).await?);
+            night.upload = Some(
+                job.step("upload", &what, upload_step(s, &chain, false))
+                    .await?,
+            );
             bucket_steps(cfg, s, &report, job, night).await?;
         }
         _ => job.skip("upload", "UPLOAD=0 or --no-upload"),
@@ -208,13 +227,19 @@ async fn steps<S: ArchiveStore>(
     Ok(())
 }
 
-/// The folders exist (and are folders), and this is the only daily run.
+/// The folders exist (and are folders), and this is the only daily run (the hourly archive
+/// takes the same lock: see [`ARCHIVE_LOCK`]).
 fn preflight(cfg: &Config) -> Result<arke_core::RunLock, StepError> {
     for dir in [&cfg.snapshots_dir, &cfg.backups_dir] {
         ensure_dir(dir)?;
     }
-    let lock = cfg.backups_dir.join(format!(".{JOB}.lock"));
-    arke_core::RunLock::acquire(&lock, "another daily-backup", "nothing done").map_err(Into::into)
+    let lock = cfg.backups_dir.join(ARCHIVE_LOCK);
+    arke_core::RunLock::acquire(
+        &lock,
+        "another daily-backup or an hourly archive",
+        "nothing done",
+    )
+    .map_err(Into::into)
 }
 
 /// Creates `dir` if needed; a file in its place is a configuration error, said plainly.
@@ -318,10 +343,16 @@ async fn build_step(
     })
 }
 
-async fn export_step(
+/// export-car of the pointer's snapshot into the backups folder: incremental over the newest
+/// verified archive under `policy` when `INCREMENTAL=1` (the daily's `FULL_EVERY_DAYS`; the
+/// hourly archive's none, so that only the daily starts a chain again). A partial archive is a
+/// failure; skipped items are logged and make the step's exit 7.
+pub(crate) async fn export_step(
     cfg: &Config,
     kubo: &Kubo,
     progress: &Progress,
+    job: &str,
+    policy: ChainPolicy,
 ) -> Result<Done<ExportReport>, StepError> {
     let (pointer, snapshot) = pointer_snapshot(cfg, kubo).await?;
     let opts = ExportOptions {
@@ -335,13 +366,11 @@ async fn export_step(
         concurrency: 16,
         bulk: true,
         stall_timeout: Duration::from_secs(30),
-        tool: format!("arke-dr daily-backup {}", env!("CARGO_PKG_VERSION")),
+        tool: format!("arke-dr {job} {}", env!("CARGO_PKG_VERSION")),
         index_root: Some(cfg.index_root.clone()),
         incremental: cfg.incremental.then_some(Incremental {
             parent: None,
-            policy: ChainPolicy {
-                full_every_days: Some(cfg.full_every_days),
-            },
+            policy,
         }),
     };
     let r = export(kubo, &opts, progress).await?;
@@ -372,8 +401,12 @@ async fn export_step(
 }
 
 /// Verifies the archive with its chain and stamps it; returns the chain, base first.
-async fn verify_step(car: &Path, progress: &Progress) -> Result<Done<Vec<PathBuf>>, StepError> {
-    let v = verify_archive(car, progress, JOB).await?;
+pub(crate) async fn verify_step(
+    car: &Path,
+    progress: &Progress,
+    job: &str,
+) -> Result<Done<Vec<PathBuf>>, StepError> {
+    let v = verify_archive(car, progress, job).await?;
     let detail = format!(
         "{} blocks re-hashed, chain of {}",
         v.report.scan.blocks,
@@ -431,9 +464,14 @@ pub(crate) async fn pointer_snapshot(
     Ok((pointer, cid))
 }
 
-async fn upload_step<S: ArchiveStore>(
+/// Uploads every member of `chain` (base first) that S3 does not hold whole, the newest
+/// last. The newest is uploaded even when S3 seems to hold it, unless `newest_may_be_there`
+/// (the hourly archive's unchanged hour, which confirms that S3 holds the current archive
+/// and its chain, and uploads only what a failed run left out).
+pub(crate) async fn upload_step<S: ArchiveStore>(
     store: &S,
     chain: &[PathBuf],
+    newest_may_be_there: bool,
 ) -> Result<Done<UploadRecord>, StepError> {
     let Some(tonight) = chain.last() else {
         return Err(StepError::new(Exit::Failed, "no archive to upload"));
@@ -441,7 +479,11 @@ async fn upload_step<S: ArchiveStore>(
     let mut files = Vec::new();
     let mut stored = Stored::default();
     for member in chain {
-        if member != tonight && in_store(store, member).await? {
+        let may_skip = member != tonight || newest_may_be_there;
+        if may_skip && in_store(store, member).await? {
+            if member == tonight {
+                stored.verified_by = "already in S3 (sizes match)".into();
+            }
             continue;
         }
         // The CAR first, its metadata last: a listing that shows the .json shows a whole upload.
@@ -554,7 +596,7 @@ async fn prune_step(cfg: &Config, kubo: &Kubo) -> Result<Done<u64>, StepError> {
     Ok(Done::ok(r.pruned.len() as u64, detail))
 }
 
-fn archive_record(r: &ExportReport, verified: bool) -> ArchiveRecord {
+pub(crate) fn archive_record(r: &ExportReport, verified: bool) -> ArchiveRecord {
     ArchiveRecord {
         file: file_name(Path::new(&r.car_path)),
         path: r.car_path.clone(),

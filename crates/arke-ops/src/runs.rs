@@ -47,10 +47,12 @@ pub struct RunRecord {
     /// The snapshot the run built or found (daily-backup, hourly-snapshot).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub snapshot: Option<SnapshotRecord>,
-    /// The archive the run wrote (daily-backup) or verified (weekly-verify).
+    /// The archive the run wrote (daily-backup, hourly-snapshot with HOURLY_ARCHIVE) or
+    /// verified (weekly-verify).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub archive: Option<ArchiveRecord>,
-    /// Where the archive went (daily-backup with upload on).
+    /// Where the archive went (daily-backup, hourly-snapshot with HOURLY_ARCHIVE, upload on).
+    /// An unchanged hour's names the newest archive, already in S3 (`files` empty).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upload: Option<UploadRecord>,
     /// Archives deleted by local retention (file names).
@@ -155,7 +157,8 @@ pub struct UploadRecord {
     pub prefix: String,
     /// `s3://bucket/prefix/file` of tonight's archive.
     pub url: String,
-    /// RFC 3339, UTC: when the archive's upload was confirmed.
+    /// RFC 3339, UTC: when the archive's upload was confirmed (or, in an unchanged hour, when
+    /// S3 was found to hold it and its chain): the off-host recovery point.
     pub uploaded_at: String,
     pub size_bytes: u64,
     /// How the remote copy was checked after the upload (`sha256`, `etag-md5`).

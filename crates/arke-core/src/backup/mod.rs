@@ -8,7 +8,7 @@ mod held;
 pub mod retention;
 pub(crate) mod verify;
 
-pub use chain::ChainPolicy;
+pub use chain::{ChainPolicy, newest_parent};
 pub use descriptor::{Descriptor, MAX_LISTED_MISSING};
 pub use export::{
     ArchiveKind, ChainSummary, ExportOptions, ExportPlan, ExportReport, Incremental,

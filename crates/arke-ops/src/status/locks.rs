@@ -24,7 +24,8 @@ pub enum LockFolder {
 }
 
 /// Every lock a job takes: (label, folder, file name). `build` is build-snapshot's and
-/// prune-snapshots'; `export` is export-car's own, inside the daily job's.
+/// prune-snapshots'; `daily` is daily-backup's, also taken by hourly-snapshot's archive steps
+/// (one archiver at a time); `export` is export-car's own, inside the daily job's.
 pub const KNOWN_LOCKS: [(&str, LockFolder, &str); 4] = [
     ("build", LockFolder::Snapshots, ".build-snapshot.lock"),
     ("daily", LockFolder::Backups, ".daily-backup.lock"),

@@ -88,6 +88,10 @@ impl Severity {
 pub struct Thresholds {
     /// Newest archive older than this: critical (the nightly backup did not happen). 26 h.
     pub max_archive_age_secs: u64,
+    /// Off-host recovery point (since S3 last held the node's state) older than this:
+    /// critical. 2 h with hourly archives, else 26 h.
+    #[serde(default = "default_offhost_rpo")]
+    pub max_offhost_rpo_secs: u64,
     /// Newest snapshot older than this: warning (the hourly job is not running). 2 h.
     pub max_snapshot_age_secs: u64,
     /// A lock held longer than this: warning ("alert if build takes > 30 minutes"). 30 min.
@@ -109,6 +113,7 @@ impl Default for Thresholds {
     fn default() -> Self {
         Thresholds {
             max_archive_age_secs: 26 * 3600,
+            max_offhost_rpo_secs: default_offhost_rpo(),
             max_snapshot_age_secs: 2 * 3600,
             max_lock_secs: 30 * 60,
             disk_warn_percent: 80.0,
@@ -116,6 +121,10 @@ impl Default for Thresholds {
             max_drill_age_secs: default_drill_age(),
         }
     }
+}
+
+fn default_offhost_rpo() -> u64 {
+    26 * 3600
 }
 
 /// Where the archives are expected to go.
@@ -238,6 +247,12 @@ pub async fn collect<P: RemoteProbe>(inputs: &Inputs<'_, P>) -> Status {
         let path = &inputs.config.index_pointer_path;
         facts.node = node_facts(kubo, path, cid.as_deref(), inputs.node_timeout).await;
     }
+    if let (Some(probe), Some(o)) = (inputs.remote, facts.offhost.as_mut()) {
+        match probe.head(&o.file).await {
+            Ok(size) => o.confirmed_in_s3 = Some(size == Some(o.size_bytes)),
+            Err(e) => o.remote_error = Some(e),
+        }
+    }
     if let (Some(probe), Some(a)) = (inputs.remote, facts.archive.as_mut()) {
         match probe.head(&a.file).await {
             Ok(size) => {
@@ -353,8 +368,11 @@ pub struct Facts {
     /// Recovery point achieved: age of the newest archive that is where it must be (in S3 when
     /// upload is on, else on the local disk). `None`: there is none.
     pub rpo_secs: Option<i64>,
-    /// The newest upload the daily run records tell of.
+    /// The newest upload the daily and hourly run records tell of.
     pub last_upload: Option<UploadFacts>,
+    /// The off-host recovery point (upload on, once something was uploaded).
+    #[serde(default)]
+    pub offhost: Option<OffhostFacts>,
     pub disk: Option<DiskFacts>,
     pub locks: Vec<LockFacts>,
     pub runs: Vec<RunFacts>,
@@ -427,6 +445,27 @@ pub struct UploadFacts {
     pub uploaded_at: String,
     /// The archive's name stamp (Unix seconds).
     pub archive_timestamp: Option<i64>,
+}
+
+/// The off-host recovery point: how long ago S3 was last confirmed to hold the node's state
+/// then (the newest `upload.uploaded_at` of the daily and hourly run records: an upload, or an
+/// unchanged hour that found its archive and chain already there), confirmed against S3 when
+/// dr-status may ask it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct OffhostFacts {
+    /// The job whose record it is (`daily-backup`, `hourly-snapshot`).
+    pub job: String,
+    /// The archive S3 then held as the newest.
+    pub file: String,
+    pub url: String,
+    pub size_bytes: u64,
+    /// RFC 3339 UTC.
+    pub uploaded_at: String,
+    /// Seconds since `uploaded_at`: the writes a loss of the host now would cost.
+    pub rpo_secs: Option<i64>,
+    /// The archive is in S3 at its recorded size (`None`: not asked or could not tell).
+    pub confirmed_in_s3: Option<bool>,
+    pub remote_error: Option<String>,
 }
 
 /// The backups folder's file system (statvfs).
