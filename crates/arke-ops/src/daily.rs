@@ -62,6 +62,8 @@ pub trait ArchiveStore {
     /// every base as long as its increments; returns the objects extended. `None` without a
     /// lock.
     fn extend_locks(&self, cfg: &Config) -> impl Future<Output = Result<Option<u64>, StepError>>;
+    /// Whether uploads are retained by Object Lock (the bucket has it, `S3_OBJECT_LOCK_DAYS` > 0).
+    fn lock_enabled(&self) -> impl Future<Output = bool>;
 }
 
 /// What an upload's check found of the stored copy.
@@ -93,6 +95,9 @@ impl ArchiveStore for NoStore {
         match *self {}
     }
     async fn extend_locks(&self, _: &Config) -> Result<Option<u64>, StepError> {
+        match *self {}
+    }
+    async fn lock_enabled(&self) -> bool {
         match *self {}
     }
 }
@@ -535,30 +540,30 @@ async fn bucket_steps<S: ArchiveStore>(
     job: &mut Job,
     night: &mut Night,
 ) -> Result<(), StepError> {
+    // Each step is in the record only when it is on: a night's steps stay those of the
+    // configuration (what record readers and alerts match on).
     let tonight = file_name(Path::new(&report.car_path));
-    let what = format!("{} in {}", cfg.retention.describe(), store.location());
-    let pruned = job
-        .step("s3-retention", &what, async {
-            let deleted = store.prune_remote(cfg, &tonight).await?;
-            let detail = match &deleted {
-                Some(d) => format!("{} archive(s) deleted", d.len()),
-                None => "S3_RETENTION=0: the bucket's lifecycle rule expires archives".into(),
-            };
-            Ok(Done::ok(deleted, detail))
-        })
-        .await?;
-    night.s3_deleted = pruned.unwrap_or_default();
-    let what = "retain-until of the kept chains";
-    night.s3_extended = job
-        .step("s3-object-lock", what, async {
-            let n = store.extend_locks(cfg).await?;
-            let detail = match n {
-                Some(n) => format!("{n} object(s) extended"),
-                None => "no Object Lock on the bucket (or S3_OBJECT_LOCK_DAYS=0)".into(),
-            };
-            Ok(Done::ok(n, detail))
-        })
-        .await?;
+    if cfg.upload.as_ref().is_some_and(|u| u.retention) {
+        let what = format!("{} in {}", cfg.retention.describe(), store.location());
+        let pruned = job
+            .step("s3-retention", &what, async {
+                let deleted = store.prune_remote(cfg, &tonight).await?;
+                let n = deleted.as_ref().map_or(0, Vec::len);
+                Ok(Done::ok(deleted, format!("{n} archive(s) deleted")))
+            })
+            .await?;
+        night.s3_deleted = pruned.unwrap_or_default();
+    }
+    if store.lock_enabled().await {
+        let what = "retain-until of the kept chains";
+        night.s3_extended = job
+            .step("s3-object-lock", what, async {
+                let n = store.extend_locks(cfg).await?;
+                let detail = format!("{} object(s) extended", n.unwrap_or(0));
+                Ok(Done::ok(n, detail))
+            })
+            .await?;
+    }
     Ok(())
 }
 

@@ -204,6 +204,10 @@ impl ArchiveStore for S3Store {
     async fn extend_locks(&self, cfg: &Config) -> Result<Option<u64>, StepError> {
         self.extend_bucket_locks(cfg).await
     }
+
+    async fn lock_enabled(&self) -> bool {
+        self.lock.1 > 0 && self.bucket_locked().await
+    }
 }
 
 impl S3Store {
