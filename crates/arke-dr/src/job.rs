@@ -120,6 +120,11 @@ fn finish(
     rec: &RunRecord,
     result_line: fn(&RunRecord) -> Option<String>,
 ) -> ExitCode {
+    // Off by configuration: one line for cron's mail or a person; the log has it already, and
+    // so does a watched stderr.
+    if let Some(why) = rec.off.as_ref().filter(|_| !watched(args.verbose)) {
+        let _ = writeln!(std::io::stderr(), "{job}: off: {why}");
+    }
     if let Some(err) = &rec.error {
         let _ = writeln!(
             std::io::stderr(),
@@ -224,6 +229,11 @@ fn user() -> String {
         .unwrap_or_else(|_| format!("uid {}", rustix::process::getuid().as_raw()))
 }
 
+/// Whether the log lines go to stderr too: on a terminal, or with `-v`.
+fn watched(verbose: bool) -> bool {
+    verbose || std::io::stderr().is_terminal()
+}
+
 /// The log file always; stderr too on a terminal or with `-v`.
 fn init_logging(job: &'static str, file: File, verbose: bool) {
     let filter = || {
@@ -236,8 +246,7 @@ fn init_logging(job: &'static str, file: File, verbose: bool) {
         .with_writer(Mutex::new(file))
         .with_ansi(false)
         .with_filter(filter());
-    let watched = verbose || std::io::stderr().is_terminal();
-    let to_stderr = watched.then(|| {
+    let to_stderr = watched(verbose).then(|| {
         tracing_subscriber::fmt::layer()
             .event_format(JobLine { job })
             .with_writer(|| crate::run::SuspendingStderr)

@@ -5,11 +5,12 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+use std::time::Duration;
 
-use arke_ops::runs::{RunRecord, RunStatus};
+use arke_ops::runs::{RunRecord, RunStatus, StepStatus};
 use arke_s3::S3;
 use arke_testkit::generator::GenConfig;
-use arke_testkit::node::node_script;
+use arke_testkit::node::{TestNode, node_script};
 use arke_testkit::s3::S3Server;
 
 mod support;
@@ -18,6 +19,7 @@ use support::Set;
 const PREFIX: &str = "backups/i-0abc123/";
 const DAILY: &str = env!("CARGO_BIN_EXE_daily-backup");
 const DRILL: &str = env!("CARGO_BIN_EXE_restore-drill");
+const STATUS: &str = env!("CARGO_BIN_EXE_dr-status");
 
 struct Host {
     set: Set,
@@ -65,17 +67,20 @@ impl Host {
         }
     }
 
-    fn run(&self, bin: &str, extra: &[(&str, &str)], args: &[&str]) -> Output {
-        Command::new(bin)
-            .env_clear()
+    fn command(&self, bin: &str, extra: &[(&str, &str)], args: &[&str]) -> Command {
+        let mut cmd = Command::new(bin);
+        cmd.env_clear()
             .env("PATH", "/usr/bin:/bin")
             .env("HOME", self.set.host("home"))
             .envs(&self.env)
             .envs(extra.iter().copied())
             .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap()
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    fn run(&self, bin: &str, extra: &[(&str, &str)], args: &[&str]) -> Output {
+        self.command(bin, extra, args).output().unwrap()
     }
 
     fn night(&self) {
@@ -305,14 +310,22 @@ async fn each_bad_drill_is_one_line_an_exit_code_and_nothing_left() {
     host.set.world().update(&entities[0], true).await.unwrap();
     host.night();
 
-    // No Kubo anywhere (none configured, none on PATH): off.
-    let out = host.drill(&[("DRILL_IPFS_BIN", "")], &[]);
+    // A configured binary that is not there: the operator asked for a drill, so it fails.
+    let out = host.drill(&[("DRILL_IPFS_BIN", "/nonexistent")], &[]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(
-        stderr(&out).contains("off: no Kubo binary (set DRILL_IPFS_BIN or --ipfs-bin)"),
+        stderr(&out).contains("DRILL_IPFS_BIN / --ipfs-bin /nonexistent: No such file"),
         "{}",
         stderr(&out)
     );
+    let rec = host.record();
+    assert_eq!((rec.status, rec.off), (RunStatus::Failed, None));
+    let text = host.set.host("kubo.txt");
+    std::fs::write(&text, "not a program").unwrap();
+    let out = host.drill(&[], &["--ipfs-bin", &text.display().to_string()]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let want = format!("{}: not an executable file", text.display());
+    assert!(stderr(&out).contains(&want), "{}", stderr(&out));
 
     // A scratch node that does not start.
     let out = host.drill(&[], &["--ipfs-bin", "/bin/false"]);
@@ -377,4 +390,179 @@ async fn each_bad_drill_is_one_line_an_exit_code_and_nothing_left() {
     // The live node down.
     let out = host.drill(&[("IPFS_API_URL", "http://127.0.0.1:9")], &[]);
     assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_kubo_binary_the_drill_is_off_quietly_and_visibly() {
+    let host = Host::new("drill-off", 5).await;
+    host.night();
+    // None configured, none on PATH (/usr/bin:/bin), no --scratch-api: production's host,
+    // whose Kubo runs in Docker.
+    let out = host.drill(&[("DRILL_IPFS_BIN", "")], &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let line =
+        "restore-drill: off: no Kubo binary (set DRILL_IPFS_BIN or --ipfs-bin, or --scratch-api)";
+    assert_eq!(stderr(&out).trim(), line);
+    assert!(
+        out.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(
+        host.log().contains(&format!("Z {line}\n")),
+        "{}",
+        host.log()
+    );
+    let rec = host.record();
+    assert_eq!((rec.status, rec.exit), (RunStatus::Ok, 0));
+    assert!(rec.off.as_deref().unwrap().starts_with("no Kubo binary"));
+    assert_eq!(rec.drill, None, "nothing measured");
+    let steps: Vec<(&str, StepStatus)> = rec
+        .steps
+        .iter()
+        .map(|s| (s.name.as_str(), s.status))
+        .collect();
+    assert_eq!(steps.len(), 6, "{steps:?}");
+    assert!(
+        steps.iter().all(|(_, s)| *s == StepStatus::Skipped),
+        "{steps:?}"
+    );
+    // Nothing downloaded, nothing created, no lock taken, and not a success.
+    assert!(!host.set.host("drill").exists());
+    let last_ok = RunRecord::last_ok_path(&host.set.host("state"), "restore-drill");
+    assert!(!last_ok.exists());
+    // With --json, the record on stdout and the line still on stderr.
+    let out = host.drill(&[("DRILL_IPFS_BIN", "")], &["--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["off"], rec.off.clone().unwrap().as_str());
+    assert_eq!(stderr(&out).trim(), line);
+    // dr-status says so at OK, not as a warning.
+    let out = host.run(STATUS, &[], &["--offline"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let check = text
+        .lines()
+        .find(|l| l.contains("restore drill"))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(
+        check.starts_with("OK    restore drill off: no Kubo binary"),
+        "{text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drill_restores_into_a_given_empty_node() {
+    let host = Host::new("drill-api", 12).await;
+    host.night();
+    let entities = tips_of(&host).await;
+    let scratch = TestNode::start().unwrap();
+    let backups = host.set.host("backups").display().to_string();
+    // No Kubo binary at all: the given node is what the drill restores into.
+    let out = host.drill(
+        &[("DRILL_IPFS_BIN", "")],
+        &[
+            "--scratch-api",
+            scratch.url(),
+            "--from-dir",
+            &backups,
+            "--compare",
+            "all",
+        ],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}\n{}",
+        stderr(&out),
+        host.log()
+    );
+    let rec = host.record();
+    let d = rec.drill.expect("the drill's record");
+    assert_eq!(d.scratch, scratch.url());
+    assert_eq!(d.entities as usize, entities.len(), "{d:?}");
+    assert_eq!(d.changed_since_archive, 0, "{d:?}");
+    assert!(
+        d.blocks_compared > 0 && d.blocks_compared == d.blocks_in_archive,
+        "{d:?}"
+    );
+    assert_eq!(d.blocks_missing_live, 0);
+    let step = rec.steps.iter().find(|s| s.name == "scratch-node").unwrap();
+    assert_eq!(
+        step.detail.as_deref(),
+        Some(format!("{} answers", scratch.url()).as_str())
+    );
+    // The node is the operator's: left running, holding the restored index.
+    let scan = arke_core::scan_tips(&scratch.kubo(), &host.set.root, host.set.dir.path())
+        .await
+        .unwrap();
+    let restored: Vec<String> = scan.tips.keys().cloned().collect();
+    assert_eq!(restored, entities);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drill_killed_with_sigkill_leaves_no_scratch_node_behind() {
+    use rustix::process::{Pid, Signal, kill_process};
+    let host = Host::new("drill-kill", 8).await;
+    host.night();
+    let work = host.set.host("drill");
+    let backups = host.set.host("backups").display().to_string();
+    let mut child = host
+        .command(DRILL, &[], &["--from-dir", &backups])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = Pid::from_raw(child.id() as i32).unwrap();
+    // Frozen as soon as its scratch daemon runs, so that the kill finds it mid-drill.
+    let daemon = poll(Duration::from_secs(60), || {
+        let procs = processes_naming(&work);
+        procs.into_iter().find(|p| p.contains(" daemon --offline"))
+    });
+    kill_process(pid, Signal::STOP).unwrap();
+    let daemon = daemon.unwrap_or_else(|| panic!("no scratch daemon started: {}", host.log()));
+    assert!(!processes_naming(&work).is_empty(), "{daemon}");
+    kill_process(pid, Signal::KILL).unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&status),
+        Some(9)
+    );
+    // The watchdog notices within a second, stops the daemon's group (TERM, KILL 5 s later)
+    // and removes the run's folder.
+    let gone = poll(Duration::from_secs(45), || {
+        let runs = run_folders(&work);
+        (processes_naming(&work).is_empty() && runs.is_empty()).then_some(())
+    });
+    assert!(
+        gone.is_some(),
+        "left after 45 s: {:?} {:?}",
+        processes_naming(&work),
+        run_folders(&work)
+    );
+}
+
+/// Calls `f` every 50 ms until it gives a value or `within` has passed.
+fn poll<T>(within: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let t0 = std::time::Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        if t0.elapsed() > within {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The `run-*` folders of the work folder.
+fn run_folders(work: &Path) -> Vec<String> {
+    std::fs::read_dir(work)
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with("run-"))
+                .collect()
+        })
+        .unwrap_or_default()
 }

@@ -455,6 +455,7 @@ fn thresholds(s: &Settings, hourly_archive: bool) -> Result<Thresholds, ConfigEr
         disk_warn_percent: warn as f64,
         disk_crit_percent: crit as f64,
         max_drill_age_secs: s.number("ALERT_DRILL_AGE_DAYS", 8, 1)? * 86_400,
+        max_drill_lock_secs: s.number("RTO_TARGET_MINUTES", 240, 1)? * 2 * 60,
     })
 }
 

@@ -111,7 +111,17 @@ pub async fn run(
         rto_target_secs: cfg.drill.rto_target_minutes * 60,
         ..DrillRecord::default()
     };
-    let outcome = drill_steps(cfg, opts, progress, &mut job, &mut drill).await;
+    // Off before anything else (nothing to restore into); a configured binary that is not
+    // there is a failed drill.
+    let bin = match &opts.scratch_api {
+        Some(_) => Ok(None),
+        None => scratch::find_binary(cfg.drill.ipfs_bin.as_deref()),
+    };
+    let outcome = match bin {
+        Ok(None) if opts.scratch_api.is_none() => return off(job),
+        Ok(bin) => drill_steps(cfg, opts, progress, &mut job, &mut drill, bin).await,
+        Err(e) => Err(e),
+    };
     let p = &mut drill.phases;
     p.scratch_start = job.secs("scratch-node");
     p.compare = job.secs("compare-tips") + job.secs("compare-blocks");
@@ -140,6 +150,31 @@ pub async fn run(
     }
     rec.disk = disk_of(&cfg.drill.work_dir);
     rec.drill = Some(drill);
+    rec
+}
+
+/// Why a drill is off: nothing to restore into.
+pub const OFF: &str = "no Kubo binary (set DRILL_IPFS_BIN or --ipfs-bin, or --scratch-api)";
+
+/// The drill's steps, in order.
+const STEPS: [&str; 6] = [
+    "download",
+    "verify",
+    "scratch-node",
+    "restore",
+    "compare-tips",
+    "compare-blocks",
+];
+
+/// The drill is off: said once, its steps recorded as skipped, an ok run that is not a
+/// success (the run record's `off`). Nothing is locked, created or downloaded.
+fn off(mut job: Job) -> RunRecord {
+    tracing::info!("off: {OFF}");
+    for step in STEPS {
+        job.skip(step, "the drill is off");
+    }
+    let mut rec = job.finish(None);
+    rec.off = Some(OFF.to_string());
     rec
 }
 
@@ -175,19 +210,8 @@ async fn drill_steps(
     progress: &Progress,
     job: &mut Job,
     drill: &mut DrillRecord,
+    bin: Option<PathBuf>,
 ) -> Result<(), StepError> {
-    // Off before anything else: nothing to restore into.
-    let bin = match &opts.scratch_api {
-        Some(_) => None,
-        None => Some(
-            scratch::find_binary(cfg.drill.ipfs_bin.as_deref()).ok_or_else(|| {
-                StepError::new(
-                    Exit::Usage,
-                    "off: no Kubo binary (set DRILL_IPFS_BIN or --ipfs-bin)",
-                )
-            })?,
-        ),
-    };
     ensure_dir(&cfg.drill.work_dir)?;
     let lock = cfg.drill.work_dir.join(format!(".{JOB}.lock"));
     let _lock = RunLock::acquire(&lock, "another restore-drill", "nothing done")?;

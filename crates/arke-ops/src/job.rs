@@ -179,6 +179,7 @@ impl Job {
             disk: None,
             alert: None,
             drill: None,
+            off: None,
             log_file: self.log_file.display().to_string(),
         }
     }

@@ -77,6 +77,10 @@ pub struct RunRecord {
     /// What a restore drill restored, compared and measured (restore-drill).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub drill: Option<crate::drill::DrillRecord>,
+    /// The job is off by configuration, and why (restore-drill without a Kubo binary): the run
+    /// did nothing, its steps recorded as skipped. Not a success: never the last-success record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub off: Option<String>,
     /// The job's log file.
     pub log_file: String,
 }
@@ -211,14 +215,15 @@ impl RunRecord {
             .join(format!("{job}.jsonl"))
     }
 
-    /// Saves the record as the job's last run (and last success when it succeeded), then
-    /// appends it to the job's history. Only the first two can fail the save: the history's
-    /// own failure is logged as a warning (it feeds a chart, not the recovery guarantee).
+    /// Saves the record as the job's last run (and last success when it succeeded and was not
+    /// off: an off drill proved nothing), then appends it to the job's history. Only the first
+    /// two can fail the save: the history's own failure is logged as a warning (it feeds a
+    /// chart, not the recovery guarantee).
     pub fn save(&self, state_dir: &Path) -> std::io::Result<()> {
         let mut bytes = serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?;
         bytes.push(b'\n');
         arke_core::atomic_write(&Self::last_path(state_dir, &self.job), &bytes)?;
-        if self.status != RunStatus::Failed {
+        if self.status != RunStatus::Failed && self.off.is_none() {
             arke_core::atomic_write(&Self::last_ok_path(state_dir, &self.job), &bytes)?;
         }
         if let Err(e) = self.append_history(state_dir) {
@@ -338,6 +343,7 @@ mod tests {
             disk: None,
             alert: None,
             drill: None,
+            off: None,
             log_file: "/var/log/arke-dr/daily-backup.log".into(),
         }
     }

@@ -135,6 +135,7 @@ fn record(job: &str, started: DateTime<Utc>, secs: f64, status: RunStatus) -> Ru
         disk: None,
         alert: None,
         drill: None,
+        off: None,
         log_file: format!("/var/log/arke-dr/{job}.log"),
     }
 }

@@ -11,9 +11,10 @@ use arke_core::kubo::{Kubo, KuboConfig};
 use arke_core::model::{BackupMeta, SnapshotMeta};
 use arke_core::{LockOutcome, RunLock};
 use arke_ops::config::{Config, Settings};
+use arke_ops::drill::{DrillRecord, OFF};
 use arke_ops::runs::{RUN_SCHEMA, RunRecord, RunStatus, UploadRecord};
 use arke_ops::status::{
-    self, Inputs, NoRemote, NodeState, RemoteProbe, Severity, Status, Thresholds,
+    self, Inputs, NoRemote, NodeState, RemoteProbe, Severity, Status, Thresholds, page,
 };
 use chrono::{DateTime, Duration as Span, Utc};
 
@@ -142,7 +143,43 @@ impl Host {
             disk: None,
             alert: None,
             drill: None,
+            off: None,
             log_file: format!("/var/log/arke-dr/{job}.log"),
+        }
+        .save(&self.path("state"))
+        .unwrap();
+    }
+
+    /// restore-drill's record of a run that ended at `at`: a drill with a 10-minute RTO, or
+    /// one off by configuration (`off`: its steps skipped, nothing measured).
+    fn drill_run(&self, at: DateTime<Utc>, off: Option<&str>) {
+        let drill = off.is_none().then(|| DrillRecord {
+            rto_secs: 600.0,
+            rto_target_secs: 240 * 60,
+            ..DrillRecord::default()
+        });
+        RunRecord {
+            schema: RUN_SCHEMA.into(),
+            job: "restore-drill".into(),
+            started: (at - Span::minutes(20)).to_rfc3339(),
+            finished: at.to_rfc3339(),
+            duration_secs: 1200.0,
+            exit: 0,
+            status: RunStatus::Ok,
+            error: None,
+            steps: vec![],
+            snapshot: None,
+            archive: None,
+            upload: None,
+            archives_deleted: vec![],
+            s3_archives_deleted: Vec::new(),
+            s3_lock_extended: None,
+            snapshots_pruned: None,
+            disk: None,
+            alert: None,
+            drill,
+            off: off.map(str::to_string),
+            log_file: "/var/log/arke-dr/restore-drill.log".into(),
         }
         .save(&self.path("state"))
         .unwrap();
@@ -558,7 +595,10 @@ fn parse_exposition(text: &str) -> Vec<(String, f64)> {
             let (kind, name) = (w.next().unwrap(), w.next().unwrap());
             assert!(kind == "HELP" || kind == "TYPE", "{line}");
             if kind == "TYPE" {
-                assert_eq!(w.next(), Some("gauge"), "{line}");
+                // Gauges, and counters (`_total`: the notification failures).
+                let kind = w.next();
+                let counter = kind == Some("counter") && name.ends_with("_total");
+                assert!(kind == Some("gauge") || counter, "{line}");
                 assert!(typed.insert(name.to_string()), "family typed twice: {line}");
             }
             continue;
@@ -601,6 +641,92 @@ fn lock_paths_are_the_jobs() {
     assert_eq!(p("daily"), host.path("backups/.daily-backup.lock"));
     assert_eq!(p("weekly"), host.path("backups/.weekly-verify.lock"));
     assert!(Path::new(&p("export")).ends_with(".export.lock"));
+    assert_eq!(p("drill"), host.path("drill/.restore-drill.lock"));
+}
+
+#[tokio::test]
+async fn a_held_drill_lock_shows_its_age_and_warns_past_twice_the_rto_target() {
+    let host = Host::new(true);
+    let now = Utc::now();
+    host.good_night(now);
+    std::fs::create_dir_all(host.path("drill")).unwrap();
+    let path = host.path("drill/.restore-drill.lock");
+    let held = RunLock::try_acquire(&path).unwrap();
+    assert!(matches!(held, LockOutcome::Acquired(_)));
+    // 45 minutes in: past the other locks' 30 minutes, but a drill legitimately runs long.
+    let s = host.status(Utc::now() + Span::minutes(45)).await;
+    let lock = s.facts.locks.iter().find(|l| l.name == "drill").unwrap();
+    assert!(lock.held, "{lock:?}");
+    assert_eq!(lock.pid, Some(std::process::id()));
+    let secs = lock.held_secs.unwrap();
+    assert!((45 * 60..45 * 60 + 30).contains(&secs), "{secs}");
+    let c = check(&s, "lock_drill");
+    assert_eq!(c.severity, Severity::Ok, "{}", table(&s));
+    assert!(
+        c.message.starts_with("drill lock held by pid"),
+        "{}",
+        c.message
+    );
+    assert!(c.message.contains("for 45m"), "{}", c.message);
+    let html = page::render(&s, &[], now);
+    let row = "<tr class=\"lock held\" data-lock=\"drill\"><td>drill</td>";
+    assert!(html.contains(row), "the page's lock table: {html}");
+    assert!(html.contains(&path.display().to_string()), "{html}");
+    // Twice the default RTO target (240 minutes) passed: a warning.
+    let s = host.status(Utc::now() + Span::hours(9)).await;
+    let c = check(&s, "lock_drill");
+    assert_eq!(c.severity, Severity::Warning, "{}", table(&s));
+    assert!(c.message.contains("longer than 8h 0m"), "{}", c.message);
+    drop(held);
+    let s = host.status(Utc::now()).await;
+    assert_eq!(check(&s, "lock_drill").message, "drill lock free");
+    // The limit follows RTO_TARGET_MINUTES.
+    let host = Host::configured(true, &[("RTO_TARGET_MINUTES", "60")]);
+    assert_eq!(host.config.thresholds.max_drill_lock_secs, 2 * 3600);
+}
+
+#[tokio::test]
+async fn a_drill_that_is_off_is_said_at_ok_and_keeps_the_last_real_success() {
+    let host = Host::new(true);
+    let now = Utc::now();
+    host.good_night(now);
+    // A real drill a month ago, then the drill off (no Kubo binary on the host): no warning
+    // that the last success is old, no failure; the last success is still the real drill.
+    host.drill_run(now - Span::days(30), None);
+    host.drill_run(now - Span::hours(1), Some(OFF));
+    let s = host.status(now).await;
+    assert_eq!(s.severity, Severity::Ok, "{}", table(&s));
+    let c = check(&s, "job_restore_drill");
+    assert!(
+        c.message
+            .starts_with(&format!("restore drill off: {OFF} (at ")),
+        "{}",
+        c.message
+    );
+    let runs = s
+        .facts
+        .runs
+        .iter()
+        .find(|r| r.job == "restore-drill")
+        .unwrap();
+    assert_eq!(runs.last.as_ref().unwrap().off.as_deref(), Some(OFF));
+    let ok = runs.last_success.as_ref().unwrap();
+    assert_eq!((ok.off.as_deref(), ok.rto_secs), (None, Some(600.0)));
+    let html = page::render(&s, &[], now);
+    assert!(html.contains(&format!("restore drill off: {}", page::esc(OFF))));
+    assert!(
+        html.contains("<span class=\"badge off\">off</span>"),
+        "{html}"
+    );
+    // A real drill again: the check says its RTO.
+    host.drill_run(now, None);
+    let s = host.status(now).await;
+    let c = check(&s, "job_restore_drill");
+    assert!(
+        c.message.starts_with("restore-drill ok at"),
+        "{}",
+        c.message
+    );
 }
 
 #[tokio::test]

@@ -76,7 +76,8 @@ struct Args {
     /// [default: ALERT_SNAPSHOT_AGE_HOURS, else 2]
     #[arg(long, value_name = "HOURS")]
     max_snapshot_age: Option<f64>,
-    /// A lock held longer than this: WARNING [default: ALERT_LOCK_MINUTES, else 30]
+    /// A lock held longer than this: WARNING (the drill's lock: twice RTO_TARGET_MINUTES)
+    /// [default: ALERT_LOCK_MINUTES, else 30]
     #[arg(long, value_name = "MINUTES")]
     max_build_minutes: Option<u64>,
     /// Backups file system used over this: WARNING [default: ALERT_DISK_WARN_PERCENT, else 80]
@@ -230,6 +231,7 @@ fn thresholds(args: &Args, configured: &Thresholds) -> anyhow::Result<Thresholds
             .unwrap_or(configured.disk_warn_percent),
         disk_crit_percent: configured.disk_crit_percent,
         max_drill_age_secs: configured.max_drill_age_secs,
+        max_drill_lock_secs: configured.max_drill_lock_secs,
     };
     // A warning level raised by its flag alone raises the configured critical one with it.
     t.disk_crit_percent = match args.critical_disk_percent {

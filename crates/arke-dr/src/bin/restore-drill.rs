@@ -19,6 +19,11 @@ use clap::Parser;
 /// or a sample) are the live node's. The scratch node and the temporary folder are removed
 /// whatever happens.
 ///
+/// Off when there is nothing to restore into: no --scratch-api, no --ipfs-bin, DRILL_IPFS_BIN
+/// unset and no `ipfs` on PATH (production's Kubo runs in Docker). Then the drill says
+/// "restore-drill: off: no Kubo binary (...)" on stderr and in the log, records an ok run
+/// with its steps skipped (dr-status: "restore drill off", not a warning), and exits 0.
+///
 /// The RTO is download + verify + import + tips (what a real recovery pays); a drill over
 /// RTO_TARGET_MINUTES is a WARNING and an alert in the run record, and still exits 0.
 ///
@@ -36,7 +41,8 @@ struct Args {
     /// is downloaded
     #[arg(long, value_name = "DIR", value_parser = arke_dr::args::dir_path)]
     from_dir: Option<PathBuf>,
-    /// The scratch node's Kubo binary (else DRILL_IPFS_BIN, else `ipfs` on PATH)
+    /// The scratch node's Kubo binary (else DRILL_IPFS_BIN, else `ipfs` on PATH; none: the
+    /// drill is off)
     #[arg(long, value_name = "PATH", conflicts_with = "scratch_api")]
     ipfs_bin: Option<PathBuf>,
     /// Restore into this empty node instead of starting a scratch Kubo
@@ -53,11 +59,12 @@ struct Args {
 }
 
 const AFTER_HELP: &str = "Exit codes:
-  0  the chain restored and matched the live node (an RTO over target is a warning)
+  0  the chain restored and matched the live node (an RTO over target is a warning), or
+     the drill is off: no Kubo binary configured or on PATH, and no --scratch-api
   1  the drill failed: no complete archive, a member of the chain missing in S3, the chain
      does not verify, or an entity or block differs from the live node (the log names it)
-  2  bad flags or configuration, or the drill is off: no Kubo binary (set DRILL_IPFS_BIN or
-     --ipfs-bin)
+  2  bad flags or configuration: a DRILL_IPFS_BIN / --ipfs-bin that does not exist or is not
+     executable
   3  the live node is unreachable, or the scratch node did not start
   4  local file error: not enough free disk in DRILL_WORK_DIR, the log file not writable
   5  another restore-drill is running

@@ -159,6 +159,7 @@ impl Set {
             disk: None,
             alert: None,
             drill: None,
+            off: None,
             log_file: "daily-backup.log".into(),
         }
         .save(&self.host("state"))

@@ -42,15 +42,32 @@ pub struct ScratchNode {
     watchdog: Option<Child>,
 }
 
-/// The Kubo binary: `configured` (DRILL_IPFS_BIN / --ipfs-bin) as given, else `ipfs` on PATH.
-/// `None` when neither exists: the drill is off.
-pub fn find_binary(configured: Option<&Path>) -> Option<PathBuf> {
-    if let Some(p) = configured {
-        return Some(p.to_path_buf());
-    }
+/// The Kubo binary: `configured` (DRILL_IPFS_BIN / --ipfs-bin), else `ipfs` on PATH. `Ok(None)`
+/// when nothing is configured and PATH has none: the drill is off. A configured binary that is
+/// missing or not executable is an error (exit 2): the operator asked for a drill.
+pub fn find_binary(configured: Option<&Path>) -> Result<Option<PathBuf>, StepError> {
+    let Some(p) = configured else {
+        return Ok(on_path("ipfs"));
+    };
+    // A bare name (`ipfs`) is looked up on PATH, as a shell would.
+    let found = match p.components().count() == 1 && !p.is_absolute() {
+        true => on_path(&p.to_string_lossy()),
+        false => Some(p.to_path_buf()).filter(|p| is_executable(p)),
+    };
+    found.map(Some).ok_or_else(|| {
+        let why = match std::fs::metadata(p) {
+            Err(e) => e.to_string(),
+            Ok(_) => "not an executable file".into(),
+        };
+        let msg = format!("DRILL_IPFS_BIN / --ipfs-bin {}: {why}", p.display());
+        StepError::new(Exit::Usage, msg)
+    })
+}
+
+fn on_path(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
     std::env::split_paths(&path)
-        .map(|d| d.join("ipfs"))
+        .map(|d| d.join(name))
         .find(|p| is_executable(p))
 }
 
@@ -277,8 +294,9 @@ fn stop_group(child: &mut Child) {
 /// cannot start; the drill's own guard still covers every other ending.
 fn watchdog(daemon: u32, work: &Path) -> Option<Child> {
     use std::os::unix::process::CommandExt;
+    // `kill -SIG -PGID`, never `kill -SIG -- -PGID`: dash (Debian's sh) takes `--` for a pid.
     let script = r#"while kill -0 "$1" 2>/dev/null; do sleep 1; done
-kill -TERM -- "-$2" 2>/dev/null; sleep 5; kill -KILL -- "-$2" 2>/dev/null; rm -rf "$3""#;
+kill -TERM "-$2" 2>/dev/null; sleep 5; kill -KILL "-$2" 2>/dev/null; rm -rf "$3""#;
     let spawned = Command::new("sh")
         .arg("-c")
         .arg(script)

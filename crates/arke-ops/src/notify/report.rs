@@ -156,6 +156,7 @@ fn summary_of(rec: &RunRecord, log_tail: &str) -> String {
             .map(|(_, s)| s.trim().to_string())
     });
     from_log
+        .or_else(|| rec.off.as_ref().map(|why| format!("off: {why}")))
         .or_else(|| rec.error.clone())
         .unwrap_or_else(|| rec.status_label().to_string())
 }

@@ -394,8 +394,12 @@ fn lock(l: &LockFacts, t: &Thresholds) -> Check {
         l.name,
         format_age(secs)
     );
-    if secs > t.max_lock_secs as i64 {
-        let limit = format_age(t.max_lock_secs as i64);
+    let max = match l.name.as_str() {
+        "drill" => t.max_drill_lock_secs,
+        _ => t.max_lock_secs,
+    };
+    if secs > max as i64 {
+        let limit = format_age(max as i64);
         return check(
             &name,
             Severity::Warning,
@@ -452,7 +456,8 @@ fn job(r: &RunFacts) -> Check {
 
 /// The weekly restore drill: failed, no success for `ALERT_DRILL_AGE_DAYS`, or its RTO over
 /// its target are warnings (the archives themselves are judged by the other checks). Never
-/// run is OK: a new host, or one without a Kubo binary for the drill, before its first Sunday.
+/// run is OK (a new host, before its first Sunday), and so is a drill off by configuration
+/// (no Kubo binary on the host): said, not warned about every five minutes.
 fn drill(r: &RunFacts, t: &Thresholds) -> Check {
     let name = "job_restore_drill";
     let Some(last) = &r.last else {
@@ -462,6 +467,10 @@ fn drill(r: &RunFacts, t: &Thresholds) -> Check {
             "restore-drill: no drill recorded".into(),
         );
     };
+    if let Some(why) = &last.off {
+        let msg = format!("restore drill off: {why} (at {})", last.finished);
+        return check(name, Severity::Ok, msg);
+    }
     if last.status == RunStatus::Failed {
         let why = last.error.as_deref().unwrap_or("see the log");
         let msg = format!(
@@ -564,6 +573,7 @@ mod tests {
                 error: None,
                 rto_secs: None,
                 rto_target_secs: None,
+                off: None,
             }),
             last_success: None,
         };
@@ -591,6 +601,7 @@ mod tests {
                 error: failed.then(|| "the scratch node did not start".into()),
                 rto_secs: Some(rto),
                 rto_target_secs: Some(240 * 60),
+                off: None,
             };
             RunFacts {
                 job: "restore-drill".into(),
@@ -620,6 +631,17 @@ mod tests {
             last_success: None,
         };
         assert_eq!(drill(&none, &t).severity, Severity::Ok);
+        // Off by configuration, after an old success: said at OK, not a stale-drill warning.
+        let mut off = run(30, RunStatus::Ok, 0.0);
+        let why = "no Kubo binary (set DRILL_IPFS_BIN or --ipfs-bin, or --scratch-api)";
+        off.last.as_mut().unwrap().off = Some(why.into());
+        let c = drill(&off, &t);
+        assert_eq!(c.severity, Severity::Ok, "{}", c.message);
+        assert!(
+            c.message.starts_with("restore drill off: no Kubo binary"),
+            "{}",
+            c.message
+        );
     }
 }
 

@@ -238,6 +238,7 @@ fn summary(r: &RunRecord, now: DateTime<Utc>) -> RunSummary {
         error: r.error.clone(),
         rto_secs: r.drill.as_ref().map(|d| d.rto_secs),
         rto_target_secs: r.drill.as_ref().map(|d| d.rto_target_secs),
+        off: r.off.clone(),
     }
 }
 

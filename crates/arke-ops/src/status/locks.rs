@@ -21,16 +21,30 @@ use crate::config::Config;
 pub enum LockFolder {
     Snapshots,
     Backups,
+    /// `DRILL_WORK_DIR`.
+    Drill,
+}
+
+impl LockFolder {
+    fn dir(self, config: &Config) -> &Path {
+        match self {
+            LockFolder::Snapshots => &config.snapshots_dir,
+            LockFolder::Backups => &config.backups_dir,
+            LockFolder::Drill => &config.drill.work_dir,
+        }
+    }
 }
 
 /// Every lock a job takes: (label, folder, file name). `build` is build-snapshot's and
 /// prune-snapshots'; `daily` is daily-backup's, also taken by hourly-snapshot's archive steps
-/// (one archiver at a time); `export` is export-car's own, inside the daily job's.
-pub const KNOWN_LOCKS: [(&str, LockFolder, &str); 4] = [
+/// (one archiver at a time); `export` is export-car's own, inside the daily job's; `drill` is
+/// restore-drill's.
+pub const KNOWN_LOCKS: [(&str, LockFolder, &str); 5] = [
     ("build", LockFolder::Snapshots, ".build-snapshot.lock"),
     ("daily", LockFolder::Backups, ".daily-backup.lock"),
     ("weekly", LockFolder::Backups, ".weekly-verify.lock"),
     ("export", LockFolder::Backups, ".export.lock"),
+    ("drill", LockFolder::Drill, ".restore-drill.lock"),
 ];
 
 /// The state of every known lock.
@@ -39,13 +53,9 @@ pub fn lock_facts(config: &Config, now: DateTime<Utc>) -> Vec<LockFacts> {
     KNOWN_LOCKS
         .iter()
         .map(|(name, folder, file)| {
-            let dir = match folder {
-                LockFolder::Snapshots => &config.snapshots_dir,
-                LockFolder::Backups => &config.backups_dir,
-            };
             lock_state(
                 name,
-                &dir.join(file),
+                &folder.dir(config).join(file),
                 table.as_deref().map_err(String::as_str),
                 now,
             )
@@ -164,10 +174,7 @@ pub fn lock_path(config: &Config, name: &str) -> Option<PathBuf> {
     KNOWN_LOCKS
         .iter()
         .find(|(n, _, _)| *n == name)
-        .map(|(_, folder, file)| match folder {
-            LockFolder::Snapshots => config.snapshots_dir.join(file),
-            LockFolder::Backups => config.backups_dir.join(file),
-        })
+        .map(|(_, folder, file)| folder.dir(config).join(file))
 }
 
 #[cfg(test)]

@@ -103,10 +103,19 @@ pub struct Thresholds {
     /// No successful restore drill for longer than this: warning. 8 days.
     #[serde(default = "default_drill_age")]
     pub max_drill_age_secs: u64,
+    /// The drill's lock held longer than this: warning. Twice `RTO_TARGET_MINUTES` (8 h): its
+    /// RTO alone may reach the target, and the re-verification and comparison come on top; the
+    /// other locks' 30 minutes would warn (and notify) during every large drill.
+    #[serde(default = "default_drill_lock")]
+    pub max_drill_lock_secs: u64,
 }
 
 fn default_drill_age() -> u64 {
     8 * 86_400
+}
+
+fn default_drill_lock() -> u64 {
+    2 * 240 * 60
 }
 
 impl Default for Thresholds {
@@ -119,6 +128,7 @@ impl Default for Thresholds {
             disk_warn_percent: 80.0,
             disk_crit_percent: 95.0,
             max_drill_age_secs: default_drill_age(),
+            max_drill_lock_secs: default_drill_lock(),
         }
     }
 }
@@ -482,7 +492,7 @@ pub struct DiskFacts {
 /// A job's lock file.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct LockFacts {
-    /// `build`, `daily`, `weekly`, `export`.
+    /// `build`, `daily`, `weekly`, `export`, `drill`.
     pub name: String,
     pub path: PathBuf,
     pub held: bool,
@@ -520,6 +530,9 @@ pub struct RunSummary {
     pub rto_secs: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rto_target_secs: Option<u64>,
+    /// The job was off by configuration, and why (the run record's `off`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub off: Option<String>,
 }
 
 /// The node, when asked.

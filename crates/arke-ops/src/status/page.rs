@@ -140,7 +140,7 @@ td.nowrap, .badge { white-space: nowrap; }
   padding: 0 6px; font-size: 12px; font-weight: 700; color: #fff; }
 .badge.ok { background: #1b7a36; } .badge.warning { background: #b86e00; }
 .badge.critical, .badge.failed { background: #b3261e; } .badge.unknown { background: #5f6368; }
-.badge.ok_with_skipped { background: #b86e00; } .badge.free { background: #8c959f; }
+.badge.ok_with_skipped { background: #b86e00; } .badge.free, .badge.off { background: #8c959f; }
 .badge.held { background: #0969da; }
 .meter { height: 8px; background: #eaecef; border-radius: 4px; margin-top: 6px; }
 .meter div { height: 8px; border-radius: 4px; }
@@ -444,20 +444,28 @@ fn jobs_section(f: &Facts) -> String {
         if let Some(rto) = r.last_success.as_ref().and_then(|s| s.rto_secs) {
             let _ = write!(success, ", RTO {}", format_age(rto.round() as i64));
         }
+        // A job off by configuration says so where a failure would show its error.
+        let (label, note) = match &last.off {
+            Some(why) => (off_badge(), format!("off: {why}")),
+            None => (badge(last.status), last.error.clone().unwrap_or_default()),
+        };
         let _ = writeln!(
             out,
-            "<tr class=\"job {}\" data-job=\"{job}\"><td class=\"nowrap\">{job}</td><td>{}</td>\
+            "<tr class=\"job {}\" data-job=\"{job}\"><td class=\"nowrap\">{job}</td><td>{label}</td>\
              <td>{}</td><td>{}</td><td>{}</td><td>{success}</td><td class=\"error\">{}</td></tr>",
             run_class(last.status),
-            badge(last.status),
             last.exit,
             finished(last),
             format_age(last.duration_secs.round() as i64),
-            esc(last.error.as_deref().unwrap_or(""))
+            esc(&note)
         );
     }
     out.push_str("</table>\n</section>\n");
     out
+}
+
+fn off_badge() -> String {
+    "<span class=\"badge off\">off</span>".into()
 }
 
 fn badge(s: RunStatus) -> String {
@@ -608,6 +616,7 @@ mod tests {
             disk: None,
             alert: None,
             drill: None,
+            off: None,
             log_file: "/var/log/arke-dr/daily-backup.log".into(),
         }
     }
