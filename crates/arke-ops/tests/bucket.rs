@@ -1,6 +1,7 @@
 //! The bucket against a real S3 server (SeaweedFS, SSE-S3 on): uploads ask for server-side
 //! encryption and record what the server reports; dr-status's bucket checks on a plain bucket
-//! and on a protected one, and their once-a-day copy; calendar retention over dated archives
+//! and on a protected one, and their once-a-day copy; the same checks through the fault proxy
+//! (answers SeaweedFS cannot give: NotImplemented, AccessDenied, versioning enabled); calendar retention over dated archives
 //! in the bucket (the deleted set worked out by hand); Object Lock: an archive under retention
 //! is never deleted (nor its parent), and the kept chains' retain-until is extended, never
 //! shortened.
@@ -17,6 +18,7 @@ use arke_ops::status::bucket::{self, BucketFact};
 use arke_ops::store::S3Store;
 use arke_s3::{LockMode, Retention, S3};
 use arke_testkit::s3::{S3Server, unique_bucket};
+use arke_testkit::s3proxy::Proxy;
 use aws_sdk_s3::types::{
     AbortIncompleteMultipartUpload, BucketLifecycleConfiguration, BucketVersioningStatus,
     ExpirationStatus, LifecycleRule, LifecycleRuleFilter, PublicAccessBlockConfiguration,
@@ -125,6 +127,73 @@ async fn bucket_checks_name_what_is_missing_then_pass() {
     assert_eq!(again.versioning, facts.versioning);
     assert!(bucket::cached(state.path(), &name, now + Duration::hours(25)).is_none());
     assert!(bucket::cached(state.path(), "another-bucket", now).is_none());
+}
+
+/// What SeaweedFS cannot say, said by the fault proxy in front of it: a server that does not
+/// implement an API (NotImplemented, 501), credentials that may not ask (AccessDenied, 403),
+/// and a bucket with versioning enabled (200 with the configuration).
+#[tokio::test]
+async fn bucket_checks_through_the_fault_proxy() {
+    let server = S3Server::shared();
+    let (s3, name) = server.new_bucket("proxied").await.unwrap();
+    let proxy = Proxy::start(&server.endpoint).await.unwrap();
+    let mut cfg = s3.config().clone();
+    cfg.endpoint = Some(proxy.url.clone());
+    cfg.retries = 0;
+    let store = S3Store::new(S3::connect(cfg).await.unwrap());
+    let error = |code: &str| {
+        format!(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{code}</Code><Message>canned</Message><Resource>/{name}</Resource><RequestId>1</RequestId></Error>"
+        )
+    };
+    proxy.answer_get("encryption", 501, &error("NotImplemented"));
+    proxy.answer_get("publicAccessBlock", 501, &error("NotImplemented"));
+    proxy.answer_get("lifecycle", 403, &error("AccessDenied"));
+    proxy.answer_get("object-lock", 403, &error("AccessDenied"));
+    proxy.answer_get(
+        "versioning",
+        200,
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<VersioningConfiguration xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><Status>Enabled</Status></VersioningConfiguration>",
+    );
+    let facts = store.bucket().await.unwrap();
+    assert_eq!(facts.encryption, BucketFact::NotImplemented, "{facts:?}");
+    assert_eq!(facts.public_access, BucketFact::NotImplemented, "{facts:?}");
+    assert_eq!(facts.abort_incomplete_uploads, BucketFact::AccessDenied);
+    assert_eq!(facts.object_lock, BucketFact::AccessDenied, "{facts:?}");
+    assert_eq!(
+        facts.versioning,
+        BucketFact::Set {
+            value: "Enabled".into()
+        }
+    );
+    let checks = bucket::checks(&facts);
+    let check = |n: &str| checks.iter().find(|c| c.name == n).unwrap().clone();
+    let v = check("bucket_versioning");
+    assert_eq!(v.severity, Severity::Ok, "{v:?}");
+    assert!(v.message.contains("versioning enabled"), "{v:?}");
+    for n in ["bucket_encryption", "bucket_public_access"] {
+        let c = check(n);
+        assert_eq!(c.severity, Severity::Warning, "{c:?}");
+        assert!(
+            c.message
+                .starts_with(&format!("{n}: could not be checked (NotImplemented")),
+            "{c:?}"
+        );
+    }
+    for (n, action) in [
+        ("bucket_lifecycle", "s3:GetLifecycleConfiguration"),
+        ("bucket_object_lock", "s3:GetBucketObjectLockConfiguration"),
+    ] {
+        let c = check(n);
+        assert_eq!(c.severity, Severity::Warning, "{c:?}");
+        assert!(
+            c.message.contains("(AccessDenied)") && c.message.contains(action),
+            "{c:?}"
+        );
+    }
+    // Every answer was an answer: the copy is kept for the day.
+    assert!(facts.complete());
+    assert!(proxy.count("GET") >= 5, "{:?}", proxy.methods());
 }
 
 /// Versioning, default encryption, the public-access block and a lifecycle rule (abort after
