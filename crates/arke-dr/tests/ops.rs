@@ -1016,3 +1016,118 @@ async fn restore_newest_from_s3(host: &Host, summary: &Summary, newest: &Path) {
     }
     fresh.stop();
 }
+
+/// `fetch-archive --plan-retention`, the dry run of S3_RETENTION=1: two chains planted in the
+/// bucket (a1 <- a2 on Nov 1-2, b1 <- b2 <- b3 on Nov 3-5) and a `.car` without its `.json`;
+/// with KEEP_DAILY=2 the plan keeps b3 and b2 (the 2 newest days) and b1 (b2's parent), deletes
+/// chain a, leaves the incomplete one; the bucket is untouched.
+#[tokio::test]
+async fn plan_retention_prints_the_bucket_plan_and_deletes_nothing() {
+    let server = S3Server::shared();
+    let (s3, bucket) = server.new_bucket("plan").await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let [a1, a2, b1, b2, b3, c1] =
+        [1, 2, 3, 4, 5, 6].map(|d| format!("arke-{d}-2026110{d}-020000.car"));
+    let chain = [
+        (&a1, None),
+        (&a2, Some(&a1)),
+        (&b1, None),
+        (&b2, Some(&b1)),
+        (&b3, Some(&b2)),
+    ];
+    for (name, parent) in chain {
+        let kind = if parent.is_some() {
+            "incremental"
+        } else {
+            "full"
+        };
+        let json = serde_json::json!({ "kind": kind, "parent": parent });
+        let meta = name.replace(".car", ".json");
+        for (obj, body) in [(name.clone(), name.clone()), (meta, json.to_string())] {
+            let path = dir.path().join(&obj);
+            std::fs::write(&path, body).unwrap();
+            s3.upload_file(&path, &obj, &|_, _| {}).await.unwrap();
+        }
+    }
+    let path = dir.path().join(&c1);
+    std::fs::write(&path, "incomplete").unwrap();
+    s3.upload_file(&path, &c1, &|_, _| {}).await.unwrap();
+    let before = s3.list().await.unwrap().len();
+    assert_eq!(before, 11);
+
+    let prefix = s3.config().prefix.clone();
+    let run = |keep_daily: &str, args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_fetch-archive"))
+            .env_clear()
+            .env("PATH", "/usr/bin:/bin")
+            .env("HOME", dir.path())
+            .env("ARKE_DR_CONFIG", dir.path().join("no-such-config.env"))
+            .env("S3_BUCKET", &bucket)
+            .env("S3_PREFIX", &prefix)
+            .env("KEEP_DAILY", keep_daily)
+            .envs(server.env(&server.endpoint))
+            .arg("--plan-retention")
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let out = run("2", &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 6, "{text}");
+    assert_eq!(
+        lines[0],
+        format!("keep {b3} (newest, daily 2026-11-05)"),
+        "{text}"
+    );
+    assert!(
+        lines[1].starts_with(&format!("keep {b2} (daily 2026-11-04")),
+        "{text}"
+    );
+    assert!(
+        lines[2].starts_with(&format!("keep {b1} (parent of {b2}")),
+        "{text}"
+    );
+    assert_eq!(lines[3], format!("delete {a2}"));
+    assert_eq!(lines[4], format!("delete {a1}"));
+    assert!(lines[5].starts_with(&format!("incomplete {c1}")), "{text}");
+
+    let out = run("2", &["--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let kept: Vec<(String, bool)> = plan["decisions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            (
+                d["name"].as_str().unwrap().to_string(),
+                d["keep"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    let want = [
+        (&b3, true),
+        (&b2, true),
+        (&b1, true),
+        (&a2, false),
+        (&a1, false),
+    ]
+    .map(|(n, k)| (n.clone(), k));
+    assert_eq!(kept, want);
+    assert_eq!(plan["deleted"], serde_json::json!([]));
+    assert_eq!(
+        s3.list().await.unwrap().len(),
+        before,
+        "the dry run deletes nothing"
+    );
+
+    // A bad KEEP_* value is a usage error (2); --plan-retention takes no archive name.
+    let out = run("two", &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("KEEP_DAILY"), "{}", stderr(&out));
+    let out = run("2", &[&a1]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+}
