@@ -3,6 +3,8 @@
 //! real test node and a real S3 server (SeaweedFS, signatures checked), with the faults a night
 //! meets: the server killed mid-upload, a byte damaged in flight, wrong credentials, a missing
 //! bucket, a node that is down, a held lock, a configuration file that tries to run a command.
+//! Bucket retention: nights with `S3_RETENTION=1`, and `fetch-archive --plan-retention` (its dry
+//! run) over archives planted in a bucket.
 //!
 //! Each test has its own data set (MFS roots), folders and bucket; the node and the server are
 //! shared except where a test kills the server or collects garbage.
@@ -1130,4 +1132,46 @@ async fn plan_retention_prints_the_bucket_plan_and_deletes_nothing() {
     assert!(stderr(&out).contains("KEEP_DAILY"), "{}", stderr(&out));
     let out = run("2", &[&a1]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+}
+
+/// Two nights with `S3_RETENTION=1` and a policy keeping one day (`KEEP_DAILY=1`; full archives,
+/// `INCREMENTAL=0`): after the second night the first archive is gone from S3, `.car` and
+/// `.json`, and the record names it; without `S3_RETENTION` the step is not in the record.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_night_with_s3_retention_deletes_the_archive_the_policy_lets_go() {
+    let (host, summary) = Host::new("s3-retention", 40, 0.02, S3Server::shared()).await;
+    let first = host.good_night(&[]).await;
+    let rec = host.record("daily-backup");
+    assert_eq!(step_status(&rec, "s3-retention"), None, "off: not a step");
+    assert!(host.in_s3(&file_name(&first)).await);
+
+    host.set
+        .world()
+        .update(&summary.entities[0].id, true)
+        .await
+        .unwrap();
+    let policy = [
+        ("S3_RETENTION", "1"),
+        ("KEEP_DAILY", "1"),
+        ("KEEP_ARCHIVES", "1"),
+    ];
+    let second = host.good_night(&policy).await;
+    assert_ne!(file_name(&first), file_name(&second));
+    let rec = host.record("daily-backup");
+    assert_eq!(step_status(&rec, "s3-retention"), Some(StepStatus::Ok));
+    assert_eq!(rec.s3_archives_deleted, vec![file_name(&first)], "{rec:?}");
+    let left: Vec<String> = host
+        .s3
+        .list()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|o| o.name)
+        .collect();
+    let json = |p: &Path| file_name(&p.with_extension("json"));
+    assert!(!left.contains(&file_name(&first)), "{left:?}");
+    assert!(!left.contains(&json(&first)), "{left:?}");
+    assert!(left.contains(&file_name(&second)), "{left:?}");
+    assert!(left.contains(&json(&second)), "{left:?}");
+    host.assert_uploaded(&second).await;
 }
