@@ -17,7 +17,8 @@ RUN cargo build --release --locked --target x86_64-unknown-linux-musl -p arke-dr
  && mkdir /out \
  && cd target/x86_64-unknown-linux-musl/release \
  && cp build-snapshot export-car restore-from-car verify-snapshot verify-car prune-snapshots \
-       fetch-archive daily-backup weekly-verify restore-drill hourly-snapshot dr-status dr-server /out/
+       fetch-archive verify-entity inspect-archive daily-backup weekly-verify restore-drill \
+       hourly-snapshot dr-status dr-server /out/
 
 FROM scratch AS binaries
 COPY --from=build /out/ /

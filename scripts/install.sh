@@ -24,7 +24,8 @@
 #   --no-server        do not install (or start) dr-server's systemd unit
 #
 # An existing configuration file is never overwritten: the new one is written beside it as
-# arke-dr.env.new. The file may hold a secret (DR_SERVER_TOKEN): it is written 0640 root:<the cron
+# arke-dr.env.new. The file may hold secrets (DR_SERVER_TOKEN, HEARTBEAT_URL, NOTIFY_WEBHOOK_URL:
+# notifications, docs/operations.md): it is written 0640 root:<the cron
 # user's group> (0600 when not run as root), and an existing one that everyone can read is
 # narrowed to that. Re-running the script upgrades binaries and scripts in place.
 #
@@ -38,6 +39,13 @@
 # Such lines in root's crontab, ETC/crontab or ETC/cron.d/* (other than arke-dr's own file) are
 # only reported (WARNING), never edited. No crontab command (cron not installed): nothing to do.
 #
+# Notifications (set in the configuration file; docs/operations.md "Notifications"): HEARTBEAT_URL
+# (a healthchecks.io check every job pings: /start, success, /<exit code>), HEARTBEAT_URL_<JOB>
+# (DAILY_BACKUP, HOURLY_SNAPSHOT, WEEKLY_VERIFY, RESTORE_DRILL: a job's own check, or off),
+# NOTIFY_WEBHOOK_URL (a JSON POST with a Slack/Mattermost/Teams "text"), NOTIFY_ON (its events:
+# failure,skipped,alert,warning,critical,recovery by default; success; all), NOTIFY_TIMEOUT (10 s
+# per request, 3 tries), ARKE_HOST_NAME. The URLs are secrets, hence the file's mode.
+#
 # dr-server: the unit runs it as the cron user with ARKE_DR_CONFIG naming the configuration.
 # When systemd is running and the unit went to /etc, it is enabled and (re)started; otherwise
 # the commands to do so are printed.
@@ -49,7 +57,8 @@ set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BINS=(build-snapshot export-car restore-from-car verify-snapshot verify-car prune-snapshots
-  fetch-archive daily-backup weekly-verify restore-drill hourly-snapshot dr-status dr-server)
+  fetch-archive verify-entity inspect-archive daily-backup weekly-verify restore-drill
+  hourly-snapshot dr-status dr-server)
 
 PREBUILT='' STATIC=0 PREFIX=/usr/local ETC=/etc DATA=/var/lib/arke-dr LOGS=/var/log/arke-dr
 API=http://127.0.0.1:5001/api/v0 POINTER=/arke/index_pointer CRON=1 LOGROTATE=1
@@ -162,20 +171,50 @@ S3_BUCKET=
 AWS_REGION=us-east-1
 S3_STORAGE_CLASS=STANDARD_IA
 # S3_PART_SIZE_MB=64                  (MiB per multipart part, at least 5)
+# Server-side encryption of every upload: AES256 (SSE-S3), aws:kms (with S3_SSE_KMS_KEY_ID),
+# or none (no header: S3-compatible servers that refuse it).
+S3_SSE=AES256
+# S3_SSE_KMS_KEY_ID=                  (aws:kms only; default the account's aws/s3 key)
+# On a bucket with Object Lock: uploads retained this many days, the newest chain extended
+# nightly (0: neither). GOVERNANCE or COMPLIANCE.
+# S3_OBJECT_LOCK_DAYS=30
+# S3_OBJECT_LOCK_MODE=GOVERNANCE
+# S3_RETENTION=1: the KEEP_* policy below applied to the bucket too (whole chains); then use a
+# lifecycle rule without Expiration (docs/operations.md "Retention in the bucket").
+S3_RETENTION=0
 # Incremental archives: a full archive every FULL_EVERY_DAYS days, incrementals between
 # (INCREMENTAL=0: a full archive every night).
 INCREMENTAL=1
 FULL_EVERY_DAYS=7
-# Local retention (chains are kept whole) and snapshot pruning.
-KEEP_ARCHIVES=3
+# The last hour off the host: hourly-snapshot also writes, verifies and uploads an incremental
+# archive (default: 1 with upload on and INCREMENTAL=1; 0 keeps one archive a night).
+# HOURLY_ARCHIVE=1
+# Local retention, restic's rule (the newest archive of each of the last N days, ISO weeks,
+# months, years that have one; the rules ORed; chains kept whole; the newest always): the
+# legacy policy. KEEP_HOURLY=24 keeps a day of hourly archives; KEEP_ARCHIVES=N the newest N.
+# See what it keeps: export-car --prune-only --dry-run --backups-dir ... --keep-daily 7 ...
+KEEP_DAILY=7
+KEEP_WEEKLY=4
+KEEP_MONTHLY=12
+KEEP_YEARLY=unlimited
 SNAPSHOT_KEEP_LAST=48
 SNAPSHOT_GC=1
 # dr-status's thresholds (the jobs' metrics refresh uses them too; defaults shown).
 # ALERT_ARCHIVE_AGE_HOURS=26
+# ALERT_OFFHOST_RPO_HOURS=2           (2 with hourly archives, else 26)
 # ALERT_SNAPSHOT_AGE_HOURS=2
 # ALERT_LOCK_MINUTES=30
 # ALERT_DISK_WARN_PERCENT=80
 # ALERT_DISK_CRIT_PERCENT=95
+# Notifications (docs/operations.md "Notifications"). Secrets, like DR_SERVER_TOKEN below.
+# HEARTBEAT_URL: a healthchecks.io check pinged by every job (/start, success, /<exit code>);
+# HEARTBEAT_URL_DAILY_BACKUP, _HOURLY_SNAPSHOT, _WEEKLY_VERIFY, _RESTORE_DRILL: a job's own check.
+# NOTIFY_WEBHOOK_URL: a JSON POST (Slack, Mattermost and Teams show its "text") on NOTIFY_ON's events.
+# HEARTBEAT_URL=
+# NOTIFY_WEBHOOK_URL=
+# NOTIFY_ON=failure,skipped,alert,warning,critical,recovery
+# NOTIFY_TIMEOUT=10
+# ARKE_HOST_NAME=                     (default: the host name)
 # dr-server (systemd unit arke-dr-server, or a container): the address it listens on, and the
 # bearer token it asks of non-loopback clients for /admin/* and /metrics. A token makes this
 # file a secret: keep it 0640 root:<cron user's group> (as install.sh writes it), never 0644.

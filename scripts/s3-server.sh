@@ -140,8 +140,11 @@ start_server() {
   # volumes; the default 8 runs out after a few buckets). 64 MB volumes keep the data folder
   # small. electionTimeout 1s: a restarted master resumes its raft state and waits this long
   # before it leads (10 s by default). autoCreateBucket off: a missing bucket is an error, as
-  # on AWS.
-  setsid "$weed" -logtostderr=true server -ip=127.0.0.1 -ip.bind=127.0.0.1 -dir="$state/data" \
+  # on AWS. WEED_S3_SSE_KEY (any string; the key encrypting the data keys is derived from it)
+  # turns SSE-S3 on, so that uploads asking for AES256 are stored encrypted, as on AWS; without
+  # it SeaweedFS answers such a PUT with InternalError. Derived from the server's secret: the
+  # same after a restart on the same data.
+  WEED_S3_SSE_KEY="sse-$SECRET" setsid "$weed" -logtostderr=true server -ip=127.0.0.1 -ip.bind=127.0.0.1 -dir="$state/data" \
     -master.port="$master" -master.port.grpc="$master_grpc" -master.telemetry=false \
     -master.volumeSizeLimitMB=64 -master.electionTimeout=1s -volume.max=0 -volume.preStopSeconds=0 \
     -volume.port="$volume" -volume.port.grpc="$volume_grpc" \

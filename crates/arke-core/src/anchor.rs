@@ -23,10 +23,13 @@ pub const ANCHOR_V1: &str = "arke/pin-anchor@v1";
 /// 1 MiB block limit.
 const FANOUT: usize = 4096;
 
-/// Writes a CAR at `path` holding an anchor tree over `cids` and returns its root. The CIDs
-/// themselves are not in the file: the tree only links them.
-pub async fn write_anchor_car(path: &Path, cids: &[Cid]) -> anyhow::Result<Cid> {
-    let mut blocks: Vec<(Cid, Vec<u8>)> = Vec::new();
+/// Blocks as (CID, bytes).
+pub type Blocks = Vec<(Cid, Vec<u8>)>;
+
+/// The anchor tree over `cids`: its root and its blocks, the root last (a partial restore
+/// writes them into the CAR that carries the blocks themselves).
+pub fn anchor_tree(cids: &[Cid]) -> anyhow::Result<(Cid, Blocks)> {
+    let mut blocks: Blocks = Vec::new();
     let mut level: Vec<Cid> = cids.to_vec();
     let mut height = 0u64;
     // Always at least one node, so that even an empty set yields a root to pin and unpin.
@@ -47,7 +50,13 @@ pub async fn write_anchor_car(path: &Path, cids: &[Cid]) -> anyhow::Result<Cid> 
         }
         level = next;
     }
-    let root = level[0];
+    Ok((level[0], blocks))
+}
+
+/// Writes a CAR at `path` holding an anchor tree over `cids` and returns its root. The CIDs
+/// themselves are not in the file: the tree only links them.
+pub async fn write_anchor_car(path: &Path, cids: &[Cid]) -> anyhow::Result<Cid> {
+    let (root, blocks) = anchor_tree(cids)?;
     let file = tokio::fs::File::create(path).await?;
     let mut w = CarWriter::new(tokio::io::BufWriter::new(file), vec![root]).await?;
     // Root first, as every CAR writer in the IPFS world does.

@@ -21,6 +21,7 @@
 //! | [`mod@pointer`] | reading the index pointer from the node |
 //! | [`backup`] | the archive descriptor, export-car and verify-car (with incremental chains), backup files and retention |
 //! | [`snapshot`] | reading every snapshot schema; build (and its dry run), verify and prune |
+//! | [`entity`] | one entity checked whole on the node or in an archive chain (verify-entity); an archive chain listed, streamed and compared (inspect-archive) |
 //!
 //! `backup` and `snapshot` stay namespaces because their operations share names
 //! (`snapshot::verify` beside `backup::verify_car`, `build`, `prune`, `load`).
@@ -48,6 +49,7 @@ pub mod backup;
 pub mod car;
 mod chain;
 mod closure;
+pub mod entity;
 mod error;
 mod fsutil;
 mod index;
@@ -65,7 +67,10 @@ mod source;
 pub mod unixfs;
 
 // Operations (the snapshot and backup operations are in their namespaces).
-pub use restore::{RestoreOptions, RestoreReport, ShardChoice, restore};
+pub use restore::{
+    EntityAction, EntityChange, EntityDurations, EntityRestoreOptions, EntityRestoreReport,
+    RestoreOptions, RestoreReport, ShardChoice, restore, restore_entities,
+};
 
 // Reports and exit codes: the top-level error, the exit-code table, findings, the `--json`
 // envelope.

@@ -8,5 +8,5 @@ mod output;
 pub mod progress;
 mod run;
 
-pub use output::{print_json, print_line};
+pub use output::{Started, print_json, print_line, stdout_stream};
 pub use run::{after_help, after_help_for, run};

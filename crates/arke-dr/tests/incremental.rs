@@ -287,6 +287,44 @@ async fn unverified_parents_are_not_used_and_retention_keeps_chains_whole() {
     assert_eq!(inc["parent"], second["car_path"]);
     verified(&path(&inc));
 
+    // The calendar rule's dry run: the newest of today, its parent kept for it, the older
+    // full archive of the same day to go; nothing deleted.
+    let out = Command::new(env!("CARGO_BIN_EXE_export-car"))
+        .args([
+            "--prune-only",
+            "--dry-run",
+            "--json",
+            "--keep-daily",
+            "1",
+            "--no-progress",
+        ])
+        .arg("--backups-dir")
+        .arg(c.backups())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", err(&out));
+    let plan: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(plan["policy"], "daily 1");
+    let name = |v: &Value| path(v).file_name().unwrap().to_string_lossy().into_owned();
+    let archives = plan["archives"].as_array().unwrap();
+    let row = |v: &Value| {
+        archives
+            .iter()
+            .find(|a| a["name"] == name(v).as_str())
+            .unwrap()
+            .clone()
+    };
+    let today = chrono::Utc::now().format("%Y-%m-%d").to_string();
+    assert_eq!(
+        row(&inc)["reasons"],
+        serde_json::json!(["newest", format!("daily {today}")]),
+        "{plan:#}"
+    );
+    let why_second = serde_json::json!([format!("parent of {}", name(&inc))]);
+    assert_eq!(row(&second)["reasons"], why_second, "{plan:#}");
+    assert_eq!(row(&first)["keep"], false, "{plan:#}");
+    assert!(path(&first).exists(), "a dry run deletes nothing");
+
     // Keep the newest one: its chain stays whole, the older full archive goes.
     let out = Command::new(env!("CARGO_BIN_EXE_export-car"))
         .args(["--prune-only", "--keep-last", "1", "--no-progress"])

@@ -20,7 +20,7 @@ use arke_testkit::node::TestNode;
 mod support;
 use support::{bin_dir, repo};
 
-const BINARIES: [&str; 13] = [
+const BINARIES: [&str; 15] = [
     "build-snapshot",
     "export-car",
     "restore-from-car",
@@ -28,6 +28,8 @@ const BINARIES: [&str; 13] = [
     "verify-car",
     "prune-snapshots",
     "fetch-archive",
+    "verify-entity",
+    "inspect-archive",
     "daily-backup",
     "weekly-verify",
     "restore-drill",
@@ -635,6 +637,9 @@ async fn install_puts_binaries_jobs_config_folders_crontab_and_log_rotation_in_p
         .env("ARKE_DR_CONFIG", &config_path)
         .env("IPFS_API_URL", node.url())
         .env("ARKE_INDEX_ROOT", "/o-install/index")
+        // The installed file's bucket ("mine") is not a real one: this is the install's test,
+        // the hourly archive has its own (ops.rs).
+        .env("HOURLY_ARCHIVE", "0")
         .output()
         .unwrap();
     let hourly_log = std::fs::read_to_string(p("log/hourly-snapshot.log")).unwrap_or_default();

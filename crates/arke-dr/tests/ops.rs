@@ -3,6 +3,8 @@
 //! real test node and a real S3 server (SeaweedFS, signatures checked), with the faults a night
 //! meets: the server killed mid-upload, a byte damaged in flight, wrong credentials, a missing
 //! bucket, a node that is down, a held lock, a configuration file that tries to run a command.
+//! Bucket retention: nights with `S3_RETENTION=1`, and `fetch-archive --plan-retention` (its dry
+//! run) over archives planted in a bucket.
 //!
 //! Each test has its own data set (MFS roots), folders and bucket; the node and the server are
 //! shared except where a test kills the server or collects garbage.
@@ -864,4 +866,312 @@ async fn hourly_snapshot_builds_and_skips_while_another_build_runs() {
     let rec = host.record("hourly-snapshot");
     assert_eq!((rec.status, rec.snapshot.is_none()), (RunStatus::Ok, true));
     drop(lock);
+}
+
+/// A day of hourly archives in compressed time: after a night (a full archive in S3), hours
+/// with changes each write an incremental over the previous hour, verify it and upload it;
+/// an hour without changes writes nothing and confirms that S3 holds the chain; an hour while
+/// the daily's lock is held skips the archive and succeeds. dr-status reports the off-host
+/// RPO from the newest hour, confirmed in S3. Then the RUNBOOK's S3 path (fetch-archive of
+/// the newest, verify-car, restore-from-car into a brand-new node) gives every entity the tip
+/// the live node has.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_day_of_hourly_archives_goes_to_s3_and_restores_on_a_new_node() {
+    let (host, summary) = Host::new("hourly-day", 40, 0.02, S3Server::shared()).await;
+    let chains = [("INCREMENTAL", "1")];
+    let base = host.good_night(&chains).await;
+    let world = host.set.world();
+    let mut previous = file_name(&base);
+    let mut hours = Vec::new();
+    for hour in 0..3 {
+        world
+            .update(&summary.entities[hour].id, true)
+            .await
+            .unwrap();
+        let rec = hourly_ok(&host, &chains).await;
+        let a = rec.archive.clone().expect("an hourly archive");
+        assert_eq!(
+            (a.kind.as_str(), a.verified),
+            ("incremental", true),
+            "{a:?}"
+        );
+        assert_eq!(a.parent.as_deref(), Some(previous.as_str()));
+        let up = rec.upload.clone().expect("uploaded");
+        assert_eq!(up.files, [a.file.clone(), a.file.replace(".car", ".json")]);
+        host.assert_uploaded(Path::new(&a.path)).await;
+        let last = last_line(&host.log_of("hourly-snapshot")).to_string();
+        assert!(last.contains(&format!("archive={}", a.file)), "{last}");
+        assert!(last.contains(&format!("upload={}", up.url)), "{last}");
+        previous = a.file.clone();
+        hours.push(PathBuf::from(&a.path));
+    }
+
+    // Nothing changed: no archive, S3 confirmed to hold the newest (nothing uploaded).
+    let before = host.archives();
+    let rec = hourly_ok(&host, &chains).await;
+    assert_eq!(
+        host.archives(),
+        before,
+        "an unchanged hour writes no archive"
+    );
+    assert_eq!(step_status(&rec, "export-car"), Some(StepStatus::Skipped));
+    assert!(rec.archive.is_none());
+    let up = rec.upload.clone().expect("S3 confirmed");
+    assert!(up.files.is_empty() && up.url.ends_with(&previous), "{up:?}");
+    let log = host.log_of("hourly-snapshot");
+    assert!(
+        last_line(&log).contains(&format!("archive=unchanged ({previous})")),
+        "{log}"
+    );
+
+    // The daily holds the archive lock: the hour builds its snapshot and skips the archive.
+    world.update(&summary.entities[5].id, true).await.unwrap();
+    let lock = RunLock::try_acquire(&host.path("backups/.daily-backup.lock")).unwrap();
+    assert!(matches!(lock, LockOutcome::Acquired(_)));
+    let rec = hourly_ok(&host, &chains).await;
+    drop(lock);
+    assert!(rec.snapshot.as_ref().is_some_and(|s| s.built), "{rec:?}");
+    assert_eq!(host.archives(), before, "no archive while the daily runs");
+    assert_eq!(step_status(&rec, "export-car"), Some(StepStatus::Skipped));
+    assert!(rec.upload.is_none());
+    let log = host.log_of("hourly-snapshot");
+    assert!(log.contains(".daily-backup.lock is held"), "{log}");
+    assert!(
+        last_line(&log).contains("archive=skipped (archive lock held)"),
+        "{log}"
+    );
+    // The next hour catches up.
+    let rec = hourly_ok(&host, &chains).await;
+    let newest = PathBuf::from(rec.archive.expect("the missed change archived").path);
+    assert_eq!(host.archives().len(), before.len() + 1);
+
+    // dr-status: the off-host RPO is the last hour's upload, confirmed in S3.
+    let out = host
+        .run(env!("CARGO_BIN_EXE_dr-status"), &chains, &["--json"])
+        .await;
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let o = &status["facts"]["offhost"];
+    assert_eq!(o["job"], "hourly-snapshot", "{status:#}");
+    assert_eq!(o["file"], file_name(&newest).as_str(), "{status:#}");
+    assert_eq!(o["confirmed_in_s3"], true, "{status:#}");
+    assert!(
+        o["rpo_secs"]
+            .as_i64()
+            .is_some_and(|s| (0..3600).contains(&s)),
+        "{o}"
+    );
+    assert_eq!(status["thresholds"]["max_offhost_rpo_secs"], 7200);
+    let check = status["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "offhost_rpo")
+        .unwrap();
+    assert_eq!(check["severity"], "ok", "{check}");
+
+    restore_newest_from_s3(&host, &summary, &newest).await;
+}
+
+/// One hourly-snapshot run that must succeed; its record.
+async fn hourly_ok(host: &Host, extra: &[(&str, &str)]) -> RunRecord {
+    let out = host.run(HOURLY, extra, &[]).await;
+    let log = host.log_of("hourly-snapshot");
+    assert_eq!(out.status.code(), Some(0), "{}\n{log}", stderr(&out));
+    host.record("hourly-snapshot")
+}
+
+/// The RUNBOOK's S3 path into a new node: the newest archive and its chain fetched, verified,
+/// restored; every entity's tip as on the live node.
+async fn restore_newest_from_s3(host: &Host, summary: &Summary, newest: &Path) {
+    let dest = host.path("restore");
+    let out = host
+        .run(
+            env!("CARGO_BIN_EXE_fetch-archive"),
+            &[],
+            &["--prefix", PREFIX, "--dest", dest.to_str().unwrap()],
+        )
+        .await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let car = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+    assert_eq!(file_name(&car), file_name(newest), "the newest archive");
+    let out = Command::new(VERIFY_CAR).arg(&car).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let fresh = TestNode::start().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_restore-from-car"))
+        .arg(&car)
+        .args(["--api", fresh.url(), "--pointer-path", &host.set.pointer])
+        .args([
+            "--index-root",
+            &host.set.root,
+            "--no-progress",
+            "--wait",
+            "120",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let live = host.set.world();
+    let restored = arke_testkit::world::World::new(fresh.kubo(), &host.set.root, &host.set.pointer);
+    for e in &summary.entities {
+        let want = live.tip(&e.id).await.unwrap();
+        assert_eq!(restored.tip(&e.id).await.unwrap(), want, "{}", e.id);
+    }
+    fresh.stop();
+}
+
+/// `fetch-archive --plan-retention`, the dry run of S3_RETENTION=1: two chains planted in the
+/// bucket (a1 <- a2 on Nov 1-2, b1 <- b2 <- b3 on Nov 3-5) and a `.car` without its `.json`;
+/// with KEEP_DAILY=2 the plan keeps b3 and b2 (the 2 newest days) and b1 (b2's parent), deletes
+/// chain a, leaves the incomplete one; the bucket is untouched.
+#[tokio::test]
+async fn plan_retention_prints_the_bucket_plan_and_deletes_nothing() {
+    let server = S3Server::shared();
+    let (s3, bucket) = server.new_bucket("plan").await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let [a1, a2, b1, b2, b3, c1] =
+        [1, 2, 3, 4, 5, 6].map(|d| format!("arke-{d}-2026110{d}-020000.car"));
+    let chain = [
+        (&a1, None),
+        (&a2, Some(&a1)),
+        (&b1, None),
+        (&b2, Some(&b1)),
+        (&b3, Some(&b2)),
+    ];
+    for (name, parent) in chain {
+        let kind = if parent.is_some() {
+            "incremental"
+        } else {
+            "full"
+        };
+        let json = serde_json::json!({ "kind": kind, "parent": parent });
+        let meta = name.replace(".car", ".json");
+        for (obj, body) in [(name.clone(), name.clone()), (meta, json.to_string())] {
+            let path = dir.path().join(&obj);
+            std::fs::write(&path, body).unwrap();
+            s3.upload_file(&path, &obj, &|_, _| {}).await.unwrap();
+        }
+    }
+    let path = dir.path().join(&c1);
+    std::fs::write(&path, "incomplete").unwrap();
+    s3.upload_file(&path, &c1, &|_, _| {}).await.unwrap();
+    let before = s3.list().await.unwrap().len();
+    assert_eq!(before, 11);
+
+    let prefix = s3.config().prefix.clone();
+    let run = |keep_daily: &str, args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_fetch-archive"))
+            .env_clear()
+            .env("PATH", "/usr/bin:/bin")
+            .env("HOME", dir.path())
+            .env("ARKE_DR_CONFIG", dir.path().join("no-such-config.env"))
+            .env("S3_BUCKET", &bucket)
+            .env("S3_PREFIX", &prefix)
+            .env("KEEP_DAILY", keep_daily)
+            .envs(server.env(&server.endpoint))
+            .arg("--plan-retention")
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let out = run("2", &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 6, "{text}");
+    assert_eq!(
+        lines[0],
+        format!("keep {b3} (newest, daily 2026-11-05)"),
+        "{text}"
+    );
+    assert!(
+        lines[1].starts_with(&format!("keep {b2} (daily 2026-11-04")),
+        "{text}"
+    );
+    assert!(
+        lines[2].starts_with(&format!("keep {b1} (parent of {b2}")),
+        "{text}"
+    );
+    assert_eq!(lines[3], format!("delete {a2}"));
+    assert_eq!(lines[4], format!("delete {a1}"));
+    assert!(lines[5].starts_with(&format!("incomplete {c1}")), "{text}");
+
+    let out = run("2", &["--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let kept: Vec<(String, bool)> = plan["decisions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            (
+                d["name"].as_str().unwrap().to_string(),
+                d["keep"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    let want = [
+        (&b3, true),
+        (&b2, true),
+        (&b1, true),
+        (&a2, false),
+        (&a1, false),
+    ]
+    .map(|(n, k)| (n.clone(), k));
+    assert_eq!(kept, want);
+    assert_eq!(plan["deleted"], serde_json::json!([]));
+    assert_eq!(
+        s3.list().await.unwrap().len(),
+        before,
+        "the dry run deletes nothing"
+    );
+
+    // A bad KEEP_* value is a usage error (2); --plan-retention takes no archive name.
+    let out = run("two", &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("KEEP_DAILY"), "{}", stderr(&out));
+    let out = run("2", &[&a1]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+}
+
+/// Two nights with `S3_RETENTION=1` and a policy keeping one day (`KEEP_DAILY=1`; full archives,
+/// `INCREMENTAL=0`): after the second night the first archive is gone from S3, `.car` and
+/// `.json`, and the record names it; without `S3_RETENTION` the step is not in the record.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_night_with_s3_retention_deletes_the_archive_the_policy_lets_go() {
+    let (host, summary) = Host::new("s3-retention", 40, 0.02, S3Server::shared()).await;
+    let first = host.good_night(&[]).await;
+    let rec = host.record("daily-backup");
+    assert_eq!(step_status(&rec, "s3-retention"), None, "off: not a step");
+    assert!(host.in_s3(&file_name(&first)).await);
+
+    host.set
+        .world()
+        .update(&summary.entities[0].id, true)
+        .await
+        .unwrap();
+    let policy = [
+        ("S3_RETENTION", "1"),
+        ("KEEP_DAILY", "1"),
+        ("KEEP_ARCHIVES", "1"),
+    ];
+    let second = host.good_night(&policy).await;
+    assert_ne!(file_name(&first), file_name(&second));
+    let rec = host.record("daily-backup");
+    assert_eq!(step_status(&rec, "s3-retention"), Some(StepStatus::Ok));
+    assert_eq!(rec.s3_archives_deleted, vec![file_name(&first)], "{rec:?}");
+    let left: Vec<String> = host
+        .s3
+        .list()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|o| o.name)
+        .collect();
+    let json = |p: &Path| file_name(&p.with_extension("json"));
+    assert!(!left.contains(&file_name(&first)), "{left:?}");
+    assert!(!left.contains(&json(&first)), "{left:?}");
+    assert!(left.contains(&file_name(&second)), "{left:?}");
+    assert!(left.contains(&json(&second)), "{left:?}");
+    host.assert_uploaded(&second).await;
 }

@@ -10,6 +10,8 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use arke_core::backup::retention::Policy;
+
 use crate::notify::NotifySettings;
 use crate::status::Thresholds;
 
@@ -238,9 +240,12 @@ pub struct Config {
     pub metrics_file: PathBuf,
     pub upload: Option<S3Settings>,
     pub incremental: bool,
+    /// `HOURLY_ARCHIVE`: hourly-snapshot also writes, verifies and uploads an incremental
+    /// archive. Default: on when upload is on and `INCREMENTAL=1`.
+    pub hourly_archive: bool,
     pub full_every_days: u64,
-    pub keep_archives: u64,
-    pub keep_days: Option<u64>,
+    /// Local retention (`KEEP_*`), restic's rule over whole chains.
+    pub retention: Policy,
     pub prune_snapshots: bool,
     pub snapshot_keep_last: u64,
     pub snapshot_gc: bool,
@@ -294,6 +299,34 @@ pub struct S3Settings {
     /// arke-s3's default (64). Smaller parts retry less after a failure, and let a test see an
     /// upload cut between parts with a small archive.
     pub part_size_mb: Option<u64>,
+    /// `S3_SSE`: the server-side encryption every upload asks for, as S3 names it (`AES256`,
+    /// `aws:kms`), or `none` (no header: for S3-compatible servers that refuse it).
+    pub sse: String,
+    /// `S3_SSE_KMS_KEY_ID`: the KMS key of `aws:kms` (unset: the account's `aws/s3` key).
+    pub sse_kms_key_id: Option<String>,
+    /// `S3_OBJECT_LOCK_DAYS`: on a bucket with Object Lock enabled, uploads are retained this
+    /// many days, and the daily job keeps the newest chain retained this long from each night
+    /// (0: neither; the bucket's default retention, if any, applies). Default 30.
+    pub object_lock_days: u64,
+    /// `S3_OBJECT_LOCK_MODE`: `GOVERNANCE` (default; removable with
+    /// s3:BypassGovernanceRetention) or `COMPLIANCE` (nobody, not even root, until it expires).
+    pub object_lock_mode: String,
+    /// `S3_RETENTION=1`: the calendar policy (`KEEP_*`) applied to the bucket too, whole chains
+    /// deleted after a successful upload. Off by default: the bucket's lifecycle rule expires.
+    pub retention: bool,
+}
+
+impl S3Settings {
+    /// The client's encryption setting.
+    pub fn sse(&self) -> arke_s3::Sse {
+        // Validated when read: a bad value never gets here.
+        arke_s3::Sse::parse(&self.sse, self.sse_kms_key_id.as_deref()).unwrap_or_default()
+    }
+
+    /// The Object Lock mode of uploads and extensions.
+    pub fn lock_mode(&self) -> arke_s3::LockMode {
+        arke_s3::LockMode::parse(&self.object_lock_mode).unwrap_or(arke_s3::LockMode::Governance)
+    }
 }
 
 impl Config {
@@ -301,6 +334,11 @@ impl Config {
     pub fn from_settings(s: &Settings) -> Result<Config, ConfigError> {
         let state_dir = s.path("ARKE_STATE_DIR", "/var/lib/arke-dr/state");
         let metrics_default = state_dir.join("metrics").join("arke_dr.prom");
+        let upload = S3Settings::from_settings(s)?;
+        let incremental = s.flag("INCREMENTAL", true)?;
+        // On by default where archives leave the host and chains are wanted: an hourly full
+        // archive would be a night's export every hour.
+        let hourly_archive = s.flag("HOURLY_ARCHIVE", upload.is_some() && incremental)?;
         Ok(Config {
             ipfs_api_url: s
                 .get("IPFS_API_URL")
@@ -319,11 +357,11 @@ impl Config {
                 .map(PathBuf::from)
                 .unwrap_or(metrics_default),
             state_dir,
-            upload: S3Settings::from_settings(s)?,
-            incremental: s.flag("INCREMENTAL", true)?,
+            upload,
+            incremental,
+            hourly_archive,
             full_every_days: s.number("FULL_EVERY_DAYS", 7, 1)?,
-            keep_archives: s.number("KEEP_ARCHIVES", 3, 1)?,
-            keep_days: s.optional_number("KEEP_DAYS", 0)?,
+            retention: retention(s)?,
             prune_snapshots: s.flag("PRUNE_SNAPSHOTS", true)?,
             snapshot_keep_last: s.number("SNAPSHOT_KEEP_LAST", 48, 1)?,
             snapshot_gc: s.flag("SNAPSHOT_GC", true)?,
@@ -335,7 +373,7 @@ impl Config {
                 Err(ConfigError::Missing(_)) => None,
                 Err(e) => return Err(e),
             },
-            thresholds: thresholds(s)?,
+            thresholds: thresholds(s, hourly_archive)?,
             notify: NotifySettings::from_settings(s)?,
         })
     }
@@ -358,13 +396,60 @@ fn drill_settings(s: &Settings) -> Result<DrillSettings, ConfigError> {
     })
 }
 
+/// The calendar rules' settings.
+const CALENDAR: [&str; 5] = [
+    "KEEP_HOURLY",
+    "KEEP_DAILY",
+    "KEEP_WEEKLY",
+    "KEEP_MONTHLY",
+    "KEEP_YEARLY",
+];
+
+/// `KEEP_*`. With no setting at all: the legacy policy (24 hourly, 7 daily, 4 weekly, 12
+/// monthly, yearly unlimited). A configuration that sets only the older `KEEP_ARCHIVES` /
+/// `KEEP_DAYS` keeps its meaning (the newest N, the last D days); once any calendar rule is
+/// set, the rules given are ORed and the unset ones are off.
+fn retention(s: &Settings) -> Result<Policy, ConfigError> {
+    let count = |name: &str| -> Result<Option<u64>, ConfigError> {
+        s.get(name)
+            .map(|v| {
+                arke_core::backup::retention::parse_count(v).map_err(|m| {
+                    s.invalid(
+                        name,
+                        v,
+                        &format!("must be a whole number or unlimited ({m})"),
+                    )
+                })
+            })
+            .transpose()
+    };
+    let last = s.optional_number("KEEP_ARCHIVES", 1)?;
+    let within_days = s.optional_number("KEEP_DAYS", 0)?;
+    let calendar_set = CALENDAR.iter().any(|n| s.get(n).is_some());
+    if !calendar_set && last.is_none() && within_days.is_none() {
+        return Ok(Policy::legacy());
+    }
+    Ok(Policy {
+        last,
+        within_days,
+        hourly: count("KEEP_HOURLY")?,
+        daily: count("KEEP_DAILY")?,
+        weekly: count("KEEP_WEEKLY")?,
+        monthly: count("KEEP_MONTHLY")?,
+        yearly: count("KEEP_YEARLY")?,
+    })
+}
+
 /// `ALERT_*`: whole hours, minutes and percentages, the defaults those of the user's plan.
-fn thresholds(s: &Settings) -> Result<Thresholds, ConfigError> {
+fn thresholds(s: &Settings, hourly_archive: bool) -> Result<Thresholds, ConfigError> {
     let warn = s.bounded("ALERT_DISK_WARN_PERCENT", 80, 1, 100)?;
     // Unset, the critical level is 95, or the warning level when that is set higher.
     let crit = s.bounded("ALERT_DISK_CRIT_PERCENT", warn.max(95), warn, 100)?;
+    let offhost_default = if hourly_archive { 2 } else { 26 };
     Ok(Thresholds {
         max_archive_age_secs: s.number("ALERT_ARCHIVE_AGE_HOURS", 26, 1)? * 3600,
+        // An archive leaves the host every hour with hourly archives, else every night.
+        max_offhost_rpo_secs: s.number("ALERT_OFFHOST_RPO_HOURS", offhost_default, 1)? * 3600,
         max_snapshot_age_secs: s.number("ALERT_SNAPSHOT_AGE_HOURS", 2, 1)? * 3600,
         max_lock_secs: s.number("ALERT_LOCK_MINUTES", 30, 1)? * 60,
         disk_warn_percent: warn as f64,
@@ -401,8 +486,27 @@ impl S3Settings {
             instance_id: s.get("ARKE_INSTANCE_ID").map(str::to_string),
             imds_url: s.string("ARKE_IMDS_URL", "http://169.254.169.254"),
             part_size_mb: s.optional_number("S3_PART_SIZE_MB", 5)?,
+            sse: sse(s)?,
+            sse_kms_key_id: s.get("S3_SSE_KMS_KEY_ID").map(str::to_string),
+            object_lock_days: s.number("S3_OBJECT_LOCK_DAYS", 30, 0)?,
+            object_lock_mode: {
+                let v = s.string("S3_OBJECT_LOCK_MODE", "GOVERNANCE");
+                arke_s3::LockMode::parse(&v)
+                    .map_err(|m| s.invalid("S3_OBJECT_LOCK_MODE", &v, &m))?
+                    .as_str()
+                    .to_string()
+            },
+            retention: s.flag("S3_RETENTION", false)?,
         })
     }
+}
+
+/// `S3_SSE` (with `S3_SSE_KMS_KEY_ID`), normalized to S3's spelling.
+fn sse(s: &Settings) -> Result<String, ConfigError> {
+    let v = s.string("S3_SSE", "AES256");
+    let kms = s.get("S3_SSE_KMS_KEY_ID");
+    let sse = arke_s3::Sse::parse(&v, kms).map_err(|m| s.invalid("S3_SSE", &v, &m))?;
+    Ok(sse.algorithm().unwrap_or("none").to_string())
 }
 
 /// One line: `None` for blank lines and comments, else `(NAME, value)`.
@@ -536,6 +640,24 @@ mod tests {
         s.overlay([("INCREMENTAL".to_string(), "maybe".to_string())]);
         let err = s.flag("INCREMENTAL", true).unwrap_err().to_string();
         assert!(err.contains("from the environment"), "{err}");
+    }
+
+    #[test]
+    fn retention_defaults_to_the_legacy_policy_and_old_settings_keep_their_meaning() {
+        let policy = |text: &str| retention(&parse(text).unwrap());
+        assert_eq!(policy("").unwrap(), Policy::legacy());
+        let old = policy("KEEP_ARCHIVES=3\n").unwrap();
+        assert_eq!((old.last, old.daily, old.yearly), (Some(3), None, None));
+        let new = policy("KEEP_ARCHIVES=2\nKEEP_DAILY=7\nKEEP_YEARLY=unlimited\n").unwrap();
+        assert_eq!(new.last, Some(2));
+        assert_eq!(new.daily, Some(7));
+        assert_eq!(new.yearly, Some(arke_core::backup::retention::UNLIMITED));
+        assert_eq!(new.monthly, None);
+        let err = policy("KEEP_WEEKLY=many\n").unwrap_err().to_string();
+        assert!(
+            err.contains("KEEP_WEEKLY must be a whole number or unlimited"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -7,7 +7,7 @@
 //! 3. verify-car: the archive re-read with its whole chain, every block re-hashed; stamped
 //! 4. upload: every member of the chain S3 lacks (a failed night's), base first, then tonight's
 //!    archive; each `.car` before its `.json`, each checked after the upload
-//! 5. retention: local archives beyond `KEEP_ARCHIVES` / `KEEP_DAYS` (chains kept whole)
+//! 5. retention: local archives by `KEEP_*` (restic's rule; chains kept whole)
 //! 6. prune-snapshots: snapshots beyond `SNAPSHOT_KEEP_LAST` unpinned, then GC
 //!
 //! Every enabled step is required: the first failure stops the run (nothing is deleted after a
@@ -38,6 +38,11 @@ use crate::runs::{ArchiveRecord, DiskRecord, RunRecord, SnapshotRecord, UploadRe
 /// The daily job's name: its log file, lock and run record are named after it.
 pub const JOB: &str = "daily-backup";
 
+/// The lock in BACKUPS_DIR that daily-backup holds for its whole run and hourly-snapshot for
+/// its archive steps: one job at a time exports, verifies, uploads and prunes archives (the
+/// name is the daily's since before hourly archives; dr-status shows it as `daily`).
+pub const ARCHIVE_LOCK: &str = ".daily-backup.lock";
+
 /// Where archives go off the host. The S3 client (`arke_s3`) is the one used in production.
 pub trait ArchiveStore {
     /// `s3://bucket/prefix/`, for the log and the record.
@@ -45,7 +50,31 @@ pub trait ArchiveStore {
     /// The size of the stored copy of `name`, or `None` when there is none.
     fn remote_size(&self, name: &str) -> impl Future<Output = Result<Option<u64>, StepError>>;
     /// Uploads `path` as `name` and checks the stored copy; returns how it was checked.
-    fn upload(&self, path: &Path, name: &str) -> impl Future<Output = Result<String, StepError>>;
+    fn upload(&self, path: &Path, name: &str) -> impl Future<Output = Result<Stored, StepError>>;
+    /// `S3_RETENTION=1`: `policy` over the stored archives, whole chains deleted, `pinned`
+    /// kept; returns the deleted archives. `None` when the setting is off.
+    fn prune_remote(
+        &self,
+        cfg: &Config,
+        pinned: &str,
+    ) -> impl Future<Output = Result<Option<Vec<String>>, StepError>>;
+    /// On a bucket with Object Lock: the newest chain retained `S3_OBJECT_LOCK_DAYS` from now,
+    /// every base as long as its increments; returns the objects extended. `None` without a
+    /// lock.
+    fn extend_locks(&self, cfg: &Config) -> impl Future<Output = Result<Option<u64>, StepError>>;
+    /// Whether uploads are retained by Object Lock (the bucket has it, `S3_OBJECT_LOCK_DAYS` > 0).
+    fn lock_enabled(&self) -> impl Future<Output = bool>;
+}
+
+/// What an upload's check found of the stored copy.
+#[derive(Debug, Clone, Default)]
+pub struct Stored {
+    /// `sha256` or `etag-md5`.
+    pub verified_by: String,
+    /// The encryption the server reports (`AES256`, `aws:kms`), if it reports one.
+    pub sse: Option<String>,
+    /// The Object Lock retain-until (RFC 3339), if the object has one.
+    pub retain_until: Option<String>,
 }
 
 /// No store: uploads are off (`UPLOAD=0`, `--no-upload`).
@@ -59,7 +88,16 @@ impl ArchiveStore for NoStore {
     async fn remote_size(&self, _: &str) -> Result<Option<u64>, StepError> {
         match *self {}
     }
-    async fn upload(&self, _: &Path, _: &str) -> Result<String, StepError> {
+    async fn upload(&self, _: &Path, _: &str) -> Result<Stored, StepError> {
+        match *self {}
+    }
+    async fn prune_remote(&self, _: &Config, _: &str) -> Result<Option<Vec<String>>, StepError> {
+        match *self {}
+    }
+    async fn extend_locks(&self, _: &Config) -> Result<Option<u64>, StepError> {
+        match *self {}
+    }
+    async fn lock_enabled(&self) -> bool {
         match *self {}
     }
 }
@@ -79,6 +117,8 @@ struct Night {
     archive: Option<ArchiveRecord>,
     upload: Option<UploadRecord>,
     deleted: Vec<String>,
+    s3_deleted: Vec<String>,
+    s3_extended: Option<u64>,
     pruned: Option<u64>,
 }
 
@@ -100,6 +140,8 @@ pub async fn run<S: ArchiveStore>(
     rec.archive = night.archive;
     rec.upload = night.upload;
     rec.archives_deleted = night.deleted;
+    rec.s3_archives_deleted = night.s3_deleted;
+    rec.s3_lock_extended = night.s3_extended;
     rec.snapshots_pruned = night.pruned;
     rec.disk = disk;
     match &outcome {
@@ -146,22 +188,37 @@ async fn steps<S: ArchiveStore>(
     } else {
         "a full archive"
     };
+    let policy = ChainPolicy {
+        full_every_days: Some(cfg.full_every_days),
+    };
     let report = job
-        .step("export-car", what, export_step(cfg, &kubo, progress))
+        .step(
+            "export-car",
+            what,
+            export_step(cfg, &kubo, progress, JOB, policy),
+        )
         .await?;
     let car = PathBuf::from(&report.car_path);
     let chain = job
-        .step("verify-car", &report.car_path, verify_step(&car, progress))
+        .step(
+            "verify-car",
+            &report.car_path,
+            verify_step(&car, progress, JOB),
+        )
         .await?;
     night.archive = Some(archive_record(&report, true));
     match (store, opts.upload) {
         (Some(s), true) => {
             let what = s.location();
-            night.upload = Some(job.step("upload", &what, upload_step(s, &chain)).await?);
+            night.upload = Some(
+                job.step("upload", &what, upload_step(s, &chain, false))
+                    .await?,
+            );
+            bucket_steps(cfg, s, &report, job, night).await?;
         }
         _ => job.skip("upload", "UPLOAD=0 or --no-upload"),
     }
-    let what = format!("keep {} archives", cfg.keep_archives);
+    let what = cfg.retention.describe();
     night.deleted = job.step("retention", &what, retention_step(cfg)).await?;
     if opts.prune && cfg.prune_snapshots {
         let what = format!("keep {} snapshots", cfg.snapshot_keep_last);
@@ -175,13 +232,19 @@ async fn steps<S: ArchiveStore>(
     Ok(())
 }
 
-/// The folders exist (and are folders), and this is the only daily run.
+/// The folders exist (and are folders), and this is the only daily run (the hourly archive
+/// takes the same lock: see [`ARCHIVE_LOCK`]).
 fn preflight(cfg: &Config) -> Result<arke_core::RunLock, StepError> {
     for dir in [&cfg.snapshots_dir, &cfg.backups_dir] {
         ensure_dir(dir)?;
     }
-    let lock = cfg.backups_dir.join(format!(".{JOB}.lock"));
-    arke_core::RunLock::acquire(&lock, "another daily-backup", "nothing done").map_err(Into::into)
+    let lock = cfg.backups_dir.join(ARCHIVE_LOCK);
+    arke_core::RunLock::acquire(
+        &lock,
+        "another daily-backup or an hourly archive",
+        "nothing done",
+    )
+    .map_err(Into::into)
 }
 
 /// Creates `dir` if needed; a file in its place is a configuration error, said plainly.
@@ -285,10 +348,16 @@ async fn build_step(
     })
 }
 
-async fn export_step(
+/// export-car of the pointer's snapshot into the backups folder: incremental over the newest
+/// verified archive under `policy` when `INCREMENTAL=1` (the daily's `FULL_EVERY_DAYS`; the
+/// hourly archive's none, so that only the daily starts a chain again). A partial archive is a
+/// failure; skipped items are logged and make the step's exit 7.
+pub(crate) async fn export_step(
     cfg: &Config,
     kubo: &Kubo,
     progress: &Progress,
+    job: &str,
+    policy: ChainPolicy,
 ) -> Result<Done<ExportReport>, StepError> {
     let (pointer, snapshot) = pointer_snapshot(cfg, kubo).await?;
     let opts = ExportOptions {
@@ -298,18 +367,15 @@ async fn export_step(
         backups_dir: cfg.backups_dir.clone(),
         with_history: false,
         allow_missing: false,
-        keep_last: None,
-        keep_days: None,
+        retention: Default::default(),
         concurrency: 16,
         bulk: true,
         stall_timeout: Duration::from_secs(30),
-        tool: format!("arke-dr daily-backup {}", env!("CARGO_PKG_VERSION")),
+        tool: format!("arke-dr {job} {}", env!("CARGO_PKG_VERSION")),
         index_root: Some(cfg.index_root.clone()),
         incremental: cfg.incremental.then_some(Incremental {
             parent: None,
-            policy: ChainPolicy {
-                full_every_days: Some(cfg.full_every_days),
-            },
+            policy,
         }),
     };
     let r = export(kubo, &opts, progress).await?;
@@ -340,8 +406,12 @@ async fn export_step(
 }
 
 /// Verifies the archive with its chain and stamps it; returns the chain, base first.
-async fn verify_step(car: &Path, progress: &Progress) -> Result<Done<Vec<PathBuf>>, StepError> {
-    let v = verify_archive(car, progress, JOB).await?;
+pub(crate) async fn verify_step(
+    car: &Path,
+    progress: &Progress,
+    job: &str,
+) -> Result<Done<Vec<PathBuf>>, StepError> {
+    let v = verify_archive(car, progress, job).await?;
     let detail = format!(
         "{} blocks re-hashed, chain of {}",
         v.report.scan.blocks,
@@ -399,30 +469,44 @@ pub(crate) async fn pointer_snapshot(
     Ok((pointer, cid))
 }
 
-async fn upload_step<S: ArchiveStore>(
+/// Uploads every member of `chain` (base first) that S3 does not hold whole, the newest
+/// last. The newest is uploaded even when S3 seems to hold it, unless `newest_may_be_there`
+/// (the hourly archive's unchanged hour, which confirms that S3 holds the current archive
+/// and its chain, and uploads only what a failed run left out).
+pub(crate) async fn upload_step<S: ArchiveStore>(
     store: &S,
     chain: &[PathBuf],
+    newest_may_be_there: bool,
 ) -> Result<Done<UploadRecord>, StepError> {
     let Some(tonight) = chain.last() else {
         return Err(StepError::new(Exit::Failed, "no archive to upload"));
     };
     let mut files = Vec::new();
-    let mut verified_by = String::new();
+    let mut stored = Stored::default();
     for member in chain {
-        if member != tonight && in_store(store, member).await? {
+        let may_skip = member != tonight || newest_may_be_there;
+        if may_skip && in_store(store, member).await? {
+            if member == tonight {
+                stored.verified_by = "already in S3 (sizes match)".into();
+            }
             continue;
         }
         // The CAR first, its metadata last: a listing that shows the .json shows a whole upload.
         for path in [member.clone(), member.with_extension("json")] {
             let name = file_name(&path);
-            let how = store.upload(&path, &name).await?;
+            let got = store.upload(&path, &name).await?;
             tracing::info!(
-                "upload: {}{name} ({}) confirmed by {how}",
+                "upload: {}{name} ({}) confirmed by {}, encryption {}{}",
                 store.location(),
-                human_bytes(file_size(&path)?)
+                human_bytes(file_size(&path)?),
+                got.verified_by,
+                got.sse.as_deref().unwrap_or("not reported"),
+                got.retain_until
+                    .as_deref()
+                    .map_or(String::new(), |u| format!(", retained until {u}"))
             );
             if path == *tonight {
-                verified_by = how;
+                stored = got;
             }
             files.push(name);
         }
@@ -438,11 +522,49 @@ async fn upload_step<S: ArchiveStore>(
             url,
             uploaded_at: rfc3339(chrono::Utc::now()),
             size_bytes: size,
-            verified_by,
+            verified_by: stored.verified_by,
+            sse: stored.sse,
+            retain_until: stored.retain_until,
             files,
         },
         detail,
     ))
+}
+
+/// After a successful upload: calendar retention in the bucket (`S3_RETENTION=1`), then the
+/// Object Lock extension of what stays (a locked bucket).
+async fn bucket_steps<S: ArchiveStore>(
+    cfg: &Config,
+    store: &S,
+    report: &ExportReport,
+    job: &mut Job,
+    night: &mut Night,
+) -> Result<(), StepError> {
+    // Each step is in the record only when it is on: a night's steps stay those of the
+    // configuration (what record readers and alerts match on).
+    let tonight = file_name(Path::new(&report.car_path));
+    if cfg.upload.as_ref().is_some_and(|u| u.retention) {
+        let what = format!("{} in {}", cfg.retention.describe(), store.location());
+        let pruned = job
+            .step("s3-retention", &what, async {
+                let deleted = store.prune_remote(cfg, &tonight).await?;
+                let n = deleted.as_ref().map_or(0, Vec::len);
+                Ok(Done::ok(deleted, format!("{n} archive(s) deleted")))
+            })
+            .await?;
+        night.s3_deleted = pruned.unwrap_or_default();
+    }
+    if store.lock_enabled().await {
+        let what = "retain-until of the kept chains";
+        night.s3_extended = job
+            .step("s3-object-lock", what, async {
+                let n = store.extend_locks(cfg).await?;
+                let detail = format!("{} object(s) extended", n.unwrap_or(0));
+                Ok(Done::ok(n, detail))
+            })
+            .await?;
+    }
+    Ok(())
 }
 
 /// Whether S3 already holds an archive whole: its `.car` and its `.json`, each with the local
@@ -457,8 +579,7 @@ async fn in_store<S: ArchiveStore>(store: &S, car: &Path) -> Result<bool, StepEr
 }
 
 async fn retention_step(cfg: &Config) -> Result<Done<Vec<String>>, StepError> {
-    let keep = usize::try_from(cfg.keep_archives).unwrap_or(usize::MAX);
-    let deleted = apply_retention(&cfg.backups_dir, Some(keep), cfg.keep_days)?;
+    let deleted = apply_retention(&cfg.backups_dir, &cfg.retention)?;
     let names: Vec<String> = deleted.iter().map(|p| file_name(p)).collect();
     let detail = format!("{} archive(s) deleted", names.len());
     Ok(Done::ok(names, detail))
@@ -480,7 +601,7 @@ async fn prune_step(cfg: &Config, kubo: &Kubo) -> Result<Done<u64>, StepError> {
     Ok(Done::ok(r.pruned.len() as u64, detail))
 }
 
-fn archive_record(r: &ExportReport, verified: bool) -> ArchiveRecord {
+pub(crate) fn archive_record(r: &ExportReport, verified: bool) -> ArchiveRecord {
     ArchiveRecord {
         file: file_name(Path::new(&r.car_path)),
         path: r.car_path.clone(),

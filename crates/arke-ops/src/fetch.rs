@@ -165,7 +165,9 @@ pub async fn plan_chain(store: &S3Store, dest: &Path) -> Result<ChainPlan, StepE
 /// says the archive's upload completed.
 pub(crate) async fn newest_complete(store: &S3Store) -> Result<String, StepError> {
     let all = store.s3().list().await.map_err(remote)?;
-    let has = |n: &str| all.iter().any(|o| o.name == n);
+    // A set: with hourly archives a prefix holds thousands of objects (48 a day).
+    let names: std::collections::HashSet<&str> = all.iter().map(|o| o.name.as_str()).collect();
+    let has = |n: &str| names.contains(n);
     let mut cars: Vec<&RemoteObject> = all
         .iter()
         .filter(|o| is_archive_name(&o.name))

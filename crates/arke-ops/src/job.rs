@@ -173,6 +173,8 @@ impl Job {
             archive: None,
             upload: None,
             archives_deleted: Vec::new(),
+            s3_archives_deleted: Vec::new(),
+            s3_lock_extended: None,
             snapshots_pruned: None,
             disk: None,
             alert: None,

@@ -12,11 +12,13 @@
 //! | [`drill`]   | restore-drill: the newest chain restored into a scratch node, compared with the live one, RTO by phase |
 //! | [`fetch`]   | fetch-archive: the newest archive in S3 and its chain, downloaded and checked |
 //! | [`store`]   | the archives' place off the host: S3 through `arke_s3` |
+//! | [`bucket_archives`] | the archives in the bucket: calendar retention (`S3_RETENTION=1`), Object Lock extension |
 //! | [`status`]  | DR status: local facts, node and S3, checked against thresholds (`dr-status`) |
 //! | [`notify`]  | notifications: healthchecks.io heartbeats and a JSON webhook, bounded and harmless |
 //! | [`metrics`] | the status as a Prometheus text file for node_exporter, written by every job |
 #![allow(clippy::result_large_err)]
 
+pub mod bucket_archives;
 pub mod config;
 pub mod daily;
 pub mod drill;

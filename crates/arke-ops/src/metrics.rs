@@ -237,6 +237,18 @@ fn archive(out: &mut String, s: &Status) {
         "Age of the newest archive where it must be (S3 with upload on).",
     )
     .opt(s.facts.rpo_secs.map(|r| r as f64));
+    family(
+        out,
+        "arke_dr_offhost_rpo_seconds",
+        "Seconds since S3 was last confirmed to hold the node's state (the newest upload).",
+    )
+    .opt(
+        s.facts
+            .offhost
+            .as_ref()
+            .and_then(|o| o.rpo_secs)
+            .map(|r| r as f64),
+    );
 }
 
 fn disk(out: &mut String, s: &Status) {

@@ -47,15 +47,23 @@ pub struct RunRecord {
     /// The snapshot the run built or found (daily-backup, hourly-snapshot).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub snapshot: Option<SnapshotRecord>,
-    /// The archive the run wrote (daily-backup) or verified (weekly-verify).
+    /// The archive the run wrote (daily-backup, hourly-snapshot with HOURLY_ARCHIVE) or
+    /// verified (weekly-verify).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub archive: Option<ArchiveRecord>,
-    /// Where the archive went (daily-backup with upload on).
+    /// Where the archive went (daily-backup, hourly-snapshot with HOURLY_ARCHIVE, upload on).
+    /// An unchanged hour's names the newest archive, already in S3 (`files` empty).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upload: Option<UploadRecord>,
     /// Archives deleted by local retention (file names).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub archives_deleted: Vec<String>,
+    /// Archives deleted from the bucket by `S3_RETENTION=1` (file names of the `.car`s).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub s3_archives_deleted: Vec<String>,
+    /// Objects in the bucket whose Object Lock retain-until the night extended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub s3_lock_extended: Option<u64>,
     /// Snapshots unpinned by prune-snapshots.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub snapshots_pruned: Option<u64>,
@@ -153,11 +161,19 @@ pub struct UploadRecord {
     pub prefix: String,
     /// `s3://bucket/prefix/file` of tonight's archive.
     pub url: String,
-    /// RFC 3339, UTC: when the archive's upload was confirmed.
+    /// RFC 3339, UTC: when the archive's upload was confirmed (or, in an unchanged hour, when
+    /// S3 was found to hold it and its chain): the off-host recovery point.
     pub uploaded_at: String,
     pub size_bytes: u64,
     /// How the remote copy was checked after the upload (`sha256`, `etag-md5`).
     pub verified_by: String,
+    /// The server-side encryption HeadObject reported for tonight's archive (`AES256`,
+    /// `aws:kms`); absent when the server reports none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sse: Option<String>,
+    /// Tonight's archive's Object Lock retain-until (RFC 3339), on a locked bucket.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retain_until: Option<String>,
     /// Every file uploaded by this run, in order (chain members S3 lacked first, each `.car`
     /// before its `.json`).
     pub files: Vec<String>,
@@ -321,6 +337,8 @@ mod tests {
             archive: None,
             upload: None,
             archives_deleted: vec![],
+            s3_archives_deleted: Vec::new(),
+            s3_lock_extended: None,
             snapshots_pruned: None,
             disk: None,
             alert: None,

@@ -7,11 +7,14 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use arke_core::Exit;
-use arke_s3::{S3, S3Config, S3Error};
+use arke_s3::{LockMode, Retention, S3, S3Config, S3Error, Setting};
+use chrono::Utc;
 
-use crate::config::S3Settings;
-use crate::daily::ArchiveStore;
-use crate::job::StepError;
+use crate::bucket_archives;
+use crate::config::{Config, S3Settings};
+use crate::daily::{ArchiveStore, Stored};
+use crate::job::{StepError, rfc3339};
+use crate::status::bucket::BucketFacts;
 
 /// How often a long transfer logs its progress (cron has no terminal).
 const PROGRESS_EVERY: Duration = Duration::from_secs(10);
@@ -20,6 +23,10 @@ const PROGRESS_EVERY: Duration = Duration::from_secs(10);
 #[derive(Debug, Clone)]
 pub struct S3Store {
     s3: S3,
+    /// Object Lock on uploads: mode and days (`S3_OBJECT_LOCK_DAYS`; 0 = none).
+    lock: (LockMode, u64),
+    /// Whether the bucket has Object Lock enabled, asked once per process.
+    bucket_locked: std::sync::OnceLock<bool>,
 }
 
 impl S3Store {
@@ -38,13 +45,74 @@ impl S3Store {
         if let Some(mb) = settings.part_size_mb {
             cfg.part_size = mb.saturating_mul(arke_s3::MIB);
         }
+        cfg.sse = settings.sse();
         let s3 = S3::connect(cfg).await.map_err(remote)?;
-        Ok(S3Store { s3 })
+        let lock = (settings.lock_mode(), settings.object_lock_days);
+        Ok(S3Store::new(s3).with_lock(lock.0, lock.1))
     }
 
-    /// The store over a client already set up (explicit keys or limits: tests, tools).
+    /// The store over a client already set up (explicit keys or limits: tests, tools). No
+    /// Object Lock retention on uploads unless [`S3Store::with_lock`] says.
     pub fn new(s3: S3) -> S3Store {
-        S3Store { s3 }
+        S3Store {
+            s3,
+            lock: (LockMode::Governance, 0),
+            bucket_locked: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// Uploads to a bucket with Object Lock enabled are retained `days` in `mode`.
+    pub fn with_lock(mut self, mode: LockMode, days: u64) -> S3Store {
+        self.lock = (mode, days);
+        self
+    }
+
+    /// The configured lock mode and days.
+    pub fn lock(&self) -> (LockMode, u64) {
+        self.lock
+    }
+
+    /// Whether the bucket has Object Lock enabled (GetObjectLockConfiguration, asked once).
+    /// A server that does not implement it, or credentials that may not ask, count as no lock,
+    /// with a warning: the bucket's own default retention (if any) still applies.
+    pub async fn bucket_locked(&self) -> bool {
+        if let Some(b) = self.bucket_locked.get() {
+            return *b;
+        }
+        let locked = match self.s3.object_lock().await {
+            Setting::Set(l) => l.enabled,
+            Setting::NotSet => false,
+            Setting::NotImplemented => {
+                tracing::info!("the S3 server does not implement Object Lock: no retention set");
+                false
+            }
+            Setting::AccessDenied => {
+                tracing::warn!(
+                    "Object Lock: access denied to GetObjectLockConfiguration (add s3:GetBucketObjectLockConfiguration to the role): uploads carry no retention of their own"
+                );
+                false
+            }
+            Setting::Failed(e) => {
+                tracing::warn!(
+                    "Object Lock configuration unreadable: {e}; uploads carry no retention of their own"
+                );
+                false
+            }
+        };
+        *self.bucket_locked.get_or_init(|| locked)
+    }
+
+    /// The retention an upload gets now: `S3_OBJECT_LOCK_DAYS` from now on a locked bucket.
+    pub async fn upload_retention(&self) -> Option<Retention> {
+        let (mode, days) = self.lock;
+        if days == 0 || !self.bucket_locked().await {
+            return None;
+        }
+        let days = i64::try_from(days).unwrap_or(36_500);
+        Some(Retention {
+            mode,
+            until: Utc::now() + chrono::Duration::days(days),
+        })
     }
 
     /// The client underneath (fetch-archive lists, downloads and restores with it).
@@ -110,14 +178,76 @@ impl ArchiveStore for S3Store {
         Ok(self.s3.head(name).await.map_err(remote)?.map(|o| o.size))
     }
 
-    async fn upload(&self, path: &Path, name: &str) -> Result<String, StepError> {
+    async fn upload(&self, path: &Path, name: &str) -> Result<Stored, StepError> {
         let progress = logged_progress(format!("upload {name}"));
+        let lock = self.upload_retention().await;
         let up = self
             .s3
-            .upload_file(path, name, &progress)
+            .upload_file_locked(path, name, lock, &progress)
             .await
             .map_err(remote)?;
-        Ok(up.checksum_verified_by.as_str().to_string())
+        Ok(Stored {
+            verified_by: up.checksum_verified_by.as_str().to_string(),
+            sse: up.sse,
+            retain_until: up.retention.map(|r| rfc3339(r.until)),
+        })
+    }
+
+    async fn prune_remote(
+        &self,
+        cfg: &Config,
+        pinned: &str,
+    ) -> Result<Option<Vec<String>>, StepError> {
+        self.prune_bucket(cfg, pinned).await
+    }
+
+    async fn extend_locks(&self, cfg: &Config) -> Result<Option<u64>, StepError> {
+        self.extend_bucket_locks(cfg).await
+    }
+
+    async fn lock_enabled(&self) -> bool {
+        self.lock.1 > 0 && self.bucket_locked().await
+    }
+}
+
+impl S3Store {
+    async fn prune_bucket(
+        &self,
+        cfg: &Config,
+        pinned: &str,
+    ) -> Result<Option<Vec<String>>, StepError> {
+        if !cfg.upload.as_ref().is_some_and(|u| u.retention) {
+            return Ok(None);
+        }
+        let cache = bucket_archives::descriptor_cache(&cfg.state_dir);
+        let r = bucket_archives::retention(
+            self,
+            &cache,
+            &cfg.retention,
+            Utc::now(),
+            Some(pinned),
+            true,
+        )
+        .await?;
+        for h in &r.held {
+            tracing::info!("s3 retention: kept {h}");
+        }
+        for n in &r.incomplete {
+            tracing::info!("s3 retention: {n} has no .json in S3 (incomplete upload): left alone");
+        }
+        Ok(Some(r.deleted))
+    }
+
+    async fn extend_bucket_locks(&self, cfg: &Config) -> Result<Option<u64>, StepError> {
+        if self.lock.1 == 0 || !self.bucket_locked().await {
+            return Ok(None);
+        }
+        let cache = bucket_archives::descriptor_cache(&cfg.state_dir);
+        let ext = bucket_archives::extend_locks(self, &cache, self.lock, Utc::now(), None).await?;
+        for (obj, until) in &ext.extended {
+            tracing::info!("object lock: {obj} retained until {until}");
+        }
+        Ok(Some(ext.extended.len() as u64))
     }
 }
 
@@ -128,5 +258,48 @@ impl crate::status::RemoteProbe for S3Store {
             Ok(o) => Ok(o.map(|o| o.size)),
             Err(e) => Err(e.to_string()),
         }
+    }
+
+    async fn bucket(&self) -> Option<BucketFacts> {
+        use crate::status::bucket::{BucketFact, LockSummary, public_access_value};
+        let s3 = &self.s3;
+        let life = s3.bucket_lifecycle().await;
+        let (abort, expiration_days) = match life {
+            Setting::Set(l) => (
+                l.abort_incomplete_days
+                    .map_or(BucketFact::NotSet, |d| BucketFact::Set {
+                        value: d.to_string(),
+                    }),
+                l.expiration_days,
+            ),
+            other => (
+                BucketFact::from(map_setting(other, |_| String::new())),
+                None,
+            ),
+        };
+        Some(BucketFacts {
+            bucket: s3.config().bucket.clone(),
+            checked_at: rfc3339(Utc::now()),
+            cached: false,
+            versioning: s3.bucket_versioning().await.into(),
+            encryption: s3.bucket_encryption().await.into(),
+            public_access: map_setting(s3.public_access_block().await, |p| public_access_value(&p))
+                .into(),
+            abort_incomplete_uploads: abort,
+            expiration_days,
+            object_lock: map_setting(s3.object_lock().await, |l| LockSummary(&l).to_string())
+                .into(),
+        })
+    }
+}
+
+/// A setting's value turned into its words.
+fn map_setting<T, U>(s: Setting<T>, f: impl FnOnce(T) -> U) -> Setting<U> {
+    match s {
+        Setting::Set(v) => Setting::Set(f(v)),
+        Setting::NotSet => Setting::NotSet,
+        Setting::NotImplemented => Setting::NotImplemented,
+        Setting::AccessDenied => Setting::AccessDenied,
+        Setting::Failed(e) => Setting::Failed(e),
     }
 }

@@ -129,6 +129,8 @@ fn record(job: &str, started: DateTime<Utc>, secs: f64, status: RunStatus) -> Ru
         archive: None,
         upload: None,
         archives_deleted: vec![],
+        s3_archives_deleted: Vec::new(),
+        s3_lock_extended: None,
         snapshots_pruned: None,
         disk: None,
         alert: None,
@@ -195,6 +197,8 @@ fn night(back: i64, start: DateTime<Utc>) -> RunRecord {
             .to_rfc3339_opts(SecondsFormat::Secs, true),
         size_bytes: size,
         verified_by: "sha256".into(),
+        sse: Some("AES256".into()),
+        retain_until: None,
         files: vec![file.clone(), file.replace(".car", ".json")],
     });
     r

@@ -50,6 +50,8 @@ impl Host {
             ("S3_PREFIX".into(), "backups/i-1/".into()),
             ("ALERT_DISK_WARN_PERCENT".into(), "100".into()),
             ("ALERT_DISK_CRIT_PERCENT".into(), "100".into()),
+            // A daily-only host unless a test says otherwise.
+            ("HOURLY_ARCHIVE".into(), "0".into()),
         ]);
         s.overlay(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         let config = Config::from_settings(&s).unwrap();
@@ -104,6 +106,11 @@ impl Host {
 
     /// The daily job's record of a night that ended at `at` (upload of `uploaded` when given).
     fn daily_run(&self, at: DateTime<Utc>, status: RunStatus, uploaded: Option<&str>) {
+        self.job_run("daily-backup", at, status, uploaded);
+    }
+
+    /// `job`'s record of a run that ended at `at` (upload of `uploaded` when given).
+    fn job_run(&self, job: &str, at: DateTime<Utc>, status: RunStatus, uploaded: Option<&str>) {
         let upload = uploaded.map(|f| UploadRecord {
             bucket: "b".into(),
             prefix: "backups/i-1/".into(),
@@ -111,12 +118,14 @@ impl Host {
             uploaded_at: at.to_rfc3339(),
             size_bytes: 4096,
             verified_by: "sha256".into(),
+            sse: Some("AES256".into()),
+            retain_until: None,
             files: vec![f.to_string(), f.replace(".car", ".json")],
         });
         let failed = status == RunStatus::Failed;
         RunRecord {
             schema: RUN_SCHEMA.into(),
-            job: "daily-backup".into(),
+            job: job.into(),
             started: (at - Span::minutes(3)).to_rfc3339(),
             finished: at.to_rfc3339(),
             duration_secs: 180.0,
@@ -128,12 +137,14 @@ impl Host {
             archive: None,
             upload,
             archives_deleted: vec![],
+            s3_archives_deleted: Vec::new(),
+            s3_lock_extended: None,
             snapshots_pruned: None,
             disk: None,
             alert: None,
             drill: None,
             off: None,
-            log_file: "/var/log/arke-dr/daily-backup.log".into(),
+            log_file: format!("/var/log/arke-dr/{job}.log"),
         }
         .save(&self.path("state"))
         .unwrap();
@@ -161,6 +172,8 @@ impl Host {
             archive: None,
             upload: None,
             archives_deleted: vec![],
+            s3_archives_deleted: Vec::new(),
+            s3_lock_extended: None,
             snapshots_pruned: None,
             disk: None,
             alert: None,
@@ -714,4 +727,92 @@ async fn a_drill_that_is_off_is_said_at_ok_and_keeps_the_last_real_success() {
         "{}",
         c.message
     );
+}
+
+#[tokio::test]
+async fn the_offhost_rpo_is_the_newest_upload_of_either_job_confirmed_in_s3() {
+    let host = Host::configured(true, &[("HOURLY_ARCHIVE", "1")]);
+    assert_eq!(host.config.thresholds.max_offhost_rpo_secs, 2 * 3600);
+    let now = Utc::now();
+    host.good_night(now);
+    let run = async |probe: Option<Probe>| {
+        let inputs = Inputs {
+            config: &host.config,
+            upload: status::UploadSetting::from_config(&host.config),
+            thresholds: host.config.thresholds.clone(),
+            node: None,
+            node_timeout: Duration::from_secs(1),
+            remote: probe.as_ref(),
+            now,
+        };
+        status::collect(&inputs).await
+    };
+    // Only the night's upload, 5 h 57 min ago: over the 2 h of hourly archives.
+    let s = run(None).await;
+    let o = s.facts.offhost.clone().unwrap();
+    assert_eq!(
+        (o.job.as_str(), o.rpo_secs),
+        ("daily-backup", Some(6 * 3600 - 180))
+    );
+    let c = check(&s, "offhost_rpo");
+    assert_eq!(c.severity, Severity::Warning, "{}", table(&s));
+    assert!(c.message.contains("older than 2h"), "{}", c.message);
+    // An hourly archive uploaded 20 minutes ago: the newest of the two records.
+    let at = now - Span::minutes(20);
+    let file = host.archive(42, at, true);
+    host.job_run("hourly-snapshot", at, RunStatus::Ok, Some(&file));
+    let s = run(None).await;
+    assert_eq!(s.severity, Severity::Ok, "{}", table(&s));
+    let o = s.facts.offhost.clone().unwrap();
+    assert_eq!(
+        (o.job.as_str(), o.rpo_secs),
+        ("hourly-snapshot", Some(1200))
+    );
+    assert_eq!((o.file.as_str(), o.confirmed_in_s3), (file.as_str(), None));
+    assert_eq!(
+        check(&s, "upload").severity,
+        Severity::Ok,
+        "the hourly record counts"
+    );
+    // Confirmed by S3 at the recorded size; absent or of another size: critical.
+    let s = run(Some(Probe(Ok(Some(4096))))).await;
+    assert_eq!(
+        s.facts.offhost.as_ref().unwrap().confirmed_in_s3,
+        Some(true)
+    );
+    assert!(check(&s, "offhost_rpo").message.contains("confirmed in S3"));
+    for answer in [Ok(None), Ok(Some(17))] {
+        let s = run(Some(Probe(answer))).await;
+        let c = check(&s, "offhost_rpo");
+        assert_eq!(c.severity, Severity::Critical, "{}", table(&s));
+    }
+    let s = run(Some(Probe(Err("AccessDenied".into())))).await;
+    let o = s.facts.offhost.as_ref().unwrap();
+    assert_eq!(
+        (o.confirmed_in_s3, o.remote_error.as_deref()),
+        (None, Some("AccessDenied"))
+    );
+    assert_eq!(check(&s, "offhost_rpo").severity, Severity::Ok);
+    // The metric, from the same facts.
+    let s = run(None).await;
+    let file = host.path("offhost.prom");
+    arke_ops::metrics::write_status(&file, &s).unwrap();
+    let samples = parse_exposition(&std::fs::read_to_string(&file).unwrap());
+    let rpo = samples
+        .iter()
+        .find(|(k, _)| k == "arke_dr_offhost_rpo_seconds");
+    assert_eq!(rpo.map(|(_, v)| *v), Some(1200.0));
+}
+
+#[tokio::test]
+async fn upload_off_the_offhost_check_says_so() {
+    let host = Host::new(false);
+    let now = Utc::now();
+    host.good_night(now);
+    let s = host.status(now).await;
+    let c = check(&s, "offhost_rpo");
+    assert_eq!(c.severity, Severity::Ok);
+    assert!(c.message.contains("upload off"), "{}", c.message);
+    assert_eq!(s.facts.offhost, None);
+    assert_eq!(host.config.thresholds.max_offhost_rpo_secs, 26 * 3600);
 }

@@ -47,6 +47,61 @@ pub struct S3Config {
     /// Explicit keys instead of the default chain (tests, or a one-off by hand). `None` in
     /// production: environment, profile, web identity, ECS, then the instance role (IMDSv2).
     pub credentials: Option<StaticCredentials>,
+    /// Server-side encryption asked of every upload (`S3_SSE`): AES256 by default.
+    pub sse: Sse,
+}
+
+/// The server-side encryption an upload asks for (`x-amz-server-side-encryption`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Sse {
+    /// No header: the bucket's default encryption applies (S3-compatible servers that refuse
+    /// the header).
+    None,
+    /// SSE-S3, keys managed by S3.
+    #[default]
+    Aes256,
+    /// SSE-KMS with this key (ARN, id or alias); `None`: the account's `aws/s3` key.
+    Kms { key_id: Option<String> },
+}
+
+impl Sse {
+    /// `S3_SSE`'s value (`AES256`, `aws:kms`, `none`; case-insensitive) and
+    /// `S3_SSE_KMS_KEY_ID`, which only `aws:kms` takes.
+    pub fn parse(value: &str, kms_key_id: Option<&str>) -> Result<Sse, String> {
+        let sse = match value.trim().to_ascii_lowercase().as_str() {
+            "aes256" => Sse::Aes256,
+            "aws:kms" => Sse::Kms {
+                key_id: kms_key_id.map(str::to_string),
+            },
+            "none" => Sse::None,
+            _ => return Err("must be AES256, aws:kms or none".into()),
+        };
+        if kms_key_id.is_some() && !matches!(sse, Sse::Kms { .. }) {
+            return Err("is not aws:kms, yet S3_SSE_KMS_KEY_ID is set".into());
+        }
+        Ok(sse)
+    }
+
+    /// The header's value, as HeadObject reports it back (`AES256`, `aws:kms`).
+    pub fn algorithm(&self) -> Option<&'static str> {
+        match self {
+            Sse::None => None,
+            Sse::Aes256 => Some("AES256"),
+            Sse::Kms { .. } => Some("aws:kms"),
+        }
+    }
+
+    pub(crate) fn to_sdk(&self) -> Option<aws_sdk_s3::types::ServerSideEncryption> {
+        self.algorithm()
+            .map(aws_sdk_s3::types::ServerSideEncryption::from)
+    }
+
+    pub(crate) fn kms_key_id(&self) -> Option<String> {
+        match self {
+            Sse::Kms { key_id } => key_id.clone(),
+            _ => None,
+        }
+    }
 }
 
 /// An access key and its secret (and session token), never printed by `Debug`.
@@ -82,6 +137,7 @@ impl fmt::Debug for S3Config {
             .field("retries", &self.retries)
             .field("timeout", &self.timeout)
             .field("credentials", &self.credentials)
+            .field("sse", &self.sse)
             .finish()
     }
 }
@@ -99,6 +155,7 @@ impl S3Config {
             retries: 3,
             timeout: Duration::from_secs(30),
             credentials: None,
+            sse: Sse::Aes256,
         }
     }
 
@@ -290,6 +347,25 @@ mod tests {
         let mut c = S3Config::new("bucket", "x");
         c.storage_class = "COLD".into();
         assert!(c.validated().is_err());
+    }
+
+    #[test]
+    fn sse_values() {
+        assert_eq!(Sse::parse("AES256", None), Ok(Sse::Aes256));
+        assert_eq!(Sse::parse("aes256", None), Ok(Sse::Aes256));
+        assert_eq!(Sse::parse("none", None), Ok(Sse::None));
+        assert_eq!(
+            Sse::parse("aws:kms", Some("alias/arke")),
+            Ok(Sse::Kms {
+                key_id: Some("alias/arke".into())
+            })
+        );
+        assert_eq!(Sse::parse("aws:kms", None), Ok(Sse::Kms { key_id: None }));
+        assert!(Sse::parse("AES-256", None).is_err());
+        assert!(Sse::parse("", None).is_err());
+        assert!(Sse::parse("AES256", Some("k")).is_err());
+        assert_eq!(Sse::None.algorithm(), None);
+        assert_eq!(Sse::Kms { key_id: None }.algorithm(), Some("aws:kms"));
     }
 
     #[test]

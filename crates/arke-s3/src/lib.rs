@@ -62,6 +62,7 @@
 //! # Ok(()) }
 //! ```
 
+mod bucket;
 mod checksum;
 mod config;
 mod download;
@@ -83,9 +84,10 @@ use aws_smithy_http_client::tls;
 use aws_smithy_runtime_api::client::http::SharedHttpClient;
 use chrono::{DateTime, Utc};
 
+pub use bucket::{Lifecycle, LockMode, ObjectLock, PublicAccess, Retention, Setting};
 pub use config::{
-    MAX_PARTS, MIB, MIN_PART_SIZE, S3Config, StaticCredentials, normalize_prefix, part_size_for,
-    validate_storage_class,
+    MAX_PARTS, MIB, MIN_PART_SIZE, S3Config, Sse, StaticCredentials, normalize_prefix,
+    part_size_for, validate_storage_class,
 };
 pub use download::Downloaded;
 pub use error::S3Error;
@@ -129,6 +131,11 @@ pub struct RemoteObject {
     pub last_modified: Option<DateTime<Utc>>,
     /// The ETag, without quotes.
     pub etag: Option<String>,
+    /// The server-side encryption HeadObject reports (`AES256`, `aws:kms`); HeadObject only,
+    /// and only from servers that report it.
+    pub sse: Option<String>,
+    /// The Object Lock retention HeadObject reports; HeadObject only.
+    pub retention: Option<Retention>,
 }
 
 impl S3 {
@@ -257,6 +264,8 @@ impl S3 {
                     archive: None,
                     last_modified: o.last_modified().and_then(to_chrono),
                     etag: o.e_tag().map(|e| e.trim_matches('"').to_string()),
+                    sse: None,
+                    retention: None,
                     key,
                 });
             }
@@ -344,6 +353,11 @@ impl S3 {
             archive,
             last_modified: out.last_modified().and_then(to_chrono),
             etag: out.e_tag().map(|e| e.trim_matches('"').to_string()),
+            sse: out.server_side_encryption().map(|s| s.as_str().to_string()),
+            retention: bucket::head_retention(
+                out.object_lock_mode(),
+                out.object_lock_retain_until_date(),
+            ),
             key,
         })
     }

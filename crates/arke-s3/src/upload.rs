@@ -10,6 +10,7 @@ use aws_sdk_s3::types::{ChecksumAlgorithm, CompletedMultipartUpload, CompletedPa
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
 
+use crate::bucket::{Retention, head_retention};
 use crate::checksum::{self, PartSums, b64, hex};
 use crate::config::{part_count, part_size_for, validate_storage_class};
 use crate::error::classify;
@@ -45,6 +46,12 @@ pub struct Uploaded {
     pub checksum_verified_by: VerifiedBy,
     pub etag: String,
     pub duration: Duration,
+    /// The encryption HeadObject reports for the stored object (`AES256`, `aws:kms`); `None`
+    /// when the server reports none.
+    pub sse: Option<String>,
+    /// The Object Lock retention HeadObject reports (the one asked for, or the bucket's
+    /// default).
+    pub retention: Option<Retention>,
 }
 
 /// A part read from the file, with its digests.
@@ -86,26 +93,40 @@ impl S3 {
         name: &str,
         progress: Progress<'_>,
     ) -> Result<Uploaded, S3Error> {
+        self.upload_file_locked(path, name, None, progress).await
+    }
+
+    /// [`S3::upload_file`] with an Object Lock retention on the object (a bucket with Object
+    /// Lock enabled: the object cannot be deleted or overwritten before `lock.until`).
+    pub async fn upload_file_locked(
+        &self,
+        path: &Path,
+        name: &str,
+        lock: Option<Retention>,
+        progress: Progress<'_>,
+    ) -> Result<Uploaded, S3Error> {
         let t0 = Instant::now();
         let key = self.key(name)?;
         let mut src = Source::open(path).await?;
         let part_size = part_size_for(src.size, self.cfg.part_size)?;
         progress(0, src.size);
         let (expected, parts) = if src.size <= part_size {
-            self.put_single(&mut src, &key, progress).await?
+            self.put_single(&mut src, &key, lock, progress).await?
         } else {
-            self.put_multipart(&mut src, &key, part_size, progress)
+            self.put_multipart(&mut src, &key, part_size, lock, progress)
                 .await?
         };
-        let (checksum_verified_by, etag) = self.verify_upload(&expected).await?;
+        let stored = self.verify_upload(&expected).await?;
         Ok(Uploaded {
             key,
             size: src.size,
             sha256: src.sha256,
             parts,
-            checksum_verified_by,
-            etag,
+            checksum_verified_by: stored.verified_by,
+            etag: stored.etag,
             duration: t0.elapsed(),
+            sse: stored.sse,
+            retention: stored.retention,
         })
     }
 
@@ -114,6 +135,7 @@ impl S3 {
         &self,
         src: &mut Source,
         key: &str,
+        lock: Option<Retention>,
         progress: Progress<'_>,
     ) -> Result<(Expected, u64), S3Error> {
         let part = src.read(1, 0, src.size).await?;
@@ -122,6 +144,10 @@ impl S3 {
             .put_object()
             .bucket(&self.cfg.bucket)
             .key(key)
+            .set_server_side_encryption(self.cfg.sse.to_sdk())
+            .set_ssekms_key_id(self.cfg.sse.kms_key_id())
+            .set_object_lock_mode(lock.map(|l| lock_mode(l.mode)))
+            .set_object_lock_retain_until_date(lock.map(|l| smithy_time(l.until)))
             .storage_class(validate_storage_class(&self.cfg.storage_class)?)
             .metadata("sha256", &src.sha256)
             .content_length(to_i64(src.size))
@@ -151,6 +177,7 @@ impl S3 {
         src: &mut Source,
         key: &str,
         part_size: u64,
+        lock: Option<Retention>,
         progress: Progress<'_>,
     ) -> Result<(Expected, u64), S3Error> {
         let created = self
@@ -158,6 +185,10 @@ impl S3 {
             .create_multipart_upload()
             .bucket(&self.cfg.bucket)
             .key(key)
+            .set_server_side_encryption(self.cfg.sse.to_sdk())
+            .set_ssekms_key_id(self.cfg.sse.kms_key_id())
+            .set_object_lock_mode(lock.map(|l| lock_mode(l.mode)))
+            .set_object_lock_retain_until_date(lock.map(|l| smithy_time(l.until)))
             .storage_class(validate_storage_class(&self.cfg.storage_class)?)
             .metadata("sha256", &src.sha256)
             .checksum_algorithm(ChecksumAlgorithm::Sha256)
@@ -311,8 +342,9 @@ impl S3 {
         }
     }
 
-    /// HeadObject after the upload: the size, then the SHA-256 checksum, else the MD5 ETag.
-    async fn verify_upload(&self, exp: &Expected) -> Result<(VerifiedBy, String), S3Error> {
+    /// HeadObject after the upload: the size, then the SHA-256 checksum, else the MD5 ETag;
+    /// the encryption when the server reports it.
+    async fn verify_upload(&self, exp: &Expected) -> Result<Stored, S3Error> {
         let head = self
             .client
             .head_object()
@@ -340,10 +372,23 @@ impl S3 {
             .unwrap_or_default()
             .trim_matches('"')
             .to_string();
+        let sse = head
+            .server_side_encryption()
+            .map(|s| s.as_str().to_string());
+        self.check_sse(&exp.key, sse.as_deref())?;
+        let stored = |verified_by, etag| Stored {
+            verified_by,
+            etag,
+            sse: sse.clone(),
+            retention: head_retention(
+                head.object_lock_mode(),
+                head.object_lock_retain_until_date(),
+            ),
+        };
         if let Some(got) = head.checksum_sha256() {
             let full = !exp.full.is_empty() && got.trim() == exp.full;
             return if checksum::checksum_matches(&exp.checksum, got) || full {
-                Ok((VerifiedBy::Sha256, etag))
+                Ok(stored(VerifiedBy::Sha256, etag))
             } else {
                 Err(mismatch(
                     format!("sha256 {}", exp.checksum),
@@ -359,7 +404,7 @@ impl S3 {
             });
         }
         if checksum::etag_matches(&exp.etag, &etag) {
-            Ok((VerifiedBy::EtagMd5, etag))
+            Ok(stored(VerifiedBy::EtagMd5, etag))
         } else if etag.len() == exp.etag.len() {
             Err(mismatch(
                 format!("etag {}", exp.etag),
@@ -377,6 +422,40 @@ impl S3 {
             })
         }
     }
+
+    /// A server that reports an encryption other than the one asked for stored the object
+    /// against the configured policy (one that reports none is not judged: SeaweedFS without
+    /// SSE, or a server that does not say).
+    fn check_sse(&self, key: &str, reported: Option<&str>) -> Result<(), S3Error> {
+        match (self.cfg.sse.algorithm(), reported) {
+            (Some(asked), Some(got)) if !got.eq_ignore_ascii_case(asked) => {
+                Err(S3Error::Unverified {
+                    bucket: self.cfg.bucket.clone(),
+                    key: key.to_string(),
+                    detail: format!(
+                        "server-side encryption {asked} was asked for, the server reports {got}"
+                    ),
+                })
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// What HeadObject said of a verified upload.
+struct Stored {
+    verified_by: VerifiedBy,
+    etag: String,
+    sse: Option<String>,
+    retention: Option<Retention>,
+}
+
+fn lock_mode(m: crate::bucket::LockMode) -> aws_sdk_s3::types::ObjectLockMode {
+    aws_sdk_s3::types::ObjectLockMode::from(m.as_str())
+}
+
+pub(crate) fn smithy_time(t: chrono::DateTime<chrono::Utc>) -> aws_smithy_types::DateTime {
+    aws_smithy_types::DateTime::from_secs(t.timestamp())
 }
 
 impl Source {

@@ -4,7 +4,10 @@
 //! request body or GET response body (bytes damaged in flight), stops the next GET body in
 //! the middle or accepts connections and never answers (a server that hangs), or removes and
 //! adds headers of HEAD answers (a server that keeps no checksum; an `x-amz-restore` or
-//! `x-amz-archive-status` the test server cannot produce). It keeps the request line and body of
+//! `x-amz-archive-status` the test server cannot produce), or replaces the answer to a GET of a
+//! bucket sub-resource (`?versioning`, `?encryption`, `?publicAccessBlock`, `?lifecycle`,
+//! `?object-lock`) with a status and XML body the test gives (what a server that lacks the API,
+//! or credentials that may not ask, would answer). It keeps the request line and body of
 //! small POSTs (a RestoreObject request, say) for the tests to read.
 //!
 //! It follows the message boundaries of each connection (Content-Length; requests are answered
@@ -38,6 +41,9 @@ pub struct Faults {
     pub head_drop: Mutex<Vec<String>>,
     /// Header lines (`name: value`) added to every HEAD answer.
     pub head_headers: Mutex<Vec<String>>,
+    /// Canned answers to GETs naming a bucket sub-resource: (sub-resource, status, XML body).
+    /// The request still goes to the server (answers stay in order); its answer is dropped.
+    pub canned: Mutex<Vec<(String, u16, String)>>,
     /// Request line and body of each POST with a body of at most [`POST_KEPT`] bytes.
     pub posts: Mutex<Vec<(String, Vec<u8>)>>,
     /// Requests seen, and how many of each method.
@@ -71,6 +77,16 @@ impl Proxy {
             }
         });
         Ok(Proxy { url, faults, task })
+    }
+
+    /// From now on, answers every GET whose query names `sub_resource` (`versioning`,
+    /// `encryption`, `publicAccessBlock`, `lifecycle`, `object-lock`) with `status` and the XML
+    /// `body` instead of what the server says.
+    pub fn answer_get(&self, sub_resource: &str, status: u16, body: &str) {
+        if let Ok(mut c) = self.faults.canned.lock() {
+            c.retain(|(s, _, _)| s != sub_resource);
+            c.push((sub_resource.to_string(), status, body.to_string()));
+        }
     }
 
     /// The methods of the requests seen so far, in order.
@@ -112,7 +128,7 @@ async fn connection(client: TcpStream, target: String, faults: Arc<Faults>) {
     };
     let (mut cr, mut cw) = client.into_split();
     let (mut sr, mut sw) = server.into_split();
-    let queue: Arc<Mutex<VecDeque<String>>> = Arc::default();
+    let queue: Arc<Mutex<VecDeque<Pending>>> = Arc::default();
     let mut up = Parser::new(true, faults.clone(), queue.clone());
     let mut down = Parser::new(false, faults, queue);
     let c2s = async move {
@@ -136,11 +152,14 @@ async fn connection(client: TcpStream, target: String, faults: Arc<Faults>) {
     tokio::join!(c2s, s2c);
 }
 
+/// A request waiting for its answer: its method, and the answer to give instead, if canned.
+type Pending = (String, Option<(u16, String)>);
+
 /// One direction of one connection.
 struct Parser {
     requests: bool,
     faults: Arc<Faults>,
-    queue: Arc<Mutex<VecDeque<String>>>,
+    queue: Arc<Mutex<VecDeque<Pending>>>,
     head: Vec<u8>,
     body_left: u64,
     body_pos: u64,
@@ -148,12 +167,14 @@ struct Parser {
     stall: bool,
     stalled: bool,
     passthrough: bool,
+    /// The server's answer body is being dropped (a canned answer went instead).
+    swallow: bool,
     /// The POST being kept for [`Faults::posts`]: request line, body so far.
     post: Option<(String, Vec<u8>)>,
 }
 
 impl Parser {
-    fn new(requests: bool, faults: Arc<Faults>, queue: Arc<Mutex<VecDeque<String>>>) -> Parser {
+    fn new(requests: bool, faults: Arc<Faults>, queue: Arc<Mutex<VecDeque<Pending>>>) -> Parser {
         Parser {
             requests,
             faults,
@@ -165,6 +186,7 @@ impl Parser {
             stall: false,
             stalled: false,
             passthrough: false,
+            swallow: false,
             post: None,
         }
     }
@@ -185,6 +207,11 @@ impl Parser {
                     out.extend_from_slice(&data[i..i + (FLIP_AT - self.body_pos) as usize]);
                     self.stalled = true;
                     return out;
+                }
+                if self.swallow {
+                    self.body_left -= n as u64;
+                    i += n;
+                    continue;
                 }
                 let start = out.len();
                 out.extend_from_slice(&data[i..i + n]);
@@ -223,6 +250,21 @@ impl Parser {
         }
     }
 
+    /// The canned answer for a GET request line whose query names a configured sub-resource.
+    fn canned_for(&self, request_line: &str) -> Option<(u16, String)> {
+        let target = request_line.split(' ').nth(1)?;
+        let (_, query) = target.split_once('?')?;
+        let names: Vec<&str> = query
+            .split('&')
+            .map(|kv| kv.split('=').next().unwrap_or_default())
+            .collect();
+        let canned = self.faults.canned.lock().ok()?;
+        canned
+            .iter()
+            .find(|(sub, _, _)| names.contains(&sub.as_str()))
+            .map(|(_, status, body)| (*status, body.clone()))
+    }
+
     fn on_head(&mut self, head: Vec<u8>) -> Vec<u8> {
         let text = String::from_utf8_lossy(&head).into_owned();
         let first = text.lines().next().unwrap_or_default().to_string();
@@ -247,8 +289,9 @@ impl Parser {
             if let Ok(mut m) = self.faults.methods.lock() {
                 m.push(method.clone());
             }
+            let canned = (method == "GET").then(|| self.canned_for(&first)).flatten();
             if let Ok(mut q) = self.queue.lock() {
-                q.push_back(method.clone());
+                q.push_back((method.clone(), canned));
             }
             self.body_left = length;
             if method == "POST" && length <= POST_KEPT {
@@ -269,7 +312,7 @@ impl Parser {
             self.body_left = 0;
             return head; // 100 Continue: the final answer to the same request follows
         }
-        let method = self
+        let (method, canned) = self
             .queue
             .lock()
             .ok()
@@ -277,6 +320,14 @@ impl Parser {
             .unwrap_or_default();
         let no_body = method == "HEAD" || status == 204 || status == 304;
         self.body_left = if no_body { 0 } else { length };
+        self.swallow = canned.is_some();
+        if let Some((status, body)) = canned {
+            return format!(
+                "HTTP/1.1 {status} Canned\r\nContent-Type: application/xml\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            )
+            .into_bytes();
+        }
         self.flip = method == "GET"
             && length > FLIP_AT
             && self.faults.flip_get_body.swap(false, Ordering::SeqCst);

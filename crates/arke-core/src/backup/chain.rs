@@ -323,6 +323,19 @@ pub fn choose_parent(
     Err(reasons.join("; "))
 }
 
+/// The archive an incremental export would build on now (see [`choose_parent`]): its chain's
+/// files, base first, and the snapshot it holds. The hourly archive compares that snapshot with
+/// the pointer's to write nothing when nothing changed. `Err` says why there is none.
+pub fn newest_parent(
+    dir: &Path,
+    policy: ChainPolicy,
+    now: DateTime<Utc>,
+) -> Result<(Vec<PathBuf>, Cid), String> {
+    let p = choose_parent(&BackupFiles::new(dir), None, policy, now)?;
+    let snapshot = p.member().descriptor.snapshot;
+    Ok((p.chain.into_iter().map(|m| m.path).collect(), snapshot))
+}
+
 /// The chain ending at `car` as a parent, or why it cannot be one.
 fn usable_parent(
     car: &Path,

@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, NaiveDateTime, Utc};
 use cid::Cid;
 
+use super::retention::{self, Candidate, Decision, Policy};
 use crate::ipld;
 use crate::model::BackupMeta;
 
@@ -186,39 +187,56 @@ impl BackupFiles {
         })
     }
 
-    /// Retention after a successful export: an archive is kept when it is among the newest
-    /// `keep_last`, or younger than `keep_days` (either policy keeps it; with neither given
-    /// nothing is deleted), and so is every archive a kept incremental builds on (its chain
-    /// down to the base): chains are only ever deleted whole, from their newest member down,
-    /// so an interrupted run never leaves an incremental without its parent. `just_written` is
-    /// never deleted. Returns the deleted CARs.
-    pub fn prune(
+    /// What `policy` decides for every archive of the folder (newest first), with why each
+    /// kept one is kept (see [`super::retention`]); `just_written` is always kept. Each
+    /// archive's parent is read from its descriptor; one that cannot be read has none (it is
+    /// not an incremental this tool can restore anyway).
+    pub fn retention_plan(
         &self,
-        keep_last: Option<usize>,
-        keep_days: Option<u64>,
-        just_written: &Path,
+        policy: &Policy,
+        just_written: Option<&Path>,
         now: DateTime<Utc>,
-    ) -> std::io::Result<Vec<PathBuf>> {
-        if keep_last.is_none() && keep_days.is_none() {
-            return Ok(Vec::new());
-        }
+    ) -> std::io::Result<Vec<(ArchiveFile, Decision)>> {
         let archives = self.archives()?;
-        let total = archives.len();
-        let mut kept: Vec<bool> = archives
+        let name = |p: &Path| p.file_name().map(|n| n.to_string_lossy().into_owned());
+        let candidates: Vec<Candidate> = archives
             .iter()
-            .enumerate()
-            .map(|(i, a)| {
-                let newest_rank = total - i; // 1 = newest
-                keep_last.is_some_and(|n| newest_rank <= n)
-                    || keep_days.is_some_and(|d| {
-                        now.signed_duration_since(a.stamp) < chrono::Duration::days(d as i64)
-                    })
-                    || a.car == just_written
+            .map(|a| Candidate {
+                name: name(&a.car).unwrap_or_default(),
+                stamp: a.stamp,
+                parent: super::chain::read_descriptor(&a.car)
+                    .ok()
+                    .and_then(|m| m.descriptor.chain)
+                    .map(|c| c.parent.file),
             })
             .collect();
-        self.keep_parents(&archives, &mut kept);
+        let mut by_name: std::collections::HashMap<String, ArchiveFile> = archives
+            .into_iter()
+            .map(|a| (name(&a.car).unwrap_or_default(), a))
+            .collect();
+        let just = just_written.and_then(name);
+        let mut out = Vec::new();
+        for d in retention::decide(&candidates, policy, now, just.as_deref()) {
+            if let Some(a) = by_name.remove(&d.name) {
+                out.push((a, d));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Applies `policy` (see [`BackupFiles::retention_plan`]): chains are only ever deleted
+    /// whole, from their newest member down, so an interrupted run never leaves an
+    /// incremental without its parent. Returns the deleted CARs, oldest first.
+    pub fn prune(
+        &self,
+        policy: &Policy,
+        just_written: Option<&Path>,
+        now: DateTime<Utc>,
+    ) -> std::io::Result<Vec<PathBuf>> {
+        let plan = self.retention_plan(policy, just_written, now)?;
         let mut deleted = Vec::new();
-        for (a, _) in archives.iter().zip(&kept).rev().filter(|(_, k)| !**k) {
+        // Newest first: a chain's newest member goes before its parents.
+        for (a, _) in plan.iter().filter(|(_, d)| !d.keep) {
             // The .car first: a crash here leaves a .json without its .car, which the next
             // run removes, never a .car that lost its metadata.
             std::fs::remove_file(&a.car)?;
@@ -235,32 +253,25 @@ impl BackupFiles {
         }
         Ok(deleted)
     }
-
-    /// Marks as kept every archive a kept incremental names as its parent, transitively
-    /// (newest first, so one pass reaches the base). A kept archive whose descriptor cannot be
-    /// read keeps nothing more: it is not an incremental this tool can restore anyway.
-    fn keep_parents(&self, archives: &[ArchiveFile], kept: &mut [bool]) {
-        for i in (0..archives.len()).rev() {
-            if !kept[i] {
-                continue;
-            }
-            let Ok(m) = super::chain::read_descriptor(&archives[i].car) else {
-                continue;
-            };
-            let Some(info) = m.descriptor.chain else {
-                continue;
-            };
-            let parent = self.dir.join(&info.parent.file);
-            if let Some(j) = archives.iter().position(|a| a.car == parent) {
-                kept[j] = true;
-            }
-        }
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn last(n: u64) -> Policy {
+        Policy {
+            last: Some(n),
+            ..Policy::default()
+        }
+    }
+
+    fn within(days: u64) -> Policy {
+        Policy {
+            within_days: Some(days),
+            ..Policy::default()
+        }
+    }
     use chrono::TimeZone;
 
     #[test]
@@ -285,12 +296,12 @@ mod tests {
         let now = t + chrono::Duration::days(6);
         let newest = f.archives().unwrap().last().unwrap().car.clone();
         // Keep 2 by count: 4 deleted, json included.
-        let deleted = f.prune(Some(2), None, &a, now).unwrap();
+        let deleted = f.prune(&last(2), Some(&a), now).unwrap();
         assert_eq!(deleted.len(), 3, "{deleted:?}"); // a is protected as just written
         assert!(a.exists() && newest.exists());
         assert!(!meta_path(&deleted[0]).exists());
         // Keep 1 day: only the newest (day 5 + 1 = 6 days after t... stamp t+5d) survives.
-        let deleted = f.prune(None, Some(2), &newest, now).unwrap();
+        let deleted = f.prune(&within(2), Some(&newest), now).unwrap();
         assert!(deleted.contains(&a));
         assert!(newest.exists());
         // Temp files go.

@@ -351,6 +351,17 @@ impl Closure {
         c
     }
 
+    /// A walk of one entity: its tip manifest, every version through `prev`, and every
+    /// component and link below them, each block with its role (verify-entity).
+    pub fn for_entity(entity: &EntityId, tip: Cid, ver: Option<u64>) -> Closure {
+        let mut c = Closure::empty(ClosureOptions::default());
+        let mut role = Role::new(RoleKind::Manifest, 0);
+        role.entity = Some(Arc::from(entity.as_str()));
+        role.ver = ver.filter(|v| *v > 0);
+        c.want(tip, role, true);
+        c
+    }
+
     fn empty(opts: ClosureOptions) -> Closure {
         Closure {
             opts,

@@ -111,6 +111,9 @@ finding_kinds! {
     Lost => "lost",
     /// `--against`: a tip that does not descend from the older one.
     NonDescendant => "non_descendant",
+    // verify-entity.
+    /// The entity has no tip where it was looked for.
+    NotFound => "not_found",
 }
 
 impl fmt::Display for FindingKind {

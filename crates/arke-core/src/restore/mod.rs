@@ -29,7 +29,13 @@
 //! 5. **verify after**: every tip and the pointer read back.
 
 mod apply;
+mod entities;
 pub(crate) mod plan;
+
+pub use entities::{
+    EntityAction, EntityChange, EntityDurations, EntityRestoreOptions, EntityRestoreReport,
+    restore_entities,
+};
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -53,7 +59,7 @@ pub enum ShardChoice {
 }
 
 impl ShardChoice {
-    fn rules(self) -> &'static [ShardRule] {
+    pub(crate) fn rules(self) -> &'static [ShardRule] {
         match self {
             ShardChoice::Worker => &[ShardRule::Worker],
             ShardChoice::Legacy => &[ShardRule::Legacy],
@@ -200,7 +206,7 @@ impl std::fmt::Display for PathList {
     }
 }
 
-fn refuse(exit: Exit, msg: String) -> anyhow::Error {
+pub(crate) fn refuse(exit: Exit, msg: String) -> anyhow::Error {
     Failure::new(exit, msg).into()
 }
 

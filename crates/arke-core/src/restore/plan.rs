@@ -439,8 +439,8 @@ async fn snapshot_tips(
 
 /// The newest event per entity, between the archived head and the snapshot's event. A chain
 /// that ends early (a block not in the archive) is a warning: what was walked still counts.
-async fn newest_events(
-    src: &ChainSource<'_>,
+pub(crate) async fn newest_events<S: BlockSource>(
+    src: &S,
     head: Option<Cid>,
     stop: Option<Cid>,
     warnings: &mut Vec<String>,
@@ -473,7 +473,7 @@ async fn newest_events(
 
 /// Counts of the replay of newer events.
 #[derive(Debug, Default)]
-struct ReplayCounts {
+pub(crate) struct ReplayCounts {
     replayed: u64,
     created: u64,
     skipped: u64,
@@ -481,8 +481,8 @@ struct ReplayCounts {
 
 /// Moves the plan forward by the newest events: an entity's tip is replaced only by a
 /// manifest in the archive that descends from it.
-async fn replay_events(
-    src: &ChainSource<'_>,
+pub(crate) async fn replay_events<S: BlockSource>(
+    src: &S,
     newest: Vec<(String, Cid)>,
     tips: &mut BTreeMap<String, PlannedTip>,
     warnings: &mut Vec<String>,
@@ -524,7 +524,7 @@ async fn replay_events(
 
 /// Does the manifest chain from `from` (inside the archive) reach `to` (or, with `to` None,
 /// its first version)?
-async fn descends(src: &ChainSource<'_>, from: Cid, to: Option<Cid>) -> bool {
+pub(crate) async fn descends<S: BlockSource>(src: &S, from: Cid, to: Option<Cid>) -> bool {
     let mut cur = Some(from);
     let mut steps = 0u64;
     while let Some(c) = cur {
@@ -552,8 +552,8 @@ async fn descends(src: &ChainSource<'_>, from: Cid, to: Option<Cid>) -> bool {
 /// Sets the plan to the live state the export captured: the tips in MFS when it started win
 /// over the snapshot and over replayed events (both are older or equal). Returns how many
 /// entities it set. An entry whose id cannot be a path is skipped with a warning.
-async fn apply_live(
-    src: &ChainSource<'_>,
+pub(crate) async fn apply_live<S: BlockSource>(
+    src: &S,
     chunks: &[Cid],
     tips: &mut BTreeMap<String, PlannedTip>,
     warnings: &mut Vec<String>,
@@ -844,7 +844,7 @@ fn marker_path(pointer_path: &str) -> String {
     format!("{parent}/.restore-in-progress")
 }
 
-pub(super) fn index_root_for(id: &EntityId, main_root: &str) -> String {
+pub(crate) fn index_root_for(id: &EntityId, main_root: &str) -> String {
     if id.is_test_network() {
         TEST_INDEX_ROOT.to_string()
     } else {

@@ -181,19 +181,20 @@ async fn write_v4<S: BlockSource, W: AsyncWrite + Unpin>(
 
 /// A depth-first walk of a v4 chunk tree that yields chunk CIDs in order, holding only the
 /// path from the header down (at most 4096 links per level).
-struct ChunkCursor {
+#[derive(Debug)]
+pub(crate) struct ChunkCursor {
     /// (links, next position, height of what they point to: 0 is a chunk).
     stack: Vec<(Vec<Cid>, usize, u64)>,
 }
 
 impl ChunkCursor {
-    fn new(s: &SnapshotV4) -> Self {
+    pub(crate) fn new(s: &SnapshotV4) -> Self {
         ChunkCursor {
             stack: vec![(s.children.clone(), 0, s.height)],
         }
     }
 
-    async fn next_chunk<S: BlockSource>(
+    pub(crate) async fn next_chunk<S: BlockSource>(
         &mut self,
         src: &S,
         snapshot: Cid,

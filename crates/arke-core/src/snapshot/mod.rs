@@ -3,7 +3,7 @@
 
 mod build;
 pub(crate) mod format;
-mod legacy;
+pub(crate) mod legacy;
 pub(crate) mod load;
 mod prune;
 pub mod publisher;

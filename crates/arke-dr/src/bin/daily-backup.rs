@@ -44,7 +44,7 @@ const AFTER_HELP: &str = "Exit codes:
   2  bad flags or configuration (named with the file and line it came from)
   3  the IPFS node is unreachable, timed out or failed a call
   4  local file error (disk full, permissions, the log file not writable)
-  5  another daily-backup is running, or a build-snapshot held the build lock past BUILD_LOCK_WAIT
+  5  another daily-backup (or an hourly archive) is running, or a build-snapshot held the build lock past BUILD_LOCK_WAIT
   6  S3: the upload failed, the stored copy differs, or the credentials or bucket are wrong
      (nothing local is deleted; the next night uploads what S3 lacks)
   7  the night completed, but damaged items were skipped (named in the log)";

@@ -25,12 +25,20 @@ const EXIT_HELP: &str = "\
 Exit status (the Nagios plugin convention, unlike the other arke-dr tools):
   0  OK        every check passed
   1  WARNING   degraded, the guarantee still holds: archive not verified, snapshot older than
-               --max-snapshot-age, a lock held longer than --max-build-minutes, disk over
+               --max-snapshot-age, off-host RPO older than --max-offhost-rpo, a lock held longer than --max-build-minutes, disk over
                --max-disk-percent, node unreachable, a job that skipped damaged items,
                weekly-verify not run for over 8 days, the pointer's latest snapshot header
-               unreadable (its writer unknown)
+               unreadable (its writer unknown), the newest notification not delivered,
+               restore-drill failed, over its RTO target or without success for
+               ALERT_DRILL_AGE_DAYS;
+               the bucket (asked once a day, kept in $ARKE_STATE_DIR/bucket-checks.json):
+               versioning off, no default encryption, the public-access block not fully
+               on, no lifecycle rule aborting incomplete multipart uploads, or a bucket
+               check that could not be made (NotImplemented by the server, or AccessDenied:
+               the IAM action to add is named); Object Lock is reported, never a warning
   2  CRITICAL  the guarantee is broken: no archive, newest archive older than
-               --max-archive-age, newest archive not uploaded (upload on), last daily-backup
+               --max-archive-age, newest archive not uploaded (upload on), the archive the
+               newest upload record names missing from S3 (or no upload recorded), last daily-backup
                or weekly-verify failed, disk over --critical-disk-percent, a legacy
                snapshot writer active (the pointer's latest snapshot is not arke-dr's after
                arke-dr published on this host), the pointer's snapshot seq gone backwards
@@ -60,6 +68,10 @@ struct Args {
     /// Newest archive older than this: CRITICAL [default: ALERT_ARCHIVE_AGE_HOURS, else 26]
     #[arg(long, value_name = "HOURS")]
     max_archive_age: Option<f64>,
+    /// S3 last confirmed to hold the node's state longer ago than this (the off-host RPO):
+    /// WARNING [default: ALERT_OFFHOST_RPO_HOURS, else 2 with HOURLY_ARCHIVE=1, 26 without]
+    #[arg(long, value_name = "HOURS")]
+    max_offhost_rpo: Option<f64>,
     /// Newest snapshot older than this: WARNING (the hourly job runs every hour)
     /// [default: ALERT_SNAPSHOT_AGE_HOURS, else 2]
     #[arg(long, value_name = "HOURS")]
@@ -200,6 +212,11 @@ fn thresholds(args: &Args, configured: &Thresholds) -> anyhow::Result<Thresholds
             args.max_archive_age,
             "--max-archive-age",
             configured.max_archive_age_secs,
+        )?,
+        max_offhost_rpo_secs: hours(
+            args.max_offhost_rpo,
+            "--max-offhost-rpo",
+            configured.max_offhost_rpo_secs,
         )?,
         max_snapshot_age_secs: hours(
             args.max_snapshot_age,

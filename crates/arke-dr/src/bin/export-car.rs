@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use arke_core::backup::ChainPolicy;
+use arke_core::backup::retention::{Decision, Policy};
 use arke_core::backup::{ExportOptions, ExportPlan, Incremental, dry_run, export};
 use arke_core::model::SnapshotMeta;
 use arke_core::{Exit, Failure};
@@ -41,14 +42,11 @@ struct Args {
     /// Write a salvage archive marked partial instead of failing on missing blocks
     #[arg(long)]
     allow_missing: bool,
-    /// After a successful export, keep only the newest N archives (with --keep-days: kept if either keeps it)
-    #[arg(long, value_name = "N")]
-    keep_last: Option<usize>,
-    /// After a successful export, delete archives older than D days (with --keep-last: kept if either keeps it)
-    #[arg(long, value_name = "D")]
-    keep_days: Option<u64>,
-    /// Export nothing: only apply --keep-last/--keep-days to the backups folder (no node
-    /// needed; the newest archive is always kept). stdout: the deleted CARs, one per line
+    #[command(flatten)]
+    keep: KeepArgs,
+    /// Export nothing: only apply the --keep-* rules to the backups folder (no node needed;
+    /// the newest archive is always kept, chains are kept whole). stdout: the deleted CARs,
+    /// one per line; with --dry-run, every archive and why it is kept, deleting nothing
     #[arg(long, conflicts_with_all = ["snapshot", "latest", "with_history", "allow_missing", "incremental", "parent"])]
     prune_only: bool,
     /// Concurrent block fetches
@@ -83,7 +81,7 @@ struct Args {
     full_every_days: Option<u64>,
     /// Print the plan (the archive it would write, full or incremental over which parent, how
     /// many blocks the chain holds, the live state) and write nothing
-    #[arg(long, conflicts_with = "prune_only")]
+    #[arg(long)]
     dry_run: bool,
     #[command(flatten)]
     out: OutputArgs,
@@ -128,8 +126,7 @@ fn main() -> ExitCode {
             backups_dir: args.backups.backups_dir.clone(),
             with_history: args.with_history,
             allow_missing: args.allow_missing,
-            keep_last: args.keep_last,
-            keep_days: args.keep_days,
+            retention: args.keep.policy(),
             concurrency: args.concurrency.max(1),
             bulk: !args.no_bulk,
             stall_timeout: Duration::from_secs(args.stall_timeout.max(1)),
@@ -185,6 +182,78 @@ fn main() -> ExitCode {
     })
 }
 
+/// The `--keep-*` rules (ORed, restic's rule; see `arke_core::backup::retention`).
+#[derive(Debug, clap::Args)]
+struct KeepArgs {
+    /// After a successful export, keep the newest N archives
+    #[arg(long, value_name = "N", value_parser = parse_count)]
+    keep_last: Option<u64>,
+    /// After a successful export, keep archives younger than D days
+    #[arg(long, value_name = "D")]
+    keep_days: Option<u64>,
+    /// Keep the newest archive of each of the last N hours that have one ("unlimited": all)
+    #[arg(long, value_name = "N", value_parser = parse_count)]
+    keep_hourly: Option<u64>,
+    /// Keep the newest archive of each of the last N days that have one
+    #[arg(long, value_name = "N", value_parser = parse_count)]
+    keep_daily: Option<u64>,
+    /// Keep the newest archive of each of the last N ISO weeks that have one
+    #[arg(long, value_name = "N", value_parser = parse_count)]
+    keep_weekly: Option<u64>,
+    /// Keep the newest archive of each of the last N months that have one
+    #[arg(long, value_name = "N", value_parser = parse_count)]
+    keep_monthly: Option<u64>,
+    /// Keep the newest archive of each of the last N years that have one
+    #[arg(long, value_name = "N", value_parser = parse_count)]
+    keep_yearly: Option<u64>,
+}
+
+impl KeepArgs {
+    fn policy(&self) -> Policy {
+        Policy {
+            last: self.keep_last,
+            within_days: self.keep_days,
+            hourly: self.keep_hourly,
+            daily: self.keep_daily,
+            weekly: self.keep_weekly,
+            monthly: self.keep_monthly,
+            yearly: self.keep_yearly,
+        }
+    }
+}
+
+fn parse_count(s: &str) -> Result<u64, String> {
+    arke_core::backup::retention::parse_count(s)
+}
+
+/// The retention dry run: every archive, newest first, kept (and why) or deleted.
+fn print_retention(plan: &[Decision], policy: &Policy, json: bool) -> anyhow::Result<Exit> {
+    if json {
+        arke_dr::print_json(&RetentionPlan {
+            policy: policy.describe(),
+            archives: plan.to_vec(),
+        })?;
+        return Ok(Exit::Ok);
+    }
+    for d in plan {
+        let line = if d.keep {
+            format!("keep   {} ({})", d.name, d.reasons.join(", "))
+        } else {
+            format!("delete {}", d.name)
+        };
+        arke_dr::print_line(&line)?;
+    }
+    Ok(Exit::Ok)
+}
+
+/// The `--prune-only --dry-run --json` report.
+#[derive(Debug, serde::Serialize)]
+struct RetentionPlan {
+    policy: String,
+    /// Newest first.
+    archives: Vec<Decision>,
+}
+
 /// The `--prune-only --json` report.
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
 struct Retention {
@@ -227,15 +296,23 @@ fn print_plan(p: &ExportPlan, json: bool) -> anyhow::Result<Exit> {
 }
 
 fn prune_only(args: &Args) -> anyhow::Result<Exit> {
-    if args.keep_last.is_none() && args.keep_days.is_none() {
+    let policy = args.keep.policy();
+    if policy.is_empty() {
         return Err(Failure::new(
             Exit::Usage,
-            "--prune-only needs --keep-last and/or --keep-days",
+            "--prune-only needs a --keep-* rule (--keep-last, --keep-days, --keep-hourly, --keep-daily, --keep-weekly, --keep-monthly, --keep-yearly)",
         )
         .into());
     }
     let dir = &args.backups.backups_dir;
-    let deleted = arke_core::backup::apply_retention(dir, args.keep_last, args.keep_days)?;
+    if args.dry_run {
+        return print_retention(
+            &arke_core::backup::plan_retention(dir, &policy)?,
+            &policy,
+            args.out.json,
+        );
+    }
+    let deleted = arke_core::backup::apply_retention(dir, &policy)?;
     let left = arke_core::backup::BackupFiles::new(dir)
         .archives()
         .with_context(|| format!("listing {}", dir.display()))?

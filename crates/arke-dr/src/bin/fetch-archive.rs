@@ -4,12 +4,15 @@ use arke_core::human_bytes;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use arke_core::backup::retention::Policy;
 use arke_core::{Exit, Failure};
 use arke_dr::args::OutputArgs;
-use arke_ops::config::{DEFAULT_CONFIG_FILE, S3Settings, Settings};
+use arke_ops::bucket_archives;
+use arke_ops::config::{Config, DEFAULT_CONFIG_FILE, S3Settings, Settings};
 use arke_ops::fetch::{self, FetchOptions};
 use arke_ops::job::StepError;
 use arke_ops::store::S3Store;
+use chrono::Utc;
 use clap::Parser;
 
 /// Download the newest complete archive from s3://$S3_BUCKET/$S3_PREFIX (or the one named),
@@ -25,19 +28,28 @@ use clap::Parser;
 /// (backups/<old-instance-id>/): the default would be this instance's, which holds nothing.
 /// Credentials: the AWS SDK's chain (environment, profile, instance role through IMDSv2).
 ///
+/// --plan-retention is the dry run of S3_RETENTION=1 (the daily job's calendar retention in the
+/// bucket): with the KEEP_* settings it prints what the next night would keep and delete,
+/// deleting nothing (whether S3_RETENTION is on or not).
+///
 /// stdout: the archive's local path (the chain's newest), or the archives in S3 with --list,
-/// or a report with --json.
+/// or the plan with --plan-retention, or a report with --json.
 #[derive(Debug, Parser)]
 #[command(version, after_help = AFTER_HELP)]
 struct Args {
     /// The archive's file name in S3 (default: the newest one whose .json is there too)
     name: Option<String>,
     /// Folder to download into (created if needed)
-    #[arg(long, value_name = "DIR", required_unless_present = "list")]
+    #[arg(long, value_name = "DIR", required_unless_present_any = ["list", "plan_retention"])]
     dest: Option<PathBuf>,
     /// List the archives in S3 (name, size, storage class), oldest first; download nothing
     #[arg(long, conflicts_with_all = ["name", "dest"])]
     list: bool,
+    /// Dry run of S3_RETENTION=1 by the KEEP_* settings: every complete archive in S3, newest
+    /// first, as `keep <name> (reasons)` or `delete <name>`, and `incomplete <name>` for a .car
+    /// without its .json (left alone); download and delete nothing
+    #[arg(long, conflicts_with_all = ["name", "dest", "list"])]
+    plan_retention: bool,
     /// The bucket (else S3_BUCKET)
     #[arg(long, value_name = "BUCKET")]
     bucket: Option<String>,
@@ -53,9 +65,9 @@ struct Args {
 }
 
 const AFTER_HELP: &str = "Exit codes:
-  0  downloaded (or listed)
+  0  downloaded (or listed, or the retention plan printed)
   1  no complete archive in S3, or a member of the chain is missing there
-  2  bad flags or settings (no bucket, a bad prefix or name)
+  2  bad flags or settings (no bucket, a bad prefix, name or KEEP_* value)
   4  local file error (disk full, a different file already in --dest)
   6  S3 failed: credentials, bucket, transfer, a checksum mismatch, or an archive in
      Glacier (its restore was requested: run again when it completes)";
@@ -63,9 +75,18 @@ const AFTER_HELP: &str = "Exit codes:
 fn main() -> ExitCode {
     let args = Args::parse();
     arke_dr::run("fetch-archive", &args.out, async {
-        let store = S3Store::connect(&settings(&args)?).await.map_err(failure)?;
+        let settings = settings(&args)?;
+        let s3 =
+            S3Settings::read(&settings).map_err(|e| Failure::new(Exit::Usage, e.to_string()))?;
+        let store = S3Store::connect(&s3).await.map_err(failure)?;
         if args.list {
             return list(&store).await;
+        }
+        if args.plan_retention {
+            let policy = Config::from_settings(&settings)
+                .map_err(|e| Failure::new(Exit::Usage, e.to_string()))?
+                .retention;
+            return plan_retention(&store, &policy, args.out.json).await;
         }
         let dest = args.dest.clone().unwrap_or_default();
         let opts = FetchOptions {
@@ -87,7 +108,8 @@ fn main() -> ExitCode {
     })
 }
 
-fn settings(args: &Args) -> anyhow::Result<S3Settings> {
+/// The settings with the flags over them.
+fn settings(args: &Args) -> anyhow::Result<Settings> {
     let mut s =
         Settings::load(&args.config).map_err(|e| Failure::new(Exit::Usage, e.to_string()))?;
     let flags = [("S3_BUCKET", &args.bucket), ("S3_PREFIX", &args.prefix)];
@@ -96,7 +118,44 @@ fn settings(args: &Args) -> anyhow::Result<S3Settings> {
             .into_iter()
             .filter_map(|(k, v)| Some((k.to_string(), v.clone()?))),
     );
-    Ok(S3Settings::read(&s).map_err(|e| Failure::new(Exit::Usage, e.to_string()))?)
+    Ok(s)
+}
+
+/// The decisions of calendar retention over the bucket, deleting nothing. The descriptors are
+/// read into a private temporary folder, not the daily job's cache (whose bucket folder may
+/// be another). Object Lock is not asked: an archive the plan deletes that is under
+/// retention stays on the night (logged there as kept).
+async fn plan_retention(
+    store: &S3Store,
+    policy: &Policy,
+    json: bool,
+) -> Result<Exit, arke_core::Error> {
+    let cache = std::env::temp_dir().join(format!("arke-plan-retention-{}", std::process::id()));
+    std::fs::create_dir(&cache).map_err(|e| {
+        anyhow::Error::new(Failure::new(Exit::Io, format!("{}: {e}", cache.display())))
+    })?;
+    let plan = bucket_archives::retention(store, &cache, policy, Utc::now(), None, false).await;
+    let _ = std::fs::remove_dir_all(&cache);
+    let plan = plan.map_err(failure)?;
+    if json {
+        arke_dr::print_json(&plan)?;
+        return Ok(Exit::Ok);
+    }
+    if plan.decisions.is_empty() {
+        tracing::warn!("no complete archive in {}", store.s3().url(""));
+    }
+    for d in &plan.decisions {
+        let line = if d.keep {
+            format!("keep {} ({})", d.name, d.reasons.join(", "))
+        } else {
+            format!("delete {}", d.name)
+        };
+        arke_dr::print_line(&line)?;
+    }
+    for name in &plan.incomplete {
+        arke_dr::print_line(&format!("incomplete {name} (no .json: left alone)"))?;
+    }
+    Ok(Exit::Ok)
 }
 
 async fn list(store: &S3Store) -> Result<Exit, arke_core::Error> {

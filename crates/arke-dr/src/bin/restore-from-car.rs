@@ -1,12 +1,14 @@
-//! restore-from-car: a wiped node back to serving from one archive.
+//! restore-from-car: a wiped node back to serving from one archive, or (--entity) some
+//! entities put back into a live node.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
-use arke_core::Exit;
 use arke_core::backup::VerifyCarOptions;
+use arke_core::shard::EntityId;
+use arke_core::{EntityRestoreOptions, Exit, Failure, restore_entities};
 use arke_core::{RestoreOptions, ShardChoice, restore};
 use arke_dr::args::{NodeArgs, OutputArgs, PointerArgs, cid_arg};
 use clap::{Parser, ValueEnum};
@@ -31,6 +33,23 @@ enum ShardRuleArg {
 /// the same dag/import; the tips and the pointer are the newest archive's.
 ///
 /// stdout: JSON with the legacy keys (snapshot_cid, entity_count, restored) and counts per phase.
+///
+/// Partial restore (--entity ID, repeatable, or --entities-file FILE): only these entities are
+/// put back into a LIVE node, no --force needed. Each gets the tip a full restore of the
+/// archive would write; its blocks (every version's manifest, components to their leaves,
+/// records) are read from the archive chain, imported and pinned with one pin anchor per
+/// entity; its tip files are written (the rules of --shard-rule, and any it already has).
+/// Every other tip, the pointer and the event chain are left as they are: the restored tip is
+/// not announced by an event (the API reads the tip file, and its next event for the entity
+/// links normally). Per entity, one action: `restore` (no tip, an older or unrelated tip, or
+/// blocks missing), `keep` (the live tip descends from the archive's through `prev`: the
+/// entity moved on since the archive, and restoring would roll it back; --force does),
+/// `unchanged` (the tip files name the archive's tip and the node holds every block: a rerun
+/// changes nothing). An id not in the archive is refused before anything is written (exit 2),
+/// as is an entity whose blocks are not whole in the archive (exit 1). --dry-run lists each
+/// entity (live tip, archive tip, action and why) and writes nothing. stdout: one line per
+/// entity, or with --json the report (mode "entities", entities[] with id, live_tip,
+/// archive_tip, action, reason, tip_paths, blocks, pin_anchor).
 #[derive(Debug, Parser)]
 // No lock (a rerun resumes through the marker); nothing is skipped: an incomplete archive is refused (1).
 #[command(version, after_help = arke_dr::after_help_for(&[Exit::Ok, Exit::Failed, Exit::Usage, Exit::Node, Exit::Io]))]
@@ -43,14 +62,21 @@ struct Args {
     node: NodeArgs,
     #[command(flatten)]
     pointer: PointerArgs,
-    /// Restore into a node that already has a pointer or tips (and remove entries in the way of tip paths)
+    /// Restore into a node that already has a pointer or tips (and remove entries in the way of
+    /// tip paths); with --entity: roll back entities whose live tip descends from the archive's
     #[arg(long)]
     force: bool,
+    /// Restore only this entity into the live node (repeatable)
+    #[arg(long = "entity", value_name = "ID")]
+    entities: Vec<String>,
+    /// Restore only the entities listed in FILE (one id per line; `#` starts a comment)
+    #[arg(long, value_name = "FILE")]
+    entities_file: Option<PathBuf>,
     /// Print the plan and change nothing
     #[arg(long)]
     dry_run: bool,
-    /// Restore from an archive that fails verification
-    #[arg(long)]
+    /// Restore from an archive that fails verification (not with --entity)
+    #[arg(long, conflicts_with_all = ["entities", "entities_file"])]
     allow_incomplete: bool,
     /// Folder holding an incremental archive's parents (default: the archive's folder)
     #[arg(long, value_name = "DIR", value_parser = arke_dr::args::dir_path)]
@@ -85,9 +111,102 @@ struct Args {
     out: OutputArgs,
 }
 
+/// The ids of --entity and --entities-file, each once, in the order given; a malformed id or
+/// an unreadable file is refused before anything is read.
+fn entity_ids(args: &Args) -> Result<Vec<EntityId>, Failure> {
+    let mut raw: Vec<String> = args.entities.clone();
+    if let Some(f) = &args.entities_file {
+        let text = std::fs::read_to_string(f)
+            .map_err(|e| Failure::new(Exit::Io, format!("{}: {e}", f.display())))?;
+        raw.extend(entities_in(&text));
+    }
+    let mut seen = std::collections::HashSet::new();
+    let mut ids = Vec::new();
+    for r in raw {
+        let id = EntityId::parse(&r).map_err(|e| Failure::new(Exit::Usage, e.to_string()))?;
+        if seen.insert(r) {
+            ids.push(id);
+        }
+    }
+    Ok(ids)
+}
+
+/// One id per line; blank lines and everything after `#` ignored.
+fn entities_in(text: &str) -> Vec<String> {
+    text.lines()
+        .map(|l| l.split('#').next().unwrap_or("").trim())
+        .filter(|l| !l.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+fn shard(rule: ShardRuleArg) -> ShardChoice {
+    match rule {
+        ShardRuleArg::Worker => ShardChoice::Worker,
+        ShardRuleArg::Legacy => ShardChoice::Legacy,
+        ShardRuleArg::Both => ShardChoice::Both,
+    }
+}
+
+/// --entity: the partial restore into a live node.
+async fn restore_some(args: &Args, ids: Vec<EntityId>) -> Result<Exit, arke_core::Error> {
+    let kubo = args.node.connect().await?;
+    let opts = EntityRestoreOptions {
+        car: args.car.clone(),
+        chain_dir: args.chain_dir.clone(),
+        ids,
+        snapshot: args
+            .snapshot
+            .as_deref()
+            .map(|s| cid_arg(s, "snapshot CID"))
+            .transpose()?,
+        force: args.force,
+        dry_run: args.dry_run,
+        shard: shard(args.shard_rule),
+        index_root: args.index_root.clone(),
+        wait: Duration::from_secs(args.wait),
+        concurrency: args.concurrency.max(1),
+        import_timeout: Duration::from_secs(args.import_timeout.max(1)),
+    };
+    let r = restore_entities(&kubo, &opts, &args.out.progress()).await?;
+    for w in &r.warnings {
+        tracing::warn!("{w}");
+    }
+    tracing::info!(
+        "{}{} entities from {}: {} to restore, {} kept, {} unchanged; {} blocks imported, {} tip files written; the pointer and every other tip untouched",
+        if r.dry_run {
+            "dry run, nothing written: "
+        } else {
+            ""
+        },
+        r.entities.len(),
+        r.car_file,
+        r.to_restore,
+        r.kept,
+        r.unchanged,
+        r.blocks_imported,
+        r.tips_written
+    );
+    if args.out.json {
+        arke_dr::print_json(&r)?;
+    } else {
+        for l in r.lines() {
+            arke_dr::print_line(&l)?;
+        }
+    }
+    Ok(Exit::Ok)
+}
+
 fn main() -> ExitCode {
     let args = Args::parse();
     arke_dr::run("restore-from-car", &args.out, async {
+        let ids = entity_ids(&args)?;
+        if !ids.is_empty() {
+            return restore_some(&args, ids).await;
+        }
+        if args.entities_file.is_some() {
+            return Err(Failure::new(Exit::Usage, "the entities file names no entity").into());
+        }
         let kubo = args.node.connect().await?;
         let wait = Duration::from_secs(args.wait);
         // Which spelling of the pointer this node uses can only be asked of the node, so a
@@ -109,11 +228,7 @@ fn main() -> ExitCode {
             allow_incomplete: args.allow_incomplete,
             force: args.force,
             dry_run: args.dry_run,
-            shard: match args.shard_rule {
-                ShardRuleArg::Worker => ShardChoice::Worker,
-                ShardRuleArg::Legacy => ShardChoice::Legacy,
-                ShardRuleArg::Both => ShardChoice::Both,
-            },
+            shard: shard(args.shard_rule),
             index_root: args.index_root.clone(),
             pointer_path,
             wait,
@@ -147,4 +262,16 @@ fn main() -> ExitCode {
         arke_dr::print_json(&r)?;
         Ok(Exit::Ok)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::entities_in;
+
+    #[test]
+    fn entities_file_skips_comments_and_blank_lines() {
+        let text =
+            "# damaged on 2026-03-01\n01J8ME3HXYZW\n\n  01J8ME3HABCD  # the image\n#01J8ME3HNOPE\n";
+        assert_eq!(entities_in(text), ["01J8ME3HXYZW", "01J8ME3HABCD"]);
+    }
 }

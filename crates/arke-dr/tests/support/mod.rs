@@ -153,6 +153,8 @@ impl Set {
             }),
             upload: None,
             archives_deleted: vec![],
+            s3_archives_deleted: Vec::new(),
+            s3_lock_extended: None,
             snapshots_pruned: None,
             disk: None,
             alert: None,

@@ -37,6 +37,7 @@ pub fn evaluate(f: &Facts, t: &Thresholds, upload: &UploadSetting) -> Vec<Check>
     }
     out.extend(upload_check(f, upload));
     out.extend(rpo(f));
+    out.push(offhost_rpo(f, t, upload));
     out.push(disk(f.disk.as_ref(), f, t));
     out.extend(f.locks.iter().map(|l| lock(l, t)));
     out.extend(f.runs.iter().map(|r| match r.job.as_str() {
@@ -44,6 +45,7 @@ pub fn evaluate(f: &Facts, t: &Thresholds, upload: &UploadSetting) -> Vec<Check>
         _ => job(r),
     }));
     out.extend(notify(f));
+    out.extend(f.bucket.iter().flat_map(super::bucket::checks));
     out.extend(f.problems.iter().map(|p| {
         // Not knowing whether archives exist is as bad as having none.
         let sev = if p.check == "archive" {
@@ -283,6 +285,62 @@ fn rpo(f: &Facts) -> Option<Check> {
         Severity::Ok,
         format!("RPO {}: the writes since would be lost now", format_age(r)),
     ))
+}
+
+/// The off-host RPO: a warning past `ALERT_OFFHOST_RPO_HOURS` or with no upload recorded (the
+/// archive age and upload checks turn critical when a whole night is missing), critical when
+/// S3 lacks the archive the records say it holds. Upload off or not configured: said, not an error (the upload check
+/// speaks of it).
+fn offhost_rpo(f: &Facts, t: &Thresholds, upload: &UploadSetting) -> Check {
+    let name = "offhost_rpo";
+    match upload {
+        UploadSetting::Off => {
+            let msg = "off-host RPO: upload off (UPLOAD=0), no archive leaves the host";
+            return check(name, Severity::Ok, msg.into());
+        }
+        UploadSetting::NotConfigured { .. } => {
+            let msg = "off-host RPO: upload not configured, no archive leaves the host";
+            return check(name, Severity::Ok, msg.into());
+        }
+        UploadSetting::To { .. } => {}
+    }
+    let Some(o) = &f.offhost else {
+        // The archive and upload checks are critical then already.
+        let msg = "off-host RPO unknown: no upload to S3 recorded yet";
+        return check(name, Severity::Warning, msg.into());
+    };
+    if o.confirmed_in_s3 == Some(false) {
+        let msg = format!(
+            "off-host RPO: {} is not in S3 at its recorded size (recorded by {} at {})",
+            o.url, o.job, o.uploaded_at
+        );
+        return check(name, Severity::Critical, msg);
+    }
+    let Some(age) = o.rpo_secs else {
+        let msg = format!(
+            "off-host RPO unknown: bad time {:?} in the {} record",
+            o.uploaded_at, o.job
+        );
+        return check(name, Severity::Warning, msg);
+    };
+    let how = match o.confirmed_in_s3 {
+        Some(true) => ", confirmed in S3",
+        _ => "",
+    };
+    let msg = format!(
+        "off-host RPO {}: S3 held the state of {} ({}{how})",
+        format_age(age),
+        o.uploaded_at,
+        o.file
+    );
+    if age > t.max_offhost_rpo_secs as i64 {
+        let msg = format!(
+            "{msg}; older than {}",
+            format_age(t.max_offhost_rpo_secs as i64)
+        );
+        return check(name, Severity::Warning, msg);
+    }
+    check(name, Severity::Ok, msg)
 }
 
 fn disk(d: Option<&DiskFacts>, f: &Facts, t: &Thresholds) -> Check {

@@ -9,8 +9,8 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use super::{
-    ArchiveFacts, DiskFacts, Facts, Problem, RunFacts, RunSummary, SnapshotFacts, UploadFacts,
-    UploadSetting,
+    ArchiveFacts, DiskFacts, Facts, OffhostFacts, Problem, RunFacts, RunSummary, SnapshotFacts,
+    UploadFacts, UploadSetting,
 };
 use crate::config::Config;
 use crate::daily::file_name;
@@ -64,8 +64,9 @@ pub fn local_facts(config: &Config, upload: &UploadSetting, now: DateTime<Utc>) 
     let mut runs = Vec::new();
     for job in JOBS {
         let (facts, records) = run_facts(&config.state_dir, job, now, &mut problem);
-        if job == "daily-backup" {
-            daily = records;
+        // Both jobs upload archives (hourly-snapshot with HOURLY_ARCHIVE).
+        if job == "daily-backup" || job == "hourly-snapshot" {
+            daily.extend(records);
         }
         runs.push(facts);
     }
@@ -88,6 +89,7 @@ pub fn local_facts(config: &Config, upload: &UploadSetting, now: DateTime<Utc>) 
     (f.archive_count, f.backups_bytes, f.archive) = backups;
     f.disk = disk;
     f.last_upload = last_upload(&daily);
+    f.offhost = offhost(&daily, upload, now);
     if let Some(a) = f.archive.as_mut() {
         upload_evidence(a, &daily, upload);
     }
@@ -275,6 +277,34 @@ fn last_upload(daily: &[RunRecord]) -> Option<UploadFacts> {
             }
         })
         .max_by(|a, b| a.uploaded_at.cmp(&b.uploaded_at))
+}
+
+/// The off-host recovery point from the run records: the newest upload (`uploaded_at`, when S3
+/// was confirmed to hold the node's then current archive and its chain), `None` when upload is
+/// off or nothing was uploaded yet.
+fn offhost(
+    records: &[RunRecord],
+    upload: &UploadSetting,
+    now: DateTime<Utc>,
+) -> Option<OffhostFacts> {
+    if !matches!(upload, UploadSetting::To { .. }) {
+        return None;
+    }
+    let (job, u) = records
+        .iter()
+        .filter_map(|r| r.upload.as_ref().map(|u| (&r.job, u)))
+        .max_by(|a, b| a.1.uploaded_at.cmp(&b.1.uploaded_at))?;
+    let at = parse_time(&u.uploaded_at);
+    Some(OffhostFacts {
+        job: job.clone(),
+        file: u.url.rsplit('/').next().unwrap_or_default().to_string(),
+        url: u.url.clone(),
+        size_bytes: u.size_bytes,
+        uploaded_at: u.uploaded_at.clone(),
+        rpo_secs: at.map(|t| now.timestamp() - t.timestamp()),
+        confirmed_in_s3: None,
+        remote_error: None,
+    })
 }
 
 /// The recovery point: the newest archive where it must be (S3 when upload is on).

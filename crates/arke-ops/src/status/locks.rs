@@ -36,7 +36,8 @@ impl LockFolder {
 }
 
 /// Every lock a job takes: (label, folder, file name). `build` is build-snapshot's and
-/// prune-snapshots'; `export` is export-car's own, inside the daily job's; `drill` is
+/// prune-snapshots'; `daily` is daily-backup's, also taken by hourly-snapshot's archive steps
+/// (one archiver at a time); `export` is export-car's own, inside the daily job's; `drill` is
 /// restore-drill's.
 pub const KNOWN_LOCKS: [(&str, LockFolder, &str); 5] = [
     ("build", LockFolder::Snapshots, ".build-snapshot.lock"),

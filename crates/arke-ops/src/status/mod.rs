@@ -7,13 +7,15 @@
 //! 2. **node** ([`node_facts`], optional): the index pointer's event count against the
 //!    snapshot's, bounded by a short deadline; a node that does not answer is a warning.
 //! 3. **remote** (optional): whether the newest archive is in S3, through a [`RemoteProbe`]
-//!    the binary supplies (the S3 client lives in another crate).
+//!    the binary supplies (the S3 client lives in another crate); and, at most once a day
+//!    (cached in the state folder), the bucket's protections ([`bucket`]).
 //! 4. **checks** ([`evaluate`]): each fact against the [`Thresholds`], one [`Check`] per line
 //!    of the human output, and the worst [`Severity`] as the verdict.
 //!
 //! Nothing here fails: a fact that cannot be read becomes a check saying so (a status tool
 //! that crashes on the broken state it should report is no use at 3 a.m.).
 
+pub mod bucket;
 mod checks;
 mod human;
 mod local;
@@ -86,6 +88,10 @@ impl Severity {
 pub struct Thresholds {
     /// Newest archive older than this: critical (the nightly backup did not happen). 26 h.
     pub max_archive_age_secs: u64,
+    /// Off-host recovery point (since S3 last held the node's state) older than this:
+    /// critical. 2 h with hourly archives, else 26 h.
+    #[serde(default = "default_offhost_rpo")]
+    pub max_offhost_rpo_secs: u64,
     /// Newest snapshot older than this: warning (the hourly job is not running). 2 h.
     pub max_snapshot_age_secs: u64,
     /// A lock held longer than this: warning ("alert if build takes > 30 minutes"). 30 min.
@@ -116,6 +122,7 @@ impl Default for Thresholds {
     fn default() -> Self {
         Thresholds {
             max_archive_age_secs: 26 * 3600,
+            max_offhost_rpo_secs: default_offhost_rpo(),
             max_snapshot_age_secs: 2 * 3600,
             max_lock_secs: 30 * 60,
             disk_warn_percent: 80.0,
@@ -124,6 +131,10 @@ impl Default for Thresholds {
             max_drill_lock_secs: default_drill_lock(),
         }
     }
+}
+
+fn default_offhost_rpo() -> u64 {
+    26 * 3600
 }
 
 /// Where the archives are expected to go.
@@ -192,6 +203,10 @@ pub fn node_client(config: &Config, deadline: Duration) -> Result<Kubo, String> 
 /// Implement it with `async fn head(&self, file_name: &str) -> ...`.
 pub trait RemoteProbe {
     fn head(&self, file_name: &str) -> impl Future<Output = Result<Option<u64>, String>> + Send;
+    /// The bucket's protections, asked now; `None`: this probe does not tell.
+    fn bucket(&self) -> impl Future<Output = Option<bucket::BucketFacts>> + Send {
+        async { None }
+    }
 }
 
 /// The probe of a run without one (`present_in_s3` stays unknown); it cannot be constructed.
@@ -242,6 +257,12 @@ pub async fn collect<P: RemoteProbe>(inputs: &Inputs<'_, P>) -> Status {
         let path = &inputs.config.index_pointer_path;
         facts.node = node_facts(kubo, path, cid.as_deref(), inputs.node_timeout).await;
     }
+    if let (Some(probe), Some(o)) = (inputs.remote, facts.offhost.as_mut()) {
+        match probe.head(&o.file).await {
+            Ok(size) => o.confirmed_in_s3 = Some(size == Some(o.size_bytes)),
+            Err(e) => o.remote_error = Some(e),
+        }
+    }
     if let (Some(probe), Some(a)) = (inputs.remote, facts.archive.as_mut()) {
         match probe.head(&a.file).await {
             Ok(size) => {
@@ -251,8 +272,29 @@ pub async fn collect<P: RemoteProbe>(inputs: &Inputs<'_, P>) -> Status {
             Err(e) => a.remote_error = Some(e),
         }
     }
+    if let (Some(probe), UploadSetting::To { bucket, .. }) = (inputs.remote, &inputs.upload) {
+        facts.bucket = bucket_facts(probe, &inputs.config.state_dir, bucket, inputs.now).await;
+    }
     local::fill_rpo(&mut facts, &inputs.upload, inputs.now);
     Status::new(facts, &inputs.thresholds, &inputs.upload, inputs.now)
+}
+
+/// The bucket's protections: today's copy in the state folder, else asked (and kept when
+/// every setting got an answer).
+async fn bucket_facts<P: RemoteProbe>(
+    probe: &P,
+    state_dir: &std::path::Path,
+    name: &str,
+    now: DateTime<Utc>,
+) -> Option<bucket::BucketFacts> {
+    if let Some(f) = bucket::cached(state_dir, name, now) {
+        return Some(f);
+    }
+    let f = probe.bucket().await?;
+    if f.complete() {
+        bucket::store(state_dir, &f);
+    }
+    Some(f)
 }
 
 /// Local facts only (phase 1, then the checks): no node, no S3, a few small files read. What
@@ -336,12 +378,18 @@ pub struct Facts {
     /// Recovery point achieved: age of the newest archive that is where it must be (in S3 when
     /// upload is on, else on the local disk). `None`: there is none.
     pub rpo_secs: Option<i64>,
-    /// The newest upload the daily run records tell of.
+    /// The newest upload the daily and hourly run records tell of.
     pub last_upload: Option<UploadFacts>,
+    /// The off-host recovery point (upload on, once something was uploaded).
+    #[serde(default)]
+    pub offhost: Option<OffhostFacts>,
     pub disk: Option<DiskFacts>,
     pub locks: Vec<LockFacts>,
     pub runs: Vec<RunFacts>,
     pub node: NodeFacts,
+    /// The bucket's protections (asked at most once a day; `None`: not asked).
+    #[serde(default)]
+    pub bucket: Option<bucket::BucketFacts>,
     /// Notifications that failed, and the newest delivered (`<state>/notify/`).
     #[serde(default)]
     pub notify: crate::notify::NotifyFacts,
@@ -407,6 +455,27 @@ pub struct UploadFacts {
     pub uploaded_at: String,
     /// The archive's name stamp (Unix seconds).
     pub archive_timestamp: Option<i64>,
+}
+
+/// The off-host recovery point: how long ago S3 was last confirmed to hold the node's state
+/// then (the newest `upload.uploaded_at` of the daily and hourly run records: an upload, or an
+/// unchanged hour that found its archive and chain already there), confirmed against S3 when
+/// dr-status may ask it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct OffhostFacts {
+    /// The job whose record it is (`daily-backup`, `hourly-snapshot`).
+    pub job: String,
+    /// The archive S3 then held as the newest.
+    pub file: String,
+    pub url: String,
+    pub size_bytes: u64,
+    /// RFC 3339 UTC.
+    pub uploaded_at: String,
+    /// Seconds since `uploaded_at`: the writes a loss of the host now would cost.
+    pub rpo_secs: Option<i64>,
+    /// The archive is in S3 at its recorded size (`None`: not asked or could not tell).
+    pub confirmed_in_s3: Option<bool>,
+    pub remote_error: Option<String>,
 }
 
 /// The backups folder's file system (statvfs).

@@ -300,8 +300,29 @@ fn rpo_card(f: &Facts, upload: &UploadSetting) -> String {
                 format!("<code>{}</code> at {}", esc(&u.file), esc(&u.uploaded_at))
             }),
         ),
+        ("off-host RPO", offhost_row(f, upload)),
     ];
     card("Recovery point (RPO)", Some(big), &rows)
+}
+
+/// Since when S3 holds the node's state, or why there is no such figure.
+fn offhost_row(f: &Facts, upload: &UploadSetting) -> String {
+    match (upload, &f.offhost) {
+        (UploadSetting::Off, _) => "upload off".into(),
+        (UploadSetting::NotConfigured { .. }, _) => "upload not configured".into(),
+        (_, None) => "no upload recorded".into(),
+        (_, Some(o)) => {
+            let age = o
+                .rpo_secs
+                .map_or("unknown".into(), |r| format_age(r).to_string());
+            let s3 = match o.confirmed_in_s3 {
+                Some(true) => ", confirmed in S3",
+                Some(false) => ", NOT in S3",
+                None => "",
+            };
+            format!("{age} (<code>{}</code>, {}{s3})", esc(&o.file), esc(&o.job))
+        }
+    }
 }
 
 fn disk_card(f: &Facts, t: &Thresholds) -> String {
@@ -589,6 +610,8 @@ mod tests {
             archive,
             upload: None,
             archives_deleted: vec![],
+            s3_archives_deleted: Vec::new(),
+            s3_lock_extended: None,
             snapshots_pruned: None,
             disk: None,
             alert: None,

@@ -45,6 +45,7 @@ use super::chain::{self, ChainPolicy, Parent};
 use super::descriptor::{Descriptor, MAX_LISTED_MISSING, json_to_ipld};
 use super::files::{BackupFiles, LOCK_FILE, meta_path};
 use super::held::{self, Held, HeldError};
+use super::retention::{Decision, Policy};
 use crate::closure::walk::{self, Sink};
 use crate::closure::{
     Closure, ClosureOptions, ClosureReport, Finding, NameCounts, Offer, Severity,
@@ -75,8 +76,8 @@ pub struct ExportOptions {
     pub backups_dir: PathBuf,
     pub with_history: bool,
     pub allow_missing: bool,
-    pub keep_last: Option<usize>,
-    pub keep_days: Option<u64>,
+    /// Retention after a successful export (empty: nothing deleted).
+    pub retention: Policy,
     pub concurrency: usize,
     /// Use one `dag/export` for the real-linked part (v4 snapshots).
     pub bulk: bool,
@@ -183,11 +184,7 @@ impl ChainSummary {
 /// Retention alone (`export-car --prune-only`, the last step of the daily pipeline, run only
 /// after the new archive was verified and uploaded). Takes the folder's lock like an export;
 /// the newest archive is always kept, whatever the policy says, so a folder is never emptied.
-pub fn apply_retention(
-    backups_dir: &Path,
-    keep_last: Option<usize>,
-    keep_days: Option<u64>,
-) -> anyhow::Result<Vec<PathBuf>> {
+pub fn apply_retention(backups_dir: &Path, policy: &Policy) -> anyhow::Result<Vec<PathBuf>> {
     let lock_path = backups_dir.join(LOCK_FILE);
     let _lock = RunLock::acquire(&lock_path, "an export-car", "retention not applied")?;
     let files = BackupFiles::new(backups_dir);
@@ -199,15 +196,18 @@ pub fn apply_retention(
     {
         tracing::info!("removed {} left by an interrupted export", r.display());
     }
-    let archives = files
-        .archives()
-        .with_context(|| format!("listing {}", backups_dir.display()))?;
-    let Some(newest) = archives.last() else {
-        return Ok(Vec::new());
-    };
     files
-        .prune(keep_last, keep_days, &newest.car, Utc::now())
+        .prune(policy, None, Utc::now())
         .with_context(|| format!("retention in {}", backups_dir.display()))
+}
+
+/// What [`apply_retention`] would do, every archive with the reasons it is kept (newest
+/// first); nothing is deleted and no lock is taken.
+pub fn plan_retention(backups_dir: &Path, policy: &Policy) -> anyhow::Result<Vec<Decision>> {
+    let plan = BackupFiles::new(backups_dir)
+        .retention_plan(policy, None, Utc::now())
+        .with_context(|| format!("retention in {}", backups_dir.display()))?;
+    Ok(plan.into_iter().map(|(_, d)| d).collect())
 }
 
 /// What an export will do, decided before anything is written.
@@ -713,7 +713,7 @@ pub async fn export(
     let published = finish(&files, opts, &plan, written, &descriptor)?;
     guard.armed = false;
     let deleted = files
-        .prune(opts.keep_last, opts.keep_days, &plan.final_path, Utc::now())
+        .prune(&opts.retention, Some(&plan.final_path), Utc::now())
         .with_context(|| format!("retention in {}", opts.backups_dir.display()))?;
     for d in &deleted {
         tracing::info!("retention: deleted {}", d.display());

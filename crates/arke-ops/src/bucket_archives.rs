@@ -1,0 +1,354 @@
+//! The archives in the bucket as a whole: calendar retention over them (`S3_RETENTION=1`, the
+//! same `KEEP_*` policy as the backups folder) and the extension of their Object Lock
+//! retention (a base must never expire under the increments that need it).
+//!
+//! The chains come from the descriptors (`.json`) in S3, each read once and kept in
+//! `<state>/s3-descriptors/` (a descriptor never changes under its name; entries for archives
+//! gone from the bucket are dropped). Only complete archives (a `.car` with its `.json`) are
+//! candidates: a `.car` alone is an upload in progress or a failed night's, which the next
+//! night completes.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+
+use arke_core::backup::ArchiveName;
+use arke_core::backup::retention::{Candidate, Decision, Policy, decide};
+use arke_s3::{LockMode, Retention};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::fetch::{is_archive_name, parent_of};
+use crate::job::{StepError, rfc3339};
+use crate::store::{S3Store, remote};
+
+/// What calendar retention decided for the bucket (`--json` of the dry run; the record).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct BucketRetention {
+    /// Every complete archive, newest first, kept or not, with the reasons.
+    pub decisions: Vec<Decision>,
+    /// `.car` objects without their `.json`: left alone.
+    pub incomplete: Vec<String>,
+    /// Archives deleted (`.json` then `.car`).
+    pub deleted: Vec<String>,
+    /// Archives the policy lets go but that stay: `name: why` (under Object Lock retention,
+    /// or the parent of one that stays).
+    pub held: Vec<String>,
+}
+
+/// The bucket's complete archives with their parents, and the incomplete ones.
+pub async fn candidates(
+    store: &S3Store,
+    cache: &Path,
+) -> Result<(Vec<Candidate>, Vec<String>), StepError> {
+    let all = store.s3().list().await.map_err(remote)?;
+    let sizes: HashMap<&str, u64> = all.iter().map(|o| (o.name.as_str(), o.size)).collect();
+    crate::daily::ensure_dir(cache)?;
+    let mut out = Vec::new();
+    let mut incomplete = Vec::new();
+    let mut wanted = HashSet::new();
+    for o in all.iter().filter(|o| is_archive_name(&o.name)) {
+        let json = json_name(&o.name);
+        let Some(&json_size) = sizes.get(json.as_str()) else {
+            incomplete.push(o.name.clone());
+            continue;
+        };
+        let Some(stamp) = ArchiveName::parse(&o.name).and_then(|a| a.stamp) else {
+            tracing::warn!("{}: no time in the name; left alone", o.name);
+            continue;
+        };
+        let local = cache.join(&json);
+        if !std::fs::metadata(&local).is_ok_and(|m| m.len() == json_size) {
+            let none = |_: u64, _: u64| {};
+            store
+                .s3()
+                .download(&json, &local, &none)
+                .await
+                .map_err(remote)?;
+        }
+        wanted.insert(json.clone());
+        out.push(Candidate {
+            name: o.name.clone(),
+            stamp,
+            parent: parent_of(&local)?,
+        });
+    }
+    forget_others(cache, &wanted);
+    Ok((out, incomplete))
+}
+
+/// Drops cached descriptors of archives no longer in the bucket.
+fn forget_others(cache: &Path, wanted: &HashSet<String>) {
+    let Ok(rd) = std::fs::read_dir(cache) else {
+        return;
+    };
+    for e in rd.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if !wanted.contains(&name) {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+}
+
+/// `arke-1-….car` → `arke-1-….json`.
+pub fn json_name(car: &str) -> String {
+    format!("{}.json", car.strip_suffix(".car").unwrap_or(car))
+}
+
+/// Where the descriptors are cached.
+pub fn descriptor_cache(state_dir: &Path) -> PathBuf {
+    state_dir.join("s3-descriptors")
+}
+
+/// Decides (and, with `apply`, deletes) by `policy` over the bucket's archives. `pinned` (the
+/// archive just uploaded) is kept with its chain whatever the policy says.
+pub async fn retention(
+    store: &S3Store,
+    cache: &Path,
+    policy: &Policy,
+    now: DateTime<Utc>,
+    pinned: Option<&str>,
+    apply: bool,
+) -> Result<BucketRetention, StepError> {
+    let (cands, incomplete) = candidates(store, cache).await?;
+    let decisions = decide(&cands, policy, now, pinned);
+    let mut report = BucketRetention {
+        decisions,
+        incomplete,
+        ..BucketRetention::default()
+    };
+    if apply {
+        delete_unkept(store, &cands, &mut report, now).await?;
+        for name in &report.deleted {
+            let _ = std::fs::remove_file(cache.join(json_name(name)));
+        }
+    }
+    Ok(report)
+}
+
+/// Deletes what the policy lets go, newest first (an increment before its parent), except
+/// an archive under Object Lock retention and any parent of an archive that stays.
+async fn delete_unkept(
+    store: &S3Store,
+    cands: &[Candidate],
+    report: &mut BucketRetention,
+    now: DateTime<Utc>,
+) -> Result<(), StepError> {
+    let parent: HashMap<&str, Option<&str>> = cands
+        .iter()
+        .map(|c| (c.name.as_str(), c.parent.as_deref()))
+        .collect();
+    // Every archive that stays needs its chain: marked from the kept ones first.
+    let mut needed: HashMap<String, String> = HashMap::new();
+    let need_chain = |from: &str, needed: &mut HashMap<String, String>| {
+        let mut cur = parent.get(from).copied().flatten();
+        while let Some(p) = cur {
+            needed
+                .entry(p.to_string())
+                .or_insert_with(|| from.to_string());
+            cur = parent.get(p).copied().flatten();
+        }
+    };
+    for d in report.decisions.iter().filter(|d| d.keep) {
+        need_chain(&d.name, &mut needed);
+    }
+    let gone: Vec<String> = report
+        .decisions
+        .iter()
+        .filter(|d| !d.keep)
+        .map(|d| d.name.clone())
+        .collect();
+    for name in gone {
+        if let Some(child) = needed.get(&name) {
+            report
+                .held
+                .push(format!("{name}: parent of {child}, which stays"));
+            continue;
+        }
+        if let Some(until) = locked_until(store, &name, now).await? {
+            tracing::info!("s3 retention: {name} is retained until {until} (Object Lock): left");
+            report
+                .held
+                .push(format!("{name}: Object Lock retention until {until}"));
+            need_chain(&name, &mut needed);
+            continue;
+        }
+        // The .json first: a listing never shows a complete archive whose .car is gone.
+        for obj in [json_name(&name), name.clone()] {
+            store.s3().delete(&obj).await.map_err(remote)?;
+        }
+        tracing::info!("s3 retention: deleted {}", store.s3().url(&name));
+        report.deleted.push(name);
+    }
+    Ok(())
+}
+
+/// The later retain-until of the archive's `.car` and `.json`, when it is still ahead.
+async fn locked_until(
+    store: &S3Store,
+    name: &str,
+    now: DateTime<Utc>,
+) -> Result<Option<String>, StepError> {
+    let mut latest: Option<DateTime<Utc>> = None;
+    for obj in [name.to_string(), json_name(name)] {
+        if let Some(r) = store
+            .s3()
+            .head(&obj)
+            .await
+            .map_err(remote)?
+            .and_then(|o| o.retention)
+        {
+            latest = latest.max(Some(r.until));
+        }
+    }
+    Ok(latest.filter(|u| *u > now).map(rfc3339))
+}
+
+/// What the Object Lock extension did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct LockExtension {
+    /// Objects whose retain-until was moved later: `name → new retain-until`.
+    pub extended: BTreeMap<String, String>,
+    /// Archives looked at.
+    pub archives: usize,
+}
+
+/// Extends the Object Lock retention of the bucket's archives so that the newest chain is
+/// retained at least `days` from `now`, and every archive at least as long as any archive
+/// that needs it (its increments). Only ever later: a retain-until already beyond what is
+/// needed is left. `keep` limits it to the archives a retention policy keeps (`None`: all).
+pub async fn extend_locks(
+    store: &S3Store,
+    cache: &Path,
+    (mode, days): (LockMode, u64),
+    now: DateTime<Utc>,
+    keep: Option<&HashSet<String>>,
+) -> Result<LockExtension, StepError> {
+    let (mut cands, _) = candidates(store, cache).await?;
+    cands.retain(|c| keep.is_none_or(|k| k.contains(&c.name)));
+    cands.sort_by(|a, b| (b.stamp, &b.name).cmp(&(a.stamp, &a.name)));
+    let mut current: HashMap<String, Option<Retention>> = HashMap::new();
+    for c in &cands {
+        for obj in [c.name.clone(), json_name(&c.name)] {
+            let head = store.s3().head(&obj).await.map_err(remote)?;
+            current.insert(obj, head.and_then(|o| o.retention));
+        }
+    }
+    let target = now + chrono::Duration::days(i64::try_from(days).unwrap_or(36_500));
+    // S3 keeps whole seconds: the next one, so that a date set tonight is never "short" of
+    // tonight's target by its fraction (and set again on the next run).
+    let target = DateTime::from_timestamp(target.timestamp() + 1, 0).unwrap_or(target);
+    let required = required_until(&cands, &current, target);
+    let mut out = LockExtension {
+        archives: cands.len(),
+        ..LockExtension::default()
+    };
+    for c in &cands {
+        let Some(until) = required.get(&c.name).copied() else {
+            continue;
+        };
+        for obj in [c.name.clone(), json_name(&c.name)] {
+            let now_r = current.get(&obj).copied().flatten();
+            if now_r.is_some_and(|r| r.until >= until) {
+                continue;
+            }
+            // COMPLIANCE cannot become GOVERNANCE; it stays.
+            let mode = match now_r {
+                Some(r) if r.mode == LockMode::Compliance => LockMode::Compliance,
+                _ => mode,
+            };
+            store
+                .s3()
+                .extend_retention(&obj, &Retention { mode, until })
+                .await
+                .map_err(remote)?;
+            out.extended.insert(obj, rfc3339(until));
+        }
+    }
+    Ok(out)
+}
+
+/// The retain-until each archive needs (newest first in `cands`): the newest chain's members
+/// `target`; every archive at least its own and its increments' (current or required).
+pub fn required_until(
+    cands: &[Candidate],
+    current: &HashMap<String, Option<Retention>>,
+    target: DateTime<Utc>,
+) -> HashMap<String, DateTime<Utc>> {
+    let by_name: HashMap<&str, &Candidate> = cands.iter().map(|c| (c.name.as_str(), c)).collect();
+    let mut req: HashMap<String, DateTime<Utc>> = HashMap::new();
+    // The newest chain: the newest archive and its parents.
+    let mut cur = cands.first().map(|c| c.name.as_str());
+    while let Some(n) = cur {
+        req.insert(n.to_string(), target);
+        cur = by_name.get(n).and_then(|c| c.parent.as_deref());
+    }
+    // Newest first: a child is settled before its parent, which inherits its date.
+    for c in cands {
+        let own = [c.name.clone(), json_name(&c.name)]
+            .iter()
+            .filter_map(|o| current.get(o).copied().flatten())
+            .map(|r| r.until)
+            .max();
+        let need = req.get(&c.name).copied().max(own);
+        let Some(need) = need else { continue };
+        req.insert(c.name.clone(), need);
+        if let Some(p) = &c.parent {
+            let e = req.entry(p.clone()).or_insert(need);
+            *e = (*e).max(need);
+        }
+    }
+    req
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn t(d: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 12, d, 2, 0, 0).unwrap()
+    }
+
+    fn cand(name: &str, d: u32, parent: Option<&str>) -> Candidate {
+        Candidate {
+            name: name.into(),
+            stamp: t(d),
+            parent: parent.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn a_base_is_retained_as_long_as_its_increments() {
+        // Two chains: a1 <- a2 (old), b1 <- b2 <- b3 (newest). a2 has a long retention of its
+        // own (an earlier night's); b1's is short.
+        let cands = vec![
+            cand("b3", 5, Some("b2")),
+            cand("b2", 4, Some("b1")),
+            cand("b1", 3, None),
+            cand("a2", 2, Some("a1")),
+            cand("a1", 1, None),
+        ];
+        let r = |d| {
+            Some(Retention {
+                mode: LockMode::Governance,
+                until: t(d),
+            })
+        };
+        let mut current = HashMap::new();
+        current.insert("a2".to_string(), r(20));
+        current.insert("a1".to_string(), r(9));
+        current.insert("b1".to_string(), r(4));
+        let target = t(31);
+        let req = required_until(&cands, &current, target);
+        for n in ["b3", "b2", "b1"] {
+            assert_eq!(req[n], target, "{n}");
+        }
+        assert_eq!(req["a2"], t(20));
+        // The base inherits its increment's later date.
+        assert_eq!(req["a1"], t(20));
+        // Without any retention, an old chain needs nothing.
+        let bare = required_until(&cands, &HashMap::new(), target);
+        assert!(!bare.contains_key("a1") && !bare.contains_key("a2"));
+        assert_eq!(bare["b1"], target);
+    }
+}
