@@ -11,7 +11,7 @@ use std::time::Instant;
 use arke_core::Exit;
 use chrono::{DateTime, SecondsFormat, Utc};
 
-use crate::runs::{DiskRecord, RUN_SCHEMA, RunRecord, RunStatus, StepRecord, StepStatus};
+use crate::runs::{DiskRecord, RunRecord, RunStatus, StepRecord, StepStatus};
 
 /// Why a step failed: the exit code its binary would return and one line for the log.
 #[derive(Debug, Clone)]
@@ -160,7 +160,6 @@ impl Job {
             None => (Exit::Ok, RunStatus::Ok),
         };
         RunRecord {
-            schema: RUN_SCHEMA.into(),
             job: self.name.into(),
             started: rfc3339(self.started),
             finished: rfc3339(Utc::now()),
@@ -169,18 +168,8 @@ impl Job {
             status,
             error: error.map(|e| e.message.clone()),
             steps: self.steps,
-            snapshot: None,
-            archive: None,
-            upload: None,
-            archives_deleted: Vec::new(),
-            s3_archives_deleted: Vec::new(),
-            s3_lock_extended: None,
-            snapshots_pruned: None,
-            disk: None,
-            alert: None,
-            drill: None,
-            off: None,
             log_file: self.log_file.display().to_string(),
+            ..RunRecord::default()
         }
     }
 }

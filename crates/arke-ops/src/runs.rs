@@ -187,6 +187,37 @@ pub struct DiskRecord {
     pub free_bytes: u64,
 }
 
+/// An empty record of this schema (status ok, exit 0, nothing done): the base that
+/// [`crate::job::Job::finish`] and tests fill with struct update syntax, so a field added to
+/// the record is written in one place.
+impl Default for RunRecord {
+    fn default() -> Self {
+        RunRecord {
+            schema: RUN_SCHEMA.into(),
+            job: String::new(),
+            started: String::new(),
+            finished: String::new(),
+            duration_secs: 0.0,
+            exit: 0,
+            status: RunStatus::Ok,
+            error: None,
+            steps: Vec::new(),
+            snapshot: None,
+            archive: None,
+            upload: None,
+            archives_deleted: Vec::new(),
+            s3_archives_deleted: Vec::new(),
+            s3_lock_extended: None,
+            snapshots_pruned: None,
+            disk: None,
+            alert: None,
+            drill: None,
+            off: None,
+            log_file: String::new(),
+        }
+    }
+}
+
 impl RunRecord {
     /// `ok`, `ok_with_skipped` or `failed`, as the record's `status` says it.
     pub fn status_label(&self) -> &'static str {
@@ -324,27 +355,14 @@ mod tests {
 
     fn record(job: &str, started: &str) -> RunRecord {
         RunRecord {
-            schema: RUN_SCHEMA.into(),
             job: job.into(),
             started: started.into(),
             finished: "2026-12-01T02:03:00Z".into(),
             duration_secs: 180.0,
             exit: 0,
             status: RunStatus::Ok,
-            error: None,
-            steps: vec![],
-            snapshot: None,
-            archive: None,
-            upload: None,
-            archives_deleted: vec![],
-            s3_archives_deleted: Vec::new(),
-            s3_lock_extended: None,
-            snapshots_pruned: None,
-            disk: None,
-            alert: None,
-            drill: None,
-            off: None,
             log_file: "/var/log/arke-dr/daily-backup.log".into(),
+            ..RunRecord::default()
         }
     }
 

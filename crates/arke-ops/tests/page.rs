@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use arke_core::model::{BackupMeta, SnapshotMeta};
 use arke_ops::config::{Config, Settings};
-use arke_ops::runs::{ArchiveRecord, RUN_SCHEMA, RunRecord, RunStatus, UploadRecord};
+use arke_ops::runs::{ArchiveRecord, RunRecord, RunStatus, UploadRecord};
 use arke_ops::status::{self, Severity, Thresholds, page};
 use arke_testkit::browser::{Browser, file_url, png_size};
 use chrono::{DateTime, Duration as Span, SecondsFormat, Utc};
@@ -112,7 +112,6 @@ impl Host {
 
 fn record(job: &str, started: DateTime<Utc>, secs: f64, status: RunStatus) -> RunRecord {
     RunRecord {
-        schema: RUN_SCHEMA.into(),
         job: job.into(),
         started: started.to_rfc3339_opts(SecondsFormat::Secs, true),
         finished: (started + Span::seconds(secs as i64)).to_rfc3339_opts(SecondsFormat::Secs, true),
@@ -123,20 +122,8 @@ fn record(job: &str, started: DateTime<Utc>, secs: f64, status: RunStatus) -> Ru
             RunStatus::Failed => 6,
         },
         status,
-        error: None,
-        steps: vec![],
-        snapshot: None,
-        archive: None,
-        upload: None,
-        archives_deleted: vec![],
-        s3_archives_deleted: Vec::new(),
-        s3_lock_extended: None,
-        snapshots_pruned: None,
-        disk: None,
-        alert: None,
-        drill: None,
-        off: None,
         log_file: format!("/var/log/arke-dr/{job}.log"),
+        ..RunRecord::default()
     }
 }
 

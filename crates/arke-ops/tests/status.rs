@@ -12,7 +12,7 @@ use arke_core::model::{BackupMeta, SnapshotMeta};
 use arke_core::{LockOutcome, RunLock};
 use arke_ops::config::{Config, Settings};
 use arke_ops::drill::{DrillRecord, OFF};
-use arke_ops::runs::{RUN_SCHEMA, RunRecord, RunStatus, UploadRecord};
+use arke_ops::runs::{RunRecord, RunStatus, UploadRecord};
 use arke_ops::status::{
     self, Inputs, NoRemote, NodeState, RemoteProbe, Severity, Status, Thresholds, page,
 };
@@ -124,7 +124,6 @@ impl Host {
         });
         let failed = status == RunStatus::Failed;
         RunRecord {
-            schema: RUN_SCHEMA.into(),
             job: job.into(),
             started: (at - Span::minutes(3)).to_rfc3339(),
             finished: at.to_rfc3339(),
@@ -132,19 +131,9 @@ impl Host {
             exit: if failed { 6 } else { 0 },
             status,
             error: failed.then(|| "upload failed: AccessDenied".into()),
-            steps: vec![],
-            snapshot: None,
-            archive: None,
             upload,
-            archives_deleted: vec![],
-            s3_archives_deleted: Vec::new(),
-            s3_lock_extended: None,
-            snapshots_pruned: None,
-            disk: None,
-            alert: None,
-            drill: None,
-            off: None,
             log_file: format!("/var/log/arke-dr/{job}.log"),
+            ..RunRecord::default()
         }
         .save(&self.path("state"))
         .unwrap();
@@ -159,27 +148,16 @@ impl Host {
             ..DrillRecord::default()
         });
         RunRecord {
-            schema: RUN_SCHEMA.into(),
             job: "restore-drill".into(),
             started: (at - Span::minutes(20)).to_rfc3339(),
             finished: at.to_rfc3339(),
             duration_secs: 1200.0,
             exit: 0,
             status: RunStatus::Ok,
-            error: None,
-            steps: vec![],
-            snapshot: None,
-            archive: None,
-            upload: None,
-            archives_deleted: vec![],
-            s3_archives_deleted: Vec::new(),
-            s3_lock_extended: None,
-            snapshots_pruned: None,
-            disk: None,
-            alert: None,
             drill,
             off: off.map(str::to_string),
             log_file: "/var/log/arke-dr/restore-drill.log".into(),
+            ..RunRecord::default()
         }
         .save(&self.path("state"))
         .unwrap();

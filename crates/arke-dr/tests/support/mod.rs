@@ -14,7 +14,7 @@ use arke_core::Progress;
 use arke_core::car::{CarReader, CarWriter, ReaderOptions};
 use arke_core::ipld::Cid;
 use arke_core::kubo::Kubo;
-use arke_ops::runs::{ArchiveRecord, RUN_SCHEMA, RunRecord, RunStatus};
+use arke_ops::runs::{ArchiveRecord, RunRecord, RunStatus};
 use arke_testkit::generator::{GenConfig, Summary, generate};
 use arke_testkit::node::TestNode;
 use arke_testkit::world::World;
@@ -129,16 +129,12 @@ impl Set {
         let now = chrono::Utc::now().to_rfc3339();
         let file = car.file_name().unwrap().to_string_lossy().into_owned();
         RunRecord {
-            schema: RUN_SCHEMA.into(),
             job: "daily-backup".into(),
             started: now.clone(),
             finished: now,
             duration_secs: 42.0,
             exit: 0,
             status: RunStatus::Ok,
-            error: None,
-            steps: vec![],
-            snapshot: None,
             archive: Some(ArchiveRecord {
                 file,
                 path: car.to_string_lossy().into_owned(),
@@ -151,16 +147,8 @@ impl Set {
                 seq: 1,
                 verified: true,
             }),
-            upload: None,
-            archives_deleted: vec![],
-            s3_archives_deleted: Vec::new(),
-            s3_lock_extended: None,
-            snapshots_pruned: None,
-            disk: None,
-            alert: None,
-            drill: None,
-            off: None,
             log_file: "daily-backup.log".into(),
+            ..RunRecord::default()
         }
         .save(&self.host("state"))
         .unwrap();

@@ -567,7 +567,7 @@ fn locks_section(locks: &[LockFacts]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::runs::{ArchiveRecord, RUN_SCHEMA};
+    use crate::runs::ArchiveRecord;
     use chrono::TimeZone;
 
     fn now() -> DateTime<Utc> {
@@ -597,7 +597,6 @@ mod tests {
         });
         let failed = status == RunStatus::Failed;
         RunRecord {
-            schema: RUN_SCHEMA.into(),
             job: "daily-backup".into(),
             started: started.to_rfc3339(),
             finished: (started + chrono::Duration::minutes(4)).to_rfc3339(),
@@ -605,19 +604,9 @@ mod tests {
             exit: if failed { 6 } else { 0 },
             status,
             error: failed.then(|| "upload failed: AccessDenied".into()),
-            steps: vec![],
-            snapshot: None,
             archive,
-            upload: None,
-            archives_deleted: vec![],
-            s3_archives_deleted: Vec::new(),
-            s3_lock_extended: None,
-            snapshots_pruned: None,
-            disk: None,
-            alert: None,
-            drill: None,
-            off: None,
             log_file: "/var/log/arke-dr/daily-backup.log".into(),
+            ..RunRecord::default()
         }
     }
 
