@@ -3,10 +3,11 @@
 //! Each binary's `main` parses its flags and hands one call into `arke-core` to [`run`].
 
 pub mod args;
+pub mod exits;
 pub mod job;
 mod output;
 pub mod progress;
 mod run;
 
 pub use output::{Started, print_json, print_line, stdout_stream};
-pub use run::{after_help, after_help_for, run};
+pub use run::{after_help, run};

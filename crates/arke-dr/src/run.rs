@@ -11,12 +11,6 @@ use tracing_subscriber::EnvFilter;
 
 use crate::args::OutputArgs;
 
-/// Text appended to a binary's `--help`: the rows of the exit-code table for the codes it can
-/// return (each binary's list is checked against its README row by `tests/cli.rs`).
-pub fn after_help_for(codes: &[Exit]) -> String {
-    Exit::help_table_for(codes)
-}
-
 /// The whole exit-code table, for a tool that has not listed its own codes yet.
 pub fn after_help() -> String {
     Exit::help_table()

@@ -353,6 +353,35 @@ fn each_help_lists_exactly_its_exit_codes() {
     assert_eq!(readme.len(), EXIT_CODES.len(), "README rows: {readme:?}");
 }
 
+/// Every binary's footer is generated from the one table (`arke_dr::exits`): its `--help` holds
+/// exactly that text, the table lists the codes expected above, and no binary is left out.
+#[test]
+fn each_help_footer_is_the_tables() {
+    let table = arke_dr::exits::BINARIES;
+    for (name, bin, want) in EXIT_CODES {
+        let row = table
+            .iter()
+            .find(|b| b.name == *name)
+            .unwrap_or_else(|| panic!("{name} is not in arke_dr::exits::BINARIES"));
+        let codes: Vec<u8> = row.exits().iter().map(|e| e.code()).collect();
+        assert_eq!(codes, *want, "{name}: the table's codes");
+        let footer = arke_dr::exits::help(row);
+        assert!(
+            help(bin).contains(footer.trim_end()),
+            "{name} --help does not end with the table's footer:\n{footer}"
+        );
+    }
+    assert_eq!(table.len(), EXIT_CODES.len());
+    let bins = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/src/bin")).unwrap();
+    for f in bins {
+        let name = f.unwrap().file_name().to_string_lossy().replace(".rs", "");
+        assert!(
+            name == "dr-status" || table.iter().any(|b| b.name == name),
+            "binary {name} has no row in arke_dr::exits::BINARIES"
+        );
+    }
+}
+
 /// A folder flag pointing at a file (or under one) is a usage error naming the path, before
 /// any node is asked.
 #[test]

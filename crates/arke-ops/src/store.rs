@@ -7,7 +7,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use arke_core::Exit;
-use arke_s3::{LockMode, Retention, S3, S3Config, S3Error, Setting};
+use arke_s3::{Family, LockMode, Retention, S3, S3Config, S3Error, Setting};
 use chrono::Utc;
 
 use crate::bucket_archives;
@@ -141,14 +141,16 @@ async fn instance_id(settings: &S3Settings) -> String {
     host
 }
 
-/// An S3 failure as a step failure: a configuration mistake is a usage error (2), everything
-/// else is the remote's (6).
+/// An S3 failure as a step failure, with the exit code arke-s3 gives its family: a setting 2,
+/// a local file 4 (a download onto a full disk), the bucket or the transfer 6.
 pub fn remote(e: S3Error) -> StepError {
-    let exit = match e {
-        S3Error::Config(_) => Exit::Usage,
-        _ => Exit::Remote,
-    };
-    StepError::new(exit, e.to_string())
+    StepError::new(s3_exit(e.family()), e.to_string())
+}
+
+/// arke-s3's exit code as an [`Exit`] (the test below checks every family's code is the
+/// intended row of the one table; a code outside it would be a bug, reported as remote).
+pub fn s3_exit(family: Family) -> Exit {
+    Exit::from_code(family.exit_code()).unwrap_or(Exit::Remote)
 }
 
 /// A progress callback that logs `what: 1.2 GiB of 5.0 GiB (24%)` at most every 10 s.
@@ -301,5 +303,39 @@ fn map_setting<T, U>(s: Setting<T>, f: impl FnOnce(T) -> U) -> Setting<U> {
         Setting::NotImplemented => Setting::NotImplemented,
         Setting::AccessDenied => Setting::AccessDenied,
         Setting::Failed(e) => Setting::Failed(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// arke-s3 numbers its families without depending on the exit table: each number must be
+    /// the row the table means for it.
+    #[test]
+    fn every_s3_family_has_its_row_of_the_exit_table() {
+        let want = |f: Family| match f {
+            Family::Config => Exit::Usage,
+            Family::Local => Exit::Io,
+            Family::Remote => Exit::Remote,
+        };
+        for f in Family::ALL {
+            assert_eq!(Exit::from_code(f.exit_code()), Some(want(f)), "{f:?}");
+            assert_eq!(s3_exit(f), want(f));
+        }
+    }
+
+    /// A download onto a full disk is a local file error (4), not the bucket's (6).
+    #[test]
+    fn a_local_file_error_is_exit_4() {
+        let e = S3Error::Io {
+            path: "/backups/x.car".into(),
+            source: std::io::Error::from_raw_os_error(28),
+        };
+        assert_eq!(remote(e).exit, Exit::Io);
+        assert_eq!(
+            remote(S3Error::Config("bad prefix".into())).exit,
+            Exit::Usage
+        );
     }
 }

@@ -101,7 +101,56 @@ pub enum S3Error {
     Config(String),
 }
 
+/// The families of [`S3Error`], each with the exit code the tools report for it (the codes
+/// of `arke_core::Exit`, which this crate does not depend on; arke-ops checks they agree).
+/// Every variant belongs to exactly one family: there is no catch-all, so a new variant must
+/// be placed before it compiles.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Family {
+    /// A setting is wrong (bucket name, prefix, storage class): fixed by the operator, exit 2.
+    Config,
+    /// A local file could not be read or written, or changed under the upload: exit 4.
+    Local,
+    /// The bucket, its credentials or permissions, the transfer, or the stored bytes: exit 6.
+    Remote,
+}
+
+impl Family {
+    pub const ALL: [Family; 3] = [Family::Config, Family::Local, Family::Remote];
+
+    /// The exit code of this family (`arke_core::Exit::{Usage, Io, Remote}`).
+    pub fn exit_code(self) -> u8 {
+        match self {
+            Family::Config => 2,
+            Family::Local => 4,
+            Family::Remote => 6,
+        }
+    }
+}
+
 impl S3Error {
+    /// The family, which decides the exit code.
+    pub fn family(&self) -> Family {
+        match self {
+            S3Error::Config(_) => Family::Config,
+            S3Error::Io { .. } | S3Error::LocalChanged { .. } => Family::Local,
+            S3Error::Credentials { .. }
+            | S3Error::AccessDenied { .. }
+            | S3Error::NoSuchBucket { .. }
+            | S3Error::NotFound { .. }
+            | S3Error::Archived { .. }
+            | S3Error::ChecksumMismatch { .. }
+            | S3Error::Unverified { .. }
+            | S3Error::Service { .. }
+            | S3Error::Transport { .. } => Family::Remote,
+        }
+    }
+
+    /// The exit code the tools report for this error (its family's).
+    pub fn exit_code(&self) -> u8 {
+        self.family().exit_code()
+    }
+
     /// Whether running the same thing again later may succeed without changing anything:
     /// transport failures, 5xx answers, and checksum mismatches (bytes damaged in flight).
     pub fn is_retryable(&self) -> bool {

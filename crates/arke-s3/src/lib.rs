@@ -90,7 +90,7 @@ pub use config::{
     part_size_for, validate_storage_class,
 };
 pub use download::Downloaded;
-pub use error::S3Error;
+pub use error::{Family, S3Error};
 pub use imds::instance_id;
 pub use restore::{Archive, RestoreState, RestoreTier, parse_restore_header};
 pub use upload::{Uploaded, VerifiedBy};

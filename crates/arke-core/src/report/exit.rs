@@ -52,6 +52,12 @@ impl Exit {
         self as u8
     }
 
+    /// The exit with this code, for a crate that reports codes without depending on this one
+    /// (arke-s3's error families).
+    pub fn from_code(code: u8) -> Option<Exit> {
+        Exit::ALL.into_iter().find(|e| e.code() == code)
+    }
+
     /// Short name used in `--json` error kinds and logs.
     pub fn name(self) -> &'static str {
         match self {

@@ -15,7 +15,7 @@ use clap::Parser;
 /// --json; nothing is written.
 #[derive(Debug, Parser)]
 // 5: the build lock; 7: damaged items skipped.
-#[command(version, after_help = arke_dr::after_help_for(&[Exit::Ok, Exit::Failed, Exit::Usage, Exit::Node, Exit::Io, Exit::Locked, Exit::Skipped]))]
+#[command(version, after_help = arke_dr::exits::help(&arke_dr::exits::BUILD_SNAPSHOT))]
 struct Args {
     #[command(flatten)]
     node: NodeArgs,

@@ -26,7 +26,7 @@ use clap::Parser;
 ///
 /// stdout: the archive's path, or the run record with --json.
 #[derive(Debug, Parser)]
-#[command(version, after_help = AFTER_HELP)]
+#[command(version, after_help = arke_dr::exits::help(&arke_dr::exits::DAILY_BACKUP))]
 struct Args {
     #[command(flatten)]
     job: JobArgs,
@@ -37,17 +37,6 @@ struct Args {
     #[arg(long)]
     no_prune: bool,
 }
-
-const AFTER_HELP: &str = "Exit codes:
-  0  the night completed: archive written, verified, uploaded; retention and pruning done
-  1  a data failure (a missing or corrupt block, an archive that does not verify)
-  2  bad flags or configuration (named with the file and line it came from)
-  3  the IPFS node is unreachable, timed out or failed a call
-  4  local file error (disk full, permissions, the log file not writable)
-  5  another daily-backup (or an hourly archive) is running, or a build-snapshot held the build lock past BUILD_LOCK_WAIT
-  6  S3: the upload failed, the stored copy differs, or the credentials or bucket are wrong
-     (nothing local is deleted; the next night uploads what S3 lacks)
-  7  the night completed, but damaged items were skipped (named in the log)";
 
 fn main() -> ExitCode {
     let args = Args::parse();

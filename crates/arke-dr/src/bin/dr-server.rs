@@ -27,7 +27,7 @@ const DEFAULT_LISTEN: &str = "127.0.0.1:8090";
 /// IPFS_API_AUTH, INDEX_POINTER_PATH, the folders, S3 and ALERT_* for the status), plus
 /// DR_SERVER_LISTEN and DR_SERVER_TOKEN.
 #[derive(Debug, Parser)]
-#[command(version, after_help = arke_dr::after_help_for(&[Exit::Ok, Exit::Usage, Exit::Io]))]
+#[command(version, after_help = arke_dr::exits::help(&arke_dr::exits::DR_SERVER))]
 struct Args {
     /// The jobs' configuration file (NAME=value lines, read as data)
     #[arg(long, env = "ARKE_DR_CONFIG", value_name = "FILE", default_value = DEFAULT_CONFIG_FILE)]

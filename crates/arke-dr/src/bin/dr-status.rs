@@ -21,37 +21,11 @@ use arke_ops::status::{self, Inputs, Severity, Thresholds, UploadSetting};
 use arke_ops::store::S3Store;
 use clap::Parser;
 
-const EXIT_HELP: &str = "\
-Exit status (the Nagios plugin convention, unlike the other arke-dr tools):
-  0  OK        every check passed
-  1  WARNING   degraded, the guarantee still holds: archive not verified, snapshot older than
-               --max-snapshot-age, off-host RPO older than --max-offhost-rpo, a lock held longer than --max-build-minutes, disk over
-               --max-disk-percent, node unreachable, a job that skipped damaged items,
-               weekly-verify not run for over 8 days, the pointer's latest snapshot header
-               unreadable (its writer unknown), the newest notification not delivered,
-               restore-drill failed, over its RTO target or without success for
-               ALERT_DRILL_AGE_DAYS;
-               the bucket (asked once a day, kept in $ARKE_STATE_DIR/bucket-checks.json):
-               versioning off, no default encryption, the public-access block not fully
-               on, no lifecycle rule aborting incomplete multipart uploads, or a bucket
-               check that could not be made (NotImplemented by the server, or AccessDenied:
-               the IAM action to add is named); Object Lock is reported, never a warning
-  2  CRITICAL  the guarantee is broken: no archive, newest archive older than
-               --max-archive-age, newest archive not uploaded (upload on), the archive the
-               newest upload record names missing from S3 (or no upload recorded), last daily-backup
-               or weekly-verify failed, disk over --critical-disk-percent, a legacy
-               snapshot writer active (the pointer's latest snapshot is not arke-dr's after
-               arke-dr published on this host), the pointer's snapshot seq gone backwards
-  3  UNKNOWN   dr-status could not tell: bad flags or an unreadable/invalid configuration
-
-The verdict is the worst check; the last line says it (`dr-status: CRITICAL: no archive in
-/var/lib/arke-dr/backups`). The metrics file is written on every run unless --no-metrics.";
-
 /// Report the state of the disaster-recovery setup: the newest snapshot and archive, the
 /// recovery point, disk use, held locks and the last runs, with an OK/WARNING/CRITICAL verdict.
 /// Reads the jobs' configuration (paths, upload) as the jobs do; never takes a lock.
 #[derive(Debug, Parser)]
-#[command(version, after_help = EXIT_HELP)]
+#[command(version, after_help = arke_dr::exits::DR_STATUS_HELP)]
 struct Args {
     /// The jobs' configuration file (NAME=value lines, read as data)
     #[arg(long, env = "ARKE_DR_CONFIG", value_name = "FILE", default_value = DEFAULT_CONFIG_FILE)]

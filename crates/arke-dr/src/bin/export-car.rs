@@ -20,7 +20,7 @@ use clap::Parser;
 /// stdout: the CAR path (legacy contract), or the report with --json.
 #[derive(Debug, Parser)]
 // 5: the backups folder's lock; 7: damaged live-state items left out.
-#[command(version, after_help = arke_dr::after_help_for(&[Exit::Ok, Exit::Failed, Exit::Usage, Exit::Node, Exit::Io, Exit::Locked, Exit::Skipped]))]
+#[command(version, after_help = arke_dr::exits::help(&arke_dr::exits::EXPORT_CAR))]
 struct Args {
     #[command(flatten)]
     node: NodeArgs,

@@ -35,7 +35,7 @@ use clap::Parser;
 /// stdout: the archive's local path (the chain's newest), or the archives in S3 with --list,
 /// or the plan with --plan-retention, or a report with --json.
 #[derive(Debug, Parser)]
-#[command(version, after_help = AFTER_HELP)]
+#[command(version, after_help = arke_dr::exits::help(&arke_dr::exits::FETCH_ARCHIVE))]
 struct Args {
     /// The archive's file name in S3 (default: the newest one whose .json is there too)
     name: Option<String>,
@@ -63,14 +63,6 @@ struct Args {
     #[command(flatten)]
     out: OutputArgs,
 }
-
-const AFTER_HELP: &str = "Exit codes:
-  0  downloaded (or listed, or the retention plan printed)
-  1  no complete archive in S3, or a member of the chain is missing there
-  2  bad flags or settings (no bucket, a bad prefix, name or KEEP_* value)
-  4  local file error (disk full, a different file already in --dest)
-  6  S3 failed: credentials, bucket, transfer, a checksum mismatch, or an archive in
-     Glacier (its restore was requested: run again when it completes)";
 
 fn main() -> ExitCode {
     let args = Args::parse();

@@ -31,24 +31,11 @@ use clap::Parser;
 /// stdout: the new snapshot's CID (nothing when unchanged, whatever the archive steps did: the
 /// archive is in the log and the record), or the run record with --json.
 #[derive(Debug, Parser)]
-#[command(version, after_help = AFTER_HELP)]
+#[command(version, after_help = arke_dr::exits::help(&arke_dr::exits::HOURLY_SNAPSHOT))]
 struct Args {
     #[command(flatten)]
     job: JobArgs,
 }
-
-const AFTER_HELP: &str = "Exit codes:
-  0  a snapshot was built, nothing had changed, or another build was already running; the
-     hour's archive (HOURLY_ARCHIVE) written, verified and uploaded, unchanged, or skipped
-     because daily-backup holds the archive lock
-  1  the data is incomplete or corrupt (the log names the CID), or the hour's archive does
-     not verify
-  2  bad flags or configuration
-  3  the IPFS node is unreachable, timed out or failed a call
-  4  local file error (the snapshots or backups folder, the log file)
-  6  S3: the upload failed, the stored copy differs, or the credentials or bucket are wrong
-     (the next hour or night uploads what S3 lacks)
-  7  built, but damaged items were skipped (named in the log)";
 
 fn main() -> ExitCode {
     let args = Args::parse();

@@ -36,7 +36,7 @@ use clap::Parser;
 /// (`result.archive`, then `result.entities[]` and `result.entity_count`; with --entity
 /// `result.entity`; with --diff `result.changes[]` and the counts).
 #[derive(Debug, Parser)]
-#[command(version, after_help = arke_dr::after_help_for(&[Exit::Ok, Exit::Failed, Exit::Usage, Exit::Node, Exit::Io]))]
+#[command(version, after_help = arke_dr::exits::help(&arke_dr::exits::INSPECT_ARCHIVE))]
 struct Args {
     /// The archive (CARv1 with an arke/backup@v1 descriptor)
     file: PathBuf,

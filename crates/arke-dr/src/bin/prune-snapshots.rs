@@ -23,7 +23,7 @@ use clap::Parser;
 /// the plan: each snapshot kept, held or unpinned with the reason, and the blocks that go).
 #[derive(Debug, Parser)]
 // 5: build-snapshot's lock; nothing is skipped.
-#[command(version, after_help = arke_dr::after_help_for(&[Exit::Ok, Exit::Failed, Exit::Usage, Exit::Node, Exit::Io, Exit::Locked]))]
+#[command(version, after_help = arke_dr::exits::help(&arke_dr::exits::PRUNE_SNAPSHOTS))]
 struct Args {
     #[command(flatten)]
     node: NodeArgs,

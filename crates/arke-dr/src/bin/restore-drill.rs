@@ -35,7 +35,7 @@ use clap::Parser;
 ///
 /// stdout: the RTO line, or the run record with --json.
 #[derive(Debug, Parser)]
-#[command(version, after_help = AFTER_HELP)]
+#[command(version, after_help = arke_dr::exits::help(&arke_dr::exits::RESTORE_DRILL))]
 struct Args {
     /// Drill on the newest archive of this folder (e.g. BACKUPS_DIR), used in place: nothing
     /// is downloaded
@@ -57,18 +57,6 @@ struct Args {
     #[command(flatten)]
     job: JobArgs,
 }
-
-const AFTER_HELP: &str = "Exit codes:
-  0  the chain restored and matched the live node (an RTO over target is a warning), or
-     the drill is off: no Kubo binary configured or on PATH, and no --scratch-api
-  1  the drill failed: no complete archive, a member of the chain missing in S3, the chain
-     does not verify, or an entity or block differs from the live node (the log names it)
-  2  bad flags or configuration: a DRILL_IPFS_BIN / --ipfs-bin that does not exist or is not
-     executable
-  3  the live node is unreachable, or the scratch node did not start
-  4  local file error: not enough free disk in DRILL_WORK_DIR, the log file not writable
-  5  another restore-drill is running
-  6  S3 failed: credentials, transfer, a checksum mismatch, or an archive in Glacier";
 
 fn main() -> ExitCode {
     let args = Args::parse();

@@ -52,7 +52,7 @@ enum ShardRuleArg {
 /// archive_tip, action, reason, tip_paths, blocks, pin_anchor).
 #[derive(Debug, Parser)]
 // No lock (a rerun resumes through the marker); nothing is skipped: an incomplete archive is refused (1).
-#[command(version, after_help = arke_dr::after_help_for(&[Exit::Ok, Exit::Failed, Exit::Usage, Exit::Node, Exit::Io]))]
+#[command(version, after_help = arke_dr::exits::help(&arke_dr::exits::RESTORE_FROM_CAR))]
 struct Args {
     /// CARv1 or CARv2 archive
     car: PathBuf,

@@ -26,7 +26,7 @@ use clap::Parser;
 /// event_count, verified) and the findings. A human summary goes to stderr.
 #[derive(Debug, Parser)]
 // Offline: no node (3), no lock (5), nothing skipped (7).
-#[command(version, after_help = arke_dr::after_help_for(&[Exit::Ok, Exit::Failed, Exit::Usage, Exit::Io]))]
+#[command(version, after_help = arke_dr::exits::help(&arke_dr::exits::VERIFY_CAR))]
 struct Args {
     /// CARv1 or CARv2 file
     car: PathBuf,

@@ -31,7 +31,7 @@ use clap::Parser;
 /// (`result.entities[]`: id, found, tip, tip_from, tip_files, versions, blocks, bytes, events,
 /// findings, whole).
 #[derive(Debug, Parser)]
-#[command(version, after_help = arke_dr::after_help_for(&[Exit::Ok, Exit::Failed, Exit::Usage, Exit::Node, Exit::Io]))]
+#[command(version, after_help = arke_dr::exits::help(&arke_dr::exits::VERIFY_ENTITY))]
 struct Args {
     /// Entity ids
     #[arg(required = true, value_name = "ID")]

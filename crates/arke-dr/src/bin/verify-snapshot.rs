@@ -16,7 +16,7 @@ use clap::Parser;
 /// stdout: with --json, the legacy keys (snapshot_cid, seq, entity_count, all_checks_passed) and the findings.
 #[derive(Debug, Parser)]
 // No lock, nothing skipped: a damaged item is a failed check (1).
-#[command(version, after_help = arke_dr::after_help_for(&[Exit::Ok, Exit::Failed, Exit::Usage, Exit::Node, Exit::Io]))]
+#[command(version, after_help = arke_dr::exits::help(&arke_dr::exits::VERIFY_SNAPSHOT))]
 struct Args {
     /// Snapshot CID; default: the pointer's latest_snapshot_cid, else <snapshots-dir>/latest.json
     snapshot: Option<String>,

@@ -17,19 +17,11 @@ use clap::Parser;
 ///
 /// stdout: nothing, or the run record with --json.
 #[derive(Debug, Parser)]
-#[command(version, after_help = AFTER_HELP)]
+#[command(version, after_help = arke_dr::exits::help(&arke_dr::exits::WEEKLY_VERIFY))]
 struct Args {
     #[command(flatten)]
     job: JobArgs,
 }
-
-const AFTER_HELP: &str = "Exit codes:
-  0  the snapshot and the newest archive both verified
-  1  a verification failed, or there is no archive (the log names the CID or file)
-  2  bad flags or configuration
-  3  the IPFS node is unreachable, timed out or failed a call
-  4  local file error (an unreadable archive, the log file not writable)
-  5  another weekly-verify is running";
 
 fn main() -> ExitCode {
     let args = Args::parse();
