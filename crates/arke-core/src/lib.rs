@@ -76,8 +76,8 @@ pub use restore::{
 // envelope.
 pub use error::{Error, chain_exit};
 pub use report::{
-    ErrorEntry, Exit, Failure, Finding, FindingKind, REPORT_SCHEMA_VERSION, Report, Severity,
-    Status, one_line,
+    ErrorEntry, Exit, Failure, Finding, FindingKind, Outcome, REPORT_SCHEMA_VERSION, Report,
+    Severity, Status, one_line,
 };
 
 // Progress: the trait a front end implements, and what it is shown.

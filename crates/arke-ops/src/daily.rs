@@ -337,15 +337,12 @@ async fn build_step(
     } else {
         format!("unchanged since snapshot {cid} seq {}", r.seq)
     };
-    Ok(Done {
-        skipped_items: r.skipped > 0,
-        detail,
-        value: SnapshotRecord {
-            cid,
-            seq: r.seq,
-            built,
-        },
-    })
+    let value = SnapshotRecord {
+        cid,
+        seq: r.seq,
+        built,
+    };
+    Ok(Done::of(value, r, detail))
 }
 
 /// export-car of the pointer's snapshot into the backups folder: incremental over the newest
@@ -393,16 +390,13 @@ pub(crate) async fn export_step(
         Some(p) => format!("incremental over {}", file_name(Path::new(p))),
         None => "full".to_string(),
     };
-    Ok(Done {
-        skipped_items: !r.skipped.is_empty(),
-        detail: format!(
-            "{} ({kind}, {}, {} blocks)",
-            file_name(Path::new(&r.car_path)),
-            human_bytes(r.size_bytes),
-            r.blocks
-        ),
-        value: r,
-    })
+    let detail = format!(
+        "{} ({kind}, {}, {} blocks)",
+        file_name(Path::new(&r.car_path)),
+        human_bytes(r.size_bytes),
+        r.blocks
+    );
+    Ok(Done::report(r, detail))
 }
 
 /// Verifies the archive with its chain and stamps it; returns the chain, base first.

@@ -249,15 +249,12 @@ async fn build(
         if built { "built" } else { "unchanged since" },
         r.seq
     );
-    Ok(Done {
-        skipped_items: r.skipped > 0,
-        detail,
-        value: Some(SnapshotRecord {
-            cid,
-            seq: r.seq,
-            built,
-        }),
-    })
+    let value = Some(SnapshotRecord {
+        cid,
+        seq: r.seq,
+        built,
+    });
+    Ok(Done::of(value, r, detail))
 }
 
 /// The last log line: the snapshot, then the archive and the upload.

@@ -8,7 +8,7 @@ use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use arke_core::Exit;
+use arke_core::{Exit, Outcome};
 use chrono::{DateTime, SecondsFormat, Utc};
 
 use crate::runs::{DiskRecord, RunRecord, RunStatus, StepRecord, StepStatus};
@@ -58,6 +58,27 @@ impl<T> Done<T> {
             detail: detail.into(),
         }
     }
+
+    /// A step whose core report decides the outcome ([`Outcome`]): skipped items make the run
+    /// 7. A partial result is the caller's failure to return before this.
+    pub fn of(value: T, report: &impl Outcome, detail: impl Into<String>) -> Done<T> {
+        Done {
+            value,
+            skipped_items: report.exit() == Exit::Skipped,
+            detail: detail.into(),
+        }
+    }
+}
+
+impl<T: Outcome> Done<T> {
+    /// [`Done::of`] a step whose value is its report.
+    pub fn report(report: T, detail: impl Into<String>) -> Done<T> {
+        Done {
+            skipped_items: report.exit() == Exit::Skipped,
+            value: report,
+            detail: detail.into(),
+        }
+    }
 }
 
 /// A job run in progress.
@@ -69,6 +90,13 @@ pub struct Job {
     steps: Vec<StepRecord>,
     skipped_items: bool,
     log_file: PathBuf,
+}
+
+/// The run so far: 7 once a step skipped damaged items (a failure ends the run instead).
+impl Outcome for Job {
+    fn skipped(&self) -> u64 {
+        u64::from(self.skipped_items)
+    }
 }
 
 impl Job {
@@ -137,7 +165,7 @@ impl Job {
 
     /// A step completed with damaged items skipped: the run ends with 7.
     pub fn skipped_items(&self) -> bool {
-        self.skipped_items
+        self.exit() == Exit::Skipped
     }
 
     /// Seconds a step took, 0 when it did not run.
@@ -156,7 +184,7 @@ impl Job {
     pub fn finish(self, error: Option<&StepError>) -> RunRecord {
         let (exit, status) = match error {
             Some(e) => (e.exit, RunStatus::Failed),
-            None if self.skipped_items => (Exit::Skipped, RunStatus::OkWithSkipped),
+            None if self.exit() == Exit::Skipped => (Exit::Skipped, RunStatus::OkWithSkipped),
             None => (Exit::Ok, RunStatus::Ok),
         };
         RunRecord {

@@ -14,6 +14,7 @@
 
 use std::path::{Path, PathBuf};
 
+use arke_core::Exit;
 use serde::{Deserialize, Serialize};
 
 /// The schema of a run record.
@@ -93,6 +94,17 @@ pub enum RunStatus {
     /// Completed; damaged items were skipped and named in the log (exit 7).
     OkWithSkipped,
     Failed,
+}
+
+/// A record says how its run ended: the exit of a failed run, 7 for skipped items.
+impl arke_core::Outcome for RunRecord {
+    fn failed(&self) -> Option<Exit> {
+        (self.status == RunStatus::Failed)
+            .then(|| Exit::from_code(self.exit).unwrap_or(Exit::Failed))
+    }
+    fn skipped(&self) -> u64 {
+        u64::from(self.status == RunStatus::OkWithSkipped)
+    }
 }
 
 /// One step of a run.
@@ -364,6 +376,26 @@ mod tests {
             log_file: "/var/log/arke-dr/daily-backup.log".into(),
             ..RunRecord::default()
         }
+    }
+
+    /// A record's exit through [`arke_core::Outcome`]: what the run ended with.
+    #[test]
+    fn a_record_says_how_its_run_ended() {
+        use arke_core::Outcome;
+        let ok = record("daily-backup", "2026-12-01T02:00:00Z");
+        assert_eq!(ok.exit(), Exit::Ok);
+        let skipped = RunRecord {
+            exit: 7,
+            status: RunStatus::OkWithSkipped,
+            ..ok.clone()
+        };
+        assert_eq!(skipped.exit(), Exit::Skipped);
+        let failed = RunRecord {
+            exit: 6,
+            status: RunStatus::Failed,
+            ..ok.clone()
+        };
+        assert_eq!(failed.exit(), Exit::Remote);
     }
 
     #[test]

@@ -7,6 +7,7 @@
 mod exit;
 mod finding;
 mod json;
+mod outcome;
 mod progress;
 
 /// The exit code of an error chain; see [`crate::Error`] (kept under this name for callers that
@@ -15,6 +16,7 @@ pub use crate::error::chain_exit as classify;
 pub use exit::{Exit, Failure};
 pub use finding::{Finding, FindingKind, Severity};
 pub use json::{ErrorEntry, REPORT_SCHEMA_VERSION, Report, Status};
+pub use outcome::Outcome;
 pub use progress::{Counts, Progress, ProgressSink, Task, TaskView, Unit, human_bytes};
 
 /// An error and its causes on one line, each cause once: a cause an outer message already

@@ -2,8 +2,8 @@
 
 use std::process::ExitCode;
 
-use arke_core::Exit;
-use arke_core::snapshot::{BuildOptions, BuildOutcome, BuildPlan, build, dry_run};
+use arke_core::snapshot::{BuildOptions, BuildOutcome, BuildPlan, BuildReport, build, dry_run};
+use arke_core::{Exit, Outcome};
 use arke_dr::args::{BuildLockArg, NodeArgs, OutputArgs, PointerArgs, SnapshotsDirArg};
 use clap::Parser;
 
@@ -89,7 +89,7 @@ fn main() -> ExitCode {
             } else {
                 print_plan(&plan)?;
             }
-            return Ok(skipped_exit(plan.report.skipped));
+            return Ok(skipped_exit(&plan.report));
         }
         let outcome = build(&kubo, &opts, &args.out.progress()).await?;
         let r = outcome.report();
@@ -125,19 +125,19 @@ fn main() -> ExitCode {
             // Legacy contract: the snapshot CID alone on stdout; nothing when unchanged.
             arke_dr::print_line(r.cid.as_deref().unwrap_or_default())?;
         }
-        Ok(skipped_exit(r.skipped))
+        Ok(skipped_exit(r))
     })
 }
 
-/// Exit 7 when damaged items were skipped (the snapshot, or the plan, holds everything else).
-fn skipped_exit(skipped: u64) -> Exit {
-    if skipped == 0 {
-        return Exit::Ok;
+/// The report's exit ([`Outcome`]: 7 when damaged items were skipped), said when not 0.
+fn skipped_exit(r: &BuildReport) -> Exit {
+    if r.exit() == Exit::Skipped {
+        tracing::warn!(
+            "{} damaged item(s) skipped; the snapshot holds everything else (see skipped_items in --json)",
+            r.skipped
+        );
     }
-    tracing::warn!(
-        "{skipped} damaged item(s) skipped; the snapshot holds everything else (see skipped_items in --json)"
-    );
-    Exit::Skipped
+    r.exit()
 }
 
 /// The plan for a human: one line per question (what is read, stored, pinned, moved, written,

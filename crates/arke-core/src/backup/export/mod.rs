@@ -767,3 +767,20 @@ fn export_report(
         chain: ChainSummary::of(plan, &opts.backups_dir, report.held),
     }
 }
+
+/// A partial archive is exit 1, live items left out exit 7.
+impl crate::report::Outcome for ExportReport {
+    fn partial(&self) -> bool {
+        self.partial
+    }
+    fn skipped(&self) -> u64 {
+        self.skipped.len() as u64
+    }
+}
+
+/// The dry run says what the run would exit with.
+impl crate::report::Outcome for ExportPlan {
+    fn skipped(&self) -> u64 {
+        self.skipped.len() as u64
+    }
+}

@@ -313,6 +313,13 @@ fn push_bounded(list: &mut Vec<String>, id: &str) {
     }
 }
 
+/// Damaged items skipped: exit 7 (a build is never partial: a missing block fails it).
+impl crate::report::Outcome for BuildReport {
+    fn skipped(&self) -> u64 {
+        self.skipped
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
