@@ -69,6 +69,16 @@ pub enum Error {
 }
 
 impl Error {
+    /// An error with an explicit code and one line: a job step's refusal, a usage mistake.
+    pub fn new(exit: Exit, message: impl Into<String>) -> Error {
+        Error::Failure(Failure::new(exit, message))
+    }
+
+    /// The error and its causes on one line, each cause once (the log's and the record's).
+    pub fn line(&self) -> String {
+        crate::report::one_line(self)
+    }
+
     /// The documented exit code for this error.
     pub fn exit(&self) -> Exit {
         match self {

@@ -70,9 +70,9 @@ where
 {
     let ctx = match prepare(job, args, overrides) {
         Ok(ctx) => ctx,
-        Err((exit, message)) => {
-            let _ = writeln!(std::io::stderr(), "{job}: error: {message}");
-            return exit.into();
+        Err(e) => {
+            let _ = writeln!(std::io::stderr(), "{job}: error: {}", e.line());
+            return e.exit().into();
         }
     };
     let config = ctx.config.clone();
@@ -149,18 +149,22 @@ fn finish(
     ExitCode::from(rec.exit)
 }
 
+// The one error type of the crates is large (every family inline); this runs once a process.
+#[allow(clippy::result_large_err)]
 fn prepare(
     job: &'static str,
     args: &JobArgs,
     overrides: &[(&str, &str)],
-) -> Result<JobContext, (Exit, String)> {
-    let mut settings = Settings::load(&args.config).map_err(|e| (Exit::Usage, e.to_string()))?;
+) -> Result<JobContext, arke_core::Error> {
+    let mut settings = Settings::load(&args.config)
+        .map_err(|e| arke_core::Error::new(Exit::Usage, e.to_string()))?;
     settings.overlay(
         overrides
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string())),
     );
-    let config = Config::from_settings(&settings).map_err(|e| (Exit::Usage, e.to_string()))?;
+    let config = Config::from_settings(&settings)
+        .map_err(|e| arke_core::Error::new(Exit::Usage, e.to_string()))?;
     let log_file = args
         .log_file
         .clone()
@@ -171,7 +175,7 @@ fn prepare(
             log_file.display(),
             user()
         );
-        (Exit::Io, msg)
+        arke_core::Error::new(Exit::Io, msg)
     })?;
     let log_start = file.metadata().map_or(0, |m| m.len());
     init_logging(job, file, args.verbose);

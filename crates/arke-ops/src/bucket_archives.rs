@@ -18,8 +18,9 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::fetch::{is_archive_name, parent_of};
-use crate::job::{StepError, rfc3339};
+use crate::job::rfc3339;
 use crate::store::{S3Store, remote};
+use arke_core::Error;
 
 /// What calendar retention decided for the bucket (`--json` of the dry run; the record).
 #[derive(Debug, Clone, Default, Serialize)]
@@ -39,7 +40,7 @@ pub struct BucketRetention {
 pub async fn candidates(
     store: &S3Store,
     cache: &Path,
-) -> Result<(Vec<Candidate>, Vec<String>), StepError> {
+) -> Result<(Vec<Candidate>, Vec<String>), Error> {
     let all = store.s3().list().await.map_err(remote)?;
     let sizes: HashMap<&str, u64> = all.iter().map(|o| (o.name.as_str(), o.size)).collect();
     crate::daily::ensure_dir(cache)?;
@@ -108,7 +109,7 @@ pub async fn retention(
     now: DateTime<Utc>,
     pinned: Option<&str>,
     apply: bool,
-) -> Result<BucketRetention, StepError> {
+) -> Result<BucketRetention, Error> {
     let (cands, incomplete) = candidates(store, cache).await?;
     let decisions = decide(&cands, policy, now, pinned);
     let mut report = BucketRetention {
@@ -132,7 +133,7 @@ async fn delete_unkept(
     cands: &[Candidate],
     report: &mut BucketRetention,
     now: DateTime<Utc>,
-) -> Result<(), StepError> {
+) -> Result<(), Error> {
     let parent: HashMap<&str, Option<&str>> = cands
         .iter()
         .map(|c| (c.name.as_str(), c.parent.as_deref()))
@@ -187,7 +188,7 @@ async fn locked_until(
     store: &S3Store,
     name: &str,
     now: DateTime<Utc>,
-) -> Result<Option<String>, StepError> {
+) -> Result<Option<String>, Error> {
     let mut latest: Option<DateTime<Utc>> = None;
     for obj in [name.to_string(), json_name(name)] {
         if let Some(r) = store
@@ -222,7 +223,7 @@ pub async fn extend_locks(
     (mode, days): (LockMode, u64),
     now: DateTime<Utc>,
     keep: Option<&HashSet<String>>,
-) -> Result<LockExtension, StepError> {
+) -> Result<LockExtension, Error> {
     let (mut cands, _) = candidates(store, cache).await?;
     cands.retain(|c| keep.is_none_or(|k| k.contains(&c.name)));
     cands.sort_by(|a, b| (b.stamp, &b.name).cmp(&(a.stamp, &a.name)));

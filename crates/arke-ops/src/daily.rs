@@ -32,8 +32,9 @@ use arke_core::pointer::ReadPointer;
 use arke_core::snapshot::{BuildOptions, BuildOutcome, PruneOptions, build, prune};
 
 use crate::config::Config;
-use crate::job::{Done, Job, StepError, disk_of, rfc3339};
+use crate::job::{Done, Job, disk_of, rfc3339};
 use crate::runs::{ArchiveRecord, DiskRecord, RunRecord, SnapshotRecord, UploadRecord};
+use arke_core::Error;
 
 /// The daily job's name: its log file, lock and run record are named after it.
 pub const JOB: &str = "daily-backup";
@@ -48,20 +49,20 @@ pub trait ArchiveStore {
     /// `s3://bucket/prefix/`, for the log and the record.
     fn location(&self) -> String;
     /// The size of the stored copy of `name`, or `None` when there is none.
-    fn remote_size(&self, name: &str) -> impl Future<Output = Result<Option<u64>, StepError>>;
+    fn remote_size(&self, name: &str) -> impl Future<Output = Result<Option<u64>, Error>>;
     /// Uploads `path` as `name` and checks the stored copy; returns how it was checked.
-    fn upload(&self, path: &Path, name: &str) -> impl Future<Output = Result<Stored, StepError>>;
+    fn upload(&self, path: &Path, name: &str) -> impl Future<Output = Result<Stored, Error>>;
     /// `S3_RETENTION=1`: `policy` over the stored archives, whole chains deleted, `pinned`
     /// kept; returns the deleted archives. `None` when the setting is off.
     fn prune_remote(
         &self,
         cfg: &Config,
         pinned: &str,
-    ) -> impl Future<Output = Result<Option<Vec<String>>, StepError>>;
+    ) -> impl Future<Output = Result<Option<Vec<String>>, Error>>;
     /// On a bucket with Object Lock: the newest chain retained `S3_OBJECT_LOCK_DAYS` from now,
     /// every base as long as its increments; returns the objects extended. `None` without a
     /// lock.
-    fn extend_locks(&self, cfg: &Config) -> impl Future<Output = Result<Option<u64>, StepError>>;
+    fn extend_locks(&self, cfg: &Config) -> impl Future<Output = Result<Option<u64>, Error>>;
     /// Whether uploads are retained by Object Lock (the bucket has it, `S3_OBJECT_LOCK_DAYS` > 0).
     fn lock_enabled(&self) -> impl Future<Output = bool>;
 }
@@ -85,16 +86,16 @@ impl ArchiveStore for NoStore {
     fn location(&self) -> String {
         match *self {}
     }
-    async fn remote_size(&self, _: &str) -> Result<Option<u64>, StepError> {
+    async fn remote_size(&self, _: &str) -> Result<Option<u64>, Error> {
         match *self {}
     }
-    async fn upload(&self, _: &Path, _: &str) -> Result<Stored, StepError> {
+    async fn upload(&self, _: &Path, _: &str) -> Result<Stored, Error> {
         match *self {}
     }
-    async fn prune_remote(&self, _: &Config, _: &str) -> Result<Option<Vec<String>>, StepError> {
+    async fn prune_remote(&self, _: &Config, _: &str) -> Result<Option<Vec<String>>, Error> {
         match *self {}
     }
-    async fn extend_locks(&self, _: &Config) -> Result<Option<u64>, StepError> {
+    async fn extend_locks(&self, _: &Config) -> Result<Option<u64>, Error> {
         match *self {}
     }
     async fn lock_enabled(&self) -> bool {
@@ -152,9 +153,9 @@ pub async fn run<S: ArchiveStore>(
 }
 
 /// The record of a run that could not start (the S3 client could not be set up): nothing done.
-pub fn refused(cfg: &Config, opts: &DailyOptions, err: &StepError) -> RunRecord {
+pub fn refused(cfg: &Config, opts: &DailyOptions, err: &Error) -> RunRecord {
     let job = Job::start(JOB, &opts.log_file);
-    tracing::error!("summary: FAILED exit={} {}", err.exit.code(), err.message);
+    tracing::error!("summary: FAILED exit={} {}", err.exit().code(), err.line());
     let mut rec = job.finish(Some(err));
     rec.disk = disk_of(&cfg.backups_dir);
     rec
@@ -167,7 +168,7 @@ async fn steps<S: ArchiveStore>(
     progress: &Progress,
     job: &mut Job,
     night: &mut Night,
-) -> Result<(), StepError> {
+) -> Result<(), Error> {
     let _lock = preflight(cfg)?;
     let kubo = kubo(cfg)?;
     let cfg = &with_pointer(cfg, &kubo).await?;
@@ -234,7 +235,7 @@ async fn steps<S: ArchiveStore>(
 
 /// The folders exist (and are folders), and this is the only daily run (the hourly archive
 /// takes the same lock: see [`ARCHIVE_LOCK`]).
-fn preflight(cfg: &Config) -> Result<arke_core::RunLock, StepError> {
+fn preflight(cfg: &Config) -> Result<arke_core::RunLock, Error> {
     for dir in [&cfg.snapshots_dir, &cfg.backups_dir] {
         ensure_dir(dir)?;
     }
@@ -248,10 +249,10 @@ fn preflight(cfg: &Config) -> Result<arke_core::RunLock, StepError> {
 }
 
 /// Creates `dir` if needed; a file in its place is a configuration error, said plainly.
-pub fn ensure_dir(dir: &Path) -> Result<(), StepError> {
+pub fn ensure_dir(dir: &Path) -> Result<(), Error> {
     if dir.exists() && !dir.is_dir() {
         let msg = format!("{} is not a directory", dir.display());
-        return Err(StepError::new(Exit::Usage, msg));
+        return Err(Error::new(Exit::Usage, msg));
     }
     std::fs::create_dir_all(dir).map_err(|e| {
         // A path under a file (`/etc/hostname/backups`) is the same mistake as a file.
@@ -260,30 +261,30 @@ pub fn ensure_dir(dir: &Path) -> Result<(), StepError> {
                 "{} is not a directory (a file is in its path)",
                 dir.display()
             );
-            return StepError::new(Exit::Usage, msg);
+            return Error::new(Exit::Usage, msg);
         }
-        StepError::new(Exit::Io, format!("cannot create {}: {e}", dir.display()))
+        Error::new(Exit::Io, format!("cannot create {}: {e}", dir.display()))
     })
 }
 
 /// The node client from the configuration.
-pub fn kubo(cfg: &Config) -> Result<Kubo, StepError> {
+pub fn kubo(cfg: &Config) -> Result<Kubo, Error> {
     let mut k = KuboConfig::new(&cfg.ipfs_api_url, cfg.ipfs_api_auth.as_deref()).map_err(|e| {
-        StepError::new(
+        Error::new(
             Exit::Usage,
             format!("IPFS_API_URL {:?}: {e}", cfg.ipfs_api_url),
         )
     })?;
     k.call_timeout = Duration::from_secs(cfg.timeout);
     k.read_timeout = k.call_timeout;
-    Kubo::new(k).map_err(StepError::from)
+    Kubo::new(k).map_err(Error::from)
 }
 
 /// The configuration with the pointer path the node actually uses: when `INDEX_POINTER_PATH`
 /// was not set, production's `/arke/index_pointer` unless only the legacy `/arke/index-pointer`
 /// holds a pointer (a warning names it); both holding one is a usage error (B20: guessing
 /// could move a pointer the API never reads).
-pub async fn with_pointer(cfg: &Config, kubo: &Kubo) -> Result<Config, StepError> {
+pub async fn with_pointer(cfg: &Config, kubo: &Kubo) -> Result<Config, Error> {
     let mut cfg = cfg.clone();
     if !cfg.index_pointer_explicit {
         cfg.index_pointer_path =
@@ -294,16 +295,16 @@ pub async fn with_pointer(cfg: &Config, kubo: &Kubo) -> Result<Config, StepError
 
 /// Retries `f` while another process holds the build lock (exit 5), up to `wait` seconds,
 /// with a log line each time: the hourly build at minute 17 can overlap 02:00 on a big day.
-pub async fn after_build_lock<T, F, Fut>(wait: u64, mut f: F) -> Result<T, StepError>
+pub async fn after_build_lock<T, F, Fut>(wait: u64, mut f: F) -> Result<T, Error>
 where
     F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, StepError>>,
+    Fut: Future<Output = Result<T, Error>>,
 {
     let started = Instant::now();
     let deadline = started + Duration::from_secs(wait);
     loop {
         match f().await {
-            Err(e) if e.exit == Exit::Locked && Instant::now() < deadline => {
+            Err(e) if e.exit() == Exit::Locked && Instant::now() < deadline => {
                 let left = deadline.saturating_duration_since(Instant::now());
                 let pause = left.min(Duration::from_secs(15));
                 tracing::info!(
@@ -322,11 +323,11 @@ async fn build_step(
     cfg: &Config,
     kubo: &Kubo,
     progress: &Progress,
-) -> Result<Done<SnapshotRecord>, StepError> {
+) -> Result<Done<SnapshotRecord>, Error> {
     let mut opts = BuildOptions::new(&cfg.index_pointer_path, cfg.snapshots_dir.clone());
     opts.index_root = cfg.index_root.clone();
     let outcome = after_build_lock(cfg.build_lock_wait, || async {
-        build(kubo, &opts, progress).await.map_err(StepError::from)
+        build(kubo, &opts, progress).await.map_err(Error::from)
     })
     .await?;
     let r = outcome.report();
@@ -355,7 +356,7 @@ pub(crate) async fn export_step(
     progress: &Progress,
     job: &str,
     policy: ChainPolicy,
-) -> Result<Done<ExportReport>, StepError> {
+) -> Result<Done<ExportReport>, Error> {
     let (pointer, snapshot) = pointer_snapshot(cfg, kubo).await?;
     let opts = ExportOptions {
         snapshot,
@@ -381,7 +382,7 @@ pub(crate) async fn export_step(
             "{} is partial ({} blocks missing)",
             r.car_path, r.missing_count
         );
-        return Err(StepError::new(Exit::Failed, msg));
+        return Err(Error::new(Exit::Failed, msg));
     }
     for (item, why) in &r.skipped {
         tracing::warn!("export-car left out {item}: {why}");
@@ -404,7 +405,7 @@ pub(crate) async fn verify_step(
     car: &Path,
     progress: &Progress,
     job: &str,
-) -> Result<Done<Vec<PathBuf>>, StepError> {
+) -> Result<Done<Vec<PathBuf>>, Error> {
     let v = verify_archive(car, progress, job).await?;
     let detail = format!(
         "{} blocks re-hashed, chain of {}",
@@ -421,13 +422,13 @@ pub(crate) async fn verify_archive(
     car: &Path,
     progress: &Progress,
     job: &str,
-) -> Result<VerifiedChain, StepError> {
+) -> Result<VerifiedChain, Error> {
     let v = verify_chain(car, &VerifyCarOptions::default(), progress)
         .await
         .map_err(|e| {
             let e = arke_core::Error::from(e);
             let msg = format!("reading {}: {}", car.display(), arke_core::one_line(&e));
-            StepError::new(e.exit(), msg)
+            Error::new(e.exit(), msg)
         })?;
     let tool = format!("arke-dr {job} {}", env!("CARGO_PKG_VERSION"));
     if let Err(e) = update_stamps(&v, &tool) {
@@ -440,7 +441,7 @@ pub(crate) async fn verify_archive(
             "{} does not verify [{kinds}] (kept for inspection)",
             car.display()
         );
-        return Err(StepError::new(Exit::Failed, msg));
+        return Err(Error::new(Exit::Failed, msg));
     }
     Ok(v)
 }
@@ -450,7 +451,7 @@ pub(crate) async fn verify_archive(
 pub(crate) async fn pointer_snapshot(
     cfg: &Config,
     kubo: &Kubo,
-) -> Result<(Option<ReadPointer>, Cid), StepError> {
+) -> Result<(Option<ReadPointer>, Cid), Error> {
     let pointer = arke_core::pointer::read(kubo, &cfg.index_pointer_path).await?;
     let cid = pointer.as_ref().and_then(|p| p.pointer.latest_snapshot_cid);
     let cid = cid.ok_or_else(|| {
@@ -458,7 +459,7 @@ pub(crate) async fn pointer_snapshot(
             "the index pointer {} names no snapshot",
             cfg.index_pointer_path
         );
-        StepError::new(Exit::Failed, msg)
+        Error::new(Exit::Failed, msg)
     })?;
     Ok((pointer, cid))
 }
@@ -471,9 +472,9 @@ pub(crate) async fn upload_step<S: ArchiveStore>(
     store: &S,
     chain: &[PathBuf],
     newest_may_be_there: bool,
-) -> Result<Done<UploadRecord>, StepError> {
+) -> Result<Done<UploadRecord>, Error> {
     let Some(tonight) = chain.last() else {
-        return Err(StepError::new(Exit::Failed, "no archive to upload"));
+        return Err(Error::new(Exit::Failed, "no archive to upload"));
     };
     let mut files = Vec::new();
     let mut stored = Stored::default();
@@ -533,7 +534,7 @@ async fn bucket_steps<S: ArchiveStore>(
     report: &ExportReport,
     job: &mut Job,
     night: &mut Night,
-) -> Result<(), StepError> {
+) -> Result<(), Error> {
     // Each step is in the record only when it is on: a night's steps stay those of the
     // configuration (what record readers and alerts match on).
     let tonight = file_name(Path::new(&report.car_path));
@@ -563,7 +564,7 @@ async fn bucket_steps<S: ArchiveStore>(
 
 /// Whether S3 already holds an archive whole: its `.car` and its `.json`, each with the local
 /// size (a night that failed between the two uploads left only the `.car`).
-async fn in_store<S: ArchiveStore>(store: &S, car: &Path) -> Result<bool, StepError> {
+async fn in_store<S: ArchiveStore>(store: &S, car: &Path) -> Result<bool, Error> {
     for path in [car.to_path_buf(), car.with_extension("json")] {
         if store.remote_size(&file_name(&path)).await? != Some(file_size(&path)?) {
             return Ok(false);
@@ -572,20 +573,20 @@ async fn in_store<S: ArchiveStore>(store: &S, car: &Path) -> Result<bool, StepEr
     Ok(true)
 }
 
-async fn retention_step(cfg: &Config) -> Result<Done<Vec<String>>, StepError> {
+async fn retention_step(cfg: &Config) -> Result<Done<Vec<String>>, Error> {
     let deleted = apply_retention(&cfg.backups_dir, &cfg.retention)?;
     let names: Vec<String> = deleted.iter().map(|p| file_name(p)).collect();
     let detail = format!("{} archive(s) deleted", names.len());
     Ok(Done::ok(names, detail))
 }
 
-async fn prune_step(cfg: &Config, kubo: &Kubo) -> Result<Done<u64>, StepError> {
+async fn prune_step(cfg: &Config, kubo: &Kubo) -> Result<Done<u64>, Error> {
     let keep = usize::try_from(cfg.snapshot_keep_last).unwrap_or(usize::MAX);
     let mut opts = PruneOptions::new(&cfg.index_pointer_path, cfg.snapshots_dir.clone(), keep);
     opts.apply = true;
     opts.gc = cfg.snapshot_gc;
     let r = after_build_lock(cfg.build_lock_wait, || async {
-        prune(kubo, &opts).await.map_err(StepError::from)
+        prune(kubo, &opts).await.map_err(Error::from)
     })
     .await?;
     let freed = r.gc.as_ref().map_or(String::new(), |g| {
@@ -619,15 +620,15 @@ pub(crate) fn archive_record(r: &ExportReport, verified: bool) -> ArchiveRecord 
 fn summary_line(
     job: &Job,
     night: &Night,
-    err: Option<&StepError>,
+    err: Option<&Error>,
     disk: Option<&DiskRecord>,
 ) -> String {
     let total = job.elapsed();
     if let Some(e) = err {
         return format!(
             "FAILED exit={} {} total={total:.0}s",
-            e.exit.code(),
-            e.message
+            e.exit().code(),
+            e.line()
         );
     }
     let car = night.archive.as_ref();
@@ -656,10 +657,10 @@ fn summary_line(
     )
 }
 
-fn file_size(path: &Path) -> Result<u64, StepError> {
+fn file_size(path: &Path) -> Result<u64, Error> {
     std::fs::metadata(path)
         .map(|m| m.len())
-        .map_err(|e| StepError::new(Exit::Io, format!("{}: {e}", path.display())))
+        .map_err(|e| Error::new(Exit::Io, format!("{}: {e}", path.display())))
 }
 
 pub(crate) fn file_name(p: &Path) -> String {
@@ -688,8 +689,8 @@ mod tests {
         std::fs::write(&file, "x").unwrap();
         for path in [file.clone(), file.join("backups")] {
             let e = ensure_dir(&path).unwrap_err();
-            assert_eq!(e.exit, Exit::Usage, "{}", e.message);
-            assert!(e.message.contains("is not a directory"), "{}", e.message);
+            assert_eq!(e.exit(), Exit::Usage, "{}", e.line());
+            assert!(e.line().contains("is not a directory"), "{}", e.line());
         }
         ensure_dir(&dir.path().join("new/folder")).unwrap();
         assert!(dir.path().join("new/folder").is_dir());

@@ -28,9 +28,10 @@ use serde::{Deserialize, Serialize};
 use crate::config::Config;
 use crate::daily::{ensure_dir, file_name, kubo, verify_archive, with_pointer};
 use crate::fetch::{FetchOptions, fetch, parent_of, plan_chain};
-use crate::job::{Done, Job, StepError, disk_of};
+use crate::job::{Done, Job, disk_of};
 use crate::runs::RunRecord;
 use crate::store::S3Store;
+use arke_core::Error;
 use compare::Compare;
 use scratch::ScratchNode;
 
@@ -178,10 +179,10 @@ fn off(mut job: Job) -> RunRecord {
     rec
 }
 
-fn summary(d: &DrillRecord, err: Option<&StepError>, elapsed: f64) {
+fn summary(d: &DrillRecord, err: Option<&Error>, elapsed: f64) {
     let line = match err {
         None => "ok".to_string(),
-        Some(e) => format!("FAILED exit={} {}", e.exit.code(), e.message),
+        Some(e) => format!("FAILED exit={} {}", e.exit().code(), e.line()),
     };
     let p = &d.phases;
     tracing::info!(
@@ -211,14 +212,14 @@ async fn drill_steps(
     job: &mut Job,
     drill: &mut DrillRecord,
     bin: Option<PathBuf>,
-) -> Result<(), StepError> {
+) -> Result<(), Error> {
     ensure_dir(&cfg.drill.work_dir)?;
     let lock = cfg.drill.work_dir.join(format!(".{JOB}.lock"));
     let _lock = RunLock::acquire(&lock, "another restore-drill", "nothing done")?;
     let live = kubo(cfg)?;
     live.id().await.map_err(|e| {
         let msg = format!("the live node {}: {e}", cfg.ipfs_api_url);
-        StepError::new(Exit::Node, msg)
+        Error::new(Exit::Node, msg)
     })?;
     let cfg = &with_pointer(cfg, &live).await?;
     let work = tempfile::Builder::new()
@@ -226,7 +227,7 @@ async fn drill_steps(
         .tempdir_in(&cfg.drill.work_dir)
         .map_err(|e| {
             let dir = cfg.drill.work_dir.display();
-            StepError::new(Exit::Io, format!("cannot create a folder in {dir}: {e}"))
+            Error::new(Exit::Io, format!("cannot create a folder in {dir}: {e}"))
         })?;
     let local_node = bin.is_some();
     // Phases timed here to the millisecond (the steps' records keep tenths).
@@ -276,7 +277,7 @@ async fn on_scratch(
     (car, chain): (&Path, &VerifiedChain),
     bin: Option<PathBuf>,
     work: &Path,
-) -> Result<(), StepError> {
+) -> Result<(), Error> {
     let (mut node, scratch) = match (&bin, &opts.scratch_api) {
         (Some(bin), _) => {
             drill.scratch = format!("kubo {}", bin.display());
@@ -331,7 +332,7 @@ async fn on_scratch(
             "the scratch node holds {} tips, the restore reported {} entities",
             t.entities, r.entity_count
         );
-        return Err(StepError::new(Exit::Failed, msg));
+        return Err(Error::new(Exit::Failed, msg));
     }
     let blocks = async {
         let b = compare::blocks(chain, &scratch, live, opts.compare).await?;
@@ -361,7 +362,7 @@ async fn download(
     work: &Path,
     local_node: bool,
     drill: &mut DrillRecord,
-) -> Result<Done<PathBuf>, StepError> {
+) -> Result<Done<PathBuf>, Error> {
     if let Some(dir) = &opts.from_dir {
         let (car, members, bytes) = local_chain(dir)?;
         drill.source = dir.display().to_string();
@@ -380,7 +381,7 @@ async fn download(
         return Ok(Done::ok(car, detail));
     }
     let settings = cfg.drill_s3.as_ref().ok_or_else(|| {
-        StepError::new(
+        Error::new(
             Exit::Usage,
             "S3_BUCKET is not set: nothing to download (or use --from-dir DIR)",
         )
@@ -414,7 +415,7 @@ async fn download(
 }
 
 /// Free space of the work folder against `need` plus `DRILL_MIN_FREE_MB`: exit 4 when short.
-fn check_disk(cfg: &Config, need: u64, what: &str) -> Result<(), StepError> {
+fn check_disk(cfg: &Config, need: u64, what: &str) -> Result<(), Error> {
     let dir = &cfg.drill.work_dir;
     let margin = cfg.drill.min_free_mb.saturating_mul(1024 * 1024);
     let Some(disk) = disk_of(dir) else {
@@ -431,20 +432,20 @@ fn check_disk(cfg: &Config, need: u64, what: &str) -> Result<(), StepError> {
             human_bytes(need),
             human_bytes(margin)
         );
-        return Err(StepError::new(Exit::Io, msg));
+        return Err(Error::new(Exit::Io, msg));
     }
     Ok(())
 }
 
 /// The newest archive of `dir` (by the time in its name), its chain's length and size as the
 /// descriptors name it (a member that is missing is verify's finding, next).
-fn local_chain(dir: &Path) -> Result<(PathBuf, u64, u64), StepError> {
+fn local_chain(dir: &Path) -> Result<(PathBuf, u64, u64), Error> {
     let files = BackupFiles::new(dir)
         .archives()
-        .map_err(|e| StepError::new(Exit::Io, format!("listing {}: {e}", dir.display())))?;
+        .map_err(|e| Error::new(Exit::Io, format!("listing {}: {e}", dir.display())))?;
     let newest = files.into_iter().max_by_key(|a| a.stamp).map(|a| a.car);
     let car = newest
-        .ok_or_else(|| StepError::new(Exit::Failed, format!("no archive in {}", dir.display())))?;
+        .ok_or_else(|| Error::new(Exit::Failed, format!("no archive in {}", dir.display())))?;
     let (mut members, mut bytes) = (0u64, 0u64);
     let mut next = Some(car.clone());
     while let Some(c) = next.take() {
@@ -466,7 +467,7 @@ fn local_chain(dir: &Path) -> Result<(PathBuf, u64, u64), StepError> {
     Ok((car, members, bytes))
 }
 
-async fn verify_step(car: &Path, progress: &Progress) -> Result<Done<VerifiedChain>, StepError> {
+async fn verify_step(car: &Path, progress: &Progress) -> Result<Done<VerifiedChain>, Error> {
     let v = verify_archive(car, progress, JOB).await?;
     let detail = format!(
         "{} ({} blocks re-hashed, chain of {}) verified",
@@ -483,7 +484,7 @@ async fn restore_step(
     scratch: &Kubo,
     car: &Path,
     progress: &Progress,
-) -> Result<Done<RestoreReport>, StepError> {
+) -> Result<Done<RestoreReport>, Error> {
     let opts = RestoreOptions {
         car: car.to_path_buf(),
         snapshot: None,
@@ -502,7 +503,7 @@ async fn restore_step(
         .await
         .map_err(|e| {
             let e = arke_core::Error::from(e);
-            StepError::new(e.exit(), format!("restore: {}", arke_core::one_line(&e)))
+            Error::new(e.exit(), format!("restore: {}", arke_core::one_line(&e)))
         })?;
     for w in &r.warnings {
         tracing::warn!("restore: {w}");

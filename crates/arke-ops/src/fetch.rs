@@ -16,8 +16,8 @@ use arke_s3::{RemoteObject, S3Error};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::job::StepError;
 use crate::store::{S3Store, logged_progress, remote};
+use arke_core::Error;
 
 /// Chains are never this deep (a full archive every FULL_EVERY_DAYS days); a longer walk means
 /// a loop in the descriptors.
@@ -53,7 +53,7 @@ pub struct FetchedFile {
 }
 
 /// The archives under the prefix (`.car` files), oldest first by the time in their names.
-pub async fn list(store: &S3Store) -> Result<Vec<RemoteObject>, StepError> {
+pub async fn list(store: &S3Store) -> Result<Vec<RemoteObject>, Error> {
     let mut cars: Vec<RemoteObject> = store
         .s3()
         .list()
@@ -67,13 +67,13 @@ pub async fn list(store: &S3Store) -> Result<Vec<RemoteObject>, StepError> {
 }
 
 /// Downloads the archive and its chain into `opts.dest`.
-pub async fn fetch(store: &S3Store, opts: &FetchOptions) -> Result<FetchReport, StepError> {
+pub async fn fetch(store: &S3Store, opts: &FetchOptions) -> Result<FetchReport, Error> {
     crate::daily::ensure_dir(&opts.dest)?;
     let newest = match &opts.name {
         Some(n) if is_archive_name(n) => n.clone(),
         Some(n) => {
             let msg = format!("{n:?} is not an archive's file name (arke-<seq>-<date>-<time>.car)");
-            return Err(StepError::new(Exit::Usage, msg));
+            return Err(Error::new(Exit::Usage, msg));
         }
         None => newest_complete(store).await?,
     };
@@ -83,7 +83,7 @@ pub async fn fetch(store: &S3Store, opts: &FetchOptions) -> Result<FetchReport, 
     while let Some(car) = next.take() {
         if files.len() / 2 >= MAX_CHAIN {
             let msg = format!("the chain of {newest} is longer than {MAX_CHAIN}: a loop?");
-            return Err(StepError::new(Exit::Failed, msg));
+            return Err(Error::new(Exit::Failed, msg));
         }
         let json = format!("{}.json", car.strip_suffix(".car").unwrap_or(&car));
         let meta = fetch_file(store, &json, opts, &mut archived).await?;
@@ -96,7 +96,7 @@ pub async fn fetch(store: &S3Store, opts: &FetchOptions) -> Result<FetchReport, 
         files.splice(0..0, data.into_iter().chain(meta));
     }
     if !archived.is_empty() {
-        return Err(StepError::new(Exit::Remote, archived.join("; ")));
+        return Err(Error::new(Exit::Remote, archived.join("; ")));
     }
     Ok(FetchReport {
         source: store.s3().url(""),
@@ -120,7 +120,7 @@ pub struct ChainPlan {
 /// Walks the newest complete archive's chain through the descriptors (`.json`, a few KiB each,
 /// downloaded into `dest`, where [`fetch`] then finds them present): names and sizes from the
 /// listing. A member missing in S3 is [`fetch`]'s error (exit 1).
-pub async fn plan_chain(store: &S3Store, dest: &Path) -> Result<ChainPlan, StepError> {
+pub async fn plan_chain(store: &S3Store, dest: &Path) -> Result<ChainPlan, Error> {
     crate::daily::ensure_dir(dest)?;
     let all = store.s3().list().await.map_err(remote)?;
     let size = |n: &str| all.iter().find(|o| o.name == n).map(|o| o.size);
@@ -134,7 +134,7 @@ pub async fn plan_chain(store: &S3Store, dest: &Path) -> Result<ChainPlan, StepE
     while let Some(car) = next.take() {
         if plan.members.len() >= MAX_CHAIN {
             let msg = format!("the chain of {newest} is longer than {MAX_CHAIN}: a loop?");
-            return Err(StepError::new(Exit::Failed, msg));
+            return Err(Error::new(Exit::Failed, msg));
         }
         let json = format!("{}.json", car.strip_suffix(".car").unwrap_or(&car));
         let (Some(car_size), Some(json_size)) = (size(&car), size(&json)) else {
@@ -143,7 +143,7 @@ pub async fn plan_chain(store: &S3Store, dest: &Path) -> Result<ChainPlan, StepE
                 "{} is not in S3 (the chain is incomplete there)",
                 store.s3().url(missing)
             );
-            return Err(StepError::new(Exit::Failed, msg));
+            return Err(Error::new(Exit::Failed, msg));
         };
         let local = dest.join(&json);
         if !std::fs::metadata(&local).is_ok_and(|m| m.len() == json_size) {
@@ -163,7 +163,7 @@ pub async fn plan_chain(store: &S3Store, dest: &Path) -> Result<ChainPlan, StepE
 
 /// The newest `.car` whose `.json` is there too: the `.json` goes up last, so its presence
 /// says the archive's upload completed.
-pub(crate) async fn newest_complete(store: &S3Store) -> Result<String, StepError> {
+pub(crate) async fn newest_complete(store: &S3Store) -> Result<String, Error> {
     let all = store.s3().list().await.map_err(remote)?;
     // A set: with hourly archives a prefix holds thousands of objects (48 a day).
     let names: std::collections::HashSet<&str> = all.iter().map(|o| o.name.as_str()).collect();
@@ -179,7 +179,7 @@ pub(crate) async fn newest_complete(store: &S3Store) -> Result<String, StepError
             "no complete archive (a .car with its .json) in {}",
             store.s3().url("")
         );
-        StepError::new(Exit::Failed, msg)
+        Error::new(Exit::Failed, msg)
     })
 }
 
@@ -190,7 +190,7 @@ async fn fetch_file(
     name: &str,
     opts: &FetchOptions,
     archived: &mut Vec<String>,
-) -> Result<Option<FetchedFile>, StepError> {
+) -> Result<Option<FetchedFile>, Error> {
     let dest = opts.dest.join(name);
     let head = store.s3().head(name).await.map_err(remote)?;
     let Some(head) = head else {
@@ -198,7 +198,7 @@ async fn fetch_file(
             "{} is not in S3 (the chain is incomplete there)",
             store.s3().url(name)
         );
-        return Err(StepError::new(Exit::Failed, msg));
+        return Err(Error::new(Exit::Failed, msg));
     };
     let file = |action: &str| FetchedFile {
         name: name.to_string(),
@@ -220,7 +220,7 @@ async fn fetch_file(
             dest.display(),
             store.s3().url(name)
         );
-        return Err(StepError::new(Exit::Io, msg));
+        return Err(Error::new(Exit::Io, msg));
     }
     let progress = logged_progress(format!("download {name}"));
     match store.s3().download(name, &dest, &progress).await {
@@ -254,13 +254,13 @@ pub(crate) fn is_archive_name(n: &str) -> bool {
 /// archive. A `.json` that cannot say (not JSON, an incremental without a parent, a parent that
 /// is not a plain archive name) fails the fetch: stopping there would hand the operator a
 /// chain with its older half missing, found only at the restore.
-pub(crate) fn parent_of(json: &Path) -> Result<Option<String>, StepError> {
+pub(crate) fn parent_of(json: &Path) -> Result<Option<String>, Error> {
     let bad = |why: String| {
         let msg = format!("{}: {why}", json.display());
-        StepError::new(Exit::Failed, msg)
+        Error::new(Exit::Failed, msg)
     };
     let bytes = std::fs::read(json)
-        .map_err(|e| StepError::new(Exit::Io, format!("cannot read {}: {e}", json.display())))?;
+        .map_err(|e| Error::new(Exit::Io, format!("cannot read {}: {e}", json.display())))?;
     let v: serde_json::Value = serde_json::from_slice(&bytes)
         .map_err(|e| bad(format!("not an archive's metadata: {e}")))?;
     let parent = v.get("parent").filter(|p| !p.is_null());
@@ -309,7 +309,7 @@ mod tests {
         let p = dir.path().join("a.json");
         let parent = |text: &str| {
             std::fs::write(&p, text).unwrap();
-            parent_of(&p).map_err(|e| e.message)
+            parent_of(&p).map_err(|e| e.line())
         };
         let name = "arke-1-20261201-020000.car";
         let json = format!("{{\"kind\": \"incremental\", \"parent\": {name:?}}}");

@@ -32,8 +32,9 @@ use crate::daily::{
     ARCHIVE_LOCK, ArchiveStore, archive_record, ensure_dir, export_step, file_name, kubo,
     pointer_snapshot, upload_step, verify_step, with_pointer,
 };
-use crate::job::{Done, Job, StepError};
+use crate::job::{Done, Job};
 use crate::runs::{ArchiveRecord, RunRecord, SnapshotRecord, UploadRecord};
+use arke_core::Error;
 
 /// The hourly job's name.
 pub const JOB: &str = "hourly-snapshot";
@@ -70,7 +71,7 @@ struct Hour {
 pub async fn run<S: ArchiveStore>(
     cfg: &Config,
     log_file: &Path,
-    store: Result<Option<&S>, StepError>,
+    store: Result<Option<&S>, Error>,
     progress: &Progress,
 ) -> RunRecord {
     let mut job = Job::start(JOB, log_file);
@@ -91,11 +92,11 @@ pub async fn run<S: ArchiveStore>(
 
 async fn steps<S: ArchiveStore>(
     cfg: &Config,
-    store: Result<Option<&S>, StepError>,
+    store: Result<Option<&S>, Error>,
     progress: &Progress,
     job: &mut Job,
     hour: &mut Hour,
-) -> Result<(), StepError> {
+) -> Result<(), Error> {
     ensure_dir(&cfg.snapshots_dir)?;
     let kubo = kubo(cfg)?;
     let cfg = &with_pointer(cfg, &kubo).await?;
@@ -122,11 +123,11 @@ async fn steps<S: ArchiveStore>(
 async fn archive_steps<S: ArchiveStore>(
     cfg: &Config,
     kubo: &Kubo,
-    store: Result<Option<&S>, StepError>,
+    store: Result<Option<&S>, Error>,
     progress: &Progress,
     job: &mut Job,
     hour: &mut Hour,
-) -> Result<(), StepError> {
+) -> Result<(), Error> {
     let (_, snapshot) = pointer_snapshot(cfg, kubo).await?;
     // Never FULL_EVERY_DAYS here: see the module docs.
     let policy = ChainPolicy::default();
@@ -158,7 +159,7 @@ async fn archive_steps<S: ArchiveStore>(
             let report = match job.step("export-car", what, export).await {
                 Ok(r) => r,
                 // A manual export-car took its lock since export_busy looked: the same.
-                Err(e) if e.exit == Exit::Locked => {
+                Err(e) if e.exit() == Exit::Locked => {
                     hour.outcome = ArchiveOutcome::Skipped;
                     return Ok(());
                 }
@@ -191,7 +192,7 @@ async fn archive_steps<S: ArchiveStore>(
 }
 
 /// The archive lock without waiting: `None` when another job holds it.
-fn archive_lock(cfg: &Config) -> Result<Option<arke_core::RunLock>, StepError> {
+fn archive_lock(cfg: &Config) -> Result<Option<arke_core::RunLock>, Error> {
     let path = cfg.backups_dir.join(ARCHIVE_LOCK);
     match arke_core::RunLock::try_acquire(&path) {
         Ok(arke_core::LockOutcome::Acquired(l)) => Ok(Some(l)),
@@ -204,7 +205,7 @@ fn archive_lock(cfg: &Config) -> Result<Option<arke_core::RunLock>, StepError> {
         }
         Err(e) => {
             let msg = format!("lock file {}: {e}", path.display());
-            Err(StepError::new(Exit::Io, msg))
+            Err(Error::new(Exit::Io, msg))
         }
     }
 }
@@ -227,15 +228,15 @@ async fn build(
     cfg: &Config,
     kubo: &Kubo,
     progress: &Progress,
-) -> Result<Done<Option<SnapshotRecord>>, StepError> {
+) -> Result<Done<Option<SnapshotRecord>>, Error> {
     let mut opts =
         arke_core::snapshot::BuildOptions::new(&cfg.index_pointer_path, cfg.snapshots_dir.clone());
     opts.index_root = cfg.index_root.clone();
     let outcome = match arke_core::snapshot::build(kubo, &opts, progress).await {
         Ok(o) => o,
         Err(e) => {
-            let e = StepError::from(e);
-            if e.exit == Exit::Locked {
+            let e = Error::from(e);
+            if e.exit() == Exit::Locked {
                 return Ok(Done::ok(None, "another build-snapshot is running"));
             }
             return Err(e);
@@ -258,13 +259,13 @@ async fn build(
 }
 
 /// The last log line: the snapshot, then the archive and the upload.
-fn summary_line(job: &Job, hour: &Hour, err: Option<&StepError>) -> String {
+fn summary_line(job: &Job, hour: &Hour, err: Option<&Error>) -> String {
     let total = job.elapsed();
     if let Some(e) = err {
         return format!(
             "FAILED exit={} {} total={total:.0}s",
-            e.exit.code(),
-            e.message
+            e.exit().code(),
+            e.line()
         );
     }
     if hour.build_busy && hour.outcome == ArchiveOutcome::Off {

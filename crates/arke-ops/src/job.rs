@@ -8,37 +8,10 @@ use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use arke_core::{Exit, Outcome};
+use arke_core::{Error, Exit, Outcome};
 use chrono::{DateTime, SecondsFormat, Utc};
 
 use crate::runs::{DiskRecord, RunRecord, RunStatus, StepRecord, StepStatus};
-
-/// Why a step failed: the exit code its binary would return and one line for the log.
-#[derive(Debug, Clone)]
-pub struct StepError {
-    pub exit: Exit,
-    pub message: String,
-}
-
-impl StepError {
-    pub fn new(exit: Exit, message: impl Into<String>) -> StepError {
-        StepError {
-            exit,
-            message: message.into(),
-        }
-    }
-}
-
-/// Every error the core returns, with the exit code the core decides for it.
-impl<E> From<E> for StepError
-where
-    arke_core::Error: From<E>,
-{
-    fn from(e: E) -> StepError {
-        let e = arke_core::Error::from(e);
-        StepError::new(e.exit(), arke_core::one_line(&e))
-    }
-}
 
 /// What a step that ran to its end produced.
 #[derive(Debug)]
@@ -113,9 +86,9 @@ impl Job {
 
     /// Runs one step, logging and recording it. A failure is returned for the caller to stop
     /// on (`?`), already logged.
-    pub async fn step<T, F>(&mut self, name: &str, what: &str, f: F) -> Result<T, StepError>
+    pub async fn step<T, F>(&mut self, name: &str, what: &str, f: F) -> Result<T, Error>
     where
-        F: Future<Output = Result<Done<T>, StepError>>,
+        F: Future<Output = Result<Done<T>, Error>>,
     {
         let started = Utc::now();
         let t = Instant::now();
@@ -125,7 +98,7 @@ impl Job {
         let (status, exit, detail) = match &outcome {
             Ok(d) if d.skipped_items => (StepStatus::OkWithSkipped, Exit::Skipped, &d.detail),
             Ok(d) => (StepStatus::Ok, Exit::Ok, &d.detail),
-            Err(e) => (StepStatus::Failed, e.exit, &e.message),
+            Err(e) => (StepStatus::Failed, e.exit(), &e.line()),
         };
         match status {
             StepStatus::Failed => tracing::error!(
@@ -181,9 +154,9 @@ impl Job {
     }
 
     /// The record of the run: failed with `error`'s exit, or ok (7 when items were skipped).
-    pub fn finish(self, error: Option<&StepError>) -> RunRecord {
+    pub fn finish(self, error: Option<&Error>) -> RunRecord {
         let (exit, status) = match error {
-            Some(e) => (e.exit, RunStatus::Failed),
+            Some(e) => (e.exit(), RunStatus::Failed),
             None if self.exit() == Exit::Skipped => (Exit::Skipped, RunStatus::OkWithSkipped),
             None => (Exit::Ok, RunStatus::Ok),
         };
@@ -194,7 +167,7 @@ impl Job {
             duration_secs: round(self.t0.elapsed().as_secs_f64()),
             exit: exit.code(),
             status,
-            error: error.map(|e| e.message.clone()),
+            error: error.map(Error::line),
             steps: self.steps,
             log_file: self.log_file.display().to_string(),
             ..RunRecord::default()

@@ -13,8 +13,9 @@ use chrono::Utc;
 use crate::bucket_archives;
 use crate::config::{Config, S3Settings};
 use crate::daily::{ArchiveStore, Stored};
-use crate::job::{StepError, rfc3339};
+use crate::job::rfc3339;
 use crate::status::bucket::BucketFacts;
+use arke_core::Error;
 
 /// How often a long transfer logs its progress (cron has no terminal).
 const PROGRESS_EVERY: Duration = Duration::from_secs(10);
@@ -33,7 +34,7 @@ impl S3Store {
     /// The client for `settings`. The prefix, when not configured, is `backups/<instance-id>/`
     /// with the id from `ARKE_INSTANCE_ID`, else IMDSv2, else the host name (with a warning:
     /// a transient metadata failure must not move uploads silently).
-    pub async fn connect(settings: &S3Settings) -> Result<S3Store, StepError> {
+    pub async fn connect(settings: &S3Settings) -> Result<S3Store, Error> {
         let prefix = match &settings.prefix {
             Some(p) => p.clone(),
             None => format!("backups/{}/", instance_id(settings).await),
@@ -143,8 +144,8 @@ async fn instance_id(settings: &S3Settings) -> String {
 
 /// An S3 failure as a step failure, with the exit code arke-s3 gives its family: a setting 2,
 /// a local file 4 (a download onto a full disk), the bucket or the transfer 6.
-pub fn remote(e: S3Error) -> StepError {
-    StepError::new(s3_exit(e.family()), e.to_string())
+pub fn remote(e: S3Error) -> Error {
+    Error::new(s3_exit(e.family()), e.to_string())
 }
 
 /// arke-s3's exit code as an [`Exit`] (the test below checks every family's code is the
@@ -176,11 +177,11 @@ impl ArchiveStore for S3Store {
         self.s3.url("")
     }
 
-    async fn remote_size(&self, name: &str) -> Result<Option<u64>, StepError> {
+    async fn remote_size(&self, name: &str) -> Result<Option<u64>, Error> {
         Ok(self.s3.head(name).await.map_err(remote)?.map(|o| o.size))
     }
 
-    async fn upload(&self, path: &Path, name: &str) -> Result<Stored, StepError> {
+    async fn upload(&self, path: &Path, name: &str) -> Result<Stored, Error> {
         let progress = logged_progress(format!("upload {name}"));
         let lock = self.upload_retention().await;
         let up = self
@@ -195,15 +196,11 @@ impl ArchiveStore for S3Store {
         })
     }
 
-    async fn prune_remote(
-        &self,
-        cfg: &Config,
-        pinned: &str,
-    ) -> Result<Option<Vec<String>>, StepError> {
+    async fn prune_remote(&self, cfg: &Config, pinned: &str) -> Result<Option<Vec<String>>, Error> {
         self.prune_bucket(cfg, pinned).await
     }
 
-    async fn extend_locks(&self, cfg: &Config) -> Result<Option<u64>, StepError> {
+    async fn extend_locks(&self, cfg: &Config) -> Result<Option<u64>, Error> {
         self.extend_bucket_locks(cfg).await
     }
 
@@ -213,11 +210,7 @@ impl ArchiveStore for S3Store {
 }
 
 impl S3Store {
-    async fn prune_bucket(
-        &self,
-        cfg: &Config,
-        pinned: &str,
-    ) -> Result<Option<Vec<String>>, StepError> {
+    async fn prune_bucket(&self, cfg: &Config, pinned: &str) -> Result<Option<Vec<String>>, Error> {
         if !cfg.upload.as_ref().is_some_and(|u| u.retention) {
             return Ok(None);
         }
@@ -240,7 +233,7 @@ impl S3Store {
         Ok(Some(r.deleted))
     }
 
-    async fn extend_bucket_locks(&self, cfg: &Config) -> Result<Option<u64>, StepError> {
+    async fn extend_bucket_locks(&self, cfg: &Config) -> Result<Option<u64>, Error> {
         if self.lock.1 == 0 || !self.bucket_locked().await {
             return Ok(None);
         }
@@ -332,9 +325,9 @@ mod tests {
             path: "/backups/x.car".into(),
             source: std::io::Error::from_raw_os_error(28),
         };
-        assert_eq!(remote(e).exit, Exit::Io);
+        assert_eq!(remote(e).exit(), Exit::Io);
         assert_eq!(
-            remote(S3Error::Config("bad prefix".into())).exit,
+            remote(S3Error::Config("bad prefix".into())).exit(),
             Exit::Usage
         );
     }

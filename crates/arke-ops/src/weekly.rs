@@ -19,8 +19,9 @@ use arke_core::{Exit, RunLock};
 
 use crate::config::Config;
 use crate::daily::{ensure_dir, file_name, kubo, pointer_snapshot, verify_archive, with_pointer};
-use crate::job::{Done, Job, StepError, disk_of};
+use crate::job::{Done, Job, disk_of};
 use crate::runs::{ArchiveRecord, RunRecord, SnapshotRecord};
+use arke_core::Error;
 
 /// The weekly job's name.
 pub const JOB: &str = "weekly-verify";
@@ -33,7 +34,7 @@ pub async fn run(cfg: &Config, log_file: &std::path::Path, progress: &Progress) 
     let outcome = checks(cfg, progress, &mut job, &mut snapshot, &mut archive).await;
     let line = match &outcome {
         Ok(()) => "ok".to_string(),
-        Err(e) => format!("FAILED exit={} {}", e.exit.code(), e.message),
+        Err(e) => format!("FAILED exit={} {}", e.exit().code(), e.line()),
     };
     tracing::info!(
         "summary: {line} snapshot={} archive={} snapshot_check={:.0}s archive_check={:.0}s total={:.0}s",
@@ -60,7 +61,7 @@ async fn checks(
     job: &mut Job,
     snapshot: &mut Option<SnapshotRecord>,
     archive: &mut Option<ArchiveRecord>,
-) -> Result<(), StepError> {
+) -> Result<(), Error> {
     ensure_dir(&cfg.backups_dir)?;
     let lock = cfg.backups_dir.join(format!(".{JOB}.lock"));
     let _lock = RunLock::acquire(&lock, "another weekly-verify", "nothing done")?;
@@ -84,7 +85,7 @@ async fn snapshot_step(
     cfg: &Config,
     kubo: &Kubo,
     progress: &Progress,
-) -> Result<Done<SnapshotRecord>, StepError> {
+) -> Result<Done<SnapshotRecord>, Error> {
     let (_, cid) = pointer_snapshot(cfg, kubo).await?;
     let opts = VerifyOptions {
         deep: true,
@@ -97,7 +98,7 @@ async fn snapshot_step(
     }
     if !r.all_checks_passed {
         let msg = format!("snapshot {cid} FAILED {:?}", r.findings_by_kind);
-        return Err(StepError::new(Exit::Failed, msg));
+        return Err(Error::new(Exit::Failed, msg));
     }
     let detail = format!(
         "{} entities, {} blocks, all checks passed",
@@ -112,9 +113,9 @@ async fn snapshot_step(
 }
 
 /// The newest archive by the time in its name (not its mtime, which a copy changes).
-fn newest_archive(cfg: &Config) -> Result<PathBuf, StepError> {
+fn newest_archive(cfg: &Config) -> Result<PathBuf, Error> {
     let files = BackupFiles::new(&cfg.backups_dir).archives().map_err(|e| {
-        StepError::new(
+        Error::new(
             Exit::Io,
             format!("listing {}: {e}", cfg.backups_dir.display()),
         )
@@ -124,14 +125,14 @@ fn newest_archive(cfg: &Config) -> Result<PathBuf, StepError> {
         .max_by_key(|a| a.stamp)
         .map(|a| a.car)
         .ok_or_else(|| {
-            StepError::new(
+            Error::new(
                 Exit::Failed,
                 format!("no archive in {}", cfg.backups_dir.display()),
             )
         })
 }
 
-async fn car_step(cfg: &Config, progress: &Progress) -> Result<Done<ArchiveRecord>, StepError> {
+async fn car_step(cfg: &Config, progress: &Progress) -> Result<Done<ArchiveRecord>, Error> {
     let car = newest_archive(cfg)?;
     let v = verify_archive(&car, progress, JOB).await?;
     let r = &v.report;

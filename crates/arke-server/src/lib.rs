@@ -115,7 +115,7 @@ impl App {
             Some(s3) => Some(
                 S3Store::connect(s3)
                     .await
-                    .map_err(|e| format!("S3 settings: {}", e.message))?,
+                    .map_err(|e| format!("S3 settings: {}", e.line()))?,
             ),
             None => None,
         };

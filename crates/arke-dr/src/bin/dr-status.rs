@@ -111,7 +111,7 @@ fn run(args: &Args) -> anyhow::Result<Severity> {
         let store = match (&config.upload, args.offline) {
             (Some(s3), false) => S3Store::connect(s3)
                 .await
-                .map_err(|e| anyhow::anyhow!("S3 settings: {}", e.message))
+                .map_err(|e| anyhow::anyhow!("S3 settings: {}", e.line()))
                 .map(Some)?,
             _ => None,
         };

@@ -10,7 +10,6 @@ use arke_dr::args::OutputArgs;
 use arke_ops::bucket_archives;
 use arke_ops::config::{Config, DEFAULT_CONFIG_FILE, S3Settings, Settings};
 use arke_ops::fetch::{self, FetchOptions};
-use arke_ops::job::StepError;
 use arke_ops::store::S3Store;
 use chrono::Utc;
 use clap::Parser;
@@ -70,7 +69,7 @@ fn main() -> ExitCode {
         let settings = settings(&args)?;
         let s3 =
             S3Settings::read(&settings).map_err(|e| Failure::new(Exit::Usage, e.to_string()))?;
-        let store = S3Store::connect(&s3).await.map_err(failure)?;
+        let store = S3Store::connect(&s3).await?;
         if args.list {
             return list(&store).await;
         }
@@ -85,7 +84,7 @@ fn main() -> ExitCode {
             name: args.name.clone(),
             dest,
         };
-        let r = fetch::fetch(&store, &opts).await.map_err(failure)?;
+        let r = fetch::fetch(&store, &opts).await?;
         tracing::info!(
             "{} file(s) of the chain in {}",
             r.files.len(),
@@ -128,7 +127,7 @@ async fn plan_retention(
     })?;
     let plan = bucket_archives::retention(store, &cache, policy, Utc::now(), None, false).await;
     let _ = std::fs::remove_dir_all(&cache);
-    let plan = plan.map_err(failure)?;
+    let plan = plan?;
     if json {
         arke_dr::print_json(&plan)?;
         return Ok(Exit::Ok);
@@ -151,7 +150,7 @@ async fn plan_retention(
 }
 
 async fn list(store: &S3Store) -> Result<Exit, arke_core::Error> {
-    let cars = fetch::list(store).await.map_err(failure)?;
+    let cars = fetch::list(store).await?;
     if cars.is_empty() {
         tracing::warn!("no archive in {}", store.s3().url(""));
     }
@@ -168,8 +167,4 @@ async fn list(store: &S3Store) -> Result<Exit, arke_core::Error> {
         arke_dr::print_line(&line)?;
     }
     Ok(Exit::Ok)
-}
-
-fn failure(e: StepError) -> arke_core::Error {
-    anyhow::Error::new(Failure::new(e.exit, e.message)).into()
 }

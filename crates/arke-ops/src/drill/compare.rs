@@ -21,7 +21,7 @@ use arke_core::model::Manifest;
 use arke_core::{Exit, TipScan, scan_tips};
 use futures::StreamExt;
 
-use crate::job::StepError;
+use arke_core::Error;
 
 /// Manifest versions walked back from a live tip before giving up (an entity edited more often
 /// than this in a week is not a real one).
@@ -79,7 +79,7 @@ pub async fn tips(
     live: &Kubo,
     index_root: &str,
     tmp: &Path,
-) -> Result<TipsCompared, StepError> {
+) -> Result<TipsCompared, Error> {
     let restored = scan(scratch, index_root, tmp, "the scratch node").await?;
     let current = scan(live, index_root, tmp, "the live node").await?;
     let mut out = TipsCompared {
@@ -114,11 +114,11 @@ pub async fn tips(
     Ok(out)
 }
 
-async fn scan(kubo: &Kubo, root: &str, tmp: &Path, which: &str) -> Result<TipScan, StepError> {
+async fn scan(kubo: &Kubo, root: &str, tmp: &Path, which: &str) -> Result<TipScan, Error> {
     scan_tips(kubo, root, tmp).await.map_err(|e| {
         let e = arke_core::Error::from(e);
         let msg = format!("reading the tips on {which}: {}", arke_core::one_line(&e));
-        StepError::new(e.exit(), msg)
+        Error::new(e.exit(), msg)
     })
 }
 
@@ -152,7 +152,7 @@ pub async fn blocks(
     scratch: &Kubo,
     live: &Kubo,
     which: Compare,
-) -> Result<BlocksCompared, StepError> {
+) -> Result<BlocksCompared, Error> {
     let all = used_blocks(chain)?;
     let picked = pick(&all, which);
     let mut out = BlocksCompared {
@@ -213,7 +213,7 @@ async fn one_block(scratch: &Kubo, live: &Kubo, cid: &Cid) -> Result<BlockOutcom
 /// The blocks the newest archive's closure uses, in CID order (deduplicated across members),
 /// without the members' descriptors: export-car writes those into the archive only (verify
 /// checked them; the live node never held them).
-fn used_blocks(chain: &VerifiedChain) -> Result<Vec<Cid>, StepError> {
+fn used_blocks(chain: &VerifiedChain) -> Result<Vec<Cid>, Error> {
     let descriptors = chain.report.root_kind.map(|k| k.as_str()) == Some("descriptor");
     let roots: Vec<Cid> = chain
         .indexes
@@ -230,7 +230,7 @@ fn used_blocks(chain: &VerifiedChain) -> Result<Vec<Cid>, StepError> {
                     out.insert(key, cid);
                 }
             })
-            .map_err(|e| StepError::new(Exit::Io, format!("listing the archive's blocks: {e}")))?;
+            .map_err(|e| Error::new(Exit::Io, format!("listing the archive's blocks: {e}")))?;
     }
     Ok(out.into_values().collect())
 }
@@ -254,7 +254,7 @@ fn pick(all: &[Cid], which: Compare) -> Vec<Cid> {
     (0..n).map(|i| all[offset + i * step]).collect()
 }
 
-fn fail_on(errors: Vec<String>, what: &str) -> Result<(), StepError> {
+fn fail_on(errors: Vec<String>, what: &str) -> Result<(), Error> {
     if errors.is_empty() {
         return Ok(());
     }
@@ -277,7 +277,7 @@ fn fail_on(errors: Vec<String>, what: &str) -> Result<(), StepError> {
         "{} {what} differ from the live node: {named}{tail}",
         errors.len()
     );
-    Err(StepError::new(Exit::Failed, msg))
+    Err(Error::new(Exit::Failed, msg))
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use arke_core::Exit;
 use arke_core::kubo::{Kubo, KuboConfig};
 
-use crate::job::StepError;
+use arke_core::Error;
 
 /// The settings `scripts/ipfs-node.sh` gives its nodes (production's private mode on top of the
 /// `test` profile, which already binds every listener to 127.0.0.1 port 0 and empties the
@@ -45,7 +45,7 @@ pub struct ScratchNode {
 /// The Kubo binary: `configured` (DRILL_IPFS_BIN / --ipfs-bin), else `ipfs` on PATH. `Ok(None)`
 /// when nothing is configured and PATH has none: the drill is off. A configured binary that is
 /// missing or not executable is an error (exit 2): the operator asked for a drill.
-pub fn find_binary(configured: Option<&Path>) -> Result<Option<PathBuf>, StepError> {
+pub fn find_binary(configured: Option<&Path>) -> Result<Option<PathBuf>, Error> {
     let Some(p) = configured else {
         return Ok(on_path("ipfs"));
     };
@@ -60,7 +60,7 @@ pub fn find_binary(configured: Option<&Path>) -> Result<Option<PathBuf>, StepErr
             Ok(_) => "not an executable file".into(),
         };
         let msg = format!("DRILL_IPFS_BIN / --ipfs-bin {}: {why}", p.display());
-        StepError::new(Exit::Usage, msg)
+        Error::new(Exit::Usage, msg)
     })
 }
 
@@ -78,19 +78,15 @@ fn is_executable(p: &Path) -> bool {
 
 impl ScratchNode {
     /// `ipfs init`, the configuration, then the daemon, waited for up to `within`.
-    pub async fn start(
-        bin: &Path,
-        work: &Path,
-        within: Duration,
-    ) -> Result<ScratchNode, StepError> {
+    pub async fn start(bin: &Path, work: &Path, within: Duration) -> Result<ScratchNode, Error> {
         let repo = work.join("ipfs");
         init(bin, &repo)?;
         let log = work.join("ipfs-daemon.log");
         let out = std::fs::File::create(&log)
-            .map_err(|e| StepError::new(Exit::Io, format!("{}: {e}", log.display())))?;
+            .map_err(|e| Error::new(Exit::Io, format!("{}: {e}", log.display())))?;
         let err = out
             .try_clone()
-            .map_err(|e| StepError::new(Exit::Io, format!("{}: {e}", log.display())))?;
+            .map_err(|e| Error::new(Exit::Io, format!("{}: {e}", log.display())))?;
         let daemon = {
             use std::os::unix::process::CommandExt;
             Command::new(bin)
@@ -128,7 +124,7 @@ impl ScratchNode {
         bin: &Path,
         log: &Path,
         within: Duration,
-    ) -> Result<String, StepError> {
+    ) -> Result<String, Error> {
         let t0 = Instant::now();
         let mut said = Instant::now();
         let api_file = self.repo.join("api");
@@ -168,7 +164,7 @@ impl ScratchNode {
     }
 
     /// A client for the scratch node.
-    pub fn kubo(&self) -> Result<Kubo, StepError> {
+    pub fn kubo(&self) -> Result<Kubo, Error> {
         let url = if self.url.is_empty() {
             let api = std::fs::read_to_string(self.repo.join("api")).unwrap_or_default();
             api_url(api.trim()).unwrap_or_default()
@@ -209,14 +205,14 @@ impl Drop for ScratchNode {
 }
 
 /// A client for a node at `url` (the scratch node, or `--scratch-api`).
-pub fn client(url: &str) -> Result<Kubo, StepError> {
+pub fn client(url: &str) -> Result<Kubo, Error> {
     let cfg = KuboConfig::new(url, None)
-        .map_err(|e| StepError::new(Exit::Usage, format!("scratch node API {url:?}: {e}")))?;
-    Kubo::new(cfg).map_err(StepError::from)
+        .map_err(|e| Error::new(Exit::Usage, format!("scratch node API {url:?}: {e}")))?;
+    Kubo::new(cfg).map_err(Error::from)
 }
 
-fn init(bin: &Path, repo: &Path) -> Result<(), StepError> {
-    let run = |args: &[&str]| -> Result<(), StepError> {
+fn init(bin: &Path, repo: &Path) -> Result<(), Error> {
+    let run = |args: &[&str]| -> Result<(), Error> {
         let out = Command::new(bin)
             .args(args)
             .env("IPFS_PATH", repo)
@@ -246,9 +242,9 @@ fn init(bin: &Path, repo: &Path) -> Result<(), StepError> {
     Ok(())
 }
 
-fn not_started(bin: &Path, why: &str) -> StepError {
+fn not_started(bin: &Path, why: &str) -> Error {
     let msg = format!("the scratch node ({}) did not start: {why}", bin.display());
-    StepError::new(Exit::Node, msg)
+    Error::new(Exit::Node, msg)
 }
 
 /// `/ip4/127.0.0.1/tcp/PORT` → `http://127.0.0.1:PORT`.
