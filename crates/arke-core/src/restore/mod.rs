@@ -94,8 +94,9 @@ pub struct RestoreOptions {
     /// How long to wait for the node to answer.
     pub wait: Duration,
     pub concurrency: usize,
-    /// Bound on one `dag/import` (sending the file, storing and pinning its roots).
-    pub import_timeout: Duration,
+    /// Bound on one `dag/import` (sending the file, storing and pinning its roots); `None`:
+    /// by the bytes imported ([`crate::kubo::import_bound`]).
+    pub import_timeout: Option<Duration>,
     pub verify: VerifyCarOptions,
 }
 
@@ -227,4 +228,24 @@ pub async fn restore(
         return Ok(plan.report(opts.dry_run));
     }
     apply::apply(kubo, opts, &plan, &archives, progress, d, started).await
+}
+
+/// The bound on one `dag/import` of `bytes` ([`crate::kubo::import_bound`]), said in the log:
+/// the wait's heartbeat (every 10 s) repeats it.
+pub(crate) fn import_within(explicit: Option<Duration>, bytes: u64) -> Duration {
+    let within = crate::kubo::import_bound(explicit, bytes);
+    let rule = if explicit.is_some() {
+        "set by --import-timeout".to_string()
+    } else {
+        format!(
+            "by size: the larger of {} s and {} MiB/s",
+            crate::kubo::IMPORT_FLOOR.as_secs(),
+            crate::kubo::IMPORT_MIN_RATE / (1024 * 1024)
+        )
+    };
+    tracing::info!(
+        "dag/import of {bytes} bytes: the node's answer is awaited for at most {} s ({rule})",
+        within.as_secs()
+    );
+    within
 }
