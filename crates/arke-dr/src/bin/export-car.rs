@@ -19,7 +19,7 @@ use clap::Parser;
 ///
 /// stdout: the CAR path (legacy contract), or the report with --json.
 #[derive(Debug, Parser)]
-// 5: the backups folder's lock; 7: damaged live-state items left out.
+// 5: the backups folder's lock; 7: damaged items left out (live state, hostile events).
 #[command(version, after_help = arke_dr::after_help_for(&[Exit::Ok, Exit::Failed, Exit::Usage, Exit::Node, Exit::Io, Exit::Locked, Exit::Skipped]))]
 struct Args {
     #[command(flatten)]
@@ -172,7 +172,7 @@ fn main() -> ExitCode {
             Exit::Failed
         } else if !r.skipped.is_empty() {
             tracing::warn!(
-                "{} damaged live-state item(s) left out (listed in the descriptor); the archive holds everything else",
+                "{} damaged item(s) left out or not trusted (named above and in the report's `skipped`; live-state ones in the descriptor too); the archive holds everything else",
                 r.skipped.len()
             );
             Exit::Skipped
@@ -263,7 +263,7 @@ struct Retention {
     kept: u64,
 }
 
-/// The plan on stdout: JSON, or one line per fact. Exit 7 when live items would be skipped.
+/// The plan on stdout: JSON, or one line per fact. Exit 7 when items would be skipped.
 fn print_plan(p: &ExportPlan, json: bool) -> anyhow::Result<Exit> {
     if json {
         arke_dr::print_json(p)?;
