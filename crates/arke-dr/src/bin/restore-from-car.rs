@@ -240,7 +240,8 @@ fn main() -> ExitCode {
         for w in &r.warnings {
             tracing::warn!("{w}");
         }
-        if !r.dry_run {
+        // A rerun of a completed restore said "already restored" and wrote nothing.
+        if !r.dry_run && !r.already_restored {
             tracing::info!(
                 "restored snapshot {} from {}: {} entities ({} moved forward and {} created by newer events), {} tips written, {} unchanged, {} blocks, {} direct pins, pointer {} in {:.1}s",
                 r.snapshot_cid,
