@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::process::{Command, Output};
 
 use arke_core::Progress;
-use arke_core::ipld::{self, DAG_CBOR, Ipld};
+use arke_core::ipld::{self, Cid, DAG_CBOR, Ipld};
 use arke_core::model::IndexPointer;
 use arke_testkit::generator::{GenConfig, generate};
 use arke_testkit::node::TestNode;
@@ -184,8 +184,10 @@ async fn damaged_items_are_skipped_named_and_the_rest_is_backed_up() {
     assert_eq!(out.status.code(), Some(7), "export-car: {}", err(&out));
     let e: Value = serde_json::from_slice(&out.stdout).unwrap();
     let skipped = e["skipped"].as_array().unwrap();
-    assert_eq!(skipped.len(), 2, "{e}");
+    // e's tip file and f's tip (live state), then both hostile events (their tips left out).
+    assert_eq!(skipped.len(), 4, "{e}");
     assert!(skipped.iter().any(|p| p[0] == junk_cid.to_string()), "{e}");
+    assert!(skipped.iter().any(|p| p[0] == hostile.to_string()), "{e}");
     let car = e["car_path"].as_str().unwrap().to_string();
     let out = Command::new(env!("CARGO_BIN_EXE_verify-car"))
         .arg(&car)
@@ -217,6 +219,136 @@ async fn damaged_items_are_skipped_named_and_the_rest_is_backed_up() {
         fw.tip(&f).await.is_err(),
         "f, never trusted, is not restored"
     );
+}
+
+/// The same hostile event, for build-snapshot and for export-car (issue 24, item 6): each
+/// leaves the item out, names it (CID and reason, in the log and the `--json` report) and
+/// exits 7; export-car's dry run too. Three kinds: an event naming an invalid entity id, an
+/// event creating an entity on a block that is not a manifest, and on a block that does not
+/// decode as one (raw bytes). The archive stays complete and verifies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hostile_event_is_exit_7_for_build_snapshot_and_export_car_alike() {
+    let node = TestNode::shared();
+    let kubo = node.kubo();
+    let (root, pointer) = ("/hx/index", "/hx/pointer");
+    generate(
+        &kubo,
+        &GenConfig {
+            entities: 12,
+            seed: 92,
+            index_root: root.into(),
+            test_index_root: "/hx/test/index".into(),
+            pointer_path: pointer.into(),
+            force: true,
+            ..GenConfig::default()
+        },
+        &Progress::off(),
+    )
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let snaps = dir.path().join("snapshots");
+    let backups = dir.path().join("backups");
+    let (snaps_s, backups_s) = (snaps.to_str().unwrap(), backups.to_str().unwrap());
+    let go = |bin: &str, extra: &[&str]| {
+        let mut a = vec!["--index-root", root, "--json"];
+        a.extend_from_slice(extra);
+        support::run(bin, node.url(), pointer, &a)
+    };
+    let build = |extra: &[&str]| {
+        let mut a = vec!["--snapshots-dir", snaps_s];
+        a.extend_from_slice(extra);
+        go(env!("CARGO_BIN_EXE_build-snapshot"), &a)
+    };
+    let export = |extra: &[&str]| {
+        let mut a = vec!["--backups-dir", backups_s];
+        a.extend_from_slice(extra);
+        go(env!("CARGO_BIN_EXE_export-car"), &a)
+    };
+    // Clean: both exit 0 and skip nothing.
+    let out = build(&[]);
+    assert!(out.status.success(), "{}", err(&out));
+    let out = export(&[]);
+    assert_eq!(out.status.code(), Some(0), "{}", err(&out));
+    let clean: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(clean["skipped"].as_array().unwrap().len(), 0, "{clean}");
+
+    let w = World::new(kubo.clone(), root, pointer);
+    let junk = ipld::encode_dag_cbor(&Ipld::Map(BTreeMap::from([(
+        "hello".to_string(),
+        Ipld::String("not a manifest".into()),
+    )])))
+    .unwrap();
+    let junk = kubo.block_put(DAG_CBOR, &junk, true).await.unwrap();
+    let garbage = kubo
+        .block_put(ipld::RAW, b"\xff\x00 not cbor", true)
+        .await
+        .unwrap();
+    let mut rng = Rng::new(17);
+    let now = chrono::Utc::now().timestamp_millis();
+    let (x, y) = (
+        arke_testkit::generator::ulid(now, &mut rng),
+        arke_testkit::generator::ulid(now + 1, &mut rng),
+    );
+    let cases: [(&str, Cid, &str); 3] = [
+        ("../../etc/passwd", junk, "event"),
+        (&x, junk, "manifest"),
+        (&y, garbage, "manifest"),
+    ];
+    for (pi, tip, kind) in cases {
+        let ev = w.append_event(pi, "create", 1, &tip, None).await.unwrap();
+        // The item each names: the event for an invalid id, the tip otherwise.
+        let named = if kind == "event" { ev } else { tip }.to_string();
+
+        let out = build(&[]);
+        assert_eq!(out.status.code(), Some(7), "{pi}: {}", err(&out));
+        let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let items = r["skipped_items"].as_array().unwrap();
+        assert!(
+            items
+                .iter()
+                .any(|i| i["kind"] == kind && i["cid"].as_str() == Some(&named)),
+            "{pi}: {r}"
+        );
+        assert!(
+            err(&out).contains(&format!("skipped {kind} ")),
+            "{}",
+            err(&out)
+        );
+
+        let out = export(&["--dry-run"]);
+        assert_eq!(out.status.code(), Some(7), "dry run, {pi}: {}", err(&out));
+        let plan: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert!(names(&plan, &named), "dry run, {pi}: {plan}");
+
+        let out = export(&[]);
+        assert_eq!(out.status.code(), Some(7), "{pi}: {}", err(&out));
+        let e: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert!(names(&e, &named), "{pi}: {e}");
+        assert!(
+            err(&out).contains(&format!("skipped {named}: ")),
+            "{pi}: {}",
+            err(&out)
+        );
+        // The archive is complete, not partial, and verifies.
+        assert_eq!(e["partial"], false, "{e}");
+        assert_eq!(e["missing_count"], 0, "{e}");
+        let car = e["car_path"].as_str().unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_verify-car"))
+            .arg(car)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "verify-car {pi}: {}", err(&out));
+    }
+}
+
+/// Whether an export's report or plan names `cid` among its skipped items.
+fn names(report: &Value, cid: &str) -> bool {
+    report["skipped"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|p| p[0].as_str() == Some(cid) && p[1].as_str().is_some_and(|r| !r.is_empty()))
 }
 
 /// id → tip of every entry of a snapshot, read from the node.

@@ -66,7 +66,7 @@ async fn restore_counts_every_phase() {
         pointer_path: "/arke/index_pointer".into(),
         wait: Duration::from_secs(30),
         concurrency: 8,
-        import_timeout: Duration::from_secs(600),
+        import_timeout: Some(Duration::from_secs(600)),
         verify: VerifyCarOptions::default(),
     };
     let r = restore(&fresh.kubo(), &opts, &rec.progress())

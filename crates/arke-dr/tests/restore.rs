@@ -639,3 +639,114 @@ async fn restore_keeps_what_it_did_not_write() {
     );
     fresh.stop();
 }
+
+/// The node's recursive and direct pins, MFS from its root and the pointer's bytes: what a
+/// rerun of a completed restore must leave exactly as it is.
+async fn node_state(url: &str, kubo: &Kubo) -> (Vec<String>, Cid, Vec<u8>) {
+    let base = url.trim_end_matches('/').trim_end_matches("/api/v0");
+    let mut pins = Vec::new();
+    for kind in ["recursive", "direct"] {
+        let v: Value = reqwest::Client::new()
+            .post(format!("{base}/api/v0/pin/ls?type={kind}"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let keys = v["Keys"].as_object().cloned().unwrap_or_default();
+        pins.extend(keys.keys().map(|k| format!("{kind} {k}")));
+    }
+    pins.sort();
+    let mfs = kubo.files_stat("/").await.unwrap().cid;
+    (pins, mfs, kubo.files_read(POINTER).await.unwrap().to_vec())
+}
+
+/// Issue 24, item 6: restore-from-car is idempotent. Run again with the same archive (or chain)
+/// after it completed, it says "already restored", exits 0 and writes nothing (pins, MFS and
+/// the pointer's bytes unchanged; its dry run says the same); a different archive on that node
+/// still needs --force (exit 1); an interrupted run (the marker left) still resumes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_completed_restore_run_again_is_a_no_op() {
+    let (src, summary) = Source::generate(
+        "again",
+        GenConfig {
+            entities: 30,
+            seed: 44,
+            pin: false,
+            ..GenConfig::default()
+        },
+    )
+    .await;
+    src.build();
+    let full = src.export(&[]);
+    let w = World::new(src.kubo.clone(), &src.root, &src.pointer);
+    let id = &summary.entities[0].id;
+    w.update(id, true).await.unwrap();
+    src.build();
+    let inc = src.export(&["--incremental"]);
+    assert_ne!(full, inc);
+
+    for (car, other) in [(&full, &inc), (&inc, &full)] {
+        let fresh = TestNode::start().unwrap();
+        let kubo = fresh.kubo();
+        let first = restore(fresh.url(), car, &[]);
+        assert_eq!(first["restored"], true);
+        assert_eq!(first["already_restored"], false);
+        let before = node_state(fresh.url(), &kubo).await;
+
+        let out = restore_cmd(fresh.url(), car, &["--json"]).output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", err(&out));
+        assert!(err(&out).contains("already restored"), "{}", err(&out));
+        assert!(err(&out).contains("nothing to do"), "{}", err(&out));
+        let again: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(again["already_restored"], true, "{again}");
+        assert_eq!(again["tips_written"], 0);
+        assert_eq!(again["blocks_imported"], 0);
+        assert_eq!(again["snapshot_cid"], first["snapshot_cid"]);
+        assert_eq!(
+            node_state(fresh.url(), &kubo).await,
+            before,
+            "nothing written"
+        );
+
+        let out = restore_cmd(fresh.url(), car, &["--dry-run"])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", err(&out));
+        assert!(err(&out).contains("already restored"), "{}", err(&out));
+        let dry: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(dry["already_restored"], true, "{dry}");
+        assert_eq!(dry["dry_run"], true);
+
+        // Another archive over it: refused as before, nothing changed.
+        let out = restore_cmd(fresh.url(), other, &[]).output().unwrap();
+        assert_eq!(out.status.code(), Some(1), "{}", err(&out));
+        assert!(err(&out).contains("--force"), "{}", err(&out));
+        assert_eq!(node_state(fresh.url(), &kubo).await, before);
+
+        // An interrupted run (its marker still there) resumes rather than being a no-op.
+        let root = first["root"].as_str().unwrap();
+        kubo.files_write(
+            "/arke/.restore-in-progress",
+            format!("{root}\n").as_bytes(),
+            true,
+        )
+        .await
+        .unwrap();
+        let resumed = restore(fresh.url(), car, &[]);
+        assert_eq!(resumed["resumed"], true, "{resumed}");
+        assert_eq!(resumed["already_restored"], false);
+        assert!(
+            kubo.files_stat_opt("/arke/.restore-in-progress")
+                .await
+                .unwrap()
+                .is_none()
+        );
+        // Completed again: a no-op again.
+        let out = restore_cmd(fresh.url(), car, &[]).output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", err(&out));
+        assert!(err(&out).contains("already restored"), "{}", err(&out));
+        fresh.stop();
+    }
+}

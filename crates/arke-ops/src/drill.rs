@@ -496,7 +496,8 @@ async fn restore_step(
         pointer_path: cfg.index_pointer_path.clone(),
         wait: Duration::from_secs(60),
         concurrency: 16,
-        import_timeout: Duration::from_secs(3600),
+        // By the archive's size (the drill imports the whole chain).
+        import_timeout: None,
         verify: VerifyCarOptions::default(),
     };
     let r = arke_core::restore(scratch, &opts, progress)

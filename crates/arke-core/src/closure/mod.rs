@@ -108,6 +108,15 @@ impl Role {
         }
     }
 
+    /// A manifest reached from an event's `tip` (not from the snapshot).
+    fn is_event_tip(&self) -> bool {
+        self.kind == RoleKind::Manifest
+            && self
+                .label
+                .as_deref()
+                .is_some_and(|l| l.starts_with("event "))
+    }
+
     fn entity_part(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.entity {
             Some(e) => write!(f, "entity {e}")?,
@@ -278,6 +287,12 @@ pub struct ClosureReport {
     /// Blocks the archive's parents hold, so the walk neither fetched them nor went below them
     /// (incremental exports; see [`Closure::hold`]).
     pub held: u64,
+    /// (CID, reason) of what the walk left out or could not trust, without making the closure
+    /// incomplete: an event naming an invalid entity id (its tip is not followed), an event's
+    /// tip that is not a manifest of the entity it names (archived, never restored), an
+    /// optional block that could not be had. An export that has any exits 7 and names them.
+    #[serde(default)]
+    pub skipped: Vec<(String, String)>,
 }
 
 impl ClosureReport {
@@ -546,7 +561,44 @@ impl Closure {
             want.role,
             if want.required { "" } else { " [optional]" }
         );
+        if !want.required {
+            self.skip(&want.cid, format!("{kind} {}: {err}; left out", want.role));
+        }
         self.finding(severity, kind, Some(&want.cid), Some(&want.role), message);
+    }
+
+    /// Something left out or not trusted, kept apart from the findings (see
+    /// [`ClosureReport::skipped`]); bounded like them.
+    fn skip(&mut self, cid: &Cid, reason: String) {
+        if self.report.skipped.len() < MAX_FINDINGS {
+            self.report.skipped.push((cid.to_string(), reason));
+        }
+    }
+
+    /// An event's tip that is not a manifest of the entity the event names: the block (and
+    /// whatever it links to) is archived, but restore's replay will not write it, as
+    /// build-snapshot does not snapshot it. A warning and a skipped item, so one hostile event
+    /// does not stop every night's archive.
+    fn untrusted_event_tip(&mut self, want: &Want, kind: FindingKind, reason: String) {
+        let message = format!(
+            "{} {} is not a manifest of its entity ({reason}); archived, not restored",
+            want.role, want.cid
+        );
+        let entity = want.role.entity.as_deref().unwrap_or("?");
+        self.skip(
+            &want.cid,
+            format!(
+                "entity {entity}'s tip in {}: {reason}",
+                want.role.label.as_deref().unwrap_or("an event")
+            ),
+        );
+        self.finding(
+            Severity::Warning,
+            kind,
+            Some(&want.cid),
+            Some(&want.role),
+            message,
+        );
     }
 
     /// Every wanted block not delivered is reported missing (used when the source has been
@@ -596,6 +648,10 @@ impl Closure {
     }
 
     fn undecodable(&mut self, want: &Want, reason: impl fmt::Display) {
+        if want.role.is_event_tip() {
+            let reason = format!("does not decode: {reason}");
+            return self.untrusted_event_tip(want, FindingKind::Undecodable, reason);
+        }
         let message = format!("{} {} does not decode: {reason}", want.role, want.cid);
         self.finding(
             Severity::Error,
@@ -821,17 +877,22 @@ impl Closure {
             Ok(m) => m,
             Err(e) => {
                 // Unknown schema: archive everything it links to rather than guess.
-                let message = format!(
-                    "{} {} is not a known manifest ({e}); all its links are archived",
-                    want.role, want.cid
-                );
-                self.finding(
-                    Severity::Warning,
-                    FindingKind::UnknownSchema,
-                    Some(&want.cid),
-                    Some(&want.role),
-                    message,
-                );
+                if want.role.is_event_tip() {
+                    let reason = format!("not a known manifest ({e}); its links are archived");
+                    self.untrusted_event_tip(want, FindingKind::UnknownSchema, reason);
+                } else {
+                    let message = format!(
+                        "{} {} is not a known manifest ({e}); all its links are archived",
+                        want.role, want.cid
+                    );
+                    self.finding(
+                        Severity::Warning,
+                        FindingKind::UnknownSchema,
+                        Some(&want.cid),
+                        Some(&want.role),
+                        message,
+                    );
+                }
                 for l in ipld::links_in(value, want.cid.codec()) {
                     let mut role = want.role.clone();
                     role.kind = RoleKind::Linked;
@@ -841,6 +902,13 @@ impl Closure {
                 return;
             }
         };
+        if want.role.is_event_tip()
+            && let Some(e) = entity.as_deref()
+            && m.id() != e
+        {
+            let reason = format!("the manifest belongs to entity {}", m.id());
+            self.untrusted_event_tip(want, FindingKind::BadId, reason);
+        }
         let ver = m.ver().or(want.role.ver);
         let prev = m.prev();
         let components = m.components();
@@ -905,6 +973,13 @@ impl Closure {
                 let message = format!(
                     "event {n} {cid} names a bad entity id {:?}; its tip is not archived or restored",
                     node.pi()
+                );
+                self.skip(
+                    cid,
+                    format!(
+                        "event {n} names an invalid entity id {:?}: its tip {tip} is left out",
+                        node.pi()
+                    ),
                 );
                 self.finding(
                     Severity::Warning,

@@ -1,1 +1,98 @@
+//! What an export's closure leaves out or does not trust is listed in `skipped` without making
+//! the archive incomplete (issue 24, item 6).
 
+use std::collections::BTreeMap;
+
+use super::*;
+use crate::model::ChainNode;
+
+fn event(pi: &str, tip: &Cid) -> ChainNode {
+    let value = Ipld::Map(BTreeMap::from([
+        (
+            "schema".to_string(),
+            Ipld::String("arke/chain-entry@v1".into()),
+        ),
+        ("pi".to_string(), Ipld::String(pi.into())),
+        ("tip".to_string(), Ipld::Link(*tip)),
+        ("prev".to_string(), Ipld::Null),
+    ]));
+    ChainNode::from_ipld(&value).unwrap()
+}
+
+fn closure() -> Closure {
+    let snap = ipld::cid_v1(ipld::DAG_CBOR, b"snapshot");
+    let head = ipld::cid_v1(ipld::DAG_CBOR, b"event");
+    Closure::for_export(snap, None, Some(head), ClosureOptions::default())
+}
+
+/// The event's tip, wanted from the event: delivered with `data`.
+fn deliver_tip(c: &mut Closure, tip: &Cid, data: &[u8]) {
+    let want = c
+        .take(usize::MAX)
+        .into_iter()
+        .find(|w| ipld::same_block(&w.cid, tip))
+        .expect("the event's tip is wanted");
+    assert!(c.deliver(want, data));
+}
+
+#[test]
+fn an_event_naming_an_invalid_id_is_skipped_and_its_tip_not_wanted() {
+    let mut c = closure();
+    let tip = ipld::cid_v1(ipld::DAG_CBOR, b"tip");
+    let ev = ipld::cid_v1(ipld::DAG_CBOR, b"event");
+    c.deliver_event(0, &ev, b"event", &event("../../etc/passwd", &tip));
+    assert!(
+        c.take(usize::MAX)
+            .iter()
+            .all(|w| !ipld::same_block(&w.cid, &tip))
+    );
+    let r = c.into_report();
+    assert_eq!(r.skipped.len(), 1, "{:?}", r.skipped);
+    assert_eq!(r.skipped[0].0, ev.to_string());
+    assert!(
+        r.skipped[0].1.contains("invalid entity id"),
+        "{:?}",
+        r.skipped
+    );
+    assert!(r.findings.iter().all(|f| f.severity == Severity::Warning));
+}
+
+#[test]
+fn an_event_tip_that_is_not_a_manifest_is_archived_and_skipped_not_an_error() {
+    let not_a_manifest = ipld::encode_dag_cbor(&Ipld::Map(BTreeMap::from([(
+        "hello".to_string(),
+        Ipld::String("not a manifest".into()),
+    )])))
+    .unwrap();
+    let cases: [(&str, u64, &[u8]); 2] = [
+        ("not a known manifest", ipld::DAG_CBOR, &not_a_manifest),
+        ("does not decode", ipld::RAW, b"\xff not cbor"),
+    ];
+    for (why, codec, data) in cases {
+        let mut c = closure();
+        let tip = ipld::cid_v1(codec, data);
+        let ev = ipld::cid_v1(ipld::DAG_CBOR, b"event");
+        c.deliver_event(0, &ev, b"event", &event("01J8ME3HXYZW", &tip));
+        deliver_tip(&mut c, &tip, data);
+        let r = c.into_report();
+        assert_eq!(r.skipped.len(), 1, "{why}: {:?}", r.skipped);
+        assert_eq!(r.skipped[0].0, tip.to_string(), "{why}");
+        assert!(r.skipped[0].1.contains(why), "{why}: {:?}", r.skipped);
+        assert!(
+            !r.findings.iter().any(|f| f.severity == Severity::Error),
+            "{why}: {:?}",
+            r.findings
+        );
+    }
+}
+
+#[test]
+fn a_snapshot_tip_that_does_not_decode_stays_an_error() {
+    // Not from an event: the archive would be incomplete, as before.
+    let mut c = closure();
+    let snap = c.take(usize::MAX).remove(0);
+    assert!(c.deliver(snap, b"\xff not cbor"));
+    let r = c.into_report();
+    assert!(r.skipped.is_empty());
+    assert!(r.findings.iter().any(|f| f.severity == Severity::Error));
+}

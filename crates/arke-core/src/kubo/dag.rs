@@ -27,6 +27,27 @@ pub struct ImportPart<'a> {
     pub roots: Option<&'a [Cid]>,
 }
 
+/// The shortest wait for a `dag/import`'s answer: Kubo parses, stores and (with roots) pins
+/// what it read before it answers, and a small archive on a busy node still takes minutes.
+pub const IMPORT_FLOOR: Duration = Duration::from_secs(10 * 60);
+
+/// The slowest rate (bytes per second) a `dag/import` is allowed before it is declared
+/// stalled: 2 MiB/s, well below what a node on a local disk stores (tens of MiB/s), so a slow
+/// disk still finishes and only a node that stopped makes progress is given up on.
+pub const IMPORT_MIN_RATE: u64 = 2 * 1024 * 1024;
+
+/// How long a `dag/import` of `bytes` may take before its answer is given up on:
+/// `explicit` when the operator set one (`--import-timeout`), otherwise
+/// `max(IMPORT_FLOOR, bytes / IMPORT_MIN_RATE)`: 10 min up to 1.2 GB, about 35 min for 4 GB
+/// and 14 h for 100 GB. A fixed bound either kills a large restore that is progressing or
+/// waits hours on a small one that is stuck; one that grows with the archive does neither.
+pub fn import_bound(explicit: Option<Duration>, bytes: u64) -> Duration {
+    if let Some(d) = explicit {
+        return d.max(Duration::from_secs(1));
+    }
+    IMPORT_FLOOR.max(Duration::from_secs(bytes.div_ceil(IMPORT_MIN_RATE)))
+}
+
 impl Kubo {
     /// `dag/import` of CAR files in one request, each streamed from disk in 256 KiB chunks
     /// (never read into memory). Roots are pinned when `pin_roots`; a root whose pin failed is
@@ -266,4 +287,45 @@ pub(super) fn parse_import(arg: &str, body: &[u8]) -> Result<ImportOutcome, Kubo
         }
     }
     Ok(outcome)
+}
+
+#[cfg(test)]
+mod import_bound_tests {
+    use super::*;
+
+    #[test]
+    fn the_bound_grows_with_the_bytes_above_the_floor() {
+        const MIB: u64 = 1024 * 1024;
+        const GB: u64 = 1_000_000_000;
+        let table: &[(u64, u64)] = &[
+            // (bytes, seconds)
+            (0, 600),
+            (1, 600),
+            (600 * 2 * MIB, 600),
+            (600 * 2 * MIB + 1, 601),
+            (4 * GB, 1908),
+            (100 * GB, 47_684),
+        ];
+        for &(bytes, secs) in table {
+            assert_eq!(
+                import_bound(None, bytes),
+                Duration::from_secs(secs),
+                "{bytes} bytes"
+            );
+        }
+        // 4 GB ≈ 32 min, 100 GB ≈ 13 h: the documented orders of magnitude.
+        assert!((30 * 60..40 * 60).contains(&import_bound(None, 4 * GB).as_secs()));
+        assert!((13 * 3600..14 * 3600).contains(&import_bound(None, 100 * GB).as_secs()));
+    }
+
+    #[test]
+    fn an_explicit_bound_wins_whatever_the_size() {
+        let five = Duration::from_secs(5);
+        assert_eq!(import_bound(Some(five), 0), five);
+        assert_eq!(import_bound(Some(five), 100_000_000_000), five);
+        assert_eq!(
+            import_bound(Some(Duration::ZERO), 0),
+            Duration::from_secs(1)
+        );
+    }
 }

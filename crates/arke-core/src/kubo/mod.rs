@@ -35,7 +35,9 @@ mod repo;
 mod transport;
 
 pub use config::{DEFAULT_API, KuboConfig, auth_header, normalize_api_url};
-pub use dag::{ImportOutcome, ImportPart, ImportedRoot};
+pub use dag::{
+    IMPORT_FLOOR, IMPORT_MIN_RATE, ImportOutcome, ImportPart, ImportedRoot, import_bound,
+};
 pub use error::KuboError;
 pub use files::{EntryKind, MfsEntry, MfsStat};
 pub use node::{NodeId, NodeVersion, OLDEST_TESTED_KUBO, version_warning};

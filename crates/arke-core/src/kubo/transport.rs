@@ -186,10 +186,11 @@ impl Kubo {
             }
             match upload {
                 Some(u) if !u.done() => tracing::info!(
-                    "{call}: sent {} of {} bytes ({} s)",
+                    "{call}: sent {} of {} bytes ({} s of at most {} s)",
                     u.sent(),
                     u.total,
-                    waited.as_secs()
+                    waited.as_secs(),
+                    first_byte.as_secs()
                 ),
                 _ => tracing::info!(
                     "{call}: waiting for the node's answer ({} s of at most {} s)",

@@ -226,7 +226,11 @@ async fn import_archive(
     }
     let task = progress.task("import", Some(size), Unit::Bytes);
     let outcome = kubo
-        .dag_import_parts(&files, archive.pin_root, opts.import_timeout)
+        .dag_import_parts(
+            &files,
+            archive.pin_root,
+            super::import_within(opts.import_timeout, size),
+        )
         .await
         .with_context(|| format!("importing {}", car.display()))?;
     task.inc(size);
@@ -289,9 +293,17 @@ async fn pin_direct(
                 let car = archive.car.as_path();
                 let mut files: Vec<&Path> = archive.parents.iter().map(|p| p.as_path()).collect();
                 files.push(car);
-                kubo.dag_import(&files, false, opts.import_timeout)
-                    .await
-                    .with_context(|| format!("importing {} again", car.display()))?;
+                let size = files
+                    .iter()
+                    .map(|f| std::fs::metadata(f).map_or(0, |m| m.len()))
+                    .sum();
+                kubo.dag_import(
+                    &files,
+                    false,
+                    super::import_within(opts.import_timeout, size),
+                )
+                .await
+                .with_context(|| format!("importing {} again", car.display()))?;
             }
             Err(e) => {
                 return Err(anyhow::Error::new(e)
@@ -340,9 +352,14 @@ async fn write_tip_trees(
         let tree = write_tree_car(&path, tips).await?;
         // Pinned while it is imported and until MFS holds it: a GC in between would
         // otherwise remove the unreferenced tree (Kubo's GC keeps what MFS links).
-        kubo.dag_import(&[path.as_path()], true, opts.import_timeout)
-            .await
-            .context("importing the tip tree")?;
+        let size = std::fs::metadata(&path).map_or(0, |m| m.len());
+        kubo.dag_import(
+            &[path.as_path()],
+            true,
+            super::import_within(opts.import_timeout, size),
+        )
+        .await
+        .context("importing the tip tree")?;
         place_tree(kubo, &r, tree.root).await?;
         unpin_quietly(kubo, &tree.root).await;
         written += tree.tips;

@@ -16,7 +16,10 @@
 //! Apply, each phase safe to repeat:
 //! 1. the **safety** check: a node that already has a pointer or tips is refused unless
 //!    `--force` (or it is our own unfinished restore of the same archive, recorded in a marker
-//!    file next to the pointer);
+//!    file next to the pointer). A node that already holds this archive's state from a
+//!    completed restore (the plan's `already_restored`: no marker, the pointer names the
+//!    archive's snapshot and event head, every tip file and the root's pin in place) is a
+//!    no-op that says so: a rerun of the same restore writes nothing and exits 0;
 //! 2. **import** the file with `dag/import` (streamed, roots pinned, big blocks allowed), with a
 //!    pin anchor holding every block recursive pinning of the root cannot reach (events and
 //!    versions behind plain-map links); without it, those are pinned directly. The pins succeed
@@ -94,8 +97,9 @@ pub struct RestoreOptions {
     /// How long to wait for the node to answer.
     pub wait: Duration,
     pub concurrency: usize,
-    /// Bound on one `dag/import` (sending the file, storing and pinning its roots).
-    pub import_timeout: Duration,
+    /// Bound on one `dag/import` (sending the file, storing and pinning its roots); `None`:
+    /// by the bytes imported ([`crate::kubo::import_bound`]).
+    pub import_timeout: Option<Duration>,
     pub verify: VerifyCarOptions,
 }
 
@@ -169,6 +173,10 @@ pub struct RestoreReport {
     pub blocks_outside_root: u64,
     pub durations: Durations,
     pub warnings: Vec<String>,
+    /// The node already held this archive's state from a completed restore (pointer, every
+    /// tip, the root's pin, no unfinished-restore marker): nothing was written.
+    #[serde(default)]
+    pub already_restored: bool,
 }
 
 /// Paths named in a [`PathList`]; the rest are counted.
@@ -221,10 +229,51 @@ pub async fn restore(
     // Today one archive; a chain of incremental archives would list its base first.
     let cars = [opts.car.clone()];
     let (plan, archives) = plan::plan(kubo, opts, &cars, progress, &mut d).await?;
+    if plan.already_restored {
+        // A rerun of a completed restore: no import, no pointer move, no tip write.
+        plan.log_already_restored(opts.dry_run);
+        return Ok(RestoreReport {
+            restored: !opts.dry_run,
+            tips_unchanged: if opts.dry_run {
+                0
+            } else {
+                plan.tips.len() as u64
+            },
+            durations: if opts.dry_run {
+                Durations::default()
+            } else {
+                Durations {
+                    total: started.elapsed().as_secs_f64(),
+                    ..d
+                }
+            },
+            ..plan.report(opts.dry_run)
+        });
+    }
     if opts.dry_run {
         plan.log_dry_run(opts.force);
         // The dry run reports the plan; its durations stay zero, as they always were.
         return Ok(plan.report(opts.dry_run));
     }
     apply::apply(kubo, opts, &plan, &archives, progress, d, started).await
+}
+
+/// The bound on one `dag/import` of `bytes` ([`crate::kubo::import_bound`]), said in the log:
+/// the wait's heartbeat (every 10 s) repeats it.
+pub(crate) fn import_within(explicit: Option<Duration>, bytes: u64) -> Duration {
+    let within = crate::kubo::import_bound(explicit, bytes);
+    let rule = if explicit.is_some() {
+        "set by --import-timeout".to_string()
+    } else {
+        format!(
+            "by size: the larger of {} s and {} MiB/s",
+            crate::kubo::IMPORT_FLOOR.as_secs(),
+            crate::kubo::IMPORT_MIN_RATE / (1024 * 1024)
+        )
+    };
+    tracing::info!(
+        "dag/import of {bytes} bytes: the node's answer is awaited for at most {} s ({rule})",
+        within.as_secs()
+    );
+    within
 }

@@ -52,6 +52,10 @@ pub struct RestorePlan {
     /// What becomes of the existing paths.
     pub changes: PlannedChanges,
     pub warnings: Vec<String>,
+    /// The node already holds this archive's state from a restore that finished (see
+    /// [`restored_here`]): applying the plan writes nothing and exits 0.
+    #[serde(default)]
+    pub already_restored: bool,
 }
 
 /// One archive file: imported with one `dag/import`, its blocks pinned.
@@ -243,7 +247,15 @@ pub(super) async fn plan(
         .context("waiting for the node")?;
     d.wait = t.elapsed().as_secs_f64();
     let (node, node_index) = inspect_node(kubo, opts, read.archive.root, &read.tips).await?;
-    let plan = assemble(read, node, &node_index, opts, warnings);
+    let mut plan = assemble(read, node, &node_index, opts, warnings);
+    // The last fact of "completed": the root's recursive pin the import made is still there.
+    if plan.already_restored && plan.newest().pin_root {
+        let root = plan.newest().root;
+        plan.already_restored = kubo
+            .pinned_as(&root, &crate::kubo::PinKind::Recursive)
+            .await
+            .with_context(|| format!("reading the pin of {root}"))?;
+    }
     Ok((plan, vec![verified.blocks]))
 }
 
@@ -750,7 +762,9 @@ fn assemble(
     .flatten()
     .collect();
     let changes = plan_changes(node_index, &jobs, &replaced, tree);
+    let already_restored = restored_here(&node, &read.pointer, node_index, &jobs, &changes);
     RestorePlan {
+        already_restored,
         archives: vec![read.archive],
         snapshot_schema: read.snapshot_schema,
         snapshot_seq: read.snapshot_seq,
@@ -770,6 +784,41 @@ fn assemble(
         changes,
         warnings,
     }
+}
+
+/// Whether a restore of this archive already completed into the node, decided from what the
+/// node holds, not from any record of ours: no unfinished-restore marker (ours would mean an
+/// interrupted run, which resumes; another archive's, a restore of something else), the
+/// pointer names the archive's snapshot and event head, and every tip file the restore would
+/// write holds the archive's CID (nothing in the way). A rerun of the same restore is then a
+/// no-op (the user's documents ask for an idempotent restore); a different archive still
+/// needs `--force`. [`plan`] adds the last fact, the root's recursive pin.
+fn restored_here(
+    node: &NodeState,
+    pointer: &PlannedPointer,
+    index: &NodeIndex,
+    jobs: &[(String, Cid)],
+    changes: &PlannedChanges,
+) -> bool {
+    let same = |a: Option<Cid>, b: Option<Cid>| match (a, b) {
+        (Some(a), Some(b)) => same_block(&a, &b),
+        (None, None) => true,
+        _ => false,
+    };
+    let pointer_names_it = node.existing_pointer.as_ref().is_some_and(|p| {
+        same(p.latest_snapshot, Some(pointer.latest_snapshot))
+            && same(p.event_head, pointer.event_head)
+    });
+    !node.resumed
+        && !node.other_marker
+        && pointer_names_it
+        && changes.blocking.is_empty()
+        && jobs.iter().all(|(path, tip)| {
+            index
+                .tip_files
+                .get(path)
+                .is_some_and(|c| same_block(c, tip))
+        })
 }
 
 /// Every tip file the plan writes: (path, tip), each path once (with `--shard-rule both`
@@ -903,7 +952,22 @@ impl RestorePlan {
                 .sum(),
             durations: Durations::default(),
             warnings: self.warnings.clone(),
+            already_restored: self.already_restored,
         }
+    }
+
+    /// The line a rerun of a completed restore says (dry run or not).
+    pub(super) fn log_already_restored(&self, dry_run: bool) {
+        let p = &self.pointer;
+        tracing::info!(
+            "{}already restored: {} (snapshot {}, event head {}) is what the node holds at {}, with its {} tips and pins; nothing to do",
+            if dry_run { "dry run: " } else { "" },
+            self.newest().car.display(),
+            p.latest_snapshot,
+            p.event_head.map_or("none".into(), |c| c.to_string()),
+            p.path,
+            self.tips.len()
+        );
     }
 
     /// The dry run's line: the plan in words.
@@ -1044,6 +1108,7 @@ mod tests {
             node: NodeState::default(),
             changes: PlannedChanges::default(),
             warnings: vec!["w".into()],
+            already_restored: false,
         };
         let json = serde_json::to_value(&plan).unwrap();
         assert_eq!(json["tips"]["ABCD"], tip.to_string());
@@ -1086,5 +1151,91 @@ mod tests {
         let changed = &c.would_change.paths;
         assert_eq!(changed.len(), 2, "{changed:?}");
         assert!(changed.contains(&"/arke/index_pointer".to_string()));
+    }
+
+    /// A completed restore of this archive is recognised from the node alone, and only then:
+    /// each row changes one fact of a node that holds the archive's state.
+    #[test]
+    fn restored_here_needs_every_fact_of_a_completed_restore() {
+        let tip = ipld::cid_v1(ipld::RAW, b"m");
+        let snap = ipld::cid_v1(ipld::DAG_CBOR, b"snap");
+        let head = ipld::cid_v1(ipld::DAG_CBOR, b"head");
+        let pointer = PlannedPointer {
+            path: "/arke/index_pointer".into(),
+            latest_snapshot: snap,
+            event_head: Some(head),
+            event_count: 1,
+            snapshot_event: None,
+            total_count: 1,
+            snapshot_count: 1,
+            snapshot_seq: 1,
+            snapshot_ts: "2026-01-01T00:00:00Z".into(),
+        };
+        let jobs = vec![("/arke/index/01/J8/01J8ME3HXYZW.tip".to_string(), tip)];
+        let done = || {
+            let node = NodeState {
+                existing_pointer: Some(ExistingPointer {
+                    latest_snapshot: Some(snap),
+                    event_head: Some(head),
+                }),
+                existing_tips: 1,
+                ..NodeState::default()
+            };
+            let mut index = NodeIndex::default();
+            index.tip_files.insert(jobs[0].0.clone(), tip);
+            (node, index, PlannedChanges::default())
+        };
+        type Damage = fn(&mut NodeState, &mut NodeIndex, &mut PlannedChanges);
+        let rows: &[(&str, Damage, bool)] = &[
+            ("as the restore left it", |_, _, _| {}, true),
+            (
+                "our marker: an interrupted run",
+                |n, _, _| n.resumed = true,
+                false,
+            ),
+            (
+                "another archive's marker",
+                |n, _, _| n.other_marker = true,
+                false,
+            ),
+            ("no pointer", |n, _, _| n.existing_pointer = None, false),
+            (
+                "the pointer names another snapshot",
+                |n, _, _| {
+                    n.existing_pointer.as_mut().unwrap().latest_snapshot =
+                        Some(ipld::cid_v1(ipld::DAG_CBOR, b"x"))
+                },
+                false,
+            ),
+            (
+                "the pointer's event head moved",
+                |n, _, _| n.existing_pointer.as_mut().unwrap().event_head = None,
+                false,
+            ),
+            ("a tip file missing", |_, i, _| i.tip_files.clear(), false),
+            (
+                "a tip file holding another CID",
+                |_, i, _| {
+                    for c in i.tip_files.values_mut() {
+                        *c = ipld::cid_v1(ipld::RAW, b"n");
+                    }
+                },
+                false,
+            ),
+            (
+                "an entry in the way of a tip path",
+                |_, _, c| c.blocking.push("/arke/index/01".into()),
+                false,
+            ),
+        ];
+        for (what, damage, expected) in rows {
+            let (mut node, mut index, mut changes) = done();
+            damage(&mut node, &mut index, &mut changes);
+            assert_eq!(
+                restored_here(&node, &pointer, &index, &jobs, &changes),
+                *expected,
+                "{what}"
+            );
+        }
     }
 }

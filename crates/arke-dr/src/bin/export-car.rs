@@ -8,7 +8,7 @@ use arke_core::backup::ChainPolicy;
 use arke_core::backup::retention::{Decision, Policy};
 use arke_core::backup::{ExportOptions, ExportPlan, Incremental, dry_run, export};
 use arke_core::model::SnapshotMeta;
-use arke_core::{Exit, Failure};
+use arke_core::{Exit, Failure, Outcome};
 use arke_dr::args::{BackupsDirArg, NodeArgs, OutputArgs, PointerArgs, SnapshotsDirArg, cid_arg};
 use clap::Parser;
 
@@ -19,7 +19,7 @@ use clap::Parser;
 ///
 /// stdout: the CAR path (legacy contract), or the report with --json.
 #[derive(Debug, Parser)]
-// 5: the backups folder's lock; 7: damaged live-state items left out.
+// 5: the backups folder's lock; 7: damaged items left out (live state, hostile events).
 #[command(version, after_help = arke_dr::exits::help(&arke_dr::exits::EXPORT_CAR))]
 struct Args {
     #[command(flatten)]
@@ -168,17 +168,13 @@ fn main() -> ExitCode {
         } else {
             arke_dr::print_line(&r.car_path)?;
         }
-        Ok(if r.partial {
-            Exit::Failed
-        } else if !r.skipped.is_empty() {
+        if r.exit() == Exit::Skipped {
             tracing::warn!(
-                "{} damaged live-state item(s) left out (listed in the descriptor); the archive holds everything else",
+                "{} damaged item(s) left out or not trusted (named above and in the report's `skipped`; live-state ones in the descriptor too); the archive holds everything else",
                 r.skipped.len()
             );
-            Exit::Skipped
-        } else {
-            Exit::Ok
-        })
+        }
+        Ok(r.exit())
     })
 }
 
@@ -263,7 +259,7 @@ struct Retention {
     kept: u64,
 }
 
-/// The plan on stdout: JSON, or one line per fact. Exit 7 when live items would be skipped.
+/// The plan on stdout: JSON, or one line per fact. Exit 7 when items would be skipped.
 fn print_plan(p: &ExportPlan, json: bool) -> anyhow::Result<Exit> {
     if json {
         arke_dr::print_json(p)?;
@@ -288,11 +284,7 @@ fn print_plan(p: &ExportPlan, json: bool) -> anyhow::Result<Exit> {
             p.skipped.len()
         ))?;
     }
-    Ok(if p.skipped.is_empty() {
-        Exit::Ok
-    } else {
-        Exit::Skipped
-    })
+    Ok(p.exit())
 }
 
 fn prune_only(args: &Args) -> anyhow::Result<Exit> {

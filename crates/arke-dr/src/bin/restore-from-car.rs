@@ -96,14 +96,11 @@ struct Args {
     #[arg(long, env = "ARKE_INDEX_ROOT", value_name = "MFS_PATH", default_value = arke_core::shard::INDEX_ROOT)]
     index_root: String,
     /// Seconds one dag/import may take: sending the archive, storing it and pinning its roots
-    /// (sent to the node as its timeout; the upload itself must progress within --timeout)
-    #[arg(
-        long,
-        env = "ARKE_IMPORT_TIMEOUT",
-        value_name = "SECS",
-        default_value_t = 3600
-    )]
-    import_timeout: u64,
+    /// (sent to the node as its timeout; the upload itself must progress within --timeout).
+    /// Default: by the bytes imported, the larger of 600 s and bytes / 2 MiB/s (4 GB: 32 min,
+    /// 100 GB: 13 h); an explicit value wins whatever the size
+    #[arg(long, env = "ARKE_IMPORT_TIMEOUT", value_name = "SECS")]
+    import_timeout: Option<u64>,
     /// Concurrent tip writes and read-backs
     #[arg(long, env = "ARKE_CONCURRENCY", value_name = "N", default_value_t = 16)]
     concurrency: usize,
@@ -166,7 +163,7 @@ async fn restore_some(args: &Args, ids: Vec<EntityId>) -> Result<Exit, arke_core
         index_root: args.index_root.clone(),
         wait: Duration::from_secs(args.wait),
         concurrency: args.concurrency.max(1),
-        import_timeout: Duration::from_secs(args.import_timeout.max(1)),
+        import_timeout: args.import_timeout.map(|s| Duration::from_secs(s.max(1))),
     };
     let r = restore_entities(&kubo, &opts, &args.out.progress()).await?;
     for w in &r.warnings {
@@ -233,7 +230,7 @@ fn main() -> ExitCode {
             pointer_path,
             wait,
             concurrency: args.concurrency.max(1),
-            import_timeout: Duration::from_secs(args.import_timeout.max(1)),
+            import_timeout: args.import_timeout.map(|s| Duration::from_secs(s.max(1))),
             verify: VerifyCarOptions {
                 chain_dir: args.chain_dir.clone(),
                 ..VerifyCarOptions::default()
@@ -243,7 +240,8 @@ fn main() -> ExitCode {
         for w in &r.warnings {
             tracing::warn!("{w}");
         }
-        if !r.dry_run {
+        // A rerun of a completed restore said "already restored" and wrote nothing.
+        if !r.dry_run && !r.already_restored {
             tracing::info!(
                 "restored snapshot {} from {}: {} entities ({} moved forward and {} created by newer events), {} tips written, {} unchanged, {} blocks, {} direct pins, pointer {} in {:.1}s",
                 r.snapshot_cid,

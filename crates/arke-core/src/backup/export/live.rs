@@ -161,7 +161,7 @@ async fn trusted(
 }
 
 /// Whether `data` is a manifest of entity `id`.
-fn manifest_of(id: &str, tip: &Cid, data: &[u8]) -> Result<(), String> {
+pub(super) fn manifest_of(id: &str, tip: &Cid, data: &[u8]) -> Result<(), String> {
     let value = ipld::decode(tip, data).map_err(|e| e.to_string())?;
     let m = crate::model::Manifest::from_ipld(&value).map_err(|e| e.to_string())?;
     if m.id() == id {

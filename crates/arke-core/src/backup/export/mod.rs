@@ -59,6 +59,7 @@ use crate::snapshot::format::MAX_BLOCK;
 use crate::source::NodeSource;
 
 mod bulk;
+mod events;
 mod file;
 mod live;
 
@@ -140,9 +141,12 @@ pub struct ExportReport {
     pub removed_temp_files: Vec<String>,
     pub deleted_archives: Vec<String>,
     pub findings: Vec<Finding>,
-    /// Live-state items left out because they could not be read or trusted (a tip file that
-    /// holds no CID, a tip whose manifest does not decode or names another entity): the archive
-    /// keeps the snapshot's state for them. Non-empty means exit 7.
+    /// (CID, reason) of every item left out because it could not be read or trusted: live-state
+    /// items (a tip file that holds no CID, a tip whose manifest does not decode or names
+    /// another entity: the archive keeps the snapshot's state for them, and its descriptor
+    /// lists them), then what the walk left out (an event naming an invalid entity id, an
+    /// event's tip that is not a manifest of its entity, an optional block that could not be
+    /// had; see [`ClosureReport::skipped`]). Non-empty means exit 7.
     pub skipped: Vec<(String, String)>,
     /// Entities captured from the live state (created or moved since the snapshot).
     pub live_tips: u64,
@@ -333,7 +337,8 @@ pub struct ExportPlan {
     /// Chunks of the snapshot that the parent does not have.
     pub new_chunks: u64,
     /// Entities whose live tip differs from the snapshot's, and the items that would be
-    /// skipped (exit 7 in a real run).
+    /// skipped (exit 7 in a real run): the live state's, then the event chain's (events naming
+    /// an invalid entity id, event tips that are not manifests of their entity).
     pub live_tips: u64,
     pub skipped: Vec<(String, String)>,
     /// A bulk `dag/export` of the snapshot would run (full archives of v4 snapshots).
@@ -346,6 +351,17 @@ pub async fn dry_run(kubo: &Kubo, opts: &ExportOptions) -> anyhow::Result<Export
     let source = NodeSource { kubo: kubo.clone() };
     let plan = plan(kubo, &source, opts, &files).await?;
     let held = plan.held.cids.len() as u64;
+    let mut skipped = plan.live.skipped.clone();
+    let from_events = events::untrusted_events(
+        &source,
+        plan.event_head,
+        plan.held.event_stop,
+        opts.concurrency,
+    )
+    .await
+    .context("reading the event chain")?;
+    log_skipped(&from_events);
+    skipped.extend(from_events);
     Ok(ExportPlan {
         dry_run: true,
         snapshot_cid: opts.snapshot.to_string(),
@@ -356,7 +372,7 @@ pub async fn dry_run(kubo: &Kubo, opts: &ExportOptions) -> anyhow::Result<Export
         chain: ChainSummary::of(&plan, &opts.backups_dir, held),
         new_chunks: plan.held.new_chunks,
         live_tips: plan.live.count,
-        skipped: plan.live.skipped.clone(),
+        skipped,
         bulk: opts.bulk && matches!(plan.header, Snapshot::V4(_)) && plan.parent.is_none(),
     })
 }
@@ -707,6 +723,7 @@ pub async fn export(
     };
     let written = write_archive(kubo, &source, opts, &mut plan, progress, previous_total).await?;
     let partial = check_complete(&written.closure, opts.allow_missing)?;
+    log_skipped(&written.closure.skipped);
     let descriptor = describe(opts, &plan, &written, partial);
     let closure = written.closure.clone();
     let bulk = written.bulk;
@@ -726,6 +743,14 @@ pub async fn export(
     Ok(report)
 }
 
+/// One line per item the walk left out or did not trust (the live state's are logged when
+/// captured).
+fn log_skipped(items: &[(String, String)]) {
+    for (cid, reason) in items {
+        tracing::warn!("skipped {cid}: {reason}");
+    }
+}
+
 /// The `--json` report of a published archive.
 fn export_report(
     opts: &ExportOptions,
@@ -736,7 +761,13 @@ fn export_report(
     bulk: BulkStats,
 ) -> ExportReport {
     ExportReport {
-        skipped: plan.live.skipped.clone(),
+        skipped: plan
+            .live
+            .skipped
+            .iter()
+            .chain(&report.skipped)
+            .cloned()
+            .collect(),
         live_tips: plan.live.count,
         car_path: plan.final_path.display().to_string(),
         metadata_path: p.meta_path.display().to_string(),

@@ -129,7 +129,7 @@ async fn import(
         .dag_import_parts(
             &[ImportPart { path, roots: None }],
             true,
-            opts.import_timeout,
+            crate::restore::import_within(opts.import_timeout, size),
         )
         .await
         .context("importing the entities' blocks")?;

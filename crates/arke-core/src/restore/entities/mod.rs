@@ -56,7 +56,8 @@ pub struct EntityRestoreOptions {
     /// How long to wait for the node to answer.
     pub wait: Duration,
     pub concurrency: usize,
-    pub import_timeout: Duration,
+    /// Bound on the `dag/import`; `None`: by its bytes ([`crate::kubo::import_bound`]).
+    pub import_timeout: Option<Duration>,
 }
 
 /// What the restore does with one entity.

@@ -1,0 +1,76 @@
+//! The dry run's look at the event chain: the events whose tip the walk would leave out or
+//! not trust (the real run learns the same from the closure, see
+//! [`crate::closure::ClosureReport::skipped`]), so `--dry-run` exits 7 when the export would.
+
+use std::collections::HashSet;
+
+use cid::Cid;
+use futures::StreamExt;
+
+use crate::chain::{ChainError, ChainWalk};
+use crate::shard::EntityId;
+use crate::source::{BlockSource, NodeSource, SourceError};
+
+/// (CID, reason) of every event naming an invalid entity id, and of every event tip that is
+/// not a manifest of the entity its event names. One `block/get` per event and per distinct
+/// tip; a broken chain ends the look (the real run reports it as a finding); a node failure is
+/// an error.
+pub(super) async fn untrusted_events(
+    source: &NodeSource,
+    head: Option<Cid>,
+    stop: Option<Cid>,
+    concurrency: usize,
+) -> anyhow::Result<Vec<(String, String)>> {
+    let mut skipped = Vec::new();
+    let mut tips: Vec<(u64, String, Cid)> = Vec::new();
+    let mut seen = HashSet::new();
+    let mut walk = ChainWalk::new(source, head, stop);
+    let mut n = 0u64;
+    loop {
+        let ev = match walk.next().await {
+            Ok(Some(ev)) => ev,
+            Ok(None) => break,
+            Err(ChainError::Fetch {
+                source: SourceError::Node(e),
+                ..
+            }) => return Err(e.into()),
+            Err(_) => break,
+        };
+        let pi = ev.node.pi().to_string();
+        if let Some(tip) = ev.node.tip() {
+            if EntityId::parse(&pi).is_err() {
+                skipped.push((
+                    ev.cid.to_string(),
+                    format!(
+                        "event {n} names an invalid entity id {pi:?}: its tip {tip} is left out"
+                    ),
+                ));
+            } else if seen.insert(tip) {
+                tips.push((n, pi, tip));
+            }
+        }
+        n += 1;
+    }
+    let checked: Vec<Result<Option<(String, String)>, crate::kubo::KuboError>> =
+        futures::stream::iter(tips.into_iter().map(|(n, pi, tip)| async move {
+            let verdict = match source.get(&tip).await {
+                Ok(data) => super::live::manifest_of(&pi, &tip, &data),
+                Err(SourceError::Node(e)) => return Err(e),
+                // An absent tip fails the real run (exit 1), it is not skipped.
+                Err(_) => Ok(()),
+            };
+            Ok(verdict.err().map(|reason| {
+                (
+                    tip.to_string(),
+                    format!("entity {pi}'s tip in event {n}: not a manifest of it ({reason})"),
+                )
+            }))
+        }))
+        .buffered(concurrency.max(1))
+        .collect()
+        .await;
+    for c in checked {
+        skipped.extend(c?);
+    }
+    Ok(skipped)
+}
