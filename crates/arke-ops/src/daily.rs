@@ -203,7 +203,7 @@ async fn steps<S: ArchiveStore>(
         .step(
             "verify-car",
             &report.car_path,
-            verify_step(&car, progress, JOB),
+            verify_step(&car, progress, JOB, cfg.verify_full_chain),
         )
         .await?;
     night.archive = Some(archive_record(&report, true));
@@ -407,14 +407,13 @@ pub(crate) async fn export_step(
 
 /// Verifies the archive with its chain and stamps it; returns the chain, base first. The
 /// parents are trusted by their stamps and index files (only the new file re-hashed) unless
-/// `VERIFY_FULL_CHAIN=1`; weekly-verify re-hashes them all.
+/// `full_chain` (`VERIFY_FULL_CHAIN=1`); weekly-verify re-hashes them all.
 pub(crate) async fn verify_step(
     car: &Path,
     progress: &Progress,
     job: &str,
+    full_chain: bool,
 ) -> Result<Done<Vec<PathBuf>>, StepError> {
-    let full_chain = std::env::var("VERIFY_FULL_CHAIN")
-        .is_ok_and(|v| matches!(v.trim(), "1" | "true" | "yes" | "on"));
     let v = verify_archive(car, progress, job, !full_chain).await?;
     let by_stamps = v.report.chain_check == Some(arke_core::backup::ChainCheck::Stamps);
     let detail = format!(
