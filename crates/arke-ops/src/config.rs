@@ -244,6 +244,9 @@ pub struct Config {
     /// archive. Default: on when upload is on and `INCREMENTAL=1`.
     pub hourly_archive: bool,
     pub full_every_days: u64,
+    /// `VERIFY_FULL_CHAIN`: the daily and hourly verify steps re-hash every parent instead of
+    /// trusting their stamps and index files.
+    pub verify_full_chain: bool,
     /// Local retention (`KEEP_*`), restic's rule over whole chains.
     pub retention: Policy,
     pub prune_snapshots: bool,
@@ -361,6 +364,7 @@ impl Config {
             incremental,
             hourly_archive,
             full_every_days: s.number("FULL_EVERY_DAYS", 7, 1)?,
+            verify_full_chain: s.flag("VERIFY_FULL_CHAIN", false)?,
             retention: retention(s)?,
             prune_snapshots: s.flag("PRUNE_SNAPSHOTS", true)?,
             snapshot_keep_last: s.number("SNAPSHOT_KEEP_LAST", 48, 1)?,

@@ -204,7 +204,7 @@ async fn steps<S: ArchiveStore>(
         .step(
             "verify-car",
             &report.car_path,
-            verify_step(&car, progress, JOB),
+            verify_step(&car, progress, JOB, cfg.verify_full_chain),
         )
         .await?;
     night.archive = Some(archive_record(&report, true));
@@ -400,36 +400,49 @@ pub(crate) async fn export_step(
     Ok(Done::report(r, detail))
 }
 
-/// Verifies the archive with its chain and stamps it; returns the chain, base first.
+/// Verifies the archive with its chain and stamps it; returns the chain, base first. The
+/// parents are trusted by their stamps and index files (only the new file re-hashed) unless
+/// `full_chain` (`VERIFY_FULL_CHAIN=1`); weekly-verify re-hashes them all.
 pub(crate) async fn verify_step(
     car: &Path,
     progress: &Progress,
     job: &str,
+    full_chain: bool,
 ) -> Result<Done<Vec<PathBuf>>, Error> {
-    let v = verify_archive(car, progress, job).await?;
+    let v = verify_archive(car, progress, job, !full_chain).await?;
+    let by_stamps = v.report.chain_check == Some(arke_core::backup::ChainCheck::Stamps);
     let detail = format!(
-        "{} blocks re-hashed, chain of {}",
+        "{} blocks re-hashed, chain of {}{}",
         v.report.scan.blocks,
-        v.members.len()
+        v.members.len(),
+        if by_stamps {
+            " (parents trusted by their stamps)"
+        } else {
+            ""
+        }
     );
     Ok(Done::ok(v.members, detail))
 }
 
-/// verify-car in full on `car` with its chain, the verification stamps updated whatever the
-/// verdict (a parent that no longer verifies loses its stamp, so no incremental is built on
-/// it), then the verdict: a failure names the file and the kinds of error.
+/// verify-car in full on `car` with its chain (`trust_stamps`: the parents by their stamps and
+/// index files when they all have them), the verification stamps updated whatever the verdict
+/// (a parent that no longer verifies loses its stamp, so no incremental is built on it), then
+/// the verdict: a failure names the file and the kinds of error.
 pub(crate) async fn verify_archive(
     car: &Path,
     progress: &Progress,
     job: &str,
+    trust_stamps: bool,
 ) -> Result<VerifiedChain, Error> {
-    let v = verify_chain(car, &VerifyCarOptions::default(), progress)
-        .await
-        .map_err(|e| {
-            let e = arke_core::Error::from(e);
-            let msg = format!("reading {}: {}", car.display(), arke_core::one_line(&e));
-            Error::new(e.exit(), msg)
-        })?;
+    let opts = VerifyCarOptions {
+        trust_stamps,
+        ..VerifyCarOptions::default()
+    };
+    let v = verify_chain(car, &opts, progress).await.map_err(|e| {
+        let e = arke_core::Error::from(e);
+        let msg = format!("reading {}: {}", car.display(), arke_core::one_line(&e));
+        Error::new(e.exit(), msg)
+    })?;
     let tool = format!("arke-dr {job} {}", env!("CARGO_PKG_VERSION"));
     if let Err(e) = update_stamps(&v, &tool) {
         // The verdict stands; only the next incremental's choice of parent is affected.

@@ -468,7 +468,7 @@ fn local_chain(dir: &Path) -> Result<(PathBuf, u64, u64), Error> {
 }
 
 async fn verify_step(car: &Path, progress: &Progress) -> Result<Done<VerifiedChain>, Error> {
-    let v = verify_archive(car, progress, JOB).await?;
+    let v = verify_archive(car, progress, JOB, false).await?;
     let detail = format!(
         "{} ({} blocks re-hashed, chain of {}) verified",
         file_name(car),

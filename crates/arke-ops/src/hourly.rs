@@ -170,7 +170,7 @@ async fn archive_steps<S: ArchiveStore>(
                 .step(
                     "verify-car",
                     &report.car_path,
-                    verify_step(&car, progress, JOB),
+                    verify_step(&car, progress, JOB, cfg.verify_full_chain),
                 )
                 .await?;
             hour.archive = Some(archive_record(&report, true));

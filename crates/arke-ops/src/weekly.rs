@@ -134,7 +134,7 @@ fn newest_archive(cfg: &Config) -> Result<PathBuf, Error> {
 
 async fn car_step(cfg: &Config, progress: &Progress) -> Result<Done<ArchiveRecord>, Error> {
     let car = newest_archive(cfg)?;
-    let v = verify_archive(&car, progress, JOB).await?;
+    let v = verify_archive(&car, progress, JOB, false).await?;
     let r = &v.report;
     let size = std::fs::metadata(&car).map(|m| m.len()).unwrap_or_default();
     let rec = ArchiveRecord {

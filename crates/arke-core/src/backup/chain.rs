@@ -241,6 +241,30 @@ pub struct Stamp {
     pub tool: String,
     /// The chain verified with it, base first (the file itself last).
     pub chain: Vec<String>,
+    /// The archive's modification time when it was stamped, in ns since the epoch: an archive
+    /// whose size or mtime differ was modified after its stamp. Absent in older stamps.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mtime_ns: Option<u64>,
+    /// The hex sha256 of its index file (`<name>.car.index`). Absent in older stamps, and when
+    /// the index could not be written: such a parent is verified in full.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index_sha256: Option<String>,
+}
+
+/// A file's modification time in ns since the epoch (0 before it).
+pub fn mtime_ns(path: &Path) -> std::io::Result<u64> {
+    let modified = std::fs::metadata(path)?.modified()?;
+    let ns = modified
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    Ok(u64::try_from(ns).unwrap_or(u64::MAX))
+}
+
+/// The stamp beside `car` as written, whatever the file on disk is now (`None`: no stamp, or
+/// one that does not parse).
+pub fn read_stamp_as_written(car: &Path) -> Option<Stamp> {
+    let stamp: Stamp = serde_json::from_slice(&std::fs::read(stamp_path(car)).ok()?).ok()?;
+    (stamp.schema == STAMP_V1).then_some(stamp)
 }
 
 /// `<name>.verified` beside the archive.
@@ -442,6 +466,8 @@ mod tests {
                 verified_at: d.created.clone(),
                 tool: "test".into(),
                 chain: vec![name.into()],
+                mtime_ns: None,
+                index_sha256: None,
             };
             write_stamp(&car, &stamp).unwrap();
         }

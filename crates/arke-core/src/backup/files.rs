@@ -240,7 +240,11 @@ impl BackupFiles {
             // The .car first: a crash here leaves a .json without its .car, which the next
             // run removes, never a .car that lost its metadata.
             std::fs::remove_file(&a.car)?;
-            for side in [meta_path(&a.car), super::chain::stamp_path(&a.car)] {
+            for side in [
+                meta_path(&a.car),
+                super::chain::stamp_path(&a.car),
+                crate::car::index_path(&a.car),
+            ] {
                 if side.exists() {
                     std::fs::remove_file(&side)?;
                 }

@@ -16,6 +16,6 @@ pub use export::{
 };
 pub use files::{ArchiveName, BackupFiles};
 pub use verify::{
-    CarReport, StampChange, VerifiedChain, VerifyCarOptions, update_stamps, verify_car,
+    CarReport, ChainCheck, StampChange, VerifiedChain, VerifyCarOptions, update_stamps, verify_car,
     verify_chain,
 };

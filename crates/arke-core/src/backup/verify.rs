@@ -22,6 +22,8 @@ use crate::report::{Finding, FindingKind, Severity};
 use crate::report::{Progress, Unit};
 use crate::source::BlockSource;
 
+mod trust;
+
 /// What to check.
 #[derive(Debug, Clone)]
 pub struct VerifyCarOptions {
@@ -34,6 +36,10 @@ pub struct VerifyCarOptions {
     pub threads: usize,
     /// Where an incremental's parents are looked for (default: the archive's folder).
     pub chain_dir: Option<PathBuf>,
+    /// An incremental's parents are trusted by their stamps and index files when every one
+    /// has both (only the new file is re-hashed; see [`trust`]). Off: every parent re-hashed
+    /// (`--full-chain`, weekly-verify, restore).
+    pub trust_stamps: bool,
 }
 
 impl Default for VerifyCarOptions {
@@ -45,6 +51,7 @@ impl Default for VerifyCarOptions {
             max_section: crate::car::DEFAULT_MAX_SECTION,
             threads: 0,
             chain_dir: None,
+            trust_stamps: false,
         }
     }
 }
@@ -65,6 +72,16 @@ impl std::fmt::Display for CheckMode {
             CheckMode::Full => "full",
         })
     }
+}
+
+/// How an incremental's parents were checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChainCheck {
+    /// Each parent by its stamp and index file; only the new file re-hashed.
+    Stamps,
+    /// Every parent re-hashed.
+    Full,
 }
 
 /// Where the expected root came from.
@@ -105,6 +122,9 @@ pub struct CarReport {
     pub findings: Vec<Finding>,
     /// An incremental's parents as checked, base first (empty for a full archive).
     pub chain: Vec<ChainFile>,
+    /// How the parents were checked (none for a full archive).
+    #[serde(default)]
+    pub chain_check: Option<ChainCheck>,
 }
 
 /// One parent of an incremental archive, as verify-car checked it.
@@ -254,6 +274,15 @@ pub async fn verify_chain(
         v.report = finish(v.report);
         return Ok(v);
     };
+    let no_meta = meta.is_none() && meta_err.is_none();
+    if opts.trust_stamps
+        && !opts.quick
+        && trust::verify_by_stamps(&mut v, path, root, opts, progress, no_meta).await
+    {
+        check_meta_root(&mut v.report, meta.as_ref());
+        v.report = finish(v.report);
+        return Ok(v);
+    }
     if let Err(e) = parents(&mut v, path, opts, progress).await {
         v.report.error(FindingKind::Chain, None, e);
         v.report = finish(v.report);
@@ -265,14 +294,7 @@ pub async fn verify_chain(
         v.report = finish(v.report);
         return Ok(v);
     }
-    walk_closure(
-        &mut v,
-        root,
-        opts,
-        progress,
-        meta.is_none() && meta_err.is_none(),
-    )
-    .await;
+    walk_closure(&mut v, root, opts, progress, no_meta).await;
     check_meta_root(&mut v.report, meta.as_ref());
     v.report = finish(v.report);
     Ok(v)
@@ -349,6 +371,7 @@ fn new_report(
         scan,
         findings: Vec::new(),
         chain: Vec::new(),
+        chain_check: None,
     }
 }
 
@@ -531,6 +554,7 @@ async fn parents(
     if own.descriptor.chain.is_none() {
         return Ok(());
     }
+    v.report.chain_check = Some(ChainCheck::Full);
     let dir = match &opts.chain_dir {
         Some(d) => d.clone(),
         None => path.parent().map(Path::to_path_buf).unwrap_or_default(),
@@ -590,24 +614,62 @@ async fn walk_closure(
     progress: &Progress,
     no_meta: bool,
 ) {
-    let own = v.indexes.last().expect("own index");
+    let VerifiedChain {
+        report,
+        indexes,
+        used,
+        ..
+    } = v;
+    let own = indexes.last().expect("own index");
     let source = ChainSource {
         // The file itself first: most lookups of a walk from its root land there.
-        indexes: v.indexes.iter().rev().collect(),
+        indexes: indexes.iter().rev().collect(),
         allow_unverifiable: opts.allow_unverifiable,
     };
     let closure = Mutex::new(Closure::from_root(root, ClosureOptions::default()));
-    let total: usize = v.indexes.iter().map(CarIndex::len).sum();
+    let total: usize = indexes.iter().map(CarIndex::len).sum();
     let walk_task = progress.task("closure", Some(total as u64), Unit::Items("blocks"));
     // The source is local: a walk error can only come from the sink, which discards.
     let walked = walk::run(&closure, &source, 64, &Discard, &walk_task).await;
     walk_task.finish();
-    let mut closure = closure
-        .into_inner()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let walked = Walked {
+        closure: closure
+            .into_inner()
+            .unwrap_or_else(std::sync::PoisonError::into_inner),
+        error: walked.err(),
+        own,
+        is_chain: indexes.len() > 1,
+    };
+    conclude(report, used, walked, &source, opts, no_meta).await;
+}
+
+/// A finished closure walk over an archive (and its parents).
+struct Walked<'a> {
+    closure: Closure,
+    error: Option<walk::WalkError>,
+    /// The file's own index.
+    own: &'a CarIndex,
+    is_chain: bool,
+}
+
+/// What the walk says about the file: unreferenced blocks, counts, entries, findings. For a
+/// chain, the keys the closure used go to `used`.
+async fn conclude<S: BlockSource>(
+    report: &mut CarReport,
+    used_keys: &mut Option<crate::closure::KeySet>,
+    walked: Walked<'_>,
+    source: &S,
+    opts: &VerifyCarOptions,
+    no_meta: bool,
+) {
+    let Walked {
+        mut closure,
+        error,
+        own,
+        is_chain,
+    } = walked;
     closure.fail_all_pending();
-    let report = &mut v.report;
-    if let Err(e) = walked {
+    if let Some(e) = error {
         report.error(FindingKind::Walk, None, e.to_string());
     }
     // Only the file's own blocks must all be used: a parent holds blocks of older states.
@@ -618,12 +680,10 @@ async fn walk_closure(
     } else {
         Vec::new()
     };
-    let is_chain = v.indexes.len() > 1;
     let (c, keys) = closure.into_parts();
     if is_chain {
-        v.used = Some(keys);
+        *used_keys = Some(keys);
     }
-    let report = &mut v.report;
     closure_summary(report, &c, opts, own.len() as u64, is_chain);
     if report.unreferenced_blocks > 0 {
         check_unreferenced(report, c.descriptor.is_some(), &extra);
@@ -638,7 +698,7 @@ async fn walk_closure(
         report.warn(FindingKind::Metadata, msg);
     }
     if let Some(snapshot) = c.snapshot {
-        check_entry_ids(report, &source, snapshot).await;
+        check_entry_ids(report, source, snapshot).await;
     }
     report.findings.extend(c.findings.iter().cloned());
     if c.findings_dropped > 0 {
@@ -692,6 +752,8 @@ fn closure_summary(
 #[derive(Debug, Clone, Default)]
 pub struct StampChange {
     pub written: Option<PathBuf>,
+    /// The archive's index file (`<name>.car.index`), written with its stamp.
+    pub index: Option<PathBuf>,
     pub removed: Vec<PathBuf>,
 }
 
@@ -709,10 +771,12 @@ pub fn update_stamps(v: &VerifiedChain, tool: &str) -> std::io::Result<StampChan
         stale.push(car);
     }
     for p in stale {
-        let stamp = chain::stamp_path(p);
-        if stamp.exists() {
-            std::fs::remove_file(&stamp)?;
-            change.removed.push(stamp);
+        // The index goes with its stamp: a later verification trusts neither.
+        for side in [chain::stamp_path(p), crate::car::index_path(p)] {
+            if side.exists() {
+                std::fs::remove_file(&side)?;
+                change.removed.push(side);
+            }
         }
     }
     let (Some(sha256), Some(root)) = (&r.scan.sha256, &r.root) else {
@@ -727,6 +791,24 @@ pub fn update_stamps(v: &VerifiedChain, tool: &str) -> std::io::Result<StampChan
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default()
     };
+    // The index first, then the stamp that names it: a crash between the two leaves an
+    // index no stamp names, which no verification trusts.
+    let index_sha256 = match v.indexes.last() {
+        Some(own) => {
+            let path = crate::car::index_path(car);
+            match crate::car::IndexFile::write(&path, own, r.scan.file_size, sha256) {
+                Ok(sha) => {
+                    change.index = Some(path);
+                    Some(sha)
+                }
+                Err(e) => {
+                    tracing::warn!("cannot write the index {}: {e}", path.display());
+                    None
+                }
+            }
+        }
+        None => None,
+    };
     let stamp = chain::Stamp {
         schema: chain::STAMP_V1.into(),
         file: name(car),
@@ -736,6 +818,8 @@ pub fn update_stamps(v: &VerifiedChain, tool: &str) -> std::io::Result<StampChan
         verified_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         tool: tool.to_owned(),
         chain: v.members.iter().map(|p| name(p)).collect(),
+        mtime_ns: Some(chain::mtime_ns(car)?),
+        index_sha256,
     };
     chain::write_stamp(car, &stamp)?;
     change.written = Some(chain::stamp_path(car));
@@ -783,7 +867,7 @@ fn check_unreferenced(report: &mut CarReport, has_descriptor: bool, named: &[Cid
 /// another entity would restore that entity's data at this entity's path. Checked after the
 /// walk over the whole entry list, so the verdict does not depend on which path reached the
 /// manifest first. Blocks that are missing or do not decode were reported by the walk.
-async fn check_entry_ids(report: &mut CarReport, source: &ChainSource<'_>, snapshot: Cid) {
+async fn check_entry_ids<S: BlockSource>(report: &mut CarReport, source: &S, snapshot: Cid) {
     let Ok(loaded) = crate::snapshot::load(source, snapshot).await else {
         return;
     };
@@ -821,7 +905,7 @@ async fn check_entry_ids(report: &mut CarReport, source: &ChainSource<'_>, snaps
 }
 
 /// The entity id a manifest names, when the block is there and is a known manifest.
-async fn manifest_id(source: &ChainSource<'_>, cid: &Cid) -> Option<String> {
+async fn manifest_id<S: BlockSource>(source: &S, cid: &Cid) -> Option<String> {
     let data = source.get(cid).await.ok()?;
     let value = ipld::decode(cid, &data).ok()?;
     Some(Manifest::from_ipld(&value).ok()?.id().to_owned())

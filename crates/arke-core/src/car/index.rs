@@ -507,6 +507,23 @@ impl CarIndex {
         })
     }
 
+    /// Every block that passed its hash check (or could not be checked), for the on-disk
+    /// index ([`super::index_file`]); corrupt blocks are left out.
+    pub(crate) fn entries(&self) -> Vec<super::index_file::IndexEntry> {
+        self.map
+            .iter()
+            .filter(|(_, e)| e.state != State::Corrupt)
+            .map(|(k, e)| super::index_file::IndexEntry {
+                key: *k,
+                data_offset: e.data_offset,
+                len: e.len,
+                cid_len: e.cid_len,
+                leaf: e.leaf,
+                unverifiable: e.state == State::Unverifiable,
+            })
+            .collect()
+    }
+
     /// Every indexed CID is a key, not a `Cid`: the walk tells which blocks it used; this says
     /// how many of the file's distinct blocks are outside `used`.
     pub fn count_outside(&self, used: impl Fn(u128) -> bool) -> u64 {
@@ -589,7 +606,7 @@ fn read_sections(
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write;
     bytes.iter().fold(String::new(), |mut s, b| {
         let _ = write!(s, "{b:02x}");

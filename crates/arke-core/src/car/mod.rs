@@ -29,6 +29,7 @@
 
 mod header;
 pub(crate) mod index;
+pub mod index_file;
 mod reader;
 mod v2;
 mod varint;
@@ -41,6 +42,7 @@ use cid::Cid;
 
 pub(crate) use index::ChainSource;
 pub use index::{CarIndex, ScanOptions, ScanReport, file_sha256};
+pub use index_file::{IndexFile, index_path};
 pub use reader::{CarReader, open, read_block_at};
 pub use v2::CARV2_PRAGMA;
 pub(crate) use varint::write_varint;

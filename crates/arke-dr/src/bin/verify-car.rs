@@ -6,21 +6,27 @@ use std::process::ExitCode;
 use anyhow::Context;
 use arke_core::Exit;
 use arke_core::Severity;
-use arke_core::backup::VerifyCarOptions;
+use arke_core::backup::{ChainCheck, VerifyCarOptions};
 use arke_core::backup::{update_stamps, verify_chain};
 use arke_dr::args::{OutputArgs, cid_arg};
 use clap::Parser;
 
 /// Verify a CAR archive offline: header and roots, every block re-hashed, then the closure walk
 /// from the root (snapshot, chunks, manifests, components, event chain), naming every missing
-/// block with its role. An incremental archive is verified with its whole chain: its parents
-/// are found by name in the same folder (or --chain-dir), each re-hashed and checked against
-/// what its child names, and the closure is walked over the union; a missing or altered parent
-/// is named (exit 1).
+/// block with its role. An incremental archive is verified with its chain: its parents are
+/// found by name in the same folder (or --chain-dir). When every parent carries a stamp and an
+/// index file, only the new file is re-hashed: each parent is trusted by its stamp (the sha256
+/// its child names, its size and mtime on disk, the sha256 of its index), and every block the
+/// new file links into a parent is read at the parent's index offset and re-hashed. A parent
+/// modified after its stamp, or an index that does not match its stamp or lies about an offset,
+/// fails (exit 1) naming the file. A parent without stamp or index, or --full-chain, re-hashes
+/// every parent and walks the closure over the union; a missing or altered parent is named
+/// (exit 1).
 ///
-/// A full verification that passes leaves a stamp `<name>.verified` beside our archives, and
-/// one that fails removes the stamp of the archive (or of the parent) that failed: export-car
-/// --incremental builds only on a stamped archive.
+/// A full verification that passes leaves a stamp `<name>.verified` and an index
+/// `<name>.car.index` beside our archives, and one that fails removes the stamp and index of
+/// the archive (or of the parent) that failed: export-car --incremental builds only on a
+/// stamped archive.
 ///
 /// stdout: with --json, the legacy keys (car_file, snapshot_cid, manifest_count, component_count,
 /// event_count, verified) and the findings. A human summary goes to stderr.
@@ -51,9 +57,13 @@ struct Args {
     /// Folder holding an incremental's parents (default: the archive's folder)
     #[arg(long, value_name = "DIR", value_parser = arke_dr::args::dir_path)]
     chain_dir: Option<PathBuf>,
-    /// Do not leave the `<name>.verified` stamp after a full verification that passed
+    /// Do not leave the `<name>.verified` stamp and `<name>.car.index` after a full
+    /// verification that passed
     #[arg(long)]
     no_stamp: bool,
+    /// Re-hash every parent of an incremental, even those trusted by their stamps and indexes
+    #[arg(long, env = "VERIFY_FULL_CHAIN", value_parser = clap::builder::BoolishValueParser::new())]
+    full_chain: bool,
     #[command(flatten)]
     out: OutputArgs,
 }
@@ -72,6 +82,7 @@ fn main() -> ExitCode {
             max_section: args.max_section,
             threads: args.threads,
             chain_dir: args.chain_dir.clone(),
+            trust_stamps: !args.full_chain,
         };
         let v = verify_chain(&args.car, &opts, &args.out.progress())
             .await
@@ -82,6 +93,9 @@ fn main() -> ExitCode {
                 Ok(c) => {
                     if let Some(p) = c.written {
                         tracing::info!("stamped {}", p.display());
+                    }
+                    if let Some(p) = c.index {
+                        tracing::info!("indexed {}", p.display());
                     }
                     for p in c.removed {
                         tracing::warn!("removed {}: that archive no longer verifies", p.display());
@@ -103,6 +117,12 @@ fn main() -> ExitCode {
             );
         }
         let r = v.report;
+        if r.chain_check == Some(ChainCheck::Stamps) {
+            tracing::info!(
+                "parents trusted by their stamps ({} files); --full-chain re-hashes them",
+                r.chain.len()
+            );
+        }
         for f in &r.findings {
             match f.severity {
                 Severity::Error => tracing::error!("{}: {}", f.kind, f.message),
@@ -135,6 +155,7 @@ fn main() -> ExitCode {
             r.event_count,
             match &r.closure {
                 Some(c) if c.event_chain.reaches_first_event => " (to the first event)",
+                Some(c) if c.event_chain.stopped_at.is_some() => " (to the parent's event head)",
                 Some(c) if c.event_chain.head.is_some() => " (chain INCOMPLETE)",
                 _ => "",
             },
