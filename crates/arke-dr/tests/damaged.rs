@@ -223,9 +223,10 @@ async fn damaged_items_are_skipped_named_and_the_rest_is_backed_up() {
 
 /// The same hostile event, for build-snapshot and for export-car (issue 24, item 6): each
 /// leaves the item out, names it (CID and reason, in the log and the `--json` report) and
-/// exits 7; export-car's dry run too. Three kinds: an event naming an invalid entity id, an
-/// event creating an entity on a block that is not a manifest, and on a block that does not
-/// decode as one (raw bytes). The archive stays complete and verifies.
+/// exits 7; export-car's dry run too. Four kinds: an event naming an invalid entity id, an
+/// event creating an entity on a block that is not a manifest, on a block that does not
+/// decode as one (raw bytes), and on a block the node does not have. The archive stays
+/// complete and verifies.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hostile_event_is_exit_7_for_build_snapshot_and_export_car_alike() {
     let node = TestNode::shared();
@@ -290,10 +291,14 @@ async fn a_hostile_event_is_exit_7_for_build_snapshot_and_export_car_alike() {
         arke_testkit::generator::ulid(now, &mut rng),
         arke_testkit::generator::ulid(now + 1, &mut rng),
     );
-    let cases: [(&str, Cid, &str); 3] = [
+    // A block no node has.
+    let absent = ipld::cid_v1(DAG_CBOR, b"a manifest that was never stored");
+    let z = arke_testkit::generator::ulid(now + 2, &mut rng);
+    let cases: [(&str, Cid, &str); 4] = [
         ("../../etc/passwd", junk, "event"),
         (&x, junk, "manifest"),
         (&y, garbage, "manifest"),
+        (&z, absent, "manifest"),
     ];
     for (pi, tip, kind) in cases {
         let ev = w.append_event(pi, "create", 1, &tip, None).await.unwrap();

@@ -873,6 +873,9 @@ impl Closure {
 
     fn process_manifest(&mut self, want: &Want, value: &Ipld) {
         let entity = want.role.entity.clone();
+        // An event's tip is wanted as optional (see `deliver_event`); what a tip that is there
+        // links to is required as the events are.
+        let required = want.required || (want.role.is_event_tip() && self.events_required);
         let m = match Manifest::from_ipld(value) {
             Ok(m) => m,
             Err(e) => {
@@ -897,7 +900,7 @@ impl Closure {
                     let mut role = want.role.clone();
                     role.kind = RoleKind::Linked;
                     role.label = Some(Arc::from(l.path.as_str()));
-                    self.want(l.cid, role, want.required);
+                    self.want(l.cid, role, required);
                 }
                 return;
             }
@@ -916,14 +919,14 @@ impl Closure {
             let mut role = Role::new(RoleKind::Manifest, 0);
             role.entity = entity.clone();
             role.ver = ver.and_then(|v| v.checked_sub(1)).filter(|v| *v > 0);
-            self.want(p, role, want.required);
+            self.want(p, role, required);
         }
         for (label, c) in &components {
             let mut role = Role::new(RoleKind::Component, 0);
             role.entity = entity.clone();
             role.ver = ver;
             role.label = Some(Arc::from(label.as_str()));
-            self.want(*c, role, want.required);
+            self.want(*c, role, required);
         }
         // Every other link (relationships, parents, ...) generically.
         for l in ipld::links_in(value, want.cid.codec()) {
@@ -936,7 +939,7 @@ impl Closure {
             role.entity = entity.clone();
             role.ver = ver;
             role.label = Some(Arc::from(l.path.as_str()));
-            self.want(l.cid, role, want.required);
+            self.want(l.cid, role, required);
         }
     }
 
@@ -989,7 +992,11 @@ impl Closure {
                     message,
                 );
             } else {
-                self.want(tip, role, required);
+                // Optional: an event's tip the node does not have (or cannot give) is left out
+                // and named (`skipped`), as build-snapshot skips it, instead of failing every
+                // night's archive; restore's replay skips such an event. Still required when
+                // the snapshot or a manifest needs the same block (`want` keeps the stronger).
+                self.want(tip, role, false);
             }
         }
         new

@@ -96,3 +96,46 @@ fn a_snapshot_tip_that_does_not_decode_stays_an_error() {
     assert!(r.skipped.is_empty());
     assert!(r.findings.iter().any(|f| f.severity == Severity::Error));
 }
+
+#[test]
+fn an_event_tip_the_node_does_not_have_is_skipped_unless_the_snapshot_needs_it() {
+    let mut c = closure();
+    let tip = ipld::cid_v1(ipld::DAG_CBOR, b"absent");
+    let ev = ipld::cid_v1(ipld::DAG_CBOR, b"event");
+    c.deliver_event(0, &ev, b"event", &event("01J8ME3HXYZW", &tip));
+    let want = c
+        .take(usize::MAX)
+        .into_iter()
+        .find(|w| ipld::same_block(&w.cid, &tip))
+        .unwrap();
+    assert!(!want.required, "an event's tip alone is optional");
+    c.fail(
+        want,
+        &SourceError::Missing {
+            cid: tip,
+            message: "not on the node".into(),
+        },
+    );
+    let r = c.into_report();
+    assert_eq!(r.missing, 0);
+    assert_eq!(r.skipped.len(), 1, "{:?}", r.skipped);
+    assert_eq!(r.skipped[0].0, tip.to_string());
+
+    // The same block wanted by a snapshot entry too: required, an error when absent.
+    let mut c = closure();
+    c.deliver_event(0, &ev, b"event", &event("01J8ME3HXYZW", &tip));
+    let entry = crate::model::SnapshotEntry {
+        id: "01J8ME3HXYZW".into(),
+        ver: Some(1),
+        tip,
+        ts: None,
+        chain_cid: None,
+    };
+    c.process_entries(&[entry], false);
+    let want = c
+        .take(usize::MAX)
+        .into_iter()
+        .find(|w| ipld::same_block(&w.cid, &tip))
+        .unwrap();
+    assert!(want.required);
+}

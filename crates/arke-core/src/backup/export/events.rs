@@ -12,7 +12,8 @@ use crate::shard::EntityId;
 use crate::source::{BlockSource, NodeSource, SourceError};
 
 /// (CID, reason) of every event naming an invalid entity id, and of every event tip that is
-/// not a manifest of the entity its event names. One `block/get` per event and per distinct
+/// not a manifest of the entity its event names or that the node cannot give (absent,
+/// oversized, not verifiable). One `block/get` per event and per distinct
 /// tip; a broken chain ends the look (the real run reports it as a finding); a node failure is
 /// an error.
 pub(super) async fn untrusted_events(
@@ -56,13 +57,13 @@ pub(super) async fn untrusted_events(
             let verdict = match source.get(&tip).await {
                 Ok(data) => super::live::manifest_of(&pi, &tip, &data),
                 Err(SourceError::Node(e)) => return Err(e),
-                // An absent tip fails the real run (exit 1), it is not skipped.
-                Err(_) => Ok(()),
+                // Absent, oversized, not verifiable: the real run leaves it out too.
+                Err(e) => Err(e.to_string()),
             };
             Ok(verdict.err().map(|reason| {
                 (
                     tip.to_string(),
-                    format!("entity {pi}'s tip in event {n}: not a manifest of it ({reason})"),
+                    format!("entity {pi}'s tip in event {n}: {reason}"),
                 )
             }))
         }))
