@@ -19,11 +19,11 @@ use crate::index::IndexError;
 use crate::ipld::IpldError;
 use crate::kubo::KuboError;
 use crate::model::ModelError;
+use crate::model::layout::FormatError;
 use crate::pointer::PointerError;
 use crate::report::{Exit, Failure};
 use crate::shard::IdError;
 use crate::snapshot::LoadError;
-use crate::snapshot::format::FormatError;
 use crate::source::SourceError;
 use crate::unixfs::UnixfsError;
 

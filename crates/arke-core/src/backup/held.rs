@@ -22,8 +22,8 @@ use std::collections::{HashMap, HashSet};
 use cid::Cid;
 use futures::StreamExt;
 
-use super::descriptor::Descriptor;
 use crate::ipld;
+use crate::model::descriptor::Descriptor;
 use crate::model::{Snapshot, SnapshotChunk, SnapshotEntry, SnapshotV4};
 use crate::snapshot::load::{fetch_chunks, load_header, v4_tree};
 use crate::source::{BlockSource, SourceError};

@@ -1,7 +1,6 @@
 //! Backups: the archive descriptor, export-car, verify-car, and the backups folder.
 
 pub(crate) mod chain;
-pub(crate) mod descriptor;
 mod export;
 mod files;
 mod held;
@@ -9,7 +8,7 @@ pub mod retention;
 pub(crate) mod verify;
 
 pub use chain::{ChainPolicy, newest_parent};
-pub use descriptor::{Descriptor, MAX_LISTED_MISSING};
+
 pub use export::{
     ArchiveKind, ChainSummary, ExportOptions, ExportPlan, ExportReport, Incremental,
     apply_retention, dry_run, export, plan_retention,

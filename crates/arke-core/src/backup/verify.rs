@@ -506,7 +506,7 @@ fn quick_root(report: &mut CarReport, index: &CarIndex, root: Cid) {
     let Ok(v) = ipld::decode(&root, &data) else {
         return;
     };
-    if let Ok(d) = super::Descriptor::from_ipld(&v) {
+    if let Ok(d) = crate::model::Descriptor::from_ipld(&v) {
         report.root_kind = Some(RootKind::Descriptor);
         report.snapshot_cid = Some(d.snapshot.to_string());
         check_partial(report, &d);
@@ -746,7 +746,7 @@ pub fn update_stamps(v: &VerifiedChain, tool: &str) -> std::io::Result<StampChan
 const MAX_NAMED: usize = 10;
 
 /// A salvage archive (`--allow-missing`) never verifies, in the quick check as in the full one.
-fn check_partial(report: &mut CarReport, d: &super::Descriptor) {
+fn check_partial(report: &mut CarReport, d: &crate::model::Descriptor) {
     report.partial = Some(d.partial);
     if d.partial {
         let msg = format!(

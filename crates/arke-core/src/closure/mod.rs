@@ -39,8 +39,8 @@ use serde::{Deserialize, Serialize};
 
 pub use key::{BlockKey, KeyMap, KeySet, block_key};
 
-use crate::backup::descriptor::{Descriptor, is_descriptor};
 use crate::ipld::{self, same_block};
+use crate::model::descriptor::{Descriptor, is_descriptor};
 use crate::model::{ChainNode, Manifest, Snapshot, SnapshotChunk, SnapshotEntry, SnapshotNode};
 use crate::shard::EntityId;
 use crate::source::SourceError;
@@ -629,7 +629,7 @@ impl Closure {
                         RoleKind::SnapshotChunk
                     };
                     for (i, c) in node.children.iter().enumerate() {
-                        let n = want.role.n * crate::snapshot::format::FANOUT as u64 + i as u64;
+                        let n = want.role.n * crate::model::layout::FANOUT as u64 + i as u64;
                         self.want(*c, Role::new(kind, n), true);
                     }
                 }

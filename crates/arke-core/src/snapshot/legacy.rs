@@ -224,7 +224,7 @@ mod tests {
 
     use super::*;
     use crate::ipld::{self, DAG_CBOR};
-    use crate::snapshot::format::{chunk_block, header_block, node_block};
+    use crate::model::layout::{chunk_block, header_block, node_block};
     use crate::source::SourceError;
 
     /// Blocks in memory; `fail` is a CID that reads as missing (a node losing it mid-stream).

@@ -9,11 +9,11 @@ use cid::Cid;
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 
-use super::format::MAX_BLOCK;
 use super::load::{Loaded, load};
 use crate::index::{TipScan, scan_tips};
 use crate::ipld::{self, same_block};
 use crate::kubo::Kubo;
+use crate::model::layout::MAX_BLOCK;
 use crate::model::{Manifest, Snapshot};
 use crate::report::{Progress, Unit};
 use crate::shard::{EntityId, INDEX_ROOT, TEST_INDEX_ROOT};

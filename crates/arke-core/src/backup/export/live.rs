@@ -103,10 +103,10 @@ pub(super) async fn capture_live(
         .collect();
     let mut chunks = Vec::new();
     for (i, group) in entries
-        .chunks(crate::snapshot::format::CHUNK_ENTRIES)
+        .chunks(crate::model::layout::CHUNK_ENTRIES)
         .enumerate()
     {
-        chunks.push(crate::snapshot::format::chunk_block(i as u64, group)?);
+        chunks.push(crate::model::layout::chunk_block(i as u64, group)?);
     }
     if !entries.is_empty() {
         tracing::info!(

@@ -42,7 +42,6 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::chain::{self, ChainPolicy, Parent};
-use super::descriptor::{Descriptor, MAX_LISTED_MISSING, json_to_ipld};
 use super::files::{BackupFiles, LOCK_FILE, meta_path};
 use super::held::{self, Held, HeldError};
 use super::retention::{Decision, Policy};
@@ -52,10 +51,11 @@ use crate::closure::{
 };
 use crate::fsutil::RunLock;
 use crate::kubo::Kubo;
+use crate::model::descriptor::{Descriptor, MAX_LISTED_MISSING, json_to_ipld};
+use crate::model::layout::MAX_BLOCK;
 use crate::model::{BackupMeta, CidCounts, Snapshot};
 use crate::pointer::ReadPointer;
 use crate::report::{Exit, Failure, Progress, Unit};
-use crate::snapshot::format::MAX_BLOCK;
 use crate::source::NodeSource;
 
 mod bulk;

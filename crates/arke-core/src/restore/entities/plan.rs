@@ -10,13 +10,13 @@ use cid::Cid;
 use futures::{StreamExt, TryStreamExt};
 
 use super::{EntityAction, EntityChange, EntityRestoreOptions, EntityRestoreReport};
-use crate::backup::descriptor::Descriptor;
 use crate::closure::Closure;
 use crate::closure::walk::{Sink, drain};
 use crate::entity::{ArchiveChain, ArchiveSource, archive_tips};
 use crate::ipld::{self, same_block};
 use crate::kubo::{Kubo, KuboError};
 use crate::model::Manifest;
+use crate::model::descriptor::Descriptor;
 use crate::report::{Exit, Progress, Severity, Unit};
 use crate::restore::plan::{
     PlannedTip, apply_live, descends, index_root_for, newest_events, replay_events,

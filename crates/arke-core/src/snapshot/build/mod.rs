@@ -25,9 +25,9 @@ use anyhow::bail;
 use cid::Cid;
 use serde::{Deserialize, Serialize};
 
-use super::format::MAX_REPORT_IDS;
 use crate::fsutil::RunLock;
 use crate::kubo::Kubo;
+use crate::model::layout::MAX_REPORT_IDS;
 use crate::model::{SnapshotMeta, cid_as_string, opt_cid_as_string};
 use crate::report::Progress;
 use crate::shard::{INDEX_ROOT, TEST_INDEX_ROOT};

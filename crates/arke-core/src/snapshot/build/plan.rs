@@ -18,11 +18,11 @@ use crate::index::TipScan;
 use crate::ipld::{self, Ipld, same_block};
 use crate::kubo::{Kubo, MfsStat};
 use crate::model::SnapshotV4;
+use crate::model::layout::{self, CHUNK_ENTRIES, MAX_REPORT_IDS, MAX_TS};
 use crate::model::{IndexPointer, Manifest, Snapshot, SnapshotEntry, SnapshotMeta};
 use crate::pointer;
 use crate::report::{Exit, Failure, Progress, Unit};
 use crate::shard::EntityId;
-use crate::snapshot::format::{self, CHUNK_ENTRIES, MAX_REPORT_IDS, MAX_TS};
 use crate::snapshot::load::{Loaded, load, load_header};
 use crate::snapshot::publisher::{self, PointerSnapshot, PublishedMarker};
 use crate::source::{BlockSource, NodeSource};
@@ -827,7 +827,7 @@ fn encode(
         entries, appendix, ..
     } = draft;
     let (chunk_cids, mut store) = chunk_blocks(&entries, prev, &mut report)?;
-    let tree = format::tree(&chunk_cids)?;
+    let tree = layout::tree(&chunk_cids)?;
     report.nodes_written = tree.nodes.len() as u64;
     store.extend(
         tree.nodes
@@ -857,7 +857,7 @@ fn encode(
         chunk_entries: CHUNK_ENTRIES as u64,
         tool: None,
     };
-    let (header_cid, header_bytes) = format::header_block(&header)?;
+    let (header_cid, header_bytes) = layout::header_block(&header)?;
     store.push(planned("header", header_cid, header_bytes));
 
     // Every block of the snapshot is pinned directly, reused chunks too (pinning is per CID).
@@ -916,7 +916,7 @@ fn chunk_blocks(
     let mut chunk_cids = Vec::with_capacity(entries.len().div_ceil(CHUNK_ENTRIES));
     let mut store = Vec::new();
     for (i, group) in entries.chunks(CHUNK_ENTRIES).enumerate() {
-        let (cid, bytes) = format::chunk_block(i as u64, group)?;
+        let (cid, bytes) = layout::chunk_block(i as u64, group)?;
         if prev_chunks.get(i).is_some_and(|p| same_block(p, &cid)) {
             report.chunks_reused += 1;
         } else {
