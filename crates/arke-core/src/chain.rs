@@ -8,9 +8,9 @@
 
 use cid::Cid;
 
+use crate::blocks::{BlockSource, SourceError};
 use crate::ipld::{self, same_block};
 use crate::model::ChainNode;
-use crate::source::{BlockSource, SourceError};
 
 /// Why a walk stopped early.
 #[derive(Debug, thiserror::Error)]

@@ -12,6 +12,7 @@
 //! that family's `exit()`. The families it knows are listed once, in [`family_exit`], and each
 //! has a test.
 
+use crate::blocks::SourceError;
 use crate::car::CarError;
 use crate::chain::ChainError;
 use crate::closure::walk::WalkError;
@@ -24,7 +25,6 @@ use crate::pointer::PointerError;
 use crate::report::{Exit, Failure};
 use crate::shard::IdError;
 use crate::snapshot::LoadError;
-use crate::source::SourceError;
 use crate::unixfs::UnixfsError;
 
 /// An error an arke-dr binary ends with. Display and `source()` are the wrapped error's, so the

@@ -46,6 +46,7 @@
 
 mod anchor;
 pub mod backup;
+mod blocks;
 pub mod car;
 mod chain;
 mod closure;
@@ -63,7 +64,6 @@ mod report;
 mod restore;
 pub mod shard;
 pub mod snapshot;
-mod source;
 pub mod unixfs;
 
 // Operations (the snapshot and backup operations are in their namespaces).
@@ -84,7 +84,7 @@ pub use report::{
 pub use report::{Counts, Progress, ProgressSink, Task, TaskView, Unit, human_bytes};
 
 // Node client: the Kubo client is [`kubo`]; this reads blocks from it for [`snapshot::load`].
-pub use source::NodeSource;
+pub use blocks::NodeSource;
 
 // The MFS tip index read in bulk (restore-drill compares a restored node's tips with the live
 // node's).
@@ -92,6 +92,6 @@ pub use index::{IndexError, TipFile, TipScan, scan_tips};
 
 // Test and bench support: internals that integration tests and benches reach into (the run
 // lock's outcome, the closure's block key, the event-chain walk). Not for the binaries.
+pub use blocks::block_key;
 pub use chain::ChainWalk;
-pub use closure::block_key;
 pub use fsutil::{LockOutcome, RunLock, atomic_write};

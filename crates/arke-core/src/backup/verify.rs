@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use super::chain;
 use super::files::{BackupFiles, meta_path};
+use crate::blocks::BlockSource;
 use crate::car::{CarIndex, ChainSource, ReaderOptions, ScanOptions, ScanReport};
 use crate::closure::walk::{self, Discard};
 use crate::closure::{Closure, ClosureOptions, ClosureReport, RootKind};
@@ -20,7 +21,6 @@ use crate::ipld::{self, same_block};
 use crate::model::{BackupMeta, Manifest};
 use crate::report::{Finding, FindingKind, Severity};
 use crate::report::{Progress, Unit};
-use crate::source::BlockSource;
 
 /// What to check.
 #[derive(Debug, Clone)]
@@ -214,7 +214,7 @@ pub struct VerifiedChain {
     pub indexes: Vec<CarIndex>,
     /// For a chain checked in full: the keys of the blocks the newest archive's closure uses
     /// (the parents also hold blocks of older states).
-    pub used: Option<crate::closure::KeySet>,
+    pub used: Option<crate::blocks::KeySet>,
     /// A parent that is not what its child names, or is damaged: its verification stamp (if
     /// any) no longer holds.
     pub bad_parent: Option<PathBuf>,

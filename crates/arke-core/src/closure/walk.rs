@@ -10,10 +10,10 @@ use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 
 use super::{Closure, Want};
+use crate::blocks::{BlockSource, SourceError};
 use crate::chain::{ChainError, ChainWalk};
 use crate::kubo::KuboError;
 use crate::report::Task;
-use crate::source::{BlockSource, SourceError};
 
 /// Why a walk was abandoned (as opposed to finding missing blocks, which it records).
 #[derive(Debug, thiserror::Error)]
@@ -53,7 +53,7 @@ pub trait KnownSize {
     }
 }
 
-impl KnownSize for crate::source::NodeSource {}
+impl KnownSize for crate::blocks::NodeSource {}
 
 pub fn lock_closure(c: &Mutex<Closure>) -> std::sync::MutexGuard<'_, Closure> {
     // A panic while holding the lock would be a bug in the engine; its state is still a set

@@ -6,12 +6,12 @@ use std::collections::HashSet;
 use cid::Cid;
 use serde::{Deserialize, Serialize};
 
+use crate::blocks::{BlockSource, SourceError};
 use crate::chain::{ChainError, ChainWalk, WalkEnd};
 use crate::ipld::{self, same_block};
 use crate::kubo::KuboError;
 use crate::model::Manifest;
 use crate::report::{Finding, FindingKind, Severity};
-use crate::source::{BlockSource, SourceError};
 
 /// One version of an entity.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -61,7 +61,7 @@ pub async fn versions<S: BlockSource>(
             None if out.list.is_empty() => format!("entity {id} tip manifest"),
             None => format!("entity {id} manifest {} back", out.list.len()),
         };
-        if !seen.insert(crate::closure::block_key(&cid)) {
+        if !seen.insert(crate::blocks::block_key(&cid)) {
             let msg = format!("{role} {cid}: the version chain loops");
             findings.push(finding(FindingKind::Undecodable, &cid, role, msg));
             return Ok(out);

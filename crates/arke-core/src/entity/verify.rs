@@ -11,12 +11,12 @@ use serde::{Deserialize, Serialize};
 use super::archive::ArchiveChain;
 use super::entries::{StateStream, TipSource};
 use super::history::{Events, Versions, events, versions};
+use crate::blocks::{BlockSource, NodeSource};
 use crate::closure::Closure;
 use crate::closure::walk::{Discard, KnownSize, WalkError, drain};
 use crate::kubo::{Kubo, KuboError};
 use crate::report::{Finding, FindingKind, Progress, Severity, Unit};
 use crate::shard::{EntityId, INDEX_ROOT, ShardRule, TEST_INDEX_ROOT};
-use crate::source::{BlockSource, NodeSource};
 
 /// Settings of a check.
 #[derive(Debug, Clone)]

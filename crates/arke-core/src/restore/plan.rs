@@ -12,15 +12,16 @@ use serde::{Deserialize, Serialize};
 use super::{Durations, PathList, RestoreOptions, RestoreReport, TipsMethod, refuse};
 use crate::backup::VerifyCarOptions;
 use crate::backup::verify::{VerifiedChain, verify_chain};
+use crate::blocks::BlockSource;
+use crate::blocks::{KeySet, block_key};
 use crate::car::{CarError, CarIndex, ChainSource};
 use crate::chain::{ChainError, ChainWalk};
-use crate::closure::{ClosureReport, KeySet, block_key};
+use crate::closure::ClosureReport;
 use crate::ipld::{self, LinkShape, same_block};
 use crate::kubo::{Kubo, KuboError};
 use crate::model::{IndexPointer, Manifest, cid_as_string, opt_cid_as_string};
 use crate::report::{Exit, Progress};
 use crate::shard::{EntityId, ShardRule, TEST_INDEX_ROOT};
-use crate::source::BlockSource;
 
 /// Everything a restore will do, computed before any write: what is imported and how it is
 /// pinned, every tip, what each existing path becomes, and the pointer.

@@ -5,10 +5,10 @@ use std::collections::BTreeMap;
 
 use cid::Cid;
 
+use crate::blocks::{BlockSource, NodeSource};
 use crate::ipld;
 use crate::kubo::Kubo;
 use crate::model::Snapshot;
-use crate::source::{BlockSource, NodeSource};
 
 /// The live state an export captures beside the snapshot.
 #[derive(Debug, Default)]
@@ -136,7 +136,7 @@ async fn trusted(
         futures::stream::iter(tips.into_iter().map(|(id, tip)| async move {
             let verdict = match source.get(&tip).await {
                 Ok(data) => manifest_of(&id, &tip, &data),
-                Err(crate::source::SourceError::Node(e)) => return Err(e),
+                Err(crate::blocks::SourceError::Node(e)) => return Err(e),
                 Err(e) => Err(e.to_string()),
             };
             Ok((id, tip, verdict))

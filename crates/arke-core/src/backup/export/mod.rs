@@ -45,6 +45,7 @@ use super::chain::{self, ChainPolicy, Parent};
 use super::files::{BackupFiles, LOCK_FILE, meta_path};
 use super::held::{self, Held, HeldError};
 use super::retention::{Decision, Policy};
+use crate::blocks::NodeSource;
 use crate::closure::walk::{self, Sink};
 use crate::closure::{
     Closure, ClosureOptions, ClosureReport, Finding, NameCounts, Offer, Severity,
@@ -56,7 +57,6 @@ use crate::model::layout::MAX_BLOCK;
 use crate::model::{BackupMeta, CidCounts, Snapshot};
 use crate::pointer::ReadPointer;
 use crate::report::{Exit, Failure, Progress, Unit};
-use crate::source::NodeSource;
 
 mod bulk;
 mod file;

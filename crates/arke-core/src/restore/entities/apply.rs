@@ -11,13 +11,13 @@ use cid::Cid;
 
 use super::plan::{EntityPlan, Plan};
 use super::{EntityAction, EntityRestoreOptions, EntityRestoreReport};
+use crate::blocks::BlockSource;
 use crate::car::CarWriter;
 use crate::entity::{ArchiveChain, ArchiveSource};
 use crate::ipld::same_block;
 use crate::kubo::{ImportPart, Kubo, PinKind};
 use crate::report::{Exit, Progress, Unit};
 use crate::restore::refuse;
-use crate::source::BlockSource;
 
 pub(super) async fn apply(
     kubo: &Kubo,

@@ -10,6 +10,7 @@ use cid::Cid;
 use futures::{StreamExt, TryStreamExt};
 
 use super::{EntityAction, EntityChange, EntityRestoreOptions, EntityRestoreReport};
+use crate::blocks::{BlockSource, NodeSource, SourceError};
 use crate::closure::Closure;
 use crate::closure::walk::{Sink, drain};
 use crate::entity::{ArchiveChain, ArchiveSource, archive_tips};
@@ -23,7 +24,6 @@ use crate::restore::plan::{
 };
 use crate::restore::refuse;
 use crate::shard::{EntityId, ShardRule};
-use crate::source::{BlockSource, NodeSource, SourceError};
 
 /// The plan of every entity asked for, in the order asked.
 #[derive(Debug)]

@@ -13,6 +13,7 @@ use super::{
     AppendOnly, BuildOptions, BuildPlan, BuildReport, PlannedBlock, PlannedPointer, Skipped,
     now_iso, push_bounded,
 };
+use crate::blocks::{BlockSource, NodeSource};
 use crate::chain::{ChainWalk, WalkEnd};
 use crate::index::TipScan;
 use crate::ipld::{self, Ipld, same_block};
@@ -25,7 +26,6 @@ use crate::report::{Exit, Failure, Progress, Unit};
 use crate::shard::EntityId;
 use crate::snapshot::load::{Loaded, load, load_header};
 use crate::snapshot::publisher::{self, PointerSnapshot, PublishedMarker};
-use crate::source::{BlockSource, NodeSource};
 
 /// What the pointer and the previous snapshot's header say, and the index directories now.
 struct Base {
