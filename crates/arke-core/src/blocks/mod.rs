@@ -3,7 +3,9 @@
 //! a source may already know of a block's size.
 
 mod key;
+mod size;
 mod source;
 
 pub use key::{BlockKey, KeyMap, KeySet, block_key};
+pub use size::KnownSize;
 pub use source::{BlockSource, NodeSource, SourceError, verified};

@@ -19,9 +19,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::{Block, CARV2_PRAGMA, CarError, CarHeader, CarReader, ReaderOptions};
-use crate::blocks::{BlockSource, SourceError};
-use crate::blocks::{KeyMap, block_key};
-use crate::closure::walk::KnownSize;
+use crate::blocks::{BlockSource, KeyMap, KnownSize, SourceError, block_key};
 use crate::ipld::{self, HashCheck};
 use crate::report::Task;
 

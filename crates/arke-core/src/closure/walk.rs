@@ -10,7 +10,7 @@ use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 
 use super::{Closure, Want};
-use crate::blocks::{BlockSource, SourceError};
+use crate::blocks::{BlockSource, KnownSize, SourceError};
 use crate::chain::{ChainError, ChainWalk};
 use crate::kubo::KuboError;
 use crate::report::Task;
@@ -45,15 +45,6 @@ impl Sink for Discard {
         Ok(())
     }
 }
-
-/// A source that may already know a block is present and verified, so a leaf need not be read.
-pub trait KnownSize {
-    fn known_size(&self, _cid: &Cid) -> Option<u64> {
-        None
-    }
-}
-
-impl KnownSize for crate::blocks::NodeSource {}
 
 pub fn lock_closure(c: &Mutex<Closure>) -> std::sync::MutexGuard<'_, Closure> {
     // A panic while holding the lock would be a bug in the engine; its state is still a set

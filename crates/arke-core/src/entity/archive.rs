@@ -10,9 +10,8 @@ use cid::Cid;
 use serde::{Deserialize, Serialize};
 
 use crate::backup::chain::{ChainError, Member, resolve};
-use crate::blocks::{BlockSource, SourceError, verified};
+use crate::blocks::{BlockSource, KnownSize, SourceError, verified};
 use crate::car::{CarIndex, ScanOptions};
-use crate::closure::walk::KnownSize;
 use crate::report::{Exit, Failure, Progress, Unit};
 
 /// A chain of archives, base first, the newest last.
