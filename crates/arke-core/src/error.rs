@@ -14,9 +14,8 @@
 
 use crate::blocks::SourceError;
 use crate::car::CarError;
-use crate::chain::ChainError;
 use crate::closure::walk::WalkError;
-use crate::index::IndexError;
+use crate::events::ChainError;
 use crate::ipld::IpldError;
 use crate::kubo::KuboError;
 use crate::model::ModelError;
@@ -25,6 +24,7 @@ use crate::pointer::PointerError;
 use crate::report::{Exit, Failure};
 use crate::shard::IdError;
 use crate::snapshot::LoadError;
+use crate::tips::IndexError;
 use crate::unixfs::UnixfsError;
 
 /// An error an arke-dr binary ends with. Display and `source()` are the wrapped error's, so the

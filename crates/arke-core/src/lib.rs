@@ -48,12 +48,11 @@ mod anchor;
 pub mod backup;
 mod blocks;
 pub mod car;
-mod chain;
 mod closure;
 pub mod entity;
 mod error;
+mod events;
 mod fsutil;
-mod index;
 pub mod ipld;
 pub mod kubo;
 pub mod model;
@@ -64,6 +63,7 @@ mod report;
 mod restore;
 pub mod shard;
 pub mod snapshot;
+mod tips;
 pub mod unixfs;
 
 // Operations (the snapshot and backup operations are in their namespaces).
@@ -88,10 +88,10 @@ pub use blocks::NodeSource;
 
 // The MFS tip index read in bulk (restore-drill compares a restored node's tips with the live
 // node's).
-pub use index::{IndexError, TipFile, TipScan, scan_tips};
+pub use tips::{IndexError, TipFile, TipScan, scan_tips};
 
 // Test and bench support: internals that integration tests and benches reach into (the run
 // lock's outcome, the closure's block key, the event-chain walk). Not for the binaries.
 pub use blocks::block_key;
-pub use chain::ChainWalk;
+pub use events::ChainWalk;
 pub use fsutil::{LockOutcome, RunLock, atomic_write};

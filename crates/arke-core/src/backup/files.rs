@@ -204,7 +204,7 @@ impl BackupFiles {
             .map(|a| Candidate {
                 name: name(&a.car).unwrap_or_default(),
                 stamp: a.stamp,
-                parent: super::chain::read_descriptor(&a.car)
+                parent: super::lineage::read_descriptor(&a.car)
                     .ok()
                     .and_then(|m| m.descriptor.chain)
                     .map(|c| c.parent.file),
@@ -240,7 +240,7 @@ impl BackupFiles {
             // The .car first: a crash here leaves a .json without its .car, which the next
             // run removes, never a .car that lost its metadata.
             std::fs::remove_file(&a.car)?;
-            for side in [meta_path(&a.car), super::chain::stamp_path(&a.car)] {
+            for side in [meta_path(&a.car), super::lineage::stamp_path(&a.car)] {
                 if side.exists() {
                     std::fs::remove_file(&side)?;
                 }

@@ -1,13 +1,13 @@
 //! Backups: the archive descriptor, export-car, verify-car, and the backups folder.
 
-pub(crate) mod chain;
 mod export;
 mod files;
 mod held;
+pub(crate) mod lineage;
 pub mod retention;
 pub(crate) mod verify;
 
-pub use chain::{ChainPolicy, newest_parent};
+pub use lineage::{ChainPolicy, newest_parent};
 
 pub use export::{
     ArchiveKind, ChainSummary, ExportOptions, ExportPlan, ExportReport, Incremental,

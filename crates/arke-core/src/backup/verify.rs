@@ -11,8 +11,8 @@ use std::sync::Mutex;
 use cid::Cid;
 use serde::{Deserialize, Serialize};
 
-use super::chain;
 use super::files::{BackupFiles, meta_path};
+use super::lineage;
 use crate::blocks::BlockSource;
 use crate::car::{CarIndex, ChainSource, ReaderOptions, ScanOptions, ScanReport};
 use crate::closure::walk::{self, Discard};
@@ -525,7 +525,7 @@ async fn parents(
     opts: &VerifyCarOptions,
     progress: &Progress,
 ) -> Result<(), String> {
-    let Ok(own) = chain::read_descriptor(path) else {
+    let Ok(own) = lineage::read_descriptor(path) else {
         return Ok(()); // legacy or damaged: verified as a single archive.
     };
     if own.descriptor.chain.is_none() {
@@ -535,7 +535,7 @@ async fn parents(
         Some(d) => d.clone(),
         None => path.parent().map(Path::to_path_buf).unwrap_or_default(),
     };
-    let members = chain::resolve(path, &dir).map_err(|e| {
+    let members = lineage::resolve(path, &dir).map_err(|e| {
         if e.path() != path {
             v.bad_parent = Some(e.path().to_path_buf());
         }
@@ -709,7 +709,7 @@ pub fn update_stamps(v: &VerifiedChain, tool: &str) -> std::io::Result<StampChan
         stale.push(car);
     }
     for p in stale {
-        let stamp = chain::stamp_path(p);
+        let stamp = lineage::stamp_path(p);
         if stamp.exists() {
             std::fs::remove_file(&stamp)?;
             change.removed.push(stamp);
@@ -727,8 +727,8 @@ pub fn update_stamps(v: &VerifiedChain, tool: &str) -> std::io::Result<StampChan
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default()
     };
-    let stamp = chain::Stamp {
-        schema: chain::STAMP_V1.into(),
+    let stamp = lineage::Stamp {
+        schema: lineage::STAMP_V1.into(),
         file: name(car),
         sha256: sha256.clone(),
         size: r.scan.file_size,
@@ -737,8 +737,8 @@ pub fn update_stamps(v: &VerifiedChain, tool: &str) -> std::io::Result<StampChan
         tool: tool.to_owned(),
         chain: v.members.iter().map(|p| name(p)).collect(),
     };
-    chain::write_stamp(car, &stamp)?;
-    change.written = Some(chain::stamp_path(car));
+    lineage::write_stamp(car, &stamp)?;
+    change.written = Some(lineage::stamp_path(car));
     Ok(change)
 }
 

@@ -11,7 +11,7 @@ use futures::stream::FuturesUnordered;
 
 use super::{Closure, Want};
 use crate::blocks::{BlockSource, KnownSize, SourceError};
-use crate::chain::{ChainError, ChainWalk};
+use crate::events::{ChainError, ChainWalk};
 use crate::kubo::KuboError;
 use crate::report::Task;
 
@@ -178,7 +178,7 @@ where
             Err(e @ ChainError::Cycle { cid, .. }) => break Err((cid, n, e.to_string(), false)),
         }
     };
-    let stopped = walk.end() == Some(crate::chain::WalkEnd::Stop);
+    let stopped = walk.end() == Some(crate::events::WalkEnd::Stop);
     lock_closure(closure).end_events(result, stopped);
     Ok(())
 }

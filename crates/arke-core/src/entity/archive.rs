@@ -9,7 +9,7 @@ use bytes::Bytes;
 use cid::Cid;
 use serde::{Deserialize, Serialize};
 
-use crate::backup::chain::{ChainError, Member, resolve};
+use crate::backup::lineage::{ChainError, Member, resolve};
 use crate::blocks::{BlockSource, KnownSize, SourceError, verified};
 use crate::car::{CarIndex, ScanOptions};
 use crate::report::{Exit, Failure, Progress, Unit};

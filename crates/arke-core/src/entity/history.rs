@@ -7,7 +7,7 @@ use cid::Cid;
 use serde::{Deserialize, Serialize};
 
 use crate::blocks::{BlockSource, SourceError};
-use crate::chain::{ChainError, ChainWalk, WalkEnd};
+use crate::events::{ChainError, ChainWalk, WalkEnd};
 use crate::ipld::{self, same_block};
 use crate::kubo::KuboError;
 use crate::model::Manifest;

@@ -233,7 +233,7 @@ async fn node_tip(
             Err(KuboError::NotFound { .. }) => continue,
             Err(e) => return Err(e),
         };
-        let tip = crate::index::tip_of(&bytes);
+        let tip = crate::tips::tip_of(&bytes);
         check.tip_files.push(TipFileInfo {
             rule: rule.name().into(),
             path: path.clone(),

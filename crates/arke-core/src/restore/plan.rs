@@ -15,8 +15,8 @@ use crate::backup::verify::{VerifiedChain, verify_chain};
 use crate::blocks::BlockSource;
 use crate::blocks::{KeySet, block_key};
 use crate::car::{CarError, CarIndex, ChainSource};
-use crate::chain::{ChainError, ChainWalk};
 use crate::closure::ClosureReport;
+use crate::events::{ChainError, ChainWalk};
 use crate::ipld::{self, LinkShape, same_block};
 use crate::kubo::{Kubo, KuboError};
 use crate::model::{IndexPointer, Manifest, cid_as_string, opt_cid_as_string};
@@ -662,7 +662,7 @@ async fn inspect_node(
     let marker = marker_path(&opts.pointer_path);
     let (resumed, other_marker) = match kubo.files_read(&marker).await {
         Ok(b) => {
-            let ours = crate::index::tip_of(&b).is_ok_and(|c| same_block(&c, &root));
+            let ours = crate::tips::tip_of(&b).is_ok_and(|c| same_block(&c, &root));
             (ours, !ours)
         }
         Err(KuboError::NotFound { .. }) => (false, false),
@@ -710,7 +710,7 @@ async fn read_node_index(kubo: &Kubo, roots: &[String]) -> anyhow::Result<NodeIn
             continue;
         }
         found.has_content = true;
-        let scan = crate::index::scan_tips(kubo, r, &std::env::temp_dir())
+        let scan = crate::tips::scan_tips(kubo, r, &std::env::temp_dir())
             .await
             .with_context(|| format!("reading the tips under {r}"))?;
         for (id, tf) in scan.tips {

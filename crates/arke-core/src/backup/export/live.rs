@@ -41,7 +41,7 @@ pub(super) async fn capture_live(
         _ => None,
     };
     let diff = match old_index {
-        Some(old) => crate::index::diff_tips(kubo, root, old, concurrency).await?,
+        Some(old) => crate::tips::diff_tips(kubo, root, old, concurrency).await?,
         None => None,
     };
     let (index_cid, mut tips, bad) = match diff {
@@ -60,7 +60,7 @@ pub(super) async fn capture_live(
             (d.root_cid, tips, d.bad)
         }
         None => {
-            let scan = crate::index::scan_tips(kubo, root, &std::env::temp_dir()).await?;
+            let scan = crate::tips::scan_tips(kubo, root, &std::env::temp_dir()).await?;
             let loaded = crate::snapshot::load(source, snapshot).await?;
             let known: std::collections::HashMap<&str, Cid> = loaded
                 .entries

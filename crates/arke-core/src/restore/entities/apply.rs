@@ -164,7 +164,7 @@ async fn read_back(kubo: &Kubo, todo: &[&EntityPlan]) -> anyhow::Result<()> {
                 .files_read(p)
                 .await
                 .with_context(|| format!("reading {p} back"))?;
-            if !crate::index::tip_of(&b).is_ok_and(|c| same_block(&c, &e.tip)) {
+            if !crate::tips::tip_of(&b).is_ok_and(|c| same_block(&c, &e.tip)) {
                 return Err(refuse(
                     Exit::Failed,
                     format!(

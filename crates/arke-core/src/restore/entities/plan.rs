@@ -252,7 +252,7 @@ async fn live_tip(kubo: &Kubo, id: &EntityId, root: &str) -> anyhow::Result<Live
         }
         match kubo.files_read(&path).await {
             Ok(b) => {
-                let tip = crate::index::tip_of(&b).ok();
+                let tip = crate::tips::tip_of(&b).ok();
                 live.tip = live.tip.or(tip);
                 live.files.push((path, tip));
             }

@@ -14,8 +14,7 @@ use super::{
     now_iso, push_bounded,
 };
 use crate::blocks::{BlockSource, NodeSource};
-use crate::chain::{ChainWalk, WalkEnd};
-use crate::index::TipScan;
+use crate::events::{ChainWalk, WalkEnd};
 use crate::ipld::{self, Ipld, same_block};
 use crate::kubo::{Kubo, MfsStat};
 use crate::model::SnapshotV4;
@@ -26,6 +25,7 @@ use crate::report::{Exit, Failure, Progress, Unit};
 use crate::shard::EntityId;
 use crate::snapshot::load::{Loaded, load, load_header};
 use crate::snapshot::publisher::{self, PointerSnapshot, PublishedMarker};
+use crate::tips::TipScan;
 
 /// What the pointer and the previous snapshot's header say, and the index directories now.
 struct Base {
