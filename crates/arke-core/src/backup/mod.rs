@@ -4,6 +4,7 @@ mod export;
 mod files;
 mod held;
 pub(crate) mod lineage;
+mod prune;
 pub mod retention;
 pub(crate) mod verify;
 
