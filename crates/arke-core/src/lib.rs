@@ -34,7 +34,7 @@
 //! | `report`   | exit codes, `--json` report types, findings, progress (bar, periodic log lines, off) |
 //! | `error`    | the top-level [`Error`]: one variant per error family, each with its exit code |
 //! | `closure`  | the set of blocks a complete archive holds, with roles, walked from any block source |
-//! | `chain`    | the event-chain walk ([`ChainWalk`]) |
+//! | `chain`    | the event-chain walk ([`EventWalk`]) |
 //! | `index`    | scanning and diffing the MFS tip index |
 //! | `source`   | the block-source trait, the node as one ([`NodeSource`]), hash checks |
 //! | `anchor`   | the pin anchor written after an import |
@@ -74,7 +74,7 @@ pub use restore::{
 
 // Reports and exit codes: the top-level error, the exit-code table, findings, the `--json`
 // envelope.
-pub use error::{Error, chain_exit};
+pub use error::{Error, causes_exit};
 pub use report::{
     ErrorEntry, Exit, Failure, Finding, FindingKind, REPORT_SCHEMA_VERSION, Report, Severity,
     Status, one_line,
@@ -93,5 +93,5 @@ pub use tips::{IndexError, TipFile, TipScan, scan_tips};
 // Test and bench support: internals that integration tests and benches reach into (the run
 // lock's outcome, the closure's block key, the event-chain walk). Not for the binaries.
 pub use blocks::block_key;
-pub use events::ChainWalk;
+pub use events::EventWalk;
 pub use fsutil::{LockOutcome, RunLock, atomic_write};

@@ -11,7 +11,7 @@ use futures::stream::FuturesUnordered;
 
 use super::{Closure, Want};
 use crate::blocks::{BlockSource, KnownSize, SourceError};
-use crate::events::{ChainError, ChainWalk};
+use crate::events::{EventError, EventWalk};
 use crate::kubo::KuboError;
 use crate::report::Task;
 
@@ -142,7 +142,7 @@ where
     let Some((head, _)) = head else {
         return Ok(());
     };
-    let mut walk = ChainWalk::new(src, Some(head), stop);
+    let mut walk = EventWalk::new(src, Some(head), stop);
     let mut n = 0u64;
     let result = loop {
         match walk.next().await {
@@ -155,7 +155,7 @@ where
                 n += 1;
             }
             Ok(None) => break Ok(()),
-            Err(ChainError::Fetch {
+            Err(EventError::Fetch {
                 cid,
                 source: SourceError::Node(source),
                 ..
@@ -166,7 +166,7 @@ where
                     source,
                 });
             }
-            Err(ChainError::Fetch { cid, source, .. }) => {
+            Err(EventError::Fetch { cid, source, .. }) => {
                 break Err((
                     cid,
                     n,
@@ -174,8 +174,8 @@ where
                     true,
                 ));
             }
-            Err(e @ ChainError::Decode { cid, .. }) => break Err((cid, n, e.to_string(), false)),
-            Err(e @ ChainError::Cycle { cid, .. }) => break Err((cid, n, e.to_string(), false)),
+            Err(e @ EventError::Decode { cid, .. }) => break Err((cid, n, e.to_string(), false)),
+            Err(e @ EventError::Cycle { cid, .. }) => break Err((cid, n, e.to_string(), false)),
         }
     };
     let stopped = walk.end() == Some(crate::events::WalkEnd::Stop);

@@ -7,7 +7,7 @@ use cid::Cid;
 use serde::{Deserialize, Serialize};
 
 use crate::blocks::{BlockSource, SourceError};
-use crate::events::{ChainError, ChainWalk, WalkEnd};
+use crate::events::{EventError, EventWalk, WalkEnd};
 use crate::ipld::{self, same_block};
 use crate::kubo::KuboError;
 use crate::model::Manifest;
@@ -191,7 +191,7 @@ pub async fn events<S: BlockSource>(
         end: EventsEnd::NoHead,
         naming: Vec::new(),
     };
-    let mut walk = ChainWalk::new(src, head, None);
+    let mut walk = EventWalk::new(src, head, None);
     loop {
         if out.walked >= max_events {
             out.end = EventsEnd::Bound;
@@ -205,15 +205,15 @@ pub async fn events<S: BlockSource>(
                 }
                 break;
             }
-            Err(ChainError::Fetch {
+            Err(EventError::Fetch {
                 source: SourceError::Node(e),
                 ..
             }) => return Err(e),
             Err(e) => {
                 let cid = match &e {
-                    ChainError::Fetch { cid, .. }
-                    | ChainError::Decode { cid, .. }
-                    | ChainError::Cycle { cid, .. } => *cid,
+                    EventError::Fetch { cid, .. }
+                    | EventError::Decode { cid, .. }
+                    | EventError::Cycle { cid, .. } => *cid,
                 };
                 let role = format!("event {} from the head", out.walked);
                 let msg = format!("the event chain breaks before entity {id}'s creation: {e}");

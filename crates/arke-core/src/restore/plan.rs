@@ -16,7 +16,7 @@ use crate::blocks::BlockSource;
 use crate::blocks::{KeySet, block_key};
 use crate::car::{CarError, CarIndex, ChainSource};
 use crate::closure::ClosureReport;
-use crate::events::{ChainError, ChainWalk};
+use crate::events::{EventError, EventWalk};
 use crate::ipld::{self, LinkShape, same_block};
 use crate::kubo::{Kubo, KuboError};
 use crate::model::{IndexPointer, Manifest, cid_as_string, opt_cid_as_string};
@@ -448,7 +448,7 @@ pub(crate) async fn newest_events<S: BlockSource>(
 ) -> Vec<(String, Cid)> {
     let mut newest = Vec::new();
     let mut seen_ids = HashSet::new();
-    let mut walk = ChainWalk::new(src, head, stop);
+    let mut walk = EventWalk::new(src, head, stop);
     loop {
         match walk.next().await {
             Ok(Some(ev)) => {
@@ -459,7 +459,7 @@ pub(crate) async fn newest_events<S: BlockSource>(
                 }
             }
             Ok(None) => break,
-            Err(ChainError::Fetch { cid, .. }) => {
+            Err(EventError::Fetch { cid, .. }) => {
                 warnings.push(format!("replay: the archived event chain ends at {cid}"));
                 break;
             }

@@ -14,7 +14,7 @@ use super::{
     now_iso, push_bounded,
 };
 use crate::blocks::{BlockSource, NodeSource};
-use crate::events::{ChainWalk, WalkEnd};
+use crate::events::{EventWalk, WalkEnd};
 use crate::ipld::{self, Ipld, same_block};
 use crate::kubo::{Kubo, MfsStat};
 use crate::model::SnapshotV4;
@@ -90,7 +90,7 @@ fn previous_context(cid: Cid) -> String {
 /// decides every entry and encodes every block. Writes nothing and takes no lock (see
 /// [`super::build`] and [`super::dry_run`]). Fails as the build would: `--strict` on the first
 /// damaged item, `--strict-append-only` on a violation, a node failure.
-pub async fn plan(
+pub async fn read_and_decide(
     kubo: &Kubo,
     opts: &BuildOptions,
     progress: &Progress,
@@ -391,7 +391,7 @@ async fn walk_events(
     progress: &Progress,
 ) -> anyhow::Result<Walked> {
     let walk_task = progress.task("events", None, Unit::Items("events"));
-    let mut w = ChainWalk::new(src, head, stop);
+    let mut w = EventWalk::new(src, head, stop);
     let mut newest: HashMap<String, EventInfo> = HashMap::new();
     let mut order: Vec<String> = Vec::new();
     let mut hostile: Vec<Skipped> = Vec::new();
@@ -687,7 +687,7 @@ async fn fetch_manifests(
                 draft.entries[i].ver = Some(ver);
                 continue;
             }
-            Err(e) if crate::report::classify(e.as_ref()) == Exit::Node => return Err(e),
+            Err(e) if crate::causes_exit(e.as_ref()) == Exit::Node => return Err(e),
             Err(e) => e,
         };
         let (id, tip) = (draft.entries[i].id.clone(), draft.entries[i].tip);
