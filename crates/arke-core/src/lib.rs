@@ -13,13 +13,13 @@
 //! | namespace  | what it owns |
 //! |------------|--------------|
 //! | [`ipld`]   | block codecs (dag-cbor leniently, dag-json, dag-pb, raw), link extraction in all three shapes, local CIDs and hash checks |
-//! | [`model`]  | serde types for every stored format: index pointer, events, chain entries, snapshots, manifests, relationships |
+//! | [`model`]  | serde types for every stored format: index pointer, events, chain entries, snapshots (and the v4 block layout), manifests, relationships, the archive descriptor |
 //! | [`shard`]  | entity-id validation and MFS tip paths (worker rule, legacy rule, test network) |
 //! | [`car`]    | streaming CARv1 reader with CARv2 unwrap, CARv1 writer, CID→offset index with parallel re-hashing |
 //! | [`unixfs`] | tip files and sharded index directories built locally and read back (dag-pb) |
 //! | [`kubo`]   | async client for the Kubo RPC API (the small portable surface) |
 //! | [`mod@pointer`] | reading the index pointer from the node |
-//! | [`backup`] | the archive descriptor, export-car and verify-car (with incremental chains), backup files and retention |
+//! | [`backup`] | export-car and verify-car (with incremental chains), backup files and retention |
 //! | [`snapshot`] | reading every snapshot schema; build (and its dry run), verify and prune |
 //! | [`entity`] | one entity checked whole on the node or in an archive chain (verify-entity); an archive chain listed, streamed and compared (inspect-archive) |
 //!
@@ -34,9 +34,9 @@
 //! | `report`   | exit codes, `--json` report types, findings, progress (bar, periodic log lines, off) |
 //! | `error`    | the top-level [`Error`]: one variant per error family, each with its exit code |
 //! | `closure`  | the set of blocks a complete archive holds, with roles, walked from any block source |
-//! | `chain`    | the event-chain walk ([`EventWalk`]) |
-//! | `index`    | scanning and diffing the MFS tip index |
-//! | `source`   | the block-source trait, the node as one ([`NodeSource`]), hash checks |
+//! | `events`   | the event-chain walk ([`EventWalk`]) |
+//! | `tips`     | scanning and diffing the MFS tip index |
+//! | `blocks`   | block keys, known sizes, the block-source trait, the node as one ([`NodeSource`]), hash checks |
 //! | `anchor`   | the pin anchor written after an import |
 //! | `fsutil`   | atomic writes and the run lock ([`RunLock`]) |
 #![doc(html_no_source)]
@@ -91,7 +91,7 @@ pub use blocks::NodeSource;
 pub use tips::{IndexError, TipFile, TipScan, scan_tips};
 
 // Test and bench support: internals that integration tests and benches reach into (the run
-// lock's outcome, the closure's block key, the event-chain walk). Not for the binaries.
+// lock's outcome, the block key, the event-chain walk). Not for the binaries.
 pub use blocks::block_key;
 pub use events::EventWalk;
 pub use fsutil::{LockOutcome, RunLock, atomic_write};

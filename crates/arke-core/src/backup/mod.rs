@@ -1,4 +1,4 @@
-//! Backups: the archive descriptor, export-car, verify-car, and the backups folder.
+//! Backups: export-car, verify-car, an archive's lineage, and the backups folder.
 
 mod export;
 mod files;
