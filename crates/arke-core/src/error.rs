@@ -107,8 +107,7 @@ impl Error {
 }
 
 /// The exit code of an error and its causes (outermost first): the first error that belongs
-/// to a family
-/// of [`Error`] decides; an error with none is [`Exit::Failed`].
+/// to a family of [`Error`] decides; an error with none is [`Exit::Failed`].
 pub fn causes_exit(err: &(dyn std::error::Error + 'static)) -> Exit {
     let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);
     while let Some(e) = cur {

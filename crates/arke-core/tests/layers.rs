@@ -360,8 +360,11 @@ fn the_table_names_every_module_once() {
     assert_eq!(on_disk, in_table, "the modules of src/ and the table's");
 }
 
+/// A layer as the doc's table writes it: name, modules, sideways arrows.
+type Row = (String, Vec<String>, Vec<(String, String)>);
+
 /// The layer table of docs/architecture.md: (layer, modules, sideways arrows) per row.
-fn doc_table() -> Vec<(String, Vec<String>, Vec<(String, String)>)> {
+fn doc_table() -> Vec<Row> {
     let doc = std::fs::read_to_string(
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/architecture.md"),
     )
@@ -397,7 +400,7 @@ fn doc_table() -> Vec<(String, Vec<String>, Vec<(String, String)>)> {
 
 #[test]
 fn the_architecture_doc_draws_the_same_table() {
-    let want: Vec<(String, Vec<String>, Vec<(String, String)>)> = LAYERS
+    let want: Vec<Row> = LAYERS
         .iter()
         .map(|l| {
             (

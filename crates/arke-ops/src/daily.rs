@@ -27,12 +27,13 @@ use arke_core::backup::{
     apply_retention, export, update_stamps, verify_chain,
 };
 use arke_core::ipld::Cid;
-use arke_core::kubo::{Kubo, KuboConfig};
+use arke_core::kubo::Kubo;
 use arke_core::pointer::ReadPointer;
 use arke_core::snapshot::{BuildOptions, BuildOutcome, PruneOptions, build, prune};
 
 use crate::config::Config;
 use crate::job::{Done, Job, StepError, disk_of, rfc3339};
+use crate::ops::{ensure_dir, file_name, kubo};
 use crate::runs::{ArchiveRecord, DiskRecord, RunRecord, SnapshotRecord, UploadRecord};
 
 /// The daily job's name: its log file, lock and run record are named after it.
@@ -245,38 +246,6 @@ fn preflight(cfg: &Config) -> Result<arke_core::RunLock, StepError> {
         "nothing done",
     )
     .map_err(Into::into)
-}
-
-/// Creates `dir` if needed; a file in its place is a configuration error, said plainly.
-pub fn ensure_dir(dir: &Path) -> Result<(), StepError> {
-    if dir.exists() && !dir.is_dir() {
-        let msg = format!("{} is not a directory", dir.display());
-        return Err(StepError::new(Exit::Usage, msg));
-    }
-    std::fs::create_dir_all(dir).map_err(|e| {
-        // A path under a file (`/etc/hostname/backups`) is the same mistake as a file.
-        if e.kind() == std::io::ErrorKind::NotADirectory {
-            let msg = format!(
-                "{} is not a directory (a file is in its path)",
-                dir.display()
-            );
-            return StepError::new(Exit::Usage, msg);
-        }
-        StepError::new(Exit::Io, format!("cannot create {}: {e}", dir.display()))
-    })
-}
-
-/// The node client from the configuration.
-pub fn kubo(cfg: &Config) -> Result<Kubo, StepError> {
-    let mut k = KuboConfig::new(&cfg.ipfs_api_url, cfg.ipfs_api_auth.as_deref()).map_err(|e| {
-        StepError::new(
-            Exit::Usage,
-            format!("IPFS_API_URL {:?}: {e}", cfg.ipfs_api_url),
-        )
-    })?;
-    k.call_timeout = Duration::from_secs(cfg.timeout);
-    k.read_timeout = k.call_timeout;
-    Kubo::new(k).map_err(StepError::from)
 }
 
 /// The configuration with the pointer path the node actually uses: when `INDEX_POINTER_PATH`
@@ -666,12 +635,6 @@ fn file_size(path: &Path) -> Result<u64, StepError> {
     std::fs::metadata(path)
         .map(|m| m.len())
         .map_err(|e| StepError::new(Exit::Io, format!("{}: {e}", path.display())))
-}
-
-pub(crate) fn file_name(p: &Path) -> String {
-    p.file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default()
 }
 
 /// `s3://bucket/prefix/` → (`bucket`, `prefix/`).

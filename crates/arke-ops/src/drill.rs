@@ -26,9 +26,10 @@ use arke_core::{Exit, Progress, RestoreOptions, RestoreReport, RunLock, ShardCho
 use serde::{Deserialize, Serialize};
 
 use crate::config::Config;
-use crate::daily::{ensure_dir, file_name, kubo, verify_archive, with_pointer};
+use crate::daily::{verify_archive, with_pointer};
 use crate::fetch::{FetchOptions, fetch, parent_of, plan_chain};
 use crate::job::{Done, Job, StepError, disk_of};
+use crate::ops::{ensure_dir, file_name, kubo};
 use crate::runs::RunRecord;
 use crate::store::S3Store;
 use compare::Compare;

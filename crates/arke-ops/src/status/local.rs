@@ -13,7 +13,7 @@ use super::{
     UploadFacts, UploadSetting,
 };
 use crate::config::Config;
-use crate::daily::file_name;
+use crate::ops::file_name;
 use crate::runs::{RunRecord, UploadRecord};
 
 /// The jobs whose run records are read, in the order they are shown.
