@@ -22,6 +22,7 @@ mod local;
 mod locks;
 mod node;
 pub mod page;
+mod time;
 
 use std::future::Future;
 use std::path::PathBuf;
