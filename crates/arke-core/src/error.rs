@@ -8,24 +8,38 @@
 //!
 //! Some of the core still returns `anyhow::Result` (restore, build, prune), and the binaries add
 //! `.context(..)`; such an error becomes [`Error::Context`]. Its code comes from
-//! [`chain_exit`]: the outermost error in the chain that belongs to a family decides, with
+//! [`causes_exit`]: the outermost of its causes that belongs to a family decides, with
 //! that family's `exit()`. The families it knows are listed once, in [`family_exit`], and each
 //! has a test.
 
+use crate::blocks::SourceError;
 use crate::car::CarError;
-use crate::chain::ChainError;
 use crate::closure::walk::WalkError;
-use crate::index::IndexError;
+use crate::events::EventError;
 use crate::ipld::IpldError;
 use crate::kubo::KuboError;
 use crate::model::ModelError;
+use crate::model::layout::FormatError;
 use crate::pointer::PointerError;
-use crate::report::{Exit, Failure};
+use crate::report::{ErrorEntry, Exit, Failure};
 use crate::shard::IdError;
 use crate::snapshot::LoadError;
-use crate::snapshot::format::FormatError;
-use crate::source::SourceError;
+use crate::tips::IndexError;
 use crate::unixfs::UnixfsError;
+
+/// Here rather than beside [`ErrorEntry`] so that the report (the bottom layer) does not
+/// import the error that gathers every family above it.
+impl ErrorEntry {
+    /// The entry for an error that ended a run: its class and its one-line message.
+    pub fn from_error(err: &Error) -> Self {
+        ErrorEntry {
+            kind: err.exit(),
+            message: crate::report::one_line(err),
+            cid: None,
+            role: None,
+        }
+    }
+}
 
 /// An error an arke-dr binary ends with. Display and `source()` are the wrapped error's, so the
 /// one-line error message is the same whichever variant carries it.
@@ -47,7 +61,7 @@ pub enum Error {
     #[error(transparent)]
     Pointer(#[from] PointerError),
     #[error(transparent)]
-    Chain(#[from] ChainError),
+    Events(#[from] EventError),
     #[error(transparent)]
     Load(#[from] LoadError),
     #[error(transparent)]
@@ -63,7 +77,7 @@ pub enum Error {
     #[error(transparent)]
     Io(#[from] std::io::Error),
     /// An `anyhow` error (a core call that returns `anyhow::Result`, or context added by a
-    /// binary); its code is [`chain_exit`]'s.
+    /// binary); its code is [`causes_exit`]'s.
     #[error(transparent)]
     Context(#[from] anyhow::Error),
 }
@@ -89,7 +103,7 @@ impl Error {
             Error::Car(e) => e.exit(),
             Error::Index(e) => e.exit(),
             Error::Pointer(e) => e.exit(),
-            Error::Chain(e) => e.exit(),
+            Error::Events(e) => e.exit(),
             Error::Load(e) => e.exit(),
             Error::Format(e) => e.exit(),
             Error::Model(e) => e.exit(),
@@ -97,14 +111,14 @@ impl Error {
             Error::Unixfs(e) => e.exit(),
             Error::Id(e) => e.exit(),
             Error::Io(_) => Exit::Io,
-            Error::Context(e) => chain_exit(e.as_ref()),
+            Error::Context(e) => causes_exit(e.as_ref()),
         }
     }
 }
 
-/// The exit code of an error chain (outermost first): the first error that belongs to a family
-/// of [`Error`] decides; a chain with none is [`Exit::Failed`].
-pub fn chain_exit(err: &(dyn std::error::Error + 'static)) -> Exit {
+/// The exit code of an error and its causes (outermost first): the first error that belongs
+/// to a family of [`Error`] decides; an error with none is [`Exit::Failed`].
+pub fn causes_exit(err: &(dyn std::error::Error + 'static)) -> Exit {
     let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);
     while let Some(e) = cur {
         if let Some(x) = family_exit(e) {
@@ -115,7 +129,7 @@ pub fn chain_exit(err: &(dyn std::error::Error + 'static)) -> Exit {
     Exit::Failed
 }
 
-/// The `anyhow` edge: the families [`chain_exit`] recognises, one line each (the same list as
+/// The `anyhow` edge: the families [`causes_exit`] recognises, one line each (the same list as
 /// [`Error`]'s variants, tested in `every_family_at_the_anyhow_edge`).
 fn family_exit(e: &(dyn std::error::Error + 'static)) -> Option<Exit> {
     fn code<T: std::error::Error + 'static>(
@@ -132,7 +146,7 @@ fn family_exit(e: &(dyn std::error::Error + 'static)) -> Option<Exit> {
         .or_else(|| code::<CarError>(e, CarError::exit))
         .or_else(|| code::<IndexError>(e, IndexError::exit))
         .or_else(|| code::<PointerError>(e, PointerError::exit))
-        .or_else(|| code::<ChainError>(e, ChainError::exit))
+        .or_else(|| code::<EventError>(e, EventError::exit))
         .or_else(|| code::<LoadError>(e, LoadError::exit))
         .or_else(|| code::<FormatError>(e, FormatError::exit))
         .or_else(|| code::<ModelError>(e, ModelError::exit))
@@ -227,11 +241,11 @@ impl PointerError {
     }
 }
 
-impl ChainError {
+impl EventError {
     pub fn exit(&self) -> Exit {
         match self {
-            ChainError::Fetch { source, .. } => source.exit(),
-            ChainError::Decode { .. } | ChainError::Cycle { .. } => Exit::Failed,
+            EventError::Fetch { source, .. } => source.exit(),
+            EventError::Decode { .. } | EventError::Cycle { .. } => Exit::Failed,
         }
     }
 }
@@ -404,7 +418,7 @@ mod tests {
                 Exit::Failed,
             ),
             (
-                ChainError::Fetch {
+                EventError::Fetch {
                     cid: cid(),
                     walked: 1,
                     source: SourceError::Node(kubo_unreachable()),
@@ -413,7 +427,7 @@ mod tests {
                 Exit::Node,
             ),
             (
-                ChainError::Cycle {
+                EventError::Cycle {
                     cid: cid(),
                     walked: 2,
                 }
@@ -485,7 +499,7 @@ mod tests {
                 Error::Car(e) => anyhow::Error::new(e).context("outer"),
                 Error::Index(e) => anyhow::Error::new(e).context("outer"),
                 Error::Pointer(e) => anyhow::Error::new(e).context("outer"),
-                Error::Chain(e) => anyhow::Error::new(e).context("outer"),
+                Error::Events(e) => anyhow::Error::new(e).context("outer"),
                 Error::Load(e) => anyhow::Error::new(e).context("outer"),
                 Error::Format(e) => anyhow::Error::new(e).context("outer"),
                 Error::Model(e) => anyhow::Error::new(e).context("outer"),
@@ -496,7 +510,7 @@ mod tests {
             };
             let top = Error::from(wrapped);
             assert_eq!(top.exit(), want, "{shown}");
-            assert_eq!(chain_exit(&top), want, "{shown}");
+            assert_eq!(causes_exit(&top), want, "{shown}");
             // The message keeps the context and the cause.
             let line = crate::report::one_line(&top);
             assert!(line.starts_with("outer: "), "{line}");

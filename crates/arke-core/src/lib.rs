@@ -13,13 +13,13 @@
 //! | namespace  | what it owns |
 //! |------------|--------------|
 //! | [`ipld`]   | block codecs (dag-cbor leniently, dag-json, dag-pb, raw), link extraction in all three shapes, local CIDs and hash checks |
-//! | [`model`]  | serde types for every stored format: index pointer, events, chain entries, snapshots, manifests, relationships |
+//! | [`model`]  | serde types for every stored format: index pointer, events, chain entries, snapshots (and the v4 block layout), manifests, relationships, the archive descriptor |
 //! | [`shard`]  | entity-id validation and MFS tip paths (worker rule, legacy rule, test network) |
 //! | [`car`]    | streaming CARv1 reader with CARv2 unwrap, CARv1 writer, CID→offset index with parallel re-hashing |
 //! | [`unixfs`] | tip files and sharded index directories built locally and read back (dag-pb) |
 //! | [`kubo`]   | async client for the Kubo RPC API (the small portable surface) |
 //! | [`mod@pointer`] | reading the index pointer from the node |
-//! | [`backup`] | the archive descriptor, export-car and verify-car (with incremental chains), backup files and retention |
+//! | [`backup`] | export-car and verify-car (with incremental chains), backup files and retention |
 //! | [`snapshot`] | reading every snapshot schema; build (and its dry run), verify and prune |
 //! | [`entity`] | one entity checked whole on the node or in an archive chain (verify-entity); an archive chain listed, streamed and compared (inspect-archive) |
 //!
@@ -34,9 +34,9 @@
 //! | `report`   | exit codes, `--json` report types, findings, progress (bar, periodic log lines, off) |
 //! | `error`    | the top-level [`Error`]: one variant per error family, each with its exit code |
 //! | `closure`  | the set of blocks a complete archive holds, with roles, walked from any block source |
-//! | `chain`    | the event-chain walk ([`ChainWalk`]) |
-//! | `index`    | scanning and diffing the MFS tip index |
-//! | `source`   | the block-source trait, the node as one ([`NodeSource`]), hash checks |
+//! | `events`   | the event-chain walk ([`EventWalk`]) |
+//! | `tips`     | scanning and diffing the MFS tip index |
+//! | `blocks`   | block keys, known sizes, the block-source trait, the node as one ([`NodeSource`]), hash checks |
 //! | `anchor`   | the pin anchor written after an import |
 //! | `fsutil`   | atomic writes and the run lock ([`RunLock`]) |
 #![doc(html_no_source)]
@@ -46,13 +46,13 @@
 
 mod anchor;
 pub mod backup;
+mod blocks;
 pub mod car;
-mod chain;
 mod closure;
 pub mod entity;
 mod error;
+mod events;
 mod fsutil;
-mod index;
 pub mod ipld;
 pub mod kubo;
 pub mod model;
@@ -63,7 +63,7 @@ mod report;
 mod restore;
 pub mod shard;
 pub mod snapshot;
-mod source;
+mod tips;
 pub mod unixfs;
 
 // Operations (the snapshot and backup operations are in their namespaces).
@@ -74,7 +74,7 @@ pub use restore::{
 
 // Reports and exit codes: the top-level error, the exit-code table, findings, the `--json`
 // envelope.
-pub use error::{Error, chain_exit};
+pub use error::{Error, causes_exit};
 pub use report::{
     ErrorEntry, Exit, Failure, Finding, FindingKind, Outcome, REPORT_SCHEMA_VERSION, Report,
     Severity, Status, one_line,
@@ -84,14 +84,14 @@ pub use report::{
 pub use report::{Counts, Progress, ProgressSink, Task, TaskView, Unit, human_bytes};
 
 // Node client: the Kubo client is [`kubo`]; this reads blocks from it for [`snapshot::load`].
-pub use source::NodeSource;
+pub use blocks::NodeSource;
 
 // The MFS tip index read in bulk (restore-drill compares a restored node's tips with the live
 // node's).
-pub use index::{IndexError, TipFile, TipScan, scan_tips};
+pub use tips::{IndexError, TipFile, TipScan, scan_tips};
 
 // Test and bench support: internals that integration tests and benches reach into (the run
-// lock's outcome, the closure's block key, the event-chain walk). Not for the binaries.
-pub use chain::ChainWalk;
-pub use closure::block_key;
+// lock's outcome, the block key, the event-chain walk). Not for the binaries.
+pub use blocks::block_key;
+pub use events::EventWalk;
 pub use fsutil::{LockOutcome, RunLock, atomic_write};

@@ -25,9 +25,10 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 
 use arke_core::Progress;
-use arke_core::backup::{CarReport, Descriptor, VerifyCarOptions, verify_car};
+use arke_core::backup::{CarReport, VerifyCarOptions, verify_car};
 use arke_core::car::{CARV2_PRAGMA, CarReader, MIN_MAX_SECTION, ReaderOptions};
 use arke_core::ipld::{self, Cid, DAG_CBOR, DAG_JSON, DAG_PB, RAW};
+use arke_core::model::Descriptor;
 use arke_core::model::{ChainNode, Manifest, Snapshot, SnapshotChunk};
 use arke_core::{Finding, Severity};
 use serde_json::Value;

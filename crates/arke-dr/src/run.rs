@@ -57,7 +57,7 @@ fn report_error(tool: &str, err: &arke_core::Error) {
     });
 }
 
-/// The context chain on one line, each cause once (see `arke_core::one_line`).
+/// An error and its causes on one line, each cause once (see `arke_core::one_line`).
 fn one_line(err: &arke_core::Error) -> String {
     arke_core::one_line(err)
 }

@@ -43,7 +43,7 @@ pub async fn candidates(
 ) -> Result<(Vec<Candidate>, Vec<String>), Error> {
     let all = store.s3().list().await.map_err(remote)?;
     let sizes: HashMap<&str, u64> = all.iter().map(|o| (o.name.as_str(), o.size)).collect();
-    crate::daily::ensure_dir(cache)?;
+    crate::ops::ensure_dir(cache)?;
     let mut out = Vec::new();
     let mut incomplete = Vec::new();
     let mut wanted = HashSet::new();

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use arke_core::backup::retention::Policy;
 
 use crate::notify::NotifySettings;
-use crate::status::Thresholds;
+use crate::thresholds::Thresholds;
 
 /// Where the configuration file is when `--config` / `ARKE_DR_CONFIG` do not say.
 pub const DEFAULT_CONFIG_FILE: &str = "/etc/arke-dr/arke-dr.env";

@@ -27,12 +27,13 @@ use arke_core::backup::{
     apply_retention, export, update_stamps, verify_chain,
 };
 use arke_core::ipld::Cid;
-use arke_core::kubo::{Kubo, KuboConfig};
+use arke_core::kubo::Kubo;
 use arke_core::pointer::ReadPointer;
 use arke_core::snapshot::{BuildOptions, BuildOutcome, PruneOptions, build, prune};
 
 use crate::config::Config;
 use crate::job::{Done, Job, disk_of, rfc3339};
+use crate::ops::{ensure_dir, file_name, kubo};
 use crate::runs::{ArchiveRecord, DiskRecord, RunRecord, SnapshotRecord, UploadRecord};
 use arke_core::Error;
 
@@ -246,38 +247,6 @@ fn preflight(cfg: &Config) -> Result<arke_core::RunLock, Error> {
         "nothing done",
     )
     .map_err(Into::into)
-}
-
-/// Creates `dir` if needed; a file in its place is a configuration error, said plainly.
-pub fn ensure_dir(dir: &Path) -> Result<(), Error> {
-    if dir.exists() && !dir.is_dir() {
-        let msg = format!("{} is not a directory", dir.display());
-        return Err(Error::new(Exit::Usage, msg));
-    }
-    std::fs::create_dir_all(dir).map_err(|e| {
-        // A path under a file (`/etc/hostname/backups`) is the same mistake as a file.
-        if e.kind() == std::io::ErrorKind::NotADirectory {
-            let msg = format!(
-                "{} is not a directory (a file is in its path)",
-                dir.display()
-            );
-            return Error::new(Exit::Usage, msg);
-        }
-        Error::new(Exit::Io, format!("cannot create {}: {e}", dir.display()))
-    })
-}
-
-/// The node client from the configuration.
-pub fn kubo(cfg: &Config) -> Result<Kubo, Error> {
-    let mut k = KuboConfig::new(&cfg.ipfs_api_url, cfg.ipfs_api_auth.as_deref()).map_err(|e| {
-        Error::new(
-            Exit::Usage,
-            format!("IPFS_API_URL {:?}: {e}", cfg.ipfs_api_url),
-        )
-    })?;
-    k.call_timeout = Duration::from_secs(cfg.timeout);
-    k.read_timeout = k.call_timeout;
-    Kubo::new(k).map_err(Error::from)
 }
 
 /// The configuration with the pointer path the node actually uses: when `INDEX_POINTER_PATH`
@@ -674,12 +643,6 @@ fn file_size(path: &Path) -> Result<u64, Error> {
     std::fs::metadata(path)
         .map(|m| m.len())
         .map_err(|e| Error::new(Exit::Io, format!("{}: {e}", path.display())))
-}
-
-pub(crate) fn file_name(p: &Path) -> String {
-    p.file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default()
 }
 
 /// `s3://bucket/prefix/` → (`bucket`, `prefix/`).

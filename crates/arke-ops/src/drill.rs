@@ -23,13 +23,13 @@ use std::time::{Duration, Instant};
 use arke_core::backup::{BackupFiles, VerifiedChain, VerifyCarOptions};
 use arke_core::kubo::Kubo;
 use arke_core::{Exit, Progress, RestoreOptions, RestoreReport, RunLock, ShardChoice, human_bytes};
-use serde::{Deserialize, Serialize};
 
 use crate::config::Config;
-use crate::daily::{ensure_dir, file_name, kubo, verify_archive, with_pointer};
+use crate::daily::{verify_archive, with_pointer};
 use crate::fetch::{FetchOptions, fetch, parent_of, plan_chain};
 use crate::job::{Done, Job, disk_of};
-use crate::runs::RunRecord;
+use crate::ops::{ensure_dir, file_name, kubo};
+use crate::runs::{DrillRecord, RunRecord};
 use crate::store::S3Store;
 use arke_core::Error;
 use compare::Compare;
@@ -48,55 +48,6 @@ pub struct DrillOptions {
     pub compare: Compare,
     /// How long the scratch node may take to answer.
     pub start_timeout: Duration,
-}
-
-/// The drill in the run record.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-pub struct DrillRecord {
-    /// `s3://bucket/prefix/` or the local folder.
-    pub source: String,
-    /// The chain's newest archive (file name).
-    pub archive: String,
-    pub chain_length: u64,
-    /// The chain's files together.
-    pub chain_bytes: u64,
-    /// `kubo <binary>` (a temporary repo) or the `--scratch-api` URL.
-    pub scratch: String,
-    pub phases: DrillPhases,
-    /// Entities restored (the scratch node's tips).
-    pub entities: u64,
-    /// Entities whose live tip descends from the restored one (changed since the archive).
-    pub changed_since_archive: u64,
-    /// Live entities the archive does not have.
-    pub created_since_archive: u64,
-    /// `all` or `sample N`.
-    pub compare: String,
-    /// Blocks the newest archive's closure uses.
-    pub blocks_in_archive: u64,
-    pub blocks_compared: u64,
-    /// Compared blocks the live node lacks (logged; the archive holds the only copy).
-    pub blocks_missing_live: u64,
-    /// download + verify + import + tips, seconds.
-    pub rto_secs: f64,
-    pub rto_target_secs: u64,
-}
-
-/// Seconds per phase. `download`, `verify`, `import` and `tips` make the RTO.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-pub struct DrillPhases {
-    pub download: f64,
-    pub verify: f64,
-    /// The restore's plan, node wait, `dag/import` and pins.
-    pub import: f64,
-    /// The restore's tips, pointer and read-back.
-    pub tips: f64,
-    /// Not in the RTO: the scratch node's start, the restore's own re-verification, the
-    /// comparison with the live node.
-    pub scratch_start: f64,
-    pub restore_reverify: f64,
-    pub compare: f64,
-    /// The RTO.
-    pub total: f64,
 }
 
 /// Runs the drill and returns its record.

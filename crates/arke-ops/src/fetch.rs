@@ -68,7 +68,7 @@ pub async fn list(store: &S3Store) -> Result<Vec<RemoteObject>, Error> {
 
 /// Downloads the archive and its chain into `opts.dest`.
 pub async fn fetch(store: &S3Store, opts: &FetchOptions) -> Result<FetchReport, Error> {
-    crate::daily::ensure_dir(&opts.dest)?;
+    crate::ops::ensure_dir(&opts.dest)?;
     let newest = match &opts.name {
         Some(n) if is_archive_name(n) => n.clone(),
         Some(n) => {
@@ -121,7 +121,7 @@ pub struct ChainPlan {
 /// downloaded into `dest`, where [`fetch`] then finds them present): names and sizes from the
 /// listing. A member missing in S3 is [`fetch`]'s error (exit 1).
 pub async fn plan_chain(store: &S3Store, dest: &Path) -> Result<ChainPlan, Error> {
-    crate::daily::ensure_dir(dest)?;
+    crate::ops::ensure_dir(dest)?;
     let all = store.s3().list().await.map_err(remote)?;
     let size = |n: &str| all.iter().find(|o| o.name == n).map(|o| o.size);
     let newest = newest_complete(store).await?;

@@ -29,10 +29,11 @@ use arke_core::{Exit, Progress, human_bytes};
 
 use crate::config::Config;
 use crate::daily::{
-    ARCHIVE_LOCK, ArchiveStore, archive_record, ensure_dir, export_step, file_name, kubo,
-    pointer_snapshot, upload_step, verify_step, with_pointer,
+    ARCHIVE_LOCK, ArchiveStore, archive_record, export_step, pointer_snapshot, upload_step,
+    verify_step, with_pointer,
 };
 use crate::job::{Done, Job};
+use crate::ops::{ensure_dir, file_name, kubo};
 use crate::runs::{ArchiveRecord, RunRecord, SnapshotRecord, UploadRecord};
 use arke_core::Error;
 

@@ -15,6 +15,8 @@
 //! | [`bucket_archives`] | the archives in the bucket: calendar retention (`S3_RETENTION=1`), Object Lock extension |
 //! | [`status`]  | DR status: local facts, node and S3, checked against thresholds (`dr-status`) |
 //! | [`notify`]  | notifications: healthchecks.io heartbeats and a JSON webhook, bounded and harmless |
+//! | [`ops`]     | helpers the jobs and the status share: folders, file names, the node client |
+//! | [`thresholds`] | the limits the status checks against, read by the configuration |
 //! | [`metrics`] | the status as a Prometheus text file for node_exporter, written by every job |
 #![allow(clippy::result_large_err)]
 
@@ -27,7 +29,9 @@ pub mod hourly;
 pub mod job;
 pub mod metrics;
 pub mod notify;
+pub mod ops;
 pub mod runs;
 pub mod status;
 pub mod store;
+pub mod thresholds;
 pub mod weekly;

@@ -77,7 +77,7 @@ pub struct RunRecord {
     pub alert: Option<String>,
     /// What a restore drill restored, compared and measured (restore-drill).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub drill: Option<crate::drill::DrillRecord>,
+    pub drill: Option<DrillRecord>,
     /// The job is off by configuration, and why (restore-drill without a Kubo binary): the run
     /// did nothing, its steps recorded as skipped. Not a success: never the last-success record.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -359,6 +359,55 @@ fn history_lock(dir: &Path, job: &str) -> std::io::Result<std::fs::File> {
     let _ = file.set_permissions(std::fs::Permissions::from_mode(0o644));
     file.lock()?;
     Ok(file)
+}
+
+/// The drill in the run record.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct DrillRecord {
+    /// `s3://bucket/prefix/` or the local folder.
+    pub source: String,
+    /// The chain's newest archive (file name).
+    pub archive: String,
+    pub chain_length: u64,
+    /// The chain's files together.
+    pub chain_bytes: u64,
+    /// `kubo <binary>` (a temporary repo) or the `--scratch-api` URL.
+    pub scratch: String,
+    pub phases: DrillPhases,
+    /// Entities restored (the scratch node's tips).
+    pub entities: u64,
+    /// Entities whose live tip descends from the restored one (changed since the archive).
+    pub changed_since_archive: u64,
+    /// Live entities the archive does not have.
+    pub created_since_archive: u64,
+    /// `all` or `sample N`.
+    pub compare: String,
+    /// Blocks the newest archive's closure uses.
+    pub blocks_in_archive: u64,
+    pub blocks_compared: u64,
+    /// Compared blocks the live node lacks (logged; the archive holds the only copy).
+    pub blocks_missing_live: u64,
+    /// download + verify + import + tips, seconds.
+    pub rto_secs: f64,
+    pub rto_target_secs: u64,
+}
+
+/// Seconds per phase. `download`, `verify`, `import` and `tips` make the RTO.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct DrillPhases {
+    pub download: f64,
+    pub verify: f64,
+    /// The restore's plan, node wait, `dag/import` and pins.
+    pub import: f64,
+    /// The restore's tips, pointer and read-back.
+    pub tips: f64,
+    /// Not in the RTO: the scratch node's start, the restore's own re-verification, the
+    /// comparison with the live node.
+    pub scratch_start: f64,
+    pub restore_reverify: f64,
+    pub compare: f64,
+    /// The RTO.
+    pub total: f64,
 }
 
 #[cfg(test)]

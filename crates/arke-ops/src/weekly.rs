@@ -18,8 +18,9 @@ use arke_core::snapshot::{VerifyOptions, verify};
 use arke_core::{Exit, RunLock};
 
 use crate::config::Config;
-use crate::daily::{ensure_dir, file_name, kubo, pointer_snapshot, verify_archive, with_pointer};
+use crate::daily::{pointer_snapshot, verify_archive, with_pointer};
 use crate::job::{Done, Job, disk_of};
+use crate::ops::{ensure_dir, file_name, kubo};
 use crate::runs::{ArchiveRecord, RunRecord, SnapshotRecord};
 use arke_core::Error;
 

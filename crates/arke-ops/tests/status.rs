@@ -11,7 +11,8 @@ use arke_core::kubo::{Kubo, KuboConfig};
 use arke_core::model::{BackupMeta, SnapshotMeta};
 use arke_core::{LockOutcome, RunLock};
 use arke_ops::config::{Config, Settings};
-use arke_ops::drill::{DrillRecord, OFF};
+use arke_ops::drill::OFF;
+use arke_ops::runs::DrillRecord;
 use arke_ops::runs::{RunRecord, RunStatus, UploadRecord};
 use arke_ops::status::{
     self, Inputs, NoRemote, NodeState, RemoteProbe, Severity, Status, Thresholds, page,

@@ -68,7 +68,7 @@ async fn chain_walk_alone(
             .map(arke_core::ipld::parse_cid)
             .transpose()
     };
-    let mut walk = arke_core::ChainWalk::new(&source, parse(head)?, parse(stop)?);
+    let mut walk = arke_core::EventWalk::new(&source, parse(head)?, parse(stop)?);
     while walk.next().await?.is_some() {}
     Ok(walk.walked())
 }

@@ -1,15 +1,15 @@
-//! Backups: the archive descriptor, export-car, verify-car, and the backups folder.
+//! Backups: export-car, verify-car, an archive's lineage, and the backups folder.
 
-pub(crate) mod chain;
-pub(crate) mod descriptor;
 mod export;
 mod files;
 mod held;
+pub(crate) mod lineage;
+mod prune;
 pub mod retention;
 pub(crate) mod verify;
 
-pub use chain::{ChainPolicy, newest_parent};
-pub use descriptor::{Descriptor, MAX_LISTED_MISSING};
+pub use lineage::{ChainPolicy, newest_parent};
+
 pub use export::{
     ArchiveKind, ChainSummary, ExportOptions, ExportPlan, ExportReport, Incremental,
     apply_retention, dry_run, export, plan_retention,

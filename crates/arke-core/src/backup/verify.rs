@@ -11,8 +11,9 @@ use std::sync::Mutex;
 use cid::Cid;
 use serde::{Deserialize, Serialize};
 
-use super::chain;
 use super::files::{BackupFiles, meta_path};
+use super::lineage;
+use crate::blocks::BlockSource;
 use crate::car::{CarIndex, ChainSource, ReaderOptions, ScanOptions, ScanReport};
 use crate::closure::walk::{self, Discard};
 use crate::closure::{Closure, ClosureOptions, ClosureReport, RootKind};
@@ -20,7 +21,6 @@ use crate::ipld::{self, same_block};
 use crate::model::{BackupMeta, Manifest};
 use crate::report::{Finding, FindingKind, Severity};
 use crate::report::{Progress, Unit};
-use crate::source::BlockSource;
 
 mod trust;
 
@@ -234,7 +234,7 @@ pub struct VerifiedChain {
     pub indexes: Vec<CarIndex>,
     /// For a chain checked in full: the keys of the blocks the newest archive's closure uses
     /// (the parents also hold blocks of older states).
-    pub used: Option<crate::closure::KeySet>,
+    pub used: Option<crate::blocks::KeySet>,
     /// A parent that is not what its child names, or is damaged: its verification stamp (if
     /// any) no longer holds.
     pub bad_parent: Option<PathBuf>,
@@ -529,7 +529,7 @@ fn quick_root(report: &mut CarReport, index: &CarIndex, root: Cid) {
     let Ok(v) = ipld::decode(&root, &data) else {
         return;
     };
-    if let Ok(d) = super::Descriptor::from_ipld(&v) {
+    if let Ok(d) = crate::model::Descriptor::from_ipld(&v) {
         report.root_kind = Some(RootKind::Descriptor);
         report.snapshot_cid = Some(d.snapshot.to_string());
         check_partial(report, &d);
@@ -548,7 +548,7 @@ async fn parents(
     opts: &VerifyCarOptions,
     progress: &Progress,
 ) -> Result<(), String> {
-    let Ok(own) = chain::read_descriptor(path) else {
+    let Ok(own) = lineage::read_descriptor(path) else {
         return Ok(()); // legacy or damaged: verified as a single archive.
     };
     if own.descriptor.chain.is_none() {
@@ -559,7 +559,7 @@ async fn parents(
         Some(d) => d.clone(),
         None => path.parent().map(Path::to_path_buf).unwrap_or_default(),
     };
-    let members = chain::resolve(path, &dir).map_err(|e| {
+    let members = lineage::resolve(path, &dir).map_err(|e| {
         if e.path() != path {
             v.bad_parent = Some(e.path().to_path_buf());
         }
@@ -656,7 +656,7 @@ struct Walked<'a> {
 /// chain, the keys the closure used go to `used`.
 async fn conclude<S: BlockSource>(
     report: &mut CarReport,
-    used_keys: &mut Option<crate::closure::KeySet>,
+    used_keys: &mut Option<crate::blocks::KeySet>,
     walked: Walked<'_>,
     source: &S,
     opts: &VerifyCarOptions,
@@ -772,7 +772,7 @@ pub fn update_stamps(v: &VerifiedChain, tool: &str) -> std::io::Result<StampChan
     }
     for p in stale {
         // The index goes with its stamp: a later verification trusts neither.
-        for side in [chain::stamp_path(p), crate::car::index_path(p)] {
+        for side in [lineage::stamp_path(p), crate::car::index_path(p)] {
             if side.exists() {
                 std::fs::remove_file(&side)?;
                 change.removed.push(side);
@@ -809,8 +809,8 @@ pub fn update_stamps(v: &VerifiedChain, tool: &str) -> std::io::Result<StampChan
         }
         None => None,
     };
-    let stamp = chain::Stamp {
-        schema: chain::STAMP_V1.into(),
+    let stamp = lineage::Stamp {
+        schema: lineage::STAMP_V1.into(),
         file: name(car),
         sha256: sha256.clone(),
         size: r.scan.file_size,
@@ -818,11 +818,11 @@ pub fn update_stamps(v: &VerifiedChain, tool: &str) -> std::io::Result<StampChan
         verified_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         tool: tool.to_owned(),
         chain: v.members.iter().map(|p| name(p)).collect(),
-        mtime_ns: Some(chain::mtime_ns(car)?),
+        mtime_ns: Some(lineage::mtime_ns(car)?),
         index_sha256,
     };
-    chain::write_stamp(car, &stamp)?;
-    change.written = Some(chain::stamp_path(car));
+    lineage::write_stamp(car, &stamp)?;
+    change.written = Some(lineage::stamp_path(car));
     Ok(change)
 }
 
@@ -830,7 +830,7 @@ pub fn update_stamps(v: &VerifiedChain, tool: &str) -> std::io::Result<StampChan
 const MAX_NAMED: usize = 10;
 
 /// A salvage archive (`--allow-missing`) never verifies, in the quick check as in the full one.
-fn check_partial(report: &mut CarReport, d: &super::Descriptor) {
+fn check_partial(report: &mut CarReport, d: &crate::model::Descriptor) {
     report.partial = Some(d.partial);
     if d.partial {
         let msg = format!(

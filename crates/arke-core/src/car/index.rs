@@ -19,11 +19,9 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::{Block, CARV2_PRAGMA, CarError, CarHeader, CarReader, ReaderOptions};
-use crate::closure::walk::KnownSize;
-use crate::closure::{KeyMap, block_key};
+use crate::blocks::{BlockSource, KeyMap, KnownSize, SourceError, block_key};
 use crate::ipld::{self, HashCheck};
 use crate::report::Task;
-use crate::source::{BlockSource, SourceError};
 
 /// How a block fared in the scan.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256};
 
 use super::CarIndex;
-use crate::closure::BlockKey;
+use crate::blocks::BlockKey;
 
 /// The first 8 bytes of every index file.
 pub const MAGIC: &[u8; 8] = b"ARKEIDX\0";
@@ -275,8 +275,8 @@ fn decode_hex32(s: &str) -> Option<[u8; 32]> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::blocks::block_key;
     use crate::car::{ScanOptions, encode_header_v1, section_prefix};
-    use crate::closure::block_key;
     use crate::ipld;
 
     /// A small archive of `n` raw blocks and one dag-cbor root; its path and CIDs.

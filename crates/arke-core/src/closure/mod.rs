@@ -25,7 +25,6 @@
 //! against their CIDs) in any order, and takes from it the blocks still wanted. Memory is the
 //! visited set (16 bytes a block) plus the frontier of wanted blocks.
 
-mod key;
 pub(crate) mod walk;
 
 use std::borrow::Cow;
@@ -37,13 +36,13 @@ use cid::Cid;
 use ipld_core::ipld::Ipld;
 use serde::{Deserialize, Serialize};
 
-pub use key::{BlockKey, KeyMap, KeySet, block_key};
+use crate::blocks::{BlockKey, KeyMap, KeySet, block_key};
 
-use crate::backup::descriptor::{Descriptor, is_descriptor};
+use crate::blocks::SourceError;
 use crate::ipld::{self, same_block};
+use crate::model::descriptor::{Descriptor, is_descriptor};
 use crate::model::{ChainNode, Manifest, Snapshot, SnapshotChunk, SnapshotEntry, SnapshotNode};
 use crate::shard::EntityId;
-use crate::source::SourceError;
 
 /// What a block is, for messages and counts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -685,7 +684,7 @@ impl Closure {
                         RoleKind::SnapshotChunk
                     };
                     for (i, c) in node.children.iter().enumerate() {
-                        let n = want.role.n * crate::snapshot::format::FANOUT as u64 + i as u64;
+                        let n = want.role.n * crate::model::layout::FANOUT as u64 + i as u64;
                         self.want(*c, Role::new(kind, n), true);
                     }
                 }

@@ -10,10 +10,10 @@ use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 
 use super::{Closure, Want};
-use crate::chain::{ChainError, ChainWalk};
+use crate::blocks::{BlockSource, KnownSize, SourceError};
+use crate::events::{EventError, EventWalk};
 use crate::kubo::KuboError;
 use crate::report::Task;
-use crate::source::{BlockSource, SourceError};
 
 /// Why a walk was abandoned (as opposed to finding missing blocks, which it records).
 #[derive(Debug, thiserror::Error)]
@@ -45,15 +45,6 @@ impl Sink for Discard {
         Ok(())
     }
 }
-
-/// A source that may already know a block is present and verified, so a leaf need not be read.
-pub trait KnownSize {
-    fn known_size(&self, _cid: &Cid) -> Option<u64> {
-        None
-    }
-}
-
-impl KnownSize for crate::source::NodeSource {}
 
 pub fn lock_closure(c: &Mutex<Closure>) -> std::sync::MutexGuard<'_, Closure> {
     // A panic while holding the lock would be a bug in the engine; its state is still a set
@@ -151,7 +142,7 @@ where
     let Some((head, _)) = head else {
         return Ok(());
     };
-    let mut walk = ChainWalk::new(src, Some(head), stop);
+    let mut walk = EventWalk::new(src, Some(head), stop);
     let mut n = 0u64;
     let result = loop {
         match walk.next().await {
@@ -164,7 +155,7 @@ where
                 n += 1;
             }
             Ok(None) => break Ok(()),
-            Err(ChainError::Fetch {
+            Err(EventError::Fetch {
                 cid,
                 source: SourceError::Node(source),
                 ..
@@ -175,7 +166,7 @@ where
                     source,
                 });
             }
-            Err(ChainError::Fetch { cid, source, .. }) => {
+            Err(EventError::Fetch { cid, source, .. }) => {
                 break Err((
                     cid,
                     n,
@@ -183,11 +174,11 @@ where
                     true,
                 ));
             }
-            Err(e @ ChainError::Decode { cid, .. }) => break Err((cid, n, e.to_string(), false)),
-            Err(e @ ChainError::Cycle { cid, .. }) => break Err((cid, n, e.to_string(), false)),
+            Err(e @ EventError::Decode { cid, .. }) => break Err((cid, n, e.to_string(), false)),
+            Err(e @ EventError::Cycle { cid, .. }) => break Err((cid, n, e.to_string(), false)),
         }
     };
-    let stopped = walk.end() == Some(crate::chain::WalkEnd::Stop);
+    let stopped = walk.end() == Some(crate::events::WalkEnd::Stop);
     lock_closure(closure).end_events(result, stopped);
     Ok(())
 }

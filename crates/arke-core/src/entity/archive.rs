@@ -9,11 +9,10 @@ use bytes::Bytes;
 use cid::Cid;
 use serde::{Deserialize, Serialize};
 
-use crate::backup::chain::{ChainError, Member, resolve};
+use crate::backup::lineage::{ChainError, Member, resolve};
+use crate::blocks::{BlockSource, KnownSize, SourceError, verified};
 use crate::car::{CarIndex, ScanOptions};
-use crate::closure::walk::KnownSize;
 use crate::report::{Exit, Failure, Progress, Unit};
-use crate::source::{BlockSource, SourceError, verified};
 
 /// A chain of archives, base first, the newest last.
 #[derive(Debug)]

@@ -209,7 +209,7 @@ impl Differ {
 /// One side of a diff: the state of `snapshot` (with the live-state chunks `live`, empty for
 /// a bare snapshot) read from `src`, sorted on disk. Returns the sorted side and its entity
 /// count.
-pub async fn sort_state<S: crate::source::BlockSource>(
+pub async fn sort_state<S: crate::blocks::BlockSource>(
     src: &S,
     snapshot: cid::Cid,
     live: &[cid::Cid],

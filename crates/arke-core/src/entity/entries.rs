@@ -7,11 +7,11 @@ use std::collections::{BTreeMap, VecDeque};
 use cid::Cid;
 use serde::{Deserialize, Serialize};
 
+use crate::blocks::BlockSource;
 use crate::ipld;
 use crate::model::{Manifest, Snapshot, SnapshotEntry};
 use crate::snapshot::legacy::ChunkCursor;
 use crate::snapshot::load::{LoadError, fetch_chunk, fetch_chunks, load, load_header};
-use crate::source::BlockSource;
 
 /// The entries of one snapshot, chunk by chunk. A v4 snapshot streams (one path down its
 /// chunk tree); the older schemas, bounded by their era (a few thousand entities), are read

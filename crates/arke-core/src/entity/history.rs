@@ -6,12 +6,12 @@ use std::collections::HashSet;
 use cid::Cid;
 use serde::{Deserialize, Serialize};
 
-use crate::chain::{ChainError, ChainWalk, WalkEnd};
+use crate::blocks::{BlockSource, SourceError};
+use crate::events::{EventError, EventWalk, WalkEnd};
 use crate::ipld::{self, same_block};
 use crate::kubo::KuboError;
 use crate::model::Manifest;
 use crate::report::{Finding, FindingKind, Severity};
-use crate::source::{BlockSource, SourceError};
 
 /// One version of an entity.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -61,7 +61,7 @@ pub async fn versions<S: BlockSource>(
             None if out.list.is_empty() => format!("entity {id} tip manifest"),
             None => format!("entity {id} manifest {} back", out.list.len()),
         };
-        if !seen.insert(crate::closure::block_key(&cid)) {
+        if !seen.insert(crate::blocks::block_key(&cid)) {
             let msg = format!("{role} {cid}: the version chain loops");
             findings.push(finding(FindingKind::Undecodable, &cid, role, msg));
             return Ok(out);
@@ -191,7 +191,7 @@ pub async fn events<S: BlockSource>(
         end: EventsEnd::NoHead,
         naming: Vec::new(),
     };
-    let mut walk = ChainWalk::new(src, head, None);
+    let mut walk = EventWalk::new(src, head, None);
     loop {
         if out.walked >= max_events {
             out.end = EventsEnd::Bound;
@@ -205,15 +205,15 @@ pub async fn events<S: BlockSource>(
                 }
                 break;
             }
-            Err(ChainError::Fetch {
+            Err(EventError::Fetch {
                 source: SourceError::Node(e),
                 ..
             }) => return Err(e),
             Err(e) => {
                 let cid = match &e {
-                    ChainError::Fetch { cid, .. }
-                    | ChainError::Decode { cid, .. }
-                    | ChainError::Cycle { cid, .. } => *cid,
+                    EventError::Fetch { cid, .. }
+                    | EventError::Decode { cid, .. }
+                    | EventError::Cycle { cid, .. } => *cid,
                 };
                 let role = format!("event {} from the head", out.walked);
                 let msg = format!("the event chain breaks before entity {id}'s creation: {e}");

@@ -3,7 +3,7 @@
 //! in it, two states compared).
 //!
 //! Operations over the walks: the closure walk ([`crate::closure`]) names every block with its
-//! role, the event-chain walk ([`crate::chain`]) finds the events naming an entity, the
+//! role, the event-chain walk ([`crate::events`]) finds the events naming an entity, the
 //! snapshot's entries are streamed chunk by chunk ([`entries`]), and an archive chain is read
 //! through its CAR indexes ([`archive`]).
 

@@ -11,12 +11,12 @@ use serde::{Deserialize, Serialize};
 use super::archive::ArchiveChain;
 use super::entries::{StateStream, TipSource};
 use super::history::{Events, Versions, events, versions};
+use crate::blocks::{BlockSource, KnownSize, NodeSource};
 use crate::closure::Closure;
-use crate::closure::walk::{Discard, KnownSize, WalkError, drain};
+use crate::closure::walk::{Discard, WalkError, drain};
 use crate::kubo::{Kubo, KuboError};
 use crate::report::{Finding, FindingKind, Progress, Severity, Unit};
 use crate::shard::{EntityId, INDEX_ROOT, ShardRule, TEST_INDEX_ROOT};
-use crate::source::{BlockSource, NodeSource};
 
 /// Settings of a check.
 #[derive(Debug, Clone)]
@@ -233,7 +233,7 @@ async fn node_tip(
             Err(KuboError::NotFound { .. }) => continue,
             Err(e) => return Err(e),
         };
-        let tip = crate::index::tip_of(&bytes);
+        let tip = crate::tips::tip_of(&bytes);
         check.tip_files.push(TipFileInfo {
             rule: rule.name().into(),
             path: path.clone(),

@@ -16,8 +16,10 @@
 //! An unknown `schema` is a typed error naming the schema string; a known schema missing a
 //! required field is an error naming the field.
 
+pub(crate) mod descriptor;
 mod event;
 mod fields;
+pub(crate) mod layout;
 mod link;
 mod manifest;
 mod meta;
@@ -28,6 +30,7 @@ mod snapshot;
 #[cfg(test)]
 mod tests;
 
+pub use descriptor::{Descriptor, MAX_LISTED_MISSING};
 pub use event::{ChainEntryV0, ChainEntryV1, ChainNode, Event, EventType};
 #[cfg(test)]
 use link::link_from_ipld;

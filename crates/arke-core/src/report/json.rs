@@ -39,18 +39,6 @@ pub struct ErrorEntry {
     pub role: Option<String>,
 }
 
-impl ErrorEntry {
-    /// The entry for an error that ended a run: its class and its one-line message.
-    pub fn from_error(err: &crate::Error) -> Self {
-        ErrorEntry {
-            kind: err.exit(),
-            message: super::one_line(err),
-            cid: None,
-            role: None,
-        }
-    }
-}
-
 /// The document printed on stdout with `--json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Report<T> {

@@ -10,9 +10,6 @@ mod json;
 mod outcome;
 mod progress;
 
-/// The exit code of an error chain; see [`crate::Error`] (kept under this name for callers that
-/// hold an `anyhow` chain).
-pub use crate::error::chain_exit as classify;
 pub use exit::{Exit, Failure};
 pub use finding::{Finding, FindingKind, Severity};
 pub use json::{ErrorEntry, REPORT_SCHEMA_VERSION, Report, Status};

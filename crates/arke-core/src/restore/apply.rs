@@ -438,7 +438,7 @@ async fn write_tip_files(
             let task = task.clone();
             async move {
                 let current = match kubo.files_read(&path).await {
-                    Ok(b) => crate::index::tip_of(&b).ok(),
+                    Ok(b) => crate::tips::tip_of(&b).ok(),
                     Err(KuboError::NotFound { .. }) => None,
                     Err(e) => {
                         return Err(anyhow::Error::new(e).context(format!("reading {path}")));
@@ -538,7 +538,7 @@ async fn bulk_read(
         if !scanned.insert(r.clone()) {
             continue;
         }
-        match crate::index::scan_tips(kubo, &r, &std::env::temp_dir()).await {
+        match crate::tips::scan_tips(kubo, &r, &std::env::temp_dir()).await {
             Ok(scan) => {
                 for (_, tf) in scan.tips.into_iter().chain(scan.conflicts) {
                     found.insert(tf.path, tf.tip);
@@ -563,7 +563,7 @@ async fn read_tip_files(
             let got = kubo.files_read(&path).await;
             task.inc(1);
             match got {
-                Ok(b) if crate::index::tip_of(&b).is_ok_and(|c| same_block(&c, &tip)) => None,
+                Ok(b) if crate::tips::tip_of(&b).is_ok_and(|c| same_block(&c, &tip)) => None,
                 Ok(b) => Some(format!(
                     "{path} holds {:?}, expected {tip}",
                     String::from_utf8_lossy(&b).trim()

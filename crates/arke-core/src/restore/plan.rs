@@ -12,15 +12,16 @@ use serde::{Deserialize, Serialize};
 use super::{Durations, PathList, RestoreOptions, RestoreReport, TipsMethod, refuse};
 use crate::backup::VerifyCarOptions;
 use crate::backup::verify::{VerifiedChain, verify_chain};
+use crate::blocks::BlockSource;
+use crate::blocks::{KeySet, block_key};
 use crate::car::{CarError, CarIndex, ChainSource};
-use crate::chain::{ChainError, ChainWalk};
-use crate::closure::{ClosureReport, KeySet, block_key};
+use crate::closure::ClosureReport;
+use crate::events::{EventError, EventWalk};
 use crate::ipld::{self, LinkShape, same_block};
 use crate::kubo::{Kubo, KuboError};
 use crate::model::{IndexPointer, Manifest, cid_as_string, opt_cid_as_string};
 use crate::report::{Exit, Progress};
 use crate::shard::{EntityId, ShardRule, TEST_INDEX_ROOT};
-use crate::source::BlockSource;
 
 /// Everything a restore will do, computed before any write: what is imported and how it is
 /// pinned, every tip, what each existing path becomes, and the pointer.
@@ -459,7 +460,7 @@ pub(crate) async fn newest_events<S: BlockSource>(
 ) -> Vec<(String, Cid)> {
     let mut newest = Vec::new();
     let mut seen_ids = HashSet::new();
-    let mut walk = ChainWalk::new(src, head, stop);
+    let mut walk = EventWalk::new(src, head, stop);
     loop {
         match walk.next().await {
             Ok(Some(ev)) => {
@@ -470,7 +471,7 @@ pub(crate) async fn newest_events<S: BlockSource>(
                 }
             }
             Ok(None) => break,
-            Err(ChainError::Fetch { cid, .. }) => {
+            Err(EventError::Fetch { cid, .. }) => {
                 warnings.push(format!("replay: the archived event chain ends at {cid}"));
                 break;
             }
@@ -673,7 +674,7 @@ async fn inspect_node(
     let marker = marker_path(&opts.pointer_path);
     let (resumed, other_marker) = match kubo.files_read(&marker).await {
         Ok(b) => {
-            let ours = crate::index::tip_of(&b).is_ok_and(|c| same_block(&c, &root));
+            let ours = crate::tips::tip_of(&b).is_ok_and(|c| same_block(&c, &root));
             (ours, !ours)
         }
         Err(KuboError::NotFound { .. }) => (false, false),
@@ -721,7 +722,7 @@ async fn read_node_index(kubo: &Kubo, roots: &[String]) -> anyhow::Result<NodeIn
             continue;
         }
         found.has_content = true;
-        let scan = crate::index::scan_tips(kubo, r, &std::env::temp_dir())
+        let scan = crate::tips::scan_tips(kubo, r, &std::env::temp_dir())
             .await
             .with_context(|| format!("reading the tips under {r}"))?;
         for (id, tf) in scan.tips {

@@ -23,8 +23,8 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 use super::load::{LoadError, fetch_chunk, fetch_node, load};
+use crate::blocks::BlockSource;
 use crate::model::{Snapshot, SnapshotEntry, SnapshotV4};
-use crate::source::BlockSource;
 
 /// Chunks read ahead of the one being written (each at most ~1 MiB).
 const READ_AHEAD: usize = 4;
@@ -223,9 +223,9 @@ mod tests {
     use bytes::Bytes;
 
     use super::*;
+    use crate::blocks::SourceError;
     use crate::ipld::{self, DAG_CBOR};
-    use crate::snapshot::format::{chunk_block, header_block, node_block};
-    use crate::source::SourceError;
+    use crate::model::layout::{chunk_block, header_block, node_block};
 
     /// Blocks in memory; `fail` is a CID that reads as missing (a node losing it mid-stream).
     #[derive(Default)]

@@ -7,9 +7,9 @@ use std::collections::HashSet;
 use cid::Cid;
 use futures::StreamExt;
 
+use crate::blocks::{BlockSource, SourceError};
 use crate::ipld;
 use crate::model::{ModelError, Snapshot, SnapshotChunk, SnapshotEntry, SnapshotNode, SnapshotV4};
-use crate::source::{BlockSource, SourceError};
 
 /// Why a snapshot could not be read.
 #[derive(Debug, thiserror::Error)]

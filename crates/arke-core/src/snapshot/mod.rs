@@ -2,7 +2,6 @@
 //! `arke/snapshot@v4` (see `docs/formats.md`).
 
 mod build;
-pub(crate) mod format;
 pub(crate) mod legacy;
 pub(crate) mod load;
 mod prune;

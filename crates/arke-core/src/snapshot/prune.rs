@@ -32,12 +32,12 @@ use anyhow::Context;
 use cid::Cid;
 use serde::{Deserialize, Serialize};
 
-use crate::closure::{KeySet, block_key};
+use crate::blocks::{KeySet, block_key};
+use crate::blocks::{NodeSource, SourceError};
 use crate::fsutil::RunLock;
 use crate::kubo::{Kubo, KuboError, PinKind, RepoStat};
 use crate::model::{Snapshot, SnapshotMeta};
 use crate::report::{Exit, Failure};
-use crate::source::{NodeSource, SourceError};
 
 use super::load::{LoadError, load_header, v4_tree};
 

@@ -17,9 +17,9 @@ use cid::Cid;
 use serde::{Deserialize, Serialize};
 
 use super::load::load_header;
+use crate::blocks::BlockSource;
 use crate::fsutil::atomic_write;
 use crate::model::{IndexPointer, SNAPSHOT_V4, Snapshot};
-use crate::source::BlockSource;
 
 /// The marker's file name in the snapshots folder: dot-named, so the legacy scripts' globs
 /// (`snapshot-*.json`, `latest.json`) and prune-snapshots never touch it.

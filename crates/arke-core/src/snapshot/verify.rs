@@ -9,15 +9,15 @@ use cid::Cid;
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 
-use super::format::MAX_BLOCK;
 use super::load::{Loaded, load};
-use crate::index::{TipScan, scan_tips};
+use crate::blocks::{BlockSource, NodeSource, SourceError};
 use crate::ipld::{self, same_block};
 use crate::kubo::Kubo;
+use crate::model::layout::MAX_BLOCK;
 use crate::model::{Manifest, Snapshot};
 use crate::report::{Progress, Unit};
 use crate::shard::{EntityId, INDEX_ROOT, TEST_INDEX_ROOT};
-use crate::source::{BlockSource, NodeSource, SourceError};
+use crate::tips::{TipScan, scan_tips};
 
 /// At most this many findings are listed (all are counted).
 pub const MAX_FINDINGS: usize = 1000;

@@ -15,7 +15,6 @@ use std::path::{Path, PathBuf};
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
 
-use super::send::Delivery;
 use crate::status::Severity;
 
 fn dir(state_dir: &Path) -> PathBuf {
@@ -32,6 +31,20 @@ fn delivered_path(state_dir: &Path) -> PathBuf {
 
 fn now() -> String {
     crate::job::rfc3339(Utc::now())
+}
+
+/// What became of one notification (in the run record and `--json`; never the URL).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Delivery {
+    /// `heartbeat` or `webhook`.
+    pub channel: String,
+    /// `start`, `finish` (heartbeat) or the event (webhook).
+    pub what: String,
+    pub delivered: bool,
+    pub tries: u32,
+    /// Why it failed (HTTP status, timeout, connection), never the URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// Logs a delivery and leaves its trace in the ledger.

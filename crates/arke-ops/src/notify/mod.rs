@@ -24,9 +24,9 @@ mod settings;
 
 use serde::{Deserialize, Serialize};
 
-pub use ledger::{NotifyFacts, StatusMemory, notify_facts};
+pub use ledger::{Delivery, NotifyFacts, StatusMemory, notify_facts};
 pub use report::{job_events, job_finished, status_checked, status_event};
-pub use send::{Delivery, Notifier};
+pub use send::Notifier;
 pub use settings::{
     DEFAULT_NOTIFY_ON, Event, EventSet, HEARTBEAT_JOBS, NotifySettings, Secret, secret_names,
 };

@@ -5,8 +5,8 @@ use std::path::Path;
 
 use chrono::Utc;
 
-use super::ledger::StatusMemory;
-use super::send::{Delivery, Notifier};
+use super::ledger::{Delivery, StatusMemory};
+use super::send::Notifier;
 use super::settings::Event;
 use super::{MAX_BODY, NOTIFICATION_SCHEMA, Notification};
 use crate::job::rfc3339;

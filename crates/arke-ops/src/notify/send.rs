@@ -8,24 +8,10 @@ use std::time::Duration;
 
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
-use serde::{Deserialize, Serialize};
 
+use super::ledger::{self, Delivery};
 use super::settings::{NotifySettings, Secret};
-use super::{MAX_BODY, Notification, ledger};
-
-/// What became of one notification (in the run record and `--json`; never the URL).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct Delivery {
-    /// `heartbeat` or `webhook`.
-    pub channel: String,
-    /// `start`, `finish` (heartbeat) or the event (webhook).
-    pub what: String,
-    pub delivered: bool,
-    pub tries: u32,
-    /// Why it failed (HTTP status, timeout, connection), never the URL.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-}
+use super::{MAX_BODY, Notification};
 
 /// Sends one job's (or dr-status's) notifications.
 #[derive(Debug)]

@@ -8,12 +8,13 @@ use arke_core::snapshot::PublishedMarker;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
+use super::time::{age, mtime, parse_time, rfc3339};
 use super::{
     ArchiveFacts, DiskFacts, Facts, OffhostFacts, Problem, RunFacts, RunSummary, SnapshotFacts,
     UploadFacts, UploadSetting,
 };
 use crate::config::Config;
-use crate::daily::file_name;
+use crate::ops::file_name;
 use crate::runs::{RunRecord, UploadRecord};
 
 /// The jobs whose run records are read, in the order they are shown.
@@ -355,28 +356,6 @@ pub(super) fn used_ratio(used: u64, avail: u64) -> f64 {
 /// The stamp in `arke-{seq}-{YYYYMMDD-HHMMSS}[-n].car` (UTC), as the core reads it.
 pub(super) fn name_stamp(name: &str) -> Option<DateTime<Utc>> {
     arke_core::backup::ArchiveName::parse(name)?.stamp
-}
-
-pub(super) fn parse_time(s: &str) -> Option<DateTime<Utc>> {
-    DateTime::parse_from_rfc3339(s.trim())
-        .ok()
-        .map(|t| t.with_timezone(&Utc))
-}
-
-pub(super) fn mtime(path: &Path) -> Option<DateTime<Utc>> {
-    std::fs::metadata(path)
-        .and_then(|m| m.modified())
-        .ok()
-        .map(DateTime::<Utc>::from)
-}
-
-pub(super) fn rfc3339(t: DateTime<Utc>) -> String {
-    t.format("%Y-%m-%dT%H:%M:%SZ").to_string()
-}
-
-/// Seconds since `t` (negative when `t` is in the future: a clock problem the table shows).
-pub(super) fn age(t: DateTime<Utc>, now: DateTime<Utc>) -> i64 {
-    now.timestamp() - t.timestamp()
 }
 
 #[cfg(test)]

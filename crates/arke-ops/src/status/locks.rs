@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, Utc};
 
 use super::LockFacts;
-use super::local::{age, mtime, parse_time, rfc3339};
+use super::time::{age, mtime, parse_time, rfc3339};
 use crate::config::Config;
 
 /// Which folder a lock file is in.

@@ -15,7 +15,8 @@ use std::path::Path;
 use arke_core::human_bytes;
 use chrono::{DateTime, Utc};
 
-use super::local::{JOBS, parse_time};
+use super::local::JOBS;
+use super::time::parse_time;
 use super::{
     Facts, LockFacts, NodeState, RunSummary, Severity, Status, Thresholds, UploadSetting,
     format_age,

@@ -7,9 +7,9 @@ use std::collections::HashSet;
 use cid::Cid;
 use futures::StreamExt;
 
-use crate::chain::{ChainError, ChainWalk};
+use crate::blocks::{BlockSource, NodeSource, SourceError};
+use crate::events::{EventError, EventWalk};
 use crate::shard::EntityId;
-use crate::source::{BlockSource, NodeSource, SourceError};
 
 /// (CID, reason) of every event naming an invalid entity id, and of every event tip that is
 /// not a manifest of the entity its event names or that the node cannot give (absent,
@@ -25,13 +25,13 @@ pub(super) async fn untrusted_events(
     let mut skipped = Vec::new();
     let mut tips: Vec<(u64, String, Cid)> = Vec::new();
     let mut seen = HashSet::new();
-    let mut walk = ChainWalk::new(source, head, stop);
+    let mut walk = EventWalk::new(source, head, stop);
     let mut n = 0u64;
     loop {
         let ev = match walk.next().await {
             Ok(Some(ev)) => ev,
             Ok(None) => break,
-            Err(ChainError::Fetch {
+            Err(EventError::Fetch {
                 source: SourceError::Node(e),
                 ..
             }) => return Err(e.into()),

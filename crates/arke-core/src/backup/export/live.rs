@@ -5,10 +5,10 @@ use std::collections::BTreeMap;
 
 use cid::Cid;
 
+use crate::blocks::{BlockSource, NodeSource};
 use crate::ipld;
 use crate::kubo::Kubo;
 use crate::model::Snapshot;
-use crate::source::{BlockSource, NodeSource};
 
 /// The live state an export captures beside the snapshot.
 #[derive(Debug, Default)]
@@ -41,7 +41,7 @@ pub(super) async fn capture_live(
         _ => None,
     };
     let diff = match old_index {
-        Some(old) => crate::index::diff_tips(kubo, root, old, concurrency).await?,
+        Some(old) => crate::tips::diff_tips(kubo, root, old, concurrency).await?,
         None => None,
     };
     let (index_cid, mut tips, bad) = match diff {
@@ -60,7 +60,7 @@ pub(super) async fn capture_live(
             (d.root_cid, tips, d.bad)
         }
         None => {
-            let scan = crate::index::scan_tips(kubo, root, &std::env::temp_dir()).await?;
+            let scan = crate::tips::scan_tips(kubo, root, &std::env::temp_dir()).await?;
             let loaded = crate::snapshot::load(source, snapshot).await?;
             let known: std::collections::HashMap<&str, Cid> = loaded
                 .entries
@@ -103,10 +103,10 @@ pub(super) async fn capture_live(
         .collect();
     let mut chunks = Vec::new();
     for (i, group) in entries
-        .chunks(crate::snapshot::format::CHUNK_ENTRIES)
+        .chunks(crate::model::layout::CHUNK_ENTRIES)
         .enumerate()
     {
-        chunks.push(crate::snapshot::format::chunk_block(i as u64, group)?);
+        chunks.push(crate::model::layout::chunk_block(i as u64, group)?);
     }
     if !entries.is_empty() {
         tracing::info!(
@@ -136,7 +136,7 @@ async fn trusted(
         futures::stream::iter(tips.into_iter().map(|(id, tip)| async move {
             let verdict = match source.get(&tip).await {
                 Ok(data) => manifest_of(&id, &tip, &data),
-                Err(crate::source::SourceError::Node(e)) => return Err(e),
+                Err(crate::blocks::SourceError::Node(e)) => return Err(e),
                 Err(e) => Err(e.to_string()),
             };
             Ok((id, tip, verdict))

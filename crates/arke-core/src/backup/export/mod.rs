@@ -18,7 +18,7 @@
 //! temp files; a killed run's temp files (or a `.json` whose `.car` never appeared) are removed
 //! by the next run, which holds the folder's lock.
 //!
-//! `--incremental` (see [`super::chain`] and [`super::held`]): the archive holds only what its
+//! `--incremental` (see [`super::lineage`] and [`super::held`]): the archive holds only what its
 //! parent chain does not. The blocks the chain holds are marked accepted before the walk, so
 //! the walk never fetches them or goes below them, and the event walk stops at the parent's
 //! head; there is no bulk phase (a `dag/export` streams the whole snapshot).
@@ -41,22 +41,22 @@ use cid::Cid;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::chain::{self, ChainPolicy, Parent};
-use super::descriptor::{Descriptor, MAX_LISTED_MISSING, json_to_ipld};
 use super::files::{BackupFiles, LOCK_FILE, meta_path};
 use super::held::{self, Held, HeldError};
+use super::lineage::{self, ChainPolicy, Parent};
 use super::retention::{Decision, Policy};
+use crate::blocks::NodeSource;
 use crate::closure::walk::{self, Sink};
 use crate::closure::{
     Closure, ClosureOptions, ClosureReport, Finding, NameCounts, Offer, Severity,
 };
 use crate::fsutil::RunLock;
 use crate::kubo::Kubo;
+use crate::model::descriptor::{Descriptor, MAX_LISTED_MISSING, json_to_ipld};
+use crate::model::layout::MAX_BLOCK;
 use crate::model::{BackupMeta, CidCounts, Snapshot};
 use crate::pointer::ReadPointer;
 use crate::report::{Exit, Failure, Progress, Unit};
-use crate::snapshot::format::MAX_BLOCK;
-use crate::source::NodeSource;
 
 mod bulk;
 mod events;
@@ -309,7 +309,7 @@ async fn parent_chain(
         );
         Ok((None, Held::default(), Some(why)))
     };
-    let parent = match chain::choose_parent(files, explicit, policy, now) {
+    let parent = match lineage::choose_parent(files, explicit, policy, now) {
         Ok(p) => p,
         Err(why) => return refuse(why),
     };

@@ -26,13 +26,14 @@ use super::{
     ChainCheck, ChainFile, Closure, ClosureOptions, FindingKind, VerifiedChain, VerifyCarOptions,
     Walked, conclude,
 };
-use crate::backup::chain::{self, Member};
+use crate::backup::lineage::{self, Member};
+use crate::blocks::{BlockSource, SourceError};
+use crate::blocks::{KnownSize, block_key};
 use crate::car::{CarIndex, ChainSource, IndexFile, index_path};
-use crate::closure::walk::{self, Discard, KnownSize, lock_closure};
-use crate::closure::{RoleKind, Want, block_key};
+use crate::closure::walk::{self, Discard, lock_closure};
+use crate::closure::{RoleKind, Want};
 use crate::ipld::{self, HashCheck};
 use crate::report::{Finding, Progress, Severity, Task, Unit};
-use crate::source::{BlockSource, SourceError};
 
 /// A parent whose stamp and index hold.
 struct TrustedParent {
@@ -60,7 +61,7 @@ pub(super) async fn verify_by_stamps(
     progress: &Progress,
     no_meta: bool,
 ) -> bool {
-    let Ok(own) = chain::read_descriptor(path) else {
+    let Ok(own) = lineage::read_descriptor(path) else {
         return false;
     };
     if own.descriptor.chain.is_none() {
@@ -71,7 +72,7 @@ pub(super) async fn verify_by_stamps(
         None => path.parent().map(Path::to_path_buf).unwrap_or_default(),
     };
     // A chain that does not resolve is reported by the full path, before it reads anything.
-    let Ok(members) = chain::resolve(path, &dir) else {
+    let Ok(members) = lineage::resolve(path, &dir) else {
         return false;
     };
     let mut parents = Vec::new();
@@ -95,7 +96,7 @@ pub(super) async fn verify_by_stamps(
         v.report.chain.push(ChainFile {
             file: p.path.display().to_string(),
             depth: m.depth(),
-            sha256: chain::read_stamp_as_written(&m.path).map(|s| s.sha256),
+            sha256: lineage::read_stamp_as_written(&m.path).map(|s| s.sha256),
             sha256_ok: true,
             bad_blocks: 0,
         });
@@ -117,7 +118,7 @@ fn trust_parent(members: &[Member], i: usize) -> Result<TrustedParent, Distrust>
     let child = &members[i + 1];
     let name = m.path.display();
     let mismatch = |what: String| Distrust::Mismatch(what);
-    let Some(stamp) = chain::read_stamp_as_written(&m.path) else {
+    let Some(stamp) = lineage::read_stamp_as_written(&m.path) else {
         return Err(Distrust::Unindexed(format!(
             "parent {name} has no verify-car stamp"
         )));
@@ -155,7 +156,7 @@ fn trust_parent(members: &[Member], i: usize) -> Result<TrustedParent, Distrust>
             stamp.size
         )));
     }
-    if chain::mtime_ns(&m.path).map_err(disk)? != mtime {
+    if lineage::mtime_ns(&m.path).map_err(disk)? != mtime {
         return Err(mismatch(format!(
             "parent {name} was modified after its verify-car stamp (mtime)"
         )));

@@ -11,13 +11,13 @@ use cid::Cid;
 
 use super::plan::{EntityPlan, Plan};
 use super::{EntityAction, EntityRestoreOptions, EntityRestoreReport};
+use crate::blocks::BlockSource;
 use crate::car::CarWriter;
 use crate::entity::{ArchiveChain, ArchiveSource};
 use crate::ipld::same_block;
 use crate::kubo::{ImportPart, Kubo, PinKind};
 use crate::report::{Exit, Progress, Unit};
 use crate::restore::refuse;
-use crate::source::BlockSource;
 
 pub(super) async fn apply(
     kubo: &Kubo,
@@ -164,7 +164,7 @@ async fn read_back(kubo: &Kubo, todo: &[&EntityPlan]) -> anyhow::Result<()> {
                 .files_read(p)
                 .await
                 .with_context(|| format!("reading {p} back"))?;
-            if !crate::index::tip_of(&b).is_ok_and(|c| same_block(&c, &e.tip)) {
+            if !crate::tips::tip_of(&b).is_ok_and(|c| same_block(&c, &e.tip)) {
                 return Err(refuse(
                     Exit::Failed,
                     format!(

@@ -10,20 +10,20 @@ use cid::Cid;
 use futures::{StreamExt, TryStreamExt};
 
 use super::{EntityAction, EntityChange, EntityRestoreOptions, EntityRestoreReport};
-use crate::backup::descriptor::Descriptor;
+use crate::blocks::{BlockSource, NodeSource, SourceError};
 use crate::closure::Closure;
 use crate::closure::walk::{Sink, drain};
 use crate::entity::{ArchiveChain, ArchiveSource, archive_tips};
 use crate::ipld::{self, same_block};
 use crate::kubo::{Kubo, KuboError};
 use crate::model::Manifest;
+use crate::model::descriptor::Descriptor;
 use crate::report::{Exit, Progress, Severity, Unit};
 use crate::restore::plan::{
     PlannedTip, apply_live, descends, index_root_for, newest_events, replay_events,
 };
 use crate::restore::refuse;
 use crate::shard::{EntityId, ShardRule};
-use crate::source::{BlockSource, NodeSource, SourceError};
 
 /// The plan of every entity asked for, in the order asked.
 #[derive(Debug)]
@@ -252,7 +252,7 @@ async fn live_tip(kubo: &Kubo, id: &EntityId, root: &str) -> anyhow::Result<Live
         }
         match kubo.files_read(&path).await {
             Ok(b) => {
-                let tip = crate::index::tip_of(&b).ok();
+                let tip = crate::tips::tip_of(&b).ok();
                 live.tip = live.tip.or(tip);
                 live.files.push((path, tip));
             }

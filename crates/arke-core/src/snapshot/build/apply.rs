@@ -18,7 +18,7 @@ use crate::pointer;
 use crate::report::{Progress, Unit};
 use crate::snapshot::publisher::PublishedMarker;
 
-/// Applies a plan from [`super::plan::plan`]. An unchanged plan writes nothing on the node (only
+/// Applies a plan from [`super::plan::read_and_decide`]. An unchanged plan writes nothing on the node (only
 /// the host's `latest.json` when it was missing or stale). The caller holds
 /// the build lock (see [`super::build`]) from before planning until this returns.
 pub async fn apply(

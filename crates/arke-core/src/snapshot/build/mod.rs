@@ -8,7 +8,7 @@
 //! ULID time), so chunk boundaries do not move and an incremental build writes only the chunks
 //! whose entries changed plus the tail.
 //!
-//! A build is planned, then applied (as in rustic_core). [`plan::plan`] only reads: the pointer,
+//! A build is planned, then applied (as in rustic_core). [`plan::read_and_decide`] only reads: the pointer,
 //! the previous snapshot, the tip scans and the events since the previous snapshot; it decides
 //! every entry and encodes every block, and returns a [`BuildPlan`] (`--dry-run` prints it).
 //! [`apply::apply`] writes it, one phase at a time. Nothing is written unless every walk ended
@@ -25,9 +25,9 @@ use anyhow::bail;
 use cid::Cid;
 use serde::{Deserialize, Serialize};
 
-use super::format::MAX_REPORT_IDS;
 use crate::fsutil::RunLock;
 use crate::kubo::Kubo;
+use crate::model::layout::MAX_REPORT_IDS;
 use crate::model::{SnapshotMeta, cid_as_string, opt_cid_as_string};
 use crate::report::Progress;
 use crate::shard::{INDEX_ROOT, TEST_INDEX_ROOT};
@@ -258,7 +258,7 @@ pub async fn build(
     progress: &Progress,
 ) -> anyhow::Result<BuildOutcome> {
     let _lock = RunLock::acquire(&opts.lock_file, "another build-snapshot", "nothing done")?;
-    let plan = plan::plan(kubo, opts, progress).await?;
+    let plan = plan::read_and_decide(kubo, opts, progress).await?;
     apply::apply(kubo, opts, plan, progress).await
 }
 
@@ -270,7 +270,7 @@ pub async fn dry_run(
     progress: &Progress,
 ) -> anyhow::Result<BuildPlan> {
     let _lock = RunLock::acquire(&opts.lock_file, "another build-snapshot", "nothing done")?;
-    plan::plan(kubo, opts, progress).await
+    plan::read_and_decide(kubo, opts, progress).await
 }
 
 fn now_iso() -> String {

@@ -13,19 +13,19 @@ use super::{
     AppendOnly, BuildOptions, BuildPlan, BuildReport, PlannedBlock, PlannedPointer, Skipped,
     now_iso, push_bounded,
 };
-use crate::chain::{ChainWalk, WalkEnd};
-use crate::index::TipScan;
+use crate::blocks::{BlockSource, NodeSource};
+use crate::events::{EventWalk, WalkEnd};
 use crate::ipld::{self, Ipld, same_block};
 use crate::kubo::{Kubo, MfsStat};
 use crate::model::SnapshotV4;
+use crate::model::layout::{self, CHUNK_ENTRIES, MAX_REPORT_IDS, MAX_TS};
 use crate::model::{IndexPointer, Manifest, Snapshot, SnapshotEntry, SnapshotMeta};
 use crate::pointer;
 use crate::report::{Exit, Failure, Progress, Unit};
 use crate::shard::EntityId;
-use crate::snapshot::format::{self, CHUNK_ENTRIES, MAX_REPORT_IDS, MAX_TS};
 use crate::snapshot::load::{Loaded, load, load_header};
 use crate::snapshot::publisher::{self, PointerSnapshot, PublishedMarker};
-use crate::source::{BlockSource, NodeSource};
+use crate::tips::TipScan;
 
 /// What the pointer and the previous snapshot's header say, and the index directories now.
 struct Base {
@@ -90,7 +90,7 @@ fn previous_context(cid: Cid) -> String {
 /// decides every entry and encodes every block. Writes nothing and takes no lock (see
 /// [`super::build`] and [`super::dry_run`]). Fails as the build would: `--strict` on the first
 /// damaged item, `--strict-append-only` on a violation, a node failure.
-pub async fn plan(
+pub async fn read_and_decide(
     kubo: &Kubo,
     opts: &BuildOptions,
     progress: &Progress,
@@ -391,7 +391,7 @@ async fn walk_events(
     progress: &Progress,
 ) -> anyhow::Result<Walked> {
     let walk_task = progress.task("events", None, Unit::Items("events"));
-    let mut w = ChainWalk::new(src, head, stop);
+    let mut w = EventWalk::new(src, head, stop);
     let mut newest: HashMap<String, EventInfo> = HashMap::new();
     let mut order: Vec<String> = Vec::new();
     let mut hostile: Vec<Skipped> = Vec::new();
@@ -687,7 +687,7 @@ async fn fetch_manifests(
                 draft.entries[i].ver = Some(ver);
                 continue;
             }
-            Err(e) if crate::report::classify(e.as_ref()) == Exit::Node => return Err(e),
+            Err(e) if crate::causes_exit(e.as_ref()) == Exit::Node => return Err(e),
             Err(e) => e,
         };
         let (id, tip) = (draft.entries[i].id.clone(), draft.entries[i].tip);
@@ -827,7 +827,7 @@ fn encode(
         entries, appendix, ..
     } = draft;
     let (chunk_cids, mut store) = chunk_blocks(&entries, prev, &mut report)?;
-    let tree = format::tree(&chunk_cids)?;
+    let tree = layout::tree(&chunk_cids)?;
     report.nodes_written = tree.nodes.len() as u64;
     store.extend(
         tree.nodes
@@ -857,7 +857,7 @@ fn encode(
         chunk_entries: CHUNK_ENTRIES as u64,
         tool: None,
     };
-    let (header_cid, header_bytes) = format::header_block(&header)?;
+    let (header_cid, header_bytes) = layout::header_block(&header)?;
     store.push(planned("header", header_cid, header_bytes));
 
     // Every block of the snapshot is pinned directly, reused chunks too (pinning is per CID).
@@ -916,7 +916,7 @@ fn chunk_blocks(
     let mut chunk_cids = Vec::with_capacity(entries.len().div_ceil(CHUNK_ENTRIES));
     let mut store = Vec::new();
     for (i, group) in entries.chunks(CHUNK_ENTRIES).enumerate() {
-        let (cid, bytes) = format::chunk_block(i as u64, group)?;
+        let (cid, bytes) = layout::chunk_block(i as u64, group)?;
         if prev_chunks.get(i).is_some_and(|p| same_block(p, &cid)) {
             report.chunks_reused += 1;
         } else {

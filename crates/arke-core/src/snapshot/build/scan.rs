@@ -5,10 +5,10 @@ use std::collections::HashMap;
 
 use cid::Cid;
 
-use crate::index::{TipChange, TipFile, TipScan, diff_tips, scan_tips};
 use crate::ipld::same_block;
 use crate::kubo::{Kubo, KuboError};
 use crate::shard::{EntityId, ShardRule};
+use crate::tips::{TipChange, TipFile, TipScan, diff_tips, scan_tips};
 
 /// The tips under `root`. In diff mode the baseline is the previous snapshot's tips for the ids
 /// `belongs` assigns to this root; changed files are applied on top (the worker path wins over
@@ -124,8 +124,8 @@ async fn current_tip(kubo: &Kubo, root: &str, id: &str) -> anyhow::Result<Option
         let path = eid.tip_path(root, rule);
         match kubo.files_read(&path).await {
             Ok(b) => {
-                let tip = crate::index::tip_of(&b)
-                    .map_err(|e| anyhow::anyhow!("tip file {path}: {e}"))?;
+                let tip =
+                    crate::tips::tip_of(&b).map_err(|e| anyhow::anyhow!("tip file {path}: {e}"))?;
                 return Ok(Some(TipFile { tip, path, rule }));
             }
             Err(KuboError::NotFound { .. }) => continue,

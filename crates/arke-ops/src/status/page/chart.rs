@@ -11,7 +11,7 @@ use chrono::{DateTime, Days, NaiveDate, Utc};
 use super::esc;
 use crate::runs::{RunRecord, RunStatus};
 use crate::status::format_age;
-use crate::status::local::parse_time;
+use crate::status::time::parse_time;
 
 /// Nights drawn.
 pub const NIGHTS: u64 = 30;

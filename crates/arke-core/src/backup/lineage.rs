@@ -17,12 +17,12 @@ use chrono::{DateTime, Utc};
 use cid::Cid;
 use serde::{Deserialize, Serialize};
 
-use super::descriptor::{ArchiveRef, ChainInfo, Descriptor};
 use super::files::{BackupFiles, meta_path};
 use crate::car::{CarReader, ReaderOptions};
 use crate::ipld::{self, HashCheck, same_block};
 use crate::model::BackupMeta;
-use crate::snapshot::format::MAX_BLOCK;
+use crate::model::descriptor::{ArchiveRef, ChainInfo, Descriptor};
+use crate::model::layout::MAX_BLOCK;
 
 /// Longest chain followed (a guard against a chain that names itself in a loop; the depth
 /// recorded in each descriptor already has to decrease by one at every step).

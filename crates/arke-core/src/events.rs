@@ -8,13 +8,13 @@
 
 use cid::Cid;
 
+use crate::blocks::{BlockSource, SourceError};
 use crate::ipld::{self, same_block};
 use crate::model::ChainNode;
-use crate::source::{BlockSource, SourceError};
 
 /// Why a walk stopped early.
 #[derive(Debug, thiserror::Error)]
-pub enum ChainError {
+pub enum EventError {
     #[error("event chain: cannot read event {cid} (after {walked} events): {source}")]
     Fetch {
         cid: Cid,
@@ -52,7 +52,7 @@ pub enum WalkEnd {
 /// A walk from `head` towards `stop`. Cycles are detected in constant memory (Brent's
 /// method: a mark moved at powers of two), so chains of any length fit.
 #[derive(Debug)]
-pub struct ChainWalk<'a, S> {
+pub struct EventWalk<'a, S> {
     source: &'a S,
     next: Option<Cid>,
     stop: Option<Cid>,
@@ -62,9 +62,9 @@ pub struct ChainWalk<'a, S> {
     end: Option<WalkEnd>,
 }
 
-impl<'a, S: BlockSource> ChainWalk<'a, S> {
+impl<'a, S: BlockSource> EventWalk<'a, S> {
     pub fn new(source: &'a S, head: Option<Cid>, stop: Option<Cid>) -> Self {
-        ChainWalk {
+        EventWalk {
             source,
             end: head.is_none().then_some(WalkEnd::Empty),
             next: head,
@@ -86,7 +86,7 @@ impl<'a, S: BlockSource> ChainWalk<'a, S> {
     }
 
     /// The next (older) event, or `None` at the end.
-    pub async fn next(&mut self) -> Result<Option<ChainEvent>, ChainError> {
+    pub async fn next(&mut self) -> Result<Option<ChainEvent>, EventError> {
         let Some(cid) = self.next else {
             return Ok(None);
         };
@@ -96,7 +96,7 @@ impl<'a, S: BlockSource> ChainWalk<'a, S> {
             return Ok(None);
         }
         if self.mark.is_some_and(|m| same_block(&m, &cid)) {
-            return Err(ChainError::Cycle {
+            return Err(EventError::Cycle {
                 cid,
                 walked: self.walked,
             });
@@ -109,16 +109,16 @@ impl<'a, S: BlockSource> ChainWalk<'a, S> {
             .source
             .get(&cid)
             .await
-            .map_err(|source| ChainError::Fetch {
+            .map_err(|source| EventError::Fetch {
                 cid,
                 walked: self.walked,
                 source,
             })?;
-        let value = ipld::decode(&cid, &data).map_err(|e| ChainError::Decode {
+        let value = ipld::decode(&cid, &data).map_err(|e| EventError::Decode {
             cid,
             reason: e.to_string(),
         })?;
-        let node = ChainNode::from_ipld(&value).map_err(|e| ChainError::Decode {
+        let node = ChainNode::from_ipld(&value).map_err(|e| EventError::Decode {
             cid,
             reason: e.to_string(),
         })?;
