@@ -2,8 +2,9 @@
 //! file"): its blocks' keys, data offsets and lengths, sorted by key, behind a header naming the
 //! archive's size and sha256. verify-car writes it after a full pass that verified the archive
 //! (with its chain); the verification of a later incremental looks the blocks it links into up
-//! here instead of re-reading the parent. A lookup is a binary search by `pread`: the index is
-//! never loaded whole, so its memory does not grow with the archive.
+//! here instead of re-reading the parent. The key of every 16th entry is kept in memory (one
+//! byte per block); a lookup searches those, then reads one page of at most 16 entries by
+//! `pread`: the index itself is never loaded whole.
 //!
 //! Layout (little-endian):
 //! - header, 64 bytes: magic `ARKEIDX\0`, version u32 (1), entry width u32 (30), archive size
@@ -30,6 +31,10 @@ pub const VERSION: u32 = 1;
 pub const HEADER_LEN: u64 = 64;
 /// One entry's length in bytes.
 pub const ENTRY_LEN: u64 = 30;
+
+/// Every this many entries, a key is kept in memory at open (one byte per block: 6.5 MB at 6.5M
+/// blocks), so a lookup is a search in memory and one `pread` of at most 16 entries (480 bytes).
+const PAGE: u64 = 16;
 
 const FLAG_LEAF: u8 = 1;
 const FLAG_UNVERIFIABLE: u8 = 2;
@@ -113,6 +118,8 @@ pub struct IndexFile {
     path: PathBuf,
     file: File,
     header: IndexHeader,
+    /// The key of every [`PAGE`]th entry.
+    fences: Vec<BlockKey>,
 }
 
 impl IndexFile {
@@ -221,10 +228,12 @@ impl IndexFile {
                 header.count
             )));
         }
+        let fences = read_fences(&mut file, header.count).map_err(io)?;
         Ok(IndexFile {
             path: path.to_path_buf(),
             file,
             header,
+            fences,
         })
     }
 
@@ -236,19 +245,32 @@ impl IndexFile {
         &self.header
     }
 
-    /// The entry of `key`: a binary search, one `pread` per step.
+    /// The entry of `key`: its page found among the fences in memory, then one `pread` of
+    /// that page and a binary search in it.
     pub fn lookup(&self, key: BlockKey) -> Result<Option<IndexEntry>, IndexFileError> {
-        let (mut lo, mut hi) = (0u64, self.header.count);
-        let mut buf = [0u8; ENTRY_LEN as usize];
+        let page = self.fences.partition_point(|f| *f <= key);
+        let Some(page) = page.checked_sub(1) else {
+            return Ok(None);
+        };
+        let first = page as u64 * PAGE;
+        let n = PAGE.min(self.header.count - first);
+        let mut buf = vec![0u8; (n * ENTRY_LEN) as usize];
+        self.file
+            .read_exact_at(&mut buf, HEADER_LEN + first * ENTRY_LEN)
+            .map_err(|source| IndexFileError::Io {
+                path: self.path.clone(),
+                source,
+            })?;
+        let entry = |i: usize| {
+            let mut b = [0u8; ENTRY_LEN as usize];
+            let at = i * ENTRY_LEN as usize;
+            b.copy_from_slice(&buf[at..at + ENTRY_LEN as usize]);
+            IndexEntry::decode(&b)
+        };
+        let (mut lo, mut hi) = (0usize, n as usize);
         while lo < hi {
             let mid = lo + (hi - lo) / 2;
-            self.file
-                .read_exact_at(&mut buf, HEADER_LEN + mid * ENTRY_LEN)
-                .map_err(|source| IndexFileError::Io {
-                    path: self.path.clone(),
-                    source,
-                })?;
-            let e = IndexEntry::decode(&buf);
+            let e = entry(mid);
             match e.key.cmp(&key) {
                 std::cmp::Ordering::Equal => return Ok(Some(e)),
                 std::cmp::Ordering::Less => lo = mid + 1,
@@ -257,6 +279,22 @@ impl IndexFile {
         }
         Ok(None)
     }
+}
+
+/// The key of every [`PAGE`]th entry, read in one sequential pass over the entries.
+fn read_fences(file: &mut File, count: u64) -> io::Result<Vec<BlockKey>> {
+    use std::io::{BufReader, Seek, SeekFrom};
+    file.seek(SeekFrom::Start(HEADER_LEN))?;
+    let mut r = BufReader::with_capacity(1 << 20, &*file);
+    let mut fences = Vec::with_capacity(count.div_ceil(PAGE) as usize);
+    let mut b = [0u8; ENTRY_LEN as usize];
+    for i in 0..count {
+        r.read_exact(&mut b)?;
+        if i % PAGE == 0 {
+            fences.push(IndexEntry::decode(&b).key);
+        }
+    }
+    Ok(fences)
 }
 
 fn decode_hex32(s: &str) -> Option<[u8; 32]> {
