@@ -189,6 +189,10 @@ FULL_EVERY_DAYS=7
 # The last hour off the host: hourly-snapshot also writes, verifies and uploads an incremental
 # archive (default: 1 with upload on and INCREMENTAL=1; 0 keeps one archive a night).
 # HOURLY_ARCHIVE=1
+# The nightly and hourly verification of an incremental re-hashes only the new file; its
+# parents are trusted by their verify-car stamps and index files (weekly-verify re-hashes the
+# whole chain). VERIFY_FULL_CHAIN=1 re-hashes the whole chain every time.
+# VERIFY_FULL_CHAIN=0
 # Local retention, restic's rule (the newest archive of each of the last N days, ISO weeks,
 # months, years that have one; the rules ORed; chains kept whole; the newest always): the
 # legacy policy. KEEP_HOURLY=24 keeps a day of hourly archives; KEEP_ARCHIVES=N the newest N.
