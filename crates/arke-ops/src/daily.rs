@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use arke_core::Exit;
 use arke_core::Progress;
 use arke_core::backup::{
-    ChainPolicy, ExportOptions, ExportReport, Incremental, VerifiedChain, VerifyCarOptions,
+    ExportOptions, ExportReport, Incremental, LineagePolicy, VerifiedChain, VerifyCarOptions,
     apply_retention, export, update_stamps, verify_chain,
 };
 use arke_core::ipld::Cid;
@@ -190,7 +190,7 @@ async fn steps<S: ArchiveStore>(
     } else {
         "a full archive"
     };
-    let policy = ChainPolicy {
+    let policy = LineagePolicy {
         full_every_days: Some(cfg.full_every_days),
     };
     let report = job
@@ -324,7 +324,7 @@ pub(crate) async fn export_step(
     kubo: &Kubo,
     progress: &Progress,
     job: &str,
-    policy: ChainPolicy,
+    policy: LineagePolicy,
 ) -> Result<Done<ExportReport>, Error> {
     let (pointer, snapshot) = pointer_snapshot(cfg, kubo).await?;
     let opts = ExportOptions {

@@ -23,7 +23,7 @@
 
 use std::path::{Path, PathBuf};
 
-use arke_core::backup::{ChainPolicy, newest_parent};
+use arke_core::backup::{LineagePolicy, newest_parent};
 use arke_core::kubo::Kubo;
 use arke_core::{Exit, Progress, human_bytes};
 
@@ -131,7 +131,7 @@ async fn archive_steps<S: ArchiveStore>(
 ) -> Result<(), Error> {
     let (_, snapshot) = pointer_snapshot(cfg, kubo).await?;
     // Never FULL_EVERY_DAYS here: see the module docs.
-    let policy = ChainPolicy::default();
+    let policy = LineagePolicy::default();
     let chain = match newest_parent(&cfg.backups_dir, policy, chrono::Utc::now()) {
         Ok((chain, held)) if held == snapshot => {
             let newest = chain.last().map_or(String::new(), |p| file_name(p));

@@ -2,7 +2,7 @@
 //! each holding only the blocks its parents do not (docs/formats.md, "Incremental archives").
 //!
 //! An incremental's descriptor names its parent and the chain's base by file name, sha256,
-//! root and size ([`ChainInfo`]), so a chain is found and checked from the files alone:
+//! root and size ([`LineageInfo`]), so a chain is found and checked from the files alone:
 //! [`resolve`] follows the names from the newest archive back to the base, reading only each
 //! file's last block (the descriptor, which export-car writes last), never a whole file.
 //!
@@ -21,7 +21,7 @@ use super::files::{BackupFiles, meta_path};
 use crate::car::{CarReader, ReaderOptions};
 use crate::ipld::{self, HashCheck, same_block};
 use crate::model::BackupMeta;
-use crate::model::descriptor::{ArchiveRef, ChainInfo, Descriptor};
+use crate::model::descriptor::{ArchiveRef, Descriptor, LineageInfo};
 use crate::model::layout::MAX_BLOCK;
 
 /// Longest chain followed (a guard against a chain that names itself in a loop; the depth
@@ -32,7 +32,7 @@ pub const STAMP_V1: &str = "arke/verified@v1";
 
 /// Why a chain cannot be followed.
 #[derive(Debug, thiserror::Error)]
-pub enum ChainError {
+pub enum LineageError {
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,
@@ -52,14 +52,14 @@ pub enum ChainError {
     },
 }
 
-impl ChainError {
+impl LineageError {
     /// The file the error is about.
     pub fn path(&self) -> &Path {
         match self {
-            ChainError::Io { path, .. }
-            | ChainError::NotOurs { path, .. }
-            | ChainError::MissingParent { path, .. }
-            | ChainError::Mismatch { path, .. } => path,
+            LineageError::Io { path, .. }
+            | LineageError::NotOurs { path, .. }
+            | LineageError::MissingParent { path, .. }
+            | LineageError::Mismatch { path, .. } => path,
         }
     }
 }
@@ -91,8 +91,8 @@ fn file_name(p: &Path) -> String {
         .unwrap_or_default()
 }
 
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ChainError + '_ {
-    move |source| ChainError::Io {
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> LineageError + '_ {
+    move |source| LineageError::Io {
         path: path.to_path_buf(),
         source,
     }
@@ -100,8 +100,8 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ChainError + '_ {
 
 /// The archive's root and its descriptor, from the header and the file's last section only
 /// (export-car writes the descriptor last), checked against the root's hash.
-pub fn read_descriptor(path: &Path) -> Result<Member, ChainError> {
-    let not_ours = |reason: &str| ChainError::NotOurs {
+pub fn read_descriptor(path: &Path) -> Result<Member, LineageError> {
+    let not_ours = |reason: &str| LineageError::NotOurs {
         path: path.to_path_buf(),
         reason: reason.to_owned(),
     };
@@ -164,19 +164,19 @@ fn find_last(hay: &[u8], needle: &[u8]) -> Option<usize> {
 /// must have the size and root its child names, and the depth must fall by one at each step
 /// down to a full archive, which every member must name as its base. The files' sha256 are
 /// not computed here (that reads them whole): verify-car checks them.
-pub fn resolve(newest: &Path, dir: &Path) -> Result<Vec<Member>, ChainError> {
+pub fn resolve(newest: &Path, dir: &Path) -> Result<Vec<Member>, LineageError> {
     let mut chain = vec![read_descriptor(newest)?];
     while let Some(info) = chain.last().and_then(|m| m.descriptor.chain.clone()) {
         let child = chain.last().map(Member::file_name).unwrap_or_default();
         let path = dir.join(&info.parent.file);
         if !path.is_file() {
-            return Err(ChainError::MissingParent {
+            return Err(LineageError::MissingParent {
                 path,
                 named_by: child,
             });
         }
         let parent = read_descriptor(&path)?;
-        let mismatch = |what: String| ChainError::Mismatch {
+        let mismatch = |what: String| LineageError::Mismatch {
             path: path.clone(),
             named_by: child.clone(),
             what,
@@ -195,7 +195,7 @@ pub fn resolve(newest: &Path, dir: &Path) -> Result<Vec<Member>, ChainError> {
 }
 
 /// Every incremental names the chain's first archive as its base.
-fn check_base(chain: &[Member]) -> Result<(), ChainError> {
+fn check_base(chain: &[Member]) -> Result<(), LineageError> {
     let Some(base) = chain.first() else {
         return Ok(());
     };
@@ -203,7 +203,7 @@ fn check_base(chain: &[Member]) -> Result<(), ChainError> {
         if let Some(info) = &m.descriptor.chain
             && let Err(what) = check_ref(&info.base, base)
         {
-            return Err(ChainError::Mismatch {
+            return Err(LineageError::Mismatch {
                 path: base.path.clone(),
                 named_by: m.file_name(),
                 what: format!("as the chain's base: {what}"),
@@ -293,7 +293,7 @@ pub struct Parent {
     /// Base first; the parent itself last.
     pub chain: Vec<Member>,
     /// How the new archive names its parent and base.
-    pub info: ChainInfo,
+    pub info: LineageInfo,
 }
 
 impl Parent {
@@ -304,7 +304,7 @@ impl Parent {
 
 /// When a chain is due to start again with a full archive.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct ChainPolicy {
+pub struct LineagePolicy {
     /// A full archive once the base is this old (the pipeline's `FULL_EVERY_DAYS`).
     pub full_every_days: Option<u64>,
 }
@@ -314,7 +314,7 @@ pub struct ChainPolicy {
 pub fn choose_parent(
     files: &BackupFiles,
     explicit: Option<&Path>,
-    policy: ChainPolicy,
+    policy: LineagePolicy,
     now: DateTime<Utc>,
 ) -> Result<Parent, String> {
     if let Some(p) = explicit {
@@ -352,7 +352,7 @@ pub fn choose_parent(
 /// the pointer's to write nothing when nothing changed. `Err` says why there is none.
 pub fn newest_parent(
     dir: &Path,
-    policy: ChainPolicy,
+    policy: LineagePolicy,
     now: DateTime<Utc>,
 ) -> Result<(Vec<PathBuf>, Cid), String> {
     let p = choose_parent(&BackupFiles::new(dir), None, policy, now)?;
@@ -364,7 +364,7 @@ pub fn newest_parent(
 fn usable_parent(
     car: &Path,
     dir: &Path,
-    policy: ChainPolicy,
+    policy: LineagePolicy,
     now: DateTime<Utc>,
 ) -> Result<Parent, String> {
     let stamp = read_stamp(car).ok_or("not verified (no verify-car stamp)")?;
@@ -414,7 +414,7 @@ fn usable_parent(
         None => reference.clone(),
     };
     Ok(Parent {
-        info: ChainInfo {
+        info: LineageInfo {
             parent: reference,
             base: base_ref,
             depth,
@@ -508,7 +508,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let files = BackupFiles::new(dir.path());
         let at = Utc.with_ymd_and_hms(2026, 11, 1, 2, 0, 0).unwrap();
-        let none = ChainPolicy::default();
+        let none = LineagePolicy::default();
         assert!(
             choose_parent(&files, None, none, at)
                 .unwrap_err()
@@ -534,7 +534,7 @@ mod tests {
         // Over a full archive: depth 1, and the parent is the base.
         assert_eq!(p.info.depth, 1);
         assert_eq!(p.info.parent, p.info.base);
-        let week = ChainPolicy {
+        let week = LineagePolicy {
             full_every_days: Some(7),
         };
         let day6 = at + chrono::Duration::days(6);

@@ -8,10 +8,10 @@ mod prune;
 pub mod retention;
 pub(crate) mod verify;
 
-pub use lineage::{ChainPolicy, newest_parent};
+pub use lineage::{LineagePolicy, newest_parent};
 
 pub use export::{
-    ArchiveKind, ChainSummary, ExportOptions, ExportPlan, ExportReport, Incremental,
+    ArchiveKind, ExportOptions, ExportPlan, ExportReport, Incremental, LineageSummary,
     apply_retention, dry_run, export, plan_retention,
 };
 pub use files::{ArchiveName, BackupFiles};

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use cid::Cid;
 use serde::{Deserialize, Serialize};
 
-use crate::backup::lineage::{ChainError, Member, resolve};
+use crate::backup::lineage::{LineageError, Member, resolve};
 use crate::blocks::{BlockSource, KnownSize, SourceError, verified};
 use crate::car::{CarIndex, ScanOptions};
 use crate::report::{Exit, Failure, Progress, Unit};
@@ -40,9 +40,9 @@ pub struct MemberInfo {
 /// Why an archive cannot be opened: a file that cannot be read is exit 4, one that is not a
 /// whole arke-dr archive (not a CAR, truncated, no descriptor, a chain that does not hold
 /// together) exit 1.
-fn chain_failure(e: &ChainError) -> Failure {
+fn chain_failure(e: &LineageError) -> Failure {
     let exit = match e {
-        ChainError::Io { source, .. } if source.kind() != std::io::ErrorKind::UnexpectedEof => {
+        LineageError::Io { source, .. } if source.kind() != std::io::ErrorKind::UnexpectedEof => {
             Exit::Io
         }
         _ => Exit::Failed,

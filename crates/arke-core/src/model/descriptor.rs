@@ -62,14 +62,14 @@ pub struct Descriptor {
     /// (at most [`MAX_LISTED_MISSING`]): the archive keeps the snapshot's state for them.
     pub skipped: Vec<(String, String)>,
     /// An incremental archive: the archives it builds on (absent in a full archive).
-    pub chain: Option<ChainInfo>,
+    pub chain: Option<LineageInfo>,
 }
 
 /// Where an incremental archive sits in its chain. Everything is plain data (the root CIDs are
 /// strings), so nothing here is followed by a pin, an import or a closure walk: the chain is
 /// found and checked from the files alone.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct ChainInfo {
+pub struct LineageInfo {
     /// The archive this one adds to.
     pub parent: ArchiveRef,
     /// The full archive at the start of the chain.
@@ -134,14 +134,14 @@ impl ArchiveRef {
     }
 }
 
-impl ChainInfo {
+impl LineageInfo {
     fn insert_into(&self, m: &mut BTreeMap<String, Ipld>) {
         m.insert("parent".into(), self.parent.to_ipld());
         m.insert("base".into(), self.base.to_ipld());
         m.insert("chain_depth".into(), Ipld::Integer(self.depth.into()));
     }
 
-    fn from_map(m: &BTreeMap<String, Ipld>) -> Result<Option<ChainInfo>, ModelError> {
+    fn from_map(m: &BTreeMap<String, Ipld>) -> Result<Option<LineageInfo>, ModelError> {
         let (parent, base) = match (m.get("parent"), m.get("base")) {
             (None | Some(Ipld::Null), None | Some(Ipld::Null)) => return Ok(None),
             (Some(p), Some(b)) => (p, b),
@@ -153,7 +153,7 @@ impl ChainInfo {
             }
             _ => return Err(bad("chain_depth", "not an integer of at least 1")),
         };
-        Ok(Some(ChainInfo {
+        Ok(Some(LineageInfo {
             parent: ArchiveRef::from_ipld("parent", parent)?,
             base: ArchiveRef::from_ipld("base", base)?,
             depth,
@@ -342,7 +342,7 @@ impl Descriptor {
             index_cid: string("index_cid"),
             index_root: string("index_root"),
             skipped: from_pairs(m.get("skipped")),
-            chain: ChainInfo::from_map(m)?,
+            chain: LineageInfo::from_map(m)?,
         })
     }
 }
@@ -397,7 +397,7 @@ mod tests {
             index_cid: Some("QmUNLLsPACCz1vLxQVkXqqLX5R1X345qqfHbsf67hvA3Nn".into()),
             index_root: Some("/arke/index".into()),
             skipped: vec![("bafk".into(), "entity Y: not a manifest".into())],
-            chain: Some(ChainInfo {
+            chain: Some(LineageInfo {
                 parent: ArchiveRef {
                     file: "arke-7-20261121-000000.car".into(),
                     sha256: "ab".repeat(32),

@@ -228,7 +228,7 @@ pub async fn restore(
     let mut d = Durations::default();
     // Today one archive; a chain of incremental archives would list its base first.
     let cars = [opts.car.clone()];
-    let (plan, archives) = plan::plan(kubo, opts, &cars, progress, &mut d).await?;
+    let (plan, archives) = plan::verify_and_inspect(kubo, opts, &cars, progress, &mut d).await?;
     if plan.already_restored {
         // A rerun of a completed restore: no import, no pointer move, no tip write.
         plan.log_already_restored(opts.dry_run);

@@ -214,7 +214,7 @@ pub struct PlannedChanges {
 /// beside it): verifies it, reads what it holds, waits for the node and reads what that holds.
 /// Returns the plan and each archive's blocks (the import reads CIDs back from them), in the
 /// plan's order. Nothing is written.
-pub(super) async fn plan(
+pub(super) async fn verify_and_inspect(
     kubo: &Kubo,
     opts: &RestoreOptions,
     cars: &[PathBuf],

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
-use arke_core::backup::ChainPolicy;
+use arke_core::backup::LineagePolicy;
 use arke_core::backup::retention::{Decision, Policy};
 use arke_core::backup::{ExportOptions, ExportPlan, Incremental, dry_run, export};
 use arke_core::model::SnapshotMeta;
@@ -134,7 +134,7 @@ fn main() -> ExitCode {
             index_root: (!args.snapshot_only).then(|| args.index_root.clone()),
             incremental: (args.incremental || args.parent.is_some()).then(|| Incremental {
                 parent: args.parent.clone(),
-                policy: ChainPolicy {
+                policy: LineagePolicy {
                     full_every_days: args.full_every_days,
                 },
             }),

@@ -43,7 +43,7 @@ use serde_json::{Value, json};
 
 use super::files::{BackupFiles, LOCK_FILE, meta_path};
 use super::held::{self, Held, HeldError};
-use super::lineage::{self, ChainPolicy, Parent};
+use super::lineage::{self, LineagePolicy, Parent};
 use super::retention::{Decision, Policy};
 use crate::blocks::NodeSource;
 use crate::closure::walk::{self, Sink};
@@ -107,7 +107,7 @@ pub enum ArchiveKind {
 pub struct Incremental {
     /// This archive (`--parent`); otherwise the newest archive in the folder that verified.
     pub parent: Option<PathBuf>,
-    pub policy: ChainPolicy,
+    pub policy: LineagePolicy,
 }
 
 /// The export's result (`--json`).
@@ -151,12 +151,12 @@ pub struct ExportReport {
     /// Entities captured from the live state (created or moved since the snapshot).
     pub live_tips: u64,
     #[serde(flatten)]
-    pub chain: ChainSummary,
+    pub chain: LineageSummary,
 }
 
 /// Where an archive sits in its chain, in the export's report and plan.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ChainSummary {
+pub struct LineageSummary {
     pub kind: ArchiveKind,
     /// An incremental's parent and the chain's base (paths), and its depth (0: full).
     pub parent: Option<String>,
@@ -170,10 +170,10 @@ pub struct ChainSummary {
     pub changed_entities: u64,
 }
 
-impl ChainSummary {
-    fn of(plan: &Plan, dir: &Path, held_blocks: u64) -> ChainSummary {
+impl LineageSummary {
+    fn of(plan: &Plan, dir: &Path, held_blocks: u64) -> LineageSummary {
         let chain = plan.parent.as_ref().map(|p| &p.info);
-        ChainSummary {
+        LineageSummary {
             kind: kind(plan),
             parent: chain.map(|c| dir.join(&c.parent.file).display().to_string()),
             base: chain.map(|c| dir.join(&c.base.file).display().to_string()),
@@ -296,7 +296,7 @@ async fn parent_chain(
     };
     let explicit = inc.parent.as_deref();
     let policy = if explicit.is_some() {
-        ChainPolicy::default()
+        LineagePolicy::default()
     } else {
         inc.policy
     };
@@ -333,7 +333,7 @@ pub struct ExportPlan {
     /// The archive it would write.
     pub car_path: String,
     #[serde(flatten)]
-    pub chain: ChainSummary,
+    pub chain: LineageSummary,
     /// Chunks of the snapshot that the parent does not have.
     pub new_chunks: u64,
     /// Entities whose live tip differs from the snapshot's, and the items that would be
@@ -369,7 +369,7 @@ pub async fn dry_run(kubo: &Kubo, opts: &ExportOptions) -> anyhow::Result<Export
         snapshot_schema: plan.header.schema().to_owned(),
         event_head: plan.event_head.map(|c| c.to_string()),
         car_path: plan.final_path.display().to_string(),
-        chain: ChainSummary::of(&plan, &opts.backups_dir, held),
+        chain: LineageSummary::of(&plan, &opts.backups_dir, held),
         new_chunks: plan.held.new_chunks,
         live_tips: plan.live.count,
         skipped,
@@ -795,7 +795,7 @@ fn export_report(
         removed_temp_files: Vec::new(),
         deleted_archives: Vec::new(),
         findings: report.findings.clone(),
-        chain: ChainSummary::of(plan, &opts.backups_dir, report.held),
+        chain: LineageSummary::of(plan, &opts.backups_dir, report.held),
     }
 }
 

@@ -175,7 +175,7 @@ pub async fn restore_entities(
 ) -> anyhow::Result<EntityRestoreReport> {
     let started = Instant::now();
     let chain = crate::entity::ArchiveChain::open(&opts.car, opts.chain_dir.as_deref(), progress)?;
-    let plan = plan::plan(kubo, &chain, opts, progress).await?;
+    let plan = plan::decide_entities(kubo, &chain, opts, progress).await?;
     let mut report = plan.report(&chain, opts);
     report.durations.plan = started.elapsed().as_secs_f64();
     if !opts.dry_run {

@@ -60,7 +60,7 @@ pub(super) struct LiveTip {
     pub(super) ver: Option<u64>,
 }
 
-pub(super) async fn plan(
+pub(super) async fn decide_entities(
     kubo: &Kubo,
     chain: &ArchiveChain,
     opts: &EntityRestoreOptions,
