@@ -17,9 +17,11 @@ use arke_s3::{LockMode, Retention};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
+use crate::config::Config;
+use crate::daily::{ArchiveStore, Stored};
 use crate::fetch::{is_archive_name, parent_of};
 use crate::job::rfc3339;
-use crate::store::{S3Store, remote};
+use crate::store::{S3Store, logged_progress, remote};
 use arke_core::Error;
 
 /// What calendar retention decided for the bucket (`--json` of the dry run; the record).
@@ -299,6 +301,73 @@ pub fn required_until(
         }
     }
     req
+}
+
+/// The daily pipeline's store: uploads, and the bucket-wide retention and Object Lock steps.
+impl ArchiveStore for S3Store {
+    fn location(&self) -> String {
+        self.s3().url("")
+    }
+
+    async fn remote_size(&self, name: &str) -> Result<Option<u64>, Error> {
+        Ok(self.s3().head(name).await.map_err(remote)?.map(|o| o.size))
+    }
+
+    async fn upload(&self, path: &Path, name: &str) -> Result<Stored, Error> {
+        let progress = logged_progress(format!("upload {name}"));
+        let lock = self.upload_retention().await;
+        let up = self
+            .s3()
+            .upload_file_locked(path, name, lock, &progress)
+            .await
+            .map_err(remote)?;
+        Ok(Stored {
+            verified_by: up.checksum_verified_by.as_str().to_string(),
+            sse: up.sse,
+            retain_until: up.retention.map(|r| rfc3339(r.until)),
+        })
+    }
+
+    async fn prune_remote(&self, cfg: &Config, pinned: &str) -> Result<Option<Vec<String>>, Error> {
+        self.prune_bucket(cfg, pinned).await
+    }
+
+    async fn extend_locks(&self, cfg: &Config) -> Result<Option<u64>, Error> {
+        self.extend_bucket_locks(cfg).await
+    }
+
+    async fn lock_enabled(&self) -> bool {
+        self.lock.1 > 0 && self.bucket_locked().await
+    }
+}
+
+impl S3Store {
+    async fn prune_bucket(&self, cfg: &Config, pinned: &str) -> Result<Option<Vec<String>>, Error> {
+        if !cfg.upload.as_ref().is_some_and(|u| u.retention) {
+            return Ok(None);
+        }
+        let cache = descriptor_cache(&cfg.state_dir);
+        let r = retention(self, &cache, &cfg.retention, Utc::now(), Some(pinned), true).await?;
+        for h in &r.held {
+            tracing::info!("s3 retention: kept {h}");
+        }
+        for n in &r.incomplete {
+            tracing::info!("s3 retention: {n} has no .json in S3 (incomplete upload): left alone");
+        }
+        Ok(Some(r.deleted))
+    }
+
+    async fn extend_bucket_locks(&self, cfg: &Config) -> Result<Option<u64>, Error> {
+        if self.lock.1 == 0 || !self.bucket_locked().await {
+            return Ok(None);
+        }
+        let cache = descriptor_cache(&cfg.state_dir);
+        let ext = extend_locks(self, &cache, self.lock, Utc::now(), None).await?;
+        for (obj, until) in &ext.extended {
+            tracing::info!("object lock: {obj} retained until {until}");
+        }
+        Ok(Some(ext.extended.len() as u64))
+    }
 }
 
 #[cfg(test)]

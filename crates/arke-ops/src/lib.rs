@@ -31,6 +31,7 @@ pub mod metrics;
 pub mod notify;
 pub mod ops;
 pub mod runs;
+pub mod settings;
 pub mod status;
 pub mod store;
 pub mod thresholds;

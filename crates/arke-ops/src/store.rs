@@ -1,8 +1,9 @@
-//! The archives' place off the host: an S3 bucket and prefix through [`arke_s3`], as the daily
-//! pipeline's [`ArchiveStore`] and fetch-archive's source.
+//! The archives' place off the host: an S3 bucket and prefix through [`arke_s3`], fetch-archive's
+//! source; the daily pipeline's `ArchiveStore` over it is in [`crate::bucket_archives`], which
+//! also owns what is done to the archives as a whole.
 
 use arke_core::human_bytes;
-use std::path::Path;
+
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -10,9 +11,7 @@ use arke_core::Exit;
 use arke_s3::{Family, LockMode, Retention, S3, S3Config, S3Error, Setting};
 use chrono::Utc;
 
-use crate::bucket_archives;
-use crate::config::{Config, S3Settings};
-use crate::daily::{ArchiveStore, Stored};
+use crate::config::S3Settings;
 use crate::job::rfc3339;
 use crate::status::bucket::BucketFacts;
 use arke_core::Error;
@@ -25,7 +24,7 @@ const PROGRESS_EVERY: Duration = Duration::from_secs(10);
 pub struct S3Store {
     s3: S3,
     /// Object Lock on uploads: mode and days (`S3_OBJECT_LOCK_DAYS`; 0 = none).
-    lock: (LockMode, u64),
+    pub(crate) lock: (LockMode, u64),
     /// Whether the bucket has Object Lock enabled, asked once per process.
     bucket_locked: std::sync::OnceLock<bool>,
 }
@@ -169,80 +168,6 @@ pub fn logged_progress(what: String) -> impl Fn(u64, u64) + Send + Sync {
             human_bytes(done),
             human_bytes(total)
         );
-    }
-}
-
-impl ArchiveStore for S3Store {
-    fn location(&self) -> String {
-        self.s3.url("")
-    }
-
-    async fn remote_size(&self, name: &str) -> Result<Option<u64>, Error> {
-        Ok(self.s3.head(name).await.map_err(remote)?.map(|o| o.size))
-    }
-
-    async fn upload(&self, path: &Path, name: &str) -> Result<Stored, Error> {
-        let progress = logged_progress(format!("upload {name}"));
-        let lock = self.upload_retention().await;
-        let up = self
-            .s3
-            .upload_file_locked(path, name, lock, &progress)
-            .await
-            .map_err(remote)?;
-        Ok(Stored {
-            verified_by: up.checksum_verified_by.as_str().to_string(),
-            sse: up.sse,
-            retain_until: up.retention.map(|r| rfc3339(r.until)),
-        })
-    }
-
-    async fn prune_remote(&self, cfg: &Config, pinned: &str) -> Result<Option<Vec<String>>, Error> {
-        self.prune_bucket(cfg, pinned).await
-    }
-
-    async fn extend_locks(&self, cfg: &Config) -> Result<Option<u64>, Error> {
-        self.extend_bucket_locks(cfg).await
-    }
-
-    async fn lock_enabled(&self) -> bool {
-        self.lock.1 > 0 && self.bucket_locked().await
-    }
-}
-
-impl S3Store {
-    async fn prune_bucket(&self, cfg: &Config, pinned: &str) -> Result<Option<Vec<String>>, Error> {
-        if !cfg.upload.as_ref().is_some_and(|u| u.retention) {
-            return Ok(None);
-        }
-        let cache = bucket_archives::descriptor_cache(&cfg.state_dir);
-        let r = bucket_archives::retention(
-            self,
-            &cache,
-            &cfg.retention,
-            Utc::now(),
-            Some(pinned),
-            true,
-        )
-        .await?;
-        for h in &r.held {
-            tracing::info!("s3 retention: kept {h}");
-        }
-        for n in &r.incomplete {
-            tracing::info!("s3 retention: {n} has no .json in S3 (incomplete upload): left alone");
-        }
-        Ok(Some(r.deleted))
-    }
-
-    async fn extend_bucket_locks(&self, cfg: &Config) -> Result<Option<u64>, Error> {
-        if self.lock.1 == 0 || !self.bucket_locked().await {
-            return Ok(None);
-        }
-        let cache = bucket_archives::descriptor_cache(&cfg.state_dir);
-        let ext = bucket_archives::extend_locks(self, &cache, self.lock, Utc::now(), None).await?;
-        for (obj, until) in &ext.extended {
-            tracing::info!("object lock: {obj} retained until {until}");
-        }
-        Ok(Some(ext.extended.len() as u64))
     }
 }
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{ConfigError, Settings};
+use crate::settings::{ConfigError, Settings};
 
 /// The jobs a heartbeat can be set for (`HEARTBEAT_URL_DAILY_BACKUP`, ...).
 pub const HEARTBEAT_JOBS: [&str; 4] = [
