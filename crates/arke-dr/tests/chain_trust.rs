@@ -1,8 +1,9 @@
 //! Parent trust (issue 22, "nights cost the change"): verify-car of an incremental whose parents
 //! carry a stamp and an index re-hashes only the new file; `--full-chain` re-hashes them all. A
-//! parent modified after its stamp, an index that does not match its stamp, an index that lies
-//! about an offset, a parent deleted: each a failure naming the file (and the block). A parent
-//! without an index: the whole chain checked, said in one line, and it passes. Real archives
+//! parent modified after its stamp (re-hashed because its mtime moved), an index that does not
+//! match its stamp, an index that lies about an offset, a parent deleted: each a failure naming
+//! the file (and the block). A parent without an index, or copied without its mtime: the whole
+//! chain checked, said in one line, and it passes. Real archives
 //! from the shared Kubo node.
 
 use std::collections::HashSet;
@@ -261,6 +262,22 @@ async fn parents_are_trusted_by_their_stamps_and_every_mismatch_is_named() {
     std::fs::write(stamp_path(&base), &saved_stamp).unwrap();
     assert_eq!(passes(&inc, &[]).0["chain_check"], "stamps");
 
+    // A folder copied without its mtimes (the runbook's restore onto a new host): the same
+    // bytes under another mtime are not trusted but re-hashed, and pass.
+    {
+        let f = std::fs::OpenOptions::new().write(true).open(&base).unwrap();
+        let later = std::time::SystemTime::now() + std::time::Duration::from_secs(3600);
+        f.set_modified(later).unwrap();
+    }
+    let (v, stderr) = passes(&inc, &[]);
+    assert_eq!(v["chain_check"], "full", "{stderr}");
+    assert!(
+        stderr.contains("changed on disk since its verify-car stamp (mtime)"),
+        "{stderr}"
+    );
+    passes(&base, &[]);
+    assert_eq!(passes(&inc, &[]).0["chain_check"], "stamps");
+
     // A parent modified after its stamp (one byte flipped in place, same size).
     let saved_base = std::fs::read(&base).unwrap();
     {
@@ -270,9 +287,13 @@ async fn parents_are_trusted_by_their_stamps_and_every_mismatch_is_named() {
         f.write_all(&[saved_base[mid as usize] ^ 0x01]).unwrap();
         f.sync_all().unwrap();
     }
+    // Its mtime moved: not trusted, so the chain is re-hashed, which names the parent whose
+    // bytes are not the ones its child names.
     let stderr = fails(&inc, "parent modified");
     assert!(
-        stderr.contains(&name(&base)) && stderr.contains("modified after its verify-car stamp"),
+        stderr.contains(&name(&base))
+            && stderr.contains("changed on disk since its verify-car stamp (mtime)")
+            && stderr.contains("its sha256 differs"),
         "{stderr}"
     );
     std::fs::write(&base, &saved_base).unwrap();

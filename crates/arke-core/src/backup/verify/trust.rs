@@ -11,9 +11,11 @@
 //! snapshot's tree is the exception: its nodes and chunks are read wherever they are, so every
 //! entry of the new state is counted and its tip checked.
 //!
-//! A parent without a stamp or an index (an older archive) is not a failure: the whole chain
-//! is checked as before, said in one log line. A stamp or index that does not match its archive
-//! is a failure naming the file.
+//! A parent without a stamp or an index (an older archive), or whose size or mtime moved since
+//! its stamp (a copied folder; a file written in place), is not trusted: the whole chain is
+//! checked as before, said in one log line, and a parent whose bytes changed fails there, named.
+//! A stamp or index that does not match what its child names, or its archive, is a failure
+//! naming the file.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -44,7 +46,8 @@ struct TrustedParent {
 
 /// Why a parent cannot be trusted.
 enum Distrust {
-    /// No stamp or no index (an older archive): check the chain in full.
+    /// No stamp or no index (an older archive), or a file changed on disk since its stamp:
+    /// check the chain in full.
     Unindexed(String),
     /// The stamp or index does not match the archive: a failure.
     Mismatch(String),
@@ -150,15 +153,19 @@ fn trust_parent(members: &[Member], i: usize) -> Result<TrustedParent, Distrust>
     }
     let disk = |e: std::io::Error| mismatch(format!("parent {name}: {e}"));
     let size = std::fs::metadata(&m.path).map_err(disk)?.len();
+    // A file whose size or mtime moved since its stamp is not trusted, but not failed on
+    // metadata alone either: a folder copied without its mtimes (the runbook's restore onto a
+    // new host) holds the same bytes. The full check re-hashes it, and a parent whose bytes
+    // changed fails there, named, as not the file its child names.
     if size != stamp.size {
-        return Err(mismatch(format!(
-            "parent {name} was modified after its verify-car stamp (size: {} bytes stamped, {size} on disk)",
+        return Err(Distrust::Unindexed(format!(
+            "parent {name} changed on disk since its verify-car stamp (size: {} bytes stamped, {size} on disk)",
             stamp.size
         )));
     }
     if lineage::mtime_ns(&m.path).map_err(disk)? != mtime {
-        return Err(mismatch(format!(
-            "parent {name} was modified after its verify-car stamp (mtime)"
+        return Err(Distrust::Unindexed(format!(
+            "parent {name} changed on disk since its verify-car stamp (mtime)"
         )));
     }
     let iname = ipath.display();
