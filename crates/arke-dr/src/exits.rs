@@ -24,35 +24,35 @@ impl Binary {
 
 use Exit::{Failed, Io, Locked, Node, Ok, Remote, Skipped, Usage};
 
+/// A tool that reads the node and local files, takes no lock and skips nothing.
+const READS_THE_NODE: &[(Exit, &str)] =
+    &[(Ok, ""), (Failed, ""), (Usage, ""), (Node, ""), (Io, "")];
+
+/// A tool that writes under build-snapshot's or the backups folder's lock and names the damaged
+/// items it leaves out (exit 7).
+const WRITES_AND_SKIPS: &[(Exit, &str)] = &[
+    (Ok, ""),
+    (Failed, ""),
+    (Usage, ""),
+    (Node, ""),
+    (Io, ""),
+    (Locked, ""),
+    (Skipped, ""),
+];
+
 pub const BUILD_SNAPSHOT: Binary = Binary {
     name: "build-snapshot",
-    codes: &[
-        (Ok, ""),
-        (Failed, ""),
-        (Usage, ""),
-        (Node, ""),
-        (Io, ""),
-        (Locked, ""),
-        (Skipped, ""),
-    ],
+    codes: WRITES_AND_SKIPS,
 };
 
 pub const VERIFY_SNAPSHOT: Binary = Binary {
     name: "verify-snapshot",
-    codes: &[(Ok, ""), (Failed, ""), (Usage, ""), (Node, ""), (Io, "")],
+    codes: READS_THE_NODE,
 };
 
 pub const EXPORT_CAR: Binary = Binary {
     name: "export-car",
-    codes: &[
-        (Ok, ""),
-        (Failed, ""),
-        (Usage, ""),
-        (Node, ""),
-        (Io, ""),
-        (Locked, ""),
-        (Skipped, ""),
-    ],
+    codes: WRITES_AND_SKIPS,
 };
 
 pub const VERIFY_CAR: Binary = Binary {
@@ -62,7 +62,7 @@ pub const VERIFY_CAR: Binary = Binary {
 
 pub const RESTORE_FROM_CAR: Binary = Binary {
     name: "restore-from-car",
-    codes: &[(Ok, ""), (Failed, ""), (Usage, ""), (Node, ""), (Io, "")],
+    codes: READS_THE_NODE,
 };
 
 pub const PRUNE_SNAPSHOTS: Binary = Binary {
@@ -190,12 +190,12 @@ pub const FETCH_ARCHIVE: Binary = Binary {
 
 pub const VERIFY_ENTITY: Binary = Binary {
     name: "verify-entity",
-    codes: &[(Ok, ""), (Failed, ""), (Usage, ""), (Node, ""), (Io, "")],
+    codes: READS_THE_NODE,
 };
 
 pub const INSPECT_ARCHIVE: Binary = Binary {
     name: "inspect-archive",
-    codes: &[(Ok, ""), (Failed, ""), (Usage, ""), (Node, ""), (Io, "")],
+    codes: READS_THE_NODE,
 };
 
 pub const DR_SERVER: Binary = Binary {

@@ -11,13 +11,13 @@ use std::io::{Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use arke_core::car::{CarReader, IndexFile, ReaderOptions, index_path};
+use arke_core::car::{IndexFile, index_path};
 use arke_core::ipld::Cid;
 use arke_testkit::generator::GenConfig;
 use serde_json::Value;
 
 mod support;
-use support::{Set, stderr as err};
+use support::{Set, car_blocks as blocks, stderr as err};
 
 fn build(c: &Set) {
     let out = Command::new(env!("CARGO_BIN_EXE_build-snapshot"))
@@ -74,20 +74,6 @@ fn fails(car: &Path, what: &str) -> String {
 
 fn name(p: &Path) -> String {
     p.file_name().unwrap().to_string_lossy().into_owned()
-}
-
-/// The blocks of `car` (a test-sized archive).
-fn blocks(car: &Path) -> Vec<(Cid, Vec<u8>)> {
-    let mut r = CarReader::new(
-        std::io::BufReader::new(std::fs::File::open(car).unwrap()),
-        ReaderOptions::default(),
-    )
-    .unwrap();
-    let mut out = Vec::new();
-    while let Some(b) = r.next_block().unwrap() {
-        out.push((b.cid, b.data));
-    }
-    out
 }
 
 /// The blocks the incremental links to that are not in it (its root, the descriptor, aside):

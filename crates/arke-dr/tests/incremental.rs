@@ -8,7 +8,6 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use arke_core::car::{CarReader, ReaderOptions};
 use arke_core::ipld::Cid;
 use arke_testkit::generator::{GenConfig, Summary};
 use arke_testkit::node::TestNode;
@@ -16,7 +15,7 @@ use arke_testkit::rng::Rng;
 use serde_json::Value;
 
 mod support;
-use support::{Set, stderr as err};
+use support::{Set, car_blocks as blocks, stderr as err};
 
 impl Set {
     /// A generated set under `/inc-<name>` on the shared node, some files over 256 KiB.
@@ -87,20 +86,6 @@ fn verified(car: &Path) -> Value {
 
 fn path(v: &Value) -> PathBuf {
     PathBuf::from(v["car_path"].as_str().unwrap())
-}
-
-/// Every block of a (test-sized) archive, in file order.
-fn blocks(car: &Path) -> Vec<(Cid, Vec<u8>)> {
-    let mut r = CarReader::new(
-        std::io::BufReader::new(std::fs::File::open(car).unwrap()),
-        ReaderOptions::default(),
-    )
-    .unwrap();
-    let mut out = Vec::new();
-    while let Some(b) = r.next_block().unwrap() {
-        out.push((b.cid, b.data));
-    }
-    out
 }
 
 fn cids(car: &Path) -> HashSet<Cid> {

@@ -165,6 +165,20 @@ pub fn run(bin: &str, url: &str, pointer: &str, args: &[&str]) -> Output {
 }
 
 /// A run's stderr, for assertion messages.
+/// Every block of a (test-sized) archive, in file order.
+pub fn car_blocks(car: &Path) -> Vec<(Cid, Vec<u8>)> {
+    let mut r = CarReader::new(
+        std::io::BufReader::new(std::fs::File::open(car).unwrap()),
+        ReaderOptions::default(),
+    )
+    .unwrap();
+    let mut out = Vec::new();
+    while let Some(b) = r.next_block().unwrap() {
+        out.push((b.cid, b.data));
+    }
+    out
+}
+
 pub fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
