@@ -51,7 +51,7 @@ pub(crate) use writer::section_prefix;
 
 /// A CARv1 header naming `roots`: varint length, then the dag-cbor map.
 pub fn encode_header_v1(roots: &[Cid]) -> Vec<u8> {
-    header::encode_header(roots, 1)
+    crate::ipld::car_header(roots, 1)
 }
 
 /// Default maximum section (CID + block) size the reader accepts: 8 MiB, like go-car.

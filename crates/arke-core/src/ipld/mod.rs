@@ -10,6 +10,7 @@
 //!   strict canonical encoders for what we write.
 //! - [`parse_cid`]: CID strings from tips and JSON files.
 
+mod car_header;
 mod cbor;
 mod hash;
 mod links;
@@ -19,6 +20,7 @@ mod tests;
 pub use cid::Cid;
 pub use ipld_core::ipld::Ipld;
 
+pub use self::car_header::car_header;
 pub use self::cbor::MAX_DEPTH;
 pub use self::hash::{HashCheck, cid_v1, hash_name, verify};
 pub use self::links::{Link, LinkShape, links_in};

@@ -243,26 +243,9 @@ async fn open_part(
     file.seek(std::io::SeekFrom::Start(skip))
         .await
         .map_err(io_err)?;
-    let header = carv1_header(roots).map_err(|e| io_err(std::io::Error::other(e.to_string())))?;
+    let header = crate::ipld::car_header(roots, 1);
     let total = header.len() as u64 + len - skip;
     Ok((Some(header), file, total))
-}
-
-/// A CARv1 header naming `roots`: the canonical dag-cbor map `{"roots": [...], "version": 1}`
-/// behind its varint length, from the formats floor (`ipld`), so the node client does not
-/// reach up into `car`; `car::encode_header_v1` writes the same bytes (tested below).
-fn carv1_header(roots: &[Cid]) -> Result<Vec<u8>, crate::ipld::IpldError> {
-    use crate::ipld::Ipld;
-    let links = roots.iter().map(|c| Ipld::Link(*c)).collect();
-    let map = Ipld::Map(std::collections::BTreeMap::from([
-        ("roots".to_string(), Ipld::List(links)),
-        ("version".to_string(), Ipld::Integer(1)),
-    ]));
-    let body = crate::ipld::encode_dag_cbor(&map)?;
-    let mut len = unsigned_varint::encode::u64_buffer();
-    let mut out = unsigned_varint::encode::u64(body.len() as u64, &mut len).to_vec();
-    out.extend(body);
-    Ok(out)
 }
 
 /// `dag/import`'s answer: one `Root` line per root, a `Stats` line; an error object fails.
@@ -344,24 +327,5 @@ mod import_bound_tests {
             import_bound(Some(Duration::ZERO), 0),
             Duration::from_secs(1)
         );
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The header the import re-roots with is byte for byte the one the CAR writer writes.
-    #[test]
-    fn the_import_header_is_the_car_writers() {
-        let a = crate::ipld::cid_v1(crate::ipld::DAG_CBOR, b"\xa0");
-        let b = crate::ipld::cid_v1(crate::ipld::RAW, b"x");
-        for roots in [vec![], vec![a], vec![a, b]] {
-            assert_eq!(
-                carv1_header(&roots).unwrap(),
-                crate::car::encode_header_v1(&roots),
-                "{roots:?}"
-            );
-        }
     }
 }
