@@ -40,6 +40,8 @@ use crate::report::{Finding, Progress, Severity, Task, Unit};
 /// A parent whose stamp and index hold.
 struct TrustedParent {
     path: PathBuf,
+    /// The sha256 its stamp names (the one its child names).
+    sha256: String,
     file: File,
     index: IndexFile,
 }
@@ -99,7 +101,7 @@ pub(super) async fn verify_by_stamps(
         v.report.chain.push(ChainFile {
             file: p.path.display().to_string(),
             depth: m.depth(),
-            sha256: lineage::read_stamp_as_written(&m.path).map(|s| s.sha256),
+            sha256: Some(p.sha256.clone()),
             sha256_ok: true,
             bad_blocks: 0,
         });
@@ -186,6 +188,7 @@ fn trust_parent(members: &[Member], i: usize) -> Result<TrustedParent, Distrust>
     let file = File::open(&m.path).map_err(disk)?;
     Ok(TrustedParent {
         path: m.path.clone(),
+        sha256: stamp.sha256,
         file,
         index,
     })
