@@ -80,6 +80,9 @@ pub use report::{
     Severity, Status, one_line,
 };
 
+// The shape of every operation that writes: plan, then apply (a dry run prints the plan).
+pub use report::{Operation, Plan};
+
 // Progress: the trait a front end implements, and what it is shown.
 pub use report::{Counts, Progress, ProgressSink, Task, TaskView, Unit, human_bytes};
 

@@ -5,6 +5,7 @@
 pub mod args;
 pub mod exits;
 pub mod job;
+pub mod operation;
 mod output;
 pub mod progress;
 mod run;

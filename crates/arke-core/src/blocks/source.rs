@@ -8,7 +8,7 @@ use bytes::Bytes;
 use cid::Cid;
 
 use crate::ipld::{self, HashCheck};
-use crate::kubo::{Kubo, KuboError};
+use crate::kubo::{Kubo, KuboError, NodeRead};
 
 /// Why a block could not be had.
 #[derive(Debug, thiserror::Error)]
@@ -49,13 +49,14 @@ pub fn verified(cid: &Cid, data: Bytes) -> Result<Bytes, SourceError> {
     }
 }
 
-/// Blocks from the node, read offline with the block timeout.
+/// Blocks from the node, read offline with the block timeout (or from any [`NodeRead`], such as
+/// a plan's unit test's node in memory).
 #[derive(Debug, Clone)]
-pub struct NodeSource {
-    pub kubo: Kubo,
+pub struct NodeSource<N: NodeRead = Kubo> {
+    pub kubo: N,
 }
 
-impl BlockSource for NodeSource {
+impl<N: NodeRead> BlockSource for NodeSource<N> {
     async fn get(&self, cid: &Cid) -> Result<Bytes, SourceError> {
         match self.kubo.block_get(cid).await {
             Ok(data) => verified(cid, data),

@@ -23,14 +23,18 @@
 //! | `pins` | `pin/add`, `pin/rm`, `pin/ls` |
 //! | `repo` | `repo/stat`, `repo/gc` |
 //! | `dag` | `dag/import`, `dag/export` |
+//! | `read` | [`NodeRead`]: the reads plans make, so plans are tested without a node (`memory`) |
 
 mod blocks;
 mod config;
 mod dag;
 mod error;
 mod files;
+#[cfg(test)]
+pub(crate) mod memory;
 mod node;
 mod pins;
+mod read;
 mod repo;
 mod transport;
 
@@ -42,6 +46,7 @@ pub use error::KuboError;
 pub use files::{EntryKind, MfsEntry, MfsStat};
 pub use node::{NodeId, NodeVersion, OLDEST_TESTED_KUBO, version_warning};
 pub use pins::PinKind;
+pub use read::NodeRead;
 pub use repo::{GcOutcome, RepoStat};
 
 use std::path::Path;

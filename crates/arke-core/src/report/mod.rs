@@ -7,12 +7,14 @@
 mod exit;
 mod finding;
 mod json;
+mod operation;
 mod outcome;
 mod progress;
 
 pub use exit::{Exit, Failure};
 pub use finding::{Finding, FindingKind, Severity};
 pub use json::{ErrorEntry, REPORT_SCHEMA_VERSION, Report, Status};
+pub use operation::{Operation, Plan};
 pub use outcome::Outcome;
 pub use progress::{Counts, Progress, ProgressSink, Task, TaskView, Unit, human_bytes};
 

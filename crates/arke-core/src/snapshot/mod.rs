@@ -9,8 +9,8 @@ pub mod publisher;
 mod verify;
 
 pub use build::{
-    BuildOptions, BuildOutcome, BuildPlan, BuildReport, PlannedBlock, PlannedPointer, Skipped,
-    build, dry_run,
+    Build, BuildOptions, BuildOutcome, BuildPlan, BuildReport, PlannedBlock, PlannedPointer,
+    Skipped, build,
 };
 pub use legacy::{LEGACY_DOCUMENT_SCHEMA, LegacyError, write_legacy_document};
 pub use load::{LoadError, Loaded, load, load_header};

@@ -9,7 +9,7 @@ use anyhow::{Context, bail};
 use cid::Cid;
 use futures::{StreamExt, TryStreamExt};
 
-use super::{BuildOptions, BuildOutcome, BuildPlan, PlannedBlock, PlannedPointer, now_iso};
+use super::{BuildOutcome, BuildPlan, PlannedBlock, PlannedPointer, Writing, now_iso};
 use crate::fsutil::atomic_write;
 use crate::ipld::{DAG_CBOR, parse_cid, same_block};
 use crate::kubo::{Kubo, KuboError};
@@ -20,10 +20,9 @@ use crate::snapshot::publisher::PublishedMarker;
 
 /// Applies a plan from [`super::plan::read_and_decide`]. An unchanged plan writes nothing on the node (only
 /// the host's `latest.json` when it was missing or stale). The caller holds
-/// the build lock (see [`super::build`]) from before planning until this returns.
+/// the build lock (in the plan, see [`super::Build`]) from before planning until this returns.
 pub async fn apply(
     kubo: &Kubo,
-    opts: &BuildOptions,
     plan: BuildPlan,
     progress: &Progress,
 ) -> anyhow::Result<BuildOutcome> {
@@ -61,11 +60,11 @@ pub async fn apply(
         .with_context(|| format!("storing and pinning snapshot {header}"))?;
     report.blocks_written += blocks;
     report.bytes_written += bytes;
-    move_pointer(kubo, opts, fields).await?;
+    move_pointer(kubo, &plan.writing, fields).await?;
     write_metadata(&plan.metadata_files, meta)?;
     if let Some(path) = &plan.marker_file {
         let marker = PublishedMarker::new(header, fields.snapshot_seq, now_iso());
-        let dir = path.parent().unwrap_or(&opts.snapshots_dir);
+        let dir = path.parent().unwrap_or(&plan.writing.snapshots_dir);
         marker
             .write(dir)
             .with_context(|| format!("writing {}", path.display()))?;
@@ -137,11 +136,7 @@ async fn store_blocks(
 
 /// The pointer: only the snapshot fields change, as found at the moment of writing (concurrent
 /// event updates are kept; see [`pointer::set_snapshot_fields`] for the checks).
-async fn move_pointer(
-    kubo: &Kubo,
-    opts: &BuildOptions,
-    planned: &PlannedPointer,
-) -> anyhow::Result<()> {
+async fn move_pointer(kubo: &Kubo, opts: &Writing, planned: &PlannedPointer) -> anyhow::Result<()> {
     let fields = SnapshotFields {
         latest_snapshot_cid: planned.latest_snapshot_cid,
         snapshot_event_cid: planned.snapshot_event_cid,

@@ -11,15 +11,18 @@
 //! A build is planned, then applied (as in rustic_core). [`plan::read_and_decide`] only reads: the pointer,
 //! the previous snapshot, the tip scans and the events since the previous snapshot; it decides
 //! every entry and encodes every block, and returns a [`BuildPlan`] (`--dry-run` prints it).
-//! [`apply::apply`] writes it, one phase at a time. Nothing is written unless every walk ended
+//! [`apply::apply`] writes it, one phase at a time ([`Build`] is the [`Operation`]; the plan holds
+//! the build lock until it is applied or dropped). Nothing is written unless every walk ended
 //! where the data ends; the pointer is updated only after every block is stored and pinned, and
 //! only its snapshot fields change (B14).
 
 mod apply;
 mod plan;
+mod render;
 mod scan;
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use anyhow::bail;
 use cid::Cid;
@@ -29,7 +32,7 @@ use crate::fsutil::RunLock;
 use crate::kubo::Kubo;
 use crate::model::layout::MAX_REPORT_IDS;
 use crate::model::{SnapshotMeta, cid_as_string, opt_cid_as_string};
-use crate::report::Progress;
+use crate::report::{Operation, Outcome, Progress};
 use crate::shard::{INDEX_ROOT, TEST_INDEX_ROOT};
 
 /// What to build and where.
@@ -214,6 +217,34 @@ pub struct BuildPlan {
     /// with arke-dr, so a later snapshot by another writer is refused.
     #[serde(default)]
     pub marker_file: Option<PathBuf>,
+    /// How the plan is written, and the build lock held from planning until applying. Not
+    /// serialized: a plan read back from JSON cannot be applied.
+    #[serde(skip)]
+    writing: Writing,
+}
+
+/// What applying needs beyond the decisions: the pointer and how it is moved, the folder of the
+/// host metadata, and the build lock taken before planning (so no other build or prune changes
+/// what was read before the plan is applied or dropped).
+#[derive(Debug, Clone, Default)]
+struct Writing {
+    pointer_path: String,
+    pointer_attempts: u32,
+    pointer_settle: std::time::Duration,
+    snapshots_dir: PathBuf,
+    _lock: Option<Arc<RunLock>>,
+}
+
+impl Writing {
+    fn new(opts: &BuildOptions, lock: RunLock) -> Self {
+        Writing {
+            pointer_path: opts.pointer_path.clone(),
+            pointer_attempts: opts.pointer_attempts,
+            pointer_settle: opts.pointer_settle,
+            snapshots_dir: opts.snapshots_dir.clone(),
+            _lock: Some(Arc::new(lock)),
+        }
+    }
 }
 
 impl BuildPlan {
@@ -250,27 +281,40 @@ pub struct PlannedPointer {
     pub snapshot_ts: String,
 }
 
-/// Runs a build: plans, then applies. Takes the lock for both; fails with
-/// [`crate::report::Exit::Locked`] when another build holds it.
+/// build-snapshot as an [`Operation`]: plans over the node, then applies the plan to it.
+#[derive(Debug, Clone, Copy)]
+pub struct Build<'a> {
+    pub kubo: &'a Kubo,
+}
+
+impl Operation for Build<'_> {
+    type Options = BuildOptions;
+    type Plan = BuildPlan;
+    type Report = BuildOutcome;
+
+    /// Takes the build lock (failing with [`crate::report::Exit::Locked`] when another build
+    /// holds it), then reads and decides; the plan keeps the lock. A dry run drops it unapplied.
+    async fn plan(&self, opts: &BuildOptions, progress: &Progress) -> anyhow::Result<BuildPlan> {
+        let lock = RunLock::acquire(&opts.lock_file, "another build-snapshot", "nothing done")?;
+        let mut plan = plan::read_and_decide(self.kubo, opts, progress).await?;
+        plan.writing = Writing::new(opts, lock);
+        Ok(plan)
+    }
+
+    async fn apply(&self, plan: BuildPlan, progress: &Progress) -> anyhow::Result<BuildOutcome> {
+        apply::apply(self.kubo, plan, progress).await
+    }
+}
+
+/// Runs a build: plans, then applies (the jobs' call).
 pub async fn build(
     kubo: &Kubo,
     opts: &BuildOptions,
     progress: &Progress,
 ) -> anyhow::Result<BuildOutcome> {
-    let _lock = RunLock::acquire(&opts.lock_file, "another build-snapshot", "nothing done")?;
-    let plan = plan::read_and_decide(kubo, opts, progress).await?;
-    apply::apply(kubo, opts, plan, progress).await
-}
-
-/// A dry run: the plan, with nothing written. Takes the lock too, so the plan is not read while
-/// a build or a prune is changing what it reads.
-pub async fn dry_run(
-    kubo: &Kubo,
-    opts: &BuildOptions,
-    progress: &Progress,
-) -> anyhow::Result<BuildPlan> {
-    let _lock = RunLock::acquire(&opts.lock_file, "another build-snapshot", "nothing done")?;
-    plan::read_and_decide(kubo, opts, progress).await
+    let op = Build { kubo };
+    let plan = op.plan(opts, progress).await?;
+    op.apply(plan, progress).await
 }
 
 fn now_iso() -> String {
@@ -314,9 +358,29 @@ fn push_bounded(list: &mut Vec<String>, id: &str) {
 }
 
 /// Damaged items skipped: exit 7 (a build is never partial: a missing block fails it).
-impl crate::report::Outcome for BuildReport {
+impl Outcome for BuildReport {
     fn skipped(&self) -> u64 {
         self.skipped
+    }
+}
+
+impl Outcome for BuildOutcome {
+    fn skipped(&self) -> u64 {
+        self.report().skipped
+    }
+}
+
+/// A build's result is its report (`--json`), unchanged or built alike.
+impl Serialize for BuildOutcome {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.report().serialize(s)
+    }
+}
+
+/// A dry run exits as the build would: 7 when damaged items would be skipped.
+impl Outcome for BuildPlan {
+    fn skipped(&self) -> u64 {
+        self.report.skipped
     }
 }
 
@@ -359,6 +423,11 @@ mod tests {
                 snapshot_ts: "t".into(),
             }),
             metadata_files: vec!["/nonexistent/snapshot-3.json".into()],
+            writing: Writing {
+                pointer_path: "/p".into(),
+                snapshots_dir: "/nonexistent".into(),
+                ..Writing::default()
+            },
             metadata: Some(SnapshotMeta {
                 cid: header,
                 seq: 3,
@@ -387,12 +456,9 @@ mod tests {
     #[tokio::test]
     async fn a_plan_read_back_from_json_is_refused_before_any_request() {
         let kubo = no_node();
-        let opts = BuildOptions::new("/p", "/nonexistent".into());
         let json = serde_json::to_string(&built_plan()).unwrap();
         let back: BuildPlan = serde_json::from_str(&json).unwrap();
-        let err = apply(&kubo, &opts, back, &Progress::off())
-            .await
-            .unwrap_err();
+        let err = apply(&kubo, back, &Progress::off()).await.unwrap_err();
         assert!(format!("{err:#}").contains("plan again"), "{err:#}");
         assert_eq!(kubo.requests(), 0);
     }
@@ -400,7 +466,6 @@ mod tests {
     #[tokio::test]
     async fn an_unchanged_plan_writes_nothing() {
         let kubo = no_node();
-        let opts = BuildOptions::new("/p", "/nonexistent".into());
         let plan = BuildPlan {
             action: "unchanged".into(),
             report: BuildReport {
@@ -411,7 +476,7 @@ mod tests {
             ..BuildPlan::default()
         };
         assert!(plan.is_unchanged());
-        let out = apply(&kubo, &opts, plan, &Progress::off()).await.unwrap();
+        let out = apply(&kubo, plan, &Progress::off()).await.unwrap();
         assert!(
             matches!(&out, BuildOutcome::Unchanged(r) if r.seq == 2 && r.status == "unchanged")
         );

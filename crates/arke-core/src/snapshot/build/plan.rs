@@ -893,6 +893,7 @@ fn encode(
         ],
         metadata: Some(meta),
         marker_file: Some(PublishedMarker::path(&opts.snapshots_dir)),
+        ..BuildPlan::default()
     })
 }
 
