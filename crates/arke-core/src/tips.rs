@@ -248,34 +248,84 @@ fn walk_export(car_path: &Path, root: &str, root_cid: Cid) -> Result<TipScan, In
                         continue;
                     }
                 };
-                let rule = loc.rules[0];
                 let found = TipFile {
                     tip,
                     path: p3,
-                    rule,
+                    rule: loc.rules[0],
                 };
-                let id = loc.id.as_str().to_string();
-                match scan.tips.get(&id) {
-                    None => {
-                        scan.tips.insert(id, found);
-                    }
-                    Some(existing) => {
-                        // The worker's path is authoritative.
-                        let (keep, other) = if found.rule == ShardRule::Worker {
-                            (found, existing.clone())
-                        } else {
-                            (existing.clone(), found)
-                        };
-                        if keep.tip != other.tip {
-                            scan.conflicts.push((id.clone(), other));
-                        }
-                        scan.tips.insert(id, keep);
-                    }
-                }
+                add_tip(&mut scan, loc.id.as_str().to_string(), found);
             }
         }
     }
     Ok(scan)
+}
+
+/// One tip file found: the entity's tip, unless it already has one at the worker's path (the
+/// authoritative one); two different tips are a conflict, the legacy one kept there.
+fn add_tip(scan: &mut TipScan, id: String, found: TipFile) {
+    match scan.tips.get(&id) {
+        None => {
+            scan.tips.insert(id, found);
+        }
+        Some(existing) => {
+            let (keep, other) = if found.rule == ShardRule::Worker {
+                (found, existing.clone())
+            } else {
+                (existing.clone(), found)
+            };
+            if keep.tip != other.tip {
+                scan.conflicts.push((id.clone(), other));
+            }
+            scan.tips.insert(id, keep);
+        }
+    }
+}
+
+/// The scan of a node in memory ([`crate::kubo::memory::MemoryNode`]): its files under `root`
+/// (paths relative to it, sorted), classified as [`walk_export`] classifies the exported tree.
+#[cfg(test)]
+pub(crate) fn scan_files(root: &str, files: Vec<(String, bytes::Bytes)>) -> TipScan {
+    let mut scan = TipScan::default();
+    let mut strays = std::collections::BTreeSet::new();
+    for (rel, data) in files {
+        let parts: Vec<&str> = rel.split('/').collect();
+        let (s1, s2, name) = match parts[..] {
+            [s1, s2, name] => (s1, s2, name),
+            // A file above the shard levels, or a directory at the tip level: one stray each.
+            _ => {
+                strays.insert(format!("{root}/{}", parts[..parts.len().min(3)].join("/")));
+                continue;
+            }
+        };
+        let path = format!("{root}/{rel}");
+        let loc = match locate_tip(s1, s2, name) {
+            Ok(loc) if name.ends_with(crate::shard::TIP_SUFFIX) && !loc.rules.is_empty() => loc,
+            _ => {
+                strays.insert(path);
+                continue;
+            }
+        };
+        let tip = match tip_of(&data) {
+            Ok(tip) => tip,
+            Err(reason) => {
+                scan.bad.push(BadTip {
+                    id: loc.id.as_str().to_string(),
+                    file: crate::ipld::cid_v1(crate::ipld::RAW, &data),
+                    path,
+                    reason,
+                });
+                continue;
+            }
+        };
+        let found = TipFile {
+            tip,
+            path,
+            rule: loc.rules[0],
+        };
+        add_tip(&mut scan, loc.id.as_str().to_string(), found);
+    }
+    scan.strays = strays.into_iter().collect();
+    scan
 }
 
 /// The CID a tip file's content names (the one parser of tip files, also used for the
