@@ -36,6 +36,8 @@
 mod apply;
 mod entities;
 pub(crate) mod plan;
+#[cfg(test)]
+mod plan_tests;
 
 pub use entities::{
     EntityAction, EntityChange, EntityDurations, EntityRestore, EntityRestoreOptions,

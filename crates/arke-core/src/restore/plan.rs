@@ -433,14 +433,14 @@ async fn verify_archive(
 
 /// What one archive holds for the plan (the node's side comes after).
 pub(super) struct FromArchive {
-    archive: ArchivePlan,
-    snapshot_schema: Option<String>,
-    snapshot_seq: Option<u64>,
-    snapshot_entities: u64,
-    replay: ReplayCounts,
-    live_tips: u64,
-    tips: BTreeMap<String, PlannedTip>,
-    pointer: PlannedPointer,
+    pub(super) archive: ArchivePlan,
+    pub(super) snapshot_schema: Option<String>,
+    pub(super) snapshot_seq: Option<u64>,
+    pub(super) snapshot_entities: u64,
+    pub(super) replay: ReplayCounts,
+    pub(super) live_tips: u64,
+    pub(super) tips: BTreeMap<String, PlannedTip>,
+    pub(super) pointer: PlannedPointer,
 }
 
 /// Reads the archive's plan: the snapshot's entries, moved forward by the newer archived
