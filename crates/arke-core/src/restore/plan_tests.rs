@@ -381,7 +381,7 @@ fn cases() -> Vec<Case> {
 /// `/arke/index/<s1>/<s2>` of an id (the file that would block it).
 fn shard_dir(id: &str) -> String {
     let p = tip_path(id);
-    p.rsplitn(2, '/').nth(1).unwrap().to_string()
+    p.rsplit_once('/').unwrap().0.to_string()
 }
 
 #[tokio::test]
@@ -405,7 +405,7 @@ async fn the_node_decides_what_a_restore_does() {
         // Every plan says what it writes: one tip file per entity, at the worker's path.
         let paths: Vec<&str> = plan.tip_files.iter().map(|w| w.path.as_str()).collect();
         assert_eq!(paths, [tip_path(A), tip_path(B)], "{}", case.name);
-        assert_eq!(plan.report.dry_run, true, "{}", case.name);
+        assert!(plan.report.dry_run, "{}", case.name);
         assert_eq!(Outcome::exit(&plan), Exit::Ok, "{}: the dry run", case.name);
         // Applying: a refusal is exit 1 before any request; a completed restore is a no-op
         // that exits 0 (the node given cannot be reached: neither may send a request).

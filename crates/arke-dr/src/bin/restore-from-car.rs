@@ -171,12 +171,11 @@ fn main() -> ExitCode {
     })
 }
 
-fn snapshot_arg(args: &Args) -> Result<Option<arke_core::ipld::Cid>, arke_core::Error> {
-    Ok(args
-        .snapshot
+fn snapshot_arg(args: &Args) -> anyhow::Result<Option<arke_core::ipld::Cid>> {
+    args.snapshot
         .as_deref()
         .map(|s| cid_arg(s, "snapshot CID"))
-        .transpose()?)
+        .transpose()
 }
 
 /// The full restore's options. Which spelling of the pointer this node uses can only be asked
@@ -208,10 +207,7 @@ async fn options(args: &Args, kubo: &Kubo) -> Result<RestoreOptions, arke_core::
 }
 
 /// --entity: the partial restore's options.
-fn entity_options(
-    args: &Args,
-    ids: Vec<EntityId>,
-) -> Result<EntityRestoreOptions, arke_core::Error> {
+fn entity_options(args: &Args, ids: Vec<EntityId>) -> anyhow::Result<EntityRestoreOptions> {
     Ok(EntityRestoreOptions {
         car: args.car.clone(),
         chain_dir: args.chain_dir.clone(),

@@ -25,6 +25,8 @@
 
 mod apply;
 mod plan;
+#[cfg(test)]
+mod plan_tests;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};

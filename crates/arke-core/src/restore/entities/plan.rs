@@ -477,7 +477,7 @@ impl Plan {
 }
 
 impl EntityPlan {
-    fn change(&self) -> EntityChange {
+    pub(super) fn change(&self) -> EntityChange {
         EntityChange {
             id: self.id.to_string(),
             live_tip: self.live.tip.map(|c| c.to_string()),
