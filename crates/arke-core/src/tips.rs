@@ -8,13 +8,14 @@
 //! blocks.
 
 use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
 use std::path::Path;
 
 use cid::Cid;
 
 use crate::car::{self, ReaderOptions};
 use crate::ipld::{self, HashCheck};
-use crate::kubo::{EntryKind, Kubo, KuboError};
+use crate::kubo::{EntryKind, Kubo, KuboError, NodeRead};
 use crate::shard::{ShardRule, locate_tip};
 use crate::unixfs::{self, NodeType};
 
@@ -120,6 +121,26 @@ pub async fn scan_tips(kubo: &Kubo, root: &str, tmp_dir: &Path) -> Result<TipSca
         })??;
     drop(tmp);
     Ok(scan)
+}
+
+/// A node whose tips a plan reads in bulk: Kubo with one export per root ([`scan_tips`]), the
+/// node in memory of the plans' unit tests by its files ([`scan_files`]).
+pub(crate) trait TipsRead: NodeRead {
+    /// Every tip under `root`, classified; a root that does not exist is an empty index.
+    fn scan_tips(&self, root: &str) -> impl Future<Output = Result<TipScan, IndexError>> + Send;
+}
+
+impl TipsRead for Kubo {
+    async fn scan_tips(&self, root: &str) -> Result<TipScan, IndexError> {
+        scan_tips(self, root, &std::env::temp_dir()).await
+    }
+}
+
+#[cfg(test)]
+impl TipsRead for crate::kubo::memory::MemoryNode {
+    async fn scan_tips(&self, root: &str) -> Result<TipScan, IndexError> {
+        Ok(scan_files(root, self.files_under(root)))
+    }
 }
 
 /// Key of a block in the offset index: its multihash bytes (a CIDv0 directory link and a

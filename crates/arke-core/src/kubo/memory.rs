@@ -12,7 +12,6 @@ use cid::Cid;
 
 use super::{EntryKind, KuboError, MfsEntry, MfsStat, NodeRead, PinKind};
 use crate::ipld::{RAW, cid_v1};
-use crate::tips::{IndexError, TipScan};
 
 #[derive(Debug, Default)]
 struct State {
@@ -51,6 +50,19 @@ impl MemoryNode {
 
     pub fn pin(&self, cid: Cid, kind: PinKind) {
         self.with(|s| s.pins.insert(cid, kind));
+    }
+
+    /// The files under `root`, by path relative to it, sorted (what a bulk read of an index
+    /// root sees).
+    pub fn files_under(&self, root: &str) -> Vec<(String, Bytes)> {
+        let prefix = dir_prefix(root);
+        self.with(|s| {
+            s.files
+                .range(prefix.clone()..)
+                .take_while(|(p, _)| p.starts_with(&prefix))
+                .map(|(p, d)| (p[prefix.len()..].to_string(), d.clone()))
+                .collect()
+        })
     }
 
     fn stat(s: &State, path: &str) -> Option<MfsStat> {
@@ -134,20 +146,6 @@ impl NodeRead for MemoryNode {
             Some(names.into_values().collect::<Vec<_>>())
         });
         entries.ok_or_else(|| not_found("files/ls", path))
-    }
-
-    /// The files under `root` classified as the export's walk classifies them (MFS here has
-    /// no empty directories: every directory is a path's prefix).
-    async fn scan_tips(&self, root: &str) -> Result<TipScan, IndexError> {
-        let prefix = dir_prefix(root);
-        let files: Vec<(String, Bytes)> = self.with(|s| {
-            s.files
-                .range(prefix.clone()..)
-                .take_while(|(p, _)| p.starts_with(&prefix))
-                .map(|(p, d)| (p[prefix.len()..].to_string(), d.clone()))
-                .collect()
-        });
-        Ok(crate::tips::scan_files(root, files))
     }
 
     async fn pinned_as(&self, cid: &Cid, kind: &PinKind) -> Result<bool, KuboError> {

@@ -9,7 +9,6 @@ use bytes::Bytes;
 use cid::Cid;
 
 use super::{Kubo, KuboError, MfsEntry, MfsStat, PinKind};
-use crate::tips::{IndexError, TipScan};
 
 /// The reads plans make. Cheap to clone (clones share the node), so concurrent readers can
 /// each hold one.
@@ -28,9 +27,6 @@ pub trait NodeRead: Clone + Send + Sync + 'static {
     /// An MFS directory's entries; absent is [`KuboError::NotFound`].
     fn files_ls(&self, path: &str)
     -> impl Future<Output = Result<Vec<MfsEntry>, KuboError>> + Send;
-    /// Every tip under an index root, classified ([`crate::tips::scan_tips`]: one `dag/export`
-    /// on Kubo); a root that does not exist is an empty index.
-    fn scan_tips(&self, root: &str) -> impl Future<Output = Result<TipScan, IndexError>> + Send;
     /// Whether `cid` holds a pin of exactly this kind.
     fn pinned_as(
         &self,
@@ -58,9 +54,6 @@ impl NodeRead for Kubo {
     }
     async fn files_ls(&self, path: &str) -> Result<Vec<MfsEntry>, KuboError> {
         Kubo::files_ls(self, path).await
-    }
-    async fn scan_tips(&self, root: &str) -> Result<TipScan, IndexError> {
-        crate::tips::scan_tips(self, root, &std::env::temp_dir()).await
     }
     async fn pinned_as(&self, cid: &Cid, kind: &PinKind) -> Result<bool, KuboError> {
         Kubo::pinned_as(self, cid, kind).await

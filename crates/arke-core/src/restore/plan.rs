@@ -18,10 +18,11 @@ use crate::car::{CarError, CarIndex, ChainSource};
 use crate::closure::ClosureReport;
 use crate::events::{EventError, EventWalk};
 use crate::ipld::{self, LinkShape, same_block};
-use crate::kubo::{KuboError, NodeRead};
+use crate::kubo::KuboError;
 use crate::model::{IndexPointer, Manifest, cid_as_string, opt_cid_as_string};
 use crate::report::{Exit, Progress};
 use crate::shard::{EntityId, ShardRule, TEST_INDEX_ROOT};
+use crate::tips::TipsRead;
 
 /// Everything a restore will do, computed before any write: what is imported and how it is
 /// pinned, every tip file written, what each existing path becomes, the pointer, and whether
@@ -277,10 +278,11 @@ pub(super) async fn read_archives(
     })
 }
 
-/// The node's side of a plan: reads what the node holds (through [`NodeRead`], so the
+/// The node's side of a plan: reads what the node holds (through [`TipsRead`], a
+/// [`crate::kubo::NodeRead`] with the bulk read of tips, so the
 /// decisions are tested against a node in memory) and decides what becomes of each path,
 /// whether the node already holds this archive's state, and whether applying is refused.
-pub(super) async fn decide<N: NodeRead>(
+pub(super) async fn decide<N: TipsRead>(
     node: &N,
     opts: &RestoreOptions,
     side: ArchiveSide,
@@ -750,7 +752,7 @@ pub(super) struct NodeIndex {
 
 /// Reads what the node holds: the marker of an unfinished restore, the pointer, the index
 /// roots (the test network's too when the plan has test entities).
-async fn inspect_node<N: NodeRead>(
+async fn inspect_node<N: TipsRead>(
     kubo: &N,
     opts: &RestoreOptions,
     root: Cid,
@@ -796,7 +798,7 @@ async fn inspect_node<N: NodeRead>(
     Ok((node, node_index))
 }
 
-async fn read_node_index<N: NodeRead>(kubo: &N, roots: &[String]) -> anyhow::Result<NodeIndex> {
+async fn read_node_index<N: TipsRead>(kubo: &N, roots: &[String]) -> anyhow::Result<NodeIndex> {
     let mut found = NodeIndex::default();
     for r in roots {
         if kubo.files_stat_opt(r).await?.is_none() {
