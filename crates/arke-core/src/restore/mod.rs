@@ -11,7 +11,7 @@
 //!    the live state the export captured, every id validated before any path is built; which
 //!    blocks the root's recursive pin reaches (the others are held by a pin anchor, or pinned
 //!    directly); the pointer to write;
-//! 2. **wait** for the node and read what it holds (through [`crate::kubo::NodeRead`]): a
+//! 2. **wait** for the node and read what it holds (through `tips::TipsRead`, a `NodeRead`): a
 //!    pointer, tips, foreign entries, our marker, giving every tip file written, what each
 //!    existing path becomes (changed, removed, kept), and the **safety** decision: a node that
 //!    already has a pointer or tips is refused unless `--force` (or it is our own unfinished
