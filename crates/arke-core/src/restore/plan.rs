@@ -1,5 +1,7 @@
-//! The plan: everything a restore will do, read from the archive and the node before anything
-//! is written. `--dry-run` reports it; [`super::apply`] carries it out.
+//! The plan: everything a restore will do, read from the archive ([`read_archives`]) and the
+//! node ([`decide`], generic over the node so that its decisions are unit-tested against a node
+//! in memory: `plan_tests.rs`) before anything is written. `--dry-run` prints it;
+//! [`super::apply`] carries it out.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -897,7 +899,7 @@ pub(super) struct Decided {
 /// pointer names the archive's snapshot and event head, and every tip file the restore would
 /// write holds the archive's CID (nothing in the way). A rerun of the same restore is then a
 /// no-op (the user's documents ask for an idempotent restore); a different archive still
-/// needs `--force`. [`plan`] adds the last fact, the root's recursive pin.
+/// needs `--force`. [`decide`] adds the last fact, the root's recursive pin.
 fn restored_here(
     node: &NodeState,
     pointer: &PlannedPointer,
@@ -1187,7 +1189,7 @@ mod tests {
 
     /// `--shard-rule both` writes a path once when the two rules agree (a 4-character id).
     #[test]
-    fn tip_jobs_name_each_path_once() {
+    fn tip_writes_name_each_path_once() {
         let tip = ipld::cid_v1(ipld::RAW, b"m");
         let plan = plan_of(&["ABCD", "01J8ME3HXYZW"], tip);
         let jobs = tip_writes(&plan, ShardChoice::Both.rules(), "/arke/index");
