@@ -653,3 +653,52 @@ pub async fn diff_tips(
     diff.changes.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(Some(diff))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ipld::{DAG_CBOR, cid_v1};
+    use crate::kubo::memory::MemoryNode;
+    use crate::shard::EntityId;
+
+    /// The node in memory classifies its files as the export's walk classifies a real index:
+    /// a tip per entity (the worker's path wins, a different legacy tip is a conflict), a
+    /// file that is not a tip at a tip path is bad, anything else is a stray named at the
+    /// level where it leaves the `<s1>/<s2>/<id>.tip` shape.
+    #[tokio::test]
+    async fn the_node_in_memory_scans_tips_as_the_export_walk_does() {
+        let root = "/arke/index";
+        let id = EntityId::parse("01J8ME3HXYZWABCDEFGHJKMNPQ").unwrap();
+        let (a, b) = (cid_v1(DAG_CBOR, b"a"), cid_v1(DAG_CBOR, b"b"));
+        let worker = id.tip_path(root, ShardRule::Worker);
+        let legacy = id.tip_path(root, ShardRule::Legacy);
+        let damaged = EntityId::parse("01J8ME3HXYZWABCDEFGHJKMNPR").unwrap();
+        let damaged = damaged.tip_path(root, ShardRule::Worker);
+        let node = MemoryNode::new();
+        node.write_file(&worker, format!("{a}\n"));
+        node.write_file(&legacy, format!("{b}\n"));
+        node.write_file(&damaged, "not a cid\n");
+        for stray in [
+            "notes.txt",
+            "AB/README",
+            "AB/CD/README",
+            "AB/CD/deeper/x.tip",
+        ] {
+            node.write_file(&format!("{root}/{stray}"), "x");
+        }
+        node.write_file("/arke/index_pointer", "{}");
+        let scan = node.scan_tips(root).await.unwrap();
+        let tip = &scan.tips[id.as_str()];
+        assert_eq!((tip.tip, tip.path.as_str()), (a, worker.as_str()));
+        assert_eq!(scan.conflicts.len(), 1);
+        assert_eq!(scan.conflicts[0].1.path, legacy);
+        assert_eq!(scan.bad.len(), 1);
+        assert_eq!(scan.bad[0].path, damaged);
+        let strays: Vec<String> = ["AB/CD/README", "AB/CD/deeper", "AB/README", "notes.txt"]
+            .iter()
+            .map(|s| format!("{root}/{s}"))
+            .collect();
+        assert_eq!(scan.strays, strays);
+        assert!(node.scan_tips("/arke/none").await.unwrap().tips.is_empty());
+    }
+}
