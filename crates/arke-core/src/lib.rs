@@ -68,8 +68,9 @@ pub mod unixfs;
 
 // Operations (the snapshot and backup operations are in their namespaces).
 pub use restore::{
-    EntityAction, EntityChange, EntityDurations, EntityRestoreOptions, EntityRestoreReport,
-    RestoreOptions, RestoreReport, ShardChoice, restore, restore_entities,
+    ArchivePlan, EntityAction, EntityChange, EntityDurations, EntityRestore, EntityRestoreOptions,
+    EntityRestorePlan, EntityRestoreReport, Restore, RestoreOptions, RestorePlan, RestoreReport,
+    ShardChoice, TipWrite,
 };
 
 // Reports and exit codes: the top-level error, the exit-code table, findings, the `--json`

@@ -8,13 +8,14 @@
 //! blocks.
 
 use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
 use std::path::Path;
 
 use cid::Cid;
 
 use crate::car::{self, ReaderOptions};
 use crate::ipld::{self, HashCheck};
-use crate::kubo::{EntryKind, Kubo, KuboError};
+use crate::kubo::{EntryKind, Kubo, KuboError, NodeRead};
 use crate::shard::{ShardRule, locate_tip};
 use crate::unixfs::{self, NodeType};
 
@@ -120,6 +121,26 @@ pub async fn scan_tips(kubo: &Kubo, root: &str, tmp_dir: &Path) -> Result<TipSca
         })??;
     drop(tmp);
     Ok(scan)
+}
+
+/// A node whose tips a plan reads in bulk: Kubo with one export per root ([`scan_tips`]), the
+/// node in memory of the plans' unit tests by its files ([`scan_files`]).
+pub(crate) trait TipsRead: NodeRead {
+    /// Every tip under `root`, classified; a root that does not exist is an empty index.
+    fn scan_tips(&self, root: &str) -> impl Future<Output = Result<TipScan, IndexError>> + Send;
+}
+
+impl TipsRead for Kubo {
+    async fn scan_tips(&self, root: &str) -> Result<TipScan, IndexError> {
+        scan_tips(self, root, &std::env::temp_dir()).await
+    }
+}
+
+#[cfg(test)]
+impl TipsRead for crate::kubo::memory::MemoryNode {
+    async fn scan_tips(&self, root: &str) -> Result<TipScan, IndexError> {
+        Ok(scan_files(root, self.files_under(root)))
+    }
 }
 
 /// Key of a block in the offset index: its multihash bytes (a CIDv0 directory link and a
@@ -248,34 +269,84 @@ fn walk_export(car_path: &Path, root: &str, root_cid: Cid) -> Result<TipScan, In
                         continue;
                     }
                 };
-                let rule = loc.rules[0];
                 let found = TipFile {
                     tip,
                     path: p3,
-                    rule,
+                    rule: loc.rules[0],
                 };
-                let id = loc.id.as_str().to_string();
-                match scan.tips.get(&id) {
-                    None => {
-                        scan.tips.insert(id, found);
-                    }
-                    Some(existing) => {
-                        // The worker's path is authoritative.
-                        let (keep, other) = if found.rule == ShardRule::Worker {
-                            (found, existing.clone())
-                        } else {
-                            (existing.clone(), found)
-                        };
-                        if keep.tip != other.tip {
-                            scan.conflicts.push((id.clone(), other));
-                        }
-                        scan.tips.insert(id, keep);
-                    }
-                }
+                add_tip(&mut scan, loc.id.as_str().to_string(), found);
             }
         }
     }
     Ok(scan)
+}
+
+/// One tip file found: the entity's tip, unless it already has one at the worker's path (the
+/// authoritative one); two different tips are a conflict, the legacy one kept there.
+fn add_tip(scan: &mut TipScan, id: String, found: TipFile) {
+    match scan.tips.get(&id) {
+        None => {
+            scan.tips.insert(id, found);
+        }
+        Some(existing) => {
+            let (keep, other) = if found.rule == ShardRule::Worker {
+                (found, existing.clone())
+            } else {
+                (existing.clone(), found)
+            };
+            if keep.tip != other.tip {
+                scan.conflicts.push((id.clone(), other));
+            }
+            scan.tips.insert(id, keep);
+        }
+    }
+}
+
+/// The scan of a node in memory ([`crate::kubo::memory::MemoryNode`]): its files under `root`
+/// (paths relative to it, sorted), classified as [`walk_export`] classifies the exported tree.
+#[cfg(test)]
+pub(crate) fn scan_files(root: &str, files: Vec<(String, bytes::Bytes)>) -> TipScan {
+    let mut scan = TipScan::default();
+    let mut strays = std::collections::BTreeSet::new();
+    for (rel, data) in files {
+        let parts: Vec<&str> = rel.split('/').collect();
+        let (s1, s2, name) = match parts[..] {
+            [s1, s2, name] => (s1, s2, name),
+            // A file above the shard levels, or a directory at the tip level: one stray each.
+            _ => {
+                strays.insert(format!("{root}/{}", parts[..parts.len().min(3)].join("/")));
+                continue;
+            }
+        };
+        let path = format!("{root}/{rel}");
+        let loc = match locate_tip(s1, s2, name) {
+            Ok(loc) if name.ends_with(crate::shard::TIP_SUFFIX) && !loc.rules.is_empty() => loc,
+            _ => {
+                strays.insert(path);
+                continue;
+            }
+        };
+        let tip = match tip_of(&data) {
+            Ok(tip) => tip,
+            Err(reason) => {
+                scan.bad.push(BadTip {
+                    id: loc.id.as_str().to_string(),
+                    file: crate::ipld::cid_v1(crate::ipld::RAW, &data),
+                    path,
+                    reason,
+                });
+                continue;
+            }
+        };
+        let found = TipFile {
+            tip,
+            path,
+            rule: loc.rules[0],
+        };
+        add_tip(&mut scan, loc.id.as_str().to_string(), found);
+    }
+    scan.strays = strays.into_iter().collect();
+    scan
 }
 
 /// The CID a tip file's content names (the one parser of tip files, also used for the
@@ -581,4 +652,53 @@ pub async fn diff_tips(
     }
     diff.changes.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(Some(diff))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ipld::{DAG_CBOR, cid_v1};
+    use crate::kubo::memory::MemoryNode;
+    use crate::shard::EntityId;
+
+    /// The node in memory classifies its files as the export's walk classifies a real index:
+    /// a tip per entity (the worker's path wins, a different legacy tip is a conflict), a
+    /// file that is not a tip at a tip path is bad, anything else is a stray named at the
+    /// level where it leaves the `<s1>/<s2>/<id>.tip` shape.
+    #[tokio::test]
+    async fn the_node_in_memory_scans_tips_as_the_export_walk_does() {
+        let root = "/arke/index";
+        let id = EntityId::parse("01J8ME3HXYZWABCDEFGHJKMNPQ").unwrap();
+        let (a, b) = (cid_v1(DAG_CBOR, b"a"), cid_v1(DAG_CBOR, b"b"));
+        let worker = id.tip_path(root, ShardRule::Worker);
+        let legacy = id.tip_path(root, ShardRule::Legacy);
+        let damaged = EntityId::parse("01J8ME3HXYZWABCDEFGHJKMNPR").unwrap();
+        let damaged = damaged.tip_path(root, ShardRule::Worker);
+        let node = MemoryNode::new();
+        node.write_file(&worker, format!("{a}\n"));
+        node.write_file(&legacy, format!("{b}\n"));
+        node.write_file(&damaged, "not a cid\n");
+        for stray in [
+            "notes.txt",
+            "AB/README",
+            "AB/CD/README",
+            "AB/CD/deeper/x.tip",
+        ] {
+            node.write_file(&format!("{root}/{stray}"), "x");
+        }
+        node.write_file("/arke/index_pointer", "{}");
+        let scan = node.scan_tips(root).await.unwrap();
+        let tip = &scan.tips[id.as_str()];
+        assert_eq!((tip.tip, tip.path.as_str()), (a, worker.as_str()));
+        assert_eq!(scan.conflicts.len(), 1);
+        assert_eq!(scan.conflicts[0].1.path, legacy);
+        assert_eq!(scan.bad.len(), 1);
+        assert_eq!(scan.bad[0].path, damaged);
+        let strays: Vec<String> = ["AB/CD/README", "AB/CD/deeper", "AB/README", "notes.txt"]
+            .iter()
+            .map(|s| format!("{root}/{s}"))
+            .collect();
+        assert_eq!(scan.strays, strays);
+        assert!(node.scan_tips("/arke/none").await.unwrap().tips.is_empty());
+    }
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use arke_core::Progress;
 use arke_core::backup::VerifyCarOptions;
-use arke_core::{RestoreOptions, ShardChoice, restore};
+use arke_core::{Operation, Restore, RestoreOptions, ShardChoice};
 use arke_testkit::generator::{GenConfig, generate};
 use arke_testkit::node::TestNode;
 use arke_testkit::recorder::Recorder;
@@ -60,7 +60,6 @@ async fn restore_counts_every_phase() {
         snapshot: None,
         allow_incomplete: false,
         force: false,
-        dry_run: false,
         shard: ShardChoice::Worker,
         index_root: "/arke/index".into(),
         pointer_path: "/arke/index_pointer".into(),
@@ -69,9 +68,11 @@ async fn restore_counts_every_phase() {
         import_timeout: Some(Duration::from_secs(600)),
         verify: VerifyCarOptions::default(),
     };
-    let r = restore(&fresh.kubo(), &opts, &rec.progress())
-        .await
-        .unwrap();
+    let kubo = fresh.kubo();
+    let op = Restore { kubo: &kubo };
+    let progress = rec.progress();
+    let plan = op.plan(&opts, &progress).await.unwrap();
+    let r = op.apply(plan, &progress).await.unwrap();
     assert!(r.restored);
     let size = std::fs::metadata(&car).unwrap().len();
     let import = rec.task("import").expect("an import task");

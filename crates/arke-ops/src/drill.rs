@@ -22,7 +22,10 @@ use std::time::{Duration, Instant};
 
 use arke_core::backup::{BackupFiles, VerifiedChain, VerifyCarOptions};
 use arke_core::kubo::Kubo;
-use arke_core::{Exit, Progress, RestoreOptions, RestoreReport, RunLock, ShardChoice, human_bytes};
+use arke_core::{
+    Exit, Operation, Progress, Restore, RestoreOptions, RestoreReport, RunLock, ShardChoice,
+    human_bytes,
+};
 
 use crate::config::Config;
 use crate::daily::{verify_archive, with_pointer};
@@ -441,7 +444,6 @@ async fn restore_step(
         snapshot: None,
         allow_incomplete: false,
         force: false,
-        dry_run: false,
         shard: ShardChoice::Worker,
         index_root: cfg.index_root.clone(),
         pointer_path: cfg.index_pointer_path.clone(),
@@ -451,12 +453,12 @@ async fn restore_step(
         import_timeout: None,
         verify: VerifyCarOptions::default(),
     };
-    let r = arke_core::restore(scratch, &opts, progress)
-        .await
-        .map_err(|e| {
-            let e = arke_core::Error::from(e);
-            Error::new(e.exit(), format!("restore: {}", arke_core::one_line(&e)))
-        })?;
+    let op = Restore { kubo: scratch };
+    let planned = async { op.apply(op.plan(&opts, progress).await?, progress).await };
+    let r = planned.await.map_err(|e| {
+        let e = arke_core::Error::from(e);
+        Error::new(e.exit(), format!("restore: {}", arke_core::one_line(&e)))
+    })?;
     for w in &r.warnings {
         tracing::warn!("restore: {w}");
     }

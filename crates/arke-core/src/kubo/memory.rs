@@ -52,6 +52,19 @@ impl MemoryNode {
         self.with(|s| s.pins.insert(cid, kind));
     }
 
+    /// The files under `root`, by path relative to it, sorted (what a bulk read of an index
+    /// root sees).
+    pub fn files_under(&self, root: &str) -> Vec<(String, Bytes)> {
+        let prefix = dir_prefix(root);
+        self.with(|s| {
+            s.files
+                .range(prefix.clone()..)
+                .take_while(|(p, _)| p.starts_with(&prefix))
+                .map(|(p, d)| (p[prefix.len()..].to_string(), d.clone()))
+                .collect()
+        })
+    }
+
     fn stat(s: &State, path: &str) -> Option<MfsStat> {
         if let Some(data) = s.files.get(path) {
             return Some(MfsStat {

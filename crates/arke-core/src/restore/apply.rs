@@ -10,8 +10,8 @@ use chrono::{SecondsFormat, Utc};
 use cid::Cid;
 use futures::{StreamExt, TryStreamExt};
 
-use super::plan::{ArchivePlan, Blocks, PlannedTip, index_root_for, tip_jobs};
-use super::{Durations, RestoreOptions, RestorePlan, RestoreReport, TipsMethod, refuse};
+use super::plan::{ArchivePlan, Blocks, TipWrite, Writing};
+use super::{RestorePlan, RestoreReport, TipsMethod, refuse};
 use crate::car::CarWriter;
 use crate::ipld::same_block;
 use crate::kubo::{ImportPart, Kubo, KuboError};
@@ -23,27 +23,27 @@ use crate::unixfs;
 /// `pin/add` calls in flight during the direct pins (64 CIDs each).
 const PIN_CALLS_IN_FLIGHT: usize = 4;
 
-/// Applies `plan` (made with the same `opts`); `archives` are the block indexes the plan read,
-/// in its order. `d` holds the plan's durations; `started` is when the plan began.
+/// Applies `plan`: its refusal first, before anything is written; then the marker, the
+/// import and pins, the tips, the pointer, the read-back.
 pub(super) async fn apply(
     kubo: &Kubo,
-    opts: &RestoreOptions,
-    plan: &RestorePlan,
-    archives: &[Blocks],
+    mut plan: RestorePlan,
     progress: &Progress,
-    mut d: Durations,
-    started: Instant,
 ) -> anyhow::Result<RestoreReport> {
-    check_allowed(plan, opts.force)?;
+    if let Some(why) = &plan.refusal {
+        return Err(refuse(Exit::Failed, why.clone()));
+    }
+    let writing = std::mem::take(&mut plan.writing);
+    let mut d = writing.durations.clone();
     let marker = &plan.node.marker;
     let root = plan.newest().root;
     kubo.files_write(marker, format!("{root}\n").as_bytes(), true)
         .await
         .with_context(|| format!("writing {marker}"))?;
-    let mut warnings = plan.warnings.clone();
+    let mut warnings = plan.report.warnings.clone();
     let mut pins = Pins::default();
-    for (archive, index) in plan.archives.iter().zip(archives) {
-        let p = import_and_pin(kubo, opts, archive, index, progress, &mut warnings).await?;
+    for (archive, index) in plan.archives.iter().zip(&writing.blocks) {
+        let p = import_and_pin(kubo, &writing, archive, index, progress, &mut warnings).await?;
         d.import += p.import_secs;
         d.pin += p.pin_secs;
         pins.blocks += archive.blocks;
@@ -52,20 +52,21 @@ pub(super) async fn apply(
     }
 
     let t = Instant::now();
-    let (written, unchanged) = write_tips(kubo, opts, plan, progress).await?;
+    let (written, unchanged) = write_tips(kubo, &writing, &plan, progress).await?;
     d.tips = t.elapsed().as_secs_f64();
 
     let t = Instant::now();
-    write_pointer(kubo, plan).await?;
+    write_pointer(kubo, &plan).await?;
     d.pointer = t.elapsed().as_secs_f64();
 
     let t = Instant::now();
-    read_back(kubo, opts, plan, progress).await?;
+    read_back(kubo, &writing, &plan, progress).await?;
     d.verify_after = t.elapsed().as_secs_f64();
     kubo.files_rm(marker, false).await?;
-    d.total = started.elapsed().as_secs_f64();
+    d.total = writing.started.map_or(0.0, |s| s.elapsed().as_secs_f64());
     Ok(RestoreReport {
         restored: true,
+        dry_run: false,
         blocks_imported: pins.blocks,
         direct_pins: pins.direct,
         pin_anchor: pins.anchor.map(|a| a.to_string()),
@@ -73,44 +74,8 @@ pub(super) async fn apply(
         tips_unchanged: unchanged,
         durations: d,
         warnings,
-        ..plan.report(false)
+        ..plan.report
     })
-}
-
-/// Refuses, before anything is written, what the plan may not do without --force: remove
-/// entries in the way of tip paths, or restore over a node that serves an index (unless it
-/// is our own unfinished restore of this archive).
-fn check_allowed(plan: &RestorePlan, force: bool) -> anyhow::Result<()> {
-    let changes = &plan.changes;
-    if !changes.blocking.is_empty() && !force {
-        return Err(refuse(
-            Exit::Failed,
-            format!(
-                "entries the restore did not write are in the way of tip paths: {}; nothing changed. Remove them, or use --force to have them removed",
-                changes.would_remove
-            ),
-        ));
-    }
-    let node = &plan.node;
-    if node.occupied() && !node.resumed && !force {
-        let what = match &node.existing_pointer {
-            Some(p) => format!(
-                "an index pointer at {} (latest snapshot {}, event head {})",
-                plan.pointer.path,
-                p.latest_snapshot.map_or("none".into(), |c| c.to_string()),
-                p.event_head.map_or("none".into(), |c| c.to_string())
-            ),
-            None => "no index pointer".into(),
-        };
-        return Err(refuse(
-            Exit::Failed,
-            format!(
-                "the node is not empty: {what} and {} tips; restoring would change {} tips and replace the pointer (existing paths changed: {}). Nothing changed; use --force to restore over it, --dry-run to see the plan",
-                node.existing_tips, node.tips_to_change, changes.would_change
-            ),
-        ));
-    }
-    Ok(())
 }
 
 /// What the import and pin phases did, over every archive.
@@ -134,7 +99,7 @@ struct ArchivePins {
 /// the rest, or (root not pinnable, or its pin failed) every block directly.
 async fn import_and_pin(
     kubo: &Kubo,
-    opts: &RestoreOptions,
+    opts: &Writing,
     archive: &ArchivePlan,
     index: &Blocks,
     progress: &Progress,
@@ -186,7 +151,7 @@ async fn import_and_pin(
 /// Kubo would search the network for the absent blocks until the import's time ran out.
 async fn import_archive(
     kubo: &Kubo,
-    opts: &RestoreOptions,
+    opts: &Writing,
     archive: &ArchivePlan,
     progress: &Progress,
     warnings: &mut Vec<String>,
@@ -259,7 +224,7 @@ async fn import_archive(
 /// removed is imported again from the archive and pinned, at most twice.
 async fn pin_direct(
     kubo: &Kubo,
-    opts: &RestoreOptions,
+    opts: &Writing,
     archive: &ArchivePlan,
     direct: &[Cid],
     progress: &Progress,
@@ -320,7 +285,7 @@ async fn pin_direct(
 /// (written, unchanged).
 async fn write_tips(
     kubo: &Kubo,
-    opts: &RestoreOptions,
+    opts: &Writing,
     plan: &RestorePlan,
     progress: &Progress,
 ) -> anyhow::Result<(u64, u64)> {
@@ -329,26 +294,21 @@ async fn write_tips(
             .await
             .with_context(|| format!("removing {path}, in the way of a tip path (--force)"))?;
     }
-    match plan.tips_method {
-        TipsMethod::Tree => Ok((write_tip_trees(kubo, opts, &plan.tips).await?, 0)),
+    match plan.report.tips_method {
+        TipsMethod::Tree => Ok((write_tip_trees(kubo, opts, &plan.tip_files).await?, 0)),
         TipsMethod::Files => {
-            let jobs = tip_jobs(&plan.tips, opts.shard.rules(), &opts.index_root);
-            write_tip_files(kubo, jobs, opts.concurrency, progress).await
+            write_tip_files(kubo, &plan.tip_files, opts.concurrency, progress).await
         }
     }
 }
 
 /// Into empty index roots: one tree per root, built locally, imported, put in place with one
 /// `files/cp`. Returns the tips written.
-async fn write_tip_trees(
-    kubo: &Kubo,
-    opts: &RestoreOptions,
-    tips: &BTreeMap<String, PlannedTip>,
-) -> anyhow::Result<u64> {
+async fn write_tip_trees(kubo: &Kubo, opts: &Writing, files: &[TipWrite]) -> anyhow::Result<u64> {
     let dir = tempfile::tempdir().context("temp dir for the tip tree")?;
     let path = dir.path().join("tips.car");
     let mut written = 0;
-    for (r, tips) in tips_by_root(tips, opts.shard.rules(), &opts.index_root) {
+    for (r, tips) in tips_by_root(files)? {
         let tree = write_tree_car(&path, tips).await?;
         // Pinned while it is imported and until MFS holds it: a GC in between would
         // otherwise remove the unreferenced tree (Kubo's GC keeps what MFS links).
@@ -367,26 +327,18 @@ async fn write_tip_trees(
     Ok(written)
 }
 
-/// The tip files of each index root, each path once (with `--shard-rule both` the two rules
-/// give the same path for some ids).
-fn tips_by_root(
-    tips: &BTreeMap<String, PlannedTip>,
-    rules: &[ShardRule],
-    index_root: &str,
-) -> BTreeMap<String, Vec<(EntityId, ShardRule, Cid)>> {
-    let mut by_root: BTreeMap<String, Vec<(EntityId, ShardRule, Cid)>> = BTreeMap::new();
-    for p in tips.values() {
-        let mut paths = HashSet::new();
-        for rule in rules {
-            if paths.insert(p.id.tip_path("", *rule)) {
-                by_root
-                    .entry(index_root_for(&p.id, index_root))
-                    .or_default()
-                    .push((p.id.clone(), *rule, p.tip));
-            }
-        }
+/// The plan's tip files grouped by index root (each path is once in the plan).
+type TipsByRoot = BTreeMap<String, Vec<(EntityId, ShardRule, Cid)>>;
+
+fn tips_by_root(files: &[TipWrite]) -> anyhow::Result<TipsByRoot> {
+    let mut by_root = TipsByRoot::new();
+    for w in files {
+        by_root
+            .entry(w.root.clone())
+            .or_default()
+            .push((EntityId::parse(&w.id)?, w.rule, w.tip));
     }
-    by_root
+    Ok(by_root)
 }
 
 /// Builds the tip tree and writes its blocks to a CAR file at `path`.
@@ -428,35 +380,38 @@ async fn place_tree(kubo: &Kubo, r: &str, tree: Cid) -> anyhow::Result<()> {
 /// `concurrency` at a time. Returns (written, unchanged).
 async fn write_tip_files(
     kubo: &Kubo,
-    jobs: Vec<(String, Cid)>,
+    jobs: &[TipWrite],
     concurrency: usize,
     progress: &Progress,
 ) -> anyhow::Result<(u64, u64)> {
     let task = progress.task("tips", Some(jobs.len() as u64), Unit::Items("tips"));
-    let results: Vec<anyhow::Result<bool>> =
-        futures::stream::iter(jobs.into_iter().map(|(path, tip)| {
-            let task = task.clone();
-            async move {
-                let current = match kubo.files_read(&path).await {
-                    Ok(b) => crate::tips::tip_of(&b).ok(),
-                    Err(KuboError::NotFound { .. }) => None,
-                    Err(e) => {
-                        return Err(anyhow::Error::new(e).context(format!("reading {path}")));
+    let results: Vec<anyhow::Result<bool>> = futures::stream::iter(
+        jobs.iter()
+            .map(|w| (w.path.clone(), w.tip))
+            .map(|(path, tip)| {
+                let task = task.clone();
+                async move {
+                    let current = match kubo.files_read(&path).await {
+                        Ok(b) => crate::tips::tip_of(&b).ok(),
+                        Err(KuboError::NotFound { .. }) => None,
+                        Err(e) => {
+                            return Err(anyhow::Error::new(e).context(format!("reading {path}")));
+                        }
+                    };
+                    task.inc(1);
+                    if current.is_some_and(|c| same_block(&c, &tip)) {
+                        return Ok(false);
                     }
-                };
-                task.inc(1);
-                if current.is_some_and(|c| same_block(&c, &tip)) {
-                    return Ok(false);
+                    kubo.files_write(&path, format!("{tip}\n").as_bytes(), true)
+                        .await
+                        .with_context(|| format!("writing {path}"))?;
+                    Ok(true)
                 }
-                kubo.files_write(&path, format!("{tip}\n").as_bytes(), true)
-                    .await
-                    .with_context(|| format!("writing {path}"))?;
-                Ok(true)
-            }
-        }))
-        .buffer_unordered(concurrency.max(1))
-        .collect()
-        .await;
+            }),
+    )
+    .buffer_unordered(concurrency.max(1))
+    .collect()
+    .await;
     task.finish();
     let (mut written, mut unchanged) = (0, 0);
     for r in results {
@@ -486,16 +441,17 @@ async fn write_pointer(kubo: &Kubo, plan: &RestorePlan) -> anyhow::Result<()> {
 /// path walk through the sharded directories each time. Then the pointer.
 async fn read_back(
     kubo: &Kubo,
-    opts: &RestoreOptions,
+    opts: &Writing,
     plan: &RestorePlan,
     progress: &Progress,
 ) -> anyhow::Result<()> {
-    let found = bulk_read(kubo, &opts.index_root, &plan.tips).await;
-    let all = tip_jobs(&plan.tips, opts.shard.rules(), &opts.index_root);
-    let total = all.len() as u64;
-    let checks: Vec<(String, Cid)> = all
-        .into_iter()
-        .filter(|(path, tip)| !found.get(path).is_some_and(|c| same_block(c, tip)))
+    let found = bulk_read(kubo, &plan.tip_files).await;
+    let total = plan.tip_files.len() as u64;
+    let checks: Vec<(String, Cid)> = plan
+        .tip_files
+        .iter()
+        .filter(|w| !found.get(&w.path).is_some_and(|c| same_block(c, &w.tip)))
+        .map(|w| (w.path.clone(), w.tip))
         .collect();
     // The counter covers every tip: those the bulk read confirmed count at once.
     let task = progress.task("read back", Some(total), Unit::Items("tips"));
@@ -526,15 +482,11 @@ async fn read_back(
 
 /// The tip files under every index root the plan writes, by path, read in bulk; a root that
 /// cannot be read so is left to the per-file reads.
-async fn bulk_read(
-    kubo: &Kubo,
-    index_root: &str,
-    tips: &BTreeMap<String, PlannedTip>,
-) -> HashMap<String, Cid> {
+async fn bulk_read(kubo: &Kubo, files: &[TipWrite]) -> HashMap<String, Cid> {
     let mut found = HashMap::new();
     let mut scanned = HashSet::new();
-    for p in tips.values() {
-        let r = index_root_for(&p.id, index_root);
+    for w in files {
+        let r = w.root.clone();
         if !scanned.insert(r.clone()) {
             continue;
         }

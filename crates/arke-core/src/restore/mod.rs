@@ -1,8 +1,9 @@
 //! restore-from-car: a wiped node back to serving from one archive, losing nothing that was
 //! exported.
 //!
-//! A restore is a [`RestorePlan`] (`plan.rs`), then its application (`apply.rs`). `--dry-run`
-//! is the plan, reported; nothing is written before the plan is whole.
+//! A restore is the operation [`Restore`]: a [`RestorePlan`] (`plan.rs`), then its application
+//! (`apply.rs`). `--dry-run` prints the plan (with every key of the report it stands for);
+//! nothing is written before the plan is whole.
 //!
 //! Plan, nothing written:
 //! 1. **verify** the archive offline (the full verify-car check) and read from it: every
@@ -10,16 +11,17 @@
 //!    the live state the export captured, every id validated before any path is built; which
 //!    blocks the root's recursive pin reaches (the others are held by a pin anchor, or pinned
 //!    directly); the pointer to write;
-//! 2. **wait** for the node and read what it holds: a pointer, tips, foreign entries, our
-//!    marker, giving what each existing path becomes (changed, removed, kept).
+//! 2. **wait** for the node and read what it holds (through `tips::TipsRead`, a `NodeRead`): a
+//!    pointer, tips, foreign entries, our marker, giving every tip file written, what each
+//!    existing path becomes (changed, removed, kept), and the **safety** decision: a node that
+//!    already has a pointer or tips is refused unless `--force` (or it is our own unfinished
+//!    restore of the same archive, recorded in a marker file next to the pointer). A node that
+//!    already holds this archive's state from a completed restore (`already_restored`: no
+//!    marker, the pointer names the archive's snapshot and event head, every tip file and the
+//!    root's pin in place) is a no-op that says so: a rerun writes nothing and exits 0.
 //!
 //! Apply, each phase safe to repeat:
-//! 1. the **safety** check: a node that already has a pointer or tips is refused unless
-//!    `--force` (or it is our own unfinished restore of the same archive, recorded in a marker
-//!    file next to the pointer). A node that already holds this archive's state from a
-//!    completed restore (the plan's `already_restored`: no marker, the pointer names the
-//!    archive's snapshot and event head, every tip file and the root's pin in place) is a
-//!    no-op that says so: a rerun of the same restore writes nothing and exits 0;
+//! 1. the plan's refusal, if any, before anything is written;
 //! 2. **import** the file with `dag/import` (streamed, roots pinned, big blocks allowed), with a
 //!    pin anchor holding every block recursive pinning of the root cannot reach (events and
 //!    versions behind plain-map links); without it, those are pinned directly. The pins succeed
@@ -34,23 +36,26 @@
 mod apply;
 mod entities;
 pub(crate) mod plan;
+#[cfg(test)]
+mod plan_tests;
 
 pub use entities::{
-    EntityAction, EntityChange, EntityDurations, EntityRestoreOptions, EntityRestoreReport,
-    restore_entities,
+    EntityAction, EntityChange, EntityDurations, EntityRestore, EntityRestoreOptions,
+    EntityRestorePlan, EntityRestoreReport,
 };
+pub use plan::{ArchivePlan, RestorePlan, TipWrite};
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use anyhow::Context;
 use cid::Cid;
 use serde::{Deserialize, Serialize};
 
 use crate::backup::VerifyCarOptions;
 use crate::kubo::Kubo;
-use crate::report::{Exit, Failure, Progress};
+use crate::report::{Exit, Failure, Operation, Outcome, Progress};
 use crate::shard::ShardRule;
-use plan::RestorePlan;
 
 /// Where tips are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -72,13 +77,14 @@ impl ShardChoice {
 }
 
 /// How the tips are written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum TipsMethod {
     /// One locally built tree per index root, put in place with one `files/cp` (the index
     /// roots are absent or empty).
     Tree,
     /// One `files/write` per tip that differs, around what the index already holds.
+    #[default]
     Files,
 }
 
@@ -90,7 +96,6 @@ pub struct RestoreOptions {
     pub snapshot: Option<Cid>,
     pub allow_incomplete: bool,
     pub force: bool,
-    pub dry_run: bool,
     pub shard: ShardChoice,
     pub index_root: String,
     pub pointer_path: String,
@@ -118,7 +123,7 @@ pub struct Durations {
 }
 
 /// The result (`stdout` JSON). The first three fields are the legacy keys.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct RestoreReport {
     pub snapshot_cid: String,
     pub entity_count: u64,
@@ -218,44 +223,69 @@ pub(crate) fn refuse(exit: Exit, msg: String) -> anyhow::Error {
     Failure::new(exit, msg).into()
 }
 
-/// Runs a restore: the plan, then (without `--dry-run`) its application. See the module docs.
-pub async fn restore(
-    kubo: &Kubo,
-    opts: &RestoreOptions,
-    progress: &Progress,
-) -> anyhow::Result<RestoreReport> {
-    let started = Instant::now();
-    let mut d = Durations::default();
-    // Today one archive; a chain of incremental archives would list its base first.
-    let cars = [opts.car.clone()];
-    let (plan, archives) = plan::verify_and_inspect(kubo, opts, &cars, progress, &mut d).await?;
-    if plan.already_restored {
-        // A rerun of a completed restore: no import, no pointer move, no tip write.
-        plan.log_already_restored(opts.dry_run);
-        return Ok(RestoreReport {
-            restored: !opts.dry_run,
-            tips_unchanged: if opts.dry_run {
-                0
-            } else {
-                plan.tips.len() as u64
-            },
-            durations: if opts.dry_run {
-                Durations::default()
-            } else {
-                Durations {
-                    total: started.elapsed().as_secs_f64(),
-                    ..d
-                }
-            },
-            ..plan.report(opts.dry_run)
-        });
+/// The restore of a node from an archive: the node it writes to. See the module docs.
+#[derive(Debug)]
+pub struct Restore<'a> {
+    pub kubo: &'a Kubo,
+}
+
+impl Operation for Restore<'_> {
+    type Options = RestoreOptions;
+    type Plan = RestorePlan;
+    type Report = RestoreReport;
+
+    /// Verifies and reads the archive, waits for the node, reads it and decides; says the plan
+    /// in one line (a rerun of a completed restore: "already restored ... nothing to do").
+    async fn plan(
+        &self,
+        opts: &RestoreOptions,
+        progress: &Progress,
+    ) -> anyhow::Result<RestorePlan> {
+        let started = Instant::now();
+        let mut d = Durations::default();
+        // Today one archive; a chain of incremental archives would list its base first.
+        let cars = [opts.car.clone()];
+        let side = plan::read_archives(opts, &cars, progress, &mut d).await?;
+        let t = Instant::now();
+        self.kubo
+            .wait_ready(opts.wait)
+            .await
+            .context("waiting for the node")?;
+        d.wait = t.elapsed().as_secs_f64();
+        let mut plan = plan::decide(self.kubo, opts, side).await?;
+        plan.writing.durations = d;
+        plan.writing.started = Some(started);
+        tracing::info!("{}", plan.summary());
+        Ok(plan)
     }
-    if opts.dry_run {
-        plan.log_dry_run(opts.force);
-        // The dry run reports the plan; its durations stay zero, as they always were.
-        return Ok(plan.report(opts.dry_run));
+
+    /// Applies the plan; a rerun of a completed restore writes nothing.
+    async fn apply(&self, plan: RestorePlan, progress: &Progress) -> anyhow::Result<RestoreReport> {
+        if plan.report.already_restored {
+            let total = plan
+                .writing
+                .started
+                .map_or(0.0, |s| s.elapsed().as_secs_f64());
+            return Ok(RestoreReport {
+                restored: true,
+                dry_run: false,
+                tips_unchanged: plan.tips.len() as u64,
+                durations: Durations {
+                    total,
+                    ..plan.writing.durations.clone()
+                },
+                ..plan.report
+            });
+        }
+        apply::apply(self.kubo, plan, progress).await
     }
-    apply::apply(kubo, opts, &plan, &archives, progress, d, started).await
+}
+
+/// A restore either completes or fails: nothing is skipped.
+impl Outcome for RestoreReport {
+    fn skipped(&self) -> u64 {
+        0
+    }
 }
 
 /// The bound on one `dag/import` of `bytes` ([`crate::kubo::import_bound`]), said in the log:

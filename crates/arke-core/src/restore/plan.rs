@@ -1,5 +1,7 @@
-//! The plan: everything a restore will do, read from the archive and the node before anything
-//! is written. `--dry-run` reports it; [`super::apply`] carries it out.
+//! The plan: everything a restore will do, read from the archive ([`read_archives`]) and the
+//! node ([`decide`], generic over the node so that its decisions are unit-tested against a node
+//! in memory: `plan_tests.rs`) before anything is written. `--dry-run` prints it;
+//! [`super::apply`] carries it out.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -18,45 +20,69 @@ use crate::car::{CarError, CarIndex, ChainSource};
 use crate::closure::ClosureReport;
 use crate::events::{EventError, EventWalk};
 use crate::ipld::{self, LinkShape, same_block};
-use crate::kubo::{Kubo, KuboError};
+use crate::kubo::KuboError;
 use crate::model::{IndexPointer, Manifest, cid_as_string, opt_cid_as_string};
 use crate::report::{Exit, Progress};
 use crate::shard::{EntityId, ShardRule, TEST_INDEX_ROOT};
+use crate::tips::TipsRead;
 
 /// Everything a restore will do, computed before any write: what is imported and how it is
-/// pinned, every tip, what each existing path becomes, and the pointer.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// pinned, every tip file written, what each existing path becomes, the pointer, and whether
+/// applying it is refused. A dry run prints it: the report it stands for (every key the dry
+/// run always printed, `dry_run: true`) at the top level, then the decisions.
+#[derive(Debug, Serialize, Deserialize)]
 pub struct RestorePlan {
+    /// The report of the plan before anything is applied: the dry run's report, and the base
+    /// of the applied restore's.
+    #[serde(flatten)]
+    pub report: RestoreReport,
     /// The archives, imported in this order. Today always one; a chain of incremental
     /// archives would list its base first, and the tips and pointer would be its newest's.
     pub archives: Vec<ArchivePlan>,
-    pub snapshot_schema: Option<String>,
-    pub snapshot_seq: Option<u64>,
     /// Entries of the snapshot itself, before replay and live state.
     pub snapshot_entities: u64,
-    /// Entities moved forward by archived events newer than the snapshot.
-    pub replayed: u64,
-    /// Entities created after the snapshot, from archived events.
-    pub created_after_snapshot: u64,
-    /// Newer events skipped (bad id, manifest missing or not descending).
-    pub replay_skipped: u64,
-    /// Entities set from the live state the export captured.
-    pub live_tips: u64,
     /// Every entity's tip, by id: what the index holds after the restore.
     #[serde(with = "tip_map")]
     pub tips: BTreeMap<String, PlannedTip>,
-    pub tips_method: TipsMethod,
+    /// Every tip file the restore writes (or finds already right), each path once: decided
+    /// here from the shard rules and the index root, read by every phase of the apply.
+    pub tip_files: Vec<TipWrite>,
     /// The pointer written last.
     pub pointer: PlannedPointer,
     /// What the node held when the plan was made.
     pub node: NodeState,
     /// What becomes of the existing paths.
     pub changes: PlannedChanges,
-    pub warnings: Vec<String>,
-    /// The node already holds this archive's state from a restore that finished (see
-    /// [`restored_here`]): applying the plan writes nothing and exits 0.
+    /// Why applying the plan is refused before anything is written (a node that serves an
+    /// index, or entries in the way of tip paths, without `--force`); `None`: it may be applied.
     #[serde(default)]
-    pub already_restored: bool,
+    pub refusal: Option<String>,
+    /// How the plan is applied. Not serialized: a plan read back from JSON cannot be applied.
+    #[serde(skip)]
+    pub(super) writing: Writing,
+}
+
+/// What applying needs beyond the decisions: the archives' block indexes (the import reads
+/// CIDs back from them), the bounds the options set, and the plan's durations.
+#[derive(Debug, Default)]
+pub(super) struct Writing {
+    pub(super) blocks: Vec<Blocks>,
+    pub(super) concurrency: usize,
+    pub(super) import_timeout: Option<std::time::Duration>,
+    pub(super) durations: Durations,
+    pub(super) started: Option<Instant>,
+}
+
+/// One tip file the restore writes: its path under the entity's index root, by a shard rule.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TipWrite {
+    pub path: String,
+    #[serde(with = "cid_as_string")]
+    pub tip: Cid,
+    pub id: String,
+    pub rule: ShardRule,
+    /// The index root it is under (the test network's for its ids).
+    pub root: String,
 }
 
 /// One archive file: imported with one `dag/import`, its blocks pinned.
@@ -210,17 +236,23 @@ pub struct PlannedChanges {
     pub blocking: Vec<String>,
 }
 
-/// Plans a restore from `cars` (one archive; an incremental brings its chain, found by name
-/// beside it): verifies it, reads what it holds, waits for the node and reads what that holds.
-/// Returns the plan and each archive's blocks (the import reads CIDs back from them), in the
-/// plan's order. Nothing is written.
-pub(super) async fn verify_and_inspect(
-    kubo: &Kubo,
+/// What the archive side of the plan gives: what the archive holds, its blocks, the
+/// warnings so far.
+pub(super) struct ArchiveSide {
+    pub(super) read: FromArchive,
+    pub(super) blocks: Blocks,
+    pub(super) warnings: Vec<String>,
+}
+
+/// The archive's side of a plan, from `cars` (one archive; an incremental brings its chain,
+/// found by name beside it): verifies it and reads what it holds. Nothing is read from or
+/// written to the node.
+pub(super) async fn read_archives(
     opts: &RestoreOptions,
     cars: &[PathBuf],
     progress: &Progress,
     d: &mut Durations,
-) -> anyhow::Result<(RestorePlan, Vec<Blocks>)> {
+) -> anyhow::Result<ArchiveSide> {
     // A chain is one archive here: its newest file names its parents, and the state (tips,
     // events, live state, pointer) is the newest's, read over the union of the chain.
     let [car] = cars else {
@@ -241,23 +273,80 @@ pub(super) async fn verify_and_inspect(
     )
     .await?;
     d.plan = t.elapsed().as_secs_f64();
+    Ok(ArchiveSide {
+        read,
+        blocks: verified.blocks,
+        warnings,
+    })
+}
 
-    let t = Instant::now();
-    kubo.wait_ready(opts.wait)
-        .await
-        .context("waiting for the node")?;
-    d.wait = t.elapsed().as_secs_f64();
-    let (node, node_index) = inspect_node(kubo, opts, read.archive.root, &read.tips).await?;
-    let mut plan = assemble(read, node, &node_index, opts, warnings);
+/// The node's side of a plan: reads what the node holds (through [`TipsRead`], a
+/// [`crate::kubo::NodeRead`] with the bulk read of tips, so the
+/// decisions are tested against a node in memory) and decides what becomes of each path,
+/// whether the node already holds this archive's state, and whether applying is refused.
+pub(super) async fn decide<N: TipsRead>(
+    node: &N,
+    opts: &RestoreOptions,
+    side: ArchiveSide,
+) -> anyhow::Result<RestorePlan> {
+    let ArchiveSide {
+        read,
+        blocks,
+        warnings,
+    } = side;
+    let tip_files = tip_writes(&read.tips, opts.shard.rules(), &opts.index_root);
+    let (state, node_index) = inspect_node(node, opts, read.archive.root, &read.tips).await?;
+    let mut plan = assemble(read, state, &node_index, tip_files, opts, warnings);
     // The last fact of "completed": the root's recursive pin the import made is still there.
-    if plan.already_restored && plan.newest().pin_root {
+    if plan.report.already_restored && plan.newest().pin_root {
         let root = plan.newest().root;
-        plan.already_restored = kubo
+        plan.report.already_restored = node
             .pinned_as(&root, &crate::kubo::PinKind::Recursive)
             .await
             .with_context(|| format!("reading the pin of {root}"))?;
     }
-    Ok((plan, vec![verified.blocks]))
+    plan.refusal = refusal(&plan, opts.force);
+    plan.writing = Writing {
+        blocks: vec![blocks],
+        concurrency: opts.concurrency.max(1),
+        import_timeout: opts.import_timeout,
+        ..Writing::default()
+    };
+    Ok(plan)
+}
+
+/// Why applying is refused without --force, before anything is written: entries in the way
+/// of tip paths would be removed, or the node serves an index (unless it is our own
+/// unfinished restore of this archive, which a rerun finishes, or this archive's completed
+/// restore, which a rerun leaves as it is).
+fn refusal(plan: &RestorePlan, force: bool) -> Option<String> {
+    if force || plan.report.already_restored {
+        return None;
+    }
+    let changes = &plan.changes;
+    if !changes.blocking.is_empty() {
+        return Some(format!(
+            "entries the restore did not write are in the way of tip paths: {}; nothing changed. Remove them, or use --force to have them removed",
+            changes.would_remove
+        ));
+    }
+    let node = &plan.node;
+    if !node.occupied() || node.resumed {
+        return None;
+    }
+    let what = match &node.existing_pointer {
+        Some(p) => format!(
+            "an index pointer at {} (latest snapshot {}, event head {})",
+            plan.pointer.path,
+            p.latest_snapshot.map_or("none".into(), |c| c.to_string()),
+            p.event_head.map_or("none".into(), |c| c.to_string())
+        ),
+        None => "no index pointer".into(),
+    };
+    Some(format!(
+        "the node is not empty: {what} and {} tips; restoring would change {} tips and replace the pointer (existing paths changed: {}). Nothing changed; use --force to restore over it, --dry-run to see the plan",
+        node.existing_tips, node.tips_to_change, changes.would_change
+    ))
 }
 
 /// An archive that passed the offline check (or failed it, with --allow-incomplete).
@@ -347,15 +436,15 @@ async fn verify_archive(
 }
 
 /// What one archive holds for the plan (the node's side comes after).
-struct FromArchive {
-    archive: ArchivePlan,
-    snapshot_schema: Option<String>,
-    snapshot_seq: Option<u64>,
-    snapshot_entities: u64,
-    replay: ReplayCounts,
-    live_tips: u64,
-    tips: BTreeMap<String, PlannedTip>,
-    pointer: PlannedPointer,
+pub(super) struct FromArchive {
+    pub(super) archive: ArchivePlan,
+    pub(super) snapshot_schema: Option<String>,
+    pub(super) snapshot_seq: Option<u64>,
+    pub(super) snapshot_entities: u64,
+    pub(super) replay: ReplayCounts,
+    pub(super) live_tips: u64,
+    pub(super) tips: BTreeMap<String, PlannedTip>,
+    pub(super) pointer: PlannedPointer,
 }
 
 /// Reads the archive's plan: the snapshot's entries, moved forward by the newer archived
@@ -665,8 +754,8 @@ pub(super) struct NodeIndex {
 
 /// Reads what the node holds: the marker of an unfinished restore, the pointer, the index
 /// roots (the test network's too when the plan has test entities).
-async fn inspect_node(
-    kubo: &Kubo,
+async fn inspect_node<N: TipsRead>(
+    kubo: &N,
     opts: &RestoreOptions,
     root: Cid,
     tips: &BTreeMap<String, PlannedTip>,
@@ -711,7 +800,7 @@ async fn inspect_node(
     Ok((node, node_index))
 }
 
-async fn read_node_index(kubo: &Kubo, roots: &[String]) -> anyhow::Result<NodeIndex> {
+async fn read_node_index<N: TipsRead>(kubo: &N, roots: &[String]) -> anyhow::Result<NodeIndex> {
     let mut found = NodeIndex::default();
     for r in roots {
         if kubo.files_stat_opt(r).await?.is_none() {
@@ -722,7 +811,8 @@ async fn read_node_index(kubo: &Kubo, roots: &[String]) -> anyhow::Result<NodeIn
             continue;
         }
         found.has_content = true;
-        let scan = crate::tips::scan_tips(kubo, r, &std::env::temp_dir())
+        let scan = kubo
+            .scan_tips(r)
             .await
             .with_context(|| format!("reading the tips under {r}"))?;
         for (id, tf) in scan.tips {
@@ -746,12 +836,12 @@ fn assemble(
     read: FromArchive,
     node: NodeState,
     node_index: &NodeIndex,
+    tip_files: Vec<TipWrite>,
     opts: &RestoreOptions,
     warnings: Vec<String>,
 ) -> RestorePlan {
     // The tree replaces the whole index root: only when nothing is there.
     let tree = node_index.tips.is_empty() && !node_index.has_content;
-    let jobs = tip_jobs(&read.tips, opts.shard.rules(), &opts.index_root);
     // Files replaced whole: the pointer, and another archive's unfinished-restore marker.
     let replaced: Vec<&str> = [
         node.existing_pointer
@@ -762,29 +852,45 @@ fn assemble(
     .into_iter()
     .flatten()
     .collect();
-    let changes = plan_changes(node_index, &jobs, &replaced, tree);
-    let already_restored = restored_here(&node, &read.pointer, node_index, &jobs, &changes);
-    RestorePlan {
-        already_restored,
+    let changes = plan_changes(node_index, &tip_files, &replaced, tree);
+    let already_restored = restored_here(&node, &read.pointer, node_index, &tip_files, &changes);
+    let mut plan = RestorePlan {
+        report: RestoreReport::default(),
         archives: vec![read.archive],
+        snapshot_entities: read.snapshot_entities,
+        tips: read.tips,
+        tip_files,
+        pointer: read.pointer,
+        node,
+        changes,
+        refusal: None,
+        writing: Writing::default(),
+    };
+    plan.report = plan.report_of(Decided {
         snapshot_schema: read.snapshot_schema,
         snapshot_seq: read.snapshot_seq,
-        snapshot_entities: read.snapshot_entities,
-        replayed: read.replay.replayed,
-        created_after_snapshot: read.replay.created,
-        replay_skipped: read.replay.skipped,
+        replay: read.replay,
         live_tips: read.live_tips,
-        tips: read.tips,
         tips_method: if tree {
             TipsMethod::Tree
         } else {
             TipsMethod::Files
         },
-        pointer: read.pointer,
-        node,
-        changes,
         warnings,
-    }
+        already_restored,
+    });
+    plan
+}
+
+/// What the plan's report holds beyond what the plan's own fields say.
+pub(super) struct Decided {
+    pub(super) snapshot_schema: Option<String>,
+    pub(super) snapshot_seq: Option<u64>,
+    pub(super) replay: ReplayCounts,
+    pub(super) live_tips: u64,
+    pub(super) tips_method: TipsMethod,
+    pub(super) warnings: Vec<String>,
+    pub(super) already_restored: bool,
 }
 
 /// Whether a restore of this archive already completed into the node, decided from what the
@@ -793,12 +899,12 @@ fn assemble(
 /// pointer names the archive's snapshot and event head, and every tip file the restore would
 /// write holds the archive's CID (nothing in the way). A rerun of the same restore is then a
 /// no-op (the user's documents ask for an idempotent restore); a different archive still
-/// needs `--force`. [`plan`] adds the last fact, the root's recursive pin.
+/// needs `--force`. [`decide`] adds the last fact, the root's recursive pin.
 fn restored_here(
     node: &NodeState,
     pointer: &PlannedPointer,
     index: &NodeIndex,
-    jobs: &[(String, Cid)],
+    jobs: &[TipWrite],
     changes: &PlannedChanges,
 ) -> bool {
     let same = |a: Option<Cid>, b: Option<Cid>| match (a, b) {
@@ -814,29 +920,34 @@ fn restored_here(
         && !node.other_marker
         && pointer_names_it
         && changes.blocking.is_empty()
-        && jobs.iter().all(|(path, tip)| {
+        && jobs.iter().all(|w| {
             index
                 .tip_files
-                .get(path)
-                .is_some_and(|c| same_block(c, tip))
+                .get(&w.path)
+                .is_some_and(|c| same_block(c, &w.tip))
         })
 }
 
-/// Every tip file the plan writes: (path, tip), each path once (with `--shard-rule both`
-/// the two rules give the same path for some ids, as the tree builder also accounts for).
-pub(super) fn tip_jobs(
+/// Every tip file the plan writes, each path once (with `--shard-rule both` the two rules
+/// give the same path for some ids: the worker's rule, listed first, keeps it).
+pub(super) fn tip_writes(
     tips: &BTreeMap<String, PlannedTip>,
     rules: &[ShardRule],
-    root: &str,
-) -> Vec<(String, Cid)> {
+    main_root: &str,
+) -> Vec<TipWrite> {
     let mut seen = HashSet::new();
     tips.values()
         .flat_map(|p| {
-            rules
-                .iter()
-                .map(move |rule| (p.id.tip_path(&index_root_for(&p.id, root), *rule), p.tip))
+            let root = index_root_for(&p.id, main_root);
+            rules.iter().map(move |rule| TipWrite {
+                path: p.id.tip_path(&root, *rule),
+                tip: p.tip,
+                id: p.id.to_string(),
+                rule: *rule,
+                root: root.clone(),
+            })
         })
-        .filter(|(path, _)| seen.insert(path.clone()))
+        .filter(|w| seen.insert(w.path.clone()))
         .collect()
 }
 
@@ -849,13 +960,13 @@ pub(super) fn tip_jobs(
 /// directory goes) cannot be kept: that needs --force.
 fn plan_changes(
     node: &NodeIndex,
-    jobs: &[(String, Cid)],
+    jobs: &[TipWrite],
     replaced: &[&str],
     tree: bool,
 ) -> PlannedChanges {
     let mut needed = HashSet::new();
-    for (path, _) in jobs {
-        let mut at = path.as_str();
+    for w in jobs {
+        let mut at = w.path.as_str();
         while needed.insert(at) {
             match at.rsplit_once('/') {
                 Some((parent, _)) if !parent.is_empty() => at = parent,
@@ -876,13 +987,13 @@ fn plan_changes(
         node.empty_roots.iter().for_each(|r| c.would_remove.push(r));
     }
     replaced.iter().for_each(|p| c.would_change.push(p));
-    for (path, tip) in jobs {
+    for w in jobs {
         if node
             .tip_files
-            .get(path)
-            .is_some_and(|c| !same_block(c, tip))
+            .get(&w.path)
+            .is_some_and(|c| !same_block(c, &w.tip))
         {
-            c.would_change.push(path);
+            c.would_change.push(&w.path);
         }
     }
     c
@@ -911,21 +1022,21 @@ impl RestorePlan {
             .expect("a plan names at least one archive")
     }
 
-    /// The report of the plan, before anything is applied (the dry run's, and the base of the
-    /// applied restore's).
-    pub(super) fn report(&self, dry_run: bool) -> RestoreReport {
+    /// The report the plan stands for, before anything is applied (`dry_run: true`; the
+    /// applied restore's report starts from it).
+    fn report_of(&self, d: Decided) -> RestoreReport {
         let newest = self.newest();
         let p = &self.pointer;
         RestoreReport {
             snapshot_cid: p.latest_snapshot.to_string(),
             entity_count: self.tips.len() as u64,
             restored: false,
-            dry_run,
+            dry_run: true,
             resumed: self.node.resumed,
             car_file: newest.car.display().to_string(),
             root: newest.root.to_string(),
-            snapshot_schema: self.snapshot_schema.clone(),
-            snapshot_seq: self.snapshot_seq,
+            snapshot_schema: d.snapshot_schema,
+            snapshot_seq: d.snapshot_seq,
             event_head: p.event_head.map(|c| c.to_string()),
             event_count: p.event_count,
             blocks_imported: 0,
@@ -933,11 +1044,11 @@ impl RestorePlan {
             pin_anchor: None,
             tips_written: 0,
             tips_unchanged: 0,
-            replayed: self.replayed,
-            created_after_snapshot: self.created_after_snapshot,
-            replay_skipped: self.replay_skipped,
-            live_tips: self.live_tips,
-            tips_method: self.tips_method,
+            replayed: d.replay.replayed,
+            created_after_snapshot: d.replay.created,
+            replay_skipped: d.replay.skipped,
+            live_tips: d.live_tips,
+            tips_method: d.tips_method,
             pointer_path: p.path.clone(),
             existing_pointer: self.node.existing_pointer.is_some(),
             existing_tips: self.node.existing_tips,
@@ -951,49 +1062,64 @@ impl RestorePlan {
                 .iter()
                 .map(|a| a.outside_root.len() as u64)
                 .sum(),
+            // The plan's durations stay zero, as the dry run's always were.
             durations: Durations::default(),
-            warnings: self.warnings.clone(),
-            already_restored: self.already_restored,
+            warnings: d.warnings,
+            already_restored: d.already_restored,
         }
     }
 
-    /// The line a rerun of a completed restore says (dry run or not).
-    pub(super) fn log_already_restored(&self, dry_run: bool) {
+    /// The plan in one line (logged when it is made, the dry run's second line).
+    pub fn summary(&self) -> String {
         let p = &self.pointer;
-        tracing::info!(
-            "{}already restored: {} (snapshot {}, event head {}) is what the node holds at {}, with its {} tips and pins; nothing to do",
-            if dry_run { "dry run: " } else { "" },
-            self.newest().car.display(),
-            p.latest_snapshot,
-            p.event_head.map_or("none".into(), |c| c.to_string()),
-            p.path,
-            self.tips.len()
-        );
-    }
-
-    /// The dry run's line: the plan in words.
-    pub(super) fn log_dry_run(&self, force: bool) {
+        if self.report.already_restored {
+            return format!(
+                "already restored: {} (snapshot {}, event head {}) is what the node holds at {}, with its {} tips and pins; nothing to do",
+                self.newest().car.display(),
+                p.latest_snapshot,
+                p.event_head.map_or("none".into(), |c| c.to_string()),
+                p.path,
+                self.tips.len()
+            );
+        }
         let c = &self.changes;
         let blocks: u64 = self.archives.iter().map(|a| a.blocks).sum();
-        tracing::info!(
-            "dry run: would import {} ({} blocks), pin what the root does not reach, write {} of {} tips ({} entities from the snapshot, {} moved forward and {} created by newer events) and the pointer at {}; existing paths changed: {}, removed: {}{}; foreign entries kept: {}; nothing changed",
+        format!(
+            "plan: import {} ({} blocks), pin what the root does not reach, write {} of {} tips ({} entities from the snapshot, {} moved forward and {} created by newer events) and the pointer at {}; existing paths changed: {}, removed: {}; foreign entries kept: {}{}",
             self.newest().car.display(),
             blocks,
             self.node.tips_to_change,
             self.tips.len(),
             self.snapshot_entities,
-            self.replayed,
-            self.created_after_snapshot,
-            self.pointer.path,
+            self.report.replayed,
+            self.report.created_after_snapshot,
+            p.path,
             c.would_change,
             c.would_remove,
-            if c.blocking.is_empty() || force {
-                ""
+            c.foreign_kept,
+            if self.refusal.is_some() {
+                "; refused without --force"
             } else {
-                " (needs --force)"
-            },
-            c.foreign_kept
-        );
+                ""
+            }
+        )
+    }
+}
+
+/// The dry run for a human: what it would do, and why it would be refused.
+impl crate::Plan for RestorePlan {
+    fn lines(&self) -> Vec<String> {
+        let mut lines = vec!["dry run: nothing was written".to_string(), self.summary()];
+        lines.extend(self.refusal.iter().map(|r| format!("refused: {r}")));
+        lines.extend(self.report.warnings.iter().map(|w| format!("warning: {w}")));
+        lines
+    }
+}
+
+/// A dry run exits as the plan is: 0 (a refusal is the apply's exit 1, before any write).
+impl crate::Outcome for RestorePlan {
+    fn skipped(&self) -> u64 {
+        0
     }
 }
 
@@ -1063,11 +1189,11 @@ mod tests {
 
     /// `--shard-rule both` writes a path once when the two rules agree (a 4-character id).
     #[test]
-    fn tip_jobs_name_each_path_once() {
+    fn tip_writes_name_each_path_once() {
         let tip = ipld::cid_v1(ipld::RAW, b"m");
         let plan = plan_of(&["ABCD", "01J8ME3HXYZW"], tip);
-        let jobs = tip_jobs(&plan, ShardChoice::Both.rules(), "/arke/index");
-        let paths: Vec<&str> = jobs.iter().map(|(p, _)| p.as_str()).collect();
+        let jobs = tip_writes(&plan, ShardChoice::Both.rules(), "/arke/index");
+        let paths: Vec<&str> = jobs.iter().map(|w| w.path.as_str()).collect();
         assert_eq!(paths.len(), 3, "{paths:?}");
         assert!(paths.contains(&"/arke/index/AB/CD/ABCD.tip"));
     }
@@ -1077,7 +1203,14 @@ mod tests {
     fn plan_round_trips_through_json() {
         let tip = ipld::cid_v1(ipld::RAW, b"m");
         let root = ipld::cid_v1(ipld::DAG_CBOR, b"root");
+        let tips = plan_of(&["ABCD", "01J8ME3HXYZW"], tip);
         let plan = RestorePlan {
+            report: RestoreReport {
+                tips_method: TipsMethod::Tree,
+                dry_run: true,
+                warnings: vec!["w".into()],
+                ..RestoreReport::default()
+            },
             archives: vec![ArchivePlan {
                 car: "/b/a.car".into(),
                 root,
@@ -1086,15 +1219,9 @@ mod tests {
                 outside_root: vec![tip],
                 parents: vec!["/b/base.car".into()],
             }],
-            snapshot_schema: Some("arke/snapshot@v4".into()),
-            snapshot_seq: Some(7),
             snapshot_entities: 2,
-            replayed: 1,
-            created_after_snapshot: 0,
-            replay_skipped: 0,
-            live_tips: 0,
-            tips: plan_of(&["ABCD", "01J8ME3HXYZW"], tip),
-            tips_method: TipsMethod::Tree,
+            tip_files: tip_writes(&tips, ShardChoice::Both.rules(), "/arke/index"),
+            tips,
             pointer: PlannedPointer {
                 path: "/arke/index_pointer".into(),
                 latest_snapshot: root,
@@ -1108,17 +1235,22 @@ mod tests {
             },
             node: NodeState::default(),
             changes: PlannedChanges::default(),
-            warnings: vec!["w".into()],
-            already_restored: false,
+            refusal: None,
+            writing: Writing::default(),
         };
         let json = serde_json::to_value(&plan).unwrap();
         assert_eq!(json["tips"]["ABCD"], tip.to_string());
         assert_eq!(json["archives"][0]["outside_root"][0], tip.to_string());
+        // The report's keys are the plan's own: the dry run prints every key it always did.
+        assert_eq!(json["dry_run"], true);
+        assert_eq!(json["tips_method"], "tree");
+        assert_eq!(json["existing_tips"], 0);
+        assert_eq!(json["tip_files"][0]["rule"], "worker");
         let back: RestorePlan = serde_json::from_value(json.clone()).unwrap();
         assert_eq!(back.tips, plan.tips);
+        assert_eq!(back.tip_files, plan.tip_files);
         assert_eq!(serde_json::to_value(&back).unwrap(), json);
-        let report: RestoreReport =
-            serde_json::from_value(serde_json::to_value(back.report(true)).unwrap()).unwrap();
+        let report: RestoreReport = serde_json::from_value(json.clone()).unwrap();
         assert_eq!(report.tips_method, TipsMethod::Tree);
         let mut bad = json;
         bad["tips"]["../x"] = tip.to_string().into();
@@ -1131,11 +1263,11 @@ mod tests {
     fn plan_changes_sorts_existing_paths() {
         let tip = ipld::cid_v1(ipld::RAW, b"new");
         let plan = plan_of(&["01J8ME3HXYZW", "01J8ME3HABCD"], tip);
-        let jobs = tip_jobs(&plan, ShardChoice::Worker.rules(), "/arke/index");
+        let jobs = tip_writes(&plan, ShardChoice::Worker.rules(), "/arke/index");
         let node = NodeIndex {
             tip_files: HashMap::from([
-                (jobs[0].0.clone(), ipld::cid_v1(ipld::RAW, b"old")),
-                (jobs[1].0.clone(), tip),
+                (jobs[0].path.clone(), ipld::cid_v1(ipld::RAW, b"old")),
+                (jobs[1].path.clone(), tip),
             ]),
             foreign: vec![
                 "/arke/index/notes.txt".into(),
@@ -1172,7 +1304,11 @@ mod tests {
             snapshot_seq: 1,
             snapshot_ts: "2026-01-01T00:00:00Z".into(),
         };
-        let jobs = vec![("/arke/index/01/J8/01J8ME3HXYZW.tip".to_string(), tip)];
+        let jobs = tip_writes(
+            &plan_of(&["01J8ME3HXYZW"], tip),
+            ShardChoice::Worker.rules(),
+            "/arke/index",
+        );
         let done = || {
             let node = NodeState {
                 existing_pointer: Some(ExistingPointer {
@@ -1183,7 +1319,7 @@ mod tests {
                 ..NodeState::default()
             };
             let mut index = NodeIndex::default();
-            index.tip_files.insert(jobs[0].0.clone(), tip);
+            index.tip_files.insert(jobs[0].path.clone(), tip);
             (node, index, PlannedChanges::default())
         };
         type Damage = fn(&mut NodeState, &mut NodeIndex, &mut PlannedChanges);

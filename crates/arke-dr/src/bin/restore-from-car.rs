@@ -7,10 +7,12 @@ use std::time::Duration;
 
 use anyhow::Context;
 use arke_core::backup::VerifyCarOptions;
+use arke_core::kubo::Kubo;
 use arke_core::shard::EntityId;
-use arke_core::{EntityRestoreOptions, Exit, Failure, restore_entities};
-use arke_core::{RestoreOptions, ShardChoice, restore};
+use arke_core::{EntityRestore, EntityRestoreOptions, EntityRestoreReport, Exit, Failure};
+use arke_core::{Restore, RestoreOptions, RestoreReport, ShardChoice};
 use arke_dr::args::{NodeArgs, OutputArgs, PointerArgs, cid_arg};
+use arke_dr::operation::{self, Mode};
 use clap::{Parser, ValueEnum};
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -145,121 +147,121 @@ fn shard(rule: ShardRuleArg) -> ShardChoice {
     }
 }
 
-/// --entity: the partial restore into a live node.
-async fn restore_some(args: &Args, ids: Vec<EntityId>) -> Result<Exit, arke_core::Error> {
-    let kubo = args.node.connect().await?;
-    let opts = EntityRestoreOptions {
+fn main() -> ExitCode {
+    let args = Args::parse();
+    arke_dr::run("restore-from-car", &args.out, async {
+        let ids = entity_ids(&args)?;
+        if ids.is_empty() && args.entities_file.is_some() {
+            return Err(Failure::new(Exit::Usage, "the entities file names no entity").into());
+        }
+        let kubo = args.node.connect().await?;
+        let mode = Mode::dry_run_if(args.dry_run);
+        if !ids.is_empty() {
+            let opts = entity_options(&args, ids)?;
+            let op = EntityRestore { kubo: &kubo };
+            return operation::run(&op, &opts, mode, &args.out, |r| render_some(&args, r)).await;
+        }
+        let opts = options(&args, &kubo).await?;
+        // stdout is JSON whatever --json says (the legacy contract), a dry run's plan too.
+        let out = OutputArgs {
+            json: true,
+            ..args.out.clone()
+        };
+        operation::run(&Restore { kubo: &kubo }, &opts, mode, &out, render).await
+    })
+}
+
+fn snapshot_arg(args: &Args) -> anyhow::Result<Option<arke_core::ipld::Cid>> {
+    args.snapshot
+        .as_deref()
+        .map(|s| cid_arg(s, "snapshot CID"))
+        .transpose()
+}
+
+/// The full restore's options. Which spelling of the pointer this node uses can only be asked
+/// of the node, so a restore that must probe waits for the node first (before, not while, the
+/// archive is verified); the plan waits again, at once satisfied.
+async fn options(args: &Args, kubo: &Kubo) -> Result<RestoreOptions, arke_core::Error> {
+    let wait = Duration::from_secs(args.wait);
+    if !args.pointer.explicit {
+        kubo.wait_ready(wait)
+            .await
+            .context("waiting for the node")?;
+    }
+    Ok(RestoreOptions {
+        car: args.car.clone(),
+        snapshot: snapshot_arg(args)?,
+        allow_incomplete: args.allow_incomplete,
+        force: args.force,
+        shard: shard(args.shard_rule),
+        index_root: args.index_root.clone(),
+        pointer_path: args.pointer.resolve(kubo).await?,
+        wait,
+        concurrency: args.concurrency.max(1),
+        import_timeout: args.import_timeout.map(|s| Duration::from_secs(s.max(1))),
+        verify: VerifyCarOptions {
+            chain_dir: args.chain_dir.clone(),
+            ..VerifyCarOptions::default()
+        },
+    })
+}
+
+/// --entity: the partial restore's options.
+fn entity_options(args: &Args, ids: Vec<EntityId>) -> anyhow::Result<EntityRestoreOptions> {
+    Ok(EntityRestoreOptions {
         car: args.car.clone(),
         chain_dir: args.chain_dir.clone(),
         ids,
-        snapshot: args
-            .snapshot
-            .as_deref()
-            .map(|s| cid_arg(s, "snapshot CID"))
-            .transpose()?,
+        snapshot: snapshot_arg(args)?,
         force: args.force,
-        dry_run: args.dry_run,
         shard: shard(args.shard_rule),
         index_root: args.index_root.clone(),
         wait: Duration::from_secs(args.wait),
         concurrency: args.concurrency.max(1),
         import_timeout: args.import_timeout.map(|s| Duration::from_secs(s.max(1))),
-    };
-    let r = restore_entities(&kubo, &opts, &args.out.progress()).await?;
+    })
+}
+
+/// The restore's log line (a rerun of a completed restore said "already restored" when it
+/// was planned, and wrote nothing), then the report on stdout.
+fn render(r: &RestoreReport) -> anyhow::Result<()> {
     for w in &r.warnings {
         tracing::warn!("{w}");
     }
-    tracing::info!(
-        "{}{} entities from {}: {} to restore, {} kept, {} unchanged; {} blocks imported, {} tip files written; the pointer and every other tip untouched",
-        if r.dry_run {
-            "dry run, nothing written: "
-        } else {
-            ""
-        },
-        r.entities.len(),
-        r.car_file,
-        r.to_restore,
-        r.kept,
-        r.unchanged,
-        r.blocks_imported,
-        r.tips_written
-    );
+    if !r.already_restored {
+        tracing::info!(
+            "restored snapshot {} from {}: {} entities ({} moved forward and {} created by newer events), {} tips written, {} unchanged, {} blocks, {} direct pins, pointer {} in {:.1}s",
+            r.snapshot_cid,
+            r.car_file,
+            r.entity_count,
+            r.replayed,
+            r.created_after_snapshot,
+            r.tips_written,
+            r.tips_unchanged,
+            r.blocks_imported,
+            r.direct_pins,
+            r.pointer_path,
+            r.durations.total
+        );
+    }
+    arke_dr::print_json(r)?;
+    Ok(())
+}
+
+/// --entity: the counts in the log, then one line per entity, or the report with --json.
+fn render_some(args: &Args, r: &EntityRestoreReport) -> anyhow::Result<()> {
+    for w in &r.warnings {
+        tracing::warn!("{w}");
+    }
+    tracing::info!("{}", r.summary());
     if args.out.json {
-        arke_dr::print_json(&r)?;
+        arke_dr::print_json(r)?;
     } else {
         for l in r.lines() {
             arke_dr::print_line(&l)?;
         }
     }
-    Ok(Exit::Ok)
-}
-
-fn main() -> ExitCode {
-    let args = Args::parse();
-    arke_dr::run("restore-from-car", &args.out, async {
-        let ids = entity_ids(&args)?;
-        if !ids.is_empty() {
-            return restore_some(&args, ids).await;
-        }
-        if args.entities_file.is_some() {
-            return Err(Failure::new(Exit::Usage, "the entities file names no entity").into());
-        }
-        let kubo = args.node.connect().await?;
-        let wait = Duration::from_secs(args.wait);
-        // Which spelling of the pointer this node uses can only be asked of the node, so a
-        // restore that must probe waits for the node first (before, not while, the archive
-        // is verified); restore() waits again, at once satisfied.
-        if !args.pointer.explicit {
-            kubo.wait_ready(wait)
-                .await
-                .context("waiting for the node")?;
-        }
-        let pointer_path = args.pointer.resolve(&kubo).await?;
-        let opts = RestoreOptions {
-            car: args.car.clone(),
-            snapshot: args
-                .snapshot
-                .as_deref()
-                .map(|s| cid_arg(s, "snapshot CID"))
-                .transpose()?,
-            allow_incomplete: args.allow_incomplete,
-            force: args.force,
-            dry_run: args.dry_run,
-            shard: shard(args.shard_rule),
-            index_root: args.index_root.clone(),
-            pointer_path,
-            wait,
-            concurrency: args.concurrency.max(1),
-            import_timeout: args.import_timeout.map(|s| Duration::from_secs(s.max(1))),
-            verify: VerifyCarOptions {
-                chain_dir: args.chain_dir.clone(),
-                ..VerifyCarOptions::default()
-            },
-        };
-        let r = restore(&kubo, &opts, &args.out.progress()).await?;
-        for w in &r.warnings {
-            tracing::warn!("{w}");
-        }
-        // A rerun of a completed restore said "already restored" and wrote nothing.
-        if !r.dry_run && !r.already_restored {
-            tracing::info!(
-                "restored snapshot {} from {}: {} entities ({} moved forward and {} created by newer events), {} tips written, {} unchanged, {} blocks, {} direct pins, pointer {} in {:.1}s",
-                r.snapshot_cid,
-                r.car_file,
-                r.entity_count,
-                r.replayed,
-                r.created_after_snapshot,
-                r.tips_written,
-                r.tips_unchanged,
-                r.blocks_imported,
-                r.direct_pins,
-                r.pointer_path,
-                r.durations.total
-            );
-        }
-        arke_dr::print_json(&r)?;
-        Ok(Exit::Ok)
-    })
+    Ok(())
 }
 
 #[cfg(test)]

@@ -9,8 +9,8 @@ use std::time::Instant;
 use anyhow::Context;
 use cid::Cid;
 
-use super::plan::{EntityPlan, Plan};
-use super::{EntityAction, EntityRestoreOptions, EntityRestoreReport};
+use super::plan::EntityPlan;
+use super::{EntityAction, EntityRestoreReport};
 use crate::blocks::BlockSource;
 use crate::car::CarWriter;
 use crate::entity::{ArchiveChain, ArchiveSource};
@@ -19,16 +19,23 @@ use crate::kubo::{ImportPart, Kubo, PinKind};
 use crate::report::{Exit, Progress, Unit};
 use crate::restore::refuse;
 
+/// What applying writes to and reads from: the node, the archive chain the blocks come from,
+/// the import's bound.
+pub(super) struct Writing<'a> {
+    pub(super) kubo: &'a Kubo,
+    pub(super) chain: &'a ArchiveChain,
+    pub(super) import_timeout: Option<std::time::Duration>,
+}
+
+/// Applies the plan's entities (those whose action is `restore`), filling in `report`.
 pub(super) async fn apply(
-    kubo: &Kubo,
-    chain: &ArchiveChain,
-    opts: &EntityRestoreOptions,
-    plan: &Plan,
+    w: &Writing<'_>,
+    entities: &[EntityPlan],
     report: &mut EntityRestoreReport,
     progress: &Progress,
 ) -> anyhow::Result<()> {
-    let todo: Vec<&EntityPlan> = plan
-        .entities
+    let kubo = w.kubo;
+    let todo: Vec<&EntityPlan> = entities
         .iter()
         .filter(|e| e.action == EntityAction::Restore)
         .collect();
@@ -38,8 +45,8 @@ pub(super) async fn apply(
     let t = Instant::now();
     let dir = tempfile::tempdir().context("temp dir for the entities' blocks")?;
     let path = dir.path().join("entities.car");
-    let (anchors, blocks) = write_car(&chain.source(), &todo, &path).await?;
-    import(kubo, opts, &path, &anchors, progress).await?;
+    let (anchors, blocks) = write_car(&w.chain.source(), &todo, &path).await?;
+    import(kubo, w.import_timeout, &path, &anchors, progress).await?;
     drop(dir);
     report.blocks_imported = blocks;
     for (e, a) in todo.iter().zip(&anchors) {
@@ -118,7 +125,7 @@ async fn write_car(
 /// then confirmed.
 async fn import(
     kubo: &Kubo,
-    opts: &EntityRestoreOptions,
+    import_timeout: Option<std::time::Duration>,
     path: &Path,
     anchors: &[Cid],
     progress: &Progress,
@@ -129,7 +136,7 @@ async fn import(
         .dag_import_parts(
             &[ImportPart { path, roots: None }],
             true,
-            crate::restore::import_within(opts.import_timeout, size),
+            crate::restore::import_within(import_timeout, size),
         )
         .await
         .context("importing the entities' blocks")?;

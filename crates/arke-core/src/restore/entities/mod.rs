@@ -1,7 +1,7 @@
 //! restore-from-car --entity: some entities put back from an archive chain into a live node,
 //! everything else on the node left as it is.
 //!
-//! Plan, nothing written (`--dry-run` stops here):
+//! The operation [`EntityRestore`]. Plan, nothing written (`--dry-run` prints it):
 //! 1. the archive chain is opened as verify-entity opens it (each member indexed, every block
 //!    read re-hashed); each entity's tip is what a full restore of the archive would write (the
 //!    snapshot's entry, moved forward by newer archived events, set by the live state the
@@ -10,7 +10,8 @@
 //!    version's manifest, components to their leaves, records and what they link); an entity
 //!    whose closure is not whole in the archive is refused (exit 1), naming the first missing
 //!    block with its role;
-//! 3. the node's tip files of each entity (both shard rules) give the action: `unchanged`
+//! 3. the node's tip files of each entity (both shard rules), read through
+//!    [`crate::kubo::NodeRead`], give the action and the tip files written: `unchanged`
 //!    (every tip file names the archive's tip and the node holds every block), `keep` (the live
 //!    tip descends from the archive's through `prev`: the entity moved on since the archive;
 //!    `--force` rolls it back), `restore` (no tip, a tip that is not a descendant: older,
@@ -24,16 +25,20 @@
 
 mod apply;
 mod plan;
+#[cfg(test)]
+mod plan_tests;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use anyhow::Context;
 use cid::Cid;
 use serde::{Deserialize, Serialize};
 
 use super::ShardChoice;
+use crate::entity::ArchiveChain;
 use crate::kubo::Kubo;
-use crate::report::Progress;
+use crate::report::{Operation, Outcome, Progress};
 use crate::shard::EntityId;
 
 /// Settings of a partial restore.
@@ -49,7 +54,6 @@ pub struct EntityRestoreOptions {
     pub snapshot: Option<Cid>,
     /// Roll back entities whose live tip descends from the archive's.
     pub force: bool,
-    pub dry_run: bool,
     /// Tip files written besides those the entity already has.
     pub shard: ShardChoice,
     pub index_root: String,
@@ -165,22 +169,123 @@ impl EntityRestoreReport {
             })
             .collect()
     }
+
+    /// The counts in one line.
+    pub fn summary(&self) -> String {
+        format!(
+            "{} entities from {}: {} to restore, {} kept, {} unchanged; {} blocks imported, {} tip files written; the pointer and every other tip untouched",
+            self.entities.len(),
+            self.car_file,
+            self.to_restore,
+            self.kept,
+            self.unchanged,
+            self.blocks_imported,
+            self.tips_written
+        )
+    }
 }
 
-/// Runs a partial restore: the plan, then (without `--dry-run`) its application.
-pub async fn restore_entities(
-    kubo: &Kubo,
-    opts: &EntityRestoreOptions,
-    progress: &Progress,
-) -> anyhow::Result<EntityRestoreReport> {
-    let started = Instant::now();
-    let chain = crate::entity::ArchiveChain::open(&opts.car, opts.chain_dir.as_deref(), progress)?;
-    let plan = plan::decide_entities(kubo, &chain, opts, progress).await?;
-    let mut report = plan.report(&chain, opts);
-    report.durations.plan = started.elapsed().as_secs_f64();
-    if !opts.dry_run {
-        apply::apply(kubo, &chain, opts, &plan, &mut report, progress).await?;
+/// A partial restore either completes or fails: nothing is skipped.
+impl Outcome for EntityRestoreReport {
+    fn skipped(&self) -> u64 {
+        0
     }
-    report.durations.total = started.elapsed().as_secs_f64();
-    Ok(report)
+}
+
+/// The plan of a partial restore: the report it stands for at the top level (every key the
+/// dry run printed, `dry_run: true`; `entities[]` with each action, reason and the tip files
+/// written), and what applying needs (each entity's closure, the archive chain it is read
+/// from), not serialized.
+#[derive(Debug, Serialize)]
+pub struct EntityRestorePlan {
+    #[serde(flatten)]
+    pub report: EntityRestoreReport,
+    #[serde(skip)]
+    entities: Vec<plan::EntityPlan>,
+    #[serde(skip)]
+    chain: Option<ArchiveChain>,
+    #[serde(skip)]
+    import_timeout: Option<Duration>,
+    #[serde(skip)]
+    started: Option<Instant>,
+}
+
+/// The dry run for a human: the counts, then one line per entity.
+impl crate::Plan for EntityRestorePlan {
+    fn lines(&self) -> Vec<String> {
+        let mut lines = vec![format!(
+            "dry run, nothing written: {}",
+            self.report.summary()
+        )];
+        lines.extend(self.report.lines());
+        lines.extend(self.report.warnings.iter().map(|w| format!("warning: {w}")));
+        lines
+    }
+}
+
+impl Outcome for EntityRestorePlan {
+    fn skipped(&self) -> u64 {
+        0
+    }
+}
+
+/// The partial restore: the live node it writes to. See the module docs.
+#[derive(Debug)]
+pub struct EntityRestore<'a> {
+    pub kubo: &'a Kubo,
+}
+
+impl Operation for EntityRestore<'_> {
+    type Options = EntityRestoreOptions;
+    type Plan = EntityRestorePlan;
+    type Report = EntityRestoreReport;
+
+    async fn plan(
+        &self,
+        opts: &EntityRestoreOptions,
+        progress: &Progress,
+    ) -> anyhow::Result<EntityRestorePlan> {
+        let started = Instant::now();
+        let chain = ArchiveChain::open(&opts.car, opts.chain_dir.as_deref(), progress)?;
+        let archived = plan::read_archive(&chain, opts, progress).await?;
+        self.kubo
+            .wait_ready(opts.wait)
+            .await
+            .context("waiting for the node")?;
+        let decided = plan::decide_entities(self.kubo, &chain.source(), archived, opts).await?;
+        let mut report = decided.report(&chain, opts);
+        report.durations.plan = started.elapsed().as_secs_f64();
+        report.durations.total = report.durations.plan;
+        Ok(EntityRestorePlan {
+            report,
+            entities: decided.entities,
+            chain: Some(chain),
+            import_timeout: opts.import_timeout,
+            started: Some(started),
+        })
+    }
+
+    async fn apply(
+        &self,
+        plan: EntityRestorePlan,
+        progress: &Progress,
+    ) -> anyhow::Result<EntityRestoreReport> {
+        let EntityRestorePlan {
+            mut report,
+            entities,
+            chain,
+            import_timeout,
+            started,
+        } = plan;
+        report.dry_run = false;
+        let chain = chain.context("a plan read back from JSON cannot be applied")?;
+        let writing = apply::Writing {
+            kubo: self.kubo,
+            chain: &chain,
+            import_timeout,
+        };
+        apply::apply(&writing, &entities, &mut report, progress).await?;
+        report.durations.total = started.map_or(0.0, |s| s.elapsed().as_secs_f64());
+        Ok(report)
+    }
 }

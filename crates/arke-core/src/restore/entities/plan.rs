@@ -15,7 +15,7 @@ use crate::closure::Closure;
 use crate::closure::walk::{Sink, drain};
 use crate::entity::{ArchiveChain, ArchiveSource, archive_tips};
 use crate::ipld::{self, same_block};
-use crate::kubo::{Kubo, KuboError};
+use crate::kubo::{KuboError, NodeRead};
 use crate::model::Manifest;
 use crate::model::descriptor::Descriptor;
 use crate::report::{Exit, Progress, Severity, Unit};
@@ -60,12 +60,25 @@ pub(super) struct LiveTip {
     pub(super) ver: Option<u64>,
 }
 
-pub(super) async fn decide_entities(
-    kubo: &Kubo,
+/// One entity as the archive holds it: its tip, where it comes from, its closure.
+pub(super) struct Archived {
+    pub(super) id: EntityId,
+    pub(super) tip: Cid,
+    pub(super) from: &'static str,
+    pub(super) ver: Option<u64>,
+    /// The entity's closure in the archive, sorted.
+    pub(super) cids: Vec<Cid>,
+    pub(super) bytes: u64,
+}
+
+/// The archive's side of the plan: each entity's tip as a full restore would write it and its
+/// closure, whole (refused otherwise); an id the archive does not hold is refused (exit 2).
+/// Nothing is read from the node.
+pub(super) async fn read_archive(
     chain: &ArchiveChain,
     opts: &EntityRestoreOptions,
     progress: &Progress,
-) -> anyhow::Result<Plan> {
+) -> anyhow::Result<(Vec<Archived>, Vec<String>)> {
     let src = chain.source();
     let newest = chain.newest();
     let d = &newest.descriptor;
@@ -96,38 +109,53 @@ pub(super) async fn decide_entities(
             ),
         ));
     }
-    let mut closures = Vec::new();
+    let mut archived = Vec::new();
     for id in &opts.ids {
         let (tip, from) = tips[id.as_str()];
         let ver = manifest_ver(&src, tip).await;
         let (cids, bytes) = closure_of(&src, id, tip, ver, opts.concurrency, progress).await?;
-        closures.push((id.clone(), tip, from, ver, cids, bytes));
+        archived.push(Archived {
+            id: id.clone(),
+            tip,
+            from,
+            ver,
+            cids,
+            bytes,
+        });
     }
-    kubo.wait_ready(opts.wait)
-        .await
-        .context("waiting for the node")?;
+    Ok((archived, warnings))
+}
+
+/// The node's side: each entity's tip files read from the node (through [`NodeRead`]), and
+/// what becomes of it (`archive` reads the archived history, for "older than the archive's").
+pub(super) async fn decide_entities<N: NodeRead, S: BlockSource>(
+    kubo: &N,
+    archive: &S,
+    (archived, warnings): (Vec<Archived>, Vec<String>),
+    opts: &EntityRestoreOptions,
+) -> anyhow::Result<Plan> {
     let node = NodeSource { kubo: kubo.clone() };
     let mut entities = Vec::new();
-    for (id, tip, from, ver, cids, bytes) in closures {
-        let root = index_root_for(&id, &opts.index_root);
-        let mut live = live_tip(kubo, &id, &root).await?;
+    for a in archived {
+        let root = index_root_for(&a.id, &opts.index_root);
+        let mut live = live_tip(kubo, &a.id, &root).await?;
         if let Some(t) = live.tip {
             live.ver = manifest_ver(&node, t).await;
         }
         let mut e = EntityPlan {
-            writes: tip_writes(&id, &root, opts, &live, tip),
-            id,
-            tip,
-            ver,
-            from,
-            cids,
-            bytes,
+            writes: tip_writes(&a.id, &root, opts, &live, a.tip),
+            id: a.id,
+            tip: a.tip,
+            ver: a.ver,
+            from: a.from,
+            cids: a.cids,
+            bytes: a.bytes,
             live,
             action: EntityAction::Restore,
             reason: String::new(),
             missing: None,
         };
-        decide(kubo, &node, &src, &mut e, opts).await?;
+        decide(kubo, &node, archive, &mut e, opts).await?;
         entities.push(e);
     }
     Ok(Plan { entities, warnings })
@@ -243,7 +271,7 @@ async fn manifest_ver<S: BlockSource>(src: &S, cid: Cid) -> Option<u64> {
 }
 
 /// The entity's tip files under both shard rules.
-async fn live_tip(kubo: &Kubo, id: &EntityId, root: &str) -> anyhow::Result<LiveTip> {
+async fn live_tip<N: NodeRead>(kubo: &N, id: &EntityId, root: &str) -> anyhow::Result<LiveTip> {
     let mut live = LiveTip::default();
     for rule in ShardRule::ALL {
         let path = id.tip_path(root, rule);
@@ -299,10 +327,10 @@ fn label(ver: Option<u64>, cid: &Cid) -> String {
 }
 
 /// Sets the entity's action and reason.
-async fn decide(
-    kubo: &Kubo,
-    node: &NodeSource,
-    archive: &ArchiveSource<'_>,
+async fn decide<N: NodeRead, S: BlockSource>(
+    kubo: &N,
+    node: &NodeSource<N>,
+    archive: &S,
     e: &mut EntityPlan,
     opts: &EntityRestoreOptions,
 ) -> anyhow::Result<()> {
@@ -371,7 +399,7 @@ enum Reach {
 }
 
 /// Does the `prev` chain from `from` (on the node) reach `to`?
-async fn reach(node: &NodeSource, from: Cid, to: Cid) -> anyhow::Result<Reach> {
+async fn reach<N: NodeRead>(node: &NodeSource<N>, from: Cid, to: Cid) -> anyhow::Result<Reach> {
     let mut cur = Some(from);
     let mut seen = HashSet::new();
     while let Some(c) = cur {
@@ -400,7 +428,11 @@ async fn reach(node: &NodeSource, from: Cid, to: Cid) -> anyhow::Result<Reach> {
 }
 
 /// How many of `cids` the node does not hold (`block/stat`, offline).
-async fn count_missing(kubo: &Kubo, cids: &[Cid], concurrency: usize) -> anyhow::Result<u64> {
+async fn count_missing<N: NodeRead>(
+    kubo: &N,
+    cids: &[Cid],
+    concurrency: usize,
+) -> anyhow::Result<u64> {
     futures::stream::iter(cids.iter().map(|c| async move {
         match kubo.block_stat(c).await {
             Ok(_) => Ok(0u64),
@@ -424,7 +456,7 @@ impl Plan {
         let count = |a| self.entities.iter().filter(|e| e.action == a).count() as u64;
         EntityRestoreReport {
             mode: "entities".into(),
-            dry_run: opts.dry_run,
+            dry_run: true,
             restored: false,
             force: opts.force,
             car_file: newest.path.display().to_string(),
@@ -445,7 +477,7 @@ impl Plan {
 }
 
 impl EntityPlan {
-    fn change(&self) -> EntityChange {
+    pub(super) fn change(&self) -> EntityChange {
         EntityChange {
             id: self.id.to_string(),
             live_tip: self.live.tip.map(|c| c.to_string()),
