@@ -233,3 +233,144 @@ impl Operation for Retention<'_> {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const OLD: &str = "arke-1-20261201-020000.car";
+    const MID: &str = "arke-2-20261202-020000.car";
+    const NEW: &str = "arke-3-20261203-020000.car";
+    const TEMP: &str = ".tmp-arke-export-99-arke-4-20261204-020000.car";
+    const ORPHAN: &str = "arke-5-20261205-020000.json";
+
+    /// A folder as exports leave it: three archives with their `.json` and stamps, a temp
+    /// file and an orphan `.json` of killed runs, and files arke-dr did not name.
+    fn folder(dir: &Path) {
+        for car in [OLD, MID, NEW] {
+            let p = dir.join(car);
+            std::fs::write(&p, b"car").unwrap();
+            std::fs::write(meta_path(&p), b"{}").unwrap();
+            std::fs::write(stamp_path(&p), b"{}").unwrap();
+        }
+        for other in [TEMP, ORPHAN, "notes.car", "backup-1.car"] {
+            std::fs::write(dir.join(other), b"x").unwrap();
+        }
+    }
+
+    struct Case {
+        name: &'static str,
+        policy: Policy,
+        /// Archives kept, newest first, with their reasons.
+        kept: &'static [(&'static str, &'static [&'static str])],
+        deleted: &'static [&'static str],
+    }
+
+    #[tokio::test]
+    async fn retention_plans_and_deletes_by_case() {
+        let last = |n| Policy {
+            last: Some(n),
+            ..Policy::default()
+        };
+        let cases = [
+            Case {
+                name: "last 1: the newest stays, the others go",
+                policy: last(1),
+                kept: &[(NEW, &["newest", "last 1"])],
+                deleted: &[OLD, MID],
+            },
+            Case {
+                name: "last 2",
+                policy: last(2),
+                kept: &[(NEW, &["newest", "last 2"]), (MID, &["last 2"])],
+                deleted: &[OLD],
+            },
+            Case {
+                name: "daily 2: the newest of each of the last two days",
+                policy: Policy {
+                    daily: Some(2),
+                    ..Policy::default()
+                },
+                kept: &[
+                    (NEW, &["newest", "daily 2026-12-03"]),
+                    (MID, &["daily 2026-12-02"]),
+                ],
+                deleted: &[OLD],
+            },
+        ];
+        for case in cases {
+            let name = case.name;
+            let dir = tempfile::tempdir().unwrap();
+            folder(dir.path());
+            let op = Retention {
+                backups_dir: dir.path(),
+            };
+            let plan = op.plan(&case.policy, &Progress::off()).await.unwrap();
+            let kept: Vec<(String, Vec<String>)> = plan
+                .archives
+                .iter()
+                .filter(|d| d.keep)
+                .map(|d| (d.name.clone(), d.reasons.clone()))
+                .collect();
+            let want: Vec<(String, Vec<String>)> = case
+                .kept
+                .iter()
+                .map(|(n, r)| (n.to_string(), r.iter().map(|s| s.to_string()).collect()))
+                .collect();
+            assert_eq!(kept, want, "{name}");
+            assert_eq!(plan.stale_temps.len(), 2, "{name}: {:?}", plan.stale_temps);
+            assert!(plan.lines()[0].starts_with("DRY RUN"), "{name}");
+            assert!(dir.path().join(OLD).exists(), "{name}: the plan deleted");
+
+            let r = op.apply(plan, &Progress::off()).await.unwrap();
+            let deleted: Vec<String> = r
+                .deleted
+                .iter()
+                .map(|p| {
+                    Path::new(p)
+                        .file_name()
+                        .unwrap()
+                        .to_string_lossy()
+                        .into_owned()
+                })
+                .collect();
+            assert_eq!(deleted, case.deleted, "{name}: oldest first");
+            assert_eq!(r.kept, case.kept.len() as u64, "{name}");
+            for gone in case.deleted {
+                let car = dir.path().join(gone);
+                for p in [car.clone(), meta_path(&car), stamp_path(&car)] {
+                    assert!(!p.exists(), "{name}: {} left", p.display());
+                }
+            }
+            for (kept, _) in case.kept {
+                assert!(dir.path().join(kept).exists(), "{name}: {kept} deleted");
+            }
+            for not_ours in ["notes.car", "backup-1.car"] {
+                assert!(dir.path().join(not_ours).exists(), "{name}: {not_ours}");
+            }
+            assert!(!dir.path().join(TEMP).exists() && !dir.path().join(ORPHAN).exists());
+        }
+    }
+
+    #[tokio::test]
+    async fn no_rule_keeps_everything_and_no_folder_is_an_empty_plan() {
+        let dir = tempfile::tempdir().unwrap();
+        folder(dir.path());
+        let op = Retention {
+            backups_dir: dir.path(),
+        };
+        let plan = op.plan(&Policy::default(), &Progress::off()).await.unwrap();
+        assert!(plan.archives.iter().all(|d| d.keep), "{:?}", plan.archives);
+        let r = op.apply(plan, &Progress::off()).await.unwrap();
+        assert!(r.deleted.is_empty());
+        assert_eq!(r.kept, 3);
+
+        let missing = dir.path().join("not-made");
+        let op = Retention {
+            backups_dir: &missing,
+        };
+        let plan = op.plan(&Policy::legacy(), &Progress::off()).await.unwrap();
+        assert!(plan.archives.is_empty());
+        assert!(!missing.exists(), "the plan made the folder");
+    }
+}

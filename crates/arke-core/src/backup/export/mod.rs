@@ -46,7 +46,7 @@ use serde_json::{Value, json};
 use super::files::{BackupFiles, LOCK_FILE, meta_path};
 use super::lineage::LineagePolicy;
 use super::retention::Policy;
-use crate::blocks::NodeSource;
+use crate::blocks::{BlockSource, KnownSize, NodeSource};
 use crate::closure::walk::{self, Sink};
 use crate::closure::{
     Closure, ClosureOptions, ClosureReport, Finding, NameCounts, Offer, Severity,
@@ -64,6 +64,7 @@ mod events;
 mod file;
 mod live;
 mod plan;
+mod read_once;
 mod render;
 #[cfg(test)]
 mod tests;
@@ -73,6 +74,7 @@ use file::{ArchiveFile, ChannelSink, TempGuard, WriterMsg, publish, writer_threa
 use live::{Live, capture_live};
 pub use plan::ExportPlan;
 use plan::{Decided, Work};
+use read_once::Prefetched;
 
 /// What to export and how.
 #[derive(Debug, Clone)]
@@ -202,9 +204,9 @@ struct Written {
 /// The closure walk from the node into the temp file: the live chunks first, then (full
 /// archives of v4 snapshots) one bulk `dag/export` beside the event walk, then block by block
 /// whatever is still wanted.
-async fn write_archive<N: NodeRead>(
+async fn write_archive<S: BlockSource + KnownSize>(
     bulk_node: Option<&Kubo>,
-    source: &NodeSource<N>,
+    source: &S,
     opts: &ExportOptions,
     plan: &mut Decided,
     progress: &Progress,
@@ -547,12 +549,17 @@ async fn apply<N: NodeRead>(
     progress: &Progress,
 ) -> anyhow::Result<ExportReport> {
     let started = Instant::now();
-    let requests_before = source.kubo.requests();
     let Work {
         opts,
         decided: mut plan,
         lock,
+        read,
     } = plan.work;
+    let requests_before = source.kubo.requests();
+    let source = &Prefetched {
+        inner: source,
+        kept: std::sync::Mutex::new(read),
+    };
     let opts = &opts;
     let files = BackupFiles::new(&opts.backups_dir);
     std::fs::create_dir_all(&opts.backups_dir)
@@ -601,7 +608,7 @@ async fn apply<N: NodeRead>(
         tracing::info!("retention: deleted {}", d.display());
     }
     let mut report = export_report(opts, &plan, &closure, &descriptor, &published, bulk);
-    report.node_requests = source.kubo.requests() - requests_before;
+    report.node_requests = source.inner.kubo.requests() - requests_before;
     report.duration_secs = started.elapsed().as_secs_f64();
     report.removed_temp_files = removed.iter().map(|p| p.display().to_string()).collect();
     report.deleted_archives = deleted.iter().map(|p| p.display().to_string()).collect();

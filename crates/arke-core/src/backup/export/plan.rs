@@ -12,6 +12,7 @@ use cid::Cid;
 use serde::Serialize;
 
 use super::live::Live;
+use super::read_once::{Keeping, Kept};
 use super::{ArchiveKind, ExportOptions, LineageSummary, events};
 use crate::backup::files::{BackupFiles, meta_path};
 use crate::backup::held::{self, Held, HeldError};
@@ -73,6 +74,8 @@ pub(super) struct Work {
     pub(super) opts: ExportOptions,
     pub(super) decided: Decided,
     pub(super) lock: Option<RunLock>,
+    /// The blocks the plan read, for the walk (see [`super::read_once`]).
+    pub(super) read: Kept,
 }
 
 /// The decisions apply works from.
@@ -129,8 +132,12 @@ pub(super) async fn plan<N: NodeRead>(
     let final_path = files.new_archive_path(header.seq(), now);
     let (parent, held, full_reason) = parent_chain(source, opts, &files, &header, now).await?;
     let mut skipped = live.skipped.clone();
+    let keeping = Keeping {
+        inner: source,
+        kept: Default::default(),
+    };
     skipped.extend(
-        events::untrusted_events(source, event_head, held.event_stop, opts.concurrency)
+        events::untrusted_events(&keeping, event_head, held.event_stop, opts.concurrency)
             .await
             .context("reading the event chain")?,
     );
@@ -174,6 +181,7 @@ pub(super) async fn plan<N: NodeRead>(
             opts: opts.clone(),
             decided,
             lock,
+            read: keeping.into_kept(),
         },
     })
 }
