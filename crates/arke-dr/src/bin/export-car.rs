@@ -83,7 +83,8 @@ struct Args {
     #[arg(long, env = "FULL_EVERY_DAYS", value_name = "DAYS", value_parser = clap::value_parser!(u64).range(1..))]
     full_every_days: Option<u64>,
     /// Print the plan (the archive it would write, full or incremental over which parent, how
-    /// many blocks the chain holds, the live state) and write nothing
+    /// many blocks the chain holds, the live state, what would be left out: exit 7) and write
+    /// nothing
     #[arg(long)]
     dry_run: bool,
     #[command(flatten)]
