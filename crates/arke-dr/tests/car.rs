@@ -442,8 +442,10 @@ async fn export_faults_leave_no_archive_behind() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
+    // The plan reads the event chain and its tips before the temp file exists: up to a minute
+    // on a loaded machine.
     let mut waited = 0;
-    while set.temps().is_empty() && waited < 100 {
+    while set.temps().is_empty() && waited < 600 {
         tokio::time::sleep(Duration::from_millis(100)).await;
         waited += 1;
     }

@@ -20,16 +20,16 @@ use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use arke_core::Exit;
 use arke_core::Progress;
 use arke_core::backup::{
-    ExportOptions, ExportReport, Incremental, LineagePolicy, VerifiedChain, VerifyCarOptions,
-    apply_retention, export, update_stamps, verify_chain,
+    Export, ExportOptions, ExportReport, Incremental, LineagePolicy, Retention, VerifiedChain,
+    VerifyCarOptions, update_stamps, verify_chain,
 };
 use arke_core::ipld::Cid;
 use arke_core::kubo::Kubo;
 use arke_core::pointer::ReadPointer;
 use arke_core::snapshot::{BuildOptions, BuildOutcome, PruneOptions, build, prune};
+use arke_core::{Exit, Operation};
 
 use crate::config::Config;
 use crate::job::{Done, Job, disk_of, rfc3339};
@@ -345,7 +345,9 @@ pub(crate) async fn export_step(
             policy,
         }),
     };
-    let r = export(kubo, &opts, progress).await?;
+    let op = Export { kubo };
+    let plan = op.plan(&opts, progress).await?;
+    let r = op.apply(plan, progress).await?;
     if r.partial {
         let msg = format!(
             "{} is partial ({} blocks missing)",
@@ -556,8 +558,12 @@ async fn in_store<S: ArchiveStore>(store: &S, car: &Path) -> Result<bool, Error>
 }
 
 async fn retention_step(cfg: &Config) -> Result<Done<Vec<String>>, Error> {
-    let deleted = apply_retention(&cfg.backups_dir, &cfg.retention)?;
-    let names: Vec<String> = deleted.iter().map(|p| file_name(p)).collect();
+    let op = Retention {
+        backups_dir: &cfg.backups_dir,
+    };
+    let plan = op.plan(&cfg.retention, &Progress::off()).await?;
+    let r = op.apply(plan, &Progress::off()).await?;
+    let names: Vec<String> = r.deleted.iter().map(|p| file_name(Path::new(p))).collect();
     let detail = format!("{} archive(s) deleted", names.len());
     Ok(Done::ok(names, detail))
 }

@@ -122,12 +122,11 @@ impl BackupFiles {
             .join(format!("{TEMP_PREFIX}{}-{name}", std::process::id()))
     }
 
-    /// Removes what killed runs leave: temp files, and a final `.json` whose `.car` is not
-    /// there (an export puts its `.json` in place first and the `.car` last, so a crash
-    /// between the two renames leaves exactly that; the archive it describes was never
-    /// published). Call with the folder's lock held.
-    pub fn remove_stale_temps(&self) -> std::io::Result<Vec<PathBuf>> {
-        let mut removed = Vec::new();
+    /// What killed runs leave: temp files, and a final `.json` whose `.car` is not there (an
+    /// export puts its `.json` in place first and the `.car` last, so a crash between the two
+    /// renames leaves exactly that; the archive it describes was never published).
+    pub fn stale_temps(&self) -> std::io::Result<Vec<PathBuf>> {
+        let mut stale = Vec::new();
         for entry in std::fs::read_dir(&self.dir)? {
             let entry = entry?;
             let name = entry.file_name().to_string_lossy().into_owned();
@@ -137,11 +136,19 @@ impl BackupFiles {
                 && name.ends_with(".json")
                 && !path.with_extension("car").exists();
             if (temp || orphan) && entry.file_type()?.is_file() {
-                std::fs::remove_file(&path)?;
-                removed.push(path);
+                stale.push(path);
             }
         }
-        Ok(removed)
+        Ok(stale)
+    }
+
+    /// Removes [`BackupFiles::stale_temps`]. Call with the folder's lock held.
+    pub fn remove_stale_temps(&self) -> std::io::Result<Vec<PathBuf>> {
+        let stale = self.stale_temps()?;
+        for path in &stale {
+            std::fs::remove_file(path)?;
+        }
+        Ok(stale)
     }
 
     /// Every `arke-*.car` in the folder, oldest first.

@@ -330,7 +330,11 @@ pub fn choose_parent(
         return usable_parent(p, &files.dir, policy, now)
             .map_err(|why| format!("--parent {}: {why}", p.display()));
     }
-    let archives = files.archives().map_err(|e| e.to_string())?;
+    // A folder not made yet (a plan creates nothing) holds no archive.
+    let archives = match files.archives() {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        other => other.map_err(|e| e.to_string())?,
+    };
     let mut reasons = Vec::new();
     for a in archives.iter().rev() {
         match usable_parent(&a.car, &files.dir, policy, now) {

@@ -11,10 +11,10 @@ pub(crate) mod verify;
 pub use lineage::{LineagePolicy, newest_parent};
 
 pub use export::{
-    ArchiveKind, ExportOptions, ExportPlan, ExportReport, Incremental, LineageSummary,
-    apply_retention, dry_run, export, plan_retention,
+    ArchiveKind, Export, ExportOptions, ExportPlan, ExportReport, Incremental, LineageSummary,
 };
 pub use files::{ArchiveName, BackupFiles};
+pub use prune::{Retention, RetentionPlan, RetentionReport};
 pub use verify::{
     CarReport, ChainCheck, StampChange, VerifiedChain, VerifyCarOptions, update_stamps, verify_car,
     verify_chain,

@@ -11,4 +11,4 @@ pub trait KnownSize {
     }
 }
 
-impl KnownSize for NodeSource {}
+impl<N: crate::kubo::NodeRead> KnownSize for NodeSource<N> {}

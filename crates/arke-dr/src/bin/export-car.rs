@@ -4,12 +4,15 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
-use arke_core::backup::LineagePolicy;
-use arke_core::backup::retention::{Decision, Policy};
-use arke_core::backup::{ExportOptions, ExportPlan, Incremental, dry_run, export};
+use arke_core::backup::retention::Policy;
+use arke_core::backup::{
+    Export, ExportOptions, ExportReport, Incremental, LineagePolicy, Retention, RetentionReport,
+};
+use arke_core::kubo::Kubo;
 use arke_core::model::SnapshotMeta;
 use arke_core::{Exit, Failure, Outcome};
 use arke_dr::args::{BackupsDirArg, NodeArgs, OutputArgs, PointerArgs, SnapshotsDirArg, cid_arg};
+use arke_dr::operation::{self, Mode};
 use clap::Parser;
 
 /// Export the closure of a snapshot (snapshot, chunks, every manifest version, every component,
@@ -80,7 +83,8 @@ struct Args {
     #[arg(long, env = "FULL_EVERY_DAYS", value_name = "DAYS", value_parser = clap::value_parser!(u64).range(1..))]
     full_every_days: Option<u64>,
     /// Print the plan (the archive it would write, full or incremental over which parent, how
-    /// many blocks the chain holds, the live state) and write nothing
+    /// many blocks the chain holds, the live state, what would be left out: exit 7) and write
+    /// nothing
     #[arg(long)]
     dry_run: bool,
     #[command(flatten)]
@@ -90,92 +94,111 @@ struct Args {
 fn main() -> ExitCode {
     let args = Args::parse();
     arke_dr::run("export-car", &args.out, async {
+        let mode = Mode::dry_run_if(args.dry_run);
         if args.prune_only {
-            return Ok(prune_only(&args)?);
+            let policy = retention_policy(&args)?;
+            let op = Retention {
+                backups_dir: &args.backups.backups_dir,
+            };
+            return operation::run(&op, &policy, mode, &args.out, |r| {
+                render_retention(&args, r)
+            })
+            .await;
         }
         let kubo = args.node.connect().await?;
-        let pointer_path = args.pointer.resolve(&kubo).await?;
-        // The pointer's own errors name it ("index pointer <path>: ...").
-        let pointer = arke_core::pointer::read(&kubo, &pointer_path).await?;
-        let snapshot = if let Some(s) = &args.snapshot {
-            cid_arg(s, "--snapshot")?
-        } else if args.latest {
-            let latest = args.snapshots.snapshots_dir.join("latest.json");
-            let bytes =
-                std::fs::read(&latest).with_context(|| format!("reading {}", latest.display()))?;
-            SnapshotMeta::parse(&bytes)
-                .with_context(|| format!("reading {}", latest.display()))?
-                .cid
-        } else {
-            pointer
-                .as_ref()
-                .and_then(|p| p.pointer.latest_snapshot_cid)
-                .ok_or_else(|| {
-                    Failure::new(
-                        Exit::Usage,
-                        format!(
-                            "the index pointer {pointer_path} names no snapshot: run build-snapshot, or pass --snapshot or --latest",
-                        ),
-                    )
-                })?
-        };
-        let opts = ExportOptions {
-            snapshot,
-            pointer,
-            pointer_path,
-            backups_dir: args.backups.backups_dir.clone(),
-            with_history: args.with_history,
-            allow_missing: args.allow_missing,
-            retention: args.keep.policy(),
-            concurrency: args.concurrency.max(1),
-            bulk: !args.no_bulk,
-            stall_timeout: Duration::from_secs(args.stall_timeout.max(1)),
-            tool: format!("arke-dr export-car {}", env!("CARGO_PKG_VERSION")),
-            index_root: (!args.snapshot_only).then(|| args.index_root.clone()),
-            incremental: (args.incremental || args.parent.is_some()).then(|| Incremental {
-                parent: args.parent.clone(),
-                policy: LineagePolicy {
-                    full_every_days: args.full_every_days,
-                },
-            }),
-        };
-        if args.dry_run {
-            return Ok(print_plan(&dry_run(&kubo, &opts).await?, args.out.json)?);
-        }
-        let r = export(&kubo, &opts, &args.out.progress()).await?;
-        if let Some(parent) = &r.chain.parent {
-            tracing::info!(
-                "incremental over {parent} (chain depth {}): {} blocks held by the chain were left out",
-                r.chain.chain_depth,
-                r.chain.held_blocks
-            );
-        }
-        tracing::info!(
-            "wrote {} ({} blocks, {} bytes, {} entities, {} events{}, sha256 {}) in {:.1}s; {} blocks by dag/export, {} by block/get",
-            r.car_path,
-            r.blocks,
-            r.size_bytes,
-            r.entities,
-            r.event_count,
-            if r.partial { ", PARTIAL" } else { "" },
-            r.sha256,
-            r.duration_secs,
-            r.bulk_blocks,
-            r.fetched_blocks
-        );
-        if args.out.json {
-            arke_dr::print_json(&r)?;
-        } else {
-            arke_dr::print_line(&r.car_path)?;
-        }
-        if r.exit() == Exit::Skipped {
-            tracing::warn!(
-                "{} damaged item(s) left out or not trusted (named above and in the report's `skipped`; live-state ones in the descriptor too); the archive holds everything else",
-                r.skipped.len()
-            );
-        }
-        Ok(r.exit())
+        let opts = options(&args, &kubo).await?;
+        operation::run(&Export { kubo: &kubo }, &opts, mode, &args.out, |r| {
+            render(&args, r)
+        })
+        .await
     })
+}
+
+/// The export's options: the snapshot named by --snapshot, latest.json (--latest) or the
+/// pointer, and the pointer as read now.
+async fn options(args: &Args, kubo: &Kubo) -> Result<ExportOptions, arke_core::Error> {
+    let pointer_path = args.pointer.resolve(kubo).await?;
+    // The pointer's own errors name it ("index pointer <path>: ...").
+    let pointer = arke_core::pointer::read(kubo, &pointer_path).await?;
+    let snapshot = if let Some(s) = &args.snapshot {
+        cid_arg(s, "--snapshot")?
+    } else if args.latest {
+        let latest = args.snapshots.snapshots_dir.join("latest.json");
+        let bytes =
+            std::fs::read(&latest).with_context(|| format!("reading {}", latest.display()))?;
+        SnapshotMeta::parse(&bytes)
+            .with_context(|| format!("reading {}", latest.display()))?
+            .cid
+    } else {
+        pointer
+            .as_ref()
+            .and_then(|p| p.pointer.latest_snapshot_cid)
+            .ok_or_else(|| {
+                Failure::new(
+                    Exit::Usage,
+                    format!(
+                        "the index pointer {pointer_path} names no snapshot: run build-snapshot, or pass --snapshot or --latest",
+                    ),
+                )
+            })?
+    };
+    Ok(ExportOptions {
+        snapshot,
+        pointer,
+        pointer_path,
+        backups_dir: args.backups.backups_dir.clone(),
+        with_history: args.with_history,
+        allow_missing: args.allow_missing,
+        retention: args.keep.policy(),
+        concurrency: args.concurrency.max(1),
+        bulk: !args.no_bulk,
+        stall_timeout: Duration::from_secs(args.stall_timeout.max(1)),
+        tool: format!("arke-dr export-car {}", env!("CARGO_PKG_VERSION")),
+        index_root: (!args.snapshot_only).then(|| args.index_root.clone()),
+        incremental: (args.incremental || args.parent.is_some()).then(|| Incremental {
+            parent: args.parent.clone(),
+            policy: LineagePolicy {
+                full_every_days: args.full_every_days,
+            },
+        }),
+    })
+}
+
+/// The log lines of what was written, then stdout: the CAR path (legacy contract) or the
+/// report with --json.
+fn render(args: &Args, r: &ExportReport) -> anyhow::Result<()> {
+    if let Some(parent) = &r.chain.parent {
+        tracing::info!(
+            "incremental over {parent} (chain depth {}): {} blocks held by the chain were left out",
+            r.chain.chain_depth,
+            r.chain.held_blocks
+        );
+    }
+    tracing::info!(
+        "wrote {} ({} blocks, {} bytes, {} entities, {} events{}, sha256 {}) in {:.1}s; {} blocks by dag/export, {} by block/get",
+        r.car_path,
+        r.blocks,
+        r.size_bytes,
+        r.entities,
+        r.event_count,
+        if r.partial { ", PARTIAL" } else { "" },
+        r.sha256,
+        r.duration_secs,
+        r.bulk_blocks,
+        r.fetched_blocks
+    );
+    if args.out.json {
+        arke_dr::print_json(r)?;
+    } else {
+        arke_dr::print_line(&r.car_path)?;
+    }
+    if r.exit() == Exit::Skipped {
+        tracing::warn!(
+            "{} damaged item(s) left out or not trusted (named above and in the report's `skipped`; live-state ones in the descriptor too); the archive holds everything else",
+            r.skipped.len()
+        );
+    }
+    Ok(())
 }
 
 /// The `--keep-*` rules (ORed, restic's rule; see `arke_core::backup::retention`).
@@ -222,108 +245,31 @@ fn parse_count(s: &str) -> Result<u64, String> {
     arke_core::backup::retention::parse_count(s)
 }
 
-/// The retention dry run: every archive, newest first, kept (and why) or deleted.
-fn print_retention(plan: &[Decision], policy: &Policy, json: bool) -> anyhow::Result<Exit> {
-    if json {
-        arke_dr::print_json(&RetentionPlan {
-            policy: policy.describe(),
-            archives: plan.to_vec(),
-        })?;
-        return Ok(Exit::Ok);
-    }
-    for d in plan {
-        let line = if d.keep {
-            format!("keep   {} ({})", d.name, d.reasons.join(", "))
-        } else {
-            format!("delete {}", d.name)
-        };
-        arke_dr::print_line(&line)?;
-    }
-    Ok(Exit::Ok)
-}
-
-/// The `--prune-only --dry-run --json` report.
-#[derive(Debug, serde::Serialize)]
-struct RetentionPlan {
-    policy: String,
-    /// Newest first.
-    archives: Vec<Decision>,
-}
-
-/// The `--prune-only --json` report.
-#[derive(Debug, serde::Serialize, serde::Deserialize)]
-struct Retention {
-    /// Archives deleted.
-    deleted: Vec<String>,
-    /// Archives left.
-    kept: u64,
-}
-
-/// The plan on stdout: JSON, or one line per fact. Exit 7 when items would be skipped.
-fn print_plan(p: &ExportPlan, json: bool) -> anyhow::Result<Exit> {
-    if json {
-        arke_dr::print_json(p)?;
-    } else {
-        let c = &p.chain;
-        let kind = match (&c.parent, &c.full_reason) {
-            (Some(parent), _) => format!(
-                "incremental over {parent} (chain depth {}, {} blocks held, {} entities changed in {} new chunks)",
-                c.chain_depth, c.held_blocks, c.changed_entities, p.new_chunks
-            ),
-            (None, Some(why)) => format!("full ({why})"),
-            (None, None) => "full".into(),
-        };
-        arke_dr::print_line(&format!("would write {}: {kind}", p.car_path))?;
-        arke_dr::print_line(&format!(
-            "snapshot {} (seq {}, {}), event head {}, {} live tips, {} skipped",
-            p.snapshot_cid,
-            p.seq,
-            p.snapshot_schema,
-            p.event_head.as_deref().unwrap_or("(none)"),
-            p.live_tips,
-            p.skipped.len()
-        ))?;
-    }
-    Ok(p.exit())
-}
-
-fn prune_only(args: &Args) -> anyhow::Result<Exit> {
+/// --prune-only's policy: at least one --keep-* rule.
+fn retention_policy(args: &Args) -> Result<Policy, Failure> {
     let policy = args.keep.policy();
     if policy.is_empty() {
         return Err(Failure::new(
             Exit::Usage,
             "--prune-only needs a --keep-* rule (--keep-last, --keep-days, --keep-hourly, --keep-daily, --keep-weekly, --keep-monthly, --keep-yearly)",
-        )
-        .into());
+        ));
     }
-    let dir = &args.backups.backups_dir;
-    if args.dry_run {
-        return print_retention(
-            &arke_core::backup::plan_retention(dir, &policy)?,
-            &policy,
-            args.out.json,
-        );
-    }
-    let deleted = arke_core::backup::apply_retention(dir, &policy)?;
-    let left = arke_core::backup::BackupFiles::new(dir)
-        .archives()
-        .with_context(|| format!("listing {}", dir.display()))?
-        .len();
+    Ok(policy)
+}
+
+/// What --prune-only did: the log line, then stdout: the deleted CARs one per line, or the
+/// report with --json.
+fn render_retention(args: &Args, r: &RetentionReport) -> anyhow::Result<()> {
     tracing::info!(
         "retention in {}: {} archive(s) deleted, {} kept",
-        dir.display(),
-        deleted.len(),
-        left
+        args.backups.backups_dir.display(),
+        r.deleted.len(),
+        r.kept
     );
     if args.out.json {
-        arke_dr::print_json(&Retention {
-            deleted: deleted.iter().map(|p| p.display().to_string()).collect(),
-            kept: left as u64,
-        })?;
+        arke_dr::print_json(r)?;
     } else {
-        for d in &deleted {
-            arke_dr::print_line(&d.display().to_string())?;
-        }
+        r.deleted.iter().try_for_each(|d| arke_dr::print_line(d))?;
     }
-    Ok(Exit::Ok)
+    Ok(())
 }

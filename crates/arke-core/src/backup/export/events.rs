@@ -7,7 +7,7 @@ use std::collections::HashSet;
 use cid::Cid;
 use futures::StreamExt;
 
-use crate::blocks::{BlockSource, NodeSource, SourceError};
+use crate::blocks::{BlockSource, SourceError};
 use crate::events::{EventError, EventWalk};
 use crate::shard::EntityId;
 
@@ -16,8 +16,8 @@ use crate::shard::EntityId;
 /// oversized, not verifiable). One `block/get` per event and per distinct
 /// tip; a broken chain ends the look (the real run reports it as a finding); a node failure is
 /// an error.
-pub(super) async fn untrusted_events(
-    source: &NodeSource,
+pub(super) async fn untrusted_events<S: BlockSource>(
+    source: &S,
     head: Option<Cid>,
     stop: Option<Cid>,
     concurrency: usize,

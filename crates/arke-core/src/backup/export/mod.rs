@@ -23,10 +23,12 @@
 //! the walk never fetches them or goes below them, and the event walk stops at the parent's
 //! head; there is no bulk phase (a `dag/export` streams the whole snapshot).
 //!
-//! The shape: [`plan`] reads what it needs and decides (snapshot, event head, file names, live
-//! state, parent and what the chain holds); then one function per phase: the walk into a temp
-//! file ([`write_archive`]), the completeness check and the descriptor ([`describe`]), the
-//! file and its metadata under their final names ([`finish`]), and retention.
+//! The shape ([`Export`] is the [`Operation`]): [`plan::plan`] reads what it needs and decides
+//! (snapshot, event head, file names, live state, parent and what the chain holds, the items
+//! left out) into the public [`ExportPlan`], which a dry run prints; [`apply`] writes it, one
+//! function per phase: the walk into a temp file ([`write_archive`]), the completeness check
+//! and the descriptor ([`describe`]), the file and its metadata under their final names
+//! ([`finish`]), and retention.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -36,36 +38,43 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use bytes::Bytes;
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{SecondsFormat, Utc};
 use cid::Cid;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::files::{BackupFiles, LOCK_FILE, meta_path};
-use super::held::{self, Held, HeldError};
-use super::lineage::{self, LineagePolicy, Parent};
-use super::retention::{Decision, Policy};
-use crate::blocks::NodeSource;
+use super::lineage::LineagePolicy;
+use super::retention::Policy;
+use crate::blocks::{BlockSource, KnownSize, NodeSource};
 use crate::closure::walk::{self, Sink};
 use crate::closure::{
     Closure, ClosureOptions, ClosureReport, Finding, NameCounts, Offer, Severity,
 };
 use crate::fsutil::RunLock;
-use crate::kubo::Kubo;
+use crate::kubo::{Kubo, NodeRead};
 use crate::model::descriptor::{Descriptor, MAX_LISTED_MISSING, json_to_ipld};
 use crate::model::layout::MAX_BLOCK;
-use crate::model::{BackupMeta, CidCounts, Snapshot};
+use crate::model::{BackupMeta, CidCounts};
 use crate::pointer::ReadPointer;
-use crate::report::{Exit, Failure, Progress, Unit};
+use crate::report::{Exit, Failure, Operation, Progress, Unit};
 
 mod bulk;
 mod events;
 mod file;
 mod live;
+mod plan;
+mod read_once;
+mod render;
+#[cfg(test)]
+mod tests;
 
 use bulk::{BulkStats, bulk};
 use file::{ArchiveFile, ChannelSink, TempGuard, WriterMsg, publish, writer_thread};
 use live::{Live, capture_live};
+pub use plan::ExportPlan;
+use plan::{Decided, Work};
+use read_once::Prefetched;
 
 /// What to export and how.
 #[derive(Debug, Clone)]
@@ -171,10 +180,10 @@ pub struct LineageSummary {
 }
 
 impl LineageSummary {
-    fn of(plan: &Plan, dir: &Path, held_blocks: u64) -> LineageSummary {
+    fn of(plan: &Decided, dir: &Path, held_blocks: u64) -> LineageSummary {
         let chain = plan.parent.as_ref().map(|p| &p.info);
         LineageSummary {
-            kind: kind(plan),
+            kind: plan.kind(),
             parent: chain.map(|c| dir.join(&c.parent.file).display().to_string()),
             base: chain.map(|c| dir.join(&c.base.file).display().to_string()),
             chain_depth: chain.map_or(0, |c| c.depth),
@@ -183,198 +192,6 @@ impl LineageSummary {
             changed_entities: plan.held.changed_entities,
         }
     }
-}
-
-/// Retention alone (`export-car --prune-only`, the last step of the daily pipeline, run only
-/// after the new archive was verified and uploaded). Takes the folder's lock like an export;
-/// the newest archive is always kept, whatever the policy says, so a folder is never emptied.
-pub fn apply_retention(backups_dir: &Path, policy: &Policy) -> anyhow::Result<Vec<PathBuf>> {
-    let lock_path = backups_dir.join(LOCK_FILE);
-    let _lock = RunLock::acquire(&lock_path, "an export-car", "retention not applied")?;
-    let files = BackupFiles::new(backups_dir);
-    // What a killed export left (temp files, a .json whose .car never appeared) is not an
-    // archive: it goes before the policy counts archives.
-    for r in files
-        .remove_stale_temps()
-        .with_context(|| format!("removing stale temp files in {}", backups_dir.display()))?
-    {
-        tracing::info!("removed {} left by an interrupted export", r.display());
-    }
-    files
-        .prune(policy, None, Utc::now())
-        .with_context(|| format!("retention in {}", backups_dir.display()))
-}
-
-/// What [`apply_retention`] would do, every archive with the reasons it is kept (newest
-/// first); nothing is deleted and no lock is taken.
-pub fn plan_retention(backups_dir: &Path, policy: &Policy) -> anyhow::Result<Vec<Decision>> {
-    let plan = BackupFiles::new(backups_dir)
-        .retention_plan(policy, None, Utc::now())
-        .with_context(|| format!("retention in {}", backups_dir.display()))?;
-    Ok(plan.into_iter().map(|(_, d)| d).collect())
-}
-
-/// What an export will do, decided before anything is written.
-struct Plan {
-    header: Snapshot,
-    seq: u64,
-    event_head: Option<Cid>,
-    created: DateTime<Utc>,
-    final_path: PathBuf,
-    temp_path: PathBuf,
-    live: Live,
-    parent: Option<Parent>,
-    held: Held,
-    full_reason: Option<String>,
-}
-
-/// Reads the snapshot header, the live state and the parent chain, and names the files.
-async fn plan(
-    kubo: &Kubo,
-    source: &NodeSource,
-    opts: &ExportOptions,
-    files: &BackupFiles,
-) -> anyhow::Result<Plan> {
-    let header = crate::snapshot::load_header(source, opts.snapshot)
-        .await
-        .with_context(|| format!("reading snapshot {}", opts.snapshot))?;
-    let seq = header.seq();
-    let event_head = opts
-        .pointer
-        .as_ref()
-        .and_then(|p| p.pointer.event_head.or(p.pointer.recent_chain_head))
-        .or_else(|| header.event_cid());
-    let created = Utc::now();
-    let final_path = files.new_archive_path(seq, created);
-    let temp_path = files.temp_path(&final_path);
-    let live = match &opts.index_root {
-        Some(root) => capture_live(kubo, source, opts.snapshot, &header, root, opts.concurrency)
-            .await
-            .with_context(|| format!("capturing the live tips under {root}"))?,
-        None => Live::default(),
-    };
-    let (parent, held, full_reason) = parent_chain(source, opts, files, &header, created).await?;
-    tracing::info!(
-        "exporting snapshot {} (seq {seq}, {}) and the event chain from {} to {}{}",
-        opts.snapshot,
-        header.schema(),
-        event_head.map_or("(none)".into(), |c| c.to_string()),
-        final_path.display(),
-        parent.as_ref().map_or(String::new(), |p| format!(
-            " as an incremental over {} (depth {}, {} blocks held)",
-            p.member().file_name(),
-            p.info.depth,
-            held.cids.len()
-        ))
-    );
-    Ok(Plan {
-        header,
-        seq,
-        event_head,
-        created,
-        final_path,
-        temp_path,
-        live,
-        parent,
-        held,
-        full_reason,
-    })
-}
-
-/// The parent chain of an incremental and what it holds. With no usable parent in the folder
-/// the archive is full (and the report says why); an explicit `--parent` that cannot be used
-/// is an error.
-async fn parent_chain(
-    source: &NodeSource,
-    opts: &ExportOptions,
-    files: &BackupFiles,
-    header: &Snapshot,
-    now: DateTime<Utc>,
-) -> anyhow::Result<(Option<Parent>, Held, Option<String>)> {
-    let Some(inc) = &opts.incremental else {
-        return Ok((None, Held::default(), None));
-    };
-    let explicit = inc.parent.as_deref();
-    let policy = if explicit.is_some() {
-        LineagePolicy::default()
-    } else {
-        inc.policy
-    };
-    let refuse = |why: String| -> anyhow::Result<(Option<Parent>, Held, Option<String>)> {
-        if explicit.is_some() {
-            return Err(Failure::new(Exit::Failed, why).into());
-        }
-        tracing::warn!(
-            "no usable parent for an incremental archive ({why}): writing a full archive"
-        );
-        Ok((None, Held::default(), Some(why)))
-    };
-    let parent = match lineage::choose_parent(files, explicit, policy, now) {
-        Ok(p) => p,
-        Err(why) => return refuse(why),
-    };
-    let d = &parent.member().descriptor;
-    match held::chain_holds(source, d, opts.snapshot, header, opts.concurrency).await {
-        Ok(h) => Ok((Some(parent), h, None)),
-        Err(HeldError::Node(e)) => Err(e).context("reading the parent's snapshot from the node"),
-        Err(HeldError::Unusable(why)) => refuse(format!("{}: {why}", parent.member().file_name())),
-    }
-}
-
-/// What an export would do (`export-car --dry-run`): the plan, read from the node and the
-/// backups folder, with nothing written (no lock taken, no temp file removed).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ExportPlan {
-    pub dry_run: bool,
-    pub snapshot_cid: String,
-    pub seq: u64,
-    pub snapshot_schema: String,
-    pub event_head: Option<String>,
-    /// The archive it would write.
-    pub car_path: String,
-    #[serde(flatten)]
-    pub chain: LineageSummary,
-    /// Chunks of the snapshot that the parent does not have.
-    pub new_chunks: u64,
-    /// Entities whose live tip differs from the snapshot's, and the items that would be
-    /// skipped (exit 7 in a real run): the live state's, then the event chain's (events naming
-    /// an invalid entity id, event tips that are not manifests of their entity).
-    pub live_tips: u64,
-    pub skipped: Vec<(String, String)>,
-    /// A bulk `dag/export` of the snapshot would run (full archives of v4 snapshots).
-    pub bulk: bool,
-}
-
-/// Plans an export and reports the plan; nothing is written.
-pub async fn dry_run(kubo: &Kubo, opts: &ExportOptions) -> anyhow::Result<ExportPlan> {
-    let files = BackupFiles::new(&opts.backups_dir);
-    let source = NodeSource { kubo: kubo.clone() };
-    let plan = plan(kubo, &source, opts, &files).await?;
-    let held = plan.held.cids.len() as u64;
-    let mut skipped = plan.live.skipped.clone();
-    let from_events = events::untrusted_events(
-        &source,
-        plan.event_head,
-        plan.held.event_stop,
-        opts.concurrency,
-    )
-    .await
-    .context("reading the event chain")?;
-    log_skipped(&from_events);
-    skipped.extend(from_events);
-    Ok(ExportPlan {
-        dry_run: true,
-        snapshot_cid: opts.snapshot.to_string(),
-        seq: plan.seq,
-        snapshot_schema: plan.header.schema().to_owned(),
-        event_head: plan.event_head.map(|c| c.to_string()),
-        car_path: plan.final_path.display().to_string(),
-        chain: LineageSummary::of(&plan, &opts.backups_dir, held),
-        new_chunks: plan.held.new_chunks,
-        live_tips: plan.live.count,
-        skipped,
-        bulk: opts.bulk && matches!(plan.header, Snapshot::V4(_)) && plan.parent.is_none(),
-    })
 }
 
 /// What the walk wrote.
@@ -387,11 +204,11 @@ struct Written {
 /// The closure walk from the node into the temp file: the live chunks first, then (full
 /// archives of v4 snapshots) one bulk `dag/export` beside the event walk, then block by block
 /// whatever is still wanted.
-async fn write_archive(
-    kubo: &Kubo,
-    source: &NodeSource,
+async fn write_archive<S: BlockSource + KnownSize>(
+    bulk_node: Option<&Kubo>,
+    source: &S,
     opts: &ExportOptions,
-    plan: &mut Plan,
+    plan: &mut Decided,
     progress: &Progress,
     previous_total: Option<u64>,
 ) -> anyhow::Result<Written> {
@@ -418,10 +235,9 @@ async fn write_archive(
     put_live(&closure, &plan.live, &sink)
         .with_context(|| format!("writing {}", plan.temp_path.display()))?;
     let task = progress.task("export", previous_total, Unit::Items("blocks"));
-    let use_bulk = opts.bulk && matches!(plan.header, Snapshot::V4(_)) && plan.parent.is_none();
     let walked: Result<BulkStats, walk::WalkError> = async {
         let bulk_phase = async {
-            if use_bulk {
+            if let Some(kubo) = bulk_node {
                 bulk(
                     kubo,
                     opts.snapshot,
@@ -502,7 +318,7 @@ fn check_complete(report: &ClosureReport, allow_missing: bool) -> anyhow::Result
 }
 
 /// The descriptor, now that the counts are known.
-fn describe(opts: &ExportOptions, plan: &Plan, w: &Written, partial: bool) -> Descriptor {
+fn describe(opts: &ExportOptions, plan: &Decided, w: &Written, partial: bool) -> Descriptor {
     let report = &w.closure;
     let mut counts: BTreeMap<String, u64> = report
         .by_role
@@ -589,7 +405,7 @@ struct Published {
 fn finish(
     files: &BackupFiles,
     opts: &ExportOptions,
-    plan: &Plan,
+    plan: &Decided,
     w: Written,
     descriptor: &Descriptor,
 ) -> anyhow::Result<Published> {
@@ -622,7 +438,7 @@ fn finish(
 /// The `.json` beside the archive (the legacy keys first, ours in `extra`).
 fn metadata(
     opts: &ExportOptions,
-    plan: &Plan,
+    plan: &Decided,
     report: &ClosureReport,
     descriptor: &Descriptor,
     p: &Published,
@@ -654,7 +470,7 @@ fn metadata(
     extra.insert("with_history".into(), json!(opts.with_history));
     extra.insert("partial".into(), json!(descriptor.partial));
     extra.insert("missing_count".into(), json!(descriptor.missing_count));
-    extra.insert("kind".into(), json!(kind(plan)));
+    extra.insert("kind".into(), json!(plan.kind()));
     if let Some(c) = &descriptor.chain {
         extra.insert("parent".into(), json!(c.parent.file));
         extra.insert("base".into(), json!(c.base.file));
@@ -679,27 +495,83 @@ fn metadata(
     }
 }
 
-fn kind(plan: &Plan) -> ArchiveKind {
-    if plan.parent.is_some() {
-        ArchiveKind::Incremental
-    } else {
-        ArchiveKind::Full
+/// export-car as an [`Operation`]: plans over the node and the backups folder, then writes
+/// the archive the plan names.
+#[derive(Debug, Clone, Copy)]
+pub struct Export<'a> {
+    pub kubo: &'a Kubo,
+}
+
+impl Operation for Export<'_> {
+    type Options = ExportOptions;
+    type Plan = ExportPlan;
+    type Report = ExportReport;
+
+    /// Takes the folder's lock when the folder exists (exit 5 when another export holds it),
+    /// captures the live state, then reads and decides; nothing is written.
+    async fn plan(&self, opts: &ExportOptions, _: &Progress) -> anyhow::Result<ExportPlan> {
+        let lock = plan::lock_if_present(&opts.backups_dir)?;
+        let source = NodeSource {
+            kubo: self.kubo.clone(),
+        };
+        let live = match &opts.index_root {
+            Some(root) => capture_live(
+                self.kubo,
+                &source,
+                opts.snapshot,
+                &crate::snapshot::load_header(&source, opts.snapshot)
+                    .await
+                    .with_context(|| format!("reading snapshot {}", opts.snapshot))?,
+                root,
+                opts.concurrency,
+            )
+            .await
+            .with_context(|| format!("capturing the live tips under {root}"))?,
+            None => Live::default(),
+        };
+        plan::plan(&source, opts, live, lock, Utc::now()).await
+    }
+
+    async fn apply(&self, plan: ExportPlan, progress: &Progress) -> anyhow::Result<ExportReport> {
+        let source = NodeSource {
+            kubo: self.kubo.clone(),
+        };
+        apply(&source, Some(self.kubo), plan, progress).await
     }
 }
 
-/// Runs an export. See the module docs.
-pub async fn export(
-    kubo: &Kubo,
-    opts: &ExportOptions,
+/// Writes the archive `plan` names from `source` (`bulk`: the node's `dag/export`, when the
+/// plan chose it). See the module docs.
+async fn apply<N: NodeRead>(
+    source: &NodeSource<N>,
+    bulk: Option<&Kubo>,
+    plan: ExportPlan,
     progress: &Progress,
 ) -> anyhow::Result<ExportReport> {
     let started = Instant::now();
-    let requests_before = kubo.requests();
+    let Work {
+        opts,
+        decided: mut plan,
+        lock,
+        read,
+    } = plan.work;
+    let requests_before = source.kubo.requests();
+    let source = &Prefetched {
+        inner: source,
+        kept: std::sync::Mutex::new(read),
+    };
+    let opts = &opts;
     let files = BackupFiles::new(&opts.backups_dir);
     std::fs::create_dir_all(&opts.backups_dir)
         .with_context(|| format!("creating {}", opts.backups_dir.display()))?;
-    let lock_path = opts.backups_dir.join(LOCK_FILE);
-    let _lock = RunLock::acquire(&lock_path, "another export-car", "nothing done")?;
+    let _lock = match lock {
+        Some(l) => l,
+        None => RunLock::acquire(
+            &opts.backups_dir.join(LOCK_FILE),
+            "another export-car",
+            "nothing done",
+        )?,
+    };
     let removed = files.remove_stale_temps().with_context(|| {
         format!(
             "removing stale temp files in {}",
@@ -709,8 +581,7 @@ pub async fn export(
     for r in &removed {
         tracing::info!("removed {} left by an interrupted export", r.display());
     }
-    let source = NodeSource { kubo: kubo.clone() };
-    let mut plan = plan(kubo, &source, opts, &files).await?;
+    log_start(opts, &plan);
     let mut guard = TempGuard {
         path: plan.temp_path.clone(),
         armed: true,
@@ -721,7 +592,8 @@ pub async fn export(
             .newest_meta()
             .and_then(|m| m.extra.get("blocks").and_then(Value::as_u64)),
     };
-    let written = write_archive(kubo, &source, opts, &mut plan, progress, previous_total).await?;
+    let bulk = bulk.filter(|_| plan.bulk(opts));
+    let written = write_archive(bulk, source, opts, &mut plan, progress, previous_total).await?;
     let partial = check_complete(&written.closure, opts.allow_missing)?;
     log_skipped(&written.closure.skipped);
     let descriptor = describe(opts, &plan, &written, partial);
@@ -736,11 +608,29 @@ pub async fn export(
         tracing::info!("retention: deleted {}", d.display());
     }
     let mut report = export_report(opts, &plan, &closure, &descriptor, &published, bulk);
-    report.node_requests = kubo.requests() - requests_before;
+    report.node_requests = source.inner.kubo.requests() - requests_before;
     report.duration_secs = started.elapsed().as_secs_f64();
     report.removed_temp_files = removed.iter().map(|p| p.display().to_string()).collect();
     report.deleted_archives = deleted.iter().map(|p| p.display().to_string()).collect();
     Ok(report)
+}
+
+/// The log line of what the walk is about to write.
+fn log_start(opts: &ExportOptions, plan: &Decided) {
+    tracing::info!(
+        "exporting snapshot {} (seq {}, {}) and the event chain from {} to {}{}",
+        opts.snapshot,
+        plan.seq,
+        plan.header.schema(),
+        plan.event_head.map_or("(none)".into(), |c| c.to_string()),
+        plan.final_path.display(),
+        plan.parent.as_ref().map_or(String::new(), |p| format!(
+            " as an incremental over {} (depth {}, {} blocks held)",
+            p.member().file_name(),
+            p.info.depth,
+            plan.held.cids.len()
+        ))
+    );
 }
 
 /// One line per item the walk left out or did not trust (the live state's are logged when
@@ -754,7 +644,7 @@ fn log_skipped(items: &[(String, String)]) {
 /// The `--json` report of a published archive.
 fn export_report(
     opts: &ExportOptions,
-    plan: &Plan,
+    plan: &Decided,
     report: &ClosureReport,
     descriptor: &Descriptor,
     p: &Published,
@@ -804,13 +694,6 @@ impl crate::report::Outcome for ExportReport {
     fn partial(&self) -> bool {
         self.partial
     }
-    fn skipped(&self) -> u64 {
-        self.skipped.len() as u64
-    }
-}
-
-/// The dry run says what the run would exit with.
-impl crate::report::Outcome for ExportPlan {
     fn skipped(&self) -> u64 {
         self.skipped.len() as u64
     }

@@ -1,0 +1,473 @@
+//! The export plan's decisions, and what applying it writes, against a node in memory (issue 24,
+//! item 5): a small v4 snapshot with its manifests, components and event chain built with the
+//! real encoders, one case per decision. The real-Kubo tests (`arke-dr/tests/car.rs`,
+//! `incremental.rs`, `damaged.rs`) cover the same paths through the binary.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use chrono::{TimeZone, Utc};
+use cid::Cid;
+
+use super::*;
+use crate::backup::lineage::{STAMP_V1, Stamp, write_stamp};
+use crate::ipld::{self, DAG_CBOR, Ipld, RAW};
+use crate::kubo::memory::MemoryNode;
+use crate::model::layout::{chunk_block, header_block};
+use crate::model::{SnapshotEntry, SnapshotV4};
+use crate::report::{Exit, Outcome, Plan as _};
+
+const A: &str = "01J8ME3HXYZA";
+const B: &str = "01J8ME3HXYZB";
+const C: &str = "01J8ME3HXYZC";
+
+/// Blocks on a node in memory, and the snapshot over them.
+struct World {
+    node: MemoryNode,
+    /// Every entity's tip, in snapshot order.
+    tips: BTreeMap<String, Cid>,
+    head: Option<Cid>,
+    seq: u64,
+    snapshot: Cid,
+    /// Components by entity, to remove one.
+    components: BTreeMap<String, Cid>,
+}
+
+impl World {
+    fn new() -> World {
+        World {
+            node: MemoryNode::new(),
+            tips: BTreeMap::new(),
+            head: None,
+            seq: 0,
+            snapshot: ipld::cid_v1(DAG_CBOR, b"none yet"),
+            components: BTreeMap::new(),
+        }
+    }
+
+    fn put(&self, value: &Ipld) -> Cid {
+        let bytes = ipld::encode_dag_cbor(value).unwrap();
+        let cid = ipld::cid_v1(DAG_CBOR, &bytes);
+        self.node.put_block(cid, bytes);
+        cid
+    }
+
+    /// An entity with one raw component, created by an event.
+    fn entity(&mut self, id: &str) -> Cid {
+        let data = format!("content of {id}").into_bytes();
+        let component = ipld::cid_v1(RAW, &data);
+        self.node.put_block(component, data);
+        let manifest = self.put(&map([
+            ("schema", Ipld::String("arke/manifest@v1".into())),
+            ("pi", Ipld::String(id.into())),
+            ("ver", Ipld::Integer(1)),
+            ("components", map([("file", Ipld::Link(component))])),
+        ]));
+        self.components.insert(id.into(), component);
+        self.tips.insert(id.into(), manifest);
+        self.event(id, manifest);
+        manifest
+    }
+
+    /// An event naming `pi` and `tip` on top of the chain.
+    fn event(&mut self, pi: &str, tip: Cid) -> Cid {
+        let ev = self.put(&map([
+            ("schema", Ipld::String("arke/chain-entry@v1".into())),
+            ("pi", Ipld::String(pi.into())),
+            ("tip", Ipld::Link(tip)),
+            ("prev", self.head.map_or(Ipld::Null, Ipld::Link)),
+        ]));
+        self.head = Some(ev);
+        ev
+    }
+
+    /// A v4 snapshot of every entity, covering the chain as it is.
+    fn snapshot(&mut self) {
+        let entries: Vec<SnapshotEntry> = self
+            .tips
+            .iter()
+            .map(|(id, tip)| SnapshotEntry {
+                id: id.clone(),
+                ver: Some(1),
+                tip: *tip,
+                ts: None,
+                chain_cid: None,
+            })
+            .collect();
+        let (chunk, bytes) = chunk_block(0, &entries).unwrap();
+        self.node.put_block(chunk, bytes);
+        self.seq += 1;
+        let (cid, bytes) = header_block(&SnapshotV4 {
+            seq: self.seq,
+            ts: "2026-12-01T02:00:00.000Z".into(),
+            event_cid: self.head,
+            event_count: None,
+            entity_count: entries.len() as u64,
+            chunk_entries: crate::model::layout::CHUNK_ENTRIES as u64,
+            height: 0,
+            children: vec![chunk],
+            prev_snapshot: None,
+            prev_seq: None,
+            index_cid: None,
+            test_index_cid: None,
+            report: None,
+            tool: None,
+        })
+        .unwrap();
+        self.node.put_block(cid, bytes);
+        self.snapshot = cid;
+    }
+
+    /// A block the node loses (a copy that is still referenced).
+    fn lose(&self, cid: Cid) {
+        self.node.put_block(cid, Vec::<u8>::new());
+    }
+
+    fn options(&self, dir: &Path) -> ExportOptions {
+        ExportOptions {
+            snapshot: self.snapshot,
+            pointer: None,
+            pointer_path: String::new(),
+            backups_dir: dir.to_path_buf(),
+            with_history: false,
+            allow_missing: false,
+            retention: Policy::default(),
+            concurrency: 4,
+            bulk: false,
+            stall_timeout: Duration::from_secs(1),
+            tool: "arke-dr unit test".into(),
+            index_root: None,
+            incremental: None,
+        }
+    }
+}
+
+fn map<const K: usize>(kv: [(&str, Ipld); K]) -> Ipld {
+    Ipld::Map(kv.into_iter().map(|(k, v)| (k.to_string(), v)).collect())
+}
+
+async fn plan_in(w: &World, opts: &ExportOptions, day: u32) -> anyhow::Result<ExportPlan> {
+    let source = NodeSource {
+        kubo: w.node.clone(),
+    };
+    let now = Utc.with_ymd_and_hms(2026, 12, day, 2, 0, 0).unwrap();
+    let lock = plan::lock_if_present(&opts.backups_dir)?;
+    plan::plan(&source, opts, Live::default(), lock, now).await
+}
+
+async fn apply_in(w: &World, plan: ExportPlan) -> anyhow::Result<ExportReport> {
+    let source = NodeSource {
+        kubo: w.node.clone(),
+    };
+    apply(&source, None, plan, &Progress::off()).await
+}
+
+/// Stamps `car` as verify-car does after a full verification, so it can be a parent.
+fn stamp(r: &ExportReport) {
+    let car = Path::new(&r.car_path);
+    let file = car.file_name().unwrap().to_string_lossy().into_owned();
+    write_stamp(
+        car,
+        &Stamp {
+            schema: STAMP_V1.into(),
+            file: file.clone(),
+            sha256: r.sha256.clone(),
+            size: r.size_bytes,
+            root: r.descriptor_cid.clone(),
+            verified_at: "2026-12-01T02:10:00Z".into(),
+            tool: "arke-dr unit test".into(),
+            chain: vec![file],
+            mtime_ns: None,
+            index_sha256: None,
+        },
+    )
+    .unwrap();
+}
+
+/// What a case expects of the plan, then of applying it.
+struct Want {
+    kind: ArchiveKind,
+    /// Items the plan leaves out (CIDs), in order: exit 7 when any.
+    skipped: Vec<Cid>,
+    /// `full_reason` contains this (an incremental asked for, a full archive written).
+    full_reason: Option<&'static str>,
+    /// The apply's exit, or the error's exit and a part of its line.
+    applied: Result<Exit, (Exit, &'static str)>,
+    /// Blocks in the archive (the descriptor included), when it is written.
+    blocks: Option<u64>,
+}
+
+struct Case {
+    name: &'static str,
+    /// Builds the node (and, for incrementals, the first archive in `dir`); returns the
+    /// items the case names.
+    setup: fn(&mut World) -> Vec<Cid>,
+    incremental: bool,
+    allow_missing: bool,
+    want: fn(&[Cid]) -> Want,
+}
+
+/// Two entities (a manifest, a component and an event each) under a snapshot: 2 + 2 + 2 +
+/// header + chunk = 8 blocks, 9 with the descriptor.
+fn two_entities(w: &mut World) -> Vec<Cid> {
+    w.entity(A);
+    w.entity(B);
+    w.snapshot();
+    Vec::new()
+}
+
+fn cases() -> Vec<Case> {
+    vec![
+        Case {
+            name: "complete: a full archive of everything",
+            setup: two_entities,
+            incremental: false,
+            allow_missing: false,
+            want: |_| Want {
+                kind: ArchiveKind::Full,
+                skipped: vec![],
+                full_reason: None,
+                applied: Ok(Exit::Ok),
+                blocks: Some(9),
+            },
+        },
+        Case {
+            name: "a missing component: refused, nothing written",
+            setup: |w| {
+                two_entities(w);
+                w.lose(w.components[A]);
+                vec![]
+            },
+            incremental: false,
+            allow_missing: false,
+            want: |_| Want {
+                kind: ArchiveKind::Full,
+                skipped: vec![],
+                full_reason: None,
+                applied: Err((Exit::Failed, "archive incomplete")),
+                blocks: None,
+            },
+        },
+        Case {
+            name: "a missing component, allowed: a salvage archive marked partial (exit 1)",
+            setup: |w| {
+                two_entities(w);
+                w.lose(w.components[A]);
+                vec![]
+            },
+            incremental: false,
+            allow_missing: true,
+            want: |_| Want {
+                kind: ArchiveKind::Full,
+                skipped: vec![],
+                full_reason: None,
+                applied: Ok(Exit::Failed),
+                blocks: Some(8),
+            },
+        },
+        Case {
+            name: "a hostile event (invalid entity id): left out and named, exit 7",
+            setup: |w| {
+                two_entities(w);
+                let tip = w.tips[A];
+                let ev = w.event("../../etc/passwd", tip);
+                w.snapshot();
+                vec![ev]
+            },
+            incremental: false,
+            allow_missing: false,
+            want: |named| Want {
+                kind: ArchiveKind::Full,
+                skipped: named.to_vec(),
+                full_reason: None,
+                applied: Ok(Exit::Skipped),
+                // The event itself is archived (the chain stays whole); its tip was already.
+                blocks: Some(10),
+            },
+        },
+        Case {
+            name: "an event whose tip is not a manifest of its entity: left out, exit 7",
+            setup: |w| {
+                two_entities(w);
+                let tip = w.tips[B];
+                w.event(A, tip);
+                w.snapshot();
+                vec![tip]
+            },
+            incremental: false,
+            allow_missing: false,
+            want: |named| Want {
+                kind: ArchiveKind::Full,
+                skipped: named.to_vec(),
+                full_reason: None,
+                applied: Ok(Exit::Skipped),
+                blocks: Some(10),
+            },
+        },
+        Case {
+            name: "incremental with no archive yet: a full archive, and why",
+            setup: two_entities,
+            incremental: true,
+            allow_missing: false,
+            want: |_| Want {
+                kind: ArchiveKind::Full,
+                skipped: vec![],
+                full_reason: Some("no archive in the folder yet"),
+                applied: Ok(Exit::Ok),
+                blocks: Some(9),
+            },
+        },
+    ]
+}
+
+#[tokio::test]
+async fn export_plans_and_writes_by_case() {
+    for case in cases() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = World::new();
+        let named = (case.setup)(&mut w);
+        let want = (case.want)(&named);
+        // The folder is made by apply, never by the plan.
+        let backups = dir.path().join("backups");
+        let mut opts = w.options(&backups);
+        opts.allow_missing = case.allow_missing;
+        if case.incremental {
+            opts.incremental = Some(Incremental::default());
+        }
+        let name = case.name;
+        let plan = plan_in(&w, &opts, 2).await.unwrap();
+        assert_eq!(plan.chain.kind, want.kind, "{name}");
+        let skipped: Vec<String> = plan.skipped.iter().map(|(c, _)| c.clone()).collect();
+        let expected: Vec<String> = want.skipped.iter().map(Cid::to_string).collect();
+        assert_eq!(skipped, expected, "{name}: {:?}", plan.skipped);
+        let plan_exit = if expected.is_empty() {
+            Exit::Ok
+        } else {
+            Exit::Skipped
+        };
+        assert_eq!(plan.exit(), plan_exit, "{name}");
+        match (want.full_reason, &plan.chain.full_reason) {
+            (Some(w), Some(got)) => assert!(got.contains(w), "{name}: {got}"),
+            (None, None) => {}
+            (w, got) => panic!("{name}: full_reason {got:?}, want {w:?}"),
+        }
+        assert_eq!(plan.lines()[0], "DRY RUN: nothing written", "{name}");
+        let car = PathBuf::from(&plan.car_path);
+        assert!(!backups.exists(), "{name}: the plan wrote in the folder");
+        let json = serde_json::to_value(&plan).unwrap();
+        for key in [
+            "dry_run",
+            "car_path",
+            "kind",
+            "parent",
+            "held_blocks",
+            "skipped",
+        ] {
+            assert!(json.get(key).is_some(), "{name}: no {key} in {json}");
+        }
+
+        let applied = apply_in(&w, plan).await;
+        match (&want.applied, applied) {
+            (Ok(exit), Ok(r)) => {
+                assert_eq!(r.exit(), *exit, "{name}: {:?}", r.skipped);
+                assert_eq!(Some(r.blocks), want.blocks, "{name}");
+                assert_eq!(
+                    r.skipped.len(),
+                    want.skipped.len(),
+                    "{name}: {:?}",
+                    r.skipped
+                );
+                assert!(car.exists(), "{name}: no archive");
+            }
+            (Err((exit, line)), Err(e)) => {
+                let e = crate::Error::from(e);
+                assert_eq!(e.exit(), *exit, "{name}: {}", e.line());
+                assert!(e.line().contains(line), "{name}: {}", e.line());
+                assert!(!car.exists(), "{name}: an archive was written");
+            }
+            (want, got) => panic!("{name}: applied {got:?}, want {want:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_incremental_over_a_verified_parent_holds_only_new_blocks() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut w = World::new();
+    two_entities(&mut w);
+    let opts = w.options(dir.path());
+    let first = apply_in(&w, plan_in(&w, &opts, 1).await.unwrap())
+        .await
+        .unwrap();
+    stamp(&first);
+
+    // One new entity: a manifest, a component, an event, a new chunk and header.
+    w.entity(C);
+    w.snapshot();
+    let mut opts = w.options(dir.path());
+    opts.incremental = Some(Incremental::default());
+    let plan = plan_in(&w, &opts, 2).await.unwrap();
+    assert_eq!(plan.chain.kind, ArchiveKind::Incremental);
+    assert_eq!(plan.chain.parent.as_deref(), Some(first.car_path.as_str()));
+    assert_eq!(plan.chain.chain_depth, 1);
+    assert_eq!(plan.new_chunks, 1);
+    assert!(plan.chain.held_blocks > 0, "{:?}", plan.chain);
+    assert_eq!(plan.exit(), Exit::Ok);
+    assert!(
+        plan.lines()[1].contains("incremental over"),
+        "{:?}",
+        plan.lines()
+    );
+
+    let inc = apply_in(&w, plan).await.unwrap();
+    // Header, chunk, C's manifest, component and event, the descriptor: what the parent lacks.
+    assert_eq!(inc.blocks, 6, "{inc:?}");
+    assert_eq!(inc.chain.parent.as_deref(), Some(first.car_path.as_str()));
+    assert_eq!(
+        inc.event_count, 3,
+        "the chain's whole length, the parent's events included"
+    );
+
+    // An explicit parent that is not verified is refused (exit 1), not replaced by a full one.
+    std::fs::remove_file(crate::backup::lineage::stamp_path(Path::new(
+        &first.car_path,
+    )))
+    .unwrap();
+    opts.incremental = Some(Incremental {
+        parent: Some(first.car_path.clone().into()),
+        policy: LineagePolicy::default(),
+    });
+    let e = crate::Error::from(plan_in(&w, &opts, 3).await.unwrap_err());
+    assert_eq!(e.exit(), Exit::Failed, "{}", e.line());
+    assert!(e.line().contains("not verified"), "{}", e.line());
+}
+
+#[tokio::test]
+async fn the_plan_holds_the_folders_lock_until_applied_or_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut w = World::new();
+    two_entities(&mut w);
+    let opts = w.options(dir.path());
+    let plan = plan_in(&w, &opts, 1).await.unwrap();
+    let e = crate::Error::from(plan_in(&w, &opts, 1).await.unwrap_err());
+    assert_eq!(e.exit(), Exit::Locked, "{}", e.line());
+    drop(plan);
+    let plan = plan_in(&w, &opts, 1).await.unwrap();
+    apply_in(&w, plan).await.unwrap();
+    plan_in(&w, &opts, 1).await.unwrap();
+}
+
+#[tokio::test]
+async fn the_walk_reads_from_the_node_only_what_the_plan_did_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut w = World::new();
+    two_entities(&mut w);
+    let opts = w.options(dir.path());
+    let plan = plan_in(&w, &opts, 1).await.unwrap();
+    let r = apply_in(&w, plan).await.unwrap();
+    // The plan read both events and both tips: the walk reads the header, the chunk and the
+    // two components, 4 of the 8 blocks it archives.
+    assert_eq!(r.blocks, 9);
+    assert_eq!(r.node_requests, 4, "{r:?}");
+}
