@@ -41,12 +41,20 @@ pub struct RestorePlan {
     pub archives: Vec<ArchivePlan>,
     /// Entries of the snapshot itself, before replay and live state.
     pub snapshot_entities: u64,
-    /// Every entity's tip, by id: what the index holds after the restore.
+    /// Every entity's tip, by id: what the index holds after the restore. The JSON lists the
+    /// first [`LISTED`] (a dry run at a million entities stays readable); `tips_total` counts
+    /// them all.
     #[serde(with = "tip_map")]
     pub tips: BTreeMap<String, PlannedTip>,
+    #[serde(default)]
+    pub tips_total: u64,
     /// Every tip file the restore writes (or finds already right), each path once: decided
-    /// here from the shard rules and the index root, read by every phase of the apply.
+    /// here from the shard rules and the index root, read by every phase of the apply. The
+    /// JSON lists the first [`LISTED`]; `tip_files_total` counts them all.
+    #[serde(serialize_with = "listed")]
     pub tip_files: Vec<TipWrite>,
+    #[serde(default)]
+    pub tip_files_total: u64,
     /// The pointer written last.
     pub pointer: PlannedPointer,
     /// What the node held when the plan was made.
@@ -98,6 +106,7 @@ pub struct ArchivePlan {
     pub pin_root: bool,
     /// Blocks the root's recursive pin does not reach (events and versions behind plain-map
     /// links), or every block when the root is not pinned.
+    /// The JSON lists the first [`LISTED`] (the report's `blocks_outside_root` counts them).
     #[serde(with = "cid_list")]
     pub outside_root: Vec<Cid>,
     /// An incremental archive's chain, base first: imported in the same `dag/import`, each
@@ -858,7 +867,9 @@ fn assemble(
         report: RestoreReport::default(),
         archives: vec![read.archive],
         snapshot_entities: read.snapshot_entities,
+        tips_total: read.tips.len() as u64,
         tips: read.tips,
+        tip_files_total: tip_files.len() as u64,
         tip_files,
         pointer: read.pointer,
         node,
@@ -1123,8 +1134,17 @@ impl crate::Outcome for RestorePlan {
     }
 }
 
-/// Serde for the plan's tips: a map from entity id to tip CID string; ids are validated again
-/// when read.
+/// How many entries of each per-entity or per-block list a plan's JSON shows: the plan in
+/// memory is complete; its printed form is bounded, as every report's lists are.
+pub const LISTED: usize = 100;
+
+/// The first [`LISTED`] entries of a list.
+fn listed<T: Serialize, S: serde::Serializer>(items: &[T], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(items.iter().take(LISTED))
+}
+
+/// Serde for the plan's tips: a map from entity id to tip CID string (the first [`LISTED`]);
+/// ids are validated again when read.
 mod tip_map {
     use std::collections::BTreeMap;
 
@@ -1138,7 +1158,11 @@ mod tip_map {
         tips: &BTreeMap<String, PlannedTip>,
         s: S,
     ) -> Result<S::Ok, S::Error> {
-        s.collect_map(tips.iter().map(|(id, p)| (id, p.tip.to_string())))
+        s.collect_map(
+            tips.iter()
+                .take(super::LISTED)
+                .map(|(id, p)| (id, p.tip.to_string())),
+        )
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(
@@ -1162,7 +1186,7 @@ mod cid_list {
     use serde::{Deserialize, Deserializer, Serializer};
 
     pub fn serialize<S: Serializer>(cids: &[Cid], s: S) -> Result<S::Ok, S::Error> {
-        s.collect_seq(cids.iter().map(|c| c.to_string()))
+        s.collect_seq(cids.iter().take(super::LISTED).map(|c| c.to_string()))
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Cid>, D::Error> {
@@ -1221,6 +1245,8 @@ mod tests {
             }],
             snapshot_entities: 2,
             tip_files: tip_writes(&tips, ShardChoice::Both.rules(), "/arke/index"),
+            tip_files_total: 3,
+            tips_total: 2,
             tips,
             pointer: PlannedPointer {
                 path: "/arke/index_pointer".into(),
@@ -1255,6 +1281,46 @@ mod tests {
         let mut bad = json;
         bad["tips"]["../x"] = tip.to_string().into();
         assert!(serde_json::from_value::<RestorePlan>(bad).is_err());
+    }
+
+    /// The printed plan lists the first `LISTED` tips and tip files, and counts them all.
+    #[test]
+    fn a_large_plan_prints_bounded_lists_and_whole_counts() {
+        let tip = ipld::cid_v1(ipld::RAW, b"m");
+        let ids: Vec<String> = (0..LISTED + 5).map(|i| format!("01J8ME3H{i:04}")).collect();
+        let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+        let tips = plan_of(&refs, tip);
+        let tip_files = tip_writes(&tips, ShardChoice::Worker.rules(), "/arke/index");
+        let plan = RestorePlan {
+            report: RestoreReport::default(),
+            archives: vec![],
+            snapshot_entities: 0,
+            tips_total: tips.len() as u64,
+            tip_files_total: tip_files.len() as u64,
+            tip_files,
+            tips,
+            pointer: PlannedPointer {
+                path: "/arke/index_pointer".into(),
+                latest_snapshot: tip,
+                event_head: None,
+                event_count: 0,
+                snapshot_event: None,
+                total_count: 0,
+                snapshot_count: 0,
+                snapshot_seq: 1,
+                snapshot_ts: "2026-01-01T00:00:00Z".into(),
+            },
+            node: NodeState::default(),
+            changes: PlannedChanges::default(),
+            refusal: None,
+            writing: Writing::default(),
+        };
+        assert_eq!(plan.tip_files.len(), LISTED + 5);
+        let json = serde_json::to_value(&plan).unwrap();
+        assert_eq!(json["tips"].as_object().unwrap().len(), LISTED);
+        assert_eq!(json["tip_files"].as_array().unwrap().len(), LISTED);
+        assert_eq!(json["tips_total"], LISTED as u64 + 5);
+        assert_eq!(json["tip_files_total"], LISTED as u64 + 5);
     }
 
     /// A foreign entry on the way to a tip path blocks; one beside it is kept; a tip file
