@@ -11,6 +11,7 @@ use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
 use std::path::Path;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
@@ -18,7 +19,8 @@ use cid::Cid;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::{Block, CARV2_PRAGMA, CarError, CarHeader, CarReader, ReaderOptions};
+use super::read_ahead::{self, ChunkReader, Consumers, Feed, Shared};
+use super::{CARV2_PRAGMA, CarError, CarHeader, CarReader, ReaderOptions};
 use crate::blocks::{BlockSource, KeyMap, KnownSize, SourceError, block_key};
 use crate::ipld::{self, HashCheck};
 use crate::report::Task;
@@ -124,24 +126,6 @@ pub struct CarIndex {
     header: CarHeader,
 }
 
-/// A reader that hashes everything that passes through it.
-struct HashingReader<R> {
-    inner: R,
-    hasher: Option<Sha256>,
-}
-
-impl<R: Read> Read for HashingReader<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        if let Some(h) = &mut self.hasher
-            && let Some(read) = buf.get(..n)
-        {
-            h.update(read);
-        }
-        Ok(n)
-    }
-}
-
 /// Whether a dag-pb block has a top-level Links field (field 2). `None`: not parseable as
 /// protobuf, so not a leaf (the walk will decode it and say what is wrong).
 fn dag_pb_has_links(mut data: &[u8]) -> Option<bool> {
@@ -179,8 +163,33 @@ struct Checked {
     code: u64,
 }
 
-fn check(block: &Block) -> Checked {
-    let (state, code) = match ipld::verify(&block.cid, &block.data) {
+/// A section on its way to the hashing threads.
+struct Section {
+    cid: Cid,
+    data: SectionData,
+    data_offset: u64,
+    index: u64,
+}
+
+/// A section's data: where it lies in a read-ahead chunk, or copied out (a section across
+/// two chunks, read by the reader's usual path).
+enum SectionData {
+    Shared(Shared),
+    Owned(Vec<u8>),
+}
+
+impl Section {
+    fn bytes(&self) -> &[u8] {
+        match &self.data {
+            SectionData::Shared(s) => s.bytes(),
+            SectionData::Owned(v) => v,
+        }
+    }
+}
+
+fn check(block: &Section) -> Checked {
+    let data = block.bytes();
+    let (state, code) = match ipld::verify(&block.cid, data) {
         HashCheck::Valid => (State::Valid, 0),
         HashCheck::Mismatch => (State::Corrupt, 0),
         HashCheck::Unverifiable { code } => (State::Unverifiable, code),
@@ -188,7 +197,7 @@ fn check(block: &Block) -> Checked {
     let leaf = state == State::Valid
         && match block.cid.codec() {
             ipld::RAW => true,
-            ipld::DAG_PB => dag_pb_has_links(&block.data) == Some(false),
+            ipld::DAG_PB => dag_pb_has_links(data) == Some(false),
             _ => false,
         };
     Checked {
@@ -202,10 +211,11 @@ fn check(block: &Block) -> Checked {
     }
 }
 
-/// Blocks are handed to the hashing threads in batches of about this many bytes.
-const BATCH_BYTES: usize = 8 << 20;
+/// Blocks are handed to the hashing threads in batches of about this many bytes (less at the
+/// end of a read-ahead chunk).
+const BATCH_BYTES: usize = 4 << 20;
 
-type ScanReader = CarReader<io::BufReader<HashingReader<File>>>;
+type ScanReader = CarReader<ChunkReader>;
 
 /// The index and report as sections are read (before the hashing threads report back).
 struct Indexer {
@@ -219,8 +229,8 @@ struct Indexer {
 
 impl Indexer {
     /// Records one section: counts, the index entry, or a duplicate listed.
-    fn add(&mut self, block: &Block, read: u64, progress: &Task) {
-        let len = block.data.len() as u64;
+    fn add(&mut self, block: &Section, read: u64, progress: &Task) {
+        let len = block.bytes().len() as u64;
         let report = &mut self.report;
         report.blocks += 1;
         report.block_bytes += len;
@@ -258,7 +268,7 @@ impl Indexer {
             key,
             Entry {
                 data_offset: block.data_offset,
-                len: u32::try_from(block.data.len()).unwrap_or(u32::MAX),
+                len: u32::try_from(len).unwrap_or(u32::MAX),
                 state: State::Valid,
                 leaf: false,
                 cid_len: u8::try_from(block.cid.encoded_len()).unwrap_or(0),
@@ -311,7 +321,7 @@ fn bad_block(c: &Checked) -> BadBlock {
 
 /// A hashing thread: checks every block of the batches it takes; reports only the blocks that
 /// are bad or leaves (valid non-leaf blocks need no report back).
-fn hash_batches(rx: &Mutex<Receiver<Vec<Block>>>) -> Vec<Checked> {
+fn hash_batches(rx: &Mutex<Receiver<Vec<Section>>>) -> Vec<Checked> {
     let mut out = Vec::new();
     loop {
         let batch = match rx.lock() {
@@ -329,9 +339,9 @@ fn hash_batches(rx: &Mutex<Receiver<Vec<Block>>>) -> Vec<Checked> {
     out
 }
 
-/// Opens the file for a scan: the CARv2 header checked against the file's length, then a
-/// hashing, buffered reader from the start.
-fn open_for_scan(path: &Path, opts: &ScanOptions) -> Result<(File, u64, ScanReader), CarError> {
+/// Opens the file for a scan: the CARv2 header checked against the file's length, then the
+/// file handed to the read-ahead from its start.
+fn open_for_scan(path: &Path, opts: &ScanOptions) -> Result<(File, u64, Feed, Consumers), CarError> {
     let at0 = |source| CarError::Io { offset: 0, source };
     let mut file = File::open(path).map_err(at0)?;
     let file_size = file.metadata().map_err(at0)?.len();
@@ -347,80 +357,43 @@ fn open_for_scan(path: &Path, opts: &ScanOptions) -> Result<(File, u64, ScanRead
         .map_err(at0)?;
     super::v2::file_header(&head, file_size)?;
     file.seek(SeekFrom::Start(0)).map_err(at0)?;
-    let hashing = HashingReader {
-        inner: file.try_clone().map_err(at0)?,
-        hasher: opts.file_sha256.then(Sha256::new),
-    };
-    let reader = CarReader::new(
-        io::BufReader::with_capacity(1 << 20, hashing),
-        opts.reader.clone(),
-    )?;
-    Ok((file, file_size, reader))
+    let (feed, consumers) = read_ahead::channels(file.try_clone().map_err(at0)?, opts.file_sha256);
+    Ok((file, file_size, feed, consumers))
 }
 
 impl CarIndex {
     /// Reads the whole file once. A bad header is an error; a problem later in the stream
     /// ends the scan and is reported in [`ScanReport::stream_error`] with what was indexed so
     /// far, so the walk can still name what is missing.
+    ///
+    /// Threads: one reads the file in big chunks ([`read_ahead`]), one hashes the whole file
+    /// from those chunks, this one parses sections and indexes them, and the hashing threads
+    /// re-hash the blocks in batches.
     pub fn scan(
         path: &Path,
         opts: &ScanOptions,
         progress: &Task,
     ) -> Result<(CarIndex, ScanReport), CarError> {
-        let (file, file_size, mut reader) = open_for_scan(path, opts)?;
-        let header = reader.header().clone();
-        let mut ix = Indexer {
-            report: ScanReport {
-                version: header.version,
-                roots: header.roots.iter().map(ToString::to_string).collect(),
-                file_size,
-                ..ScanReport::default()
-            },
-            map: KeyMap::default(),
-            min: u64::MAX,
-            max: 0,
-            counted: 0,
-        };
-        let threads = match opts.threads {
-            0 => std::thread::available_parallelism().map_or(2, usize::from),
-            n => n,
-        };
-        let results = std::thread::scope(|s| {
-            let (tx, rx) = sync_channel::<Vec<Block>>(threads * 2);
-            let rx = Arc::new(Mutex::new(rx));
-            let workers: Vec<_> = (0..if opts.hash_blocks { threads } else { 0 })
-                .map(|_| {
-                    let rx = Arc::clone(&rx);
-                    s.spawn(move || hash_batches(&rx))
-                })
-                .collect();
-            read_sections(
-                &mut reader,
-                &mut ix,
-                opts.hash_blocks.then_some(&tx),
-                progress,
-            );
-            drop(tx);
-            // A thread that failed never checked its blocks: the file must not pass.
-            workers
-                .into_iter()
-                .map(|w| w.join())
-                .collect::<Result<Vec<_>, _>>()
-        });
-        let Ok(results) = results else {
-            return Err(CarError::Io {
-                offset: 0,
-                source: io::Error::other("a hashing thread failed; the file was not verified"),
-            });
-        };
-        ix.apply(results.into_iter().flatten().collect());
-        if ix.report.stream_error.is_none() {
-            // Finish reading so the hash covers every byte (a CARv2 index after the payload).
-            let mut inner = reader.into_inner();
-            let _ = io::copy(&mut inner, &mut io::sink());
-            if let Some(h) = inner.into_inner().hasher {
-                ix.report.sha256 = Some(hex(&h.finalize()));
+        let (file, file_size, feed, consumers) = open_for_scan(path, opts)?;
+        let stop = AtomicBool::new(false);
+        let (scanned, whole_file) = std::thread::scope(|s| {
+            let stop = &stop;
+            let feed = s.spawn(move || feed.run(stop));
+            let Consumers { parser, hasher } = consumers;
+            let hasher = hasher.map(|rx| s.spawn(move || read_ahead::hash_all(&rx)));
+            let scanned = scan_sections(ChunkReader::new(parser), file_size, opts, progress);
+            if !matches!(&scanned, Ok((ix, _)) if ix.report.stream_error.is_none()) {
+                // No sha256 is reported for a file that cannot be read: stop reading it.
+                stop.store(true, Ordering::Relaxed);
             }
+            let complete = feed.join().unwrap_or(false);
+            let hash = hasher.map(|h| h.join().ok().flatten());
+            (scanned, hash.flatten().filter(|_| complete))
+        });
+        let (mut ix, header) = scanned?;
+        if ix.report.stream_error.is_none() {
+            // The hash covers every byte of the file (a CARv2 index after the payload too).
+            ix.report.sha256 = whole_file.map(|h| hex(&h));
         }
         let map = ix.map;
         Ok((CarIndex { file, map, header }, ix.report))
@@ -529,6 +502,66 @@ impl CarIndex {
     }
 }
 
+/// Parses and indexes every section from the read-ahead, the blocks re-hashed by the hashing
+/// threads.
+fn scan_sections(
+    src: ChunkReader,
+    file_size: u64,
+    opts: &ScanOptions,
+    progress: &Task,
+) -> Result<(Indexer, CarHeader), CarError> {
+    let mut reader = CarReader::new(src, opts.reader.clone())?;
+    let header = reader.header().clone();
+    let mut ix = Indexer {
+        report: ScanReport {
+            version: header.version,
+            roots: header.roots.iter().map(ToString::to_string).collect(),
+            file_size,
+            ..ScanReport::default()
+        },
+        map: KeyMap::default(),
+        min: u64::MAX,
+        max: 0,
+        counted: 0,
+    };
+    let threads = match opts.threads {
+        0 => std::thread::available_parallelism().map_or(2, usize::from),
+        n => n,
+    };
+    let results = std::thread::scope(|s| {
+        let (tx, rx) = sync_channel::<Vec<Section>>(threads * 2);
+        let rx = Arc::new(Mutex::new(rx));
+        let workers: Vec<_> = (0..if opts.hash_blocks { threads } else { 0 })
+            .map(|_| {
+                let rx = Arc::clone(&rx);
+                s.spawn(move || hash_batches(&rx))
+            })
+            .collect();
+        read_sections(
+            &mut reader,
+            &mut ix,
+            opts.hash_blocks.then_some(&tx),
+            progress,
+        );
+        drop(tx);
+        // A thread that failed never checked its blocks: the file must not pass.
+        workers
+            .into_iter()
+            .map(|w| w.join())
+            .collect::<Result<Vec<_>, _>>()
+    });
+    // Hang up: the read-ahead goes on for the whole-file hash alone.
+    drop(reader);
+    let Ok(results) = results else {
+        return Err(CarError::Io {
+            offset: 0,
+            source: io::Error::other("a hashing thread failed; the file was not verified"),
+        });
+    };
+    ix.apply(results.into_iter().flatten().collect());
+    Ok((ix, header))
+}
+
 /// The indexes of a chain of archives read as one (an incremental and its parents): a block is
 /// read from the first index that has it. Each index was hashed by its scan.
 #[derive(Debug)]
@@ -568,39 +601,74 @@ impl KnownSize for ChainSource<'_> {
 fn read_sections(
     reader: &mut ScanReader,
     ix: &mut Indexer,
-    tx: Option<&SyncSender<Vec<Block>>>,
+    tx: Option<&SyncSender<Vec<Section>>>,
     progress: &Task,
 ) {
-    let mut batch = Vec::new();
+    let mut batch: Vec<Section> = Vec::new();
     let mut batch_bytes = 0usize;
     loop {
-        let block = match reader.next_block() {
-            Ok(Some(b)) => b,
-            Ok(None) => {
-                // Whatever follows the payload (a CARv2 index) was read too.
-                progress.inc(ix.report.file_size.saturating_sub(ix.counted));
-                break;
-            }
-            Err(e) => {
-                ix.report.stream_error = Some(e.to_string());
-                break;
-            }
+        let Some(section) = next_section(reader, ix, progress) else {
+            break;
         };
-        ix.add(&block, reader.bytes_read(), progress);
+        ix.add(&section, reader.bytes_read(), progress);
         let Some(tx) = tx else { continue };
-        batch_bytes += block.data.len() + 64;
-        batch.push(block);
-        if batch_bytes >= BATCH_BYTES {
+        // A batch never spans two chunks: the parser then holds one chunk at most while it
+        // waits for the next (see read_ahead's pool).
+        let last_shared = batch.iter().rev().find_map(|b| match &b.data {
+            SectionData::Shared(s) => Some(s),
+            SectionData::Owned(_) => None,
+        });
+        let new_chunk = match (&section.data, last_shared) {
+            (SectionData::Shared(s), Some(last)) => !s.same_chunk(last),
+            _ => false,
+        };
+        if (new_chunk || batch_bytes >= BATCH_BYTES) && !batch.is_empty() {
             batch_bytes = 0;
             if tx.send(std::mem::take(&mut batch)).is_err() {
                 return;
             }
         }
+        batch_bytes += section.bytes().len() + 64;
+        batch.push(section);
     }
     if let Some(tx) = tx
         && !batch.is_empty()
     {
         let _ = tx.send(batch);
+    }
+}
+
+/// The next section: parsed in place in the read-ahead chunk when it lies whole in it, else
+/// read (and copied) the usual way. `None` at the end or at a stream error (reported).
+fn next_section(reader: &mut ScanReader, ix: &mut Indexer, progress: &Task) -> Option<Section> {
+    if let Some(p) = reader.next_in_buffer() {
+        if let Some(shared) = reader.get_ref().last_consumed(p.data_len) {
+            return Some(Section {
+                cid: p.cid,
+                data: SectionData::Shared(shared),
+                data_offset: p.data_offset,
+                index: p.index,
+            });
+        }
+        ix.report.stream_error = Some("the read-ahead lost a section's bytes".into());
+        return None;
+    }
+    match reader.next_block() {
+        Ok(Some(b)) => Some(Section {
+            cid: b.cid,
+            data: SectionData::Owned(b.data),
+            data_offset: b.data_offset,
+            index: b.index,
+        }),
+        Ok(None) => {
+            // Whatever follows the payload (a CARv2 index) was read too.
+            progress.inc(ix.report.file_size.saturating_sub(ix.counted));
+            None
+        }
+        Err(e) => {
+            ix.report.stream_error = Some(e.to_string());
+            None
+        }
     }
 }
 

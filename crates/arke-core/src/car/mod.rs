@@ -30,6 +30,7 @@
 mod header;
 pub(crate) mod index;
 pub mod index_file;
+mod read_ahead;
 mod reader;
 mod v2;
 mod varint;

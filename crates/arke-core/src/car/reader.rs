@@ -3,7 +3,7 @@
 
 use std::fmt;
 use std::fs::File;
-use std::io::{self, BufReader, Read, Seek, SeekFrom, Take};
+use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Take};
 use std::path::Path;
 
 use cid::Cid;
@@ -429,6 +429,56 @@ impl<R: Read> CarReader<R> {
             data_offset: offset + vlen as u64 + cid_len as u64,
             index: block_index,
         }))
+    }
+}
+
+/// A section parsed where it lies by [`CarReader::next_in_buffer`]: its data is the last
+/// `data_len` bytes the reader consumed.
+#[derive(Debug)]
+pub(crate) struct InPlace {
+    pub cid: Cid,
+    pub data_len: usize,
+    pub data_offset: u64,
+    pub index: u64,
+}
+
+impl<R: BufRead> CarReader<R> {
+    /// The next section when it lies whole in the reader's buffer and is well-formed, parsed
+    /// there without copying its bytes. `None` leaves the reader where it was: the section
+    /// (or the end, or the error) is then read by [`Self::next_block`] the usual way, so
+    /// every problem is reported exactly as it is there.
+    pub(crate) fn next_in_buffer(&mut self) -> Option<InPlace> {
+        if self.failed.is_some() || self.done {
+            return None;
+        }
+        let buf = self.inner.fill_buf().ok()?;
+        let mut rest = buf;
+        let (len, vlen) = read_varint(&mut rest).ok()??;
+        if len == 0 || len > self.max_section as u64 {
+            return None;
+        }
+        let section = rest.get(..usize::try_from(len).ok()?)?;
+        let mut data = section;
+        let cid = Cid::read_bytes(&mut data).ok()?;
+        let cid_len = section.len() - data.len();
+        let data_len = data.len();
+        let total = vlen + section.len();
+        let offset = self.pos;
+        self.inner.consume(total);
+        self.pos += total as u64;
+        let index = self.blocks_read;
+        self.blocks_read += 1;
+        Some(InPlace {
+            cid,
+            data_len,
+            data_offset: offset + (vlen + cid_len) as u64,
+            index,
+        })
+    }
+
+    /// The underlying reader (for the bytes [`Self::next_in_buffer`] consumed).
+    pub(crate) fn get_ref(&self) -> &R {
+        self.inner.get_ref()
     }
 }
 
