@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
 use std::path::Path;
-use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::mpsc::{Receiver, Sender, SyncSender, channel, sync_channel};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -20,8 +20,9 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::read_ahead::{self, ChunkReader, Consumers, Feed, Shared};
+use super::sorted::{self, SortedIndex};
 use super::{CARV2_PRAGMA, CarError, CarHeader, CarReader, ReaderOptions};
-use crate::blocks::{BlockSource, KeyMap, KnownSize, SourceError, block_key};
+use crate::blocks::{BlockKey, BlockSource, KnownSize, SourceError, block_key};
 use crate::ipld::{self, HashCheck};
 use crate::report::Task;
 
@@ -122,7 +123,7 @@ const MAX_BAD_LISTED: usize = 1000;
 #[derive(Debug)]
 pub struct CarIndex {
     file: File,
-    map: KeyMap<Entry>,
+    map: SortedIndex<Entry>,
     header: CarHeader,
 }
 
@@ -154,7 +155,6 @@ fn dag_pb_has_links(mut data: &[u8]) -> Option<bool> {
 }
 
 struct Checked {
-    key: u128,
     data_offset: u64,
     state: State,
     leaf: bool,
@@ -201,7 +201,6 @@ fn check(block: &Section) -> Checked {
             _ => false,
         };
     Checked {
-        key: block_key(&block.cid),
         data_offset: block.data_offset,
         state,
         leaf,
@@ -217,18 +216,32 @@ const BATCH_BYTES: usize = 4 << 20;
 
 type ScanReader = CarReader<ChunkReader>;
 
-/// The index and report as sections are read (before the hashing threads report back).
+/// The index and report as sections are read.
 struct Indexer {
     report: ScanReport,
-    map: KeyMap<Entry>,
+    /// Every section in file order (its position is its section index), duplicates too:
+    /// sorted into the index once the file is read.
+    entries: Vec<(BlockKey, Entry)>,
+    /// Bad blocks found so far (the first [`MAX_BAD_LISTED`] by position are kept).
+    bad: Vec<Checked>,
     min: u64,
     max: u64,
     /// File bytes already counted on the progress task.
     counted: u64,
 }
 
+/// Counts a name in a statistics map without allocating for a name already there.
+fn count_name(map: &mut BTreeMap<String, u64>, name: &str) {
+    match map.get_mut(name) {
+        Some(n) => *n += 1,
+        None => {
+            map.insert(name.to_owned(), 1);
+        }
+    }
+}
+
 impl Indexer {
-    /// Records one section: counts, the index entry, or a duplicate listed.
+    /// Records one section: counts and its entry.
     fn add(&mut self, block: &Section, read: u64, progress: &Task) {
         let len = block.bytes().len() as u64;
         let report = &mut self.report;
@@ -236,36 +249,20 @@ impl Indexer {
         report.block_bytes += len;
         self.min = self.min.min(len);
         self.max = self.max.max(len);
-        let codec = ipld::codec_name(block.cid.codec()).to_owned();
-        *report.stats.by_codec.entry(codec).or_default() += 1;
-        let hash = ipld::hash_name(block.cid.hash().code()).to_owned();
-        *report.stats.by_hash.entry(hash).or_default() += 1;
+        count_name(
+            &mut report.stats.by_codec,
+            ipld::codec_name(block.cid.codec()),
+        );
+        count_name(
+            &mut report.stats.by_hash,
+            ipld::hash_name(block.cid.hash().code()),
+        );
         // The task counts the file's bytes (headers and varints too), so that a complete scan
         // ends at the file size its total was set to.
         progress.inc(read.saturating_sub(self.counted));
         self.counted = read;
-        let key = block_key(&block.cid);
-        if let Some(first) = self.map.get(&key) {
-            // A duplicate used to be counted and skipped unhashed, so a second copy with other
-            // bytes went unnoticed. List it (verify-car fails on it) and hash it like any
-            // other section: a bad copy is reported corrupt. The index keeps the first copy
-            // (results only update the entry whose data_offset they carry).
-            report.duplicates += 1;
-            if report.duplicate_blocks.len() < MAX_BAD_LISTED {
-                report.duplicate_blocks.push(BadBlock {
-                    cid: block.cid.to_string(),
-                    index: block.index,
-                    data_offset: block.data_offset,
-                    problem: format!(
-                        "duplicate of the section whose data is at byte {}",
-                        first.data_offset
-                    ),
-                });
-            }
-            return;
-        }
-        self.map.insert(
-            key,
+        self.entries.push((
+            block_key(&block.cid),
             Entry {
                 data_offset: block.data_offset,
                 len: u32::try_from(len).unwrap_or(u32::MAX),
@@ -273,14 +270,16 @@ impl Indexer {
                 leaf: false,
                 cid_len: u8::try_from(block.cid.encoded_len()).unwrap_or(0),
             },
-        );
+        ));
     }
 
-    /// What the hashing threads found: states and leaves into the index, bad blocks listed.
+    /// What a hashing thread found in one batch: states and leaves into the entries (by
+    /// section index), bad blocks kept for the report.
     fn apply(&mut self, results: Vec<Checked>) {
-        let mut bad: Vec<Checked> = Vec::new();
         for c in results {
-            if let Some(e) = self.map.get_mut(&c.key)
+            if let Some((_, e)) = usize::try_from(c.index)
+                .ok()
+                .and_then(|i| self.entries.get_mut(i))
                 && e.data_offset == c.data_offset
             {
                 e.state = c.state;
@@ -291,15 +290,78 @@ impl Indexer {
                 State::Unverifiable => self.report.unverifiable += 1,
                 State::Valid => continue,
             }
-            bad.push(c);
+            self.bad.push(c);
         }
-        bad.sort_by_key(|c| c.index);
-        self.report.bad_blocks = bad.iter().take(MAX_BAD_LISTED).map(bad_block).collect();
+        if self.bad.len() > 2 * MAX_BAD_LISTED {
+            self.bad.sort_by_key(|c| c.index);
+            self.bad.truncate(MAX_BAD_LISTED);
+        }
+    }
+
+    /// Once every section is read and checked: the index sorted, duplicates and bad blocks
+    /// listed, the statistics completed.
+    fn finish(mut self, file: &File) -> (SortedIndex<Entry>, ScanReport) {
+        self.bad.sort_by_key(|c| c.index);
+        self.report.bad_blocks = self.bad.iter().take(MAX_BAD_LISTED).map(bad_block).collect();
         if let Some(avg) = self.report.block_bytes.checked_div(self.report.blocks) {
             self.report.stats.min_size = self.min;
             self.report.stats.max_size = self.max;
             self.report.stats.avg_size = avg;
         }
+        let mut entries = self.entries;
+        sorted::sort_entries(&mut entries, |e| e.data_offset);
+        duplicates(&entries, file, &mut self.report);
+        (SortedIndex::from_sorted(entries), self.report)
+    }
+}
+
+/// Sections whose CID was already in the file (`entries` sorted by key, then file position).
+/// A duplicate used to be counted and skipped unhashed, so a second copy with other bytes went
+/// unnoticed: each is listed (verify-car fails on it) and was hashed like any other section (a
+/// bad copy is reported corrupt). The index keeps the first copy.
+fn duplicates(entries: &[(BlockKey, Entry)], file: &File, report: &mut ScanReport) {
+    // (data offset, the first copy's data offset, CID length), the first in file order kept.
+    let mut dups: Vec<(u64, u64, u8)> = Vec::new();
+    for run in entries.chunk_by(|a, b| a.0 == b.0) {
+        let Some(((_, first), rest)) = run.split_first() else {
+            continue;
+        };
+        for (_, d) in rest {
+            report.duplicates += 1;
+            dups.push((d.data_offset, first.data_offset, d.cid_len));
+        }
+        if dups.len() > 2 * MAX_BAD_LISTED {
+            dups.sort_unstable();
+            dups.truncate(MAX_BAD_LISTED);
+        }
+    }
+    if dups.is_empty() {
+        return;
+    }
+    dups.sort_unstable();
+    dups.truncate(MAX_BAD_LISTED);
+    // A section's index is the number of sections before it in the file.
+    let mut before = vec![0u64; dups.len() + 1];
+    for (_, e) in entries {
+        let i = dups.partition_point(|d| d.0 <= e.data_offset);
+        if let Some(n) = before.get_mut(i) {
+            *n += 1;
+        }
+    }
+    let mut index = 0;
+    for (i, (offset, first, cid_len)) in dups.into_iter().enumerate() {
+        index += before.get(i).copied().unwrap_or(0);
+        let at = offset.saturating_sub(u64::from(cid_len));
+        let cid = super::read_block_at(file, at, usize::from(cid_len))
+            .ok()
+            .and_then(|b| Cid::read_bytes(b.as_slice()).ok())
+            .map_or_else(|| "(CID unreadable)".to_owned(), |c| c.to_string());
+        report.duplicate_blocks.push(BadBlock {
+            cid,
+            index,
+            data_offset: offset,
+            problem: format!("duplicate of the section whose data is at byte {first}"),
+        });
     }
 }
 
@@ -319,24 +381,25 @@ fn bad_block(c: &Checked) -> BadBlock {
     }
 }
 
-/// A hashing thread: checks every block of the batches it takes; reports only the blocks that
-/// are bad or leaves (valid non-leaf blocks need no report back).
-fn hash_batches(rx: &Mutex<Receiver<Vec<Section>>>) -> Vec<Checked> {
-    let mut out = Vec::new();
+/// A hashing thread: checks every block of the batches it takes; reports back, per batch, only
+/// the blocks that are bad or leaves (valid non-leaf blocks need no report back).
+fn hash_batches(rx: &Mutex<Receiver<Vec<Section>>>, results: &Sender<Vec<Checked>>) {
     loop {
         let batch = match rx.lock() {
             Ok(r) => r.recv(),
             Err(_) => break,
         };
         let Ok(batch) = batch else { break };
-        for b in &batch {
-            let c = check(b);
-            if c.state != State::Valid || c.leaf {
-                out.push(c);
-            }
+        let out: Vec<Checked> = batch
+            .iter()
+            .map(check)
+            .filter(|c| c.state != State::Valid || c.leaf)
+            .collect();
+        drop(batch);
+        if results.send(out).is_err() {
+            break;
         }
     }
-    out
 }
 
 /// Opens the file for a scan: the CARv2 header checked against the file's length, then the
@@ -390,13 +453,13 @@ impl CarIndex {
             let hash = hasher.map(|h| h.join().ok().flatten());
             (scanned, hash.flatten().filter(|_| complete))
         });
-        let (mut ix, header) = scanned?;
-        if ix.report.stream_error.is_none() {
+        let (ix, header) = scanned?;
+        let (map, mut report) = ix.finish(&file);
+        if report.stream_error.is_none() {
             // The hash covers every byte of the file (a CARv2 index after the payload too).
-            ix.report.sha256 = whole_file.map(|h| hex(&h));
+            report.sha256 = whole_file.map(|h| hex(&h));
         }
-        let map = ix.map;
-        Ok((CarIndex { file, map, header }, ix.report))
+        Ok((CarIndex { file, map, header }, report))
     }
 
     pub fn header(&self) -> &CarHeader {
@@ -445,7 +508,7 @@ impl CarIndex {
     /// Every distinct CID in the file, read back from the file (for pinning what the walk
     /// cannot name). Calls `f` for each; stops at the first error.
     pub fn for_each_cid(&self, mut f: impl FnMut(u128, Cid)) -> Result<(), CarError> {
-        for (k, e) in &self.map {
+        for (k, e) in self.map.iter() {
             f(*k, self.cid_of(e)?);
         }
         Ok(())
@@ -519,7 +582,8 @@ fn scan_sections(
             file_size,
             ..ScanReport::default()
         },
-        map: KeyMap::default(),
+        entries: Vec::new(),
+        bad: Vec::new(),
         min: u64::MAX,
         max: 0,
         counted: 0,
@@ -528,22 +592,24 @@ fn scan_sections(
         0 => std::thread::available_parallelism().map_or(2, usize::from),
         n => n,
     };
-    let results = std::thread::scope(|s| {
+    let joined = std::thread::scope(|s| {
         let (tx, rx) = sync_channel::<Vec<Section>>(threads * 2);
         let rx = Arc::new(Mutex::new(rx));
+        let (results_tx, results) = channel::<Vec<Checked>>();
         let workers: Vec<_> = (0..if opts.hash_blocks { threads } else { 0 })
             .map(|_| {
                 let rx = Arc::clone(&rx);
-                s.spawn(move || hash_batches(&rx))
+                let results_tx = results_tx.clone();
+                s.spawn(move || hash_batches(&rx, &results_tx))
             })
             .collect();
-        read_sections(
-            &mut reader,
-            &mut ix,
-            opts.hash_blocks.then_some(&tx),
-            progress,
-        );
+        drop(results_tx);
+        let hashing = opts.hash_blocks.then_some((&tx, &results));
+        read_sections(&mut reader, &mut ix, hashing, progress);
         drop(tx);
+        for r in results.iter() {
+            ix.apply(r);
+        }
         // A thread that failed never checked its blocks: the file must not pass.
         workers
             .into_iter()
@@ -552,13 +618,12 @@ fn scan_sections(
     });
     // Hang up: the read-ahead goes on for the whole-file hash alone.
     drop(reader);
-    let Ok(results) = results else {
+    if joined.is_err() {
         return Err(CarError::Io {
             offset: 0,
             source: io::Error::other("a hashing thread failed; the file was not verified"),
         });
-    };
-    ix.apply(results.into_iter().flatten().collect());
+    }
     Ok((ix, header))
 }
 
@@ -601,7 +666,7 @@ impl KnownSize for ChainSource<'_> {
 fn read_sections(
     reader: &mut ScanReader,
     ix: &mut Indexer,
-    tx: Option<&SyncSender<Vec<Section>>>,
+    hashing: Option<(&SyncSender<Vec<Section>>, &Receiver<Vec<Checked>>)>,
     progress: &Task,
 ) {
     let mut batch: Vec<Section> = Vec::new();
@@ -611,7 +676,9 @@ fn read_sections(
             break;
         };
         ix.add(&section, reader.bytes_read(), progress);
-        let Some(tx) = tx else { continue };
+        let Some((tx, results)) = hashing else {
+            continue;
+        };
         // A batch never spans two chunks: the parser then holds one chunk at most while it
         // waits for the next (see read_ahead's pool).
         let last_shared = batch.iter().rev().find_map(|b| match &b.data {
@@ -627,11 +694,15 @@ fn read_sections(
             if tx.send(std::mem::take(&mut batch)).is_err() {
                 return;
             }
+            // What the hashing threads found so far, so that results never pile up.
+            for r in results.try_iter() {
+                ix.apply(r);
+            }
         }
         batch_bytes += section.bytes().len() + 64;
         batch.push(section);
     }
-    if let Some(tx) = tx
+    if let Some((tx, _)) = hashing
         && !batch.is_empty()
     {
         let _ = tx.send(batch);

@@ -31,6 +31,7 @@ mod header;
 pub(crate) mod index;
 pub mod index_file;
 mod read_ahead;
+mod sorted;
 mod reader;
 mod v2;
 mod varint;
