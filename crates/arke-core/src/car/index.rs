@@ -541,9 +541,9 @@ impl CarIndex {
         })
     }
 
-    /// Every block that passed its hash check (or could not be checked), for the on-disk
-    /// index ([`super::index_file`]); corrupt blocks are left out.
-    pub(crate) fn entries(&self) -> Vec<super::index_file::IndexEntry> {
+    /// Every block that passed its hash check (or could not be checked), in key order, for the
+    /// on-disk index ([`super::index_file`]); corrupt blocks are left out.
+    pub(crate) fn entries(&self) -> impl Iterator<Item = super::index_file::IndexEntry> + '_ {
         self.map
             .iter()
             .filter(|(_, e)| e.state != State::Corrupt)
@@ -555,7 +555,6 @@ impl CarIndex {
                 leaf: e.leaf,
                 unverifiable: e.state == State::Unverifiable,
             })
-            .collect()
     }
 
     /// Every indexed CID is a key, not a `Cid`: the walk tells which blocks it used; this says
