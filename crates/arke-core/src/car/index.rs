@@ -10,8 +10,8 @@ use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
 use std::path::Path;
-use std::sync::mpsc::{Receiver, Sender, SyncSender, channel, sync_channel};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, Sender, SyncSender, channel, sync_channel};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
@@ -302,7 +302,12 @@ impl Indexer {
     /// listed, the statistics completed.
     fn finish(mut self, file: &File) -> (SortedIndex<Entry>, ScanReport) {
         self.bad.sort_by_key(|c| c.index);
-        self.report.bad_blocks = self.bad.iter().take(MAX_BAD_LISTED).map(bad_block).collect();
+        self.report.bad_blocks = self
+            .bad
+            .iter()
+            .take(MAX_BAD_LISTED)
+            .map(bad_block)
+            .collect();
         if let Some(avg) = self.report.block_bytes.checked_div(self.report.blocks) {
             self.report.stats.min_size = self.min;
             self.report.stats.max_size = self.max;
@@ -404,7 +409,10 @@ fn hash_batches(rx: &Mutex<Receiver<Vec<Section>>>, results: &Sender<Vec<Checked
 
 /// Opens the file for a scan: the CARv2 header checked against the file's length, then the
 /// file handed to the read-ahead from its start.
-fn open_for_scan(path: &Path, opts: &ScanOptions) -> Result<(File, u64, Feed, Consumers), CarError> {
+fn open_for_scan(
+    path: &Path,
+    opts: &ScanOptions,
+) -> Result<(File, u64, Feed, Consumers), CarError> {
     let at0 = |source| CarError::Io { offset: 0, source };
     let mut file = File::open(path).map_err(at0)?;
     let file_size = file.metadata().map_err(at0)?.len();
@@ -659,13 +667,16 @@ impl KnownSize for ChainSource<'_> {
     }
 }
 
+/// The hashing threads' ends: batches to them, their results back.
+type Hashing<'a> = (&'a SyncSender<Vec<Section>>, &'a Receiver<Vec<Checked>>);
+
 /// Reads every section into the indexer, handing the blocks to the hashing threads in
 /// batches (`tx`: none when blocks are not hashed). A stream error ends the reading and is
 /// reported; what was read stays indexed.
 fn read_sections(
     reader: &mut ScanReader,
     ix: &mut Indexer,
-    hashing: Option<(&SyncSender<Vec<Section>>, &Receiver<Vec<Checked>>)>,
+    hashing: Option<Hashing<'_>>,
     progress: &Task,
 ) {
     let mut batch: Vec<Section> = Vec::new();

@@ -201,7 +201,10 @@ pub(crate) struct Shared {
 
 impl Shared {
     pub(crate) fn bytes(&self) -> &[u8] {
-        self.chunk.bytes().get(self.start..self.end).unwrap_or_default()
+        self.chunk
+            .bytes()
+            .get(self.start..self.end)
+            .unwrap_or_default()
     }
 
     /// Whether `other` lies in the same chunk.
@@ -216,7 +219,10 @@ impl BufRead for ChunkReader {
             if let Some((kind, msg)) = &self.failed {
                 return Err(io::Error::new(*kind, msg.clone()));
             }
-            let left = self.cur.as_ref().map_or(0, |c| c.len.saturating_sub(self.at));
+            let left = self
+                .cur
+                .as_ref()
+                .map_or(0, |c| c.len.saturating_sub(self.at));
             if left > 0 {
                 break;
             }
