@@ -525,20 +525,36 @@ pub fn read_block_at(file: &File, data_offset: u64, len: usize) -> Result<Vec<u8
         offset: data_offset,
         source,
     };
-    let file_len = file.metadata().map_err(at)?.len();
-    let end = data_offset.checked_add(len as u64);
-    if end.is_none_or(|end| end > file_len) {
-        return Err(at(io::Error::new(
+    let past_end = |file_len: u64| {
+        at(io::Error::new(
             io::ErrorKind::UnexpectedEof,
             format!(
                 "block of {len} bytes at offset {data_offset} extends beyond the end of the file ({file_len} bytes)"
             ),
-        )));
+        ))
+    };
+    let end = data_offset.checked_add(len as u64);
+    // A large read is checked against the file's length before its buffer is allocated (an
+    // index that lies cannot make us allocate what the file does not hold); a small one learns
+    // it from the read itself, without a stat per block (the closure walk reads thousands).
+    if len > CHECK_LEN_FIRST || end.is_none() {
+        let file_len = file.metadata().map_err(at)?.len();
+        if end.is_none_or(|end| end > file_len) {
+            return Err(past_end(file_len));
+        }
     }
     let mut buf = vec![0u8; len];
-    read_exact_at(file, &mut buf, data_offset).map_err(at)?;
-    Ok(buf)
+    match read_exact_at(file, &mut buf, data_offset) {
+        Ok(()) => Ok(buf),
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+            Err(past_end(file.metadata().map_err(at)?.len()))
+        }
+        Err(e) => Err(at(e)),
+    }
 }
+
+/// Reads above this size check the file's length first.
+const CHECK_LEN_FIRST: usize = 1 << 20;
 
 #[cfg(unix)]
 fn read_exact_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<()> {
