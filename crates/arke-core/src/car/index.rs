@@ -1,10 +1,13 @@
 //! A CID → offset index of a CAR file, built in one sequential pass that also re-hashes every
 //! block (in parallel), counts duplicates and gathers `car inspect`-style statistics.
 //!
-//! Memory is the index: 16-byte keys and 16-byte entries, never the blocks, so a CAR with
-//! millions of blocks is indexed in a few hundred MB. Blocks are then read back by offset
-//! (`pread`) for the closure walk; blocks without links are flagged so the walk can accept
-//! them without reading them twice.
+//! The file is read once ([`super::read_ahead`]): its sha256 on one thread, the sections parsed
+//! where they lie in the read-ahead's chunks and re-hashed by the hashing threads.
+//!
+//! Memory is the read-ahead (32 MiB) and the index: one 32-byte entry per section (a 16-byte
+//! key and a 16-byte entry), sorted by key once the file is read ([`super::sorted`]), never the
+//! blocks. Blocks are then read back by offset (`pread`) for the closure walk; blocks without
+//! links are flagged so the walk can accept them without reading them twice.
 
 use std::collections::BTreeMap;
 use std::fs::File;
