@@ -11,7 +11,8 @@
 #   SIZES=10000,100000 scripts/bench-car.sh   # and 100K (archives of several GB)
 #
 # Environment: SIZES (default 10000), REPS (timed runs of each command, default 3),
-# WORK_DIR (keep the archives there; default a temporary folder), IPFS_NODE_DIR (see
+# WORK_DIR (keep the archives there; default a temporary folder), VERIFY_CAR_BASELINE (another
+# verify-car binary, e.g. main's, timed on the same file in the same run), IPFS_NODE_DIR (see
 # scripts/ipfs-node.sh), CARGO_TARGET_DIR.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -23,6 +24,7 @@ NODE_BIN=$(scripts/ipfs-node.sh bin)
 BIN=${CARGO_TARGET_DIR:-$PWD/target}/release
 extra=()
 [ -n "${WORK_DIR:-}" ] && extra+=(--work-dir "$WORK_DIR")
+[ -n "${VERIFY_CAR_BASELINE:-}" ] && extra+=(--verify-car-baseline "$VERIFY_CAR_BASELINE")
 scripts/ipfs-node.sh run -- "$BIN/bench-car" --sizes "$SIZES" --reps "$REPS" \
   --export-car "$BIN/export-car" --verify-car "$BIN/verify-car" \
   --build-snapshot "$BIN/build-snapshot" --car "$NODE_BIN/car" \

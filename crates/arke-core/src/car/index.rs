@@ -1,16 +1,20 @@
 //! A CID → offset index of a CAR file, built in one sequential pass that also re-hashes every
 //! block (in parallel), counts duplicates and gathers `car inspect`-style statistics.
 //!
-//! Memory is the index: 16-byte keys and 16-byte entries, never the blocks, so a CAR with
-//! millions of blocks is indexed in a few hundred MB. Blocks are then read back by offset
-//! (`pread`) for the closure walk; blocks without links are flagged so the walk can accept
-//! them without reading them twice.
+//! The file is read once ([`super::read_ahead`]): its sha256 on one thread, the sections parsed
+//! where they lie in the read-ahead's chunks and re-hashed by the hashing threads.
+//!
+//! Memory is the read-ahead (32 MiB) and the index: one 32-byte entry per section (a 16-byte
+//! key and a 16-byte entry), sorted by key once the file is read ([`super::sorted`]), never the
+//! blocks. Blocks are then read back by offset (`pread`) for the closure walk; blocks without
+//! links are flagged so the walk can accept them without reading them twice.
 
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
 use std::path::Path;
-use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, Sender, SyncSender, channel, sync_channel};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
@@ -18,8 +22,10 @@ use cid::Cid;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::{Block, CARV2_PRAGMA, CarError, CarHeader, CarReader, ReaderOptions};
-use crate::blocks::{BlockSource, KeyMap, KnownSize, SourceError, block_key};
+use super::read_ahead::{self, ChunkReader, Consumers, Feed, Shared};
+use super::sorted::{self, SortedIndex};
+use super::{CARV2_PRAGMA, CarError, CarHeader, CarReader, ReaderOptions};
+use crate::blocks::{BlockKey, BlockSource, KnownSize, SourceError, block_key};
 use crate::ipld::{self, HashCheck};
 use crate::report::Task;
 
@@ -120,26 +126,8 @@ const MAX_BAD_LISTED: usize = 1000;
 #[derive(Debug)]
 pub struct CarIndex {
     file: File,
-    map: KeyMap<Entry>,
+    map: SortedIndex<Entry>,
     header: CarHeader,
-}
-
-/// A reader that hashes everything that passes through it.
-struct HashingReader<R> {
-    inner: R,
-    hasher: Option<Sha256>,
-}
-
-impl<R: Read> Read for HashingReader<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        if let Some(h) = &mut self.hasher
-            && let Some(read) = buf.get(..n)
-        {
-            h.update(read);
-        }
-        Ok(n)
-    }
 }
 
 /// Whether a dag-pb block has a top-level Links field (field 2). `None`: not parseable as
@@ -170,7 +158,6 @@ fn dag_pb_has_links(mut data: &[u8]) -> Option<bool> {
 }
 
 struct Checked {
-    key: u128,
     data_offset: u64,
     state: State,
     leaf: bool,
@@ -179,8 +166,33 @@ struct Checked {
     code: u64,
 }
 
-fn check(block: &Block) -> Checked {
-    let (state, code) = match ipld::verify(&block.cid, &block.data) {
+/// A section on its way to the hashing threads.
+struct Section {
+    cid: Cid,
+    data: SectionData,
+    data_offset: u64,
+    index: u64,
+}
+
+/// A section's data: where it lies in a read-ahead chunk, or copied out (a section across
+/// two chunks, read by the reader's usual path).
+enum SectionData {
+    Shared(Shared),
+    Owned(Vec<u8>),
+}
+
+impl Section {
+    fn bytes(&self) -> &[u8] {
+        match &self.data {
+            SectionData::Shared(s) => s.bytes(),
+            SectionData::Owned(v) => v,
+        }
+    }
+}
+
+fn check(block: &Section) -> Checked {
+    let data = block.bytes();
+    let (state, code) = match ipld::verify(&block.cid, data) {
         HashCheck::Valid => (State::Valid, 0),
         HashCheck::Mismatch => (State::Corrupt, 0),
         HashCheck::Unverifiable { code } => (State::Unverifiable, code),
@@ -188,11 +200,10 @@ fn check(block: &Block) -> Checked {
     let leaf = state == State::Valid
         && match block.cid.codec() {
             ipld::RAW => true,
-            ipld::DAG_PB => dag_pb_has_links(&block.data) == Some(false),
+            ipld::DAG_PB => dag_pb_has_links(data) == Some(false),
             _ => false,
         };
     Checked {
-        key: block_key(&block.cid),
         data_offset: block.data_offset,
         state,
         leaf,
@@ -202,75 +213,76 @@ fn check(block: &Block) -> Checked {
     }
 }
 
-/// Blocks are handed to the hashing threads in batches of about this many bytes.
-const BATCH_BYTES: usize = 8 << 20;
+/// Blocks are handed to the hashing threads in batches of about this many bytes (less at the
+/// end of a read-ahead chunk).
+const BATCH_BYTES: usize = 4 << 20;
 
-type ScanReader = CarReader<io::BufReader<HashingReader<File>>>;
+type ScanReader = CarReader<ChunkReader>;
 
-/// The index and report as sections are read (before the hashing threads report back).
+/// The index and report as sections are read.
 struct Indexer {
     report: ScanReport,
-    map: KeyMap<Entry>,
+    /// Every section in file order (its position is its section index), duplicates too:
+    /// sorted into the index once the file is read.
+    entries: Vec<(BlockKey, Entry)>,
+    /// Bad blocks found so far (the first [`MAX_BAD_LISTED`] by position are kept).
+    bad: Vec<Checked>,
     min: u64,
     max: u64,
     /// File bytes already counted on the progress task.
     counted: u64,
 }
 
+/// Counts a name in a statistics map without allocating for a name already there.
+fn count_name(map: &mut BTreeMap<String, u64>, name: &str) {
+    match map.get_mut(name) {
+        Some(n) => *n += 1,
+        None => {
+            map.insert(name.to_owned(), 1);
+        }
+    }
+}
+
 impl Indexer {
-    /// Records one section: counts, the index entry, or a duplicate listed.
-    fn add(&mut self, block: &Block, read: u64, progress: &Task) {
-        let len = block.data.len() as u64;
+    /// Records one section: counts and its entry.
+    fn add(&mut self, block: &Section, read: u64, progress: &Task) {
+        let len = block.bytes().len() as u64;
         let report = &mut self.report;
         report.blocks += 1;
         report.block_bytes += len;
         self.min = self.min.min(len);
         self.max = self.max.max(len);
-        let codec = ipld::codec_name(block.cid.codec()).to_owned();
-        *report.stats.by_codec.entry(codec).or_default() += 1;
-        let hash = ipld::hash_name(block.cid.hash().code()).to_owned();
-        *report.stats.by_hash.entry(hash).or_default() += 1;
+        count_name(
+            &mut report.stats.by_codec,
+            ipld::codec_name(block.cid.codec()),
+        );
+        count_name(
+            &mut report.stats.by_hash,
+            ipld::hash_name(block.cid.hash().code()),
+        );
         // The task counts the file's bytes (headers and varints too), so that a complete scan
         // ends at the file size its total was set to.
         progress.inc(read.saturating_sub(self.counted));
         self.counted = read;
-        let key = block_key(&block.cid);
-        if let Some(first) = self.map.get(&key) {
-            // A duplicate used to be counted and skipped unhashed, so a second copy with other
-            // bytes went unnoticed. List it (verify-car fails on it) and hash it like any
-            // other section: a bad copy is reported corrupt. The index keeps the first copy
-            // (results only update the entry whose data_offset they carry).
-            report.duplicates += 1;
-            if report.duplicate_blocks.len() < MAX_BAD_LISTED {
-                report.duplicate_blocks.push(BadBlock {
-                    cid: block.cid.to_string(),
-                    index: block.index,
-                    data_offset: block.data_offset,
-                    problem: format!(
-                        "duplicate of the section whose data is at byte {}",
-                        first.data_offset
-                    ),
-                });
-            }
-            return;
-        }
-        self.map.insert(
-            key,
+        self.entries.push((
+            block_key(&block.cid),
             Entry {
                 data_offset: block.data_offset,
-                len: u32::try_from(block.data.len()).unwrap_or(u32::MAX),
+                len: u32::try_from(len).unwrap_or(u32::MAX),
                 state: State::Valid,
                 leaf: false,
                 cid_len: u8::try_from(block.cid.encoded_len()).unwrap_or(0),
             },
-        );
+        ));
     }
 
-    /// What the hashing threads found: states and leaves into the index, bad blocks listed.
+    /// What a hashing thread found in one batch: states and leaves into the entries (by
+    /// section index), bad blocks kept for the report.
     fn apply(&mut self, results: Vec<Checked>) {
-        let mut bad: Vec<Checked> = Vec::new();
         for c in results {
-            if let Some(e) = self.map.get_mut(&c.key)
+            if let Some((_, e)) = usize::try_from(c.index)
+                .ok()
+                .and_then(|i| self.entries.get_mut(i))
                 && e.data_offset == c.data_offset
             {
                 e.state = c.state;
@@ -281,15 +293,83 @@ impl Indexer {
                 State::Unverifiable => self.report.unverifiable += 1,
                 State::Valid => continue,
             }
-            bad.push(c);
+            self.bad.push(c);
         }
-        bad.sort_by_key(|c| c.index);
-        self.report.bad_blocks = bad.iter().take(MAX_BAD_LISTED).map(bad_block).collect();
+        if self.bad.len() > 2 * MAX_BAD_LISTED {
+            self.bad.sort_by_key(|c| c.index);
+            self.bad.truncate(MAX_BAD_LISTED);
+        }
+    }
+
+    /// Once every section is read and checked: the index sorted, duplicates and bad blocks
+    /// listed, the statistics completed.
+    fn finish(mut self, file: &File) -> (SortedIndex<Entry>, ScanReport) {
+        self.bad.sort_by_key(|c| c.index);
+        self.report.bad_blocks = self
+            .bad
+            .iter()
+            .take(MAX_BAD_LISTED)
+            .map(bad_block)
+            .collect();
         if let Some(avg) = self.report.block_bytes.checked_div(self.report.blocks) {
             self.report.stats.min_size = self.min;
             self.report.stats.max_size = self.max;
             self.report.stats.avg_size = avg;
         }
+        let mut entries = self.entries;
+        sorted::sort_entries(&mut entries, |e| e.data_offset);
+        duplicates(&entries, file, &mut self.report);
+        (SortedIndex::from_sorted(entries), self.report)
+    }
+}
+
+/// Sections whose CID was already in the file (`entries` sorted by key, then file position).
+/// A duplicate used to be counted and skipped unhashed, so a second copy with other bytes went
+/// unnoticed: each is listed (verify-car fails on it) and was hashed like any other section (a
+/// bad copy is reported corrupt). The index keeps the first copy.
+fn duplicates(entries: &[(BlockKey, Entry)], file: &File, report: &mut ScanReport) {
+    // (data offset, the first copy's data offset, CID length), the first in file order kept.
+    let mut dups: Vec<(u64, u64, u8)> = Vec::new();
+    for run in entries.chunk_by(|a, b| a.0 == b.0) {
+        let Some(((_, first), rest)) = run.split_first() else {
+            continue;
+        };
+        for (_, d) in rest {
+            report.duplicates += 1;
+            dups.push((d.data_offset, first.data_offset, d.cid_len));
+        }
+        if dups.len() > 2 * MAX_BAD_LISTED {
+            dups.sort_unstable();
+            dups.truncate(MAX_BAD_LISTED);
+        }
+    }
+    if dups.is_empty() {
+        return;
+    }
+    dups.sort_unstable();
+    dups.truncate(MAX_BAD_LISTED);
+    // A section's index is the number of sections before it in the file.
+    let mut before = vec![0u64; dups.len() + 1];
+    for (_, e) in entries {
+        let i = dups.partition_point(|d| d.0 <= e.data_offset);
+        if let Some(n) = before.get_mut(i) {
+            *n += 1;
+        }
+    }
+    let mut index = 0;
+    for (i, (offset, first, cid_len)) in dups.into_iter().enumerate() {
+        index += before.get(i).copied().unwrap_or(0);
+        let at = offset.saturating_sub(u64::from(cid_len));
+        let cid = super::read_block_at(file, at, usize::from(cid_len))
+            .ok()
+            .and_then(|b| Cid::read_bytes(b.as_slice()).ok())
+            .map_or_else(|| "(CID unreadable)".to_owned(), |c| c.to_string());
+        report.duplicate_blocks.push(BadBlock {
+            cid,
+            index,
+            data_offset: offset,
+            problem: format!("duplicate of the section whose data is at byte {first}"),
+        });
     }
 }
 
@@ -309,29 +389,33 @@ fn bad_block(c: &Checked) -> BadBlock {
     }
 }
 
-/// A hashing thread: checks every block of the batches it takes; reports only the blocks that
-/// are bad or leaves (valid non-leaf blocks need no report back).
-fn hash_batches(rx: &Mutex<Receiver<Vec<Block>>>) -> Vec<Checked> {
-    let mut out = Vec::new();
+/// A hashing thread: checks every block of the batches it takes; reports back, per batch, only
+/// the blocks that are bad or leaves (valid non-leaf blocks need no report back).
+fn hash_batches(rx: &Mutex<Receiver<Vec<Section>>>, results: &Sender<Vec<Checked>>) {
     loop {
         let batch = match rx.lock() {
             Ok(r) => r.recv(),
             Err(_) => break,
         };
         let Ok(batch) = batch else { break };
-        for b in &batch {
-            let c = check(b);
-            if c.state != State::Valid || c.leaf {
-                out.push(c);
-            }
+        let out: Vec<Checked> = batch
+            .iter()
+            .map(check)
+            .filter(|c| c.state != State::Valid || c.leaf)
+            .collect();
+        drop(batch);
+        if results.send(out).is_err() {
+            break;
         }
     }
-    out
 }
 
-/// Opens the file for a scan: the CARv2 header checked against the file's length, then a
-/// hashing, buffered reader from the start.
-fn open_for_scan(path: &Path, opts: &ScanOptions) -> Result<(File, u64, ScanReader), CarError> {
+/// Opens the file for a scan: the CARv2 header checked against the file's length, then the
+/// file handed to the read-ahead from its start.
+fn open_for_scan(
+    path: &Path,
+    opts: &ScanOptions,
+) -> Result<(File, u64, Feed, Consumers), CarError> {
     let at0 = |source| CarError::Io { offset: 0, source };
     let mut file = File::open(path).map_err(at0)?;
     let file_size = file.metadata().map_err(at0)?.len();
@@ -347,83 +431,46 @@ fn open_for_scan(path: &Path, opts: &ScanOptions) -> Result<(File, u64, ScanRead
         .map_err(at0)?;
     super::v2::file_header(&head, file_size)?;
     file.seek(SeekFrom::Start(0)).map_err(at0)?;
-    let hashing = HashingReader {
-        inner: file.try_clone().map_err(at0)?,
-        hasher: opts.file_sha256.then(Sha256::new),
-    };
-    let reader = CarReader::new(
-        io::BufReader::with_capacity(1 << 20, hashing),
-        opts.reader.clone(),
-    )?;
-    Ok((file, file_size, reader))
+    let (feed, consumers) = read_ahead::channels(file.try_clone().map_err(at0)?, opts.file_sha256);
+    Ok((file, file_size, feed, consumers))
 }
 
 impl CarIndex {
     /// Reads the whole file once. A bad header is an error; a problem later in the stream
     /// ends the scan and is reported in [`ScanReport::stream_error`] with what was indexed so
     /// far, so the walk can still name what is missing.
+    ///
+    /// Threads: one reads the file in big chunks ([`read_ahead`]), one hashes the whole file
+    /// from those chunks, this one parses sections and indexes them, and the hashing threads
+    /// re-hash the blocks in batches.
     pub fn scan(
         path: &Path,
         opts: &ScanOptions,
         progress: &Task,
     ) -> Result<(CarIndex, ScanReport), CarError> {
-        let (file, file_size, mut reader) = open_for_scan(path, opts)?;
-        let header = reader.header().clone();
-        let mut ix = Indexer {
-            report: ScanReport {
-                version: header.version,
-                roots: header.roots.iter().map(ToString::to_string).collect(),
-                file_size,
-                ..ScanReport::default()
-            },
-            map: KeyMap::default(),
-            min: u64::MAX,
-            max: 0,
-            counted: 0,
-        };
-        let threads = match opts.threads {
-            0 => std::thread::available_parallelism().map_or(2, usize::from),
-            n => n,
-        };
-        let results = std::thread::scope(|s| {
-            let (tx, rx) = sync_channel::<Vec<Block>>(threads * 2);
-            let rx = Arc::new(Mutex::new(rx));
-            let workers: Vec<_> = (0..if opts.hash_blocks { threads } else { 0 })
-                .map(|_| {
-                    let rx = Arc::clone(&rx);
-                    s.spawn(move || hash_batches(&rx))
-                })
-                .collect();
-            read_sections(
-                &mut reader,
-                &mut ix,
-                opts.hash_blocks.then_some(&tx),
-                progress,
-            );
-            drop(tx);
-            // A thread that failed never checked its blocks: the file must not pass.
-            workers
-                .into_iter()
-                .map(|w| w.join())
-                .collect::<Result<Vec<_>, _>>()
-        });
-        let Ok(results) = results else {
-            return Err(CarError::Io {
-                offset: 0,
-                source: io::Error::other("a hashing thread failed; the file was not verified"),
-            });
-        };
-        ix.apply(results.into_iter().flatten().collect());
-        if ix.report.stream_error.is_none() {
-            // Finish reading so the hash covers every byte (a CARv2 index after the payload).
-            let mut inner = reader.into_inner();
-            let _ = io::copy(&mut inner, &mut io::sink());
-            if let Some(h) = inner.into_inner().hasher {
-                ix.report.sha256 = Some(hex(&h.finalize()));
+        let (file, file_size, feed, consumers) = open_for_scan(path, opts)?;
+        let stop = AtomicBool::new(false);
+        let (scanned, whole_file) = std::thread::scope(|s| {
+            let stop = &stop;
+            let feed = s.spawn(move || feed.run(stop));
+            let Consumers { parser, hasher } = consumers;
+            let hasher = hasher.map(|rx| s.spawn(move || read_ahead::hash_all(&rx)));
+            let scanned = scan_sections(ChunkReader::new(parser), file_size, opts, progress);
+            if !matches!(&scanned, Ok((ix, _)) if ix.report.stream_error.is_none()) {
+                // No sha256 is reported for a file that cannot be read: stop reading it.
+                stop.store(true, Ordering::Relaxed);
             }
+            let complete = feed.join().unwrap_or(false);
+            let hash = hasher.map(|h| h.join().ok().flatten());
+            (scanned, hash.flatten().filter(|_| complete))
+        });
+        let (ix, header) = scanned?;
+        let (map, mut report) = ix.finish(&file);
+        if report.stream_error.is_none() {
+            // The hash covers every byte of the file (a CARv2 index after the payload too).
+            report.sha256 = whole_file.map(|h| hex(&h));
         }
-        let map = ix.map;
-        Ok((CarIndex { file, map, header }, ix.report))
+        Ok((CarIndex { file, map, header }, report))
     }
 
     pub fn header(&self) -> &CarHeader {
@@ -472,7 +519,7 @@ impl CarIndex {
     /// Every distinct CID in the file, read back from the file (for pinning what the walk
     /// cannot name). Calls `f` for each; stops at the first error.
     pub fn for_each_cid(&self, mut f: impl FnMut(u128, Cid)) -> Result<(), CarError> {
-        for (k, e) in &self.map {
+        for (k, e) in self.map.iter() {
             f(*k, self.cid_of(e)?);
         }
         Ok(())
@@ -505,9 +552,9 @@ impl CarIndex {
         })
     }
 
-    /// Every block that passed its hash check (or could not be checked), for the on-disk
-    /// index ([`super::index_file`]); corrupt blocks are left out.
-    pub(crate) fn entries(&self) -> Vec<super::index_file::IndexEntry> {
+    /// Every block that passed its hash check (or could not be checked), in key order, for the
+    /// on-disk index ([`super::index_file`]); corrupt blocks are left out.
+    pub(crate) fn entries(&self) -> impl Iterator<Item = super::index_file::IndexEntry> + '_ {
         self.map
             .iter()
             .filter(|(_, e)| e.state != State::Corrupt)
@@ -519,7 +566,6 @@ impl CarIndex {
                 leaf: e.leaf,
                 unverifiable: e.state == State::Unverifiable,
             })
-            .collect()
     }
 
     /// Every indexed CID is a key, not a `Cid`: the walk tells which blocks it used; this says
@@ -527,6 +573,68 @@ impl CarIndex {
     pub fn count_outside(&self, used: impl Fn(u128) -> bool) -> u64 {
         self.map.keys().filter(|k| !used(**k)).count() as u64
     }
+}
+
+/// Parses and indexes every section from the read-ahead, the blocks re-hashed by the hashing
+/// threads.
+fn scan_sections(
+    src: ChunkReader,
+    file_size: u64,
+    opts: &ScanOptions,
+    progress: &Task,
+) -> Result<(Indexer, CarHeader), CarError> {
+    let mut reader = CarReader::new(src, opts.reader.clone())?;
+    let header = reader.header().clone();
+    let mut ix = Indexer {
+        report: ScanReport {
+            version: header.version,
+            roots: header.roots.iter().map(ToString::to_string).collect(),
+            file_size,
+            ..ScanReport::default()
+        },
+        entries: Vec::new(),
+        bad: Vec::new(),
+        min: u64::MAX,
+        max: 0,
+        counted: 0,
+    };
+    let threads = match opts.threads {
+        0 => std::thread::available_parallelism().map_or(2, usize::from),
+        n => n,
+    };
+    let joined = std::thread::scope(|s| {
+        let (tx, rx) = sync_channel::<Vec<Section>>(threads * 2);
+        let rx = Arc::new(Mutex::new(rx));
+        let (results_tx, results) = channel::<Vec<Checked>>();
+        let workers: Vec<_> = (0..if opts.hash_blocks { threads } else { 0 })
+            .map(|_| {
+                let rx = Arc::clone(&rx);
+                let results_tx = results_tx.clone();
+                s.spawn(move || hash_batches(&rx, &results_tx))
+            })
+            .collect();
+        drop(results_tx);
+        let hashing = opts.hash_blocks.then_some((&tx, &results));
+        read_sections(&mut reader, &mut ix, hashing, progress);
+        drop(tx);
+        for r in results.iter() {
+            ix.apply(r);
+        }
+        // A thread that failed never checked its blocks: the file must not pass.
+        workers
+            .into_iter()
+            .map(|w| w.join())
+            .collect::<Result<Vec<_>, _>>()
+    });
+    // Hang up: the read-ahead goes on for the whole-file hash alone.
+    drop(reader);
+    if joined.is_err() {
+        return Err(CarError::Io {
+            offset: 0,
+            source: io::Error::other("a hashing thread failed; the file was not verified"),
+        });
+    }
+    Ok((ix, header))
 }
 
 /// The indexes of a chain of archives read as one (an incremental and its parents): a block is
@@ -562,45 +670,89 @@ impl KnownSize for ChainSource<'_> {
     }
 }
 
+/// The hashing threads' ends: batches to them, their results back.
+type Hashing<'a> = (&'a SyncSender<Vec<Section>>, &'a Receiver<Vec<Checked>>);
+
 /// Reads every section into the indexer, handing the blocks to the hashing threads in
 /// batches (`tx`: none when blocks are not hashed). A stream error ends the reading and is
 /// reported; what was read stays indexed.
 fn read_sections(
     reader: &mut ScanReader,
     ix: &mut Indexer,
-    tx: Option<&SyncSender<Vec<Block>>>,
+    hashing: Option<Hashing<'_>>,
     progress: &Task,
 ) {
-    let mut batch = Vec::new();
+    let mut batch: Vec<Section> = Vec::new();
     let mut batch_bytes = 0usize;
     loop {
-        let block = match reader.next_block() {
-            Ok(Some(b)) => b,
-            Ok(None) => {
-                // Whatever follows the payload (a CARv2 index) was read too.
-                progress.inc(ix.report.file_size.saturating_sub(ix.counted));
-                break;
-            }
-            Err(e) => {
-                ix.report.stream_error = Some(e.to_string());
-                break;
-            }
+        let Some(section) = next_section(reader, ix, progress) else {
+            break;
         };
-        ix.add(&block, reader.bytes_read(), progress);
-        let Some(tx) = tx else { continue };
-        batch_bytes += block.data.len() + 64;
-        batch.push(block);
-        if batch_bytes >= BATCH_BYTES {
+        ix.add(&section, reader.bytes_read(), progress);
+        let Some((tx, results)) = hashing else {
+            continue;
+        };
+        // A batch never spans two chunks: the parser then holds one chunk at most while it
+        // waits for the next (see read_ahead's pool).
+        let last_shared = batch.iter().rev().find_map(|b| match &b.data {
+            SectionData::Shared(s) => Some(s),
+            SectionData::Owned(_) => None,
+        });
+        let new_chunk = match (&section.data, last_shared) {
+            (SectionData::Shared(s), Some(last)) => !s.same_chunk(last),
+            _ => false,
+        };
+        if (new_chunk || batch_bytes >= BATCH_BYTES) && !batch.is_empty() {
             batch_bytes = 0;
             if tx.send(std::mem::take(&mut batch)).is_err() {
                 return;
             }
+            // What the hashing threads found so far, so that results never pile up.
+            for r in results.try_iter() {
+                ix.apply(r);
+            }
         }
+        batch_bytes += section.bytes().len() + 64;
+        batch.push(section);
     }
-    if let Some(tx) = tx
+    if let Some((tx, _)) = hashing
         && !batch.is_empty()
     {
         let _ = tx.send(batch);
+    }
+}
+
+/// The next section: parsed in place in the read-ahead chunk when it lies whole in it, else
+/// read (and copied) the usual way. `None` at the end or at a stream error (reported).
+fn next_section(reader: &mut ScanReader, ix: &mut Indexer, progress: &Task) -> Option<Section> {
+    if let Some(p) = reader.next_in_buffer() {
+        if let Some(shared) = reader.get_ref().last_consumed(p.data_len) {
+            return Some(Section {
+                cid: p.cid,
+                data: SectionData::Shared(shared),
+                data_offset: p.data_offset,
+                index: p.index,
+            });
+        }
+        ix.report.stream_error = Some("the read-ahead lost a section's bytes".into());
+        return None;
+    }
+    match reader.next_block() {
+        Ok(Some(b)) => Some(Section {
+            cid: b.cid,
+            data: SectionData::Owned(b.data),
+            data_offset: b.data_offset,
+            index: b.index,
+        }),
+        Ok(None) => {
+            // Whatever follows the payload (a CARv2 index) was read too.
+            progress.inc(ix.report.file_size.saturating_sub(ix.counted));
+            None
+        }
+        Err(e) => {
+            ix.report.stream_error = Some(e.to_string());
+            None
+        }
     }
 }
 

@@ -134,15 +134,15 @@ impl IndexFile {
     ) -> io::Result<String> {
         let sha = decode_hex32(archive_sha256)
             .ok_or_else(|| io::Error::other(format!("not a sha256: {archive_sha256:?}")))?;
-        let mut entries = index.entries();
-        entries.sort_unstable_by_key(|e| e.key);
+        // In key order already: streamed, not collected (millions of blocks).
+        let count = index.entries().count();
         let mut header = Vec::with_capacity(HEADER_LEN as usize);
         header.extend_from_slice(MAGIC);
         header.extend_from_slice(&VERSION.to_le_bytes());
         header.extend_from_slice(&(ENTRY_LEN as u32).to_le_bytes());
         header.extend_from_slice(&archive_size.to_le_bytes());
         header.extend_from_slice(&sha);
-        header.extend_from_slice(&(entries.len() as u64).to_le_bytes());
+        header.extend_from_slice(&(count as u64).to_le_bytes());
         let dir = path
             .parent()
             .filter(|p| !p.as_os_str().is_empty())
@@ -161,7 +161,7 @@ impl IndexFile {
                 w.write_all(b)
             };
             put(&header)?;
-            for e in &entries {
+            for e in index.entries() {
                 put(&e.encode())?;
             }
             w.flush()?;

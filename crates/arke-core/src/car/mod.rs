@@ -30,7 +30,9 @@
 mod header;
 pub(crate) mod index;
 pub mod index_file;
+mod read_ahead;
 mod reader;
+mod sorted;
 mod v2;
 mod varint;
 mod writer;

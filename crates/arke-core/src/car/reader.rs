@@ -3,7 +3,7 @@
 
 use std::fmt;
 use std::fs::File;
-use std::io::{self, BufReader, Read, Seek, SeekFrom, Take};
+use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Take};
 use std::path::Path;
 
 use cid::Cid;
@@ -432,6 +432,56 @@ impl<R: Read> CarReader<R> {
     }
 }
 
+/// A section parsed where it lies by [`CarReader::next_in_buffer`]: its data is the last
+/// `data_len` bytes the reader consumed.
+#[derive(Debug)]
+pub(crate) struct InPlace {
+    pub cid: Cid,
+    pub data_len: usize,
+    pub data_offset: u64,
+    pub index: u64,
+}
+
+impl<R: BufRead> CarReader<R> {
+    /// The next section when it lies whole in the reader's buffer and is well-formed, parsed
+    /// there without copying its bytes. `None` leaves the reader where it was: the section
+    /// (or the end, or the error) is then read by [`Self::next_block`] the usual way, so
+    /// every problem is reported exactly as it is there.
+    pub(crate) fn next_in_buffer(&mut self) -> Option<InPlace> {
+        if self.failed.is_some() || self.done {
+            return None;
+        }
+        let buf = self.inner.fill_buf().ok()?;
+        let mut rest = buf;
+        let (len, vlen) = read_varint(&mut rest).ok()??;
+        if len == 0 || len > self.max_section as u64 {
+            return None;
+        }
+        let section = rest.get(..usize::try_from(len).ok()?)?;
+        let mut data = section;
+        let cid = Cid::read_bytes(&mut data).ok()?;
+        let cid_len = section.len() - data.len();
+        let data_len = data.len();
+        let total = vlen + section.len();
+        let offset = self.pos;
+        self.inner.consume(total);
+        self.pos += total as u64;
+        let index = self.blocks_read;
+        self.blocks_read += 1;
+        Some(InPlace {
+            cid,
+            data_len,
+            data_offset: offset + (vlen + cid_len) as u64,
+            index,
+        })
+    }
+
+    /// The underlying reader (for the bytes [`Self::next_in_buffer`] consumed).
+    pub(crate) fn get_ref(&self) -> &R {
+        self.inner.get_ref()
+    }
+}
+
 /// Yields blocks until the clean end or the first error (which is yielded, then `None`).
 impl<R: Read> Iterator for CarReader<R> {
     type Item = Result<Block, CarError>;
@@ -475,20 +525,36 @@ pub fn read_block_at(file: &File, data_offset: u64, len: usize) -> Result<Vec<u8
         offset: data_offset,
         source,
     };
-    let file_len = file.metadata().map_err(at)?.len();
-    let end = data_offset.checked_add(len as u64);
-    if end.is_none_or(|end| end > file_len) {
-        return Err(at(io::Error::new(
+    let past_end = |file_len: u64| {
+        at(io::Error::new(
             io::ErrorKind::UnexpectedEof,
             format!(
                 "block of {len} bytes at offset {data_offset} extends beyond the end of the file ({file_len} bytes)"
             ),
-        )));
+        ))
+    };
+    let end = data_offset.checked_add(len as u64);
+    // A large read is checked against the file's length before its buffer is allocated (an
+    // index that lies cannot make us allocate what the file does not hold); a small one learns
+    // it from the read itself, without a stat per block (the closure walk reads thousands).
+    if len > CHECK_LEN_FIRST || end.is_none() {
+        let file_len = file.metadata().map_err(at)?.len();
+        if end.is_none_or(|end| end > file_len) {
+            return Err(past_end(file_len));
+        }
     }
     let mut buf = vec![0u8; len];
-    read_exact_at(file, &mut buf, data_offset).map_err(at)?;
-    Ok(buf)
+    match read_exact_at(file, &mut buf, data_offset) {
+        Ok(()) => Ok(buf),
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+            Err(past_end(file.metadata().map_err(at)?.len()))
+        }
+        Err(e) => Err(at(e)),
+    }
 }
+
+/// Reads above this size check the file's length first.
+const CHECK_LEN_FIRST: usize = 1 << 20;
 
 #[cfg(unix)]
 fn read_exact_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<()> {

@@ -1132,3 +1132,64 @@ async fn iroh_car_output_is_read_by_us() {
     assert_blocks(&blocks, &fx.blocks);
     assert_eq!(bytes, fx.bytes, "byte-identical to our writer");
 }
+
+/// Blocks of `n` distinct bytes each, enough of them that the file spans several read-ahead
+/// chunks and sections straddle chunk boundaries.
+fn multi_chunk_blocks(n: usize, count: usize) -> Vec<(Cid, Vec<u8>)> {
+    (0..count)
+        .map(|i| {
+            let data: Vec<u8> = (0..n).map(|j| ((i * 31 + j * 7) % 251) as u8).collect();
+            (cid_v1(RAW, &data), data)
+        })
+        .collect()
+}
+
+fn scan_file(path: &std::path::Path) -> (CarIndex, ScanReport) {
+    let opts = ScanOptions {
+        file_sha256: true,
+        ..ScanOptions::default()
+    };
+    let task = crate::report::Progress::off().task("t", None, crate::report::Unit::Bytes);
+    CarIndex::scan(path, &opts, &task).expect("scan")
+}
+
+#[test]
+fn scan_across_read_ahead_chunks_hashes_the_whole_file_and_every_block() {
+    // ~21 MiB: three chunks, the last one short; 1 MiB + 13 bytes per block so that
+    // sections start at every kind of offset within a chunk.
+    let blocks = multi_chunk_blocks((1 << 20) + 13, 20);
+    let v1 = block_on(write_car(vec![blocks[0].0], &blocks)).expect("write");
+    assert!(v1.len() > 2 * read_ahead::CHUNK_BYTES);
+    // A CARv2 with index bytes after the payload: the whole-file hash covers them too.
+    let (v2, _) = wrap_v2(&v1, 8, b"an index after the payload");
+    for bytes in [&v1, &v2] {
+        let f = tempfile_with(bytes);
+        let (ix, report) = scan_file(f.path());
+        assert_eq!(report.stream_error, None);
+        assert_eq!(report.blocks, 20);
+        assert_eq!(report.corrupt + report.unverifiable + report.duplicates, 0);
+        assert_eq!(ix.len(), 20);
+        let want = file_sha256(f.path()).expect("sha256");
+        assert_eq!(report.sha256.as_deref(), Some(want.as_str()));
+        for (cid, data) in &blocks {
+            assert_eq!(&ix.read(cid, false).expect("read back")[..], &data[..]);
+        }
+    }
+}
+
+#[test]
+fn scan_of_a_file_cut_in_a_later_chunk_reports_the_cut_and_no_sha256() {
+    let mut blocks = multi_chunk_blocks(1 << 20, 20);
+    let v1 = block_on(write_car(vec![blocks[0].0], &blocks)).expect("write");
+    // Cut inside the data of a block in the third chunk; a flipped byte in the first chunk.
+    let mut cut = v1[..2 * read_ahead::CHUNK_BYTES + 100_000].to_vec();
+    let flip = 1_000_000;
+    cut[flip] ^= 0x40;
+    let f = tempfile_with(&cut);
+    let (_, report) = scan_file(f.path());
+    let err = report.stream_error.expect("a stream error");
+    assert!(err.contains("truncated"), "{err}");
+    assert_eq!(report.sha256, None);
+    assert_eq!(report.corrupt, 1);
+    assert_eq!(report.bad_blocks[0].cid, blocks.remove(0).0.to_string());
+}
