@@ -19,7 +19,7 @@
 
 use bytes::Bytes;
 
-use crate::kubo::{Kubo, KuboError};
+use crate::kubo::{Kubo, KuboError, NodeRead};
 use crate::model::{IndexPointer, ModelError, SnapshotFields};
 
 /// Errors around the pointer.
@@ -97,7 +97,7 @@ pub struct ReadPointer {
 }
 
 /// Reads the pointer. `Ok(None)` only when the node says the file does not exist.
-pub async fn read(kubo: &Kubo, path: &str) -> Result<Option<ReadPointer>, PointerError> {
+pub async fn read<N: NodeRead>(kubo: &N, path: &str) -> Result<Option<ReadPointer>, PointerError> {
     match kubo.files_read(path).await {
         Ok(raw) => {
             let pointer = IndexPointer::parse(&raw).map_err(|source| PointerError::Invalid {
