@@ -658,34 +658,4 @@ async fn collect_garbage(kubo: &Kubo, timeout: Duration) -> anyhow::Result<GcRep
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_prune_plan_reads_back_from_json() {
-        let snapshot = PrunedSnapshot {
-            cid: "bafyreih".into(),
-            seq: 4,
-            schema: "arke/snapshot@v4".into(),
-            ts: "t".into(),
-            blocks: 3,
-            unpinned: 2,
-            note: None,
-        };
-        let plan = PruneDecisions {
-            keep_last: 1,
-            unpin: vec![PlannedSnapshot {
-                unpin_blocks: vec!["chunk".into(), "bafyreih".into()],
-                ..planned(snapshot, "older".into())
-            }],
-            ..PruneDecisions::default()
-        };
-        let json = serde_json::to_value(&plan).unwrap();
-        // The snapshot's own keys sit beside the reason, as in the report's lists.
-        assert_eq!(json["unpin"][0]["seq"], 4);
-        assert_eq!(json["unpin"][0]["reason"], "older");
-        let back: PruneDecisions = serde_json::from_value(json).unwrap();
-        assert_eq!(back.unpin[0].unpin_blocks, plan.unpin[0].unpin_blocks);
-        assert_eq!(back.unpin[0].snapshot.unpinned, 2);
-    }
-}
+mod tests;
