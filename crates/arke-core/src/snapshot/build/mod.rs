@@ -18,6 +18,8 @@
 
 mod apply;
 mod plan;
+#[cfg(test)]
+mod plan_tests;
 mod render;
 mod scan;
 
