@@ -436,7 +436,14 @@ async fn a_build_decides_as_the_table_says() {
             Exit::Skipped
         };
         assert_eq!(plan.exit(), exit, "{}", c.name);
+        // Incremental walks stop at the previous snapshot's event; full ones reach genesis.
+        let walk_end = if want.mode == "full" {
+            "genesis"
+        } else {
+            "stop"
+        };
         if want.action == "build" {
+            assert_eq!(r.walk_end, walk_end, "{}", c.name);
             // Everything the plan names is stored or reused: the header last, pinned with the rest.
             assert_eq!(
                 plan.store.last().map(|b| b.kind.as_str()),
