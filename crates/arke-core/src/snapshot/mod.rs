@@ -10,7 +10,7 @@ mod verify;
 
 pub use build::{
     Build, BuildOptions, BuildOutcome, BuildPlan, BuildReport, PlannedBlock, PlannedPointer,
-    Skipped, build,
+    Skipped,
 };
 pub use legacy::{LEGACY_DOCUMENT_SCHEMA, LegacyError, write_legacy_document};
 pub use load::{LoadError, Loaded, load, load_header};

@@ -308,17 +308,6 @@ impl Operation for Build<'_> {
     }
 }
 
-/// Runs a build: plans, then applies (the jobs' call).
-pub async fn build(
-    kubo: &Kubo,
-    opts: &BuildOptions,
-    progress: &Progress,
-) -> anyhow::Result<BuildOutcome> {
-    let op = Build { kubo };
-    let plan = op.plan(opts, progress).await?;
-    op.apply(plan, progress).await
-}
-
 fn now_iso() -> String {
     chrono::Utc::now()
         .format("%Y-%m-%dT%H:%M:%S%.3fZ")

@@ -86,10 +86,11 @@ fn previous_context(cid: Cid) -> String {
     format!("reading the previous snapshot {cid} (use --full to build without it)")
 }
 
-/// Plans a build: reads the pointer, the previous snapshot, the events since it and the tips,
-/// decides every entry and encodes every block. Writes nothing and takes no lock (see
-/// [`super::build`] and [`super::dry_run`]). Fails as the build would: `--strict` on the first
-/// damaged item, `--strict-append-only` on a violation, a node failure.
+/// Plans a build: reads the node (through [`NodeRead`]: Kubo, or a node in memory in the unit
+/// tests) for the pointer, the previous snapshot, the events since it and the tips, decides
+/// every entry and encodes every block. Writes nothing and takes no lock (see
+/// [`super::Build`]). Fails as the build would: `--strict` on the first damaged item,
+/// `--strict-append-only` on a violation, a node failure.
 pub async fn read_and_decide<N: NodeRead>(
     kubo: &N,
     opts: &BuildOptions,
