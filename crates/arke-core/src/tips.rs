@@ -87,7 +87,11 @@ pub struct TipScan {
 
 /// Reads every tip under `root` (e.g. `/arke/index`) with one export. A root that does not exist
 /// is an empty index; any unreadable, missing or corrupt block is an error naming it.
-pub async fn scan_tips(kubo: &Kubo, root: &str, tmp_dir: &Path) -> Result<TipScan, IndexError> {
+pub async fn scan_tips<N: NodeRead>(
+    kubo: &N,
+    root: &str,
+    tmp_dir: &Path,
+) -> Result<TipScan, IndexError> {
     let node_err = |source| IndexError::Node {
         root: root.to_string(),
         source,
@@ -384,8 +388,8 @@ enum Fetched {
     Gone,
 }
 
-async fn fetch_dir_block(
-    kubo: &Kubo,
+async fn fetch_dir_block<N: NodeRead>(
+    kubo: &N,
     cid: &Cid,
     old: bool,
     path: &str,
@@ -410,8 +414,8 @@ async fn fetch_dir_block(
 
 /// Lists a directory (plain or HAMT) from the node; `Ok(None)` when the node is not a directory
 /// or (old tree only) a block is gone.
-async fn list_remote(
-    kubo: &Kubo,
+async fn list_remote<N: NodeRead>(
+    kubo: &N,
     cid: &Cid,
     old: bool,
     path: &str,
@@ -454,8 +458,8 @@ async fn list_remote(
     }
 }
 
-async fn read_tip_file(
-    kubo: &Kubo,
+async fn read_tip_file<N: NodeRead>(
+    kubo: &N,
     cid: &Cid,
     path: &str,
     blocks: &mut u64,
@@ -512,7 +516,7 @@ struct Step {
     gone: bool,
 }
 
-async fn compare(kubo: &Kubo, p: Pair) -> Result<Step, IndexError> {
+async fn compare<N: NodeRead>(kubo: &N, p: Pair) -> Result<Step, IndexError> {
     let mut step = Step::default();
     if p.old.is_some() && p.old == p.new {
         return Ok(step);
@@ -602,8 +606,8 @@ async fn compare(kubo: &Kubo, p: Pair) -> Result<Step, IndexError> {
 /// read (level by level, `concurrency` at a time), so the cost follows the number of changed
 /// tips, not the size of the index. `Ok(None)` when blocks of the old tree are no longer on the
 /// node (the caller then scans everything).
-pub async fn diff_tips(
-    kubo: &Kubo,
+pub async fn diff_tips<N: NodeRead>(
+    kubo: &N,
     root: &str,
     old_root: Cid,
     concurrency: usize,

@@ -12,7 +12,7 @@ use arke_core::NodeSource;
 use arke_core::Progress;
 use arke_core::ipld::Cid;
 use arke_core::kubo::{Kubo, PinKind};
-use arke_core::snapshot::PrunePlan;
+use arke_core::snapshot::PruneDecisions;
 use arke_core::{LockOutcome, RunLock};
 use arke_testkit::generator::{GenConfig, generate};
 use arke_testkit::node::TestNode;
@@ -119,7 +119,7 @@ async fn prune_keeps_the_newest_unpins_the_rest_and_respects_shared_chunks_and_l
     assert!(v["held"][1]["note"].as_str().unwrap().contains("real link"));
     // The plan behind the dry run: each decision with its reason, and the blocks that would go
     // (the header last).
-    let plan: PrunePlan = serde_json::from_value(v["plan"].clone()).unwrap();
+    let plan: PruneDecisions = serde_json::from_value(v["plan"].clone()).unwrap();
     assert_eq!(plan.keep.len(), 2, "{v}");
     assert!(plan.keep[0].reason.contains("pointer"), "{v}");
     assert_eq!(plan.unpin.len(), 1, "{v}");

@@ -28,7 +28,7 @@ use arke_core::backup::{
 use arke_core::ipld::Cid;
 use arke_core::kubo::Kubo;
 use arke_core::pointer::ReadPointer;
-use arke_core::snapshot::{BuildOptions, BuildOutcome, PruneOptions, build, prune};
+use arke_core::snapshot::{Build, BuildOptions, BuildOutcome, Prune, PruneOptions};
 use arke_core::{Exit, Operation};
 
 use crate::config::Config;
@@ -295,8 +295,10 @@ async fn build_step(
 ) -> Result<Done<SnapshotRecord>, Error> {
     let mut opts = BuildOptions::new(&cfg.index_pointer_path, cfg.snapshots_dir.clone());
     opts.index_root = cfg.index_root.clone();
+    let op = Build { kubo };
     let outcome = after_build_lock(cfg.build_lock_wait, || async {
-        build(kubo, &opts, progress).await.map_err(Error::from)
+        let plan = op.plan(&opts, progress).await?;
+        op.apply(plan, progress).await.map_err(Error::from)
     })
     .await?;
     let r = outcome.report();
@@ -571,10 +573,12 @@ async fn retention_step(cfg: &Config) -> Result<Done<Vec<String>>, Error> {
 async fn prune_step(cfg: &Config, kubo: &Kubo) -> Result<Done<u64>, Error> {
     let keep = usize::try_from(cfg.snapshot_keep_last).unwrap_or(usize::MAX);
     let mut opts = PruneOptions::new(&cfg.index_pointer_path, cfg.snapshots_dir.clone(), keep);
-    opts.apply = true;
     opts.gc = cfg.snapshot_gc;
+    let op = Prune { kubo };
+    let off = Progress::off();
     let r = after_build_lock(cfg.build_lock_wait, || async {
-        prune(kubo, &opts).await.map_err(Error::from)
+        let plan = op.plan(&opts, &off).await?;
+        op.apply(plan, &off).await.map_err(Error::from)
     })
     .await?;
     let freed = r.gc.as_ref().map_or(String::new(), |g| {

@@ -25,7 +25,8 @@ use std::path::{Path, PathBuf};
 
 use arke_core::backup::{LineagePolicy, newest_parent};
 use arke_core::kubo::Kubo;
-use arke_core::{Exit, Progress, human_bytes};
+use arke_core::snapshot::Build;
+use arke_core::{Exit, Operation, Progress, human_bytes};
 
 use crate::config::Config;
 use crate::daily::{
@@ -233,16 +234,19 @@ async fn build(
     let mut opts =
         arke_core::snapshot::BuildOptions::new(&cfg.index_pointer_path, cfg.snapshots_dir.clone());
     opts.index_root = cfg.index_root.clone();
-    let outcome = match arke_core::snapshot::build(kubo, &opts, progress).await {
-        Ok(o) => o,
+    let op = Build { kubo };
+    let plan = match op.plan(&opts, progress).await {
+        Ok(plan) => plan,
         Err(e) => {
             let e = Error::from(e);
+            // The lock is taken by planning: another build does the same work.
             if e.exit() == Exit::Locked {
                 return Ok(Done::ok(None, "another build-snapshot is running"));
             }
             return Err(e);
         }
     };
+    let outcome = op.apply(plan, progress).await?;
     let r = outcome.report();
     let built = matches!(outcome, arke_core::snapshot::BuildOutcome::Built(_));
     let cid = r.cid.clone().unwrap_or_default();

@@ -2,13 +2,16 @@
 //! files by path (directories are the paths' prefixes), and pins. It answers as Kubo does where
 //! plans look: an absent block is `BlockMissing`, an absent path `NotFound`, a directory's
 //! entries sorted by name. MFS CIDs are the raw CIDs of the files' bytes (Kubo's are UnixFS
-//! nodes): plans compare them, never decode them.
+//! nodes): plans compare them, never decode them. A directory whose blocks a test built
+//! (a UnixFS tip tree) is mounted at its path, and is then stat'ed with its root's CID and
+//! exported from the blocks, as Kubo does.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use cid::Cid;
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 use super::{EntryKind, KuboError, MfsEntry, MfsStat, NodeRead, PinKind};
 use crate::ipld::{RAW, cid_v1};
@@ -17,6 +20,8 @@ use crate::ipld::{RAW, cid_v1};
 struct State {
     blocks: HashMap<Cid, Bytes>,
     files: BTreeMap<String, Bytes>,
+    /// Directories whose tree is in `blocks`, by path: their root CID.
+    mounts: HashMap<String, Cid>,
     pins: HashMap<Cid, PinKind>,
     requests: u64,
 }
@@ -48,6 +53,12 @@ impl MemoryNode {
         self.with(|s| s.files.insert(path.to_string(), data.into()));
     }
 
+    /// Mounts the UnixFS directory `root` (its blocks put with [`MemoryNode::put_block`]) at
+    /// `path`: its stat names `root`, and `dag_export` of `root` walks its blocks.
+    pub fn mount_dir(&self, path: &str, root: Cid) {
+        self.with(|s| s.mounts.insert(path.to_string(), root));
+    }
+
     pub fn pin(&self, cid: Cid, kind: PinKind) {
         self.with(|s| s.pins.insert(cid, kind));
     }
@@ -66,6 +77,14 @@ impl MemoryNode {
     }
 
     fn stat(s: &State, path: &str) -> Option<MfsStat> {
+        if let Some(root) = s.mounts.get(path) {
+            return Some(MfsStat {
+                cid: *root,
+                kind: EntryKind::Directory,
+                size: 0,
+                cumulative_size: 0,
+            });
+        }
         if let Some(data) = s.files.get(path) {
             return Some(MfsStat {
                 cid: cid_v1(RAW, data),
@@ -152,9 +171,54 @@ impl NodeRead for MemoryNode {
         Ok(self.with(|s| s.pins.get(cid) == Some(kind)))
     }
 
+    async fn dag_export<W: AsyncWrite + Unpin + Send>(
+        &self,
+        root: &Cid,
+        out: &mut W,
+    ) -> Result<u64, KuboError> {
+        let car = self.with(|s| export(s, root))?;
+        let io = |source| KuboError::Io {
+            call: "dag/export",
+            path: root.to_string(),
+            source,
+        };
+        out.write_all(&car).await.map_err(io)?;
+        // A file's writer buffers: the reader opens the file as soon as this returns.
+        out.flush().await.map_err(io)?;
+        Ok(car.len() as u64)
+    }
+
     fn requests(&self) -> u64 {
         self.state.lock().map(|s| s.requests).unwrap_or(0)
     }
+}
+
+/// The CAR v1 of the DAG under `root`, depth first as Kubo writes it; a block that is not
+/// held fails the export (offline, as arke-dr asks Kubo).
+fn export(s: &State, root: &Cid) -> Result<Vec<u8>, KuboError> {
+    let mut car = crate::ipld::car_header(&[*root], 1);
+    let mut seen = HashSet::new();
+    let mut stack = vec![*root];
+    while let Some(cid) = stack.pop() {
+        if !seen.insert(cid) {
+            continue;
+        }
+        let data = s.blocks.get(&cid).ok_or_else(|| KuboError::BlockMissing {
+            cid: cid.to_string(),
+            message: "not in the memory node".into(),
+        })?;
+        let id = cid.to_bytes();
+        let mut len = unsigned_varint::encode::u64_buffer();
+        car.extend_from_slice(unsigned_varint::encode::u64(
+            (id.len() + data.len()) as u64,
+            &mut len,
+        ));
+        car.extend_from_slice(&id);
+        car.extend_from_slice(data);
+        let links = crate::ipld::links(&cid, data).unwrap_or_default();
+        stack.extend(links.iter().rev().map(|l| l.cid));
+    }
+    Ok(car)
 }
 
 #[cfg(test)]

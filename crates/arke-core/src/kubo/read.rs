@@ -7,6 +7,7 @@ use std::future::Future;
 
 use bytes::Bytes;
 use cid::Cid;
+use tokio::io::AsyncWrite;
 
 use super::{Kubo, KuboError, MfsEntry, MfsStat, PinKind};
 
@@ -33,6 +34,13 @@ pub trait NodeRead: Clone + Send + Sync + 'static {
         cid: &Cid,
         kind: &PinKind,
     ) -> impl Future<Output = Result<bool, KuboError>> + Send;
+    /// The DAG under `root` as a CAR v1 written into `out` (the tip scan reads a whole index
+    /// this way); returns the bytes written. The caller verifies what it received.
+    fn dag_export<W: AsyncWrite + Unpin + Send>(
+        &self,
+        root: &Cid,
+        out: &mut W,
+    ) -> impl Future<Output = Result<u64, KuboError>> + Send;
     /// Requests sent so far (the cost a report counts); 0 where nothing is sent.
     fn requests(&self) -> u64 {
         0
@@ -57,6 +65,13 @@ impl NodeRead for Kubo {
     }
     async fn pinned_as(&self, cid: &Cid, kind: &PinKind) -> Result<bool, KuboError> {
         Kubo::pinned_as(self, cid, kind).await
+    }
+    async fn dag_export<W: AsyncWrite + Unpin + Send>(
+        &self,
+        root: &Cid,
+        out: &mut W,
+    ) -> Result<u64, KuboError> {
+        Kubo::dag_export(self, root, out).await
     }
     fn requests(&self) -> u64 {
         Kubo::requests(self)

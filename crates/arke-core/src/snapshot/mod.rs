@@ -10,10 +10,12 @@ mod verify;
 
 pub use build::{
     Build, BuildOptions, BuildOutcome, BuildPlan, BuildReport, PlannedBlock, PlannedPointer,
-    Skipped, build,
+    Skipped,
 };
 pub use legacy::{LEGACY_DOCUMENT_SCHEMA, LegacyError, write_legacy_document};
 pub use load::{LoadError, Loaded, load, load_header};
-pub use prune::{PlannedSnapshot, PruneOptions, PrunePlan, PruneReport, prune};
+pub use prune::{
+    PlannedSnapshot, Prune, PruneDecisions, PruneOptions, PrunePlan, PruneReport, PrunedSnapshot,
+};
 pub use publisher::{MARKER_FILE, PointerSnapshot, PublishedMarker, Trespass};
 pub use verify::{VerifyOptions, VerifyReport, verify};

@@ -3,9 +3,10 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use arke_core::snapshot::{PruneOptions, prune};
+use arke_core::snapshot::{Prune, PruneOptions, PruneReport};
 use arke_core::{Exit, Failure};
 use arke_dr::args::{BuildLockArg, NodeArgs, OutputArgs, PointerArgs, SnapshotsDirArg};
+use arke_dr::operation::{self, Mode};
 use clap::Parser;
 
 /// Keep the newest N snapshots of the pointer's chain pinned and unpin the older ones, so the
@@ -16,11 +17,12 @@ use clap::Parser;
 /// the only one protecting the entities' data on a node restored from a legacy archive; give
 /// --unpin-legacy once the writers' own pins are known to cover it.
 ///
-/// A DRY RUN unless --apply is given: it prints what would be unpinned. Holds build-snapshot's
-/// lock for the whole run.
+/// A DRY RUN unless --apply is given: it prints the plan (each snapshot kept, held or unpinned
+/// with the reason). Holds build-snapshot's lock for the whole run.
 ///
-/// stdout: one line per pruned snapshot (or the report with --json; a dry run's report carries
-/// the plan: each snapshot kept, held or unpinned with the reason, and the blocks that go).
+/// stdout: one line per pruned snapshot, or the report with --json; a dry run prints the plan,
+/// as JSON with --json (the report's keys with dry_run true, and under plan each decision with
+/// its reason and the blocks that go).
 #[derive(Debug, Parser)]
 // 5: build-snapshot's lock; nothing is skipped.
 #[command(version, after_help = arke_dr::exits::help(&arke_dr::exits::PRUNE_SNAPSHOTS))]
@@ -58,89 +60,69 @@ fn main() -> ExitCode {
     let args = Args::parse();
     arke_dr::run("prune-snapshots", &args.out, async {
         let kubo = args.node.connect().await?;
-        let pointer_path = args.pointer.resolve(&kubo).await?;
-        let mut opts = PruneOptions::new(
-            &pointer_path,
-            args.snapshots.snapshots_dir.clone(),
-            args.keep_last,
-        );
-        if let Some(l) = &args.lock.lock_file {
-            opts.lock_file = l.clone();
-        }
-        opts.apply = args.apply;
-        opts.gc = args.gc;
-        opts.unpin_legacy = args.unpin_legacy;
-        opts.gc_timeout = Duration::from_secs(args.gc_timeout.max(1));
-        let r = prune(&kubo, &opts).await?;
-        tracing::info!(
-            "{}kept {}, {} {} ({} blocks; {} shared with kept snapshots), held {}; walk ended: {}",
-            if r.dry_run {
-                "DRY RUN (pass --apply): "
-            } else {
-                ""
-            },
-            r.kept.len(),
-            if r.dry_run { "would prune" } else { "pruned" },
-            r.pruned.len(),
-            r.blocks_unpinned,
-            r.blocks_shared_with_kept,
-            r.held.len(),
-            r.chain_end
-        );
-        // A dry run carries the plan: each decision with its reason (the blocks are in --json).
-        if let Some(plan) = &r.plan {
-            let lists = [
-                ("keep", &plan.keep),
-                ("hold", &plan.held),
-                ("unpin", &plan.unpin),
-            ];
-            for (what, list) in lists {
-                for p in list {
-                    tracing::info!(
-                        "plan: {what} snapshot {} seq {} ({}): {}",
-                        p.snapshot.cid,
-                        p.snapshot.seq,
-                        p.snapshot.schema,
-                        p.reason
-                    );
-                }
-            }
-        }
-        if let Some(gc) = &r.gc {
-            tracing::info!(
-                "GC removed {} blocks, repo {} -> {} bytes ({} freed) in {:.1}s",
-                gc.removed_blocks,
-                gc.size_before,
-                gc.size_after,
-                gc.freed_bytes,
-                gc.seconds
-            );
-            for e in &gc.errors {
-                tracing::warn!("GC reported: {e}");
-            }
-        }
-        let gc_failed = r.gc.as_ref().and_then(|g| g.errors.first()).cloned();
-        if args.out.json {
-            arke_dr::print_json(&r)?;
-        } else {
-            for p in &r.pruned {
-                arke_dr::print_line(&format!(
-                    "{}\t{}\t{}\t{}\t{}",
-                    if r.dry_run { "would-prune" } else { "pruned" },
-                    p.seq,
-                    p.cid,
-                    p.schema,
-                    p.unpinned
-                ))?;
-            }
-        }
-        if let Some(e) = gc_failed {
-            return Err(Failure::new(
-                Exit::Node,
-                format!("the garbage collection reported errors (first: {e}); unpinning is done, rerun with --gc"),
-            )
-            .into());
-        }
-        Ok(Exit::Ok)
+        let opts = options(&args, &args.pointer.resolve(&kubo).await?);
+        let mode = Mode::dry_run_if(!args.apply);
+        operation::run(&Prune { kubo: &kubo }, &opts, mode, &args.out, |r| {
+            render(&args, r)
+        })
+        .await
     })
+}
+
+fn options(args: &Args, pointer_path: &str) -> PruneOptions {
+    let mut opts = PruneOptions::new(
+        pointer_path,
+        args.snapshots.snapshots_dir.clone(),
+        args.keep_last,
+    );
+    if let Some(l) = &args.lock.lock_file {
+        opts.lock_file = l.clone();
+    }
+    opts.gc = args.gc;
+    opts.unpin_legacy = args.unpin_legacy;
+    opts.gc_timeout = Duration::from_secs(args.gc_timeout.max(1));
+    opts
+}
+
+/// The log lines of what was done, then stdout: one line per pruned snapshot or the report with
+/// --json; a garbage collection that reported errors fails the run (exit 3) after both.
+fn render(args: &Args, r: &PruneReport) -> anyhow::Result<()> {
+    tracing::info!(
+        "kept {}, pruned {} ({} blocks; {} shared with kept snapshots), held {}; walk ended: {}",
+        r.kept.len(),
+        r.pruned.len(),
+        r.blocks_unpinned,
+        r.blocks_shared_with_kept,
+        r.held.len(),
+        r.chain_end
+    );
+    if let Some(gc) = &r.gc {
+        tracing::info!(
+            "GC removed {} blocks, repo {} -> {} bytes ({} freed) in {:.1}s",
+            gc.removed_blocks,
+            gc.size_before,
+            gc.size_after,
+            gc.freed_bytes,
+            gc.seconds
+        );
+        for e in &gc.errors {
+            tracing::warn!("GC reported: {e}");
+        }
+    }
+    if args.out.json {
+        arke_dr::print_json(r)?;
+    } else {
+        for p in &r.pruned {
+            let line = format!("pruned\t{}\t{}\t{}\t{}", p.seq, p.cid, p.schema, p.unpinned);
+            arke_dr::print_line(&line)?;
+        }
+    }
+    if let Some(e) = r.gc.as_ref().and_then(|g| g.errors.first()) {
+        return Err(Failure::new(
+            Exit::Node,
+            format!("the garbage collection reported errors (first: {e}); unpinning is done, rerun with --gc"),
+        )
+        .into());
+    }
+    Ok(())
 }

@@ -18,6 +18,8 @@
 
 mod apply;
 mod plan;
+#[cfg(test)]
+mod plan_tests;
 mod render;
 mod scan;
 
@@ -304,17 +306,6 @@ impl Operation for Build<'_> {
     async fn apply(&self, plan: BuildPlan, progress: &Progress) -> anyhow::Result<BuildOutcome> {
         apply::apply(self.kubo, plan, progress).await
     }
-}
-
-/// Runs a build: plans, then applies (the jobs' call).
-pub async fn build(
-    kubo: &Kubo,
-    opts: &BuildOptions,
-    progress: &Progress,
-) -> anyhow::Result<BuildOutcome> {
-    let op = Build { kubo };
-    let plan = op.plan(opts, progress).await?;
-    op.apply(plan, progress).await
 }
 
 fn now_iso() -> String {

@@ -16,7 +16,7 @@ use super::{
 use crate::blocks::{BlockSource, NodeSource};
 use crate::events::{EventWalk, WalkEnd};
 use crate::ipld::{self, Ipld, same_block};
-use crate::kubo::{Kubo, MfsStat};
+use crate::kubo::{MfsStat, NodeRead};
 use crate::model::SnapshotV4;
 use crate::model::layout::{self, CHUNK_ENTRIES, MAX_REPORT_IDS, MAX_TS};
 use crate::model::{IndexPointer, Manifest, Snapshot, SnapshotEntry, SnapshotMeta};
@@ -86,12 +86,13 @@ fn previous_context(cid: Cid) -> String {
     format!("reading the previous snapshot {cid} (use --full to build without it)")
 }
 
-/// Plans a build: reads the pointer, the previous snapshot, the events since it and the tips,
-/// decides every entry and encodes every block. Writes nothing and takes no lock (see
-/// [`super::build`] and [`super::dry_run`]). Fails as the build would: `--strict` on the first
-/// damaged item, `--strict-append-only` on a violation, a node failure.
-pub async fn read_and_decide(
-    kubo: &Kubo,
+/// Plans a build: reads the node (through [`NodeRead`]: Kubo, or a node in memory in the unit
+/// tests) for the pointer, the previous snapshot, the events since it and the tips, decides
+/// every entry and encodes every block. Writes nothing and takes no lock (see
+/// [`super::Build`]). Fails as the build would: `--strict` on the first damaged item,
+/// `--strict-append-only` on a violation, a node failure.
+pub async fn read_and_decide<N: NodeRead>(
+    kubo: &N,
     opts: &BuildOptions,
     progress: &Progress,
 ) -> anyhow::Result<BuildPlan> {
@@ -128,9 +129,9 @@ pub async fn read_and_decide(
 }
 
 /// The reads and decisions of a build that has something to do.
-async fn plan_changes(
-    kubo: &Kubo,
-    src: &NodeSource,
+async fn plan_changes<N: NodeRead>(
+    kubo: &N,
+    src: &NodeSource<N>,
     opts: &BuildOptions,
     base: &Base,
     mut report: BuildReport,
@@ -168,9 +169,9 @@ async fn plan_changes(
 }
 
 /// The pointer and the previous snapshot's header; the index directories' CIDs.
-async fn read_base(
-    kubo: &Kubo,
-    src: &NodeSource,
+async fn read_base<N: NodeRead>(
+    kubo: &N,
+    src: &NodeSource<N>,
     opts: &BuildOptions,
     report: &mut BuildReport,
 ) -> anyhow::Result<Base> {
@@ -333,9 +334,9 @@ fn missing_metadata(
 }
 
 /// The event walk and the tip scans, run concurrently: they do not depend on each other.
-async fn read_changes(
-    kubo: &Kubo,
-    src: &NodeSource,
+async fn read_changes<N: NodeRead>(
+    kubo: &N,
+    src: &NodeSource<N>,
     opts: &BuildOptions,
     base: &Base,
     prev: Option<&Loaded>,
@@ -384,8 +385,8 @@ async fn read_changes(
 
 /// The events from the head back to the previous snapshot's event (or genesis): the newest
 /// event of each entity.
-async fn walk_events(
-    src: &NodeSource,
+async fn walk_events<N: NodeRead>(
+    src: &NodeSource<N>,
     head: Option<Cid>,
     stop: Option<Cid>,
     progress: &Progress,
@@ -651,8 +652,8 @@ impl Draft {
 /// Manifests, only for entities whose tip changed, pipelined. A manifest that cannot be read or
 /// trusted: the entity keeps its previous entry, or is left out when it has none; a node failure
 /// (exit 3) still stops the build.
-async fn fetch_manifests(
-    src: &NodeSource,
+async fn fetch_manifests<N: NodeRead>(
+    src: &NodeSource<N>,
     opts: &BuildOptions,
     draft: &mut Draft,
     prev_by_id: &HashMap<&str, &SnapshotEntry>,
@@ -714,8 +715,8 @@ async fn fetch_manifests(
 
 /// Append-only: does each updated tip descend from the previous one? A violation is refused
 /// under `--strict-append-only`, else reported.
-async fn check_descent(
-    src: &NodeSource,
+async fn check_descent<N: NodeRead>(
+    src: &NodeSource<N>,
     opts: &BuildOptions,
     draft: &mut Draft,
 ) -> anyhow::Result<()> {
@@ -768,8 +769,8 @@ async fn check_descent(
 
 /// `None` when `tip` reaches `old_tip` through `prev` links within `limit` versions, else the
 /// entity's id.
-async fn descends(
-    src: &NodeSource,
+async fn descends<N: NodeRead>(
+    src: &NodeSource<N>,
     id: String,
     tip: Cid,
     old_tip: Cid,
@@ -795,7 +796,11 @@ async fn descends(
 
 /// The `ver` of `id`'s tip manifest, and the manifest's size; an error when it cannot be read,
 /// decoded, or belongs to another entity.
-async fn tip_version(src: &NodeSource, id: &str, tip: Cid) -> anyhow::Result<(u64, u64)> {
+async fn tip_version<N: NodeRead>(
+    src: &NodeSource<N>,
+    id: &str,
+    tip: Cid,
+) -> anyhow::Result<(u64, u64)> {
     let data = src
         .get(&tip)
         .await

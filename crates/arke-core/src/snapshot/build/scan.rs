@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use cid::Cid;
 
 use crate::ipld::same_block;
-use crate::kubo::{Kubo, KuboError};
+use crate::kubo::{KuboError, NodeRead};
 use crate::shard::{EntityId, ShardRule};
 use crate::tips::{TipChange, TipFile, TipScan, diff_tips, scan_tips};
 
@@ -14,8 +14,8 @@ use crate::tips::{TipChange, TipFile, TipScan, diff_tips, scan_tips};
 /// `belongs` assigns to this root; changed files are applied on top (the worker path wins over
 /// the legacy path, as in a full scan). Returns the scan and how it was read (`diff` or
 /// `export`).
-pub(super) async fn scan_since(
-    kubo: &Kubo,
+pub(super) async fn scan_since<N: NodeRead>(
+    kubo: &N,
     root: &str,
     old_index: Option<Cid>,
     prev_tips: &HashMap<&str, Cid>,
@@ -77,8 +77,8 @@ fn baseline(
 
 /// One entity's changed tip files applied to the scan: a worker-path tip wins (a differing
 /// legacy-path tip is a conflict); otherwise the node is asked which file holds the tip now.
-async fn apply_changes(
-    kubo: &Kubo,
+async fn apply_changes<N: NodeRead>(
+    kubo: &N,
     root: &str,
     scan: &mut TipScan,
     id: &str,
@@ -118,7 +118,11 @@ async fn apply_changes(
 
 /// The first tip file of `id` found under the shard rules, in their order; `None` when there is
 /// none any more.
-async fn current_tip(kubo: &Kubo, root: &str, id: &str) -> anyhow::Result<Option<TipFile>> {
+async fn current_tip<N: NodeRead>(
+    kubo: &N,
+    root: &str,
+    id: &str,
+) -> anyhow::Result<Option<TipFile>> {
     let eid = EntityId::parse(id)?;
     for rule in ShardRule::ALL {
         let path = eid.tip_path(root, rule);

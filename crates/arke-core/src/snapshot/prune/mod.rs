@@ -19,25 +19,29 @@
 //!   `unpin_legacy`, which the operator gives once the writers' own pins are known to cover the
 //!   data; by default they are reported as held.
 //!
-//! Only snapshot blocks are ever unpinned. A prune is planned, then applied (as in rustic_core):
-//! [`plan`] walks the chain and decides, with a reason, which snapshots are kept, held and
-//! unpinned and which blocks go; nothing is unpinned unless `apply` is set (dry run by default:
-//! the report then carries the plan). The whole run holds build-snapshot's lock, so a build never
-//! reuses a chunk that is being unpinned.
+//! Only snapshot blocks are ever unpinned. A prune is planned, then applied (as in rustic_core;
+//! [`Prune`] is the [`Operation`]): [`read_and_decide`] walks the chain and decides, with a
+//! reason, which snapshots are kept, held and unpinned and which blocks go; applying the
+//! [`PrunePlan`] unpins exactly those and removes their metadata. A dry run prints the plan. The
+//! plan holds build-snapshot's lock from before the walk until it is applied or dropped, so a
+//! build never reuses a chunk that is being unpinned.
 
-use std::path::PathBuf;
+mod render;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use cid::Cid;
 use serde::{Deserialize, Serialize};
 
-use crate::blocks::{KeySet, block_key};
+use crate::blocks::{BlockSource, KeySet, block_key};
 use crate::blocks::{NodeSource, SourceError};
 use crate::fsutil::RunLock;
-use crate::kubo::{Kubo, KuboError, PinKind, RepoStat};
+use crate::kubo::{Kubo, KuboError, NodeRead, PinKind, RepoStat};
 use crate::model::{Snapshot, SnapshotMeta};
-use crate::report::{Exit, Failure};
+use crate::report::{Exit, Failure, Operation, Outcome, Progress};
 
 use super::load::{LoadError, load_header, v4_tree};
 
@@ -51,9 +55,7 @@ pub struct PruneOptions {
     pub lock_file: PathBuf,
     /// Snapshots kept pinned, newest first; at least 1 (the pointer's own).
     pub keep_last: usize,
-    /// Unpin and delete for real; otherwise only report what would be done.
-    pub apply: bool,
-    /// After unpinning, run the node's garbage collector (with `apply` only).
+    /// After unpinning, run the node's garbage collector (when the plan is applied).
     pub gc: bool,
     /// Also remove legacy snapshots' recursive pins (see the module comment).
     pub unpin_legacy: bool,
@@ -68,7 +70,6 @@ impl PruneOptions {
             lock_file: snapshots_dir.join(".build-snapshot.lock"),
             snapshots_dir,
             keep_last,
-            apply: false,
             gc: false,
             unpin_legacy: false,
             gc_timeout: Duration::from_secs(3600),
@@ -126,14 +127,15 @@ pub struct PruneReport {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gc: Option<GcReport>,
     pub seconds: f64,
-    /// Dry run only: the plan, with each decision's reason and the blocks that would be unpinned.
+    /// Dry run only: the plan's decisions, each with its reason and the blocks that would be
+    /// unpinned.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub plan: Option<PrunePlan>,
+    pub plan: Option<PruneDecisions>,
 }
 
-/// What a prune will do, decided before anything is unpinned.
+/// What a prune will unpin, decided before anything is unpinned (a dry run's `plan`).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct PrunePlan {
+pub struct PruneDecisions {
     pub keep_last: usize,
     pub pointer_path: String,
     /// The newest `keep_last` snapshots, newest first: they stay pinned.
@@ -165,9 +167,143 @@ pub struct PlannedSnapshot {
     pub metadata: Option<String>,
 }
 
+/// A complete prune: the decisions, and what applying needs beyond them (the metadata folder,
+/// the garbage collection, and build-snapshot's lock, held from before the walk until the plan
+/// is applied or dropped). Serializes as the dry-run report (`dry_run: true`, `kept`, `pruned`,
+/// `held`, the counters) with the decisions under `plan`.
+#[derive(Debug, Clone)]
+pub struct PrunePlan {
+    pub decisions: PruneDecisions,
+    writing: Writing,
+}
+
+/// What applying a prune plan needs beyond its decisions.
+#[derive(Debug, Clone, Default)]
+struct Writing {
+    snapshots_dir: PathBuf,
+    gc: bool,
+    gc_timeout: Duration,
+    /// When planning began (the report's `seconds` count from there).
+    started: Option<Instant>,
+    _lock: Option<Arc<RunLock>>,
+}
+
+impl PrunePlan {
+    /// The report a dry run prints: what would be kept, held and pruned, and the decisions.
+    pub fn dry_run_report(&self) -> PruneReport {
+        PruneReport {
+            dry_run: true,
+            plan: Some(self.decisions.clone()),
+            seconds: self
+                .writing
+                .started
+                .map_or(0.0, |t| t.elapsed().as_secs_f64()),
+            ..self.decisions.report()
+        }
+    }
+}
+
+impl PruneDecisions {
+    /// The report's lists and counters as decided (nothing done yet).
+    fn report(&self) -> PruneReport {
+        let list = |l: &[PlannedSnapshot]| l.iter().map(|p| p.snapshot.clone()).collect();
+        PruneReport {
+            dry_run: false,
+            keep_last: self.keep_last,
+            pointer_path: self.pointer_path.clone(),
+            kept: list(&self.keep),
+            pruned: list(&self.unpin),
+            held: list(&self.held),
+            chain_end: self.chain_end.clone(),
+            blocks_unpinned: self.blocks_unpinned,
+            blocks_shared_with_kept: self.blocks_shared_with_kept,
+            ..PruneReport::default()
+        }
+    }
+}
+
+/// A dry run prints the report it always printed, the decisions under `plan`.
+impl Serialize for PrunePlan {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.dry_run_report().serialize(s)
+    }
+}
+
+/// Nothing is ever skipped by a prune.
+impl Outcome for PrunePlan {
+    fn skipped(&self) -> u64 {
+        0
+    }
+}
+
+impl Outcome for PruneReport {
+    fn skipped(&self) -> u64 {
+        0
+    }
+}
+
+/// prune-snapshots as an [`Operation`]: plans over the node, then unpins on it.
+#[derive(Debug, Clone, Copy)]
+pub struct Prune<'a> {
+    pub kubo: &'a Kubo,
+}
+
+impl Operation for Prune<'_> {
+    type Options = PruneOptions;
+    type Plan = PrunePlan;
+    type Report = PruneReport;
+
+    /// Takes build-snapshot's lock (failing with [`Exit::Locked`] while a build or another
+    /// prune holds it), then walks the chain and decides; the plan keeps the lock.
+    async fn plan(&self, opts: &PruneOptions, _progress: &Progress) -> anyhow::Result<PrunePlan> {
+        let started = Instant::now();
+        check_keep_last(opts)?;
+        let lock = RunLock::acquire(
+            &opts.lock_file,
+            "a build-snapshot or another prune",
+            "nothing done",
+        )?;
+        let decisions = read_and_decide(self.kubo, opts).await?;
+        Ok(PrunePlan {
+            decisions,
+            writing: Writing {
+                snapshots_dir: opts.snapshots_dir.clone(),
+                gc: opts.gc,
+                gc_timeout: opts.gc_timeout,
+                started: Some(started),
+                _lock: Some(Arc::new(lock)),
+            },
+        })
+    }
+
+    /// Snapshot by snapshot in the plan's order (newest first): its blocks are unpinned (header
+    /// last), then its metadata removed; then, with `gc`, the garbage is collected.
+    async fn apply(&self, plan: PrunePlan, _progress: &Progress) -> anyhow::Result<PruneReport> {
+        let started = plan.writing.started.unwrap_or_else(Instant::now);
+        let mut report = plan.decisions.report();
+        for planned in &plan.decisions.unpin {
+            unpin_snapshot(self.kubo, planned).await?;
+            let (seq, cid) = (planned.snapshot.seq, planned.cid()?);
+            if let Some(p) = remove_metadata(&plan.writing.snapshots_dir, seq, &cid)? {
+                report.metadata_removed.push(p);
+            }
+            log_pruned("unpinned", &planned.snapshot);
+        }
+        if plan.writing.gc {
+            report.gc = Some(collect_garbage(self.kubo, plan.writing.gc_timeout).await?);
+        }
+        report.seconds = started.elapsed().as_secs_f64();
+        Ok(report)
+    }
+}
+
 /// A snapshot's own blocks, header first. v4: header, interior nodes (read) and chunk CIDs
 /// (listed by the nodes, not read); legacy: the header alone (its pin is recursive).
-async fn own_blocks(src: &NodeSource, cid: Cid, snap: &Snapshot) -> Result<Vec<Cid>, LoadError> {
+async fn own_blocks<S: BlockSource>(
+    src: &S,
+    cid: Cid,
+    snap: &Snapshot,
+) -> Result<Vec<Cid>, LoadError> {
     let mut out = vec![cid];
     if let Snapshot::V4(s) = snap {
         let (nodes, chunks) = v4_tree(src, cid, s).await?;
@@ -201,7 +337,7 @@ fn summary(cid: Cid, snap: &Snapshot, blocks: usize) -> PrunedSnapshot {
 
 /// Whether a snapshot still holds its own pin: direct for v4, recursive (or, if written by
 /// hand, direct) for legacy snapshots.
-async fn still_pinned(kubo: &Kubo, cid: &Cid, legacy: bool) -> anyhow::Result<bool> {
+async fn still_pinned<N: NodeRead>(kubo: &N, cid: &Cid, legacy: bool) -> anyhow::Result<bool> {
     if legacy && kubo.pinned_as(cid, &PinKind::Recursive).await? {
         return Ok(true);
     }
@@ -218,8 +354,8 @@ async fn unpin(kubo: &Kubo, cid: &Cid) -> anyhow::Result<bool> {
 }
 
 /// `snapshot-{seq}.json` when it describes `cid` (never `latest.json`).
-fn metadata_file(opts: &PruneOptions, seq: u64, cid: &Cid) -> Option<PathBuf> {
-    let path = opts.snapshots_dir.join(format!("snapshot-{seq}.json"));
+fn metadata_file(snapshots_dir: &Path, seq: u64, cid: &Cid) -> Option<PathBuf> {
+    let path = snapshots_dir.join(format!("snapshot-{seq}.json"));
     let bytes = std::fs::read(&path).ok()?;
     match SnapshotMeta::parse(&bytes) {
         Ok(m) if crate::ipld::same_block(&m.cid, cid) => Some(path),
@@ -228,12 +364,12 @@ fn metadata_file(opts: &PruneOptions, seq: u64, cid: &Cid) -> Option<PathBuf> {
 }
 
 fn metadata_path(opts: &PruneOptions, seq: u64, cid: &Cid) -> Option<String> {
-    metadata_file(opts, seq, cid).map(|p| p.display().to_string())
+    metadata_file(&opts.snapshots_dir, seq, cid).map(|p| p.display().to_string())
 }
 
 /// Removes `snapshot-{seq}.json` when it describes `cid`, checked again at the moment of removal.
-fn remove_metadata(opts: &PruneOptions, seq: u64, cid: &Cid) -> anyhow::Result<Option<String>> {
-    let Some(path) = metadata_file(opts, seq, cid) else {
+fn remove_metadata(snapshots_dir: &Path, seq: u64, cid: &Cid) -> anyhow::Result<Option<String>> {
+    let Some(path) = metadata_file(snapshots_dir, seq, cid) else {
         return Ok(None);
     };
     std::fs::remove_file(&path)
@@ -254,61 +390,6 @@ fn check_keep_last(opts: &PruneOptions) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Runs a prune: plans, then (with `apply`) unpins, removes the metadata and collects garbage.
-/// Takes build-snapshot's lock; fails with [`Exit::Locked`] while a build runs.
-pub async fn prune(kubo: &Kubo, opts: &PruneOptions) -> anyhow::Result<PruneReport> {
-    let started = Instant::now();
-    check_keep_last(opts)?;
-    let _lock = RunLock::acquire(
-        &opts.lock_file,
-        "a build-snapshot or another prune",
-        "nothing done",
-    )?;
-    let plan = plan(kubo, opts).await?;
-    let mut report = PruneReport {
-        dry_run: !opts.apply,
-        keep_last: opts.keep_last,
-        pointer_path: opts.pointer_path.clone(),
-        kept: plan.keep.iter().map(|p| p.snapshot.clone()).collect(),
-        pruned: plan.unpin.iter().map(|p| p.snapshot.clone()).collect(),
-        held: plan.held.iter().map(|p| p.snapshot.clone()).collect(),
-        chain_end: plan.chain_end.clone(),
-        blocks_unpinned: plan.blocks_unpinned,
-        blocks_shared_with_kept: plan.blocks_shared_with_kept,
-        ..PruneReport::default()
-    };
-    if opts.apply {
-        apply(kubo, opts, &plan, &mut report).await?;
-    } else {
-        for planned in &plan.unpin {
-            log_pruned("would unpin", &planned.snapshot);
-        }
-        report.plan = Some(plan);
-    }
-    report.seconds = started.elapsed().as_secs_f64();
-    Ok(report)
-}
-
-/// Applies a plan from [`plan`], snapshot by snapshot in the plan's order (newest first): its
-/// blocks are unpinned (header last), then its metadata removed; then, with `gc`, the garbage
-/// is collected. The caller holds build-snapshot's lock from before planning (see [`prune`]).
-pub async fn apply(
-    kubo: &Kubo,
-    opts: &PruneOptions,
-    plan: &PrunePlan,
-    report: &mut PruneReport,
-) -> anyhow::Result<()> {
-    for planned in &plan.unpin {
-        unpin_snapshot(kubo, planned).await?;
-        if let Some(p) = remove_metadata(opts, planned.snapshot.seq, &planned.cid()?)? {
-            report.metadata_removed.push(p);
-        }
-        log_pruned("unpinned", &planned.snapshot);
-    }
-    report.gc = collect_garbage(kubo, opts).await?;
-    Ok(())
-}
-
 fn log_pruned(what: &str, s: &PrunedSnapshot) {
     tracing::info!(
         "{what} snapshot {} seq {} ({}, {}): {} of its {} blocks",
@@ -321,15 +402,18 @@ fn log_pruned(what: &str, s: &PrunedSnapshot) {
     );
 }
 
-/// Plans a prune: walks the chain from the snapshot the pointer names along `prev_snapshot` and
-/// decides each snapshot's fate. Only reads (the snapshots, their pins, the metadata files) and
-/// takes no lock (see [`prune`]).
-pub async fn plan(kubo: &Kubo, opts: &PruneOptions) -> anyhow::Result<PrunePlan> {
+/// Walks the chain from the snapshot the pointer names along `prev_snapshot` and decides each
+/// snapshot's fate. Only reads (the pointer, the snapshots, their pins, the metadata files) and
+/// takes no lock (see [`Prune`]).
+pub async fn read_and_decide<N: NodeRead>(
+    kubo: &N,
+    opts: &PruneOptions,
+) -> anyhow::Result<PruneDecisions> {
     check_keep_last(opts)?;
-    let mut plan = PrunePlan {
+    let mut plan = PruneDecisions {
         keep_last: opts.keep_last,
         pointer_path: opts.pointer_path.clone(),
-        ..PrunePlan::default()
+        ..PruneDecisions::default()
     };
     let pointer = crate::pointer::read(kubo, &opts.pointer_path).await?;
     let Some(mut cur) = pointer.and_then(|p| p.pointer.latest_snapshot_cid) else {
@@ -366,8 +450,8 @@ pub async fn plan(kubo: &Kubo, opts: &PruneOptions) -> anyhow::Result<PrunePlan>
 }
 
 /// The state of the walk down the chain.
-struct Walk {
-    src: NodeSource,
+struct Walk<N: NodeRead> {
+    src: NodeSource<N>,
     /// Blocks of the kept snapshots: never unpinned.
     kept: KeySet,
     /// Blocks already planned for unpinning (by a newer snapshot that shares them).
@@ -379,14 +463,14 @@ struct Walk {
     position: usize,
 }
 
-impl Walk {
+impl<N: NodeRead> Walk<N> {
     /// `cur`'s header; `None` when the walk ends because it is gone (an older snapshot
     /// unpinned and collected earlier).
     async fn read(
         &mut self,
         cur: Cid,
         opts: &PruneOptions,
-        plan: &mut PrunePlan,
+        plan: &mut PruneDecisions,
     ) -> anyhow::Result<Option<Snapshot>> {
         if !self.seen.insert(block_key(&cur)) {
             anyhow::bail!(Failure::new(
@@ -415,11 +499,11 @@ impl Walk {
     /// snapshot was pruned by an earlier run).
     async fn decide(
         &mut self,
-        kubo: &Kubo,
+        kubo: &N,
         opts: &PruneOptions,
         cur: Cid,
         snap: &Snapshot,
-        plan: &mut PrunePlan,
+        plan: &mut PruneDecisions,
     ) -> anyhow::Result<bool> {
         let legacy = !matches!(snap, Snapshot::V4(_));
         let blocks = own_blocks(&self.src, cur, snap).await?;
@@ -487,7 +571,7 @@ impl Walk {
         snap: &Snapshot,
         blocks: &[Cid],
         mut entry: PrunedSnapshot,
-        plan: &mut PrunePlan,
+        plan: &mut PruneDecisions,
     ) -> PlannedSnapshot {
         let legacy = !matches!(snap, Snapshot::V4(_));
         if legacy {
@@ -550,11 +634,8 @@ async fn unpin_snapshot(kubo: &Kubo, planned: &PlannedSnapshot) -> anyhow::Resul
     Ok(())
 }
 
-/// With `gc` (and `apply`): runs the node's garbage collector and measures the repo around it.
-async fn collect_garbage(kubo: &Kubo, opts: &PruneOptions) -> anyhow::Result<Option<GcReport>> {
-    if !(opts.apply && opts.gc) {
-        return Ok(None);
-    }
+/// Runs the node's garbage collector and measures the repo around it.
+async fn collect_garbage(kubo: &Kubo, timeout: Duration) -> anyhow::Result<GcReport> {
     let t = Instant::now();
     let before: RepoStat = kubo.repo_stat().await.context("repo/stat before GC")?;
     tracing::info!(
@@ -562,49 +643,19 @@ async fn collect_garbage(kubo: &Kubo, opts: &PruneOptions) -> anyhow::Result<Opt
         before.size
     );
     let gc = kubo
-        .repo_gc(opts.gc_timeout)
+        .repo_gc(timeout)
         .await
         .context("garbage collection (repo/gc)")?;
     let after = kubo.repo_stat().await.context("repo/stat after GC")?;
-    Ok(Some(GcReport {
+    Ok(GcReport {
         removed_blocks: gc.removed,
         size_before: before.size,
         size_after: after.size,
         freed_bytes: before.size.saturating_sub(after.size),
         errors: gc.errors,
         seconds: t.elapsed().as_secs_f64(),
-    }))
+    })
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_prune_plan_reads_back_from_json() {
-        let snapshot = PrunedSnapshot {
-            cid: "bafyreih".into(),
-            seq: 4,
-            schema: "arke/snapshot@v4".into(),
-            ts: "t".into(),
-            blocks: 3,
-            unpinned: 2,
-            note: None,
-        };
-        let plan = PrunePlan {
-            keep_last: 1,
-            unpin: vec![PlannedSnapshot {
-                unpin_blocks: vec!["chunk".into(), "bafyreih".into()],
-                ..planned(snapshot, "older".into())
-            }],
-            ..PrunePlan::default()
-        };
-        let json = serde_json::to_value(&plan).unwrap();
-        // The snapshot's own keys sit beside the reason, as in the report's lists.
-        assert_eq!(json["unpin"][0]["seq"], 4);
-        assert_eq!(json["unpin"][0]["reason"], "older");
-        let back: PrunePlan = serde_json::from_value(json).unwrap();
-        assert_eq!(back.unpin[0].unpin_blocks, plan.unpin[0].unpin_blocks);
-        assert_eq!(back.unpin[0].snapshot.unpinned, 2);
-    }
-}
+mod tests;
