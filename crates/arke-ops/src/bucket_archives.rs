@@ -22,7 +22,7 @@ use crate::daily::{ArchiveStore, Stored};
 use crate::fetch::{is_archive_name, parent_of};
 use crate::job::rfc3339;
 use crate::store::{S3Store, logged_progress, remote};
-use arke_core::Error;
+use arke_core::{Error, Operation, Outcome, Plan, Progress};
 
 /// What calendar retention decided for the bucket (`--json` of the dry run; the record).
 #[derive(Debug, Clone, Default, Serialize)]
@@ -102,30 +102,99 @@ pub fn descriptor_cache(state_dir: &Path) -> PathBuf {
     state_dir.join("s3-descriptors")
 }
 
-/// Decides (and, with `apply`, deletes) by `policy` over the bucket's archives. `pinned` (the
-/// archive just uploaded) is kept with its chain whatever the policy says.
-pub async fn retention(
-    store: &S3Store,
-    cache: &Path,
-    policy: &Policy,
+/// Calendar retention over the bucket's archives as an [`Operation`]: the plan lists the
+/// bucket and decides by the policy; apply deletes what the plan lets go. `cache` holds the
+/// descriptors read from the bucket.
+#[derive(Debug, Clone, Copy)]
+pub struct BucketPrune<'a> {
+    pub store: &'a S3Store,
+    pub cache: &'a Path,
+}
+
+/// The policy, the time it is judged at, and the archive just uploaded (kept with its chain
+/// whatever the policy says).
+#[derive(Debug, Clone)]
+pub struct BucketPolicy {
+    pub policy: Policy,
+    pub now: DateTime<Utc>,
+    pub pinned: Option<String>,
+}
+
+/// The decisions over the bucket; its JSON is the dry run's record (`deleted` and `held`
+/// empty until applied).
+#[derive(Debug, Clone, Serialize)]
+pub struct BucketPlan {
+    #[serde(flatten)]
+    pub report: BucketRetention,
+    #[serde(skip)]
+    cands: Vec<Candidate>,
+    #[serde(skip)]
     now: DateTime<Utc>,
-    pinned: Option<&str>,
-    apply: bool,
-) -> Result<BucketRetention, Error> {
-    let (cands, incomplete) = candidates(store, cache).await?;
-    let decisions = decide(&cands, policy, now, pinned);
-    let mut report = BucketRetention {
-        decisions,
-        incomplete,
-        ..BucketRetention::default()
-    };
-    if apply {
-        delete_unkept(store, &cands, &mut report, now).await?;
-        for name in &report.deleted {
-            let _ = std::fs::remove_file(cache.join(json_name(name)));
+}
+
+impl Operation for BucketPrune<'_> {
+    type Options = BucketPolicy;
+    type Plan = BucketPlan;
+    type Report = BucketRetention;
+
+    async fn plan(&self, opts: &BucketPolicy, _: &Progress) -> anyhow::Result<BucketPlan> {
+        let (cands, incomplete) = candidates(self.store, self.cache).await?;
+        let decisions = decide(&cands, &opts.policy, opts.now, opts.pinned.as_deref());
+        if decisions.is_empty() {
+            tracing::warn!("no complete archive in {}", self.store.s3().url(""));
         }
+        Ok(BucketPlan {
+            report: BucketRetention {
+                decisions,
+                incomplete,
+                ..BucketRetention::default()
+            },
+            cands,
+            now: opts.now,
+        })
     }
-    Ok(report)
+
+    async fn apply(&self, plan: BucketPlan, _: &Progress) -> anyhow::Result<BucketRetention> {
+        let mut report = plan.report;
+        delete_unkept(self.store, &plan.cands, &mut report, plan.now).await?;
+        for name in &report.deleted {
+            let _ = std::fs::remove_file(self.cache.join(json_name(name)));
+        }
+        Ok(report)
+    }
+}
+
+/// One line per archive, newest first: `keep <name> (reasons)` or `delete <name>`, then the
+/// incomplete ones (the lines `fetch-archive --plan-retention` always printed).
+impl Plan for BucketPlan {
+    fn lines(&self) -> Vec<String> {
+        let r = &self.report;
+        let decisions = r.decisions.iter().map(|d| {
+            if d.keep {
+                format!("keep {} ({})", d.name, d.reasons.join(", "))
+            } else {
+                format!("delete {}", d.name)
+            }
+        });
+        let incomplete = r
+            .incomplete
+            .iter()
+            .map(|n| format!("incomplete {n} (no .json: left alone)"));
+        decisions.chain(incomplete).collect()
+    }
+}
+
+/// Retention leaves nothing out: an archive it cannot delete is held, and said.
+impl Outcome for BucketPlan {
+    fn skipped(&self) -> u64 {
+        0
+    }
+}
+
+impl Outcome for BucketRetention {
+    fn skipped(&self) -> u64 {
+        0
+    }
 }
 
 /// Deletes what the policy lets go, newest first (an increment before its parent), except
@@ -347,7 +416,18 @@ impl S3Store {
             return Ok(None);
         }
         let cache = descriptor_cache(&cfg.state_dir);
-        let r = retention(self, &cache, &cfg.retention, Utc::now(), Some(pinned), true).await?;
+        let op = BucketPrune {
+            store: self,
+            cache: &cache,
+        };
+        let opts = BucketPolicy {
+            policy: cfg.retention.clone(),
+            now: Utc::now(),
+            pinned: Some(pinned.to_string()),
+        };
+        let r = op
+            .apply(op.plan(&opts, &Progress::off()).await?, &Progress::off())
+            .await?;
         for h in &r.held {
             tracing::info!("s3 retention: kept {h}");
         }

@@ -10,7 +10,8 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 use arke_core::backup::retention::Policy;
-use arke_ops::bucket_archives::{self, json_name};
+use arke_core::{Operation, Progress};
+use arke_ops::bucket_archives::{self, BucketPolicy, BucketPrune, json_name};
 use arke_ops::daily::ArchiveStore;
 use arke_ops::status::RemoteProbe;
 use arke_ops::status::Severity;
@@ -332,9 +333,17 @@ async fn s3_retention_deletes_whole_chains_by_the_calendar() {
     };
     let cache = dir.path().join("cache");
     let now = Utc::now();
-    let dry = bucket_archives::retention(&store, &cache, &policy, now, None, false)
-        .await
-        .unwrap();
+    let op = BucketPrune {
+        store: &store,
+        cache: &cache,
+    };
+    let opts = BucketPolicy {
+        policy,
+        now,
+        pinned: None,
+    };
+    let plan = op.plan(&opts, &Progress::off()).await.unwrap();
+    let dry = &plan.report;
     let keep: BTreeSet<&str> = dry
         .decisions
         .iter()
@@ -347,9 +356,7 @@ async fn s3_retention_deletes_whole_chains_by_the_calendar() {
     assert!(b1.reasons.iter().any(|r| r.contains("parent of")), "{b1:?}");
     assert_eq!(names(&s3).await.len(), 11, "the dry run deletes nothing");
 
-    let done = bucket_archives::retention(&store, &cache, &policy, now, None, true)
-        .await
-        .unwrap();
+    let done = op.apply(plan, &Progress::off()).await.unwrap();
     assert_eq!(done.deleted, vec![A2.to_string(), A1.to_string()]);
     let left = names(&s3).await;
     let expected: BTreeSet<String> = [B1, B2, B3]
@@ -393,9 +400,17 @@ async fn object_lock_holds_archives_and_is_extended_never_shortened() {
     };
     let cache = dir.path().join("cache");
     let now = Utc::now();
-    let done = bucket_archives::retention(&store, &cache, &policy, now, None, true)
-        .await
-        .unwrap();
+    let op = BucketPrune {
+        store: &store,
+        cache: &cache,
+    };
+    let opts = BucketPolicy {
+        policy,
+        now,
+        pinned: None,
+    };
+    let plan = op.plan(&opts, &Progress::off()).await.unwrap();
+    let done = op.apply(plan, &Progress::off()).await.unwrap();
     assert!(done.deleted.is_empty(), "{done:?}");
     assert!(
         done.held[0].starts_with(A2) && done.held[0].contains("Object Lock"),

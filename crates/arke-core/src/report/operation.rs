@@ -17,7 +17,8 @@ use super::{Outcome, Progress};
 /// (items it would skip are exit 7 already in the plan).
 pub trait Plan: Serialize + Outcome {
     /// The plan for a human, one line per decision; the first line says that nothing was
-    /// written.
+    /// written, except where a tool's dry run has always printed its decisions alone
+    /// (`fetch-archive --plan-retention`, whose lines scripts read).
     fn lines(&self) -> Vec<String>;
 }
 

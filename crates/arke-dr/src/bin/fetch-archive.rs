@@ -7,7 +7,8 @@ use std::process::ExitCode;
 use arke_core::backup::retention::Policy;
 use arke_core::{Exit, Failure};
 use arke_dr::args::OutputArgs;
-use arke_ops::bucket_archives;
+use arke_dr::operation::{self, Mode};
+use arke_ops::bucket_archives::{BucketPolicy, BucketPrune};
 use arke_ops::config::{Config, DEFAULT_CONFIG_FILE, S3Settings, Settings};
 use arke_ops::fetch::{self, FetchOptions};
 use arke_ops::store::S3Store;
@@ -77,7 +78,7 @@ fn main() -> ExitCode {
             let policy = Config::from_settings(&settings)
                 .map_err(|e| Failure::new(Exit::Usage, e.to_string()))?
                 .retention;
-            return plan_retention(&store, &policy, args.out.json).await;
+            return plan_retention(&store, &policy, &args.out).await;
         }
         let dest = args.dest.clone().unwrap_or_default();
         let opts = FetchOptions {
@@ -112,41 +113,32 @@ fn settings(args: &Args) -> anyhow::Result<Settings> {
     Ok(s)
 }
 
-/// The decisions of calendar retention over the bucket, deleting nothing. The descriptors are
-/// read into a private temporary folder, not the daily job's cache (whose bucket folder may
-/// be another). Object Lock is not asked: an archive the plan deletes that is under
-/// retention stays on the night (logged there as kept).
+/// The decisions of calendar retention over the bucket, deleting nothing: the plan of the
+/// night's bucket retention, printed by the one runner. The descriptors are read into a private
+/// temporary folder, not the daily job's cache (whose bucket folder may be another). Object
+/// Lock is not asked: an archive the plan deletes that is under retention stays on the night
+/// (logged there as kept).
 async fn plan_retention(
     store: &S3Store,
     policy: &Policy,
-    json: bool,
+    out: &OutputArgs,
 ) -> Result<Exit, arke_core::Error> {
     let cache = std::env::temp_dir().join(format!("arke-plan-retention-{}", std::process::id()));
     std::fs::create_dir(&cache).map_err(|e| {
         anyhow::Error::new(Failure::new(Exit::Io, format!("{}: {e}", cache.display())))
     })?;
-    let plan = bucket_archives::retention(store, &cache, policy, Utc::now(), None, false).await;
+    let op = BucketPrune {
+        store,
+        cache: &cache,
+    };
+    let opts = BucketPolicy {
+        policy: policy.clone(),
+        now: Utc::now(),
+        pinned: None,
+    };
+    let exit = operation::run(&op, &opts, Mode::DryRun, out, |_| Ok(())).await;
     let _ = std::fs::remove_dir_all(&cache);
-    let plan = plan?;
-    if json {
-        arke_dr::print_json(&plan)?;
-        return Ok(Exit::Ok);
-    }
-    if plan.decisions.is_empty() {
-        tracing::warn!("no complete archive in {}", store.s3().url(""));
-    }
-    for d in &plan.decisions {
-        let line = if d.keep {
-            format!("keep {} ({})", d.name, d.reasons.join(", "))
-        } else {
-            format!("delete {}", d.name)
-        };
-        arke_dr::print_line(&line)?;
-    }
-    for name in &plan.incomplete {
-        arke_dr::print_line(&format!("incomplete {name} (no .json: left alone)"))?;
-    }
-    Ok(Exit::Ok)
+    exit
 }
 
 async fn list(store: &S3Store) -> Result<Exit, arke_core::Error> {
