@@ -16,7 +16,7 @@ use super::lineage;
 use crate::blocks::BlockSource;
 use crate::car::{CarIndex, ChainSource, ReaderOptions, ScanOptions, ScanReport};
 use crate::closure::walk::{self, Discard};
-use crate::closure::{Closure, ClosureOptions, ClosureReport, RootKind};
+use crate::closure::{Closure, ClosureOptions, ClosureReport, RootKind, Visited};
 use crate::ipld::{self, same_block};
 use crate::model::{BackupMeta, Manifest};
 use crate::report::{Finding, FindingKind, Severity};
@@ -234,7 +234,7 @@ pub struct VerifiedChain {
     pub indexes: Vec<CarIndex>,
     /// For a chain checked in full: the keys of the blocks the newest archive's closure uses
     /// (the parents also hold blocks of older states).
-    pub used: Option<crate::blocks::KeySet>,
+    pub used: Option<crate::closure::Visited>,
     /// A parent that is not what its child names, or is damaged: its verification stamp (if
     /// any) no longer holds.
     pub bad_parent: Option<PathBuf>,
@@ -626,7 +626,9 @@ async fn walk_closure(
         indexes: indexes.iter().rev().collect(),
         allow_unverifiable: opts.allow_unverifiable,
     };
-    let closure = Mutex::new(Closure::from_root(root, ClosureOptions::default()));
+    // One bit a block of each archive, looked up in the source's order (a key's first holder).
+    let visited = Visited::over(source.indexes.iter().map(|i| i.positions()));
+    let closure = Mutex::new(Closure::from_root(root, ClosureOptions::default(), visited));
     let total: usize = indexes.iter().map(CarIndex::len).sum();
     let walk_task = progress.task("closure", Some(total as u64), Unit::Items("blocks"));
     // The source is local: a walk error can only come from the sink, which discards.
@@ -656,7 +658,7 @@ struct Walked<'a> {
 /// chain, the keys the closure used go to `used`.
 async fn conclude<S: BlockSource>(
     report: &mut CarReport,
-    used_keys: &mut Option<crate::blocks::KeySet>,
+    used_keys: &mut Option<crate::closure::Visited>,
     walked: Walked<'_>,
     source: &S,
     opts: &VerifyCarOptions,

@@ -126,8 +126,19 @@ const MAX_BAD_LISTED: usize = 1000;
 #[derive(Debug)]
 pub struct CarIndex {
     file: File,
-    map: SortedIndex<Entry>,
+    /// Shared with the closure walks over the archive ([`CarIndex::positions`]).
+    map: Arc<SortedIndex<Entry>>,
     header: CarHeader,
+}
+
+impl crate::closure::KeyPositions for SortedIndex<Entry> {
+    fn len(&self) -> usize {
+        SortedIndex::len(self)
+    }
+
+    fn position(&self, key: BlockKey) -> Option<usize> {
+        SortedIndex::position(self, &key)
+    }
 }
 
 /// Whether a dag-pb block has a top-level Links field (field 2). `None`: not parseable as
@@ -470,6 +481,7 @@ impl CarIndex {
             // The hash covers every byte of the file (a CARv2 index after the payload too).
             report.sha256 = whole_file.map(|h| hex(&h));
         }
+        let map = Arc::new(map);
         Ok((CarIndex { file, map, header }, report))
     }
 
@@ -488,6 +500,12 @@ impl CarIndex {
 
     pub fn contains(&self, cid: &Cid) -> bool {
         self.map.contains_key(&block_key(cid))
+    }
+
+    /// Each distinct block's place in the index, for a walk's visited set of one bit a block
+    /// ([`crate::closure::Visited::over`]).
+    pub fn positions(&self) -> Arc<dyn crate::closure::KeyPositions> {
+        self.map.clone()
     }
 
     /// The bytes of `cid` as indexed (hash-checked by the scan when it hashed blocks).

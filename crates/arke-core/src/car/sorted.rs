@@ -72,12 +72,18 @@ impl<E> SortedIndex<E> {
     }
 
     pub(crate) fn get(&self, key: &BlockKey) -> Option<&E> {
+        self.entries.get(self.position(key)?).map(|(_, e)| e)
+    }
+
+    /// Where `key` sits in key order (0..len): a dense number for each distinct key, so a
+    /// walk over the archive can keep one bit a block instead of the key itself.
+    pub(crate) fn position(&self, key: &BlockKey) -> Option<usize> {
         let p = prefix(*key, self.bits);
         let lo = self.starts.get(p).copied().unwrap_or(0) as usize;
         let hi = self.starts.get(p + 1).copied().unwrap_or(0) as usize;
         let run = self.entries.get(lo..hi)?;
         let i = run.binary_search_by_key(key, |(k, _)| *k).ok()?;
-        run.get(i).map(|(_, e)| e)
+        Some(lo + i)
     }
 
     pub(crate) fn contains_key(&self, key: &BlockKey) -> bool {
@@ -119,8 +125,14 @@ mod tests {
         assert_eq!(ix.len(), 1000);
         for i in 0..1000 {
             assert_eq!(ix.get(&key(i)), Some(&i), "the first copy is kept");
+            let at = ix.position(&key(i)).expect("a position");
+            assert_eq!(
+                ix.keys().nth(at),
+                Some(&key(i)),
+                "the position is the key's place"
+            );
         }
-        assert!(ix.get(&key(5000)).is_none());
+        assert!(ix.get(&key(5000)).is_none() && ix.position(&key(5000)).is_none());
         assert!(ix.keys().zip(ix.keys().skip(1)).all(|(a, b)| a < b));
         let empty: SortedIndex<u8> = SortedIndex::from_sorted(Vec::new());
         assert!(empty.is_empty() && empty.get(&1).is_none());

@@ -23,9 +23,13 @@
 //!
 //! The engine is synchronous and source-agnostic: a driver hands it blocks (already re-hashed
 //! against their CIDs) in any order, and takes from it the blocks still wanted. Memory is the
-//! visited set (16 bytes a block) plus the frontier of wanted blocks.
+//! visited set ([`Visited`]: 16 bytes a block from a node, 1 bit a block over an archive's
+//! sorted index) plus the frontier of wanted blocks.
 
+mod visited;
 pub(crate) mod walk;
+
+pub use visited::{KeyPositions, Visited};
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -36,7 +40,7 @@ use cid::Cid;
 use ipld_core::ipld::Ipld;
 use serde::{Deserialize, Serialize};
 
-use crate::blocks::{BlockKey, KeyMap, KeySet, block_key};
+use crate::blocks::{BlockKey, KeyMap, block_key};
 
 use crate::blocks::SourceError;
 use crate::ipld::{self, same_block};
@@ -322,7 +326,7 @@ pub enum Offer {
 #[derive(Debug)]
 pub struct Closure {
     opts: ClosureOptions,
-    visited: KeySet,
+    visited: Visited,
     wants: KeyMap<Want>,
     /// The wants' keys in the order they were wanted, for [`Closure::take`]: iterating the map
     /// from its start instead rescans the buckets emptied by earlier takes on every call
@@ -338,9 +342,12 @@ pub struct Closure {
 }
 
 impl Closure {
-    /// A walk from an archive's root block (descriptor or legacy snapshot).
-    pub fn from_root(root: Cid, opts: ClosureOptions) -> Closure {
+    /// A walk from an archive's root block (descriptor or legacy snapshot). Over archives whose
+    /// sorted indexes number their blocks, `visited` is [`Visited::over`] them (one bit a
+    /// block); else [`Visited::default`] (the keys).
+    pub fn from_root(root: Cid, opts: ClosureOptions, visited: Visited) -> Closure {
         let mut c = Closure::empty(opts);
+        c.visited = visited;
         c.report.root = Some(root);
         c.want(root, Role::new(RoleKind::Root, 0), true);
         c
@@ -379,7 +386,7 @@ impl Closure {
     fn empty(opts: ClosureOptions) -> Closure {
         Closure {
             opts,
-            visited: KeySet::default(),
+            visited: Visited::default(),
             wants: KeyMap::default(),
             order: std::collections::VecDeque::new(),
             report: ClosureReport::default(),
@@ -431,7 +438,7 @@ impl Closure {
 
     /// The report and the keys of every accepted block (a restore of a chain imports only
     /// what the newest archive's closure uses).
-    pub fn into_parts(self) -> (ClosureReport, KeySet) {
+    pub fn into_parts(self) -> (ClosureReport, Visited) {
         (self.report, self.visited)
     }
 
@@ -1054,5 +1061,7 @@ impl Closure {
     }
 }
 
+#[cfg(test)]
+mod archive_tests;
 #[cfg(test)]
 mod tests;

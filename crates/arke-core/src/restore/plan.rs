@@ -17,7 +17,7 @@ use crate::backup::verify::{VerifiedChain, verify_chain};
 use crate::blocks::BlockSource;
 use crate::blocks::{KeySet, block_key};
 use crate::car::{CarError, CarIndex, ChainSource};
-use crate::closure::ClosureReport;
+use crate::closure::{ClosureReport, Visited};
 use crate::events::{EventError, EventWalk};
 use crate::ipld::{self, LinkShape, same_block};
 use crate::kubo::KuboError;
@@ -121,7 +121,7 @@ pub struct ArchivePlan {
 #[derive(Debug)]
 pub struct Blocks {
     pub indexes: Vec<CarIndex>,
-    pub used: Option<KeySet>,
+    pub used: Option<Visited>,
 }
 
 impl Blocks {

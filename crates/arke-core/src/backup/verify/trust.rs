@@ -33,7 +33,7 @@ use crate::blocks::{BlockSource, SourceError};
 use crate::blocks::{KnownSize, block_key};
 use crate::car::{CarIndex, ChainSource, IndexFile, index_path};
 use crate::closure::walk::{self, Discard, lock_closure};
-use crate::closure::{RoleKind, Want};
+use crate::closure::{RoleKind, Visited, Want};
 use crate::ipld::{self, HashCheck};
 use crate::report::{Finding, Progress, Severity, Task, Unit};
 
@@ -362,7 +362,9 @@ async fn walk_trusted(
         allow_unverifiable: opts.allow_unverifiable,
         lies: Mutex::new(Vec::new()),
     };
-    let mut closure = Closure::from_root(root, ClosureOptions::default());
+    // The new file's blocks as bits; the parents' (read through their index files) as keys.
+    let visited = Visited::over([own_index.positions()]);
+    let mut closure = Closure::from_root(root, ClosureOptions::default(), visited);
     // The events below the parent's head are its own: its verification walked them.
     closure.stop_events_at(event_stop);
     let closure = Mutex::new(closure);

@@ -1,0 +1,162 @@
+//! The closure's visited set: the keys of the blocks accepted so far.
+//!
+//! A walk from a node keeps the keys themselves ([`KeySet`]: 16 bytes a block plus the hash
+//! table's slack, doubled while it grows). A walk over archives whose sorted index is in memory
+//! anyway (verify-car, restore-from-car) keeps one bit a block instead: a block's place in the
+//! first index (in the walk's order) that holds it. A key no index holds (a block of a parent
+//! read through its index file, a block held by a parent) falls back to a small key set.
+
+use std::fmt;
+use std::sync::Arc;
+
+use crate::blocks::{BlockKey, KeySet};
+
+/// A dense numbering of an archive's distinct blocks: its sorted index.
+pub trait KeyPositions: Send + Sync + fmt::Debug {
+    /// Distinct blocks numbered (positions are `0..len`).
+    fn len(&self) -> usize;
+    /// The block's number, when the archive holds it.
+    fn position(&self, key: BlockKey) -> Option<usize>;
+}
+
+/// One archive's bits.
+#[derive(Debug)]
+pub struct ArchiveBits {
+    positions: Arc<dyn KeyPositions>,
+    bits: Vec<u64>,
+}
+
+/// The set of accepted blocks.
+#[derive(Debug)]
+pub enum Visited {
+    /// The keys themselves.
+    Keys(KeySet),
+    /// One bit a block of each archive, the first holder of a key in order; the rest as keys.
+    Bits {
+        archives: Vec<ArchiveBits>,
+        others: KeySet,
+        len: usize,
+    },
+}
+
+impl Default for Visited {
+    fn default() -> Self {
+        Visited::Keys(KeySet::default())
+    }
+}
+
+impl Visited {
+    /// A bitmap over these archives (in the order a block is looked up in them).
+    pub fn over(archives: impl IntoIterator<Item = Arc<dyn KeyPositions>>) -> Visited {
+        let archives = archives
+            .into_iter()
+            .map(|positions| ArchiveBits {
+                bits: vec![0; positions.len().div_ceil(64)],
+                positions,
+            })
+            .collect();
+        Visited::Bits {
+            archives,
+            others: KeySet::default(),
+            len: 0,
+        }
+    }
+
+    /// The word and mask of `key` in its first holder, if any holds it.
+    fn slot(archives: &mut [ArchiveBits], key: BlockKey) -> Option<(&mut u64, u64)> {
+        archives.iter_mut().find_map(|a| {
+            let at = a.positions.position(key)?;
+            let word = a.bits.get_mut(at / 64)?;
+            Some((word, 1u64 << (at % 64)))
+        })
+    }
+
+    /// Adds `key`; false when it was already there.
+    pub fn insert(&mut self, key: BlockKey) -> bool {
+        match self {
+            Visited::Keys(keys) => keys.insert(key),
+            Visited::Bits {
+                archives,
+                others,
+                len,
+            } => {
+                let new = match Self::slot(archives, key) {
+                    Some((word, mask)) => {
+                        let new = *word & mask == 0;
+                        *word |= mask;
+                        new
+                    }
+                    None => others.insert(key),
+                };
+                *len += usize::from(new);
+                new
+            }
+        }
+    }
+
+    pub fn contains(&self, key: &BlockKey) -> bool {
+        match self {
+            Visited::Keys(keys) => keys.contains(key),
+            Visited::Bits {
+                archives, others, ..
+            } => {
+                let held = archives.iter().find_map(|a| {
+                    let at = a.positions.position(*key)?;
+                    Some(
+                        a.bits
+                            .get(at / 64)
+                            .is_some_and(|w| w & (1 << (at % 64)) != 0),
+                    )
+                });
+                held.unwrap_or_else(|| others.contains(key))
+            }
+        }
+    }
+
+    /// Keys in the set.
+    pub fn len(&self) -> usize {
+        match self {
+            Visited::Keys(keys) => keys.len(),
+            Visited::Bits { len, .. } => *len,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An archive numbering its keys by their order in a sorted list.
+    #[derive(Debug)]
+    struct Sorted(Vec<BlockKey>);
+
+    impl KeyPositions for Sorted {
+        fn len(&self) -> usize {
+            self.0.len()
+        }
+        fn position(&self, key: BlockKey) -> Option<usize> {
+            self.0.binary_search(&key).ok()
+        }
+    }
+
+    #[test]
+    fn bits_and_keys_agree_on_every_insert_and_lookup() {
+        // Two archives sharing key 5; 1000 is in neither; 64 and 65 cross a word.
+        let a: Arc<dyn KeyPositions> = Arc::new(Sorted((0..70).collect()));
+        let b: Arc<dyn KeyPositions> = Arc::new(Sorted((5..8).chain(100..200).collect()));
+        let mut bits = Visited::over([a, b]);
+        let mut keys = Visited::default();
+        for k in [5, 5, 1000, 64, 65, 150, 150, 1000, 7, 0, 199, 63] {
+            assert_eq!(bits.insert(k), keys.insert(k), "insert {k}");
+            for probe in [0, 5, 7, 63, 64, 65, 66, 150, 199, 1000, 1001] {
+                assert_eq!(bits.contains(&probe), keys.contains(&probe), "{probe}");
+            }
+            assert_eq!(bits.len(), keys.len());
+        }
+        assert!(!bits.is_empty());
+    }
+}
