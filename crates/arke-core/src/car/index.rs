@@ -131,7 +131,7 @@ pub struct CarIndex {
     header: CarHeader,
 }
 
-impl crate::closure::KeyPositions for SortedIndex<Entry> {
+impl crate::blocks::KeyPositions for SortedIndex<Entry> {
     fn len(&self) -> usize {
         SortedIndex::len(self)
     }
@@ -503,8 +503,8 @@ impl CarIndex {
     }
 
     /// Each distinct block's place in the index, for a walk's visited set of one bit a block
-    /// ([`crate::closure::Visited::over`]).
-    pub fn positions(&self) -> Arc<dyn crate::closure::KeyPositions> {
+    /// (the closure's `Visited::over`).
+    pub fn positions(&self) -> Arc<dyn crate::blocks::KeyPositions> {
         self.map.clone()
     }
 

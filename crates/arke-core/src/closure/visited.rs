@@ -6,18 +6,10 @@
 //! first index (in the walk's order) that holds it. A key no index holds (a block of a parent
 //! read through its index file, a block held by a parent) falls back to a small key set.
 
-use std::fmt;
 use std::sync::Arc;
 
+pub use crate::blocks::KeyPositions;
 use crate::blocks::{BlockKey, KeySet};
-
-/// A dense numbering of an archive's distinct blocks: its sorted index.
-pub trait KeyPositions: Send + Sync + fmt::Debug {
-    /// Distinct blocks numbered (positions are `0..len`).
-    fn len(&self) -> usize;
-    /// The block's number, when the archive holds it.
-    fn position(&self, key: BlockKey) -> Option<usize>;
-}
 
 /// One archive's bits.
 #[derive(Debug)]
