@@ -1136,7 +1136,8 @@ impl crate::Outcome for RestorePlan {
 
 /// How many entries of each per-entity or per-block list a plan's JSON shows: the plan in
 /// memory is complete; its printed form is bounded, as every report's lists are.
-pub const LISTED: usize = 100;
+/// The same bound as the id lists of every report (`MAX_REPORT_IDS`), named once.
+pub const LISTED: usize = crate::model::layout::MAX_REPORT_IDS;
 
 /// The first [`LISTED`] entries of a list.
 fn listed<T: Serialize, S: serde::Serializer>(items: &[T], s: S) -> Result<S::Ok, S::Error> {
