@@ -17,9 +17,13 @@
 //! only its snapshot fields change (B14).
 
 mod apply;
+mod entries;
+mod members;
 mod plan;
 #[cfg(test)]
 mod plan_tests;
+mod previous;
+mod records;
 mod render;
 mod scan;
 
@@ -36,6 +40,7 @@ use crate::model::layout::MAX_REPORT_IDS;
 use crate::model::{SnapshotMeta, cid_as_string, opt_cid_as_string};
 use crate::report::{Operation, Outcome, Progress};
 use crate::shard::{INDEX_ROOT, TEST_INDEX_ROOT};
+use crate::spill::MemoryBudget;
 
 /// What to build and where.
 #[derive(Debug, Clone)]
@@ -63,6 +68,9 @@ pub struct BuildOptions {
     /// How long to wait before checking that the pointer kept our fields (longer than one API
     /// event batch).
     pub pointer_settle: std::time::Duration,
+    /// What the per-entity lists (previous entries, events, tip files, members) may hold in RAM
+    /// together before they spill to disk (`ARKE_MEMORY_BUDGET` in the tools).
+    pub memory: MemoryBudget,
 }
 
 impl BuildOptions {
@@ -82,6 +90,7 @@ impl BuildOptions {
             descent_limit: 64,
             pointer_attempts: 5,
             pointer_settle: std::time::Duration::from_secs(2),
+            memory: MemoryBudget::default(),
         }
     }
 }
@@ -308,7 +317,18 @@ impl Operation for Build<'_> {
     }
 }
 
+#[cfg(test)]
+thread_local! {
+    /// The plan tests' clock: two plans of the same state at the same time are comparable
+    /// block for block (the header holds its time).
+    static FIXED_NOW: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
+}
+
 fn now_iso() -> String {
+    #[cfg(test)]
+    if let Some(t) = FIXED_NOW.with(|n| n.borrow().clone()) {
+        return t;
+    }
     chrono::Utc::now()
         .format("%Y-%m-%dT%H:%M:%S%.3fZ")
         .to_string()
@@ -340,6 +360,11 @@ impl BuildReport {
         }
         Ok(())
     }
+}
+
+/// Whether an entity belongs in this build (test-network ids only with the test network).
+fn wanted(opts: &BuildOptions, id: &str) -> bool {
+    opts.include_test_network || !id.starts_with("II")
 }
 
 fn push_bounded(list: &mut Vec<String>, id: &str) {
