@@ -4,8 +4,7 @@
 //! the whole index directory is streamed with one `dag/export` of its CID (from `files/stat`)
 //! into a temporary CAR, every block re-hashed, and the tree walked locally: `<root>/<s1>/<s2>/
 //! <id>.tip`. Both shard rules are found because the walk takes whatever is there and classifies
-//! each path. Memory holds an offset index of the export (about 70 bytes per block), not the
-//! blocks.
+//! each path. Memory holds an offset index of the export (32 bytes a block), not the blocks.
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
@@ -13,6 +12,7 @@ use std::path::Path;
 
 use cid::Cid;
 
+use crate::blocks::{BlockKey, block_key};
 use crate::car::{self, ReaderOptions};
 use crate::ipld::{self, HashCheck};
 use crate::kubo::{EntryKind, Kubo, KuboError, NodeRead};
@@ -239,12 +239,6 @@ impl TipsRead for crate::kubo::memory::MemoryNode {
     }
 }
 
-/// Key of a block in the offset index: its multihash bytes (a CIDv0 directory link and a
-/// CIDv1 block name the same bytes).
-fn key(cid: &Cid) -> Box<[u8]> {
-    cid.hash().to_bytes().into_boxed_slice()
-}
-
 /// Runs `f` with a block getter for the unixfs readers; the first failed read (missing or
 /// unreadable block) is returned as our error rather than the reader's generic "missing".
 fn with_getter<T>(
@@ -276,7 +270,9 @@ fn walk_export(
         source,
     };
     let mut reader = car::open(car_path, ReaderOptions::default()).map_err(car_err)?;
-    let mut offsets: HashMap<Box<[u8]>, (u64, u32)> = HashMap::new();
+    // The offset index: 32 bytes a block (a compact key, where its data starts, its length),
+    // sorted and searched, instead of a map of boxed multihashes (about 90 bytes a block).
+    let mut offsets: Vec<(BlockKey, u64, u32)> = Vec::new();
     let mut scan = TipScan {
         root_cid: Some(root_cid),
         ..TipScan::default()
@@ -290,18 +286,24 @@ fn walk_export(
         }
         scan.blocks += 1;
         scan.bytes += block.data.len() as u64;
-        offsets.insert(
-            key(&block.cid),
-            (block.data_offset, block.data.len() as u32),
-        );
+        offsets.push((
+            block_key(&block.cid),
+            block.data_offset,
+            block.data.len() as u32,
+        ));
     }
+    offsets.sort_unstable_by_key(|o| o.0);
     let file = std::fs::File::open(car_path)?;
     let get = |cid: &Cid, path: &str| -> Result<Vec<u8>, IndexError> {
-        let (off, len) = offsets.get(&key(cid)).ok_or_else(|| IndexError::Missing {
-            cid: *cid,
-            path: path.to_string(),
-        })?;
-        car::read_block_at(&file, *off, *len as usize).map_err(|e| IndexError::Car {
+        let key = block_key(cid);
+        let (_, off, len) = offsets
+            .binary_search_by_key(&key, |o| o.0)
+            .map(|i| offsets[i])
+            .map_err(|_| IndexError::Missing {
+                cid: *cid,
+                path: path.to_string(),
+            })?;
+        car::read_block_at(&file, off, len as usize).map_err(|e| IndexError::Car {
             root: path.to_string(),
             source: e,
         })

@@ -3,6 +3,8 @@
 //! members ahead (`--concurrency` at a time, results in order), and the chunks cut as the
 //! entries come. Memory holds the members in flight and one chunk, whatever the entity count.
 
+use std::sync::Arc;
+
 use anyhow::bail;
 use cid::Cid;
 use futures::StreamExt;
@@ -12,13 +14,16 @@ use super::members::{Membership, tip_of};
 use super::plan::{descends, tip_version};
 use super::previous::Previous;
 use super::records::Member;
-use super::{AppendOnly, BuildOptions, BuildReport, PlannedBlock, Skipped, push_bounded, wanted};
+use super::{
+    AppendOnly, BlockBytes, BuildOptions, BuildReport, PlannedBlock, Skipped, push_bounded, wanted,
+};
 use crate::blocks::NodeSource;
 use crate::ipld::same_block;
 use crate::kubo::NodeRead;
 use crate::model::SnapshotEntry;
 use crate::model::layout::{self, CHUNK_ENTRIES, MAX_TS};
 use crate::report::{Exit, Failure, Progress, Task, Unit};
+use crate::spill::{MemoryBudget, spill_dir};
 
 /// The new snapshot's entries, cut into chunks.
 pub(super) struct Entries {
@@ -68,7 +73,10 @@ pub(super) async fn decide<N: NodeRead>(
         previous_schema: prev.map(|p| p.snapshot.schema().to_string()),
         ..AppendOnly::default()
     };
-    let mut chunks = Chunks::new(prev.map_or(&[][..], |p| &p.leaf_chunks));
+    let mut chunks = Chunks::new(
+        prev.map_or(&[][..], |p| &p.leaf_chunks),
+        opts.memory.part(super::plan::LISTS),
+    );
     let mut members = membership.members.iter()?;
     let mut in_flight = FuturesOrdered::new();
     loop {
@@ -268,24 +276,49 @@ fn append_only(opts: &BuildOptions, appendix: &mut AppendOnly) -> anyhow::Result
 }
 
 /// The chunks, cut as entries come: a chunk equal to the previous snapshot's at the same
-/// position is reused (entries keep their order, so unchanged chunks encode the same).
+/// position is reused (entries keep their order, so unchanged chunks encode the same). The
+/// chunks to store stay in memory up to `budget`, then go to a spill file.
 struct Chunks<'a> {
     prev: &'a [Cid],
     group: Vec<SnapshotEntry>,
     cids: Vec<Cid>,
     store: Vec<PlannedBlock>,
     count: u64,
+    budget: MemoryBudget,
+    /// Bytes of the chunks kept in memory, and the spill file with its length.
+    held: usize,
+    spill: Option<(Arc<std::fs::File>, u64)>,
 }
 
 impl<'a> Chunks<'a> {
-    fn new(prev: &'a [Cid]) -> Self {
+    fn new(prev: &'a [Cid], budget: MemoryBudget) -> Self {
         Chunks {
             prev,
             group: Vec::with_capacity(CHUNK_ENTRIES),
             cids: Vec::new(),
             store: Vec::new(),
             count: 0,
+            budget,
+            held: 0,
+            spill: None,
         }
+    }
+
+    /// A chunk's bytes, held in memory while they fit the budget, else spilled.
+    fn hold(&mut self, bytes: Vec<u8>) -> std::io::Result<BlockBytes> {
+        if self.spill.is_none() && self.held + bytes.len() <= self.budget.bytes() {
+            self.held += bytes.len();
+            return Ok(bytes.into());
+        }
+        let (file, end) = match &mut self.spill {
+            Some(s) => s,
+            None => self
+                .spill
+                .insert((Arc::new(tempfile::tempfile_in(spill_dir())?), 0)),
+        };
+        let held = BlockBytes::spilled(file, *end, &bytes)?;
+        *end += bytes.len() as u64;
+        Ok(held)
     }
 
     fn push(&mut self, e: SnapshotEntry, report: &mut BuildReport) -> anyhow::Result<()> {
@@ -308,10 +341,12 @@ impl<'a> Chunks<'a> {
             report.chunks_reused += 1;
         } else {
             report.chunks_written += 1;
+            let size = bytes.len() as u64;
+            let bytes = self.hold(bytes)?;
             self.store.push(PlannedBlock {
                 kind: "chunk".into(),
                 cid,
-                size: bytes.len() as u64,
+                size,
                 bytes,
             });
         }

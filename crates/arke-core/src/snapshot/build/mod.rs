@@ -276,7 +276,71 @@ pub struct PlannedBlock {
     /// The encoded block. Not serialized: a plan read back from JSON describes a build but
     /// cannot be applied (its blocks are re-encoded by planning again).
     #[serde(skip)]
-    pub bytes: Vec<u8>,
+    pub bytes: BlockBytes,
+}
+
+/// A planned block's bytes: in memory, or in the plan's spill file once the chunks planned
+/// outgrow their share of the memory budget (a full build of a million entities plans ~150 MB
+/// of chunks). The file is anonymous: it goes with the plan, and with the process.
+#[derive(Debug, Clone, Default)]
+pub struct BlockBytes(Held);
+
+#[derive(Debug, Clone, Default)]
+enum Held {
+    /// Read back from JSON: no bytes.
+    #[default]
+    None,
+    Memory(Vec<u8>),
+    Spilled {
+        file: Arc<std::fs::File>,
+        offset: u64,
+        len: u64,
+    },
+}
+
+impl BlockBytes {
+    pub fn len(&self) -> u64 {
+        match &self.0 {
+            Held::None => 0,
+            Held::Memory(b) => b.len() as u64,
+            Held::Spilled { len, .. } => *len,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The bytes (read from the spill file when they were spilled).
+    pub fn read(&self) -> std::io::Result<Vec<u8>> {
+        use std::os::unix::fs::FileExt;
+        match &self.0 {
+            Held::None => Ok(Vec::new()),
+            Held::Memory(b) => Ok(b.clone()),
+            Held::Spilled { file, offset, len } => {
+                let mut b = vec![0; *len as usize];
+                file.read_exact_at(&mut b, *offset)?;
+                Ok(b)
+            }
+        }
+    }
+
+    /// `bytes` appended to the spill `file` (at its end, `offset`).
+    fn spilled(file: &Arc<std::fs::File>, offset: u64, bytes: &[u8]) -> std::io::Result<Self> {
+        use std::os::unix::fs::FileExt;
+        file.write_all_at(bytes, offset)?;
+        Ok(BlockBytes(Held::Spilled {
+            file: file.clone(),
+            offset,
+            len: bytes.len() as u64,
+        }))
+    }
+}
+
+impl From<Vec<u8>> for BlockBytes {
+    fn from(b: Vec<u8>) -> Self {
+        BlockBytes(Held::Memory(b))
+    }
 }
 
 /// The pointer's snapshot fields as the build will set them (`last_updated` is set at the
@@ -428,7 +492,7 @@ mod tests {
                 kind: "header".into(),
                 cid: header,
                 size: 6,
-                bytes: b"header".to_vec(),
+                bytes: b"header".to_vec().into(),
             }],
             pin: vec![header.to_string()],
             pointer: Some(PlannedPointer {

@@ -64,8 +64,9 @@ struct Scans {
 }
 
 /// How the build's memory budget is shared: these lists can be in memory at once (the walk and
-/// the scans run together, the previous entries are read before them and the members after).
-const LISTS: usize = 5;
+/// the scans run together, the previous entries are read before them and the members after;
+/// the chunks to store take the events' share once the events are read).
+pub(super) const LISTS: usize = 5;
 
 fn previous_context(cid: Cid) -> String {
     format!("reading the previous snapshot {cid} (use --full to build without it)")
@@ -625,7 +626,7 @@ fn planned(kind: &str, cid: Cid, bytes: Vec<u8>) -> PlannedBlock {
         kind: kind.into(),
         cid,
         size: bytes.len() as u64,
-        bytes,
+        bytes: bytes.into(),
     }
 }
 

@@ -164,7 +164,7 @@ impl World {
     /// this host's publish marker written.
     fn published(&mut self, plan: &BuildPlan) {
         for b in &plan.store {
-            self.node.put_block(b.cid, b.bytes.clone());
+            self.node.put_block(b.cid, b.bytes.read().unwrap());
         }
         let p = plan.pointer.clone().unwrap();
         self.pointer = self.pointer.with_snapshot_fields(SnapshotFields {
@@ -480,7 +480,7 @@ fn many(n: usize) -> String {
 fn decided(plan: &BuildPlan) -> (serde_json::Value, Vec<Vec<u8>>) {
     let mut json = serde_json::to_value(plan).unwrap();
     json["report"]["seconds"] = serde_json::json!(0);
-    let bytes = plan.store.iter().map(|b| b.bytes.clone()).collect();
+    let bytes = plan.store.iter().map(|b| b.bytes.read().unwrap()).collect();
     (json, bytes)
 }
 
