@@ -75,7 +75,7 @@ pub(super) async fn decide<N: NodeRead>(
     };
     let mut chunks = Chunks::new(
         prev.map_or(&[][..], |p| &p.leaf_chunks),
-        opts.memory.part(super::plan::LISTS),
+        super::plan::list_budget(opts),
     );
     let mut members = membership.members.iter()?;
     let mut in_flight = FuturesOrdered::new();

@@ -190,7 +190,7 @@ pub(super) fn join(
         .chain(&test.scan.bad)
         .map(|b| b.id.as_str())
         .collect();
-    let mut prev_g = groups(prev.map(|p| &p.entries), |e| &e.entry.id)?;
+    let mut prev_g = groups(prev.and_then(|p| p.entries.as_ref()), |e| &e.entry.id)?;
     let mut ev_g = groups(Some(events), |e| &e.id)?;
     let mut main_t = Tips::new(main, main_root)?;
     let mut test_t = Tips::new(test, test_root)?;

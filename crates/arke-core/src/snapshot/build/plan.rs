@@ -10,7 +10,7 @@ use super::entries::{self, Entries};
 use super::members::{self, Membership};
 use super::previous::{self, Previous};
 use super::records::{EventInfo, WalkedEvent};
-use super::scan::{IndexScan, scan_since};
+use super::scan::{IndexScan, IndexTips, scan_since};
 use super::{
     AppendOnly, BuildOptions, BuildPlan, BuildReport, PlannedBlock, PlannedPointer, Skipped,
     now_iso,
@@ -66,7 +66,16 @@ struct Scans {
 /// How the build's memory budget is shared: these lists can be in memory at once (the walk and
 /// the scans run together, the previous entries are read before them and the members after;
 /// the chunks to store take the events' share once the events are read).
-pub(super) const LISTS: usize = 5;
+const LISTS: usize = 5;
+
+/// One list's share: the lists hold a quarter of the tool's budget between them (32 MiB of the
+/// default 128 MiB). Past a few MB a list costs little more on disk (its runs are written and
+/// merged sequentially), and a smaller share keeps the build's memory flat from thousands of
+/// entities to millions; the rest of the budget is headroom for the runtime, the node client's
+/// buffers and the export's offset index.
+pub(super) fn list_budget(opts: &BuildOptions) -> MemoryBudget {
+    opts.memory.part(4 * LISTS)
+}
 
 fn previous_context(cid: Cid) -> String {
     format!("reading the previous snapshot {cid} (use --full to build without it)")
@@ -123,8 +132,8 @@ async fn plan_changes<N: NodeRead>(
     mut report: BuildReport,
     progress: &Progress,
 ) -> anyhow::Result<BuildPlan> {
-    let budget = opts.memory.part(LISTS);
-    let prev: Option<Previous> = match base.prev_cid {
+    let budget = list_budget(opts);
+    let mut prev: Option<Previous> = match base.prev_cid {
         Some(cid) => Some(
             previous::read(src, cid, budget)
                 .await
@@ -132,7 +141,7 @@ async fn plan_changes<N: NodeRead>(
         ),
         None => None,
     };
-    let (walked, scans) = read_changes(kubo, src, opts, base, prev.as_ref(), progress).await?;
+    let (walked, mut scans) = read_changes(kubo, src, opts, base, prev.as_ref(), progress).await?;
     record_skips(&mut report, opts, &walked, &scans)?;
     record_reads(&mut report, base, &walked, &scans);
     let membership = members::join(
@@ -144,7 +153,13 @@ async fn plan_changes<N: NodeRead>(
         budget,
     )?;
     record_tips(&mut report, &scans, &membership);
+    // Read once by the join: their memory goes to the members, the reads and the chunks.
     drop(walked);
+    scans.main.tips = IndexTips::None;
+    scans.test.tips = IndexTips::None;
+    if let Some(p) = prev.as_mut() {
+        p.entries = None;
+    }
     let decided =
         entries::decide(src, opts, prev.as_ref(), &membership, &mut report, progress).await?;
     encode(opts, base, prev.as_ref(), &scans, decided, report)
@@ -326,7 +341,7 @@ async fn read_changes<N: NodeRead>(
 ) -> anyhow::Result<(Walked, Scans)> {
     let tmp = &opts.snapshots_dir;
     std::fs::create_dir_all(tmp).with_context(|| format!("creating {}", tmp.display()))?;
-    let budget = opts.memory.part(LISTS);
+    let budget = list_budget(opts);
     let walk = walk_events(src, base.head, base.stop, budget, progress);
     let prev_index = match prev.map(|p| &p.snapshot) {
         Some(Snapshot::V4(v4)) => (v4.index_cid, v4.test_index_cid),

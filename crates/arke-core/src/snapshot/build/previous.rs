@@ -20,7 +20,8 @@ pub(super) struct Previous {
     pub snapshot: Snapshot,
     /// v4 only: the chunk CIDs in order.
     pub leaf_chunks: Vec<Cid>,
-    pub entries: SortedList<PreviousEntry>,
+    /// Its entries by entity, until the join has read them (then dropped: `None`).
+    pub entries: Option<SortedList<PreviousEntry>>,
 }
 
 /// Reads the snapshot at `cid`. A v4 snapshot (every snapshot arke-dr writes) is streamed a few
@@ -45,7 +46,7 @@ pub(super) async fn read<S: BlockSource>(
             cid,
             snapshot: loaded.snapshot,
             leaf_chunks: loaded.leaf_chunks,
-            entries: runs.finish()?,
+            entries: Some(runs.finish()?),
         });
     };
     let (_, leaf_chunks) = v4_tree(src, cid, v4).await?;
@@ -74,6 +75,6 @@ pub(super) async fn read<S: BlockSource>(
         cid,
         snapshot: header,
         leaf_chunks,
-        entries: runs.finish()?,
+        entries: Some(runs.finish()?),
     })
 }
