@@ -4,8 +4,7 @@
 //! the whole index directory is streamed with one `dag/export` of its CID (from `files/stat`)
 //! into a temporary CAR, every block re-hashed, and the tree walked locally: `<root>/<s1>/<s2>/
 //! <id>.tip`. Both shard rules are found because the walk takes whatever is there and classifies
-//! each path. Memory holds an offset index of the export (about 70 bytes per block), not the
-//! blocks.
+//! each path. Memory holds an offset index of the export (32 bytes a block), not the blocks.
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
@@ -13,10 +12,12 @@ use std::path::Path;
 
 use cid::Cid;
 
+use crate::blocks::{BlockKey, block_key};
 use crate::car::{self, ReaderOptions};
 use crate::ipld::{self, HashCheck};
 use crate::kubo::{EntryKind, Kubo, KuboError, NodeRead};
 use crate::shard::{ShardRule, locate_tip};
+use crate::spill::SortedRuns;
 use crate::unixfs::{self, NodeType};
 
 /// Largest tip file accepted (a CID and a newline; anything larger is not a tip).
@@ -92,12 +93,100 @@ pub async fn scan_tips<N: NodeRead>(
     root: &str,
     tmp_dir: &Path,
 ) -> Result<TipScan, IndexError> {
+    let (mut scan, tips) = export_and_walk(kubo, root, tmp_dir, TipsInMemory::default()).await?;
+    scan.tips = tips.0;
+    Ok(scan)
+}
+
+/// [`scan_tips`] for a build of any size: every tip file found goes to `found` (sorted runs on
+/// disk past their budget) instead of a map in memory, so the scan's own memory is the export's
+/// offset index; [`TipScan::tips`] and [`TipScan::conflicts`] stay empty (the caller resolves
+/// each entity's files in id order: see [`FoundTip`]).
+pub(crate) async fn scan_tips_sorted<N: NodeRead>(
+    kubo: &N,
+    root: &str,
+    tmp_dir: &Path,
+    found: SortedRuns<FoundTip>,
+) -> Result<(TipScan, SortedRuns<FoundTip>), IndexError> {
+    export_and_walk(kubo, root, tmp_dir, found).await
+}
+
+/// Where the export's walk puts each tip file it finds.
+pub(crate) trait TipSink: Send + 'static {
+    fn add(&mut self, scan: &mut TipScan, id: String, found: TipFile) -> Result<(), IndexError>;
+}
+
+/// The map of [`TipScan::tips`] (verify-snapshot's scan).
+#[derive(Default)]
+struct TipsInMemory(BTreeMap<String, TipFile>);
+
+impl TipSink for TipsInMemory {
+    fn add(&mut self, scan: &mut TipScan, id: String, found: TipFile) -> Result<(), IndexError> {
+        add_tip(&mut self.0, &mut scan.conflicts, id, found);
+        Ok(())
+    }
+}
+
+impl TipSink for SortedRuns<FoundTip> {
+    fn add(&mut self, _: &mut TipScan, id: String, file: TipFile) -> Result<(), IndexError> {
+        Ok(self.push(FoundTip { id, file })?)
+    }
+}
+
+/// One tip file found by a build's scan, before the entity's files are resolved: sorted by id,
+/// then the worker's path first, so the first of an id's files is the one [`add_tip`] keeps.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct FoundTip {
+    pub id: String,
+    pub file: TipFile,
+}
+
+impl FoundTip {
+    fn key(&self) -> (&str, bool, &str) {
+        (
+            &self.id,
+            self.file.rule != ShardRule::Worker,
+            &self.file.path,
+        )
+    }
+}
+
+impl PartialOrd for FoundTip {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for FoundTip {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.key()
+            .cmp(&other.key())
+            .then_with(|| self.file.tip.cmp(&other.file.tip))
+    }
+}
+
+/// An entity's tip files found by a build's scan (sorted as [`FoundTip`]: the worker's first)
+/// resolved as [`add_tip`] resolves them: the tip kept, and the files that conflict with it.
+pub(crate) fn resolve_tip(files: Vec<FoundTip>) -> Option<(TipFile, Vec<TipFile>)> {
+    let mut files = files.into_iter().map(|f| f.file);
+    let keep = files.next()?;
+    let conflicts = files.filter(|f| f.tip != keep.tip).collect();
+    Some((keep, conflicts))
+}
+
+/// The export of `root` walked, each tip file found given to `sink`.
+async fn export_and_walk<N: NodeRead, S: TipSink>(
+    kubo: &N,
+    root: &str,
+    tmp_dir: &Path,
+    sink: S,
+) -> Result<(TipScan, S), IndexError> {
     let node_err = |source| IndexError::Node {
         root: root.to_string(),
         source,
     };
     let Some(stat) = kubo.files_stat_opt(root).await.map_err(node_err)? else {
-        return Ok(TipScan::default());
+        return Ok((TipScan::default(), sink));
     };
     if stat.kind != EntryKind::Directory {
         return Err(IndexError::Bad {
@@ -117,12 +206,15 @@ pub async fn scan_tips<N: NodeRead>(
     let path = tmp.path().to_path_buf();
     let root_s = root.to_string();
     let root_cid = stat.cid;
-    let scan = tokio::task::spawn_blocking(move || walk_export(&path, &root_s, root_cid))
-        .await
-        .map_err(|e| IndexError::Bad {
-            path: root.to_string(),
-            reason: format!("scan task failed: {e}"),
-        })??;
+    let scan = tokio::task::spawn_blocking(move || {
+        let mut sink = sink;
+        walk_export(&path, &root_s, root_cid, &mut sink).map(|scan| (scan, sink))
+    })
+    .await
+    .map_err(|e| IndexError::Bad {
+        path: root.to_string(),
+        reason: format!("scan task failed: {e}"),
+    })??;
     drop(tmp);
     Ok(scan)
 }
@@ -147,12 +239,6 @@ impl TipsRead for crate::kubo::memory::MemoryNode {
     }
 }
 
-/// Key of a block in the offset index: its multihash bytes (a CIDv0 directory link and a
-/// CIDv1 block name the same bytes).
-fn key(cid: &Cid) -> Box<[u8]> {
-    cid.hash().to_bytes().into_boxed_slice()
-}
-
 /// Runs `f` with a block getter for the unixfs readers; the first failed read (missing or
 /// unreadable block) is returned as our error rather than the reader's generic "missing".
 fn with_getter<T>(
@@ -173,13 +259,20 @@ fn with_getter<T>(
     }
 }
 
-fn walk_export(car_path: &Path, root: &str, root_cid: Cid) -> Result<TipScan, IndexError> {
+fn walk_export(
+    car_path: &Path,
+    root: &str,
+    root_cid: Cid,
+    sink: &mut impl TipSink,
+) -> Result<TipScan, IndexError> {
     let car_err = |source| IndexError::Car {
         root: root.to_string(),
         source,
     };
     let mut reader = car::open(car_path, ReaderOptions::default()).map_err(car_err)?;
-    let mut offsets: HashMap<Box<[u8]>, (u64, u32)> = HashMap::new();
+    // The offset index: 32 bytes a block (a compact key, where its data starts, its length),
+    // sorted and searched, instead of a map of boxed multihashes (about 90 bytes a block).
+    let mut offsets: Vec<(BlockKey, u64, u32)> = Vec::new();
     let mut scan = TipScan {
         root_cid: Some(root_cid),
         ..TipScan::default()
@@ -193,18 +286,24 @@ fn walk_export(car_path: &Path, root: &str, root_cid: Cid) -> Result<TipScan, In
         }
         scan.blocks += 1;
         scan.bytes += block.data.len() as u64;
-        offsets.insert(
-            key(&block.cid),
-            (block.data_offset, block.data.len() as u32),
-        );
+        offsets.push((
+            block_key(&block.cid),
+            block.data_offset,
+            block.data.len() as u32,
+        ));
     }
+    offsets.sort_unstable_by_key(|o| o.0);
     let file = std::fs::File::open(car_path)?;
     let get = |cid: &Cid, path: &str| -> Result<Vec<u8>, IndexError> {
-        let (off, len) = offsets.get(&key(cid)).ok_or_else(|| IndexError::Missing {
-            cid: *cid,
-            path: path.to_string(),
-        })?;
-        car::read_block_at(&file, *off, *len as usize).map_err(|e| IndexError::Car {
+        let key = block_key(cid);
+        let (_, off, len) = offsets
+            .binary_search_by_key(&key, |o| o.0)
+            .map(|i| offsets[i])
+            .map_err(|_| IndexError::Missing {
+                cid: *cid,
+                path: path.to_string(),
+            })?;
+        car::read_block_at(&file, off, len as usize).map_err(|e| IndexError::Car {
             root: path.to_string(),
             source: e,
         })
@@ -278,7 +377,7 @@ fn walk_export(car_path: &Path, root: &str, root_cid: Cid) -> Result<TipScan, In
                     path: p3,
                     rule: loc.rules[0],
                 };
-                add_tip(&mut scan, loc.id.as_str().to_string(), found);
+                sink.add(&mut scan, loc.id.as_str().to_string(), found)?;
             }
         }
     }
@@ -287,10 +386,15 @@ fn walk_export(car_path: &Path, root: &str, root_cid: Cid) -> Result<TipScan, In
 
 /// One tip file found: the entity's tip, unless it already has one at the worker's path (the
 /// authoritative one); two different tips are a conflict, the legacy one kept there.
-fn add_tip(scan: &mut TipScan, id: String, found: TipFile) {
-    match scan.tips.get(&id) {
+fn add_tip(
+    tips: &mut BTreeMap<String, TipFile>,
+    conflicts: &mut Vec<(String, TipFile)>,
+    id: String,
+    found: TipFile,
+) {
+    match tips.get(&id) {
         None => {
-            scan.tips.insert(id, found);
+            tips.insert(id, found);
         }
         Some(existing) => {
             let (keep, other) = if found.rule == ShardRule::Worker {
@@ -299,9 +403,9 @@ fn add_tip(scan: &mut TipScan, id: String, found: TipFile) {
                 (existing.clone(), found)
             };
             if keep.tip != other.tip {
-                scan.conflicts.push((id.clone(), other));
+                conflicts.push((id.clone(), other));
             }
-            scan.tips.insert(id, keep);
+            tips.insert(id, keep);
         }
     }
 }
@@ -347,7 +451,12 @@ pub(crate) fn scan_files(root: &str, files: Vec<(String, bytes::Bytes)>) -> TipS
             path,
             rule: loc.rules[0],
         };
-        add_tip(&mut scan, loc.id.as_str().to_string(), found);
+        add_tip(
+            &mut scan.tips,
+            &mut scan.conflicts,
+            loc.id.as_str().to_string(),
+            found,
+        );
     }
     scan.strays = strays.into_iter().collect();
     scan

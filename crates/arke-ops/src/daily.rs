@@ -295,6 +295,7 @@ async fn build_step(
 ) -> Result<Done<SnapshotRecord>, Error> {
     let mut opts = BuildOptions::new(&cfg.index_pointer_path, cfg.snapshots_dir.clone());
     opts.index_root = cfg.index_root.clone();
+    opts.memory = arke_core::spill::MemoryBudget::from_env()?;
     let op = Build { kubo };
     let outcome = after_build_lock(cfg.build_lock_wait, || async {
         let plan = op.plan(&opts, progress).await?;

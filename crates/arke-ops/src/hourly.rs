@@ -234,6 +234,7 @@ async fn build(
     let mut opts =
         arke_core::snapshot::BuildOptions::new(&cfg.index_pointer_path, cfg.snapshots_dir.clone());
     opts.index_root = cfg.index_root.clone();
+    opts.memory = arke_core::spill::MemoryBudget::from_env()?;
     let op = Build { kubo };
     let plan = match op.plan(&opts, progress).await {
         Ok(plan) => plan,

@@ -3,6 +3,7 @@
 use std::process::ExitCode;
 
 use arke_core::snapshot::{Build, BuildOptions, BuildOutcome};
+use arke_core::spill::MemoryBudget;
 use arke_dr::args::{BuildLockArg, NodeArgs, OutputArgs, PointerArgs, SnapshotsDirArg};
 use arke_dr::operation::{self, Mode};
 use clap::Parser;
@@ -67,8 +68,10 @@ struct Args {
 fn main() -> ExitCode {
     let args = Args::parse();
     arke_dr::run("build-snapshot", &args.out, async {
+        let memory = MemoryBudget::from_env()?;
         let kubo = args.node.connect().await?;
-        let opts = options(&args, args.pointer.resolve(&kubo).await?);
+        let mut opts = options(&args, args.pointer.resolve(&kubo).await?);
+        opts.memory = memory;
         let mode = Mode::dry_run_if(args.dry_run);
         operation::run(&Build { kubo: &kubo }, &opts, mode, &args.out, |outcome| {
             render(&args, outcome)

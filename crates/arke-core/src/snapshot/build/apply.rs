@@ -45,7 +45,7 @@ pub async fn apply(
     let (Some(fields), Some(meta)) = (&plan.pointer, &plan.metadata) else {
         bail!("the build plan names no pointer fields or metadata (internal error)");
     };
-    if plan.store.iter().any(|b| b.bytes.len() as u64 != b.size) {
+    if plan.store.iter().any(|b| b.bytes.len() != b.size) {
         bail!("the build plan holds no block bytes (read back from JSON?): plan again to apply");
     }
     let header = fields.latest_snapshot_cid;
@@ -118,8 +118,12 @@ async fn store_blocks(
     futures::stream::iter(blocks.iter().map(|b| {
         let task = task.clone();
         async move {
+            let bytes = b
+                .bytes
+                .read()
+                .with_context(|| format!("reading snapshot block {} from the spill file", b.cid))?;
             let got = kubo
-                .block_put(DAG_CBOR, &b.bytes, false)
+                .block_put(DAG_CBOR, &bytes, false)
                 .await
                 .with_context(|| format!("storing snapshot block {}", b.cid))?;
             debug_assert!(same_block(&got, &b.cid));

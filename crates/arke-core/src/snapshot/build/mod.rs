@@ -17,9 +17,13 @@
 //! only its snapshot fields change (B14).
 
 mod apply;
+mod entries;
+mod members;
 mod plan;
 #[cfg(test)]
 mod plan_tests;
+mod previous;
+mod records;
 mod render;
 mod scan;
 
@@ -36,6 +40,7 @@ use crate::model::layout::MAX_REPORT_IDS;
 use crate::model::{SnapshotMeta, cid_as_string, opt_cid_as_string};
 use crate::report::{Operation, Outcome, Progress};
 use crate::shard::{INDEX_ROOT, TEST_INDEX_ROOT};
+use crate::spill::MemoryBudget;
 
 /// What to build and where.
 #[derive(Debug, Clone)]
@@ -63,6 +68,9 @@ pub struct BuildOptions {
     /// How long to wait before checking that the pointer kept our fields (longer than one API
     /// event batch).
     pub pointer_settle: std::time::Duration,
+    /// What the per-entity lists (previous entries, events, tip files, members) may hold in RAM
+    /// together before they spill to disk (`ARKE_MEMORY_BUDGET` in the tools).
+    pub memory: MemoryBudget,
 }
 
 impl BuildOptions {
@@ -82,6 +90,7 @@ impl BuildOptions {
             descent_limit: 64,
             pointer_attempts: 5,
             pointer_settle: std::time::Duration::from_secs(2),
+            memory: MemoryBudget::default(),
         }
     }
 }
@@ -267,7 +276,71 @@ pub struct PlannedBlock {
     /// The encoded block. Not serialized: a plan read back from JSON describes a build but
     /// cannot be applied (its blocks are re-encoded by planning again).
     #[serde(skip)]
-    pub bytes: Vec<u8>,
+    pub bytes: BlockBytes,
+}
+
+/// A planned block's bytes: in memory, or in the plan's spill file once the chunks planned
+/// outgrow their share of the memory budget (a full build of a million entities plans ~150 MB
+/// of chunks). The file is anonymous: it goes with the plan, and with the process.
+#[derive(Debug, Clone, Default)]
+pub struct BlockBytes(Held);
+
+#[derive(Debug, Clone, Default)]
+enum Held {
+    /// Read back from JSON: no bytes.
+    #[default]
+    None,
+    Memory(Vec<u8>),
+    Spilled {
+        file: Arc<std::fs::File>,
+        offset: u64,
+        len: u64,
+    },
+}
+
+impl BlockBytes {
+    pub fn len(&self) -> u64 {
+        match &self.0 {
+            Held::None => 0,
+            Held::Memory(b) => b.len() as u64,
+            Held::Spilled { len, .. } => *len,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The bytes (read from the spill file when they were spilled).
+    pub fn read(&self) -> std::io::Result<Vec<u8>> {
+        use std::os::unix::fs::FileExt;
+        match &self.0 {
+            Held::None => Ok(Vec::new()),
+            Held::Memory(b) => Ok(b.clone()),
+            Held::Spilled { file, offset, len } => {
+                let mut b = vec![0; *len as usize];
+                file.read_exact_at(&mut b, *offset)?;
+                Ok(b)
+            }
+        }
+    }
+
+    /// `bytes` appended to the spill `file` (at its end, `offset`).
+    fn spilled(file: &Arc<std::fs::File>, offset: u64, bytes: &[u8]) -> std::io::Result<Self> {
+        use std::os::unix::fs::FileExt;
+        file.write_all_at(bytes, offset)?;
+        Ok(BlockBytes(Held::Spilled {
+            file: file.clone(),
+            offset,
+            len: bytes.len() as u64,
+        }))
+    }
+}
+
+impl From<Vec<u8>> for BlockBytes {
+    fn from(b: Vec<u8>) -> Self {
+        BlockBytes(Held::Memory(b))
+    }
 }
 
 /// The pointer's snapshot fields as the build will set them (`last_updated` is set at the
@@ -308,7 +381,18 @@ impl Operation for Build<'_> {
     }
 }
 
+#[cfg(test)]
+thread_local! {
+    /// The plan tests' clock: two plans of the same state at the same time are comparable
+    /// block for block (the header holds its time).
+    static FIXED_NOW: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
+}
+
 fn now_iso() -> String {
+    #[cfg(test)]
+    if let Some(t) = FIXED_NOW.with(|n| n.borrow().clone()) {
+        return t;
+    }
     chrono::Utc::now()
         .format("%Y-%m-%dT%H:%M:%S%.3fZ")
         .to_string()
@@ -340,6 +424,11 @@ impl BuildReport {
         }
         Ok(())
     }
+}
+
+/// Whether an entity belongs in this build (test-network ids only with the test network).
+fn wanted(opts: &BuildOptions, id: &str) -> bool {
+    opts.include_test_network || !id.starts_with("II")
 }
 
 fn push_bounded(list: &mut Vec<String>, id: &str) {
@@ -403,7 +492,7 @@ mod tests {
                 kind: "header".into(),
                 cid: header,
                 size: 6,
-                bytes: b"header".to_vec(),
+                bytes: b"header".to_vec().into(),
             }],
             pin: vec![header.to_string()],
             pointer: Some(PlannedPointer {

@@ -1,31 +1,33 @@
 //! The planning half of a build: everything is read and decided, every block is encoded, and
 //! nothing is written.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
 use std::time::Instant;
 
 use anyhow::{Context, bail};
 use cid::Cid;
-use futures::StreamExt;
 
-use super::scan::scan_since;
+use super::entries::{self, Entries};
+use super::members::{self, Membership};
+use super::previous::{self, Previous};
+use super::records::{EventInfo, WalkedEvent};
+use super::scan::{IndexScan, IndexTips, scan_since};
 use super::{
     AppendOnly, BuildOptions, BuildPlan, BuildReport, PlannedBlock, PlannedPointer, Skipped,
-    now_iso, push_bounded,
+    now_iso,
 };
 use crate::blocks::{BlockSource, NodeSource};
 use crate::events::{EventWalk, WalkEnd};
 use crate::ipld::{self, Ipld, same_block};
 use crate::kubo::{MfsStat, NodeRead};
 use crate::model::SnapshotV4;
-use crate::model::layout::{self, CHUNK_ENTRIES, MAX_REPORT_IDS, MAX_TS};
-use crate::model::{IndexPointer, Manifest, Snapshot, SnapshotEntry, SnapshotMeta};
+use crate::model::layout::{self, CHUNK_ENTRIES, MAX_REPORT_IDS};
+use crate::model::{IndexPointer, Manifest, Snapshot, SnapshotMeta};
 use crate::pointer;
 use crate::report::{Exit, Failure, Progress, Unit};
 use crate::shard::EntityId;
-use crate::snapshot::load::{Loaded, load, load_header};
+use crate::snapshot::load::load_header;
 use crate::snapshot::publisher::{self, PointerSnapshot, PublishedMarker};
-use crate::tips::TipScan;
+use crate::spill::{MemoryBudget, SortedList, SortedRuns};
 
 /// What the pointer and the previous snapshot's header say, and the index directories now.
 struct Base {
@@ -45,18 +47,9 @@ struct Base {
     test_stat: Option<MfsStat>,
 }
 
-#[derive(Debug, Clone)]
-struct EventInfo {
-    cid: Cid,
-    ts: Option<String>,
-    tip: Option<Cid>,
-}
-
-/// The events since the previous snapshot, newest per entity.
+/// The events since the previous snapshot, by entity (each entity's newest first).
 struct Walked {
-    newest: HashMap<String, EventInfo>,
-    /// Entities in the order their newest event was met.
-    order: Vec<String>,
+    events_by_id: SortedList<WalkedEvent>,
     events: u64,
     end: Option<WalkEnd>,
     /// Events naming an invalid entity id.
@@ -65,21 +58,23 @@ struct Walked {
 
 /// The tip scans of the index and, with the test network, of the test index.
 struct Scans {
-    main: TipScan,
+    main: IndexScan,
     how: &'static str,
-    test: TipScan,
+    test: IndexScan,
 }
 
-/// The entries decided so far, and the work still to do on them.
-struct Draft {
-    entries: Vec<SnapshotEntry>,
-    /// Entries whose tip changed: their manifest gives `ver`.
-    to_fetch: Vec<usize>,
-    /// Updated entries and their previous tip, for the append-only check.
-    descent_checks: Vec<(usize, Cid)>,
-    /// New entries whose only manifest could not be trusted: left out.
-    dropped: HashSet<usize>,
-    appendix: AppendOnly,
+/// How the build's memory budget is shared: these lists can be in memory at once (the walk and
+/// the scans run together, the previous entries are read before them and the members after;
+/// the chunks to store take the events' share once the events are read).
+const LISTS: usize = 5;
+
+/// One list's share: the lists hold a quarter of the tool's budget between them (32 MiB of the
+/// default 128 MiB). Past a few MB a list costs little more on disk (its runs are written and
+/// merged sequentially), and a smaller share keeps the build's memory flat from thousands of
+/// entities to millions; the rest of the budget is headroom for the runtime, the node client's
+/// buffers and the export's offset index.
+pub(super) fn list_budget(opts: &BuildOptions) -> MemoryBudget {
+    opts.memory.part(4 * LISTS)
 }
 
 fn previous_context(cid: Cid) -> String {
@@ -137,35 +132,37 @@ async fn plan_changes<N: NodeRead>(
     mut report: BuildReport,
     progress: &Progress,
 ) -> anyhow::Result<BuildPlan> {
-    let prev: Option<Loaded> = match base.prev_cid {
+    let budget = list_budget(opts);
+    let mut prev: Option<Previous> = match base.prev_cid {
         Some(cid) => Some(
-            load(src, cid)
+            previous::read(src, cid, budget)
                 .await
                 .with_context(|| previous_context(cid))?,
         ),
         None => None,
     };
-    let (walked, scans) = read_changes(kubo, src, opts, base, prev.as_ref(), progress).await?;
+    let (walked, mut scans) = read_changes(kubo, src, opts, base, prev.as_ref(), progress).await?;
     record_skips(&mut report, opts, &walked, &scans)?;
     record_reads(&mut report, base, &walked, &scans);
-    let ids = membership(opts, prev.as_ref(), &walked, &scans)?;
-    let prev_by_id: HashMap<&str, &SnapshotEntry> = prev
-        .as_ref()
-        .map(|p| p.entries.iter().map(|e| (e.id.as_str(), e)).collect())
-        .unwrap_or_default();
-    let mut draft = draft_entries(
+    let membership = members::join(
         opts,
         prev.as_ref(),
-        &prev_by_id,
-        &walked,
-        &scans,
-        &ids,
-        &mut report,
+        &walked.events_by_id,
+        &scans.main,
+        &scans.test,
+        budget,
     )?;
-    fetch_manifests(src, opts, &mut draft, &prev_by_id, &mut report, progress).await?;
-    check_descent(src, opts, &mut draft).await?;
-    draft.drop_untrusted();
-    encode(opts, base, prev.as_ref(), &scans, draft, report)
+    record_tips(&mut report, &scans, &membership);
+    // Read once by the join: their memory goes to the members, the reads and the chunks.
+    drop(walked);
+    scans.main.tips = IndexTips::None;
+    scans.test.tips = IndexTips::None;
+    if let Some(p) = prev.as_mut() {
+        p.entries = None;
+    }
+    let decided =
+        entries::decide(src, opts, prev.as_ref(), &membership, &mut report, progress).await?;
+    encode(opts, base, prev.as_ref(), &scans, decided, report)
 }
 
 /// The pointer and the previous snapshot's header; the index directories' CIDs.
@@ -339,28 +336,25 @@ async fn read_changes<N: NodeRead>(
     src: &NodeSource<N>,
     opts: &BuildOptions,
     base: &Base,
-    prev: Option<&Loaded>,
+    prev: Option<&Previous>,
     progress: &Progress,
 ) -> anyhow::Result<(Walked, Scans)> {
     let tmp = &opts.snapshots_dir;
     std::fs::create_dir_all(tmp).with_context(|| format!("creating {}", tmp.display()))?;
-    let walk = walk_events(src, base.head, base.stop, progress);
+    let budget = list_budget(opts);
+    let walk = walk_events(src, base.head, base.stop, budget, progress);
     let prev_index = match prev.map(|p| &p.snapshot) {
         Some(Snapshot::V4(v4)) => (v4.index_cid, v4.test_index_cid),
         _ => (None, None),
     };
-    let prev_tips: HashMap<&str, Cid> = prev
-        .map(|p| p.entries.iter().map(|e| (e.id.as_str(), e.tip)).collect())
-        .unwrap_or_default();
     let scans = async {
         let (main, how) = scan_since(
             kubo,
             &opts.index_root,
             prev_index.0,
-            &prev_tips,
-            |id| !id.starts_with("II"),
             tmp,
             opts.concurrency,
+            budget,
         )
         .await?;
         let (test, _) = if opts.include_test_network {
@@ -368,14 +362,13 @@ async fn read_changes<N: NodeRead>(
                 kubo,
                 &opts.test_index_root,
                 prev_index.1,
-                &prev_tips,
-                |id| id.starts_with("II"),
                 tmp,
                 opts.concurrency,
+                budget,
             )
             .await?
         } else {
-            (TipScan::default(), "none")
+            (IndexScan::none(), "none")
         };
         anyhow::Ok(Scans { main, how, test })
     };
@@ -383,19 +376,20 @@ async fn read_changes<N: NodeRead>(
     Ok((walked?, scanned?))
 }
 
-/// The events from the head back to the previous snapshot's event (or genesis): the newest
-/// event of each entity.
+/// The events from the head back to the previous snapshot's event (or genesis), sorted by
+/// entity: the first of each is its newest.
 async fn walk_events<N: NodeRead>(
     src: &NodeSource<N>,
     head: Option<Cid>,
     stop: Option<Cid>,
+    budget: MemoryBudget,
     progress: &Progress,
 ) -> anyhow::Result<Walked> {
     let walk_task = progress.task("events", None, Unit::Items("events"));
     let mut w = EventWalk::new(src, head, stop);
-    let mut newest: HashMap<String, EventInfo> = HashMap::new();
-    let mut order: Vec<String> = Vec::new();
+    let mut by_id = SortedRuns::new(budget, "events walked");
     let mut hostile: Vec<Skipped> = Vec::new();
+    let mut idx = 0u64;
     while let Some(ev) = w.next().await? {
         walk_task.inc_item(ev.size as u64);
         let pi = ev.node.pi().to_string();
@@ -409,20 +403,21 @@ async fn walk_events<N: NodeRead>(
             });
             continue;
         }
-        if let std::collections::hash_map::Entry::Vacant(slot) = newest.entry(pi) {
-            // Walking backwards: the first event seen for an entity is its newest (B9).
-            order.push(slot.key().clone());
-            slot.insert(EventInfo {
+        // Walking backwards: an entity's first event met is its newest (B9).
+        by_id.push(WalkedEvent {
+            id: pi,
+            idx,
+            info: EventInfo {
                 cid: ev.cid,
                 ts: ev.node.ts().map(str::to_string),
                 tip: ev.node.tip(),
-            });
-        }
+            },
+        })?;
+        idx += 1;
     }
     walk_task.finish();
     Ok(Walked {
-        newest,
-        order,
+        events_by_id: by_id.finish()?,
         events: w.walked(),
         end: w.end(),
         hostile,
@@ -440,7 +435,7 @@ fn record_skips(
     for item in &walked.hostile {
         report.skip(opts.strict, item.clone())?;
     }
-    for b in scans.main.bad.iter().chain(&scans.test.bad) {
+    for b in scans.main.scan.bad.iter().chain(&scans.test.scan.bad) {
         report.skip(
             opts.strict,
             Skipped {
@@ -456,7 +451,7 @@ fn record_skips(
 
 /// How the walk and the scans went.
 fn record_reads(report: &mut BuildReport, base: &Base, walked: &Walked, scans: &Scans) {
-    let (main, test) = (&scans.main, &scans.test);
+    let (main, test) = (&scans.main.scan, &scans.test.scan);
     report.index_scan = scans.how.into();
     report.index_blocks = main.blocks + test.blocks;
     report.events_walked = walked.events;
@@ -472,16 +467,6 @@ fn record_reads(report: &mut BuildReport, base: &Base, walked: &Walked, scans: &
             base.stop.map(|c| c.to_string()).unwrap_or_default()
         );
     }
-    report.tips_found = main.tips.len() as u64;
-    report.test_network_tips = test.tips.len() as u64;
-    report.tip_conflicts = (main.conflicts.len() + test.conflicts.len()) as u64;
-    for (id, other) in main.conflicts.iter().chain(&test.conflicts) {
-        tracing::warn!(
-            "{id}: tip at {} ({}) differs from the worker path's; the worker path wins",
-            other.path,
-            other.tip
-        );
-    }
     report.strays = main
         .strays
         .iter()
@@ -492,284 +477,32 @@ fn record_reads(report: &mut BuildReport, base: &Base, walked: &Walked, scans: &
     report.index_cid = main.root_cid.map(|c| c.to_string());
 }
 
-/// Whether an entity belongs in this build (test-network ids only with the test network).
-fn wanted(opts: &BuildOptions, id: &str) -> bool {
-    opts.include_test_network || !id.starts_with("II")
-}
-
-/// Membership, in stable order: the previous entries (once each), then the new ids sorted.
-fn membership(
-    opts: &BuildOptions,
-    prev: Option<&Loaded>,
-    walked: &Walked,
-    scans: &Scans,
-) -> anyhow::Result<Vec<String>> {
-    let prev_entries: &[SnapshotEntry] = prev.map_or(&[], |p| &p.entries);
-    let mut known: HashSet<&str> = HashSet::with_capacity(prev_entries.len());
-    let mut ids: Vec<String> = Vec::with_capacity(prev_entries.len());
-    for e in prev_entries {
-        // Ids from an older snapshot are data like any other: validate before use.
-        EntityId::parse(&e.id).with_context(|| {
-            format!(
-                "the previous snapshot {} holds an invalid entity id",
-                prev.map(|p| p.cid.to_string()).unwrap_or_default()
-            )
-        })?;
-        if !known.insert(e.id.as_str()) {
-            tracing::warn!("previous snapshot lists {} twice; kept once", e.id);
-            continue;
-        }
-        ids.push(e.id.clone());
-    }
-    let fresh: BTreeSet<String> = walked
-        .order
+/// The tips the join counted, and the conflicts between a worker path and a legacy path (the
+/// diff's and the export's).
+fn record_tips(report: &mut BuildReport, scans: &Scans, m: &Membership) {
+    report.tips_found = m.tips_found;
+    report.test_network_tips = m.test_network_tips;
+    let conflicts = scans
+        .main
+        .scan
+        .conflicts
         .iter()
-        .filter(|id| wanted(opts, id))
-        .chain(scans.main.tips.keys())
-        .chain(scans.test.tips.keys())
-        .filter(|id| !known.contains(id.as_str()))
-        .cloned()
-        .collect();
-    ids.extend(fresh);
-    if ids.is_empty() {
-        bail!(
-            "nothing to snapshot: no events from {} and no tips under {} (check --pointer-path and the node)",
-            opts.pointer_path,
-            opts.index_root
+        .chain(&scans.test.scan.conflicts)
+        .chain(&m.conflicts);
+    report.tip_conflicts = 0;
+    for (id, other) in conflicts {
+        report.tip_conflicts += 1;
+        tracing::warn!(
+            "{id}: tip at {} ({}) differs from the worker path's; the worker path wins",
+            other.path,
+            other.tip
         );
     }
-    Ok(ids)
-}
-
-/// Entries: tip from MFS, else the newest event's, else the previous entry's. `ver` is kept when
-/// the tip did not move; otherwise the manifest is to be fetched.
-fn draft_entries(
-    opts: &BuildOptions,
-    prev: Option<&Loaded>,
-    prev_by_id: &HashMap<&str, &SnapshotEntry>,
-    walked: &Walked,
-    scans: &Scans,
-    ids: &[String],
-    report: &mut BuildReport,
-) -> anyhow::Result<Draft> {
-    let damaged: HashSet<&str> = scans
-        .main
-        .bad
-        .iter()
-        .chain(&scans.test.bad)
-        .map(|b| b.id.as_str())
-        .collect();
-    let mut draft = Draft {
-        entries: Vec::with_capacity(ids.len()),
-        to_fetch: Vec::new(),
-        descent_checks: Vec::new(),
-        dropped: HashSet::new(),
-        appendix: AppendOnly {
-            previous: prev.map(|p| p.cid.to_string()),
-            previous_schema: prev.map(|p| p.snapshot.schema().to_string()),
-            ..AppendOnly::default()
-        },
-    };
-    for id in ids {
-        let scan_tip = scans.main.tips.get(id).or_else(|| scans.test.tips.get(id));
-        let ev = walked.newest.get(id);
-        let old = prev_by_id.get(id.as_str()).copied();
-        let tip = match (scan_tip, ev.and_then(|e| e.tip), old) {
-            (Some(t), _, _) => t.tip,
-            (None, Some(t), _) => t,
-            (None, None, Some(o)) => o.tip,
-            (None, None, None) => bail!("entity {id}: no tip anywhere (internal error)"),
-        };
-        if scan_tip.is_none() && wanted(opts, id) && !damaged.contains(id.as_str()) {
-            report.tips_missing += 1;
-            push_bounded(&mut report.tips_missing_ids, id);
-        }
-        let mut ts = ev
-            .and_then(|e| e.ts.clone())
-            .or_else(|| old.and_then(|o| o.ts.clone()));
-        if ts.as_ref().is_some_and(|t| t.len() > MAX_TS) {
-            report.timestamps_dropped += 1;
-            ts = None;
-        }
-        let chain_cid = ev.map(|e| e.cid).or_else(|| old.and_then(|o| o.chain_cid));
-        let ver = draft.compare(old, tip);
-        draft.entries.push(SnapshotEntry {
-            id: id.clone(),
-            ver,
-            tip,
-            ts,
-            chain_cid,
-        });
-    }
-    // Every previous entry is a member, so nothing is lost here; the count stays in the
-    // report as the check's evidence.
-    let members: HashSet<&str> = ids.iter().map(String::as_str).collect();
-    for e in prev.map_or(&[][..], |p| &p.entries) {
-        if !members.contains(e.id.as_str()) {
-            draft.appendix.lost += 1;
-            push_bounded(&mut draft.appendix.lost_ids, &e.id);
-        }
-    }
-    Ok(draft)
-}
-
-impl Draft {
-    /// Counts the next entry as new, updated or unchanged against its previous entry, and
-    /// returns the `ver` it keeps (none when its manifest must be fetched).
-    fn compare(&mut self, old: Option<&SnapshotEntry>, tip: Cid) -> Option<u64> {
-        let i = self.entries.len();
-        match old {
-            Some(o) if same_block(&o.tip, &tip) && o.ver.is_some() => {
-                self.appendix.unchanged += 1;
-                return o.ver;
-            }
-            Some(o) if same_block(&o.tip, &tip) => self.appendix.unchanged += 1,
-            Some(o) => {
-                self.appendix.updated += 1;
-                self.descent_checks.push((i, o.tip));
-            }
-            None => self.appendix.new += 1,
-        }
-        self.to_fetch.push(i);
-        None
-    }
-
-    /// New entities whose only manifest could not be trusted are left out (reported when
-    /// skipped).
-    fn drop_untrusted(&mut self) {
-        if self.dropped.is_empty() {
-            return;
-        }
-        self.appendix.new = self.appendix.new.saturating_sub(self.dropped.len() as u64);
-        let mut i = 0;
-        self.entries.retain(|_| {
-            i += 1;
-            !self.dropped.contains(&(i - 1))
-        });
-    }
-}
-
-/// Manifests, only for entities whose tip changed, pipelined. A manifest that cannot be read or
-/// trusted: the entity keeps its previous entry, or is left out when it has none; a node failure
-/// (exit 3) still stops the build.
-async fn fetch_manifests<N: NodeRead>(
-    src: &NodeSource<N>,
-    opts: &BuildOptions,
-    draft: &mut Draft,
-    prev_by_id: &HashMap<&str, &SnapshotEntry>,
-    report: &mut BuildReport,
-    progress: &Progress,
-) -> anyhow::Result<()> {
-    let fetch_task = progress.task(
-        "manifests",
-        Some(draft.to_fetch.len() as u64),
-        Unit::Items("manifests"),
-    );
-    let entries = &draft.entries;
-    let fetched: Vec<(usize, anyhow::Result<u64>)> =
-        futures::stream::iter(draft.to_fetch.iter().map(|&i| {
-            let (id, tip) = (entries[i].id.clone(), entries[i].tip);
-            let task = fetch_task.clone();
-            async move {
-                let ver = tip_version(src, &id, tip).await;
-                if let Ok((_, size)) = &ver {
-                    task.inc_item(*size);
-                }
-                (i, ver.map(|(v, _)| v))
-            }
-        }))
-        .buffer_unordered(opts.concurrency.max(1))
-        .collect()
-        .await;
-    fetch_task.finish();
-    for (i, r) in fetched {
-        let e = match r {
-            Ok(ver) => {
-                draft.entries[i].ver = Some(ver);
-                continue;
-            }
-            Err(e) if crate::causes_exit(e.as_ref()) == Exit::Node => return Err(e),
-            Err(e) => e,
-        };
-        let (id, tip) = (draft.entries[i].id.clone(), draft.entries[i].tip);
-        report.skip(
-            opts.strict,
-            Skipped {
-                kind: "manifest".into(),
-                id: Some(id.clone()),
-                cid: tip.to_string(),
-                reason: format!("{e:#}"),
-            },
-        )?;
-        match prev_by_id.get(id.as_str()) {
-            Some(old) => draft.entries[i] = (*old).clone(),
-            None => {
-                draft.dropped.insert(i);
-            }
-        }
-        draft.descent_checks.retain(|(j, _)| *j != i);
-    }
-    report.manifests_fetched = draft.to_fetch.len() as u64;
-    Ok(())
-}
-
-/// Append-only: does each updated tip descend from the previous one? A violation is refused
-/// under `--strict-append-only`, else reported.
-async fn check_descent<N: NodeRead>(
-    src: &NodeSource<N>,
-    opts: &BuildOptions,
-    draft: &mut Draft,
-) -> anyhow::Result<()> {
-    let entries = &draft.entries;
-    let checks: Vec<anyhow::Result<Option<String>>> =
-        futures::stream::iter(draft.descent_checks.iter().map(|&(i, old_tip)| {
-            let (id, tip) = (entries[i].id.clone(), entries[i].tip);
-            descends(src, id, tip, old_tip, opts.descent_limit)
-        }))
-        .buffer_unordered(opts.concurrency.max(1))
-        .collect()
-        .await;
-    let appendix = &mut draft.appendix;
-    for r in checks {
-        if let Some(id) = r? {
-            appendix.non_descendant += 1;
-            push_bounded(&mut appendix.non_descendant_ids, &id);
-        }
-    }
-    appendix.append_only = appendix.lost == 0 && appendix.non_descendant == 0;
-    if appendix.append_only {
-        return Ok(());
-    }
-    tracing::warn!(
-        "append-only check: {} lost, {} not descending from their previous tip",
-        appendix.lost,
-        appendix.non_descendant
-    );
-    if opts.strict_append_only {
-        return Err(Failure::new(
-            Exit::Failed,
-            format!(
-                "append-only violation ({} lost, {} non-descendant: {}); nothing written (--strict-append-only)",
-                appendix.lost,
-                appendix.non_descendant,
-                appendix
-                    .lost_ids
-                    .iter()
-                    .chain(&appendix.non_descendant_ids)
-                    .take(5)
-                    .cloned()
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-        )
-        .into());
-    }
-    Ok(())
 }
 
 /// `None` when `tip` reaches `old_tip` through `prev` links within `limit` versions, else the
 /// entity's id.
-async fn descends<N: NodeRead>(
+pub(super) async fn descends<N: NodeRead>(
     src: &NodeSource<N>,
     id: String,
     tip: Cid,
@@ -796,7 +529,7 @@ async fn descends<N: NodeRead>(
 
 /// The `ver` of `id`'s tip manifest, and the manifest's size; an error when it cannot be read,
 /// decoded, or belongs to another entity.
-async fn tip_version<N: NodeRead>(
+pub(super) async fn tip_version<N: NodeRead>(
     src: &NodeSource<N>,
     id: &str,
     tip: Cid,
@@ -823,15 +556,17 @@ async fn tip_version<N: NodeRead>(
 fn encode(
     opts: &BuildOptions,
     base: &Base,
-    prev: Option<&Loaded>,
+    prev: Option<&Previous>,
     scans: &Scans,
-    draft: Draft,
+    entries: Entries,
     mut report: BuildReport,
 ) -> anyhow::Result<BuildPlan> {
-    let Draft {
-        entries, appendix, ..
-    } = draft;
-    let (chunk_cids, mut store) = chunk_blocks(&entries, prev, &mut report)?;
+    let Entries {
+        chunk_cids,
+        mut store,
+        count,
+        appendix,
+    } = entries;
     let tree = layout::tree(&chunk_cids)?;
     report.nodes_written = tree.nodes.len() as u64;
     store.extend(
@@ -847,14 +582,14 @@ fn encode(
         ts: ts.clone(),
         event_cid: base.head,
         event_count: base.ptr.as_ref().and_then(|p| p.event_count),
-        entity_count: entries.len() as u64,
+        entity_count: count,
         height: tree.height,
         children: tree.top.clone(),
         prev_snapshot: prev.map(|p| p.cid),
         prev_seq,
-        index_cid: scans.main.root_cid,
+        index_cid: scans.main.scan.root_cid,
         test_index_cid: if opts.include_test_network {
-            scans.test.root_cid
+            scans.test.scan.root_cid
         } else {
             None
         },
@@ -870,7 +605,6 @@ fn encode(
     pin.extend(tree.nodes.iter().map(|(c, _)| c.to_string()));
     pin.push(header_cid.to_string());
 
-    let count = entries.len() as u64;
     let pointer = PlannedPointer {
         latest_snapshot_cid: header_cid,
         snapshot_event_cid: base.head,
@@ -907,32 +641,8 @@ fn planned(kind: &str, cid: Cid, bytes: Vec<u8>) -> PlannedBlock {
         kind: kind.into(),
         cid,
         size: bytes.len() as u64,
-        bytes,
+        bytes: bytes.into(),
     }
-}
-
-/// The chunks in order, and those to store: a chunk equal to the previous snapshot's at the
-/// same position is reused (entries keep their order, so unchanged chunks encode the same).
-fn chunk_blocks(
-    entries: &[SnapshotEntry],
-    prev: Option<&Loaded>,
-    report: &mut BuildReport,
-) -> anyhow::Result<(Vec<Cid>, Vec<PlannedBlock>)> {
-    let prev_chunks: &[Cid] = prev.map_or(&[], |p| &p.leaf_chunks);
-    let mut chunk_cids = Vec::with_capacity(entries.len().div_ceil(CHUNK_ENTRIES));
-    let mut store = Vec::new();
-    for (i, group) in entries.chunks(CHUNK_ENTRIES).enumerate() {
-        let (cid, bytes) = layout::chunk_block(i as u64, group)?;
-        if prev_chunks.get(i).is_some_and(|p| same_block(p, &cid)) {
-            report.chunks_reused += 1;
-        } else {
-            report.chunks_written += 1;
-            store.push(planned("chunk", cid, bytes));
-        }
-        chunk_cids.push(cid);
-    }
-    report.chunks = chunk_cids.len() as u64;
-    Ok((chunk_cids, store))
 }
 
 /// The header's `report`: the append-only comparison and the build's main counters.
@@ -959,7 +669,7 @@ fn header_report(appendix: &AppendOnly, report: &BuildReport) -> anyhow::Result<
 /// operator looks for first.
 fn metadata(
     p: &PlannedPointer,
-    prev: Option<&Loaded>,
+    prev: Option<&Previous>,
     chunks: u64,
     append_only: bool,
 ) -> SnapshotMeta {

@@ -16,6 +16,7 @@ use crate::model::{Event, EventType, IndexPointer, LinkRef, RefShape, SnapshotFi
 use crate::report::{Exit, Outcome, Progress};
 use crate::shard::{EntityId, ShardRule};
 use crate::snapshot::publisher::PublishedMarker;
+use crate::spill::MemoryBudget;
 use crate::unixfs;
 
 const POINTER: &str = "/arke/index_pointer";
@@ -143,9 +144,18 @@ impl World {
     }
 
     async fn plan(&self, tune: fn(&mut BuildOptions)) -> anyhow::Result<BuildPlan> {
+        self.plan_within(tune, MemoryBudget::default()).await
+    }
+
+    async fn plan_within(
+        &self,
+        tune: fn(&mut BuildOptions),
+        memory: MemoryBudget,
+    ) -> anyhow::Result<BuildPlan> {
         self.sync();
         let mut opts = BuildOptions::new(POINTER, self.dir.path().to_path_buf());
         opts.index_root = INDEX.into();
+        opts.memory = memory;
         tune(&mut opts);
         read_and_decide(&self.node, &opts, &Progress::off()).await
     }
@@ -154,7 +164,7 @@ impl World {
     /// this host's publish marker written.
     fn published(&mut self, plan: &BuildPlan) {
         for b in &plan.store {
-            self.node.put_block(b.cid, b.bytes.clone());
+            self.node.put_block(b.cid, b.bytes.read().unwrap());
         }
         let p = plan.pointer.clone().unwrap();
         self.pointer = self.pointer.with_snapshot_fields(SnapshotFields {
@@ -459,4 +469,56 @@ async fn a_build_decides_as_the_table_says() {
             assert!(plan.store.is_empty() && plan.pin.is_empty() && plan.pointer.is_none());
         }
     }
+}
+
+/// The `n`th of many valid entity ids, in id order.
+fn many(n: usize) -> String {
+    format!("01J8ME3HXY{n:016}")
+}
+
+/// A plan as JSON with its block bytes: everything it decided, but not how long it took.
+fn decided(plan: &BuildPlan) -> (serde_json::Value, Vec<Vec<u8>>) {
+    let mut json = serde_json::to_value(plan).unwrap();
+    json["report"]["seconds"] = serde_json::json!(0);
+    let bytes = plan.store.iter().map(|b| b.bytes.read().unwrap()).collect();
+    (json, bytes)
+}
+
+/// The same state planned with the smallest budget (every per-entity list spills: 1 KiB holds a
+/// few records of the thousands here) and with the default one (nothing spills) gives the same
+/// plan: the same snapshot CID, blocks, report and pointer, for a first build and for an
+/// incremental one over a previous snapshot of two chunks (an updated entity, new ones by event,
+/// by tip file and by both, a damaged tip file and an event naming an invalid id).
+#[tokio::test]
+async fn a_tiny_budget_plans_the_same_snapshot_as_the_default() {
+    super::FIXED_NOW.with(|n| *n.borrow_mut() = Some("2026-12-07T04:00:00.000Z".into()));
+    let tiny = MemoryBudget::new(1);
+    let mut w = World::new();
+    for i in (0..2100).rev() {
+        w.update(&many(i));
+    }
+    w.update(&many(7));
+    let small = w.plan_within(defaults, tiny).await.unwrap();
+    let large = w.plan(defaults).await.unwrap();
+    assert_eq!(decided(&small), decided(&large));
+    assert_eq!(small.report.entity_count, 2100);
+    assert_eq!(small.report.chunks, 2);
+    w.published(&large);
+
+    w.update(&many(2090));
+    w.update(&many(3000));
+    event_only(&mut w);
+    tip_only(&mut w);
+    damaged_tip_file(&mut w);
+    hostile_event(&mut w);
+    let small = w.plan_within(defaults, tiny).await.unwrap();
+    let large = w.plan(defaults).await.unwrap();
+    assert_eq!(decided(&small), decided(&large));
+    let r = &small.report;
+    assert_eq!((r.mode.as_str(), r.entity_count), ("incremental", 2102));
+    assert_eq!((r.append_only.new, r.append_only.updated), (2, 1));
+    assert_eq!((r.chunks_reused, r.chunks_written), (1, 1));
+    assert_eq!(r.skipped, 2);
+    assert_eq!(small.report.cid, large.report.cid);
+    super::FIXED_NOW.with(|n| *n.borrow_mut() = None);
 }

@@ -1,0 +1,374 @@
+//! The build's per-entity records as its spill files hold them (see [`crate::spill`]): the tip
+//! files a scan found, the events walked, the previous snapshot's entries and the members
+//! decided. Each is sorted by the key its join needs; the encoding is private to one run (spill
+//! files are anonymous and die with the process), so it is plain length-prefixed fields.
+
+use std::cmp::Ordering;
+use std::io;
+
+use cid::Cid;
+
+use crate::model::SnapshotEntry;
+use crate::shard::ShardRule;
+use crate::spill::Record;
+use crate::tips::{FoundTip, TipFile};
+
+fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
+    out.extend_from_slice(&(b.len() as u32).to_le_bytes());
+    out.extend_from_slice(b);
+}
+
+fn put_u64(out: &mut Vec<u8>, v: u64) {
+    out.extend_from_slice(&v.to_le_bytes());
+}
+
+fn put_cid(out: &mut Vec<u8>, c: &Cid) {
+    put_bytes(out, &c.to_bytes());
+}
+
+/// An optional field: a presence byte, then the field.
+fn put_opt<T>(out: &mut Vec<u8>, v: Option<&T>, put: impl Fn(&mut Vec<u8>, &T)) {
+    match v {
+        None => out.push(0),
+        Some(v) => {
+            out.push(1);
+            put(out, v);
+        }
+    }
+}
+
+fn put_str(out: &mut Vec<u8>, s: &String) {
+    put_bytes(out, s.as_bytes());
+}
+
+fn bad(what: &str) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, format!("spill record: {what}"))
+}
+
+/// Reads back the fields written by the `put_*` functions, in the same order.
+struct Fields<'a>(&'a [u8]);
+
+impl<'a> Fields<'a> {
+    fn take(&mut self, n: usize) -> io::Result<&'a [u8]> {
+        if self.0.len() < n {
+            return Err(bad("truncated"));
+        }
+        let (head, rest) = self.0.split_at(n);
+        self.0 = rest;
+        Ok(head)
+    }
+
+    fn u8(&mut self) -> io::Result<u8> {
+        Ok(self.take(1)?[0])
+    }
+
+    fn u64(&mut self) -> io::Result<u64> {
+        let b = self.take(8)?;
+        Ok(u64::from_le_bytes(b.try_into().map_err(|_| bad("u64"))?))
+    }
+
+    fn bytes(&mut self) -> io::Result<&'a [u8]> {
+        let n = self.take(4)?;
+        let n = u32::from_le_bytes(n.try_into().map_err(|_| bad("length"))?);
+        self.take(n as usize)
+    }
+
+    fn string(&mut self) -> io::Result<String> {
+        String::from_utf8(self.bytes()?.to_vec()).map_err(|_| bad("not UTF-8"))
+    }
+
+    fn cid(&mut self) -> io::Result<Cid> {
+        Cid::try_from(self.bytes()?).map_err(|e| bad(&format!("cid: {e}")))
+    }
+
+    fn opt<T>(&mut self, get: impl FnOnce(&mut Self) -> io::Result<T>) -> io::Result<Option<T>> {
+        match self.u8()? {
+            0 => Ok(None),
+            _ => get(self).map(Some),
+        }
+    }
+}
+
+fn put_entry(out: &mut Vec<u8>, e: &SnapshotEntry) {
+    put_str(out, &e.id);
+    put_opt(out, e.ver.as_ref(), |o, v| put_u64(o, *v));
+    put_cid(out, &e.tip);
+    put_opt(out, e.ts.as_ref(), put_str);
+    put_opt(out, e.chain_cid.as_ref(), put_cid);
+}
+
+fn get_entry(f: &mut Fields) -> io::Result<SnapshotEntry> {
+    Ok(SnapshotEntry {
+        id: f.string()?,
+        ver: f.opt(Fields::u64)?,
+        tip: f.cid()?,
+        ts: f.opt(Fields::string)?,
+        chain_cid: f.opt(Fields::cid)?,
+    })
+}
+
+/// Heap bytes of an entry beside its struct (ids, timestamps and CIDs are short).
+fn entry_heap(e: &SnapshotEntry) -> usize {
+    e.id.len() + e.ts.as_ref().map_or(0, String::len)
+}
+
+impl Record for FoundTip {
+    fn encode(&self, out: &mut Vec<u8>) {
+        put_str(out, &self.id);
+        out.push(u8::from(self.file.rule != ShardRule::Worker));
+        put_cid(out, &self.file.tip);
+        put_str(out, &self.file.path);
+    }
+
+    fn decode(b: &[u8]) -> io::Result<Self> {
+        let mut f = Fields(b);
+        let id = f.string()?;
+        let rule = match f.u8()? {
+            0 => ShardRule::Worker,
+            _ => ShardRule::Legacy,
+        };
+        let tip = f.cid()?;
+        let path = f.string()?;
+        Ok(FoundTip {
+            id,
+            file: TipFile { tip, path, rule },
+        })
+    }
+
+    fn mem_size(&self) -> usize {
+        std::mem::size_of::<Self>() + self.id.len() + self.file.path.len()
+    }
+}
+
+/// An event of the walk: sorted by entity, then by its place in the walk (0 is the head's), so
+/// an entity's first record is its newest event (B9).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct WalkedEvent {
+    pub id: String,
+    pub idx: u64,
+    pub info: EventInfo,
+}
+
+/// What an entry takes from its newest event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct EventInfo {
+    pub cid: Cid,
+    pub ts: Option<String>,
+    pub tip: Option<Cid>,
+}
+
+impl PartialOrd for WalkedEvent {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for WalkedEvent {
+    fn cmp(&self, other: &Self) -> Ordering {
+        (&self.id, self.idx).cmp(&(&other.id, other.idx))
+    }
+}
+
+fn put_event(out: &mut Vec<u8>, e: &EventInfo) {
+    put_cid(out, &e.cid);
+    put_opt(out, e.ts.as_ref(), put_str);
+    put_opt(out, e.tip.as_ref(), put_cid);
+}
+
+fn get_event(f: &mut Fields) -> io::Result<EventInfo> {
+    Ok(EventInfo {
+        cid: f.cid()?,
+        ts: f.opt(Fields::string)?,
+        tip: f.opt(Fields::cid)?,
+    })
+}
+
+impl Record for WalkedEvent {
+    fn encode(&self, out: &mut Vec<u8>) {
+        put_str(out, &self.id);
+        put_u64(out, self.idx);
+        put_event(out, &self.info);
+    }
+
+    fn decode(b: &[u8]) -> io::Result<Self> {
+        let mut f = Fields(b);
+        Ok(WalkedEvent {
+            id: f.string()?,
+            idx: f.u64()?,
+            info: get_event(&mut f)?,
+        })
+    }
+
+    fn mem_size(&self) -> usize {
+        std::mem::size_of::<Self>() + self.id.len() + self.info.ts.as_ref().map_or(0, String::len)
+    }
+}
+
+/// An entry of the previous snapshot: sorted by entity, then by position (an id listed twice
+/// keeps its first position).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct PreviousEntry {
+    pub pos: u64,
+    pub entry: SnapshotEntry,
+}
+
+impl PartialOrd for PreviousEntry {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for PreviousEntry {
+    fn cmp(&self, other: &Self) -> Ordering {
+        (&self.entry.id, self.pos).cmp(&(&other.entry.id, other.pos))
+    }
+}
+
+impl Record for PreviousEntry {
+    fn encode(&self, out: &mut Vec<u8>) {
+        put_u64(out, self.pos);
+        put_entry(out, &self.entry);
+    }
+
+    fn decode(b: &[u8]) -> io::Result<Self> {
+        let mut f = Fields(b);
+        Ok(PreviousEntry {
+            pos: f.u64()?,
+            entry: get_entry(&mut f)?,
+        })
+    }
+
+    fn mem_size(&self) -> usize {
+        std::mem::size_of::<Self>() + entry_heap(&self.entry)
+    }
+}
+
+/// A member of the new snapshot with everything its entry is decided from, sorted in the
+/// snapshot's order: the previous entries at their positions, then the new ids sorted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Member {
+    /// Its place: `(0, position)` for a previous entry, `(1, 0)` for a new id (then by id).
+    pub place: (u8, u64),
+    pub id: String,
+    /// The previous snapshot's entry (the last one listed, when listed twice).
+    pub old: Option<SnapshotEntry>,
+    /// The tip the index holds (the worker's path wins).
+    pub scan_tip: Option<Cid>,
+    /// The newest event naming it.
+    pub event: Option<EventInfo>,
+    /// Its tip file is damaged (skipped and reported): not counted as missing.
+    pub damaged: bool,
+}
+
+impl PartialOrd for Member {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Member {
+    fn cmp(&self, other: &Self) -> Ordering {
+        (self.place, &self.id).cmp(&(other.place, &other.id))
+    }
+}
+
+impl Record for Member {
+    fn encode(&self, out: &mut Vec<u8>) {
+        out.push(self.place.0);
+        put_u64(out, self.place.1);
+        put_str(out, &self.id);
+        put_opt(out, self.old.as_ref(), put_entry);
+        put_opt(out, self.scan_tip.as_ref(), put_cid);
+        put_opt(out, self.event.as_ref(), put_event);
+        out.push(u8::from(self.damaged));
+    }
+
+    fn decode(b: &[u8]) -> io::Result<Self> {
+        let mut f = Fields(b);
+        Ok(Member {
+            place: (f.u8()?, f.u64()?),
+            id: f.string()?,
+            old: f.opt(get_entry)?,
+            scan_tip: f.opt(Fields::cid)?,
+            event: f.opt(get_event)?,
+            damaged: f.u8()? != 0,
+        })
+    }
+
+    fn mem_size(&self) -> usize {
+        std::mem::size_of::<Self>()
+            + self.id.len()
+            + self.old.as_ref().map_or(0, entry_heap)
+            + self
+                .event
+                .as_ref()
+                .and_then(|e| e.ts.as_ref())
+                .map_or(0, String::len)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ipld::{DAG_CBOR, cid_v1};
+
+    fn entry(id: &str, full: bool) -> SnapshotEntry {
+        SnapshotEntry {
+            id: id.into(),
+            ver: full.then_some(3),
+            tip: cid_v1(DAG_CBOR, id.as_bytes()),
+            ts: full.then(|| "2026-01-01T00:00:00Z".into()),
+            chain_cid: full.then(|| cid_v1(DAG_CBOR, b"event")),
+        }
+    }
+
+    fn round_trip<T: Record + std::fmt::Debug + PartialEq>(r: T) {
+        let mut out = Vec::new();
+        r.encode(&mut out);
+        assert_eq!(T::decode(&out).unwrap(), r);
+        assert!(T::decode(&out[..out.len() - 1]).is_err());
+    }
+
+    /// Every record reads back as written, with and without its optional fields, and a
+    /// truncated one is an error rather than a different record.
+    #[test]
+    fn records_read_back_as_written() {
+        for full in [true, false] {
+            let e = entry("01J8ME3HXYZWAAAAAAAAAAAAAA", full);
+            let info = EventInfo {
+                cid: e.tip,
+                ts: e.ts.clone(),
+                tip: e.chain_cid,
+            };
+            round_trip(PreviousEntry {
+                pos: 7,
+                entry: e.clone(),
+            });
+            round_trip(WalkedEvent {
+                id: e.id.clone(),
+                idx: 9,
+                info: info.clone(),
+            });
+            round_trip(Member {
+                place: (u8::from(full), 5),
+                id: e.id.clone(),
+                old: full.then(|| e.clone()),
+                scan_tip: e.chain_cid,
+                event: full.then_some(info),
+                damaged: !full,
+            });
+            round_trip(FoundTip {
+                id: e.id.clone(),
+                file: TipFile {
+                    tip: e.tip,
+                    path: "/arke/index/AA/AA/x.tip".into(),
+                    rule: if full {
+                        ShardRule::Worker
+                    } else {
+                        ShardRule::Legacy
+                    },
+                },
+            });
+        }
+    }
+}
