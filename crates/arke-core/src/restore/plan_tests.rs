@@ -4,16 +4,16 @@
 //! archive's side is given as [`FromArchive`] (what verifying and reading an archive yields);
 //! the real-Kubo tests (crates/arke-dr/tests/restore.rs) cover reading real archives.
 
-use std::collections::BTreeMap;
-
 use cid::Cid;
 
+use super::lists::Listed;
 use super::plan::{ArchivePlan, ArchiveSide, Blocks, FromArchive, PlannedPointer, PlannedTip};
 use super::*;
 use crate::ipld::{self, DAG_CBOR, cid_v1};
 use crate::kubo::memory::MemoryNode;
 use crate::kubo::{KuboConfig, PinKind};
 use crate::shard::{EntityId, INDEX_ROOT, TEST_INDEX_ROOT};
+use crate::spill::MemoryBudget;
 
 const POINTER: &str = "/arke/index_pointer";
 const MARKER: &str = "/arke/.restore-in-progress";
@@ -53,13 +53,16 @@ fn pointer() -> PlannedPointer {
 
 /// One archive holding `ids`, each at [`tip`].
 fn archive(ids: &[&str]) -> ArchiveSide {
-    let tips: BTreeMap<String, PlannedTip> = ids
-        .iter()
-        .map(|i| {
-            let id = EntityId::parse(i).unwrap();
-            (i.to_string(), PlannedTip { id, tip: tip(i) })
-        })
-        .collect();
+    archive_within(ids, MemoryBudget::default())
+}
+
+/// [`archive`] with its tips sorted within `budget`.
+fn archive_within(ids: &[&str], budget: MemoryBudget) -> ArchiveSide {
+    let tips = ids.iter().map(|i| {
+        let id = EntityId::parse(i).unwrap();
+        PlannedTip { id, tip: tip(i) }
+    });
+    let tips = Listed::collect(budget, "test tips", tips).unwrap();
     ArchiveSide {
         read: FromArchive {
             archive: ArchivePlan {
@@ -72,7 +75,7 @@ fn archive(ids: &[&str]) -> ArchiveSide {
             },
             snapshot_schema: Some("arke/snapshot@v4".into()),
             snapshot_seq: Some(4),
-            snapshot_entities: tips.len() as u64,
+            snapshot_entities: tips.len(),
             replay: Default::default(),
             live_tips: 0,
             tips,
@@ -389,7 +392,7 @@ async fn the_node_decides_what_a_restore_does() {
     for case in cases() {
         let node = MemoryNode::new();
         (case.node)(&node);
-        let plan = plan::decide(&node, &opts(case.force), archive(&[A, B]))
+        let plan = plan::decide(&node, &opts(case.force), archive(&[A, B]), budget())
             .await
             .unwrap_or_else(|e| panic!("{}: {e:#}", case.name));
         let mut got = Want::of(&plan);
@@ -403,7 +406,8 @@ async fn the_node_decides_what_a_restore_does() {
             assert!(why.contains(words), "{}: {why}", case.name);
         }
         // Every plan says what it writes: one tip file per entity, at the worker's path.
-        let paths: Vec<&str> = plan.tip_files.iter().map(|w| w.path.as_str()).collect();
+        let files = all(&plan.tip_files);
+        let paths: Vec<&str> = files.iter().map(|w| w.path.as_str()).collect();
         assert_eq!(paths, [tip_path(A), tip_path(B)], "{}", case.name);
         assert!(plan.report.dry_run, "{}", case.name);
         assert_eq!(Outcome::exit(&plan), Exit::Ok, "{}: the dry run", case.name);
@@ -438,11 +442,11 @@ async fn the_plan_decides_every_tip_file_once() {
     let node = MemoryNode::new();
     let mut o = opts(false);
     o.shard = ShardChoice::Both;
-    let plan = plan::decide(&node, &o, archive(&[A, "ABCD", T]))
+    let plan = plan::decide(&node, &o, archive(&[A, "ABCD", T]), budget())
         .await
         .unwrap();
-    let files: Vec<(&str, &str, ShardRule)> = plan
-        .tip_files
+    let listed = all(&plan.tip_files);
+    let files: Vec<(&str, &str, ShardRule)> = listed
         .iter()
         .map(|w| (w.path.as_str(), w.root.as_str(), w.rule))
         .collect();
@@ -477,9 +481,13 @@ async fn the_plan_decides_every_tip_file_once() {
     let want: Vec<(&str, &str, ShardRule)> =
         want.iter().map(|(p, r, x)| (p.as_str(), *r, *x)).collect();
     assert_eq!(files, want);
-    assert!(
-        plan.tip_files
-            .iter()
-            .all(|w| ipld::same_block(&w.tip, &tip(&w.id)))
-    );
+    assert!(listed.iter().all(|w| ipld::same_block(&w.tip, &tip(&w.id))));
+}
+
+fn budget() -> MemoryBudget {
+    MemoryBudget::default()
+}
+
+fn all<T: crate::spill::Record>(items: &Listed<T>) -> Vec<T> {
+    items.first(usize::MAX).unwrap()
 }
