@@ -9,7 +9,7 @@ use chrono::{SecondsFormat, Utc};
 use cid::Cid;
 use futures::{StreamExt, TryStreamExt};
 
-use super::lists::{ByPath, Items, Listed, PathTip, head, take};
+use super::lists::{ByPath, Items, Listed, Numbered, PathTip, head, take};
 use super::plan::{ArchivePlan, Blocks, TipWrite, Writing};
 use super::{RestorePlan, RestoreReport, TipsMethod, refuse};
 use crate::car::CarWriter;
@@ -112,14 +112,15 @@ async fn import_and_pin(
     let (anchor, roots_pinned) = import_archive(kubo, opts, archive, progress, warnings).await?;
     // A root asked for but not pinned: nothing is known to be held, every block is pinned.
     let every;
-    let direct: &[Cid] = if roots_pinned {
+    let direct: &Listed<Numbered> = if roots_pinned {
         &archive.outside_root
     } else {
-        let mut all = Vec::new();
-        index
-            .for_each_used(|_, c| all.push(c))
-            .context("reading CIDs back from the archive")?;
-        every = all;
+        let mut all = SortedRuns::new(opts.budget.part(2), "restore: blocks pinned directly");
+        index.for_each_used(|_, cid| {
+            let seq = all.len();
+            all.push(Numbered { seq, cid })
+        })?;
+        every = Listed::finished(all)?;
         &every
     };
     done.import_secs = t.elapsed().as_secs_f64();
@@ -138,7 +139,7 @@ async fn import_and_pin(
         }
         None => {
             pin_direct(kubo, opts, archive, direct, progress, warnings).await?;
-            done.direct = direct.len() as u64;
+            done.direct = direct.len();
         }
     }
     done.pin_secs = t.elapsed().as_secs_f64();
@@ -162,7 +163,8 @@ async fn import_archive(
     let dir = tempfile::tempdir().context("temp dir for the pin anchor")?;
     let anchor_path = dir.path().join("anchor.car");
     let anchor = if archive.pin_root {
-        Some(crate::anchor::write_anchor_car(&anchor_path, &archive.outside_root).await?)
+        let cids = archive.outside_root.iter()?.map(|n| n.map(|n| n.cid));
+        Some(crate::anchor::write_anchor_car(&anchor_path, cids).await?)
     } else {
         None
     };
@@ -228,18 +230,33 @@ async fn pin_direct(
     kubo: &Kubo,
     opts: &Writing,
     archive: &ArchivePlan,
-    direct: &[Cid],
+    direct: &Listed<Numbered>,
     progress: &Progress,
     warnings: &mut Vec<String>,
 ) -> anyhow::Result<()> {
-    let pin_task = progress.task("pin", Some(direct.len() as u64), Unit::Items("blocks"));
+    let pin_task = progress.task("pin", Some(direct.len()), Unit::Items("blocks"));
     let mut attempt = 0;
     loop {
         // 64 CIDs a call keep the query string far below HTTP servers' header limits; a few
-        // calls in flight overlap the node's per-call latency.
-        let result = futures::stream::iter(direct.chunks(64))
+        // calls in flight overlap the node's per-call latency. The groups are read from the
+        // list as the calls go.
+        let mut cids = direct.iter()?;
+        let groups = std::iter::from_fn(move || {
+            let group: std::io::Result<Vec<Cid>> =
+                cids.by_ref().take(64).map(|n| n.map(|n| n.cid)).collect();
+            match group {
+                Ok(g) if g.is_empty() => None,
+                other => Some(other.map_err(|source| KuboError::Io {
+                    call: "pin/add",
+                    path: "the list of blocks to pin".into(),
+                    source,
+                })),
+            }
+        });
+        let result = futures::stream::iter(groups)
             .map(|group| async move {
-                kubo.pin_add_many(group, false, 64)
+                let group = group?;
+                kubo.pin_add_many(&group, false, 64)
                     .await
                     .map(|()| group.len())
             })
@@ -593,5 +610,82 @@ async fn read_tip_files(
 async fn unpin_quietly(kubo: &Kubo, cid: &Cid) {
     if let Err(e) = kubo.pin_rm(cid).await {
         tracing::warn!("could not remove the temporary pin of {cid}: {e}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::car::{ReaderOptions, open};
+    use crate::ipld::{DAG_CBOR, cid_v1};
+    use crate::shard::{ShardRule, TEST_INDEX_ROOT};
+
+    /// The tip tree written from the tip files in path order, on disk or in memory, is the
+    /// tree built from all of them at once (`unixfs::build_tip_tree`): the same root, and every
+    /// block of it in the file; one tree per index root.
+    #[tokio::test]
+    async fn the_streamed_tip_tree_is_the_whole_tree() {
+        let mut files = Vec::new();
+        for i in 0..400 {
+            let id = EntityId::parse(&format!("01J8ME3H{i:018}")).unwrap();
+            let tip = cid_v1(DAG_CBOR, id.as_str().as_bytes());
+            for rule in ShardRule::ALL {
+                files.push(TipWrite {
+                    path: id.tip_path("/arke/index", rule),
+                    tip,
+                    id: id.to_string(),
+                    rule,
+                    root: "/arke/index".into(),
+                });
+            }
+        }
+        let t = EntityId::parse("IIAAAAAAAAAAAAAAAAAAAAAAAA").unwrap();
+        files.push(TipWrite {
+            path: t.tip_path(TEST_INDEX_ROOT, ShardRule::Worker),
+            tip: cid_v1(DAG_CBOR, b"t"),
+            id: t.to_string(),
+            rule: ShardRule::Worker,
+            root: TEST_INDEX_ROOT.into(),
+        });
+        let whole = |root: &str| {
+            let tips = files
+                .iter()
+                .filter(|w| w.root == root)
+                .map(|w| (EntityId::parse(&w.id).unwrap(), w.rule, w.tip));
+            let mut blocks = std::collections::HashMap::new();
+            let tree = unixfs::build_tip_tree(tips, &mut |c, b| {
+                blocks.insert(c, b);
+            })
+            .unwrap();
+            (tree.root, blocks)
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tips.car");
+        for budget in [MemoryBudget::new(1024), MemoryBudget::default()] {
+            let listed = Listed::collect(budget, "test tip files", files.clone()).unwrap();
+            let by_path = by_path(&listed, budget).unwrap();
+            assert_eq!(
+                by_path.spilled(),
+                budget.bytes() < MemoryBudget::DEFAULT_BYTES
+            );
+            let mut items = by_path.iter().unwrap().peekable();
+            let mut roots = Vec::new();
+            while let Some(first) = head(&mut items).unwrap() {
+                let r = first.0.root.clone();
+                let tree = write_tree_car(&path, &r, &mut items).await.unwrap();
+                let (want, blocks) = whole(&r);
+                assert_eq!(tree.root, want, "{r}");
+                let mut car = open(&path, ReaderOptions::default()).unwrap();
+                // Equal files (an entity's two paths) are the same blocks, written twice.
+                let mut seen = std::collections::HashSet::new();
+                while let Some(b) = car.next_block().unwrap() {
+                    assert_eq!(blocks.get(&b.cid).map(Vec::as_slice), Some(&b.data[..]));
+                    seen.insert(b.cid);
+                }
+                assert_eq!(seen.len(), blocks.len(), "{r}");
+                roots.push(r);
+            }
+            assert_eq!(roots, ["/arke/index", TEST_INDEX_ROOT]);
+        }
     }
 }

@@ -244,6 +244,29 @@ impl Record for Sequenced {
     }
 }
 
+/// A block's CID numbered in the order it was found (the archives' index order): a list kept
+/// in that order, so that what is built from it (the pin anchor) is what it always was.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Numbered {
+    pub seq: u64,
+    pub cid: Cid,
+}
+
+impl Record for Numbered {
+    fn encode(&self, out: &mut Vec<u8>) {
+        put(out, &self.seq.to_be_bytes());
+        put(out, &self.cid.to_bytes());
+    }
+
+    fn decode(b: &[u8]) -> io::Result<Self> {
+        let mut f = Fields::new(b);
+        Ok(Numbered {
+            seq: f.u64()?,
+            cid: f.cid()?,
+        })
+    }
+}
+
 /// The next record of `items` without taking it; a read error is taken and returned.
 pub(crate) fn head<'a, T>(
     items: &'a mut std::iter::Peekable<Items<'_, T>>,

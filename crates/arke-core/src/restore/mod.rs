@@ -39,6 +39,8 @@ mod lists;
 pub(crate) mod plan;
 #[cfg(test)]
 mod plan_tests;
+#[cfg(test)]
+mod state_tests;
 
 pub use entities::{
     EntityAction, EntityChange, EntityDurations, EntityRestore, EntityRestoreOptions,

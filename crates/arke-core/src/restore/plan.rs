@@ -15,8 +15,8 @@ use super::{Durations, PathList, RestoreOptions, RestoreReport, TipsMethod, refu
 use crate::backup::VerifyCarOptions;
 use crate::backup::verify::{VerifiedChain, verify_chain};
 use crate::blocks::BlockSource;
-use crate::blocks::{KeySet, block_key};
-use crate::car::{CarError, CarIndex, ChainSource};
+use crate::blocks::block_key;
+use crate::car::{CarIndex, ChainSource};
 use crate::closure::{ClosureReport, Visited};
 use crate::entity::EntryStream;
 use crate::events::{EventError, EventWalk};
@@ -28,6 +28,7 @@ use crate::shard::{EntityId, ShardRule, TEST_INDEX_ROOT};
 use crate::spill::{MemoryBudget, SortedRuns};
 use crate::tips::TipsRead;
 
+pub use super::lists::Numbered;
 use super::lists::{Listed, Sequenced, head, take};
 
 /// Everything a restore will do, computed before any write: what is imported and how it is
@@ -116,7 +117,7 @@ impl PartialOrd for TipWrite {
 }
 
 /// One archive file: imported with one `dag/import`, its blocks pinned.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct ArchivePlan {
     pub car: PathBuf,
     #[serde(with = "cid_as_string")]
@@ -128,9 +129,10 @@ pub struct ArchivePlan {
     pub pin_root: bool,
     /// Blocks the root's recursive pin does not reach (events and versions behind plain-map
     /// links), or every block when the root is not pinned.
-    /// The JSON lists the first [`LISTED`] (the report's `blocks_outside_root` counts them).
+    /// In the archives' index order, on disk past their share of the memory budget. The
+    /// JSON lists the first [`LISTED`] (the report's `blocks_outside_root` counts them).
     #[serde(with = "cid_list")]
-    pub outside_root: Vec<Cid>,
+    pub outside_root: Listed<Numbered>,
     /// An incremental archive's chain, base first: imported in the same `dag/import`, each
     /// under this archive's root (their own roots are older states, never pinned). Their
     /// blocks that this archive's closure does not use are left unpinned for a GC.
@@ -164,19 +166,29 @@ impl Blocks {
         self.indexes.iter().map(|i| i.len() as u64).sum()
     }
 
-    /// Every block the restore keeps, once: each archive's, for a chain only those the newest
-    /// archive's closure uses.
-    pub(super) fn for_each_used(&self, mut f: impl FnMut(u128, Cid)) -> Result<(), CarError> {
-        let mut seen = KeySet::default();
+    /// Every block the restore keeps, once, in the indexes' order: each archive's, for a
+    /// chain only those the newest archive's closure uses. The first error of `f` stops it.
+    pub(super) fn for_each_used(
+        &self,
+        mut f: impl FnMut(u128, Cid) -> std::io::Result<()>,
+    ) -> anyhow::Result<()> {
+        // One bit a block (the keys themselves would be 16 bytes each and the table's slack).
+        let mut seen = Visited::over(self.indexes.iter().map(|i| i.positions()));
+        let mut failed = None;
         for index in &self.indexes {
-            index.for_each_cid(|k, c| {
-                let used = self.used.as_ref().is_none_or(|u| u.contains(&k));
-                if used && seen.insert(k) {
-                    f(k, c);
-                }
-            })?;
+            index
+                .for_each_cid(|k, c| {
+                    let used = self.used.as_ref().is_none_or(|u| u.contains(&k));
+                    if failed.is_none() && used && seen.insert(k) {
+                        failed = f(k, c).err();
+                    }
+                })
+                .context("reading CIDs back from the archive")?;
         }
-        Ok(())
+        match failed {
+            Some(e) => Err(e.into()),
+            None => Ok(()),
+        }
     }
 }
 
@@ -526,7 +538,7 @@ async fn read_archive(
     let live = Listed::finished(live)?;
     let merged = merge_state(&src, &snapshot, [&events, &live], part, warnings).await?;
     warnings.extend(live_warnings);
-    let (pin_root, outside_root) = pin_split(&src, &v.blocks, v.root, warnings).await?;
+    let (pin_root, outside_root) = pin_split(&src, &v.blocks, v.root, part, warnings).await?;
     let header = crate::snapshot::load_header(&src, v.snapshot).await?;
     let pointer = PlannedPointer {
         path: pointer_path.to_owned(),
@@ -647,26 +659,26 @@ pub(crate) async fn newest_events<S: BlockSource>(
 }
 
 /// Counts of the replay of newer events.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, PartialEq, Eq)]
 pub(crate) struct ReplayCounts {
-    replayed: u64,
-    created: u64,
-    skipped: u64,
+    pub(super) replayed: u64,
+    pub(super) created: u64,
+    pub(super) skipped: u64,
 }
 
 /// The plan's tips merged from the three sorted sources, with what the replay and the live
 /// state did.
-struct Merged {
-    tips: Listed<PlannedTip>,
-    replay: ReplayCounts,
-    live_tips: u64,
+pub(super) struct Merged {
+    pub(super) tips: Listed<PlannedTip>,
+    pub(super) replay: ReplayCounts,
+    pub(super) live_tips: u64,
 }
 
 /// Merges, id by id, the snapshot's entries, the newest archived event of each entity and the
 /// live state into the plan's tips: the snapshot's tip, moved forward by its event (if the
 /// event's manifest descends from it), set by its live entries. One record of each list is in
 /// memory at a time; the result is sorted within `budget`.
-async fn merge_state<S: BlockSource>(
+pub(super) async fn merge_state<S: BlockSource>(
     src: &S,
     snapshot: &Listed<PlannedTip>,
     [events, live]: [&Listed<Sequenced>; 2],
@@ -901,9 +913,13 @@ async fn pin_split(
     src: &ChainSource<'_>,
     index: &Blocks,
     root: Cid,
+    budget: MemoryBudget,
     warnings: &mut Vec<String>,
-) -> anyhow::Result<(bool, Vec<Cid>)> {
-    let mut real = KeySet::default();
+) -> anyhow::Result<(bool, Listed<Numbered>)> {
+    // One bit a block of the archives' sorted indexes (a hash set of keys would hold 16 bytes
+    // and its slack for every block the root reaches).
+    let over = || Visited::over(index.indexes.iter().map(|i| i.positions()));
+    let mut real = over();
     let mut stack = vec![root];
     real.insert(block_key(&root));
     let mut complete = true;
@@ -927,20 +943,20 @@ async fn pin_split(
         }
     }
     if !complete {
-        real.clear();
+        real = Visited::default();
         warnings.push(format!(
             "the root {root} links blocks that are not in the archive (older snapshots?): every block is pinned directly instead of one recursive pin"
         ));
     }
-    let mut outside = Vec::new();
-    index
-        .for_each_used(|k, c| {
-            if !real.contains(&k) {
-                outside.push(c);
-            }
-        })
-        .context("reading CIDs back from the archive")?;
-    Ok((complete, outside))
+    let mut outside = SortedRuns::new(budget, "restore: blocks outside the root");
+    index.for_each_used(|k, cid| {
+        if real.contains(&k) {
+            return Ok(());
+        }
+        let seq = outside.len();
+        outside.push(Numbered { seq, cid })
+    })?;
+    Ok((complete, Listed::finished(outside)?))
 }
 
 /// What the index roots hold before the restore.
@@ -1299,11 +1315,7 @@ impl RestorePlan {
             would_remove: self.changes.would_remove.clone(),
             foreign_kept: self.changes.foreign_kept.clone(),
             root_pinned_recursively: self.archives.iter().all(|a| a.pin_root),
-            blocks_outside_root: self
-                .archives
-                .iter()
-                .map(|a| a.outside_root.len() as u64)
-                .sum(),
+            blocks_outside_root: self.archives.iter().map(|a| a.outside_root.len()).sum(),
             // The plan's durations stay zero, as the dry run's always were.
             durations: Durations::default(),
             warnings: d.warnings,
@@ -1430,19 +1442,32 @@ mod tip_map {
 
 /// Serde for a list of CIDs as strings.
 mod cid_list {
-    use cid::Cid;
     use serde::de::Error as _;
+    use serde::ser::Error as _;
     use serde::{Deserialize, Deserializer, Serializer};
 
-    pub fn serialize<S: Serializer>(cids: &[Cid], s: S) -> Result<S::Ok, S::Error> {
-        s.collect_seq(cids.iter().take(super::LISTED).map(|c| c.to_string()))
+    use crate::restore::lists::{Listed, Numbered};
+    use crate::spill::MemoryBudget;
+
+    pub fn serialize<S: Serializer>(cids: &Listed<Numbered>, s: S) -> Result<S::Ok, S::Error> {
+        let first = cids.first(super::LISTED).map_err(S::Error::custom)?;
+        s.collect_seq(first.iter().map(|n| n.cid.to_string()))
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Cid>, D::Error> {
-        Vec::<String>::deserialize(d)?
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Listed<Numbered>, D::Error> {
+        let cids = Vec::<String>::deserialize(d)?
             .iter()
-            .map(|s| crate::ipld::parse_cid(s).map_err(D::Error::custom))
-            .collect()
+            .enumerate()
+            .map(|(seq, s)| {
+                let cid = crate::ipld::parse_cid(s).map_err(D::Error::custom)?;
+                Ok(Numbered {
+                    seq: seq as u64,
+                    cid,
+                })
+            })
+            .collect::<Result<Vec<_>, D::Error>>()?;
+        Listed::collect(MemoryBudget::default(), "restore: plan read back", cids)
+            .map_err(D::Error::custom)
     }
 }
 
@@ -1496,7 +1521,12 @@ mod tests {
                 root,
                 blocks: 3,
                 pin_root: true,
-                outside_root: vec![tip],
+                outside_root: Listed::collect(
+                    MemoryBudget::default(),
+                    "test",
+                    [Numbered { seq: 0, cid: tip }],
+                )
+                .unwrap(),
                 parents: vec!["/b/base.car".into()],
             }],
             snapshot_entities: 2,

@@ -70,7 +70,15 @@ fn archive_within(ids: &[&str], budget: MemoryBudget) -> ArchiveSide {
                 root: root(),
                 blocks: 10,
                 pin_root: true,
-                outside_root: vec![other("an event")],
+                outside_root: Listed::collect(
+                    budget,
+                    "test",
+                    [super::plan::Numbered {
+                        seq: 0,
+                        cid: other("an event"),
+                    }],
+                )
+                .unwrap(),
                 parents: vec![],
             },
             snapshot_schema: Some("arke/snapshot@v4".into()),
@@ -490,4 +498,43 @@ fn budget() -> MemoryBudget {
 
 fn all<T: crate::spill::Record>(items: &Listed<T>) -> Vec<T> {
     items.first(usize::MAX).unwrap()
+}
+
+/// The plan decided with a budget so small that its lists spill is the plan decided in
+/// memory: the same JSON (the first `LISTED` of each list, every count, the changes and the
+/// refusal) and the same tip files, over a node holding tips (one right, one another CID) and
+/// a foreign entry.
+#[tokio::test]
+async fn a_plan_on_disk_is_the_plan_in_memory() {
+    let ids: Vec<String> = (0..250).map(|i| format!("01J8ME3H{i:018}")).collect();
+    let mut refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    refs.push(T);
+    let node = || {
+        let n = MemoryNode::new();
+        n.write_file(&tip_path(&ids[3]), format!("{}\n", tip(&ids[3])));
+        n.write_file(&tip_path(&ids[4]), format!("{}\n", other("old")));
+        n.write_file(&format!("{INDEX_ROOT}/notes.txt"), "x");
+        n
+    };
+    let tiny = MemoryBudget::new(1024);
+    for force in [false, true] {
+        let mut o = opts(force);
+        o.shard = ShardChoice::Both;
+        let small = plan::decide(&node(), &o, archive_within(&refs, tiny), tiny)
+            .await
+            .unwrap();
+        let whole = plan::decide(&node(), &o, archive(&refs), budget())
+            .await
+            .unwrap();
+        assert!(small.tips.spilled() && small.tip_files.spilled());
+        assert!(!whole.tips.spilled() && !whole.tip_files.spilled());
+        let json = serde_json::to_value(&whole).unwrap();
+        assert_eq!(serde_json::to_value(&small).unwrap(), json);
+        assert_eq!(all(&small.tip_files), all(&whole.tip_files));
+        assert_eq!(whole.tip_files.len(), 2 * 251);
+        assert_eq!(json["tip_files"].as_array().unwrap().len(), plan::LISTED);
+        assert_eq!(json["tips_to_change"], 250, "force {force}");
+        assert_eq!(json["would_change"]["count"], 1, "force {force}");
+        assert_eq!(whole.refusal.is_some(), !force);
+    }
 }
