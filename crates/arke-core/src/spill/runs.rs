@@ -77,11 +77,18 @@ impl<T: Record> SortedRuns<T> {
             });
         }
         self.spill()?;
+        // Level by level, FAN_IN neighbours at a time: each record is rewritten once a level,
+        // and neighbours stay in push order, so ties stay in order.
         while self.runs.len() > FAN_IN {
-            let rest = self.runs.split_off(FAN_IN);
-            let merged = write_run(&self.dir, self.label, merge::<T>(&self.runs, self.label)?)?;
-            self.runs = rest;
-            self.runs.push(merged);
+            let mut level = Vec::with_capacity(self.runs.len().div_ceil(FAN_IN));
+            for group in self.runs.chunks(FAN_IN) {
+                level.push(write_run(
+                    &self.dir,
+                    self.label,
+                    merge::<T>(group, self.label)?,
+                )?);
+            }
+            self.runs = level;
         }
         Ok(SortedList {
             label: self.label,
@@ -262,5 +269,25 @@ impl<'a> RunReader<'a> {
         let item = T::decode(&rest[head..head + len])?;
         self.start += head + len;
         Ok(Some(item))
+    }
+}
+
+impl<T: Record> std::fmt::Debug for SortedRuns<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SortedRuns")
+            .field("label", &self.label)
+            .field("len", &self.len)
+            .field("runs", &self.runs.len())
+            .finish()
+    }
+}
+
+impl<T: Record> std::fmt::Debug for SortedList<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SortedList")
+            .field("label", &self.label)
+            .field("len", &self.len)
+            .field("spilled", &self.spilled())
+            .finish()
     }
 }
