@@ -85,8 +85,10 @@ pub(super) struct Writing {
     pub(super) import_timeout: Option<std::time::Duration>,
     pub(super) durations: Durations,
     pub(super) started: Option<Instant>,
-    /// What the apply's own lists (the tip files in path order, the node's tips read back)
-    /// may hold in memory before they spill.
+    /// The tool's budget. The plan's lists alive while it is applied hold a quarter each
+    /// (tips, tip files, blocks outside the root); the apply's own an eighth (the tip files
+    /// in path order; the blocks pinned directly, at another time) and a sixteenth each for
+    /// the read-back's two (what the export holds, what is read one by one).
     pub(super) budget: MemoryBudget,
 }
 
@@ -537,6 +539,8 @@ async fn read_archive(
     }
     let live = Listed::finished(live)?;
     let merged = merge_state(&src, &snapshot, [&events, &live], part, warnings).await?;
+    // Their shares of the budget go to the lists made next.
+    drop((snapshot, events, live));
     warnings.extend(live_warnings);
     let (pin_root, outside_root) = pin_split(&src, &v.blocks, v.root, part, warnings).await?;
     let header = crate::snapshot::load_header(&src, v.snapshot).await?;
