@@ -54,18 +54,76 @@ pub fn anchor_tree(cids: &[Cid]) -> anyhow::Result<(Cid, Blocks)> {
 }
 
 /// Writes a CAR at `path` holding an anchor tree over `cids` and returns its root. The CIDs
-/// themselves are not in the file: the tree only links them.
-pub async fn write_anchor_car(path: &Path, cids: &[Cid]) -> anyhow::Result<Cid> {
-    let (root, blocks) = anchor_tree(cids)?;
+/// themselves are not in the file: the tree only links them. They are read one at a time (a
+/// list on disk): each bottom node is written as soon as its [`FANOUT`] links are known, so
+/// memory holds one node's links and the nodes above them (one CID per 4096 blocks), never the
+/// whole set. The same tree as [`anchor_tree`]'s, so the same root; the root is written last,
+/// and the header, written first with a placeholder of the same length, is rewritten to name
+/// it.
+pub async fn write_anchor_car(
+    path: &Path,
+    cids: impl Iterator<Item = std::io::Result<Cid>>,
+) -> anyhow::Result<Cid> {
+    let placeholder = ipld::cid_v1(DAG_CBOR, b"");
     let file = tokio::fs::File::create(path).await?;
-    let mut w = CarWriter::new(tokio::io::BufWriter::new(file), vec![root]).await?;
-    // Root first, as every CAR writer in the IPFS world does.
-    for (c, b) in blocks.iter().rev() {
+    let mut w = CarWriter::new(tokio::io::BufWriter::new(file), vec![placeholder]).await?;
+    let mut level = Vec::new();
+    let mut group = Vec::with_capacity(FANOUT);
+    let mut any = false;
+    for cid in cids {
+        group.push(cid?);
+        any = true;
+        if group.len() == FANOUT {
+            let (c, b) = node(0, &group)?;
+            w.write_block(&c, &b).await?;
+            level.push(c);
+            group.clear();
+        }
+    }
+    if !group.is_empty() || !any {
+        let (c, b) = node(0, &group)?;
+        w.write_block(&c, &b).await?;
+        level.push(c);
+    }
+    // The levels above: what anchor_tree builds over the bottom nodes' CIDs.
+    let (root, upper) = if level.len() == 1 {
+        (level[0], Vec::new())
+    } else {
+        upper_levels(level)?
+    };
+    for (c, b) in &upper {
         w.write_block(c, b).await?;
     }
     let mut inner = w.finish().await?;
     tokio::io::AsyncWriteExt::flush(&mut inner).await?;
+    let mut file = inner.into_inner();
+    let header = crate::ipld::car_header(&[root], 1);
+    anyhow::ensure!(
+        header.len() == crate::ipld::car_header(&[placeholder], 1).len(),
+        "pin anchor: its root {root} is not a dag-cbor CIDv1"
+    );
+    tokio::io::AsyncSeekExt::seek(&mut file, std::io::SeekFrom::Start(0)).await?;
+    tokio::io::AsyncWriteExt::write_all(&mut file, &header).await?;
+    tokio::io::AsyncWriteExt::flush(&mut file).await?;
     Ok(root)
+}
+
+/// The nodes above a bottom level of several nodes, up to the root: (root, blocks).
+fn upper_levels(bottom: Vec<Cid>) -> anyhow::Result<(Cid, Blocks)> {
+    let mut blocks: Blocks = Vec::new();
+    let mut level = bottom;
+    let mut height = 1u64;
+    while level.len() > 1 {
+        let mut next = Vec::with_capacity(level.len() / FANOUT + 1);
+        for group in level.chunks(FANOUT) {
+            let (cid, bytes) = node(height, group)?;
+            blocks.push((cid, bytes));
+            next.push(cid);
+        }
+        height += 1;
+        level = next;
+    }
+    Ok((level[0], blocks))
 }
 
 fn node(height: u64, children: &[Cid]) -> anyhow::Result<(Cid, Vec<u8>)> {
@@ -92,7 +150,9 @@ mod tests {
             .collect();
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("a.car");
-        let root = write_anchor_car(&path, &cids).await.unwrap();
+        let root = write_anchor_car(&path, cids.iter().map(|c| Ok(*c)))
+            .await
+            .unwrap();
         let mut r = open(&path, ReaderOptions::default()).unwrap();
         assert_eq!(r.header().roots, vec![root]);
         let mut linked = std::collections::HashSet::new();
@@ -108,5 +168,30 @@ mod tests {
         assert_eq!(nodes, 4);
         assert_eq!(linked.len(), cids.len() + 3);
         assert!(cids.iter().all(|c| linked.contains(c)));
+    }
+
+    /// Written one bottom node at a time, the tree is the tree built whole (the same root),
+    /// and the file names it: for no CIDs, one, a full node, one more, and a few nodes.
+    #[tokio::test]
+    async fn the_streamed_anchor_is_the_whole_tree() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.car");
+        for n in [0, 1, FANOUT, FANOUT + 1, 3 * FANOUT + 5] {
+            let cids: Vec<Cid> = (0..n as u32)
+                .map(|i| ipld::cid_v1(ipld::RAW, &i.to_le_bytes()))
+                .collect();
+            let root = write_anchor_car(&path, cids.iter().map(|c| Ok(*c)))
+                .await
+                .unwrap();
+            let (whole, blocks) = anchor_tree(&cids).unwrap();
+            assert_eq!(root, whole, "{n} CIDs");
+            let mut r = open(&path, ReaderOptions::default()).unwrap();
+            assert_eq!(r.header().roots, vec![root], "{n} CIDs");
+            let mut written = 0;
+            while r.next_block().unwrap().is_some() {
+                written += 1;
+            }
+            assert_eq!(written, blocks.len(), "{n} CIDs");
+        }
     }
 }

@@ -20,7 +20,9 @@ pub const MAX_ID_LEN: usize = 64;
 pub const MIN_ID_LEN: usize = 4;
 
 /// Which sharding rule a path follows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum ShardRule {
     /// The worker's rule: last four characters.

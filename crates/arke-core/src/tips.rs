@@ -17,7 +17,7 @@ use crate::car::{self, ReaderOptions};
 use crate::ipld::{self, HashCheck};
 use crate::kubo::{EntryKind, Kubo, KuboError, NodeRead};
 use crate::shard::{ShardRule, locate_tip};
-use crate::spill::SortedRuns;
+use crate::spill::{Record, SortedRuns};
 use crate::unixfs::{self, NodeType};
 
 /// Largest tip file accepted (a CID and a newline; anything larger is not a tip).
@@ -93,9 +93,89 @@ pub async fn scan_tips<N: NodeRead>(
     root: &str,
     tmp_dir: &Path,
 ) -> Result<TipScan, IndexError> {
-    let (mut scan, tips) = export_and_walk(kubo, root, tmp_dir, TipsInMemory::default()).await?;
-    scan.tips = tips.0;
+    let (mut scan, walked) = walk_index(kubo, root, tmp_dir, TipScan::default()).await?;
+    if let Some(w) = walked {
+        scan.root_cid = Some(w.root);
+        scan.blocks = w.blocks;
+        scan.bytes = w.bytes;
+    }
     Ok(scan)
+}
+
+/// What a walk of an exported index hands on, entry by entry: [`TipScan`] keeps one tip per
+/// entity; a restore's read-back keeps every tip file by path, on disk past its budget.
+pub(crate) trait ScanSink: Send + 'static {
+    /// A tip file at a valid path.
+    fn tip(&mut self, id: String, found: TipFile) -> Result<(), IndexError>;
+    /// An entry that is not `<s1>/<s2>/<valid id>.tip`.
+    fn stray(&mut self, path: String);
+    /// A tip file whose content is not a tip.
+    fn bad(&mut self, bad: BadTip);
+}
+
+impl ScanSink for TipScan {
+    fn tip(&mut self, id: String, found: TipFile) -> Result<(), IndexError> {
+        add_tip(self, id, found);
+        Ok(())
+    }
+    fn stray(&mut self, path: String) {
+        self.strays.push(path);
+    }
+    fn bad(&mut self, bad: BadTip) {
+        self.bad.push(bad);
+    }
+}
+
+/// Every tip file found, by path (sorted within its budget): the restore's read-back.
+pub(crate) struct PathSink(pub(crate) SortedRuns<PathTip>);
+
+impl ScanSink for PathSink {
+    fn tip(&mut self, _: String, found: TipFile) -> Result<(), IndexError> {
+        Ok(self.0.push(PathTip {
+            path: found.path,
+            tip: found.tip,
+        })?)
+    }
+    fn stray(&mut self, _: String) {}
+    fn bad(&mut self, _: BadTip) {}
+}
+
+/// A tip file by path: what the node holds, or what a restore's read-back checks one by one.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct PathTip {
+    pub(crate) path: String,
+    pub(crate) tip: Cid,
+}
+
+/// On disk: the path's length, the path, the CID's bytes.
+impl Record for PathTip {
+    fn encode(&self, out: &mut Vec<u8>) {
+        let mut len = unsigned_varint::encode::u64_buffer();
+        out.extend_from_slice(unsigned_varint::encode::u64(
+            self.path.len() as u64,
+            &mut len,
+        ));
+        out.extend_from_slice(self.path.as_bytes());
+        out.extend_from_slice(&self.tip.to_bytes());
+    }
+
+    fn decode(b: &[u8]) -> std::io::Result<Self> {
+        let bad = || std::io::Error::new(std::io::ErrorKind::InvalidData, "tip file record");
+        let (len, rest) = unsigned_varint::decode::u64(b).map_err(|_| bad())?;
+        let len = usize::try_from(len).map_err(|_| bad())?;
+        if rest.len() < len {
+            return Err(bad());
+        }
+        let (path, cid) = rest.split_at(len);
+        Ok(PathTip {
+            path: String::from_utf8(path.to_vec()).map_err(|_| bad())?,
+            tip: Cid::try_from(cid).map_err(|_| bad())?,
+        })
+    }
+
+    fn mem_size(&self) -> usize {
+        std::mem::size_of::<Self>() + self.path.len()
+    }
 }
 
 /// [`scan_tips`] for a build of any size: every tip file found goes to `found` (sorted runs on
@@ -108,28 +188,34 @@ pub(crate) async fn scan_tips_sorted<N: NodeRead>(
     tmp_dir: &Path,
     found: SortedRuns<FoundTip>,
 ) -> Result<(TipScan, SortedRuns<FoundTip>), IndexError> {
-    export_and_walk(kubo, root, tmp_dir, found).await
-}
-
-/// Where the export's walk puts each tip file it finds.
-pub(crate) trait TipSink: Send + 'static {
-    fn add(&mut self, scan: &mut TipScan, id: String, found: TipFile) -> Result<(), IndexError>;
-}
-
-/// The map of [`TipScan::tips`] (verify-snapshot's scan).
-#[derive(Default)]
-struct TipsInMemory(BTreeMap<String, TipFile>);
-
-impl TipSink for TipsInMemory {
-    fn add(&mut self, scan: &mut TipScan, id: String, found: TipFile) -> Result<(), IndexError> {
-        add_tip(&mut self.0, &mut scan.conflicts, id, found);
-        Ok(())
+    let sink = FoundSink {
+        scan: TipScan::default(),
+        found,
+    };
+    let (mut sink, walked) = walk_index(kubo, root, tmp_dir, sink).await?;
+    if let Some(w) = walked {
+        sink.scan.root_cid = Some(w.root);
+        sink.scan.blocks = w.blocks;
+        sink.scan.bytes = w.bytes;
     }
+    Ok((sink.scan, sink.found))
 }
 
-impl TipSink for SortedRuns<FoundTip> {
-    fn add(&mut self, _: &mut TipScan, id: String, file: TipFile) -> Result<(), IndexError> {
-        Ok(self.push(FoundTip { id, file })?)
+/// A build's scan: tip files to sorted runs, strays and bad files in the scan.
+struct FoundSink {
+    scan: TipScan,
+    found: SortedRuns<FoundTip>,
+}
+
+impl ScanSink for FoundSink {
+    fn tip(&mut self, id: String, file: TipFile) -> Result<(), IndexError> {
+        Ok(self.found.push(FoundTip { id, file })?)
+    }
+    fn stray(&mut self, path: String) {
+        self.scan.strays.push(path);
+    }
+    fn bad(&mut self, bad: BadTip) {
+        self.scan.bad.push(bad);
     }
 }
 
@@ -174,19 +260,28 @@ pub(crate) fn resolve_tip(files: Vec<FoundTip>) -> Option<(TipFile, Vec<TipFile>
     Some((keep, conflicts))
 }
 
-/// The export of `root` walked, each tip file found given to `sink`.
-async fn export_and_walk<N: NodeRead, S: TipSink>(
+/// The exported index a walk read.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Walked {
+    pub(crate) root: Cid,
+    pub(crate) blocks: u64,
+    pub(crate) bytes: u64,
+}
+
+/// Exports the index `root` and walks it, handing every entry to `sink`; `None` with the sink
+/// untouched when the root does not exist.
+pub(crate) async fn walk_index<N: NodeRead, K: ScanSink>(
     kubo: &N,
     root: &str,
     tmp_dir: &Path,
-    sink: S,
-) -> Result<(TipScan, S), IndexError> {
+    sink: K,
+) -> Result<(K, Option<Walked>), IndexError> {
     let node_err = |source| IndexError::Node {
         root: root.to_string(),
         source,
     };
     let Some(stat) = kubo.files_stat_opt(root).await.map_err(node_err)? else {
-        return Ok((TipScan::default(), sink));
+        return Ok((sink, None));
     };
     if stat.kind != EntryKind::Directory {
         return Err(IndexError::Bad {
@@ -206,9 +301,9 @@ async fn export_and_walk<N: NodeRead, S: TipSink>(
     let path = tmp.path().to_path_buf();
     let root_s = root.to_string();
     let root_cid = stat.cid;
-    let scan = tokio::task::spawn_blocking(move || {
+    let walked = tokio::task::spawn_blocking(move || {
         let mut sink = sink;
-        walk_export(&path, &root_s, root_cid, &mut sink).map(|scan| (scan, sink))
+        walk_export(&path, &root_s, root_cid, &mut sink).map(|w| (sink, Some(w)))
     })
     .await
     .map_err(|e| IndexError::Bad {
@@ -216,7 +311,7 @@ async fn export_and_walk<N: NodeRead, S: TipSink>(
         reason: format!("scan task failed: {e}"),
     })??;
     drop(tmp);
-    Ok(scan)
+    Ok(walked)
 }
 
 /// A node whose tips a plan reads in bulk: Kubo with one export per root ([`scan_tips`]), the
@@ -263,8 +358,8 @@ fn walk_export(
     car_path: &Path,
     root: &str,
     root_cid: Cid,
-    sink: &mut impl TipSink,
-) -> Result<TipScan, IndexError> {
+    scan: &mut impl ScanSink,
+) -> Result<Walked, IndexError> {
     let car_err = |source| IndexError::Car {
         root: root.to_string(),
         source,
@@ -273,9 +368,10 @@ fn walk_export(
     // The offset index: 32 bytes a block (a compact key, where its data starts, its length),
     // sorted and searched, instead of a map of boxed multihashes (about 90 bytes a block).
     let mut offsets: Vec<(BlockKey, u64, u32)> = Vec::new();
-    let mut scan = TipScan {
-        root_cid: Some(root_cid),
-        ..TipScan::default()
+    let mut walked = Walked {
+        root: root_cid,
+        blocks: 0,
+        bytes: 0,
     };
     while let Some(block) = reader.next_block().map_err(car_err)? {
         if ipld::verify(&block.cid, &block.data) != HashCheck::Valid {
@@ -284,8 +380,8 @@ fn walk_export(
                 path: root.to_string(),
             });
         }
-        scan.blocks += 1;
-        scan.bytes += block.data.len() as u64;
+        walked.blocks += 1;
+        walked.bytes += block.data.len() as u64;
         offsets.push((
             block_key(&block.cid),
             block.data_offset,
@@ -333,13 +429,13 @@ fn walk_export(
     for (s1, c1) in top {
         let p1 = format!("{root}/{s1}");
         let Some(level1) = dir(&c1, &p1)? else {
-            scan.strays.push(p1);
+            scan.stray(p1);
             continue;
         };
         for (s2, c2) in level1 {
             let p2 = format!("{p1}/{s2}");
             let Some(level2) = dir(&c2, &p2)? else {
-                scan.strays.push(p2);
+                scan.stray(p2);
                 continue;
             };
             for (name, c3) in level2 {
@@ -351,7 +447,7 @@ fn walk_export(
                         loc
                     }
                     _ => {
-                        scan.strays.push(p3);
+                        scan.stray(p3);
                         continue;
                     }
                 };
@@ -363,7 +459,7 @@ fn walk_export(
                 let tip = match content.map_err(|e| e.to_string()).and_then(|c| tip_of(&c)) {
                     Ok(tip) => tip,
                     Err(reason) => {
-                        scan.bad.push(BadTip {
+                        scan.bad(BadTip {
                             id: loc.id.as_str().to_string(),
                             path: p3,
                             file: c3,
@@ -377,24 +473,19 @@ fn walk_export(
                     path: p3,
                     rule: loc.rules[0],
                 };
-                sink.add(&mut scan, loc.id.as_str().to_string(), found)?;
+                scan.tip(loc.id.as_str().to_string(), found)?;
             }
         }
     }
-    Ok(scan)
+    Ok(walked)
 }
 
 /// One tip file found: the entity's tip, unless it already has one at the worker's path (the
 /// authoritative one); two different tips are a conflict, the legacy one kept there.
-fn add_tip(
-    tips: &mut BTreeMap<String, TipFile>,
-    conflicts: &mut Vec<(String, TipFile)>,
-    id: String,
-    found: TipFile,
-) {
-    match tips.get(&id) {
+fn add_tip(scan: &mut TipScan, id: String, found: TipFile) {
+    match scan.tips.get(&id) {
         None => {
-            tips.insert(id, found);
+            scan.tips.insert(id, found);
         }
         Some(existing) => {
             let (keep, other) = if found.rule == ShardRule::Worker {
@@ -403,9 +494,9 @@ fn add_tip(
                 (existing.clone(), found)
             };
             if keep.tip != other.tip {
-                conflicts.push((id.clone(), other));
+                scan.conflicts.push((id.clone(), other));
             }
-            tips.insert(id, keep);
+            scan.tips.insert(id, keep);
         }
     }
 }
@@ -451,12 +542,7 @@ pub(crate) fn scan_files(root: &str, files: Vec<(String, bytes::Bytes)>) -> TipS
             path,
             rule: loc.rules[0],
         };
-        add_tip(
-            &mut scan.tips,
-            &mut scan.conflicts,
-            loc.id.as_str().to_string(),
-            found,
-        );
+        add_tip(&mut scan, loc.id.as_str().to_string(), found);
     }
     scan.strays = strays.into_iter().collect();
     scan

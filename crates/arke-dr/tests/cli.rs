@@ -160,7 +160,11 @@ fn a_bad_memory_budget_is_exit_2_naming_it() {
         .env("ARKE_MEMORY_BUDGET", "64K")
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]

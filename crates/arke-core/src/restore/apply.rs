@@ -1,7 +1,6 @@
 //! Carrying out a [`RestorePlan`], one function per phase, in the order that keeps every step
 //! safe to repeat: safety check, marker, import and pins, tips, pointer last, read back.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 use std::time::Instant;
 
@@ -10,6 +9,7 @@ use chrono::{SecondsFormat, Utc};
 use cid::Cid;
 use futures::{StreamExt, TryStreamExt};
 
+use super::lists::{ByPath, Items, Listed, Numbered, PathTip, head, take};
 use super::plan::{ArchivePlan, Blocks, TipWrite, Writing};
 use super::{RestorePlan, RestoreReport, TipsMethod, refuse};
 use crate::car::CarWriter;
@@ -17,7 +17,8 @@ use crate::ipld::same_block;
 use crate::kubo::{ImportPart, Kubo, KuboError};
 use crate::model::IndexPointer;
 use crate::report::{Exit, Progress, Task, Unit};
-use crate::shard::{EntityId, ShardRule};
+use crate::shard::EntityId;
+use crate::spill::{MemoryBudget, SortedRuns};
 use crate::unixfs;
 
 /// `pin/add` calls in flight during the direct pins (64 CIDs each).
@@ -52,7 +53,8 @@ pub(super) async fn apply(
     }
 
     let t = Instant::now();
-    let (written, unchanged) = write_tips(kubo, &writing, &plan, progress).await?;
+    let by_path = by_path(&plan.tip_files, writing.budget)?;
+    let (written, unchanged) = write_tips(kubo, &writing, &plan, &by_path, progress).await?;
     d.tips = t.elapsed().as_secs_f64();
 
     let t = Instant::now();
@@ -60,7 +62,7 @@ pub(super) async fn apply(
     d.pointer = t.elapsed().as_secs_f64();
 
     let t = Instant::now();
-    read_back(kubo, &writing, &plan, progress).await?;
+    read_back(kubo, &writing, &plan, &by_path, progress).await?;
     d.verify_after = t.elapsed().as_secs_f64();
     kubo.files_rm(marker, false).await?;
     d.total = writing.started.map_or(0.0, |s| s.elapsed().as_secs_f64());
@@ -110,14 +112,15 @@ async fn import_and_pin(
     let (anchor, roots_pinned) = import_archive(kubo, opts, archive, progress, warnings).await?;
     // A root asked for but not pinned: nothing is known to be held, every block is pinned.
     let every;
-    let direct: &[Cid] = if roots_pinned {
+    let direct: &Listed<Numbered> = if roots_pinned {
         &archive.outside_root
     } else {
-        let mut all = Vec::new();
-        index
-            .for_each_used(|_, c| all.push(c))
-            .context("reading CIDs back from the archive")?;
-        every = all;
+        let mut all = SortedRuns::new(opts.budget.part(8), "restore: blocks pinned directly");
+        index.for_each_used(|_, cid| {
+            let seq = all.len();
+            all.push(Numbered { seq, cid })
+        })?;
+        every = Listed::finished(all)?;
         &every
     };
     done.import_secs = t.elapsed().as_secs_f64();
@@ -136,7 +139,7 @@ async fn import_and_pin(
         }
         None => {
             pin_direct(kubo, opts, archive, direct, progress, warnings).await?;
-            done.direct = direct.len() as u64;
+            done.direct = direct.len();
         }
     }
     done.pin_secs = t.elapsed().as_secs_f64();
@@ -160,7 +163,8 @@ async fn import_archive(
     let dir = tempfile::tempdir().context("temp dir for the pin anchor")?;
     let anchor_path = dir.path().join("anchor.car");
     let anchor = if archive.pin_root {
-        Some(crate::anchor::write_anchor_car(&anchor_path, &archive.outside_root).await?)
+        let cids = archive.outside_root.iter()?.map(|n| n.map(|n| n.cid));
+        Some(crate::anchor::write_anchor_car(&anchor_path, cids).await?)
     } else {
         None
     };
@@ -226,18 +230,33 @@ async fn pin_direct(
     kubo: &Kubo,
     opts: &Writing,
     archive: &ArchivePlan,
-    direct: &[Cid],
+    direct: &Listed<Numbered>,
     progress: &Progress,
     warnings: &mut Vec<String>,
 ) -> anyhow::Result<()> {
-    let pin_task = progress.task("pin", Some(direct.len() as u64), Unit::Items("blocks"));
+    let pin_task = progress.task("pin", Some(direct.len()), Unit::Items("blocks"));
     let mut attempt = 0;
     loop {
         // 64 CIDs a call keep the query string far below HTTP servers' header limits; a few
-        // calls in flight overlap the node's per-call latency.
-        let result = futures::stream::iter(direct.chunks(64))
+        // calls in flight overlap the node's per-call latency. The groups are read from the
+        // list as the calls go.
+        let mut cids = direct.iter()?;
+        let groups = std::iter::from_fn(move || {
+            let group: std::io::Result<Vec<Cid>> =
+                cids.by_ref().take(64).map(|n| n.map(|n| n.cid)).collect();
+            match group {
+                Ok(g) if g.is_empty() => None,
+                other => Some(other.map_err(|source| KuboError::Io {
+                    call: "pin/add",
+                    path: "the list of blocks to pin".into(),
+                    source,
+                })),
+            }
+        });
+        let result = futures::stream::iter(groups)
             .map(|group| async move {
-                kubo.pin_add_many(group, false, 64)
+                let group = group?;
+                kubo.pin_add_many(&group, false, 64)
                     .await
                     .map(|()| group.len())
             })
@@ -287,6 +306,7 @@ async fn write_tips(
     kubo: &Kubo,
     opts: &Writing,
     plan: &RestorePlan,
+    by_path: &Listed<ByPath>,
     progress: &Progress,
 ) -> anyhow::Result<(u64, u64)> {
     for path in &plan.changes.blocking {
@@ -295,26 +315,48 @@ async fn write_tips(
             .with_context(|| format!("removing {path}, in the way of a tip path (--force)"))?;
     }
     match plan.report.tips_method {
-        TipsMethod::Tree => Ok((write_tip_trees(kubo, opts, &plan.tip_files).await?, 0)),
+        TipsMethod::Tree => Ok((write_tip_trees(kubo, opts, by_path).await?, 0)),
         TipsMethod::Files => {
             write_tip_files(kubo, &plan.tip_files, opts.concurrency, progress).await
         }
     }
 }
 
-/// Into empty index roots: one tree per root, built locally, imported, put in place with one
+/// The plan's tip files in path order, index root first (the tree's order and the
+/// read-back's), sorted within the apply's budget.
+fn by_path(files: &Listed<TipWrite>, budget: MemoryBudget) -> anyhow::Result<Listed<ByPath>> {
+    let mut runs = SortedRuns::new(budget.part(8), "restore: tip files by path");
+    for w in files.iter()? {
+        runs.push(ByPath(w?))?;
+    }
+    Ok(Listed::finished(runs)?)
+}
+
+/// Into empty index roots: one tree per root, built locally directory by directory from the
+/// tip files in path order (never whole in memory), imported, put in place with one
 /// `files/cp`. Returns the tips written.
-async fn write_tip_trees(kubo: &Kubo, opts: &Writing, files: &[TipWrite]) -> anyhow::Result<u64> {
+async fn write_tip_trees(
+    kubo: &Kubo,
+    opts: &Writing,
+    by_path: &Listed<ByPath>,
+) -> anyhow::Result<u64> {
     let dir = tempfile::tempdir().context("temp dir for the tip tree")?;
     let path = dir.path().join("tips.car");
     let mut written = 0;
-    for (r, tips) in tips_by_root(files)? {
-        let tree = write_tree_car(&path, tips).await?;
+    let mut items = by_path.iter()?.peekable();
+    while let Some(first) = head(&mut items)? {
+        let r = first.0.root.clone();
+        let tree = write_tree_car(&path, &r, &mut items).await?;
         // Pinned while it is imported and until MFS holds it: a GC in between would
         // otherwise remove the unreferenced tree (Kubo's GC keeps what MFS links).
         let size = std::fs::metadata(&path).map_or(0, |m| m.len());
-        kubo.dag_import(
-            &[path.as_path()],
+        let roots = [tree.root];
+        let part = ImportPart {
+            path: &path,
+            roots: Some(&roots),
+        };
+        kubo.dag_import_parts(
+            &[part],
             true,
             super::import_within(opts.import_timeout, size),
         )
@@ -327,32 +369,33 @@ async fn write_tip_trees(kubo: &Kubo, opts: &Writing, files: &[TipWrite]) -> any
     Ok(written)
 }
 
-/// The plan's tip files grouped by index root (each path is once in the plan).
-type TipsByRoot = BTreeMap<String, Vec<(EntityId, ShardRule, Cid)>>;
-
-fn tips_by_root(files: &[TipWrite]) -> anyhow::Result<TipsByRoot> {
-    let mut by_root = TipsByRoot::new();
-    for w in files {
-        by_root
-            .entry(w.root.clone())
-            .or_default()
-            .push((EntityId::parse(&w.id)?, w.rule, w.tip));
-    }
-    Ok(by_root)
-}
-
-/// Builds the tip tree and writes its blocks to a CAR file at `path`.
+/// Builds the tip tree of the index root `root` from the tip files at the head of `items`
+/// (those under it, in path order) and writes its blocks to a CAR file at `path` as they are
+/// finished. The root is known only at the end: the file's header names a placeholder, and the
+/// import sends the file under the tree's root.
 async fn write_tree_car(
     path: &Path,
-    tips: Vec<(EntityId, ShardRule, Cid)>,
+    root: &str,
+    items: &mut std::iter::Peekable<Items<'_, ByPath>>,
 ) -> anyhow::Result<unixfs::TipTree> {
-    let mut blocks = Vec::new();
-    let tree = unixfs::build_tip_tree(tips, &mut |c, b| blocks.push((c, b)))
-        .map_err(|e| anyhow::anyhow!(e))?;
     let file = tokio::fs::File::create(path).await?;
-    let mut w = CarWriter::new(tokio::io::BufWriter::new(file), vec![tree.root]).await?;
-    for (c, b) in &blocks {
-        w.write_block(c, b).await?;
+    let placeholder = crate::ipld::cid_v1(crate::ipld::RAW, b"");
+    let mut w = CarWriter::new(tokio::io::BufWriter::new(file), vec![placeholder]).await?;
+    let mut builder = unixfs::TipTreeBuilder::new();
+    let mut blocks = Vec::new();
+    while head(items)?.is_some_and(|t| t.0.root == root) {
+        let t = take(items)?.0;
+        let id = EntityId::parse(&t.id)?;
+        builder
+            .push(&id, t.rule, &t.tip, &mut |c, b| blocks.push((c, b)))
+            .map_err(|e| anyhow::anyhow!(e))?;
+        for (c, b) in blocks.drain(..) {
+            w.write_block(&c, &b).await?;
+        }
+    }
+    let tree = builder.finish(&mut |c, b| blocks.push((c, b)));
+    for (c, b) in blocks.drain(..) {
+        w.write_block(&c, &b).await?;
     }
     let mut inner = w.finish().await?;
     tokio::io::AsyncWriteExt::flush(&mut inner).await?;
@@ -377,50 +420,45 @@ async fn place_tree(kubo: &Kubo, r: &str, tree: Cid) -> anyhow::Result<()> {
 }
 
 /// Into an index that holds something: each tip file read, and written only when it differs,
-/// `concurrency` at a time. Returns (written, unchanged).
+/// `concurrency` at a time, streamed from the plan's list. Returns (written, unchanged).
 async fn write_tip_files(
     kubo: &Kubo,
-    jobs: &[TipWrite],
+    jobs: &Listed<TipWrite>,
     concurrency: usize,
     progress: &Progress,
 ) -> anyhow::Result<(u64, u64)> {
-    let task = progress.task("tips", Some(jobs.len() as u64), Unit::Items("tips"));
-    let results: Vec<anyhow::Result<bool>> = futures::stream::iter(
-        jobs.iter()
-            .map(|w| (w.path.clone(), w.tip))
-            .map(|(path, tip)| {
-                let task = task.clone();
-                async move {
-                    let current = match kubo.files_read(&path).await {
-                        Ok(b) => crate::tips::tip_of(&b).ok(),
-                        Err(KuboError::NotFound { .. }) => None,
-                        Err(e) => {
-                            return Err(anyhow::Error::new(e).context(format!("reading {path}")));
-                        }
-                    };
-                    task.inc(1);
-                    if current.is_some_and(|c| same_block(&c, &tip)) {
-                        return Ok(false);
-                    }
-                    kubo.files_write(&path, format!("{tip}\n").as_bytes(), true)
-                        .await
-                        .with_context(|| format!("writing {path}"))?;
-                    Ok(true)
+    let task = progress.task("tips", Some(jobs.len()), Unit::Items("tips"));
+    let mut results = futures::stream::iter(jobs.iter()?.map(|w| {
+        let task = task.clone();
+        async move {
+            let TipWrite { path, tip, .. } = w?;
+            let current = match kubo.files_read(&path).await {
+                Ok(b) => crate::tips::tip_of(&b).ok(),
+                Err(KuboError::NotFound { .. }) => None,
+                Err(e) => {
+                    return Err(anyhow::Error::new(e).context(format!("reading {path}")));
                 }
-            }),
-    )
-    .buffer_unordered(concurrency.max(1))
-    .collect()
-    .await;
-    task.finish();
+            };
+            task.inc(1);
+            if current.is_some_and(|c| same_block(&c, &tip)) {
+                return Ok(false);
+            }
+            kubo.files_write(&path, format!("{tip}\n").as_bytes(), true)
+                .await
+                .with_context(|| format!("writing {path}"))?;
+            Ok(true)
+        }
+    }))
+    .buffer_unordered(concurrency.max(1));
     let (mut written, mut unchanged) = (0, 0);
-    for r in results {
+    while let Some(r) = results.next().await {
         if r? {
             written += 1;
         } else {
             unchanged += 1;
         }
     }
+    task.finish();
     Ok((written, unchanged))
 }
 
@@ -434,41 +472,43 @@ async fn write_pointer(kubo: &Kubo, plan: &RestorePlan) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Tips read back one by one that differ: how many, the first few named.
+#[derive(Default)]
+struct Differing {
+    count: u64,
+    first: Vec<String>,
+}
+
 /// Every tip is read back from the node: in bulk, one `dag/export` of each index root walked
-/// locally (every block re-hashed), then with `files/read` only the paths the bulk read did
-/// not confirm (the legacy path of `--shard-rule both` when it holds the same tip as the
-/// worker's, or everything if the export failed). One `files/read` per tip costs the node a
-/// path walk through the sharded directories each time. Then the pointer.
+/// locally (every block re-hashed), its tip files sorted by path and merged with the plan's,
+/// then with `files/read` only the paths the bulk read did not confirm (everything if the
+/// export failed). One `files/read` per tip costs the node a path walk through the sharded
+/// directories each time. Then the pointer.
 async fn read_back(
     kubo: &Kubo,
     opts: &Writing,
     plan: &RestorePlan,
+    by_path: &Listed<ByPath>,
     progress: &Progress,
 ) -> anyhow::Result<()> {
-    let found = bulk_read(kubo, &plan.tip_files).await;
-    let total = plan.tip_files.len() as u64;
-    let checks: Vec<(String, Cid)> = plan
-        .tip_files
-        .iter()
-        .filter(|w| !found.get(&w.path).is_some_and(|c| same_block(c, &w.tip)))
-        .map(|w| (w.path.clone(), w.tip))
-        .collect();
+    let total = plan.tip_files.len();
+    let checks = unconfirmed(kubo, by_path, opts.budget).await?;
     // The counter covers every tip: those the bulk read confirmed count at once.
     let task = progress.task("read back", Some(total), Unit::Items("tips"));
-    task.inc(total - checks.len() as u64);
-    let bad = read_tip_files(kubo, checks, opts.concurrency, &task).await;
+    task.inc(total - checks.len());
+    let bad = read_tip_files(kubo, &checks, opts.concurrency, &task).await?;
     task.finish();
     let p = &plan.pointer;
     let back = kubo.files_read(&p.path).await?;
     let back = IndexPointer::parse(&back).context("reading the pointer back")?;
     let names_snapshot = back.latest_snapshot_cid == Some(p.latest_snapshot);
-    if !bad.is_empty() || !names_snapshot || back.event_head != p.event_head {
-        let shown: Vec<&String> = bad.iter().take(10).collect();
+    if bad.count > 0 || !names_snapshot || back.event_head != p.event_head {
         return Err(refuse(
             Exit::Failed,
             format!(
-                "read-back after restore: {} tips differ ({shown:?}){}",
-                bad.len(),
+                "read-back after restore: {} tips differ ({:?}){}",
+                bad.count,
+                bad.first,
                 if names_snapshot {
                     ""
                 } else {
@@ -480,54 +520,89 @@ async fn read_back(
     Ok(())
 }
 
-/// The tip files under every index root the plan writes, by path, read in bulk; a root that
-/// cannot be read so is left to the per-file reads.
-async fn bulk_read(kubo: &Kubo, files: &[TipWrite]) -> HashMap<String, Cid> {
-    let mut found = HashMap::new();
-    let mut scanned = HashSet::new();
-    for w in files {
-        let r = w.root.clone();
-        if !scanned.insert(r.clone()) {
-            continue;
-        }
-        match crate::tips::scan_tips(kubo, &r, &std::env::temp_dir()).await {
-            Ok(scan) => {
-                for (_, tf) in scan.tips.into_iter().chain(scan.conflicts) {
-                    found.insert(tf.path, tf.tip);
-                }
+/// The plan's tip files the bulk read of their index root did not confirm (absent from the
+/// export, holding another tip, or the root could not be read so), sorted by path. Each root's
+/// tip files are merged with what its export holds, both in path order.
+async fn unconfirmed(
+    kubo: &Kubo,
+    by_path: &Listed<ByPath>,
+    budget: MemoryBudget,
+) -> anyhow::Result<Listed<PathTip>> {
+    let budget = budget.part(16);
+    let mut checks = SortedRuns::new(budget, "restore: tips read back one by one");
+    let mut files = by_path.iter()?.peekable();
+    while let Some(first) = head(&mut files)? {
+        let r = first.0.root.clone();
+        let found = bulk_read(kubo, &r, budget).await;
+        let empty = Listed::collect(budget, "restore: tips read back", [])?;
+        let mut have = found.as_ref().unwrap_or(&empty).iter()?.peekable();
+        while head(&mut files)?.is_some_and(|w| w.0.root == r) {
+            let w = take(&mut files)?.0;
+            while head(&mut have)?.is_some_and(|f| f.path < w.path) {
+                take(&mut have)?;
             }
-            Err(e) => tracing::debug!("read-back: bulk read of {r} failed ({e}); per file"),
+            let confirmed =
+                head(&mut have)?.is_some_and(|f| f.path == w.path && same_block(&f.tip, &w.tip));
+            if !confirmed {
+                checks.push(PathTip {
+                    path: w.path,
+                    tip: w.tip,
+                })?;
+            }
         }
     }
-    found
+    Ok(Listed::finished(checks)?)
 }
 
-/// Reads each tip file with `files/read`, `concurrency` at a time; returns what differs.
+/// Every tip file under the index root `r`, by path, read in bulk (every valid tip file at
+/// its path, both rules); `None` when the root cannot be read so (left to the per-file reads).
+async fn bulk_read(kubo: &Kubo, r: &str, budget: MemoryBudget) -> Option<Listed<PathTip>> {
+    let sink = crate::tips::PathSink(SortedRuns::new(budget, "restore: tips read back"));
+    let walked = crate::tips::walk_index(kubo, r, &crate::spill::spill_dir(), sink).await;
+    match walked.and_then(|(sink, _)| Ok(Listed::finished(sink.0)?)) {
+        Ok(found) => Some(found),
+        Err(e) => {
+            tracing::debug!("read-back: bulk read of {r} failed ({e}); per file");
+            None
+        }
+    }
+}
+
+/// Reads each tip file of `checks` with `files/read`, `concurrency` at a time; returns what
+/// differs.
 async fn read_tip_files(
     kubo: &Kubo,
-    checks: Vec<(String, Cid)>,
+    checks: &Listed<PathTip>,
     concurrency: usize,
     task: &Task,
-) -> Vec<String> {
-    futures::stream::iter(checks.into_iter().map(|(path, tip)| {
+) -> anyhow::Result<Differing> {
+    let mut results = futures::stream::iter(checks.iter()?.map(|c| {
         let task = task.clone();
         async move {
+            let PathTip { path, tip } = c?;
             let got = kubo.files_read(&path).await;
             task.inc(1);
-            match got {
+            Ok::<_, std::io::Error>(match got {
                 Ok(b) if crate::tips::tip_of(&b).is_ok_and(|c| same_block(&c, &tip)) => None,
                 Ok(b) => Some(format!(
                     "{path} holds {:?}, expected {tip}",
                     String::from_utf8_lossy(&b).trim()
                 )),
                 Err(e) => Some(format!("{path}: {e}")),
-            }
+            })
         }
     }))
-    .buffer_unordered(concurrency.max(1))
-    .filter_map(|x| async move { x })
-    .collect()
-    .await
+    .buffer_unordered(concurrency.max(1));
+    let mut bad = Differing::default();
+    while let Some(r) = results.next().await {
+        if let Some(msg) = r? {
+            bad.count += 1;
+            if bad.first.len() < 10 {
+                bad.first.push(msg);
+            }
+        }
+    }
+    Ok(bad)
 }
 
 /// Drops a temporary pin of ours. A failure leaves an extra pin behind, never a lost block:
@@ -535,5 +610,82 @@ async fn read_tip_files(
 async fn unpin_quietly(kubo: &Kubo, cid: &Cid) {
     if let Err(e) = kubo.pin_rm(cid).await {
         tracing::warn!("could not remove the temporary pin of {cid}: {e}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::car::{ReaderOptions, open};
+    use crate::ipld::{DAG_CBOR, cid_v1};
+    use crate::shard::{ShardRule, TEST_INDEX_ROOT};
+
+    /// The tip tree written from the tip files in path order, on disk or in memory, is the
+    /// tree built from all of them at once (`unixfs::build_tip_tree`): the same root, and every
+    /// block of it in the file; one tree per index root.
+    #[tokio::test]
+    async fn the_streamed_tip_tree_is_the_whole_tree() {
+        let mut files = Vec::new();
+        for i in 0..400 {
+            let id = EntityId::parse(&format!("01J8ME3H{i:018}")).unwrap();
+            let tip = cid_v1(DAG_CBOR, id.as_str().as_bytes());
+            for rule in ShardRule::ALL {
+                files.push(TipWrite {
+                    path: id.tip_path("/arke/index", rule),
+                    tip,
+                    id: id.to_string(),
+                    rule,
+                    root: "/arke/index".into(),
+                });
+            }
+        }
+        let t = EntityId::parse("IIAAAAAAAAAAAAAAAAAAAAAAAA").unwrap();
+        files.push(TipWrite {
+            path: t.tip_path(TEST_INDEX_ROOT, ShardRule::Worker),
+            tip: cid_v1(DAG_CBOR, b"t"),
+            id: t.to_string(),
+            rule: ShardRule::Worker,
+            root: TEST_INDEX_ROOT.into(),
+        });
+        let whole = |root: &str| {
+            let tips = files
+                .iter()
+                .filter(|w| w.root == root)
+                .map(|w| (EntityId::parse(&w.id).unwrap(), w.rule, w.tip));
+            let mut blocks = std::collections::HashMap::new();
+            let tree = unixfs::build_tip_tree(tips, &mut |c, b| {
+                blocks.insert(c, b);
+            })
+            .unwrap();
+            (tree.root, blocks)
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tips.car");
+        for budget in [MemoryBudget::new(1024), MemoryBudget::default()] {
+            let listed = Listed::collect(budget, "test tip files", files.clone()).unwrap();
+            let by_path = by_path(&listed, budget).unwrap();
+            assert_eq!(
+                by_path.spilled(),
+                budget.bytes() < MemoryBudget::DEFAULT_BYTES
+            );
+            let mut items = by_path.iter().unwrap().peekable();
+            let mut roots = Vec::new();
+            while let Some(first) = head(&mut items).unwrap() {
+                let r = first.0.root.clone();
+                let tree = write_tree_car(&path, &r, &mut items).await.unwrap();
+                let (want, blocks) = whole(&r);
+                assert_eq!(tree.root, want, "{r}");
+                let mut car = open(&path, ReaderOptions::default()).unwrap();
+                // Equal files (an entity's two paths) are the same blocks, written twice.
+                let mut seen = std::collections::HashSet::new();
+                while let Some(b) = car.next_block().unwrap() {
+                    assert_eq!(blocks.get(&b.cid).map(Vec::as_slice), Some(&b.data[..]));
+                    seen.insert(b.cid);
+                }
+                assert_eq!(seen.len(), blocks.len(), "{r}");
+                roots.push(r);
+            }
+            assert_eq!(roots, ["/arke/index", TEST_INDEX_ROOT]);
+        }
     }
 }

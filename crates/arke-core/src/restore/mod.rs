@@ -35,9 +35,12 @@
 
 mod apply;
 mod entities;
+mod lists;
 pub(crate) mod plan;
 #[cfg(test)]
 mod plan_tests;
+#[cfg(test)]
+mod state_tests;
 
 pub use entities::{
     EntityAction, EntityChange, EntityDurations, EntityRestore, EntityRestoreOptions,
@@ -242,17 +245,19 @@ impl Operation for Restore<'_> {
         progress: &Progress,
     ) -> anyhow::Result<RestorePlan> {
         let started = Instant::now();
+        // Bad ARKE_MEMORY_BUDGET: a usage error before anything is read.
+        let budget = crate::spill::MemoryBudget::from_env()?;
         let mut d = Durations::default();
         // Today one archive; a chain of incremental archives would list its base first.
         let cars = [opts.car.clone()];
-        let side = plan::read_archives(opts, &cars, progress, &mut d).await?;
+        let side = plan::read_archives(opts, &cars, progress, &mut d, budget).await?;
         let t = Instant::now();
         self.kubo
             .wait_ready(opts.wait)
             .await
             .context("waiting for the node")?;
         d.wait = t.elapsed().as_secs_f64();
-        let mut plan = plan::decide(self.kubo, opts, side).await?;
+        let mut plan = plan::decide(self.kubo, opts, side, budget).await?;
         plan.writing.durations = d;
         plan.writing.started = Some(started);
         tracing::info!("{}", plan.summary());
@@ -269,7 +274,7 @@ impl Operation for Restore<'_> {
             return Ok(RestoreReport {
                 restored: true,
                 dry_run: false,
-                tips_unchanged: plan.tips.len() as u64,
+                tips_unchanged: plan.tips.len(),
                 durations: Durations {
                     total,
                     ..plan.writing.durations.clone()

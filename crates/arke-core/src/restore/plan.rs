@@ -15,16 +15,21 @@ use super::{Durations, PathList, RestoreOptions, RestoreReport, TipsMethod, refu
 use crate::backup::VerifyCarOptions;
 use crate::backup::verify::{VerifiedChain, verify_chain};
 use crate::blocks::BlockSource;
-use crate::blocks::{KeySet, block_key};
-use crate::car::{CarError, CarIndex, ChainSource};
+use crate::blocks::block_key;
+use crate::car::{CarIndex, ChainSource};
 use crate::closure::{ClosureReport, Visited};
+use crate::entity::EntryStream;
 use crate::events::{EventError, EventWalk};
 use crate::ipld::{self, LinkShape, same_block};
 use crate::kubo::KuboError;
 use crate::model::{IndexPointer, Manifest, cid_as_string, opt_cid_as_string};
 use crate::report::{Exit, Progress};
 use crate::shard::{EntityId, ShardRule, TEST_INDEX_ROOT};
+use crate::spill::{MemoryBudget, SortedRuns};
 use crate::tips::TipsRead;
+
+pub use super::lists::Numbered;
+use super::lists::{Listed, Sequenced, head, take};
 
 /// Everything a restore will do, computed before any write: what is imported and how it is
 /// pinned, every tip file written, what each existing path becomes, the pointer, and whether
@@ -41,18 +46,19 @@ pub struct RestorePlan {
     pub archives: Vec<ArchivePlan>,
     /// Entries of the snapshot itself, before replay and live state.
     pub snapshot_entities: u64,
-    /// Every entity's tip, by id: what the index holds after the restore. The JSON lists the
-    /// first [`LISTED`] (a dry run at a million entities stays readable); `tips_total` counts
-    /// them all.
+    /// Every entity's tip, by id: what the index holds after the restore (on disk past its
+    /// share of the memory budget). The JSON lists the first [`LISTED`] (a dry run at a
+    /// million entities stays readable); `tips_total` counts them all.
     #[serde(with = "tip_map")]
-    pub tips: BTreeMap<String, PlannedTip>,
+    pub tips: Listed<PlannedTip>,
     #[serde(default)]
     pub tips_total: u64,
     /// Every tip file the restore writes (or finds already right), each path once: decided
-    /// here from the shard rules and the index root, read by every phase of the apply. The
-    /// JSON lists the first [`LISTED`]; `tip_files_total` counts them all.
-    #[serde(serialize_with = "listed")]
-    pub tip_files: Vec<TipWrite>,
+    /// here from the shard rules and the index root, read by every phase of the apply (on
+    /// disk past its share of the memory budget). The JSON lists the first [`LISTED`];
+    /// `tip_files_total` counts them all.
+    #[serde(with = "listed")]
+    pub tip_files: Listed<TipWrite>,
     #[serde(default)]
     pub tip_files_total: u64,
     /// The pointer written last.
@@ -79,6 +85,11 @@ pub(super) struct Writing {
     pub(super) import_timeout: Option<std::time::Duration>,
     pub(super) durations: Durations,
     pub(super) started: Option<Instant>,
+    /// The tool's budget. The plan's lists alive while it is applied hold a quarter each
+    /// (tips, tip files, blocks outside the root); the apply's own an eighth (the tip files
+    /// in path order; the blocks pinned directly, at another time) and a sixteenth each for
+    /// the read-back's two (what the export holds, what is read one by one).
+    pub(super) budget: MemoryBudget,
 }
 
 /// One tip file the restore writes: its path under the entity's index root, by a shard rule.
@@ -93,8 +104,22 @@ pub struct TipWrite {
     pub root: String,
 }
 
+/// The plan's order: by entity id, then rule (the worker's first), as [`tip_files`] makes them.
+impl Ord for TipWrite {
+    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+        (&self.id, self.rule, &self.path, &self.tip, &self.root)
+            .cmp(&(&o.id, o.rule, &o.path, &o.tip, &o.root))
+    }
+}
+
+impl PartialOrd for TipWrite {
+    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(o))
+    }
+}
+
 /// One archive file: imported with one `dag/import`, its blocks pinned.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct ArchivePlan {
     pub car: PathBuf,
     #[serde(with = "cid_as_string")]
@@ -106,9 +131,10 @@ pub struct ArchivePlan {
     pub pin_root: bool,
     /// Blocks the root's recursive pin does not reach (events and versions behind plain-map
     /// links), or every block when the root is not pinned.
-    /// The JSON lists the first [`LISTED`] (the report's `blocks_outside_root` counts them).
+    /// In the archives' index order, on disk past their share of the memory budget. The
+    /// JSON lists the first [`LISTED`] (the report's `blocks_outside_root` counts them).
     #[serde(with = "cid_list")]
-    pub outside_root: Vec<Cid>,
+    pub outside_root: Listed<Numbered>,
     /// An incremental archive's chain, base first: imported in the same `dag/import`, each
     /// under this archive's root (their own roots are older states, never pinned). Their
     /// blocks that this archive's closure does not use are left unpinned for a GC.
@@ -142,24 +168,34 @@ impl Blocks {
         self.indexes.iter().map(|i| i.len() as u64).sum()
     }
 
-    /// Every block the restore keeps, once: each archive's, for a chain only those the newest
-    /// archive's closure uses.
-    pub(super) fn for_each_used(&self, mut f: impl FnMut(u128, Cid)) -> Result<(), CarError> {
-        let mut seen = KeySet::default();
+    /// Every block the restore keeps, once, in the indexes' order: each archive's, for a
+    /// chain only those the newest archive's closure uses. The first error of `f` stops it.
+    pub(super) fn for_each_used(
+        &self,
+        mut f: impl FnMut(u128, Cid) -> std::io::Result<()>,
+    ) -> anyhow::Result<()> {
+        // One bit a block (the keys themselves would be 16 bytes each and the table's slack).
+        let mut seen = Visited::over(self.indexes.iter().map(|i| i.positions()));
+        let mut failed = None;
         for index in &self.indexes {
-            index.for_each_cid(|k, c| {
-                let used = self.used.as_ref().is_none_or(|u| u.contains(&k));
-                if used && seen.insert(k) {
-                    f(k, c);
-                }
-            })?;
+            index
+                .for_each_cid(|k, c| {
+                    let used = self.used.as_ref().is_none_or(|u| u.contains(&k));
+                    if failed.is_none() && used && seen.insert(k) {
+                        failed = f(k, c).err();
+                    }
+                })
+                .context("reading CIDs back from the archive")?;
         }
-        Ok(())
+        match failed {
+            Some(e) => Err(e.into()),
+            None => Ok(()),
+        }
     }
 }
 
-/// One entity of the plan.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One entity of the plan (ordered by id).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct PlannedTip {
     pub id: EntityId,
     pub tip: Cid,
@@ -261,6 +297,7 @@ pub(super) async fn read_archives(
     cars: &[PathBuf],
     progress: &Progress,
     d: &mut Durations,
+    budget: MemoryBudget,
 ) -> anyhow::Result<ArchiveSide> {
     // A chain is one archive here: its newest file names its parents, and the state (tips,
     // events, live state, pointer) is the newest's, read over the union of the chain.
@@ -278,6 +315,7 @@ pub(super) async fn read_archives(
         &verified,
         &opts.verify,
         &opts.pointer_path,
+        budget,
         &mut warnings,
     )
     .await?;
@@ -297,15 +335,16 @@ pub(super) async fn decide<N: TipsRead>(
     node: &N,
     opts: &RestoreOptions,
     side: ArchiveSide,
+    budget: MemoryBudget,
 ) -> anyhow::Result<RestorePlan> {
     let ArchiveSide {
         read,
         blocks,
         warnings,
     } = side;
-    let tip_files = tip_writes(&read.tips, opts.shard.rules(), &opts.index_root);
+    let tip_files = tip_files(&read.tips, opts.shard.rules(), &opts.index_root, budget)?;
     let (state, node_index) = inspect_node(node, opts, read.archive.root, &read.tips).await?;
-    let mut plan = assemble(read, state, &node_index, tip_files, opts, warnings);
+    let mut plan = assemble(read, state, &node_index, tip_files, opts, warnings)?;
     // The last fact of "completed": the root's recursive pin the import made is still there.
     if plan.report.already_restored && plan.newest().pin_root {
         let root = plan.newest().root;
@@ -319,6 +358,7 @@ pub(super) async fn decide<N: TipsRead>(
         blocks: vec![blocks],
         concurrency: opts.concurrency.max(1),
         import_timeout: opts.import_timeout,
+        budget,
         ..Writing::default()
     };
     Ok(plan)
@@ -452,39 +492,57 @@ pub(super) struct FromArchive {
     pub(super) snapshot_entities: u64,
     pub(super) replay: ReplayCounts,
     pub(super) live_tips: u64,
-    pub(super) tips: BTreeMap<String, PlannedTip>,
+    pub(super) tips: Listed<PlannedTip>,
     pub(super) pointer: PlannedPointer,
 }
 
 /// Reads the archive's plan: the snapshot's entries, moved forward by the newer archived
-/// events and set by the live state; how its blocks are pinned; the pointer to write.
+/// events and set by the live state; how its blocks are pinned; the pointer to write. The
+/// three sources are each sorted by id within a share of `budget` and merged into the plan's
+/// tips, so no per-entity map is ever held whole.
 async fn read_archive(
     car: &Path,
     v: &Verified,
     verify: &VerifyCarOptions,
     pointer_path: &str,
+    budget: MemoryBudget,
     warnings: &mut Vec<String>,
 ) -> anyhow::Result<FromArchive> {
     let src = v.blocks.source(verify.allow_unverifiable);
-    let mut tips = snapshot_tips(&src, v.snapshot).await?;
-    let snapshot_entities = tips.len() as u64;
+    let part = budget.part(4);
+    let snapshot = snapshot_tips(&src, v.snapshot, part).await?;
+    let snapshot_entities = snapshot.len();
     let closure = &v.closure;
     let snapshot_event = closure.snapshot_event_cid;
     let descriptor = closure.descriptor.as_ref();
     let event_head = descriptor.and_then(|d| d.event_head).or(snapshot_event);
     let event_count = descriptor.map_or(closure.event_chain.length, |d| d.event_count);
-    let newest = match descriptor {
-        Some(_) if event_head.is_some() => {
-            newest_events(&src, event_head, snapshot_event, warnings).await
-        }
-        _ => Vec::new(),
-    };
-    let replay = replay_events(&src, newest, &mut tips, warnings).await;
-    let live_tips = match descriptor {
-        Some(desc) => apply_live(&src, &desc.live, &mut tips, warnings).await?,
-        None => 0,
-    };
-    let (pin_root, outside_root) = pin_split(&src, &v.blocks, v.root, warnings).await?;
+    let mut events = SortedRuns::new(part, "restore: archived events");
+    if descriptor.is_some() && event_head.is_some() {
+        newest_event_runs(&src, event_head, snapshot_event, &mut events, warnings).await?;
+    }
+    let events = Listed::finished(events)?;
+    // The live state's warnings come after the replay's, as they always did.
+    let mut live_warnings = Vec::new();
+    let mut live = SortedRuns::new(part, "restore: live state");
+    if let Some(desc) = descriptor {
+        let mut seq = 0;
+        for_each_live(&src, &desc.live, &mut live_warnings, |id, tip| {
+            seq += 1;
+            live.push(Sequenced {
+                id: id.to_string(),
+                seq,
+                tip,
+            })
+        })
+        .await?;
+    }
+    let live = Listed::finished(live)?;
+    let merged = merge_state(&src, &snapshot, [&events, &live], part, warnings).await?;
+    // Their shares of the budget go to the lists made next.
+    drop((snapshot, events, live));
+    warnings.extend(live_warnings);
+    let (pin_root, outside_root) = pin_split(&src, &v.blocks, v.root, part, warnings).await?;
     let header = crate::snapshot::load_header(&src, v.snapshot).await?;
     let pointer = PlannedPointer {
         path: pointer_path.to_owned(),
@@ -492,7 +550,7 @@ async fn read_archive(
         event_head,
         event_count,
         snapshot_event,
-        total_count: tips.len() as u64,
+        total_count: merged.tips.len(),
         snapshot_count: snapshot_entities,
         snapshot_seq: header.seq(),
         snapshot_ts: header.ts().to_string(),
@@ -509,47 +567,82 @@ async fn read_archive(
         snapshot_schema: closure.snapshot_schema.clone(),
         snapshot_seq: closure.snapshot_seq,
         snapshot_entities,
-        replay,
-        live_tips,
-        tips,
+        replay: merged.replay,
+        live_tips: merged.live_tips,
+        tips: merged.tips,
         pointer,
     })
 }
 
-/// The snapshot's entries, every id validated before any path is built.
+/// The snapshot's entries, read one chunk at a time and sorted by id within `budget`, every
+/// id validated before any path is built (an entity listed twice is refused by the merge).
 async fn snapshot_tips(
     src: &ChainSource<'_>,
     snapshot: Cid,
-) -> anyhow::Result<BTreeMap<String, PlannedTip>> {
-    let loaded = crate::snapshot::load(src, snapshot)
-        .await
-        .context("reading the snapshot from the archive")?;
-    let mut tips = BTreeMap::new();
-    for e in &loaded.entries {
-        let id = EntityId::parse(&e.id).map_err(|err| {
-            refuse(
-                Exit::Failed,
-                format!("the snapshot holds a bad entity id: {err}; refused before any write"),
-            )
-        })?;
-        if tips
-            .insert(e.id.clone(), PlannedTip { id, tip: e.tip })
-            .is_some()
-        {
-            return Err(refuse(
-                Exit::Failed,
-                format!(
-                    "the snapshot lists entity {} twice; refused before any write",
-                    e.id
-                ),
-            ));
+    budget: MemoryBudget,
+) -> anyhow::Result<Listed<PlannedTip>> {
+    let reading = "reading the snapshot from the archive";
+    let (mut entries, _) = EntryStream::open(src, snapshot).await.context(reading)?;
+    let mut tips = SortedRuns::new(budget, "restore: snapshot entries");
+    while let Some(batch) = entries.next_batch().await.context(reading)? {
+        for e in batch {
+            let id = EntityId::parse(&e.id).map_err(|err| {
+                refuse(
+                    Exit::Failed,
+                    format!("the snapshot holds a bad entity id: {err}; refused before any write"),
+                )
+            })?;
+            tips.push(PlannedTip { id, tip: e.tip })?;
         }
     }
-    Ok(tips)
+    Ok(Listed::finished(tips)?)
 }
 
-/// The newest event per entity, between the archived head and the snapshot's event. A chain
-/// that ends early (a block not in the archive) is a warning: what was walked still counts.
+/// Every event with a tip between the archived head and the snapshot's event, numbered
+/// newest first (the first of an id in the sorted list is its newest). A chain that ends
+/// early (a block not in the archive) is a warning: what was walked still counts.
+async fn newest_event_runs<S: BlockSource>(
+    src: &S,
+    head: Option<Cid>,
+    stop: Option<Cid>,
+    out: &mut SortedRuns<Sequenced>,
+    warnings: &mut Vec<String>,
+) -> std::io::Result<()> {
+    let mut walk = EventWalk::new(src, head, stop);
+    let mut seq = 0;
+    while let Some(ev) = next_event(&mut walk, warnings).await {
+        if let Some(tip) = ev.node.tip() {
+            seq += 1;
+            out.push(Sequenced {
+                id: ev.node.pi().to_string(),
+                seq,
+                tip,
+            })?;
+        }
+    }
+    Ok(())
+}
+
+/// The walk's next event; its end, or where it broke off (a warning).
+async fn next_event<S: BlockSource>(
+    walk: &mut EventWalk<'_, S>,
+    warnings: &mut Vec<String>,
+) -> Option<crate::events::ChainEvent> {
+    match walk.next().await {
+        Ok(ev) => ev,
+        Err(EventError::Fetch { cid, .. }) => {
+            warnings.push(format!("replay: the archived event chain ends at {cid}"));
+            None
+        }
+        Err(e) => {
+            warnings.push(format!("replay: {e}"));
+            None
+        }
+    }
+}
+
+/// The newest event per entity, between the archived head and the snapshot's event (for the
+/// few entities of an entity restore; a full restore sorts them on disk instead).
 pub(crate) async fn newest_events<S: BlockSource>(
     src: &S,
     head: Option<Cid>,
@@ -559,35 +652,118 @@ pub(crate) async fn newest_events<S: BlockSource>(
     let mut newest = Vec::new();
     let mut seen_ids = HashSet::new();
     let mut walk = EventWalk::new(src, head, stop);
-    loop {
-        match walk.next().await {
-            Ok(Some(ev)) => {
-                if let Some(tip) = ev.node.tip()
-                    && seen_ids.insert(ev.node.pi().to_string())
-                {
-                    newest.push((ev.node.pi().to_string(), tip));
-                }
-            }
-            Ok(None) => break,
-            Err(EventError::Fetch { cid, .. }) => {
-                warnings.push(format!("replay: the archived event chain ends at {cid}"));
-                break;
-            }
-            Err(e) => {
-                warnings.push(format!("replay: {e}"));
-                break;
-            }
+    while let Some(ev) = next_event(&mut walk, warnings).await {
+        if let Some(tip) = ev.node.tip()
+            && seen_ids.insert(ev.node.pi().to_string())
+        {
+            newest.push((ev.node.pi().to_string(), tip));
         }
     }
     newest
 }
 
 /// Counts of the replay of newer events.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, PartialEq, Eq)]
 pub(crate) struct ReplayCounts {
-    replayed: u64,
-    created: u64,
-    skipped: u64,
+    pub(super) replayed: u64,
+    pub(super) created: u64,
+    pub(super) skipped: u64,
+}
+
+/// The plan's tips merged from the three sorted sources, with what the replay and the live
+/// state did.
+pub(super) struct Merged {
+    pub(super) tips: Listed<PlannedTip>,
+    pub(super) replay: ReplayCounts,
+    pub(super) live_tips: u64,
+}
+
+/// Merges, id by id, the snapshot's entries, the newest archived event of each entity and the
+/// live state into the plan's tips: the snapshot's tip, moved forward by its event (if the
+/// event's manifest descends from it), set by its live entries. One record of each list is in
+/// memory at a time; the result is sorted within `budget`.
+pub(super) async fn merge_state<S: BlockSource>(
+    src: &S,
+    snapshot: &Listed<PlannedTip>,
+    [events, live]: [&Listed<Sequenced>; 2],
+    budget: MemoryBudget,
+    warnings: &mut Vec<String>,
+) -> anyhow::Result<Merged> {
+    let mut snap = snapshot.iter()?.peekable();
+    let mut ev = events.iter()?.peekable();
+    let mut lv = live.iter()?.peekable();
+    let mut tips = SortedRuns::new(budget, "restore: tips");
+    let mut replay = ReplayCounts::default();
+    let mut live_tips = 0;
+    loop {
+        let heads = [
+            head(&mut snap)?.map(ToId::id),
+            head(&mut ev)?.map(ToId::id),
+            head(&mut lv)?.map(ToId::id),
+        ];
+        let Some(id) = heads.into_iter().flatten().min().map(str::to_owned) else {
+            break;
+        };
+        let mut current = None;
+        if head(&mut snap)?.is_some_and(|t| t.id() == id) {
+            current = Some(take(&mut snap)?.tip());
+            if head(&mut snap)?.is_some_and(|t| t.id() == id) {
+                return Err(refuse(
+                    Exit::Failed,
+                    format!("the snapshot lists entity {id} twice; refused before any write"),
+                ));
+            }
+        }
+        if head(&mut ev)?.is_some_and(|e| e.id() == id) {
+            let newest = take(&mut ev)?.tip();
+            while head(&mut ev)?.is_some_and(|e| e.id() == id) {
+                take(&mut ev)?;
+            }
+            current = replay_one(src, &id, newest, current, &mut replay, warnings).await;
+        }
+        while head(&mut lv)?.is_some_and(|e| e.id() == id) {
+            let tip = take(&mut lv)?.tip();
+            if !current.is_some_and(|c| same_block(&c, &tip)) {
+                current = Some(tip);
+                live_tips += 1;
+            }
+        }
+        if let Some(tip) = current {
+            // Valid: the snapshot's and the live state's ids were checked when read, an
+            // event's by the replay.
+            let id = EntityId::parse(&id)?;
+            tips.push(PlannedTip { id, tip })?;
+        }
+    }
+    Ok(Merged {
+        tips: Listed::finished(tips)?,
+        replay,
+        live_tips,
+    })
+}
+
+/// A record of the lists the merge reads: an entity id and a tip.
+trait ToId: crate::spill::Record {
+    fn id(&self) -> &str;
+    fn tip(&self) -> Cid;
+}
+
+impl ToId for PlannedTip {
+    fn id(&self) -> &str {
+        self.id.as_str()
+    }
+    fn tip(&self) -> Cid {
+        self.tip
+    }
+}
+
+impl ToId for Sequenced {
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn tip(&self) -> Cid {
+        self.tip
+    }
 }
 
 /// Moves the plan forward by the newest events: an entity's tip is replaced only by a
@@ -600,37 +776,54 @@ pub(crate) async fn replay_events<S: BlockSource>(
 ) -> ReplayCounts {
     let mut n = ReplayCounts::default();
     for (pi, tip) in newest {
-        // An event whose id cannot be a path is skipped, as build-snapshot and verify-car do:
-        // it moves nothing, and every other entity is restored.
-        let id = match EntityId::parse(&pi) {
-            Ok(id) => id,
-            Err(err) => {
-                n.skipped += 1;
-                warnings.push(format!(
-                    "replay: an archived event names a bad entity id ({err}); skipped"
-                ));
-                continue;
-            }
-        };
         let current = tips.get(&pi).map(|p| p.tip);
-        if current.is_some_and(|c| same_block(&c, &tip)) {
-            continue;
-        }
-        if descends(src, tip, current).await {
-            if current.is_some() {
-                n.replayed += 1;
-            } else {
-                n.created += 1;
-            }
-            tips.insert(pi, PlannedTip { id, tip });
-        } else {
-            n.skipped += 1;
-            warnings.push(format!(
-                "replay: entity {pi}'s newer manifest {tip} is not in the archive or does not descend from the snapshot's tip; kept the snapshot's"
-            ));
+        if let Some(moved) = replay_one(src, &pi, tip, current, &mut n, warnings).await
+            && Some(moved) != current
+            && let Ok(id) = EntityId::parse(&pi)
+        {
+            tips.insert(pi, PlannedTip { id, tip: moved });
         }
     }
     n
+}
+
+/// One entity's newest event (`pi`, its manifest `tip`) against its `current` tip: the tip it
+/// ends at (the event's when its manifest is in the archive and descends from the current
+/// one), counted in `n`.
+async fn replay_one<S: BlockSource>(
+    src: &S,
+    pi: &str,
+    tip: Cid,
+    current: Option<Cid>,
+    n: &mut ReplayCounts,
+    warnings: &mut Vec<String>,
+) -> Option<Cid> {
+    // An event whose id cannot be a path is skipped, as build-snapshot and verify-car do:
+    // it moves nothing, and every other entity is restored.
+    if let Err(err) = EntityId::parse(pi) {
+        n.skipped += 1;
+        warnings.push(format!(
+            "replay: an archived event names a bad entity id ({err}); skipped"
+        ));
+        return current;
+    }
+    if current.is_some_and(|c| same_block(&c, &tip)) {
+        return current;
+    }
+    if descends(src, tip, current).await {
+        if current.is_some() {
+            n.replayed += 1;
+        } else {
+            n.created += 1;
+        }
+        Some(tip)
+    } else {
+        n.skipped += 1;
+        warnings.push(format!(
+            "replay: entity {pi}'s newer manifest {tip} is not in the archive or does not descend from the snapshot's tip; kept the snapshot's"
+        ));
+        current
+    }
 }
 
 /// Does the manifest chain from `from` (inside the archive) reach `to` (or, with `to` None,
@@ -670,6 +863,34 @@ pub(crate) async fn apply_live<S: BlockSource>(
     warnings: &mut Vec<String>,
 ) -> anyhow::Result<u64> {
     let mut set = 0;
+    for_each_live(src, chunks, warnings, |id, tip| {
+        if !tips
+            .get(id.as_str())
+            .is_some_and(|p| same_block(&p.tip, &tip))
+        {
+            tips.insert(
+                id.to_string(),
+                PlannedTip {
+                    id: id.clone(),
+                    tip,
+                },
+            );
+            set += 1;
+        }
+        Ok(())
+    })
+    .await?;
+    Ok(set)
+}
+
+/// Every entry of the live state the export captured, in the order it wrote them, with its
+/// id validated (an entry whose id cannot be a path is skipped with a warning).
+async fn for_each_live<S: BlockSource>(
+    src: &S,
+    chunks: &[Cid],
+    warnings: &mut Vec<String>,
+    mut f: impl FnMut(&EntityId, Cid) -> std::io::Result<()>,
+) -> anyhow::Result<()> {
     for c in chunks {
         let data = src
             .get(c)
@@ -679,21 +900,13 @@ pub(crate) async fn apply_live<S: BlockSource>(
         let chunk = crate::model::SnapshotChunk::from_ipld(&value)
             .with_context(|| format!("the live-state chunk {c}"))?;
         for e in chunk.entries() {
-            let id = match EntityId::parse(&e.id) {
-                Ok(id) => id,
-                Err(err) => {
-                    warnings.push(format!("live state: bad entity id ({err}); skipped"));
-                    continue;
-                }
-            };
-            if tips.get(&e.id).is_some_and(|p| same_block(&p.tip, &e.tip)) {
-                continue;
+            match EntityId::parse(&e.id) {
+                Ok(id) => f(&id, e.tip)?,
+                Err(err) => warnings.push(format!("live state: bad entity id ({err}); skipped")),
             }
-            tips.insert(e.id.clone(), PlannedTip { id, tip: e.tip });
-            set += 1;
         }
     }
-    Ok(set)
+    Ok(())
 }
 
 /// What the recursive pin of the root reaches (real links only), and the blocks it does not.
@@ -704,9 +917,13 @@ async fn pin_split(
     src: &ChainSource<'_>,
     index: &Blocks,
     root: Cid,
+    budget: MemoryBudget,
     warnings: &mut Vec<String>,
-) -> anyhow::Result<(bool, Vec<Cid>)> {
-    let mut real = KeySet::default();
+) -> anyhow::Result<(bool, Listed<Numbered>)> {
+    // One bit a block of the archives' sorted indexes (a hash set of keys would hold 16 bytes
+    // and its slack for every block the root reaches).
+    let over = || Visited::over(index.indexes.iter().map(|i| i.positions()));
+    let mut real = over();
     let mut stack = vec![root];
     real.insert(block_key(&root));
     let mut complete = true;
@@ -730,20 +947,20 @@ async fn pin_split(
         }
     }
     if !complete {
-        real.clear();
+        real = Visited::default();
         warnings.push(format!(
             "the root {root} links blocks that are not in the archive (older snapshots?): every block is pinned directly instead of one recursive pin"
         ));
     }
-    let mut outside = Vec::new();
-    index
-        .for_each_used(|k, c| {
-            if !real.contains(&k) {
-                outside.push(c);
-            }
-        })
-        .context("reading CIDs back from the archive")?;
-    Ok((complete, outside))
+    let mut outside = SortedRuns::new(budget, "restore: blocks outside the root");
+    index.for_each_used(|k, cid| {
+        if real.contains(&k) {
+            return Ok(());
+        }
+        let seq = outside.len();
+        outside.push(Numbered { seq, cid })
+    })?;
+    Ok((complete, Listed::finished(outside)?))
 }
 
 /// What the index roots hold before the restore.
@@ -767,7 +984,7 @@ async fn inspect_node<N: TipsRead>(
     kubo: &N,
     opts: &RestoreOptions,
     root: Cid,
-    tips: &BTreeMap<String, PlannedTip>,
+    tips: &Listed<PlannedTip>,
 ) -> anyhow::Result<(NodeState, NodeIndex)> {
     let marker = marker_path(&opts.pointer_path);
     let (resumed, other_marker) = match kubo.files_read(&marker).await {
@@ -782,19 +999,28 @@ async fn inspect_node<N: TipsRead>(
         .await
         .with_context(|| format!("reading {}", opts.pointer_path))?;
     let mut roots = vec![opts.index_root.clone()];
-    if tips.values().any(|p| p.id.is_test_network()) {
+    let mut test_network = false;
+    for p in tips.iter()? {
+        if p?.id.is_test_network() {
+            test_network = true;
+            break;
+        }
+    }
+    if test_network {
         roots.push(TEST_INDEX_ROOT.to_string());
     }
     let node_index = read_node_index(kubo, &roots).await?;
     let existing = &node_index.tips;
-    let tips_to_change = tips
-        .values()
-        .filter(|p| {
-            !existing
-                .get(p.id.as_str())
-                .is_some_and(|c| same_block(c, &p.tip))
-        })
-        .count() as u64;
+    let mut tips_to_change = 0;
+    for p in tips.iter()? {
+        let p = p?;
+        if !existing
+            .get(p.id.as_str())
+            .is_some_and(|c| same_block(c, &p.tip))
+        {
+            tips_to_change += 1;
+        }
+    }
     let node = NodeState {
         resumed,
         marker,
@@ -845,10 +1071,10 @@ fn assemble(
     read: FromArchive,
     node: NodeState,
     node_index: &NodeIndex,
-    tip_files: Vec<TipWrite>,
+    tip_files: Listed<TipWrite>,
     opts: &RestoreOptions,
     warnings: Vec<String>,
-) -> RestorePlan {
+) -> anyhow::Result<RestorePlan> {
     // The tree replaces the whole index root: only when nothing is there.
     let tree = node_index.tips.is_empty() && !node_index.has_content;
     // Files replaced whole: the pointer, and another archive's unfinished-restore marker.
@@ -861,15 +1087,15 @@ fn assemble(
     .into_iter()
     .flatten()
     .collect();
-    let changes = plan_changes(node_index, &tip_files, &replaced, tree);
-    let already_restored = restored_here(&node, &read.pointer, node_index, &tip_files, &changes);
+    let changes = plan_changes(node_index, &tip_files, &replaced, tree)?;
+    let already_restored = restored_here(&node, &read.pointer, node_index, &tip_files, &changes)?;
     let mut plan = RestorePlan {
         report: RestoreReport::default(),
         archives: vec![read.archive],
         snapshot_entities: read.snapshot_entities,
-        tips_total: read.tips.len() as u64,
+        tips_total: read.tips.len(),
         tips: read.tips,
-        tip_files_total: tip_files.len() as u64,
+        tip_files_total: tip_files.len(),
         tip_files,
         pointer: read.pointer,
         node,
@@ -890,7 +1116,7 @@ fn assemble(
         warnings,
         already_restored,
     });
-    plan
+    Ok(plan)
 }
 
 /// What the plan's report holds beyond what the plan's own fields say.
@@ -915,9 +1141,9 @@ fn restored_here(
     node: &NodeState,
     pointer: &PlannedPointer,
     index: &NodeIndex,
-    jobs: &[TipWrite],
+    jobs: &Listed<TipWrite>,
     changes: &PlannedChanges,
-) -> bool {
+) -> std::io::Result<bool> {
     let same = |a: Option<Cid>, b: Option<Cid>| match (a, b) {
         (Some(a), Some(b)) => same_block(&a, &b),
         (None, None) => true,
@@ -927,39 +1153,52 @@ fn restored_here(
         same(p.latest_snapshot, Some(pointer.latest_snapshot))
             && same(p.event_head, pointer.event_head)
     });
-    !node.resumed
-        && !node.other_marker
-        && pointer_names_it
-        && changes.blocking.is_empty()
-        && jobs.iter().all(|w| {
-            index
-                .tip_files
-                .get(&w.path)
-                .is_some_and(|c| same_block(c, &w.tip))
-        })
+    if node.resumed || node.other_marker || !pointer_names_it || !changes.blocking.is_empty() {
+        return Ok(false);
+    }
+    for w in jobs.iter()? {
+        let w = w?;
+        if !index
+            .tip_files
+            .get(&w.path)
+            .is_some_and(|c| same_block(c, &w.tip))
+        {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
 
 /// Every tip file the plan writes, each path once (with `--shard-rule both` the two rules
-/// give the same path for some ids: the worker's rule, listed first, keeps it).
-pub(super) fn tip_writes(
-    tips: &BTreeMap<String, PlannedTip>,
+/// give the same path for some ids: the worker's rule, listed first, keeps it; a path names
+/// its id, so two entities never share one), sorted within `budget`.
+pub(super) fn tip_files(
+    tips: &Listed<PlannedTip>,
     rules: &[ShardRule],
     main_root: &str,
-) -> Vec<TipWrite> {
-    let mut seen = HashSet::new();
-    tips.values()
-        .flat_map(|p| {
-            let root = index_root_for(&p.id, main_root);
-            rules.iter().map(move |rule| TipWrite {
-                path: p.id.tip_path(&root, *rule),
+    budget: MemoryBudget,
+) -> anyhow::Result<Listed<TipWrite>> {
+    let mut out = SortedRuns::new(budget.part(4), "restore: tip files");
+    for p in tips.iter()? {
+        let p = p?;
+        let root = index_root_for(&p.id, main_root);
+        let mut paths: Vec<String> = Vec::with_capacity(rules.len());
+        for rule in rules {
+            let path = p.id.tip_path(&root, *rule);
+            if paths.contains(&path) {
+                continue;
+            }
+            paths.push(path.clone());
+            out.push(TipWrite {
+                path,
                 tip: p.tip,
                 id: p.id.to_string(),
                 rule: *rule,
                 root: root.clone(),
-            })
-        })
-        .filter(|w| seen.insert(w.path.clone()))
-        .collect()
+            })?;
+        }
+    }
+    Ok(Listed::finished(out)?)
 }
 
 /// Foreign entries are kept, not removed: tips are then written one by one around them
@@ -971,17 +1210,26 @@ pub(super) fn tip_writes(
 /// directory goes) cannot be kept: that needs --force.
 fn plan_changes(
     node: &NodeIndex,
-    jobs: &[TipWrite],
+    jobs: &Listed<TipWrite>,
     replaced: &[&str],
     tree: bool,
-) -> PlannedChanges {
+) -> std::io::Result<PlannedChanges> {
+    // The foreign entries that a tip path, or a directory on the way to one, would need:
+    // one pass over the tip files against the (few) foreign entries.
+    let foreign: HashSet<&str> = node.foreign.iter().map(String::as_str).collect();
     let mut needed = HashSet::new();
-    for w in jobs {
-        let mut at = w.path.as_str();
-        while needed.insert(at) {
-            match at.rsplit_once('/') {
-                Some((parent, _)) if !parent.is_empty() => at = parent,
-                _ => break,
+    if !foreign.is_empty() {
+        for w in jobs.iter()? {
+            let w = w?;
+            let mut at = w.path.as_str();
+            loop {
+                if let Some(f) = foreign.get(at) {
+                    needed.insert(*f);
+                }
+                match at.rsplit_once('/') {
+                    Some((parent, _)) if !parent.is_empty() => at = parent,
+                    _ => break,
+                }
             }
         }
     }
@@ -998,16 +1246,19 @@ fn plan_changes(
         node.empty_roots.iter().for_each(|r| c.would_remove.push(r));
     }
     replaced.iter().for_each(|p| c.would_change.push(p));
-    for w in jobs {
-        if node
-            .tip_files
-            .get(&w.path)
-            .is_some_and(|c| !same_block(c, &w.tip))
-        {
-            c.would_change.push(&w.path);
+    if !node.tip_files.is_empty() {
+        for w in jobs.iter()? {
+            let w = w?;
+            if node
+                .tip_files
+                .get(&w.path)
+                .is_some_and(|c| !same_block(c, &w.tip))
+            {
+                c.would_change.push(&w.path);
+            }
         }
     }
-    c
+    Ok(c)
 }
 
 /// The marker that makes a rerun resume instead of refusing: `<pointer dir>/.restore-in-progress`.
@@ -1040,7 +1291,7 @@ impl RestorePlan {
         let p = &self.pointer;
         RestoreReport {
             snapshot_cid: p.latest_snapshot.to_string(),
-            entity_count: self.tips.len() as u64,
+            entity_count: self.tips.len(),
             restored: false,
             dry_run: true,
             resumed: self.node.resumed,
@@ -1068,11 +1319,7 @@ impl RestorePlan {
             would_remove: self.changes.would_remove.clone(),
             foreign_kept: self.changes.foreign_kept.clone(),
             root_pinned_recursively: self.archives.iter().all(|a| a.pin_root),
-            blocks_outside_root: self
-                .archives
-                .iter()
-                .map(|a| a.outside_root.len() as u64)
-                .sum(),
+            blocks_outside_root: self.archives.iter().map(|a| a.outside_root.len()).sum(),
             // The plan's durations stay zero, as the dry run's always were.
             durations: Durations::default(),
             warnings: d.warnings,
@@ -1139,62 +1386,92 @@ impl crate::Outcome for RestorePlan {
 /// The same bound as the id lists of every report (`MAX_REPORT_IDS`), named once.
 pub const LISTED: usize = crate::model::layout::MAX_REPORT_IDS;
 
-/// The first [`LISTED`] entries of a list.
-fn listed<T: Serialize, S: serde::Serializer>(items: &[T], s: S) -> Result<S::Ok, S::Error> {
-    s.collect_seq(items.iter().take(LISTED))
+/// Serde for a plan's list: its first [`LISTED`] records; read back into a list (a plan read
+/// from JSON, within the default budget).
+mod listed {
+    use serde::de::Error as _;
+    use serde::ser::Error as _;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use crate::restore::lists::Listed;
+    use crate::spill::{MemoryBudget, Record};
+
+    pub fn serialize<T: Record + Serialize, S: Serializer>(
+        items: &Listed<T>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        s.collect_seq(items.first(super::LISTED).map_err(S::Error::custom)?)
+    }
+
+    pub fn deserialize<'de, T: Record + Deserialize<'de>, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Listed<T>, D::Error> {
+        let items = Vec::<T>::deserialize(d)?;
+        Listed::collect(MemoryBudget::default(), "restore: plan read back", items)
+            .map_err(D::Error::custom)
+    }
 }
 
 /// Serde for the plan's tips: a map from entity id to tip CID string (the first [`LISTED`]);
 /// ids are validated again when read.
 mod tip_map {
-    use std::collections::BTreeMap;
-
     use serde::de::Error as _;
+    use serde::ser::Error as _;
     use serde::{Deserialize, Deserializer, Serializer};
 
     use super::PlannedTip;
+    use crate::restore::lists::Listed;
     use crate::shard::EntityId;
+    use crate::spill::MemoryBudget;
 
-    pub fn serialize<S: Serializer>(
-        tips: &BTreeMap<String, PlannedTip>,
-        s: S,
-    ) -> Result<S::Ok, S::Error> {
-        s.collect_map(
-            tips.iter()
-                .take(super::LISTED)
-                .map(|(id, p)| (id, p.tip.to_string())),
-        )
+    pub fn serialize<S: Serializer>(tips: &Listed<PlannedTip>, s: S) -> Result<S::Ok, S::Error> {
+        let first = tips.first(super::LISTED).map_err(S::Error::custom)?;
+        s.collect_map(first.iter().map(|p| (p.id.as_str(), p.tip.to_string())))
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(
-        d: D,
-    ) -> Result<BTreeMap<String, PlannedTip>, D::Error> {
-        let raw = BTreeMap::<String, String>::deserialize(d)?;
-        raw.into_iter()
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Listed<PlannedTip>, D::Error> {
+        let raw = std::collections::BTreeMap::<String, String>::deserialize(d)?;
+        let tips = raw
+            .into_iter()
             .map(|(k, v)| {
                 let id = EntityId::parse(&k).map_err(D::Error::custom)?;
                 let tip = crate::ipld::parse_cid(&v).map_err(D::Error::custom)?;
-                Ok((k, PlannedTip { id, tip }))
+                Ok(PlannedTip { id, tip })
             })
-            .collect()
+            .collect::<Result<Vec<_>, D::Error>>()?;
+        Listed::collect(MemoryBudget::default(), "restore: plan read back", tips)
+            .map_err(D::Error::custom)
     }
 }
 
 /// Serde for a list of CIDs as strings.
 mod cid_list {
-    use cid::Cid;
     use serde::de::Error as _;
+    use serde::ser::Error as _;
     use serde::{Deserialize, Deserializer, Serializer};
 
-    pub fn serialize<S: Serializer>(cids: &[Cid], s: S) -> Result<S::Ok, S::Error> {
-        s.collect_seq(cids.iter().take(super::LISTED).map(|c| c.to_string()))
+    use crate::restore::lists::{Listed, Numbered};
+    use crate::spill::MemoryBudget;
+
+    pub fn serialize<S: Serializer>(cids: &Listed<Numbered>, s: S) -> Result<S::Ok, S::Error> {
+        let first = cids.first(super::LISTED).map_err(S::Error::custom)?;
+        s.collect_seq(first.iter().map(|n| n.cid.to_string()))
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Cid>, D::Error> {
-        Vec::<String>::deserialize(d)?
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Listed<Numbered>, D::Error> {
+        let cids = Vec::<String>::deserialize(d)?
             .iter()
-            .map(|s| crate::ipld::parse_cid(s).map_err(D::Error::custom))
-            .collect()
+            .enumerate()
+            .map(|(seq, s)| {
+                let cid = crate::ipld::parse_cid(s).map_err(D::Error::custom)?;
+                Ok(Numbered {
+                    seq: seq as u64,
+                    cid,
+                })
+            })
+            .collect::<Result<Vec<_>, D::Error>>()?;
+        Listed::collect(MemoryBudget::default(), "restore: plan read back", cids)
+            .map_err(D::Error::custom)
     }
 }
 
@@ -1203,13 +1480,20 @@ mod tests {
     use super::*;
     use crate::restore::ShardChoice;
 
-    fn plan_of(ids: &[&str], tip: Cid) -> BTreeMap<String, PlannedTip> {
-        ids.iter()
-            .map(|i| {
-                let id = EntityId::parse(i).unwrap();
-                (i.to_string(), PlannedTip { id, tip })
-            })
-            .collect()
+    fn plan_of(ids: &[&str], tip: Cid) -> Listed<PlannedTip> {
+        let tips = ids.iter().map(|i| {
+            let id = EntityId::parse(i).unwrap();
+            PlannedTip { id, tip }
+        });
+        Listed::collect(MemoryBudget::default(), "test tips", tips).unwrap()
+    }
+
+    fn tip_writes(tips: &Listed<PlannedTip>, rules: &[ShardRule], root: &str) -> Listed<TipWrite> {
+        tip_files(tips, rules, root, MemoryBudget::default()).unwrap()
+    }
+
+    fn all<T: crate::spill::Record>(items: &Listed<T>) -> Vec<T> {
+        items.first(usize::MAX).unwrap()
     }
 
     /// `--shard-rule both` writes a path once when the two rules agree (a 4-character id).
@@ -1217,7 +1501,7 @@ mod tests {
     fn tip_writes_name_each_path_once() {
         let tip = ipld::cid_v1(ipld::RAW, b"m");
         let plan = plan_of(&["ABCD", "01J8ME3HXYZW"], tip);
-        let jobs = tip_writes(&plan, ShardChoice::Both.rules(), "/arke/index");
+        let jobs = all(&tip_writes(&plan, ShardChoice::Both.rules(), "/arke/index"));
         let paths: Vec<&str> = jobs.iter().map(|w| w.path.as_str()).collect();
         assert_eq!(paths.len(), 3, "{paths:?}");
         assert!(paths.contains(&"/arke/index/AB/CD/ABCD.tip"));
@@ -1241,7 +1525,12 @@ mod tests {
                 root,
                 blocks: 3,
                 pin_root: true,
-                outside_root: vec![tip],
+                outside_root: Listed::collect(
+                    MemoryBudget::default(),
+                    "test",
+                    [Numbered { seq: 0, cid: tip }],
+                )
+                .unwrap(),
                 parents: vec!["/b/base.car".into()],
             }],
             snapshot_entities: 2,
@@ -1274,8 +1563,8 @@ mod tests {
         assert_eq!(json["existing_tips"], 0);
         assert_eq!(json["tip_files"][0]["rule"], "worker");
         let back: RestorePlan = serde_json::from_value(json.clone()).unwrap();
-        assert_eq!(back.tips, plan.tips);
-        assert_eq!(back.tip_files, plan.tip_files);
+        assert_eq!(all(&back.tips), all(&plan.tips));
+        assert_eq!(all(&back.tip_files), all(&plan.tip_files));
         assert_eq!(serde_json::to_value(&back).unwrap(), json);
         let report: RestoreReport = serde_json::from_value(json.clone()).unwrap();
         assert_eq!(report.tips_method, TipsMethod::Tree);
@@ -1296,8 +1585,8 @@ mod tests {
             report: RestoreReport::default(),
             archives: vec![],
             snapshot_entities: 0,
-            tips_total: tips.len() as u64,
-            tip_files_total: tip_files.len() as u64,
+            tips_total: tips.len(),
+            tip_files_total: tip_files.len(),
             tip_files,
             tips,
             pointer: PlannedPointer {
@@ -1316,7 +1605,7 @@ mod tests {
             refusal: None,
             writing: Writing::default(),
         };
-        assert_eq!(plan.tip_files.len(), LISTED + 5);
+        assert_eq!(plan.tip_files.len(), LISTED as u64 + 5);
         let json = serde_json::to_value(&plan).unwrap();
         assert_eq!(json["tips"].as_object().unwrap().len(), LISTED);
         assert_eq!(json["tip_files"].as_array().unwrap().len(), LISTED);
@@ -1330,7 +1619,8 @@ mod tests {
     fn plan_changes_sorts_existing_paths() {
         let tip = ipld::cid_v1(ipld::RAW, b"new");
         let plan = plan_of(&["01J8ME3HXYZW", "01J8ME3HABCD"], tip);
-        let jobs = tip_writes(&plan, ShardChoice::Worker.rules(), "/arke/index");
+        let listed = tip_writes(&plan, ShardChoice::Worker.rules(), "/arke/index");
+        let jobs = all(&listed);
         let node = NodeIndex {
             tip_files: HashMap::from([
                 (jobs[0].path.clone(), ipld::cid_v1(ipld::RAW, b"old")),
@@ -1344,7 +1634,7 @@ mod tests {
             has_content: true,
             ..NodeIndex::default()
         };
-        let c = plan_changes(&node, &jobs, &["/arke/index_pointer"], false);
+        let c = plan_changes(&node, &listed, &["/arke/index_pointer"], false).unwrap();
         assert_eq!(c.blocking, ["/arke/index/XY"]);
         assert_eq!(c.would_remove.paths, ["/arke/index/XY"]);
         assert_eq!(c.foreign_kept.count, 2);
@@ -1371,11 +1661,12 @@ mod tests {
             snapshot_seq: 1,
             snapshot_ts: "2026-01-01T00:00:00Z".into(),
         };
-        let jobs = tip_writes(
+        let listed = tip_writes(
             &plan_of(&["01J8ME3HXYZW"], tip),
             ShardChoice::Worker.rules(),
             "/arke/index",
         );
+        let jobs = all(&listed);
         let done = || {
             let node = NodeState {
                 existing_pointer: Some(ExistingPointer {
@@ -1436,7 +1727,7 @@ mod tests {
             let (mut node, mut index, mut changes) = done();
             damage(&mut node, &mut index, &mut changes);
             assert_eq!(
-                restored_here(&node, &pointer, &index, &jobs, &changes),
+                restored_here(&node, &pointer, &index, &listed, &changes).unwrap(),
                 *expected,
                 "{what}"
             );

@@ -4,16 +4,16 @@
 //! archive's side is given as [`FromArchive`] (what verifying and reading an archive yields);
 //! the real-Kubo tests (crates/arke-dr/tests/restore.rs) cover reading real archives.
 
-use std::collections::BTreeMap;
-
 use cid::Cid;
 
+use super::lists::Listed;
 use super::plan::{ArchivePlan, ArchiveSide, Blocks, FromArchive, PlannedPointer, PlannedTip};
 use super::*;
 use crate::ipld::{self, DAG_CBOR, cid_v1};
 use crate::kubo::memory::MemoryNode;
 use crate::kubo::{KuboConfig, PinKind};
 use crate::shard::{EntityId, INDEX_ROOT, TEST_INDEX_ROOT};
+use crate::spill::MemoryBudget;
 
 const POINTER: &str = "/arke/index_pointer";
 const MARKER: &str = "/arke/.restore-in-progress";
@@ -53,13 +53,16 @@ fn pointer() -> PlannedPointer {
 
 /// One archive holding `ids`, each at [`tip`].
 fn archive(ids: &[&str]) -> ArchiveSide {
-    let tips: BTreeMap<String, PlannedTip> = ids
-        .iter()
-        .map(|i| {
-            let id = EntityId::parse(i).unwrap();
-            (i.to_string(), PlannedTip { id, tip: tip(i) })
-        })
-        .collect();
+    archive_within(ids, MemoryBudget::default())
+}
+
+/// [`archive`] with its tips sorted within `budget`.
+fn archive_within(ids: &[&str], budget: MemoryBudget) -> ArchiveSide {
+    let tips = ids.iter().map(|i| {
+        let id = EntityId::parse(i).unwrap();
+        PlannedTip { id, tip: tip(i) }
+    });
+    let tips = Listed::collect(budget, "test tips", tips).unwrap();
     ArchiveSide {
         read: FromArchive {
             archive: ArchivePlan {
@@ -67,12 +70,20 @@ fn archive(ids: &[&str]) -> ArchiveSide {
                 root: root(),
                 blocks: 10,
                 pin_root: true,
-                outside_root: vec![other("an event")],
+                outside_root: Listed::collect(
+                    budget,
+                    "test",
+                    [super::plan::Numbered {
+                        seq: 0,
+                        cid: other("an event"),
+                    }],
+                )
+                .unwrap(),
                 parents: vec![],
             },
             snapshot_schema: Some("arke/snapshot@v4".into()),
             snapshot_seq: Some(4),
-            snapshot_entities: tips.len() as u64,
+            snapshot_entities: tips.len(),
             replay: Default::default(),
             live_tips: 0,
             tips,
@@ -389,7 +400,7 @@ async fn the_node_decides_what_a_restore_does() {
     for case in cases() {
         let node = MemoryNode::new();
         (case.node)(&node);
-        let plan = plan::decide(&node, &opts(case.force), archive(&[A, B]))
+        let plan = plan::decide(&node, &opts(case.force), archive(&[A, B]), budget())
             .await
             .unwrap_or_else(|e| panic!("{}: {e:#}", case.name));
         let mut got = Want::of(&plan);
@@ -403,7 +414,8 @@ async fn the_node_decides_what_a_restore_does() {
             assert!(why.contains(words), "{}: {why}", case.name);
         }
         // Every plan says what it writes: one tip file per entity, at the worker's path.
-        let paths: Vec<&str> = plan.tip_files.iter().map(|w| w.path.as_str()).collect();
+        let files = all(&plan.tip_files);
+        let paths: Vec<&str> = files.iter().map(|w| w.path.as_str()).collect();
         assert_eq!(paths, [tip_path(A), tip_path(B)], "{}", case.name);
         assert!(plan.report.dry_run, "{}", case.name);
         assert_eq!(Outcome::exit(&plan), Exit::Ok, "{}: the dry run", case.name);
@@ -438,11 +450,11 @@ async fn the_plan_decides_every_tip_file_once() {
     let node = MemoryNode::new();
     let mut o = opts(false);
     o.shard = ShardChoice::Both;
-    let plan = plan::decide(&node, &o, archive(&[A, "ABCD", T]))
+    let plan = plan::decide(&node, &o, archive(&[A, "ABCD", T]), budget())
         .await
         .unwrap();
-    let files: Vec<(&str, &str, ShardRule)> = plan
-        .tip_files
+    let listed = all(&plan.tip_files);
+    let files: Vec<(&str, &str, ShardRule)> = listed
         .iter()
         .map(|w| (w.path.as_str(), w.root.as_str(), w.rule))
         .collect();
@@ -477,9 +489,52 @@ async fn the_plan_decides_every_tip_file_once() {
     let want: Vec<(&str, &str, ShardRule)> =
         want.iter().map(|(p, r, x)| (p.as_str(), *r, *x)).collect();
     assert_eq!(files, want);
-    assert!(
-        plan.tip_files
-            .iter()
-            .all(|w| ipld::same_block(&w.tip, &tip(&w.id)))
-    );
+    assert!(listed.iter().all(|w| ipld::same_block(&w.tip, &tip(&w.id))));
+}
+
+fn budget() -> MemoryBudget {
+    MemoryBudget::default()
+}
+
+fn all<T: crate::spill::Record>(items: &Listed<T>) -> Vec<T> {
+    items.first(usize::MAX).unwrap()
+}
+
+/// The plan decided with a budget so small that its lists spill is the plan decided in
+/// memory: the same JSON (the first `LISTED` of each list, every count, the changes and the
+/// refusal) and the same tip files, over a node holding tips (one right, one another CID) and
+/// a foreign entry.
+#[tokio::test]
+async fn a_plan_on_disk_is_the_plan_in_memory() {
+    let ids: Vec<String> = (0..250).map(|i| format!("01J8ME3H{i:018}")).collect();
+    let mut refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    refs.push(T);
+    let node = || {
+        let n = MemoryNode::new();
+        n.write_file(&tip_path(&ids[3]), format!("{}\n", tip(&ids[3])));
+        n.write_file(&tip_path(&ids[4]), format!("{}\n", other("old")));
+        n.write_file(&format!("{INDEX_ROOT}/notes.txt"), "x");
+        n
+    };
+    let tiny = MemoryBudget::new(1024);
+    for force in [false, true] {
+        let mut o = opts(force);
+        o.shard = ShardChoice::Both;
+        let small = plan::decide(&node(), &o, archive_within(&refs, tiny), tiny)
+            .await
+            .unwrap();
+        let whole = plan::decide(&node(), &o, archive(&refs), budget())
+            .await
+            .unwrap();
+        assert!(small.tips.spilled() && small.tip_files.spilled());
+        assert!(!whole.tips.spilled() && !whole.tip_files.spilled());
+        let json = serde_json::to_value(&whole).unwrap();
+        assert_eq!(serde_json::to_value(&small).unwrap(), json);
+        assert_eq!(all(&small.tip_files), all(&whole.tip_files));
+        assert_eq!(whole.tip_files.len(), 2 * 251);
+        assert_eq!(json["tip_files"].as_array().unwrap().len(), plan::LISTED);
+        assert_eq!(json["tips_to_change"], 250, "force {force}");
+        assert_eq!(json["would_change"]["count"], 1, "force {force}");
+        assert_eq!(whole.refusal.is_some(), !force);
+    }
 }

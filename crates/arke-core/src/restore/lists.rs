@@ -1,0 +1,330 @@
+//! The restore's per-entity lists, kept on disk past their share of the memory budget
+//! ([`crate::spill`]): the plan's tips and tip files, the archived events and live state it
+//! is computed from, the tip files in path order for the tip tree and the read-back. Each
+//! record here is what one list holds, with its order and its bytes on disk.
+
+use std::io;
+
+use cid::Cid;
+
+use super::plan::{PlannedTip, TipWrite};
+use crate::shard::{EntityId, ShardRule};
+use crate::spill::{MemoryBudget, Record, SortedList, SortedRuns};
+pub(crate) use crate::tips::PathTip;
+
+/// A finished list of the plan: its records in order, read from the start each time (the plan
+/// is printed, applied and read back from the same list). Debug shows its length only.
+pub struct Listed<T: Record>(SortedList<T>);
+
+/// Records in order, as [`SortedList::iter`] gives them.
+pub(crate) type Items<'a, T> = Box<dyn Iterator<Item = io::Result<T>> + 'a>;
+
+impl<T: Record> Listed<T> {
+    /// Sorts `items` into a list within `budget`.
+    pub(crate) fn collect(
+        budget: MemoryBudget,
+        label: &'static str,
+        items: impl IntoIterator<Item = T>,
+    ) -> io::Result<Listed<T>> {
+        let mut runs = SortedRuns::new(budget, label);
+        for item in items {
+            runs.push(item)?;
+        }
+        Ok(Listed(runs.finish()?))
+    }
+
+    pub(crate) fn finished(runs: SortedRuns<T>) -> io::Result<Listed<T>> {
+        Ok(Listed(runs.finish()?))
+    }
+
+    pub fn len(&self) -> u64 {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Whether the list went to disk.
+    pub fn spilled(&self) -> bool {
+        self.0.spilled()
+    }
+
+    pub fn iter(&self) -> io::Result<Items<'_, T>> {
+        self.0.iter()
+    }
+
+    /// The first `n` records (what a plan's JSON shows).
+    pub fn first(&self, n: usize) -> io::Result<Vec<T>> {
+        self.iter()?.take(n).collect()
+    }
+}
+
+impl<T: Record> std::fmt::Debug for Listed<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Listed({} records)", self.len())
+    }
+}
+
+/// Bytes of one record: length-prefixed fields.
+#[derive(Default)]
+struct Fields<'a> {
+    rest: &'a [u8],
+}
+
+fn put(out: &mut Vec<u8>, field: &[u8]) {
+    let mut len = unsigned_varint::encode::u64_buffer();
+    out.extend_from_slice(unsigned_varint::encode::u64(field.len() as u64, &mut len));
+    out.extend_from_slice(field);
+}
+
+fn damaged(what: &str) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, format!("restore list: {what}"))
+}
+
+impl<'a> Fields<'a> {
+    fn new(rest: &'a [u8]) -> Self {
+        Fields { rest }
+    }
+
+    fn bytes(&mut self) -> io::Result<&'a [u8]> {
+        let (len, tail) =
+            unsigned_varint::decode::u64(self.rest).map_err(|_| damaged("field length"))?;
+        let len = usize::try_from(len).map_err(|_| damaged("field length"))?;
+        if tail.len() < len {
+            return Err(damaged("truncated field"));
+        }
+        let (field, rest) = tail.split_at(len);
+        self.rest = rest;
+        Ok(field)
+    }
+
+    fn string(&mut self) -> io::Result<String> {
+        String::from_utf8(self.bytes()?.to_vec()).map_err(|_| damaged("text"))
+    }
+
+    fn id(&mut self) -> io::Result<EntityId> {
+        EntityId::parse(&self.string()?).map_err(|e| damaged(&e.to_string()))
+    }
+
+    fn cid(&mut self) -> io::Result<Cid> {
+        Cid::try_from(self.bytes()?).map_err(|e| damaged(&e.to_string()))
+    }
+
+    fn rule(&mut self) -> io::Result<ShardRule> {
+        match self.bytes()? {
+            [0] => Ok(ShardRule::Worker),
+            [1] => Ok(ShardRule::Legacy),
+            _ => Err(damaged("shard rule")),
+        }
+    }
+
+    fn u64(&mut self) -> io::Result<u64> {
+        let b: [u8; 8] = self.bytes()?.try_into().map_err(|_| damaged("number"))?;
+        Ok(u64::from_be_bytes(b))
+    }
+}
+
+fn rule_byte(rule: ShardRule) -> [u8; 1] {
+    match rule {
+        ShardRule::Worker => [0],
+        ShardRule::Legacy => [1],
+    }
+}
+
+/// The plan's tips, by entity id.
+impl Record for PlannedTip {
+    fn encode(&self, out: &mut Vec<u8>) {
+        put(out, self.id.as_str().as_bytes());
+        put(out, &self.tip.to_bytes());
+    }
+
+    fn decode(b: &[u8]) -> io::Result<Self> {
+        let mut f = Fields::new(b);
+        Ok(PlannedTip {
+            id: f.id()?,
+            tip: f.cid()?,
+        })
+    }
+
+    fn mem_size(&self) -> usize {
+        std::mem::size_of::<Self>() + self.id.as_str().len()
+    }
+}
+
+/// The plan's tip files, by entity id then rule (the worker's first): the order the plan
+/// always listed them in.
+impl Record for TipWrite {
+    fn encode(&self, out: &mut Vec<u8>) {
+        put(out, self.id.as_bytes());
+        put(out, &rule_byte(self.rule));
+        put(out, self.path.as_bytes());
+        put(out, &self.tip.to_bytes());
+        put(out, self.root.as_bytes());
+    }
+
+    fn decode(b: &[u8]) -> io::Result<Self> {
+        let mut f = Fields::new(b);
+        Ok(TipWrite {
+            id: f.string()?,
+            rule: f.rule()?,
+            path: f.string()?,
+            tip: f.cid()?,
+            root: f.string()?,
+        })
+    }
+
+    fn mem_size(&self) -> usize {
+        std::mem::size_of::<Self>() + self.id.len() + self.path.len() + self.root.len()
+    }
+}
+
+/// A tip file in path order, index root first: the order of the tip tree (each shard
+/// directory's entries together, as [`crate::unixfs::TipTreeBuilder`] takes them) and of the
+/// read-back's merge with what the node holds. Shard names have a fixed width, so the path's
+/// order is the tree's `(s1, s2, name)` order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ByPath(pub(crate) TipWrite);
+
+impl Ord for ByPath {
+    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+        (&self.0.root, &self.0.path, &self.0.tip).cmp(&(&o.0.root, &o.0.path, &o.0.tip))
+    }
+}
+
+impl PartialOrd for ByPath {
+    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(o))
+    }
+}
+
+impl Record for ByPath {
+    fn encode(&self, out: &mut Vec<u8>) {
+        self.0.encode(out);
+    }
+
+    fn decode(b: &[u8]) -> io::Result<Self> {
+        TipWrite::decode(b).map(ByPath)
+    }
+
+    fn mem_size(&self) -> usize {
+        self.0.mem_size()
+    }
+}
+
+/// An entity's tip from a stream read in some order (the event chain newest first, the live
+/// state's chunks), by id then that order: the first of an id is the newest event, and live
+/// entries apply in the order the export wrote them. The id is as found (an event's may not
+/// be a valid id: that is decided when it is used).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct Sequenced {
+    pub(crate) id: String,
+    pub(crate) seq: u64,
+    pub(crate) tip: Cid,
+}
+
+impl Record for Sequenced {
+    fn encode(&self, out: &mut Vec<u8>) {
+        put(out, self.id.as_bytes());
+        put(out, &self.seq.to_be_bytes());
+        put(out, &self.tip.to_bytes());
+    }
+
+    fn decode(b: &[u8]) -> io::Result<Self> {
+        let mut f = Fields::new(b);
+        Ok(Sequenced {
+            id: f.string()?,
+            seq: f.u64()?,
+            tip: f.cid()?,
+        })
+    }
+
+    fn mem_size(&self) -> usize {
+        std::mem::size_of::<Self>() + self.id.len()
+    }
+}
+
+/// A block's CID numbered in the order it was found (the archives' index order): a list kept
+/// in that order, so that what is built from it (the pin anchor) is what it always was.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Numbered {
+    pub seq: u64,
+    pub cid: Cid,
+}
+
+impl Record for Numbered {
+    fn encode(&self, out: &mut Vec<u8>) {
+        put(out, &self.seq.to_be_bytes());
+        put(out, &self.cid.to_bytes());
+    }
+
+    fn decode(b: &[u8]) -> io::Result<Self> {
+        let mut f = Fields::new(b);
+        Ok(Numbered {
+            seq: f.u64()?,
+            cid: f.cid()?,
+        })
+    }
+}
+
+/// The next record of `items` without taking it; a read error is taken and returned.
+pub(crate) fn head<'a, T>(
+    items: &'a mut std::iter::Peekable<Items<'_, T>>,
+) -> io::Result<Option<&'a T>> {
+    if matches!(items.peek(), Some(Err(_)))
+        && let Some(Err(e)) = items.next()
+    {
+        return Err(e);
+    }
+    Ok(items.peek().and_then(|r| r.as_ref().ok()))
+}
+
+/// Takes the next record (after [`head`] said there is one).
+pub(crate) fn take<T>(items: &mut std::iter::Peekable<Items<'_, T>>) -> io::Result<T> {
+    items
+        .next()
+        .unwrap_or_else(|| Err(damaged("a list ended early")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ipld::{DAG_CBOR, cid_v1};
+
+    /// Every record reads back equal from its bytes, and a damaged one is an error.
+    #[test]
+    fn records_read_back_from_their_bytes() {
+        let tip = cid_v1(DAG_CBOR, b"m");
+        let id = EntityId::parse("01J8ME3HXYZWABCDEFGHJKMNPQ").unwrap();
+        let w = TipWrite {
+            path: id.tip_path("/arke/index", ShardRule::Legacy),
+            tip,
+            id: id.to_string(),
+            rule: ShardRule::Legacy,
+            root: "/arke/index".into(),
+        };
+        let mut b = Vec::new();
+        w.encode(&mut b);
+        assert_eq!(TipWrite::decode(&b).unwrap(), w);
+        assert!(TipWrite::decode(&b[..b.len() - 1]).is_err());
+        let p = PlannedTip { id, tip };
+        b.clear();
+        p.encode(&mut b);
+        assert_eq!(PlannedTip::decode(&b).unwrap(), p);
+        let s = Sequenced {
+            id: "../x".into(),
+            seq: 7,
+            tip,
+        };
+        b.clear();
+        s.encode(&mut b);
+        assert_eq!(Sequenced::decode(&b).unwrap(), s);
+        let t = PathTip {
+            path: "/a/b".into(),
+            tip,
+        };
+        b.clear();
+        t.encode(&mut b);
+        assert_eq!(PathTip::decode(&b).unwrap(), t);
+    }
+}
