@@ -49,7 +49,7 @@ use super::retention::Policy;
 use crate::blocks::{BlockSource, KnownSize, NodeSource};
 use crate::closure::walk::{self, Sink};
 use crate::closure::{
-    Closure, ClosureOptions, ClosureReport, Finding, NameCounts, Offer, Severity,
+    Closure, ClosureOptions, ClosureReport, Finding, NameCounts, Offer, Severity, Visited,
 };
 use crate::fsutil::RunLock;
 use crate::kubo::{Kubo, NodeRead};
@@ -58,11 +58,13 @@ use crate::model::layout::MAX_BLOCK;
 use crate::model::{BackupMeta, CidCounts};
 use crate::pointer::ReadPointer;
 use crate::report::{Exit, Failure, Operation, Progress, Unit};
+use crate::spill::MemoryBudget;
 
 mod bulk;
 mod events;
 mod file;
 mod live;
+mod memory;
 mod plan;
 mod read_once;
 mod render;
@@ -101,6 +103,9 @@ pub struct ExportOptions {
     pub index_root: Option<String>,
     /// Write an incremental archive over a parent chain (`None`: a full archive).
     pub incremental: Option<Incremental>,
+    /// What the export holds per block or per entity stays within this (`ARKE_MEMORY_BUDGET`);
+    /// past it, on disk (see [`memory`]).
+    pub memory: MemoryBudget,
 }
 
 /// A full archive, or an incremental over a parent chain.
@@ -226,6 +231,7 @@ async fn write_archive<S: BlockSource + KnownSize>(
         ClosureOptions {
             with_history: opts.with_history,
         },
+        Visited::spilled(memory::visited(opts.memory)),
     ));
     {
         let mut c = walk::lock_closure(&closure);
@@ -265,10 +271,18 @@ async fn write_archive<S: BlockSource + KnownSize>(
         .map_err(|_| anyhow::anyhow!("the archive writer panicked"))?
         .with_context(|| format!("writing {}", plan.temp_path.display()));
     let bulk = walked.context("export")?;
-    let closure = closure
+    let (closure, mut visited) = closure
         .into_inner()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .into_report();
+        .into_parts();
+    if let Some(e) = visited.take_error() {
+        return Err(Failure::new(
+            Exit::Io,
+            format!("the walk's visited set (spilled to disk): {e}"),
+        )
+        .into());
+    }
+    drop(visited);
     Ok(Written {
         file: file?,
         closure,

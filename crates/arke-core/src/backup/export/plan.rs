@@ -134,12 +134,18 @@ pub(super) async fn plan<N: NodeRead>(
     let mut skipped = live.skipped.clone();
     let keeping = Keeping {
         inner: source,
-        kept: Default::default(),
+        kept: std::sync::Mutex::new(Kept::within(super::memory::kept_blocks(opts.memory))),
     };
     skipped.extend(
-        events::untrusted_events(&keeping, event_head, held.event_stop, opts.concurrency)
-            .await
-            .context("reading the event chain")?,
+        events::untrusted_events(
+            &keeping,
+            event_head,
+            held.event_stop,
+            opts.concurrency,
+            super::memory::event_tips(opts.memory),
+        )
+        .await
+        .context("reading the event chain")?,
     );
     let decided = Decided {
         seq: header.seq(),

@@ -17,6 +17,7 @@ use crate::kubo::memory::MemoryNode;
 use crate::model::layout::{chunk_block, header_block};
 use crate::model::{SnapshotEntry, SnapshotV4};
 use crate::report::{Exit, Outcome, Plan as _};
+use crate::spill::MemoryBudget;
 
 const A: &str = "01J8ME3HXYZA";
 const B: &str = "01J8ME3HXYZB";
@@ -139,6 +140,7 @@ impl World {
             tool: "arke-dr unit test".into(),
             index_root: None,
             incremental: None,
+            memory: crate::spill::MemoryBudget::default(),
         }
     }
 }
@@ -323,6 +325,12 @@ fn cases() -> Vec<Case> {
 
 #[tokio::test]
 async fn export_plans_and_writes_by_case() {
+    for budget in [MemoryBudget::default(), MemoryBudget::new(1)] {
+        plans_and_writes_by_case(budget).await;
+    }
+}
+
+async fn plans_and_writes_by_case(budget: MemoryBudget) {
     for case in cases() {
         let dir = tempfile::tempdir().unwrap();
         let mut w = World::new();
@@ -331,6 +339,7 @@ async fn export_plans_and_writes_by_case() {
         // The folder is made by apply, never by the plan.
         let backups = dir.path().join("backups");
         let mut opts = w.options(&backups);
+        opts.memory = budget;
         opts.allow_missing = case.allow_missing;
         if case.incremental {
             opts.incremental = Some(Incremental::default());
@@ -470,4 +479,64 @@ async fn the_walk_reads_from_the_node_only_what_the_plan_did_not() {
     // two components, 4 of the 8 blocks it archives.
     assert_eq!(r.blocks, 9);
     assert_eq!(r.node_requests, 4, "{r:?}");
+}
+
+/// The same state exported within a tiny budget (the visited set and the event tips seen
+/// spill to disk, the plan keeps almost no blocks for the walk) and within the default one:
+/// the same archive, byte for byte, and the same report.
+#[tokio::test]
+async fn a_tiny_memory_budget_writes_the_same_archive() {
+    let mut w = World::new();
+    let ids: Vec<String> = (0..300).map(|i| format!("01J8ME3H{i:04}")).collect();
+    for id in &ids {
+        w.entity(id);
+    }
+    // Updates (a tip seen again), a hostile event and an untrusted tip: skipped items too.
+    for id in ids.iter().take(40) {
+        let tip = w.tips[id];
+        w.event(id, tip);
+    }
+    w.event("../../etc/passwd", w.tips[&ids[0]]);
+    w.event(&ids[1], w.tips[&ids[2]]);
+    w.snapshot();
+    let tiny = MemoryBudget::new(1);
+    let mut archives = Vec::new();
+    for budget in [MemoryBudget::default(), tiny] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut opts = w.options(dir.path());
+        opts.memory = budget;
+        let plan = plan_in(&w, &opts, 2).await.unwrap();
+        let r = apply_in(&w, plan).await.unwrap();
+        let bytes = std::fs::read(&r.car_path).unwrap();
+        let name = Path::new(&r.car_path).file_name().unwrap().to_owned();
+        let exit = r.exit();
+        archives.push((bytes, name, r.blocks, r.skipped, r.sha256, exit, dir));
+    }
+    let (tiny_run, default_run) = (&archives[1], &archives[0]);
+    // The tiny budget's sets hold fewer keys in memory than the walk visits: they spilled.
+    let visited = crate::spill::KeySet::new(memory::visited(tiny), "test");
+    assert!(
+        tiny_run.2 > visited.memory_capacity() as u64 * 10,
+        "{}",
+        tiny_run.2
+    );
+    assert_eq!(tiny_run.5, Exit::Skipped);
+    assert_eq!(tiny_run.3.len(), 2, "{:?}", tiny_run.3);
+    assert_eq!(tiny_run.0, default_run.0, "the archives differ");
+    assert_eq!(
+        (
+            &tiny_run.1,
+            tiny_run.2,
+            &tiny_run.3,
+            &tiny_run.4,
+            tiny_run.5
+        ),
+        (
+            &default_run.1,
+            default_run.2,
+            &default_run.3,
+            &default_run.4,
+            default_run.5
+        )
+    );
 }

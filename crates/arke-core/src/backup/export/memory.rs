@@ -1,0 +1,25 @@
+//! How export-car shares its memory budget (`ARKE_MEMORY_BUDGET`, docs/architecture.md
+//! "Memory budgets"). The plan's structures live before the walk's, so each phase has the
+//! whole budget to share:
+//! - the plan: the blocks it read and keeps for the walk ([`kept_blocks`]), and the event
+//!   chain's distinct tips ([`event_tips`]);
+//! - the walk: the visited set ([`visited`]), beside the wanted frontier and the blocks the
+//!   plan kept (still being handed out).
+
+use crate::spill::MemoryBudget;
+
+/// The walk's visited set: half the budget (with the default 128 MiB, 1.8M keys before the
+/// first run is written: about 280K entities).
+pub(super) fn visited(budget: MemoryBudget) -> MemoryBudget {
+    budget.part(2)
+}
+
+/// The blocks the plan read and keeps for the walk: a quarter, at most 64 MiB.
+pub(super) fn kept_blocks(budget: MemoryBudget) -> usize {
+    budget.part(4).bytes().min(64 << 20)
+}
+
+/// The plan's set of the event chain's distinct tips: a quarter.
+pub(super) fn event_tips(budget: MemoryBudget) -> MemoryBudget {
+    budget.part(4)
+}
