@@ -1,8 +1,9 @@
 //! How export-car shares its memory budget (`ARKE_MEMORY_BUDGET`, docs/architecture.md
 //! "Memory budgets"). The plan's structures live before the walk's, so each phase has the
 //! whole budget to share:
-//! - the plan: the blocks it read and keeps for the walk ([`kept_blocks`]), and the event
-//!   chain's distinct tips ([`event_tips`]);
+//! - the plan: the blocks it read and keeps for the walk ([`kept_blocks`]), the event chain's
+//!   distinct tips ([`event_tips`]), and for an incremental the CIDs its chain holds and the
+//!   entries of the chunks that changed ([`held`]);
 //! - the walk: the visited set ([`visited`]), beside the wanted frontier and the blocks the
 //!   plan kept (still being handed out).
 
@@ -21,5 +22,10 @@ pub(super) fn kept_blocks(budget: MemoryBudget) -> usize {
 
 /// The plan's set of the event chain's distinct tips: a quarter.
 pub(super) fn event_tips(budget: MemoryBudget) -> MemoryBudget {
+    budget.part(4)
+}
+
+/// An incremental's held CIDs and the entries compared: a quarter, halved between them.
+pub(super) fn held(budget: MemoryBudget) -> MemoryBudget {
     budget.part(4)
 }

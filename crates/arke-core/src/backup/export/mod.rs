@@ -233,11 +233,7 @@ async fn write_archive<S: BlockSource + KnownSize>(
         },
         Visited::spilled(memory::visited(opts.memory)),
     ));
-    {
-        let mut c = walk::lock_closure(&closure);
-        c.hold(std::mem::take(&mut plan.held.cids));
-        c.stop_events_at(plan.held.event_stop);
-    }
+    hold(&closure, &mut plan.held)?;
     put_live(&closure, &plan.live, &sink)
         .with_context(|| format!("writing {}", plan.temp_path.display()))?;
     let task = progress.task("export", previous_total, Unit::Items("blocks"));
@@ -288,6 +284,31 @@ async fn write_archive<S: BlockSource + KnownSize>(
         closure,
         bulk,
     })
+}
+
+/// What the parent chain holds is accepted before the walk (read once from its sorted list,
+/// then dropped), and the event walk stops at the parent's head.
+fn hold(closure: &Mutex<Closure>, held: &mut super::held::Held) -> anyhow::Result<()> {
+    let mut c = walk::lock_closure(closure);
+    c.stop_events_at(held.event_stop);
+    let Some(list) = held.cids.take() else {
+        return Ok(());
+    };
+    let mut failed = None;
+    c.hold(
+        list.iter()
+            .context("the blocks the chain holds")?
+            .map_while(|r| r.map_err(|e| failed = Some(e)).ok())
+            .map(|h| h.0),
+    );
+    match failed {
+        Some(e) => Err(Failure::new(
+            Exit::Io,
+            format!("the blocks the chain holds (spilled to disk): {e}"),
+        )
+        .into()),
+        None => Ok(()),
+    }
 }
 
 /// The live chunks go into the archive first; the closure then wants their manifests.
@@ -642,7 +663,7 @@ fn log_start(opts: &ExportOptions, plan: &Decided) {
             " as an incremental over {} (depth {}, {} blocks held)",
             p.member().file_name(),
             p.info.depth,
-            plan.held.cids.len()
+            plan.held.count()
         ))
     );
 }

@@ -71,6 +71,22 @@ impl World {
         manifest
     }
 
+    /// A second version of `id` (a new component), updated by an event.
+    fn update(&mut self, id: &str) {
+        let data = format!("new content of {id}").into_bytes();
+        let component = ipld::cid_v1(RAW, &data);
+        self.node.put_block(component, data);
+        let manifest = self.put(&map([
+            ("schema", Ipld::String("arke/manifest@v1".into())),
+            ("pi", Ipld::String(id.into())),
+            ("ver", Ipld::Integer(2)),
+            ("prev", Ipld::Link(self.tips[id])),
+            ("components", map([("file", Ipld::Link(component))])),
+        ]));
+        self.tips.insert(id.into(), manifest);
+        self.event(id, manifest);
+    }
+
     /// An event naming `pi` and `tip` on top of the chain.
     fn event(&mut self, pi: &str, tip: Cid) -> Cid {
         let ev = self.put(&map([
@@ -402,10 +418,18 @@ async fn plans_and_writes_by_case(budget: MemoryBudget) {
 
 #[tokio::test]
 async fn an_incremental_over_a_verified_parent_holds_only_new_blocks() {
+    // The tiny budget: the held CIDs and the entries compared go through runs on disk.
+    for budget in [MemoryBudget::default(), MemoryBudget::new(1)] {
+        incremental_holds_only_new_blocks(budget).await;
+    }
+}
+
+async fn incremental_holds_only_new_blocks(budget: MemoryBudget) {
     let dir = tempfile::tempdir().unwrap();
     let mut w = World::new();
     two_entities(&mut w);
-    let opts = w.options(dir.path());
+    let mut opts = w.options(dir.path());
+    opts.memory = budget;
     let first = apply_in(&w, plan_in(&w, &opts, 1).await.unwrap())
         .await
         .unwrap();
@@ -415,6 +439,7 @@ async fn an_incremental_over_a_verified_parent_holds_only_new_blocks() {
     w.entity(C);
     w.snapshot();
     let mut opts = w.options(dir.path());
+    opts.memory = budget;
     opts.incremental = Some(Incremental::default());
     let plan = plan_in(&w, &opts, 2).await.unwrap();
     assert_eq!(plan.chain.kind, ArchiveKind::Incremental);
@@ -482,10 +507,11 @@ async fn the_walk_reads_from_the_node_only_what_the_plan_did_not() {
 }
 
 /// The same state exported within a tiny budget (the visited set and the event tips seen
-/// spill to disk, the plan keeps almost no blocks for the walk) and within the default one:
-/// the same archive, byte for byte, and the same report.
+/// spill to disk, the plan keeps almost no blocks for the walk; an incremental's held CIDs and
+/// the entries it compares go through runs on disk) and within the default one: the same
+/// archives, byte for byte, and the same reports.
 #[tokio::test]
-async fn a_tiny_memory_budget_writes_the_same_archive() {
+async fn a_tiny_memory_budget_writes_the_same_archives() {
     let mut w = World::new();
     let ids: Vec<String> = (0..300).map(|i| format!("01J8ME3H{i:04}")).collect();
     for id in &ids {
@@ -500,43 +526,74 @@ async fn a_tiny_memory_budget_writes_the_same_archive() {
     w.event(&ids[1], w.tips[&ids[2]]);
     w.snapshot();
     let tiny = MemoryBudget::new(1);
-    let mut archives = Vec::new();
-    for budget in [MemoryBudget::default(), tiny] {
-        let dir = tempfile::tempdir().unwrap();
-        let mut opts = w.options(dir.path());
-        opts.memory = budget;
-        let plan = plan_in(&w, &opts, 2).await.unwrap();
-        let r = apply_in(&w, plan).await.unwrap();
-        let bytes = std::fs::read(&r.car_path).unwrap();
-        let name = Path::new(&r.car_path).file_name().unwrap().to_owned();
-        let exit = r.exit();
-        archives.push((bytes, name, r.blocks, r.skipped, r.sha256, exit, dir));
-    }
-    let (tiny_run, default_run) = (&archives[1], &archives[0]);
+    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let budgets = [MemoryBudget::default(), tiny];
+    let full: Vec<Exported> = export_each(&w, &dirs, &budgets, false, 2).await;
     // The tiny budget's sets hold fewer keys in memory than the walk visits: they spilled.
     let visited = crate::spill::KeySet::new(memory::visited(tiny), "test");
-    assert!(
-        tiny_run.2 > visited.memory_capacity() as u64 * 10,
-        "{}",
-        tiny_run.2
-    );
-    assert_eq!(tiny_run.5, Exit::Skipped);
-    assert_eq!(tiny_run.3.len(), 2, "{:?}", tiny_run.3);
-    assert_eq!(tiny_run.0, default_run.0, "the archives differ");
-    assert_eq!(
-        (
-            &tiny_run.1,
-            tiny_run.2,
-            &tiny_run.3,
-            &tiny_run.4,
-            tiny_run.5
-        ),
-        (
-            &default_run.1,
-            default_run.2,
-            &default_run.3,
-            &default_run.4,
-            default_run.5
-        )
-    );
+    assert!(full[1].blocks > visited.memory_capacity() as u64 * 10);
+    assert_eq!(full[1].exit, Exit::Skipped);
+    assert_eq!(full[1].skipped.len(), 2, "{:?}", full[1].skipped);
+    assert_eq!(full[0], full[1], "the full archives differ");
+
+    // Then an incremental over each: 60 entities updated, 20 new.
+    for id in ids.iter().skip(100).take(60) {
+        w.update(id);
+    }
+    for i in 300..320 {
+        w.entity(&format!("01J8ME3H{i:04}"));
+    }
+    w.snapshot();
+    let inc: Vec<Exported> = export_each(&w, &dirs, &budgets, true, 3).await;
+    assert_eq!(inc[1].kind, ArchiveKind::Incremental);
+    assert_eq!(inc[1].changed, 60);
+    assert_eq!(inc[0], inc[1], "the incremental archives differ");
+}
+
+/// What a test compares of an export.
+#[derive(Debug, PartialEq)]
+struct Exported {
+    bytes: Vec<u8>,
+    name: std::ffi::OsString,
+    blocks: u64,
+    skipped: Vec<(String, String)>,
+    sha256: String,
+    exit: Exit,
+    kind: ArchiveKind,
+    changed: u64,
+    held: u64,
+}
+
+/// One export into each folder, with its budget; each archive is stamped as verified.
+async fn export_each(
+    w: &World,
+    dirs: &[tempfile::TempDir],
+    budgets: &[MemoryBudget],
+    incremental: bool,
+    day: u32,
+) -> Vec<Exported> {
+    let mut out = Vec::new();
+    for (dir, budget) in dirs.iter().zip(budgets) {
+        let mut opts = w.options(dir.path());
+        opts.memory = *budget;
+        if incremental {
+            opts.incremental = Some(Incremental::default());
+        }
+        let r = apply_in(w, plan_in(w, &opts, day).await.unwrap())
+            .await
+            .unwrap();
+        stamp(&r);
+        out.push(Exported {
+            bytes: std::fs::read(&r.car_path).unwrap(),
+            name: Path::new(&r.car_path).file_name().unwrap().to_owned(),
+            blocks: r.blocks,
+            sha256: r.sha256.clone(),
+            exit: r.exit(),
+            kind: r.chain.kind,
+            changed: r.chain.changed_entities,
+            held: r.chain.held_blocks,
+            skipped: r.skipped,
+        });
+    }
+    out
 }
