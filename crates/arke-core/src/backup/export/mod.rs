@@ -199,6 +199,10 @@ impl LineageSummary {
     }
 }
 
+/// Blocks queued for the archive writer (back-pressure past it): at most 64 MiB of blocks of
+/// the 1 MiB maximum, whatever the archive's size (it was 256).
+const WRITER_QUEUE: usize = 64;
+
 /// What the walk wrote.
 struct Written {
     file: ArchiveFile,
@@ -218,7 +222,7 @@ async fn write_archive<S: BlockSource + KnownSize>(
     previous_total: Option<u64>,
 ) -> anyhow::Result<Written> {
     let temp_path = plan.temp_path.clone();
-    let (tx, rx) = sync_channel::<WriterMsg>(256);
+    let (tx, rx) = sync_channel::<WriterMsg>(WRITER_QUEUE);
     let writer = std::thread::Builder::new()
         .name("car-writer".into())
         .spawn(move || writer_thread(temp_path, rx))
