@@ -25,6 +25,12 @@ where
     F: Future<Output = Result<Exit, arke_core::Error>>,
 {
     init_logging(out);
+    // A budget that does not parse stops every tool before any work, not only those that spill.
+    if let Err(e) = arke_core::spill::MemoryBudget::from_env() {
+        let exit = e.exit;
+        report_error(tool, &e.into());
+        return exit.into();
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name(tool)

@@ -136,6 +136,33 @@ fn usage_errors_exit_2() {
     assert_eq!(out.status.code(), Some(2));
 }
 
+/// A memory budget that does not parse is a usage error of every tool: one line naming the
+/// variable, before any work.
+#[test]
+fn a_bad_memory_budget_is_exit_2_naming_it() {
+    let fixture = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../arke-core/tests/fixtures/car/archive.car"
+    );
+    for bad in ["lots", "0", "12Q", "-1"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_verify-car"))
+            .args([fixture, "--no-progress"])
+            .env("ARKE_MEMORY_BUDGET", bad)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{bad}: {err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.contains("ARKE_MEMORY_BUDGET"), "{err}");
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_verify-car"))
+        .args([fixture, "--no-progress"])
+        .env("ARKE_MEMORY_BUDGET", "64K")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
 #[test]
 fn boolish_environment_flags() {
     // A cron line with ARKE_NO_PROGRESS=1 or =yes must not be a usage error.
