@@ -347,6 +347,7 @@ pub(crate) async fn export_step(
             parent: None,
             policy,
         }),
+        memory: arke_core::spill::MemoryBudget::from_env()?,
     };
     let op = Export { kubo };
     let plan = op.plan(&opts, progress).await?;

@@ -16,8 +16,13 @@
 //! What is left out is a subset of what the parents hold, so an incremental can only ever hold
 //! more than it must (a block reached by a path not listed here, such as the new version of an
 //! entity the parent captured in its live state, is written again), never less.
+//!
+//! Memory: what grows with the change (the held CIDs, the entries of the chunks that changed,
+//! up to every entry of the snapshot when changes are spread over every chunk) goes into sorted
+//! runs within the budget ([`crate::spill`]); the chunks are read 16 at a time, the old tips
+//! 1,024 at a time.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 use cid::Cid;
 use futures::StreamExt;
@@ -25,19 +30,49 @@ use futures::StreamExt;
 use crate::blocks::{BlockSource, SourceError};
 use crate::ipld;
 use crate::model::descriptor::Descriptor;
-use crate::model::{Snapshot, SnapshotChunk, SnapshotEntry, SnapshotV4};
-use crate::snapshot::load::{fetch_chunks, load_header, v4_tree};
+use crate::model::{Snapshot, SnapshotChunk, SnapshotV4};
+use crate::snapshot::load::{fetch_chunks_from, load_header, v4_tree};
+use crate::spill::{MemoryBudget, Record, SortedList, SortedRuns};
+
+/// Chunks read at once.
+const CHUNK_BATCH: usize = 16;
+/// Old tips whose links are read at once.
+const TIP_BATCH: usize = 1024;
 
 /// What the chain holds, for the closure of an incremental export.
 #[derive(Debug, Default)]
 pub struct Held {
-    pub cids: Vec<Cid>,
+    /// The CIDs held (sorted; a CID reached twice is listed twice), on disk past the budget.
+    /// `None`: none (a full archive).
+    pub cids: Option<SortedList<HeldCid>>,
     /// The parent's event head: the event walk stops there.
     pub event_stop: Option<Cid>,
     /// Entities whose tip differs from the parent's, among the chunks read.
     pub changed_entities: u64,
     /// Chunks of the new snapshot that the parent does not have.
     pub new_chunks: u64,
+}
+
+impl Held {
+    /// CIDs listed as held (the plan's `held_blocks`).
+    pub fn count(&self) -> u64 {
+        self.cids.as_ref().map_or(0, SortedList::len)
+    }
+}
+
+/// A held CID, as a spilled record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct HeldCid(pub Cid);
+
+impl Record for HeldCid {
+    fn encode(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.0.to_bytes());
+    }
+    fn decode(b: &[u8]) -> std::io::Result<Self> {
+        Cid::try_from(b)
+            .map(HeldCid)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+    }
 }
 
 /// Why the chain's holdings cannot be worked out; the export writes a full archive instead.
@@ -48,6 +83,15 @@ pub enum HeldError {
     /// The node failed (not a missing block): the export fails as any node failure does.
     #[error("reading the parent's snapshot from the node: {0}")]
     Node(#[source] crate::kubo::KuboError),
+    /// A spill file could not be written or read: the export fails (exit 4).
+    #[error("the blocks the chain holds (spilled to disk): {0}")]
+    Spill(#[source] std::io::Error),
+}
+
+impl From<std::io::Error> for HeldError {
+    fn from(e: std::io::Error) -> HeldError {
+        HeldError::Spill(e)
+    }
 }
 
 fn unusable(e: impl std::fmt::Display) -> HeldError {
@@ -64,21 +108,27 @@ fn from_load(e: crate::snapshot::LoadError) -> HeldError {
     }
 }
 
-/// See the module docs. `header` is the new snapshot's, already read.
+/// See the module docs. `header` is the new snapshot's, already read; `budget` is shared by
+/// the held CIDs and the entries compared.
 pub async fn chain_holds<S: BlockSource>(
     src: &S,
     parent: &Descriptor,
     snapshot: Cid,
     header: &Snapshot,
     concurrency: usize,
+    budget: MemoryBudget,
 ) -> Result<Held, HeldError> {
     let mut held = Held {
         event_stop: parent.event_head,
         ..Held::default()
     };
-    held.cids.push(parent.snapshot);
-    held.cids.extend(parent.live.iter().copied());
+    let mut cids = SortedRuns::new(budget.part(2), "blocks the chain holds");
+    cids.push(HeldCid(parent.snapshot))?;
+    for c in &parent.live {
+        cids.push(HeldCid(*c))?;
+    }
     if ipld::same_block(&snapshot, &parent.snapshot) {
+        held.cids = Some(cids.finish()?);
         return Ok(held);
     }
     let Snapshot::V4(new) = header else {
@@ -96,6 +146,7 @@ pub async fn chain_holds<S: BlockSource>(
             )));
         }
     };
+    // Chunk lists: one CID per thousand entities, small enough to compare in memory.
     let (old_chunks, new_chunks) = trees(src, parent.snapshot, &old, snapshot, new).await?;
     let old_set: HashSet<Cid> = old_chunks.iter().copied().collect();
     let new_set: HashSet<Cid> = new_chunks.iter().copied().collect();
@@ -108,26 +159,144 @@ pub async fn chain_holds<S: BlockSource>(
         .filter(|c| !old_set.contains(c))
         .collect();
     held.new_chunks = added.len() as u64;
-    held.cids.extend(old_set);
-    let old_entries = entries(src, parent.snapshot, &removed).await?;
-    let new_entries = entries(src, snapshot, &added).await?;
-    let old_tips: HashMap<&str, Cid> = old_entries.iter().map(|e| (e.id.as_str(), e.tip)).collect();
-    let mut changed = Vec::new();
-    for e in &new_entries {
-        if let Some(t) = old_tips.get(e.id.as_str())
-            && !ipld::same_block(t, &e.tip)
-        {
-            changed.push(*t);
+    for c in old_set {
+        cids.push(HeldCid(c))?;
+    }
+    let mut entries = SortedRuns::new(budget.part(2), "snapshot entries compared");
+    read_entries(
+        src,
+        parent.snapshot,
+        &removed,
+        Side::Old,
+        &mut entries,
+        &mut cids,
+    )
+    .await?;
+    read_entries(src, snapshot, &added, Side::New, &mut entries, &mut cids).await?;
+    held.changed_entities = hold_changed(src, &entries.finish()?, &mut cids, concurrency).await?;
+    held.cids = Some(cids.finish()?);
+    Ok(held)
+}
+
+/// Which snapshot an entry comes from (the parent's sorts first).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Side {
+    Old,
+    New,
+}
+
+/// One entry of a chunk that changed, sorted by entity, then the parent's before the new
+/// snapshot's, then in reading order.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct EntryRec {
+    id: String,
+    side: Side,
+    seq: u64,
+    tip: Cid,
+}
+
+impl Record for EntryRec {
+    fn encode(&self, out: &mut Vec<u8>) {
+        out.push(u8::from(self.side == Side::New));
+        out.extend_from_slice(&self.seq.to_le_bytes());
+        let tip = self.tip.to_bytes();
+        out.push(tip.len() as u8);
+        out.extend_from_slice(&tip);
+        out.extend_from_slice(self.id.as_bytes());
+    }
+    fn decode(b: &[u8]) -> std::io::Result<Self> {
+        let bad =
+            |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_owned());
+        let (&side, rest) = b.split_first().ok_or_else(|| bad("empty entry"))?;
+        let (seq, rest) = rest.split_at_checked(8).ok_or_else(|| bad("short entry"))?;
+        let (&n, rest) = rest.split_first().ok_or_else(|| bad("short entry"))?;
+        let (tip, id) = rest
+            .split_at_checked(usize::from(n))
+            .ok_or_else(|| bad("short entry"))?;
+        Ok(EntryRec {
+            side: if side == 1 { Side::New } else { Side::Old },
+            seq: u64::from_le_bytes(seq.try_into().map_err(|_| bad("short entry"))?),
+            tip: Cid::try_from(tip).map_err(|_| bad("entry tip"))?,
+            id: String::from_utf8(id.to_vec()).map_err(|_| bad("entry id"))?,
+        })
+    }
+    fn mem_size(&self) -> usize {
+        std::mem::size_of::<Self>() + self.id.capacity()
+    }
+}
+
+/// The entries of `chunks` (v3 chunks of a v4 snapshot), 16 chunks at a time, into `entries`;
+/// the parent's entries' tips and inclusion events are held (an entry that did not change keeps
+/// its tip in a rewritten chunk).
+async fn read_entries<S: BlockSource>(
+    src: &S,
+    snapshot: Cid,
+    chunks: &[Cid],
+    side: Side,
+    entries: &mut SortedRuns<EntryRec>,
+    cids: &mut SortedRuns<HeldCid>,
+) -> Result<(), HeldError> {
+    for (b, batch) in chunks.chunks(CHUNK_BATCH).enumerate() {
+        let read = fetch_chunks_from(src, snapshot, batch, b * CHUNK_BATCH)
+            .await
+            .map_err(from_load)?;
+        for (chunk, _) in read {
+            let (SnapshotChunk::V3 { entries: list, .. }
+            | SnapshotChunk::V2 { entries: list, .. }
+            | SnapshotChunk::V1 { entries: list, .. }) = chunk;
+            for e in list {
+                if side == Side::Old {
+                    cids.push(HeldCid(e.tip))?;
+                    if let Some(c) = e.chain_cid {
+                        cids.push(HeldCid(c))?;
+                    }
+                }
+                let seq = entries.len();
+                entries.push(EntryRec {
+                    id: e.id,
+                    side,
+                    seq,
+                    tip: e.tip,
+                })?;
+            }
         }
     }
-    held.changed_entities = changed.len() as u64;
-    for e in &old_entries {
-        held.cids.push(e.tip);
-        held.cids.extend(e.chain_cid);
+    Ok(())
+}
+
+/// For every entity whose tip changed, holds the direct links of its old tip; returns how many
+/// changed. An entity's group in `entries` is its old entries, then its new ones: each new
+/// entry whose tip differs from the last old one is a change (as a map of the old tips by
+/// entity gave).
+async fn hold_changed<S: BlockSource>(
+    src: &S,
+    entries: &SortedList<EntryRec>,
+    cids: &mut SortedRuns<HeldCid>,
+    concurrency: usize,
+) -> Result<u64, HeldError> {
+    let mut changed = 0u64;
+    let mut batch = Vec::new();
+    let mut old: Option<(String, Cid)> = None;
+    for e in entries.iter()? {
+        let e = e?;
+        match e.side {
+            Side::Old => old = Some((e.id, e.tip)),
+            Side::New => {
+                if let Some((id, t)) = &old
+                    && *id == e.id
+                    && !ipld::same_block(t, &e.tip)
+                {
+                    changed += 1;
+                    batch.push(*t);
+                }
+            }
+        }
+        if batch.len() >= TIP_BATCH {
+            hold_links(src, std::mem::take(&mut batch), cids, concurrency).await?;
+        }
     }
-    held.cids
-        .extend(old_links(src, changed, concurrency).await?);
-    Ok(held)
+    hold_links(src, batch, cids, concurrency).await?;
+    Ok(changed)
 }
 
 /// The chunk CIDs of both snapshots (the interior nodes are read, and the parent's are held
@@ -146,32 +315,14 @@ async fn trees<S: BlockSource>(
     Ok((old_all, new_chunks))
 }
 
-/// The entries of `chunks` (v3 chunks of a v4 snapshot).
-async fn entries<S: BlockSource>(
-    src: &S,
-    snapshot: Cid,
-    chunks: &[Cid],
-) -> Result<Vec<SnapshotEntry>, HeldError> {
-    let chunks = fetch_chunks(src, snapshot, chunks)
-        .await
-        .map_err(from_load)?;
-    Ok(chunks
-        .into_iter()
-        .flat_map(|(c, _)| match c {
-            SnapshotChunk::V3 { entries, .. }
-            | SnapshotChunk::V2 { entries, .. }
-            | SnapshotChunk::V1 { entries, .. } => entries,
-        })
-        .collect())
-}
-
-/// The direct links of each old tip manifest. An old tip the node no longer has only costs
-/// space: its entity's unchanged components are written again.
-async fn old_links<S: BlockSource>(
+/// Holds the direct links of each old tip manifest. An old tip the node no longer has only
+/// costs space: its entity's unchanged components are written again.
+async fn hold_links<S: BlockSource>(
     src: &S,
     tips: Vec<Cid>,
+    cids: &mut SortedRuns<HeldCid>,
     concurrency: usize,
-) -> Result<Vec<Cid>, HeldError> {
+) -> Result<(), HeldError> {
     let results: Vec<Result<Vec<Cid>, HeldError>> = futures::stream::iter(tips)
         .map(|tip| async move {
             match src.get(&tip).await {
@@ -188,9 +339,10 @@ async fn old_links<S: BlockSource>(
         .buffer_unordered(concurrency.max(1))
         .collect()
         .await;
-    let mut out = Vec::new();
     for r in results {
-        out.extend(r?);
+        for c in r? {
+            cids.push(HeldCid(c))?;
+        }
     }
-    Ok(out)
+    Ok(())
 }

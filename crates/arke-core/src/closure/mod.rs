@@ -356,14 +356,17 @@ impl Closure {
     /// A walk for an export that has no descriptor yet: as if a descriptor naming `snapshot`
     /// and `event_head` had been read.
     /// `snapshot_event_cid` is the snapshot header's `event_cid` (the event walk runs while the
-    /// header may not have been processed yet).
+    /// header may not have been processed yet). `visited`: [`Visited::spilled`] for a walk of
+    /// millions of blocks.
     pub fn for_export(
         snapshot: Cid,
         snapshot_event_cid: Option<Cid>,
         event_head: Option<Cid>,
         opts: ClosureOptions,
+        visited: Visited,
     ) -> Closure {
         let mut c = Closure::empty(opts);
+        c.visited = visited;
         c.report.root_kind = Some(RootKind::Descriptor);
         c.report.snapshot = Some(snapshot);
         c.report.snapshot_event_cid = snapshot_event_cid;

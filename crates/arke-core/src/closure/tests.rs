@@ -22,7 +22,13 @@ fn event(pi: &str, tip: &Cid) -> ChainNode {
 fn closure() -> Closure {
     let snap = ipld::cid_v1(ipld::DAG_CBOR, b"snapshot");
     let head = ipld::cid_v1(ipld::DAG_CBOR, b"event");
-    Closure::for_export(snap, None, Some(head), ClosureOptions::default())
+    Closure::for_export(
+        snap,
+        None,
+        Some(head),
+        ClosureOptions::default(),
+        Visited::default(),
+    )
 }
 
 /// The event's tip, wanted from the event: delivered with `data`.

@@ -1,15 +1,18 @@
 //! The closure's visited set: the keys of the blocks accepted so far.
 //!
-//! A walk from a node keeps the keys themselves ([`KeySet`]: 16 bytes a block plus the hash
-//! table's slack, doubled while it grows). A walk over archives whose sorted index is in memory
-//! anyway (verify-car, restore-from-car) keeps one bit a block instead: a block's place in the
-//! first index (in the walk's order) that holds it. A key no index holds (a block of a parent
-//! read through its index file, a block held by a parent) falls back to a small key set.
+//! A small walk keeps the keys themselves ([`KeySet`]: 16 bytes a block plus the hash table's
+//! slack, doubled while it grows). export-car's walk from the node keeps them in a
+//! [`spill::KeySet`] instead: the keys within a memory budget, the rest in sorted runs on disk
+//! (its module docs). A walk over archives whose sorted index is in memory anyway (verify-car,
+//! restore-from-car) keeps one bit a block instead: a block's place in the first index (in the
+//! walk's order) that holds it. A key no index holds (a block of a parent read through its
+//! index file, a block held by a parent) falls back to a small key set.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 pub use crate::blocks::KeyPositions;
 use crate::blocks::{BlockKey, KeySet};
+use crate::spill::{self, MemoryBudget};
 
 /// One archive's bits.
 #[derive(Debug)]
@@ -23,6 +26,14 @@ pub struct ArchiveBits {
 pub enum Visited {
     /// The keys themselves.
     Keys(KeySet),
+    /// The keys within a budget, the rest on disk. A spill file that cannot be written or read
+    /// is kept here and answered conservatively (never "seen" when unsure: a block walked twice
+    /// costs a duplicate, a block skipped would be a hole); the walk's owner fails on it
+    /// ([`Visited::take_error`]).
+    Spilled {
+        keys: spill::KeySet,
+        error: OnceLock<std::io::Error>,
+    },
     /// One bit a block of each archive, the first holder of a key in order; the rest as keys.
     Bits {
         archives: Vec<ArchiveBits>,
@@ -38,6 +49,23 @@ impl Default for Visited {
 }
 
 impl Visited {
+    /// The keys, spilling to disk past `budget`.
+    pub fn spilled(budget: MemoryBudget) -> Visited {
+        Visited::Spilled {
+            keys: spill::KeySet::new(budget, "visited blocks"),
+            error: OnceLock::new(),
+        }
+    }
+
+    /// The first spill file failure, if any: the set's answers since then may have let a
+    /// block be walked twice, and the walk's result must not be trusted as written.
+    pub fn take_error(&mut self) -> Option<std::io::Error> {
+        match self {
+            Visited::Spilled { error, .. } => error.take(),
+            _ => None,
+        }
+    }
+
     /// A bitmap over these archives (in the order a block is looked up in them).
     pub fn over(archives: impl IntoIterator<Item = Arc<dyn KeyPositions>>) -> Visited {
         let archives = archives
@@ -67,6 +95,11 @@ impl Visited {
     pub fn insert(&mut self, key: BlockKey) -> bool {
         match self {
             Visited::Keys(keys) => keys.insert(key),
+            // Unsure: "new" (walked again), never "seen".
+            Visited::Spilled { keys, error } => keys.insert(key).unwrap_or_else(|e| {
+                let _ = error.set(e);
+                true
+            }),
             Visited::Bits {
                 archives,
                 others,
@@ -89,6 +122,10 @@ impl Visited {
     pub fn contains(&self, key: &BlockKey) -> bool {
         match self {
             Visited::Keys(keys) => keys.contains(key),
+            Visited::Spilled { keys, error } => keys.contains(*key).unwrap_or_else(|e| {
+                let _ = error.set(e);
+                false
+            }),
             Visited::Bits {
                 archives, others, ..
             } => {
@@ -109,6 +146,7 @@ impl Visited {
     pub fn len(&self) -> usize {
         match self {
             Visited::Keys(keys) => keys.len(),
+            Visited::Spilled { keys, .. } => keys.len() as usize,
             Visited::Bits { len, .. } => *len,
         }
     }
@@ -150,5 +188,25 @@ mod tests {
             assert_eq!(bits.len(), keys.len());
         }
         assert!(!bits.is_empty());
+    }
+
+    #[test]
+    fn spilled_keys_agree_with_keys_in_memory() {
+        let mut spilled = Visited::spilled(MemoryBudget::new(1));
+        let mut keys = Visited::default();
+        let probe: Vec<BlockKey> = (0..3000u128)
+            .map(|i| i.wrapping_mul(0x9e37_79b9_7f4a_7c15))
+            .collect();
+        for (i, k) in probe.iter().enumerate() {
+            if i % 3 != 0 {
+                assert_eq!(spilled.insert(*k), keys.insert(*k));
+            }
+            let back = probe[i / 2];
+            assert_eq!(spilled.contains(&back), keys.contains(&back), "{i}");
+            assert_eq!(spilled.insert(back), keys.insert(back));
+        }
+        assert_eq!(spilled.len(), keys.len());
+        assert!(matches!(&spilled, Visited::Spilled { keys, .. } if keys.spilled()));
+        assert!(spilled.take_error().is_none());
     }
 }

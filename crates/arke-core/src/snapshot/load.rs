@@ -95,10 +95,21 @@ pub(crate) async fn fetch_chunks<S: BlockSource>(
     snapshot: Cid,
     chunks: &[Cid],
 ) -> Result<Vec<(SnapshotChunk, BlockInfo)>, LoadError> {
+    fetch_chunks_from(src, snapshot, chunks, 0).await
+}
+
+/// The same for a batch of a longer list whose first chunk is number `first` (its messages
+/// name each chunk by its place in the whole list).
+pub(crate) async fn fetch_chunks_from<S: BlockSource>(
+    src: &S,
+    snapshot: Cid,
+    chunks: &[Cid],
+    first: usize,
+) -> Result<Vec<(SnapshotChunk, BlockInfo)>, LoadError> {
     // Chunk CIDs by value: a closure over `&Cid` makes the stream's future not `Send` for
     // every lifetime (the compiler's higher-ranked check), and a server spawns this.
     let futs = chunks.iter().copied().enumerate().map(|(i, c)| async move {
-        let role = format!("chunk {i}");
+        let role = format!("chunk {}", first + i);
         let (_, value, info) = fetch(src, snapshot, c, role.clone()).await?;
         let chunk =
             SnapshotChunk::from_ipld(&value).map_err(|e| decode_err(snapshot, &role, c, e))?;

@@ -161,6 +161,7 @@ async fn options(args: &Args, kubo: &Kubo) -> Result<ExportOptions, arke_core::E
                 full_every_days: args.full_every_days,
             },
         }),
+        memory: arke_core::spill::MemoryBudget::from_env()?,
     })
 }
 

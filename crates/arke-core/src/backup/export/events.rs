@@ -2,29 +2,36 @@
 //! not trust (the real run learns the same from the closure, see
 //! [`crate::closure::ClosureReport::skipped`]), so `--dry-run` exits 7 when the export would.
 
-use std::collections::HashSet;
-
+use anyhow::Context;
 use cid::Cid;
 use futures::StreamExt;
 
-use crate::blocks::{BlockSource, SourceError};
+use crate::blocks::{BlockSource, SourceError, block_key};
 use crate::events::{EventError, EventWalk};
 use crate::shard::EntityId;
+use crate::spill::{KeySet, MemoryBudget};
+
+/// Tips checked together: the walk is read in batches of this many distinct tips, so the list
+/// waiting for its check stays small however long the chain is.
+const BATCH: usize = 1024;
 
 /// (CID, reason) of every event naming an invalid entity id, and of every event tip that is
 /// not a manifest of the entity its event names or that the node cannot give (absent,
 /// oversized, not verifiable). One `block/get` per event and per distinct
 /// tip; a broken chain ends the look (the real run reports it as a finding); a node failure is
-/// an error.
+/// an error. The distinct tips seen are kept within `budget` (then on disk: one a changed
+/// entity, millions at scale).
 pub(super) async fn untrusted_events<S: BlockSource>(
     source: &S,
     head: Option<Cid>,
     stop: Option<Cid>,
     concurrency: usize,
+    budget: MemoryBudget,
 ) -> anyhow::Result<Vec<(String, String)>> {
-    let mut skipped = Vec::new();
-    let mut tips: Vec<(u64, String, Cid)> = Vec::new();
-    let mut seen = HashSet::new();
+    let mut invalid = Vec::new();
+    let mut untrusted = Vec::new();
+    let mut batch: Vec<(u64, String, Cid)> = Vec::new();
+    let mut seen = KeySet::new(budget, "event tips");
     let mut walk = EventWalk::new(source, head, stop);
     let mut n = 0u64;
     loop {
@@ -40,18 +47,38 @@ pub(super) async fn untrusted_events<S: BlockSource>(
         let pi = ev.node.pi().to_string();
         if let Some(tip) = ev.node.tip() {
             if EntityId::parse(&pi).is_err() {
-                skipped.push((
+                invalid.push((
                     ev.cid.to_string(),
                     format!(
                         "event {n} names an invalid entity id {pi:?}: its tip {tip} is left out"
                     ),
                 ));
-            } else if seen.insert(tip) {
-                tips.push((n, pi, tip));
+            } else if seen.insert(cid_key(&tip)).context("the event tips seen")? {
+                batch.push((n, pi, tip));
             }
         }
         n += 1;
+        if batch.len() >= BATCH {
+            untrusted.extend(check_tips(source, std::mem::take(&mut batch), concurrency).await?);
+        }
     }
+    untrusted.extend(check_tips(source, batch, concurrency).await?);
+    invalid.extend(untrusted);
+    Ok(invalid)
+}
+
+/// A key for a CID as written: [`block_key`] (codec and multihash) with the CID's version, so
+/// the CIDv0 and CIDv1 of one block are two tips, as two distinct `Cid`s were.
+fn cid_key(cid: &Cid) -> u128 {
+    block_key(cid) ^ u128::from(cid.version() == cid::Version::V1)
+}
+
+/// The verdicts on `tips` (event number, entity, tip), in their order.
+async fn check_tips<S: BlockSource>(
+    source: &S,
+    tips: Vec<(u64, String, Cid)>,
+    concurrency: usize,
+) -> anyhow::Result<Vec<(String, String)>> {
     let checked: Vec<Result<Option<(String, String)>, crate::kubo::KuboError>> =
         futures::stream::iter(tips.into_iter().map(|(n, pi, tip)| async move {
             let verdict = match source.get(&tip).await {
@@ -70,8 +97,9 @@ pub(super) async fn untrusted_events<S: BlockSource>(
         .buffered(concurrency.max(1))
         .collect()
         .await;
+    let mut out = Vec::new();
     for c in checked {
-        skipped.extend(c?);
+        out.extend(c?);
     }
-    Ok(skipped)
+    Ok(out)
 }

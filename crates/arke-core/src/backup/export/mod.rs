@@ -49,7 +49,7 @@ use super::retention::Policy;
 use crate::blocks::{BlockSource, KnownSize, NodeSource};
 use crate::closure::walk::{self, Sink};
 use crate::closure::{
-    Closure, ClosureOptions, ClosureReport, Finding, NameCounts, Offer, Severity,
+    Closure, ClosureOptions, ClosureReport, Finding, NameCounts, Offer, Severity, Visited,
 };
 use crate::fsutil::RunLock;
 use crate::kubo::{Kubo, NodeRead};
@@ -58,11 +58,13 @@ use crate::model::layout::MAX_BLOCK;
 use crate::model::{BackupMeta, CidCounts};
 use crate::pointer::ReadPointer;
 use crate::report::{Exit, Failure, Operation, Progress, Unit};
+use crate::spill::MemoryBudget;
 
 mod bulk;
 mod events;
 mod file;
 mod live;
+mod memory;
 mod plan;
 mod read_once;
 mod render;
@@ -101,6 +103,9 @@ pub struct ExportOptions {
     pub index_root: Option<String>,
     /// Write an incremental archive over a parent chain (`None`: a full archive).
     pub incremental: Option<Incremental>,
+    /// What the export holds per block or per entity stays within this (`ARKE_MEMORY_BUDGET`);
+    /// past it, on disk (see [`memory`]).
+    pub memory: MemoryBudget,
 }
 
 /// A full archive, or an incremental over a parent chain.
@@ -194,6 +199,10 @@ impl LineageSummary {
     }
 }
 
+/// Blocks queued for the archive writer (back-pressure past it): at most 64 MiB of blocks of
+/// the 1 MiB maximum, whatever the archive's size (it was 256).
+const WRITER_QUEUE: usize = 64;
+
 /// What the walk wrote.
 struct Written {
     file: ArchiveFile,
@@ -213,7 +222,7 @@ async fn write_archive<S: BlockSource + KnownSize>(
     previous_total: Option<u64>,
 ) -> anyhow::Result<Written> {
     let temp_path = plan.temp_path.clone();
-    let (tx, rx) = sync_channel::<WriterMsg>(256);
+    let (tx, rx) = sync_channel::<WriterMsg>(WRITER_QUEUE);
     let writer = std::thread::Builder::new()
         .name("car-writer".into())
         .spawn(move || writer_thread(temp_path, rx))
@@ -226,12 +235,9 @@ async fn write_archive<S: BlockSource + KnownSize>(
         ClosureOptions {
             with_history: opts.with_history,
         },
+        Visited::spilled(memory::visited(opts.memory)),
     ));
-    {
-        let mut c = walk::lock_closure(&closure);
-        c.hold(std::mem::take(&mut plan.held.cids));
-        c.stop_events_at(plan.held.event_stop);
-    }
+    hold(&closure, &mut plan.held)?;
     put_live(&closure, &plan.live, &sink)
         .with_context(|| format!("writing {}", plan.temp_path.display()))?;
     let task = progress.task("export", previous_total, Unit::Items("blocks"));
@@ -265,15 +271,48 @@ async fn write_archive<S: BlockSource + KnownSize>(
         .map_err(|_| anyhow::anyhow!("the archive writer panicked"))?
         .with_context(|| format!("writing {}", plan.temp_path.display()));
     let bulk = walked.context("export")?;
-    let closure = closure
+    let (closure, mut visited) = closure
         .into_inner()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .into_report();
+        .into_parts();
+    if let Some(e) = visited.take_error() {
+        return Err(Failure::new(
+            Exit::Io,
+            format!("the walk's visited set (spilled to disk): {e}"),
+        )
+        .into());
+    }
+    drop(visited);
     Ok(Written {
         file: file?,
         closure,
         bulk,
     })
+}
+
+/// What the parent chain holds is accepted before the walk (read once from its sorted list,
+/// then dropped), and the event walk stops at the parent's head.
+fn hold(closure: &Mutex<Closure>, held: &mut super::held::Held) -> anyhow::Result<()> {
+    let mut c = walk::lock_closure(closure);
+    c.stop_events_at(held.event_stop);
+    let Some(list) = held.cids.take() else {
+        return Ok(());
+    };
+    let mut failed = None;
+    c.hold(
+        list.iter()
+            .context("the blocks the chain holds")?
+            .map_while(|r| r.map_err(|e| failed = Some(e)).ok())
+            .map(|h| h.0),
+    );
+    match failed {
+        Some(e) => Err(Failure::new(
+            Exit::Io,
+            format!("the blocks the chain holds (spilled to disk): {e}"),
+        )
+        .into()),
+        None => Ok(()),
+    }
 }
 
 /// The live chunks go into the archive first; the closure then wants their manifests.
@@ -628,7 +667,7 @@ fn log_start(opts: &ExportOptions, plan: &Decided) {
             " as an incremental over {} (depth {}, {} blocks held)",
             p.member().file_name(),
             p.info.depth,
-            plan.held.cids.len()
+            plan.held.count()
         ))
     );
 }

@@ -134,12 +134,18 @@ pub(super) async fn plan<N: NodeRead>(
     let mut skipped = live.skipped.clone();
     let keeping = Keeping {
         inner: source,
-        kept: Default::default(),
+        kept: std::sync::Mutex::new(Kept::within(super::memory::kept_blocks(opts.memory))),
     };
     skipped.extend(
-        events::untrusted_events(&keeping, event_head, held.event_stop, opts.concurrency)
-            .await
-            .context("reading the event chain")?,
+        events::untrusted_events(
+            &keeping,
+            event_head,
+            held.event_stop,
+            opts.concurrency,
+            super::memory::event_tips(opts.memory),
+        )
+        .await
+        .context("reading the event chain")?,
     );
     let decided = Decided {
         seq: header.seq(),
@@ -168,7 +174,7 @@ pub(super) async fn plan<N: NodeRead>(
         car_path: decided.final_path.display().to_string(),
         metadata_path: meta_path(&decided.final_path).display().to_string(),
         created: now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-        chain: LineageSummary::of(&decided, &opts.backups_dir, decided.held.cids.len() as u64),
+        chain: LineageSummary::of(&decided, &opts.backups_dir, decided.held.count()),
         new_chunks: decided.held.new_chunks,
         live_tips: decided.live.count,
         skipped,
@@ -219,9 +225,11 @@ async fn parent_chain<N: NodeRead>(
         Err(why) => return refuse(why),
     };
     let d = &parent.member().descriptor;
-    match held::chain_holds(source, d, opts.snapshot, header, opts.concurrency).await {
+    let budget = super::memory::held(opts.memory);
+    match held::chain_holds(source, d, opts.snapshot, header, opts.concurrency, budget).await {
         Ok(h) => Ok((Some(parent), h, None)),
         Err(HeldError::Node(e)) => Err(e).context("reading the parent's snapshot from the node"),
+        Err(e @ HeldError::Spill(_)) => Err(Failure::new(Exit::Io, e.to_string()).into()),
         Err(HeldError::Unusable(why)) => refuse(format!("{}: {why}", parent.member().file_name())),
     }
 }

@@ -1,6 +1,7 @@
 //! Each block read once: the plan reads the event chain and its tips to name what the walk
-//! will leave out (exit 7 already in the plan); it keeps those blocks (up to [`BUDGET`]) in the
-//! plan, and apply's walk takes them from there instead of reading them from the node again.
+//! will leave out (exit 7 already in the plan); it keeps those blocks (up to its share of the
+//! memory budget, [`super::memory::kept_blocks`]) in the plan, and apply's walk takes them from
+//! there instead of reading them from the node again.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -10,14 +11,22 @@ use cid::Cid;
 
 use crate::blocks::{BlockSource, KnownSize, SourceError};
 
-/// Most bytes a plan keeps for the walk; past it, the walk reads the rest from the node.
-const BUDGET: usize = 64 << 20;
-
 /// Verified blocks a plan read, by CID.
 #[derive(Debug, Default)]
 pub(super) struct Kept {
     blocks: HashMap<Cid, Bytes>,
     bytes: usize,
+    /// Most bytes kept for the walk; past it, the walk reads the rest from the node.
+    budget: usize,
+}
+
+impl Kept {
+    pub(super) fn within(budget: usize) -> Kept {
+        Kept {
+            budget,
+            ..Kept::default()
+        }
+    }
 }
 
 /// A source that keeps what it returns (within the budget).
@@ -30,7 +39,7 @@ impl<S: BlockSource> BlockSource for Keeping<'_, S> {
     async fn get(&self, cid: &Cid) -> Result<Bytes, SourceError> {
         let data = self.inner.get(cid).await?;
         let mut k = self.kept.lock().unwrap_or_else(|p| p.into_inner());
-        if k.bytes + data.len() <= BUDGET && !k.blocks.contains_key(cid) {
+        if k.bytes + data.len() <= k.budget && !k.blocks.contains_key(cid) {
             k.bytes += data.len();
             k.blocks.insert(*cid, data.clone());
         }

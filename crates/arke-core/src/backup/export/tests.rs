@@ -17,6 +17,7 @@ use crate::kubo::memory::MemoryNode;
 use crate::model::layout::{chunk_block, header_block};
 use crate::model::{SnapshotEntry, SnapshotV4};
 use crate::report::{Exit, Outcome, Plan as _};
+use crate::spill::MemoryBudget;
 
 const A: &str = "01J8ME3HXYZA";
 const B: &str = "01J8ME3HXYZB";
@@ -68,6 +69,22 @@ impl World {
         self.tips.insert(id.into(), manifest);
         self.event(id, manifest);
         manifest
+    }
+
+    /// A second version of `id` (a new component), updated by an event.
+    fn update(&mut self, id: &str) {
+        let data = format!("new content of {id}").into_bytes();
+        let component = ipld::cid_v1(RAW, &data);
+        self.node.put_block(component, data);
+        let manifest = self.put(&map([
+            ("schema", Ipld::String("arke/manifest@v1".into())),
+            ("pi", Ipld::String(id.into())),
+            ("ver", Ipld::Integer(2)),
+            ("prev", Ipld::Link(self.tips[id])),
+            ("components", map([("file", Ipld::Link(component))])),
+        ]));
+        self.tips.insert(id.into(), manifest);
+        self.event(id, manifest);
     }
 
     /// An event naming `pi` and `tip` on top of the chain.
@@ -139,6 +156,7 @@ impl World {
             tool: "arke-dr unit test".into(),
             index_root: None,
             incremental: None,
+            memory: crate::spill::MemoryBudget::default(),
         }
     }
 }
@@ -323,6 +341,12 @@ fn cases() -> Vec<Case> {
 
 #[tokio::test]
 async fn export_plans_and_writes_by_case() {
+    for budget in [MemoryBudget::default(), MemoryBudget::new(1)] {
+        plans_and_writes_by_case(budget).await;
+    }
+}
+
+async fn plans_and_writes_by_case(budget: MemoryBudget) {
     for case in cases() {
         let dir = tempfile::tempdir().unwrap();
         let mut w = World::new();
@@ -331,6 +355,7 @@ async fn export_plans_and_writes_by_case() {
         // The folder is made by apply, never by the plan.
         let backups = dir.path().join("backups");
         let mut opts = w.options(&backups);
+        opts.memory = budget;
         opts.allow_missing = case.allow_missing;
         if case.incremental {
             opts.incremental = Some(Incremental::default());
@@ -393,10 +418,18 @@ async fn export_plans_and_writes_by_case() {
 
 #[tokio::test]
 async fn an_incremental_over_a_verified_parent_holds_only_new_blocks() {
+    // The tiny budget: the held CIDs and the entries compared go through runs on disk.
+    for budget in [MemoryBudget::default(), MemoryBudget::new(1)] {
+        incremental_holds_only_new_blocks(budget).await;
+    }
+}
+
+async fn incremental_holds_only_new_blocks(budget: MemoryBudget) {
     let dir = tempfile::tempdir().unwrap();
     let mut w = World::new();
     two_entities(&mut w);
-    let opts = w.options(dir.path());
+    let mut opts = w.options(dir.path());
+    opts.memory = budget;
     let first = apply_in(&w, plan_in(&w, &opts, 1).await.unwrap())
         .await
         .unwrap();
@@ -406,6 +439,7 @@ async fn an_incremental_over_a_verified_parent_holds_only_new_blocks() {
     w.entity(C);
     w.snapshot();
     let mut opts = w.options(dir.path());
+    opts.memory = budget;
     opts.incremental = Some(Incremental::default());
     let plan = plan_in(&w, &opts, 2).await.unwrap();
     assert_eq!(plan.chain.kind, ArchiveKind::Incremental);
@@ -470,4 +504,96 @@ async fn the_walk_reads_from_the_node_only_what_the_plan_did_not() {
     // two components, 4 of the 8 blocks it archives.
     assert_eq!(r.blocks, 9);
     assert_eq!(r.node_requests, 4, "{r:?}");
+}
+
+/// The same state exported within a tiny budget (the visited set and the event tips seen
+/// spill to disk, the plan keeps almost no blocks for the walk; an incremental's held CIDs and
+/// the entries it compares go through runs on disk) and within the default one: the same
+/// archives, byte for byte, and the same reports.
+#[tokio::test]
+async fn a_tiny_memory_budget_writes_the_same_archives() {
+    let mut w = World::new();
+    let ids: Vec<String> = (0..300).map(|i| format!("01J8ME3H{i:04}")).collect();
+    for id in &ids {
+        w.entity(id);
+    }
+    // Updates (a tip seen again), a hostile event and an untrusted tip: skipped items too.
+    for id in ids.iter().take(40) {
+        let tip = w.tips[id];
+        w.event(id, tip);
+    }
+    w.event("../../etc/passwd", w.tips[&ids[0]]);
+    w.event(&ids[1], w.tips[&ids[2]]);
+    w.snapshot();
+    let tiny = MemoryBudget::new(1);
+    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let budgets = [MemoryBudget::default(), tiny];
+    let full: Vec<Exported> = export_each(&w, &dirs, &budgets, false, 2).await;
+    // The tiny budget's sets hold fewer keys in memory than the walk visits: they spilled.
+    let visited = crate::spill::KeySet::new(memory::visited(tiny), "test");
+    assert!(full[1].blocks > visited.memory_capacity() as u64 * 10);
+    assert_eq!(full[1].exit, Exit::Skipped);
+    assert_eq!(full[1].skipped.len(), 2, "{:?}", full[1].skipped);
+    assert_eq!(full[0], full[1], "the full archives differ");
+
+    // Then an incremental over each: 60 entities updated, 20 new.
+    for id in ids.iter().skip(100).take(60) {
+        w.update(id);
+    }
+    for i in 300..320 {
+        w.entity(&format!("01J8ME3H{i:04}"));
+    }
+    w.snapshot();
+    let inc: Vec<Exported> = export_each(&w, &dirs, &budgets, true, 3).await;
+    assert_eq!(inc[1].kind, ArchiveKind::Incremental);
+    assert_eq!(inc[1].changed, 60);
+    assert_eq!(inc[0], inc[1], "the incremental archives differ");
+}
+
+/// What a test compares of an export.
+#[derive(Debug, PartialEq)]
+struct Exported {
+    bytes: Vec<u8>,
+    name: std::ffi::OsString,
+    blocks: u64,
+    skipped: Vec<(String, String)>,
+    sha256: String,
+    exit: Exit,
+    kind: ArchiveKind,
+    changed: u64,
+    held: u64,
+}
+
+/// One export into each folder, with its budget; each archive is stamped as verified.
+async fn export_each(
+    w: &World,
+    dirs: &[tempfile::TempDir],
+    budgets: &[MemoryBudget],
+    incremental: bool,
+    day: u32,
+) -> Vec<Exported> {
+    let mut out = Vec::new();
+    for (dir, budget) in dirs.iter().zip(budgets) {
+        let mut opts = w.options(dir.path());
+        opts.memory = *budget;
+        if incremental {
+            opts.incremental = Some(Incremental::default());
+        }
+        let r = apply_in(w, plan_in(w, &opts, day).await.unwrap())
+            .await
+            .unwrap();
+        stamp(&r);
+        out.push(Exported {
+            bytes: std::fs::read(&r.car_path).unwrap(),
+            name: Path::new(&r.car_path).file_name().unwrap().to_owned(),
+            blocks: r.blocks,
+            sha256: r.sha256.clone(),
+            exit: r.exit(),
+            kind: r.chain.kind,
+            changed: r.chain.changed_entities,
+            held: r.chain.held_blocks,
+            skipped: r.skipped,
+        });
+    }
+    out
 }
