@@ -53,4 +53,8 @@ awk '/^```bash cutover(-root|-rollback)?$/ { f = 1; next } /^```$/ { f = 0; next
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
+# Every tool the tests run keeps a tiny memory budget, so each structure that spills to disk at
+# millions of entities spills here too: the corruption, restore, incremental and kill -9 tests
+# run the on-disk paths (the in-memory ones are the unit tests' and the demo's).
+export ARKE_MEMORY_BUDGET=${ARKE_MEMORY_BUDGET:-64K}
 scripts/ipfs-node.sh run -- cargo test --workspace --locked "$@"

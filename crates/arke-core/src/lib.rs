@@ -63,6 +63,7 @@ mod report;
 mod restore;
 pub mod shard;
 pub mod snapshot;
+pub mod spill;
 mod tips;
 pub mod unixfs;
 

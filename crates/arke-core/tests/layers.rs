@@ -54,7 +54,7 @@ const LAYERS: &[Layer] = &[
     },
     Layer {
         name: "node",
-        modules: &["kubo", "fsutil"],
+        modules: &["kubo", "fsutil", "spill"],
         sideways: &[],
     },
     Layer {

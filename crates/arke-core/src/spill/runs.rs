@@ -1,0 +1,293 @@
+//! Sorted runs on disk and their merge.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::fs::File;
+use std::io::{self, BufWriter, Write};
+use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
+
+use super::{MemoryBudget, Record, spill_dir};
+
+/// At most this many runs are merged at once (one read buffer each); more are merged into
+/// longer runs first, so a tiny budget costs passes, never file handles or memory.
+const FAN_IN: usize = 32;
+/// Each run's read buffer while merging.
+const READ_BUFFER: usize = 32 << 10;
+
+/// Records collected under a memory budget, sorted when they are finished.
+pub struct SortedRuns<T: Record> {
+    label: &'static str,
+    budget: usize,
+    dir: PathBuf,
+    buf: Vec<T>,
+    used: usize,
+    runs: Vec<Run>,
+    len: u64,
+}
+
+/// One sorted run in an anonymous temp file: length-prefixed records.
+struct Run {
+    file: File,
+    bytes: u64,
+}
+
+impl<T: Record> SortedRuns<T> {
+    /// `label` names the structure in errors ("restore tip files").
+    pub fn new(budget: MemoryBudget, label: &'static str) -> SortedRuns<T> {
+        SortedRuns {
+            label,
+            budget: budget.bytes(),
+            dir: spill_dir(),
+            buf: Vec::new(),
+            used: 0,
+            runs: Vec::new(),
+            len: 0,
+        }
+    }
+
+    pub fn push(&mut self, item: T) -> io::Result<()> {
+        self.used += item.mem_size();
+        self.buf.push(item);
+        self.len += 1;
+        if self.used >= self.budget {
+            self.spill()?;
+        }
+        Ok(())
+    }
+
+    /// Records pushed so far.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Sorts what is in memory; if anything went to disk, merges the runs down to at most
+    /// [`FAN_IN`] so that every later read is one merge with a bounded number of buffers.
+    pub fn finish(mut self) -> io::Result<SortedList<T>> {
+        if self.runs.is_empty() {
+            self.buf.sort();
+            return Ok(SortedList {
+                label: self.label,
+                len: self.len,
+                body: Body::Memory(self.buf),
+            });
+        }
+        self.spill()?;
+        // Level by level, FAN_IN neighbours at a time: each record is rewritten once a level,
+        // and neighbours stay in push order, so ties stay in order.
+        while self.runs.len() > FAN_IN {
+            let mut level = Vec::with_capacity(self.runs.len().div_ceil(FAN_IN));
+            for group in self.runs.chunks(FAN_IN) {
+                level.push(write_run(
+                    &self.dir,
+                    self.label,
+                    merge::<T>(group, self.label)?,
+                )?);
+            }
+            self.runs = level;
+        }
+        Ok(SortedList {
+            label: self.label,
+            len: self.len,
+            body: Body::Runs(self.runs),
+        })
+    }
+
+    fn spill(&mut self) -> io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        self.buf.sort();
+        let run = write_run(&self.dir, self.label, self.buf.drain(..).map(Ok))?;
+        self.runs.push(run);
+        self.used = 0;
+        Ok(())
+    }
+}
+
+/// Writes records, in the order given, to a new anonymous temp file.
+fn write_run<T: Record>(
+    dir: &PathBuf,
+    label: &str,
+    items: impl Iterator<Item = io::Result<T>>,
+) -> io::Result<Run> {
+    let file = tempfile::tempfile_in(dir).map_err(|e| {
+        io::Error::new(
+            e.kind(),
+            format!("{label}: spill file in {}: {e}", dir.display()),
+        )
+    })?;
+    let mut out = BufWriter::with_capacity(1 << 16, file);
+    let mut rec = Vec::new();
+    let mut bytes = 0u64;
+    for item in items {
+        rec.clear();
+        item?.encode(&mut rec);
+        let mut len = unsigned_varint::encode::u64_buffer();
+        let len = unsigned_varint::encode::u64(rec.len() as u64, &mut len);
+        out.write_all(len)?;
+        out.write_all(&rec)?;
+        bytes += (len.len() + rec.len()) as u64;
+    }
+    let file = out.into_inner().map_err(|e| e.into_error())?;
+    Ok(Run { file, bytes })
+}
+
+/// The records of finished [`SortedRuns`], in order.
+pub struct SortedList<T: Record> {
+    label: &'static str,
+    len: u64,
+    body: Body<T>,
+}
+
+enum Body<T> {
+    Memory(Vec<T>),
+    Runs(Vec<Run>),
+}
+
+impl<T: Record> SortedList<T> {
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Whether any record went to disk.
+    pub fn spilled(&self) -> bool {
+        matches!(self.body, Body::Runs(_))
+    }
+
+    /// Every record in order (equal records in the order they were pushed). Each call starts
+    /// from the beginning; iterators are independent of each other.
+    pub fn iter(&self) -> io::Result<Box<dyn Iterator<Item = io::Result<T>> + '_>> {
+        match &self.body {
+            Body::Memory(v) => Ok(Box::new(v.iter().cloned().map(Ok))),
+            Body::Runs(runs) => Ok(Box::new(merge(runs, self.label)?)),
+        }
+    }
+}
+
+/// A k-way merge of runs; ties go to the earlier run, so the merge is stable.
+fn merge<'a, T: Record>(runs: &'a [Run], label: &'static str) -> io::Result<Merge<'a, T>> {
+    let mut readers: Vec<RunReader<'a>> = runs.iter().map(RunReader::new).collect();
+    let mut heap = BinaryHeap::with_capacity(readers.len());
+    for (i, r) in readers.iter_mut().enumerate() {
+        if let Some(item) = r.next_record::<T>(label)? {
+            heap.push(Reverse((item, i)));
+        }
+    }
+    Ok(Merge {
+        readers,
+        heap,
+        label,
+    })
+}
+
+struct Merge<'a, T: Record> {
+    readers: Vec<RunReader<'a>>,
+    heap: BinaryHeap<Reverse<(T, usize)>>,
+    label: &'static str,
+}
+
+impl<T: Record> Iterator for Merge<'_, T> {
+    type Item = io::Result<T>;
+
+    fn next(&mut self) -> Option<io::Result<T>> {
+        let Reverse((item, i)) = self.heap.pop()?;
+        match self.readers[i].next_record::<T>(self.label) {
+            Ok(Some(next)) => self.heap.push(Reverse((next, i))),
+            Ok(None) => {}
+            Err(e) => {
+                self.heap.clear();
+                return Some(Err(e));
+            }
+        }
+        Some(Ok(item))
+    }
+}
+
+/// Reads one run through its own buffer at its own offset (`pread`), so several iterators
+/// over the same runs never disturb each other.
+struct RunReader<'a> {
+    run: &'a Run,
+    pos: u64,
+    buf: Vec<u8>,
+    start: usize,
+}
+
+impl<'a> RunReader<'a> {
+    fn new(run: &'a Run) -> RunReader<'a> {
+        RunReader {
+            run,
+            pos: 0,
+            buf: Vec::new(),
+            start: 0,
+        }
+    }
+
+    /// Makes at least `n` unread bytes available, unless the run ends first.
+    fn fill(&mut self, n: usize) -> io::Result<()> {
+        if self.buf.len() - self.start >= n {
+            return Ok(());
+        }
+        self.buf.drain(..self.start);
+        self.start = 0;
+        while self.buf.len() < n && self.pos < self.run.bytes {
+            let want = (n - self.buf.len()).max(READ_BUFFER);
+            let want = want.min((self.run.bytes - self.pos) as usize);
+            let old = self.buf.len();
+            self.buf.resize(old + want, 0);
+            self.run
+                .file
+                .read_exact_at(&mut self.buf[old..], self.pos)?;
+            self.pos += want as u64;
+        }
+        Ok(())
+    }
+
+    fn next_record<T: Record>(&mut self, label: &str) -> io::Result<Option<T>> {
+        self.fill(10)?;
+        let rest = &self.buf[self.start..];
+        if rest.is_empty() {
+            return Ok(None);
+        }
+        let bad = |what: &str| io::Error::other(format!("{label}: spill file damaged: {what}"));
+        let (len, tail) = unsigned_varint::decode::u64(rest).map_err(|_| bad("length"))?;
+        let head = rest.len() - tail.len();
+        let len = usize::try_from(len).map_err(|_| bad("length"))?;
+        self.fill(head + len)?;
+        let rest = &self.buf[self.start..];
+        if rest.len() < head + len {
+            return Err(bad("truncated record"));
+        }
+        let item = T::decode(&rest[head..head + len])?;
+        self.start += head + len;
+        Ok(Some(item))
+    }
+}
+
+impl<T: Record> std::fmt::Debug for SortedRuns<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SortedRuns")
+            .field("label", &self.label)
+            .field("len", &self.len)
+            .field("runs", &self.runs.len())
+            .finish()
+    }
+}
+
+impl<T: Record> std::fmt::Debug for SortedList<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SortedList")
+            .field("label", &self.label)
+            .field("len", &self.len)
+            .field("spilled", &self.spilled())
+            .finish()
+    }
+}
