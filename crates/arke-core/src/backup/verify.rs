@@ -22,6 +22,7 @@ use crate::model::{BackupMeta, Manifest};
 use crate::report::{Finding, FindingKind, Severity};
 use crate::report::{Progress, Unit};
 use crate::snapshot::load::StoredEntries;
+use crate::spill::MemoryBudget;
 
 mod trust;
 
@@ -41,6 +42,8 @@ pub struct VerifyCarOptions {
     /// has both (only the new file is re-hashed; see [`trust`]). Off: every parent re-hashed
     /// (`--full-chain`, weekly-verify, restore).
     pub trust_stamps: bool,
+    /// The memory budget (`ARKE_MEMORY_BUDGET`): the scan's index goes to disk past it.
+    pub budget: MemoryBudget,
 }
 
 impl Default for VerifyCarOptions {
@@ -53,6 +56,7 @@ impl Default for VerifyCarOptions {
             threads: 0,
             chain_dir: None,
             trust_stamps: false,
+            budget: MemoryBudget::from_env().unwrap_or_default(),
         }
     }
 }
@@ -316,6 +320,7 @@ async fn scan_file(
         hash_blocks: !opts.quick,
         file_sha256: opts.quick || has_sha,
         threads: opts.threads,
+        budget: opts.budget,
     };
     let task = progress.task(
         if opts.quick { "scan" } else { "re-hash" },
@@ -677,7 +682,17 @@ async fn conclude<S: BlockSource>(
     }
     // Only the file's own blocks must all be used: a parent holds blocks of older states.
     let used = |k: u128| closure.has_key(k);
-    report.unreferenced_blocks = own.count_outside(used);
+    report.unreferenced_blocks = match own.count_outside(used) {
+        Ok(n) => n,
+        Err(e) => {
+            report.error(
+                FindingKind::Walk,
+                None,
+                format!("reading the archive's index: {e}"),
+            );
+            0
+        }
+    };
     let extra = if report.unreferenced_blocks > 0 {
         own.cids_outside(used, MAX_NAMED).unwrap_or_default()
     } else {
