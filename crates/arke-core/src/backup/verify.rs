@@ -21,6 +21,8 @@ use crate::ipld::{self, same_block};
 use crate::model::{BackupMeta, Manifest};
 use crate::report::{Finding, FindingKind, Severity};
 use crate::report::{Progress, Unit};
+use crate::snapshot::load::StoredEntries;
+use crate::spill::MemoryBudget;
 
 mod trust;
 
@@ -40,6 +42,8 @@ pub struct VerifyCarOptions {
     /// has both (only the new file is re-hashed; see [`trust`]). Off: every parent re-hashed
     /// (`--full-chain`, weekly-verify, restore).
     pub trust_stamps: bool,
+    /// The memory budget (`ARKE_MEMORY_BUDGET`): the scan's index goes to disk past it.
+    pub budget: MemoryBudget,
 }
 
 impl Default for VerifyCarOptions {
@@ -52,6 +56,7 @@ impl Default for VerifyCarOptions {
             threads: 0,
             chain_dir: None,
             trust_stamps: false,
+            budget: MemoryBudget::from_env().unwrap_or_default(),
         }
     }
 }
@@ -315,6 +320,7 @@ async fn scan_file(
         hash_blocks: !opts.quick,
         file_sha256: opts.quick || has_sha,
         threads: opts.threads,
+        budget: opts.budget,
     };
     let task = progress.task(
         if opts.quick { "scan" } else { "re-hash" },
@@ -676,7 +682,17 @@ async fn conclude<S: BlockSource>(
     }
     // Only the file's own blocks must all be used: a parent holds blocks of older states.
     let used = |k: u128| closure.has_key(k);
-    report.unreferenced_blocks = own.count_outside(used);
+    report.unreferenced_blocks = match own.count_outside(used) {
+        Ok(n) => n,
+        Err(e) => {
+            report.error(
+                FindingKind::Walk,
+                None,
+                format!("reading the archive's index: {e}"),
+            );
+            0
+        }
+    };
     let extra = if report.unreferenced_blocks > 0 {
         own.cids_outside(used, MAX_NAMED).unwrap_or_default()
     } else {
@@ -868,34 +884,46 @@ fn check_unreferenced(report: &mut CarReport, has_descriptor: bool, named: &[Cid
 /// Each snapshot entry's tip manifest must name the entry's own entity: a tip that names
 /// another entity would restore that entity's data at this entity's path. Checked after the
 /// walk over the whole entry list, so the verdict does not depend on which path reached the
-/// manifest first. Blocks that are missing or do not decode were reported by the walk.
+/// manifest first. Blocks that are missing or do not decode were reported by the walk, and a
+/// snapshot that does not load whole is checked no further (its findings are the walk's).
+/// The entries are read one chunk at a time (memory: one chunk, the first findings), in the
+/// stored order the whole list was read in before.
 async fn check_entry_ids<S: BlockSource>(report: &mut CarReport, source: &S, snapshot: Cid) {
-    let Ok(loaded) = crate::snapshot::load(source, snapshot).await else {
+    let Ok(mut entries) = StoredEntries::open(source, snapshot).await else {
         return;
     };
     let mut found = 0u64;
-    for e in &loaded.entries {
-        let Some(named) = manifest_id(source, &e.tip).await else {
-            continue;
+    let mut listed = Vec::new();
+    loop {
+        let batch = match entries.next_batch(source).await {
+            Ok(Some(batch)) => batch,
+            Ok(None) => break,
+            Err(_) => return,
         };
-        if named == e.id {
-            continue;
-        }
-        found += 1;
-        if found <= MAX_NAMED as u64 {
-            report.findings.push(Finding {
-                severity: Severity::Error,
-                kind: FindingKind::EntityMismatch,
-                id: None,
-                cid: Some(e.tip.to_string()),
-                role: Some(format!("entity {} manifest", e.id)),
-                message: format!(
-                    "snapshot entry {} has tip manifest {} which names entity {named:?}",
-                    e.id, e.tip
-                ),
-            });
+        for e in &batch {
+            let Some(named) = manifest_id(source, &e.tip).await else {
+                continue;
+            };
+            if named == e.id {
+                continue;
+            }
+            found += 1;
+            if found <= MAX_NAMED as u64 {
+                listed.push(Finding {
+                    severity: Severity::Error,
+                    kind: FindingKind::EntityMismatch,
+                    id: None,
+                    cid: Some(e.tip.to_string()),
+                    role: Some(format!("entity {} manifest", e.id)),
+                    message: format!(
+                        "snapshot entry {} has tip manifest {} which names entity {named:?}",
+                        e.id, e.tip
+                    ),
+                });
+            }
         }
     }
+    report.findings.append(&mut listed);
     if found > MAX_NAMED as u64 {
         let more = found - MAX_NAMED as u64;
         report.error(

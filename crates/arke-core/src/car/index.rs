@@ -6,7 +6,8 @@
 //!
 //! Memory is the read-ahead (32 MiB) and the index: one 32-byte entry per section (a 16-byte
 //! key and a 16-byte entry), sorted by key once the file is read ([`super::sorted`]), never the
-//! blocks. Blocks are then read back by offset (`pread`) for the closure walk; blocks without
+//! blocks. Above the scan's memory budget ([`ScanOptions::budget`]) the entries go to disk in
+//! sorted runs as they are read, and the index is a file of sorted records in the spill dir. Blocks are then read back by offset (`pread`) for the closure walk; blocks without
 //! links are flagged so the walk can accept them without reading them twice.
 
 use std::collections::BTreeMap;
@@ -23,11 +24,12 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::read_ahead::{self, ChunkReader, Consumers, Feed, Shared};
-use super::sorted::{self, SortedIndex};
+use super::sorted::{self, FixedEntry, SortedIndex, Spilled};
 use super::{CARV2_PRAGMA, CarError, CarHeader, CarReader, ReaderOptions};
 use crate::blocks::{BlockKey, BlockSource, KnownSize, SourceError, block_key};
 use crate::ipld::{self, HashCheck};
 use crate::report::Task;
+use crate::spill::{MemoryBudget, SortedRuns};
 
 /// How a block fared in the scan.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,6 +37,25 @@ enum State {
     Valid,
     Corrupt,
     Unverifiable,
+}
+
+impl State {
+    fn byte(self) -> u8 {
+        match self {
+            State::Valid => 0,
+            State::Corrupt => 1,
+            State::Unverifiable => 2,
+        }
+    }
+
+    fn from_byte(b: u8) -> State {
+        match b {
+            0 => State::Valid,
+            2 => State::Unverifiable,
+            // Anything else cannot come from our own spill file; corrupt fails safe.
+            _ => State::Corrupt,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -48,6 +69,31 @@ struct Entry {
     cid_len: u8,
 }
 
+impl FixedEntry for Entry {
+    const LEN: usize = 16;
+
+    fn put(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.data_offset.to_le_bytes());
+        out.extend_from_slice(&self.len.to_le_bytes());
+        out.extend_from_slice(&[self.state.byte(), u8::from(self.leaf), self.cid_len, 0]);
+    }
+
+    fn get(b: &[u8]) -> Entry {
+        let byte = |i: usize| b.get(i).copied().unwrap_or(0);
+        let mut off = [0u8; 8];
+        off.copy_from_slice(b.get(..8).unwrap_or(&[0; 8]));
+        let mut len = [0u8; 4];
+        len.copy_from_slice(b.get(8..12).unwrap_or(&[0; 4]));
+        Entry {
+            data_offset: u64::from_le_bytes(off),
+            len: u32::from_le_bytes(len),
+            state: State::from_byte(byte(12)),
+            leaf: byte(13) != 0,
+            cid_len: byte(14),
+        }
+    }
+}
+
 /// Scan settings.
 #[derive(Debug, Clone)]
 pub struct ScanOptions {
@@ -58,6 +104,9 @@ pub struct ScanOptions {
     pub file_sha256: bool,
     /// Hashing threads (0: one per core).
     pub threads: usize,
+    /// What the index may hold in memory: past it, its entries go to disk (see
+    /// [`super::sorted`]).
+    pub budget: MemoryBudget,
 }
 
 impl Default for ScanOptions {
@@ -67,6 +116,7 @@ impl Default for ScanOptions {
             hash_blocks: true,
             file_sha256: false,
             threads: 0,
+            budget: MemoryBudget::from_env().unwrap_or_default(),
         }
     }
 }
@@ -233,9 +283,20 @@ type ScanReader = CarReader<ChunkReader>;
 /// The index and report as sections are read.
 struct Indexer {
     report: ScanReport,
-    /// Every section in file order (its position is its section index), duplicates too:
-    /// sorted into the index once the file is read.
+    /// The sections since section `base` in file order (`entries[i - base]` is section `i`),
+    /// duplicates too: sorted into the index once the file is read, or into sorted runs on
+    /// disk when they reach `buffer_bytes`.
     entries: Vec<(BlockKey, Entry)>,
+    base: u64,
+    buffer_bytes: usize,
+    /// The sections already spilled (none while the index fits its budget).
+    spilled: Option<SortedRuns<Spilled<Entry>>>,
+    runs_budget: MemoryBudget,
+    spill_error: Option<io::Error>,
+    /// Batches sent to the hashing threads, and results received back (one per batch):
+    /// sections are spilled only once every result for them is in.
+    sent: u64,
+    back: u64,
     /// Bad blocks found so far (the first [`MAX_BAD_LISTED`] by position are kept).
     bad: Vec<Checked>,
     min: u64,
@@ -290,9 +351,12 @@ impl Indexer {
     /// What a hashing thread found in one batch: states and leaves into the entries (by
     /// section index), bad blocks kept for the report.
     fn apply(&mut self, results: Vec<Checked>) {
+        self.back += 1;
         for c in results {
-            if let Some((_, e)) = usize::try_from(c.index)
-                .ok()
+            if let Some((_, e)) = c
+                .index
+                .checked_sub(self.base)
+                .and_then(|i| usize::try_from(i).ok())
                 .and_then(|i| self.entries.get_mut(i))
                 && e.data_offset == c.data_offset
             {
@@ -312,9 +376,31 @@ impl Indexer {
         }
     }
 
+    /// Whether the sections in memory have reached the budget (they go to disk then).
+    fn over_budget(&self) -> bool {
+        self.entries.len() * std::mem::size_of::<(BlockKey, Entry)>() >= self.buffer_bytes
+    }
+
+    /// The sections in memory into sorted runs on disk (every hashing result for them in).
+    fn spill(&mut self) -> io::Result<()> {
+        let budget = self.runs_budget;
+        let runs = self
+            .spilled
+            .get_or_insert_with(|| SortedRuns::new(budget, "the archive's index"));
+        self.base += self.entries.len() as u64;
+        for (key, entry) in self.entries.drain(..) {
+            runs.push(Spilled {
+                key,
+                order: entry.data_offset,
+                entry,
+            })?;
+        }
+        Ok(())
+    }
+
     /// Once every section is read and checked: the index sorted, duplicates and bad blocks
     /// listed, the statistics completed.
-    fn finish(mut self, file: &File) -> (SortedIndex<Entry>, ScanReport) {
+    fn finish(mut self, file: &File) -> io::Result<(SortedIndex<Entry>, ScanReport)> {
         self.bad.sort_by_key(|c| c.index);
         self.report.bad_blocks = self
             .bad
@@ -327,10 +413,31 @@ impl Indexer {
             self.report.stats.max_size = self.max;
             self.report.stats.avg_size = avg;
         }
-        let mut entries = self.entries;
-        sorted::sort_entries(&mut entries, |e| e.data_offset);
-        duplicates(&entries, file, &mut self.report);
-        (SortedIndex::from_sorted(entries), self.report)
+        if self.spilled.is_none() {
+            let mut entries = std::mem::take(&mut self.entries);
+            sorted::sort_entries(&mut entries, |e| e.data_offset);
+            duplicates(
+                || Ok(entries.iter().map(|e| Ok(*e))),
+                file,
+                &mut self.report,
+            )?;
+            return Ok((SortedIndex::from_sorted(entries), self.report));
+        }
+        self.spill()?;
+        self.entries = Vec::new();
+        let Some(runs) = self.spilled.take() else {
+            return Err(io::Error::other("the archive's index was not spilled"));
+        };
+        let list = runs.finish()?;
+        let sorted = || {
+            Ok(list
+                .iter()?
+                .map(|r| r.map(|s: Spilled<Entry>| (s.key, s.entry))))
+        };
+        duplicates(sorted, file, &mut self.report)?;
+        let at_most = usize::try_from(list.len()).unwrap_or(usize::MAX);
+        let index = SortedIndex::on_disk(sorted()?, at_most)?;
+        Ok((index, self.report))
     }
 }
 
@@ -338,30 +445,40 @@ impl Indexer {
 /// A duplicate used to be counted and skipped unhashed, so a second copy with other bytes went
 /// unnoticed: each is listed (verify-car fails on it) and was hashed like any other section (a
 /// bad copy is reported corrupt). The index keeps the first copy.
-fn duplicates(entries: &[(BlockKey, Entry)], file: &File, report: &mut ScanReport) {
+fn duplicates<I>(
+    entries: impl Fn() -> io::Result<I>,
+    file: &File,
+    report: &mut ScanReport,
+) -> io::Result<()>
+where
+    I: Iterator<Item = io::Result<(BlockKey, Entry)>>,
+{
     // (data offset, the first copy's data offset, CID length), the first in file order kept.
     let mut dups: Vec<(u64, u64, u8)> = Vec::new();
-    for run in entries.chunk_by(|a, b| a.0 == b.0) {
-        let Some(((_, first), rest)) = run.split_first() else {
-            continue;
-        };
-        for (_, d) in rest {
-            report.duplicates += 1;
-            dups.push((d.data_offset, first.data_offset, d.cid_len));
-        }
-        if dups.len() > 2 * MAX_BAD_LISTED {
-            dups.sort_unstable();
-            dups.truncate(MAX_BAD_LISTED);
+    let mut first: Option<(BlockKey, u64)> = None;
+    for item in entries()? {
+        let (k, e) = item?;
+        match first {
+            Some((fk, at)) if fk == k => {
+                report.duplicates += 1;
+                dups.push((e.data_offset, at, e.cid_len));
+                if dups.len() > 2 * MAX_BAD_LISTED {
+                    dups.sort_unstable();
+                    dups.truncate(MAX_BAD_LISTED);
+                }
+            }
+            _ => first = Some((k, e.data_offset)),
         }
     }
     if dups.is_empty() {
-        return;
+        return Ok(());
     }
     dups.sort_unstable();
     dups.truncate(MAX_BAD_LISTED);
     // A section's index is the number of sections before it in the file.
     let mut before = vec![0u64; dups.len() + 1];
-    for (_, e) in entries {
+    for item in entries()? {
+        let (_, e) = item?;
         let i = dups.partition_point(|d| d.0 <= e.data_offset);
         if let Some(n) = before.get_mut(i) {
             *n += 1;
@@ -382,6 +499,7 @@ fn duplicates(entries: &[(BlockKey, Entry)], file: &File, report: &mut ScanRepor
             problem: format!("duplicate of the section whose data is at byte {first}"),
         });
     }
+    Ok(())
 }
 
 fn bad_block(c: &Checked) -> BadBlock {
@@ -475,8 +593,13 @@ impl CarIndex {
             let hash = hasher.map(|h| h.join().ok().flatten());
             (scanned, hash.flatten().filter(|_| complete))
         });
-        let (ix, header) = scanned?;
-        let (map, mut report) = ix.finish(&file);
+        let (mut ix, header) = scanned?;
+        if let Some(source) = ix.spill_error.take() {
+            return Err(CarError::Io { offset: 0, source });
+        }
+        let (map, mut report) = ix
+            .finish(&file)
+            .map_err(|source| CarError::Io { offset: 0, source })?;
         if report.stream_error.is_none() {
             // The hash covers every byte of the file (a CARv2 index after the payload too).
             report.sha256 = whole_file.map(|h| hex(&h));
@@ -537,8 +660,9 @@ impl CarIndex {
     /// Every distinct CID in the file, read back from the file (for pinning what the walk
     /// cannot name). Calls `f` for each; stops at the first error.
     pub fn for_each_cid(&self, mut f: impl FnMut(u128, Cid)) -> Result<(), CarError> {
-        for (k, e) in self.map.iter() {
-            f(*k, self.cid_of(e)?);
+        for item in self.map.iter() {
+            let (k, e) = item.map_err(|source| CarError::Io { offset: 0, source })?;
+            f(k, self.cid_of(&e)?);
         }
         Ok(())
     }
@@ -550,12 +674,17 @@ impl CarIndex {
         used: impl Fn(u128) -> bool,
         max: usize,
     ) -> Result<Vec<Cid>, CarError> {
-        self.map
-            .iter()
-            .filter(|(k, _)| !used(**k))
-            .take(max)
-            .map(|(_, e)| self.cid_of(e))
-            .collect()
+        let mut out = Vec::new();
+        for item in self.map.iter() {
+            if out.len() >= max {
+                break;
+            }
+            let (k, e) = item.map_err(|source| CarError::Io { offset: 0, source })?;
+            if !used(k) {
+                out.push(self.cid_of(&e)?);
+            }
+        }
+        Ok(out)
     }
 
     /// The CID of an indexed block, read back from the file (it sits just before the data).
@@ -572,24 +701,38 @@ impl CarIndex {
 
     /// Every block that passed its hash check (or could not be checked), in key order, for the
     /// on-disk index ([`super::index_file`]); corrupt blocks are left out.
-    pub(crate) fn entries(&self) -> impl Iterator<Item = super::index_file::IndexEntry> + '_ {
+    pub(crate) fn entries(
+        &self,
+    ) -> impl Iterator<Item = io::Result<super::index_file::IndexEntry>> + '_ {
         self.map
             .iter()
-            .filter(|(_, e)| e.state != State::Corrupt)
-            .map(|(k, e)| super::index_file::IndexEntry {
-                key: *k,
-                data_offset: e.data_offset,
-                len: e.len,
-                cid_len: e.cid_len,
-                leaf: e.leaf,
-                unverifiable: e.state == State::Unverifiable,
+            .filter(|r| !matches!(r, Ok((_, e)) if e.state == State::Corrupt))
+            .map(|r| {
+                r.map(|(k, e)| super::index_file::IndexEntry {
+                    key: k,
+                    data_offset: e.data_offset,
+                    len: e.len,
+                    cid_len: e.cid_len,
+                    leaf: e.leaf,
+                    unverifiable: e.state == State::Unverifiable,
+                })
             })
     }
 
     /// Every indexed CID is a key, not a `Cid`: the walk tells which blocks it used; this says
     /// how many of the file's distinct blocks are outside `used`.
-    pub fn count_outside(&self, used: impl Fn(u128) -> bool) -> u64 {
-        self.map.keys().filter(|k| !used(**k)).count() as u64
+    pub fn count_outside(&self, used: impl Fn(u128) -> bool) -> Result<u64, CarError> {
+        let mut n = 0;
+        for item in self.map.iter() {
+            let (k, _) = item.map_err(|source| CarError::Io { offset: 0, source })?;
+            n += u64::from(!used(k));
+        }
+        Ok(n)
+    }
+
+    /// Whether the index lives in a file in the spill dir (it outgrew the scan's budget).
+    pub fn on_file(&self) -> bool {
+        self.map.on_file()
     }
 }
 
@@ -611,6 +754,14 @@ fn scan_sections(
             ..ScanReport::default()
         },
         entries: Vec::new(),
+        base: 0,
+        // Half the budget for the sections in file order, half for the sorted runs' buffer.
+        buffer_bytes: opts.budget.part(2).bytes(),
+        spilled: None,
+        runs_budget: opts.budget.part(2),
+        spill_error: None,
+        sent: 0,
+        back: 0,
         bad: Vec::new(),
         min: u64::MAX,
         max: 0,
@@ -708,6 +859,9 @@ fn read_sections(
         };
         ix.add(&section, reader.bytes_read(), progress);
         let Some((tx, results)) = hashing else {
+            if ix.over_budget() && !spill(ix, None, &mut batch) {
+                return;
+            }
             continue;
         };
         // A batch never spans two chunks: the parser then holds one chunk at most while it
@@ -725,6 +879,7 @@ fn read_sections(
             if tx.send(std::mem::take(&mut batch)).is_err() {
                 return;
             }
+            ix.sent += 1;
             // What the hashing threads found so far, so that results never pile up.
             for r in results.try_iter() {
                 ix.apply(r);
@@ -732,11 +887,45 @@ fn read_sections(
         }
         batch_bytes += section.bytes().len() + 64;
         batch.push(section);
+        if ix.over_budget() {
+            batch_bytes = 0;
+            if !spill(ix, hashing, &mut batch) {
+                return;
+            }
+        }
     }
     if let Some((tx, _)) = hashing
         && !batch.is_empty()
     {
         let _ = tx.send(batch);
+    }
+}
+
+/// The sections read so far to disk: the batch being gathered goes to the hashing threads
+/// and every result is waited for first (a result names its section by index in the
+/// buffer). False when the scan must stop (the hashing threads are gone, or the spill failed:
+/// recorded for [`CarIndex::scan`]).
+fn spill(ix: &mut Indexer, hashing: Option<Hashing<'_>>, batch: &mut Vec<Section>) -> bool {
+    if let Some((tx, results)) = hashing {
+        if !batch.is_empty() {
+            if tx.send(std::mem::take(batch)).is_err() {
+                return false;
+            }
+            ix.sent += 1;
+        }
+        while ix.back < ix.sent {
+            match results.recv() {
+                Ok(r) => ix.apply(r),
+                Err(_) => return false,
+            }
+        }
+    }
+    match ix.spill() {
+        Ok(()) => true,
+        Err(e) => {
+            ix.spill_error = Some(e);
+            false
+        }
     }
 }
 

@@ -135,7 +135,7 @@ impl IndexFile {
         let sha = decode_hex32(archive_sha256)
             .ok_or_else(|| io::Error::other(format!("not a sha256: {archive_sha256:?}")))?;
         // In key order already: streamed, not collected (millions of blocks).
-        let count = index.entries().count();
+        let count = index.entries().try_fold(0usize, |n, e| e.map(|_| n + 1))?;
         let mut header = Vec::with_capacity(HEADER_LEN as usize);
         header.extend_from_slice(MAGIC);
         header.extend_from_slice(&VERSION.to_le_bytes());
@@ -162,7 +162,7 @@ impl IndexFile {
             };
             put(&header)?;
             for e in index.entries() {
-                put(&e.encode())?;
+                put(&e?.encode())?;
             }
             w.flush()?;
         }

@@ -38,6 +38,8 @@ mod varint;
 mod writer;
 
 #[cfg(test)]
+mod spill_tests;
+#[cfg(test)]
 mod tests;
 
 use cid::Cid;

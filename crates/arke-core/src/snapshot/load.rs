@@ -301,3 +301,128 @@ pub async fn load<S: BlockSource>(src: &S, cid: Cid) -> Result<Loaded, LoadError
         leaf_chunks,
     })
 }
+
+/// A snapshot's entries in stored order, one chunk at a time, with the checks of [`load`]
+/// (which fails exactly when this does, at the latest at its last chunk): memory is the list
+/// of chunk CIDs and one chunk, never the whole entry list (verify-car's entity-id check at
+/// 1M entities). A v3 linked list is walked once for its order, then read oldest first.
+#[derive(Debug)]
+pub struct StoredEntries {
+    snapshot: Cid,
+    kind: StoredKind,
+    /// The chunks in stored order (not read yet from `next`).
+    chunks: Vec<Cid>,
+    next: usize,
+    /// The entries of a schema that holds them inline (taken once).
+    inline: Option<Vec<SnapshotEntry>>,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum StoredKind {
+    ChunkedV2,
+    V3,
+    V4 { chunk_entries: u64 },
+    Inline,
+}
+
+impl StoredEntries {
+    /// Reads the header (and a v4 snapshot's interior nodes, a v3 snapshot's chunk list).
+    pub async fn open<S: BlockSource>(src: &S, cid: Cid) -> Result<StoredEntries, LoadError> {
+        let snapshot = load_header(src, cid).await?;
+        let (kind, chunks, inline) = match &snapshot {
+            Snapshot::ChunkedV2(s) => (StoredKind::ChunkedV2, s.chunks.clone(), None),
+            Snapshot::V3(s) => (
+                StoredKind::V3,
+                v3_chunk_list(src, cid, s.entries_head).await?,
+                None,
+            ),
+            Snapshot::V4(s) => {
+                let (_, level) = v4_tree(src, cid, s).await?;
+                let kind = StoredKind::V4 {
+                    chunk_entries: s.chunk_entries,
+                };
+                (kind, level, None)
+            }
+            other => (
+                StoredKind::Inline,
+                Vec::new(),
+                Some(
+                    other
+                        .inline_entries()
+                        .map(<[_]>::to_vec)
+                        .unwrap_or_default(),
+                ),
+            ),
+        };
+        Ok(StoredEntries {
+            snapshot: cid,
+            kind,
+            chunks,
+            next: 0,
+            inline,
+        })
+    }
+
+    /// The next chunk's entries; `None` after the last.
+    pub async fn next_batch<S: BlockSource>(
+        &mut self,
+        src: &S,
+    ) -> Result<Option<Vec<SnapshotEntry>>, LoadError> {
+        if let StoredKind::Inline = self.kind {
+            return Ok(self.inline.take());
+        }
+        let Some(&c) = self.chunks.get(self.next) else {
+            return Ok(None);
+        };
+        let i = self.next;
+        self.next += 1;
+        let snapshot = self.snapshot;
+        let chunk = match self.kind {
+            StoredKind::V4 { chunk_entries } => {
+                fetch_chunk(src, snapshot, c, i as u64, chunk_entries).await?
+            }
+            StoredKind::ChunkedV2 | StoredKind::V3 | StoredKind::Inline => {
+                let role = format!("chunk {i}");
+                let (_, value, _) = fetch(src, snapshot, c, role.clone()).await?;
+                let chunk = SnapshotChunk::from_ipld(&value)
+                    .map_err(|e| decode_err(snapshot, &role, c, e))?;
+                if matches!(self.kind, StoredKind::ChunkedV2) && chunk.chunk_index() != i as u64 {
+                    return Err(LoadError::Inconsistent {
+                        snapshot,
+                        reason: format!("chunk {i} says chunk_index {}", chunk.chunk_index()),
+                    });
+                }
+                chunk
+            }
+        };
+        Ok(Some(chunk.entries().to_vec()))
+    }
+}
+
+/// A v3 snapshot's chunk list (linked newest first, as [`load`] walks it, cycles refused),
+/// oldest first.
+async fn v3_chunk_list<S: BlockSource>(
+    src: &S,
+    snapshot: Cid,
+    head: Option<Cid>,
+) -> Result<Vec<Cid>, LoadError> {
+    let mut seen = HashSet::new();
+    let mut cur = head;
+    let mut chunks = Vec::new();
+    while let Some(c) = cur {
+        if !seen.insert(c) {
+            return Err(LoadError::Inconsistent {
+                snapshot,
+                reason: format!("chunk list has a cycle at {c}"),
+            });
+        }
+        let role = format!("chunk (list position {})", chunks.len());
+        let (_, value, _) = fetch(src, snapshot, c, role.clone()).await?;
+        let chunk =
+            SnapshotChunk::from_ipld(&value).map_err(|e| decode_err(snapshot, &role, c, e))?;
+        cur = chunk.prev();
+        chunks.push(c);
+    }
+    chunks.reverse();
+    Ok(chunks)
+}

@@ -83,6 +83,7 @@ fn main() -> ExitCode {
             threads: args.threads,
             chain_dir: args.chain_dir.clone(),
             trust_stamps: !args.full_chain,
+            budget: arke_core::spill::MemoryBudget::from_env()?,
         };
         let v = verify_chain(&args.car, &opts, &args.out.progress())
             .await
