@@ -16,14 +16,20 @@
 # With DATA_DIR, a node state dir DATA_DIR/n<N/1000>k holding a file READY (a stopped node's
 # repo, as this script leaves it with KEEP_DATA=1) is copied and started instead of generating
 # again; the original is never written to. Environment: SIZES, DATA_DIR, KEEP_DATA (1: leave
-# the generated nodes in DATA_DIR), WORK_DIR (default a temporary folder), CARGO_TARGET_DIR.
+# the generated nodes in DATA_DIR), WORK_DIR (default a temporary folder), BIN_DIR (binaries to
+# measure instead of building this tree's release build, e.g. a copy of another commit's, for a
+# before/after pair), CARGO_TARGET_DIR.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 SIZES=${SIZES:-10000,50000}
 command -v /usr/bin/time >/dev/null || { apt-get update -qq && apt-get install -y -qq time; }
-cargo build --release --locked -p arke-dr -p arke-bench >&2
+if [ -n "${BIN_DIR:-}" ]; then
+  BIN=$BIN_DIR
+else
+  cargo build --release --locked -p arke-dr -p arke-bench >&2
+  BIN=${CARGO_TARGET_DIR:-$PWD/target}/release
+fi
 scripts/ipfs-node.sh install
-BIN=${CARGO_TARGET_DIR:-$PWD/target}/release
 WORK=${WORK_DIR:-$(mktemp -d)}
 mkdir -p "$WORK"
 nodes=()
