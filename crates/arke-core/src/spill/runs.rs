@@ -5,7 +5,7 @@ use std::collections::BinaryHeap;
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::os::unix::fs::FileExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use super::{MemoryBudget, Record, spill_dir};
 
@@ -111,7 +111,7 @@ impl<T: Record> SortedRuns<T> {
 
 /// Writes records, in the order given, to a new anonymous temp file.
 fn write_run<T: Record>(
-    dir: &PathBuf,
+    dir: &Path,
     label: &str,
     items: impl Iterator<Item = io::Result<T>>,
 ) -> io::Result<Run> {
