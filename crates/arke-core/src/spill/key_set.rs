@@ -12,14 +12,13 @@
 //! Exact: a filter only says "maybe", the page answers. A key reported present was inserted;
 //! a walk that skipped a block because of a false "seen" would leave a hole in the archive.
 
-use std::collections::HashSet;
 use std::fs::File;
-use std::hash::{BuildHasherDefault, Hasher};
 use std::io::{self, BufWriter, Write};
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 
 use super::MemoryBudget;
+use crate::blocks::KeySet as MemorySet;
 
 /// Bytes a key takes in a run file.
 const KEY_LEN: usize = 16;
@@ -35,25 +34,8 @@ const MERGE_BUF: usize = 16 << 10;
 /// A hash table's bytes per slot (a key and its control byte).
 const SLOT_BYTES: usize = KEY_LEN + 1;
 
-/// Keys are hashes already (block keys); the table uses their low bits as they are.
-#[derive(Debug, Default, Clone, Copy)]
-struct Identity(u64);
-
-impl Hasher for Identity {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
-        }
-    }
-    fn write_u128(&mut self, n: u128) {
-        self.0 = mix(n);
-    }
-}
-
-/// 64 well-mixed bits of a key (keys from tests or non-cryptographic sources need not be).
+/// 64 well-mixed bits of a key, for the Bloom filter's independent bit positions (keys from
+/// tests or non-cryptographic sources need not be mixed already).
 fn mix(k: u128) -> u64 {
     let mut z = (k as u64) ^ ((k >> 64) as u64).rotate_left(32);
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
@@ -176,7 +158,7 @@ struct RunWriter {
 /// The set. See the module docs.
 #[derive(Debug)]
 pub struct KeySet {
-    mem: HashSet<u128, BuildHasherDefault<Identity>>,
+    mem: MemorySet,
     /// Keys the memory set holds before it is written as a run.
     mem_cap: usize,
     runs: Vec<Run>,
@@ -195,7 +177,7 @@ impl KeySet {
     /// The same, spilling into `dir`.
     pub fn in_dir(budget: MemoryBudget, label: &'static str, dir: PathBuf) -> KeySet {
         KeySet {
-            mem: HashSet::default(),
+            mem: MemorySet::default(),
             mem_cap: mem_cap(budget.bytes()),
             runs: Vec::new(),
             len: 0,
@@ -365,6 +347,7 @@ fn mem_cap(bytes: usize) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::HashSet;
 
     /// splitmix64: reproducible keys without a dependency.
     fn keys(seed: u64, n: usize) -> Vec<u128> {
