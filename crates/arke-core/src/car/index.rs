@@ -639,6 +639,16 @@ impl CarIndex {
                 message: "not in the archive".into(),
             });
         };
+        self.read_entry(cid, &e, allow_unverifiable)
+    }
+
+    /// [`Self::read`] of an entry already looked up (a lookup of a spilled index is a `pread`).
+    fn read_entry(
+        &self,
+        cid: &Cid,
+        e: &Entry,
+        allow_unverifiable: bool,
+    ) -> Result<Bytes, SourceError> {
         match e.state {
             State::Corrupt => return Err(SourceError::Corrupt { cid: *cid }),
             State::Unverifiable if !allow_unverifiable => {
@@ -815,15 +825,19 @@ pub struct ChainSource<'a> {
 }
 
 impl ChainSource<'_> {
-    fn holder(&self, cid: &Cid) -> Option<&CarIndex> {
-        self.indexes.iter().copied().find(|i| i.contains(cid))
+    /// The first index that has `cid`, with its entry: one lookup per index.
+    fn holder(&self, cid: &Cid) -> Option<(&CarIndex, Entry)> {
+        let key = block_key(cid);
+        self.indexes
+            .iter()
+            .find_map(|i| Some((*i, i.map.get(&key)?)))
     }
 }
 
 impl BlockSource for ChainSource<'_> {
     async fn get(&self, cid: &Cid) -> Result<Bytes, SourceError> {
         match self.holder(cid) {
-            Some(i) => i.read(cid, self.allow_unverifiable),
+            Some((i, e)) => i.read_entry(cid, &e, self.allow_unverifiable),
             None => Err(SourceError::Missing {
                 cid: *cid,
                 message: "not in any archive of the chain".into(),
@@ -834,7 +848,7 @@ impl BlockSource for ChainSource<'_> {
 
 impl KnownSize for ChainSource<'_> {
     fn known_size(&self, cid: &Cid) -> Option<u64> {
-        let e = self.holder(cid)?.map.get(&block_key(cid))?;
+        let (_, e) = self.holder(cid)?;
         (e.leaf && e.state == State::Valid).then_some(u64::from(e.len))
     }
 }
