@@ -17,7 +17,7 @@ use crate::car::{self, ReaderOptions};
 use crate::ipld::{self, HashCheck};
 use crate::kubo::{EntryKind, Kubo, KuboError, NodeRead};
 use crate::shard::{ShardRule, locate_tip};
-use crate::spill::{Record, SortedRuns};
+use crate::spill::{Fields, Record, SortedRuns, Writer};
 use crate::unixfs::{self, NodeType};
 
 /// Largest tip file accepted (a CID and a newline; anything larger is not a tip).
@@ -147,29 +147,17 @@ pub(crate) struct PathTip {
     pub(crate) tip: Cid,
 }
 
-/// On disk: the path's length, the path, the CID's bytes.
 impl Record for PathTip {
     fn encode(&self, out: &mut Vec<u8>) {
-        let mut len = unsigned_varint::encode::u64_buffer();
-        out.extend_from_slice(unsigned_varint::encode::u64(
-            self.path.len() as u64,
-            &mut len,
-        ));
-        out.extend_from_slice(self.path.as_bytes());
-        out.extend_from_slice(&self.tip.to_bytes());
+        Writer::new(out).str(&self.path).cid(&self.tip);
     }
 
     fn decode(b: &[u8]) -> std::io::Result<Self> {
-        let bad = || std::io::Error::new(std::io::ErrorKind::InvalidData, "tip file record");
-        let (len, rest) = unsigned_varint::decode::u64(b).map_err(|_| bad())?;
-        let len = usize::try_from(len).map_err(|_| bad())?;
-        if rest.len() < len {
-            return Err(bad());
-        }
-        let (path, cid) = rest.split_at(len);
-        Ok(PathTip {
-            path: String::from_utf8(path.to_vec()).map_err(|_| bad())?,
-            tip: Cid::try_from(cid).map_err(|_| bad())?,
+        Fields::read(b, |f| {
+            Ok(PathTip {
+                path: f.string()?,
+                tip: f.cid()?,
+            })
         })
     }
 

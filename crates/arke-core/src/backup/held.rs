@@ -32,7 +32,7 @@ use crate::ipld;
 use crate::model::descriptor::Descriptor;
 use crate::model::{Snapshot, SnapshotChunk, SnapshotV4};
 use crate::snapshot::load::{fetch_chunks_from, load_header, v4_tree};
-use crate::spill::{MemoryBudget, Record, SortedList, SortedRuns};
+use crate::spill::{Fields, MemoryBudget, Record, SortedList, SortedRuns, Writer};
 
 /// Chunks read at once.
 const CHUNK_BATCH: usize = 16;
@@ -66,12 +66,10 @@ pub struct HeldCid(pub Cid);
 
 impl Record for HeldCid {
     fn encode(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(&self.0.to_bytes());
+        Writer::new(out).cid(&self.0);
     }
     fn decode(b: &[u8]) -> std::io::Result<Self> {
-        Cid::try_from(b)
-            .map(HeldCid)
-            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+        Fields::read(b, |f| f.cid().map(HeldCid))
     }
 }
 
@@ -197,27 +195,20 @@ struct EntryRec {
 
 impl Record for EntryRec {
     fn encode(&self, out: &mut Vec<u8>) {
-        out.push(u8::from(self.side == Side::New));
-        out.extend_from_slice(&self.seq.to_le_bytes());
-        let tip = self.tip.to_bytes();
-        out.push(tip.len() as u8);
-        out.extend_from_slice(&tip);
-        out.extend_from_slice(self.id.as_bytes());
+        Writer::new(out)
+            .str(&self.id)
+            .bool(self.side == Side::New)
+            .u64(self.seq)
+            .cid(&self.tip);
     }
     fn decode(b: &[u8]) -> std::io::Result<Self> {
-        let bad =
-            |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_owned());
-        let (&side, rest) = b.split_first().ok_or_else(|| bad("empty entry"))?;
-        let (seq, rest) = rest.split_at_checked(8).ok_or_else(|| bad("short entry"))?;
-        let (&n, rest) = rest.split_first().ok_or_else(|| bad("short entry"))?;
-        let (tip, id) = rest
-            .split_at_checked(usize::from(n))
-            .ok_or_else(|| bad("short entry"))?;
-        Ok(EntryRec {
-            side: if side == 1 { Side::New } else { Side::Old },
-            seq: u64::from_le_bytes(seq.try_into().map_err(|_| bad("short entry"))?),
-            tip: Cid::try_from(tip).map_err(|_| bad("entry tip"))?,
-            id: String::from_utf8(id.to_vec()).map_err(|_| bad("entry id"))?,
+        Fields::read(b, |f| {
+            Ok(EntryRec {
+                id: f.string()?,
+                side: if f.bool()? { Side::New } else { Side::Old },
+                seq: f.u64()?,
+                tip: f.cid()?,
+            })
         })
     }
     fn mem_size(&self) -> usize {
@@ -345,4 +336,32 @@ async fn hold_links<S: BlockSource>(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ipld::{DAG_CBOR, cid_v1};
+
+    /// Both records read back as written; one cut short is an error.
+    #[test]
+    fn records_read_back_as_written() {
+        let tip = cid_v1(DAG_CBOR, b"t");
+        for side in [Side::Old, Side::New] {
+            let e = EntryRec {
+                id: "01J8ME3HXYZWAAAAAAAAAAAAAA".into(),
+                side,
+                seq: 300,
+                tip,
+            };
+            let mut b = Vec::new();
+            e.encode(&mut b);
+            assert_eq!(EntryRec::decode(&b).unwrap(), e);
+            assert!(EntryRec::decode(&b[..b.len() - 1]).is_err());
+        }
+        let mut b = Vec::new();
+        HeldCid(tip).encode(&mut b);
+        assert_eq!(HeldCid::decode(&b).unwrap(), HeldCid(tip));
+        assert!(HeldCid::decode(&b[..b.len() - 1]).is_err());
+    }
 }

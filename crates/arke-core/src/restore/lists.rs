@@ -9,7 +9,7 @@ use cid::Cid;
 
 use super::plan::{PlannedTip, TipWrite};
 use crate::shard::{EntityId, ShardRule};
-use crate::spill::{MemoryBudget, Record, SortedList, SortedRuns};
+use crate::spill::{Fields, MemoryBudget, Record, SortedList, SortedRuns, Writer};
 pub(crate) use crate::tips::PathTip;
 
 /// A finished list of the plan: its records in order, read from the start each time (the plan
@@ -66,84 +66,34 @@ impl<T: Record> std::fmt::Debug for Listed<T> {
     }
 }
 
-/// Bytes of one record: length-prefixed fields.
-#[derive(Default)]
-struct Fields<'a> {
-    rest: &'a [u8],
-}
-
-fn put(out: &mut Vec<u8>, field: &[u8]) {
-    let mut len = unsigned_varint::encode::u64_buffer();
-    out.extend_from_slice(unsigned_varint::encode::u64(field.len() as u64, &mut len));
-    out.extend_from_slice(field);
-}
-
 fn damaged(what: &str) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, format!("restore list: {what}"))
 }
 
-impl<'a> Fields<'a> {
-    fn new(rest: &'a [u8]) -> Self {
-        Fields { rest }
-    }
-
-    fn bytes(&mut self) -> io::Result<&'a [u8]> {
-        let (len, tail) =
-            unsigned_varint::decode::u64(self.rest).map_err(|_| damaged("field length"))?;
-        let len = usize::try_from(len).map_err(|_| damaged("field length"))?;
-        if tail.len() < len {
-            return Err(damaged("truncated field"));
-        }
-        let (field, rest) = tail.split_at(len);
-        self.rest = rest;
-        Ok(field)
-    }
-
-    fn string(&mut self) -> io::Result<String> {
-        String::from_utf8(self.bytes()?.to_vec()).map_err(|_| damaged("text"))
-    }
-
-    fn id(&mut self) -> io::Result<EntityId> {
-        EntityId::parse(&self.string()?).map_err(|e| damaged(&e.to_string()))
-    }
-
-    fn cid(&mut self) -> io::Result<Cid> {
-        Cid::try_from(self.bytes()?).map_err(|e| damaged(&e.to_string()))
-    }
-
-    fn rule(&mut self) -> io::Result<ShardRule> {
-        match self.bytes()? {
-            [0] => Ok(ShardRule::Worker),
-            [1] => Ok(ShardRule::Legacy),
-            _ => Err(damaged("shard rule")),
-        }
-    }
-
-    fn u64(&mut self) -> io::Result<u64> {
-        let b: [u8; 8] = self.bytes()?.try_into().map_err(|_| damaged("number"))?;
-        Ok(u64::from_be_bytes(b))
-    }
+fn entity_id(f: &mut Fields) -> io::Result<EntityId> {
+    EntityId::parse(&f.string()?).map_err(|e| damaged(&e.to_string()))
 }
 
-fn rule_byte(rule: ShardRule) -> [u8; 1] {
-    match rule {
-        ShardRule::Worker => [0],
-        ShardRule::Legacy => [1],
-    }
+/// A shard rule as a flag: legacy or not.
+fn rule(f: &mut Fields) -> io::Result<ShardRule> {
+    Ok(match f.bool()? {
+        false => ShardRule::Worker,
+        true => ShardRule::Legacy,
+    })
 }
 
 /// The plan's tips, by entity id.
 impl Record for PlannedTip {
     fn encode(&self, out: &mut Vec<u8>) {
-        put(out, self.id.as_str().as_bytes());
-        put(out, &self.tip.to_bytes());
+        Writer::new(out).str(self.id.as_str()).cid(&self.tip);
     }
 
     fn decode(b: &[u8]) -> io::Result<Self> {
-        let mut f = Fields::new(b);
-        Ok(PlannedTip {
-            id: f.id()?,
-            tip: f.cid()?,
+        Fields::read(b, |f| {
+            Ok(PlannedTip {
+                id: entity_id(f)?,
+                tip: f.cid()?,
+            })
         })
     }
 
@@ -156,21 +106,23 @@ impl Record for PlannedTip {
 /// always listed them in.
 impl Record for TipWrite {
     fn encode(&self, out: &mut Vec<u8>) {
-        put(out, self.id.as_bytes());
-        put(out, &rule_byte(self.rule));
-        put(out, self.path.as_bytes());
-        put(out, &self.tip.to_bytes());
-        put(out, self.root.as_bytes());
+        Writer::new(out)
+            .str(&self.id)
+            .bool(self.rule == ShardRule::Legacy)
+            .str(&self.path)
+            .cid(&self.tip)
+            .str(&self.root);
     }
 
     fn decode(b: &[u8]) -> io::Result<Self> {
-        let mut f = Fields::new(b);
-        Ok(TipWrite {
-            id: f.string()?,
-            rule: f.rule()?,
-            path: f.string()?,
-            tip: f.cid()?,
-            root: f.string()?,
+        Fields::read(b, |f| {
+            Ok(TipWrite {
+                id: f.string()?,
+                rule: rule(f)?,
+                path: f.string()?,
+                tip: f.cid()?,
+                root: f.string()?,
+            })
         })
     }
 
@@ -225,17 +177,16 @@ pub(crate) struct Sequenced {
 
 impl Record for Sequenced {
     fn encode(&self, out: &mut Vec<u8>) {
-        put(out, self.id.as_bytes());
-        put(out, &self.seq.to_be_bytes());
-        put(out, &self.tip.to_bytes());
+        Writer::new(out).str(&self.id).u64(self.seq).cid(&self.tip);
     }
 
     fn decode(b: &[u8]) -> io::Result<Self> {
-        let mut f = Fields::new(b);
-        Ok(Sequenced {
-            id: f.string()?,
-            seq: f.u64()?,
-            tip: f.cid()?,
+        Fields::read(b, |f| {
+            Ok(Sequenced {
+                id: f.string()?,
+                seq: f.u64()?,
+                tip: f.cid()?,
+            })
         })
     }
 
@@ -254,15 +205,15 @@ pub struct Numbered {
 
 impl Record for Numbered {
     fn encode(&self, out: &mut Vec<u8>) {
-        put(out, &self.seq.to_be_bytes());
-        put(out, &self.cid.to_bytes());
+        Writer::new(out).u64(self.seq).cid(&self.cid);
     }
 
     fn decode(b: &[u8]) -> io::Result<Self> {
-        let mut f = Fields::new(b);
-        Ok(Numbered {
-            seq: f.u64()?,
-            cid: f.cid()?,
+        Fields::read(b, |f| {
+            Ok(Numbered {
+                seq: f.u64()?,
+                cid: f.cid()?,
+            })
         })
     }
 }

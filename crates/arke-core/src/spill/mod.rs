@@ -6,15 +6,18 @@
 //! is a [`SortedList`] that can be read in order any number of times (a plan is printed, applied
 //! and read back from the same list). Under the budget nothing touches the disk. [`KeySet`] is
 //! a set of 128-bit keys on the same terms (a walk's visited set): a bounded set in memory,
-//! sorted runs on disk with a Bloom filter and a fence index each, exact membership.
+//! sorted runs on disk with a Bloom filter and a fence index each, exact membership. A record's
+//! bytes are written with [`Writer`] and read back with [`Fields`].
 //!
 //! Spill files are anonymous temporary files (`ARKE_SPILL_DIR`, else the system's temp dir),
 //! unlinked as soon as they are created: a crash or `kill -9` leaves nothing behind, and a tool
 //! never has to clean up after itself.
 
+mod fields;
 mod key_set;
 mod runs;
 
+pub use fields::{Fields, Writer, damaged};
 pub use key_set::KeySet;
 pub use runs::{SortedList, SortedRuns};
 

@@ -1,7 +1,7 @@
 //! The build's per-entity records as its spill files hold them (see [`crate::spill`]): the tip
 //! files a scan found, the events walked, the previous snapshot's entries and the members
 //! decided. Each is sorted by the key its join needs; the encoding is private to one run (spill
-//! files are anonymous and die with the process), so it is plain length-prefixed fields.
+//! files are anonymous and die with the process), written with [`Writer`] and read with [`Fields`].
 
 use std::cmp::Ordering;
 use std::io;
@@ -10,91 +10,15 @@ use cid::Cid;
 
 use crate::model::SnapshotEntry;
 use crate::shard::ShardRule;
-use crate::spill::Record;
+use crate::spill::{Fields, Record, Writer, damaged};
 use crate::tips::{FoundTip, TipFile};
 
-fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
-    out.extend_from_slice(&(b.len() as u32).to_le_bytes());
-    out.extend_from_slice(b);
-}
-
-fn put_u64(out: &mut Vec<u8>, v: u64) {
-    out.extend_from_slice(&v.to_le_bytes());
-}
-
-fn put_cid(out: &mut Vec<u8>, c: &Cid) {
-    put_bytes(out, &c.to_bytes());
-}
-
-/// An optional field: a presence byte, then the field.
-fn put_opt<T>(out: &mut Vec<u8>, v: Option<&T>, put: impl Fn(&mut Vec<u8>, &T)) {
-    match v {
-        None => out.push(0),
-        Some(v) => {
-            out.push(1);
-            put(out, v);
-        }
-    }
-}
-
-fn put_str(out: &mut Vec<u8>, s: &String) {
-    put_bytes(out, s.as_bytes());
-}
-
-fn bad(what: &str) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidData, format!("spill record: {what}"))
-}
-
-/// Reads back the fields written by the `put_*` functions, in the same order.
-struct Fields<'a>(&'a [u8]);
-
-impl<'a> Fields<'a> {
-    fn take(&mut self, n: usize) -> io::Result<&'a [u8]> {
-        if self.0.len() < n {
-            return Err(bad("truncated"));
-        }
-        let (head, rest) = self.0.split_at(n);
-        self.0 = rest;
-        Ok(head)
-    }
-
-    fn u8(&mut self) -> io::Result<u8> {
-        Ok(self.take(1)?[0])
-    }
-
-    fn u64(&mut self) -> io::Result<u64> {
-        let b = self.take(8)?;
-        Ok(u64::from_le_bytes(b.try_into().map_err(|_| bad("u64"))?))
-    }
-
-    fn bytes(&mut self) -> io::Result<&'a [u8]> {
-        let n = self.take(4)?;
-        let n = u32::from_le_bytes(n.try_into().map_err(|_| bad("length"))?);
-        self.take(n as usize)
-    }
-
-    fn string(&mut self) -> io::Result<String> {
-        String::from_utf8(self.bytes()?.to_vec()).map_err(|_| bad("not UTF-8"))
-    }
-
-    fn cid(&mut self) -> io::Result<Cid> {
-        Cid::try_from(self.bytes()?).map_err(|e| bad(&format!("cid: {e}")))
-    }
-
-    fn opt<T>(&mut self, get: impl FnOnce(&mut Self) -> io::Result<T>) -> io::Result<Option<T>> {
-        match self.u8()? {
-            0 => Ok(None),
-            _ => get(self).map(Some),
-        }
-    }
-}
-
-fn put_entry(out: &mut Vec<u8>, e: &SnapshotEntry) {
-    put_str(out, &e.id);
-    put_opt(out, e.ver.as_ref(), |o, v| put_u64(o, *v));
-    put_cid(out, &e.tip);
-    put_opt(out, e.ts.as_ref(), put_str);
-    put_opt(out, e.chain_cid.as_ref(), put_cid);
+fn put_entry<'w, 'a>(w: &'w mut Writer<'a>, e: &SnapshotEntry) -> &'w mut Writer<'a> {
+    w.str(&e.id)
+        .opt(e.ver.as_ref(), |w, v| w.u64(*v))
+        .cid(&e.tip)
+        .opt(e.ts.as_deref(), Writer::str)
+        .opt(e.chain_cid.as_ref(), Writer::cid)
 }
 
 fn get_entry(f: &mut Fields) -> io::Result<SnapshotEntry> {
@@ -114,24 +38,26 @@ fn entry_heap(e: &SnapshotEntry) -> usize {
 
 impl Record for FoundTip {
     fn encode(&self, out: &mut Vec<u8>) {
-        put_str(out, &self.id);
-        out.push(u8::from(self.file.rule != ShardRule::Worker));
-        put_cid(out, &self.file.tip);
-        put_str(out, &self.file.path);
+        Writer::new(out)
+            .str(&self.id)
+            .bool(self.file.rule != ShardRule::Worker)
+            .cid(&self.file.tip)
+            .str(&self.file.path);
     }
 
     fn decode(b: &[u8]) -> io::Result<Self> {
-        let mut f = Fields(b);
-        let id = f.string()?;
-        let rule = match f.u8()? {
-            0 => ShardRule::Worker,
-            _ => ShardRule::Legacy,
-        };
-        let tip = f.cid()?;
-        let path = f.string()?;
-        Ok(FoundTip {
-            id,
-            file: TipFile { tip, path, rule },
+        Fields::read(b, |f| {
+            let id = f.string()?;
+            let rule = match f.bool()? {
+                false => ShardRule::Worker,
+                true => ShardRule::Legacy,
+            };
+            let tip = f.cid()?;
+            let path = f.string()?;
+            Ok(FoundTip {
+                id,
+                file: TipFile { tip, path, rule },
+            })
         })
     }
 
@@ -169,10 +95,10 @@ impl Ord for WalkedEvent {
     }
 }
 
-fn put_event(out: &mut Vec<u8>, e: &EventInfo) {
-    put_cid(out, &e.cid);
-    put_opt(out, e.ts.as_ref(), put_str);
-    put_opt(out, e.tip.as_ref(), put_cid);
+fn put_event<'w, 'a>(w: &'w mut Writer<'a>, e: &EventInfo) -> &'w mut Writer<'a> {
+    w.cid(&e.cid)
+        .opt(e.ts.as_deref(), Writer::str)
+        .opt(e.tip.as_ref(), Writer::cid)
 }
 
 fn get_event(f: &mut Fields) -> io::Result<EventInfo> {
@@ -185,17 +111,16 @@ fn get_event(f: &mut Fields) -> io::Result<EventInfo> {
 
 impl Record for WalkedEvent {
     fn encode(&self, out: &mut Vec<u8>) {
-        put_str(out, &self.id);
-        put_u64(out, self.idx);
-        put_event(out, &self.info);
+        put_event(Writer::new(out).str(&self.id).u64(self.idx), &self.info);
     }
 
     fn decode(b: &[u8]) -> io::Result<Self> {
-        let mut f = Fields(b);
-        Ok(WalkedEvent {
-            id: f.string()?,
-            idx: f.u64()?,
-            info: get_event(&mut f)?,
+        Fields::read(b, |f| {
+            Ok(WalkedEvent {
+                id: f.string()?,
+                idx: f.u64()?,
+                info: get_event(f)?,
+            })
         })
     }
 
@@ -226,15 +151,15 @@ impl Ord for PreviousEntry {
 
 impl Record for PreviousEntry {
     fn encode(&self, out: &mut Vec<u8>) {
-        put_u64(out, self.pos);
-        put_entry(out, &self.entry);
+        put_entry(Writer::new(out).u64(self.pos), &self.entry);
     }
 
     fn decode(b: &[u8]) -> io::Result<Self> {
-        let mut f = Fields(b);
-        Ok(PreviousEntry {
-            pos: f.u64()?,
-            entry: get_entry(&mut f)?,
+        Fields::read(b, |f| {
+            Ok(PreviousEntry {
+                pos: f.u64()?,
+                entry: get_entry(f)?,
+            })
         })
     }
 
@@ -274,24 +199,27 @@ impl Ord for Member {
 
 impl Record for Member {
     fn encode(&self, out: &mut Vec<u8>) {
-        out.push(self.place.0);
-        put_u64(out, self.place.1);
-        put_str(out, &self.id);
-        put_opt(out, self.old.as_ref(), put_entry);
-        put_opt(out, self.scan_tip.as_ref(), put_cid);
-        put_opt(out, self.event.as_ref(), put_event);
-        out.push(u8::from(self.damaged));
+        Writer::new(out)
+            .u64(self.place.0.into())
+            .u64(self.place.1)
+            .str(&self.id)
+            .opt(self.old.as_ref(), put_entry)
+            .opt(self.scan_tip.as_ref(), Writer::cid)
+            .opt(self.event.as_ref(), put_event)
+            .bool(self.damaged);
     }
 
     fn decode(b: &[u8]) -> io::Result<Self> {
-        let mut f = Fields(b);
-        Ok(Member {
-            place: (f.u8()?, f.u64()?),
-            id: f.string()?,
-            old: f.opt(get_entry)?,
-            scan_tip: f.opt(Fields::cid)?,
-            event: f.opt(get_event)?,
-            damaged: f.u8()? != 0,
+        Fields::read(b, |f| {
+            let group = u8::try_from(f.u64()?).map_err(|_| damaged("a member's place"))?;
+            Ok(Member {
+                place: (group, f.u64()?),
+                id: f.string()?,
+                old: f.opt(get_entry)?,
+                scan_tip: f.opt(Fields::cid)?,
+                event: f.opt(get_event)?,
+                damaged: f.bool()?,
+            })
         })
     }
 
