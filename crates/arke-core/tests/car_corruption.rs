@@ -30,6 +30,7 @@ use arke_core::car::{CARV2_PRAGMA, CarReader, MIN_MAX_SECTION, ReaderOptions};
 use arke_core::ipld::{self, Cid, DAG_CBOR, DAG_JSON, DAG_PB, RAW};
 use arke_core::model::Descriptor;
 use arke_core::model::{ChainNode, Manifest, Snapshot, SnapshotChunk};
+use arke_core::spill::MemoryBudget;
 use arke_core::{Finding, Severity};
 use serde_json::Value;
 
@@ -305,9 +306,16 @@ fn root_first() -> &'static Fixture {
 // ---------------------------------------------------------------------------------------
 // Running cases
 
+/// The tools' budget, as a tool takes it: scripts/test.sh sets `ARKE_MEMORY_BUDGET=64K`, so
+/// the corruption cases run the scan's index on disk too.
+fn budget() -> MemoryBudget {
+    MemoryBudget::from_env().expect("ARKE_MEMORY_BUDGET")
+}
+
 fn full() -> VerifyCarOptions {
     VerifyCarOptions {
         threads: 2,
+        budget: budget(),
         ..VerifyCarOptions::default()
     }
 }
@@ -316,6 +324,7 @@ fn quick() -> VerifyCarOptions {
     VerifyCarOptions {
         quick: true,
         threads: 2,
+        budget: budget(),
         ..VerifyCarOptions::default()
     }
 }

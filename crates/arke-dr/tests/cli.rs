@@ -167,6 +167,37 @@ fn a_bad_memory_budget_is_exit_2_naming_it() {
     );
 }
 
+/// The line the scan logs (at debug) when its index goes to disk: how a test sees that the
+/// budget in ARKE_MEMORY_BUDGET reached the core.
+const INDEX_ON_DISK: &str = "the archive's index reached its share of the memory budget";
+
+/// verify-car takes its budget from ARKE_MEMORY_BUDGET: at 1K the fixture's index (37 blocks)
+/// goes to disk, at the default (variable unset) it stays in memory; the verdict is the same.
+#[test]
+fn verify_car_runs_within_the_memory_budget_it_is_given() {
+    let fixture = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../arke-core/tests/fixtures/car/archive.car"
+    );
+    let run = |budget: Option<&str>| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_verify-car"));
+        c.args([fixture, "--no-progress", "--no-stamp", "--full-chain"])
+            .env("ARKE_LOG", "arke_core=debug");
+        match budget {
+            Some(b) => c.env("ARKE_MEMORY_BUDGET", b),
+            None => c.env_remove("ARKE_MEMORY_BUDGET"),
+        };
+        let out = c.output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "{budget:?}: {err}");
+        err
+    };
+    let tiny = run(Some("1K"));
+    assert!(tiny.contains(INDEX_ON_DISK), "{tiny}");
+    let default = run(None);
+    assert!(!default.contains(INDEX_ON_DISK), "{default}");
+}
+
 #[test]
 fn boolish_environment_flags() {
     // A cron line with ARKE_NO_PROGRESS=1 or =yes must not be a usage error.

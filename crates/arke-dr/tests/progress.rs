@@ -66,7 +66,11 @@ async fn restore_counts_every_phase() {
         wait: Duration::from_secs(30),
         concurrency: 8,
         import_timeout: Some(Duration::from_secs(600)),
-        verify: VerifyCarOptions::default(),
+        // The tools' budget, as restore-from-car takes it (64K under scripts/test.sh).
+        verify: VerifyCarOptions {
+            budget: arke_core::spill::MemoryBudget::from_env().unwrap(),
+            ..VerifyCarOptions::default()
+        },
     };
     let kubo = fresh.kubo();
     let op = Restore { kubo: &kubo };

@@ -750,3 +750,44 @@ async fn a_completed_restore_run_again_is_a_no_op() {
         fresh.stop();
     }
 }
+
+/// restore-from-car takes its budget from ARKE_MEMORY_BUDGET (as every tool does): at 1K the
+/// archive's index (37 blocks) goes to disk while the archive is verified, at the default
+/// (variable unset) it stays in memory; the plan is the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restore_runs_within_the_memory_budget_it_is_given() {
+    const INDEX_ON_DISK: &str = "the archive's index reached its share of the memory budget";
+    let dir = tempfile::tempdir().unwrap();
+    let car = dir.path().join("archive.car");
+    std::fs::copy(
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../arke-core/tests/fixtures/car/archive.car"
+        ),
+        &car,
+    )
+    .unwrap();
+    let fresh = TestNode::start().unwrap();
+    let mut plans = Vec::new();
+    for budget in [Some("1K"), None] {
+        let mut c = restore_cmd(fresh.url(), &car, &["--dry-run"]);
+        c.env("ARKE_LOG", "arke_core=debug");
+        match budget {
+            Some(b) => c.env("ARKE_MEMORY_BUDGET", b),
+            None => c.env_remove("ARKE_MEMORY_BUDGET"),
+        };
+        let out = c.output().unwrap();
+        assert!(out.status.success(), "{budget:?}: {}", err(&out));
+        assert_eq!(
+            err(&out).contains(INDEX_ON_DISK),
+            budget.is_some(),
+            "{budget:?}: {}",
+            err(&out)
+        );
+        let mut plan: Value = serde_json::from_slice(&out.stdout).unwrap();
+        plan.as_object_mut().unwrap().remove("durations");
+        plans.push(plan);
+    }
+    assert_eq!(plans[0], plans[1]);
+    fresh.stop();
+}

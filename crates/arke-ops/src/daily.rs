@@ -411,6 +411,7 @@ pub(crate) async fn verify_archive(
 ) -> Result<VerifiedChain, Error> {
     let opts = VerifyCarOptions {
         trust_stamps,
+        budget: arke_core::spill::MemoryBudget::from_env()?,
         ..VerifyCarOptions::default()
     };
     let v = verify_chain(car, &opts, progress).await.map_err(|e| {

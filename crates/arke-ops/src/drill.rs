@@ -451,7 +451,10 @@ async fn restore_step(
         concurrency: 16,
         // By the archive's size (the drill imports the whole chain).
         import_timeout: None,
-        verify: VerifyCarOptions::default(),
+        verify: VerifyCarOptions {
+            budget: arke_core::spill::MemoryBudget::from_env()?,
+            ..VerifyCarOptions::default()
+        },
     };
     let op = Restore { kubo: scratch };
     let planned = async { op.apply(op.plan(&opts, progress).await?, progress).await };

@@ -42,7 +42,8 @@ pub struct VerifyCarOptions {
     /// has both (only the new file is re-hashed; see [`trust`]). Off: every parent re-hashed
     /// (`--full-chain`, weekly-verify, restore).
     pub trust_stamps: bool,
-    /// The memory budget (`ARKE_MEMORY_BUDGET`): the scan's index goes to disk past it.
+    /// The memory budget (the tool's `ARKE_MEMORY_BUDGET`, set by the caller): the scan's
+    /// index goes to disk past it. A restore's plan has the same budget.
     pub budget: MemoryBudget,
 }
 
@@ -56,7 +57,7 @@ impl Default for VerifyCarOptions {
             threads: 0,
             chain_dir: None,
             trust_stamps: false,
-            budget: MemoryBudget::from_env().unwrap_or_default(),
+            budget: MemoryBudget::default(),
         }
     }
 }

@@ -116,7 +116,7 @@ impl Default for ScanOptions {
             hash_blocks: true,
             file_sha256: false,
             threads: 0,
-            budget: MemoryBudget::from_env().unwrap_or_default(),
+            budget: MemoryBudget::default(),
         }
     }
 }
@@ -384,9 +384,15 @@ impl Indexer {
     /// The sections in memory into sorted runs on disk (every hashing result for them in).
     fn spill(&mut self) -> io::Result<()> {
         let budget = self.runs_budget;
-        let runs = self
-            .spilled
-            .get_or_insert_with(|| SortedRuns::new(budget, "the archive's index"));
+        let held = self.buffer_bytes;
+        let runs = self.spilled.get_or_insert_with(|| {
+            // Shows the budget the tool runs with (ARKE_MEMORY_BUDGET) reached the scan.
+            tracing::debug!(
+                "the archive's index reached its share of the memory budget ({held} bytes): \
+                 sorted on disk"
+            );
+            SortedRuns::new(budget, "the archive's index")
+        });
         self.base += self.entries.len() as u64;
         for (key, entry) in self.entries.drain(..) {
             runs.push(Spilled {

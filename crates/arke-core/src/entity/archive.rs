@@ -13,6 +13,7 @@ use crate::backup::lineage::{LineageError, Member, resolve};
 use crate::blocks::{BlockSource, KnownSize, SourceError, verified};
 use crate::car::{CarIndex, ScanOptions};
 use crate::report::{Exit, Failure, Progress, Unit};
+use crate::spill::MemoryBudget;
 
 /// A chain of archives, base first, the newest last.
 #[derive(Debug)]
@@ -52,10 +53,11 @@ fn chain_failure(e: &LineageError) -> Failure {
 
 impl ArchiveChain {
     /// Resolves the chain ending at `path` (parents looked up in `chain_dir`, default the
-    /// archive's folder) and indexes every member.
+    /// archive's folder) and indexes every member, each index on disk past `budget`.
     pub fn open(
         path: &Path,
         chain_dir: Option<&Path>,
+        budget: MemoryBudget,
         progress: &Progress,
     ) -> Result<ArchiveChain, Failure> {
         if let Err(e) = std::fs::metadata(path) {
@@ -69,7 +71,7 @@ impl ArchiveChain {
         let members = resolve(path, &dir).map_err(|e| chain_failure(&e))?;
         let mut indexes = Vec::with_capacity(members.len());
         for m in &members {
-            indexes.push(index_member(m, progress)?);
+            indexes.push(index_member(m, budget, progress)?);
         }
         Ok(ArchiveChain { members, indexes })
     }
@@ -127,11 +129,16 @@ pub fn kind_of(m: &Member) -> &'static str {
 
 /// Indexes one file without hashing it (each block read is hashed then). A file that cannot be
 /// read to its end is refused: its blocks past the break are unknown.
-fn index_member(m: &Member, progress: &Progress) -> Result<CarIndex, Failure> {
+fn index_member(
+    m: &Member,
+    budget: MemoryBudget,
+    progress: &Progress,
+) -> Result<CarIndex, Failure> {
     let opts = ScanOptions {
         hash_blocks: false,
         file_sha256: false,
         threads: 1,
+        budget,
         ..ScanOptions::default()
     };
     let task = progress.task("index", Some(m.size), Unit::Bytes);

@@ -108,6 +108,7 @@ pub struct RestoreOptions {
     /// Bound on one `dag/import` (sending the file, storing and pinning its roots); `None`:
     /// by the bytes imported ([`crate::kubo::import_bound`]).
     pub import_timeout: Option<Duration>,
+    /// How the archive is verified; its `budget` (the tool's memory budget) is the plan's too.
     pub verify: VerifyCarOptions,
 }
 
@@ -245,8 +246,7 @@ impl Operation for Restore<'_> {
         progress: &Progress,
     ) -> anyhow::Result<RestorePlan> {
         let started = Instant::now();
-        // Bad ARKE_MEMORY_BUDGET: a usage error before anything is read.
-        let budget = crate::spill::MemoryBudget::from_env()?;
+        let budget = opts.verify.budget;
         let mut d = Durations::default();
         // Today one archive; a chain of incremental archives would list its base first.
         let cars = [opts.car.clone()];

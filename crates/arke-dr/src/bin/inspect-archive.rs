@@ -68,7 +68,8 @@ fn main() -> ExitCode {
             .map(|s| EntityId::parse(s).map_err(|e| Failure::new(Exit::Usage, e.to_string())))
             .transpose()?;
         let progress = args.out.progress();
-        let chain = ArchiveChain::open(&args.file, args.chain_dir.as_deref(), &progress)?;
+        let budget = arke_core::spill::MemoryBudget::from_env()?;
+        let chain = ArchiveChain::open(&args.file, args.chain_dir.as_deref(), budget, &progress)?;
         let summary = chain.summary();
         if !args.out.json {
             print_summary(&summary)?;
@@ -274,7 +275,12 @@ async fn diff(
     let (new, new_count) = sort_state(&chain.source(), d.snapshot, &d.live, RUN_SIZE).await?;
     let (old, old_count, other_json) = match other_of(other)? {
         Other::Archive(path) => {
-            let oc = ArchiveChain::open(&path, args.chain_dir.as_deref(), &progress)?;
+            let oc = ArchiveChain::open(
+                &path,
+                args.chain_dir.as_deref(),
+                arke_core::spill::MemoryBudget::from_env()?,
+                &progress,
+            )?;
             let od = &oc.newest().descriptor;
             let (s, n) = sort_state(&oc.source(), od.snapshot, &od.live, RUN_SIZE).await?;
             (s, n, serde_json::json!({ "archive": oc.summary() }))

@@ -201,6 +201,7 @@ async fn options(args: &Args, kubo: &Kubo) -> Result<RestoreOptions, arke_core::
         import_timeout: args.import_timeout.map(|s| Duration::from_secs(s.max(1))),
         verify: VerifyCarOptions {
             chain_dir: args.chain_dir.clone(),
+            budget: arke_core::spill::MemoryBudget::from_env()?,
             ..VerifyCarOptions::default()
         },
     })
@@ -219,6 +220,7 @@ fn entity_options(args: &Args, ids: Vec<EntityId>) -> anyhow::Result<EntityResto
         wait: Duration::from_secs(args.wait),
         concurrency: args.concurrency.max(1),
         import_timeout: args.import_timeout.map(|s| Duration::from_secs(s.max(1))),
+        budget: arke_core::spill::MemoryBudget::from_env()?,
     })
 }
 

@@ -112,7 +112,12 @@ fn main() -> ExitCode {
         let progress = args.out.progress();
         let report = match &args.archive {
             Some(path) => {
-                let chain = ArchiveChain::open(path, args.chain_dir.as_deref(), &progress)?;
+                let chain = ArchiveChain::open(
+                    path,
+                    args.chain_dir.as_deref(),
+                    arke_core::spill::MemoryBudget::from_env()?,
+                    &progress,
+                )?;
                 verify_in_archive(&chain, &ids, &opts, &progress).await?
             }
             None => {

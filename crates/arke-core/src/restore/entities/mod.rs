@@ -40,6 +40,7 @@ use crate::entity::ArchiveChain;
 use crate::kubo::Kubo;
 use crate::report::{Operation, Outcome, Progress};
 use crate::shard::EntityId;
+use crate::spill::MemoryBudget;
 
 /// Settings of a partial restore.
 #[derive(Debug, Clone)]
@@ -62,6 +63,8 @@ pub struct EntityRestoreOptions {
     pub concurrency: usize,
     /// Bound on the `dag/import`; `None`: by its bytes ([`crate::kubo::import_bound`]).
     pub import_timeout: Option<Duration>,
+    /// The tool's memory budget: each archive's index goes to disk past it.
+    pub budget: MemoryBudget,
 }
 
 /// What the restore does with one entity.
@@ -246,7 +249,8 @@ impl Operation for EntityRestore<'_> {
         progress: &Progress,
     ) -> anyhow::Result<EntityRestorePlan> {
         let started = Instant::now();
-        let chain = ArchiveChain::open(&opts.car, opts.chain_dir.as_deref(), progress)?;
+        let chain =
+            ArchiveChain::open(&opts.car, opts.chain_dir.as_deref(), opts.budget, progress)?;
         let archived = plan::read_archive(&chain, opts, progress).await?;
         self.kubo
             .wait_ready(opts.wait)

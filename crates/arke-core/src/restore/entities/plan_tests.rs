@@ -77,6 +77,7 @@ fn opts(force: bool) -> EntityRestoreOptions {
         wait: Duration::from_secs(1),
         concurrency: 4,
         import_timeout: None,
+        budget: crate::spill::MemoryBudget::default(),
     }
 }
 
