@@ -146,7 +146,7 @@ fn a_bad_memory_budget_is_exit_2_naming_it() {
     );
     for bad in ["lots", "0", "12Q", "-1"] {
         let out = Command::new(env!("CARGO_BIN_EXE_verify-car"))
-            .args([fixture, "--no-progress"])
+            .args([fixture, "--no-progress", "--no-stamp"])
             .env("ARKE_MEMORY_BUDGET", bad)
             .output()
             .unwrap();
@@ -156,7 +156,7 @@ fn a_bad_memory_budget_is_exit_2_naming_it() {
         assert!(err.contains("ARKE_MEMORY_BUDGET"), "{err}");
     }
     let out = Command::new(env!("CARGO_BIN_EXE_verify-car"))
-        .args([fixture, "--no-progress"])
+        .args([fixture, "--no-progress", "--no-stamp"])
         .env("ARKE_MEMORY_BUDGET", "64K")
         .output()
         .unwrap();
