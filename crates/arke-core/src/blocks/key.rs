@@ -2,10 +2,12 @@
 //! 96-byte `Cid`, so a closure of millions of blocks fits in a few hundred MB.
 
 use std::collections::{HashMap, HashSet};
-use std::hash::{BuildHasherDefault, Hasher};
+use std::hash::BuildHasherDefault;
 
 use cid::Cid;
 use sha2::{Digest, Sha256};
+
+use crate::spill::KeyHasher;
 
 /// 128 bits naming a block by codec and multihash (CIDv0 and CIDv1 of the same block get the
 /// same key, like [`crate::ipld::same_block`]).
@@ -36,28 +38,6 @@ pub fn block_key(cid: &Cid) -> BlockKey {
     let mut bytes = [0u8; 16];
     bytes.copy_from_slice(&out[..16]);
     u128::from_le_bytes(bytes)
-}
-
-/// The hasher of block keys' tables (here and in [`crate::spill::KeySet`]'s memory part). Keys
-/// are digests already, so one multiply and a fold stand in for a real hash: free on digests,
-/// and keys that are not digests (a test's `4 * i`) still spread over the table's low bits.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct KeyHasher(u64);
-
-impl Hasher for KeyHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        // Only reached for non-u128 keys (not used); FNV-1a keeps it correct anyway.
-        for b in bytes {
-            self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
-        }
-    }
-    fn write_u128(&mut self, n: u128) {
-        let z = ((n as u64) ^ ((n >> 64) as u64)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        self.0 = z ^ (z >> 32);
-    }
 }
 
 pub type KeySet = HashSet<BlockKey, BuildHasherDefault<KeyHasher>>;

@@ -18,7 +18,7 @@ mod key_set;
 mod runs;
 
 pub use fields::{Fields, Writer, damaged};
-pub use key_set::KeySet;
+pub use key_set::{KeyHasher, KeySet};
 pub use runs::{SortedList, SortedRuns};
 
 use std::path::PathBuf;
