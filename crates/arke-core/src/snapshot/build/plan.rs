@@ -1,6 +1,7 @@
 //! The planning half of a build: everything is read and decided, every block is encoded, and
 //! nothing is written.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
@@ -365,12 +366,19 @@ async fn read_changes<N: NodeRead>(
     std::fs::create_dir_all(tmp).with_context(|| format!("creating {}", tmp.display()))?;
     let budget = list_budget(opts);
     // A failed walk fails the build: the reads ahead stop starting new ones.
-    let walk_failed = AtomicBool::new(false);
-    let walk = async {
-        let walked = walk_events(src, base.head, base.stop, budget, progress).await;
-        walk_failed.store(walked.is_err(), Ordering::Relaxed);
-        walked
-    };
+    let walk_failed = Arc::new(AtomicBool::new(false));
+    // Its own task: its sequential requests are answered on another worker thread while the
+    // scans and the reads ahead keep this one busy.
+    let mut walk = AbortOnDrop(tokio::spawn({
+        let (src, progress, failed) = (src.clone(), progress.clone(), walk_failed.clone());
+        let (head, stop) = (base.head, base.stop);
+        async move {
+            let walked = walk_events(&src, head, stop, budget, &progress).await;
+            failed.store(walked.is_err(), Ordering::Relaxed);
+            walked
+        }
+    }));
+    let walk = async { (&mut walk.0).await.context("the event walk's task")? };
     let prev_index = match prev.map(|p| &p.snapshot) {
         Some(Snapshot::V4(v4)) => (v4.index_cid, v4.test_index_cid),
         _ => (None, None),
@@ -405,6 +413,16 @@ async fn read_changes<N: NodeRead>(
     let walked = walked?;
     let (scans, prefetched) = scanned?;
     Ok((walked, scans, prefetched))
+}
+
+/// A spawned task that ends with its handle: a plan dropped half way (its caller gone) leaves
+/// no walk running on its own.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// Whether the manifests of the scans' tips are read during the walk: in a full build (no
