@@ -131,7 +131,7 @@ async fn read_one<N: NodeRead>(
 pub(super) struct Cursor<'a> {
     items: Option<std::iter::Peekable<Box<dyn Iterator<Item = io::Result<Prefetched>> + 'a>>>,
     /// Results passed over: their member's tip was another, or no member asked.
-    pub unused: u64,
+    unused: u64,
 }
 
 impl<'a> Cursor<'a> {
@@ -148,12 +148,13 @@ impl<'a> Cursor<'a> {
             return Ok(None);
         };
         loop {
-            let passed = match items.peek() {
+            // The cursor is past `id`: nothing was read ahead for it.
+            let ahead = match items.peek() {
                 None => return Ok(None),
                 Some(Ok(p)) => p.id.as_str() > id,
                 Some(Err(_)) => return Err(items.next().expect("peeked").unwrap_err()),
             };
-            if passed {
+            if ahead {
                 return Ok(None);
             }
             let p = items.next().expect("peeked")?;
