@@ -1,7 +1,9 @@
 //! The entries of the new snapshot, decided one member at a time in snapshot order: the tip and
 //! the fields each keeps, the manifests of moved tips read and their descent checked a few
 //! members ahead (`--concurrency` at a time, results in order), and the chunks cut as the
-//! entries come. Memory holds the members in flight and one chunk, whatever the entity count.
+//! entries come. A manifest already read during the event walk (a full build's index tips, see
+//! [`super::prefetch`]) is taken from that list instead, by a merge join on the id. Memory holds
+//! the members in flight and one chunk, whatever the entity count.
 
 use std::sync::Arc;
 
@@ -12,6 +14,7 @@ use futures::stream::FuturesOrdered;
 
 use super::members::{Membership, tip_of};
 use super::plan::{descends, tip_version};
+use super::prefetch::{Cursor, Prefetch};
 use super::previous::Previous;
 use super::records::Member;
 use super::{
@@ -43,6 +46,8 @@ struct Draft {
     fetch: bool,
     /// Updated: the previous tip it must descend from.
     descent_from: Option<Cid>,
+    /// What reading its manifest found during the event walk (then it is not read again).
+    prefetched: Option<Result<(u64, u64), String>>,
 }
 
 /// What reading a draft's manifest (and checking its descent) found.
@@ -60,14 +65,23 @@ pub(super) async fn decide<N: NodeRead>(
     opts: &BuildOptions,
     prev: Option<&Previous>,
     membership: &Membership,
+    prefetched: Option<Prefetch>,
     report: &mut BuildReport,
     progress: &Progress,
 ) -> anyhow::Result<Entries> {
-    let task = progress.task(
-        "manifests",
-        Some(membership.fetches),
-        Unit::Items("manifests"),
-    );
+    let task = match &prefetched {
+        Some(p) => {
+            p.task.set_total(membership.fetches);
+            p.task.clone()
+        }
+        None => progress.task(
+            "manifests",
+            Some(membership.fetches),
+            Unit::Items("manifests"),
+        ),
+    };
+    let mut cursor = Cursor::new(prefetched.as_ref().map(|p| &p.list))?;
+    let mut taken = 0u64;
     let mut appendix = AppendOnly {
         previous: prev.map(|p| p.cid.to_string()),
         previous_schema: prev.map(|p| p.snapshot.schema().to_string()),
@@ -82,7 +96,12 @@ pub(super) async fn decide<N: NodeRead>(
     loop {
         while in_flight.len() < opts.concurrency.max(1) {
             let Some(m) = members.next() else { break };
-            let d = draft(opts, m?, &mut appendix, report)?;
+            let mut d = draft(opts, m?, &mut appendix, report)?;
+            // Only a read that decides alone: one with a descent check reads the node anyway.
+            if d.fetch && d.descent_from.is_none() {
+                d.prefetched = cursor.take(&d.entry.id, &d.entry.tip)?;
+                taken += u64::from(d.prefetched.is_some());
+            }
             in_flight.push_back(read(src, d, opts.descent_limit, task.clone()));
         }
         let Some(r) = in_flight.next().await else {
@@ -97,6 +116,8 @@ pub(super) async fn decide<N: NodeRead>(
     // Every previous entry is a member (the join keeps each), so `lost` stays 0; the field
     // stays in the report as the check's evidence.
     report.manifests_fetched = membership.fetches;
+    report.manifests_prefetched = taken;
+    report.manifests_prefetch_unused = cursor.finish()?;
     append_only(opts, &mut appendix)?;
     Ok(Entries {
         count: chunks.count,
@@ -165,13 +186,15 @@ fn draft(
         old,
         fetch,
         descent_from,
+        prefetched: None,
     })
 }
 
-/// The draft's manifest read for `ver`, then (when updated) its descent from the previous tip.
+/// The draft's manifest read for `ver` (or its read during the walk taken, as it was then),
+/// then (when updated) its descent from the previous tip.
 async fn read<N: NodeRead>(
     src: &NodeSource<N>,
-    draft: Draft,
+    mut draft: Draft,
     descent_limit: usize,
     task: Task,
 ) -> Read {
@@ -179,6 +202,14 @@ async fn read<N: NodeRead>(
         return Read {
             draft,
             ver: Ok(None),
+            non_descendant: Ok(None),
+        };
+    }
+    if let Some(read) = draft.prefetched.take() {
+        // Counted by the task when it was read; its error text is the skip's reason as is.
+        return Read {
+            draft,
+            ver: read.map(|(v, _)| Some(v)).map_err(anyhow::Error::msg),
             non_descendant: Ok(None),
         };
     }

@@ -41,7 +41,7 @@ struct Counts {
 }
 
 /// Consecutive records of one id, from a list sorted by id.
-struct Groups<T, I> {
+pub(super) struct Groups<T, I> {
     it: I,
     next: Option<T>,
     id: fn(&T) -> &str,
@@ -108,7 +108,7 @@ fn take<T>(g: &mut Grouped<'_, T>, id: &str) -> io::Result<Option<Vec<T>>> {
 }
 
 /// One index root's tips read in id order.
-enum Tips<'a> {
+pub(super) enum Tips<'a> {
     None,
     Export(Grouped<'a, FoundTip>),
     Diff {
@@ -119,7 +119,7 @@ enum Tips<'a> {
 }
 
 impl<'a> Tips<'a> {
-    fn new(scan: &'a IndexScan, belongs: fn(&str) -> bool) -> io::Result<Self> {
+    pub(super) fn new(scan: &'a IndexScan, belongs: fn(&str) -> bool) -> io::Result<Self> {
         Ok(match &scan.tips {
             IndexTips::None => Tips::None,
             IndexTips::Export(list) => Tips::Export(groups(Some(list), |f| &f.id)?),
@@ -130,7 +130,7 @@ impl<'a> Tips<'a> {
         })
     }
 
-    fn head(&mut self) -> io::Result<Option<String>> {
+    pub(super) fn head(&mut self) -> io::Result<Option<String>> {
         match self {
             Tips::None => Ok(None),
             Tips::Export(g) => head(g),
@@ -140,7 +140,7 @@ impl<'a> Tips<'a> {
 
     /// The tip of `id` in this root (the previous entry's tip is the baseline of a diff);
     /// conflicting files of an export are added to `conflicts`.
-    fn tip(
+    pub(super) fn tip(
         &mut self,
         id: &str,
         old: Option<&PreviousEntry>,

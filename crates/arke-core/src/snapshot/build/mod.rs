@@ -22,6 +22,7 @@ mod members;
 mod plan;
 #[cfg(test)]
 mod plan_tests;
+mod prefetch;
 mod previous;
 mod records;
 mod render;
@@ -150,7 +151,17 @@ pub struct BuildReport {
     pub tip_conflicts: u64,
     pub strays: Vec<String>,
     pub timestamps_dropped: u64,
+    /// Members whose tip manifest was read (a new or moved tip, or an unknown `ver`): each read
+    /// once, during the event walk (`manifests_prefetched`) or after it.
     pub manifests_fetched: u64,
+    /// Of `manifests_fetched`, those read while the event walk still ran: a full build reads
+    /// the manifests of the index's tips as soon as the index scan ends.
+    #[serde(default)]
+    pub manifests_prefetched: u64,
+    /// Manifests read during the walk that no member took (its tip was another one), so read
+    /// for nothing: not in `manifests_fetched`. 0 in a full build (the index's tip wins).
+    #[serde(default)]
+    pub manifests_prefetch_unused: u64,
     pub chunks: u64,
     pub chunks_written: u64,
     pub chunks_reused: u64,
@@ -181,6 +192,17 @@ pub struct BuildReport {
     /// HTTP requests this build sent to the node.
     pub requests: u64,
     pub seconds: f64,
+    /// Where the planning time went: the event walk and the index scans (run concurrently),
+    /// the manifests read while the walk ran (from the scans' end), and the entries decided
+    /// after the walk (the other manifests read, the chunks cut).
+    #[serde(default)]
+    pub walk_seconds: f64,
+    #[serde(default)]
+    pub scan_seconds: f64,
+    #[serde(default)]
+    pub prefetch_seconds: f64,
+    #[serde(default)]
+    pub decide_seconds: f64,
 }
 
 /// The build's result.
@@ -386,6 +408,9 @@ thread_local! {
     /// The plan tests' clock: two plans of the same state at the same time are comparable
     /// block for block (the header holds its time).
     static FIXED_NOW: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
+    /// The plan tests' switch: a full build without its manifests read during the walk, to
+    /// compare with one that reads them.
+    static NO_PREFETCH: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
 fn now_iso() -> String {

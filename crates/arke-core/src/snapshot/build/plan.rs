@@ -1,6 +1,8 @@
 //! The planning half of a build: everything is read and decided, every block is encoded, and
 //! nothing is written.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use anyhow::{Context, bail};
@@ -8,6 +10,7 @@ use cid::Cid;
 
 use super::entries::{self, Entries};
 use super::members::{self, Membership};
+use super::prefetch::{self, Prefetch};
 use super::previous::{self, Previous};
 use super::records::{EventInfo, WalkedEvent};
 use super::scan::{IndexScan, IndexTips, scan_since};
@@ -54,6 +57,7 @@ struct Walked {
     end: Option<WalkEnd>,
     /// Events naming an invalid entity id.
     hostile: Vec<Skipped>,
+    seconds: f64,
 }
 
 /// The tip scans of the index and, with the test network, of the test index.
@@ -61,11 +65,14 @@ struct Scans {
     main: IndexScan,
     how: &'static str,
     test: IndexScan,
+    seconds: f64,
 }
 
 /// How the build's memory budget is shared: these lists can be in memory at once (the walk and
 /// the scans run together, the previous entries are read before them and the members after;
-/// the chunks to store take the events' share once the events are read).
+/// the chunks to store take the events' share once the events are read, and the manifests read
+/// during the walk the previous entries' share: they are read only in a full build, which has
+/// no previous entries).
 const LISTS: usize = 5;
 
 /// One list's share: the lists hold a quarter of the tool's budget between them (32 MiB of the
@@ -141,9 +148,13 @@ async fn plan_changes<N: NodeRead>(
         ),
         None => None,
     };
-    let (walked, mut scans) = read_changes(kubo, src, opts, base, prev.as_ref(), progress).await?;
+    let (walked, mut scans, prefetched) =
+        read_changes(kubo, src, opts, base, prev.as_ref(), progress).await?;
     record_skips(&mut report, opts, &walked, &scans)?;
     record_reads(&mut report, base, &walked, &scans);
+    report.walk_seconds = walked.seconds;
+    report.scan_seconds = scans.seconds;
+    report.prefetch_seconds = prefetched.as_ref().map_or(0.0, |p| p.seconds);
     let membership = members::join(
         opts,
         prev.as_ref(),
@@ -160,8 +171,18 @@ async fn plan_changes<N: NodeRead>(
     if let Some(p) = prev.as_mut() {
         p.entries = None;
     }
-    let decided =
-        entries::decide(src, opts, prev.as_ref(), &membership, &mut report, progress).await?;
+    let started = Instant::now();
+    let decided = entries::decide(
+        src,
+        opts,
+        prev.as_ref(),
+        &membership,
+        prefetched,
+        &mut report,
+        progress,
+    )
+    .await?;
+    report.decide_seconds = started.elapsed().as_secs_f64();
     encode(opts, base, prev.as_ref(), &scans, decided, report)
 }
 
@@ -330,7 +351,9 @@ fn missing_metadata(
     (files, Some(meta))
 }
 
-/// The event walk and the tip scans, run concurrently: they do not depend on each other.
+/// The event walk and the tip scans, run concurrently: they do not depend on each other. In a
+/// full build the manifests of the scans' tips are read from the scans' end while the walk goes
+/// on (see [`super::prefetch`]).
 async fn read_changes<N: NodeRead>(
     kubo: &N,
     src: &NodeSource<N>,
@@ -338,42 +361,120 @@ async fn read_changes<N: NodeRead>(
     base: &Base,
     prev: Option<&Previous>,
     progress: &Progress,
-) -> anyhow::Result<(Walked, Scans)> {
+) -> anyhow::Result<(Walked, Scans, Option<Prefetch>)> {
     let tmp = &opts.snapshots_dir;
     std::fs::create_dir_all(tmp).with_context(|| format!("creating {}", tmp.display()))?;
     let budget = list_budget(opts);
-    let walk = walk_events(src, base.head, base.stop, budget, progress);
+    // A failed walk fails the build: the reads ahead stop starting new ones.
+    let walk_failed = Arc::new(AtomicBool::new(false));
+    // Its own task: its sequential requests are answered on another worker thread while the
+    // scans and the reads ahead keep this one busy.
+    let mut walk = AbortOnDrop(tokio::spawn({
+        let (src, progress, failed) = (src.clone(), progress.clone(), walk_failed.clone());
+        let (head, stop) = (base.head, base.stop);
+        async move {
+            let walked = walk_events(&src, head, stop, budget, &progress).await;
+            failed.store(walked.is_err(), Ordering::Relaxed);
+            walked
+        }
+    }));
+    let walk = async { (&mut walk.0).await.context("the event walk's task")? };
     let prev_index = match prev.map(|p| &p.snapshot) {
         Some(Snapshot::V4(v4)) => (v4.index_cid, v4.test_index_cid),
         _ => (None, None),
     };
     let scans = async {
-        let (main, how) = scan_since(
+        let scans = scan_indexes(kubo, opts, prev_index, budget).await?;
+        if !prefetches(prev, &scans) {
+            return anyhow::Ok((scans, None));
+        }
+        let tip_files = [&scans.main, &scans.test].map(|s| match &s.tips {
+            IndexTips::Export(list) => list.len(),
+            _ => 0,
+        });
+        let task = progress.task(
+            "manifests",
+            Some(tip_files.iter().sum()),
+            Unit::Items("manifests"),
+        );
+        let read = prefetch::read_ahead(
+            src,
+            &scans.main,
+            &scans.test,
+            opts.concurrency,
+            budget,
+            task,
+            &walk_failed,
+        )
+        .await?;
+        Ok((scans, Some(read)))
+    };
+    let (walked, scanned) = tokio::join!(walk, scans);
+    let walked = walked?;
+    let (scans, prefetched) = scanned?;
+    Ok((walked, scans, prefetched))
+}
+
+/// A spawned task that ends with its handle: a plan dropped half way (its caller gone) leaves
+/// no walk running on its own.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Whether the manifests of the scans' tips are read during the walk: in a full build (no
+/// previous entries: every member's manifest is read, and a member with an index tip has that
+/// tip), from exports (the tips of every id).
+fn prefetches(prev: Option<&Previous>, scans: &Scans) -> bool {
+    #[cfg(test)]
+    if super::NO_PREFETCH.with(std::cell::Cell::get) {
+        return false;
+    }
+    let exported = |s: &IndexScan| matches!(s.tips, IndexTips::Export(_) | IndexTips::None);
+    prev.is_none() && exported(&scans.main) && exported(&scans.test)
+}
+
+/// The tip scans of the index and, with the test network, of the test index; one after the
+/// other, since the test index is small.
+async fn scan_indexes<N: NodeRead>(
+    kubo: &N,
+    opts: &BuildOptions,
+    prev_index: (Option<Cid>, Option<Cid>),
+    budget: MemoryBudget,
+) -> anyhow::Result<Scans> {
+    let started = Instant::now();
+    let tmp = &opts.snapshots_dir;
+    let (main, how) = scan_since(
+        kubo,
+        &opts.index_root,
+        prev_index.0,
+        tmp,
+        opts.concurrency,
+        budget,
+    )
+    .await?;
+    let (test, _) = if opts.include_test_network {
+        scan_since(
             kubo,
-            &opts.index_root,
-            prev_index.0,
+            &opts.test_index_root,
+            prev_index.1,
             tmp,
             opts.concurrency,
             budget,
         )
-        .await?;
-        let (test, _) = if opts.include_test_network {
-            scan_since(
-                kubo,
-                &opts.test_index_root,
-                prev_index.1,
-                tmp,
-                opts.concurrency,
-                budget,
-            )
-            .await?
-        } else {
-            (IndexScan::none(), "none")
-        };
-        anyhow::Ok(Scans { main, how, test })
+        .await?
+    } else {
+        (IndexScan::none(), "none")
     };
-    let (walked, scanned) = tokio::join!(walk, scans);
-    Ok((walked?, scanned?))
+    Ok(Scans {
+        main,
+        how,
+        test,
+        seconds: started.elapsed().as_secs_f64(),
+    })
 }
 
 /// The events from the head back to the previous snapshot's event (or genesis), sorted by
@@ -385,6 +486,7 @@ async fn walk_events<N: NodeRead>(
     budget: MemoryBudget,
     progress: &Progress,
 ) -> anyhow::Result<Walked> {
+    let started = Instant::now();
     let walk_task = progress.task("events", None, Unit::Items("events"));
     let mut w = EventWalk::new(src, head, stop);
     let mut by_id = SortedRuns::new(budget, "events walked");
@@ -421,6 +523,7 @@ async fn walk_events<N: NodeRead>(
         events: w.walked(),
         end: w.end(),
         hostile,
+        seconds: started.elapsed().as_secs_f64(),
     })
 }
 

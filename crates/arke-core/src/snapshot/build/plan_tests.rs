@@ -479,7 +479,15 @@ fn many(n: usize) -> String {
 /// A plan as JSON with its block bytes: everything it decided, but not how long it took.
 fn decided(plan: &BuildPlan) -> (serde_json::Value, Vec<Vec<u8>>) {
     let mut json = serde_json::to_value(plan).unwrap();
-    json["report"]["seconds"] = serde_json::json!(0);
+    for key in [
+        "seconds",
+        "walk_seconds",
+        "scan_seconds",
+        "prefetch_seconds",
+        "decide_seconds",
+    ] {
+        json["report"][key] = serde_json::json!(0);
+    }
     let bytes = plan.store.iter().map(|b| b.bytes.read().unwrap()).collect();
     (json, bytes)
 }
@@ -520,5 +528,113 @@ async fn a_tiny_budget_plans_the_same_snapshot_as_the_default() {
     assert_eq!((r.chunks_reused, r.chunks_written), (1, 1));
     assert_eq!(r.skipped, 2);
     assert_eq!(small.report.cid, large.report.cid);
+    super::FIXED_NOW.with(|n| *n.borrow_mut() = None);
+}
+
+/// A manifest block that does not decode, named by a tip file and an event.
+fn garbage_manifest(w: &mut World) {
+    let bytes = b"not cbor at all".to_vec();
+    let tip = cid_v1(DAG_CBOR, &bytes);
+    w.node.put_block(tip, bytes);
+    w.event(B, tip);
+    w.tip_file(B, format!("{tip}\n").as_bytes());
+}
+
+/// A full build's plan with its index tips' manifests read during the walk, and without.
+async fn full_plans(
+    w: &World,
+    tune: fn(&mut BuildOptions),
+    memory: MemoryBudget,
+) -> (anyhow::Result<BuildPlan>, anyhow::Result<BuildPlan>) {
+    let ahead = w.plan_within(tune, memory).await;
+    super::NO_PREFETCH.with(|n| n.set(true));
+    let after = w.plan_within(tune, memory).await;
+    super::NO_PREFETCH.with(|n| n.set(false));
+    (ahead, after)
+}
+
+/// What a plan decided, the counters of the reads ahead aside (checked on their own).
+fn decided_alike(plan: &BuildPlan) -> (serde_json::Value, Vec<Vec<u8>>) {
+    let (mut json, bytes) = decided(plan);
+    for key in ["manifests_prefetched", "manifests_prefetch_unused"] {
+        json["report"][key] = serde_json::json!(0);
+    }
+    (json, bytes)
+}
+
+/// A full build reads its index tips' manifests while the event walk runs and plans exactly the
+/// snapshot it plans without (the same CID, blocks, report, skips and node requests), under the
+/// smallest budget (the list read ahead spills) and the default one. Every manifest read ahead
+/// is taken (the index's tip wins in a full build); the entity known by event only is read
+/// after the walk.
+#[tokio::test]
+async fn a_full_build_reads_manifests_during_the_walk_and_plans_the_same_snapshot() {
+    super::FIXED_NOW.with(|n| *n.borrow_mut() = Some("2026-12-07T04:00:00.000Z".into()));
+    let mut w = World::new();
+    for i in (0..2100).rev() {
+        w.update(&many(i));
+    }
+    w.update(&many(7));
+    // Known by event only (its tip file never written), and with a damaged tip file: their tips
+    // are the events', read after the walk.
+    let tip = w.manifest(&many(3000), &many(3000));
+    w.event(&many(3000), tip);
+    w.update(&many(3001));
+    w.tip_file(&many(3001), b"not a cid\n");
+    hostile_event(&mut w);
+    for memory in [MemoryBudget::new(1), MemoryBudget::default()] {
+        let (ahead, after) = full_plans(&w, defaults, memory).await;
+        let (ahead, after) = (ahead.unwrap(), after.unwrap());
+        assert_eq!(decided_alike(&ahead), decided_alike(&after));
+        let (r, r0) = (&ahead.report, &after.report);
+        assert_eq!((r.mode.as_str(), r.entity_count), ("full", 2102));
+        assert_eq!(r.manifests_fetched, 2102);
+        assert_eq!(r.requests, r0.requests, "no manifest read twice");
+        assert_eq!(
+            (r.manifests_prefetched, r.manifests_prefetch_unused),
+            (2100, 0)
+        );
+        assert_eq!(
+            (r0.manifests_prefetched, r0.manifests_prefetch_unused),
+            (0, 0)
+        );
+        assert_eq!((r.skipped, r.tips_missing), (2, 1));
+        assert_eq!(ahead.report.cid, after.report.cid);
+    }
+    super::FIXED_NOW.with(|n| *n.borrow_mut() = None);
+}
+
+/// A damaged manifest of an index tip, read during the walk, is settled in its place as its own
+/// read would be: skipped (exit 7; the entity left out) with the same reason, or refused under
+/// `--strict` with the same line.
+#[tokio::test]
+async fn a_damaged_manifest_read_during_the_walk_is_skipped_as_before() {
+    super::FIXED_NOW.with(|n| *n.borrow_mut() = Some("2026-12-07T04:00:00.000Z".into()));
+    let mut w = World::new();
+    w.update(A);
+    foreign_manifest(&mut w);
+    garbage_manifest(&mut w);
+    for memory in [MemoryBudget::new(1), MemoryBudget::default()] {
+        let (ahead, after) = full_plans(&w, defaults, memory).await;
+        let (ahead, after) = (ahead.unwrap(), after.unwrap());
+        assert_eq!(decided_alike(&ahead), decided_alike(&after));
+        let r = &ahead.report;
+        assert_eq!(r.entity_count, 1);
+        assert_eq!(r.manifests_prefetched, 3);
+        let skipped: Vec<(&str, Option<&str>)> = r
+            .skipped_items
+            .iter()
+            .map(|s| (s.kind.as_str(), s.id.as_deref()))
+            .collect();
+        assert_eq!(skipped, [("manifest", Some(B)), ("manifest", Some(C))]);
+        assert!(r.skipped_items[1].reason.contains("belongs to entity"));
+        assert_eq!(ahead.exit(), Exit::Skipped);
+
+        let (ahead, after) = full_plans(&w, strict, memory).await;
+        let (ahead, after) = (ahead.unwrap_err(), after.unwrap_err());
+        assert_eq!(format!("{ahead:#}"), format!("{after:#}"));
+        assert!(format!("{ahead:#}").contains("--strict"), "{ahead:#}");
+        assert_eq!(crate::causes_exit(ahead.as_ref()), Exit::Failed);
+    }
     super::FIXED_NOW.with(|n| *n.borrow_mut() = None);
 }

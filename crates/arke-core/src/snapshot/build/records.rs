@@ -1,7 +1,8 @@
 //! The build's per-entity records as its spill files hold them (see [`crate::spill`]): the tip
-//! files a scan found, the events walked, the previous snapshot's entries and the members
-//! decided. Each is sorted by the key its join needs; the encoding is private to one run (spill
-//! files are anonymous and die with the process), written with [`Writer`] and read with [`Fields`].
+//! files a scan found, the events walked, the previous snapshot's entries, the members decided
+//! and the manifests read ahead. Each is sorted by the key its join needs; the encoding is
+//! private to one run (spill files are anonymous and die with the process), written with
+//! [`Writer`] and read with [`Fields`].
 
 use std::cmp::Ordering;
 use std::io;
@@ -235,6 +236,46 @@ impl Record for Member {
     }
 }
 
+/// What reading one index tip's manifest found (`prefetch`): sorted by entity (one a tip).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) struct Prefetched {
+    pub id: String,
+    pub tip: Cid,
+    /// The manifest's `ver` and size, or why it could not be read or trusted (the error's
+    /// whole chain, as a skip reports it).
+    pub read: Result<(u64, u64), String>,
+}
+
+impl Record for Prefetched {
+    fn encode(&self, out: &mut Vec<u8>) {
+        let mut w = Writer::new(out);
+        w.str(&self.id).cid(&self.tip);
+        match &self.read {
+            Ok((ver, size)) => w.bool(true).u64(*ver).u64(*size),
+            Err(reason) => w.bool(false).str(reason),
+        };
+    }
+
+    fn decode(b: &[u8]) -> io::Result<Self> {
+        Fields::read(b, |f| {
+            let id = f.string()?;
+            let tip = f.cid()?;
+            let read = if f.bool()? {
+                Ok((f.u64()?, f.u64()?))
+            } else {
+                Err(f.string()?)
+            };
+            Ok(Prefetched { id, tip, read })
+        })
+    }
+
+    fn mem_size(&self) -> usize {
+        std::mem::size_of::<Self>()
+            + self.id.len()
+            + self.read.as_ref().err().map_or(0, String::len)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -284,6 +325,15 @@ mod tests {
                 scan_tip: e.chain_cid,
                 event: full.then_some(info),
                 damaged: !full,
+            });
+            round_trip(Prefetched {
+                id: e.id.clone(),
+                tip: e.tip,
+                read: if full {
+                    Ok((3, 1234))
+                } else {
+                    Err("entity x: tip manifest y: not CBOR".into())
+                },
             });
             round_trip(FoundTip {
                 id: e.id.clone(),

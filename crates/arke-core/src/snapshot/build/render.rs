@@ -74,7 +74,7 @@ impl BuildPlan {
     fn reads(&self) -> String {
         let r = &self.report;
         format!(
-            "read: pointer {}, previous snapshot {}, {} events (walk end: {}), index by {} ({} blocks, {} tips), {} manifests",
+            "read: pointer {}, previous snapshot {}, {} events (walk end: {}), index by {} ({} blocks, {} tips), {} manifests ({} during the walk)",
             r.pointer_path,
             self.previous_snapshot.as_deref().unwrap_or("none"),
             r.events_walked,
@@ -82,7 +82,8 @@ impl BuildPlan {
             r.index_scan,
             r.index_blocks,
             r.tips_found + r.test_network_tips,
-            r.manifests_fetched
+            r.manifests_fetched,
+            r.manifests_prefetched
         )
     }
 }
