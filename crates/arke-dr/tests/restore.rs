@@ -175,6 +175,13 @@ async fn nuclear_restore_loses_nothing_that_was_exported() {
     );
     assert_eq!(r["entity_count"], expected.len() as u64);
     assert_eq!(r["tips_method"], "tree");
+    // The tip tree went in with the archive's one import, pinned only until MFS held it.
+    let tree = kubo.files_stat(ROOT).await.unwrap().cid;
+    assert_eq!(
+        kubo.pin_ls(&tree).await.unwrap(),
+        None,
+        "the tip tree's temporary pin is gone"
+    );
     for (id, tip) in &expected {
         let got = tip_at(&kubo, id).await;
         assert!(

@@ -1,7 +1,7 @@
 //! Carrying out a [`RestorePlan`], one function per phase, in the order that keeps every step
 //! safe to repeat: safety check, marker, import and pins, tips, pointer last, read back.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::Context;
@@ -42,9 +42,33 @@ pub(super) async fn apply(
         .await
         .with_context(|| format!("writing {marker}"))?;
     let mut warnings = plan.report.warnings.clone();
+    let t = Instant::now();
+    let by_path = by_path(&plan.tip_files, writing.budget)?;
+    let tree_dir = tempfile::tempdir().context("temp dir for the tip trees")?;
+    let mut trees = match plan.report.tips_method {
+        TipsMethod::Tree => build_tip_trees(tree_dir.path(), &by_path).await?,
+        TipsMethod::Files => Vec::new(),
+    };
+    d.tips = t.elapsed().as_secs_f64();
     let mut pins = Pins::default();
-    for (archive, index) in plan.archives.iter().zip(&writing.blocks) {
-        let p = import_and_pin(kubo, &writing, archive, index, progress, &mut warnings).await?;
+    let last = plan.archives.len().saturating_sub(1);
+    for (i, (archive, index)) in plan.archives.iter().zip(&writing.blocks).enumerate() {
+        // The tip trees go with the newest archive, in its one `dag/import`.
+        let with = if i == last {
+            &mut trees[..]
+        } else {
+            &mut [][..]
+        };
+        let p = import_and_pin(
+            kubo,
+            &writing,
+            archive,
+            index,
+            with,
+            progress,
+            &mut warnings,
+        )
+        .await?;
         d.import += p.import_secs;
         d.pin += p.pin_secs;
         pins.blocks += archive.blocks;
@@ -53,16 +77,15 @@ pub(super) async fn apply(
     }
 
     let t = Instant::now();
-    let by_path = by_path(&plan.tip_files, writing.budget)?;
-    let (written, unchanged) = write_tips(kubo, &writing, &plan, &by_path, progress).await?;
-    d.tips = t.elapsed().as_secs_f64();
+    let (written, unchanged) = write_tips(kubo, &writing, &plan, &mut trees, progress).await?;
+    d.tips += t.elapsed().as_secs_f64();
 
     let t = Instant::now();
     write_pointer(kubo, &plan).await?;
     d.pointer = t.elapsed().as_secs_f64();
 
     let t = Instant::now();
-    read_back(kubo, &writing, &plan, &by_path, progress).await?;
+    read_back(kubo, &writing, &plan, &by_path, &trees, progress).await?;
     d.verify_after = t.elapsed().as_secs_f64();
     kubo.files_rm(marker, false).await?;
     d.total = writing.started.map_or(0.0, |s| s.elapsed().as_secs_f64());
@@ -104,12 +127,14 @@ async fn import_and_pin(
     opts: &Writing,
     archive: &ArchivePlan,
     index: &Blocks,
+    trees: &mut [BuiltTree],
     progress: &Progress,
     warnings: &mut Vec<String>,
 ) -> anyhow::Result<ArchivePins> {
     let mut done = ArchivePins::default();
     let t = Instant::now();
-    let (anchor, roots_pinned) = import_archive(kubo, opts, archive, progress, warnings).await?;
+    let (anchor, roots_pinned) =
+        import_archive(kubo, opts, archive, trees, progress, warnings).await?;
     // A root asked for but not pinned: nothing is known to be held, every block is pinned.
     let every;
     let direct: &Listed<Numbered> = if roots_pinned {
@@ -149,13 +174,16 @@ async fn import_and_pin(
 /// Imports the archive in one `dag/import`, with a pin anchor over the blocks its root's
 /// recursive pin does not reach as a second file when the root can be pinned: Kubo then pins
 /// both roots under its pin lock, so no block of the archive is ever unpinned while a GC could
-/// run. Returns the anchor's root and whether every root asked for was pinned. A root whose
-/// real links leave the archive (a legacy snapshot linking older ones) is not pinned at all:
-/// Kubo would search the network for the absent blocks until the import's time ran out.
+/// run. The tip trees ride along under their own roots (pinned until MFS holds them), which
+/// spares a second import. Returns the anchor's root and whether the archive's roots were
+/// pinned. A root whose real links leave the archive (a legacy snapshot linking older ones) is
+/// not pinned at all: Kubo would search the network for the absent blocks until the import's
+/// time ran out; the trees are then imported on their own (see [`write_tip_trees`]).
 async fn import_archive(
     kubo: &Kubo,
     opts: &Writing,
     archive: &ArchivePlan,
+    trees: &mut [BuiltTree],
     progress: &Progress,
     warnings: &mut Vec<String>,
 ) -> anyhow::Result<(Option<Cid>, bool)> {
@@ -193,6 +221,12 @@ async fn import_archive(
             roots: None,
         });
     }
+    if archive.pin_root {
+        files.extend(trees.iter().map(|t| ImportPart {
+            path: &t.car,
+            roots: Some(&t.roots),
+        }));
+    }
     let task = progress.task("import", Some(size), Unit::Bytes);
     let outcome = kubo
         .dag_import_parts(
@@ -204,9 +238,22 @@ async fn import_archive(
         .with_context(|| format!("importing {}", car.display()))?;
     task.inc(size);
     task.finish();
+    drop(files);
+    if archive.pin_root {
+        for t in trees.iter_mut() {
+            // Not pinned with the archive (the node answered otherwise): imported on its own.
+            t.imported = outcome
+                .roots
+                .iter()
+                .any(|r| r.cid == t.roots[0] && r.pin_error.is_none());
+            t.pinned = t.imported;
+        }
+    }
+    let is_tree = |c: &Cid| trees.iter().any(|t| t.roots[0] == *c);
     let failed = outcome
         .roots
         .iter()
+        .filter(|r| !is_tree(&r.cid))
         .find_map(|r| r.pin_error.as_ref().map(|e| (r.cid, e)));
     if let Some((cid, e)) = failed {
         // The completeness check said every block below the roots is in the file, so a failed
@@ -300,13 +347,13 @@ async fn pin_direct(
 }
 
 /// Writes every tip: entries in the way removed first (reached only with --force: refused
-/// otherwise), then one tree per index root or one file per tip that differs. Returns
-/// (written, unchanged).
+/// otherwise), then the trees built before the import put in place, or one file per tip that
+/// differs. Returns (written, unchanged).
 async fn write_tips(
     kubo: &Kubo,
     opts: &Writing,
     plan: &RestorePlan,
-    by_path: &Listed<ByPath>,
+    trees: &mut [BuiltTree],
     progress: &Progress,
 ) -> anyhow::Result<(u64, u64)> {
     for path in &plan.changes.blocking {
@@ -315,7 +362,7 @@ async fn write_tips(
             .with_context(|| format!("removing {path}, in the way of a tip path (--force)"))?;
     }
     match plan.report.tips_method {
-        TipsMethod::Tree => Ok((write_tip_trees(kubo, opts, by_path).await?, 0)),
+        TipsMethod::Tree => Ok((place_tip_trees(kubo, opts, trees).await?, 0)),
         TipsMethod::Files => {
             write_tip_files(kubo, &plan.tip_files, opts.concurrency, progress).await
         }
@@ -332,39 +379,75 @@ fn by_path(files: &Listed<TipWrite>, budget: MemoryBudget) -> anyhow::Result<Lis
     Ok(Listed::finished(runs)?)
 }
 
+/// One index root's tip tree, built before the import into a CAR file of its own.
+struct BuiltTree {
+    /// The index root it goes to.
+    root: String,
+    tree: unixfs::TipTree,
+    car: PathBuf,
+    /// `[tree.root]`: the root the file is imported under.
+    roots: [Cid; 1],
+    /// Imported with the archive.
+    imported: bool,
+    /// Its recursive pin succeeded (with the archive or on its own): the node held every
+    /// block of it.
+    pinned: bool,
+}
+
 /// Into empty index roots: one tree per root, built locally directory by directory from the
-/// tip files in path order (never whole in memory), imported, put in place with one
-/// `files/cp`. Returns the tips written.
-async fn write_tip_trees(
-    kubo: &Kubo,
-    opts: &Writing,
-    by_path: &Listed<ByPath>,
-) -> anyhow::Result<u64> {
-    let dir = tempfile::tempdir().context("temp dir for the tip tree")?;
-    let path = dir.path().join("tips.car");
-    let mut written = 0;
+/// tip files in path order (never whole in memory), each written to a CAR file in `dir`.
+async fn build_tip_trees(dir: &Path, by_path: &Listed<ByPath>) -> anyhow::Result<Vec<BuiltTree>> {
+    let mut trees = Vec::new();
     let mut items = by_path.iter()?.peekable();
     while let Some(first) = head(&mut items)? {
-        let r = first.0.root.clone();
-        let tree = write_tree_car(&path, &r, &mut items).await?;
-        // Pinned while it is imported and until MFS holds it: a GC in between would
-        // otherwise remove the unreferenced tree (Kubo's GC keeps what MFS links).
-        let size = std::fs::metadata(&path).map_or(0, |m| m.len());
-        let roots = [tree.root];
-        let part = ImportPart {
-            path: &path,
-            roots: Some(&roots),
-        };
-        kubo.dag_import_parts(
-            &[part],
-            true,
-            super::import_within(opts.import_timeout, size),
-        )
-        .await
-        .context("importing the tip tree")?;
-        place_tree(kubo, &r, tree.root).await?;
-        unpin_quietly(kubo, &tree.root).await;
-        written += tree.tips;
+        let root = first.0.root.clone();
+        let car = dir.join(format!("tips-{}.car", trees.len()));
+        let tree = write_tree_car(&car, &root, &mut items).await?;
+        trees.push(BuiltTree {
+            root,
+            roots: [tree.root],
+            tree,
+            car,
+            imported: false,
+            pinned: false,
+        });
+    }
+    Ok(trees)
+}
+
+/// Puts each tree in place with one `files/cp`, importing first any the archive's import did
+/// not carry. Pinned while it is imported and until MFS holds it: a GC in between would
+/// otherwise remove the unreferenced tree (Kubo's GC keeps what MFS links). Returns the tips
+/// written.
+async fn place_tip_trees(
+    kubo: &Kubo,
+    opts: &Writing,
+    trees: &mut [BuiltTree],
+) -> anyhow::Result<u64> {
+    let mut written = 0;
+    for t in trees {
+        if !t.imported {
+            let size = std::fs::metadata(&t.car).map_or(0, |m| m.len());
+            let part = ImportPart {
+                path: &t.car,
+                roots: Some(&t.roots),
+            };
+            let outcome = kubo
+                .dag_import_parts(
+                    &[part],
+                    true,
+                    super::import_within(opts.import_timeout, size),
+                )
+                .await
+                .context("importing the tip tree")?;
+            t.pinned = outcome
+                .roots
+                .iter()
+                .any(|r| r.cid == t.roots[0] && r.pin_error.is_none());
+        }
+        place_tree(kubo, &t.root, t.tree.root).await?;
+        unpin_quietly(kubo, &t.tree.root).await;
+        written += t.tree.tips;
     }
     Ok(written)
 }
@@ -489,10 +572,11 @@ async fn read_back(
     opts: &Writing,
     plan: &RestorePlan,
     by_path: &Listed<ByPath>,
+    trees: &[BuiltTree],
     progress: &Progress,
 ) -> anyhow::Result<()> {
     let total = plan.tip_files.len();
-    let checks = unconfirmed(kubo, by_path, opts.budget).await?;
+    let checks = unconfirmed(kubo, by_path, trees, opts.budget).await?;
     // The counter covers every tip: those the bulk read confirmed count at once.
     let task = progress.task("read back", Some(total), Unit::Items("tips"));
     task.inc(total - checks.len());
@@ -526,6 +610,7 @@ async fn read_back(
 async fn unconfirmed(
     kubo: &Kubo,
     by_path: &Listed<ByPath>,
+    trees: &[BuiltTree],
     budget: MemoryBudget,
 ) -> anyhow::Result<Listed<PathTip>> {
     let budget = budget.part(16);
@@ -533,6 +618,12 @@ async fn unconfirmed(
     let mut files = by_path.iter()?.peekable();
     while let Some(first) = head(&mut files)? {
         let r = first.0.root.clone();
+        if holds_tree(kubo, &r, trees).await? {
+            while head(&mut files)?.is_some_and(|w| w.0.root == r) {
+                take(&mut files)?;
+            }
+            continue;
+        }
         let found = bulk_read(kubo, &r, budget).await;
         let empty = Listed::collect(budget, "restore: tips read back", [])?;
         let mut have = found.as_ref().unwrap_or(&empty).iter()?.peekable();
@@ -552,6 +643,33 @@ async fn unconfirmed(
         }
     }
     Ok(Listed::finished(checks)?)
+}
+
+/// Whether the index root `r` is the tree built from the plan's tip files for it: its CID is
+/// the tree's, and the tree's recursive pin proved every block of it held. Content addressing
+/// then confirms every tip file below at once; otherwise they are read back.
+async fn holds_tree(kubo: &Kubo, r: &str, trees: &[BuiltTree]) -> anyhow::Result<bool> {
+    let Some(t) = trees.iter().find(|t| t.root == r && t.pinned) else {
+        return Ok(false);
+    };
+    let stat = kubo
+        .files_stat_opt(r)
+        .await
+        .with_context(|| format!("reading back {r}"))?;
+    let same = stat.is_some_and(|s| same_block(&s.cid, &t.tree.root));
+    if same {
+        tracing::info!(
+            "read-back: {r} is the tip tree {} ({} tips confirmed by its CID)",
+            t.tree.root,
+            t.tree.tips
+        );
+    } else {
+        tracing::warn!(
+            "read-back: {r} is not the tip tree {} placed there; every tip is read back",
+            t.tree.root
+        );
+    }
+    Ok(same)
 }
 
 /// Every tip file under the index root `r`, by path, read in bulk (every valid tip file at
