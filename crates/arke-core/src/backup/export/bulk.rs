@@ -22,14 +22,16 @@ pub(super) struct BulkStats {
     pub(super) skipped: u64,
 }
 
-/// One `dag/export` of `root`, parsed and re-hashed as it streams, offered to the closure.
-/// Any failure (including a stall) only ends the bulk phase: what it did not deliver is still
+/// One `dag/export` of `root`, parsed and re-hashed as it streams, offered to the closure;
+/// what the closure does not want yet goes to `stash` (the walk may want it later: an older
+/// version an event names). Any failure (including a stall) only ends the bulk phase: what it did not deliver is still
 /// wanted and is fetched block by block afterwards.
 pub(super) async fn bulk(
     kubo: &Kubo,
     root: Cid,
     closure: &Mutex<Closure>,
     sink: &ChannelSink,
+    stash: &(dyn Fn(&Cid, &[u8]) + Sync),
     task: &Task,
     stall: Duration,
 ) -> BulkStats {
@@ -86,7 +88,11 @@ pub(super) async fn bulk(
                         break;
                     }
                 }
-                Offer::Duplicate | Offer::Unwanted => stats.skipped += 1,
+                Offer::Unwanted => {
+                    stats.skipped += 1;
+                    stash(&cid, &data);
+                }
+                Offer::Duplicate => stats.skipped += 1,
             }
         }
     };

@@ -1,7 +1,8 @@
 //! How export-car shares its memory budget (`ARKE_MEMORY_BUDGET`, docs/architecture.md
 //! "Memory budgets"). The plan's structures live before the walk's, so each phase has the
 //! whole budget to share:
-//! - the plan: the blocks it read and keeps for the walk ([`kept_blocks`]), the event chain's
+//! - the plan: the index of the blocks it read and stashes on disk for the walk
+//!   ([`kept_blocks`], [`stash_file`]), the event chain's
 //!   distinct tips ([`event_tips`]), and for an incremental the CIDs its chain holds and the
 //!   entries of the chunks that changed ([`held`]);
 //! - the walk: the visited set ([`visited`]), beside the wanted frontier and the blocks the
@@ -15,11 +16,16 @@ pub(super) fn visited(budget: MemoryBudget) -> MemoryBudget {
     budget.part(2)
 }
 
-/// The blocks the plan read and keeps for the walk: an eighth (16 MiB by default; it was 64
-/// MiB, which the plan fills from about 20K entities on: measured 132 MB peak at 50K entities
-/// with a quarter, the walk reads the rest from the node again).
-pub(super) fn kept_blocks(budget: MemoryBudget) -> usize {
-    budget.part(8).bytes()
+/// The index of the blocks stashed on disk for the walk (the plan's reads, what the bulk
+/// stream brought early): an eighth, about 350K blocks with the default budget (every such
+/// block of 100K entities); past it the walk reads the rest from the node again.
+pub(super) fn kept_blocks(budget: MemoryBudget) -> MemoryBudget {
+    budget.part(8)
+}
+
+/// The stash's file on disk: at most 16 times the budget (2 GiB with the default).
+pub(super) fn stash_file(budget: MemoryBudget) -> u64 {
+    budget.bytes() as u64 * super::read_once::FILE_FACTOR
 }
 
 /// The plan's set of the event chain's distinct tips: a quarter.

@@ -215,7 +215,7 @@ struct Written {
 /// whatever is still wanted.
 async fn write_archive<S: BlockSource + KnownSize>(
     bulk_node: Option<&Kubo>,
-    source: &S,
+    source: &Prefetched<'_, S>,
     opts: &ExportOptions,
     plan: &mut Decided,
     progress: &Progress,
@@ -249,6 +249,7 @@ async fn write_archive<S: BlockSource + KnownSize>(
                     opts.snapshot,
                     &closure,
                     &sink,
+                    &|cid: &Cid, data: &[u8]| source.stash(cid, data),
                     &task,
                     opts.stall_timeout,
                 )
@@ -633,6 +634,10 @@ async fn apply<N: NodeRead>(
     };
     let bulk = bulk.filter(|_| plan.bulk(opts));
     let written = write_archive(bulk, source, opts, &mut plan, progress, previous_total).await?;
+    tracing::debug!(
+        "{} stashed blocks were not asked for by the walk",
+        source.unused()
+    );
     let partial = check_complete(&written.closure, opts.allow_missing)?;
     log_skipped(&written.closure.skipped);
     let descriptor = describe(opts, &plan, &written, partial);

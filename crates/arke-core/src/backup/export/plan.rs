@@ -134,7 +134,10 @@ pub(super) async fn plan<N: NodeRead>(
     let mut skipped = live.skipped.clone();
     let keeping = Keeping {
         inner: source,
-        kept: std::sync::Mutex::new(Kept::within(super::memory::kept_blocks(opts.memory))),
+        kept: std::sync::Mutex::new(Kept::within(
+            super::memory::kept_blocks(opts.memory),
+            super::memory::stash_file(opts.memory),
+        )),
     };
     skipped.extend(
         events::untrusted_events(
