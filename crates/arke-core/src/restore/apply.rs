@@ -1,7 +1,7 @@
 //! Carrying out a [`RestorePlan`], one function per phase, in the order that keeps every step
 //! safe to repeat: safety check, marker, import and pins, tips, pointer last, read back.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
 
 use anyhow::Context;
@@ -42,33 +42,9 @@ pub(super) async fn apply(
         .await
         .with_context(|| format!("writing {marker}"))?;
     let mut warnings = plan.report.warnings.clone();
-    let t = Instant::now();
-    let by_path = by_path(&plan.tip_files, writing.budget)?;
-    let tree_dir = tempfile::tempdir().context("temp dir for the tip trees")?;
-    let mut trees = match plan.report.tips_method {
-        TipsMethod::Tree => build_tip_trees(tree_dir.path(), &by_path).await?,
-        TipsMethod::Files => Vec::new(),
-    };
-    d.tips = t.elapsed().as_secs_f64();
     let mut pins = Pins::default();
-    let last = plan.archives.len().saturating_sub(1);
-    for (i, (archive, index)) in plan.archives.iter().zip(&writing.blocks).enumerate() {
-        // The tip trees go with the newest archive, in its one `dag/import`.
-        let with = if i == last {
-            &mut trees[..]
-        } else {
-            &mut [][..]
-        };
-        let p = import_and_pin(
-            kubo,
-            &writing,
-            archive,
-            index,
-            with,
-            progress,
-            &mut warnings,
-        )
-        .await?;
+    for (archive, index) in plan.archives.iter().zip(&writing.blocks) {
+        let p = import_and_pin(kubo, &writing, archive, index, progress, &mut warnings).await?;
         d.import += p.import_secs;
         d.pin += p.pin_secs;
         pins.blocks += archive.blocks;
@@ -77,15 +53,17 @@ pub(super) async fn apply(
     }
 
     let t = Instant::now();
-    let (written, unchanged) = write_tips(kubo, &writing, &plan, &mut trees, progress).await?;
-    d.tips += t.elapsed().as_secs_f64();
+    let by_path = by_path(&plan.tip_files, writing.budget)?;
+    let (placed, unchanged) = write_tips(kubo, &writing, &plan, &by_path, progress).await?;
+    let written = placed.written;
+    d.tips = t.elapsed().as_secs_f64();
 
     let t = Instant::now();
     write_pointer(kubo, &plan).await?;
     d.pointer = t.elapsed().as_secs_f64();
 
     let t = Instant::now();
-    read_back(kubo, &writing, &plan, &by_path, &trees, progress).await?;
+    read_back(kubo, &writing, &plan, &by_path, &placed.trees, progress).await?;
     d.verify_after = t.elapsed().as_secs_f64();
     kubo.files_rm(marker, false).await?;
     d.total = writing.started.map_or(0.0, |s| s.elapsed().as_secs_f64());
@@ -127,14 +105,12 @@ async fn import_and_pin(
     opts: &Writing,
     archive: &ArchivePlan,
     index: &Blocks,
-    trees: &mut [BuiltTree],
     progress: &Progress,
     warnings: &mut Vec<String>,
 ) -> anyhow::Result<ArchivePins> {
     let mut done = ArchivePins::default();
     let t = Instant::now();
-    let (anchor, roots_pinned) =
-        import_archive(kubo, opts, archive, trees, progress, warnings).await?;
+    let (anchor, roots_pinned) = import_archive(kubo, opts, archive, progress, warnings).await?;
     // A root asked for but not pinned: nothing is known to be held, every block is pinned.
     let every;
     let direct: &Listed<Numbered> = if roots_pinned {
@@ -174,16 +150,13 @@ async fn import_and_pin(
 /// Imports the archive in one `dag/import`, with a pin anchor over the blocks its root's
 /// recursive pin does not reach as a second file when the root can be pinned: Kubo then pins
 /// both roots under its pin lock, so no block of the archive is ever unpinned while a GC could
-/// run. The tip trees ride along under their own roots (pinned until MFS holds them), which
-/// spares a second import. Returns the anchor's root and whether the archive's roots were
-/// pinned. A root whose real links leave the archive (a legacy snapshot linking older ones) is
-/// not pinned at all: Kubo would search the network for the absent blocks until the import's
-/// time ran out; the trees are then imported on their own (see [`write_tip_trees`]).
+/// run. Returns the anchor's root and whether every root asked for was pinned. A root whose
+/// real links leave the archive (a legacy snapshot linking older ones) is not pinned at all:
+/// Kubo would search the network for the absent blocks until the import's time ran out.
 async fn import_archive(
     kubo: &Kubo,
     opts: &Writing,
     archive: &ArchivePlan,
-    trees: &mut [BuiltTree],
     progress: &Progress,
     warnings: &mut Vec<String>,
 ) -> anyhow::Result<(Option<Cid>, bool)> {
@@ -221,12 +194,6 @@ async fn import_archive(
             roots: None,
         });
     }
-    if archive.pin_root {
-        files.extend(trees.iter().map(|t| ImportPart {
-            path: &t.car,
-            roots: Some(&t.roots),
-        }));
-    }
     let task = progress.task("import", Some(size), Unit::Bytes);
     let outcome = kubo
         .dag_import_parts(
@@ -238,22 +205,9 @@ async fn import_archive(
         .with_context(|| format!("importing {}", car.display()))?;
     task.inc(size);
     task.finish();
-    drop(files);
-    if archive.pin_root {
-        for t in trees.iter_mut() {
-            // Not pinned with the archive (the node answered otherwise): imported on its own.
-            t.imported = outcome
-                .roots
-                .iter()
-                .any(|r| r.cid == t.roots[0] && r.pin_error.is_none());
-            t.pinned = t.imported;
-        }
-    }
-    let is_tree = |c: &Cid| trees.iter().any(|t| t.roots[0] == *c);
     let failed = outcome
         .roots
         .iter()
-        .filter(|r| !is_tree(&r.cid))
         .find_map(|r| r.pin_error.as_ref().map(|e| (r.cid, e)));
     if let Some((cid, e)) = failed {
         // The completeness check said every block below the roots is in the file, so a failed
@@ -346,25 +300,48 @@ async fn pin_direct(
     Ok(())
 }
 
+/// The tips written, and the trees placed (none when tip files were written one by one).
+#[derive(Debug, Default)]
+struct Placed {
+    written: u64,
+    trees: Vec<PlacedTree>,
+}
+
+/// A tip tree put at an index root.
+#[derive(Debug)]
+struct PlacedTree {
+    /// The index root it was put at.
+    root: String,
+    tree: unixfs::TipTree,
+    /// Its recursive pin at the import succeeded: the node held every block of it.
+    pinned: bool,
+}
+
 /// Writes every tip: entries in the way removed first (reached only with --force: refused
-/// otherwise), then the trees built before the import put in place, or one file per tip that
-/// differs. Returns (written, unchanged).
+/// otherwise), then one tree per index root or one file per tip that differs. Returns
+/// (written and placed, unchanged).
 async fn write_tips(
     kubo: &Kubo,
     opts: &Writing,
     plan: &RestorePlan,
-    trees: &mut [BuiltTree],
+    by_path: &Listed<ByPath>,
     progress: &Progress,
-) -> anyhow::Result<(u64, u64)> {
+) -> anyhow::Result<(Placed, u64)> {
     for path in &plan.changes.blocking {
         kubo.files_rm(path, true)
             .await
             .with_context(|| format!("removing {path}, in the way of a tip path (--force)"))?;
     }
     match plan.report.tips_method {
-        TipsMethod::Tree => Ok((place_tip_trees(kubo, opts, trees).await?, 0)),
+        TipsMethod::Tree => Ok((write_tip_trees(kubo, opts, by_path).await?, 0)),
         TipsMethod::Files => {
-            write_tip_files(kubo, &plan.tip_files, opts.concurrency, progress).await
+            let (written, unchanged) =
+                write_tip_files(kubo, &plan.tip_files, opts.concurrency, progress).await?;
+            let placed = Placed {
+                written,
+                trees: Vec::new(),
+            };
+            Ok((placed, unchanged))
         }
     }
 }
@@ -379,77 +356,53 @@ fn by_path(files: &Listed<TipWrite>, budget: MemoryBudget) -> anyhow::Result<Lis
     Ok(Listed::finished(runs)?)
 }
 
-/// One index root's tip tree, built before the import into a CAR file of its own.
-struct BuiltTree {
-    /// The index root it goes to.
-    root: String,
-    tree: unixfs::TipTree,
-    car: PathBuf,
-    /// `[tree.root]`: the root the file is imported under.
-    roots: [Cid; 1],
-    /// Imported with the archive.
-    imported: bool,
-    /// Its recursive pin succeeded (with the archive or on its own): the node held every
-    /// block of it.
-    pinned: bool,
-}
-
 /// Into empty index roots: one tree per root, built locally directory by directory from the
-/// tip files in path order (never whole in memory), each written to a CAR file in `dir`.
-async fn build_tip_trees(dir: &Path, by_path: &Listed<ByPath>) -> anyhow::Result<Vec<BuiltTree>> {
-    let mut trees = Vec::new();
-    let mut items = by_path.iter()?.peekable();
-    while let Some(first) = head(&mut items)? {
-        let root = first.0.root.clone();
-        let car = dir.join(format!("tips-{}.car", trees.len()));
-        let tree = write_tree_car(&car, &root, &mut items).await?;
-        trees.push(BuiltTree {
-            root,
-            roots: [tree.root],
-            tree,
-            car,
-            imported: false,
-            pinned: false,
-        });
-    }
-    Ok(trees)
-}
-
-/// Puts each tree in place with one `files/cp`, importing first any the archive's import did
-/// not carry. Pinned while it is imported and until MFS holds it: a GC in between would
-/// otherwise remove the unreferenced tree (Kubo's GC keeps what MFS links). Returns the tips
-/// written.
-async fn place_tip_trees(
+/// tip files in path order (never whole in memory), imported, put in place with one
+/// `files/cp`. Returns the tips written and the trees placed. (A tree sent in the archive's own
+/// `dag/import` instead of its own made that import twice as slow on Kubo 0.43.1: measured,
+/// `docs/benchmarks.md`.)
+async fn write_tip_trees(
     kubo: &Kubo,
     opts: &Writing,
-    trees: &mut [BuiltTree],
-) -> anyhow::Result<u64> {
-    let mut written = 0;
-    for t in trees {
-        if !t.imported {
-            let size = std::fs::metadata(&t.car).map_or(0, |m| m.len());
-            let part = ImportPart {
-                path: &t.car,
-                roots: Some(&t.roots),
-            };
-            let outcome = kubo
-                .dag_import_parts(
-                    &[part],
-                    true,
-                    super::import_within(opts.import_timeout, size),
-                )
-                .await
-                .context("importing the tip tree")?;
-            t.pinned = outcome
-                .roots
-                .iter()
-                .any(|r| r.cid == t.roots[0] && r.pin_error.is_none());
-        }
-        place_tree(kubo, &t.root, t.tree.root).await?;
-        unpin_quietly(kubo, &t.tree.root).await;
-        written += t.tree.tips;
+    by_path: &Listed<ByPath>,
+) -> anyhow::Result<Placed> {
+    let dir = tempfile::tempdir().context("temp dir for the tip tree")?;
+    let path = dir.path().join("tips.car");
+    let mut placed = Placed::default();
+    let mut items = by_path.iter()?.peekable();
+    while let Some(first) = head(&mut items)? {
+        let r = first.0.root.clone();
+        let tree = write_tree_car(&path, &r, &mut items).await?;
+        // Pinned while it is imported and until MFS holds it: a GC in between would
+        // otherwise remove the unreferenced tree (Kubo's GC keeps what MFS links).
+        let size = std::fs::metadata(&path).map_or(0, |m| m.len());
+        let roots = [tree.root];
+        let part = ImportPart {
+            path: &path,
+            roots: Some(&roots),
+        };
+        let outcome = kubo
+            .dag_import_parts(
+                &[part],
+                true,
+                super::import_within(opts.import_timeout, size),
+            )
+            .await
+            .context("importing the tip tree")?;
+        let pinned = outcome
+            .roots
+            .iter()
+            .any(|x| x.cid == tree.root && x.pin_error.is_none());
+        place_tree(kubo, &r, tree.root).await?;
+        unpin_quietly(kubo, &tree.root).await;
+        placed.written += tree.tips;
+        placed.trees.push(PlacedTree {
+            root: r,
+            tree,
+            pinned,
+        });
     }
-    Ok(written)
+    Ok(placed)
 }
 
 /// Builds the tip tree of the index root `root` from the tip files at the head of `items`
@@ -572,7 +525,7 @@ async fn read_back(
     opts: &Writing,
     plan: &RestorePlan,
     by_path: &Listed<ByPath>,
-    trees: &[BuiltTree],
+    trees: &[PlacedTree],
     progress: &Progress,
 ) -> anyhow::Result<()> {
     let total = plan.tip_files.len();
@@ -610,7 +563,7 @@ async fn read_back(
 async fn unconfirmed(
     kubo: &Kubo,
     by_path: &Listed<ByPath>,
-    trees: &[BuiltTree],
+    trees: &[PlacedTree],
     budget: MemoryBudget,
 ) -> anyhow::Result<Listed<PathTip>> {
     let budget = budget.part(16);
@@ -645,10 +598,11 @@ async fn unconfirmed(
     Ok(Listed::finished(checks)?)
 }
 
-/// Whether the index root `r` is the tree built from the plan's tip files for it: its CID is
-/// the tree's, and the tree's recursive pin proved every block of it held. Content addressing
-/// then confirms every tip file below at once; otherwise they are read back.
-async fn holds_tree(kubo: &Kubo, r: &str, trees: &[BuiltTree]) -> anyhow::Result<bool> {
+/// Whether the index root `r` is the tree placed there from the plan's tip files for it: its
+/// CID is the tree's, and the tree's recursive pin at its import proved every block of it
+/// held. Content addressing then confirms every tip file below at once; otherwise they are
+/// read back.
+async fn holds_tree(kubo: &Kubo, r: &str, trees: &[PlacedTree]) -> anyhow::Result<bool> {
     let Some(t) = trees.iter().find(|t| t.root == r && t.pinned) else {
         return Ok(false);
     };
