@@ -358,9 +358,9 @@ fn by_path(files: &Listed<TipWrite>, budget: MemoryBudget) -> anyhow::Result<Lis
 
 /// Into empty index roots: one tree per root, built locally directory by directory from the
 /// tip files in path order (never whole in memory), imported, put in place with one
-/// `files/cp`. Returns the tips written and the trees placed. (A tree sent in the archive's own
-/// `dag/import` instead of its own made that import twice as slow on Kubo 0.43.1: measured,
-/// `docs/benchmarks.md`.)
+/// `files/cp`. Returns the tips written and the trees placed. (Sending the tree in the
+/// archive's own `dag/import` was tried and not shown faster on a loaded machine:
+/// `docs/benchmarks.md`, "The read-back by the tree's CID".)
 async fn write_tip_trees(
     kubo: &Kubo,
     opts: &Writing,
