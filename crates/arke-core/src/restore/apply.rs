@@ -9,7 +9,7 @@ use chrono::{SecondsFormat, Utc};
 use cid::Cid;
 use futures::{StreamExt, TryStreamExt};
 
-use super::lists::{ByPath, Items, Listed, Numbered, PathTip, head, take};
+use super::lists::{ByPath, Items, Listed, Numbered, PathTip};
 use super::plan::{ArchivePlan, Blocks, TipWrite, Writing};
 use super::{RestorePlan, RestoreReport, TipsMethod, refuse};
 use crate::car::CarWriter;
@@ -18,7 +18,7 @@ use crate::kubo::{ImportPart, Kubo, KuboError};
 use crate::model::IndexPointer;
 use crate::report::{Exit, Progress, Task, Unit};
 use crate::shard::EntityId;
-use crate::spill::{MemoryBudget, SortedRuns};
+use crate::spill::{MemoryBudget, SortedRuns, head, take};
 use crate::unixfs;
 
 /// `pin/add` calls in flight during the direct pins (64 CIDs each).

@@ -218,25 +218,6 @@ impl Record for Numbered {
     }
 }
 
-/// The next record of `items` without taking it; a read error is taken and returned.
-pub(crate) fn head<'a, T>(
-    items: &'a mut std::iter::Peekable<Items<'_, T>>,
-) -> io::Result<Option<&'a T>> {
-    if matches!(items.peek(), Some(Err(_)))
-        && let Some(Err(e)) = items.next()
-    {
-        return Err(e);
-    }
-    Ok(items.peek().and_then(|r| r.as_ref().ok()))
-}
-
-/// Takes the next record (after [`head`] said there is one).
-pub(crate) fn take<T>(items: &mut std::iter::Peekable<Items<'_, T>>) -> io::Result<T> {
-    items
-        .next()
-        .unwrap_or_else(|| Err(damaged("a list ended early")))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

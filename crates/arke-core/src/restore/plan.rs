@@ -25,11 +25,11 @@ use crate::kubo::KuboError;
 use crate::model::{IndexPointer, Manifest, cid_as_string, opt_cid_as_string};
 use crate::report::{Exit, Progress};
 use crate::shard::{EntityId, ShardRule, TEST_INDEX_ROOT};
-use crate::spill::{MemoryBudget, SortedRuns};
+use crate::spill::{MemoryBudget, SortedRuns, head, take};
 use crate::tips::TipsRead;
 
 pub use super::lists::Numbered;
-use super::lists::{Listed, Sequenced, head, take};
+use super::lists::{Listed, Sequenced};
 
 /// Everything a restore will do, computed before any write: what is imported and how it is
 /// pinned, every tip file written, what each existing path becomes, the pointer, and whether

@@ -15,10 +15,12 @@
 
 mod fields;
 mod key_set;
+mod peek;
 mod runs;
 
 pub use fields::{Fields, Writer, damaged};
 pub use key_set::{KeyHasher, KeySet};
+pub use peek::{head, take};
 pub use runs::{SortedList, SortedRuns};
 
 use std::path::PathBuf;

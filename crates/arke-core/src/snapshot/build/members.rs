@@ -89,14 +89,7 @@ fn groups<'a, T: crate::spill::Record + 'a>(
 
 /// The id at the head of a grouped list (an error there is taken out and returned).
 fn head<T>(g: &mut Grouped<'_, T>) -> io::Result<Option<String>> {
-    match g.peek() {
-        None => Ok(None),
-        Some(Ok((id, _))) => Ok(Some(id.clone())),
-        Some(Err(_)) => match g.next() {
-            Some(Err(e)) => Err(e),
-            _ => unreachable!("peeked an error"),
-        },
-    }
+    Ok(crate::spill::head(g)?.map(|(id, _)| id.clone()))
 }
 
 /// The group of `id`, when the list's head is it.

@@ -28,7 +28,7 @@ use super::scan::IndexScan;
 use crate::blocks::NodeSource;
 use crate::kubo::NodeRead;
 use crate::report::{Exit, Task};
-use crate::spill::{MemoryBudget, SortedList, SortedRuns};
+use crate::spill::{MemoryBudget, SortedList, SortedRuns, head, take};
 use crate::tips::TipFile;
 
 /// The reads made ahead, and what they cost.
@@ -147,22 +147,15 @@ impl<'a> Cursor<'a> {
         let Some(items) = self.items.as_mut() else {
             return Ok(None);
         };
-        loop {
-            // The cursor is past `id`: nothing was read ahead for it.
-            let ahead = match items.peek() {
-                None => return Ok(None),
-                Some(Ok(p)) => p.id.as_str() > id,
-                Some(Err(_)) => return Err(items.next().expect("peeked").unwrap_err()),
-            };
-            if ahead {
-                return Ok(None);
-            }
-            let p = items.next().expect("peeked")?;
+        // Until the cursor is past `id`: then nothing was read ahead for it.
+        while head(items)?.is_some_and(|p| p.id.as_str() <= id) {
+            let p = take(items)?;
             if head_matches(&p, id, tip) {
                 return Ok(Some(p.read));
             }
             self.unused += 1;
         }
+        Ok(None)
     }
 
     /// Counts what no member took.
