@@ -52,6 +52,10 @@ pub struct GenConfig {
     pub large_file_ratio: f64,
     /// Fraction of later versions written without an event (merges, hierarchy updates).
     pub silent_version_ratio: f64,
+    /// Largest raw component in bytes of random text (production shape: 250 KiB). A small
+    /// cap is the lean profile of a million-entity benchmark: the same entities, chains and
+    /// events, with small files. The random draws do not depend on it.
+    pub max_component_bytes: usize,
     pub pointer_path: String,
     pub index_root: String,
     pub test_index_root: String,
@@ -79,6 +83,7 @@ impl Default for GenConfig {
             max_versions: 4,
             large_file_ratio: 0.02,
             silent_version_ratio: 0.1,
+            max_component_bytes: 250 << 10,
             pointer_path: "/arke/index-pointer".into(),
             index_root: INDEX_ROOT.into(),
             test_index_root: TEST_INDEX_ROOT.into(),
@@ -512,6 +517,7 @@ pub async fn generate(
             } else {
                 r.range(200, 24 << 10)
             } as usize;
+            let size = size.min(cfg.max_component_bytes);
             let mut content = format!(
                 "{{\"entity\":\"{}\",\"label\":\"{label}\",\"version\":{},\"text\":\"",
                 plan.id,

@@ -36,6 +36,11 @@ struct Args {
     /// Fraction of later versions written without an event
     #[arg(long, default_value_t = 0.1)]
     silent_version_ratio: f64,
+    /// Largest raw component in bytes (production shape: 256000). A small cap with
+    /// `--large-file-ratio 0` is the lean profile of the million-entity benchmark: the same
+    /// entities, versions and events, with small files
+    #[arg(long, default_value_t = 250 << 10, value_parser = clap::value_parser!(u64).range(1..))]
+    max_component_bytes: u64,
     /// Also write a legacy @v1 and a proofs @v2 snapshot (named by the pointer) and some tips at legacy paths
     #[arg(long)]
     legacy: bool,
@@ -80,6 +85,7 @@ fn main() -> ExitCode {
             max_versions: args.max_versions,
             large_file_ratio: args.large_file_ratio,
             silent_version_ratio: args.silent_version_ratio,
+            max_component_bytes: usize::try_from(args.max_component_bytes).unwrap_or(usize::MAX),
             pointer_path: args.pointer.pointer_path.clone(),
             index_root: args.index_root.clone(),
             test_index_root: args.test_index_root.clone(),
