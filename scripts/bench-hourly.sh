@@ -4,7 +4,8 @@
 # (daily-backup, full archive), 1% of the entities changed, one hourly run (build-snapshot,
 # incremental archive, verify-car of its chain) beside a full export-car of the same state: time,
 # bytes, blocks, peak RSS. Then HOURS more hourly runs (a 24th of a day's changes each), and
-# verify-car and restore-from-car of the whole chain. Upload off (S3 time is the link's). Every
+# verify-car and restore-from-car of the whole chain, and a full export-car of the last state
+# restored the same way (the chain's restore against one full archive's). Upload off (S3 time is the link's). Every
 # command runs under GNU time. Prints Markdown tables (not a test).
 #
 #   scripts/bench-hourly.sh                          # 10K entities, a day of hourly archives

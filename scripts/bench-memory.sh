@@ -12,7 +12,12 @@
 #   DATA_DIR=/work/data scripts/bench-memory.sh           # reuse generated nodes (see below)
 #   ARKE_MEMORY_BUDGET=16M scripts/bench-memory.sh        # the tools' budget (default 128M)
 #
-# Data: `generate-test-data --entities N --seed 7 --no-pin` into a node of scripts/ipfs-node.sh.
+# Data: `generate-test-data --entities N --seed 7 --no-pin $GEN_ARGS` into a node of
+# scripts/ipfs-node.sh. The lean profile of the million-entity run (small files, pebble datastore):
+#   IPFS_NODE_PROFILE=test,pebbleds GEN_ARGS="--max-component-bytes 1024 --large-file-ratio 0" \
+#     SIZES=10000,100000,1000000 scripts/bench-memory.sh
+# Also measured at each size: verify-snapshot, inspect-archive (the listing, and a diff of the
+# archive with itself), and verify-entity --archive of one entity (the summary's first).
 # With DATA_DIR, a node state dir DATA_DIR/n<N/1000>k holding a file READY (a stopped node's
 # repo, as this script leaves it with KEEP_DATA=1) is copied and started instead of generating
 # again; the original is never written to. Environment: SIZES, DATA_DIR, KEEP_DATA (1: leave
@@ -58,8 +63,9 @@ source_node() {
     scripts/ipfs-node.sh start "$state" >/dev/null
     log "$name: generating $n entities"
     local s=$SECONDS
+    # shellcheck disable=SC2086  # GEN_ARGS is a list of flags
     IPFS_API_URL=$(api_of "$state") "$BIN/generate-test-data" --entities "$n" --seed 7 --no-pin \
-      --no-progress --summary "$state/summary.json" --work-dir "$WORK" >&2
+      --no-progress --summary "$state/summary.json" --work-dir "$WORK" ${GEN_ARGS:-} >&2
     log "$name: generated in $((SECONDS - s)) s"
     if [ "${KEEP_DATA:-0}" = 1 ] && [ -n "${DATA_DIR:-}" ]; then
       local pid; pid=$(cat "$state/pid")
@@ -106,6 +112,25 @@ for n in ${SIZES//,/ }; do
   res=$(timed "$BIN/verify-car" "$car" --json --no-progress)
   read -r w c r <<<"$res"
   rows+=("$n|verify-car|$w|$c|$r|-|$load")
+  log "$n: verify-snapshot"
+  res=$(timed "$BIN/verify-snapshot" --api "$api" --json --no-progress)
+  read -r w c r <<<"$res"
+  rows+=("$n|verify-snapshot|$w|$c|$r|-|$load")
+  log "$n: inspect-archive (every entity)"
+  res=$(timed "$BIN/inspect-archive" "$car" --json --no-progress)
+  read -r w c r <<<"$res"
+  rows+=("$n|inspect-archive (list)|$w|$c|$r|-|$load")
+  log "$n: inspect-archive --diff (the archive against itself)"
+  res=$(timed "$BIN/inspect-archive" "$car" --diff "$car" --json --no-progress)
+  read -r w c r <<<"$res"
+  rows+=("$n|inspect-archive --diff|$w|$c|$r|-|$load")
+  id=$(grep -o '"id": *"[0-9A-Z]\{26\}"' "$src/summary.json" 2>/dev/null | head -1 | grep -o '[0-9A-Z]\{26\}' || true)
+  if [ -n "$id" ]; then
+    log "$n: verify-entity --archive (one entity)"
+    res=$(timed "$BIN/verify-entity" --archive "$car" "$id" --json --no-progress)
+    read -r w c r <<<"$res"
+    rows+=("$n|verify-entity --archive|$w|$c|$r|-|$load")
+  fi
   fresh=$WORK/fresh-$n
   scripts/ipfs-node.sh start "$fresh" >/dev/null
   nodes+=("$fresh")

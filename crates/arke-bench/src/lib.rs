@@ -53,6 +53,24 @@ pub fn proc_peak_rss_mb(pid: Option<u32>) -> Option<f64> {
     Some(kb / 1024.0)
 }
 
+/// Kilobytes of dirty page cache not yet written back (`Dirty` in /proc/meminfo).
+pub fn dirty_kb() -> Option<u64> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = info.lines().find(|l| l.starts_with("Dirty:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// `sync`s, then waits (at most `limit`) until the page cache's dirty pages are under 16 MB.
+/// A run that writes hundreds of MB into a node leaves them to the disk's write-back: the next
+/// import started at once measures that write-back, not its own work.
+pub fn settle_disk(limit: std::time::Duration) {
+    let start = Instant::now();
+    let _ = Command::new("sync").status();
+    while dirty_kb().is_some_and(|kb| kb > 16 << 10) && start.elapsed() < limit {
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+}
+
 /// The node's PID from `IPFS_NODE_PID` (set by `scripts/ipfs-node.sh run`).
 pub fn env_node_pid() -> Option<u32> {
     std::env::var("IPFS_NODE_PID").ok()?.trim().parse().ok()

@@ -7,7 +7,10 @@
 //!    export-car of the same state: time, bytes, blocks, peak RSS;
 //! 2. `--hours` more hourly runs, each after a 24th of a day's changes, so the chain grows as
 //!    it does in production (a week: `--hours 167`): the last run's time beside the first's,
-//!    then verify-car and restore-from-car (into a fresh node) of the whole chain.
+//!    then verify-car and restore-from-car (into a fresh node) of the whole chain, and beside
+//!    it a full export-car of the same state restored the same way (issue 22: the chain's
+//!    restore within 1.2x of the full archive's). Each restore starts once the disk has
+//!    written back the runs before it.
 //!
 //! Upload is off (UPLOAD=0): S3 transfer time depends on the link, not on this code. Every
 //! command runs under GNU time. Prints Markdown tables (not a test). Run it through
@@ -15,7 +18,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use arke_bench as bench;
@@ -179,8 +182,10 @@ impl Set<'_> {
         Ok(Row::of(what, &t, None, None))
     }
 
-    /// A restore of `car` into a brand-new node.
+    /// A restore of `car` into a brand-new node, started once the disk has written back what
+    /// the runs before it wrote (else the import measures their write-back: docs/benchmarks.md).
     fn restore(&self, car: &Path, what: &str) -> anyhow::Result<Row> {
+        bench::settle_disk(Duration::from_secs(120));
         let node = TestNode::start()?;
         let a: Vec<String> = vec![
             car.display().to_string(),
@@ -292,10 +297,20 @@ async fn one_size(set: &Set<'_>, kubo: &arke_core::kubo::Kubo, n: usize) -> anyh
         chain_rows.push(row);
         let members = set.args.hours + 2;
         chain_rows.push(set.verify(&newest, &format!("verify-car of the chain ({members})"))?);
-        chain_rows.push(set.restore(
+        let chain = set.restore(
             &newest,
             &format!("restore-from-car of the chain ({members}) into a new node"),
-        )?);
+        )?;
+        // The same state as one full archive, restored the same way: issue 22's target is the
+        // chain's restore within 1.2x of this one's.
+        let (mut full_row, full_car) = set.full_export(&set.work.join("full-last"))?;
+        full_row.what = "full export-car of the last hour's state".into();
+        let full = set.restore(
+            &full_car,
+            "restore-from-car of that full archive into a new node",
+        )?;
+        std::fs::remove_dir_all(full_car.parent().context("no folder")?)?;
+        chain_rows.extend([chain, full_row, full]);
     }
     Ok(tables(
         n,
@@ -343,6 +358,13 @@ fn tables(
     }
     let (full, inc) = (&hour[1], &hour[2]);
     let pct = |a: f64, b: f64| if b > 0.0 { 100.0 * a / b } else { 0.0 };
+    if let [.., chain, _, whole] = chain {
+        s.push_str(&format!(
+            "\nrestore of the chain / restore of one full archive of the same state: {:.2}x wall, {:.2}x CPU (target: at most 1.2x)\n",
+            chain.secs / whole.secs.max(1e-9),
+            chain.cpu / whole.cpu.max(1e-9),
+        ));
+    }
     s.push_str(&format!(
         "\nhourly run / full export: time {:.1}%, bytes {:.2}% (target: under 5% of a full export in bytes, under 2 minutes)\n",
         pct(inc.secs, full.secs),

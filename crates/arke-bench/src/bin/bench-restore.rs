@@ -477,7 +477,12 @@ fn main() -> ExitCode {
                 let reused_import = reused.as_ref().map(|(_, secs)| *secs);
                 let node = match reused {
                     Some((node, _)) => node,
-                    None => TestNode::start()?,
+                    None => {
+                        // Each contender imports into a fresh repo once the previous one's
+                        // writes are on disk: else it measures their write-back.
+                        bench::settle_disk(std::time::Duration::from_secs(120));
+                        TestNode::start()?
+                    }
                 };
                 if node_version.is_empty() {
                     node_version = bench::kubo_version(node.url());
