@@ -9,7 +9,7 @@ use chrono::{SecondsFormat, Utc};
 use cid::Cid;
 use futures::{StreamExt, TryStreamExt};
 
-use super::lists::{ByPath, Items, Listed, Numbered, PathTip};
+use super::lists::{self, ByPath, Items, Listed, Numbered, PathTip};
 use super::plan::{ArchivePlan, Blocks, TipWrite, Writing};
 use super::{RestorePlan, RestoreReport, TipsMethod, refuse};
 use crate::car::CarWriter;
@@ -116,7 +116,7 @@ async fn import_and_pin(
     let direct: &Listed<Numbered> = if roots_pinned {
         &archive.outside_root
     } else {
-        let mut all = SortedRuns::new(opts.budget.part(8), "restore: blocks pinned directly");
+        let mut all = SortedRuns::new(lists::share(opts.budget), "restore: blocks pinned directly");
         index.for_each_used(|_, cid| {
             let seq = all.len();
             all.push(Numbered { seq, cid })
@@ -349,7 +349,7 @@ async fn write_tips(
 /// The plan's tip files in path order, index root first (the tree's order and the
 /// read-back's), sorted within the apply's budget.
 fn by_path(files: &Listed<TipWrite>, budget: MemoryBudget) -> anyhow::Result<Listed<ByPath>> {
-    let mut runs = SortedRuns::new(budget.part(8), "restore: tip files by path");
+    let mut runs = SortedRuns::new(lists::share(budget), "restore: tip files by path");
     for w in files.iter()? {
         runs.push(ByPath(w?))?;
     }
@@ -566,7 +566,7 @@ async fn unconfirmed(
     trees: &[PlacedTree],
     budget: MemoryBudget,
 ) -> anyhow::Result<Listed<PathTip>> {
-    let budget = budget.part(16);
+    let budget = lists::share(budget);
     let mut checks = SortedRuns::new(budget, "restore: tips read back one by one");
     let mut files = by_path.iter()?.peekable();
     while let Some(first) = head(&mut files)? {

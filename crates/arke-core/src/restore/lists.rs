@@ -12,6 +12,19 @@ use crate::shard::{EntityId, ShardRule};
 use crate::spill::{Fields, MemoryBudget, Record, SortedList, SortedRuns, Writer};
 pub(crate) use crate::tips::PathTip;
 
+/// Each list's share of the tool's memory budget: a thirty-second (4 MiB of the default
+/// 128 MiB), whatever the list. At most seven are alive at once (the merge's four sources and
+/// result; later the tips, the tip files, the blocks outside the root, the tip files by path,
+/// the blocks pinned directly or the read-back's two), so together they hold under a quarter
+/// of the budget, and a restore's peak stops growing with the entity count once they spill
+/// (past a few tens of thousands of entities) instead of at a quarter of the budget each.
+const LIST_SHARE: usize = 32;
+
+/// One list's share of `budget` ([`LIST_SHARE`]).
+pub(crate) fn share(budget: MemoryBudget) -> MemoryBudget {
+    budget.part(LIST_SHARE)
+}
+
 /// A finished list of the plan: its records in order, read from the start each time (the plan
 /// is printed, applied and read back from the same list). Debug shows its length only.
 pub struct Listed<T: Record>(SortedList<T>);

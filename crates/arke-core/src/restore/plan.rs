@@ -29,7 +29,7 @@ use crate::spill::{MemoryBudget, SortedRuns, head, take};
 use crate::tips::TipsRead;
 
 pub use super::lists::Numbered;
-use super::lists::{Listed, Sequenced};
+use super::lists::{self, Listed, Sequenced};
 
 /// Everything a restore will do, computed before any write: what is imported and how it is
 /// pinned, every tip file written, what each existing path becomes, the pointer, and whether
@@ -85,10 +85,10 @@ pub(super) struct Writing {
     pub(super) import_timeout: Option<std::time::Duration>,
     pub(super) durations: Durations,
     pub(super) started: Option<Instant>,
-    /// The tool's budget. The plan's lists alive while it is applied hold a quarter each
-    /// (tips, tip files, blocks outside the root); the apply's own an eighth (the tip files
-    /// in path order; the blocks pinned directly, at another time) and a sixteenth each for
-    /// the read-back's two (what the export holds, what is read one by one).
+    /// The tool's budget. Every list, the plan's alive while it is applied (tips, tip files,
+    /// blocks outside the root) and the apply's own (the tip files in path order; the blocks
+    /// pinned directly, at another time; the read-back's two: what the export holds, what is
+    /// read one by one), holds one share of it ([`super::lists::share`]: a thirty-second).
     pub(super) budget: MemoryBudget,
 }
 
@@ -509,7 +509,7 @@ async fn read_archive(
     warnings: &mut Vec<String>,
 ) -> anyhow::Result<FromArchive> {
     let src = v.blocks.source(verify.allow_unverifiable);
-    let part = budget.part(4);
+    let part = lists::share(budget);
     let snapshot = snapshot_tips(&src, v.snapshot, part).await?;
     let snapshot_entities = snapshot.len();
     let closure = &v.closure;
@@ -1178,7 +1178,7 @@ pub(super) fn tip_files(
     main_root: &str,
     budget: MemoryBudget,
 ) -> anyhow::Result<Listed<TipWrite>> {
-    let mut out = SortedRuns::new(budget.part(4), "restore: tip files");
+    let mut out = SortedRuns::new(lists::share(budget), "restore: tip files");
     for p in tips.iter()? {
         let p = p?;
         let root = index_root_for(&p.id, main_root);
