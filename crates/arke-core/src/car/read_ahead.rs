@@ -3,12 +3,13 @@
 //! and parsing (with the per-block hashes behind it) overlap instead of running one after the
 //! other on the parser's thread.
 //!
-//! Memory is the chunk pool: [`CHUNKS`] buffers of [`CHUNK_BYTES`] (32 MiB), reused (a fresh 8 MiB
-//! buffer per chunk would cost its page faults every time). A chunk goes back to the pool when
+//! Memory is the chunk pool: at most [`CHUNKS`] buffers of [`CHUNK_BYTES`] (32 MiB), made as the
+//! reader needs them (none larger than the file) and reused (a fresh buffer per chunk would
+//! cost its page faults every time). A chunk goes back to the pool when
 //! its last reader drops it, so a slow consumer holds the reader back instead of buffering.
 
 use std::fs::File;
-use std::io::{self, BufRead, Read};
+use std::io::{self, BufRead, Read, Seek};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
@@ -85,11 +86,22 @@ impl Feed {
     /// `stop`), handing every chunk to each consumer in turn. True when the end was reached.
     pub(crate) fn run(mut self, stop: &AtomicBool) -> bool {
         let (pool_tx, pool_rx) = sync_channel::<Vec<u8>>(CHUNKS);
-        for _ in 0..CHUNKS {
-            let _ = pool_tx.try_send(vec![0u8; CHUNK_BYTES]);
-        }
+        // Buffers are made as the reader needs them, no larger than the rest of the file and
+        // one byte (so a small file is one short read): an hourly archive of a few hundred KB
+        // then costs that, not the 32 MiB pool zeroed (a chain of 169 members spent most of a
+        // restore's CPU in those page faults).
+        let size = buffer_size(&mut self.file);
+        let mut made = 0;
         while !self.outs.is_empty() && !stop.load(Ordering::Relaxed) {
-            let Ok(mut buf) = pool_rx.recv() else {
+            let next = match pool_rx.try_recv() {
+                Ok(buf) => Ok(buf),
+                Err(_) if made < CHUNKS => {
+                    made += 1;
+                    Ok(vec![0u8; size])
+                }
+                Err(_) => pool_rx.recv(),
+            };
+            let Ok(mut buf) = next else {
                 return false;
             };
             let piece = match read_full(&mut self.file, &mut buf) {
@@ -107,7 +119,7 @@ impl Feed {
                     return false;
                 }
             };
-            let short = matches!(&piece, Piece::Data(c) if c.len < CHUNK_BYTES);
+            let short = matches!(&piece, Piece::Data(c) if c.len < c.buf.len());
             // A consumer that hung up (the parser at the end of a CARv2 payload or after a
             // stream error) is dropped; the others still get every byte.
             self.outs.retain(|o| o.send(piece.clone_ref()).is_ok());
@@ -125,6 +137,20 @@ impl Piece {
             Piece::Data(c) => Piece::Data(Arc::clone(c)),
             Piece::Failed(k, m) => Piece::Failed(*k, m.clone()),
         }
+    }
+}
+
+/// The size of the read-ahead buffers for the rest of `file`: the rest and one byte, at most
+/// [`CHUNK_BYTES`] (a file whose length is unknown gets full chunks).
+fn buffer_size(file: &mut File) -> usize {
+    let rest = file
+        .metadata()
+        .and_then(|m| Ok(m.len().saturating_sub(file.stream_position()?)));
+    match rest {
+        Ok(rest) => {
+            usize::try_from(rest).map_or(CHUNK_BYTES, |r| r.saturating_add(1).min(CHUNK_BYTES))
+        }
+        Err(_) => CHUNK_BYTES,
     }
 }
 
@@ -258,5 +284,61 @@ impl Read for ChunkReader {
         }
         self.consume(n);
         Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Runs the reader over `bytes` from `at`; the chunks' buffer sizes and the bytes read.
+    fn feed(bytes: &[u8], at: u64) -> (bool, Vec<usize>, Vec<u8>) {
+        let mut file = tempfile::tempfile().unwrap();
+        std::io::Write::write_all(&mut file, bytes).unwrap();
+        file.seek(io::SeekFrom::Start(at)).unwrap();
+        let (feed, consumers) = channels(file, false);
+        let stop = AtomicBool::new(false);
+        let (done, pieces) = std::thread::scope(|s| {
+            let reader = s.spawn(|| feed.run(&stop));
+            let pieces: Vec<_> = consumers.parser.iter().collect();
+            (reader.join().unwrap(), pieces)
+        });
+        let mut sizes = Vec::new();
+        let mut read = Vec::new();
+        for p in pieces {
+            let Piece::Data(c) = p else {
+                panic!("read failed")
+            };
+            sizes.push(c.buf.len());
+            read.extend_from_slice(c.bytes());
+        }
+        (done, sizes, read)
+    }
+
+    #[test]
+    fn a_small_file_is_one_short_read_into_a_buffer_its_size() {
+        let bytes: Vec<u8> = (0..1000u32).map(|i| i as u8).collect();
+        let (done, sizes, read) = feed(&bytes, 0);
+        assert!(done);
+        assert_eq!(sizes, vec![1001]);
+        assert_eq!(read, bytes);
+        // From a position inside the file: the rest of it.
+        let (done, sizes, read) = feed(&bytes, 600);
+        assert!(done);
+        assert_eq!(sizes, vec![401]);
+        assert_eq!(read, bytes[600..]);
+        // An empty rest ends at once.
+        let (done, _, read) = feed(&bytes, 1000);
+        assert!(done);
+        assert!(read.is_empty());
+    }
+
+    #[test]
+    fn a_large_file_is_read_in_full_chunks_then_its_tail() {
+        let bytes: Vec<u8> = (0..2 * CHUNK_BYTES + 7).map(|i| (i % 251) as u8).collect();
+        let (done, sizes, read) = feed(&bytes, 0);
+        assert!(done);
+        assert_eq!(sizes, vec![CHUNK_BYTES; 3]);
+        assert_eq!(read, bytes);
     }
 }
