@@ -91,6 +91,12 @@ timed() {
   awk -v s="$s" -v e="$e" '{ printf "%.1f %.1f %d\n", e - s, $1 + $2, $3 / 1024 }' "$t"
 }
 
+# Keeps a row, and logs it at once (a long run's rows survive its interruption).
+row() {
+  rows+=("$1")
+  log "row: $1"
+}
+
 rows=()
 for n in ${SIZES//,/ }; do
   source_node "$n"
@@ -101,35 +107,35 @@ for n in ${SIZES//,/ }; do
   log "$n: build-snapshot"
   res=$(timed "$BIN/build-snapshot" --api "$api" --snapshots-dir "$snaps" --json --no-progress)
   read -r w c r <<<"$res"
-  rows+=("$n|build-snapshot (full)|$w|$c|$r|-|$load")
+  row "$n|build-snapshot (full)|$w|$c|$r|-|$load"
   log "$n: export-car"
   res=$(timed "$BIN/export-car" --api "$api" --backups-dir "$back" --json --no-progress)
   read -r w c r <<<"$res"
   car=$(sed -n 's/.*"car_path": *"\([^"]*\)".*/\1/p' "$WORK/out.json" | head -1)
   bytes=$(stat -c %s "$car")
-  rows+=("$n|export-car (full)|$w|$c|$r|archive $((bytes / 1048576)) MB|$load")
+  row "$n|export-car (full)|$w|$c|$r|archive $((bytes / 1048576)) MB|$load"
   log "$n: verify-car"
   res=$(timed "$BIN/verify-car" "$car" --json --no-progress)
   read -r w c r <<<"$res"
-  rows+=("$n|verify-car|$w|$c|$r|-|$load")
+  row "$n|verify-car|$w|$c|$r|-|$load"
   log "$n: verify-snapshot"
   res=$(timed "$BIN/verify-snapshot" --api "$api" --json --no-progress)
   read -r w c r <<<"$res"
-  rows+=("$n|verify-snapshot|$w|$c|$r|-|$load")
+  row "$n|verify-snapshot|$w|$c|$r|-|$load"
   log "$n: inspect-archive (every entity)"
   res=$(timed "$BIN/inspect-archive" "$car" --json --no-progress)
   read -r w c r <<<"$res"
-  rows+=("$n|inspect-archive (list)|$w|$c|$r|-|$load")
+  row "$n|inspect-archive (list)|$w|$c|$r|-|$load"
   log "$n: inspect-archive --diff (the archive against itself)"
   res=$(timed "$BIN/inspect-archive" "$car" --diff "$car" --json --no-progress)
   read -r w c r <<<"$res"
-  rows+=("$n|inspect-archive --diff|$w|$c|$r|-|$load")
+  row "$n|inspect-archive --diff|$w|$c|$r|-|$load"
   id=$(grep -o '"id": *"[0-9A-Z]\{26\}"' "$src/summary.json" 2>/dev/null | head -1 | grep -o '[0-9A-Z]\{26\}' || true)
   if [ -n "$id" ]; then
     log "$n: verify-entity --archive (one entity)"
     res=$(timed "$BIN/verify-entity" --archive "$car" "$id" --json --no-progress)
     read -r w c r <<<"$res"
-    rows+=("$n|verify-entity --archive|$w|$c|$r|-|$load")
+    row "$n|verify-entity --archive|$w|$c|$r|-|$load"
   fi
   fresh=$WORK/fresh-$n
   scripts/ipfs-node.sh start "$fresh" >/dev/null
@@ -138,7 +144,7 @@ for n in ${SIZES//,/ }; do
   res=$(timed "$BIN/restore-from-car" "$car" --api "$(api_of "$fresh")" --no-progress)
   read -r w c r <<<"$res"
   repo=$(du -sm "$fresh/repo" | cut -f1)
-  rows+=("$n|restore-from-car|$w|$c|$r|node repo $repo MB|$load")
+  row "$n|restore-from-car|$w|$c|$r|node repo $repo MB|$load"
   scripts/ipfs-node.sh stop "$fresh"; scripts/ipfs-node.sh stop "$src"
   rm -rf "$back"
 done
