@@ -91,6 +91,7 @@ async fn snapshot_step(
     let opts = VerifyOptions {
         deep: true,
         index_root: cfg.index_root.clone(),
+        budget: arke_core::spill::MemoryBudget::from_env()?,
         ..VerifyOptions::default()
     };
     let r = verify(kubo, cid, &opts, progress).await?;

@@ -183,12 +183,25 @@ pub(crate) async fn fetch_chunk<S: BlockSource>(
     index: u64,
     chunk_entries: u64,
 ) -> Result<SnapshotChunk, LoadError> {
+    Ok(fetch_chunk_info(src, snapshot, cid, index, chunk_entries)
+        .await?
+        .0)
+}
+
+/// [`fetch_chunk`], with the block's size.
+async fn fetch_chunk_info<S: BlockSource>(
+    src: &S,
+    snapshot: Cid,
+    cid: Cid,
+    index: u64,
+    chunk_entries: u64,
+) -> Result<(SnapshotChunk, BlockInfo), LoadError> {
     let role = format!("chunk {index}");
-    let (_, value, _) = fetch(src, snapshot, cid, role.clone()).await?;
+    let (_, value, info) = fetch(src, snapshot, cid, role.clone()).await?;
     let chunk =
         SnapshotChunk::from_ipld(&value).map_err(|e| decode_err(snapshot, &role, cid, e))?;
     check_v4_chunk(snapshot, &chunk, cid, index, chunk_entries)?;
-    Ok(chunk)
+    Ok((chunk, info))
 }
 
 /// A v4 snapshot's chunk must be a v3 chunk at its position, within the header's bound.
@@ -309,6 +322,10 @@ pub async fn load<S: BlockSource>(src: &S, cid: Cid) -> Result<Loaded, LoadError
 #[derive(Debug)]
 pub struct StoredEntries {
     snapshot: Cid,
+    header: Snapshot,
+    /// The snapshot's blocks read so far, as [`load`] lists them (header, a v4 snapshot's
+    /// interior nodes, a v3 list's chunks, then each chunk as it is read).
+    blocks: Vec<BlockInfo>,
     kind: StoredKind,
     /// The chunks in stored order (not read yet from `next`).
     chunks: Vec<Cid>,
@@ -328,16 +345,20 @@ enum StoredKind {
 impl StoredEntries {
     /// Reads the header (and a v4 snapshot's interior nodes, a v3 snapshot's chunk list).
     pub async fn open<S: BlockSource>(src: &S, cid: Cid) -> Result<StoredEntries, LoadError> {
-        let snapshot = load_header(src, cid).await?;
+        let (_, value, info) = fetch(src, cid, cid, "header".into()).await?;
+        let snapshot =
+            Snapshot::from_ipld(&value).map_err(|e| decode_err(cid, "header", cid, e))?;
+        let mut blocks = vec![info];
         let (kind, chunks, inline) = match &snapshot {
             Snapshot::ChunkedV2(s) => (StoredKind::ChunkedV2, s.chunks.clone(), None),
-            Snapshot::V3(s) => (
-                StoredKind::V3,
-                v3_chunk_list(src, cid, s.entries_head).await?,
-                None,
-            ),
+            Snapshot::V3(s) => {
+                let (chunks, infos) = v3_chunk_list(src, cid, s.entries_head).await?;
+                blocks.extend(infos);
+                (StoredKind::V3, chunks, None)
+            }
             Snapshot::V4(s) => {
-                let (_, level) = v4_tree(src, cid, s).await?;
+                let (nodes, level) = v4_tree(src, cid, s).await?;
+                blocks.extend(nodes);
                 let kind = StoredKind::V4 {
                     chunk_entries: s.chunk_entries,
                 };
@@ -356,6 +377,8 @@ impl StoredEntries {
         };
         Ok(StoredEntries {
             snapshot: cid,
+            header: snapshot,
+            blocks,
             kind,
             chunks,
             next: 0,
@@ -379,11 +402,18 @@ impl StoredEntries {
         let snapshot = self.snapshot;
         let chunk = match self.kind {
             StoredKind::V4 { chunk_entries } => {
-                fetch_chunk(src, snapshot, c, i as u64, chunk_entries).await?
+                let (chunk, info) =
+                    fetch_chunk_info(src, snapshot, c, i as u64, chunk_entries).await?;
+                self.blocks.push(info);
+                chunk
             }
             StoredKind::ChunkedV2 | StoredKind::V3 | StoredKind::Inline => {
                 let role = format!("chunk {i}");
-                let (_, value, _) = fetch(src, snapshot, c, role.clone()).await?;
+                let (_, value, info) = fetch(src, snapshot, c, role.clone()).await?;
+                // A v3 list's chunks were listed when the list was walked.
+                if matches!(self.kind, StoredKind::ChunkedV2) {
+                    self.blocks.push(info);
+                }
                 let chunk = SnapshotChunk::from_ipld(&value)
                     .map_err(|e| decode_err(snapshot, &role, c, e))?;
                 if matches!(self.kind, StoredKind::ChunkedV2) && chunk.chunk_index() != i as u64 {
@@ -397,6 +427,16 @@ impl StoredEntries {
         };
         Ok(Some(chunk.entries().to_vec()))
     }
+
+    /// The snapshot's header.
+    pub fn header(&self) -> &Snapshot {
+        &self.header
+    }
+
+    /// The snapshot's blocks read so far (all of them once `next_batch` has returned `None`).
+    pub fn blocks(&self) -> &[BlockInfo] {
+        &self.blocks
+    }
 }
 
 /// A v3 snapshot's chunk list (linked newest first, as [`load`] walks it, cycles refused),
@@ -405,10 +445,11 @@ async fn v3_chunk_list<S: BlockSource>(
     src: &S,
     snapshot: Cid,
     head: Option<Cid>,
-) -> Result<Vec<Cid>, LoadError> {
+) -> Result<(Vec<Cid>, Vec<BlockInfo>), LoadError> {
     let mut seen = HashSet::new();
     let mut cur = head;
     let mut chunks = Vec::new();
+    let mut infos = Vec::new();
     while let Some(c) = cur {
         if !seen.insert(c) {
             return Err(LoadError::Inconsistent {
@@ -417,12 +458,14 @@ async fn v3_chunk_list<S: BlockSource>(
             });
         }
         let role = format!("chunk (list position {})", chunks.len());
-        let (_, value, _) = fetch(src, snapshot, c, role.clone()).await?;
+        let (_, value, info) = fetch(src, snapshot, c, role.clone()).await?;
         let chunk =
             SnapshotChunk::from_ipld(&value).map_err(|e| decode_err(snapshot, &role, c, e))?;
         cur = chunk.prev();
         chunks.push(c);
+        infos.push(info);
     }
     chunks.reverse();
-    Ok(chunks)
+    infos.reverse();
+    Ok((chunks, infos))
 }

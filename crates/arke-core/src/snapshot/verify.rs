@@ -2,14 +2,14 @@
 //! accepted two schemas and looked at three entries: B5), optionally against the node (`deep`),
 //! the live MFS tips (`drift`) and an older snapshot (`against`).
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 
 use cid::Cid;
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 
-use super::load::{Loaded, load};
+use super::load::{BlockInfo, LoadError, Loaded, StoredEntries, load};
 use crate::blocks::{BlockSource, NodeSource, SourceError};
 use crate::ipld::{self, same_block};
 use crate::kubo::Kubo;
@@ -17,6 +17,7 @@ use crate::model::layout::MAX_BLOCK;
 use crate::model::{Manifest, Snapshot};
 use crate::report::{Progress, Unit};
 use crate::shard::{EntityId, INDEX_ROOT, TEST_INDEX_ROOT};
+use crate::spill::{KeySet, MemoryBudget};
 use crate::tips::{TipScan, scan_tips};
 
 /// At most this many findings are listed (all are counted).
@@ -35,6 +36,8 @@ pub struct VerifyOptions {
     pub tmp_dir: PathBuf,
     /// How many versions back `against` searches for the older tip.
     pub descent_limit: usize,
+    /// The tool's memory budget: the ids seen by the structure check spill past a quarter.
+    pub budget: MemoryBudget,
 }
 
 impl Default for VerifyOptions {
@@ -49,6 +52,7 @@ impl Default for VerifyOptions {
             concurrency: 16,
             tmp_dir: std::env::temp_dir(),
             descent_limit: 64,
+            budget: MemoryBudget::default(),
         }
     }
 }
@@ -135,6 +139,11 @@ impl VerifyReport {
 
 /// Verifies the snapshot at `cid`. Errors are only for "could not check" (node down); every
 /// defect in the data is a finding, and `all_checks_passed` says whether any failed.
+///
+/// The structure and deep checks read the entries one chunk at a time (memory is a chunk, the
+/// snapshot's block list and the ids seen, spilled past the budget's share), so a snapshot of
+/// millions of entities is checked in bounded memory; `drift` and `against` compare whole entry
+/// lists and hold them.
 pub async fn verify(
     kubo: &Kubo,
     cid: Cid,
@@ -144,10 +153,10 @@ pub async fn verify(
     let src = NodeSource { kubo: kubo.clone() };
     let mut r = VerifyReport::new(cid);
     r.checked.push(Check::Structure);
-    let loaded = match load(&src, cid).await {
-        Ok(l) => l,
+    match structure(&src, cid, opts.budget).await? {
+        Ok(found) => found.report(&mut r),
         Err(e) => {
-            if let super::load::LoadError::Fetch {
+            if let LoadError::Fetch {
                 source: SourceError::Node(n),
                 ..
             } = &e
@@ -158,19 +167,22 @@ pub async fn verify(
             r.add(FindingKind::Unreadable, e.to_string(), None, Some(&cid));
             return Ok(r);
         }
-    };
-    structure(&loaded, &mut r);
+    }
     if opts.deep {
         r.checked.push(Check::Deep);
-        deep(&src, &loaded, opts, progress, &mut r).await?;
+        deep(&src, cid, opts, progress, &mut r).await?;
     }
-    if opts.drift {
-        r.checked.push(Check::Drift);
-        drift(kubo, &loaded, opts, &mut r).await?;
-    }
-    if let Some(older) = opts.against {
-        r.checked.push(Check::Against);
-        against(&src, &loaded, older, opts, &mut r).await?;
+    if opts.drift || opts.against.is_some() {
+        // Read whole a moment ago: a failure now is the node's, not the data's.
+        let loaded = load(&src, cid).await.map_err(anyhow::Error::new)?;
+        if opts.drift {
+            r.checked.push(Check::Drift);
+            drift(kubo, &loaded, opts, &mut r).await?;
+        }
+        if let Some(older) = opts.against {
+            r.checked.push(Check::Against);
+            against(&src, &loaded, older, opts, &mut r).await?;
+        }
     }
     r.all_checks_passed = r
         .findings_by_kind
@@ -179,93 +191,181 @@ pub async fn verify(
     Ok(r)
 }
 
-fn structure(l: &Loaded, r: &mut VerifyReport) {
-    r.schema = Some(l.snapshot.schema().to_string());
-    r.seq = Some(l.snapshot.seq());
-    r.total_count = l.snapshot.total_count();
-    r.entity_count = l.entries.len() as u64;
-    r.blocks = l.blocks.len() as u64;
-    for b in &l.blocks {
-        r.largest_block = r.largest_block.max(b.size as u64);
-        if b.size > MAX_BLOCK {
-            r.add(
-                FindingKind::OversizedBlock,
-                format!(
-                    "{} {} is {} bytes (limit {MAX_BLOCK})",
-                    b.role, b.cid, b.size
-                ),
-                None,
-                Some(&b.cid),
-            );
+/// What the structure check found, kept apart until the whole snapshot has been read: an
+/// unreadable snapshot reports only that it is unreadable.
+struct Structure {
+    header: Snapshot,
+    entities: u64,
+    blocks: Vec<BlockInfo>,
+    /// The entries' findings, in entry order (the first [`MAX_FINDINGS`] listed, all counted).
+    entries: VerifyReport,
+}
+
+/// Reads every entry once, chunk by chunk: ids valid and unique, versions present. The outer
+/// error is the spill's (the ids seen on disk); the inner one the snapshot's.
+async fn structure<S: BlockSource>(
+    src: &S,
+    cid: Cid,
+    budget: MemoryBudget,
+) -> anyhow::Result<Result<Structure, LoadError>> {
+    let mut stored = match StoredEntries::open(src, cid).await {
+        Ok(s) => s,
+        Err(e) => return Ok(Err(e)),
+    };
+    let legacy_v1 = matches!(stored.header(), Snapshot::IndexV1(_));
+    let mut seen = KeySet::new(budget.part(4), "verify-snapshot: entity ids");
+    let mut entries = VerifyReport::new(cid);
+    let mut i = 0u64;
+    loop {
+        let batch = match stored.next_batch(src).await {
+            Ok(Some(b)) => b,
+            Ok(None) => break,
+            Err(e) => return Ok(Err(e)),
+        };
+        for e in &batch {
+            check_entry(i, e, legacy_v1, &mut seen, &mut entries)?;
+            i += 1;
         }
     }
-    if let Some(t) = l.snapshot.total_count()
-        && t != l.entries.len() as u64
-    {
+    Ok(Ok(Structure {
+        header: stored.header().clone(),
+        entities: i,
+        blocks: stored.blocks().to_vec(),
+        entries,
+    }))
+}
+
+/// One entry's checks (the legacy verifier's duplicate check was O(n*u); this one is a key
+/// set of 128-bit digests of the ids, exact in memory and on disk).
+fn check_entry(
+    i: u64,
+    e: &crate::model::SnapshotEntry,
+    legacy_v1: bool,
+    seen: &mut KeySet,
+    r: &mut VerifyReport,
+) -> std::io::Result<()> {
+    if let Err(err) = EntityId::parse(&e.id) {
         r.add(
-            FindingKind::CountMismatch,
-            format!(
-                "total_count says {t}, the snapshot holds {} entries",
-                l.entries.len()
-            ),
-            None,
+            FindingKind::InvalidId,
+            format!("entry {i}: {err}"),
+            Some(&e.id),
             None,
         );
     }
-    // Linear-time duplicate detection (the legacy verifier was O(n*u)).
-    let mut seen: HashSet<&str> = HashSet::with_capacity(l.entries.len());
-    for (i, e) in l.entries.iter().enumerate() {
-        if let Err(err) = EntityId::parse(&e.id) {
+    if !seen.insert(id_key(&e.id))? {
+        r.add(
+            FindingKind::DuplicateId,
+            format!("entry {i}: {} appears more than once", e.id),
+            Some(&e.id),
+            None,
+        );
+    }
+    if matches!(e.ver, None | Some(0)) && !legacy_v1 {
+        r.add(
+            FindingKind::MissingVer,
+            format!("entry {i}: {} has no version (legacy fetch failure)", e.id),
+            Some(&e.id),
+            None,
+        );
+    }
+    Ok(())
+}
+
+/// An id as a set key: the first 128 bits of its sha256 (ids are any string in a damaged
+/// snapshot, so not always a ULID's 128 bits).
+fn id_key(id: &str) -> u128 {
+    use sha2::{Digest, Sha256};
+    let d = Sha256::digest(id.as_bytes());
+    let mut k = [0u8; 16];
+    k.copy_from_slice(&d[..16]);
+    u128::from_be_bytes(k)
+}
+
+impl Structure {
+    /// Into the report in the order the checks always gave: the blocks' bound, the count,
+    /// then the entries' findings.
+    fn report(self, r: &mut VerifyReport) {
+        r.schema = Some(self.header.schema().to_string());
+        r.seq = Some(self.header.seq());
+        r.total_count = self.header.total_count();
+        r.entity_count = self.entities;
+        r.blocks = self.blocks.len() as u64;
+        for b in &self.blocks {
+            r.largest_block = r.largest_block.max(b.size as u64);
+            if b.size > MAX_BLOCK {
+                r.add(
+                    FindingKind::OversizedBlock,
+                    format!(
+                        "{} {} is {} bytes (limit {MAX_BLOCK})",
+                        b.role, b.cid, b.size
+                    ),
+                    None,
+                    Some(&b.cid),
+                );
+            }
+        }
+        if let Some(t) = self.header.total_count()
+            && t != self.entities
+        {
             r.add(
-                FindingKind::InvalidId,
-                format!("entry {i}: {err}"),
-                Some(&e.id),
+                FindingKind::CountMismatch,
+                format!(
+                    "total_count says {t}, the snapshot holds {} entries",
+                    self.entities
+                ),
+                None,
                 None,
             );
         }
-        if !seen.insert(e.id.as_str()) {
-            r.add(
-                FindingKind::DuplicateId,
-                format!("entry {i}: {} appears more than once", e.id),
-                Some(&e.id),
-                None,
-            );
+        for (kind, n) in self.entries.findings_by_kind {
+            *r.findings_by_kind.entry(kind).or_default() += n;
         }
-        if matches!(e.ver, None | Some(0)) && !matches!(l.snapshot, Snapshot::IndexV1(_)) {
-            r.add(
-                FindingKind::MissingVer,
-                format!("entry {i}: {} has no version (legacy fetch failure)", e.id),
-                Some(&e.id),
-                None,
-            );
-        }
+        let room = MAX_FINDINGS.saturating_sub(r.findings.len());
+        r.findings
+            .extend(self.entries.findings.into_iter().take(room));
     }
 }
 
+/// Every entry's tip manifest read from the node, a chunk of entries at a time (the snapshot
+/// is read again: memory is one chunk and its manifests in flight).
 async fn deep<S: BlockSource>(
     src: &S,
-    l: &Loaded,
+    cid: Cid,
     opts: &VerifyOptions,
     progress: &Progress,
     r: &mut VerifyReport,
 ) -> anyhow::Result<()> {
-    let task = progress.task(
-        "tips",
-        Some(l.entries.len() as u64),
-        Unit::Items("manifests"),
-    );
-    let results: Vec<_> = futures::stream::iter(l.entries.iter().map(|e| {
-        let task = task.clone();
-        async move {
-            let got = src.get(&e.tip).await;
-            task.inc(1);
-            (e, got)
-        }
-    }))
-    .buffer_unordered(opts.concurrency.max(1))
-    .collect()
-    .await;
+    let task = progress.task("tips", Some(r.entity_count), Unit::Items("manifests"));
+    // Read whole a moment ago: a failure now is the node's, not the data's.
+    let mut stored = StoredEntries::open(src, cid)
+        .await
+        .map_err(anyhow::Error::new)?;
+    while let Some(batch) = stored.next_batch(src).await.map_err(anyhow::Error::new)? {
+        let results: Vec<_> = futures::stream::iter(batch.iter().map(|e| {
+            let task = task.clone();
+            async move {
+                let got = src.get(&e.tip).await;
+                task.inc(1);
+                (e, got)
+            }
+        }))
+        .buffer_unordered(opts.concurrency.max(1))
+        .collect()
+        .await;
+        deep_results(results, r)?;
+    }
     task.finish();
+    Ok(())
+}
+
+/// The checks of one batch's tip manifests.
+fn deep_results(
+    results: Vec<(
+        &crate::model::SnapshotEntry,
+        Result<bytes::Bytes, SourceError>,
+    )>,
+    r: &mut VerifyReport,
+) -> anyhow::Result<()> {
     for (e, got) in results {
         let data = match got {
             Ok(d) => d,
@@ -440,4 +540,52 @@ async fn against<S: BlockSource>(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::SnapshotEntry;
+
+    fn entry(id: &str, ver: Option<u64>) -> SnapshotEntry {
+        SnapshotEntry {
+            id: id.to_string(),
+            ver,
+            tip: ipld::cid_v1(ipld::DAG_CBOR, id.as_bytes()),
+            ts: None,
+            chain_cid: None,
+        }
+    }
+
+    /// The same findings whether the ids seen stay in memory or spill to disk runs.
+    #[test]
+    fn entry_checks_find_the_same_duplicates_in_memory_and_spilled() {
+        let snapshot = ipld::cid_v1(ipld::DAG_CBOR, b"snapshot");
+        let ids: Vec<String> = (0..5000)
+            .map(|i| format!("01K7N9QVY0SP8REHVS{i:08}"))
+            .collect();
+        let mut results = Vec::new();
+        for budget in [MemoryBudget::new(1024), MemoryBudget::default()] {
+            let mut seen = KeySet::new(budget.part(4), "test: entity ids");
+            let mut r = VerifyReport::new(snapshot);
+            let twice = ids.iter().chain([&ids[7], &ids[4999]]);
+            for (i, id) in twice.enumerate() {
+                let ver = (i != 3).then_some(1);
+                check_entry(i as u64, &entry(id, ver), false, &mut seen, &mut r).unwrap();
+            }
+            assert_eq!(seen.spilled(), budget.bytes() < MemoryBudget::DEFAULT_BYTES);
+            assert_eq!(r.findings_by_kind.get(&FindingKind::DuplicateId), Some(&2));
+            assert_eq!(r.findings_by_kind.get(&FindingKind::MissingVer), Some(&1));
+            let dups: Vec<_> = r
+                .findings
+                .iter()
+                .filter(|f| f.kind == FindingKind::DuplicateId)
+                .map(|f| f.message.clone())
+                .collect();
+            assert_eq!(dups.len(), 2);
+            assert!(dups[0].starts_with("entry 5000: "), "{dups:?}");
+            results.push(serde_json::to_string(&r.findings).unwrap());
+        }
+        assert_eq!(results[0], results[1]);
+    }
 }

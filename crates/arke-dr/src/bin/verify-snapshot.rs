@@ -91,6 +91,7 @@ fn main() -> ExitCode {
             include_test_network: args.include_test_network,
             concurrency: args.concurrency,
             tmp_dir: std::env::temp_dir(),
+            budget: arke_core::spill::MemoryBudget::from_env()?,
             ..VerifyOptions::default()
         };
         let r = verify(&kubo, cid, &opts, &args.out.progress()).await?;
