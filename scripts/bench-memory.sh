@@ -91,6 +91,16 @@ timed() {
   awk -v s="$s" -v e="$e" '{ printf "%.1f %.1f %d\n", e - s, $1 + $2, $3 / 1024 }' "$t"
 }
 
+# Logs and runs one tool under `timed`; its wall s, CPU s and peak RSS MB in w, c, r.
+# shellcheck disable=SC2034  # w, c, r are read by the caller's row
+measure() {
+  local what=$1 res
+  shift
+  log "$n: $what"
+  res=$(timed "$@")
+  read -r w c r <<<"$res"
+}
+
 # Keeps a row, and logs it at once (a long run's rows survive its interruption).
 row() {
   rows+=("$1")
@@ -104,45 +114,29 @@ for n in ${SIZES//,/ }; do
   snaps=$WORK/snapshots-$n back=$WORK/backups-$n
   rm -rf "$snaps" "$back"; mkdir -p "$snaps" "$back"
   load=$(cut -d' ' -f1 /proc/loadavg)
-  log "$n: build-snapshot"
-  res=$(timed "$BIN/build-snapshot" --api "$api" --snapshots-dir "$snaps" --json --no-progress)
-  read -r w c r <<<"$res"
+  measure "build-snapshot" "$BIN/build-snapshot" --api "$api" --snapshots-dir "$snaps" --json --no-progress
   row "$n|build-snapshot (full)|$w|$c|$r|-|$load"
-  log "$n: export-car"
-  res=$(timed "$BIN/export-car" --api "$api" --backups-dir "$back" --json --no-progress)
-  read -r w c r <<<"$res"
+  measure "export-car" "$BIN/export-car" --api "$api" --backups-dir "$back" --json --no-progress
   car=$(sed -n 's/.*"car_path": *"\([^"]*\)".*/\1/p' "$WORK/out.json" | head -1)
   bytes=$(stat -c %s "$car")
   row "$n|export-car (full)|$w|$c|$r|archive $((bytes / 1048576)) MB|$load"
-  log "$n: verify-car"
-  res=$(timed "$BIN/verify-car" "$car" --json --no-progress)
-  read -r w c r <<<"$res"
+  measure "verify-car" "$BIN/verify-car" "$car" --json --no-progress
   row "$n|verify-car|$w|$c|$r|-|$load"
-  log "$n: verify-snapshot"
-  res=$(timed "$BIN/verify-snapshot" --api "$api" --json --no-progress)
-  read -r w c r <<<"$res"
+  measure "verify-snapshot" "$BIN/verify-snapshot" --api "$api" --json --no-progress
   row "$n|verify-snapshot|$w|$c|$r|-|$load"
-  log "$n: inspect-archive (every entity)"
-  res=$(timed "$BIN/inspect-archive" "$car" --json --no-progress)
-  read -r w c r <<<"$res"
+  measure "inspect-archive (every entity)" "$BIN/inspect-archive" "$car" --json --no-progress
   row "$n|inspect-archive (list)|$w|$c|$r|-|$load"
-  log "$n: inspect-archive --diff (the archive against itself)"
-  res=$(timed "$BIN/inspect-archive" "$car" --diff "$car" --json --no-progress)
-  read -r w c r <<<"$res"
+  measure "inspect-archive --diff (the archive against itself)" "$BIN/inspect-archive" "$car" --diff "$car" --json --no-progress
   row "$n|inspect-archive --diff|$w|$c|$r|-|$load"
   id=$(grep -o '"id": *"[0-9A-Z]\{26\}"' "$src/summary.json" 2>/dev/null | head -1 | grep -o '[0-9A-Z]\{26\}' || true)
   if [ -n "$id" ]; then
-    log "$n: verify-entity --archive (one entity)"
-    res=$(timed "$BIN/verify-entity" --archive "$car" "$id" --json --no-progress)
-    read -r w c r <<<"$res"
+    measure "verify-entity --archive (one entity)" "$BIN/verify-entity" --archive "$car" "$id" --json --no-progress
     row "$n|verify-entity --archive|$w|$c|$r|-|$load"
   fi
   fresh=$WORK/fresh-$n
   scripts/ipfs-node.sh start "$fresh" >/dev/null
   nodes+=("$fresh")
-  log "$n: restore-from-car"
-  res=$(timed "$BIN/restore-from-car" "$car" --api "$(api_of "$fresh")" --no-progress)
-  read -r w c r <<<"$res"
+  measure "restore-from-car" "$BIN/restore-from-car" "$car" --api "$(api_of "$fresh")" --no-progress
   repo=$(du -sm "$fresh/repo" | cut -f1)
   row "$n|restore-from-car|$w|$c|$r|node repo $repo MB|$load"
   scripts/ipfs-node.sh stop "$fresh"; scripts/ipfs-node.sh stop "$src"
