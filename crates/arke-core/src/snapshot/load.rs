@@ -433,9 +433,10 @@ impl StoredEntries {
         &self.header
     }
 
-    /// The snapshot's blocks read so far (all of them once `next_batch` has returned `None`).
-    pub fn blocks(&self) -> &[BlockInfo] {
-        &self.blocks
+    /// The header and the snapshot's blocks read (all of them once `next_batch` has returned
+    /// `None`), without copying them.
+    pub fn into_parts(self) -> (Snapshot, Vec<BlockInfo>) {
+        (self.header, self.blocks)
     }
 }
 

@@ -227,10 +227,11 @@ async fn structure<S: BlockSource>(
             i += 1;
         }
     }
+    let (header, blocks) = stored.into_parts();
     Ok(Ok(Structure {
-        header: stored.header().clone(),
+        header,
         entities: i,
-        blocks: stored.blocks().to_vec(),
+        blocks,
         entries,
     }))
 }
