@@ -24,8 +24,10 @@
 //! The engine is synchronous and source-agnostic: a driver hands it blocks (already re-hashed
 //! against their CIDs) in any order, and takes from it the blocks still wanted. Memory is the
 //! visited set ([`Visited`]: 16 bytes a block from a node, 1 bit a block over an archive's
-//! sorted index) plus the frontier of wanted blocks.
+//! sorted index), the frontier of wanted blocks, and the event tips waiting their turn (a queue
+//! that spills, see [`event_tips`]).
 
+mod event_tips;
 mod visited;
 pub(crate) mod walk;
 
@@ -41,6 +43,8 @@ use ipld_core::ipld::Ipld;
 use serde::{Deserialize, Serialize};
 
 use crate::blocks::{BlockKey, KeyMap, block_key};
+use crate::spill::MemoryBudget;
+use event_tips::{EventTip, EventTips};
 
 use crate::blocks::SourceError;
 use crate::ipld::{self, same_block};
@@ -335,9 +339,15 @@ pub struct Closure {
     /// want has left the map by another way (`offer`, `hold`, an event) are skipped when they
     /// come up, and swept out when they outnumber the wants (see [`Closure::sweep_order`]).
     order: Vec<BlockKey>,
-    /// The event tips' keys in the order the event walk wanted them (head first), taken when
-    /// the stack is empty: the event walk wants one a step, and they come out as before.
-    event_tips: std::collections::VecDeque<BlockKey>,
+    /// The event tips in the order the event walk named them (head first), taken when the
+    /// stack is empty: the event walk names one a step, and they come out as before.
+    event_tips: EventTips,
+    /// Blocks handed out and not yet back (at most the driver's concurrency): an event tip
+    /// that comes up while its block is being fetched for another want is passed over.
+    taken: crate::blocks::KeySet,
+    /// The first failure of the event tips' spill file (the walk's owner fails on it, see
+    /// [`Closure::take_spill_error`]; it is also an error finding).
+    spill_error: Option<std::io::Error>,
     report: ClosureReport,
     /// Event head the driver must walk (set once the root is known).
     event_head: Option<Cid>,
@@ -362,16 +372,18 @@ impl Closure {
     /// and `event_head` had been read.
     /// `snapshot_event_cid` is the snapshot header's `event_cid` (the event walk runs while the
     /// header may not have been processed yet). `visited`: [`Visited::spilled`] for a walk of
-    /// millions of blocks.
+    /// millions of blocks; `event_tips`: the memory of the tips waiting their turn.
     pub fn for_export(
         snapshot: Cid,
         snapshot_event_cid: Option<Cid>,
         event_head: Option<Cid>,
         opts: ClosureOptions,
         visited: Visited,
+        event_tips: MemoryBudget,
     ) -> Closure {
         let mut c = Closure::empty(opts);
         c.visited = visited;
+        c.event_tips = EventTips::new(event_tips);
         c.report.root_kind = Some(RootKind::Descriptor);
         c.report.snapshot = Some(snapshot);
         c.report.snapshot_event_cid = snapshot_event_cid;
@@ -397,7 +409,11 @@ impl Closure {
             visited: Visited::default(),
             wants: KeyMap::default(),
             order: Vec::new(),
-            event_tips: std::collections::VecDeque::new(),
+            // A walk that drains the snapshot first (verify, restore) finds most tips accepted
+            // when the events are walked; an export's share is set by `for_export`.
+            event_tips: EventTips::new(MemoryBudget::default().part(16)),
+            taken: crate::blocks::KeySet::default(),
+            spill_error: None,
             report: ClosureReport::default(),
             event_head: None,
             events_required: false,
@@ -452,9 +468,16 @@ impl Closure {
         (self.report, self.visited)
     }
 
-    /// Blocks still wanted (not handed out).
+    /// Blocks still wanted (not handed out), and event tips waiting (some of them will be
+    /// passed over when they come up).
     pub fn pending(&self) -> usize {
-        self.wants.len()
+        self.wants.len() + self.event_tips.len() as usize
+    }
+
+    /// The first failure of the event tips' spill file, if any: tips were lost, and the walk's
+    /// result must not be trusted as written (an error finding says so too).
+    pub fn take_spill_error(&mut self) -> Option<std::io::Error> {
+        self.spill_error.take()
     }
 
     /// Whether the block with key `k` has been accepted.
@@ -471,11 +494,7 @@ impl Closure {
             // Keep the first role, but a block wanted as required by anyone is required.
             Some(w) => w.required |= required,
             None => {
-                if role.is_event_tip() {
-                    self.event_tips.push_back(k);
-                } else {
-                    self.order.push(k);
-                }
+                self.order.push(k);
                 self.wants.insert(
                     k,
                     Want {
@@ -516,10 +535,9 @@ impl Closure {
     /// the stack stays within twice the wanted set, in order, at a cost amortised over the
     /// removals that made the keys stale.
     fn sweep_order(&mut self) {
-        if self.order.len() + self.event_tips.len() > 2 * self.wants.len() + 4096 {
+        if self.order.len() > 2 * self.wants.len() + 4096 {
             let wants = &self.wants;
             self.order.retain(|k| wants.contains_key(k));
-            self.event_tips.retain(|k| wants.contains_key(k));
         }
     }
 
@@ -541,11 +559,19 @@ impl Closure {
     pub fn take(&mut self, max: usize) -> Vec<Want> {
         let mut out = Vec::new();
         while out.len() < max {
-            let Some(k) = self.order.pop().or_else(|| self.event_tips.pop_front()) else {
-                break;
+            let Some(k) = self.order.pop() else {
+                match self.next_event_tip() {
+                    Some(w) => {
+                        self.taken.insert(block_key(&w.cid));
+                        out.push(w);
+                        continue;
+                    }
+                    None => break,
+                }
             };
             if let Some(w) = self.wants.remove(&k) {
                 let wide = Self::is_wide(&w);
+                self.taken.insert(k);
                 out.push(w);
                 if wide {
                     break;
@@ -553,6 +579,37 @@ impl Closure {
             }
         }
         out
+    }
+
+    /// The next event tip to fetch, once the stack is empty (see [`event_tips`]).
+    fn next_event_tip(&mut self) -> Option<Want> {
+        let (visited, taken) = (&self.visited, &self.taken);
+        match self
+            .event_tips
+            .next(|k| visited.contains(&k) || taken.contains(&k))
+        {
+            Ok(w) => w,
+            Err(e) => {
+                // The tips behind it are lost: nothing more is taken from the queue.
+                self.event_tips = EventTips::new(MemoryBudget::new(0));
+                self.event_tips_lost(e);
+                None
+            }
+        }
+    }
+
+    /// The event tips' spill file failed: an error finding (the walk cannot vouch for what
+    /// the lost tips reach), and the error for the walk's owner.
+    fn event_tips_lost(&mut self, e: std::io::Error) {
+        let message = format!("event tips waiting their turn were lost: {e}");
+        self.finding(
+            Severity::Error,
+            FindingKind::EventChain,
+            None,
+            None,
+            message,
+        );
+        self.spill_error.get_or_insert(e);
     }
 
     /// A block from a bulk stream (already verified against its CID).
@@ -573,6 +630,7 @@ impl Closure {
     /// A fetched block (verified against its CID). Returns false when it had already been
     /// accepted on another path (the caller must not write it twice).
     pub fn deliver(&mut self, want: Want, data: &[u8]) -> bool {
+        self.taken.remove(&block_key(&want.cid));
         if !self.visited.insert(block_key(&want.cid)) {
             return false;
         }
@@ -595,6 +653,7 @@ impl Closure {
 
     /// Accepts a leaf (see [`Closure::is_leaf`]) of `size` bytes without reading it.
     pub fn deliver_leaf(&mut self, want: Want, size: u64) -> bool {
+        self.taken.remove(&block_key(&want.cid));
         if !self.visited.insert(block_key(&want.cid)) {
             return false;
         }
@@ -610,6 +669,10 @@ impl Closure {
             SourceError::Unverifiable { .. } => FindingKind::Unverifiable,
             SourceError::Node(_) => FindingKind::Unavailable,
         };
+        self.taken.remove(&block_key(&want.cid));
+        if let Err(e) = self.event_tips.failed(block_key(&want.cid)) {
+            self.event_tips_lost(e);
+        }
         let severity = if want.required {
             self.report.missing += 1;
             Severity::Error
@@ -1033,10 +1096,6 @@ impl Closure {
             self.report.event_chain.passes_snapshot_event = Some(true);
         }
         if let Some(tip) = node.tip() {
-            let mut role = Role::new(RoleKind::Manifest, 0);
-            role.entity = Some(Arc::from(node.pi()));
-            role.ver = node.ver().filter(|v| *v > 0);
-            role.label = Some(Arc::from(format!("event {n}").as_str()));
             if EntityId::parse(node.pi()).is_err() {
                 // The event block is archived (the chain goes on through its `prev`), but what
                 // it names cannot be a path: build-snapshot skipped it, restore will too. A
@@ -1063,11 +1122,27 @@ impl Closure {
                 // Optional: an event's tip the node does not have (or cannot give) is left out
                 // and named (`skipped`), as build-snapshot skips it, instead of failing every
                 // night's archive; restore's replay skips such an event. Still required when
-                // the snapshot or a manifest needs the same block (`want` keeps the stronger).
-                self.want(tip, role, false);
+                // the snapshot or a manifest needs the same block (its own want, taken first).
+                self.want_event_tip(EventTip {
+                    n,
+                    cid: tip,
+                    entity: node.pi().to_owned(),
+                    ver: node.ver(),
+                });
             }
         }
         new
+    }
+
+    /// An event's tip joins the queue, unless it has been accepted or is wanted already.
+    fn want_event_tip(&mut self, tip: EventTip) {
+        let k = block_key(&tip.cid);
+        if self.visited.contains(&k) || self.wants.contains_key(&k) {
+            return;
+        }
+        if let Err(e) = self.event_tips.push(tip) {
+            self.event_tips_lost(e);
+        }
     }
 
     /// The event walk ended: `Ok(true)` at the first event, or an error.

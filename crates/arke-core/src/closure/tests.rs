@@ -40,6 +40,7 @@ fn closure() -> Closure {
         Some(head),
         ClosureOptions::default(),
         Visited::default(),
+        crate::spill::MemoryBudget::default(),
     )
 }
 
@@ -153,4 +154,76 @@ fn an_event_tip_the_node_does_not_have_is_skipped_unless_the_snapshot_needs_it()
         .find(|w| ipld::same_block(&w.cid, &tip))
         .unwrap();
     assert!(want.required);
+}
+
+/// Tips named by many events, some wanted by the snapshot too, with the waiting tips spilled to
+/// disk: each block is handed out once (the snapshot's want first, required), and a failed
+/// one is reported once, never fetched again when another event names it.
+#[test]
+fn event_tips_waiting_on_disk_are_fetched_once_and_reported_once() {
+    let snap = ipld::cid_v1(ipld::DAG_CBOR, b"snapshot");
+    let mut c = Closure::for_export(
+        snap,
+        None,
+        None,
+        ClosureOptions::default(),
+        Visited::default(),
+        crate::spill::MemoryBudget::new(1),
+    );
+    take_all(&mut c);
+    let tips: Vec<Cid> = (0..100u32)
+        .map(|i| ipld::cid_v1(ipld::DAG_CBOR, &i.to_le_bytes()))
+        .collect();
+    let id = |i: usize| format!("01J8ME3H{i:04}");
+    let ev = ipld::cid_v1(ipld::DAG_CBOR, b"event");
+    for (n, i) in (0..100).chain(0..100).enumerate() {
+        c.deliver_event(n as u64, &ev, b"event", &event(&id(i), &tips[i]));
+    }
+    assert!(c.event_tips.len() >= 200, "both namings wait");
+    let entries: Vec<_> = (0..50)
+        .map(|i| crate::model::SnapshotEntry {
+            id: id(i),
+            ver: Some(1),
+            tip: tips[i],
+            ts: None,
+            chain_cid: None,
+        })
+        .collect();
+    c.process_entries(&entries, false);
+    let wants = take_all(&mut c);
+    let handed: Vec<Cid> = wants.iter().map(|w| w.cid).collect();
+    assert_eq!(handed.len(), 100, "each tip once");
+    let set = |c: &[Cid]| {
+        c.iter()
+            .copied()
+            .collect::<std::collections::BTreeSet<Cid>>()
+    };
+    assert_eq!(
+        set(&handed[..50]),
+        set(&tips[..50]),
+        "the snapshot's wants first"
+    );
+    assert_eq!(handed[50..], tips[50..], "then the events', in order");
+    assert!(wants[..50].iter().all(|w| w.required));
+    assert!(
+        wants[50..]
+            .iter()
+            .all(|w| !w.required && w.role.is_event_tip())
+    );
+    for w in wants {
+        let err = SourceError::Missing {
+            cid: w.cid,
+            message: "not on the node".into(),
+        };
+        c.fail(w, &err);
+    }
+    // Named again by later events: passed over, not fetched again.
+    for (n, i) in (200..).zip(0..100) {
+        c.deliver_event(n, &ev, b"event", &event(&id(i), &tips[i]));
+    }
+    assert!(take_all(&mut c).is_empty());
+    assert_eq!(c.pending(), 0);
+    let r = c.into_report();
+    assert_eq!((r.missing, r.missing_optional), (50, 50));
+    assert_eq!(r.skipped.len(), 50, "{:?}", r.skipped);
 }

@@ -16,11 +16,13 @@
 mod fields;
 mod key_set;
 mod peek;
+mod queue;
 mod runs;
 
 pub use fields::{Fields, Writer, damaged};
 pub use key_set::{KeyHasher, KeySet};
 pub use peek::{head, take};
+pub use queue::Queue;
 pub use runs::{SortedList, SortedRuns};
 
 use std::path::PathBuf;

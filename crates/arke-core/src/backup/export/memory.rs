@@ -5,8 +5,9 @@
 //!   ([`kept_blocks`], [`stash_file`]), the event chain's
 //!   distinct tips ([`event_tips`]), and for an incremental the CIDs its chain holds and the
 //!   entries of the chunks that changed ([`held`]);
-//! - the walk: the visited set ([`visited`]), beside the wanted frontier and the blocks the
-//!   plan kept (still being handed out).
+//! - the walk: the visited set ([`visited`]) and the event tips waiting their turn
+//!   ([`waiting_tips`]), beside the wanted frontier and the blocks the plan kept (still being
+//!   handed out).
 
 use crate::spill::MemoryBudget;
 
@@ -14,6 +15,13 @@ use crate::spill::MemoryBudget;
 /// first run is written: about 280K entities).
 pub(super) fn visited(budget: MemoryBudget) -> MemoryBudget {
     budget.part(2)
+}
+
+/// The event tips the event walk named ahead of the fetches (one an event, 1.35M at a million
+/// entities), waiting their turn: a sixteenth (8 MiB with the default, about 60K tips), the
+/// rest on disk.
+pub(super) fn waiting_tips(budget: MemoryBudget) -> MemoryBudget {
+    budget.part(16)
 }
 
 /// The index of the blocks stashed on disk for the walk (the plan's reads, what the bulk

@@ -236,6 +236,7 @@ async fn write_archive<S: BlockSource + KnownSize>(
             with_history: opts.with_history,
         },
         Visited::spilled(memory::visited(opts.memory)),
+        memory::waiting_tips(opts.memory),
     ));
     hold(&closure, &mut plan.held)?;
     put_live(&closure, &plan.live, &sink)
@@ -272,10 +273,13 @@ async fn write_archive<S: BlockSource + KnownSize>(
         .map_err(|_| anyhow::anyhow!("the archive writer panicked"))?
         .with_context(|| format!("writing {}", plan.temp_path.display()));
     let bulk = walked.context("export")?;
-    let (closure, mut visited) = closure
+    let mut closure = closure
         .into_inner()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .into_parts();
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some(e) = closure.take_spill_error() {
+        return Err(Failure::new(Exit::Io, format!("the walk's event tips: {e}")).into());
+    }
+    let (closure, mut visited) = closure.into_parts();
     if let Some(e) = visited.take_error() {
         return Err(Failure::new(
             Exit::Io,
@@ -639,7 +643,7 @@ async fn apply<N: NodeRead>(
         source.unused()
     );
     let partial = check_complete(&written.closure, opts.allow_missing)?;
-    log_skipped(&written.closure.skipped);
+    log_skipped(&skipped(&plan, &written.closure)[plan.live.skipped.len()..]);
     let descriptor = describe(opts, &plan, &written, partial);
     let closure = written.closure.clone();
     let bulk = written.bulk;
@@ -685,6 +689,25 @@ fn log_skipped(items: &[(String, String)]) {
     }
 }
 
+/// What the archive left out or does not trust: the live state's items, the event chain's as
+/// the plan found them, then the walk's others (a CID the plan named once is not named again).
+fn skipped(plan: &Decided, report: &ClosureReport) -> Vec<(String, String)> {
+    let named: std::collections::HashSet<&str> = plan
+        .untrusted_events
+        .iter()
+        .map(|(cid, _)| cid.as_str())
+        .collect();
+    let walk = report
+        .skipped
+        .iter()
+        .filter(|(cid, _)| !named.contains(cid.as_str()));
+    (plan.live.skipped.iter())
+        .chain(&plan.untrusted_events)
+        .chain(walk)
+        .cloned()
+        .collect()
+}
+
 /// The `--json` report of a published archive.
 fn export_report(
     opts: &ExportOptions,
@@ -695,13 +718,7 @@ fn export_report(
     bulk: BulkStats,
 ) -> ExportReport {
     ExportReport {
-        skipped: plan
-            .live
-            .skipped
-            .iter()
-            .chain(&report.skipped)
-            .cloned()
-            .collect(),
+        skipped: skipped(plan, report),
         live_tips: plan.live.count,
         car_path: plan.final_path.display().to_string(),
         metadata_path: p.meta_path.display().to_string(),

@@ -91,6 +91,10 @@ pub(super) struct Decided {
     pub(super) parent: Option<Parent>,
     pub(super) held: Held,
     pub(super) full_reason: Option<String>,
+    /// The event chain's items the plan found left out or untrusted (see
+    /// [`events::untrusted_events`]): the real run's report names them whatever order its walk
+    /// meets the blocks in (a tip the snapshot's walk accepts first is not looked at again).
+    pub(super) untrusted_events: Vec<(String, String)>,
 }
 
 impl Decided {
@@ -139,17 +143,16 @@ pub(super) async fn plan<N: NodeRead>(
             super::memory::stash_file(opts.memory),
         )),
     };
-    skipped.extend(
-        events::untrusted_events(
-            &keeping,
-            event_head,
-            held.event_stop,
-            opts.concurrency,
-            super::memory::event_tips(opts.memory),
-        )
-        .await
-        .context("reading the event chain")?,
-    );
+    let untrusted_events = events::untrusted_events(
+        &keeping,
+        event_head,
+        held.event_stop,
+        opts.concurrency,
+        super::memory::event_tips(opts.memory),
+    )
+    .await
+    .context("reading the event chain")?;
+    skipped.extend(untrusted_events.iter().cloned());
     let decided = Decided {
         seq: header.seq(),
         temp_path: files.temp_path(&final_path),
@@ -161,6 +164,7 @@ pub(super) async fn plan<N: NodeRead>(
         parent,
         held,
         full_reason,
+        untrusted_events,
     };
     let stale_temps = files
         .stale_temps()
