@@ -330,6 +330,9 @@ pub struct StoredEntries {
     /// The chunks in stored order (not read yet from `next`).
     chunks: Vec<Cid>,
     next: usize,
+    /// Chunks read ahead (the next [`READ_AHEAD`] at once, as [`load`] reads them), handed
+    /// out one a call in order; an error waits its turn.
+    ahead: std::collections::VecDeque<Result<ReadChunk, LoadError>>,
     /// The entries of a schema that holds them inline (taken once).
     inline: Option<Vec<SnapshotEntry>>,
 }
@@ -382,6 +385,7 @@ impl StoredEntries {
             kind,
             chunks,
             next: 0,
+            ahead: std::collections::VecDeque::new(),
             inline,
         })
     }
@@ -394,38 +398,20 @@ impl StoredEntries {
         if let StoredKind::Inline = self.kind {
             return Ok(self.inline.take());
         }
-        let Some(&c) = self.chunks.get(self.next) else {
+        if self.ahead.is_empty() && self.next < self.chunks.len() {
+            let end = (self.next + READ_AHEAD).min(self.chunks.len());
+            let (snapshot, kind) = (self.snapshot, self.kind);
+            let reads =
+                (self.next..end).map(|i| read_chunk(src, snapshot, kind, i, self.chunks[i]));
+            self.ahead = futures::future::join_all(reads).await.into();
+            self.next = end;
+        }
+        let Some(read) = self.ahead.pop_front() else {
             return Ok(None);
         };
-        let i = self.next;
-        self.next += 1;
-        let snapshot = self.snapshot;
-        let chunk = match self.kind {
-            StoredKind::V4 { chunk_entries } => {
-                let (chunk, info) =
-                    fetch_chunk_info(src, snapshot, c, i as u64, chunk_entries).await?;
-                self.blocks.push(info);
-                chunk
-            }
-            StoredKind::ChunkedV2 | StoredKind::V3 | StoredKind::Inline => {
-                let role = format!("chunk {i}");
-                let (_, value, info) = fetch(src, snapshot, c, role.clone()).await?;
-                // A v3 list's chunks were listed when the list was walked.
-                if matches!(self.kind, StoredKind::ChunkedV2) {
-                    self.blocks.push(info);
-                }
-                let chunk = SnapshotChunk::from_ipld(&value)
-                    .map_err(|e| decode_err(snapshot, &role, c, e))?;
-                if matches!(self.kind, StoredKind::ChunkedV2) && chunk.chunk_index() != i as u64 {
-                    return Err(LoadError::Inconsistent {
-                        snapshot,
-                        reason: format!("chunk {i} says chunk_index {}", chunk.chunk_index()),
-                    });
-                }
-                chunk
-            }
-        };
-        Ok(Some(chunk.entries().to_vec()))
+        let (entries, info) = read?;
+        self.blocks.extend(info);
+        Ok(Some(entries))
     }
 
     /// The snapshot's header.
@@ -438,6 +424,39 @@ impl StoredEntries {
     pub fn into_parts(self) -> (Snapshot, Vec<BlockInfo>) {
         (self.header, self.blocks)
     }
+}
+
+/// Chunks [`StoredEntries`] reads at once: 16, as [`load`] does (one at a time, verify-snapshot
+/// took 19.8 s at a million entities against load's 8.8 s).
+const READ_AHEAD: usize = 16;
+
+/// One chunk's entries, and its block when the snapshot's block list names it here.
+type ReadChunk = (Vec<SnapshotEntry>, Option<BlockInfo>);
+
+/// Reads and checks chunk `i` (CID `c`) of a stored snapshot, as [`load`] does.
+async fn read_chunk<S: BlockSource>(
+    src: &S,
+    snapshot: Cid,
+    kind: StoredKind,
+    i: usize,
+    c: Cid,
+) -> Result<ReadChunk, LoadError> {
+    if let StoredKind::V4 { chunk_entries } = kind {
+        let (chunk, info) = fetch_chunk_info(src, snapshot, c, i as u64, chunk_entries).await?;
+        return Ok((chunk.entries().to_vec(), Some(info)));
+    }
+    let role = format!("chunk {i}");
+    let (_, value, info) = fetch(src, snapshot, c, role.clone()).await?;
+    let chunk = SnapshotChunk::from_ipld(&value).map_err(|e| decode_err(snapshot, &role, c, e))?;
+    let chunked_v2 = matches!(kind, StoredKind::ChunkedV2);
+    if chunked_v2 && chunk.chunk_index() != i as u64 {
+        return Err(LoadError::Inconsistent {
+            snapshot,
+            reason: format!("chunk {i} says chunk_index {}", chunk.chunk_index()),
+        });
+    }
+    // A v3 list's chunks were listed when the list was walked.
+    Ok((chunk.entries().to_vec(), chunked_v2.then_some(info)))
 }
 
 /// A v3 snapshot's chunk list (linked newest first, as [`load`] walks it, cycles refused),
