@@ -342,8 +342,9 @@ pub struct Closure {
     /// The event tips in the order the event walk named them (head first), taken when the
     /// stack is empty: the event walk names one a step, and they come out as before.
     event_tips: EventTips,
-    /// Blocks handed out and not yet back (at most the driver's concurrency): an event tip
-    /// that comes up while its block is being fetched for another want is passed over.
+    /// Blocks handed out and not yet back through `deliver`, `deliver_leaf`, `fail` or `hold`
+    /// (at most the driver's concurrency): an event tip that comes up while its block is being
+    /// fetched for another want is passed over.
     taken: crate::blocks::KeySet,
     /// The first failure of the event tips' spill file (the walk's owner fails on it, see
     /// [`Closure::take_spill_error`]; it is also an error finding).
@@ -429,6 +430,7 @@ impl Closure {
         for cid in cids {
             let k = block_key(&cid);
             self.wants.remove(&k);
+            self.taken.remove(&k);
             if self.visited.insert(k) {
                 self.report.held += 1;
             }
@@ -730,7 +732,8 @@ impl Closure {
     /// exhausted, e.g. a CAR file: anything still wanted is not in it).
     pub fn fail_all_pending(&mut self) {
         loop {
-            let wants = self.take(usize::MAX);
+            // A batch at a time: the event tips waiting may be millions, on disk.
+            let wants = self.take(4096);
             if wants.is_empty() {
                 return;
             }
