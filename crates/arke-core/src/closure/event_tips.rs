@@ -92,6 +92,15 @@ impl EventTips {
         }
     }
 
+    /// The same, the queue spilling into `dir` (a test's unwritable folder).
+    #[cfg(test)]
+    pub(super) fn in_dir(budget: MemoryBudget, dir: std::path::PathBuf) -> EventTips {
+        EventTips {
+            queue: Queue::in_dir(budget, "event tips", dir),
+            failed: spill::KeySet::new(budget, "blocks that failed"),
+        }
+    }
+
     /// Tips waiting (some may be passed over when they come up).
     pub(super) fn len(&self) -> u64 {
         self.queue.len()

@@ -227,3 +227,29 @@ fn event_tips_waiting_on_disk_are_fetched_once_and_reported_once() {
     assert_eq!((r.missing, r.missing_optional), (50, 50));
     assert_eq!(r.skipped.len(), 50, "{:?}", r.skipped);
 }
+
+/// A spill file that cannot be made loses the tips behind it: never silently. The walk's
+/// report has an error finding naming it, and its owner gets the error (export-car exits 4).
+#[test]
+fn event_tips_that_cannot_spill_are_an_error_not_a_hole() {
+    let mut c = closure();
+    take_all(&mut c);
+    let missing = std::env::temp_dir().join("arke-no-such-spill-dir/under/here");
+    c.event_tips = event_tips::EventTips::in_dir(crate::spill::MemoryBudget::new(1), missing);
+    let ev = ipld::cid_v1(ipld::DAG_CBOR, b"event");
+    for n in 0..200u64 {
+        let tip = ipld::cid_v1(ipld::DAG_CBOR, &n.to_le_bytes());
+        c.deliver_event(n, &ev, b"event", &event(&format!("01J8ME3H{n:04}"), &tip));
+    }
+    let e = c.take_spill_error().expect("the spill failed");
+    assert!(e.to_string().contains("event tips"), "{e}");
+    let r = c.into_report();
+    assert!(!r.complete());
+    assert!(
+        r.findings
+            .iter()
+            .any(|f| f.severity == Severity::Error && f.message.contains("were lost")),
+        "{:?}",
+        r.findings
+    );
+}

@@ -49,12 +49,17 @@ struct Back {
 }
 
 impl<T: Record> Queue<T> {
-    /// `label` names the queue in errors ("event tips").
+    /// `label` names the queue in errors ("event tips"); it spills into [`spill_dir`].
     pub fn new(budget: MemoryBudget, label: &'static str) -> Queue<T> {
+        Self::in_dir(budget, label, spill_dir())
+    }
+
+    /// The same, spilling into `dir`.
+    pub fn in_dir(budget: MemoryBudget, label: &'static str, dir: PathBuf) -> Queue<T> {
         Queue {
             label,
             budget: budget.bytes(),
-            dir: spill_dir(),
+            dir,
             front: VecDeque::new(),
             used: 0,
             back: None,
