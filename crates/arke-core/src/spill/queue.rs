@@ -10,13 +10,13 @@
 use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
-use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 
-use super::{MemoryBudget, Record, damaged, spill_dir};
+use super::runs::{RunReader, write_record};
+use super::{MemoryBudget, Record, spill_dir};
 
-/// Bytes read from the file at once when the memory part is refilled.
-const READ_CHUNK: usize = 64 << 10;
+/// The write buffer of the disk part.
+const WRITE_BUFFER: usize = 64 << 10;
 
 /// The queue. See the module docs.
 pub struct Queue<T: Record> {
@@ -114,23 +114,15 @@ impl<T: Record> Queue<T> {
         if self.back.is_none() {
             let file = tempfile::tempfile_in(&self.dir).map_err(|e| self.error(e))?;
             self.back = Some(Back {
-                out: BufWriter::with_capacity(READ_CHUNK, file),
+                out: BufWriter::with_capacity(WRITE_BUFFER, file),
                 written: 0,
                 read: 0,
             });
         }
-        let mut rec = Vec::new();
-        item.encode(&mut rec);
-        let mut len = unsigned_varint::encode::u64_buffer();
-        let len = unsigned_varint::encode::u64(rec.len() as u64, &mut len);
         let back = self.back.as_mut().expect("made above");
-        let wrote = back
-            .out
-            .write_all(len)
-            .and_then(|()| back.out.write_all(&rec));
-        wrote.map_err(|e| self.error(e))?;
-        let back = self.back.as_mut().expect("made above");
-        back.written += (len.len() + rec.len()) as u64;
+        let wrote = write_record(&mut back.out, &mut Vec::new(), item);
+        let wrote = wrote.map_err(|e| self.error(e))?;
+        self.back.as_mut().expect("made above").written += wrote;
         Ok(())
     }
 
@@ -139,33 +131,15 @@ impl<T: Record> Queue<T> {
         let (label, budget) = (self.label, self.budget);
         let back = self.back.as_mut().expect("refill needs a disk part");
         back.out.flush().map_err(|e| io_error(label, e))?;
-        // Bytes read from `back.read` on that do not make a whole record yet.
-        let mut buf = Vec::new();
+        let mut reader = RunReader::over(back.out.get_ref(), back.read, back.written);
         while self.front.is_empty() || self.used < budget / 2 {
-            let pos = back.read + buf.len() as u64;
-            if pos == back.written {
-                if buf.is_empty() {
-                    break;
-                }
-                return Err(io_error(label, damaged("a truncated record")));
-            }
-            let n = (back.written - pos).min(READ_CHUNK as u64) as usize;
-            let start = buf.len();
-            buf.resize(start + n, 0);
-            back.out
-                .get_ref()
-                .read_exact_at(&mut buf[start..], pos)
-                .map_err(|e| io_error(label, e))?;
-            let mut at = 0;
-            while let Some((rec, next)) = next_record(&buf, at).map_err(|e| io_error(label, e))? {
-                let item = T::decode(rec).map_err(|e| io_error(label, e))?;
-                self.used += item.mem_size();
-                self.front.push_back(item);
-                at = next;
-            }
-            back.read += at as u64;
-            buf.drain(..at);
+            let Some(item) = reader.next_record::<T>(label)? else {
+                break;
+            };
+            self.used += item.mem_size();
+            self.front.push_back(item);
         }
+        back.read = reader.consumed();
         if back.read == back.written {
             // Read to its end: rewind, so that the file holds only what waits.
             use std::io::Seek;
@@ -189,26 +163,6 @@ impl<T: Record> Queue<T> {
 
 fn io_error(label: &str, e: io::Error) -> io::Error {
     io::Error::new(e.kind(), format!("{label}: spill file: {e}"))
-}
-
-/// The record that starts at `at` in `buf` and where the next one starts, or None when `buf`
-/// ends inside it.
-fn next_record(buf: &[u8], at: usize) -> io::Result<Option<(&[u8], usize)>> {
-    let rest = &buf[at..];
-    if rest.is_empty() {
-        return Ok(None);
-    }
-    let (len, body) = match unsigned_varint::decode::u64(rest) {
-        Ok(v) => v,
-        Err(unsigned_varint::decode::Error::Insufficient) => return Ok(None),
-        Err(e) => return Err(damaged(&format!("a record's length: {e}"))),
-    };
-    let len = usize::try_from(len).map_err(|_| damaged("a record's length"))?;
-    if body.len() < len {
-        return Ok(None);
-    }
-    let head = rest.len() - body.len();
-    Ok(Some((&body[..len], at + head + len)))
 }
 
 #[cfg(test)]
@@ -293,6 +247,7 @@ mod tests {
         let back = q.back.as_mut().unwrap();
         back.out.flush().unwrap();
         // A length that runs past the end of the file.
+        use std::os::unix::fs::FileExt;
         back.out.get_ref().write_all_at(&[0xff, 0x7f], 0).unwrap();
         let mut got = Ok(None);
         for _ in 0..100 {

@@ -125,16 +125,26 @@ fn write_run<T: Record>(
     let mut rec = Vec::new();
     let mut bytes = 0u64;
     for item in items {
-        rec.clear();
-        item?.encode(&mut rec);
-        let mut len = unsigned_varint::encode::u64_buffer();
-        let len = unsigned_varint::encode::u64(rec.len() as u64, &mut len);
-        out.write_all(len)?;
-        out.write_all(&rec)?;
-        bytes += (len.len() + rec.len()) as u64;
+        bytes += write_record(&mut out, &mut rec, &item?)?;
     }
     let file = out.into_inner().map_err(|e| e.into_error())?;
     Ok(Run { file, bytes })
+}
+
+/// Writes `item` as a spilled record (a varint length, then its bytes, encoded in `rec`):
+/// the bytes written. [`RunReader::next_record`] reads it back.
+pub(super) fn write_record<T: Record>(
+    out: &mut impl Write,
+    rec: &mut Vec<u8>,
+    item: &T,
+) -> io::Result<u64> {
+    rec.clear();
+    item.encode(rec);
+    let mut len = unsigned_varint::encode::u64_buffer();
+    let len = unsigned_varint::encode::u64(rec.len() as u64, &mut len);
+    out.write_all(len)?;
+    out.write_all(rec)?;
+    Ok((len.len() + rec.len()) as u64)
 }
 
 /// The records of finished [`SortedRuns`], in order.
@@ -175,7 +185,10 @@ impl<T: Record> SortedList<T> {
 
 /// A k-way merge of runs; ties go to the earlier run, so the merge is stable.
 fn merge<'a, T: Record>(runs: &'a [Run], label: &'static str) -> io::Result<Merge<'a, T>> {
-    let mut readers: Vec<RunReader<'a>> = runs.iter().map(RunReader::new).collect();
+    let mut readers: Vec<RunReader<'a>> = runs
+        .iter()
+        .map(|r| RunReader::over(&r.file, 0, r.bytes))
+        .collect();
     let mut heap = BinaryHeap::with_capacity(readers.len());
     for (i, r) in readers.iter_mut().enumerate() {
         if let Some(item) = r.next_record::<T>(label)? {
@@ -212,23 +225,32 @@ impl<T: Record> Iterator for Merge<'_, T> {
     }
 }
 
-/// Reads one run through its own buffer at its own offset (`pread`), so several iterators
-/// over the same runs never disturb each other.
-struct RunReader<'a> {
-    run: &'a Run,
+/// Reads the records of a file's byte range (a run; a queue's waiting part) through its own
+/// buffer at its own offset (`pread`), so several iterators over the same runs never disturb
+/// each other.
+pub(super) struct RunReader<'a> {
+    file: &'a File,
     pos: u64,
+    end: u64,
     buf: Vec<u8>,
     start: usize,
 }
 
 impl<'a> RunReader<'a> {
-    fn new(run: &'a Run) -> RunReader<'a> {
+    /// The records from byte `from` to byte `end` of `file`.
+    pub(super) fn over(file: &'a File, from: u64, end: u64) -> RunReader<'a> {
         RunReader {
-            run,
-            pos: 0,
+            file,
+            pos: from,
+            end,
             buf: Vec::new(),
             start: 0,
         }
+    }
+
+    /// The offset in the file just past the last record read.
+    pub(super) fn consumed(&self) -> u64 {
+        self.pos - (self.buf.len() - self.start) as u64
     }
 
     /// Makes at least `n` unread bytes available, unless the run ends first.
@@ -238,20 +260,18 @@ impl<'a> RunReader<'a> {
         }
         self.buf.drain(..self.start);
         self.start = 0;
-        while self.buf.len() < n && self.pos < self.run.bytes {
+        while self.buf.len() < n && self.pos < self.end {
             let want = (n - self.buf.len()).max(READ_BUFFER);
-            let want = want.min((self.run.bytes - self.pos) as usize);
+            let want = want.min((self.end - self.pos) as usize);
             let old = self.buf.len();
             self.buf.resize(old + want, 0);
-            self.run
-                .file
-                .read_exact_at(&mut self.buf[old..], self.pos)?;
+            self.file.read_exact_at(&mut self.buf[old..], self.pos)?;
             self.pos += want as u64;
         }
         Ok(())
     }
 
-    fn next_record<T: Record>(&mut self, label: &str) -> io::Result<Option<T>> {
+    pub(super) fn next_record<T: Record>(&mut self, label: &str) -> io::Result<Option<T>> {
         self.fill(10)?;
         let rest = &self.buf[self.start..];
         if rest.is_empty() {
