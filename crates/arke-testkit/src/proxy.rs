@@ -1,8 +1,9 @@
 //! A small fault-injecting TCP proxy in front of the real node, for failure tests: pass traffic
 //! through, answer every request with a fixed HTTP status, accept and never answer (a stalled
 //! node), reset connections (a node that went away), go silent after the response headers (a
-//! stream that stalls), or hold the answer back for a while (a node in a long silent phase, as
-//! Kubo's GC is while it marks). The mode can change while tests run.
+//! stream that stalls), or hold the answer, or only its body, back for a while (a node in a long
+//! silent phase: Kubo's GC sends nothing while it marks; `dag/import` sends its headers, then
+//! nothing while it pins the roots). The mode can change while tests run.
 //!
 //! Faults apply per connection: a connection already passing traffic keeps passing, so tests
 //! switch modes between calls, and clients should not rely on pooled connections across a switch
@@ -32,6 +33,9 @@ pub enum Fault {
     StallAfterHeaders,
     /// Forward, but hold the node's answer back for the delay set by [`FaultProxy::set_delay`].
     DelayResponse,
+    /// Forward; pass the response headers at once, then hold the body back for the delay set by
+    /// [`FaultProxy::set_delay`].
+    DelayBody,
 }
 
 impl Fault {
@@ -46,6 +50,7 @@ impl Fault {
             4 => Fault::Reset,
             5 => Fault::StallAfterHeaders,
             6 => Fault::DelayResponse,
+            7 => Fault::DelayBody,
             _ => Fault::Pass,
         }
     }
@@ -126,7 +131,7 @@ impl FaultProxy {
         }
     }
 
-    /// How long [`Fault::DelayResponse`] holds an answer back.
+    /// How long [`Fault::DelayResponse`] holds an answer back ([`Fault::DelayBody`] its body).
     pub fn set_delay(&self, delay: std::time::Duration) {
         self.delay_ms
             .store(delay.as_millis() as u64, Ordering::Relaxed);
@@ -151,7 +156,7 @@ async fn handle(mut conn: TcpStream, target: String, fault: Fault, delay: std::t
                 let _ = tokio::io::copy_bidirectional(&mut conn, &mut up).await;
             }
         }
-        Fault::StallAfterHeaders | Fault::DelayResponse => {
+        Fault::StallAfterHeaders | Fault::DelayResponse | Fault::DelayBody => {
             if let Ok(up) = TcpStream::connect(&target).await {
                 answer_slowly(conn, up, fault, delay).await;
             }
@@ -187,8 +192,8 @@ async fn handle(mut conn: TcpStream, target: String, fault: Fault, delay: std::t
 }
 
 /// The request goes to the node untouched; the answer is held back by `delay`
-/// ([`Fault::DelayResponse`]) or cut after its headers and first body bytes
-/// ([`Fault::StallAfterHeaders`]).
+/// ([`Fault::DelayResponse`]), its body held back by `delay` ([`Fault::DelayBody`]), or the
+/// answer cut after its headers and first body bytes ([`Fault::StallAfterHeaders`]).
 async fn answer_slowly(conn: TcpStream, up: TcpStream, fault: Fault, delay: std::time::Duration) {
     let (mut client_r, mut client_w) = conn.into_split();
     let (mut up_r, mut up_w) = up.into_split();
@@ -213,14 +218,27 @@ async fn answer_slowly(conn: TcpStream, up: TcpStream, fault: Fault, delay: std:
             }
             continue;
         }
-        // StallAfterHeaders: pass up to the end of the headers plus 16 bytes, then go silent.
         seen.extend_from_slice(&buf[..n]);
-        if let Some(end) = seen.windows(4).position(|w| w == b"\r\n\r\n") {
-            let upto = (end + 4 + 16).min(seen.len());
-            let _ = client_w.write_all(&seen[..upto]).await;
-            tokio::time::sleep(std::time::Duration::from_secs(600)).await;
+        let Some(end) = seen.windows(4).position(|w| w == b"\r\n\r\n") else {
+            continue;
+        };
+        if fault == Fault::DelayBody {
+            // The headers now, the rest after the delay, then pass everything.
+            if client_w.write_all(&seen[..end + 4]).await.is_err() {
+                break;
+            }
+            tokio::time::sleep(delay).await;
+            if client_w.write_all(&seen[end + 4..]).await.is_err() {
+                break;
+            }
+            let _ = tokio::io::copy(&mut up_r, &mut client_w).await;
             break;
         }
+        // StallAfterHeaders: pass up to the end of the headers plus 16 bytes, then go silent.
+        let upto = (end + 4 + 16).min(seen.len());
+        let _ = client_w.write_all(&seen[..upto]).await;
+        tokio::time::sleep(std::time::Duration::from_secs(600)).await;
+        break;
     }
     upload.abort();
 }

@@ -237,6 +237,53 @@ async fn a_stream_that_stalls_after_its_headers_ends_within_the_idle_timeout() {
     assert!(t.elapsed() < Duration::from_secs(30), "{:?}", t.elapsed());
 }
 
+#[tokio::test]
+async fn an_import_waits_out_a_silent_pin_after_its_headers() {
+    let node = TestNode::shared();
+    let dir = tempfile::tempdir().unwrap();
+    let car = dir.path().join("small.car");
+    let data = b"kb-silent-pin leaf".to_vec();
+    let leaf = ipld::cid_v1(RAW, &data);
+    write_car(&car, &[(leaf, data)]).await;
+    let proxy = FaultProxy::start(node.url()).await.unwrap();
+    // Headers at once, then 4 s of silence (Kubo pinning millions of blocks): longer than the
+    // idle timeout (1 s), within the import's own bound (30 s plus the call timeout).
+    proxy.set_delay(Duration::from_secs(4));
+    proxy.set(Fault::DelayBody);
+    let kubo = client(proxy.url(), Duration::from_secs(1), Duration::from_secs(5));
+    let outcome = kubo
+        .dag_import(&[car.as_path()], true, Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(outcome.roots.len(), 1, "{outcome:?}");
+    assert_eq!(outcome.roots[0].cid, leaf);
+    assert!(outcome.roots[0].pin_error.is_none(), "{outcome:?}");
+
+    // And the import's own bound holds: 1 s plus a 2 s call timeout, against 20 s of silence.
+    proxy.set_delay(Duration::from_secs(20));
+    let mut cfg = KuboConfig::new(proxy.url(), None).unwrap();
+    cfg.read_timeout = Duration::from_secs(1);
+    cfg.call_timeout = Duration::from_secs(2);
+    cfg.retries = 0;
+    let strict = Kubo::new(cfg).unwrap();
+    let t = Instant::now();
+    let err = strict
+        .dag_import(&[car.as_path()], true, Duration::from_secs(1))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            KuboError::Timeout {
+                call: "dag/import",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
+}
+
 /// 64 MB of raw blocks: more than the kernel's socket buffers take without a reader.
 async fn write_big_car(path: &std::path::Path) {
     let blocks: Vec<(Cid, Vec<u8>)> = (0..64u32)
@@ -245,11 +292,16 @@ async fn write_big_car(path: &std::path::Path) {
             (ipld::cid_v1(RAW, &data), data)
         })
         .collect();
+    write_car(path, &blocks).await;
+}
+
+/// A CAR of `blocks`, the first one its root.
+async fn write_car(path: &std::path::Path, blocks: &[(Cid, Vec<u8>)]) {
     let file = tokio::fs::File::create(path).await.unwrap();
     let mut w = arke_core::car::CarWriter::new(tokio::io::BufWriter::new(file), vec![blocks[0].0])
         .await
         .unwrap();
-    for (c, d) in &blocks {
+    for (c, d) in blocks {
         w.write_block(c, d).await.unwrap();
     }
     let mut inner = w.finish().await.unwrap();

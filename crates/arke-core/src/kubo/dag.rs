@@ -103,15 +103,21 @@ impl Kubo {
             ("allow-big-block", "true".into()),
             ("timeout", format!("{}ms", within.as_millis().max(1))),
         ];
+        // The whole call is bounded by `within` plus a margin, headers and body alike: Kubo may
+        // send its headers as soon as the upload ends, then nothing while it pins the roots
+        // (minutes at millions of blocks), so the idle timeout cannot bound that silence.
+        let bound = within + self.cfg.call_timeout;
+        let deadline = tokio::time::Instant::now() + bound;
         let wait = Wait::Stream {
-            first_byte: within + self.cfg.call_timeout,
+            first_byte: bound,
             upload: Some(&*meter),
         };
         let resp = self
             .send("dag/import", &arg, &query, Some(&make), false, wait)
             .await?;
+        let silence = Silence::Until(deadline);
         let body = self
-            .body("dag/import", &arg, resp, self.cfg.max_body)
+            .body_within("dag/import", &arg, resp, self.cfg.max_body, silence)
             .await?;
         parse_import(&arg, &body)
     }
@@ -168,7 +174,10 @@ impl Kubo {
             path: arg.clone(),
             source,
         };
-        while let Some(frame) = self.next_frame(call, &arg, &mut body).await? {
+        while let Some(frame) = self
+            .next_frame(call, &arg, &mut body, Silence::Idle)
+            .await?
+        {
             match frame.into_data() {
                 Ok(chunk) => {
                     out.write_all(&chunk).await.map_err(io)?;

@@ -189,7 +189,7 @@ impl Kubo {
             other => other?,
         };
         let (body, trailer) = self
-            .body_and_trailer("files/rm", path, resp, self.cfg.max_body)
+            .body_and_trailer("files/rm", path, resp, self.cfg.max_body, Silence::Idle)
             .await?;
         let reasons = rm_failures(&body);
         if trailer.is_none() && reasons.is_empty() {

@@ -71,7 +71,10 @@ impl Kubo {
         let mut outcome = GcOutcome::default();
         let mut body = http::Response::from(resp).into_body();
         let mut line = Vec::new();
-        while let Some(frame) = self.next_frame("repo/gc", "", &mut body).await? {
+        while let Some(frame) = self
+            .next_frame("repo/gc", "", &mut body, Silence::Idle)
+            .await?
+        {
             match frame.into_data() {
                 Ok(chunk) => {
                     for piece in chunk.split_inclusive(|b| *b == b'\n') {

@@ -23,6 +23,26 @@ pub(super) enum Wait<'a> {
     },
 }
 
+/// How long a streamed body may stay silent between two frames.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Silence {
+    /// The idle timeout (`--timeout`): a node that stalls mid-stream fails the call.
+    Idle,
+    /// Until the call's own deadline, and never less than the idle timeout: for a call the node
+    /// itself bounds (`timeout=`) and that may work silently after its headers (`dag/import`
+    /// pins its roots before its first line, minutes at millions of blocks).
+    Until(tokio::time::Instant),
+}
+
+impl Silence {
+    fn bound(self, idle: Duration, now: tokio::time::Instant) -> Duration {
+        match self {
+            Silence::Idle => idle,
+            Silence::Until(deadline) => deadline.saturating_duration_since(now).max(idle),
+        }
+    }
+}
+
 /// Progress of a streamed upload: bytes handed to the connection and when the last were.
 #[derive(Debug)]
 pub(super) struct UploadMeter {
@@ -201,26 +221,41 @@ impl Kubo {
         }
     }
 
-    /// The next frame of a streamed body, at most the idle timeout (`--timeout`) after the last
-    /// one: a node that stalls mid-stream fails the call instead of hanging it.
+    /// The next frame of a streamed body, after at most `silence` without one: a node that stalls
+    /// mid-stream fails the call instead of hanging it. A silence longer than [`HEARTBEAT`] is
+    /// logged every [`HEARTBEAT`], so that a cron log shows where a long quiet phase is.
     pub(super) async fn next_frame(
         &self,
         call: &'static str,
         arg: &str,
         body: &mut reqwest::Body,
+        silence: Silence,
     ) -> Result<Option<http_body::Frame<Bytes>>, KuboError> {
-        match tokio::time::timeout(self.cfg.read_timeout, body.frame()).await {
-            Ok(Some(Ok(frame))) => Ok(Some(frame)),
-            Ok(Some(Err(e))) => Err(self.stream_error(call, arg, &e)),
-            Ok(None) => Ok(None),
-            Err(_) => Err(KuboError::Timeout {
-                call,
-                arg: arg.to_string(),
-                reason: format!(
-                    "the stream stalled: no data for {} s",
-                    self.cfg.read_timeout.as_secs()
+        let started = tokio::time::Instant::now();
+        let bound = silence.bound(self.cfg.read_timeout, started);
+        let frame = body.frame();
+        tokio::pin!(frame);
+        loop {
+            // One timer per frame: the heartbeat or the bound, whichever comes first.
+            let waited = started.elapsed();
+            let step = bound.saturating_sub(waited).min(HEARTBEAT);
+            match tokio::time::timeout(step, &mut frame).await {
+                Ok(Some(Ok(frame))) => return Ok(Some(frame)),
+                Ok(Some(Err(e))) => return Err(self.stream_error(call, arg, &e)),
+                Ok(None) => return Ok(None),
+                Err(_) if started.elapsed() >= bound => {
+                    return Err(KuboError::Timeout {
+                        call,
+                        arg: arg.to_string(),
+                        reason: format!("the stream stalled: no data for {} s", bound.as_secs()),
+                    });
+                }
+                Err(_) => tracing::info!(
+                    "{call}: waiting for the node's answer ({} s of at most {} s)",
+                    started.elapsed().as_secs(),
+                    bound.as_secs()
                 ),
-            }),
+            }
         }
     }
 
@@ -268,7 +303,22 @@ impl Kubo {
         resp: reqwest::Response,
         limit: usize,
     ) -> Result<Vec<u8>, KuboError> {
-        let (out, trailer) = self.body_and_trailer(call, arg, resp, limit).await?;
+        self.body_within(call, arg, resp, limit, Silence::Idle)
+            .await
+    }
+
+    /// [`Kubo::body`] with the body's own bound on silence between frames.
+    pub(super) async fn body_within(
+        &self,
+        call: &'static str,
+        arg: &str,
+        resp: reqwest::Response,
+        limit: usize,
+        silence: Silence,
+    ) -> Result<Vec<u8>, KuboError> {
+        let (out, trailer) = self
+            .body_and_trailer(call, arg, resp, limit, silence)
+            .await?;
         match trailer {
             Some(message) => Err(trailer_error(call, arg, message)),
             None => Ok(out),
@@ -284,11 +334,12 @@ impl Kubo {
         arg: &str,
         resp: reqwest::Response,
         limit: usize,
+        silence: Silence,
     ) -> Result<(Vec<u8>, Option<String>), KuboError> {
         let mut out = Vec::new();
         let mut trailer = None;
         let mut body = http::Response::from(resp).into_body();
-        while let Some(frame) = self.next_frame(call, arg, &mut body).await? {
+        while let Some(frame) = self.next_frame(call, arg, &mut body, silence).await? {
             match frame.into_data() {
                 Ok(chunk) => {
                     if out.len() + chunk.len() > limit {
