@@ -4,7 +4,10 @@
 # files/mkdir + files/write per entity, one request at a time), side by side, on
 # production-shaped data. Every node (the source and one brand-new node per contender) is a
 # Kubo node started with scripts/ipfs-node.sh on loopback with a temporary repo, and stopped
-# when its step ends or the benchmark exits, whatever happens (the script's watchdog).
+# when its step ends or the benchmark exits, whatever happens (the script's watchdog); each
+# contender starts once the disk has written back the last one's writes, and the stopped
+# nodes' repos are deleted only when the size is done (a deletion under the next import
+# measures the disk's discard, not the import).
 # restore-from-car runs under GNU time (peak RSS); each node's CPU seconds and peak RSS come
 # from /proc. Prints a Markdown table (not a test).
 #

@@ -469,6 +469,7 @@ fn main() -> ExitCode {
                 && args.contenders.contains(&Contender::Floor)
                 && args.contenders.contains(&Contender::Reference);
             let mut floor_node: Option<(TestNode, f64)> = None;
+            let mut halted = Vec::new();
             for &c in &args.contenders {
                 let reused = match c {
                     Contender::Reference => floor_node.take(),
@@ -610,7 +611,8 @@ fn main() -> ExitCode {
                 if c == Contender::Floor && share {
                     floor_node = Some((node, row.seconds));
                 } else {
-                    node.stop();
+                    // Deleted once the size is done, not before the next contender.
+                    halted.extend(node.halt());
                 }
                 rows.push(row);
             }
