@@ -7,7 +7,9 @@
 # when its step ends or the benchmark exits, whatever happens (the script's watchdog); each
 # contender starts once the disk has written back the last one's writes, and the stopped
 # nodes' repos are deleted only when the size is done (a deletion under the next import
-# measures the disk's discard, not the import).
+# measures the disk's discard, not the import). They are deleted when the run ends: give the
+# disk a minute before the next run (its first contender measured 14 s instead of 5 s when run
+# at once). One pair per size is noisy; the ratio in docs/benchmarks.md is the median of six.
 # restore-from-car runs under GNU time (peak RSS); each node's CPU seconds and peak RSS come
 # from /proc. Prints a Markdown table (not a test).
 #
