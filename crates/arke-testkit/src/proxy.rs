@@ -1,7 +1,7 @@
 //! A small fault-injecting TCP proxy in front of the real node, for failure tests: pass traffic
 //! through, answer every request with a fixed HTTP status, accept and never answer (a stalled
 //! node), reset connections (a node that went away), go silent after the response headers (a
-//! stream that stalls), or hold the answer, or only its body, back for a while (a node in a long
+//! stream that stalls), stop reading an upload (a node that stalls while it stores an import), or hold the answer, or only its body, back for a while (a node in a long
 //! silent phase: Kubo's GC sends nothing while it marks; `dag/import` sends its headers, then
 //! nothing while it pins the roots). The mode can change while tests run.
 //!
@@ -36,6 +36,9 @@ pub enum Fault {
     /// Forward; pass the response headers at once, then hold the body back for the delay set by
     /// [`FaultProxy::set_delay`].
     DelayBody,
+    /// Forward the request's first MiB, then stop reading the upload (a node that stalls while
+    /// it stores an import); whatever the node answers passes.
+    StallUpload,
 }
 
 impl Fault {
@@ -51,6 +54,7 @@ impl Fault {
             5 => Fault::StallAfterHeaders,
             6 => Fault::DelayResponse,
             7 => Fault::DelayBody,
+            8 => Fault::StallUpload,
             _ => Fault::Pass,
         }
     }
@@ -161,6 +165,11 @@ async fn handle(mut conn: TcpStream, target: String, fault: Fault, delay: std::t
                 answer_slowly(conn, up, fault, delay).await;
             }
         }
+        Fault::StallUpload => {
+            if let Ok(up) = TcpStream::connect(&target).await {
+                stall_upload(conn, up).await;
+            }
+        }
         Fault::Reset => drop(conn),
         Fault::Stall => {
             // Hold the connection open and silent for longer than any test waits.
@@ -189,6 +198,22 @@ async fn handle(mut conn: TcpStream, target: String, fault: Fault, delay: std::t
             let _ = conn.shutdown().await;
         }
     }
+}
+
+/// The request's first MiB goes to the node, then nothing more is read from the client; the
+/// node's answer passes.
+async fn stall_upload(conn: TcpStream, up: TcpStream) {
+    let (client_r, mut client_w) = conn.into_split();
+    let (mut up_r, mut up_w) = up.into_split();
+    let upload = tokio::spawn(async move {
+        let mut first = client_r.take(1 << 20);
+        let _ = tokio::io::copy(&mut first, &mut up_w).await;
+        // Hold both ends open and silent for longer than any test waits.
+        tokio::time::sleep(std::time::Duration::from_secs(600)).await;
+        drop((first, up_w));
+    });
+    let _ = tokio::io::copy(&mut up_r, &mut client_w).await;
+    upload.abort();
 }
 
 /// The request goes to the node untouched; the answer is held back by `delay`

@@ -284,6 +284,38 @@ async fn an_import_waits_out_a_silent_pin_after_its_headers() {
     assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
 }
 
+#[tokio::test]
+async fn an_upload_the_real_node_stops_receiving_ends_within_the_idle_timeout() {
+    // The real node gets the start of the upload, then nothing: Kubo holds dag/import's
+    // headers until it has read the whole upload (they came at once here only when a proxy
+    // held the body back), so the stall is seen by the upload's meter before any answer, and
+    // the import fails within the idle timeout, not at the import's own (long) bound.
+    let node = TestNode::shared();
+    let dir = tempfile::tempdir().unwrap();
+    let car = dir.path().join("big.car");
+    write_big_car(&car).await;
+    let proxy = FaultProxy::start(node.url()).await.unwrap();
+    proxy.set(Fault::StallUpload);
+    let slow = client(proxy.url(), Duration::from_secs(2), Duration::from_secs(5));
+    let t = Instant::now();
+    let err = slow
+        .dag_import(&[car.as_path()], false, Duration::from_secs(600))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            KuboError::Timeout {
+                call: "dag/import",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(err.to_string().contains("stopped reading"), "{err}");
+    assert!(t.elapsed() < Duration::from_secs(30), "{:?}", t.elapsed());
+}
+
 /// 64 MB of raw blocks: more than the kernel's socket buffers take without a reader.
 async fn write_big_car(path: &std::path::Path) {
     let blocks: Vec<(Cid, Vec<u8>)> = (0..64u32)
