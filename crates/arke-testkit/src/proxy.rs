@@ -1,9 +1,10 @@
 //! A small fault-injecting TCP proxy in front of the real node, for failure tests: pass traffic
 //! through, answer every request with a fixed HTTP status, accept and never answer (a stalled
 //! node), reset connections (a node that went away), go silent after the response headers (a
-//! stream that stalls), stop reading an upload (a node that stalls while it stores an import), or hold the answer, or only its body, back for a while (a node in a long
-//! silent phase: Kubo's GC sends nothing while it marks; `dag/import` sends its headers, then
-//! nothing while it pins the roots). The mode can change while tests run.
+//! stream that stalls), stop reading an upload (a node that stalls while it stores an import),
+//! or hold the answer, or only its body, back for a while (a node in a long silent phase:
+//! Kubo's GC sends nothing while it marks; `dag/import`, once it has read the upload, sends its
+//! headers, then nothing while it pins the roots). The mode can change while tests run.
 //!
 //! Faults apply per connection: a connection already passing traffic keeps passing, so tests
 //! switch modes between calls, and clients should not rely on pooled connections across a switch
