@@ -681,8 +681,10 @@ async fn conclude<S: BlockSource>(
     if let Some(e) = error {
         report.error(FindingKind::Walk, None, e.to_string());
     }
-    // Only the file's own blocks must all be used: a parent holds blocks of older states.
-    let used = |k: u128| closure.has_key(k);
+    // Only the file's own blocks must all be used: a parent holds blocks of older states. The
+    // file is the first archive the walk looked keys up in, so a block's position there is
+    // its bit.
+    let used = |at: usize, k: u128| closure.has_first_at(at, k);
     report.unreferenced_blocks = match own.count_outside(used) {
         Ok(n) => n,
         Err(e) => {

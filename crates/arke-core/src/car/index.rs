@@ -444,7 +444,8 @@ impl Indexer {
         };
         duplicates(sorted, file, &mut self.report)?;
         let at_most = usize::try_from(list.len()).unwrap_or(usize::MAX);
-        let index = SortedIndex::on_disk(sorted()?, at_most)?;
+        // The entries' share is free once they are on disk: a sixteenth of it caches lookups.
+        let index = SortedIndex::on_disk(sorted()?, at_most, self.buffer_bytes / 16)?;
         Ok((index, self.report))
     }
 }
@@ -685,20 +686,21 @@ impl CarIndex {
         Ok(())
     }
 
-    /// The first `max` CIDs outside `used`, read back from the file (to name blocks the walk
-    /// did not reach without reading every CID of a large archive).
+    /// The first `max` CIDs outside `used` (asked with each block's position and key, as
+    /// [`Self::count_outside`]), read back from the file (to name blocks the walk did not reach
+    /// without reading every CID of a large archive).
     pub fn cids_outside(
         &self,
-        used: impl Fn(u128) -> bool,
+        used: impl Fn(usize, u128) -> bool,
         max: usize,
     ) -> Result<Vec<Cid>, CarError> {
         let mut out = Vec::new();
-        for item in self.map.iter() {
+        for (at, item) in self.map.iter().enumerate() {
             if out.len() >= max {
                 break;
             }
             let (k, e) = item.map_err(|source| CarError::Io { offset: 0, source })?;
-            if !used(k) {
+            if !used(at, k) {
                 out.push(self.cid_of(&e)?);
             }
         }
@@ -738,12 +740,15 @@ impl CarIndex {
     }
 
     /// Every indexed CID is a key, not a `Cid`: the walk tells which blocks it used; this says
-    /// how many of the file's distinct blocks are outside `used`.
-    pub fn count_outside(&self, used: impl Fn(u128) -> bool) -> Result<u64, CarError> {
+    /// how many of the file's distinct blocks are outside `used`. `used` is asked with each
+    /// block's position ([`Self::positions`]: the index is read in that order) and its key, so
+    /// a walk that numbers blocks by position answers without looking the key up again (a
+    /// `pread` a block when the index is on disk).
+    pub fn count_outside(&self, used: impl Fn(usize, u128) -> bool) -> Result<u64, CarError> {
         let mut n = 0;
-        for item in self.map.iter() {
+        for (at, item) in self.map.iter().enumerate() {
             let (k, _) = item.map_err(|source| CarError::Io { offset: 0, source })?;
-            n += u64::from(!used(k));
+            n += u64::from(!used(at, k));
         }
         Ok(n)
     }

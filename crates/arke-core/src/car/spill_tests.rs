@@ -92,8 +92,14 @@ fn answers(ix: &CarIndex, cids: &[Cid]) -> Vec<String> {
         .unwrap();
     out.extend(all);
     let used = |k: u128| k.is_multiple_of(3);
-    out.push(format!("outside {}", ix.count_outside(used).unwrap()));
-    out.push(format!("{:?}", ix.cids_outside(used, 10).unwrap()));
+    out.push(format!(
+        "outside {}",
+        ix.count_outside(|_, k| used(k)).unwrap()
+    ));
+    out.push(format!(
+        "{:?}",
+        ix.cids_outside(|_, k| used(k), 10).unwrap()
+    ));
     out.push(format!("{} distinct", ix.len()));
     out
 }

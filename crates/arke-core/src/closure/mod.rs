@@ -482,9 +482,10 @@ impl Closure {
         self.spill_error.take()
     }
 
-    /// Whether the block with key `k` has been accepted.
-    pub fn has_key(&self, k: BlockKey) -> bool {
-        self.visited.contains(&k)
+    /// Whether the block with key `k`, at position `at` of the first archive the visited set
+    /// numbers, has been accepted (see [`Visited::first_at`]).
+    pub fn has_first_at(&self, at: usize, k: BlockKey) -> bool {
+        self.visited.first_at(at, &k)
     }
 
     fn want(&mut self, cid: Cid, role: Role, required: bool) {

@@ -119,6 +119,19 @@ impl Visited {
         }
     }
 
+    /// Whether the block at position `at` of the first archive (whose key is `key`) is in: its
+    /// bit, read without looking the key up (the first archive is every one of its keys' first
+    /// holder). A set that is not a bitmap answers by key.
+    pub fn first_at(&self, at: usize, key: &BlockKey) -> bool {
+        match self {
+            Visited::Bits { archives, .. } if !archives.is_empty() => archives
+                .first()
+                .and_then(|a| a.bits.get(at / 64))
+                .is_some_and(|w| w & (1 << (at % 64)) != 0),
+            _ => self.contains(key),
+        }
+    }
+
     pub fn contains(&self, key: &BlockKey) -> bool {
         match self {
             Visited::Keys(keys) => keys.contains(key),
@@ -184,6 +197,12 @@ mod tests {
             assert_eq!(bits.insert(k), keys.insert(k), "insert {k}");
             for probe in [0, 5, 7, 63, 64, 65, 66, 150, 199, 1000, 1001] {
                 assert_eq!(bits.contains(&probe), keys.contains(&probe), "{probe}");
+            }
+            // By position in the first archive (its keys are 0..70: a key is its position).
+            for at in [0, 5, 7, 63, 64, 65, 66, 69] {
+                let k = at as BlockKey;
+                assert_eq!(bits.first_at(at, &k), keys.contains(&k), "at {at}");
+                assert_eq!(keys.first_at(at, &k), keys.contains(&k), "keys at {at}");
             }
             assert_eq!(bits.len(), keys.len());
         }
