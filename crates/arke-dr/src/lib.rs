@@ -11,4 +11,4 @@ pub mod progress;
 mod run;
 
 pub use output::{Started, print_json, print_line, stdout_stream};
-pub use run::{after_help, run};
+pub use run::{after_help, run, run_one_thread};

@@ -93,7 +93,7 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    arke_dr::run("export-car", &args.out, async {
+    arke_dr::run_one_thread("export-car", &args.out, async {
         let mode = Mode::dry_run_if(args.dry_run);
         if args.prune_only {
             let policy = retention_policy(&args)?;
