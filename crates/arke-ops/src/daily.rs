@@ -22,8 +22,8 @@ use std::time::{Duration, Instant};
 
 use arke_core::Progress;
 use arke_core::backup::{
-    Export, ExportOptions, ExportReport, Incremental, LineagePolicy, Retention, VerifiedChain,
-    VerifyCarOptions, update_stamps, verify_chain,
+    Export, ExportOptions, ExportReport, Incremental, LineagePolicy, Retention, TipChecks,
+    VerifiedChain, VerifyCarOptions, update_stamps, verify_chain,
 };
 use arke_core::ipld::Cid;
 use arke_core::kubo::Kubo;
@@ -348,6 +348,8 @@ pub(crate) async fn export_step(
             policy,
         }),
         memory: arke_core::spill::MemoryBudget::from_env()?,
+        // The plan is applied at once: the walk reads the tips, once.
+        tip_checks: TipChecks::Walk,
     };
     let op = Export { kubo };
     let plan = op.plan(&opts, progress).await?;

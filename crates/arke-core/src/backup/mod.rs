@@ -12,6 +12,7 @@ pub use lineage::{LineagePolicy, newest_parent};
 
 pub use export::{
     ArchiveKind, Export, ExportOptions, ExportPlan, ExportReport, Incremental, LineageSummary,
+    TipChecks,
 };
 pub use files::{ArchiveName, BackupFiles};
 pub use prune::{Retention, RetentionPlan, RetentionReport};

@@ -7,6 +7,7 @@ use anyhow::Context;
 use arke_core::backup::retention::Policy;
 use arke_core::backup::{
     Export, ExportOptions, ExportReport, Incremental, LineagePolicy, Retention, RetentionReport,
+    TipChecks,
 };
 use arke_core::kubo::Kubo;
 use arke_core::model::SnapshotMeta;
@@ -162,6 +163,13 @@ async fn options(args: &Args, kubo: &Kubo) -> Result<ExportOptions, arke_core::E
             },
         }),
         memory: arke_core::spill::MemoryBudget::from_env()?,
+        // A dry run says what would be left out without the walk; a run reads the tips once,
+        // in the walk.
+        tip_checks: if args.dry_run {
+            TipChecks::Plan
+        } else {
+            TipChecks::Walk
+        },
     })
 }
 

@@ -7,7 +7,6 @@ use std::time::Duration;
 use bytes::Bytes;
 use cid::Cid;
 
-use super::file::ChannelSink;
 use crate::car::{CarReader, ReaderOptions};
 use crate::closure::walk::{self, Sink};
 use crate::closure::{Closure, Offer};
@@ -30,7 +29,7 @@ pub(super) async fn bulk(
     kubo: &Kubo,
     root: Cid,
     closure: &Mutex<Closure>,
-    sink: &ChannelSink,
+    sink: &impl Sink,
     stash: &(dyn Fn(&Cid, &[u8]) + Sync),
     task: &Task,
     stall: Duration,

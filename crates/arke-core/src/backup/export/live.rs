@@ -162,11 +162,20 @@ async fn trusted(
 
 /// Whether `data` is a manifest of entity `id`.
 pub(super) fn manifest_of(id: &str, tip: &Cid, data: &[u8]) -> Result<(), String> {
+    belongs_to(id, manifest_id(tip, data))
+}
+
+/// The entity the manifest `data` (the block `tip`) names, or why it is not a manifest.
+pub(super) fn manifest_id(tip: &Cid, data: &[u8]) -> Result<String, String> {
     let value = ipld::decode(tip, data).map_err(|e| e.to_string())?;
     let m = crate::model::Manifest::from_ipld(&value).map_err(|e| e.to_string())?;
-    if m.id() == id {
-        Ok(())
-    } else {
-        Err(format!("the manifest belongs to entity {}", m.id()))
+    Ok(m.id().to_string())
+}
+
+/// The verdict on a block for entity `id`, from what [`manifest_id`] found in it.
+pub(super) fn belongs_to(id: &str, manifest: Result<String, String>) -> Result<(), String> {
+    match manifest? {
+        m if m == id => Ok(()),
+        m => Err(format!("the manifest belongs to entity {m}")),
     }
 }

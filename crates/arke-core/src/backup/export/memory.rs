@@ -7,7 +7,8 @@
 //!   entries of the chunks that changed ([`held`]);
 //! - the walk: the visited set ([`visited`]) and the event tips waiting their turn
 //!   ([`waiting_tips`]), beside the wanted frontier and the blocks the plan kept (still being
-//!   handed out).
+//!   handed out); in a run that applies, also the plan's set of distinct tips and the two
+//!   lists of the tips' checks ([`tip_checks`]).
 
 use crate::spill::MemoryBudget;
 
@@ -36,9 +37,16 @@ pub(super) fn stash_file(budget: MemoryBudget) -> u64 {
     budget.bytes() as u64 * super::read_once::FILE_FACTOR
 }
 
-/// The plan's set of the event chain's distinct tips: a quarter.
+/// The plan's set of the event chain's distinct tips: an eighth, the rest on disk. In a run that applies it lives on through the walk, which
+/// asks it whether each block it writes is a tip.
 pub(super) fn event_tips(budget: MemoryBudget) -> MemoryBudget {
-    budget.part(4)
+    budget.part(8)
+}
+
+/// Each of the two lists of the tips' checks left to the walk (the tips waiting, the blocks
+/// found), sorted by block key: a thirty-second each, the rest on disk.
+pub(super) fn tip_checks(budget: MemoryBudget) -> MemoryBudget {
+    budget.part(32)
 }
 
 /// An incremental's held CIDs and the entries compared: a quarter, halved between them.

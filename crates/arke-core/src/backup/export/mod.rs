@@ -70,6 +70,7 @@ mod read_once;
 mod render;
 #[cfg(test)]
 mod tests;
+mod tip_checks;
 
 use bulk::{BulkStats, bulk};
 use file::{ArchiveFile, ChannelSink, TempGuard, WriterMsg, publish, writer_thread};
@@ -77,6 +78,8 @@ use live::{Live, capture_live};
 pub use plan::ExportPlan;
 use plan::{Decided, Work};
 use read_once::Prefetched;
+use tip_checks::Recording;
+pub use tip_checks::TipChecks;
 
 /// What to export and how.
 #[derive(Debug, Clone)]
@@ -106,6 +109,9 @@ pub struct ExportOptions {
     /// What the export holds per block or per entity stays within this (`ARKE_MEMORY_BUDGET`);
     /// past it, on disk (see [`memory`]).
     pub memory: MemoryBudget,
+    /// When the event chain's tips are checked: in the plan (a dry run), or from the blocks the
+    /// walk writes (a run that applies: the node is not asked for them twice).
+    pub tip_checks: TipChecks,
 }
 
 /// A full archive, or an incremental over a parent chain.
@@ -227,7 +233,12 @@ async fn write_archive<S: BlockSource + KnownSize>(
         .name("car-writer".into())
         .spawn(move || writer_thread(temp_path, rx))
         .context("starting the archive writer")?;
-    let sink = ChannelSink { tx };
+    let waiting = plan.waiting_tips.take();
+    let sink = Recording::new(
+        ChannelSink { tx },
+        waiting.as_ref().map(|w| &w.seen),
+        memory::tip_checks(opts.memory),
+    );
     let closure = Mutex::new(Closure::for_export(
         opts.snapshot,
         plan.header.event_cid(),
@@ -267,7 +278,8 @@ async fn write_archive<S: BlockSource + KnownSize>(
     }
     .await;
     task.finish();
-    drop(sink);
+    // Ends the writer's channel too.
+    let found = sink.finish();
     let file = writer
         .join()
         .map_err(|_| anyhow::anyhow!("the archive writer panicked"))?
@@ -288,6 +300,18 @@ async fn write_archive<S: BlockSource + KnownSize>(
         .into());
     }
     drop(visited);
+    if let Some(waiting) = waiting {
+        let found = found.map_err(|e| {
+            Failure::new(
+                Exit::Io,
+                format!("the event tips' checks (spilled to disk): {e}"),
+            )
+        })?;
+        let verdicts = tip_checks::verdicts(waiting, found, source, opts.concurrency)
+            .await
+            .context("checking the event chain's tips")?;
+        plan.untrusted_events.extend(verdicts);
+    }
     Ok(Written {
         file: file?,
         closure,
@@ -321,7 +345,7 @@ fn hold(closure: &Mutex<Closure>, held: &mut super::held::Held) -> anyhow::Resul
 }
 
 /// The live chunks go into the archive first; the closure then wants their manifests.
-fn put_live(closure: &Mutex<Closure>, live: &Live, sink: &ChannelSink) -> std::io::Result<()> {
+fn put_live(closure: &Mutex<Closure>, live: &Live, sink: &impl Sink) -> std::io::Result<()> {
     let mut c = walk::lock_closure(closure);
     c.want_live(&live.chunks.iter().map(|(cid, _)| *cid).collect::<Vec<_>>());
     for (cid, data) in &live.chunks {

@@ -94,7 +94,10 @@ pub(super) struct Decided {
     /// The event chain's items the plan found left out or untrusted (see
     /// [`events::untrusted_events`]): the real run's report names them whatever order its walk
     /// meets the blocks in (a tip the snapshot's walk accepts first is not looked at again).
+    /// With [`super::TipChecks::Walk`], the tips' verdicts join it after the walk.
     pub(super) untrusted_events: Vec<(String, String)>,
+    /// The tips whose checks wait for the walk ([`super::TipChecks::Walk`]).
+    pub(super) waiting_tips: Option<super::tip_checks::WaitingTips>,
 }
 
 impl Decided {
@@ -143,15 +146,18 @@ pub(super) async fn plan<N: NodeRead>(
             super::memory::stash_file(opts.memory),
         )),
     };
-    let untrusted_events = events::untrusted_events(
+    let look = events::untrusted_events(
         &keeping,
         event_head,
         held.event_stop,
         opts.concurrency,
+        opts.tip_checks,
         super::memory::event_tips(opts.memory),
+        super::memory::tip_checks(opts.memory),
     )
     .await
     .context("reading the event chain")?;
+    let untrusted_events = look.found;
     skipped.extend(untrusted_events.iter().cloned());
     let decided = Decided {
         seq: header.seq(),
@@ -165,6 +171,7 @@ pub(super) async fn plan<N: NodeRead>(
         held,
         full_reason,
         untrusted_events,
+        waiting_tips: look.waiting,
     };
     let stale_temps = files
         .stale_temps()

@@ -157,6 +157,7 @@ impl World {
             index_root: None,
             incremental: None,
             memory: crate::spill::MemoryBudget::default(),
+            tip_checks: TipChecks::Plan,
         }
     }
 }
@@ -528,7 +529,7 @@ async fn a_tiny_memory_budget_writes_the_same_archives() {
     let tiny = MemoryBudget::new(1);
     let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
     let budgets = [MemoryBudget::default(), tiny];
-    let full: Vec<Exported> = export_each(&w, &dirs, &budgets, false, 2).await;
+    let full: Vec<Exported> = export_each(&w, &dirs, &budgets, false, 2, TipChecks::Plan).await;
     // The tiny budget's sets hold fewer keys in memory than the walk visits: they spilled.
     let visited = crate::spill::KeySet::new(memory::visited(tiny), "test");
     assert!(full[1].blocks > visited.memory_capacity() as u64 * 10);
@@ -544,10 +545,93 @@ async fn a_tiny_memory_budget_writes_the_same_archives() {
         w.entity(&format!("01J8ME3H{i:04}"));
     }
     w.snapshot();
-    let inc: Vec<Exported> = export_each(&w, &dirs, &budgets, true, 3).await;
+    let inc: Vec<Exported> = export_each(&w, &dirs, &budgets, true, 3, TipChecks::Plan).await;
     assert_eq!(inc[1].kind, ArchiveKind::Incremental);
     assert_eq!(inc[1].changed, 60);
     assert_eq!(inc[0], inc[1], "the incremental archives differ");
+}
+
+/// The tips' checks left to the walk (a run that applies) give the plan's verdicts: the same
+/// items with the same reasons in the same order, and the same archives, full then
+/// incremental, at the default budget and at a tiny one (the set of tips and both lists of the
+/// checks on disk). The chain names tips named twice, another entity's manifest (which the
+/// snapshot's walk writes first), a component, a block the node gives corrupt, an invalid id,
+/// and, in the incremental, a tip the parent holds (asked of the node after the walk).
+#[tokio::test]
+async fn the_walk_checks_the_event_tips_as_the_plan_does() {
+    let mut w = World::new();
+    let ids: Vec<String> = (0..200).map(|i| format!("01J8ME3H{i:04}")).collect();
+    for id in &ids {
+        w.entity(id);
+    }
+    for id in ids.iter().take(30) {
+        let tip = w.tips[id];
+        w.event(id, tip);
+    }
+    w.event(&ids[1], w.tips[&ids[2]]);
+    w.event(&ids[3], w.components[&ids[3]]);
+    let corrupt = w.put(&map([
+        ("schema", Ipld::String("arke/manifest@v1".into())),
+        ("pi", Ipld::String(ids[4].clone())),
+        ("ver", Ipld::Integer(2)),
+        ("components", map([])),
+    ]));
+    w.lose(corrupt);
+    w.event(&ids[4], corrupt);
+    w.event("../../etc/passwd", w.tips[&ids[0]]);
+    for id in ids.iter().skip(100).take(20) {
+        w.update(id);
+    }
+    w.snapshot();
+    let budgets = [MemoryBudget::default(), MemoryBudget::new(1)];
+    let by_plan = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let by_walk = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let planned = export_each(&w, &by_plan, &budgets, false, 2, TipChecks::Plan).await;
+    let walked = export_each(&w, &by_walk, &budgets, false, 2, TipChecks::Walk).await;
+    assert_eq!(planned[0].exit, Exit::Skipped);
+    assert_eq!(planned[0].skipped.len(), 4, "{:?}", planned[0].skipped);
+    assert_eq!(walked, planned);
+    assert_eq!(planned[0], planned[1]);
+    // Each tip the walk wrote was judged from its record: without a bulk stream (this node has
+    // none), each tip is read once either way (by the plan's look, then taken from its stash;
+    // or by the walk), and the block the node gives corrupt twice (by the look or the checks
+    // after the walk, and by the walk).
+    let requests = |checks| {
+        let w = &w;
+        async move {
+            let dir = tempfile::tempdir().unwrap();
+            let mut opts = w.options(dir.path());
+            opts.tip_checks = checks;
+            let before = w.node.requests();
+            let plan = plan_in(w, &opts, 2).await.unwrap();
+            apply_in(w, plan).await.unwrap();
+            w.node.requests() - before
+        }
+    };
+    let (by_plan_requests, by_walk_requests) = (
+        requests(TipChecks::Plan).await,
+        requests(TipChecks::Walk).await,
+    );
+    assert_eq!(by_walk_requests, by_plan_requests);
+
+    // An incremental: updates, and an event naming a tip the parent holds (another entity's).
+    for id in ids.iter().skip(150).take(10) {
+        w.update(id);
+    }
+    w.event(&ids[5], w.tips[&ids[6]]);
+    w.snapshot();
+    let planned = export_each(&w, &by_plan, &budgets, true, 3, TipChecks::Plan).await;
+    let walked = export_each(&w, &by_walk, &budgets, true, 3, TipChecks::Walk).await;
+    assert_eq!(planned[0].kind, ArchiveKind::Incremental);
+    assert!(
+        planned[0]
+            .skipped
+            .iter()
+            .any(|(c, _)| *c == w.tips[&ids[6]].to_string()),
+        "{:?}",
+        planned[0].skipped
+    );
+    assert_eq!(walked, planned);
 }
 
 /// What a test compares of an export.
@@ -571,11 +655,13 @@ async fn export_each(
     budgets: &[MemoryBudget],
     incremental: bool,
     day: u32,
+    checks: TipChecks,
 ) -> Vec<Exported> {
     let mut out = Vec::new();
     for (dir, budget) in dirs.iter().zip(budgets) {
         let mut opts = w.options(dir.path());
         opts.memory = *budget;
+        opts.tip_checks = checks;
         if incremental {
             opts.incremental = Some(Incremental::default());
         }
