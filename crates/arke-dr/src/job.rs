@@ -77,7 +77,11 @@ where
     };
     let config = ctx.config.clone();
     let (log_file, log_start) = (ctx.log_file.clone(), ctx.log_start);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
+    // One thread, as export-car's (`crate::run_one_thread`): the night's export walks the event
+    // chain one request after another, and on the multi-threaded runtime each request crossed
+    // threads twice. The CPU-heavy parts keep their own threads (the scans, the bulk stream's
+    // parser, the archive's writer, the upload's hashing in `spawn_blocking`).
+    let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {
