@@ -37,8 +37,9 @@ pub(super) fn stash_file(budget: MemoryBudget) -> u64 {
     budget.bytes() as u64 * super::read_once::FILE_FACTOR
 }
 
-/// The plan's set of the event chain's distinct tips: an eighth, the rest on disk. In a run that applies it lives on through the walk, which
-/// asks it whether each block it writes is a tip.
+/// The plan's set of the event chain's distinct tips: an eighth, the rest on disk. In a run
+/// that applies it lives on through the walk, which asks it whether each block it writes is a
+/// tip.
 pub(super) fn event_tips(budget: MemoryBudget) -> MemoryBudget {
     budget.part(8)
 }
