@@ -71,12 +71,9 @@ pub(super) async fn untrusted_events<S: BlockSource>(
             } else if seen.insert(cid_key(&tip)).context("the event tips seen")? {
                 match checks {
                     TipChecks::Plan => batch.push((n, pi, tip)),
-                    TipChecks::Walk => {
-                        let key = block_key(&tip);
-                        waits
-                            .push(Waiting { key, n, pi, tip })
-                            .context("the event tips waiting for the walk")?;
-                    }
+                    TipChecks::Walk => waits
+                        .push(Waiting::new(n, pi, tip))
+                        .context("the event tips waiting for the walk")?,
                 }
             }
         }

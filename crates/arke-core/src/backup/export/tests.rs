@@ -507,6 +507,20 @@ async fn the_walk_reads_from_the_node_only_what_the_plan_did_not() {
     assert_eq!(r.node_requests, 4, "{r:?}");
 }
 
+/// `n` entities, each created by an event, the first `twice` of which a second event names
+/// with the same tip; their ids.
+fn entities_named_twice(w: &mut World, n: usize, twice: usize) -> Vec<String> {
+    let ids: Vec<String> = (0..n).map(|i| format!("01J8ME3H{i:04}")).collect();
+    for id in &ids {
+        w.entity(id);
+    }
+    for id in ids.iter().take(twice) {
+        let tip = w.tips[id];
+        w.event(id, tip);
+    }
+    ids
+}
+
 /// The same state exported within a tiny budget (the visited set and the event tips seen
 /// spill to disk, the plan keeps almost no blocks for the walk; an incremental's held CIDs and
 /// the entries it compares go through runs on disk) and within the default one: the same
@@ -514,15 +528,8 @@ async fn the_walk_reads_from_the_node_only_what_the_plan_did_not() {
 #[tokio::test]
 async fn a_tiny_memory_budget_writes_the_same_archives() {
     let mut w = World::new();
-    let ids: Vec<String> = (0..300).map(|i| format!("01J8ME3H{i:04}")).collect();
-    for id in &ids {
-        w.entity(id);
-    }
     // Updates (a tip seen again), a hostile event and an untrusted tip: skipped items too.
-    for id in ids.iter().take(40) {
-        let tip = w.tips[id];
-        w.event(id, tip);
-    }
+    let ids = entities_named_twice(&mut w, 300, 40);
     w.event("../../etc/passwd", w.tips[&ids[0]]);
     w.event(&ids[1], w.tips[&ids[2]]);
     w.snapshot();
@@ -560,14 +567,7 @@ async fn a_tiny_memory_budget_writes_the_same_archives() {
 #[tokio::test]
 async fn the_walk_checks_the_event_tips_as_the_plan_does() {
     let mut w = World::new();
-    let ids: Vec<String> = (0..200).map(|i| format!("01J8ME3H{i:04}")).collect();
-    for id in &ids {
-        w.entity(id);
-    }
-    for id in ids.iter().take(30) {
-        let tip = w.tips[id];
-        w.event(id, tip);
-    }
+    let ids = entities_named_twice(&mut w, 200, 30);
     w.event(&ids[1], w.tips[&ids[2]]);
     w.event(&ids[3], w.components[&ids[3]]);
     let corrupt = w.put(&map([

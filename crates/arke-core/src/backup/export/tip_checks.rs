@@ -37,32 +37,36 @@ pub enum TipChecks {
     Walk,
 }
 
-/// A tip waiting for the walk: the first event naming it and that event's entity.
+/// A tip waiting for the walk: the first event naming it and that event's entity. Sorted by
+/// the tip's block key, which is not stored: it is the tip's.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub(super) struct Waiting {
-    pub(super) key: u128,
+    key: u128,
     pub(super) n: u64,
     pub(super) pi: String,
     pub(super) tip: Cid,
 }
 
+impl Waiting {
+    pub(super) fn new(n: u64, pi: String, tip: Cid) -> Self {
+        Waiting {
+            key: block_key(&tip),
+            n,
+            pi,
+            tip,
+        }
+    }
+}
+
 impl Record for Waiting {
     fn encode(&self, out: &mut Vec<u8>) {
-        Writer::new(out)
-            .bytes(&self.key.to_be_bytes())
-            .u64(self.n)
-            .str(&self.pi)
-            .cid(&self.tip);
+        Writer::new(out).u64(self.n).str(&self.pi).cid(&self.tip);
     }
 
     fn decode(b: &[u8]) -> io::Result<Self> {
         Fields::read(b, |f| {
-            Ok(Waiting {
-                key: key(f)?,
-                n: f.u64()?,
-                pi: f.string()?,
-                tip: f.cid()?,
-            })
+            let (n, pi, tip) = (f.u64()?, f.string()?, f.cid()?);
+            Ok(Waiting::new(n, pi, tip))
         })
     }
 
@@ -111,6 +115,7 @@ impl Record for Found {
     }
 }
 
+/// A block key stored as 16 bytes.
 fn key(f: &mut Fields) -> io::Result<u128> {
     let b: [u8; 16] = f
         .bytes()?
