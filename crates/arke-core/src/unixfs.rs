@@ -20,6 +20,9 @@ use ipld_dagpb::{PbLink, PbNode};
 use multihash_codetable::{Code, MultihashDigest};
 
 use crate::shard::{EntityId, ShardRule, TIP_SUFFIX};
+use crate::spill::MemoryBudget;
+
+mod hamt;
 
 /// UnixFS `Data.Type` values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -260,90 +263,39 @@ pub fn directory(entries: &[(String, Cid, u64)], emit: &mut dyn FnMut(Cid, Vec<u
         .iter()
         .map(|(name, cid, _)| name.len() + cid.encoded_len())
         .sum();
-    let hashed: Vec<Hashed<'_>> = if estimated > HAMT_THRESHOLD {
-        entries
-            .iter()
-            .map(|e| (e, murmur3_x64_64(e.0.as_bytes())))
-            .collect()
-    } else {
-        Vec::new()
-    };
-    // Two names with the same 64-bit hash cannot both have a place in a HAMT (boxo refuses
-    // them: "sharded directory too deep"), and murmur3 collisions can be made on purpose: such
-    // a directory is written basic (valid UnixFS, which Kubo reads) rather than recursing forever.
-    let collide = {
-        let mut h: Vec<[u8; 8]> = hashed.iter().map(|e| e.1).collect();
-        h.sort_unstable();
-        h.windows(2).any(|w| w[0] == w[1])
-    };
-    if collide {
-        tracing::warn!(
-            "two names in one directory share a HAMT hash: written as a basic directory"
-        );
+    if estimated > HAMT_THRESHOLD
+        && let Some(hamt) = hamt_in_memory(entries, emit)
+    {
+        return hamt;
     }
-    let (cid, block, below) = if !hashed.is_empty() && !collide {
-        let refs: Vec<&Hashed<'_>> = hashed.iter().collect();
-        hamt_shard(&refs, 0, emit)
-    } else {
-        let (cid, block) = dir_block(entries);
-        (cid, block, entries.iter().map(|e| e.2).sum())
-    };
-    let size = block.len() as u64 + below;
+    let (cid, block) = dir_block(entries);
+    let size = block.len() as u64 + entries.iter().map(|e| e.2).sum::<u64>();
     emit(cid, block);
     (cid, size)
 }
 
-/// A directory entry (name, CID, cumulative size) with the HAMT hash of its name.
-type Hashed<'a> = (&'a (String, Cid, u64), [u8; 8]);
-
-/// One HAMT shard over `entries` at `depth` (byte `depth` of each name's hash picks the slot):
-/// a slot with one entry links it under `<slot as %02X><name>`, a slot with several links a
-/// sub-shard under `<slot as %02X>`. Sub-shards are emitted; the shard's own block is returned
-/// with the sum of its links' sizes.
-fn hamt_shard(
-    entries: &[&Hashed<'_>],
-    depth: usize,
+/// The HAMT over `entries`, sorted by hash in memory; `None` (nothing emitted) when two names
+/// share a hash (see [`hamt::collide`]), for a basic directory instead.
+fn hamt_in_memory(
+    entries: &[(String, Cid, u64)],
     emit: &mut dyn FnMut(Cid, Vec<u8>),
-) -> (Cid, Vec<u8>, u64) {
-    let mut slots: Vec<Vec<&Hashed<'_>>> = vec![Vec::new(); HAMT_FANOUT];
-    for e in entries {
-        // Eight levels exhaust the 64-bit hash; 256^8 names never share all eight bytes in a
-        // directory of tips, and boxo refuses deeper shards too ("sharded directory too deep").
-        let slot = e.1.get(depth).copied().unwrap_or(0);
-        slots[usize::from(slot)].push(e);
-    }
-    let mut bitfield = [0u8; HAMT_FANOUT / 8];
-    let mut links = Vec::new();
-    for (slot, group) in slots.iter().enumerate() {
-        let (name, cid, size) = match group.as_slice() {
-            [] => continue,
-            [(entry, _)] => (format!("{slot:02X}{}", entry.0), entry.1, entry.2),
-            _ => {
-                let (cid, block, below) = hamt_shard(group, depth + 1, emit);
-                let size = block.len() as u64 + below;
-                emit(cid, block);
-                (format!("{slot:02X}"), cid, size)
-            }
-        };
-        bitfield[HAMT_FANOUT / 8 - 1 - slot / 8] |= 1 << (slot % 8);
-        links.push(PbLink {
-            cid,
-            name: Some(name),
-            size: Some(size),
-        });
-    }
-    let below = links.iter().filter_map(|l| l.size).sum();
-    // go-bitfield's Bytes(): big-endian, leading zero bytes dropped.
-    let first = bitfield
+) -> Option<(Cid, u64)> {
+    let mut hashed: Vec<hamt::Hashed> = entries
         .iter()
-        .position(|b| *b != 0)
-        .unwrap_or(bitfield.len());
-    let node = PbNode {
-        links,
-        data: Some(Bytes::from(hamt_data(&bitfield[first..]))),
-    };
-    let bytes = node.into_bytes();
-    (v0(&bytes), bytes, below)
+        .map(|(name, cid, size)| hamt::Hashed::new(name.clone(), *cid, *size))
+        .collect();
+    hashed.sort_unstable();
+    if hamt::collide(hashed.iter().map(|h| Ok(h.hash))).unwrap_or(true) {
+        tracing::warn!(
+            "two names in one directory share a HAMT hash: written as a basic directory"
+        );
+        return None;
+    }
+    // In memory, with no two hashes equal, the build cannot fail.
+    let (cid, block, below) = hamt::build(hashed.into_iter().map(Ok), emit).ok()?;
+    let size = block.len() as u64 + below;
+    emit(cid, block);
+    Some((cid, size))
 }
 
 /// The UnixFS `Data` of a HAMT shard: Type, the bitfield, hash type and fanout.
@@ -586,17 +538,22 @@ fn append_file(
 /// complete. Each tip is placed under a shard rule (a tree may mix both, as a production index
 /// with leftover legacy paths does). Tips must be pushed sorted by their path ([`sort_key`]);
 /// memory then holds one top-level group at a time plus the root's entries (at most 1024 with
-/// Crockford ids), not the whole index.
-#[derive(Debug, Default)]
+/// Crockford ids), not the whole index. The open `s2` directory, which holds every entity
+/// sharing four id characters (under the legacy rule, those created in the same days), is a
+/// [`DirBuilder`]: past Kubo's HAMT threshold its entries go to sorted runs within the budget.
+#[derive(Debug)]
 pub(crate) struct TipTreeBuilder {
+    budget: MemoryBudget,
     root: Vec<(String, Cid, u64)>,
     cur_s1: Option<String>,
     s1_entries: Vec<(String, Cid, u64)>,
     cur_s2: Option<String>,
-    s2_entries: Vec<(String, Cid, u64)>,
+    s2: DirBuilder,
     last_key: Option<(String, String, String)>,
     tips: u64,
 }
+
+pub(crate) use hamt::DirBuilder;
 
 /// The sort key that [`TipTreeBuilder::push`] requires: `(s1, s2, file name)`.
 pub(crate) fn sort_key(id: &EntityId, rule: ShardRule) -> (String, String, String) {
@@ -613,13 +570,23 @@ pub struct TipTree {
 }
 
 impl TipTreeBuilder {
-    pub fn new() -> Self {
-        TipTreeBuilder::default()
+    /// `budget`: the memory of the open `s2` directory's sorted runs, past the HAMT threshold.
+    pub fn new(budget: MemoryBudget) -> Self {
+        TipTreeBuilder {
+            budget,
+            root: Vec::new(),
+            cur_s1: None,
+            s1_entries: Vec::new(),
+            cur_s2: None,
+            s2: DirBuilder::new(budget),
+            last_key: None,
+            tips: 0,
+        }
     }
 
     /// Adds the tip of `id` at its path under `rule` (file content `"<tip>\n"`, as the worker
-    /// writes it). `emit` receives every finished block. Errors when pushes are out of order or
-    /// a path repeats.
+    /// writes it). `emit` receives every finished block. Errors when pushes are out of order,
+    /// a path repeats, or a directory's sorted runs cannot be written.
     pub fn push(
         &mut self,
         id: &EntityId,
@@ -638,30 +605,31 @@ impl TipTreeBuilder {
         }
         let (s1, s2, name) = key.clone();
         if self.cur_s1.as_deref() != Some(s1.as_str()) {
-            self.close_s2(emit);
+            self.close_s2(emit)?;
             self.close_s1(emit);
             self.cur_s1 = Some(s1);
         }
         if self.cur_s2.as_deref() != Some(s2.as_str()) {
-            self.close_s2(emit);
+            self.close_s2(emit)?;
             self.cur_s2 = Some(s2);
         }
         let ([leaf, root], size) = mfs_file_blocks(format!("{tip}\n").as_bytes());
         let cid = root.0;
         emit(leaf.0, leaf.1);
         emit(root.0, root.1);
-        self.s2_entries.push((name, cid, size));
+        self.s2.push(name, cid, size).map_err(runs_failed)?;
         self.last_key = Some(key);
         self.tips += 1;
         Ok(())
     }
 
-    fn close_s2(&mut self, emit: &mut dyn FnMut(Cid, Vec<u8>)) {
+    fn close_s2(&mut self, emit: &mut dyn FnMut(Cid, Vec<u8>)) -> Result<(), String> {
         if let Some(s2) = self.cur_s2.take() {
-            let entries = std::mem::take(&mut self.s2_entries);
-            let (cid, size) = directory(&entries, emit);
+            let dir = std::mem::replace(&mut self.s2, DirBuilder::new(self.budget));
+            let (cid, size) = dir.finish(emit).map_err(runs_failed)?;
             self.s1_entries.push((s2, cid, size));
         }
+        Ok(())
     }
 
     fn close_s1(&mut self, emit: &mut dyn FnMut(Cid, Vec<u8>)) {
@@ -673,16 +641,20 @@ impl TipTreeBuilder {
     }
 
     /// Closes every open directory and emits the root directory.
-    pub fn finish(mut self, emit: &mut dyn FnMut(Cid, Vec<u8>)) -> TipTree {
-        self.close_s2(emit);
+    pub fn finish(mut self, emit: &mut dyn FnMut(Cid, Vec<u8>)) -> Result<TipTree, String> {
+        self.close_s2(emit)?;
         self.close_s1(emit);
         let (cid, size) = directory(&self.root, emit);
-        TipTree {
+        Ok(TipTree {
             root: cid,
             root_size: size,
             tips: self.tips,
-        }
+        })
     }
+}
+
+fn runs_failed(e: std::io::Error) -> String {
+    format!("tip tree: a shard directory's sorted runs: {e}")
 }
 
 /// Builds a whole tip tree from unsorted `(id, rule, tip)` triples (sorts them first).
@@ -699,11 +671,11 @@ pub fn build_tip_tree(
             return Err(format!("tip tree: entity {id} appears twice at one path"));
         }
     }
-    let mut b = TipTreeBuilder::new();
+    let mut b = TipTreeBuilder::new(MemoryBudget::default());
     for (_, (id, rule, tip)) in sorted {
         b.push(&id, rule, &tip, emit)?;
     }
-    Ok(b.finish(emit))
+    b.finish(emit)
 }
 
 #[cfg(test)]
@@ -795,7 +767,7 @@ mod tests {
         let tip = crate::ipld::cid_v1(crate::ipld::RAW, b"x");
         let mut sink = |_: Cid, _: Vec<u8>| {};
         let w = ShardRule::Worker;
-        let mut builder = TipTreeBuilder::new();
+        let mut builder = TipTreeBuilder::new(MemoryBudget::default());
         builder.push(&a, w, &tip, &mut sink).unwrap();
         assert!(builder.push(&b, w, &tip, &mut sink).is_err());
         assert!(builder.push(&a, w, &tip, &mut sink).is_err());

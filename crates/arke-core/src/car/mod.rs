@@ -50,6 +50,7 @@ pub use index_file::{IndexFile, index_path};
 pub use reader::{CarReader, open, read_block_at};
 pub use v2::CARV2_PRAGMA;
 pub(crate) use varint::write_varint;
+pub(crate) use writer::BlockingCarWriter;
 pub use writer::CarWriter;
 pub(crate) use writer::section_prefix;
 

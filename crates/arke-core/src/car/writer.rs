@@ -120,3 +120,81 @@ impl<W: AsyncWrite + Unpin + Send> CarWriter<W> {
         }
     }
 }
+
+/// The blocking twin of [`CarWriter`], for blocks that come out of a synchronous callback (the
+/// tip tree's builder emits a whole HAMT directory from one call): the same header, sections,
+/// block-size limit and refusal after an error, over a `std::io::Write`.
+pub(crate) struct BlockingCarWriter<W: std::io::Write> {
+    inner: W,
+    blocks: u64,
+    bytes: u64,
+    failed: bool,
+}
+
+impl<W: std::io::Write> BlockingCarWriter<W> {
+    pub(crate) fn new(mut inner: W, roots: &[Cid]) -> Result<Self, CarError> {
+        if roots.is_empty() {
+            return Err(CarError::NoRoots);
+        }
+        let header = encode_header(roots, 1);
+        inner
+            .write_all(&header)
+            .map_err(|source| CarError::Io { offset: 0, source })?;
+        Ok(Self {
+            inner,
+            blocks: 0,
+            bytes: header.len() as u64,
+            failed: false,
+        })
+    }
+
+    pub(crate) fn write_block(&mut self, cid: &Cid, data: &[u8]) -> Result<(), CarError> {
+        if self.failed {
+            return Err(CarError::AfterError {
+                offset: self.bytes,
+                block_index: self.blocks,
+            });
+        }
+        if data.len() > MAX_WRITE_BLOCK {
+            return Err(CarError::BlockTooLarge {
+                cid: *cid,
+                len: data.len(),
+                max: MAX_WRITE_BLOCK,
+            });
+        }
+        let prefix = section_prefix(cid, data.len());
+        let res = self
+            .inner
+            .write_all(&prefix)
+            .and_then(|()| self.inner.write_all(data));
+        if let Err(source) = res {
+            self.failed = true;
+            return Err(CarError::Io {
+                offset: self.bytes,
+                source,
+            });
+        }
+        self.bytes += (prefix.len() + data.len()) as u64;
+        self.blocks += 1;
+        Ok(())
+    }
+
+    pub(crate) fn blocks_written(&self) -> u64 {
+        self.blocks
+    }
+
+    /// Flushes and returns the inner writer; fails if any write failed.
+    pub(crate) fn finish(mut self) -> Result<W, CarError> {
+        if self.failed {
+            return Err(CarError::AfterError {
+                offset: self.bytes,
+                block_index: self.blocks,
+            });
+        }
+        self.inner.flush().map_err(|source| CarError::Io {
+            offset: self.bytes,
+            source,
+        })?;
+        Ok(self.inner)
+    }
+}

@@ -40,7 +40,8 @@ mod transport;
 
 pub use config::{DEFAULT_API, KuboConfig, auth_header, normalize_api_url};
 pub use dag::{
-    IMPORT_FLOOR, IMPORT_MIN_RATE, ImportOutcome, ImportPart, ImportedRoot, import_bound,
+    IMPORT_FLOOR, IMPORT_MIN_BLOCK_RATE, IMPORT_MIN_RATE, ImportOutcome, ImportPart, ImportedRoot,
+    import_bound,
 };
 pub use error::KuboError;
 pub use files::{EntryKind, MfsEntry, MfsStat};

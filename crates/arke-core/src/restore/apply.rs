@@ -12,7 +12,7 @@ use futures::{StreamExt, TryStreamExt};
 use super::lists::{self, ByPath, Items, Listed, Numbered, PathTip};
 use super::plan::{ArchivePlan, Blocks, TipWrite, Writing};
 use super::{RestorePlan, RestoreReport, TipsMethod, refuse};
-use crate::car::CarWriter;
+use crate::car::BlockingCarWriter;
 use crate::ipld::same_block;
 use crate::kubo::{ImportPart, Kubo, KuboError};
 use crate::model::IndexPointer;
@@ -195,12 +195,9 @@ async fn import_archive(
         });
     }
     let task = progress.task("import", Some(size), Unit::Bytes);
+    let within = super::import_within(opts.import_timeout, size, archive.blocks);
     let outcome = kubo
-        .dag_import_parts(
-            &files,
-            archive.pin_root,
-            super::import_within(opts.import_timeout, size),
-        )
+        .dag_import_parts(&files, archive.pin_root, within)
         .await
         .with_context(|| format!("importing {}", car.display()))?;
     task.inc(size);
@@ -213,8 +210,17 @@ async fn import_archive(
         // The completeness check said every block below the roots is in the file, so a failed
         // root pin means the node lost or refused something: every block is then pinned
         // directly, which names the first one the node does not hold.
+        // The node's own timeout says "context deadline exceeded": the operator can raise it.
+        let hint = if e.contains("deadline") {
+            format!(
+                " (the import's bound of {} s ran out; --import-timeout sets it)",
+                within.as_secs()
+            )
+        } else {
+            String::new()
+        };
         let msg = format!(
-            "the node could not pin the root {cid} recursively ({e}); every block is pinned directly"
+            "the node could not pin the root {cid} recursively ({e}){hint}; every block is pinned directly"
         );
         tracing::warn!("{msg}");
         warnings.push(msg);
@@ -285,7 +291,7 @@ async fn pin_direct(
                 kubo.dag_import(
                     &files,
                     false,
-                    super::import_within(opts.import_timeout, size),
+                    super::import_within(opts.import_timeout, size, archive.blocks),
                 )
                 .await
                 .with_context(|| format!("importing {} again", car.display()))?;
@@ -372,7 +378,7 @@ async fn write_tip_trees(
     let mut items = by_path.iter()?.peekable();
     while let Some(first) = head(&mut items)? {
         let r = first.0.root.clone();
-        let tree = write_tree_car(&path, &r, &mut items).await?;
+        let (tree, blocks) = write_tree_car(&path, &r, &mut items, lists::share(opts.budget))?;
         // Pinned while it is imported and until MFS holds it: a GC in between would
         // otherwise remove the unreferenced tree (Kubo's GC keeps what MFS links).
         let size = std::fs::metadata(&path).map_or(0, |m| m.len());
@@ -385,7 +391,7 @@ async fn write_tip_trees(
             .dag_import_parts(
                 &[part],
                 true,
-                super::import_within(opts.import_timeout, size),
+                super::import_within(opts.import_timeout, size, blocks),
             )
             .await
             .context("importing the tip tree")?;
@@ -407,35 +413,41 @@ async fn write_tip_trees(
 
 /// Builds the tip tree of the index root `root` from the tip files at the head of `items`
 /// (those under it, in path order) and writes its blocks to a CAR file at `path` as they are
-/// finished. The root is known only at the end: the file's header names a placeholder, and the
-/// import sends the file under the tree's root.
-async fn write_tree_car(
+/// emitted, a whole HAMT directory's from one call, so the writes are blocking: the file is a
+/// local temp file. The root is known only at the end: the file's header names a placeholder,
+/// and the import sends the file under the tree's root. `budget`: a shard directory's sorted
+/// runs. Returns the tree and the blocks in the file.
+fn write_tree_car(
     path: &Path,
     root: &str,
     items: &mut std::iter::Peekable<Items<'_, ByPath>>,
-) -> anyhow::Result<unixfs::TipTree> {
-    let file = tokio::fs::File::create(path).await?;
+    budget: MemoryBudget,
+) -> anyhow::Result<(unixfs::TipTree, u64)> {
+    let file = std::io::BufWriter::new(std::fs::File::create(path)?);
     let placeholder = crate::ipld::cid_v1(crate::ipld::RAW, b"");
-    let mut w = CarWriter::new(tokio::io::BufWriter::new(file), vec![placeholder]).await?;
-    let mut builder = unixfs::TipTreeBuilder::new();
-    let mut blocks = Vec::new();
+    let mut w = BlockingCarWriter::new(file, &[placeholder])?;
+    // The first write error; later blocks are refused by the writer anyway.
+    let mut failed = None;
+    let mut emit = |c: Cid, b: Vec<u8>| {
+        if let Err(e) = w.write_block(&c, &b) {
+            failed.get_or_insert(e);
+        }
+    };
+    let mut builder = unixfs::TipTreeBuilder::new(budget);
     while head(items)?.is_some_and(|t| t.0.root == root) {
         let t = take(items)?.0;
         let id = EntityId::parse(&t.id)?;
         builder
-            .push(&id, t.rule, &t.tip, &mut |c, b| blocks.push((c, b)))
+            .push(&id, t.rule, &t.tip, &mut emit)
             .map_err(|e| anyhow::anyhow!(e))?;
-        for (c, b) in blocks.drain(..) {
-            w.write_block(&c, &b).await?;
-        }
     }
-    let tree = builder.finish(&mut |c, b| blocks.push((c, b)));
-    for (c, b) in blocks.drain(..) {
-        w.write_block(&c, &b).await?;
+    let tree = builder.finish(&mut emit).map_err(|e| anyhow::anyhow!(e))?;
+    if let Some(e) = failed {
+        return Err(e).context("writing the tip tree's CAR file");
     }
-    let mut inner = w.finish().await?;
-    tokio::io::AsyncWriteExt::flush(&mut inner).await?;
-    Ok(tree)
+    let blocks = w.blocks_written();
+    w.finish()?;
+    Ok((tree, blocks))
 }
 
 /// Puts the imported tree at the index root `r` with one `files/cp`.
@@ -694,11 +706,12 @@ mod tests {
 
     /// The tip tree written from the tip files in path order, on disk or in memory, is the
     /// tree built from all of them at once (`unixfs::build_tip_tree`): the same root, and every
-    /// block of it in the file; one tree per index root.
+    /// block of it in the file; one tree per index root. The legacy rule puts all 4,500 ids in
+    /// one directory, past the HAMT threshold: at the small budget its names go to disk.
     #[tokio::test]
     async fn the_streamed_tip_tree_is_the_whole_tree() {
         let mut files = Vec::new();
-        for i in 0..400 {
+        for i in 0..4500 {
             let id = EntityId::parse(&format!("01J8ME3H{i:018}")).unwrap();
             let tip = cid_v1(DAG_CBOR, id.as_str().as_bytes());
             for rule in ShardRule::ALL {
@@ -744,7 +757,7 @@ mod tests {
             let mut roots = Vec::new();
             while let Some(first) = head(&mut items).unwrap() {
                 let r = first.0.root.clone();
-                let tree = write_tree_car(&path, &r, &mut items).await.unwrap();
+                let (tree, _) = write_tree_car(&path, &r, &mut items, budget).unwrap();
                 let (want, blocks) = whole(&r);
                 assert_eq!(tree.root, want, "{r}");
                 let mut car = open(&path, ReaderOptions::default()).unwrap();

@@ -106,7 +106,7 @@ pub struct RestoreOptions {
     pub wait: Duration,
     pub concurrency: usize,
     /// Bound on one `dag/import` (sending the file, storing and pinning its roots); `None`:
-    /// by the bytes imported ([`crate::kubo::import_bound`]).
+    /// by the bytes and blocks imported ([`crate::kubo::import_bound`]).
     pub import_timeout: Option<Duration>,
     /// How the archive is verified; its `budget` (the tool's memory budget) is the plan's too.
     pub verify: VerifyCarOptions,
@@ -293,21 +293,23 @@ impl Outcome for RestoreReport {
     }
 }
 
-/// The bound on one `dag/import` of `bytes` ([`crate::kubo::import_bound`]), said in the log:
-/// the wait's heartbeat (every 10 s) repeats it.
-pub(crate) fn import_within(explicit: Option<Duration>, bytes: u64) -> Duration {
-    let within = crate::kubo::import_bound(explicit, bytes);
+/// The bound on one `dag/import` of `bytes` in `blocks` blocks
+/// ([`crate::kubo::import_bound`]), said in the log: the wait's heartbeat (every 10 s) repeats
+/// it.
+pub(crate) fn import_within(explicit: Option<Duration>, bytes: u64, blocks: u64) -> Duration {
+    let within = crate::kubo::import_bound(explicit, bytes, blocks);
     let rule = if explicit.is_some() {
         "set by --import-timeout".to_string()
     } else {
         format!(
-            "by size: the larger of {} s and {} MiB/s",
+            "by size: the larger of {} s, {} MiB/s and {} blocks/s",
             crate::kubo::IMPORT_FLOOR.as_secs(),
-            crate::kubo::IMPORT_MIN_RATE / (1024 * 1024)
+            crate::kubo::IMPORT_MIN_RATE / (1024 * 1024),
+            crate::kubo::IMPORT_MIN_BLOCK_RATE
         )
     };
     tracing::info!(
-        "dag/import of {bytes} bytes: the node's answer is awaited for at most {} s ({rule})",
+        "dag/import of {bytes} bytes in {blocks} blocks: the node's answer is awaited for at most {} s ({rule})",
         within.as_secs()
     );
     within

@@ -99,8 +99,9 @@ struct Args {
     index_root: String,
     /// Seconds one dag/import may take: sending the archive, storing it and pinning its roots
     /// (sent to the node as its timeout; the upload itself must progress within --timeout).
-    /// Default: by the bytes imported, the larger of 600 s and bytes / 2 MiB/s (4 GB: 32 min,
-    /// 100 GB: 13 h); an explicit value wins whatever the size
+    /// Default: by what is imported, the largest of 600 s, bytes / 2 MiB/s and blocks / 1,000
+    /// a second (4 GB: 32 min, 6.5M blocks: 1 h 48 min, 100 GB: 13 h); an explicit value wins
+    /// whatever the size
     #[arg(long, env = "ARKE_IMPORT_TIMEOUT", value_name = "SECS")]
     import_timeout: Option<u64>,
     /// Concurrent tip writes and read-backs

@@ -46,7 +46,7 @@ pub(super) async fn apply(
     let dir = tempfile::tempdir().context("temp dir for the entities' blocks")?;
     let path = dir.path().join("entities.car");
     let (anchors, blocks) = write_car(&w.chain.source(), &todo, &path).await?;
-    import(kubo, w.import_timeout, &path, &anchors, progress).await?;
+    import(kubo, w.import_timeout, &path, (&anchors, blocks), progress).await?;
     drop(dir);
     report.blocks_imported = blocks;
     for (e, a) in todo.iter().zip(&anchors) {
@@ -127,7 +127,7 @@ async fn import(
     kubo: &Kubo,
     import_timeout: Option<std::time::Duration>,
     path: &Path,
-    anchors: &[Cid],
+    (anchors, blocks): (&[Cid], u64),
     progress: &Progress,
 ) -> anyhow::Result<()> {
     let size = std::fs::metadata(path).map_or(0, |m| m.len());
@@ -136,7 +136,7 @@ async fn import(
         .dag_import_parts(
             &[ImportPart { path, roots: None }],
             true,
-            crate::restore::import_within(import_timeout, size),
+            crate::restore::import_within(import_timeout, size, blocks),
         )
         .await
         .context("importing the entities' blocks")?;

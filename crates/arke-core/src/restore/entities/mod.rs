@@ -61,7 +61,8 @@ pub struct EntityRestoreOptions {
     /// How long to wait for the node to answer.
     pub wait: Duration,
     pub concurrency: usize,
-    /// Bound on the `dag/import`; `None`: by its bytes ([`crate::kubo::import_bound`]).
+    /// Bound on the `dag/import`; `None`: by its bytes and blocks
+    /// ([`crate::kubo::import_bound`]).
     pub import_timeout: Option<Duration>,
     /// The tool's memory budget: each archive's index goes to disk past it.
     pub budget: MemoryBudget,
