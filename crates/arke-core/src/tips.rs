@@ -216,7 +216,8 @@ pub(crate) struct FoundTip {
 }
 
 impl FoundTip {
-    fn key(&self) -> (&str, bool, &str) {
+    /// Its place: the entity, the worker's path first, the path.
+    pub(crate) fn key(&self) -> (&str, bool, &str) {
         (
             &self.id,
             self.file.rule != ShardRule::Worker,
@@ -302,23 +303,41 @@ pub(crate) async fn walk_index<N: NodeRead, K: ScanSink>(
     Ok(walked)
 }
 
-/// A node whose tips a plan reads in bulk: Kubo with one export per root ([`scan_tips`]), the
+/// A node whose tips a plan reads in bulk: Kubo with one export per root ([`scan_tips_sorted`]), the
 /// node in memory of the plans' unit tests by its files ([`scan_files`]).
 pub(crate) trait TipsRead: NodeRead {
-    /// Every tip under `root`, classified; a root that does not exist is an empty index.
-    fn scan_tips(&self, root: &str) -> impl Future<Output = Result<TipScan, IndexError>> + Send;
+    /// Every tip file under `root` into `found` ([`scan_tips_sorted`]: on disk past its
+    /// budget), the strays and bad files in the scan.
+    fn scan_tips_sorted(
+        &self,
+        root: &str,
+        found: SortedRuns<FoundTip>,
+    ) -> impl Future<Output = Result<(TipScan, SortedRuns<FoundTip>), IndexError>> + Send;
 }
 
 impl TipsRead for Kubo {
-    async fn scan_tips(&self, root: &str) -> Result<TipScan, IndexError> {
-        scan_tips(self, root, &std::env::temp_dir()).await
+    async fn scan_tips_sorted(
+        &self,
+        root: &str,
+        found: SortedRuns<FoundTip>,
+    ) -> Result<(TipScan, SortedRuns<FoundTip>), IndexError> {
+        scan_tips_sorted(self, root, &std::env::temp_dir(), found).await
     }
 }
 
 #[cfg(test)]
 impl TipsRead for crate::kubo::memory::MemoryNode {
-    async fn scan_tips(&self, root: &str) -> Result<TipScan, IndexError> {
-        Ok(scan_files(root, self.files_under(root)))
+    async fn scan_tips_sorted(
+        &self,
+        root: &str,
+        found: SortedRuns<FoundTip>,
+    ) -> Result<(TipScan, SortedRuns<FoundTip>), IndexError> {
+        let mut sink = FoundSink {
+            scan: TipScan::default(),
+            found,
+        };
+        scan_files_into(root, self.files_under(root), &mut sink)?;
+        Ok((sink.scan, sink.found))
     }
 }
 
@@ -494,6 +513,17 @@ fn add_tip(scan: &mut TipScan, id: String, found: TipFile) {
 #[cfg(test)]
 pub(crate) fn scan_files(root: &str, files: Vec<(String, bytes::Bytes)>) -> TipScan {
     let mut scan = TipScan::default();
+    scan_files_into(root, files, &mut scan).unwrap_or_default();
+    scan
+}
+
+/// [`scan_files`] into any sink (strays once each, in path order, after the files).
+#[cfg(test)]
+fn scan_files_into(
+    root: &str,
+    files: Vec<(String, bytes::Bytes)>,
+    scan: &mut impl ScanSink,
+) -> Result<(), IndexError> {
     let mut strays = std::collections::BTreeSet::new();
     for (rel, data) in files {
         let parts: Vec<&str> = rel.split('/').collect();
@@ -516,7 +546,7 @@ pub(crate) fn scan_files(root: &str, files: Vec<(String, bytes::Bytes)>) -> TipS
         let tip = match tip_of(&data) {
             Ok(tip) => tip,
             Err(reason) => {
-                scan.bad.push(BadTip {
+                scan.bad(BadTip {
                     id: loc.id.as_str().to_string(),
                     file: crate::ipld::cid_v1(crate::ipld::RAW, &data),
                     path,
@@ -530,10 +560,10 @@ pub(crate) fn scan_files(root: &str, files: Vec<(String, bytes::Bytes)>) -> TipS
             path,
             rule: loc.rules[0],
         };
-        add_tip(&mut scan, loc.id.as_str().to_string(), found);
+        scan.tip(loc.id.as_str().to_string(), found)?;
     }
-    scan.strays = strays.into_iter().collect();
-    scan
+    strays.into_iter().for_each(|p| scan.stray(p));
+    Ok(())
 }
 
 /// The CID a tip file's content names (the one parser of tip files, also used for the
@@ -874,7 +904,7 @@ mod tests {
             node.write_file(&format!("{root}/{stray}"), "x");
         }
         node.write_file("/arke/index_pointer", "{}");
-        let scan = node.scan_tips(root).await.unwrap();
+        let scan = scan_files(root, node.files_under(root));
         let tip = &scan.tips[id.as_str()];
         assert_eq!((tip.tip, tip.path.as_str()), (a, worker.as_str()));
         assert_eq!(scan.conflicts.len(), 1);
@@ -886,6 +916,26 @@ mod tests {
             .map(|s| format!("{root}/{s}"))
             .collect();
         assert_eq!(scan.strays, strays);
-        assert!(node.scan_tips("/arke/none").await.unwrap().tips.is_empty());
+        assert!(
+            scan_files("/arke/none", node.files_under("/arke/none"))
+                .tips
+                .is_empty()
+        );
+        // Sorted, every tip file is kept (the worker's first), with the same strays and bad.
+        let runs = SortedRuns::new(crate::spill::MemoryBudget::new(1), "test");
+        let (sorted, found) = node.scan_tips_sorted(root, runs).await.unwrap();
+        let found: Vec<FoundTip> = found
+            .finish()
+            .unwrap()
+            .iter()
+            .unwrap()
+            .map(|f| f.unwrap())
+            .collect();
+        let files: Vec<(&str, Cid)> = found
+            .iter()
+            .map(|f| (f.file.path.as_str(), f.file.tip))
+            .collect();
+        assert_eq!(files, [(worker.as_str(), a), (legacy.as_str(), b)]);
+        assert_eq!((sorted.strays, sorted.bad), (scan.strays, scan.bad));
     }
 }

@@ -302,7 +302,7 @@ pub(crate) fn import_within(explicit: Option<Duration>, bytes: u64, blocks: u64)
         "set by --import-timeout".to_string()
     } else {
         format!(
-            "by size: the larger of {} s, {} MiB/s and {} blocks/s",
+            "by size: the largest of {} s, {} MiB/s and {} blocks/s",
             crate::kubo::IMPORT_FLOOR.as_secs(),
             crate::kubo::IMPORT_MIN_RATE / (1024 * 1024),
             crate::kubo::IMPORT_MIN_BLOCK_RATE

@@ -3,7 +3,7 @@
 //! in memory: `plan_tests.rs`) before anything is written. `--dry-run` prints it;
 //! [`super::apply`] carries it out.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -26,7 +26,7 @@ use crate::model::{IndexPointer, Manifest, cid_as_string, opt_cid_as_string};
 use crate::report::{Exit, Progress};
 use crate::shard::{EntityId, ShardRule, TEST_INDEX_ROOT};
 use crate::spill::{MemoryBudget, SortedRuns, head, take};
-use crate::tips::TipsRead;
+use crate::tips::{FoundTip, TipsRead};
 
 pub use super::lists::Numbered;
 use super::lists::{self, Listed, Sequenced};
@@ -343,7 +343,8 @@ pub(super) async fn decide<N: TipsRead>(
         warnings,
     } = side;
     let tip_files = tip_files(&read.tips, opts.shard.rules(), &opts.index_root, budget)?;
-    let (state, node_index) = inspect_node(node, opts, read.archive.root, &read.tips).await?;
+    let (state, node_index) =
+        inspect_node(node, opts, read.archive.root, &read.tips, budget).await?;
     let mut plan = assemble(read, state, &node_index, tip_files, opts, warnings)?;
     // The last fact of "completed": the root's recursive pin the import made is still there.
     if plan.report.already_restored && plan.newest().pin_root {
@@ -963,19 +964,104 @@ async fn pin_split(
     Ok((complete, Listed::finished(outside)?))
 }
 
-/// What the index roots hold before the restore.
-#[derive(Debug, Default)]
+/// What the index roots hold before the restore: every tip file in the plan's tip files' own
+/// order (by id, the worker's path first, then by path: [`FoundTip`]), so that each question
+/// the plan asks of it is one merge with a list of the plan's, and nothing of it is per entity
+/// in RAM (a rerun or a `--force` restore over a 1M-entity index held 1.2 GB in maps).
+#[derive(Debug)]
 pub(super) struct NodeIndex {
-    /// One tip per entity (the worker's path wins).
-    pub(super) tips: HashMap<String, Cid>,
-    /// Every tip file by path, both rules.
-    pub(super) tip_files: HashMap<String, Cid>,
+    /// Every tip file, both rules; on disk past its share of the budget.
+    pub(super) files: Listed<FoundTip>,
+    /// Entities with at least one tip file.
+    pub(super) entities: u64,
     /// Entries that are not tip files (`notes.txt`, `AB/CD/README`, a file named like a shard).
     pub(super) foreign: Vec<String>,
     /// Index roots that exist and hold nothing at all.
     pub(super) empty_roots: Vec<String>,
     /// An index root holds something (tips, foreign entries, or empty directories).
     pub(super) has_content: bool,
+}
+
+impl NodeIndex {
+    /// `files` in any order.
+    #[cfg(test)]
+    pub(super) fn new(files: Vec<FoundTip>, budget: MemoryBudget) -> std::io::Result<NodeIndex> {
+        let files = Listed::collect(lists::share(budget), "restore: the node's tip files", files)?;
+        let entities = distinct_ids(&files)?;
+        Ok(NodeIndex {
+            files,
+            entities,
+            foreign: Vec::new(),
+            empty_roots: Vec::new(),
+            has_content: false,
+        })
+    }
+
+    /// The CID the node holds at each of `jobs`' paths (`None`: no tip file there), in the
+    /// jobs' order; `f` returns false to stop.
+    fn each_held(
+        &self,
+        jobs: &Listed<TipWrite>,
+        mut f: impl FnMut(&TipWrite, Option<Cid>) -> bool,
+    ) -> std::io::Result<()> {
+        let mut files = self.files.iter()?.peekable();
+        for w in jobs.iter()? {
+            let w = w?;
+            let key = (w.id.as_str(), w.rule != ShardRule::Worker, w.path.as_str());
+            let mut held = None;
+            while let Some(file) = head(&mut files)? {
+                match file.key().cmp(&key) {
+                    std::cmp::Ordering::Less => {}
+                    std::cmp::Ordering::Equal => held = Some(file.file.tip),
+                    std::cmp::Ordering::Greater => break,
+                }
+                take(&mut files)?;
+            }
+            if !f(&w, held) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// The planned tips the node does not hold as the entity's tip (its worker path's file
+    /// when it has one, as a scan keeps it).
+    fn tips_to_change(&self, tips: &Listed<PlannedTip>) -> std::io::Result<u64> {
+        let mut files = self.files.iter()?.peekable();
+        let mut changed = 0;
+        for p in tips.iter()? {
+            let p = p?;
+            let mut kept = None;
+            while let Some(file) = head(&mut files)? {
+                match file.id.as_str().cmp(p.id.as_str()) {
+                    std::cmp::Ordering::Less => {}
+                    std::cmp::Ordering::Equal => {
+                        kept.get_or_insert(file.file.tip);
+                    }
+                    std::cmp::Ordering::Greater => break,
+                }
+                take(&mut files)?;
+            }
+            if !kept.is_some_and(|c| same_block(&c, &p.tip)) {
+                changed += 1;
+            }
+        }
+        Ok(changed)
+    }
+}
+
+/// The ids in a list sorted by id.
+fn distinct_ids(files: &Listed<FoundTip>) -> std::io::Result<u64> {
+    let mut last: Option<String> = None;
+    let mut n = 0;
+    for f in files.iter()? {
+        let f = f?;
+        if last.as_deref() != Some(f.id.as_str()) {
+            n += 1;
+            last = Some(f.id);
+        }
+    }
+    Ok(n)
 }
 
 /// Reads what the node holds: the marker of an unfinished restore, the pointer, the index
@@ -985,6 +1071,7 @@ async fn inspect_node<N: TipsRead>(
     opts: &RestoreOptions,
     root: Cid,
     tips: &Listed<PlannedTip>,
+    budget: MemoryBudget,
 ) -> anyhow::Result<(NodeState, NodeIndex)> {
     let marker = marker_path(&opts.pointer_path);
     let (resumed, other_marker) = match kubo.files_read(&marker).await {
@@ -1009,18 +1096,8 @@ async fn inspect_node<N: TipsRead>(
     if test_network {
         roots.push(TEST_INDEX_ROOT.to_string());
     }
-    let node_index = read_node_index(kubo, &roots).await?;
-    let existing = &node_index.tips;
-    let mut tips_to_change = 0;
-    for p in tips.iter()? {
-        let p = p?;
-        if !existing
-            .get(p.id.as_str())
-            .is_some_and(|c| same_block(c, &p.tip))
-        {
-            tips_to_change += 1;
-        }
-    }
+    let node_index = read_node_index(kubo, &roots, budget).await?;
+    let tips_to_change = node_index.tips_to_change(tips)?;
     let node = NodeState {
         resumed,
         marker,
@@ -1029,40 +1106,50 @@ async fn inspect_node<N: TipsRead>(
             latest_snapshot: p.pointer.latest_snapshot_cid,
             event_head: p.pointer.event_head,
         }),
-        existing_tips: existing.len() as u64,
+        existing_tips: node_index.entities,
         tips_to_change,
     };
     Ok((node, node_index))
 }
 
-async fn read_node_index<N: TipsRead>(kubo: &N, roots: &[String]) -> anyhow::Result<NodeIndex> {
-    let mut found = NodeIndex::default();
+async fn read_node_index<N: TipsRead>(
+    kubo: &N,
+    roots: &[String],
+    budget: MemoryBudget,
+) -> anyhow::Result<NodeIndex> {
+    let mut found = SortedRuns::new(lists::share(budget), "restore: the node's tip files");
+    let mut foreign = Vec::new();
+    let mut empty_roots = Vec::new();
+    let mut has_content = false;
     for r in roots {
         if kubo.files_stat_opt(r).await?.is_none() {
             continue;
         }
         if kubo.files_ls(r).await?.is_empty() {
-            found.empty_roots.push(r.clone());
+            empty_roots.push(r.clone());
             continue;
         }
-        found.has_content = true;
-        let scan = kubo
-            .scan_tips(r)
+        has_content = true;
+        tracing::info!("reading the tip files under {r}");
+        let (scan, runs) = kubo
+            .scan_tips_sorted(r, found)
             .await
             .with_context(|| format!("reading the tips under {r}"))?;
-        for (id, tf) in scan.tips {
-            found.tip_files.insert(tf.path.clone(), tf.tip);
-            found.tips.insert(id, tf.tip);
-        }
-        for (_, tf) in scan.conflicts {
-            found.tip_files.insert(tf.path, tf.tip);
-        }
-        found.foreign.extend(scan.strays);
+        found = runs;
+        foreign.extend(scan.strays);
         // A damaged tip file is at a tip path: replacing it is a change the operator must see
         // (and allow with --force); treating it as foreign keeps it listed and refused.
-        found.foreign.extend(scan.bad.into_iter().map(|b| b.path));
+        foreign.extend(scan.bad.into_iter().map(|b| b.path));
     }
-    Ok(found)
+    let files = Listed::finished(found)?;
+    let entities = distinct_ids(&files)?;
+    Ok(NodeIndex {
+        files,
+        entities,
+        foreign,
+        empty_roots,
+        has_content,
+    })
 }
 
 /// The plan from what the archive and the node hold: how tips are written, what becomes of
@@ -1076,7 +1163,7 @@ fn assemble(
     warnings: Vec<String>,
 ) -> anyhow::Result<RestorePlan> {
     // The tree replaces the whole index root: only when nothing is there.
-    let tree = node_index.tips.is_empty() && !node_index.has_content;
+    let tree = node_index.entities == 0 && !node_index.has_content;
     // Files replaced whole: the pointer, and another archive's unfinished-restore marker.
     let replaced: Vec<&str> = [
         node.existing_pointer
@@ -1156,17 +1243,12 @@ fn restored_here(
     if node.resumed || node.other_marker || !pointer_names_it || !changes.blocking.is_empty() {
         return Ok(false);
     }
-    for w in jobs.iter()? {
-        let w = w?;
-        if !index
-            .tip_files
-            .get(&w.path)
-            .is_some_and(|c| same_block(c, &w.tip))
-        {
-            return Ok(false);
-        }
-    }
-    Ok(true)
+    let mut all = true;
+    index.each_held(jobs, |w, held| {
+        all = held.is_some_and(|c| same_block(&c, &w.tip));
+        all
+    })?;
+    Ok(all)
 }
 
 /// Every tip file the plan writes, each path once (with `--shard-rule both` the two rules
@@ -1246,17 +1328,13 @@ fn plan_changes(
         node.empty_roots.iter().for_each(|r| c.would_remove.push(r));
     }
     replaced.iter().for_each(|p| c.would_change.push(p));
-    if !node.tip_files.is_empty() {
-        for w in jobs.iter()? {
-            let w = w?;
-            if node
-                .tip_files
-                .get(&w.path)
-                .is_some_and(|c| !same_block(c, &w.tip))
-            {
+    if !node.files.is_empty() {
+        node.each_held(jobs, |w, held| {
+            if held.is_some_and(|h| !same_block(&h, &w.tip)) {
                 c.would_change.push(&w.path);
             }
-        }
+            true
+        })?;
     }
     Ok(c)
 }
@@ -1613,6 +1691,18 @@ mod tests {
         assert_eq!(json["tip_files_total"], LISTED as u64 + 5);
     }
 
+    /// The node's tip file at `w`'s path, holding `tip`.
+    fn held(w: &TipWrite, tip: Cid) -> FoundTip {
+        FoundTip {
+            id: w.id.clone(),
+            file: crate::tips::TipFile {
+                tip,
+                path: w.path.clone(),
+                rule: w.rule,
+            },
+        }
+    }
+
     /// A foreign entry on the way to a tip path blocks; one beside it is kept; a tip file
     /// holding another CID and the pointer are changes.
     #[test]
@@ -1621,18 +1711,18 @@ mod tests {
         let plan = plan_of(&["01J8ME3HXYZW", "01J8ME3HABCD"], tip);
         let listed = tip_writes(&plan, ShardChoice::Worker.rules(), "/arke/index");
         let jobs = all(&listed);
+        let files = vec![
+            held(&jobs[0], ipld::cid_v1(ipld::RAW, b"old")),
+            held(&jobs[1], tip),
+        ];
         let node = NodeIndex {
-            tip_files: HashMap::from([
-                (jobs[0].path.clone(), ipld::cid_v1(ipld::RAW, b"old")),
-                (jobs[1].path.clone(), tip),
-            ]),
             foreign: vec![
                 "/arke/index/notes.txt".into(),
                 "/arke/index/XY".into(),
                 "/arke/index/AB/CD/README".into(),
             ],
             has_content: true,
-            ..NodeIndex::default()
+            ..NodeIndex::new(files, MemoryBudget::default()).unwrap()
         };
         let c = plan_changes(&node, &listed, &["/arke/index_pointer"], false).unwrap();
         assert_eq!(c.blocking, ["/arke/index/XY"]);
@@ -1676,8 +1766,7 @@ mod tests {
                 existing_tips: 1,
                 ..NodeState::default()
             };
-            let mut index = NodeIndex::default();
-            index.tip_files.insert(jobs[0].path.clone(), tip);
+            let index = NodeIndex::new(vec![held(&jobs[0], tip)], MemoryBudget::new(1)).unwrap();
             (node, index, PlannedChanges::default())
         };
         type Damage = fn(&mut NodeState, &mut NodeIndex, &mut PlannedChanges);
@@ -1707,13 +1796,24 @@ mod tests {
                 |n, _, _| n.existing_pointer.as_mut().unwrap().event_head = None,
                 false,
             ),
-            ("a tip file missing", |_, i, _| i.tip_files.clear(), false),
+            (
+                "a tip file missing",
+                |_, i, _| *i = NodeIndex::new(Vec::new(), MemoryBudget::default()).unwrap(),
+                false,
+            ),
             (
                 "a tip file holding another CID",
                 |_, i, _| {
-                    for c in i.tip_files.values_mut() {
-                        *c = ipld::cid_v1(ipld::RAW, b"n");
-                    }
+                    let files: Vec<FoundTip> =
+                        i.files.iter().unwrap().map(|f| f.unwrap()).collect();
+                    let other = files
+                        .into_iter()
+                        .map(|mut f| {
+                            f.file.tip = ipld::cid_v1(ipld::RAW, b"n");
+                            f
+                        })
+                        .collect();
+                    *i = NodeIndex::new(other, MemoryBudget::default()).unwrap();
                 },
                 false,
             ),
