@@ -706,6 +706,9 @@ async fn a_completed_restore_run_again_is_a_no_op() {
         assert_eq!(out.status.code(), Some(0), "{}", err(&out));
         assert!(err(&out).contains("already restored"), "{}", err(&out));
         assert!(err(&out).contains("nothing to do"), "{}", err(&out));
+        // Known by the index root's CID, the tree of the plan's tip files: not exported.
+        let known = "/arke/index is the tree of the plan's 30 tip files under it (its CID)";
+        assert!(err(&out).contains(known), "{}", err(&out));
         let again: Value = serde_json::from_slice(&out.stdout).unwrap();
         assert_eq!(again["already_restored"], true, "{again}");
         assert_eq!(again["tips_written"], 0);

@@ -354,7 +354,10 @@ async fn write_tips(
 
 /// The plan's tip files in path order, index root first (the tree's order and the
 /// read-back's), sorted within the apply's budget.
-fn by_path(files: &Listed<TipWrite>, budget: MemoryBudget) -> anyhow::Result<Listed<ByPath>> {
+pub(super) fn by_path(
+    files: &Listed<TipWrite>,
+    budget: MemoryBudget,
+) -> anyhow::Result<Listed<ByPath>> {
     let mut runs = SortedRuns::new(lists::share(budget), "restore: tip files by path");
     for w in files.iter()? {
         runs.push(ByPath(w?))?;

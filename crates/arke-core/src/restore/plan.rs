@@ -118,6 +118,20 @@ impl PartialOrd for TipWrite {
     }
 }
 
+/// A tip file the plan writes, as a scan of the node would find it once written.
+impl From<TipWrite> for FoundTip {
+    fn from(w: TipWrite) -> FoundTip {
+        FoundTip {
+            id: w.id,
+            file: crate::tips::TipFile {
+                tip: w.tip,
+                path: w.path,
+                rule: w.rule,
+            },
+        }
+    }
+}
+
 /// One archive file: imported with one `dag/import`, its blocks pinned.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct ArchivePlan {
@@ -343,8 +357,8 @@ pub(super) async fn decide<N: TipsRead>(
         warnings,
     } = side;
     let tip_files = tip_files(&read.tips, opts.shard.rules(), &opts.index_root, budget)?;
-    let (state, node_index) =
-        inspect_node(node, opts, read.archive.root, &read.tips, budget).await?;
+    let lists = (&read.tips, &tip_files);
+    let (state, node_index) = inspect_node(node, opts, read.archive.root, lists, budget).await?;
     let mut plan = assemble(read, state, &node_index, tip_files, opts, warnings)?;
     // The last fact of "completed": the root's recursive pin the import made is still there.
     if plan.report.already_restored && plan.newest().pin_root {
@@ -1070,7 +1084,7 @@ async fn inspect_node<N: TipsRead>(
     kubo: &N,
     opts: &RestoreOptions,
     root: Cid,
-    tips: &Listed<PlannedTip>,
+    (tips, jobs): (&Listed<PlannedTip>, &Listed<TipWrite>),
     budget: MemoryBudget,
 ) -> anyhow::Result<(NodeState, NodeIndex)> {
     let marker = marker_path(&opts.pointer_path);
@@ -1096,7 +1110,7 @@ async fn inspect_node<N: TipsRead>(
     if test_network {
         roots.push(TEST_INDEX_ROOT.to_string());
     }
-    let node_index = read_node_index(kubo, &roots, budget).await?;
+    let node_index = read_node_index(kubo, &roots, jobs, budget).await?;
     let tips_to_change = node_index.tips_to_change(tips)?;
     let node = NodeState {
         resumed,
@@ -1112,24 +1126,43 @@ async fn inspect_node<N: TipsRead>(
     Ok((node, node_index))
 }
 
+/// Every tip file under `roots`, and what else they hold. A root whose CID is the tree of the
+/// plan's own tip files under it (a rerun of a restore that completed) holds exactly those: it
+/// is not exported (at 1M entities the node's export of the index took 10 minutes).
 async fn read_node_index<N: TipsRead>(
     kubo: &N,
     roots: &[String],
+    jobs: &Listed<TipWrite>,
     budget: MemoryBudget,
 ) -> anyhow::Result<NodeIndex> {
     let mut found = SortedRuns::new(lists::share(budget), "restore: the node's tip files");
     let mut foreign = Vec::new();
     let mut empty_roots = Vec::new();
     let mut has_content = false;
+    let mut by_path = None;
     for r in roots {
-        if kubo.files_stat_opt(r).await?.is_none() {
+        let Some(stat) = kubo.files_stat_opt(r).await? else {
             continue;
-        }
+        };
         if kubo.files_ls(r).await?.is_empty() {
             empty_roots.push(r.clone());
             continue;
         }
         has_content = true;
+        let by_path = match &by_path {
+            Some(b) => b,
+            None => by_path.insert(super::apply::by_path(jobs, budget)?),
+        };
+        if let Some(tips) = planned_tree_at(r, stat.cid, by_path, budget)? {
+            tracing::info!("{r} is the tree of the plan's {tips} tip files under it (its CID)");
+            for w in jobs.iter()? {
+                let w = w?;
+                if w.root == *r {
+                    found.push(FoundTip::from(w))?;
+                }
+            }
+            continue;
+        }
         tracing::info!("reading the tip files under {r}");
         let (scan, runs) = kubo
             .scan_tips_sorted(r, found)
@@ -1150,6 +1183,28 @@ async fn read_node_index<N: TipsRead>(
         empty_roots,
         has_content,
     })
+}
+
+/// The number of the plan's tip files under `root` when the tree they make is `cid`.
+fn planned_tree_at(
+    root: &str,
+    cid: Cid,
+    by_path: &Listed<lists::ByPath>,
+    budget: MemoryBudget,
+) -> anyhow::Result<Option<u64>> {
+    let mut builder = crate::unixfs::TipTreeBuilder::new(lists::share(budget));
+    let discard = &mut |_: Cid, _: Vec<u8>| {};
+    for w in by_path.iter()? {
+        let w = w?.0;
+        if w.root == root {
+            let id = EntityId::parse(&w.id)?;
+            builder
+                .push(&id, w.rule, &w.tip, discard)
+                .map_err(|e| anyhow::anyhow!(e))?;
+        }
+    }
+    let tree = builder.finish(discard).map_err(|e| anyhow::anyhow!(e))?;
+    Ok((tree.tips > 0 && same_block(&tree.root, &cid)).then_some(tree.tips))
 }
 
 /// The plan from what the archive and the node hold: how tips are written, what becomes of
