@@ -53,7 +53,7 @@ pub(super) async fn apply(
     }
 
     let t = Instant::now();
-    let by_path = by_path(&plan.tip_files, writing.budget)?;
+    let by_path = lists::by_path(&plan.tip_files, writing.budget)?;
     let (placed, unchanged) = write_tips(kubo, &writing, &plan, &by_path, progress).await?;
     let written = placed.written;
     d.tips = t.elapsed().as_secs_f64();
@@ -350,19 +350,6 @@ async fn write_tips(
             Ok((placed, unchanged))
         }
     }
-}
-
-/// The plan's tip files in path order, index root first (the tree's order and the
-/// read-back's), sorted within the apply's budget.
-pub(super) fn by_path(
-    files: &Listed<TipWrite>,
-    budget: MemoryBudget,
-) -> anyhow::Result<Listed<ByPath>> {
-    let mut runs = SortedRuns::new(lists::share(budget), "restore: tip files by path");
-    for w in files.iter()? {
-        runs.push(ByPath(w?))?;
-    }
-    Ok(Listed::finished(runs)?)
 }
 
 /// Into empty index roots: one tree per root, built locally directory by directory from the
@@ -751,7 +738,7 @@ mod tests {
         let path = dir.path().join("tips.car");
         for budget in [MemoryBudget::new(1024), MemoryBudget::default()] {
             let listed = Listed::collect(budget, "test tip files", files.clone()).unwrap();
-            let by_path = by_path(&listed, budget).unwrap();
+            let by_path = lists::by_path(&listed, budget).unwrap();
             assert_eq!(
                 by_path.spilled(),
                 budget.bytes() < MemoryBudget::DEFAULT_BYTES

@@ -151,6 +151,19 @@ impl Record for TipWrite {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct ByPath(pub(crate) TipWrite);
 
+/// The plan's tip files in path order, index root first (the tree's order and the
+/// read-back's), sorted within `budget`'s share.
+pub(crate) fn by_path(
+    files: &Listed<TipWrite>,
+    budget: MemoryBudget,
+) -> io::Result<Listed<ByPath>> {
+    let mut runs = SortedRuns::new(share(budget), "restore: tip files by path");
+    for w in files.iter()? {
+        runs.push(ByPath(w?))?;
+    }
+    Listed::finished(runs)
+}
+
 impl Ord for ByPath {
     fn cmp(&self, o: &Self) -> std::cmp::Ordering {
         (&self.0.root, &self.0.path, &self.0.tip).cmp(&(&o.0.root, &o.0.path, &o.0.tip))

@@ -1151,7 +1151,7 @@ async fn read_node_index<N: TipsRead>(
         has_content = true;
         let by_path = match &by_path {
             Some(b) => b,
-            None => by_path.insert(super::apply::by_path(jobs, budget)?),
+            None => by_path.insert(lists::by_path(jobs, budget)?),
         };
         if let Some(tips) = planned_tree_at(r, stat.cid, by_path, budget)? {
             tracing::info!("{r} is the tree of the plan's {tips} tip files under it (its CID)");
