@@ -303,8 +303,9 @@ pub(crate) async fn walk_index<N: NodeRead, K: ScanSink>(
     Ok(walked)
 }
 
-/// A node whose tips a plan reads in bulk: Kubo with one export per root ([`scan_tips_sorted`]), the
-/// node in memory of the plans' unit tests by its files ([`scan_files`]).
+/// A node whose tips a plan reads in bulk: Kubo with one export per root
+/// ([`scan_tips_sorted`]), the node in memory of the plans' unit tests by its files
+/// ([`scan_files`]).
 pub(crate) trait TipsRead: NodeRead {
     /// Every tip file under `root` into `found` ([`scan_tips_sorted`]: on disk past its
     /// budget), the strays and bad files in the scan.
@@ -513,7 +514,7 @@ fn add_tip(scan: &mut TipScan, id: String, found: TipFile) {
 #[cfg(test)]
 pub(crate) fn scan_files(root: &str, files: Vec<(String, bytes::Bytes)>) -> TipScan {
     let mut scan = TipScan::default();
-    scan_files_into(root, files, &mut scan).unwrap_or_default();
+    scan_files_into(root, files, &mut scan).expect("a scan into a TipScan cannot fail");
     scan
 }
 
