@@ -761,6 +761,49 @@ async fn a_completed_restore_run_again_is_a_no_op() {
     }
 }
 
+/// A completed `--shard-rule both` restore is recognised when its index is read back file by
+/// file (a foreign file beside the tips: the index root is not the plan's tree): every tip
+/// file of both rules is found at its path, the legacy ones holding the same tip as the
+/// worker's included (the scan that kept one tip per entity dropped those, and the rerun was
+/// not a no-op).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_both_rules_restore_run_again_beside_a_foreign_file_is_a_no_op() {
+    let (src, _) = Source::generate(
+        "both-again",
+        GenConfig {
+            entities: 12,
+            seed: 45,
+            pin: false,
+            ..GenConfig::default()
+        },
+    )
+    .await;
+    src.build();
+    let car = src.export(&[]);
+    let fresh = TestNode::start().unwrap();
+    let kubo = fresh.kubo();
+    let first = restore(fresh.url(), &car, &["--shard-rule", "both"]);
+    assert_eq!(first["already_restored"], false);
+    kubo.files_write(&format!("{ROOT}/notes.txt"), b"kept\n", true)
+        .await
+        .unwrap();
+    let out = restore_cmd(fresh.url(), &car, &["--shard-rule", "both", "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", err(&out));
+    assert!(
+        err(&out).contains("reading the tip files under /arke/index"),
+        "{}",
+        err(&out)
+    );
+    let again: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(again["already_restored"], true, "{again}");
+    assert_eq!(again["tips_written"], 0);
+    assert_eq!(again["foreign_kept"]["count"], 1);
+    assert_eq!(again["existing_tips"], first["entity_count"]);
+    fresh.stop();
+}
+
 /// restore-from-car takes its budget from ARKE_MEMORY_BUDGET (as every tool does): at 1K the
 /// archive's index (37 blocks) goes to disk while the archive is verified, at the default
 /// (variable unset) it stays in memory; the plan is the same.
