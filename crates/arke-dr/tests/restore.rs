@@ -30,6 +30,20 @@ impl Source {
         Source::on_shared_node(&format!("r-{name}"), cfg).await
     }
 
+    /// `entities` generated unpinned from `seed`, a snapshot built, one full archive exported.
+    async fn archived(name: &str, entities: usize, seed: u64) -> (Source, Summary, PathBuf) {
+        let cfg = GenConfig {
+            entities,
+            seed,
+            pin: false,
+            ..GenConfig::default()
+        };
+        let (src, summary) = Source::generate(name, cfg).await;
+        src.build();
+        let car = src.export(&[]);
+        (src, summary, car)
+    }
+
     fn run(&self, bin: &str, args: &[&str]) -> Output {
         Command::new(bin)
             .args([
@@ -479,18 +493,7 @@ async fn restore_faults() {
 /// refused too, naming that block; nothing is written to the node.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refusal_names_the_block() {
-    let (src, summary) = Source::generate(
-        "named",
-        GenConfig {
-            entities: 40,
-            seed: 44,
-            pin: false,
-            ..GenConfig::default()
-        },
-    )
-    .await;
-    src.build();
-    let car = src.export(&[]);
+    let (src, summary, car) = Source::archived("named", 40, 44).await;
     let fresh = TestNode::start().unwrap();
     let kubo = fresh.kubo();
 
@@ -544,18 +547,7 @@ async fn refusal_names_the_block() {
 /// tip path is refused without --force, listed by --dry-run, and replaced with --force.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restore_keeps_what_it_did_not_write() {
-    let (src, summary) = Source::generate(
-        "foreign",
-        GenConfig {
-            entities: 40,
-            seed: 45,
-            pin: false,
-            ..GenConfig::default()
-        },
-    )
-    .await;
-    src.build();
-    let car = src.export(&[]);
+    let (_src, summary, car) = Source::archived("foreign", 40, 45).await;
     let expected: BTreeMap<&str, Cid> = summary
         .entities
         .iter()
@@ -675,18 +667,7 @@ async fn node_state(url: &str, kubo: &Kubo) -> (Vec<String>, Cid, Vec<u8>) {
 /// still needs --force (exit 1); an interrupted run (the marker left) still resumes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_completed_restore_run_again_is_a_no_op() {
-    let (src, summary) = Source::generate(
-        "again",
-        GenConfig {
-            entities: 30,
-            seed: 44,
-            pin: false,
-            ..GenConfig::default()
-        },
-    )
-    .await;
-    src.build();
-    let full = src.export(&[]);
+    let (src, summary, full) = Source::archived("again", 30, 44).await;
     let w = World::new(src.kubo.clone(), &src.root, &src.pointer);
     let id = &summary.entities[0].id;
     w.update(id, true).await.unwrap();
@@ -768,18 +749,7 @@ async fn a_completed_restore_run_again_is_a_no_op() {
 /// not a no-op).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_both_rules_restore_run_again_beside_a_foreign_file_is_a_no_op() {
-    let (src, _) = Source::generate(
-        "both-again",
-        GenConfig {
-            entities: 12,
-            seed: 45,
-            pin: false,
-            ..GenConfig::default()
-        },
-    )
-    .await;
-    src.build();
-    let car = src.export(&[]);
+    let (_src, _, car) = Source::archived("both-again", 12, 45).await;
     let fresh = TestNode::start().unwrap();
     let kubo = fresh.kubo();
     let first = restore(fresh.url(), &car, &["--shard-rule", "both"]);
